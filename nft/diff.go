@@ -1,0 +1,581 @@
+package nft
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Scope limits a Diff to the objects that may have changed, so that a caller that
+// tracks what it touched pays for that and not for the whole table. A nil Scope
+// means everything.
+type Scope struct {
+	// Chains whose definition or rules may differ.
+	Chains map[string]bool
+	// Sets whose definition or whole content may differ.
+	Sets map[string]bool
+	// Elements of a set (by ElementID) that may differ; used for sets not in Sets.
+	Elements map[string]map[string]bool
+}
+
+// Empty reports whether the scope names nothing.
+func (sc *Scope) Empty() bool {
+	return sc != nil && len(sc.Chains) == 0 && len(sc.Sets) == 0 && len(sc.Elements) == 0
+}
+
+// MarkChain, MarkSet and MarkElement record that an object may have changed.
+func (sc *Scope) MarkChain(name string) { markIn(&sc.Chains, name) }
+
+// MarkSet records that a set's definition or content may have changed.
+func (sc *Scope) MarkSet(name string) { markIn(&sc.Sets, name) }
+
+// MarkElement records that one element of a set may have changed.
+func (sc *Scope) MarkElement(set, id string) {
+	if sc.Elements == nil {
+		sc.Elements = map[string]map[string]bool{}
+	}
+	m := sc.Elements[set]
+	if m == nil {
+		m = map[string]bool{}
+		sc.Elements[set] = m
+	}
+	m[id] = true
+}
+
+func (sc *Scope) elements() map[string]map[string]bool {
+	if sc == nil {
+		return nil
+	}
+	return sc.Elements
+}
+
+func markIn(m *map[string]bool, name string) {
+	if *m == nil {
+		*m = map[string]bool{}
+	}
+	(*m)[name] = true
+}
+
+// Diff returns the transaction that turns from into to, restricted to scope (nil:
+// everything). The operations are ordered so the kernel accepts them in one batch:
+// new chains and sets first, then element deletions and additions, then rule
+// replacements, then deletion of chains (flushed first) and sets no longer wanted.
+// Objects whose definition changed are flushed, deleted and recreated within the
+// same batch.
+func Diff(from, to *State, scope *Scope) *Transaction {
+	if from == nil {
+		from = NewState()
+	}
+	var (
+		tx                          Transaction
+		chainNames, setNames        []string
+		recreateChains, recreateSet = map[string]bool{}, map[string]bool{}
+	)
+	if scope == nil {
+		chainNames = union(from.Chains, to.Chains)
+		setNames = union(from.Sets, to.Sets)
+	} else {
+		chainNames = sortedKeys(scope.Chains)
+		setNames = sortedKeys(scope.Sets)
+	}
+
+	// Definitions that changed must be recreated; rules referencing a recreated set
+	// are flushed first (and re-added below).
+	for _, n := range setNames {
+		f, t := from.Sets[n], to.Sets[n]
+		if f != nil && t != nil && !sameSetDef(f, t) {
+			recreateSet[n] = true
+		}
+	}
+	for _, n := range chainNames {
+		f, t := from.Chains[n], to.Chains[n]
+		if f != nil && t != nil && !sameBase(f.Base, t.Base) {
+			recreateChains[n] = true
+		}
+	}
+	flushed := map[string]bool{}
+	var removed Scope // elements already deleted above
+	if len(recreateSet) > 0 || len(recreateChains) > 0 {
+		for _, cn := range sortedKeys(from.Chains) {
+			c := from.Chains[cn]
+			if recreateChains[cn] || referencesAny(c, recreateSet, recreateChains) {
+				tx.ReplaceRules(cn, nil)
+				flushed[cn] = true
+			}
+		}
+		for _, sn := range sortedKeys(from.Sets) {
+			if s := from.Sets[sn]; s.VerdictMap && len(recreateChains) > 0 && !recreateSet[sn] {
+				// Verdict-map elements pointing at a recreated chain must go first.
+				var drop []Element
+				for _, id := range sortedKeys(s.Elements) {
+					e := s.Elements[id]
+					if e.Verdict != nil && recreateChains[e.Verdict.Chain] {
+						drop = append(drop, e)
+					}
+				}
+				if len(drop) > 0 {
+					tx.DeleteElements(sn, drop...)
+					for _, e := range drop {
+						// Re-added by the element pass below.
+						removed.MarkElement(sn, ElementID(s, e))
+					}
+				}
+			}
+		}
+		for _, n := range sortedKeys(recreateChains) {
+			tx.DeleteChain(n)
+		}
+		for _, n := range sortedKeys(recreateSet) {
+			tx.DeleteSet(n)
+		}
+	}
+
+	// Create.
+	for _, n := range chainNames {
+		if t := to.Chains[n]; t != nil && (from.Chains[n] == nil || recreateChains[n]) {
+			tx.AddChain(*t)
+		}
+	}
+	for _, n := range setNames {
+		if t := to.Sets[n]; t != nil && (from.Sets[n] == nil || recreateSet[n]) {
+			tx.AddSet(*t)
+		}
+	}
+
+	// Elements: whole sets in setNames, single elements from scope.Elements.
+	elemSets := setNames
+	if scope != nil || len(removed.Elements) > 0 {
+		elemSets = slices.Clone(setNames)
+		inSets := map[string]bool{}
+		for _, n := range setNames {
+			inSets[n] = true
+		}
+		for _, m := range []map[string]map[string]bool{scope.elements(), removed.Elements} {
+			for n := range m {
+				if !inSets[n] {
+					inSets[n] = true
+					elemSets = append(elemSets, n)
+				}
+			}
+		}
+		slices.Sort(elemSets)
+	}
+	var adds []Op
+	for _, n := range elemSets {
+		t := to.Sets[n]
+		if t == nil {
+			continue // deleted below with its elements
+		}
+		f := from.Sets[n]
+		if recreateSet[n] {
+			f = nil
+		}
+		var ids []string
+		if scope == nil || scope.Sets[n] {
+			ids = unionElems(f, t)
+		} else {
+			ids = sortedKeys(scope.Elements[n])
+		}
+		if gone := removed.Elements[n]; len(gone) > 0 && scope != nil && !scope.Sets[n] {
+			ids = union(scope.Elements[n], gone)
+		}
+		var del, add []Element
+		for _, id := range ids {
+			var fe, te Element
+			var inF, inT bool
+			if f != nil && !removed.Elements[n][id] {
+				fe, inF = f.Elements[id]
+			}
+			te, inT = t.Elements[id]
+			switch {
+			case inF && inT:
+				if !sameVerdict(fe.Verdict, te.Verdict) {
+					del = append(del, fe)
+					add = append(add, te)
+				}
+			case inF:
+				del = append(del, fe)
+			case inT:
+				add = append(add, te)
+			}
+		}
+		tx.DeleteElements(n, del...)
+		if len(add) > 0 {
+			adds = append(adds, Op{Kind: OpAddElements, Name: n, Elements: add})
+		}
+	}
+	tx.Ops = append(tx.Ops, adds...)
+
+	// Rules.
+	for _, n := range chainNames {
+		t := to.Chains[n]
+		if t == nil {
+			continue
+		}
+		f := from.Chains[n]
+		if f == nil || flushed[n] || !sameRules(f.Rules, t.Rules) {
+			if f == nil && len(t.Rules) == 0 {
+				continue
+			}
+			if flushed[n] && len(t.Rules) == 0 {
+				continue
+			}
+			tx.ReplaceRules(n, t.Rules)
+		}
+	}
+
+	// Delete what is no longer wanted: flush all doomed chains first, since they
+	// may jump to each other.
+	var doomed []string
+	for _, n := range chainNames {
+		if from.Chains[n] != nil && to.Chains[n] == nil {
+			doomed = append(doomed, n)
+		}
+	}
+	for _, n := range doomed {
+		if len(from.Chains[n].Rules) > 0 && !flushed[n] {
+			tx.ReplaceRules(n, nil)
+		}
+	}
+	for _, n := range doomed {
+		tx.DeleteChain(n)
+	}
+	for _, n := range setNames {
+		if from.Sets[n] != nil && to.Sets[n] == nil {
+			tx.DeleteSet(n)
+		}
+	}
+	return &tx
+}
+
+func union[V any](a, b map[string]V) []string {
+	seen := make(map[string]struct{}, len(a)+len(b))
+	out := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		seen[k] = struct{}{}
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := seen[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func unionElems(f, t *Set) []string {
+	var a, b map[string]Element
+	if f != nil {
+		a = f.Elements
+	}
+	if t != nil {
+		b = t.Elements
+	}
+	return union(a, b)
+}
+
+func sameSetDef(a, b *Set) bool {
+	return slices.Equal(a.Key, b.Key) && a.Interval == b.Interval && a.VerdictMap == b.VerdictMap
+}
+
+func sameBase(a, b *BaseChain) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+func sameVerdict(a, b *Verdict) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+func sameRules(a, b []Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if RuleKey(a[i]) != RuleKey(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// RuleKey is a canonical text of a rule's expressions and comment, equal for
+// rules that program the same thing.
+func RuleKey(r Rule) string {
+	var b strings.Builder
+	for _, e := range r.Exprs {
+		fmt.Fprintf(&b, "%T%v;", e, e)
+	}
+	b.WriteString("#")
+	b.WriteString(r.Comment)
+	return b.String()
+}
+
+// referencesAny reports whether a chain's rules use one of the sets or jump to one
+// of the chains.
+func referencesAny(c *Chain, sets, chains map[string]bool) bool {
+	for _, r := range c.Rules {
+		for _, e := range r.Exprs {
+			switch e := e.(type) {
+			case Lookup:
+				if sets[e.Set] {
+					return true
+				}
+			case VerdictMapLookup:
+				if sets[e.Map] {
+					return true
+				}
+			case Verdict:
+				if chains[e.Chain] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Clone returns a deep copy of the state's maps (rules and values are shared:
+// they are never mutated in place).
+func (s *State) Clone() *State {
+	out := NewState()
+	for n, c := range s.Chains {
+		cc := *c
+		cc.Rules = slices.Clone(c.Rules)
+		out.Chains[n] = &cc
+	}
+	for n, set := range s.Sets {
+		cs := *set
+		cs.Elements = make(map[string]Element, len(set.Elements))
+		for id, e := range set.Elements {
+			cs.Elements[id] = e
+		}
+		out.Sets[n] = &cs
+	}
+	return out
+}
+
+// ApplyTo applies the transaction to a state in memory with the semantics
+// documented on OpKind. It is what Fake uses; on error the state may be partly
+// changed, so callers work on a Clone.
+func (t *Transaction) ApplyTo(s *State) error {
+	for i, op := range t.Ops {
+		if err := applyOp(s, op); err != nil {
+			return &OpError{Index: i, Op: op, Err: err}
+		}
+	}
+	return nil
+}
+
+func applyOp(s *State, op Op) error {
+	switch op.Kind {
+	case OpAddChain:
+		if op.Chain == nil || op.Chain.Name == "" {
+			return fmt.Errorf("chain without a name: %w", ErrInvalid)
+		}
+		if c := s.Chains[op.Name]; c != nil {
+			if !sameBase(c.Base, op.Chain.Base) {
+				return fmt.Errorf("chain %q: %w", op.Name, ErrExists)
+			}
+			return nil
+		}
+		c := *op.Chain
+		c.Rules = nil
+		s.Chains[op.Name] = &c
+	case OpReplaceRules:
+		c := s.Chains[op.Name]
+		if c == nil {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
+		}
+		for _, r := range op.Chain.Rules {
+			if err := validateRule(s, r); err != nil {
+				return fmt.Errorf("chain %q: %w", op.Name, err)
+			}
+		}
+		c.Rules = slices.Clone(op.Chain.Rules)
+	case OpDeleteChain:
+		c := s.Chains[op.Name]
+		if c == nil {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
+		}
+		if len(c.Rules) > 0 || chainReferenced(s, op.Name) {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrBusy)
+		}
+		delete(s.Chains, op.Name)
+	case OpAddSet:
+		if op.Set == nil || op.Set.Name == "" || len(op.Set.Key) == 0 {
+			return fmt.Errorf("set %q without a name or key: %w", op.Name, ErrInvalid)
+		}
+		if cur := s.Sets[op.Name]; cur != nil {
+			if !sameSetDef(cur, op.Set) {
+				return fmt.Errorf("set %q: %w", op.Name, ErrExists)
+			}
+			return nil
+		}
+		set := *op.Set
+		set.Elements = map[string]Element{}
+		s.Sets[op.Name] = &set
+	case OpDeleteSet:
+		if s.Sets[op.Name] == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		if setReferenced(s, op.Name) {
+			return fmt.Errorf("set %q: %w", op.Name, ErrBusy)
+		}
+		delete(s.Sets, op.Name)
+	case OpAddElements:
+		set := s.Sets[op.Name]
+		if set == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		for _, e := range op.Elements {
+			if err := validateElement(s, set, e); err != nil {
+				return err
+			}
+			id := ElementID(set, e)
+			if cur, ok := set.Elements[id]; ok {
+				if !sameVerdict(cur.Verdict, e.Verdict) {
+					return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
+				}
+				continue
+			}
+			set.Elements[id] = e
+		}
+	case OpDeleteElements:
+		set := s.Sets[op.Name]
+		if set == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		for _, e := range op.Elements {
+			id := ElementID(set, e)
+			if _, ok := set.Elements[id]; !ok {
+				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrNotFound)
+			}
+			delete(set.Elements, id)
+		}
+	default:
+		return fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid)
+	}
+	return nil
+}
+
+func validateElement(s *State, set *Set, e Element) error {
+	check := func(vals []Value) error {
+		if len(vals) != len(set.Key) {
+			return fmt.Errorf("set %q: element has %d key components, want %d: %w", set.Name, len(vals), len(set.Key), ErrInvalid)
+		}
+		for i, v := range vals {
+			if len(v) != set.Key[i].Len() {
+				return fmt.Errorf("set %q: key component %d is %d bytes, want %d: %w", set.Name, i, len(v), set.Key[i].Len(), ErrInvalid)
+			}
+		}
+		return nil
+	}
+	if err := check(e.Key); err != nil {
+		return err
+	}
+	if e.KeyEnd != nil {
+		if !set.Interval {
+			return fmt.Errorf("set %q: range in a set without intervals: %w", set.Name, ErrInvalid)
+		}
+		if err := check(e.KeyEnd); err != nil {
+			return err
+		}
+	}
+	if set.VerdictMap != (e.Verdict != nil) {
+		return fmt.Errorf("set %q: verdict presence does not match the set kind: %w", set.Name, ErrInvalid)
+	}
+	if e.Verdict != nil && (e.Verdict.Kind == VerdictJump || e.Verdict.Kind == VerdictGoto) {
+		if s.Chains[e.Verdict.Chain] == nil {
+			return fmt.Errorf("set %q: verdict to missing chain %q: %w", set.Name, e.Verdict.Chain, ErrNotFound)
+		}
+	}
+	return nil
+}
+
+func validateRule(s *State, r Rule) error {
+	for i, e := range r.Exprs {
+		switch e := e.(type) {
+		case Lookup:
+			set := s.Sets[e.Set]
+			if set == nil {
+				return fmt.Errorf("rule uses missing set %q: %w", e.Set, ErrNotFound)
+			}
+			if set.VerdictMap || !fieldsMatchKey(e.Fields, set.Key) {
+				return fmt.Errorf("rule lookup fields do not match set %q: %w", e.Set, ErrInvalid)
+			}
+		case VerdictMapLookup:
+			set := s.Sets[e.Map]
+			if set == nil {
+				return fmt.Errorf("rule uses missing map %q: %w", e.Map, ErrNotFound)
+			}
+			if !set.VerdictMap || !fieldsMatchKey(e.Fields, set.Key) {
+				return fmt.Errorf("rule vmap fields do not match map %q: %w", e.Map, ErrInvalid)
+			}
+		case Verdict:
+			if i != len(r.Exprs)-1 {
+				return fmt.Errorf("verdict is not the last expression: %w", ErrInvalid)
+			}
+			if (e.Kind == VerdictJump || e.Kind == VerdictGoto) && s.Chains[e.Chain] == nil {
+				return fmt.Errorf("rule jumps to missing chain %q: %w", e.Chain, ErrNotFound)
+			}
+		case Cmp:
+			if len(e.Value) != e.Field.Type().Len() {
+				return fmt.Errorf("cmp value is %d bytes, field needs %d: %w", len(e.Value), e.Field.Type().Len(), ErrInvalid)
+			}
+		case Range:
+			if len(e.From) != e.Field.Type().Len() || len(e.To) != e.Field.Type().Len() {
+				return fmt.Errorf("range bounds have the wrong length: %w", ErrInvalid)
+			}
+		}
+	}
+	return nil
+}
+
+func fieldsMatchKey(fields []Field, key []KeyType) bool {
+	if len(fields) != len(key) {
+		return false
+	}
+	for i, f := range fields {
+		if f.Type() != key[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func chainReferenced(s *State, name string) bool {
+	target := map[string]bool{name: true}
+	for _, c := range s.Chains {
+		if referencesAny(c, nil, target) {
+			return true
+		}
+	}
+	for _, set := range s.Sets {
+		if !set.VerdictMap {
+			continue
+		}
+		for _, e := range set.Elements {
+			if e.Verdict != nil && e.Verdict.Chain == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func setReferenced(s *State, name string) bool {
+	target := map[string]bool{name: true}
+	for _, c := range s.Chains {
+		if referencesAny(c, target, nil) {
+			return true
+		}
+	}
+	return false
+}

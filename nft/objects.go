@@ -1,0 +1,368 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// DefaultTable is the name of the inet table nftwarden owns when none is configured.
+const DefaultTable = "nftwarden"
+
+// Hook is a netfilter hook a base chain attaches to.
+type Hook string
+
+// The hooks nftwarden uses. Forward sees pod-to-pod traffic (routed CNIs, and bridged
+// CNIs with br_netfilter); input sees traffic from pods to their own node; output sees
+// traffic from the node to its pods.
+const (
+	HookForward Hook = "forward"
+	HookInput   Hook = "input"
+	HookOutput  Hook = "output"
+)
+
+// Priorities of the base chains, relative to the standard "filter" priority (0).
+// Destination NAT for services runs at -100 (prerouting and output), so every
+// priority >= 0 sees the pod address after service DNAT.
+const (
+	PriorityFilter = 0
+)
+
+// BaseChain makes a chain a base chain: attached to a hook with a priority and a
+// default policy. Chains without it are regular chains reached by jump, goto or vmap.
+type BaseChain struct {
+	Hook     Hook
+	Priority int
+	// Policy is the chain's default verdict: VerdictAccept or VerdictDrop.
+	Policy VerdictKind
+}
+
+// Chain is one chain of the table with its complete rule list.
+type Chain struct {
+	Name    string
+	Comment string
+	Base    *BaseChain
+	Rules   []Rule
+}
+
+// Rule is a sequence of expressions evaluated left to right; the rule stops at the
+// first match expression that does not match. A verdict, when present, is the last
+// expression.
+type Rule struct {
+	Exprs   []Expr
+	Comment string
+}
+
+// KeyType is the data type of one component of a set key.
+type KeyType int
+
+// Key types of the vocabulary. Their names are nft's type names.
+const (
+	TypeIPv4Addr    KeyType = iota + 1 // ipv4_addr, 4 bytes
+	TypeIPv6Addr                       // ipv6_addr, 16 bytes
+	TypeInetProto                      // inet_proto, 1 byte
+	TypeInetService                    // inet_service, 2 bytes (a port)
+	TypeIfname                         // ifname, 16 bytes
+)
+
+// Len is the length in bytes of a value of the type.
+func (t KeyType) Len() int {
+	switch t {
+	case TypeIPv4Addr:
+		return 4
+	case TypeIPv6Addr:
+		return 16
+	case TypeInetProto:
+		return 1
+	case TypeInetService:
+		return 2
+	case TypeIfname:
+		return 16
+	}
+	return 0
+}
+
+// String is nft's name for the type.
+func (t KeyType) String() string {
+	switch t {
+	case TypeIPv4Addr:
+		return "ipv4_addr"
+	case TypeIPv6Addr:
+		return "ipv6_addr"
+	case TypeInetProto:
+		return "inet_proto"
+	case TypeInetService:
+		return "inet_service"
+	case TypeIfname:
+		return "ifname"
+	}
+	return fmt.Sprintf("KeyType(%d)", int(t))
+}
+
+// Set is a named set or verdict map of the table. Its key is the concatenation of
+// the Key types in order.
+type Set struct {
+	Name string
+	Key  []KeyType
+	// Interval makes the set hold ranges (Element.KeyEnd). With more than one key
+	// component this is a concatenated range set (nft's pipapo).
+	Interval bool
+	// VerdictMap makes the set a map whose elements carry a Verdict.
+	VerdictMap bool
+	Comment    string
+	// Elements by ElementID.
+	Elements map[string]Element
+}
+
+// Value is one component of an element key in network byte order, exactly as long
+// as its KeyType.
+type Value []byte
+
+// Element is one member of a set or one entry of a verdict map.
+type Element struct {
+	Key []Value
+	// KeyEnd is the inclusive upper bound of a range, one Value per key component,
+	// only in interval sets; nil means the single key.
+	KeyEnd []Value
+	// Verdict is the element's verdict in a verdict map (Jump or Goto to a chain,
+	// Accept, Drop); nil in plain sets.
+	Verdict *Verdict
+}
+
+// VerdictKind is what a verdict does.
+type VerdictKind int
+
+// Verdict kinds, with nft semantics: accept and drop end evaluation of the hook's
+// base chain, jump pushes a return point, goto does not, return pops one.
+const (
+	VerdictAccept VerdictKind = iota + 1
+	VerdictDrop
+	VerdictJump
+	VerdictGoto
+	VerdictReturn
+	VerdictContinue
+)
+
+// Verdict ends a rule (or is the value of a verdict-map element).
+type Verdict struct {
+	Kind  VerdictKind
+	Chain string // Jump and Goto only
+}
+
+// Expr is one expression of a rule. The vocabulary is closed: the types in this
+// file are all there are, so the kernel lowering, the renderer and the tracer can
+// each handle every case.
+type Expr interface{ isExpr() }
+
+// Field is a packet field an expression can read.
+type Field int
+
+// Fields of the vocabulary. IP fields imply the matching network family (the
+// kernel lowering and the tracer add the "meta nfproto" dependency as nft does).
+const (
+	FieldNfproto  Field = iota + 1 // meta nfproto: 1 byte, NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10)
+	FieldL4Proto                   // meta l4proto: 1 byte IP protocol number
+	FieldIPSaddr                   // ip saddr
+	FieldIPDaddr                   // ip daddr
+	FieldIP6Saddr                  // ip6 saddr
+	FieldIP6Daddr                  // ip6 daddr
+	FieldTHDport                   // th dport: destination port of TCP, UDP or SCTP
+	FieldIifname                   // meta iifname
+	FieldOifname                   // meta oifname
+)
+
+// Type is the key type a field's value has.
+func (f Field) Type() KeyType {
+	switch f {
+	case FieldNfproto, FieldL4Proto:
+		return TypeInetProto
+	case FieldIPSaddr, FieldIPDaddr:
+		return TypeIPv4Addr
+	case FieldIP6Saddr, FieldIP6Daddr:
+		return TypeIPv6Addr
+	case FieldTHDport:
+		return TypeInetService
+	case FieldIifname, FieldOifname:
+		return TypeIfname
+	}
+	return 0
+}
+
+// CtState is a bit set of conntrack states, with the kernel's bit values.
+type CtState uint32
+
+// Conntrack states.
+const (
+	CtInvalid     CtState = 1 << 0
+	CtEstablished CtState = 1 << 1
+	CtRelated     CtState = 1 << 2
+	CtNew         CtState = 1 << 3
+	CtUntracked   CtState = 1 << 6
+)
+
+// MatchCtState matches packets whose conntrack state is one of States
+// (`ct state established,related`).
+type MatchCtState struct{ States CtState }
+
+// Cmp matches when Field equals Value (or differs from it, with Neq).
+type Cmp struct {
+	Field Field
+	Neq   bool
+	Value Value
+}
+
+// Range matches when Field lies in [From, To] (`th dport 1000-2000`).
+type Range struct {
+	Field    Field
+	From, To Value
+}
+
+// Lookup matches when the concatenation of Fields is in Set (`ip saddr @peers`,
+// `ip daddr . meta l4proto . th dport @ports`); with Neq when it is not.
+type Lookup struct {
+	Fields []Field
+	Set    string
+	Neq    bool
+}
+
+// VerdictMapLookup looks the concatenation of Fields up in the verdict map Map and
+// applies the element's verdict; when the key is absent the rule does not match
+// and evaluation continues with the next rule (`ip daddr vmap @ingress4`).
+type VerdictMapLookup struct {
+	Fields []Field
+	Map    string
+}
+
+// Counter counts the packets and bytes that reach it.
+type Counter struct{}
+
+// Log logs packets that reach it with a prefix.
+type Log struct{ Prefix string }
+
+func (MatchCtState) isExpr()     {}
+func (Cmp) isExpr()              {}
+func (Range) isExpr()            {}
+func (Lookup) isExpr()           {}
+func (VerdictMapLookup) isExpr() {}
+func (Counter) isExpr()          {}
+func (Log) isExpr()              {}
+func (Verdict) isExpr()          {}
+
+// Value constructors.
+
+// AddrValue is the key value of an IPv4 or IPv6 address (IPv4-mapped addresses are
+// unmapped first).
+func AddrValue(a netip.Addr) Value {
+	a = a.Unmap()
+	b := a.AsSlice()
+	return Value(b)
+}
+
+// ProtoValue is the key value of an IP protocol number.
+func ProtoValue(p uint8) Value { return Value{p} }
+
+// PortValue is the key value of a port.
+func PortValue(p uint16) Value { return Value{byte(p >> 8), byte(p)} }
+
+// IfnameValue is the key value of an interface name (NUL padded to 16 bytes).
+func IfnameValue(name string) Value {
+	v := make(Value, 16)
+	copy(v, name)
+	return v
+}
+
+// NfprotoIPv4 and NfprotoIPv6 are the values of FieldNfproto.
+const (
+	NfprotoIPv4 = 2
+	NfprotoIPv6 = 10
+)
+
+// IP protocol numbers used by policy.
+const (
+	ProtoTCP  = 6
+	ProtoUDP  = 17
+	ProtoSCTP = 132
+)
+
+// ElementID is the identity of an element within its set: its key (and range end)
+// in nft text. Two elements with the same ID are the same member; a verdict-map
+// element's verdict is not part of its identity.
+func ElementID(s *Set, e Element) string {
+	var b strings.Builder
+	writeKey(&b, s.Key, e.Key)
+	if e.KeyEnd != nil {
+		b.WriteByte('-')
+		writeKey(&b, s.Key, e.KeyEnd)
+	}
+	return b.String()
+}
+
+func writeKey(b *strings.Builder, types []KeyType, vals []Value) {
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteString(" . ")
+		}
+		var t KeyType
+		if i < len(types) {
+			t = types[i]
+		}
+		b.WriteString(FormatValue(t, v))
+	}
+}
+
+// FormatValue renders a value of type t as nft prints it.
+func FormatValue(t KeyType, v Value) string {
+	switch t {
+	case TypeIPv4Addr, TypeIPv6Addr:
+		if a, ok := netip.AddrFromSlice(v); ok {
+			return a.String()
+		}
+	case TypeInetProto:
+		if len(v) == 1 {
+			switch v[0] {
+			case ProtoTCP:
+				return "tcp"
+			case ProtoUDP:
+				return "udp"
+			case ProtoSCTP:
+				return "sctp"
+			}
+			return fmt.Sprint(v[0])
+		}
+	case TypeInetService:
+		if len(v) == 2 {
+			return fmt.Sprint(uint16(v[0])<<8 | uint16(v[1]))
+		}
+	case TypeIfname:
+		return fmt.Sprintf("%q", strings.TrimRight(string(v), "\x00"))
+	}
+	return fmt.Sprintf("0x%x", []byte(v))
+}
+
+// State is the complete content of the table: what nftwarden wants programmed, or
+// what a dataplane read back.
+type State struct {
+	Chains map[string]*Chain
+	Sets   map[string]*Set
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Chains: map[string]*Chain{}, Sets: map[string]*Set{}}
+}
+
+// ChainNames returns the chain names sorted.
+func (s *State) ChainNames() []string { return sortedKeys(s.Chains) }
+
+// SetNames returns the set names sorted.
+func (s *State) SetNames() []string { return sortedKeys(s.Sets) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,189 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// OpKind says what one operation of a transaction does.
+type OpKind int
+
+// Operations of a transaction. Their semantics are the kernel's, and Fake enforces
+// the same ones so that an engine bug shows up in unit tests:
+//   - AddChain creates the chain (without rules) if it does not exist; adding an
+//     existing chain with the same definition is a no-op.
+//   - ReplaceRules flushes the chain and adds Rules (an empty list just flushes).
+//   - DeleteChain deletes an existing chain that has no rules and is not referenced;
+//     deleting a missing chain is ErrNotFound.
+//   - AddSet creates the set (without elements) if it does not exist.
+//   - DeleteSet deletes an existing set that no rule references.
+//   - AddElements adds elements; adding one that exists with the same verdict is a
+//     no-op, with another verdict ErrExists.
+//   - DeleteElements deletes elements; deleting a missing one is ErrNotFound.
+const (
+	OpAddChain OpKind = iota + 1
+	OpReplaceRules
+	OpDeleteChain
+	OpAddSet
+	OpDeleteSet
+	OpAddElements
+	OpDeleteElements
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpAddChain:
+		return "add chain"
+	case OpReplaceRules:
+		return "replace rules"
+	case OpDeleteChain:
+		return "delete chain"
+	case OpAddSet:
+		return "add set"
+	case OpDeleteSet:
+		return "delete set"
+	case OpAddElements:
+		return "add elements"
+	case OpDeleteElements:
+		return "delete elements"
+	}
+	return fmt.Sprintf("OpKind(%d)", int(k))
+}
+
+// Op is one operation. Which fields are used depends on Kind: Chain for AddChain
+// (definition, Rules ignored) and ReplaceRules (Name and Rules); Set for AddSet
+// (definition, Elements ignored); Name for DeleteChain, DeleteSet, AddElements and
+// DeleteElements, with Elements for the last two.
+type Op struct {
+	Kind     OpKind
+	Name     string
+	Chain    *Chain
+	Set      *Set
+	Elements []Element
+}
+
+// Transaction is an ordered list of operations that a Dataplane applies as one
+// atomic batch: either all of it takes effect or none of it does. The table itself
+// is created implicitly when missing.
+type Transaction struct {
+	Ops []Op
+}
+
+// AddChain adds a chain definition (its Rules are ignored: use ReplaceRules).
+func (t *Transaction) AddChain(c Chain) {
+	c.Rules = nil
+	t.Ops = append(t.Ops, Op{Kind: OpAddChain, Name: c.Name, Chain: &c})
+}
+
+// ReplaceRules sets the complete rule list of chain name.
+func (t *Transaction) ReplaceRules(name string, rules []Rule) {
+	t.Ops = append(t.Ops, Op{Kind: OpReplaceRules, Name: name, Chain: &Chain{Name: name, Rules: rules}})
+}
+
+// DeleteChain deletes chain name.
+func (t *Transaction) DeleteChain(name string) {
+	t.Ops = append(t.Ops, Op{Kind: OpDeleteChain, Name: name})
+}
+
+// AddSet adds a set definition (its Elements are ignored: use AddElements).
+func (t *Transaction) AddSet(s Set) {
+	s.Elements = nil
+	t.Ops = append(t.Ops, Op{Kind: OpAddSet, Name: s.Name, Set: &s})
+}
+
+// DeleteSet deletes set name.
+func (t *Transaction) DeleteSet(name string) {
+	t.Ops = append(t.Ops, Op{Kind: OpDeleteSet, Name: name})
+}
+
+// AddElements adds elements to set name.
+func (t *Transaction) AddElements(name string, elems ...Element) {
+	if len(elems) == 0 {
+		return
+	}
+	t.Ops = append(t.Ops, Op{Kind: OpAddElements, Name: name, Elements: elems})
+}
+
+// DeleteElements deletes elements from set name.
+func (t *Transaction) DeleteElements(name string, elems ...Element) {
+	if len(elems) == 0 {
+		return
+	}
+	t.Ops = append(t.Ops, Op{Kind: OpDeleteElements, Name: name, Elements: elems})
+}
+
+// Empty reports whether the transaction does nothing.
+func (t *Transaction) Empty() bool { return t == nil || len(t.Ops) == 0 }
+
+// Size counts the operations, each element counting as one.
+func (t *Transaction) Size() int {
+	if t == nil {
+		return 0
+	}
+	n := 0
+	for _, op := range t.Ops {
+		switch op.Kind {
+		case OpAddElements, OpDeleteElements:
+			n += len(op.Elements)
+		case OpReplaceRules:
+			n += 1 + len(op.Chain.Rules)
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// Dataplane programs one nftables table. Implementations: Kernel (netlink) and Fake
+// (memory). All methods are safe to call from one goroutine at a time.
+type Dataplane interface {
+	// Apply applies tx as one atomic batch. On error nothing of tx took effect and
+	// the caller should fall back to Reconcile.
+	Apply(ctx context.Context, tx *Transaction) error
+	// Reconcile reads what the table holds and converges it to desired in one
+	// atomic transaction, without deleting the table (so no packet sees a missing
+	// or half-built table). It returns the transaction it applied (empty when the
+	// table already matched).
+	Reconcile(ctx context.Context, desired *State) (*Transaction, error)
+	// Read returns what the table holds now; a missing table reads as ErrNotFound.
+	Read(ctx context.Context) (*State, error)
+	// Cleanup deletes the table and nothing else; a missing table is not an error.
+	Cleanup(ctx context.Context) error
+}
+
+// Sentinel errors, matched with errors.Is (or the Is* predicates).
+var (
+	// ErrNotFound: an object the operation needs does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the object exists with another definition or verdict.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid: the operation or object is malformed (bad key length, unknown
+	// set in a rule, verdict to a missing chain, ...).
+	ErrInvalid = errors.New("invalid")
+	// ErrBusy: the object is still in use (a set referenced by a rule, a chain
+	// with rules or referenced by a jump).
+	ErrBusy = errors.New("in use")
+)
+
+// IsNotFound reports whether err is or wraps ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsExists reports whether err is or wraps ErrExists.
+func IsExists(err error) bool { return errors.Is(err, ErrExists) }
+
+// IsInvalid reports whether err is or wraps ErrInvalid.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }
+
+// OpError says which operation of a transaction failed.
+type OpError struct {
+	Index int
+	Op    Op
+	Err   error
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("operation %d (%s %q): %v", e.Index, e.Op.Kind, e.Op.Name, e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
