@@ -1,0 +1,290 @@
+package nft_test
+
+// IP plan of the kernel tests (all inside throwaway network namespaces):
+//
+//	pods a, b, c      198.18.0.10, .11, .12 and 2001:db8::10, ::11, ::12
+//	ipBlock v4        198.19.0.0/16 except 198.19.1.0/24, and 203.0.113.0-255.255.255.255
+//	ipBlock v6        2001:db8:100::/48
+//	ports             tcp 80, tcp 8000-8080, udp 0-65535
+//	named ports       198.18.0.10 . tcp . 8443, 2001:db8::10 . tcp . 8443
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/kernel")
+
+const testTable = "nftwarden-test"
+
+// newKernel returns a Kernel programming a fresh network namespace.
+func newKernel(t testing.TB) (*nfttest.NetNS, *nft.Kernel) {
+	t.Helper()
+	ns := nfttest.NewNetNS(t)
+	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
+	if err != nil {
+		t.Fatalf("NewKernel: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	return ns, k
+}
+
+func addr(s string) nft.Value { return nft.AddrValue(netip.MustParseAddr(s)) }
+
+func v4(s string) nft.Element { return nft.Element{Key: []nft.Value{addr(s)}} }
+
+func rng(from, to string) nft.Element {
+	return nft.Element{Key: []nft.Value{addr(from)}, KeyEnd: []nft.Value{addr(to)}}
+}
+
+func portRange(proto uint8, from, to uint16) nft.Element {
+	e := nft.Element{Key: []nft.Value{nft.ProtoValue(proto), nft.PortValue(from)}}
+	if to != from {
+		e.KeyEnd = []nft.Value{nft.ProtoValue(proto), nft.PortValue(to)}
+	}
+	return e
+}
+
+func namedPort(ip string, proto uint8, port uint16) nft.Element {
+	return nft.Element{Key: []nft.Value{addr(ip), nft.ProtoValue(proto), nft.PortValue(port)}}
+}
+
+func gotoChain(ip, chain string) nft.Element {
+	return nft.Element{Key: []nft.Value{addr(ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}}
+}
+
+func accept() nft.Verdict { return nft.Verdict{Kind: nft.VerdictAccept} }
+
+// addSet adds a set with elements to a state.
+func addSet(s *nft.State, set nft.Set, elems ...nft.Element) *nft.Set {
+	set.Elements = map[string]nft.Element{}
+	for _, e := range elems {
+		set.Elements[nft.ElementID(&set, e)] = e
+	}
+	s.Sets[set.Name] = &set
+	return &set
+}
+
+func addChain(s *nft.State, c nft.Chain) { s.Chains[c.Name] = &c }
+
+// skeleton is the fixed part of the program (PROGRAM.md): base chains and
+// dispatch maps.
+func skeleton() *nft.State {
+	s := nft.NewState()
+	for _, dir := range []struct {
+		name  string
+		prio  int
+		field [2]nft.Field
+	}{
+		{"egress", nft.PriorityFilter, [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}},
+		{"ingress", nft.PriorityFilter + 1, [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}},
+	} {
+		addSet(s, nft.Set{Name: dir.name + "-v4", Key: []nft.KeyType{nft.TypeIPv4Addr}, VerdictMap: true})
+		addSet(s, nft.Set{Name: dir.name + "-v6", Key: []nft.KeyType{nft.TypeIPv6Addr}, VerdictMap: true})
+		addChain(s, nft.Chain{
+			Name: dir.name,
+			Base: &nft.BaseChain{Hook: nft.HookForward, Priority: dir.prio, Policy: nft.VerdictAccept},
+			Rules: []nft.Rule{
+				{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtEstablished | nft.CtRelated}, accept()}},
+				{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtInvalid}, nft.Verdict{Kind: nft.VerdictDrop}}},
+				{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.field[0]}, Map: dir.name + "-v4"}}},
+				{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.field[1]}, Map: dir.name + "-v6"}}},
+			},
+		})
+	}
+	return s
+}
+
+// program is the skeleton with pods a (ingress isolated by two policies) and
+// b (egress isolated), peer sets, ipBlock sets, port sets and named ports.
+func program() *nft.State {
+	s := skeleton()
+	s.Sets["ingress-v4"].Elements = map[string]nft.Element{}
+	for _, e := range []nft.Element{gotoChain("198.18.0.10", "pod-in-a")} {
+		s.Sets["ingress-v4"].Elements[nft.ElementID(s.Sets["ingress-v4"], e)] = e
+	}
+	for _, e := range []nft.Element{gotoChain("2001:db8::10", "pod-in-a")} {
+		s.Sets["ingress-v6"].Elements[nft.ElementID(s.Sets["ingress-v6"], e)] = e
+	}
+	for _, e := range []nft.Element{gotoChain("198.18.0.11", "pod-eg-b")} {
+		s.Sets["egress-v4"].Elements[nft.ElementID(s.Sets["egress-v4"], e)] = e
+	}
+
+	addSet(s, nft.Set{Name: "peer-v4-web", Key: []nft.KeyType{nft.TypeIPv4Addr}, Comment: "ns1: app=web"},
+		v4("198.18.0.11"), v4("198.18.0.12"))
+	addSet(s, nft.Set{Name: "peer-v6-web", Key: []nft.KeyType{nft.TypeIPv6Addr}, Comment: "ns1: app=web"},
+		nft.Element{Key: []nft.Value{addr("2001:db8::11")}})
+	addSet(s, nft.Set{Name: "peer-v4-empty", Key: []nft.KeyType{nft.TypeIPv4Addr}, Comment: "ns1: app=none"})
+	addSet(s, nft.Set{Name: "cidr-v4-blk", Key: []nft.KeyType{nft.TypeIPv4Addr}, Interval: true,
+		Comment: "198.19.0.0/16 except 198.19.1.0/24"},
+		rng("198.19.0.0", "198.19.0.255"), rng("198.19.2.0", "198.19.255.255"),
+		v4("198.18.7.7"), rng("203.0.113.0", "255.255.255.255"))
+	addSet(s, nft.Set{Name: "cidr-v6-blk", Key: []nft.KeyType{nft.TypeIPv6Addr}, Interval: true},
+		rng("2001:db8:100::", "2001:db8:100:ffff:ffff:ffff:ffff:ffff"))
+	addSet(s, nft.Set{Name: "ports-web", Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService}, Interval: true},
+		portRange(nft.ProtoTCP, 80, 80), portRange(nft.ProtoTCP, 8000, 8080), portRange(nft.ProtoUDP, 0, 65535))
+	addSet(s, nft.Set{Name: "named-v4-https", Key: []nft.KeyType{nft.TypeIPv4Addr, nft.TypeInetProto, nft.TypeInetService}},
+		namedPort("198.18.0.10", nft.ProtoTCP, 8443))
+	addSet(s, nft.Set{Name: "named-v6-https", Key: []nft.KeyType{nft.TypeIPv6Addr, nft.TypeInetProto, nft.TypeInetService}},
+		nft.Element{Key: []nft.Value{addr("2001:db8::10"), nft.ProtoValue(nft.ProtoTCP), nft.PortValue(8443)}})
+
+	l4port := []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}
+	addChain(s, nft.Chain{Name: "pol-in-allow-web", Comment: "ns1/allow-web ingress rule list", Rules: []nft.Rule{
+		{Comment: "rule 0", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: "peer-v4-web"},
+			nft.Lookup{Fields: l4port, Set: "ports-web"}, accept()}},
+		{Comment: "rule 0", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: "peer-v6-web"},
+			nft.Lookup{Fields: l4port, Set: "ports-web"}, accept()}},
+		{Comment: "rule 1", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: "cidr-v4-blk"}, accept()}},
+		{Comment: "rule 1", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: "cidr-v6-blk"}, accept()}},
+		{Comment: "rule 2", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr, nft.FieldL4Proto, nft.FieldTHDport}, Set: "named-v4-https"}, accept()}},
+		{Comment: "rule 2", Exprs: []nft.Expr{
+			nft.Lookup{Fields: []nft.Field{nft.FieldIP6Daddr, nft.FieldL4Proto, nft.FieldTHDport}, Set: "named-v6-https"}, accept()}},
+	}})
+	addChain(s, nft.Chain{Name: "pol-in-misc", Comment: "ns1/misc ingress rule list", Rules: []nft.Rule{
+		{Exprs: []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)},
+			nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(1000), To: nft.PortValue(2000)}, accept()}},
+		{Exprs: []nft.Expr{nft.Cmp{Field: nft.FieldIifname, Value: nft.IfnameValue("veth-a")},
+			nft.Cmp{Field: nft.FieldIPSaddr, Neq: true, Value: addr("198.18.0.12")}, accept()}},
+		{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: "peer-v4-empty", Neq: true},
+			nft.Log{Prefix: "nftw "}, nft.Verdict{Kind: nft.VerdictReturn}}},
+	}})
+	addChain(s, nft.Chain{Name: "pod-in-a", Comment: "ns1/a ingress", Rules: []nft.Rule{
+		{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "pol-in-allow-web"}}},
+		{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "pol-in-misc"}}},
+		{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}},
+	}})
+	addChain(s, nft.Chain{Name: "pod-eg-b", Comment: "ns1/b egress", Rules: []nft.Rule{
+		{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}},
+	}})
+	return s
+}
+
+func applyState(t testing.TB, k *nft.Kernel, s *nft.State) {
+	t.Helper()
+	if err := k.Apply(context.Background(), nft.Diff(nil, s, nil)); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+// goldenPrograms are the states the golden and render tests program.
+var goldenPrograms = []struct {
+	name  string
+	state func() *nft.State
+}{
+	{"skeleton", skeleton},
+	{"program", program},
+}
+
+func TestKernelGolden(t *testing.T) {
+	for _, tc := range goldenPrograms {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, k := newKernel(t)
+			st := tc.state()
+			applyState(t, k, st)
+			got := nfttest.ListTable(t, ns, testTable)
+			golden := filepath.Join("testdata", "kernel", tc.name+".nft")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, []byte(nfttest.Normalize(got)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read golden (run with -update to create): %v", err)
+			}
+			if diff := cmp.Diff(string(want), nfttest.Normalize(got)); diff != "" {
+				t.Errorf("nft list differs from %s (-want +got):\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+func TestKernelReadRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state func() *nft.State
+	}{
+		{"empty", nft.NewState},
+		{"skeleton", skeleton},
+		{"program", program},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, k := newKernel(t)
+			want := tc.state()
+			applyState(t, k, want)
+			got, err := k.Read(context.Background())
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			if tx := nft.Diff(got, want, nil); !tx.Empty() {
+				t.Errorf("Diff(Read(), desired) is not empty:\n%s", describe(tx))
+				for _, op := range tx.Ops {
+					if op.Kind == nft.OpReplaceRules {
+						t.Logf("chain %s: got %#v\nwant %#v", op.Name, got.Chains[op.Name].Rules, want.Chains[op.Name].Rules)
+					}
+				}
+			}
+			for name, s := range want.Sets {
+				if g := got.Sets[name]; g == nil || g.Comment != s.Comment {
+					t.Errorf("set %q comment: got %+v, want %q", name, g, s.Comment)
+				}
+			}
+		})
+	}
+}
+
+func describe(tx *nft.Transaction) string {
+	var b strings.Builder
+	for _, op := range tx.Ops {
+		b.WriteString(op.Kind.String() + " " + op.Name)
+		for _, e := range op.Elements {
+			b.WriteString(" [" + strings.TrimSpace(fmtElem(e)) + "]")
+		}
+		if op.Kind == nft.OpReplaceRules {
+			for _, r := range op.Chain.Rules {
+				b.WriteString("\n\t" + nft.RenderRule(r))
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func fmtElem(e nft.Element) string {
+	var parts []string
+	for _, v := range e.Key {
+		parts = append(parts, netipOrHex(v))
+	}
+	if e.KeyEnd != nil {
+		parts = append(parts, "-")
+		for _, v := range e.KeyEnd {
+			parts = append(parts, netipOrHex(v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func netipOrHex(v nft.Value) string {
+	if a, ok := netip.AddrFromSlice(v); ok {
+		return a.String()
+	}
+	return fmt.Sprintf("%x", []byte(v))
+}
