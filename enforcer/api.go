@@ -3,12 +3,17 @@ package enforcer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -29,8 +34,8 @@ type Config struct {
 
 // FlushResult says what a Flush or Reconcile did.
 type FlushResult struct {
-	Full       bool          // a full reconcile was done
-	Operations int           // nft.Transaction.Size() of what was sent (0 = no-op)
+	Full       bool // a full reconcile was done
+	Operations int  // nft.Transaction.Size() of what was sent (0 = no-op)
 	Duration   time.Duration
 }
 
@@ -56,35 +61,294 @@ type Decision struct {
 
 // DirectionDecision is the verdict of one direction.
 type DirectionDecision struct {
-	Pod      string   // "ns/name" of the pod this direction concerns, "" if not a pod
-	Isolated bool     // some policy selects the pod for this direction
+	Pod      string // "ns/name" of the pod this direction concerns, "" if not a pod
+	Isolated bool   // some policy selects the pod for this direction
 	Allowed  bool
 	Policies []string // "ns/name": allowing policies (allowed) or isolating ones (denied), sorted
 }
 
-var errNotImplemented = errors.New("enforcer: not implemented yet")
+// ErrNoDataplane is returned by Flush and Reconcile of a model-only engine.
+var ErrNoDataplane = errors.New("enforcer: engine has no dataplane")
 
-// Engine is the policy engine.
-type Engine struct{}
+// Engine is the policy engine: it keeps the cluster model, compiles it into the
+// desired nftables state incrementally, and sends deltas to the dataplane.
+//
+// All methods are safe for concurrent use. Upserts and deletes only change the
+// model and the desired state and record what they touched; nothing reaches the
+// dataplane until Flush or Reconcile.
+type Engine struct {
+	mu  sync.Mutex
+	cfg Config
+	log *slog.Logger
+	m   *model
+	c   *compiler
+	// programmed is what the dataplane holds after the last successful Flush or
+	// Reconcile.
+	programmed *nft.State
+	// needFull forces the next Flush to reconcile (after a failed Apply).
+	needFull bool
+	// polErrs keeps each policy's compile error, returned again for an
+	// identical upsert.
+	polErrs                       map[string]error
+	nPods, nNamespaces, nPolicies int
+}
 
-// New returns an engine.
-func New(cfg Config) (*Engine, error) { return nil, errNotImplemented }
+// New returns an engine with an empty model. The first Flush programs the
+// static part of the table (base chains and dispatch maps).
+func New(cfg Config) (*Engine, error) {
+	m, err := newModel()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{
+		cfg:        cfg,
+		log:        log,
+		m:          m,
+		c:          newCompiler(cfg.NodeName, m),
+		programmed: nft.NewState(),
+		// Start with a full reconcile: we know nothing about the table yet.
+		needFull: true,
+		polErrs:  map[string]error{},
+	}, nil
+}
 
-func (e *Engine) UpsertNamespace(ns *corev1.Namespace) error { return errNotImplemented }
-func (e *Engine) DeleteNamespace(name string)                {}
-func (e *Engine) UpsertPod(p *corev1.Pod) error              { return errNotImplemented }
-func (e *Engine) DeletePod(namespace, name string)           {}
+// UpsertNamespace adds or updates a namespace. Only its labels matter.
+func (e *Engine) UpsertNamespace(ns *corev1.Namespace) error {
+	if ns == nil || ns.Name == "" {
+		return errors.New("enforcer: upsert namespace: nil or unnamed namespace")
+	}
+	rec := namespaceFromAPI(ns)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.namespace(rec.Name)
+	if old != nil && labels.Equals(old.Labels, rec.Labels) {
+		return nil
+	}
+	if err := e.m.put(tableNamespaces, rec); err != nil {
+		return fmt.Errorf("enforcer: upsert namespace %s: %w", rec.Name, err)
+	}
+	if old == nil {
+		e.nNamespaces++
+	}
+	e.c.namespaceChanged(rec.Name, rec.Labels, true)
+	e.c.collectGroups()
+	return nil
+}
+
+// DeleteNamespace removes a namespace (its pods and policies are deleted by
+// their own events).
+func (e *Engine) DeleteNamespace(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m.namespace(name) == nil {
+		return
+	}
+	e.m.remove(tableNamespaces, name)
+	e.nNamespaces--
+	e.c.namespaceChanged(name, nil, false)
+	e.c.collectGroups()
+}
+
+// UpsertPod adds or updates a pod. A malformed pod IP is reported and left out
+// (the pod is then not matched by that address: fail closed).
+func (e *Engine) UpsertPod(p *corev1.Pod) error {
+	if p == nil || p.Name == "" || p.Namespace == "" {
+		return errors.New("enforcer: upsert pod: nil pod or missing name/namespace")
+	}
+	rec, perr := podFromAPI(p)
+	if perr != nil {
+		perr = fmt.Errorf("enforcer: upsert pod: %w", perr)
+		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.pod(rec.ID)
+	if samePod(old, rec) {
+		return perr
+	}
+	if err := e.m.put(tablePods, rec); err != nil {
+		return errors.Join(perr, fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err))
+	}
+	if old == nil {
+		e.nPods++
+	}
+	e.c.podChanged(old, rec)
+	e.c.collectGroups()
+	return perr
+}
+
+// DeletePod removes a pod; a missing pod is not an error.
+func (e *Engine) DeletePod(namespace, name string) {
+	id := namespace + "/" + name
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.pod(id)
+	if old == nil {
+		return
+	}
+	e.m.remove(tablePods, id)
+	e.nPods--
+	e.c.podChanged(old, nil)
+	e.c.collectGroups()
+}
+
+// UpsertNetworkPolicy adds or updates a policy. Invalid parts are returned as an
+// error and compiled to fail closed: an invalid podSelector isolates every pod of
+// the namespace and allows nothing; an invalid peer or port matches nothing.
 func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
-	return errNotImplemented
+	if np == nil || np.Name == "" || np.Namespace == "" {
+		return errors.New("enforcer: upsert networkpolicy: nil policy or missing name/namespace")
+	}
+	rec := &policyRecord{ID: np.Namespace + "/" + np.Name, Namespace: np.Namespace, Name: np.Name, Spec: *np.Spec.DeepCopy()}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.policy(rec.ID)
+	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+		return e.polErrs[rec.ID]
+	}
+	if err := e.m.put(tablePolicies, rec); err != nil {
+		return fmt.Errorf("enforcer: upsert networkpolicy %s: %w", rec.ID, err)
+	}
+	if old == nil {
+		e.nPolicies++
+	}
+	pol, err := parsePolicy(rec)
+	if err != nil {
+		err = fmt.Errorf("enforcer: %w", err)
+		e.log.Error("invalid network policy compiled to fail closed", "policy", rec.ID, "error", err)
+		e.polErrs[rec.ID] = err
+	} else {
+		delete(e.polErrs, rec.ID)
+	}
+	e.c.removePolicy(rec.ID)
+	e.c.addPolicy(pol)
+	e.c.collectGroups()
+	return err
 }
-func (e *Engine) DeleteNetworkPolicy(namespace, name string) {}
+
+// DeleteNetworkPolicy removes a policy; a missing policy is not an error.
+func (e *Engine) DeleteNetworkPolicy(namespace, name string) {
+	id := namespace + "/" + name
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m.policy(id) == nil {
+		return
+	}
+	e.m.remove(tablePolicies, id)
+	e.nPolicies--
+	delete(e.polErrs, id)
+	e.c.removePolicy(id)
+	e.c.collectGroups()
+}
+
+// Flush sends the pending changes as one transaction: the difference between
+// what was programmed and the desired state, limited to what changed since the
+// last Flush. After a failed Apply (and before the first sync) it reconciles
+// instead. On failure the next Flush reconciles.
 func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
-	return FlushResult{}, errNotImplemented
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg.Dataplane == nil {
+		return FlushResult{}, fmt.Errorf("enforcer: flush: %w", ErrNoDataplane)
+	}
+	if e.needFull {
+		return e.reconcileLocked(ctx)
+	}
+	start := time.Now()
+	tx := nft.Diff(e.programmed, e.c.desired, e.c.scope)
+	e.c.scope = &nft.Scope{}
+	res := FlushResult{Operations: tx.Size()}
+	if tx.Empty() {
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	if err := e.cfg.Dataplane.Apply(ctx, tx); err != nil {
+		e.needFull = true
+		res.Operations = 0
+		res.Duration = time.Since(start)
+		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
+	}
+	if err := tx.ApplyTo(e.programmed); err != nil {
+		// The dataplane took it but our record disagrees: resync next time.
+		e.needFull = true
+		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
 }
+
+// Reconcile converges the dataplane to the full desired state (start-up, timer,
+// after errors).
 func (e *Engine) Reconcile(ctx context.Context) (FlushResult, error) {
-	return FlushResult{}, errNotImplemented
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg.Dataplane == nil {
+		return FlushResult{}, fmt.Errorf("enforcer: reconcile: %w", ErrNoDataplane)
+	}
+	return e.reconcileLocked(ctx)
 }
-func (e *Engine) Desired() *nft.State                               { return nft.NewState() }
-func (e *Engine) Stats() Stats                                      { return Stats{} }
-func (e *Engine) Decide(f Flow) Decision                            { return Decision{Reason: "not implemented"} }
-func (e *Engine) PodIPs(namespace, name string) ([]netip.Addr, bool) { return nil, false }
+
+func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
+	start := time.Now()
+	want := e.c.desired.Clone()
+	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
+	res := FlushResult{Full: true, Operations: tx.Size(), Duration: time.Since(start)}
+	if err != nil {
+		e.needFull = true
+		return res, fmt.Errorf("enforcer: reconcile: %w", err)
+	}
+	e.programmed = want
+	e.c.scope = &nft.Scope{}
+	e.needFull = false
+	return res, nil
+}
+
+// Desired returns a deep copy of the full desired state.
+func (e *Engine) Desired() *nft.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.desired.Clone()
+}
+
+// Stats counts the model and the desired state.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := Stats{
+		Pods:       e.nPods,
+		LocalPods:  len(e.c.local),
+		Namespaces: e.nNamespaces,
+		Policies:   e.nPolicies,
+		Sets:       len(e.c.desired.Sets),
+		Chains:     len(e.c.desired.Chains),
+	}
+	for _, set := range e.c.desired.Sets {
+		s.Elements += len(set.Elements)
+	}
+	return s
+}
+
+// Decide answers from the model alone whether a new connection is allowed and
+// which policies decide it. It is the reference the compiled ruleset is tested
+// against. Only pod addresses are known: an address that belongs to no active pod
+// (an external host, a node, a hostNetwork pod) is not subject to policy.
+func (e *Engine) Decide(f Flow) Decision {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return decide(e.m, f)
+}
+
+// PodIPs returns the addresses of a pod as the engine knows them.
+func (e *Engine) PodIPs(namespace, name string) ([]netip.Addr, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.m.pod(namespace + "/" + name)
+	if p == nil {
+		return nil, false
+	}
+	return slices.Clone(p.IPs), true
+}

@@ -1,0 +1,756 @@
+package enforcer
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// compiler maintains the desired nft state incrementally. Every change records
+// what it touched in scope, so Flush diffs only that.
+type compiler struct {
+	node    string
+	m       *model
+	desired *nft.State
+	scope   *nft.Scope
+
+	policies     map[string]*policy
+	policiesByNS map[string]map[string]*policy
+
+	groups       map[string]*group
+	localGroups  map[string]map[*group]struct{} // namespace -> namespace-local groups
+	nsSelGroups  map[*group]struct{}            // all namespace-selector groups
+	nsGroupsByNS map[string]map[*group]struct{} // namespace -> namespace-selector groups matching it
+	// gcGroups are groups whose last reference went away during the current
+	// operation; they are deleted at its end unless reacquired (a policy update
+	// releases and reacquires the same groups).
+	gcGroups map[*group]struct{}
+
+	shared   map[string]int              // cidr and ports sets: references
+	allNamed map[*namedSet]struct{}      // egress named sets of rules without peers
+	local    map[string]*localPod        // local active pods by ID
+	vmapOwn  [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element
+}
+
+// group is a peer selector pair: one set per family holding the IPs of the
+// matching pods cluster-wide.
+type group struct {
+	spec       *groupSpec
+	refs       int
+	members    map[string]*podRecord
+	nsMatch    map[string]bool // namespace-selector groups: matching namespaces
+	ipCount    map[netip.Addr]int
+	setNames   [2]string
+	dependents map[*namedSet]struct{}
+}
+
+// namedSet holds the (IP, protocol, port) triples of one rule's named ports,
+// resolved over its sources: the local targets of the policy (ingress) or the
+// peer pods of the rule (egress).
+type namedSet struct {
+	names   [2]string
+	ports   []portName
+	dir     *policyDir // ingress source
+	groups  []*group   // egress source
+	all     bool       // egress without peers: every active pod
+	contrib map[string][]nft.Element
+	count   [2]map[string]int
+	dead    bool // its policy direction was deactivated
+}
+
+// localPod is a local active pod with the policies that select it.
+type localPod struct {
+	rec    *podRecord
+	pols   [2]map[string]*policy
+	chains [2]string
+}
+
+func newCompiler(node string, m *model) *compiler {
+	c := &compiler{
+		node:         node,
+		m:            m,
+		desired:      nft.NewState(),
+		scope:        &nft.Scope{},
+		policies:     map[string]*policy{},
+		policiesByNS: map[string]map[string]*policy{},
+		groups:       map[string]*group{},
+		localGroups:  map[string]map[*group]struct{}{},
+		nsSelGroups:  map[*group]struct{}{},
+		nsGroupsByNS: map[string]map[*group]struct{}{},
+		gcGroups:     map[*group]struct{}{},
+		shared:       map[string]int{},
+		allNamed:     map[*namedSet]struct{}{},
+		local:        map[string]*localPod{},
+	}
+	for d := range 2 {
+		for f := range 2 {
+			c.vmapOwn[d][f] = map[netip.Addr]string{}
+			c.putSet(nft.Set{Name: vmapNames[d][f], Key: []nft.KeyType{addrTypes[f]}, VerdictMap: true,
+				Comment: "local pods isolated for " + dirNames[d] + " (" + famNames[f] + ")"})
+		}
+	}
+	est := nft.Rule{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtEstablished | nft.CtRelated}, nft.Verdict{Kind: nft.VerdictAccept}}}
+	inv := nft.Rule{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtInvalid}, nft.Verdict{Kind: nft.VerdictDrop}}}
+	c.putChain(&nft.Chain{
+		Name:    chainEgress,
+		Comment: "egress policy of local pods",
+		Base:    &nft.BaseChain{Hook: nft.HookForward, Priority: nft.PriorityFilter, Policy: nft.VerdictAccept},
+		Rules: []nft.Rule{est, inv,
+			{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{nft.FieldIPSaddr}, Map: vmapNames[dirEgress][famV4]}}},
+			{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Map: vmapNames[dirEgress][famV6]}}},
+		},
+	})
+	c.putChain(&nft.Chain{
+		Name:    chainIngress,
+		Comment: "ingress policy of local pods",
+		Base:    &nft.BaseChain{Hook: nft.HookForward, Priority: nft.PriorityFilter + 1, Policy: nft.VerdictAccept},
+		Rules: []nft.Rule{est, inv,
+			{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{nft.FieldIPDaddr}, Map: vmapNames[dirIngress][famV4]}}},
+			{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{nft.FieldIP6Daddr}, Map: vmapNames[dirIngress][famV6]}}},
+		},
+	})
+	return c
+}
+
+// --- desired-state primitives (each records what it touched) ---
+
+func (c *compiler) putChain(ch *nft.Chain) {
+	c.desired.Chains[ch.Name] = ch
+	c.scope.MarkChain(ch.Name)
+}
+
+func (c *compiler) deleteChain(name string) {
+	delete(c.desired.Chains, name)
+	c.scope.MarkChain(name)
+}
+
+func (c *compiler) putSet(s nft.Set) *nft.Set {
+	s.Elements = map[string]nft.Element{}
+	c.desired.Sets[s.Name] = &s
+	c.scope.MarkSet(s.Name)
+	return &s
+}
+
+func (c *compiler) deleteSet(name string) {
+	delete(c.desired.Sets, name)
+	c.scope.MarkSet(name)
+}
+
+func (c *compiler) addElement(set string, e nft.Element) {
+	s := c.desired.Sets[set]
+	id := nft.ElementID(s, e)
+	s.Elements[id] = e
+	c.scope.MarkElement(set, id)
+}
+
+func (c *compiler) delElement(set string, e nft.Element) {
+	s := c.desired.Sets[set]
+	id := nft.ElementID(s, e)
+	delete(s.Elements, id)
+	c.scope.MarkElement(set, id)
+}
+
+func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }
+
+// --- shared sets (ipBlocks and port lists) ---
+
+func (c *compiler) acquireShared(s *sharedSpec) {
+	c.shared[s.name]++
+	if c.shared[s.name] == 1 {
+		set := c.putSet(s.set)
+		for _, e := range s.elems {
+			set.Elements[nft.ElementID(set, e)] = e
+		}
+	}
+}
+
+func (c *compiler) releaseShared(s *sharedSpec) {
+	c.shared[s.name]--
+	if c.shared[s.name] <= 0 {
+		delete(c.shared, s.name)
+		c.deleteSet(s.name)
+	}
+}
+
+// --- peer groups ---
+
+func (c *compiler) acquireGroup(spec *groupSpec) *group {
+	g := c.groups[spec.key]
+	if g != nil {
+		g.refs++
+		delete(c.gcGroups, g)
+		return g
+	}
+	g = &group{
+		spec:       spec,
+		refs:       1,
+		members:    map[string]*podRecord{},
+		ipCount:    map[netip.Addr]int{},
+		dependents: map[*namedSet]struct{}{},
+	}
+	c.groups[spec.key] = g
+	for f := range 2 {
+		g.setNames[f] = peerSetName(f, spec.key)
+		c.putSet(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{addrTypes[f]}, Comment: spec.desc})
+	}
+	if spec.nsSel == nil {
+		addTo(c.localGroups, spec.local, g)
+		for _, p := range c.m.podsInNamespace(spec.local) {
+			c.updateMember(g, p)
+		}
+		return g
+	}
+	g.nsMatch = map[string]bool{}
+	c.nsSelGroups[g] = struct{}{}
+	for _, ns := range c.m.namespaces() {
+		if spec.nsSel.Matches(ns.Labels) {
+			g.nsMatch[ns.Name] = true
+			addTo(c.nsGroupsByNS, ns.Name, g)
+			for _, p := range c.m.podsInNamespace(ns.Name) {
+				c.updateMember(g, p)
+			}
+		}
+	}
+	return g
+}
+
+func (c *compiler) releaseGroup(g *group) {
+	g.refs--
+	if g.refs <= 0 {
+		c.gcGroups[g] = struct{}{}
+	}
+}
+
+// collectGroups deletes the groups nobody reacquired during the operation.
+func (c *compiler) collectGroups() {
+	for g := range c.gcGroups {
+		if g.refs > 0 {
+			continue
+		}
+		delete(c.groups, g.spec.key)
+		if g.spec.nsSel == nil {
+			removeFrom(c.localGroups, g.spec.local, g)
+		} else {
+			delete(c.nsSelGroups, g)
+			for ns := range g.nsMatch {
+				removeFrom(c.nsGroupsByNS, ns, g)
+			}
+		}
+		for f := range 2 {
+			c.deleteSet(g.setNames[f])
+		}
+	}
+	clear(c.gcGroups)
+}
+
+// updateMember makes p's membership in g match its current record (p == nil or
+// inactive: not a member) and reports whether anything changed.
+func (c *compiler) updateMember(g *group, p *podRecord) bool {
+	return c.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.Labels) && c.groupHasNS(g, p.Namespace))
+}
+
+func (c *compiler) groupHasNS(g *group, ns string) bool {
+	if g.spec.nsSel == nil {
+		return g.spec.local == ns
+	}
+	return g.nsMatch[ns]
+}
+
+func (c *compiler) setMember(g *group, id string, p *podRecord, in bool) bool {
+	old := g.members[id]
+	if !in {
+		if old == nil {
+			return false
+		}
+		delete(g.members, id)
+		c.groupIPs(g, old.IPs, -1)
+		return true
+	}
+	if old != nil && slices.Equal(old.IPs, p.IPs) {
+		g.members[id] = p
+		return !slices.Equal(old.Ports, p.Ports)
+	}
+	if old != nil {
+		c.groupIPs(g, old.IPs, -1)
+	}
+	g.members[id] = p
+	c.groupIPs(g, p.IPs, +1)
+	return true
+}
+
+func (c *compiler) groupIPs(g *group, ips []netip.Addr, delta int) {
+	for _, a := range ips {
+		n := g.ipCount[a] + delta
+		switch {
+		case n <= 0:
+			delete(g.ipCount, a)
+			c.delElement(g.setNames[famOf(a)], addrElement(a))
+		case n == 1 && delta > 0:
+			g.ipCount[a] = n
+			c.addElement(g.setNames[famOf(a)], addrElement(a))
+		default:
+			g.ipCount[a] = n
+		}
+	}
+}
+
+// --- named-port sets ---
+
+func (c *compiler) newNamedSet(d *policyDir, r *policyRule) *namedSet {
+	ns := &namedSet{ports: r.named, contrib: map[string][]nft.Element{}}
+	for f := range 2 {
+		ns.names[f] = namedSetName(f, r.namedKey)
+		ns.count[f] = map[string]int{}
+		c.putSet(nft.Set{Name: ns.names[f],
+			Key:     []nft.KeyType{addrTypes[f], nft.TypeInetProto, nft.TypeInetService},
+			Comment: "named ports of " + r.namedKey})
+	}
+	return ns
+}
+
+// has reports whether p is a source of the named set.
+func (ns *namedSet) has(p *podRecord) bool {
+	switch {
+	case ns.dir != nil:
+		return ns.dir.targets[p.ID] != nil
+	case ns.all:
+		return p.active()
+	}
+	for _, g := range ns.groups {
+		if g.members[p.ID] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh recomputes the elements pod id contributes (p nil: deleted pod).
+func (c *compiler) refreshNamed(ns *namedSet, id string, p *podRecord) {
+	var want []nft.Element
+	if p != nil && ns.has(p) {
+		for _, pn := range ns.ports {
+			for _, port := range p.resolve(pn.Name, pn.Proto) {
+				for _, a := range p.IPs {
+					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port)}})
+				}
+			}
+		}
+	}
+	old := ns.contrib[id]
+	if len(old) == 0 && len(want) == 0 {
+		return
+	}
+	for _, e := range want {
+		f := famByLen(e.Key[0])
+		set := c.desired.Sets[ns.names[f]]
+		eid := nft.ElementID(set, e)
+		ns.count[f][eid]++
+		if ns.count[f][eid] == 1 {
+			c.addElement(ns.names[f], e)
+		}
+	}
+	for _, e := range old {
+		f := famByLen(e.Key[0])
+		set := c.desired.Sets[ns.names[f]]
+		eid := nft.ElementID(set, e)
+		ns.count[f][eid]--
+		if ns.count[f][eid] <= 0 {
+			delete(ns.count[f], eid)
+			c.delElement(ns.names[f], e)
+		}
+	}
+	if len(want) == 0 {
+		delete(ns.contrib, id)
+	} else {
+		ns.contrib[id] = want
+	}
+}
+
+func famByLen(v nft.Value) int {
+	if len(v) == 4 {
+		return famV4
+	}
+	return famV6
+}
+
+// --- policies ---
+
+// activate creates the chain and sets of a policy direction that just got its
+// first local target.
+func (c *compiler) activate(d *policyDir) {
+	d.active = true
+	for _, r := range d.rules {
+		for _, p := range r.peers {
+			if p.group != nil {
+				c.acquireGroup(p.group)
+			} else {
+				c.acquireShared(p.cidr)
+			}
+		}
+		if r.numeric != nil {
+			c.acquireShared(r.numeric)
+		}
+		if len(r.named) == 0 {
+			continue
+		}
+		ns := c.newNamedSet(d, r)
+		r.namedSet = ns
+		switch {
+		case d.dir == dirIngress:
+			ns.dir = d
+			for id, p := range d.targets {
+				c.refreshNamed(ns, id, p)
+			}
+		case r.anyPeer:
+			ns.all = true
+			c.allNamed[ns] = struct{}{}
+			for _, p := range c.m.pods() {
+				c.refreshNamed(ns, p.ID, p)
+			}
+		default:
+			for _, p := range r.peers {
+				if p.group == nil {
+					continue
+				}
+				g := c.groups[p.group.key]
+				ns.groups = append(ns.groups, g)
+				g.dependents[ns] = struct{}{}
+			}
+			for _, g := range ns.groups {
+				for id, p := range g.members {
+					if _, done := ns.contrib[id]; !done {
+						c.refreshNamed(ns, id, p)
+					}
+				}
+			}
+		}
+	}
+	c.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + dirNames[d.dir] + " rule list", Rules: d.nftRules})
+}
+
+func (c *compiler) deactivate(d *policyDir) {
+	d.active = false
+	c.deleteChain(d.chain)
+	for _, r := range d.rules {
+		for _, p := range r.peers {
+			if p.group != nil {
+				c.releaseGroup(c.groups[p.group.key])
+			} else {
+				c.releaseShared(p.cidr)
+			}
+		}
+		if r.numeric != nil {
+			c.releaseShared(r.numeric)
+		}
+		if ns := r.namedSet; ns != nil {
+			for _, g := range ns.groups {
+				delete(g.dependents, ns)
+			}
+			delete(c.allNamed, ns)
+			ns.dead = true
+			for f := range 2 {
+				c.deleteSet(ns.names[f])
+			}
+			r.namedSet = nil
+		}
+	}
+}
+
+// addPolicy compiles in a policy: finds its local targets and activates it.
+func (c *compiler) addPolicy(p *policy) {
+	c.policies[p.id] = p
+	m := c.policiesByNS[p.ns]
+	if m == nil {
+		m = map[string]*policy{}
+		c.policiesByNS[p.ns] = m
+	}
+	m[p.id] = p
+	var touched []*localPod
+	for _, rec := range c.m.localPodsInNamespace(c.node, p.ns) {
+		lp := c.local[rec.ID]
+		if lp == nil || !p.podSel.Matches(rec.Labels) {
+			continue
+		}
+		for dir, d := range p.dirs {
+			if d == nil {
+				continue
+			}
+			d.targets[rec.ID] = rec
+			lp.pols[dir][p.id] = p
+		}
+		touched = append(touched, lp)
+	}
+	for _, d := range p.dirs {
+		if d != nil && len(d.targets) > 0 {
+			c.activate(d)
+		}
+	}
+	for _, lp := range touched {
+		c.syncLocalPod(lp)
+	}
+}
+
+// removePolicy compiles out a policy.
+func (c *compiler) removePolicy(id string) {
+	p := c.policies[id]
+	if p == nil {
+		return
+	}
+	delete(c.policies, id)
+	removeKey(c.policiesByNS, p.ns, id)
+	touched := map[string]*localPod{}
+	for dir, d := range p.dirs {
+		if d == nil {
+			continue
+		}
+		for pid := range d.targets {
+			if lp := c.local[pid]; lp != nil {
+				delete(lp.pols[dir], id)
+				touched[pid] = lp
+			}
+		}
+		if d.active {
+			c.deactivate(d)
+		}
+	}
+	for _, pid := range sortedKeys(touched) {
+		c.syncLocalPod(touched[pid])
+	}
+}
+
+// --- pods ---
+
+// podChanged updates everything that depends on one pod (old or new may be nil).
+func (c *compiler) podChanged(old, cur *podRecord) {
+	var id, ns string
+	if cur != nil {
+		id, ns = cur.ID, cur.Namespace
+	} else {
+		id, ns = old.ID, old.Namespace
+	}
+	// Peer groups that can concern the pod's namespace.
+	named := map[*namedSet]struct{}{}
+	check := func(g *group) {
+		var changed bool
+		if cur == nil {
+			changed = c.setMember(g, id, nil, false)
+		} else {
+			changed = c.updateMember(g, cur)
+		}
+		if changed {
+			for ns := range g.dependents {
+				named[ns] = struct{}{}
+			}
+		}
+	}
+	for g := range c.localGroups[ns] {
+		check(g)
+	}
+	for g := range c.nsGroupsByNS[ns] {
+		check(g)
+	}
+	for nset := range c.allNamed {
+		named[nset] = struct{}{}
+	}
+
+	// Targets: only local pods.
+	wasLocal := c.local[id] != nil
+	isLocal := cur != nil && cur.active() && cur.Node == c.node && c.node != ""
+	if wasLocal || isLocal {
+		lp := c.local[id]
+		if lp == nil {
+			lp = &localPod{pols: [2]map[string]*policy{{}, {}}}
+			c.local[id] = lp
+		}
+		prev := lp.rec
+		lp.rec = cur
+		for _, p := range c.policiesByNS[ns] {
+			sel := isLocal && p.podSel.Matches(cur.Labels)
+			for dir, d := range p.dirs {
+				if d == nil {
+					continue
+				}
+				_, had := d.targets[id]
+				switch {
+				case sel:
+					d.targets[id] = cur
+					lp.pols[dir][p.id] = p
+					if !d.active {
+						c.activate(d)
+					}
+				case had:
+					delete(d.targets, id)
+					delete(lp.pols[dir], p.id)
+				}
+				if d.dir == dirIngress && d.active {
+					for _, r := range d.rules {
+						if r.namedSet != nil {
+							named[r.namedSet] = struct{}{}
+						}
+					}
+				}
+				if !sel && had && len(d.targets) == 0 && d.active {
+					c.deactivate(d)
+				}
+			}
+		}
+		c.syncLocalPodFrom(lp, prev)
+		if !isLocal {
+			delete(c.local, id)
+		}
+	}
+	for nset := range named {
+		if !nset.dead {
+			c.refreshNamed(nset, id, cur)
+		}
+	}
+}
+
+// syncLocalPod rewrites a local pod's chains and dispatch elements.
+func (c *compiler) syncLocalPod(lp *localPod) { c.syncLocalPodFrom(lp, lp.rec) }
+
+func (c *compiler) syncLocalPodFrom(lp *localPod, prev *podRecord) {
+	cur := lp.rec
+	for dir := range 2 {
+		want := cur != nil && cur.active() && cur.Node == c.node && len(lp.pols[dir]) > 0
+		id := ""
+		if cur != nil {
+			id = cur.ID
+		} else if prev != nil {
+			id = prev.ID
+		}
+		chain := podChainName(dir, id)
+		// Dispatch elements of the previous addresses go first.
+		if prev != nil && lp.chains[dir] != "" {
+			for _, a := range prev.IPs {
+				f := famOf(a)
+				if c.vmapOwn[dir][f][a] == id && (!want || !slices.Contains(cur.IPs, a)) {
+					delete(c.vmapOwn[dir][f], a)
+					c.delElement(vmapNames[dir][f], addrElement(a))
+				}
+			}
+		}
+		if !want {
+			if lp.chains[dir] != "" {
+				c.deleteChain(lp.chains[dir])
+				lp.chains[dir] = ""
+			}
+			continue
+		}
+		ids := make([]string, 0, len(lp.pols[dir]))
+		for pid := range lp.pols[dir] {
+			ids = append(ids, pid)
+		}
+		sort.Strings(ids)
+		rules := make([]nft.Rule, 0, len(ids)+1)
+		for _, pid := range ids {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: lp.pols[dir][pid].dirs[dir].chain}}})
+		}
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
+		if old := c.desired.Chains[chain]; old == nil || !sameRuleList(old.Rules, rules) {
+			c.putChain(&nft.Chain{Name: chain, Comment: id + " " + dirNames[dir], Rules: rules})
+		}
+		lp.chains[dir] = chain
+		for _, a := range cur.IPs {
+			f := famOf(a)
+			owner, taken := c.vmapOwn[dir][f][a]
+			if taken && owner != id {
+				continue // another local pod claims the address; first one wins
+			}
+			if !taken {
+				c.vmapOwn[dir][f][a] = id
+				e := addrElement(a)
+				e.Verdict = &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}
+				c.addElement(vmapNames[dir][f], e)
+			}
+		}
+	}
+}
+
+func sameRuleList(a, b []nft.Rule) bool {
+	return slices.EqualFunc(a, b, func(x, y nft.Rule) bool { return nft.RuleKey(x) == nft.RuleKey(y) })
+}
+
+// --- namespaces ---
+
+// namespaceChanged re-evaluates the namespace-selector groups for one namespace
+// (labels nil: deleted).
+func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
+	var pods []*podRecord
+	loaded := false
+	named := map[*namedSet]struct{}{}
+	for g := range c.nsSelGroups {
+		match := exists && g.spec.nsSel.Matches(l)
+		if match == g.nsMatch[name] {
+			continue
+		}
+		if !loaded {
+			pods = c.m.podsInNamespace(name)
+			loaded = true
+		}
+		if match {
+			g.nsMatch[name] = true
+			addTo(c.nsGroupsByNS, name, g)
+		} else {
+			delete(g.nsMatch, name)
+			removeFrom(c.nsGroupsByNS, name, g)
+		}
+		for _, p := range pods {
+			if c.updateMember(g, p) {
+				for ns := range g.dependents {
+					named[ns] = struct{}{}
+				}
+			}
+		}
+	}
+	for ns := range named {
+		if ns.dead {
+			continue
+		}
+		for _, p := range pods {
+			c.refreshNamed(ns, p.ID, p)
+		}
+	}
+}
+
+// --- small map helpers ---
+
+func addTo[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
+	s := m[k]
+	if s == nil {
+		s = map[V]struct{}{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func removeFrom[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func removeKey[V any](m map[string]map[string]V, k, id string) {
+	if s := m[k]; s != nil {
+		delete(s, id)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

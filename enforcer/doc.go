@@ -1,0 +1,47 @@
+// Package enforcer is nftwarden's policy engine. It keeps a model of the cluster
+// (pods, namespaces, NetworkPolicies) in go-memdb, compiles it into the desired
+// state of one nftables table (package nft), and turns every change into the
+// smallest transaction that expresses it.
+//
+// # What it emits
+//
+// The program is described in notes/PROGRAM.md: two base chains on the forward
+// hook (egress, then ingress) dispatch new connections through verdict maps keyed
+// by local pod IP to one chain per isolated local pod; that chain jumps to one
+// chain per selecting policy, whose rules match peers through named sets (pod and
+// namespace selector pairs, shared by every policy that uses them; ipBlocks as
+// interval sets with the excepts carved out) and ports through concatenated
+// sets, and ends in drop. Per-packet work does not grow with the number of
+// policies or pods in the cluster.
+//
+// Only pods whose spec.nodeName is Config.NodeName are targets here; peer sets
+// hold pod IPs cluster-wide. A policy direction is programmed (its chain and
+// sets exist) only while it selects at least one local pod, so a node carries
+// what its own pods need and not the whole cluster's policy.
+//
+// # Incremental by construction
+//
+// Every upsert and delete updates only the objects it affects, found through
+// indexes (pods by namespace and IP, selector groups by namespace, policies by
+// namespace), and records them in an nft.Scope. Flush diffs the programmed state
+// against the desired state within that scope and sends one transaction; an
+// identical upsert sends nothing. Any failure makes the next Flush a full
+// Reconcile.
+//
+// # Reference evaluator
+//
+// Decide answers "is this flow allowed, and which policies decide it?" from the
+// model and the policies as written, without looking at the compiled state. It
+// serves `nftwarden explain` and is the oracle of the tests, which hold the
+// compiled ruleset (traced in nft.Fake) against it.
+//
+// # Fail closed
+//
+// Invalid input never opens traffic: a policy with an invalid podSelector
+// isolates every pod of its namespace and allows nothing; an invalid peer (bad
+// CIDR or selector) or port matches nothing; a malformed pod IP is left out. The
+// error is returned and logged.
+//
+// The package does no I/O of its own besides the Dataplane it is given, and
+// never imports client-go: a CNI plugin can embed it and feed its own events.
+package enforcer

@@ -1,0 +1,138 @@
+package enforcer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// labelNamespaceName is the label the API server puts on every namespace; the
+// engine adds it when a caller's object lacks it so that selectors on it work as
+// in a real cluster.
+const labelNamespaceName = "kubernetes.io/metadata.name"
+
+func namespaceFromAPI(ns *corev1.Namespace) *namespaceRecord {
+	l := make(labels.Set, len(ns.Labels)+1)
+	for k, v := range ns.Labels {
+		l[k] = v
+	}
+	if _, ok := l[labelNamespaceName]; !ok {
+		l[labelNamespaceName] = ns.Name
+	}
+	return &namespaceRecord{Name: ns.Name, Labels: l}
+}
+
+// podFromAPI keeps what policy needs of a pod. A malformed IP is skipped (the pod
+// is then not reachable by that address through policy: fail closed) and reported.
+func podFromAPI(p *corev1.Pod) (*podRecord, error) {
+	r := &podRecord{
+		ID:          p.Namespace + "/" + p.Name,
+		Namespace:   p.Namespace,
+		Name:        p.Name,
+		Node:        p.Spec.NodeName,
+		HostNetwork: p.Spec.HostNetwork,
+		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+	}
+	if len(p.Labels) > 0 {
+		r.Labels = make(labels.Set, len(p.Labels))
+		for k, v := range p.Labels {
+			r.Labels[k] = v
+		}
+	}
+	var errs []error
+	raw := make([]string, 0, 2)
+	for _, ip := range p.Status.PodIPs {
+		raw = append(raw, ip.IP)
+	}
+	if len(raw) == 0 && p.Status.PodIP != "" {
+		raw = append(raw, p.Status.PodIP)
+	}
+	for _, s := range raw {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			errs = append(errs, fmt.Errorf("pod %s: malformed IP %q ignored", r.ID, s))
+			continue
+		}
+		a = a.Unmap()
+		if !slices.Contains(r.IPs, a) {
+			r.IPs = append(r.IPs, a)
+		}
+	}
+	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
+	add := func(c corev1.Container) {
+		for _, cp := range c.Ports {
+			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
+				continue
+			}
+			proto, ok := protoNumber(cp.Protocol)
+			if !ok {
+				continue
+			}
+			np := namedPort{Name: cp.Name, Proto: proto, Port: uint16(cp.ContainerPort)}
+			if !slices.Contains(r.Ports, np) {
+				r.Ports = append(r.Ports, np)
+			}
+		}
+	}
+	for _, c := range p.Spec.InitContainers {
+		// Only restartable init containers (sidecars) keep running and serve ports.
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			add(c)
+		}
+	}
+	for _, c := range p.Spec.Containers {
+		add(c)
+	}
+	slices.SortFunc(r.Ports, func(a, b namedPort) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	return r, errors.Join(errs...)
+}
+
+// protoNumber maps a Kubernetes protocol to its IP protocol number; empty is TCP.
+func protoNumber(p corev1.Protocol) (uint8, bool) {
+	switch p {
+	case "", corev1.ProtocolTCP:
+		return nft.ProtoTCP, true
+	case corev1.ProtocolUDP:
+		return nft.ProtoUDP, true
+	case corev1.ProtocolSCTP:
+		return nft.ProtoSCTP, true
+	}
+	return 0, false
+}
+
+// samePod reports whether two records are equal in everything policy uses.
+func samePod(a, b *podRecord) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.ID == b.ID && a.Node == b.Node && a.HostNetwork == b.HostNetwork && a.Finished == b.Finished &&
+		labels.Equals(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports, b.Ports)
+}
+
+// resolve returns the ports of a pod named name with protocol proto.
+func (p *podRecord) resolve(name string, proto uint8) []uint16 {
+	var out []uint16
+	for _, np := range p.Ports {
+		if np.Name == name && np.Proto == proto {
+			out = append(out, np.Port)
+		}
+	}
+	return out
+}

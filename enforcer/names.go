@@ -1,0 +1,66 @@
+package enforcer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// Names of the fixed objects of the program (PROGRAM.md).
+const (
+	chainEgress  = "egress"
+	chainIngress = "ingress"
+)
+
+// Directions and families index small arrays throughout the compiler.
+const (
+	dirIngress = 0
+	dirEgress  = 1
+
+	famV4 = 0
+	famV6 = 1
+)
+
+var (
+	dirNames  = [2]string{"ingress", "egress"}
+	dirShort  = [2]string{"in", "eg"}
+	famNames  = [2]string{"v4", "v6"}
+	addrTypes = [2]nft.KeyType{nft.TypeIPv4Addr, nft.TypeIPv6Addr}
+	// vmapNames[dir][fam] are the dispatch verdict maps.
+	vmapNames = [2][2]string{{"ingress-v4", "ingress-v6"}, {"egress-v4", "egress-v6"}}
+	// saddr/daddr fields per family.
+	saddrFields = [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}
+	daddrFields = [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}
+)
+
+// shortHash is a deterministic 16-hex-digit digest: names stay well under nft's
+// limits (prefix + hash <= 40 chars) and are stable across restarts.
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func podChainName(dir int, podID string) string {
+	return "pod-" + dirShort[dir] + "-" + shortHash(podID)
+}
+func policyChainName(dir int, policyID string) string {
+	return "pol-" + dirShort[dir] + "-" + shortHash(policyID)
+}
+func peerSetName(fam int, key string) string  { return "peer-" + famNames[fam] + "-" + shortHash(key) }
+func cidrSetName(fam int, key string) string  { return "cidr-" + famNames[fam] + "-" + shortHash(key) }
+func portsSetName(key string) string          { return "ports-" + shortHash(key) }
+func namedSetName(fam int, key string) string { return "named-" + famNames[fam] + "-" + shortHash(key) }
+
+// famOf is the family index of an address.
+func famOf(a netip.Addr) int {
+	if a.Is4() {
+		return famV4
+	}
+	return famV6
+}

@@ -1,0 +1,377 @@
+package enforcer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// policy is the compiled form of one NetworkPolicy. It is rebuilt on every change
+// of the policy; selectors are parsed once here.
+type policy struct {
+	id, ns string
+	// podSel selects the targets in ns. An invalid selector selects every pod of
+	// the namespace and the policy allows nothing (fail closed).
+	podSel labels.Selector
+	dirs   [2]*policyDir // nil when the policyTypes exclude the direction
+}
+
+// policyDir is one direction of a policy. It is active (its chain and sets exist
+// in the desired state) while it selects at least one local pod.
+type policyDir struct {
+	pol     *policy
+	dir     int
+	chain   string
+	rules   []*policyRule
+	targets map[string]*podRecord
+	active  bool
+	// nftRules is the chain's rule list, fixed for the policy's lifetime.
+	nftRules []nft.Rule
+}
+
+// policyRule is one ingress or egress rule.
+type policyRule struct {
+	// anyPeer: from/to absent or empty, so every address matches.
+	anyPeer bool
+	peers   []peerSpec
+	// anyPort: ports absent or empty.
+	anyPort bool
+	// numeric is the interval set of protocol . port ranges (nil: no numeric port).
+	numeric *sharedSpec
+	// named lists the named ports; namedKey names the rule's named-port sets.
+	named    []portName
+	namedKey string
+	namedSet *namedSet // while active
+}
+
+type portName struct {
+	Name  string
+	Proto uint8
+}
+
+// peerSpec is one valid peer: a pod/namespace selector group or an ipBlock.
+type peerSpec struct {
+	group *groupSpec
+	cidr  *sharedSpec
+	fam   int // ipBlock family
+}
+
+// groupSpec identifies a peer selector pair; equal keys share one group.
+type groupSpec struct {
+	key    string
+	local  string          // namespace of a namespace-local podSelector peer
+	nsSel  labels.Selector // nil for namespace-local peers
+	podSel labels.Selector
+	desc   string
+}
+
+// sharedSpec is the content of a set that depends only on the policy text (an
+// ipBlock or a port list); equal contents share one set.
+type sharedSpec struct {
+	name  string
+	set   nft.Set // definition
+	elems []nft.Element
+}
+
+// parsePolicy compiles a policy. Errors describe the invalid parts; the returned
+// policy is always usable and fails closed on them.
+func parsePolicy(r *policyRecord) (*policy, error) {
+	var errs []error
+	p := &policy{id: r.ID, ns: r.Namespace}
+	sel, err := metav1.LabelSelectorAsSelector(&r.Spec.PodSelector)
+	invalid := false
+	if err != nil {
+		errs = append(errs, fmt.Errorf("podSelector: %w (the policy isolates every pod of namespace %s and allows nothing)", err, r.Namespace))
+		sel = labels.Everything()
+		invalid = true
+	}
+	p.podSel = sel
+	ingress, egress := policyTypes(&r.Spec)
+	if ingress {
+		d := &policyDir{pol: p, dir: dirIngress, chain: policyChainName(dirIngress, r.ID), targets: map[string]*podRecord{}}
+		if !invalid {
+			for i := range r.Spec.Ingress {
+				rule, err := parseRule(r, dirIngress, i, r.Spec.Ingress[i].From, r.Spec.Ingress[i].Ports)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("ingress rule %d: %w", i, err))
+				}
+				d.rules = append(d.rules, rule)
+			}
+		}
+		p.dirs[dirIngress] = d
+	}
+	if egress {
+		d := &policyDir{pol: p, dir: dirEgress, chain: policyChainName(dirEgress, r.ID), targets: map[string]*podRecord{}}
+		if !invalid {
+			for i := range r.Spec.Egress {
+				rule, err := parseRule(r, dirEgress, i, r.Spec.Egress[i].To, r.Spec.Egress[i].Ports)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("egress rule %d: %w", i, err))
+				}
+				d.rules = append(d.rules, rule)
+			}
+		}
+		p.dirs[dirEgress] = d
+	}
+	for _, d := range p.dirs {
+		if d != nil {
+			d.nftRules = d.buildRules()
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return p, fmt.Errorf("networkpolicy %s: %w", r.ID, err)
+	}
+	return p, nil
+}
+
+// policyTypes applies the defaults: Ingress always, Egress when egress rules exist.
+func policyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool) {
+	if len(spec.PolicyTypes) == 0 {
+		return true, len(spec.Egress) > 0
+	}
+	for _, t := range spec.PolicyTypes {
+		switch t {
+		case networkingv1.PolicyTypeIngress:
+			ingress = true
+		case networkingv1.PolicyTypeEgress:
+			egress = true
+		}
+	}
+	return ingress, egress
+}
+
+func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) (*policyRule, error) {
+	var errs []error
+	rule := &policyRule{anyPeer: len(peers) == 0, anyPort: len(ports) == 0}
+	for i := range peers {
+		ps, err := parsePeer(r.Namespace, &peers[i])
+		if err != nil {
+			// An invalid peer matches nothing; the rule keeps its other peers.
+			errs = append(errs, fmt.Errorf("peer %d: %w", i, err))
+			continue
+		}
+		rule.peers = append(rule.peers, ps)
+	}
+	var numeric []protoRange
+	for i, pp := range ports {
+		proto := corev1.ProtocolTCP
+		if pp.Protocol != nil {
+			proto = *pp.Protocol
+		}
+		pn, ok := protoNumber(proto)
+		if !ok {
+			errs = append(errs, fmt.Errorf("port %d: unknown protocol %q", i, proto))
+			continue
+		}
+		switch {
+		case pp.Port == nil:
+			if pp.EndPort != nil {
+				errs = append(errs, fmt.Errorf("port %d: endPort without port", i))
+				continue
+			}
+			numeric = append(numeric, protoRange{pn, 0, 65535})
+		case pp.Port.Type == intstr.String:
+			if pp.EndPort != nil || pp.Port.StrVal == "" {
+				errs = append(errs, fmt.Errorf("port %d: named port %q with endPort or empty", i, pp.Port.StrVal))
+				continue
+			}
+			n := portName{pp.Port.StrVal, pn}
+			if !slices.Contains(rule.named, n) {
+				rule.named = append(rule.named, n)
+			}
+		default:
+			from := pp.Port.IntVal
+			to := from
+			if pp.EndPort != nil {
+				to = *pp.EndPort
+			}
+			if from < 1 || from > 65535 || to < from || to > 65535 {
+				errs = append(errs, fmt.Errorf("port %d: invalid port range %d-%d", i, from, to))
+				continue
+			}
+			numeric = append(numeric, protoRange{pn, uint16(from), uint16(to)})
+		}
+	}
+	if len(numeric) > 0 {
+		rule.numeric = portsSpec(numeric)
+	}
+	if len(rule.named) > 0 {
+		rule.namedKey = fmt.Sprintf("%s/%s/%d", r.ID, dirNames[dir], idx)
+	}
+	return rule, errors.Join(errs...)
+}
+
+func parsePeer(ns string, p *networkingv1.NetworkPolicyPeer) (peerSpec, error) {
+	if p.IPBlock != nil {
+		if p.PodSelector != nil || p.NamespaceSelector != nil {
+			return peerSpec{}, errors.New("ipBlock combined with a selector")
+		}
+		fam, ranges, canonical, err := parseIPBlock(p.IPBlock)
+		if err != nil {
+			return peerSpec{}, err
+		}
+		name := cidrSetName(fam, canonical)
+		elems := make([]nft.Element, 0, len(ranges))
+		for _, r := range ranges {
+			e := nft.Element{Key: []nft.Value{nft.AddrValue(r.From)}}
+			if r.From != r.To {
+				e.KeyEnd = []nft.Value{nft.AddrValue(r.To)}
+			}
+			elems = append(elems, e)
+		}
+		return peerSpec{fam: fam, cidr: &sharedSpec{
+			name:  name,
+			set:   nft.Set{Name: name, Key: []nft.KeyType{addrTypes[fam]}, Interval: true, Comment: "ipBlock " + canonical},
+			elems: elems,
+		}}, nil
+	}
+	if p.PodSelector == nil && p.NamespaceSelector == nil {
+		return peerSpec{}, errors.New("peer without podSelector, namespaceSelector or ipBlock")
+	}
+	podSel := labels.Everything()
+	if p.PodSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+		if err != nil {
+			return peerSpec{}, fmt.Errorf("podSelector: %w", err)
+		}
+		podSel = s
+	}
+	g := &groupSpec{podSel: podSel}
+	if p.NamespaceSelector == nil {
+		g.local = ns
+		g.key = "ns=" + ns + ";pods=" + podSel.String()
+		g.desc = fmt.Sprintf("pods of namespace %s matching {%s}", ns, podSel)
+	} else {
+		s, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
+		if err != nil {
+			return peerSpec{}, fmt.Errorf("namespaceSelector: %w", err)
+		}
+		g.nsSel = s
+		g.key = "nssel=" + s.String() + ";pods=" + podSel.String()
+		g.desc = fmt.Sprintf("pods matching {%s} in namespaces matching {%s}", podSel, s)
+	}
+	return peerSpec{group: g}, nil
+}
+
+// protoRange is a port range of one protocol.
+type protoRange struct {
+	Proto    uint8
+	From, To uint16
+}
+
+// portsSpec merges the ranges per protocol (so the interval set holds no overlap)
+// and names the set after its content.
+func portsSpec(rs []protoRange) *sharedSpec {
+	slices.SortFunc(rs, func(a, b protoRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		if a.From != b.From {
+			return int(a.From) - int(b.From)
+		}
+		return int(a.To) - int(b.To)
+	})
+	var merged []protoRange
+	for _, r := range rs {
+		if n := len(merged); n > 0 && merged[n-1].Proto == r.Proto && uint32(r.From) <= uint32(merged[n-1].To)+1 {
+			if r.To > merged[n-1].To {
+				merged[n-1].To = r.To
+			}
+			continue
+		}
+		merged = append(merged, r)
+	}
+	var key []string
+	elems := make([]nft.Element, 0, len(merged))
+	for _, r := range merged {
+		e := nft.Element{Key: []nft.Value{nft.ProtoValue(r.Proto), nft.PortValue(r.From)}}
+		k := fmt.Sprintf("%s . %d", nft.FormatValue(nft.TypeInetProto, nft.ProtoValue(r.Proto)), r.From)
+		if r.From != r.To {
+			e.KeyEnd = []nft.Value{nft.ProtoValue(r.Proto), nft.PortValue(r.To)}
+			k += fmt.Sprintf("-%d", r.To)
+		}
+		elems = append(elems, e)
+		key = append(key, k)
+	}
+	canonical := strings.Join(key, ", ")
+	name := portsSetName(canonical)
+	return &sharedSpec{
+		name:  name,
+		set:   nft.Set{Name: name, Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService}, Interval: true, Comment: "ports " + canonical},
+		elems: elems,
+	}
+}
+
+// buildRules is the policy chain: for each rule, family, peer and port kind one
+// rule ending in accept (PROGRAM.md). Rules that match regardless of family are
+// emitted once.
+func (d *policyDir) buildRules() []nft.Rule {
+	var out []nft.Rule
+	peerField := saddrFields
+	if d.dir == dirEgress {
+		peerField = daddrFields
+	}
+	for _, r := range d.rules {
+		for fam := range 2 {
+			type peerMatch struct {
+				expr  []nft.Expr
+				cidr  bool
+				anyFm bool
+			}
+			var peers []peerMatch
+			if r.anyPeer {
+				peers = append(peers, peerMatch{anyFm: true})
+			}
+			for _, p := range r.peers {
+				switch {
+				case p.group != nil:
+					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}}})
+				case p.cidr != nil && p.fam == fam:
+					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
+				}
+			}
+			type portMatch struct {
+				expr  []nft.Expr
+				named bool
+			}
+			var ports []portMatch
+			if r.anyPort {
+				ports = append(ports, portMatch{})
+			}
+			if r.numeric != nil {
+				ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
+			}
+			if len(r.named) > 0 {
+				ports = append(ports, portMatch{named: true, expr: []nft.Expr{nft.Lookup{
+					Fields: []nft.Field{daddrFields[fam], nft.FieldL4Proto, nft.FieldTHDport},
+					Set:    namedSetName(fam, r.namedKey),
+				}}})
+			}
+			for _, pm := range peers {
+				for _, po := range ports {
+					if pm.anyFm && !po.named && fam != famV4 {
+						continue // family independent: emitted in the v4 pass
+					}
+					if po.named && pm.cidr && d.dir == dirEgress {
+						continue // named ports resolve against peer pods; an ipBlock has none
+					}
+					exprs := make([]nft.Expr, 0, len(pm.expr)+len(po.expr)+1)
+					exprs = append(exprs, pm.expr...)
+					exprs = append(exprs, po.expr...)
+					exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
+					out = append(out, nft.Rule{Exprs: exprs})
+				}
+			}
+		}
+	}
+	return out
+}

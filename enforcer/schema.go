@@ -1,0 +1,242 @@
+package enforcer
+
+import (
+	"fmt"
+	"net/netip"
+
+	memdb "github.com/hashicorp/go-memdb"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// The cluster model lives in go-memdb. This file is its whole schema: the tables,
+// their indexes and the typed indexers that read the Go structs (no reflection, no
+// field names as strings).
+
+const (
+	tablePods       = "pods"
+	tableNamespaces = "namespaces"
+	tablePolicies   = "policies"
+
+	indexID        = "id"        // every table: "ns/name" (namespaces: name)
+	indexIP        = "ip"        // pods: each IP of an active pod (multi-value)
+	indexNamespace = "namespace" // pods, policies
+	indexNode      = "node"      // pods: spec.nodeName
+	indexNodeNS    = "node-ns"   // pods: nodeName + "/" + namespace (local pods of a namespace)
+)
+
+// podRecord is what the engine keeps of a pod. Records are immutable once
+// inserted: an update inserts a new record.
+type podRecord struct {
+	ID, Namespace, Name string
+	Node                string
+	Labels              labels.Set
+	// IPs are the pod's parsed addresses (unmapped, deduplicated, sorted v4 first).
+	IPs         []netip.Addr
+	HostNetwork bool
+	// Finished is true for phase Succeeded or Failed.
+	Finished bool
+	// Ports are the named container ports, restartable init containers included.
+	Ports []namedPort
+}
+
+// namedPort is one named container port.
+type namedPort struct {
+	Name  string
+	Proto uint8 // nft.ProtoTCP, ProtoUDP, ProtoSCTP
+	Port  uint16
+}
+
+// active reports whether the pod takes part in policy at all: it has an address,
+// runs in the pod network and has not finished. Inactive pods are neither targets
+// nor peers.
+func (p *podRecord) active() bool {
+	return p != nil && !p.HostNetwork && !p.Finished && len(p.IPs) > 0
+}
+
+// namespaceRecord is what the engine keeps of a namespace.
+type namespaceRecord struct {
+	Name   string
+	Labels labels.Set
+}
+
+// policyRecord keeps the policy as given (Decide evaluates the raw spec) plus its
+// compiled form.
+type policyRecord struct {
+	ID, Namespace, Name string
+	Spec                networkingv1.NetworkPolicySpec
+}
+
+func newSchema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tablePods: {
+			Name: tablePods,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
+				indexNamespace: {Name: indexNamespace, Indexer: stringIndex(func(p *podRecord) string { return p.Namespace })},
+				indexNode:      {Name: indexNode, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string { return p.Node })},
+				indexNodeNS: {Name: indexNodeNS, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string {
+					if p.Node == "" {
+						return ""
+					}
+					return p.Node + "/" + p.Namespace
+				})},
+				indexIP: {Name: indexIP, AllowMissing: true, Indexer: multiStringIndex(func(p *podRecord) []string {
+					if !p.active() {
+						return nil
+					}
+					out := make([]string, len(p.IPs))
+					for i, a := range p.IPs {
+						out[i] = a.String()
+					}
+					return out
+				})},
+			},
+		},
+		tableNamespaces: {
+			Name: tableNamespaces,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(n *namespaceRecord) string { return n.Name })},
+			},
+		},
+		tablePolicies: {
+			Name: tablePolicies,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
+				indexNamespace: {Name: indexNamespace, Indexer: stringIndex(func(p *policyRecord) string { return p.Namespace })},
+			},
+		},
+	}}
+}
+
+// typedStringIndex indexes records of type T by one string; an empty string means
+// the record is not in the index.
+type typedStringIndex[T any] struct{ fn func(T) string }
+
+func stringIndex[T any](fn func(T) string) *typedStringIndex[T] { return &typedStringIndex[T]{fn: fn} }
+
+func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
+	t, ok := obj.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
+	}
+	v := ix.fn(t)
+	if v == "" {
+		return false, nil, nil
+	}
+	return true, append([]byte(v), 0), nil
+}
+
+func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
+
+// typedMultiStringIndex indexes records of type T by several strings.
+type typedMultiStringIndex[T any] struct{ fn func(T) []string }
+
+func multiStringIndex[T any](fn func(T) []string) *typedMultiStringIndex[T] {
+	return &typedMultiStringIndex[T]{fn: fn}
+}
+
+func (ix *typedMultiStringIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
+	t, ok := obj.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
+	}
+	vals := ix.fn(t)
+	if len(vals) == 0 {
+		return false, nil, nil
+	}
+	out := make([][]byte, 0, len(vals))
+	for _, v := range vals {
+		out = append(out, append([]byte(v), 0))
+	}
+	return true, out, nil
+}
+
+func (ix *typedMultiStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
+
+func stringArg(args []any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("index: want one argument, got %d", len(args))
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("index: argument is %T, want string", args[0])
+	}
+	return append([]byte(s), 0), nil
+}
+
+// model wraps the memdb with typed accessors.
+type model struct{ db *memdb.MemDB }
+
+func newModel() (*model, error) {
+	db, err := memdb.NewMemDB(newSchema())
+	if err != nil {
+		return nil, fmt.Errorf("cluster model: %w", err)
+	}
+	return &model{db: db}, nil
+}
+
+func (m *model) put(table string, obj any) error {
+	txn := m.db.Txn(true)
+	if err := txn.Insert(table, obj); err != nil {
+		txn.Abort()
+		return fmt.Errorf("cluster model: insert into %s: %w", table, err)
+	}
+	txn.Commit()
+	return nil
+}
+
+func (m *model) remove(table, id string) {
+	txn := m.db.Txn(true)
+	if _, err := txn.DeleteAll(table, indexID, id); err != nil {
+		txn.Abort()
+		return
+	}
+	txn.Commit()
+}
+
+func first[T any](m *model, table, index, arg string) T {
+	var zero T
+	raw, err := m.db.Txn(false).First(table, index, arg)
+	if err != nil || raw == nil {
+		return zero
+	}
+	return raw.(T)
+}
+
+func all[T any](m *model, table, index string, args ...any) []T {
+	it, err := m.db.Txn(false).Get(table, index, args...)
+	if err != nil {
+		return nil
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out
+}
+
+func (m *model) pod(id string) *podRecord { return first[*podRecord](m, tablePods, indexID, id) }
+func (m *model) namespace(name string) *namespaceRecord {
+	return first[*namespaceRecord](m, tableNamespaces, indexID, name)
+}
+func (m *model) policy(id string) *policyRecord {
+	return first[*policyRecord](m, tablePolicies, indexID, id)
+}
+func (m *model) podsByIP(a netip.Addr) []*podRecord {
+	return all[*podRecord](m, tablePods, indexIP, a.String())
+}
+func (m *model) podsInNamespace(ns string) []*podRecord {
+	return all[*podRecord](m, tablePods, indexNamespace, ns)
+}
+func (m *model) localPodsInNamespace(node, ns string) []*podRecord {
+	return all[*podRecord](m, tablePods, indexNodeNS, node+"/"+ns)
+}
+func (m *model) policiesInNamespace(ns string) []*policyRecord {
+	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)
+}
+func (m *model) namespaces() []*namespaceRecord {
+	return all[*namespaceRecord](m, tableNamespaces, indexID)
+}
+func (m *model) pods() []*podRecord        { return all[*podRecord](m, tablePods, indexID) }
+func (m *model) policies() []*policyRecord { return all[*policyRecord](m, tablePolicies, indexID) }
