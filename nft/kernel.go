@@ -94,7 +94,48 @@ func (k *Kernel) dial() error {
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
 	k.conn, k.reader = conn, reader
+	for _, c := range []*netlink.Conn{k.nl, reader} {
+		if err := primeDumpSize(c); err != nil {
+			_ = k.closeConns()
+			return fmt.Errorf("nft: prepare netlink connection: %w", err)
+		}
+	}
 	return nil
+}
+
+// primeDumpSize makes the kernel fill dumps in 32 KiB parts on this socket
+// instead of one page. The kernel sizes dump parts by the largest recvmsg
+// buffer it has seen on the socket, and set element dumps restart their walk
+// of the set for every part, so small parts make listing a large set
+// quadratic. One recvmsg with a 32 KiB buffer (a peek at the answer to a cheap
+// request, which the normal receive then consumes) is enough.
+func primeDumpSize(c *netlink.Conn) error {
+	if c == nil {
+		return nil
+	}
+	if _, err := c.Send(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}); err != nil {
+		return err
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 32<<10)
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		_, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if rerr != nil {
+		return rerr
+	}
+	_, err = c.Receive()
+	return err
 }
 
 // sizeBuffers raises the socket buffers beyond the sysctl limits when allowed
