@@ -1,0 +1,188 @@
+package conformance
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The upstream model: three namespaces with three pods each, every pod serving
+// ports 80 and 81 on TCP, UDP and SCTP.
+var (
+	ModelNamespaces = []string{"x", "y", "z"}
+	ModelPods       = []string{"a", "b", "c"}
+	ModelPorts      = []int32{80, 81}
+	ModelProtocols  = []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}
+)
+
+// Label keys the model uses. The namespace-name label is set by the API server
+// on real clusters; model-only clusters set it themselves (KubeNamespace).
+const (
+	PodLabelKey       = "pod"
+	NamespaceLabelKey = corev1.LabelMetadataName // kubernetes.io/metadata.name
+	// NsLabelKey carries the model name (x, y, z) of a namespace, independent
+	// of any suffix, so generated selectors stay valid across runs.
+	NsLabelKey = "ns"
+)
+
+// PodRef names a pod by its real namespace and name; it prints as "ns/name"
+// like upstream's PodString.
+type PodRef struct {
+	Namespace string
+	Name      string
+}
+
+func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
+
+// PortName is the container port name of a model server, e.g. "serve-80-tcp".
+func PortName(port int32, proto corev1.Protocol) string {
+	return fmt.Sprintf("serve-%d-%s", port, strings.ToLower(string(proto)))
+}
+
+// Model is one run's concrete topology: the real names of x, y, z and the pods
+// present (upstream creates only the pods a test lists).
+type Model struct {
+	X, Y, Z string
+	Pods    []PodRef
+}
+
+// NewModel maps the model namespaces to real names by appending suffix
+// ("x-<suffix>"; no suffix keeps "x") and creates the pods listed as "x/a";
+// no pods means all nine.
+func NewModel(suffix string, pods []string) (*Model, error) {
+	name := func(base string) string {
+		if suffix == "" {
+			return base
+		}
+		return base + "-" + suffix
+	}
+	m := &Model{X: name("x"), Y: name("y"), Z: name("z")}
+	if len(pods) == 0 {
+		for _, ns := range ModelNamespaces {
+			for _, p := range ModelPods {
+				pods = append(pods, ns+"/"+p)
+			}
+		}
+	}
+	for _, s := range pods {
+		ns, pod, ok := strings.Cut(s, "/")
+		if !ok || !slices.Contains(ModelNamespaces, ns) || !slices.Contains(ModelPods, pod) {
+			return nil, fmt.Errorf("model pod %q: want <x|y|z>/<a|b|c>", s)
+		}
+		ref := PodRef{Namespace: m.Real(ns), Name: pod}
+		if slices.Contains(m.Pods, ref) {
+			return nil, fmt.Errorf("model pod %q listed twice", s)
+		}
+		m.Pods = append(m.Pods, ref)
+	}
+	// Keep upstream's order (namespace, then pod) whatever order the case lists.
+	slices.SortFunc(m.Pods, func(a, b PodRef) int { return m.ordinal(a) - m.ordinal(b) })
+	return m, nil
+}
+
+// Namespaces returns the real names of x, y, z.
+func (m *Model) Namespaces() []string { return []string{m.X, m.Y, m.Z} }
+
+// Real maps a model namespace name (x, y, z) to its real name.
+func (m *Model) Real(model string) string {
+	switch model {
+	case "x":
+		return m.X
+	case "y":
+		return m.Y
+	case "z":
+		return m.Z
+	}
+	panic(fmt.Sprintf("unknown model namespace %q", model))
+}
+
+// ModelName maps a real namespace name back to x, y or z.
+func (m *Model) ModelName(real string) string {
+	for i, ns := range m.Namespaces() {
+		if ns == real {
+			return ModelNamespaces[i]
+		}
+	}
+	panic(fmt.Sprintf("namespace %q is not part of the model", real))
+}
+
+// Pod returns the reference of model pod ns/name ("x", "a").
+func (m *Model) Pod(ns, name string) PodRef { return PodRef{Namespace: m.Real(ns), Name: name} }
+
+// ordinal is a pod's position among all nine model pods (x/a = 0 ... z/c = 8).
+func (m *Model) ordinal(p PodRef) int {
+	return slices.Index(ModelNamespaces, m.ModelName(p.Namespace))*len(ModelPods) + slices.Index(ModelPods, p.Name)
+}
+
+// Node is the index (0 or 1) of the node a pod runs on. Pods alternate between
+// two nodes by their position among the nine model pods, so that in every
+// upstream topology about half of the flows cross nodes and every namespace has
+// pods on both nodes.
+func (m *Model) Node(p PodRef) int { return m.ordinal(p) % 2 }
+
+// Ordinal is exported for clusters that derive addresses from it.
+func (m *Model) Ordinal(p PodRef) int { return m.ordinal(p) }
+
+// DefaultPodLabels are a model pod's labels at creation.
+func DefaultPodLabels(name string) map[string]string { return map[string]string{PodLabelKey: name} }
+
+// DefaultNamespaceLabels are a model namespace's labels at creation, including
+// the name label the API server would add.
+func (m *Model) DefaultNamespaceLabels(real string) map[string]string {
+	return map[string]string{NamespaceLabelKey: real, NsLabelKey: m.ModelName(real)}
+}
+
+// KubeNamespace builds the namespace object with the given labels (the
+// kubernetes.io/metadata.name label is always forced, as the API server does).
+func KubeNamespace(name string, labels map[string]string) *corev1.Namespace {
+	l := make(map[string]string, len(labels)+1)
+	for k, v := range labels {
+		l[k] = v
+	}
+	l[NamespaceLabelKey] = name
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+}
+
+// ContainerPorts are the named ports of a model server (serve-<port>-<proto>).
+func ContainerPorts() []corev1.ContainerPort {
+	var ports []corev1.ContainerPort
+	for _, proto := range ModelProtocols {
+		for _, port := range ModelPorts {
+			ports = append(ports, corev1.ContainerPort{Name: PortName(port, proto), ContainerPort: port, Protocol: proto})
+		}
+	}
+	return ports
+}
+
+// KubePod builds a running pod on node with the given addresses (first is the
+// primary) and labels.
+func KubePod(ref PodRef, node string, labels map[string]string, ips []netip.Addr) *corev1.Pod {
+	l := make(map[string]string, len(labels))
+	for k, v := range labels {
+		l[k] = v
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace, Labels: l},
+		Spec: corev1.PodSpec{
+			NodeName: node,
+			Containers: []corev1.Container{{
+				Name:    "server",
+				Image:   "registry.k8s.io/e2e-test-images/agnhost",
+				Command: []string{"/agnhost", "porter"},
+				Ports:   ContainerPorts(),
+			}},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	for _, ip := range ips {
+		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip.String()})
+	}
+	if len(ips) > 0 {
+		p.Status.PodIP = ips[0].String()
+	}
+	return p
+}

@@ -1,0 +1,159 @@
+package conformance
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+)
+
+// world is the desired cluster of an in-process run: the objects an API server
+// would hold. It turns actions into engine upserts and deletes, so the model
+// cluster's per-node engines and the oracle see exactly the same objects.
+type world struct {
+	m        *Model
+	ips      map[PodRef][]netip.Addr
+	node     func(PodRef) string
+	nsLabels map[string]map[string]string
+	pods     map[PodRef]map[string]string
+	policies map[string]*networkingv1.NetworkPolicy // "ns/name"
+}
+
+func newWorld(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) *world {
+	w := &world{
+		m: m, ips: ips, node: node,
+		nsLabels: map[string]map[string]string{},
+		pods:     map[PodRef]map[string]string{},
+		policies: map[string]*networkingv1.NetworkPolicy{},
+	}
+	for _, ns := range m.Namespaces() {
+		w.nsLabels[ns] = m.DefaultNamespaceLabels(ns)
+	}
+	for _, p := range m.Pods {
+		w.pods[p] = DefaultPodLabels(p.Name)
+	}
+	return w
+}
+
+func (w *world) pod(p PodRef) *corev1.Pod { return KubePod(p, w.node(p), w.pods[p], w.ips[p]) }
+
+// load feeds the initial objects to an engine.
+func (w *world) load(e *enforcer.Engine) error {
+	for _, ns := range slices.Sorted(maps.Keys(w.nsLabels)) {
+		if err := e.UpsertNamespace(KubeNamespace(ns, w.nsLabels[ns])); err != nil {
+			return fmt.Errorf("upsert namespace %s: %w", ns, err)
+		}
+	}
+	for _, p := range w.m.Pods {
+		if err := e.UpsertPod(w.pod(p)); err != nil {
+			return fmt.Errorf("upsert pod %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// apply records the action and returns the engine calls that express it.
+func (w *world) apply(a Action) ([]func(*enforcer.Engine) error, error) {
+	switch a.Kind {
+	case CreatePolicy, UpdatePolicy:
+		key := a.Policy.Namespace + "/" + a.Policy.Name
+		_, exists := w.policies[key]
+		if a.Kind == CreatePolicy && exists {
+			return nil, fmt.Errorf("%s: policy already exists", a)
+		}
+		if a.Kind == UpdatePolicy && !exists {
+			return nil, fmt.Errorf("%s: no such policy", a)
+		}
+		p := a.Policy.DeepCopy()
+		w.policies[key] = p
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(p.DeepCopy()) }}, nil
+	case DeletePolicy:
+		key := a.Namespace + "/" + a.Name
+		if _, ok := w.policies[key]; !ok {
+			return nil, fmt.Errorf("%s: no such policy", a)
+		}
+		delete(w.policies, key)
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { e.DeleteNetworkPolicy(a.Namespace, a.Name); return nil }}, nil
+	case DeleteAllPolicies:
+		var fns []func(*enforcer.Engine) error
+		for _, key := range slices.Sorted(maps.Keys(w.policies)) {
+			p := w.policies[key]
+			delete(w.policies, key)
+			fns = append(fns, func(e *enforcer.Engine) error { e.DeleteNetworkPolicy(p.Namespace, p.Name); return nil })
+		}
+		return fns, nil
+	case SetPodLabels:
+		ref := PodRef{Namespace: a.Namespace, Name: a.Name}
+		if _, ok := w.pods[ref]; !ok {
+			return nil, fmt.Errorf("%s: no such pod", a)
+		}
+		w.pods[ref] = maps.Clone(a.Labels)
+		pod := w.pod(ref)
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { return e.UpsertPod(pod.DeepCopy()) }}, nil
+	case SetNamespaceLabels:
+		if _, ok := w.nsLabels[a.Namespace]; !ok {
+			return nil, fmt.Errorf("%s: no such namespace", a)
+		}
+		ns := KubeNamespace(a.Namespace, a.Labels)
+		w.nsLabels[a.Namespace] = ns.Labels
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { return e.UpsertNamespace(ns.DeepCopy()) }}, nil
+	}
+	return nil, fmt.Errorf("unknown action kind %q", a.Kind)
+}
+
+// Oracle is a model-only engine (no dataplane) that follows a case's actions
+// and answers with the reference evaluator. It provides the expected tables
+// of generated cases, for any Cluster.
+type Oracle struct {
+	w   *world
+	eng *enforcer.Engine
+	ip  func(PodRef) netip.Addr
+}
+
+// NewOracle builds the oracle for model m whose pods have addresses ips (all
+// families, primary first) and run on nodes given by node.
+func NewOracle(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) (*Oracle, error) {
+	eng, err := enforcer.New(enforcer.Config{NodeName: "conformance-oracle"})
+	if err != nil {
+		return nil, fmt.Errorf("oracle engine: %w", err)
+	}
+	w := newWorld(m, ips, node)
+	if err := w.load(eng); err != nil {
+		return nil, fmt.Errorf("oracle: %w", err)
+	}
+	return &Oracle{w: w, eng: eng, ip: func(p PodRef) netip.Addr { return ips[p][0] }}, nil
+}
+
+// Apply follows one action.
+func (o *Oracle) Apply(a Action) error {
+	fns, err := o.w.apply(a)
+	if err != nil {
+		return fmt.Errorf("oracle: %w", err)
+	}
+	for _, fn := range fns {
+		if err := fn(o.eng); err != nil {
+			return fmt.Errorf("oracle: %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// Expect returns the evaluator's table for one probe over pods.
+func (o *Oracle) Expect(pods []PodRef, port int, proto corev1.Protocol) *Reachability {
+	r := NewReachability(pods, true)
+	for _, from := range pods {
+		for _, to := range pods {
+			if from == to {
+				continue
+			}
+			d := o.eng.Decide(enforcer.Flow{Src: o.ip(from), Dst: o.ip(to), Protocol: proto, Port: uint16(port)})
+			r.Expect(from, to, d.Allowed)
+		}
+	}
+	return r
+}
