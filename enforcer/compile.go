@@ -30,10 +30,14 @@ type compiler struct {
 	// releases and reacquires the same groups).
 	gcGroups map[*group]struct{}
 
-	shared   map[string]int              // cidr and ports sets: references
-	allNamed map[*namedSet]struct{}      // egress named sets of rules without peers
-	local    map[string]*localPod        // local active pods by ID
-	vmapOwn  [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element
+	shared   map[string]int         // cidr and ports sets: references
+	allNamed map[*namedSet]struct{} // egress named sets of rules without peers
+	local    map[string]*localPod   // local active pods by ID
+	// localPerNS counts the local active pods per namespace: the policies of a
+	// namespace are programmed while it has one, so that label changes and most
+	// pod churn touch only elements, while a node carries only what its pods need.
+	localPerNS map[string]int
+	vmapOwn    [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element
 }
 
 // group is a peer selector pair: one set per family holding the IPs of the
@@ -85,6 +89,7 @@ func newCompiler(node string, m *model) *compiler {
 		shared:       map[string]int{},
 		allNamed:     map[*namedSet]struct{}{},
 		local:        map[string]*localPod{},
+		localPerNS:   map[string]int{},
 	}
 	for d := range 2 {
 		for f := range 2 {
@@ -484,9 +489,11 @@ func (c *compiler) addPolicy(p *policy) {
 		}
 		touched = append(touched, lp)
 	}
-	for _, d := range p.dirs {
-		if d != nil && len(d.targets) > 0 {
-			c.activate(d)
+	if c.localPerNS[p.ns] > 0 {
+		for _, d := range p.dirs {
+			if d != nil {
+				c.activate(d)
+			}
 		}
 	}
 	for _, lp := range touched {
@@ -560,6 +567,12 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	// Targets: only local pods.
 	wasLocal := c.local[id] != nil
 	isLocal := cur != nil && cur.active() && cur.Node == c.node && c.node != ""
+	if isLocal && !wasLocal {
+		c.localPerNS[ns]++
+		if c.localPerNS[ns] == 1 {
+			c.setNamespaceActive(ns, true)
+		}
+	}
 	if wasLocal || isLocal {
 		lp := c.local[id]
 		if lp == nil {
@@ -579,22 +592,16 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 				case sel:
 					d.targets[id] = cur
 					lp.pols[dir][p.id] = p
-					if !d.active {
-						c.activate(d)
-					}
 				case had:
 					delete(d.targets, id)
 					delete(lp.pols[dir], p.id)
 				}
-				if d.dir == dirIngress && d.active {
+				if d.dir == dirIngress && d.active && (sel || had) {
 					for _, r := range d.rules {
 						if r.namedSet != nil {
 							named[r.namedSet] = struct{}{}
 						}
 					}
-				}
-				if !sel && had && len(d.targets) == 0 && d.active {
-					c.deactivate(d)
 				}
 			}
 		}
@@ -603,9 +610,32 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 			delete(c.local, id)
 		}
 	}
+	if wasLocal && !isLocal {
+		c.localPerNS[ns]--
+		if c.localPerNS[ns] == 0 {
+			delete(c.localPerNS, ns)
+			c.setNamespaceActive(ns, false)
+		}
+	}
 	for nset := range named {
 		if !nset.dead {
 			c.refreshNamed(nset, id, cur)
+		}
+	}
+}
+
+// setNamespaceActive programs or removes the policies of a namespace that got
+// its first local pod or lost its last one.
+func (c *compiler) setNamespaceActive(ns string, on bool) {
+	for _, p := range c.policiesByNS[ns] {
+		for _, d := range p.dirs {
+			if d != nil && d.active != on {
+				if on {
+					c.activate(d)
+				} else {
+					c.deactivate(d)
+				}
+			}
 		}
 	}
 }

@@ -26,7 +26,7 @@ type policy struct {
 }
 
 // policyDir is one direction of a policy. It is active (its chain and sets exist
-// in the desired state) while it selects at least one local pod.
+// in the desired state) while the policy's namespace has a local pod.
 type policyDir struct {
 	pol     *policy
 	dir     int
