@@ -39,6 +39,12 @@ type RunOptions struct {
 	Workers int
 	// Repro is printed with a failure, e.g. the command that reruns the case.
 	Repro string
+	// Attempts is how often a probe matrix with wrong results is probed again
+	// (default 1, no retry), RetryDelay the pause before each retry. Clusters
+	// that converge asynchronously (real daemons watching an API server) need
+	// them, as upstream's ValidateOrFail probes twice with backoff.
+	Attempts   int
+	RetryDelay time.Duration
 }
 
 // Result is the outcome of one case.
@@ -111,9 +117,27 @@ func RunCase(ctx context.Context, cl Cluster, m *Model, c Case, oracle *Oracle, 
 					fail("%s: probe %s has no expectation and there is no oracle", label, pr)
 					return res
 				}
-				r = oracle.Expect(m.Pods, pr.Port, pr.Protocol)
+				var err error
+				if r, err = oracle.Expect(m.Pods, pr.Port, pr.Protocol); err != nil {
+					fail("%s, actions %v: probe %s: oracle inconsistent:\n%v", label, st.Actions, pr, err)
+				}
 			}
-			errs := probeAll(ctx, cl, r, pr, max(opts.Workers, 1))
+			var errs []error
+			for attempt := range max(opts.Attempts, 1) {
+				if attempt > 0 {
+					select {
+					case <-ctx.Done():
+						fail("%s: %v", label, ctx.Err())
+						return res
+					case <-time.After(opts.RetryDelay):
+					}
+					r.Observed = newTable(r.Expected.Pods(), -1)
+				}
+				errs = probeAll(ctx, cl, r, pr, max(opts.Workers, 1))
+				if r.Wrong() == 0 && len(errs) == 0 {
+					break
+				}
+			}
 			if wrong := r.Wrong(); wrong > 0 || len(errs) > 0 {
 				var b strings.Builder
 				fmt.Fprintf(&b, "%s, actions %v: probe %s: %d wrong of %d\n%s", label, st.Actions, pr, wrong,

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -143,9 +144,12 @@ func (o *Oracle) Apply(a Action) error {
 	return nil
 }
 
-// Expect returns the evaluator's table for one probe over pods.
-func (o *Oracle) Expect(pods []PodRef, port int, proto corev1.Protocol) *Reachability {
+// Expect returns the evaluator's table for one probe over pods. The error
+// lists the flows where the evaluator disagrees with the naive reading of the
+// API (semantics.go): a semantic bug of the engine, or of that reading.
+func (o *Oracle) Expect(pods []PodRef, port int, proto corev1.Protocol) (*Reachability, error) {
 	r := NewReachability(pods, true)
+	var errs []error
 	for _, from := range pods {
 		for _, to := range pods {
 			if from == to {
@@ -153,7 +157,14 @@ func (o *Oracle) Expect(pods []PodRef, port int, proto corev1.Protocol) *Reachab
 			}
 			d := o.eng.Decide(enforcer.Flow{Src: o.ip(from), Dst: o.ip(to), Protocol: proto, Port: uint16(port)})
 			r.Expect(from, to, d.Allowed)
+			naive, err := o.w.naiveAllowed(from, to, port, proto)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("naive evaluation of %s -> %s: %w", from, to, err))
+			} else if naive != d.Allowed {
+				errs = append(errs, fmt.Errorf("%s -> %s %s/%d: evaluator says %v (%s), the API reading says %v",
+					from, to, proto, port, d.Allowed, d.Reason, naive))
+			}
 		}
 	}
-	return r
+	return r, errors.Join(errs...)
 }
