@@ -1,0 +1,184 @@
+package nft_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nftwarden/nftwarden/nft"
+	"golang.org/x/sys/unix"
+)
+
+// nodeState builds a node program with the given number of policy chains and
+// about ten times as many peer-set elements: policies/10 shared peer sets
+// (v4) of 100 pod IPs each, policies/10 port sets, and policies/10 local pods
+// each dispatching to ten policy chains.
+func nodeState(policies int) *nft.State {
+	s := skeleton()
+	groups := max(policies/10, 1)
+	next := binary.BigEndian.Uint32(netip.MustParseAddr("198.18.0.0").AsSlice())
+	ip := func() nft.Value {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], next)
+		next++
+		return b[:]
+	}
+	for g := range groups {
+		peers := make([]nft.Element, 100)
+		for i := range peers {
+			peers[i] = nft.Element{Key: []nft.Value{ip()}}
+		}
+		addSet(s, nft.Set{Name: fmt.Sprintf("peer-v4-%05d", g), Key: []nft.KeyType{nft.TypeIPv4Addr},
+			Comment: fmt.Sprintf("ns%d: app=g%d", g, g)}, peers...)
+		addSet(s, nft.Set{Name: fmt.Sprintf("peer-v6-%05d", g), Key: []nft.KeyType{nft.TypeIPv6Addr}})
+		addSet(s, nft.Set{Name: fmt.Sprintf("ports-%05d", g), Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService},
+			Interval: true}, portRange(nft.ProtoTCP, 80, 80), portRange(nft.ProtoTCP, uint16(8000+g%1000), uint16(8100+g%1000)))
+	}
+	l4port := []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}
+	for p := range policies {
+		g := p % groups
+		addChain(s, nft.Chain{Name: fmt.Sprintf("pol-in-%05d", p), Comment: fmt.Sprintf("ns%d/pol%d ingress rule list", g, p),
+			Rules: []nft.Rule{
+				{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)},
+					nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}, accept()}},
+				{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)},
+					nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}, accept()}},
+			}})
+	}
+	vmap := s.Sets["ingress-v4"]
+	for pod := range groups {
+		name := fmt.Sprintf("pod-in-%05d", pod)
+		var rules []nft.Rule
+		for j := range min(10, policies) {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump,
+				Chain: fmt.Sprintf("pol-in-%05d", (pod*10+j)%policies)}}})
+		}
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
+		addChain(s, nft.Chain{Name: name, Rules: rules})
+		e := nft.Element{Key: []nft.Value{ip()}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: name}}
+		vmap.Elements[nft.ElementID(vmap, e)] = e
+	}
+	return s
+}
+
+func countElements(s *nft.State) int {
+	n := 0
+	for _, set := range s.Sets {
+		n += len(set.Elements)
+	}
+	return n
+}
+
+var benchSizes = []int{100, 1_000, 10_000}
+
+// cpuTime is the process's user plus system CPU time. The machine running the
+// benchmarks is shared, so wall time mostly measures the queue for a CPU;
+// CPU time (which includes the kernel's work in our netlink calls) does not.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkKernelProgram programs a whole node state into an empty table (one
+// batch), the cost of a first start.
+func BenchmarkKernelProgram(b *testing.B) {
+	for _, policies := range benchSizes {
+		st := nodeState(policies)
+		b.Run(fmt.Sprintf("policies=%d/elements=%d", policies, countElements(st)), func(b *testing.B) {
+			_, k := newKernel(b)
+			ctx := context.Background()
+			tx := nft.Diff(nil, st, nil)
+			var cpu time.Duration
+			b.ResetTimer()
+			for range b.N {
+				c0 := cpuTime(b)
+				if err := k.Apply(ctx, tx); err != nil {
+					b.Fatalf("Apply: %v", err)
+				}
+				b.StopTimer()
+				cpu += cpuTime(b) - c0
+				if err := k.Cleanup(ctx); err != nil {
+					b.Fatalf("Cleanup: %v", err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(tx.Size()), "ops/batch")
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// BenchmarkKernelDelta measures one small transaction (one element added to a
+// peer set, one removed) with a whole node state loaded: the steady-state cost
+// of a pod change.
+func BenchmarkKernelDelta(b *testing.B) {
+	for _, policies := range benchSizes {
+		st := nodeState(policies)
+		b.Run(fmt.Sprintf("policies=%d/elements=%d", policies, countElements(st)), func(b *testing.B) {
+			_, k := newKernel(b)
+			ctx := context.Background()
+			applyState(b, k, st)
+			a := nft.Element{Key: []nft.Value{addr("198.19.200.1")}}
+			c := nft.Element{Key: []nft.Value{addr("198.19.200.2")}}
+			var first nft.Transaction
+			first.AddElements("peer-v4-00000", a)
+			if err := k.Apply(ctx, &first); err != nil {
+				b.Fatal(err)
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				var tx nft.Transaction
+				if i%2 == 0 {
+					tx.DeleteElements("peer-v4-00000", a)
+					tx.AddElements("peer-v4-00000", c)
+				} else {
+					tx.DeleteElements("peer-v4-00000", c)
+					tx.AddElements("peer-v4-00000", a)
+				}
+				start := time.Now()
+				if err := k.Apply(ctx, &tx); err != nil {
+					b.Fatalf("Apply: %v", err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkKernelReconcileNoop measures a Reconcile that finds nothing to do:
+// listing the whole table and diffing it (the periodic safety net).
+func BenchmarkKernelReconcileNoop(b *testing.B) {
+	for _, policies := range benchSizes {
+		st := nodeState(policies)
+		b.Run(fmt.Sprintf("policies=%d/elements=%d", policies, countElements(st)), func(b *testing.B) {
+			_, k := newKernel(b)
+			ctx := context.Background()
+			applyState(b, k, st)
+			c0 := cpuTime(b)
+			b.ResetTimer()
+			for range b.N {
+				tx, err := k.Reconcile(ctx, st)
+				if err != nil {
+					b.Fatalf("Reconcile: %v", err)
+				}
+				if !tx.Empty() {
+					b.Fatalf("no-op Reconcile sent %d operations", tx.Size())
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime(b)-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}

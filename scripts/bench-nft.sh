@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmarks of the kernel dataplane (nft.Kernel) in throwaway network
+# namespaces: programming a whole node state, one-element deltas with that
+# state loaded (p50/p99 latency), and a no-op reconcile. Needs root
+# (CAP_NET_ADMIN). Usage: scripts/bench-nft.sh [extra go test flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "bench-nft: needs root (CAP_NET_ADMIN) to create network namespaces" >&2
+	exit 1
+fi
+
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
+go test ./nft/ -run '^$' -bench 'BenchmarkKernelProgram' -benchtime 3x -count 1 "$@"
+go test ./nft/ -run '^$' -bench 'BenchmarkKernelDelta' -benchtime 2000x -count 1 "$@"
+go test ./nft/ -run '^$' -bench 'BenchmarkKernelReconcileNoop' -benchtime 3x -count 1 "$@"
