@@ -1,0 +1,186 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// agent is a running podagent (integration/cmd/podagent) in a pod namespace, driven
+// over its stdin and stdout with one JSON object per line.
+type agent struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	logPath string
+	unreg   func()
+
+	mu      sync.Mutex
+	nextID  int64
+	waiting map[int64]chan agentResponse
+	done    chan struct{}
+	readErr error
+}
+
+type agentRequest struct {
+	ID        int64  `json:"id"`
+	Addr      string `json:"addr"`
+	Port      uint16 `json:"port"`
+	Proto     string `json:"proto"`
+	TimeoutMS int    `json:"timeout_ms"`
+}
+
+type agentResponse struct {
+	ID    int64  `json:"id"`
+	Ready bool   `json:"ready,omitempty"`
+	OK    bool   `json:"ok"`
+	Peer  string `json:"peer,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// startAgent runs the podagent binary inside namespace ns and waits for it to report
+// that its listeners are bound.
+func startAgent(binary, ns, name, logPath string, tcp, udp, sctp []string) (*agent, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("agent log: %w", err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, binary, "-name", name,
+		"-tcp", join(tcp), "-udp", join(udp), "-sctp", join(sctp))
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("agent stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("agent stdout: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start podagent in %s: %w", ns, err)
+	}
+	a := &agent{cmd: cmd, stdin: stdin, logPath: logPath, waiting: map[int64]chan agentResponse{}, done: make(chan struct{})}
+	a.unreg = defaultJanitor.register(a.kill)
+	ready := make(chan struct{})
+	go a.read(stdout, ready, logf)
+	select {
+	case <-ready:
+		return a, nil
+	case <-a.done:
+		a.stop()
+		return nil, fmt.Errorf("podagent in %s ended before it was ready (%v): %s", ns, a.readErr, tailFile(logPath, 10))
+	case <-time.After(10 * time.Second):
+		a.stop()
+		return nil, fmt.Errorf("podagent in %s not ready after 10 s: %s", ns, tailFile(logPath, 10))
+	}
+}
+
+func join(ports []string) string {
+	s := ""
+	for i, p := range ports {
+		if i > 0 {
+			s += ","
+		}
+		s += p
+	}
+	return s
+}
+
+func (a *agent) read(stdout io.Reader, ready chan struct{}, logf *os.File) {
+	defer logf.Close()
+	sc := bufio.NewScanner(stdout)
+	readySent := false
+	for sc.Scan() {
+		var r agentResponse
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			fmt.Fprintf(logf, "harness: bad line from agent: %q\n", sc.Text())
+			continue
+		}
+		if r.Ready {
+			if !readySent {
+				close(ready)
+				readySent = true
+			}
+			continue
+		}
+		a.mu.Lock()
+		ch := a.waiting[r.ID]
+		delete(a.waiting, r.ID)
+		a.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	}
+	a.mu.Lock()
+	a.readErr = sc.Err()
+	if a.readErr == nil {
+		a.readErr = errors.New("agent closed its output")
+	}
+	a.mu.Unlock()
+	close(a.done)
+}
+
+// probe asks the agent to connect to addr:port over proto ("tcp", "udp", "sctp").
+func (a *agent) probe(ctx context.Context, addr string, port uint16, proto string, timeout time.Duration) (agentResponse, error) {
+	ch := make(chan agentResponse, 1)
+	a.mu.Lock()
+	a.nextID++
+	id := a.nextID
+	a.waiting[id] = ch
+	b, err := json.Marshal(agentRequest{ID: id, Addr: addr, Port: port, Proto: proto, TimeoutMS: int(timeout / time.Millisecond)})
+	if err == nil {
+		_, err = a.stdin.Write(append(b, '\n'))
+	}
+	if err != nil {
+		delete(a.waiting, id)
+		a.mu.Unlock()
+		return agentResponse{}, fmt.Errorf("send probe to agent: %w", err)
+	}
+	a.mu.Unlock()
+	// The agent bounds the probe itself; the margin covers a slow machine.
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-a.done:
+		return agentResponse{}, fmt.Errorf("agent ended: %v; log: %s", a.readErr, tailFile(a.logPath, 10))
+	case <-ctx.Done():
+		return agentResponse{}, ctx.Err()
+	case <-time.After(timeout + 5*time.Second):
+		return agentResponse{}, errors.New("agent did not answer in time")
+	}
+}
+
+// stop closes stdin (the agent's signal to end) and kills it if it lingers.
+func (a *agent) stop() {
+	a.unreg()
+}
+
+func (a *agent) kill() {
+	a.stdin.Close()
+	waited := make(chan struct{})
+	go func() {
+		_ = a.cmd.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		return
+	case <-time.After(2 * time.Second):
+	}
+	_ = a.cmd.Process.Kill()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+	}
+}

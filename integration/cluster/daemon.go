@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+var daemonOnce = sync.OnceValues(BuildDaemon)
+
+// DaemonBinary builds the nftwarden command once per process (go build ./daemon in the
+// repository root) and returns its path; NFTW_DAEMON overrides it with a prebuilt binary.
+func DaemonBinary() (string, error) {
+	if p := os.Getenv("NFTW_DAEMON"); p != "" {
+		return p, nil
+	}
+	return daemonOnce()
+}
+
+// StartDaemons starts the nftwarden daemon in every node namespace.
+func (e *Env) StartDaemons() error {
+	for _, n := range e.Nodes {
+		if err := n.StartDaemon(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartDaemon runs `nftwarden run --kubeconfig K --node-name N` inside the node's
+// namespace, with its output in DaemonLog(). This is the one place that knows how the
+// daemon is started.
+func (n *Node) StartDaemon() error {
+	if n.daemon != nil {
+		if done, _ := n.daemon.exited(); !done {
+			return fmt.Errorf("daemon of %s already runs", n.Name)
+		}
+	}
+	bin, err := DaemonBinary()
+	if err != nil {
+		return fmt.Errorf("nftwarden binary: %w", err)
+	}
+	argv := append([]string{"ip", "netns", "exec", n.Netns, bin, "run",
+		"--kubeconfig", n.env.opts.DaemonKubeconfig, "--node-name", n.Name}, n.env.opts.DaemonArgs...)
+	appendLine(n.DaemonLog(), fmt.Sprintf("=== %s %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " ")))
+	n.daemon, err = startProcess("nftwarden daemon of "+n.Name, n.DaemonLog(), argv, os.Environ())
+	return err
+}
+
+// appendLine adds a line to a log file; a log that cannot be written is not an error
+// worth failing a test for (the process start reports its own).
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(line)
+}
+
+// StopDaemon stops the node's daemon (SIGTERM, then SIGKILL after 10 s).
+func (n *Node) StopDaemon() {
+	if n.daemon != nil {
+		n.daemon.stop(10 * time.Second)
+	}
+}
+
+// DaemonLog is the path of the file that receives the daemon's stdout and stderr.
+func (n *Node) DaemonLog() string {
+	return filepath.Join(n.env.Dir, "nftwarden-"+n.Name+".log")
+}
+
+// DaemonExited reports an error if the daemon has ended, with the end of its log.
+func (n *Node) DaemonExited() error {
+	if n.daemon == nil {
+		return nil
+	}
+	return n.daemon.exitError()
+}
+
+// Exec runs a command inside the node's namespace and returns its combined output.
+func (n *Node) Exec(ctx context.Context, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Netns}, argv...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), n.Netns, err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// Diagnostics describes the environment for a failure report: per node, whether its
+// daemon runs, the end of its log, and the nftables ruleset of its namespace (listed
+// with the nft tool, which only the tests use).
+func (e *Env) Diagnostics(ctx context.Context) string {
+	var b strings.Builder
+	for _, n := range e.Nodes {
+		fmt.Fprintf(&b, "===== node %s (netns %s, %s, %s)\n", n.Name, n.Netns, n.IPv4, n.IPv6)
+		if n.daemon == nil {
+			b.WriteString("daemon: not started\n")
+		} else {
+			if err := n.daemon.exitError(); err != nil {
+				fmt.Fprintf(&b, "daemon: %v\n", err)
+			} else {
+				fmt.Fprintf(&b, "daemon: running; last lines of %s:\n%s\n", n.DaemonLog(), n.daemon.tail(40))
+			}
+		}
+		out, err := n.Exec(ctx, "nft", "list", "ruleset")
+		if err != nil {
+			fmt.Fprintf(&b, "nft list ruleset: %v\n", err)
+		} else {
+			fmt.Fprintf(&b, "nft list ruleset:\n%s\n", out)
+		}
+	}
+	for _, p := range e.Pods() {
+		fmt.Fprintf(&b, "pod %s on %s: %s %s (netns %s)\n", p, p.Node.Name, p.IPv4, p.IPv6, p.Netns)
+	}
+	return b.String()
+}

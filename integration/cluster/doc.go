@@ -1,0 +1,33 @@
+// Package cluster runs a small, real Kubernetes environment on one Linux machine for
+// nftwarden's integration tests and demo:
+//
+//   - a control plane: etcd and kube-apiserver built from Go modules
+//     (scripts/build-control-plane.sh), on 127.0.0.1 with random ports, fresh certificates,
+//     static tokens and a temporary data directory (ControlPlane);
+//   - simulated nodes: one network namespace per node, joined by a bridge in an "underlay"
+//     namespace, with IP forwarding enabled only inside the node namespaces (Env, Node);
+//   - simulated pods: one network namespace per pod, wired to its node with a routed
+//     point-to-point veth or, in the bridged variant, to a Linux bridge in the node
+//     namespace with br_netfilter on; each pod runs the podagent helper, which serves
+//     TCP, UDP and SCTP ports and answers probes (Pod, Probe, ProbeMatrix);
+//   - the real nftwarden daemon, one per node namespace, talking to the API server
+//     through a TCP relay whose listener lives inside the node namespace (StartDaemons).
+//
+// Pods and nodes are also written to the API server the way a kubelet would (spec.nodeName
+// at creation, status through the pods/status subresource), so the daemon sees the same
+// cluster that the packets travel through.
+//
+// Address plan (only the test ranges 198.18.0.0/15 and 2001:db8::/32 are used):
+//
+//	node i underlay          198.18.0.(i+1)/24        2001:db8::(i+1)/64
+//	pods of node i           198.18.(16+i).n/32       2001:db8:1:i::n/128   (routed)
+//	                         198.18.(16+i).n/24       2001:db8:1:i::n/64    (bridged)
+//	bridge gateway (bridged) 198.18.(16+i).254        2001:db8:1:i::fffe
+//	service range            198.19.0.0/16 (given to the API server, unused)
+//
+// Everything this package creates is named with the prefix "nftw-it-<pid>-", is
+// registered with a Janitor, and is removed by Close, by the Janitor on SIGINT, and
+// (for leftovers of a process that died) by RemoveStale. It never changes routes,
+// sysctls or nftables in the machine's own network namespace: the only things it starts
+// there are etcd, kube-apiserver and the relays' outbound connections.
+package cluster

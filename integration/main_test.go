@@ -1,0 +1,110 @@
+package integration
+
+// IP plan (see package cluster): node i of the process has 198.18.0.(i+1) and
+// 2001:db8::(i+1) on the underlay; its pods get 198.18.(16+i).n and 2001:db8:1:i::n.
+// One control plane serves every test of the binary; each test makes its own nodes,
+// namespaces (suffixed with a random id) and pods, and removes them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nftwarden/nftwarden/integration/cluster"
+)
+
+var (
+	cpOnce sync.Once
+	cp     *cluster.ControlPlane
+	cpErr  error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	stop := cluster.HandleSignals()
+	defer stop()
+	defer cluster.CleanupAll()
+	if os.Geteuid() == 0 {
+		if removed, err := cluster.RemoveStale(); err != nil {
+			fmt.Fprintln(os.Stderr, "removing stale namespaces:", err)
+		} else if len(removed) > 0 {
+			fmt.Fprintln(os.Stderr, "removed stale namespaces of dead test runs:", removed)
+		}
+	}
+	return m.Run()
+}
+
+// controlPlane starts the shared control plane on first use.
+func controlPlane(t *testing.T) *cluster.ControlPlane {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("integration tests need root (network namespaces, nftables)")
+	}
+	cpOnce.Do(func() {
+		start := time.Now()
+		cp, cpErr = cluster.StartControlPlane(context.Background(), cluster.ControlPlaneOptions{})
+		if cpErr == nil {
+			fmt.Fprintf(os.Stderr, "control plane ready in %s at %s\n", time.Since(start).Round(time.Millisecond), cp.Host)
+		}
+	})
+	if cpErr != nil {
+		t.Fatalf("control plane: %v", cpErr)
+	}
+	return cp
+}
+
+// newEnv makes nodes for one test and removes them when it ends; a failed test logs
+// the daemons' logs and rulesets first.
+func newEnv(t *testing.T, opts cluster.Options) *cluster.Env {
+	t.Helper()
+	c := controlPlane(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := cluster.NewEnv(ctx, c, opts)
+	if errors.Is(err, cluster.ErrNoBrNetfilter) {
+		t.Skipf("bridged variant: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("environment: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t.Logf("diagnostics:\n%s", env.Diagnostics(dctx))
+			dcancel()
+		}
+		env.Close()
+	})
+	return env
+}
+
+// startDaemons runs the nftwarden daemon on every node of env.
+func startDaemons(t *testing.T, env *cluster.Env) {
+	t.Helper()
+	if _, err := os.Stat("../daemon"); err != nil {
+		t.Skipf("the daemon is not in this tree yet (../daemon): %v", err)
+	}
+	if err := env.StartDaemons(); err != nil {
+		t.Fatalf("start daemons: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}

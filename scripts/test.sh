@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The one test command: go vet, the unit tests of the library module, then the
+# integration suite (real kube-apiserver + etcd, network namespaces, real packets).
+# It installs nothing: run it as root on Linux with nftables, iproute2 and the control
+# plane binaries (scripts/build-control-plane.sh; .ci/run does all of that).
+#
+#   NFTW_CACHE        where the control plane binaries are (default .cache/bin)
+#   INTEGRATION_RUN   a -run pattern for the integration suite (default: all)
+#   SKIP_INTEGRATION  set to 1 to stop after the unit tests
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+section() { printf '\n==== %s\n' "$*"; }
+
+section "go vet (library module)"
+go vet ./...
+
+section "dependency direction (nft <- enforcer <- podwatch <- daemon)"
+# The layering of DESIGN.md: a package may import only the layers below it.
+check_deps() {
+	local pkg=$1
+	shift
+	local deps
+	deps=$(go list -deps "./$pkg/..." 2>/dev/null | grep '^github.com/nftwarden/nftwarden/' || true)
+	for forbidden in "$@"; do
+		if grep -q "^github.com/nftwarden/nftwarden/$forbidden\(/\|$\)" <<<"$deps"; then
+			echo "$pkg must not import $forbidden" >&2
+			exit 1
+		fi
+	done
+}
+[[ -d nft ]] && check_deps nft enforcer podwatch daemon
+[[ -d enforcer ]] && check_deps enforcer podwatch daemon
+[[ -d podwatch ]] && check_deps podwatch daemon
+if [[ -d enforcer ]] && go list -deps ./enforcer/... | grep -q '^k8s.io/client-go'; then
+	echo "enforcer must not import client-go" >&2
+	exit 1
+fi
+echo ok
+
+section "unit tests (library module)"
+go test -count=1 ./...
+
+if [[ ${SKIP_INTEGRATION:-0} == 1 ]]; then
+	echo "SKIP_INTEGRATION=1: integration suite not run"
+	exit 0
+fi
+
+section "go vet (integration module)"
+(cd integration && go vet ./...)
+
+section "integration suite (needs root)"
+start=$SECONDS
+(cd integration && go test -count=1 -timeout 40m ${INTEGRATION_RUN:+-run "$INTEGRATION_RUN"} ./...)
+echo "integration suite: $((SECONDS - start)) s"
