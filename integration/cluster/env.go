@@ -42,12 +42,12 @@ type Env struct {
 	// Dir holds the logs of this environment (daemons, agents).
 	Dir string
 
-	opts     Options
-	id       string // network namespace prefix
-	short    string // random suffix for API object names
-	underlay string
+	opts       Options
+	id         string // network namespace prefix
+	short      string // random suffix for API object names
+	underlay   string
 	rmUnderlay func()
-	agentBin string
+	agentBin   string
 
 	mu         sync.Mutex
 	pods       []*Pod
