@@ -218,6 +218,9 @@ type queued struct {
 	// cache when it succeeds.
 	added   map[string]setDef
 	deleted map[string]bool
+	// messages counts the netlink messages of the batch, bytes estimates
+	// their size: the socket buffers must hold the batch and its acks.
+	messages, bytes int
 }
 
 func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
@@ -231,6 +234,9 @@ func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
 	// queued on the connection.
 	q, err := k.build(tx)
 	if err != nil {
+		return err
+	}
+	if err := k.growBuffers(q); err != nil {
 		return err
 	}
 	k.conn.AddTable(k.table)
@@ -261,7 +267,7 @@ func (t *Transaction) opsOrNil() []Op {
 }
 
 func (k *Kernel) build(tx *Transaction) (*queued, error) {
-	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}}
+	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, messages: 3, bytes: 1024}
 	def := func(name string) (setDef, error) {
 		if d, ok := q.added[name]; ok {
 			return d, nil
@@ -298,6 +304,8 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 				}
 				rules = append(rules, &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud})
 			}
+			q.messages += 1 + len(rules)
+			q.bytes += 256 * (1 + len(rules))
 			q.steps = append(q.steps, func(cc *nftables.Conn) error {
 				cc.FlushChain(c)
 				for _, r := range rules {
@@ -336,6 +344,8 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			}
 			s := &nftables.Set{Name: op.Name, Table: k.table, Interval: d.Interval, IsMap: d.VerdictMap}
 			for _, chunk := range chunkElements(elems, maxElemsPerMsg, maxBytesPerMsg) {
+				q.messages++
+				q.bytes += maxBytesPerMsg + 256
 				if op.Kind == OpAddElements {
 					q.steps = append(q.steps, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) })
 				} else {
@@ -345,8 +355,40 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 		default:
 			return nil, opErr(fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid))
 		}
+		if op.Kind != OpReplaceRules && op.Kind != OpAddElements && op.Kind != OpDeleteElements {
+			q.messages++
+			q.bytes += 512
+		}
 	}
 	return q, nil
+}
+
+// ackSize is what one acknowledgement costs in the receive buffer (the skb
+// overhead, not the 36 bytes of payload), with margin.
+const ackSize = 1024
+
+// growBuffers makes the socket buffers big enough for the batch: the kernel
+// refuses a send larger than the send buffer, and it queues one ack per
+// message before we read any; acks that do not fit are dropped and the
+// socket reports ENOBUFS, though the batch took effect.
+func (k *Kernel) growBuffers(q *queued) error {
+	need := max(q.messages*ackSize, q.bytes)
+	if need <= k.bufSize || k.nl == nil {
+		return nil
+	}
+	const limit = 1 << 30
+	if need > limit {
+		return fmt.Errorf("nft: batch of %d messages is too large for one netlink send: %w", q.messages, ErrInvalid)
+	}
+	size := k.bufSize
+	for size < need {
+		size *= 2
+	}
+	if err := sizeBuffers(k.nl, size); err != nil {
+		return fmt.Errorf("nft: grow netlink socket buffers to %d bytes: %w", size, err)
+	}
+	k.bufSize = size
+	return nil
 }
 
 var hooks = []struct {
