@@ -1,0 +1,186 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Fake is a Dataplane that holds the table in memory. It enforces the same
+// transaction semantics as the kernel (see OpKind), so an engine that emits a
+// transaction the kernel would reject fails its unit tests too; it records what it
+// was sent so tests can assert on deltas; and it can trace a packet through the
+// programmed ruleset (Trace).
+//
+// Fake is safe for concurrent use.
+type Fake struct {
+	table string
+
+	mu      sync.Mutex
+	state   *State // nil while the table does not exist
+	history []*Transaction
+	ops     int
+	failErr error
+}
+
+var _ Dataplane = (*Fake)(nil)
+
+// NewFake returns a Fake for table name. The table does not exist until the first
+// Apply or Reconcile.
+func NewFake(table string) *Fake {
+	return &Fake{table: table}
+}
+
+// Table is the name of the table the Fake programs.
+func (f *Fake) Table() string { return f.table }
+
+// Apply applies tx atomically: it runs on a copy of the table, which replaces the
+// table only when every operation succeeded. A failing operation is reported as
+// an *OpError wrapping one of the sentinel errors. A missing table is created, as
+// the kernel batch does.
+func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("apply to table %q: %w", f.table, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applyLocked(tx)
+}
+
+func (f *Fake) applyLocked(tx *Transaction) error {
+	if err := f.failErr; err != nil {
+		f.failErr = nil
+		return fmt.Errorf("apply to table %q: %w", f.table, err)
+	}
+	if tx == nil {
+		tx = &Transaction{}
+	}
+	next := NewState()
+	if f.state != nil {
+		next = f.state.Clone()
+	}
+	if err := tx.ApplyTo(next); err != nil {
+		return fmt.Errorf("apply to table %q: %w", f.table, err)
+	}
+	f.state = next
+	// Keep our own copy of the op list: the caller may reuse its transaction.
+	f.history = append(f.history, &Transaction{Ops: slices.Clone(tx.Ops)})
+	f.ops += tx.Size()
+	return nil
+}
+
+// Reconcile converges the table to desired with the transaction Diff computes
+// from what the table holds, applied atomically, and returns that transaction.
+// When the table already matches nothing is applied (the returned transaction is
+// empty and not recorded), but a missing table is still created.
+func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
+	}
+	if desired == nil {
+		return nil, fmt.Errorf("reconcile table %q: nil desired state: %w", f.table, ErrInvalid)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tx := Diff(f.state, desired, nil)
+	if tx.Empty() {
+		if err := f.failErr; err != nil {
+			f.failErr = nil
+			return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
+		}
+		if f.state == nil {
+			f.state = NewState()
+		}
+		return tx, nil
+	}
+	if err := f.applyLocked(tx); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	return tx, nil
+}
+
+// Read returns a copy of what the table holds, or ErrNotFound when the table
+// does not exist (before the first Apply or Reconcile, or after Cleanup).
+func (f *Fake) Read(ctx context.Context) (*State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read table %q: %w", f.table, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		return nil, fmt.Errorf("read table %q: %w", f.table, ErrNotFound)
+	}
+	return f.state.Clone(), nil
+}
+
+// Cleanup deletes the table; a missing table is not an error. The history is
+// kept.
+func (f *Fake) Cleanup(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cleanup table %q: %w", f.table, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = nil
+	return nil
+}
+
+// Dump renders the table as `nft list table inet <table>` would print it, or ""
+// when the table does not exist.
+func (f *Fake) Dump() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		return ""
+	}
+	return Render(f.table, f.state)
+}
+
+// Transactions returns the transactions applied so far, oldest first (failed ones
+// and no-op reconciles are not included).
+func (f *Fake) Transactions() []*Transaction {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.history)
+}
+
+// Operations is the total Size of the transactions applied so far.
+func (f *Fake) Operations() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ops
+}
+
+// ResetHistory forgets the recorded transactions and the operation count, so a
+// test can assert on what one step sends.
+func (f *Fake) ResetHistory() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.history = nil
+	f.ops = 0
+}
+
+// FailNext makes the next Apply or Reconcile fail with err (wrapped) without
+// changing anything, as a kernel batch rejected by netlink would. A nil err
+// cancels a pending failure.
+func (f *Fake) FailNext(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failErr = err
+}
+
+// Mutate changes the table directly, bypassing transactions and history, to
+// simulate drift (another process editing the table, a kernel that lost state).
+// The table is created when missing. mutate must leave a consistent state: the
+// Fake does not validate it.
+func (f *Fake) Mutate(mutate func(s *State)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		f.state = NewState()
+	}
+	next := f.state.Clone()
+	mutate(next)
+	f.state = next
+}

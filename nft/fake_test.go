@@ -1,0 +1,376 @@
+package nft
+
+// Fixtures shared by the Fake, Render, Trace and Diff tests. Helper names start
+// with "fx" so they do not collide with other test files of the package.
+//
+// IP plan (test ranges only):
+//
+//	198.18.0.10   2001:db8::a    pod prod/web       isolated for ingress (pod-in-web)
+//	198.18.0.20   2001:db8::20   pod prod/frontend  isolated for egress (pod-eg-frontend)
+//	198.18.0.21   2001:db8::21   pod prod/frontend-2 (not isolated)
+//	198.18.0.30   2001:db8::30   pod prod/db        isolated for ingress, no policy allows
+//	198.19.0.0/16 except 198.19.1.0/24          ipBlock "external" (v4)
+//	2001:db8:100::/48 except 2001:db8:100:1::/64 ipBlock "external" (v6)
+//
+// Policies: prod/allow-web lets frontend pods (TCP 80, TCP 8000-8080, all UDP), the
+// external ipBlock (any port) and anyone to web's named port http (TCP 8080) into
+// web; prod/frontend-egress lets frontend talk to web on TCP 80 only.
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+func fxAddr(s string) Value { return AddrValue(netip.MustParseAddr(s)) }
+
+// fxRange is the [from, to] element of a one-component interval set.
+func fxRange(from, to Value) Element {
+	return Element{Key: []Value{from}, KeyEnd: []Value{to}}
+}
+
+// fxPrefix is the element of a one-component interval set covering prefix p.
+func fxPrefix(p string) Element {
+	pr := netip.MustParsePrefix(p)
+	return fxRange(AddrValue(pr.Masked().Addr()), AddrValue(lastAddr(pr)))
+}
+
+func fxElem(vals ...Value) Element { return Element{Key: vals} }
+
+func fxVmapElem(key Value, v Verdict) Element {
+	return Element{Key: []Value{key}, Verdict: &v}
+}
+
+// fxPorts is a `proto . port-range` element of a concatenated interval set.
+func fxPorts(proto uint8, from, to uint16) Element {
+	return Element{
+		Key:    []Value{ProtoValue(proto), PortValue(from)},
+		KeyEnd: []Value{ProtoValue(proto), PortValue(to)},
+	}
+}
+
+// fxSet builds a set with its elements; tweaks set flags and comments.
+func fxSet(name string, key []KeyType, elems []Element, tweaks ...func(*Set)) *Set {
+	s := &Set{Name: name, Key: key, Elements: map[string]Element{}}
+	for _, t := range tweaks {
+		t(s)
+	}
+	for _, e := range elems {
+		s.Elements[ElementID(s, e)] = e
+	}
+	return s
+}
+
+func fxInterval(s *Set) { s.Interval = true }
+func fxVmap(s *Set)     { s.VerdictMap = true }
+func fxComment(c string) func(*Set) {
+	return func(s *Set) { s.Comment = c }
+}
+
+func fxRule(exprs ...Expr) Rule { return Rule{Exprs: exprs} }
+
+func fxAccept() Verdict           { return Verdict{Kind: VerdictAccept} }
+func fxDrop() Verdict             { return Verdict{Kind: VerdictDrop} }
+func fxJump(chain string) Verdict { return Verdict{Kind: VerdictJump, Chain: chain} }
+func fxGoto(chain string) Verdict { return Verdict{Kind: VerdictGoto, Chain: chain} }
+
+func fxAdd(s *State, sets ...*Set) {
+	for _, set := range sets {
+		s.Sets[set.Name] = set
+	}
+}
+
+func fxAddChains(s *State, chains ...*Chain) {
+	for _, c := range chains {
+		s.Chains[c.Name] = c
+	}
+}
+
+// fxSkeleton is the fixed part of the program (PROGRAM.md): the two base chains
+// and the four dispatch maps, empty.
+func fxSkeleton() *State {
+	s := NewState()
+	base := func(name, dir string, prio int, addr4, addr6 Field) *Chain {
+		return &Chain{
+			Name: name,
+			Base: &BaseChain{Hook: HookForward, Priority: prio, Policy: VerdictAccept},
+			Rules: []Rule{
+				fxRule(MatchCtState{States: CtEstablished | CtRelated}, fxAccept()),
+				fxRule(MatchCtState{States: CtInvalid}, fxDrop()),
+				fxRule(VerdictMapLookup{Fields: []Field{addr4}, Map: dir + "-v4"}),
+				fxRule(VerdictMapLookup{Fields: []Field{addr6}, Map: dir + "-v6"}),
+			},
+		}
+	}
+	fxAddChains(s,
+		base("egress", "egress", PriorityFilter, FieldIPSaddr, FieldIP6Saddr),
+		base("ingress", "ingress", PriorityFilter+1, FieldIPDaddr, FieldIP6Daddr),
+	)
+	fxAdd(s,
+		fxSet("egress-v4", []KeyType{TypeIPv4Addr}, nil, fxVmap),
+		fxSet("egress-v6", []KeyType{TypeIPv6Addr}, nil, fxVmap),
+		fxSet("ingress-v4", []KeyType{TypeIPv4Addr}, nil, fxVmap),
+		fxSet("ingress-v6", []KeyType{TypeIPv6Addr}, nil, fxVmap),
+	)
+	return s
+}
+
+// fxProgram is a complete program for the IP plan above.
+func fxProgram() *State {
+	s := fxSkeleton()
+	v4, v6 := []KeyType{TypeIPv4Addr}, []KeyType{TypeIPv6Addr}
+	portsKey := []KeyType{TypeInetProto, TypeInetService}
+	fxAdd(s,
+		fxSet("peer-v4-frontend", v4, []Element{fxElem(fxAddr("198.18.0.20")), fxElem(fxAddr("198.18.0.21"))},
+			fxComment("prod: app=frontend")),
+		fxSet("peer-v6-frontend", v6, []Element{fxElem(fxAddr("2001:db8::20")), fxElem(fxAddr("2001:db8::21"))},
+			fxComment("prod: app=frontend")),
+		fxSet("peer-v4-web", v4, []Element{fxElem(fxAddr("198.18.0.10"))}, fxComment("prod: app=web")),
+		fxSet("peer-v6-web", v6, []Element{fxElem(fxAddr("2001:db8::a"))}, fxComment("prod: app=web")),
+		fxSet("cidr-v4-external", v4, []Element{
+			fxRange(fxAddr("198.19.0.0"), fxAddr("198.19.0.255")),
+			fxPrefix("198.19.2.0/23"),
+			fxPrefix("198.19.4.0/22"),
+			fxPrefix("198.19.8.0/21"),
+			fxPrefix("198.19.16.0/20"),
+			fxPrefix("198.19.32.0/19"),
+			fxPrefix("198.19.64.0/18"),
+			fxPrefix("198.19.128.0/17"),
+		}, fxInterval, fxComment("198.19.0.0/16 except 198.19.1.0/24")),
+		fxSet("cidr-v6-external", v6, []Element{
+			fxPrefix("2001:db8:100::/64"),
+			fxRange(fxAddr("2001:db8:100:2::"), fxAddr("2001:db8:100:ffff:ffff:ffff:ffff:ffff")),
+		}, fxInterval, fxComment("2001:db8:100::/48 except 2001:db8:100:1::/64")),
+		fxSet("ports-web", portsKey, []Element{
+			fxPorts(ProtoTCP, 80, 80), fxPorts(ProtoTCP, 8000, 8080), fxPorts(ProtoUDP, 0, 65535),
+		}, fxInterval),
+		fxSet("ports-http", portsKey, []Element{fxPorts(ProtoTCP, 80, 80)}, fxInterval),
+		fxSet("named-v4-http", []KeyType{TypeIPv4Addr, TypeInetProto, TypeInetService}, []Element{
+			fxElem(fxAddr("198.18.0.10"), ProtoValue(ProtoTCP), PortValue(8080)),
+		}, fxComment("prod/allow-web port http")),
+		fxSet("named-v6-http", []KeyType{TypeIPv6Addr, TypeInetProto, TypeInetService}, []Element{
+			fxElem(fxAddr("2001:db8::a"), ProtoValue(ProtoTCP), PortValue(8080)),
+		}, fxComment("prod/allow-web port http")),
+	)
+	s.Sets["ingress-v4"] = fxSet("ingress-v4", v4, []Element{
+		fxVmapElem(fxAddr("198.18.0.10"), fxGoto("pod-in-web")),
+		fxVmapElem(fxAddr("198.18.0.30"), fxGoto("pod-in-db")),
+	}, fxVmap)
+	s.Sets["ingress-v6"] = fxSet("ingress-v6", v6, []Element{
+		fxVmapElem(fxAddr("2001:db8::a"), fxGoto("pod-in-web")),
+		fxVmapElem(fxAddr("2001:db8::30"), fxGoto("pod-in-db")),
+	}, fxVmap)
+	s.Sets["egress-v4"] = fxSet("egress-v4", v4, []Element{
+		fxVmapElem(fxAddr("198.18.0.20"), fxGoto("pod-eg-frontend")),
+	}, fxVmap)
+	s.Sets["egress-v6"] = fxSet("egress-v6", v6, []Element{
+		fxVmapElem(fxAddr("2001:db8::20"), fxGoto("pod-eg-frontend")),
+	}, fxVmap)
+
+	ports := []Field{FieldL4Proto, FieldTHDport}
+	fxAddChains(s,
+		&Chain{Name: "pod-in-web", Comment: "prod/web ingress", Rules: []Rule{
+			fxRule(fxJump("pol-in-allow-web")),
+			fxRule(Counter{}, fxDrop()),
+		}},
+		&Chain{Name: "pod-in-db", Comment: "prod/db ingress", Rules: []Rule{
+			fxRule(Counter{}, fxDrop()),
+		}},
+		&Chain{Name: "pod-eg-frontend", Comment: "prod/frontend egress", Rules: []Rule{
+			fxRule(fxJump("pol-eg-frontend-egress")),
+			fxRule(Counter{}, fxDrop()),
+		}},
+		&Chain{Name: "pol-in-allow-web", Comment: "prod/allow-web ingress rule list", Rules: []Rule{
+			fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "peer-v4-frontend"}, Lookup{Fields: ports, Set: "ports-web"}, fxAccept()),
+			fxRule(Lookup{Fields: []Field{FieldIP6Saddr}, Set: "peer-v6-frontend"}, Lookup{Fields: ports, Set: "ports-web"}, fxAccept()),
+			fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "cidr-v4-external"}, fxAccept()),
+			fxRule(Lookup{Fields: []Field{FieldIP6Saddr}, Set: "cidr-v6-external"}, fxAccept()),
+			{Exprs: []Expr{Lookup{Fields: []Field{FieldIPDaddr, FieldL4Proto, FieldTHDport}, Set: "named-v4-http"}, fxAccept()},
+				Comment: "rule 2: port http"},
+			{Exprs: []Expr{Lookup{Fields: []Field{FieldIP6Daddr, FieldL4Proto, FieldTHDport}, Set: "named-v6-http"}, fxAccept()},
+				Comment: "rule 2: port http"},
+		}},
+		&Chain{Name: "pol-eg-frontend-egress", Comment: "prod/frontend-egress egress rule list", Rules: []Rule{
+			fxRule(Lookup{Fields: []Field{FieldIPDaddr}, Set: "peer-v4-web"}, Lookup{Fields: ports, Set: "ports-http"}, fxAccept()),
+			fxRule(Lookup{Fields: []Field{FieldIP6Daddr}, Set: "peer-v6-web"}, Lookup{Fields: ports, Set: "ports-http"}, fxAccept()),
+		}},
+	)
+	return s
+}
+
+func TestFakeLifecycle(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	if _, err := f.Read(ctx); !IsNotFound(err) {
+		t.Fatalf("Read before the first Apply: got %v, want ErrNotFound", err)
+	}
+	if got := f.Dump(); got != "" {
+		t.Fatalf("Dump of a missing table = %q, want empty", got)
+	}
+
+	want := fxProgram()
+	tx, err := f.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if tx.Empty() {
+		t.Fatal("first Reconcile sent nothing")
+	}
+	got, err := f.Read(ctx)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if !Diff(got, want, nil).Empty() {
+		t.Fatalf("table differs from desired after Reconcile:\n%s", Render("t", got))
+	}
+	if f.Dump() != Render("t", want) {
+		t.Fatalf("Dump differs from Render of the desired state")
+	}
+	if n := len(f.Transactions()); n != 1 {
+		t.Fatalf("history has %d transactions, want 1", n)
+	}
+	if f.Operations() != tx.Size() {
+		t.Fatalf("Operations() = %d, want %d", f.Operations(), tx.Size())
+	}
+
+	// A no-op reconcile sends nothing.
+	f.ResetHistory()
+	tx, err = f.Reconcile(ctx, want)
+	if err != nil || !tx.Empty() {
+		t.Fatalf("second Reconcile = %v, %v; want empty transaction", tx, err)
+	}
+	if f.Operations() != 0 || len(f.Transactions()) != 0 {
+		t.Fatalf("no-op Reconcile recorded %d ops in %d transactions", f.Operations(), len(f.Transactions()))
+	}
+
+	// Read returns a copy: changing it does not change the table.
+	got.Sets["peer-v4-web"].Elements = map[string]Element{}
+	delete(got.Chains, "pod-in-db")
+	again, _ := f.Read(ctx)
+	if !Diff(again, want, nil).Empty() {
+		t.Fatal("mutating the result of Read changed the table")
+	}
+
+	if err := f.Cleanup(ctx); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if _, err := f.Read(ctx); !IsNotFound(err) {
+		t.Fatalf("Read after Cleanup: got %v, want ErrNotFound", err)
+	}
+	if err := f.Cleanup(ctx); err != nil {
+		t.Fatalf("Cleanup of a missing table: %v", err)
+	}
+}
+
+func TestFakeApplyIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	if _, err := f.Reconcile(ctx, fxProgram()); err != nil {
+		t.Fatal(err)
+	}
+	before := f.Dump()
+	f.ResetHistory()
+
+	tx := &Transaction{}
+	tx.AddElements("peer-v4-web", fxElem(fxAddr("198.18.0.11")))    // valid
+	tx.DeleteElements("peer-v4-web", fxElem(fxAddr("198.18.0.99"))) // missing: fails
+	err := f.Apply(ctx, tx)
+	var opErr *OpError
+	if !errors.As(err, &opErr) || opErr.Index != 1 || opErr.Op.Kind != OpDeleteElements {
+		t.Fatalf("Apply error = %v, want an *OpError for operation 1 (delete elements)", err)
+	}
+	if !IsNotFound(err) {
+		t.Fatalf("Apply error %v does not wrap ErrNotFound", err)
+	}
+	if f.Dump() != before {
+		t.Fatal("a failed transaction changed the table")
+	}
+	if f.Operations() != 0 || len(f.Transactions()) != 0 {
+		t.Fatal("a failed transaction was recorded")
+	}
+}
+
+func TestFakeFailNext(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	injected := errors.New("netlink: injected")
+	f.FailNext(injected)
+	if _, err := f.Reconcile(ctx, fxProgram()); !errors.Is(err, injected) {
+		t.Fatalf("Reconcile after FailNext: got %v, want the injected error", err)
+	}
+	if _, err := f.Read(ctx); !IsNotFound(err) {
+		t.Fatalf("failed first Reconcile created the table: %v", err)
+	}
+	if _, err := f.Reconcile(ctx, fxProgram()); err != nil {
+		t.Fatalf("the failure lasted beyond one call: %v", err)
+	}
+
+	// An empty transaction fails too: the kernel would reject the batch.
+	f.FailNext(injected)
+	if err := f.Apply(ctx, &Transaction{}); !errors.Is(err, injected) {
+		t.Fatalf("Apply after FailNext: got %v", err)
+	}
+	f.FailNext(injected)
+	f.FailNext(nil)
+	if err := f.Apply(ctx, &Transaction{}); err != nil {
+		t.Fatalf("FailNext(nil) did not cancel: %v", err)
+	}
+}
+
+func TestFakeReconcileRepairsDrift(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	want := fxProgram()
+	if _, err := f.Reconcile(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	// Someone deletes an element and flushes a policy chain behind our back.
+	f.Mutate(func(s *State) {
+		delete(s.Sets["peer-v4-frontend"].Elements, ElementID(s.Sets["peer-v4-frontend"], fxElem(fxAddr("198.18.0.21"))))
+		s.Chains["pol-eg-frontend-egress"].Rules = nil
+	})
+	tx, err := f.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	// One element back, one chain's rules back (1 + 2 rules).
+	if got := tx.Size(); got != 1+3 {
+		t.Fatalf("repair transaction has size %d, want 4:\n%+v", got, tx.Ops)
+	}
+	if f.Dump() != Render("t", want) {
+		t.Fatal("table not repaired")
+	}
+}
+
+func TestFakeContextCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f := NewFake("t")
+	if err := f.Apply(ctx, &Transaction{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply: %v", err)
+	}
+	if _, err := f.Reconcile(ctx, NewState()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if _, err := f.Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := f.Cleanup(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Cleanup: %v", err)
+	}
+}
+
+func TestFakeHistoryIsACopy(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	tx := &Transaction{}
+	tx.AddSet(Set{Name: "s", Key: []KeyType{TypeIPv4Addr}})
+	if err := f.Apply(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	tx.AddElements("s", fxElem(fxAddr("198.18.0.1"))) // caller reuses its transaction
+	if got := f.Transactions()[0]; len(got.Ops) != 1 {
+		t.Fatalf("recorded transaction changed with the caller's: %d ops", len(got.Ops))
+	}
+}

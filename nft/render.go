@@ -1,0 +1,537 @@
+package nft
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Render returns the table as `nft list table inet <table>` prints it (nftables
+// 1.0.x): the same indentation, keywords, element wrapping and the same
+// simplifications nft applies when it decompiles a rule, so that the text can be
+// compared with the kernel's listing and read in reviews and golden files.
+//
+// Objects are printed in a deterministic order (sets, then verdict maps, then
+// chains, each sorted by name; elements sorted by key) where nft prints them in
+// kernel order; compare with an order-insensitive normalization. Counters print
+// as zero, since the state does not carry packet counts.
+//
+// What nft does and Render mirrors:
+//   - an explicit `meta nfproto ipv4|ipv6` match followed by an ip/ip6 field of the
+//     same family is a dependency and is not printed;
+//   - a `meta l4proto P` match followed by `th dport` is not printed, and th dport
+//     is printed as P's own field: `tcp dport`, `udp dport`, `udplite dport`,
+//     `sctp dport`, `dccp dport`, `icmp checksum`, `icmpv6 checksum`, `igmp
+//     checksum`, `ah reserved`, `comp cpi`; for other protocols it stays `th dport`;
+//   - interval elements that are exactly one address prefix print as a prefix
+//     (`198.18.0.0/16`), other ranges as `a-b`, single-value ranges as the value;
+//   - IP protocol numbers print with their /etc/protocols names (Debian netbase);
+//   - chain priorities within 10 of raw, mangle, filter or security print as that
+//     name plus an offset (`filter + 1`), others as a number.
+//
+// Comments and log prefixes are printed between double quotes as they are; nft
+// cannot express a double quote inside them, so callers must not use one.
+func Render(table string, s *State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", table)
+	if s == nil {
+		s = NewState()
+	}
+	first := true
+	block := func() {
+		if !first {
+			b.WriteString("\n")
+		}
+		first = false
+	}
+	names := s.SetNames()
+	for _, vmaps := range []bool{false, true} {
+		for _, n := range names {
+			if set := s.Sets[n]; set.VerdictMap == vmaps {
+				block()
+				renderSet(&b, set)
+			}
+		}
+	}
+	for _, n := range s.ChainNames() {
+		block()
+		renderChain(&b, s.Chains[n])
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func renderSet(b *strings.Builder, s *Set) {
+	kind := "set"
+	if s.VerdictMap {
+		kind = "map"
+	}
+	fmt.Fprintf(b, "\t%s %s {\n", kind, s.Name)
+	types := make([]string, len(s.Key))
+	for i, t := range s.Key {
+		types[i] = t.String()
+	}
+	fmt.Fprintf(b, "\t\ttype %s", strings.Join(types, " . "))
+	if s.VerdictMap {
+		b.WriteString(" : verdict")
+	}
+	b.WriteString("\n")
+	if s.Interval {
+		b.WriteString("\t\tflags interval\n")
+	}
+	if s.Comment != "" {
+		fmt.Fprintf(b, "\t\tcomment %s\n", quote(s.Comment))
+	}
+	if len(s.Elements) > 0 {
+		elems := sortedElements(s)
+		perLine := elementsPerLine(s.Key)
+		b.WriteString("\t\telements = { ")
+		for i, e := range elems {
+			if i > 0 {
+				if i%perLine == 0 {
+					b.WriteString(",\n\t\t\t     ")
+				} else {
+					b.WriteString(", ")
+				}
+			}
+			b.WriteString(renderElement(s, e))
+		}
+		b.WriteString(" }\n")
+	}
+	b.WriteString("\t}\n")
+}
+
+// elementsPerLine is how many elements nft prints on one line before it wraps,
+// which depends on the key's data type (calculate_delim in nft's expression.c).
+func elementsPerLine(key []KeyType) int {
+	if len(key) != 1 {
+		return 1
+	}
+	switch key[0] {
+	case TypeIPv4Addr:
+		return 2
+	case TypeInetProto, TypeInetService:
+		return 5
+	}
+	return 1
+}
+
+// sortedElements orders elements by key, then by range end, comparing the raw
+// bytes of each component (network byte order sorts numerically).
+func sortedElements(s *Set) []Element {
+	out := make([]Element, 0, len(s.Elements))
+	for _, e := range s.Elements {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := compareValues(out[i].Key, out[j].Key); c != 0 {
+			return c < 0
+		}
+		return compareValues(out[i].KeyEnd, out[j].KeyEnd) < 0
+	})
+	return out
+}
+
+func compareValues(a, b []Value) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if c := bytes.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+func renderElement(s *Set, e Element) string {
+	parts := make([]string, len(e.Key))
+	for i, v := range e.Key {
+		var t KeyType
+		if i < len(s.Key) {
+			t = s.Key[i]
+		}
+		var end Value
+		if e.KeyEnd != nil && i < len(e.KeyEnd) {
+			end = e.KeyEnd[i]
+		}
+		parts[i] = renderRange(t, v, end)
+	}
+	out := strings.Join(parts, " . ")
+	if e.Verdict != nil {
+		out += " : " + renderVerdict(*e.Verdict)
+	}
+	return out
+}
+
+// renderRange prints one key component: a value, a prefix or a range.
+func renderRange(t KeyType, from, to Value) string {
+	if to == nil || bytes.Equal(from, to) {
+		return renderValue(t, from)
+	}
+	if t == TypeIPv4Addr || t == TypeIPv6Addr {
+		if p, ok := rangePrefix(from, to); ok {
+			return p.String()
+		}
+	}
+	return renderValue(t, from) + "-" + renderValue(t, to)
+}
+
+// rangePrefix reports whether [from, to] is exactly one address prefix.
+func rangePrefix(from, to Value) (netip.Prefix, bool) {
+	a, ok1 := netip.AddrFromSlice(from)
+	z, ok2 := netip.AddrFromSlice(to)
+	if !ok1 || !ok2 || len(from) != len(to) {
+		return netip.Prefix{}, false
+	}
+	// The common leading bits make the prefix; the rest must be all zeros in
+	// from and all ones in to.
+	bits := 0
+	for i := range from {
+		x := from[i] ^ to[i]
+		if x == 0 {
+			bits += 8
+			continue
+		}
+		for m := byte(0x80); m != 0 && x&m == 0; m >>= 1 {
+			bits++
+		}
+		break
+	}
+	p := netip.PrefixFrom(a, bits)
+	if p.Masked().Addr() != a || lastAddr(p) != z {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := range b {
+		hostBits := p.Addr().BitLen() - p.Bits() - (len(b)-1-i)*8
+		switch {
+		case hostBits >= 8:
+			b[i] = 0xff
+		case hostBits > 0:
+			b[i] |= byte(1<<hostBits) - 1
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// renderValue prints a value as nft does; it differs from FormatValue in naming
+// every IP protocol that nft names.
+func renderValue(t KeyType, v Value) string {
+	if t == TypeInetProto && len(v) == 1 {
+		return protoName(v[0])
+	}
+	return FormatValue(t, v)
+}
+
+// protoNames are the names nft prints for IP protocol numbers: the first name of
+// each number in /etc/protocols as Debian's netbase ships it (nft resolves them
+// with getprotobynumber, so a host with another file prints other names).
+var protoNames = map[uint8]string{
+	0: "ip", 1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp",
+	9: "igp", 12: "pup", 17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4",
+	33: "dccp", 36: "xtp", 37: "ddp", 38: "idpr-cmtp", 41: "ipv6", 43: "ipv6-route",
+	44: "ipv6-frag", 45: "idrp", 46: "rsvp", 47: "gre", 50: "esp", 51: "ah", 57: "skip",
+	58: "ipv6-icmp", 59: "ipv6-nonxt", 60: "ipv6-opts", 73: "rspf", 81: "vmtp",
+	88: "eigrp", 89: "ospf", 93: "ax.25", 94: "ipip", 97: "etherip", 98: "encap",
+	103: "pim", 108: "ipcomp", 112: "vrrp", 115: "l2tp", 124: "isis", 132: "sctp",
+	133: "fc", 135: "mobility-header", 136: "udplite", 137: "mpls-in-ip", 138: "manet",
+	139: "hip", 140: "shim6", 141: "wesp", 142: "rohc", 143: "ethernet",
+}
+
+func protoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+// thDportNames is how nft prints the transport header bytes 2-3 (th dport) once
+// a `meta l4proto` match tells it the protocol. Protocols not listed print as
+// `th dport`.
+var thDportNames = map[uint8]string{
+	ProtoTCP: "tcp dport", ProtoUDP: "udp dport", ProtoUDPLite: "udplite dport",
+	ProtoSCTP: "sctp dport", 33: "dccp dport", 1: "icmp checksum",
+	58: "icmpv6 checksum", 2: "igmp checksum", 51: "ah reserved", 108: "comp cpi",
+}
+
+// ProtoUDPLite is the IP protocol number of UDP-Lite, which has ports like UDP.
+const ProtoUDPLite = 136
+
+// quote puts a string between double quotes as nft prints it: verbatim, without
+// escapes (nft has none).
+func quote(s string) string { return `"` + s + `"` }
+
+func renderVerdict(v Verdict) string {
+	switch v.Kind {
+	case VerdictAccept:
+		return "accept"
+	case VerdictDrop:
+		return "drop"
+	case VerdictJump:
+		return "jump " + v.Chain
+	case VerdictGoto:
+		return "goto " + v.Chain
+	case VerdictReturn:
+		return "return"
+	case VerdictContinue:
+		return "continue"
+	}
+	return fmt.Sprintf("verdict(%d)", int(v.Kind))
+}
+
+// stdPriorities are nft's named priorities usable on the filter hooks of an inet
+// table, in the order nft tries them.
+var stdPriorities = []struct {
+	name string
+	prio int
+}{
+	{"raw", -300}, {"mangle", -150}, {"filter", 0}, {"security", 50},
+}
+
+// natPriorities are named priorities nft does not print for filter chains on the
+// forward, input and output hooks; a priority within reach of one prints as a
+// number.
+var natPriorities = []int{-100, 100}
+
+func renderPriority(p int) string {
+	const reach = 10
+	for _, np := range natPriorities {
+		if abs(p-np) <= reach {
+			return strconv.Itoa(p)
+		}
+	}
+	for _, sp := range stdPriorities {
+		off := p - sp.prio
+		switch {
+		case off == 0:
+			return sp.name
+		case off > 0 && off <= reach:
+			return fmt.Sprintf("%s + %d", sp.name, off)
+		case off < 0 && -off <= reach:
+			return fmt.Sprintf("%s - %d", sp.name, -off)
+		}
+	}
+	return strconv.Itoa(p)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func renderPolicy(k VerdictKind) string {
+	if k == VerdictDrop {
+		return "drop"
+	}
+	return "accept"
+}
+
+func renderChain(b *strings.Builder, c *Chain) {
+	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
+	if c.Comment != "" {
+		fmt.Fprintf(b, "\t\tcomment %s\n", quote(c.Comment))
+	}
+	if c.Base != nil {
+		fmt.Fprintf(b, "\t\ttype filter hook %s priority %s; policy %s;\n",
+			c.Base.Hook, renderPriority(c.Base.Priority), renderPolicy(c.Base.Policy))
+	}
+	for _, r := range c.Rules {
+		b.WriteString("\t\t")
+		b.WriteString(RenderRule(r))
+		b.WriteString("\n")
+	}
+	b.WriteString("\t}\n")
+}
+
+// RenderRule returns one rule as nft lists it (without indentation), applying the
+// dependency simplifications described on Render.
+func RenderRule(r Rule) string {
+	hidden := hiddenDependencies(r.Exprs)
+	var (
+		parts   []string
+		l4proto = -1 // protocol of the last `meta l4proto` match, -1 when none
+	)
+	fieldName := func(f Field) string {
+		if f == FieldTHDport && l4proto >= 0 {
+			if n, ok := thDportNames[uint8(l4proto)]; ok {
+				return n
+			}
+		}
+		return fieldText(f)
+	}
+	fieldList := func(fs []Field) string {
+		names := make([]string, len(fs))
+		for i, f := range fs {
+			names[i] = fieldName(f)
+		}
+		return strings.Join(names, " . ")
+	}
+	for i, e := range r.Exprs {
+		switch e := e.(type) {
+		case MatchCtState:
+			parts = append(parts, "ct state "+renderCtState(e.States))
+		case Cmp:
+			if e.Field == FieldL4Proto && !e.Neq && len(e.Value) == 1 {
+				l4proto = int(e.Value[0])
+			}
+			if hidden[i] {
+				continue
+			}
+			op := ""
+			if e.Neq {
+				op = "!= "
+			}
+			parts = append(parts, fmt.Sprintf("%s %s%s", fieldName(e.Field), op, renderFieldValue(e.Field, e.Value)))
+		case Range:
+			parts = append(parts, fmt.Sprintf("%s %s-%s", fieldName(e.Field),
+				renderFieldValue(e.Field, e.From), renderFieldValue(e.Field, e.To)))
+		case Lookup:
+			op := ""
+			if e.Neq {
+				op = "!= "
+			}
+			parts = append(parts, fmt.Sprintf("%s %s@%s", fieldList(e.Fields), op, e.Set))
+		case VerdictMapLookup:
+			parts = append(parts, fmt.Sprintf("%s vmap @%s", fieldList(e.Fields), e.Map))
+		case Counter:
+			parts = append(parts, "counter packets 0 bytes 0")
+		case Log:
+			if e.Prefix == "" {
+				parts = append(parts, "log")
+			} else {
+				parts = append(parts, "log prefix "+quote(e.Prefix))
+			}
+		case Verdict:
+			parts = append(parts, renderVerdict(e))
+		default:
+			parts = append(parts, fmt.Sprintf("# unknown expression %T", e))
+		}
+	}
+	if r.Comment != "" {
+		parts = append(parts, "comment "+quote(r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+// hiddenDependencies marks the protocol matches nft treats as dependencies of a
+// later field and therefore does not print: the last `meta nfproto` match before
+// an ip (ip6) field of its family, and the last `meta l4proto` match before th
+// dport.
+func hiddenDependencies(exprs []Expr) map[int]bool {
+	hidden := map[int]bool{}
+	nfproto, l4proto := -1, -1 // index of the pending dependency match
+	use := func(f Field) {
+		switch f {
+		case FieldIPSaddr, FieldIPDaddr, FieldIP6Saddr, FieldIP6Daddr:
+			if nfproto < 0 {
+				return
+			}
+			c := exprs[nfproto].(Cmp)
+			v4 := f == FieldIPSaddr || f == FieldIPDaddr
+			if (v4 && c.Value[0] == NfprotoIPv4) || (!v4 && c.Value[0] == NfprotoIPv6) {
+				hidden[nfproto] = true
+				nfproto = -1
+			}
+		case FieldTHDport:
+			if l4proto >= 0 {
+				hidden[l4proto] = true
+				l4proto = -1
+			}
+		}
+	}
+	for i, e := range exprs {
+		switch e := e.(type) {
+		case Cmp:
+			if !e.Neq && len(e.Value) == 1 {
+				switch e.Field {
+				case FieldNfproto:
+					nfproto = i
+					continue
+				case FieldL4Proto:
+					l4proto = i
+					continue
+				}
+			}
+			use(e.Field)
+		case Range:
+			use(e.Field)
+		case Lookup:
+			for _, f := range e.Fields {
+				use(f)
+			}
+		case VerdictMapLookup:
+			for _, f := range e.Fields {
+				use(f)
+			}
+		}
+	}
+	return hidden
+}
+
+func fieldText(f Field) string {
+	switch f {
+	case FieldNfproto:
+		return "meta nfproto"
+	case FieldL4Proto:
+		return "meta l4proto"
+	case FieldIPSaddr:
+		return "ip saddr"
+	case FieldIPDaddr:
+		return "ip daddr"
+	case FieldIP6Saddr:
+		return "ip6 saddr"
+	case FieldIP6Daddr:
+		return "ip6 daddr"
+	case FieldTHDport:
+		return "th dport"
+	case FieldIifname:
+		return "iifname"
+	case FieldOifname:
+		return "oifname"
+	}
+	return fmt.Sprintf("field(%d)", int(f))
+}
+
+func renderFieldValue(f Field, v Value) string {
+	if f == FieldNfproto && len(v) == 1 {
+		switch v[0] {
+		case NfprotoIPv4:
+			return "ipv4"
+		case NfprotoIPv6:
+			return "ipv6"
+		}
+		return strconv.Itoa(int(v[0]))
+	}
+	return renderValue(f.Type(), v)
+}
+
+// ctStateNames in the order nft prints them (bit order).
+var ctStateNames = []struct {
+	bit  CtState
+	name string
+}{
+	{CtInvalid, "invalid"}, {CtEstablished, "established"}, {CtRelated, "related"},
+	{CtNew, "new"}, {CtUntracked, "untracked"},
+}
+
+func renderCtState(s CtState) string {
+	var names []string
+	for _, n := range ctStateNames {
+		if s&n.bit != 0 {
+			names = append(names, n.name)
+			s &^= n.bit
+		}
+	}
+	if s != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint32(s)))
+	}
+	return strings.Join(names, ",")
+}
