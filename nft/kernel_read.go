@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -21,6 +22,10 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	return k.read(ctx)
 }
 
+// readAttempts bounds how often read starts over because the ruleset changed
+// while it was listing (someone else committed a batch in between).
+const readAttempts = 5
+
 func (k *Kernel) read(ctx context.Context) (*State, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nft: read: %w", err)
@@ -28,6 +33,31 @@ func (k *Kernel) read(ctx context.Context) (*State, error) {
 	if err := k.ready(); err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		before, err := k.generation()
+		if err != nil {
+			return nil, err
+		}
+		st, err := k.readOnce(ctx)
+		if err != nil {
+			return nil, err
+		}
+		after, err := k.generation()
+		if err != nil {
+			return nil, err
+		}
+		if before == after {
+			return st, nil
+		}
+		if attempt == readAttempts {
+			return nil, fmt.Errorf("nft: table inet %s changed during %d reads: %w", k.table.Name, attempt, ErrBusy)
+		}
+	}
+}
+
+// readOnce lists the table; the result is consistent only if the generation
+// did not change meanwhile.
+func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 	if _, err := k.conn.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			k.sets = map[string]setDef{}
@@ -47,15 +77,16 @@ func (k *Kernel) read(ctx context.Context) (*State, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nft: read: %w", err)
 		}
-		c := &Chain{Name: kc.Name, Base: liftBase(kc)}
-		rules, err := k.conn.GetRules(k.table, kc)
-		if err != nil {
-			return nil, k.wrap(fmt.Sprintf("list rules of chain %q", kc.Name), err)
+		st.Chains[kc.Name] = &Chain{Name: kc.Name, Base: liftBase(kc)}
+	}
+	rules, err := k.dumpRules()
+	if err != nil {
+		return nil, err
+	}
+	for name, rs := range rules {
+		if c := st.Chains[name]; c != nil {
+			c.Rules = rs
 		}
-		for _, kr := range rules {
-			c.Rules = append(c.Rules, liftKernelRule(kr))
-		}
-		st.Chains[c.Name] = c
 	}
 	sets, err := k.dumpSets("")
 	if err != nil {
@@ -251,4 +282,167 @@ func keyLenOf(key []KeyType) uint32 {
 		n += words(uint32(k.Len())) * 4
 	}
 	return n
+}
+
+// dumpRules lists every rule of the table in one dump, grouped by chain in
+// kernel order. (google/nftables lists one chain per request, which costs a
+// round trip per chain.)
+func (k *Kernel) dumpRules() (map[string][]Rule, error) {
+	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(k.table.Name + "\x00")}})
+	if err != nil {
+		return nil, fmt.Errorf("nft: list rules: %w", err)
+	}
+	msgs, err := k.reader.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
+	})
+	if err != nil {
+		return nil, k.wrap("list rules", err)
+	}
+	out := map[string][]Rule{}
+	for _, m := range msgs {
+		chain, r, err := parseRuleMsg(byte(k.table.Family), m)
+		if err != nil {
+			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+		}
+		out[chain] = append(out[chain], r)
+	}
+	return out, nil
+}
+
+func parseRuleMsg(fam byte, m netlink.Message) (string, Rule, error) {
+	if len(m.Data) < 4 {
+		return "", Rule{}, fmt.Errorf("short rule message")
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return "", Rule{}, fmt.Errorf("rule message: %w", err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	var (
+		chain   string
+		kr      nftables.Rule
+		exprErr error
+	)
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_RULE_CHAIN:
+			chain = ad.String()
+		case unix.NFTA_RULE_HANDLE:
+			kr.Handle = ad.Uint64()
+		case unix.NFTA_RULE_USERDATA:
+			kr.UserData = ad.Bytes()
+		case unix.NFTA_RULE_EXPRESSIONS:
+			kr.Exprs, exprErr = decodeExprs(fam, ad.Bytes())
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return "", Rule{}, fmt.Errorf("rule message: %w", err)
+	}
+	if exprErr != nil {
+		r := Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, exprErr)}
+		return chain, r, nil
+	}
+	return chain, liftKernelRule(&kr), nil
+}
+
+// decodeExprs decodes the expressions of the vocabulary's kernel shapes with
+// google/nftables' decoders; any other expression makes the rule unreadable.
+func decodeExprs(fam byte, b []byte) ([]expr.Any, error) {
+	list, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []expr.Any
+	for list.Next() {
+		ad, err := netlink.NewAttributeDecoder(list.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		var name string
+		var data []byte
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_EXPR_NAME:
+				name = ad.String()
+			case unix.NFTA_EXPR_DATA:
+				data = ad.Bytes()
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		var e expr.Any
+		switch name {
+		case "meta":
+			e = &expr.Meta{}
+		case "payload":
+			e = &expr.Payload{}
+		case "cmp":
+			e = &expr.Cmp{}
+		case "bitwise":
+			e = &expr.Bitwise{}
+		case "ct":
+			e = &expr.Ct{}
+		case "range":
+			e = &expr.Range{}
+		case "lookup":
+			e = &expr.Lookup{}
+		case "counter":
+			e = &expr.Counter{}
+		case "log":
+			e = &expr.Log{}
+		case "immediate":
+			e = &expr.Immediate{}
+		default:
+			return nil, fmt.Errorf("unsupported expression %q", name)
+		}
+		if err := expr.Unmarshal(fam, data, e); err != nil {
+			return nil, fmt.Errorf("expression %q: %w", name, err)
+		}
+		if imm, ok := e.(*expr.Immediate); ok {
+			// A verdict is an immediate into the verdict register.
+			if imm.Register != unix.NFT_REG_VERDICT || len(imm.Data) != 0 {
+				return nil, fmt.Errorf("unsupported immediate into register %d", imm.Register)
+			}
+			e = &expr.Verdict{}
+			if err := expr.Unmarshal(fam, data, e); err != nil {
+				return nil, fmt.Errorf("verdict: %w", err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, list.Err()
+}
+
+// generation returns the ruleset generation, which changes with every
+// committed batch.
+func (k *Kernel) generation() (uint32, error) {
+	msgs, err := k.reader.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, k.wrap("read generation", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, fmt.Errorf("nft: generation: %w", err)
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("nft: no generation in the kernel's answer")
 }
