@@ -1,0 +1,294 @@
+package conformance
+
+// IP plan of the packet runs (package cluster): node i has 198.18.0.(i+1) and
+// 2001:db8::(i+1) on the underlay; its pods get 198.18.(16+i).n and
+// 2001:db8:1:i::n. Nine dual-stack pods x/a ... z/c alternate between two nodes
+// (Model.Node) and serve ports 80 and 81 on TCP, UDP and SCTP. One environment
+// serves all cases of a variant; between cases every policy is deleted and every
+// label restored.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nftwarden/nftwarden/integration/cluster"
+)
+
+func TestMain(m *testing.M) {
+	stop := cluster.HandleSignals()
+	code := m.Run()
+	cluster.CleanupAll()
+	stop()
+	os.Exit(code)
+}
+
+// packetCluster implements Cluster over package cluster: API writes for
+// actions, real connections for probes.
+type packetCluster struct {
+	env    *cluster.Env
+	m      *Model
+	family int // family of the primary address: 4 or 6
+	pods   map[PodRef]*cluster.Pod
+
+	policies  map[string][2]string // live policies, "ns/name" -> {ns, name}
+	podLabels map[PodRef]map[string]string
+	nsLabels  map[string]map[string]string
+}
+
+var _ Cluster = (*packetCluster)(nil)
+
+// newPacketCluster creates the namespaces and all nine pods on env.
+func newPacketCluster(ctx context.Context, env *cluster.Env, family int) (*packetCluster, error) {
+	m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &packetCluster{env: env, m: m, family: family, pods: map[PodRef]*cluster.Pod{},
+		policies: map[string][2]string{}, podLabels: map[PodRef]map[string]string{}, nsLabels: map[string]map[string]string{}}
+	for _, ns := range m.Namespaces() {
+		c.nsLabels[ns] = m.DefaultNamespaceLabels(ns)
+		if err := env.CreateNamespace(ctx, ns, c.nsLabels[ns]); err != nil {
+			return nil, err
+		}
+	}
+	var ports []cluster.Port
+	for _, cp := range ContainerPorts() {
+		ports = append(ports, cluster.Port{Name: cp.Name, Port: uint16(cp.ContainerPort), Protocol: cp.Protocol})
+	}
+	for _, ref := range m.Pods {
+		c.podLabels[ref] = DefaultPodLabels(ref.Name)
+		p, err := env.AddPod(ctx, cluster.PodSpec{Namespace: ref.Namespace, Name: ref.Name, Node: env.Nodes[m.Node(ref)],
+			Labels: c.podLabels[ref], Ports: ports})
+		if err != nil {
+			return nil, err
+		}
+		c.pods[ref] = p
+	}
+	return c, nil
+}
+
+func (c *packetCluster) PodIPs(p PodRef) ([]netip.Addr, error) {
+	pod, ok := c.pods[p]
+	if !ok {
+		return nil, fmt.Errorf("pod %s is not part of the environment", p)
+	}
+	if c.family == 6 {
+		return []netip.Addr{pod.IPv6, pod.IPv4}, nil
+	}
+	return []netip.Addr{pod.IPv4, pod.IPv6}, nil
+}
+
+// Apply writes the actions to the API server. The daemons converge
+// asynchronously; RunCase's retries wait for them.
+func (c *packetCluster) Apply(ctx context.Context, actions []Action) error {
+	for _, a := range actions {
+		var err error
+		switch a.Kind {
+		case CreatePolicy, UpdatePolicy:
+			key := a.Policy.Namespace + "/" + a.Policy.Name
+			if err = c.env.ApplyPolicy(ctx, a.Policy.DeepCopy()); err == nil {
+				c.policies[key] = [2]string{a.Policy.Namespace, a.Policy.Name}
+			}
+		case DeletePolicy:
+			if err = c.env.DeletePolicy(ctx, a.Namespace, a.Name); err == nil {
+				delete(c.policies, a.Namespace+"/"+a.Name)
+			}
+		case DeleteAllPolicies:
+			err = c.deleteAllPolicies(ctx)
+		case SetPodLabels:
+			ref := PodRef{Namespace: a.Namespace, Name: a.Name}
+			pod, ok := c.pods[ref]
+			if !ok {
+				return fmt.Errorf("%s: no such pod", a)
+			}
+			if err = c.env.SetPodLabels(ctx, pod, a.Labels); err == nil {
+				c.podLabels[ref] = maps.Clone(a.Labels)
+			}
+		case SetNamespaceLabels:
+			l := KubeNamespace(a.Namespace, a.Labels).Labels
+			if err = c.env.SetNamespaceLabels(ctx, a.Namespace, l); err == nil {
+				c.nsLabels[a.Namespace] = l
+			}
+		default:
+			err = fmt.Errorf("unknown action kind %q", a.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+func (c *packetCluster) deleteAllPolicies(ctx context.Context) error {
+	for _, key := range slices.Sorted(maps.Keys(c.policies)) {
+		p := c.policies[key]
+		if err := c.env.DeletePolicy(ctx, p[0], p[1]); err != nil {
+			return err
+		}
+		delete(c.policies, key)
+	}
+	return nil
+}
+
+// reset brings the environment back to the start state of a case.
+func (c *packetCluster) reset(ctx context.Context) error {
+	if err := c.deleteAllPolicies(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for _, ref := range c.m.Pods {
+		if def := DefaultPodLabels(ref.Name); !maps.Equal(c.podLabels[ref], def) {
+			errs = append(errs, c.Apply(ctx, []Action{PodLabels(ref, def)}))
+		}
+	}
+	for _, ns := range c.m.Namespaces() {
+		if def := c.m.DefaultNamespaceLabels(ns); !maps.Equal(c.nsLabels[ns], def) {
+			errs = append(errs, c.Apply(ctx, []Action{NamespaceLabels(ns, def)}))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *packetCluster) Probe(ctx context.Context, from, to PodRef, port int, proto corev1.Protocol) (bool, error) {
+	a, b := c.pods[from], c.pods[to]
+	if a == nil || b == nil {
+		return false, fmt.Errorf("probe %s -> %s: unknown pod", from, to)
+	}
+	return c.env.Probe(ctx, a, b, cluster.Flow{Port: uint16(port), Protocol: proto, Family: c.family})
+}
+
+type packetVariant struct {
+	name    string
+	family  int
+	bridged bool
+}
+
+// packetVariants reads NFTW_CONFORMANCE: "ipv4" (or "1") the routed IPv4 run,
+// "all" also IPv6 and the bridged variant, or a comma-separated list of
+// ipv4, ipv6, bridged.
+func packetVariants(sel string) []packetVariant {
+	all := []packetVariant{{"ipv4", 4, false}, {"ipv6", 6, false}, {"bridged", 4, true}}
+	switch sel {
+	case "all":
+		return all
+	case "1", "true":
+		return all[:1]
+	}
+	var out []packetVariant
+	for _, name := range strings.Split(sel, ",") {
+		for _, v := range all {
+			if v.name == strings.TrimSpace(name) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// TestConformancePackets runs the ported upstream cases with real packets
+// between network namespaces, nftwarden daemons on two nodes and a real API
+// server. It needs root, scripts/build-control-plane.sh, and
+// NFTW_CONFORMANCE=ipv4|all|<list> (it takes minutes). Generated cases run too
+// when NFTW_CONFORMANCE_GENERATED=<n> is set.
+func TestConformancePackets(t *testing.T) {
+	sel := os.Getenv("NFTW_CONFORMANCE")
+	if sel == "" {
+		t.Skip("packet conformance is opt-in: set NFTW_CONFORMANCE=ipv4 (or all)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("packet conformance needs root (network namespaces, nftables)")
+	}
+	variants := packetVariants(sel)
+	if len(variants) == 0 {
+		t.Fatalf("NFTW_CONFORMANCE=%q selects no variant (ipv4, ipv6, bridged, all)", sel)
+	}
+	cases := UpstreamCases()
+	if n := os.Getenv("NFTW_CONFORMANCE_GENERATED"); n != "" {
+		var count int
+		if _, err := fmt.Sscan(n, &count); err != nil {
+			t.Fatalf("NFTW_CONFORMANCE_GENERATED=%q: %v", n, err)
+		}
+		cases = append(cases, Generate(*flagSeed, count)...)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	defer cancel()
+	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{})
+	if err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	t.Cleanup(cp.Stop)
+
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			env, err := cluster.NewEnv(ctx, cp, cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond})
+			if errors.Is(err, cluster.ErrNoBrNetfilter) {
+				t.Skipf("bridged variant: %v", err)
+			}
+			if err != nil {
+				t.Fatalf("environment: %v", err)
+			}
+			t.Cleanup(func() {
+				if t.Failed() {
+					dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+					t.Logf("diagnostics:\n%s", env.Diagnostics(dctx))
+					dcancel()
+				}
+				env.Close()
+			})
+			pc, err := newPacketCluster(ctx, env, v.family)
+			if err != nil {
+				t.Fatalf("pods: %v", err)
+			}
+			if err := env.StartDaemons(); err != nil {
+				t.Fatalf("daemons: %v", err)
+			}
+			var sum Summary
+			for _, c := range cases {
+				t.Run(c.Name, func(t *testing.T) {
+					if err := pc.reset(ctx); err != nil {
+						t.Fatalf("reset: %v", err)
+					}
+					// The case sees its own pods; the others exist but are not probed.
+					m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), c.Pods)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Generated cases take their expectations from a model-only
+					// engine that follows the same actions.
+					ips := map[PodRef][]netip.Addr{}
+					for _, p := range pc.m.Pods {
+						ips[p], _ = pc.PodIPs(p)
+					}
+					oracle, err := NewOracle(pc.m, ips, func(p PodRef) string { return pc.pods[p].Node.Name })
+					if err != nil {
+						t.Fatal(err)
+					}
+					res := RunCase(ctx, pc, m, c, oracle, RunOptions{
+						Workers: 24, Attempts: 30, RetryDelay: 300 * time.Millisecond,
+						Repro: fmt.Sprintf("NFTW_CONFORMANCE=%s go test ./conformance -run 'TestConformancePackets/%s/%s' -v", v.name, v.name, testNamePattern(c.Name)),
+					})
+					sum.Add(res)
+					if !res.Passed() {
+						t.Error(res.Report())
+					}
+				})
+			}
+			var b strings.Builder
+			if err := sum.Write(&b); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(os.Stdout, "--- conformance summary (%s)\n%s", t.Name(), b.String())
+		})
+	}
+}
