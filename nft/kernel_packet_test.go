@@ -7,9 +7,11 @@ package nft_test
 //	pod b  198.18.0.11 2001:db8::11  eth0 ── veth-b ┼─ node (forwarding on, nftables here)
 //	pod c  198.18.0.12 2001:db8::12  eth0 ── veth-c ┘
 //
-// Every node-side veth carries the gateway 198.19.255.1/32 and
+// Routed: every node-side veth carries the gateway 198.19.255.1/32 and
 // 2001:db8:ffff::1/128; pods route everything to it; the node has a /32 and a
-// /128 host route per pod.
+// /128 host route per pod. Bridged: the node's veths are ports of br0 and the
+// pods share 198.18.0.0/24 and 2001:db8::/64 (br_netfilter hands bridged IP
+// packets to the forward hook).
 //
 // Program: b is isolated for ingress and allows tcp 8080 and udp 5353 from a
 // only; c is isolated for egress and allowed nothing; a is not isolated.
@@ -21,6 +23,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,24 +57,44 @@ func run(t *testing.T, ns *nfttest.NetNS, script string) {
 	}
 }
 
-// wire connects each pod to the node with a veth pair and routes.
-func wire(t *testing.T, node *nfttest.NetNS, pods ...*testPod) {
+// wire connects each pod to the node with a veth pair: routed (host routes,
+// forwarding) or bridged (one bridge, one subnet, br_netfilter passing bridged
+// IP traffic through the forward hook).
+func wire(t *testing.T, node *nfttest.NetNS, bridged bool, pods ...*testPod) {
 	t.Helper()
-	run(t, node, `sysctl -qw net.ipv4.ip_forward=1
-		sysctl -qw net.ipv6.conf.all.forwarding=1
-		ip link set lo up`)
+	run(t, node, "ip link set lo up")
+	if bridged {
+		// br_netfilter is built in or loaded on this machine: the node
+		// namespace then has its own bridge-nf-call sysctls. Never load
+		// modules from a test: that would change the host.
+		if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
+			t.Skip("br_netfilter is not available (not built in, not loaded): bridged variant skipped")
+		}
+		run(t, node, `sysctl -qw net.bridge.bridge-nf-call-iptables=1
+			sysctl -qw net.bridge.bridge-nf-call-ip6tables=1
+			ip link add br0 type bridge
+			ip link set br0 up`)
+	} else {
+		run(t, node, `sysctl -qw net.ipv4.ip_forward=1
+			sysctl -qw net.ipv6.conf.all.forwarding=1`)
+	}
 	for _, p := range pods {
 		p.ns = nfttest.NewNetNS(t)
 		veth := "veth-" + p.name
 		run(t, node, fmt.Sprintf(`ip link add %[1]s type veth peer name eth0 netns %[2]s
-			ip link set %[1]s up
-			ip addr add %[3]s/32 dev %[1]s
-			ip -6 addr add %[4]s/128 dev %[1]s nodad
-			ip route add %[5]s/32 dev %[1]s
-			ip -6 route add %[6]s/128 dev %[1]s`, veth, p.ns.Name, gw4, gw6, p.v4, p.v6))
-		run(t, p.ns, fmt.Sprintf(`ip link set lo up
-			ip link set eth0 up
-			ip addr add %[1]s/32 dev eth0
+			ip link set %[1]s up`, veth, p.ns.Name))
+		run(t, p.ns, "ip link set lo up\nip link set eth0 up")
+		if bridged {
+			run(t, node, fmt.Sprintf("ip link set %s master br0", veth))
+			run(t, p.ns, fmt.Sprintf(`ip addr add %s/24 dev eth0
+				ip -6 addr add %s/64 dev eth0 nodad`, p.v4, p.v6))
+			continue
+		}
+		run(t, node, fmt.Sprintf(`ip addr add %[2]s/32 dev %[1]s
+			ip -6 addr add %[3]s/128 dev %[1]s nodad
+			ip route add %[4]s/32 dev %[1]s
+			ip -6 route add %[5]s/128 dev %[1]s`, veth, gw4, gw6, p.v4, p.v6))
+		run(t, p.ns, fmt.Sprintf(`ip addr add %[1]s/32 dev eth0
 			ip -6 addr add %[2]s/128 dev eth0 nodad
 			ip route add %[3]s dev eth0
 			ip route add default via %[3]s dev eth0
@@ -223,11 +246,17 @@ func TestKernelPackets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
+	for _, mode := range []string{"routed", "bridged"} {
+		t.Run(mode, func(t *testing.T) { testPackets(t, mode == "bridged") })
+	}
+}
+
+func testPackets(t *testing.T, bridged bool) {
 	node := nfttest.NewNetNS(t)
 	a := &testPod{name: "a", v4: netip.MustParseAddr("198.18.0.10"), v6: netip.MustParseAddr("2001:db8::10")}
 	b := &testPod{name: "b", v4: netip.MustParseAddr("198.18.0.11"), v6: netip.MustParseAddr("2001:db8::11")}
 	c := &testPod{name: "c", v4: netip.MustParseAddr("198.18.0.12"), v6: netip.MustParseAddr("2001:db8::12")}
-	wire(t, node, a, b, c)
+	wire(t, node, bridged, a, b, c)
 	serve(t, a, []int{8080}, 0)
 	serve(t, b, []int{8080, 9090}, 5353)
 
