@@ -19,6 +19,16 @@
 // harness in integration/cluster implements the same interface with network
 // namespaces and real packets.
 //
+// Running (from the integration module):
+//
+//	go test ./conformance                              # model level: 49 ported cases × 3 families, 320 generated
+//	go test ./conformance -run TestGenerated -seed 7 -gen-cases 1000
+//	go test ./conformance -run TestGenerated -seed N -case K -v   # rerun one generated case
+//	sudo NFTW_CONFORMANCE=all go test ./conformance -run TestConformancePackets -v -timeout 2h
+//
+// Each run prints one line per case (PASS|FAIL name duration) and closes with
+// "N passed, M failed".
+//
 // What this package must not do: touch the kernel (the model cluster never
 // does; packet clusters own their namespaces), or compute an upstream case's
 // expected table from the engine under test.

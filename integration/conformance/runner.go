@@ -67,9 +67,9 @@ func (r Result) Report() string {
 // RunCase runs c against cl. Probes without an expectation (generated cases)
 // are expected to match oracle, which must then be non-nil and follows every
 // action of the case.
-func RunCase(ctx context.Context, cl Cluster, m *Model, c Case, oracle *Oracle, opts RunOptions) Result {
+func RunCase(ctx context.Context, cl Cluster, m *Model, c Case, oracle *Oracle, opts RunOptions) (res Result) {
 	start := time.Now()
-	res := Result{Case: c.Name}
+	res.Case = c.Name
 	fail := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		if opts.Repro != "" {
