@@ -16,6 +16,11 @@ import (
 // Read implements Dataplane. Rules the vocabulary cannot express (written by
 // someone else) read back as a rule without expressions whose comment says
 // why, so they never compare equal to a wanted rule and Reconcile replaces them.
+//
+// The listing is consistent: it starts over when the ruleset generation
+// changes while it runs. One kernel limit remains: a dump of a hash set that
+// the kernel is resizing in the background (right after a bulk insert) can miss
+// elements, as `nft list` can; Reconcile then re-adds them, which is a no-op.
 func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -225,6 +225,9 @@ func TestKernelErrors(t *testing.T) {
 		{"overlapping range", func(tx *nft.Transaction) {
 			tx.AddElements("cidr-v4-blk", rng("198.19.0.128", "198.19.1.10"))
 		}, nft.ErrExists},
+		{"element exists with another verdict", func(tx *nft.Transaction) {
+			tx.AddElements("ingress-v4", gotoChain("198.18.0.10", "pod-eg-b"))
+		}, nft.ErrExists},
 		{"wrong key length", func(tx *nft.Transaction) {
 			tx.AddElements("peer-v6-web", v4("198.18.0.1"))
 		}, nft.ErrInvalid},
