@@ -13,6 +13,9 @@ package nft_test
 // pods share 198.18.0.0/24 and 2001:db8::/64 (br_netfilter hands bridged IP
 // packets to the forward hook).
 //
+// Every probe is also traced through nft.Fake holding the same program, and
+// the tracer's verdict must equal the real one.
+//
 // Program: b is isolated for ingress and allows tcp 8080 and udp 5353 from a
 // only; c is isolated for egress and allowed nothing; a is not isolated.
 
@@ -266,8 +269,21 @@ func testPackets(t *testing.T, bridged bool) {
 	}
 	t.Cleanup(func() { _ = k.Close() })
 
-	// Without a program everything flows (this also proves the wiring).
+	// The Fake gets the same reconciles; its tracer must agree with every
+	// real probe.
+	fake := nft.NewFake(testTable)
 	ctx := context.Background()
+	reconcile := func(st *nft.State) {
+		t.Helper()
+		if _, err := k.Reconcile(ctx, st); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		if _, err := fake.Reconcile(ctx, st); err != nil {
+			t.Fatalf("Fake.Reconcile: %v", err)
+		}
+	}
+
+	// Without a program everything flows (this also proves the wiring).
 	type pr struct {
 		from    *testPod
 		network string
@@ -287,8 +303,23 @@ func testPackets(t *testing.T, bridged bool) {
 		for i, p := range probes {
 			if errs[i] != nil {
 				t.Errorf("%s %s -> %s:%d: %v", p.network, p.from.name, p.to, p.port, errs[i])
-			} else if got[i] != p.allowed {
+				continue
+			}
+			if got[i] != p.allowed {
 				t.Errorf("%s %s -> %s:%d: allowed=%v, want %v", p.network, p.from.name, p.to, p.port, got[i], p.allowed)
+			}
+			src := p.from.v4
+			if p.to.Is6() {
+				src = p.from.v6
+			}
+			proto := uint8(nft.ProtoTCP)
+			if p.network == "udp" {
+				proto = nft.ProtoUDP
+			}
+			tr := fake.Trace(nft.Packet{Hook: nft.HookForward, Src: src, Dst: p.to, Proto: proto, Dport: p.port})
+			if tr.Accepted() != got[i] {
+				t.Errorf("%s %s -> %s:%d: Fake.Trace says accepted=%v, the kernel %v; trace:\n%s",
+					p.network, p.from.name, p.to, p.port, tr.Accepted(), got[i], tr)
 			}
 		}
 	}
@@ -299,9 +330,7 @@ func testPackets(t *testing.T, bridged bool) {
 	})
 
 	state := packetState(a, b, c, true)
-	if _, err := k.Reconcile(ctx, state); err != nil {
-		t.Fatalf("Reconcile: %v", err)
-	}
+	reconcile(state)
 	policy := []pr{
 		{a, "tcp", b.v4, 8080, true},
 		{a, "tcp", b.v6, 8080, true},
@@ -327,16 +356,16 @@ func testPackets(t *testing.T, bridged bool) {
 	if err := echo(conn, "before"); err != nil {
 		t.Fatalf("echo before reconcile: %v", err)
 	}
-	if _, err := k.Reconcile(ctx, packetState(a, b, c, false)); err != nil {
-		t.Fatalf("Reconcile without a: %v", err)
-	}
+	reconcile(packetState(a, b, c, false))
 	if err := echo(conn, "after"); err != nil {
 		t.Errorf("established connection broke across Reconcile: %v", err)
 	}
-	check(t, []pr{{a, "tcp", b.v4, 8080, false}, {a, "udp", b.v6, 5353, false}})
-	if _, err := k.Reconcile(ctx, state); err != nil {
-		t.Fatalf("Reconcile back: %v", err)
+	est := nft.Packet{Hook: nft.HookForward, Src: a.v4, Dst: b.v4, Proto: nft.ProtoTCP, Dport: 8080, Ct: nft.CtEstablished}
+	if tr := fake.Trace(est); !tr.Accepted() {
+		t.Errorf("Fake.Trace drops the established connection:\n%s", tr)
 	}
+	check(t, []pr{{a, "tcp", b.v4, 8080, false}, {a, "udp", b.v6, 5353, false}})
+	reconcile(state)
 	check(t, []pr{{a, "tcp", b.v4, 8080, true}, {a, "tcp", b.v6, 8080, true}})
 	if err := echo(conn, "still"); err != nil {
 		t.Errorf("established connection broke: %v", err)
