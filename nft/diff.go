@@ -59,7 +59,8 @@ func markIn(m *map[string]bool, name string) {
 // Diff returns the transaction that turns from into to, restricted to scope (nil:
 // everything). The operations are ordered so the kernel accepts them in one batch:
 // new chains and sets first, then element deletions and additions, then rule
-// replacements, then deletion of chains (flushed first) and sets no longer wanted.
+// replacements, then deletion of the sets and then the chains (flushed first) no
+// longer wanted.
 // Objects whose definition changed are flushed, deleted and recreated within the
 // same batch.
 func Diff(from, to *State, scope *Scope) *Transaction {
@@ -122,11 +123,13 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 				}
 			}
 		}
-		for _, n := range sortedKeys(recreateChains) {
-			tx.DeleteChain(n)
-		}
+		// Sets before chains: a verdict map being recreated may still hold
+		// elements that point at a chain being recreated.
 		for _, n := range sortedKeys(recreateSet) {
 			tx.DeleteSet(n)
+		}
+		for _, n := range sortedKeys(recreateChains) {
+			tx.DeleteChain(n)
 		}
 	}
 
@@ -237,13 +240,16 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 			tx.ReplaceRules(n, nil)
 		}
 	}
-	for _, n := range doomed {
-		tx.DeleteChain(n)
-	}
+	// Sets before chains: deleting a verdict map releases the chains its
+	// elements point at, which may be doomed too. No rule uses a doomed set any
+	// more: the chains that did were flushed or rewritten above.
 	for _, n := range setNames {
 		if from.Sets[n] != nil && to.Sets[n] == nil {
 			tx.DeleteSet(n)
 		}
+	}
+	for _, n := range doomed {
+		tx.DeleteChain(n)
 	}
 	return &tx
 }
