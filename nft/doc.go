@@ -1,0 +1,34 @@
+// Package nft programs one nftables table, `inet nftwarden` by default, and is
+// the only package of nftwarden that touches the kernel. It knows nothing of
+// Kubernetes: its callers describe what they want in its own terms, and it turns
+// that into atomic netlink transactions.
+//
+// What it provides:
+//
+//   - A typed description of the table (objects.go): State holds chains and
+//     sets; rules are built from a small closed vocabulary of expressions
+//     (conntrack state, comparisons and ranges on a few packet fields, lookups in
+//     named sets and verdict maps, counters, logs, verdicts), so that every
+//     consumer of a State (kernel lowering, renderer, tracer) handles every case.
+//   - Transactions (transaction.go): ordered operations applied as one atomic
+//     batch, and Diff (diff.go), which computes the smallest correctly ordered
+//     transaction from one State to another, optionally limited to a Scope of
+//     objects the caller knows it touched.
+//   - Dataplane, implemented by Kernel (netlink through github.com/google/nftables,
+//     no nft binary at run time) and by Fake (memory, same transaction rules),
+//     with Apply for deltas and Reconcile to converge the table to a full desired
+//     State without ever deleting it.
+//   - Render, the table as `nft list table` prints it, for golden tests, reviews
+//     and the daemon's dump command; and Trace, which walks a packet through a
+//     State with nftables semantics, so that policy tests run without a kernel.
+//
+// What it must not do:
+//
+//   - touch any table other than its own, or anything outside nftables (routes,
+//     sysctls, interfaces);
+//   - delete and recreate the table to synchronise it: a packet must never see a
+//     missing or half-built table;
+//   - exec the nft binary or depend on Kubernetes packages;
+//   - list the kernel on the hot path: callers keep their desired State and send
+//     deltas; Read and Reconcile are for start-up, timers and recovery.
+package nft
