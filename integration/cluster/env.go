@@ -176,7 +176,7 @@ func NewEnv(ctx context.Context, cp *ControlPlane, opts Options) (_ *Env, err er
 			}
 			cmds = append(cmds,
 				fmt.Sprintf("route add 198.18.%d.0/24 via %s", 16+m.Index, m.IPv4),
-				fmt.Sprintf("-6 route add 2001:db8:1:%x::/64 via %s", m.Index, m.IPv6))
+				fmt.Sprintf("route add 2001:db8:1:%x::/64 via %s", m.Index, m.IPv6))
 		}
 		if len(cmds) > 0 {
 			if err := ipBatch(n.Netns, cmds); err != nil {
@@ -357,7 +357,7 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 			"addr add " + p.IPv6.String() + "/64 dev eth0 nodad",
 			"link set eth0 up",
 			fmt.Sprintf("route add default via 198.18.%d.254", 16+n.Index),
-			fmt.Sprintf("-6 route add default via 2001:db8:1:%x::fffe", n.Index),
+			fmt.Sprintf("route add ::/0 via 2001:db8:1:%x::fffe", n.Index),
 		}
 		nodeCmds = []string{"link set " + hostIf + " master br0", "link set " + hostIf + " up"}
 	} else {
@@ -368,13 +368,13 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 			"addr add " + p.IPv6.String() + "/128 dev eth0 nodad",
 			"link set eth0 up",
 			"route add default dev eth0 scope link",
-			"-6 route add default via fe80::1 dev eth0",
+			"route add ::/0 via fe80::1 dev eth0",
 		}
 		nodeCmds = []string{
 			"addr add fe80::1/64 dev " + hostIf + " nodad",
 			"link set " + hostIf + " up",
 			"route add " + p.IPv4.String() + "/32 dev " + hostIf,
-			"-6 route add " + p.IPv6.String() + "/128 dev " + hostIf,
+			"route add " + p.IPv6.String() + "/128 dev " + hostIf,
 		}
 		if err := nsSysctls(n.Netns, map[string]string{"net/ipv4/conf/" + hostIf + "/proxy_arp": "1"}); err != nil {
 			return nil, err
