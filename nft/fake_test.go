@@ -17,16 +17,22 @@ package nft
 // web; prod/frontend-egress lets frontend talk to web on TCP 80 only.
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 )
 
 func fxAddr(s string) Value { return AddrValue(netip.MustParseAddr(s)) }
 
-// fxRange is the [from, to] element of a one-component interval set.
+// fxRange is the [from, to] element of a one-component interval set, a plain
+// key when from == to (the canonical form, as the kernel stores it).
 func fxRange(from, to Value) Element {
+	if bytes.Equal(from, to) {
+		return Element{Key: []Value{from}}
+	}
 	return Element{Key: []Value{from}, KeyEnd: []Value{to}}
 }
 
@@ -44,6 +50,9 @@ func fxVmapElem(key Value, v Verdict) Element {
 
 // fxPorts is a `proto . port-range` element of a concatenated interval set.
 func fxPorts(proto uint8, from, to uint16) Element {
+	if from == to {
+		return Element{Key: []Value{ProtoValue(proto), PortValue(from)}}
+	}
 	return Element{
 		Key:    []Value{ProtoValue(proto), PortValue(from)},
 		KeyEnd: []Value{ProtoValue(proto), PortValue(to)},
@@ -372,5 +381,125 @@ func TestFakeHistoryIsACopy(t *testing.T) {
 	tx.AddElements("s", fxElem(fxAddr("198.18.0.1"))) // caller reuses its transaction
 	if got := f.Transactions()[0]; len(got.Ops) != 1 {
 		t.Fatalf("recorded transaction changed with the caller's: %d ops", len(got.Ops))
+	}
+}
+
+// TestFakeIntervalChecks: the kernel refuses overlapping ranges in interval sets
+// (EEXIST) but accepts an identical element again and adjacent ranges. The
+// expectations were checked against Linux 6.x through Kernel in a netns.
+func TestFakeIntervalChecks(t *testing.T) {
+	v4 := []KeyType{TypeIPv4Addr}
+	ports := []KeyType{TypeInetProto, TypeInetService}
+	r := func(from, to string) Element { return fxRange(fxAddr(from), fxAddr(to)) }
+	many := func(n int) []Element { // n disjoint /32 ranges in 198.18.1.0/24
+		var out []Element
+		for i := range n {
+			a := fmt.Sprintf("198.18.1.%d", 2*i)
+			out = append(out, r(a, a))
+		}
+		return out
+	}
+	many2 := func(n int) []Element { // n disjoint ranges in 198.18.2.0/24
+		var out []Element
+		for i := range n {
+			out = append(out, r(fmt.Sprintf("198.18.2.%d", 10*i), fmt.Sprintf("198.18.2.%d", 10*i+5)))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		key  []KeyType
+		txs  [][]Element // one transaction each
+		want error       // of the last transaction; the earlier ones succeed
+	}{
+		{"partial overlap", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {r("198.18.0.5", "198.18.0.20")}}, ErrExists},
+		{"overlap within one batch", v4, [][]Element{{r("198.18.0.0", "198.18.0.9"), r("198.18.0.5", "198.18.0.20")}}, ErrExists},
+		{"contained", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {r("198.18.0.2", "198.18.0.3")}}, ErrExists},
+		{"single value inside a range", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {fxElem(fxAddr("198.18.0.5"))}}, ErrExists},
+		{"same start, longer", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {r("198.18.0.0", "198.18.0.19")}}, ErrExists},
+		{"adjacent", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {r("198.18.0.10", "198.18.0.20")}}, nil},
+		{"identical again", v4, [][]Element{{r("198.18.0.0", "198.18.0.9")}, {r("198.18.0.0", "198.18.0.9")}}, nil},
+		{"many disjoint", v4, [][]Element{many(40), {r("198.18.1.1", "198.18.1.1")}}, nil},
+		{"many with one overlap", v4, [][]Element{append(many(40), r("198.18.1.10", "198.18.1.11"))}, ErrExists},
+		{"many then overlap", v4, [][]Element{many(40), append(many(40), r("198.18.1.77", "198.18.1.78"))}, ErrExists},
+		{"many new, one overlaps what the set holds", v4, [][]Element{many(40), append(many2(10), r("198.18.1.3", "198.18.1.4"))}, ErrExists},
+		{"many new, disjoint from what the set holds", v4, [][]Element{many(40), many2(10)}, nil},
+		{"reversed range", v4, [][]Element{{r("198.18.0.9", "198.18.0.1")}}, ErrInvalid},
+		{"ports overlap", ports, [][]Element{{fxPorts(ProtoTCP, 80, 80)}, {fxPorts(ProtoTCP, 80, 90)}}, ErrExists},
+		{"ports partial overlap", ports, [][]Element{{fxPorts(ProtoTCP, 80, 85)}, {fxPorts(ProtoTCP, 83, 90)}}, ErrExists},
+		{"ports other protocol", ports, [][]Element{{fxPorts(ProtoTCP, 80, 80)}, {fxPorts(ProtoUDP, 80, 90)}}, nil},
+		{"ports identical", ports, [][]Element{{fxPorts(ProtoTCP, 80, 85)}, {fxPorts(ProtoTCP, 80, 85)}}, nil},
+		{"ports reversed", ports, [][]Element{{fxPorts(ProtoTCP, 90, 80)}}, ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := NewFake("t")
+			tx := &Transaction{}
+			tx.AddSet(Set{Name: "s", Key: tc.key, Interval: true})
+			if err := f.Apply(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			for i, elems := range tc.txs {
+				tx := &Transaction{}
+				tx.AddElements("s", elems...)
+				err = f.Apply(ctx, tx)
+				if i < len(tc.txs)-1 && err != nil {
+					t.Fatalf("transaction %d: %v", i, err)
+				}
+			}
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("Apply: %v", err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("Apply: got %v, want %v", err, tc.want)
+			}
+			var opErr *OpError
+			if tc.want != nil && (!errors.As(err, &opErr) || opErr.Op.Kind != OpAddElements) {
+				t.Fatalf("error %v does not name the add elements operation", err)
+			}
+		})
+	}
+}
+
+// TestFakeOpErrorIndex: the failing operation's index is its index in the whole
+// transaction.
+func TestFakeOpErrorIndex(t *testing.T) {
+	tx := &Transaction{}
+	tx.AddSet(Set{Name: "s", Key: []KeyType{TypeIPv4Addr}})
+	tx.AddElements("s", fxElem(fxAddr("198.18.0.1")))
+	tx.DeleteChain("missing")
+	err := NewFake("t").Apply(context.Background(), tx)
+	var opErr *OpError
+	if !errors.As(err, &opErr) || opErr.Index != 2 || !IsNotFound(err) {
+		t.Fatalf("got %v, want an *OpError at index 2 wrapping ErrNotFound", err)
+	}
+}
+
+// TestFakeCanonicalRanges: a range whose ends are equal is stored as a single
+// value, as the kernel does, and both forms name the same element.
+func TestFakeCanonicalRanges(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	tx := &Transaction{}
+	tx.AddSet(Set{Name: "p", Key: []KeyType{TypeInetProto, TypeInetService}, Interval: true})
+	degenerate := Element{Key: []Value{ProtoValue(ProtoTCP), PortValue(80)}, KeyEnd: []Value{ProtoValue(ProtoTCP), PortValue(80)}}
+	tx.AddElements("p", degenerate)
+	if err := f.Apply(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if degenerate.KeyEnd == nil {
+		t.Fatal("Apply changed the caller's element")
+	}
+	got, _ := f.Read(ctx)
+	want := fxPorts(ProtoTCP, 80, 80)
+	if _, ok := got.Sets["p"].Elements[ElementID(got.Sets["p"], want)]; !ok || len(got.Sets["p"].Elements) != 1 {
+		t.Fatalf("stored %v, want the single value tcp . 80", got.Sets["p"].Elements)
+	}
+	// Both forms delete it.
+	del := &Transaction{}
+	del.DeleteElements("p", degenerate)
+	if err := f.Apply(ctx, del); err != nil {
+		t.Fatalf("delete by the range form: %v", err)
 	}
 }
