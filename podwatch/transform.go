@@ -1,0 +1,134 @@
+package podwatch
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// restartAlways is shared by every transformed restartable init container, so the
+// cache holds one copy of the policy instead of one per pod.
+var restartAlways = corev1.ContainerRestartPolicyAlways
+
+// Transform is the informer transform (cache.TransformFunc) for the objects
+// podwatch watches. It returns a new, minimal object holding only what the engine
+// reads, so that everything else (managed fields, annotations, most of spec and
+// status) becomes garbage before the object enters the informer cache:
+//
+//   - every kind: name, namespace, UID, resourceVersion, labels, deletionTimestamp;
+//   - Pod: spec.nodeName, spec.hostNetwork, the ports (name, number, protocol) of
+//     containers and of restartable init containers (restartPolicy Always: sidecars,
+//     whose named ports policies can use), status.phase, status.podIP(s);
+//   - NetworkPolicy: the whole spec.
+//
+// Other values (cache.DeletedFinalStateUnknown and unknown types) are returned
+// unchanged. Transform is idempotent, as client-go requires.
+func Transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return TransformPod(o), nil
+	case *corev1.Namespace:
+		return TransformNamespace(o), nil
+	case *networkingv1.NetworkPolicy:
+		return TransformNetworkPolicy(o), nil
+	}
+	return obj, nil
+}
+
+func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		Labels:            m.Labels,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}
+}
+
+// TransformPod returns the minimal copy of p described at Transform.
+func TransformPod(p *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{
+		ObjectMeta: minimalMeta(&p.ObjectMeta),
+		Spec: corev1.PodSpec{
+			NodeName:    p.Spec.NodeName,
+			HostNetwork: p.Spec.HostNetwork,
+		},
+		Status: corev1.PodStatus{
+			Phase: p.Status.Phase,
+			PodIP: p.Status.PodIP,
+		},
+	}
+	if len(p.Status.PodIPs) > 0 {
+		out.Status.PodIPs = make([]corev1.PodIP, len(p.Status.PodIPs))
+		for i, ip := range p.Status.PodIPs {
+			out.Status.PodIPs[i] = corev1.PodIP{IP: ip.IP}
+		}
+	}
+	// Containers without ports cannot resolve a named port: leave them out.
+	for i := range p.Spec.Containers {
+		if ports := minimalPorts(p.Spec.Containers[i].Ports); ports != nil {
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Ports: ports})
+		}
+	}
+	for i := range p.Spec.InitContainers {
+		c := &p.Spec.InitContainers[i]
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue // ordinary init containers have exited before the pod serves
+		}
+		if ports := minimalPorts(c.Ports); ports != nil {
+			out.Spec.InitContainers = append(out.Spec.InitContainers,
+				corev1.Container{Ports: ports, RestartPolicy: &restartAlways})
+		}
+	}
+	return out
+}
+
+func minimalPorts(ports []corev1.ContainerPort) []corev1.ContainerPort {
+	if len(ports) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerPort, len(ports))
+	for i, p := range ports {
+		out[i] = corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol}
+	}
+	return out
+}
+
+// TransformNamespace returns the minimal copy of ns: its metadata (labels).
+func TransformNamespace(ns *corev1.Namespace) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: minimalMeta(&ns.ObjectMeta)}
+}
+
+// TransformNetworkPolicy returns the minimal copy of np: its metadata and spec.
+func TransformNetworkPolicy(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{ObjectMeta: minimalMeta(&np.ObjectMeta), Spec: np.Spec}
+}
+
+// sameForEngine reports whether two transformed versions of one object carry the
+// same information for the engine, so that an update that only bumped the
+// resourceVersion (kubelet status heartbeats, relists) is not queued.
+func sameForEngine(oldObj, newObj any) bool {
+	switch o := oldObj.(type) {
+	case *corev1.Pod:
+		n, ok := newObj.(*corev1.Pod)
+		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
+			equality.Semantic.DeepEqual(o.Spec, n.Spec) &&
+			equality.Semantic.DeepEqual(o.Status, n.Status)
+	case *corev1.Namespace:
+		n, ok := newObj.(*corev1.Namespace)
+		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta)
+	case *networkingv1.NetworkPolicy:
+		n, ok := newObj.(*networkingv1.NetworkPolicy)
+		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
+			equality.Semantic.DeepEqual(o.Spec, n.Spec)
+	}
+	return false
+}
+
+func sameMeta(a, b *metav1.ObjectMeta) bool {
+	return a.UID == b.UID &&
+		equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
+		(a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil)
+}

@@ -1,0 +1,480 @@
+package podwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+)
+
+// Kind is a kind of watched object.
+type Kind string
+
+// The watched kinds.
+const (
+	KindNamespace     Kind = "Namespace"
+	KindPod           Kind = "Pod"
+	KindNetworkPolicy Kind = "NetworkPolicy"
+)
+
+// Internal queue keys that are not objects: a full reconcile (start, timer,
+// retry before the first success) and a retried flush.
+const (
+	kindReconcile Kind = "reconcile"
+	kindFlush     Kind = "flush"
+)
+
+// Defaults of Options.
+const (
+	DefaultResyncPeriod     = 5 * time.Minute
+	DefaultMinFlushInterval = 100 * time.Millisecond
+	DefaultSyncLogInterval  = 10 * time.Second
+	defaultRetryBaseDelay   = 200 * time.Millisecond
+	defaultRetryMaxDelay    = 30 * time.Second
+)
+
+// Hooks are optional callbacks, for metrics and logging by the embedder. They are
+// called from podwatch's goroutines and must return quickly.
+type Hooks struct {
+	// Synced is called once, when every informer has synced and before the
+	// first full reconcile.
+	Synced func()
+	// Event is called for every informer notification that was queued (updates
+	// that change nothing the engine reads are dropped before).
+	Event func(kind Kind)
+	// Flushed is called after every engine Flush or Reconcile with its result;
+	// err is non-nil when it failed (it is retried with backoff).
+	Flushed func(res enforcer.FlushResult, err error)
+	// ObjectError is called when the engine rejected (part of) an object. The
+	// engine fails closed for what it rejected; the object is not retried
+	// until it changes.
+	ObjectError func(kind Kind, key string, err error)
+	// WatchError is called when a list or watch failed (API server unreachable,
+	// forbidden, ...). client-go retries it with backoff.
+	WatchError func(kind Kind, err error)
+}
+
+// Options configure a Watcher. The zero value is usable.
+type Options struct {
+	// ResyncPeriod is the period of the full engine.Reconcile that repairs drift
+	// in the kernel; 0 means DefaultResyncPeriod, negative disables it.
+	ResyncPeriod time.Duration
+	// MinFlushInterval is the least time between the ends of two batches, so
+	// that events of a burst coalesce into one transaction; 0 means
+	// DefaultMinFlushInterval, negative means no wait.
+	MinFlushInterval time.Duration
+	// SyncLogInterval is how often to log, while waiting for the initial sync,
+	// which informers have not synced yet; 0 means DefaultSyncLogInterval.
+	SyncLogInterval time.Duration
+	// Logger is optional; nil means slog.Default().
+	Logger *slog.Logger
+	Hooks  Hooks
+}
+
+// engine is what the Watcher needs of *enforcer.Engine; tests substitute a
+// recorder to observe batching precisely.
+type engine interface {
+	UpsertNamespace(ns *corev1.Namespace) error
+	DeleteNamespace(name string)
+	UpsertPod(p *corev1.Pod) error
+	DeletePod(namespace, name string)
+	UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error
+	DeleteNetworkPolicy(namespace, name string)
+	Flush(ctx context.Context) (enforcer.FlushResult, error)
+	Reconcile(ctx context.Context) (enforcer.FlushResult, error)
+}
+
+var _ engine = (*enforcer.Engine)(nil)
+
+// key identifies a queued object (or an internal task).
+type key struct {
+	Kind      Kind
+	Namespace string
+	Name      string
+}
+
+func (k key) String() string {
+	if k.Namespace == "" {
+		return string(k.Kind) + "/" + k.Name
+	}
+	return string(k.Kind) + "/" + k.Namespace + "/" + k.Name
+}
+
+// Watcher keeps an engine in sync with the API server. Create it with New and
+// start it once with Run.
+type Watcher struct {
+	eng  engine
+	opts Options
+	log  *slog.Logger
+
+	factory       informers.SharedInformerFactory
+	informers     map[Kind]cache.SharedIndexInformer
+	registrations map[Kind]cache.ResourceEventHandlerRegistration
+	pods          corelisters.PodLister
+	namespaces    corelisters.NamespaceLister
+	policies      networkinglisters.NetworkPolicyLister
+
+	queue workqueue.TypedRateLimitingInterface[key]
+
+	started atomic.Bool
+	ready   atomic.Bool
+}
+
+// New returns a Watcher that feeds eng from client. eng must not be nil. The
+// informers watch the whole cluster (all namespaces); the engine decides which
+// pods are local.
+func New(client kubernetes.Interface, eng *enforcer.Engine, opts Options) *Watcher {
+	return newWatcher(client, eng, opts)
+}
+
+func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher {
+	if opts.ResyncPeriod == 0 {
+		opts.ResyncPeriod = DefaultResyncPeriod
+	}
+	if opts.MinFlushInterval == 0 {
+		opts.MinFlushInterval = DefaultMinFlushInterval
+	}
+	if opts.SyncLogInterval <= 0 {
+		opts.SyncLogInterval = DefaultSyncLogInterval
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &Watcher{
+		eng:  eng,
+		opts: opts,
+		log:  log.With("component", "podwatch"),
+		// Informer resync is off (0): informer resyncs only replay the cache to
+		// the handlers. Our own periodic Reconcile repairs the kernel instead.
+		factory:       informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(Transform)),
+		informers:     map[Kind]cache.SharedIndexInformer{},
+		registrations: map[Kind]cache.ResourceEventHandlerRegistration{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[key](defaultRetryBaseDelay, defaultRetryMaxDelay),
+			workqueue.TypedRateLimitingQueueConfig[key]{Name: "nftwarden"},
+		),
+	}
+	core := w.factory.Core().V1()
+	netv1 := w.factory.Networking().V1()
+	w.informers[KindNamespace] = core.Namespaces().Informer()
+	w.informers[KindPod] = core.Pods().Informer()
+	w.informers[KindNetworkPolicy] = netv1.NetworkPolicies().Informer()
+	w.namespaces = core.Namespaces().Lister()
+	w.pods = core.Pods().Lister()
+	w.policies = netv1.NetworkPolicies().Lister()
+	return w
+}
+
+// Ready reports whether the first full reconcile after the initial sync has
+// succeeded: from then on the kernel enforces the cluster's policies.
+func (w *Watcher) Ready() bool { return w.ready.Load() }
+
+// QueueLen is the number of keys waiting in the work queue.
+func (w *Watcher) QueueLen() int { return w.queue.Len() }
+
+// Run starts the informers, waits for them to sync, programs the engine with a
+// full reconcile, and then applies changes until ctx is cancelled. It returns nil
+// when ctx is cancelled (the programmed table stays as it is) and an error only
+// when the Watcher cannot start. Run may be called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("podwatch: Run called more than once")
+	}
+	// The informers stop when ctx is done; Shutdown waits for their goroutines.
+	defer w.factory.Shutdown()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer w.queue.ShutDown()
+
+	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+		inf := w.informers[kind]
+		if err := inf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(kind)); err != nil {
+			return fmt.Errorf("set watch error handler for %s informer: %w", kind, err)
+		}
+		reg, err := inf.AddEventHandler(w.handler(kind))
+		if err != nil {
+			return fmt.Errorf("add event handler to %s informer: %w", kind, err)
+		}
+		w.registrations[kind] = reg
+	}
+	w.factory.Start(ctx.Done())
+	go func() {
+		<-ctx.Done()
+		w.queue.ShutDown()
+	}()
+
+	if !w.waitForSync(ctx) {
+		return nil
+	}
+	w.log.Info("informer caches synced; programming the full state")
+	if h := w.opts.Hooks.Synced; h != nil {
+		h()
+	}
+	// Every object known at sync time is already queued (the registrations have
+	// synced); the reconcile key makes that first batch a full Reconcile, even in
+	// an empty cluster.
+	w.queue.Add(key{Kind: kindReconcile})
+	if w.opts.ResyncPeriod > 0 {
+		go w.periodicReconcile(ctx)
+	}
+	w.work(ctx)
+	w.log.Info("stopped; the programmed rules stay in place")
+	return nil
+}
+
+// waitForSync blocks until every event handler has seen its informer's initial
+// list, logging which kinds are still missing. It returns false if ctx ended.
+func (w *Watcher) waitForSync(ctx context.Context) bool {
+	start := time.Now()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	lastLog := start
+	for {
+		var pending []string
+		for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+			if !w.registrations[kind].HasSynced() {
+				pending = append(pending, string(kind))
+			}
+		}
+		if len(pending) == 0 {
+			return true
+		}
+		if time.Since(lastLog) >= w.opts.SyncLogInterval {
+			lastLog = time.Now()
+			w.log.Warn("still waiting for the API server; nothing is programmed until every informer has synced",
+				"pending", strings.Join(pending, ","), "waited", time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-poll.C:
+		}
+	}
+}
+
+func (w *Watcher) watchErrorHandler(kind Kind) cache.WatchErrorHandlerWithContext {
+	return func(_ context.Context, _ *cache.Reflector, err error) {
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// The watch was closed (API server restart, timeout): client-go
+			// rewatches; nothing was lost.
+			w.log.Debug("watch closed; rewatching", "kind", kind, "error", err)
+			return
+		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
+			w.log.Info("watch expired; relisting", "kind", kind, "error", err)
+			return
+		}
+		w.log.Warn("list/watch failed; retrying with backoff (the programmed rules stay in place)",
+			"kind", kind, "error", err)
+		if h := w.opts.Hooks.WatchError; h != nil {
+			h(kind, err)
+		}
+	}
+}
+
+func (w *Watcher) handler(kind Kind) cache.ResourceEventHandler {
+	enqueue := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		m, err := metaOf(obj)
+		if err != nil {
+			w.log.Error("ignoring unexpected informer object", "kind", kind, "error", err)
+			return
+		}
+		w.queue.Add(key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()})
+		if h := w.opts.Hooks.Event; h != nil {
+			h(kind)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(oldObj, newObj any) {
+			if sameForEngine(oldObj, newObj) {
+				return
+			}
+			enqueue(newObj)
+		},
+		DeleteFunc: enqueue,
+	}
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		return m, nil
+	}
+	return nil, fmt.Errorf("object of type %T has no metadata", obj)
+}
+
+func (w *Watcher) periodicReconcile(ctx context.Context) {
+	t := time.NewTicker(w.opts.ResyncPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.queue.Add(key{Kind: kindReconcile})
+		}
+	}
+}
+
+// work is the single worker: it takes everything queued as one batch, applies it
+// to the engine, flushes once, and waits MinFlushInterval so that the next burst
+// coalesces too.
+func (w *Watcher) work(ctx context.Context) {
+	for {
+		first, shutdown := w.queue.Get()
+		if shutdown {
+			return
+		}
+		batch := []key{first}
+		for w.queue.Len() > 0 {
+			k, shutdown := w.queue.Get()
+			if shutdown {
+				break
+			}
+			batch = append(batch, k)
+		}
+		w.process(ctx, batch)
+		if ctx.Err() != nil {
+			return
+		}
+		if w.opts.MinFlushInterval > 0 {
+			t := time.NewTimer(w.opts.MinFlushInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// kindOrder applies namespaces before pods before policies within a batch (and
+// each kind by namespace and name). The engine does not depend on the order; it
+// makes logs and tests deterministic.
+var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4}
+
+func (w *Watcher) process(ctx context.Context, batch []key) {
+	sort.Slice(batch, func(i, j int) bool {
+		a, b := batch[i], batch[j]
+		if a.Kind != b.Kind {
+			return kindOrder[a.Kind] < kindOrder[b.Kind]
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	full := !w.ready.Load()
+	for _, k := range batch {
+		switch k.Kind {
+		case kindReconcile:
+			full = true
+		case kindFlush:
+			// A retry after a failed flush: the flush below does it (and the
+			// engine turns it into a full reconcile after a failed Apply).
+		default:
+			w.apply(k)
+		}
+		w.queue.Done(k)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	var (
+		res enforcer.FlushResult
+		err error
+	)
+	if full {
+		res, err = w.eng.Reconcile(ctx)
+	} else {
+		res, err = w.eng.Flush(ctx)
+	}
+	if h := w.opts.Hooks.Flushed; h != nil {
+		h(res, err)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping: the interrupted change is applied at the next start
+		}
+		retry := key{Kind: kindFlush}
+		if full {
+			retry = key{Kind: kindReconcile}
+		}
+		w.log.Error("programming the dataplane failed; retrying with backoff",
+			"full", full, "retries", w.queue.NumRequeues(retry), "error", err)
+		w.queue.AddRateLimited(retry)
+		return
+	}
+	w.queue.Forget(key{Kind: kindFlush})
+	w.queue.Forget(key{Kind: kindReconcile})
+	if full {
+		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))
+		if w.ready.CompareAndSwap(false, true) {
+			w.log.Info("ready: the dataplane enforces the cluster's policies")
+		}
+	} else if res.Operations > 0 {
+		w.log.Debug("flushed", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))
+	}
+}
+
+// apply brings the engine's model of one object in line with the informer
+// cache: present means upsert, absent means delete.
+func (w *Watcher) apply(k key) {
+	var (
+		err    error
+		absent bool
+	)
+	switch k.Kind {
+	case KindNamespace:
+		var ns *corev1.Namespace
+		if ns, err = w.namespaces.Get(k.Name); err == nil {
+			err = w.eng.UpsertNamespace(ns)
+		} else if absent = apierrors.IsNotFound(err); absent {
+			w.eng.DeleteNamespace(k.Name)
+		}
+	case KindPod:
+		var p *corev1.Pod
+		if p, err = w.pods.Pods(k.Namespace).Get(k.Name); err == nil {
+			err = w.eng.UpsertPod(p)
+		} else if absent = apierrors.IsNotFound(err); absent {
+			w.eng.DeletePod(k.Namespace, k.Name)
+		}
+	case KindNetworkPolicy:
+		var np *networkingv1.NetworkPolicy
+		if np, err = w.policies.NetworkPolicies(k.Namespace).Get(k.Name); err == nil {
+			err = w.eng.UpsertNetworkPolicy(np)
+		} else if absent = apierrors.IsNotFound(err); absent {
+			w.eng.DeleteNetworkPolicy(k.Namespace, k.Name)
+		}
+	}
+	if err == nil || absent {
+		return
+	}
+	w.log.Warn("object rejected (its invalid parts fail closed)", "object", k.String(), "error", err)
+	if h := w.opts.Hooks.ObjectError; h != nil {
+		h(k.Kind, k.String(), err)
+	}
+}
