@@ -49,10 +49,12 @@ func modelAddrs(m *Model, fam Family) map[PodRef][]netip.Addr {
 func NodeName(n int) string { return fmt.Sprintf("node-%d", n+1) }
 
 // ModelCluster is an in-process Cluster without packets: one engine per node,
-// each programming its own nft.Fake. A probe is answered by the reference
-// evaluator of the source node (egress) and of the destination node (ingress),
-// which must agree; after every change each Fake must hold exactly its
-// engine's desired state.
+// each programming its own nft.Fake. A probe is answered twice: by the
+// reference evaluator (egress as the source node sees it, ingress as the
+// destination node sees it), and by tracing the packet through the compiled
+// rulesets of the source and destination nodes (nft.Fake.Trace); when the two
+// disagree the probe fails with both explanations. After every change each
+// Fake must also hold exactly its engine's desired state.
 type ModelCluster struct {
 	m     *Model
 	fam   Family
@@ -184,5 +186,14 @@ func (c *ModelCluster) probeAddr(from, to PodRef, src, dst netip.Addr, port int,
 		return decided, fmt.Errorf("evaluator inconsistent across nodes: %s says %v (%s), %s says %v (%s)",
 			sn.name, ds.Allowed, ds.Reason, dn.name, dd.Allowed, dd.Reason)
 	}
-	return decided, nil
+	// The dataplane: the packet leaves through the source node's forward hook
+	// and enters through the destination node's (once when they are the same).
+	traced, why, err := tracePath(sn, dn, src, dst, port, proto)
+	if err != nil {
+		return decided, err
+	}
+	if traced != decided {
+		return traced, fmt.Errorf("dataplane says %v (%s) but evaluator says %v (%s)", traced, why, decided, ds.Reason)
+	}
+	return traced, nil
 }
