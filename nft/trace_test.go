@@ -317,3 +317,86 @@ func BenchmarkTraceProgram(b *testing.B) {
 		}
 	}
 }
+
+// TestTraceConcurrentWithApply: Trace reads the table while Apply replaces it
+// (run with -race).
+func TestTraceConcurrentWithApply(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	states := []*State{fxProgram(), fxSkeleton()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			if _, err := f.Reconcile(ctx, states[i%2]); err != nil {
+				t.Errorf("Reconcile: %v", err)
+				return
+			}
+		}
+	}()
+	p := fxPacket("198.18.0.21", "198.18.0.30", ProtoTCP, 80)
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			// Either program: db isolated (drop) or no pods isolated (accept).
+			if v := f.Trace(p).Verdict; v != VerdictAccept && v != VerdictDrop {
+				t.Fatalf("verdict %v", v)
+			}
+		}
+	}
+}
+
+func ExampleFake_Trace() {
+	s := NewState()
+	s.Chains["forward"] = &Chain{
+		Name: "forward",
+		Base: &BaseChain{Hook: HookForward, Priority: PriorityFilter, Policy: VerdictAccept},
+		Rules: []Rule{
+			{Exprs: []Expr{MatchCtState{States: CtEstablished | CtRelated}, Verdict{Kind: VerdictAccept}}},
+			{Exprs: []Expr{VerdictMapLookup{Fields: []Field{FieldIPDaddr}, Map: "pods"}}},
+		},
+	}
+	s.Chains["pod-a"] = &Chain{Name: "pod-a", Rules: []Rule{
+		{Exprs: []Expr{Lookup{Fields: []Field{FieldL4Proto, FieldTHDport}, Set: "web"}, Verdict{Kind: VerdictAccept}}, Comment: "web ports"},
+		{Exprs: []Expr{Verdict{Kind: VerdictDrop}}},
+	}}
+	s.Sets["pods"] = &Set{Name: "pods", Key: []KeyType{TypeIPv4Addr}, VerdictMap: true, Elements: map[string]Element{}}
+	s.Sets["web"] = &Set{Name: "web", Key: []KeyType{TypeInetProto, TypeInetService}, Interval: true, Elements: map[string]Element{}}
+
+	f := NewFake("example")
+	if _, err := f.Reconcile(context.Background(), s); err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Elements go in after the chains they point to exist.
+	var tx Transaction
+	tx.AddElements("pods", Element{Key: []Value{AddrValue(netip.MustParseAddr("198.18.0.10"))}, Verdict: &Verdict{Kind: VerdictGoto, Chain: "pod-a"}})
+	tx.AddElements("web", Element{
+		Key:    []Value{ProtoValue(ProtoTCP), PortValue(80)},
+		KeyEnd: []Value{ProtoValue(ProtoTCP), PortValue(89)},
+	})
+	if err := f.Apply(context.Background(), &tx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, port := range []uint16{85, 443} {
+		r := f.Trace(Packet{
+			Hook: HookForward, Src: netip.MustParseAddr("198.18.0.20"), Dst: netip.MustParseAddr("198.18.0.10"),
+			Proto: ProtoTCP, Dport: port,
+		})
+		fmt.Println(r)
+	}
+	// Output:
+	// accept:
+	//   forward: base chain forward (priority 0, policy accept)
+	//   forward[1]: ip daddr vmap @pods -> goto pod-a
+	//   pod-a[0]: meta l4proto . th dport @web accept comment "web ports"
+	//   forward: accept
+	// drop:
+	//   forward: base chain forward (priority 0, policy accept)
+	//   forward[1]: ip daddr vmap @pods -> goto pod-a
+	//   pod-a[1]: drop
+	//   forward: drop
+}
