@@ -209,8 +209,17 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 	}
 	tx.Ops = append(tx.Ops, adds...)
 
-	// Rules.
-	for _, n := range chainNames {
+	// Rules. Chains flushed above get their rules back even when the scope does
+	// not name them.
+	ruleChains := chainNames
+	if scope != nil && len(flushed) > 0 {
+		inScope := make(map[string]bool, len(chainNames))
+		for _, n := range chainNames {
+			inScope[n] = true
+		}
+		ruleChains = union(inScope, flushed)
+	}
+	for _, n := range ruleChains {
 		t := to.Chains[n]
 		if t == nil {
 			continue

@@ -134,6 +134,14 @@ func TestDiff(t *testing.T) {
 			s.Chains["pod-in-db"].Rules = nil
 			delete(s.Sets["peer-v4-frontend"].Elements, "198.18.0.21") // outside the scope: ignored
 		}, &Scope{Chains: map[string]bool{"pod-in-db": true}}, "replace rules pod-in-db/0"},
+		{"scoped: recreated set restores the rules of chains outside the scope", func(s *State) {
+			s.Sets["peer-v4-web"].Interval = true
+		}, &Scope{Sets: map[string]bool{"peer-v4-web": true}}, "replace rules pol-eg-frontend-egress/0; delete set peer-v4-web; add set peer-v4-web; " +
+			"add elements peer-v4-web/1; replace rules pol-eg-frontend-egress/2"},
+		{"scoped: recreated chain restores what points at it outside the scope", func(s *State) {
+			s.Chains["pod-in-db"].Base = &BaseChain{Hook: HookInput, Priority: 0, Policy: VerdictAccept}
+		}, &Scope{Chains: map[string]bool{"pod-in-db": true}}, "replace rules pod-in-db/0; delete elements ingress-v4/1; delete elements ingress-v6/1; " +
+			"delete chain pod-in-db; add chain pod-in-db; add elements ingress-v4/1; add elements ingress-v6/1; replace rules pod-in-db/1"},
 		{"empty scope sends nothing", func(s *State) {
 			s.Chains["pod-in-db"].Rules = nil
 		}, &Scope{}, ""},
@@ -147,6 +155,20 @@ func TestDiff(t *testing.T) {
 			}
 			if tc.scope == nil && !sameState(got, to) {
 				t.Errorf("ApplyTo(Diff) differs from the target:\n%s", lineDiff(Render("t", to), Render("t", got)))
+			}
+			// Whatever a scoped diff leaves out stays as it was: no chain may end
+			// with rules that are neither the old nor the new ones.
+			for n, c := range got.Chains {
+				var old, want []Rule
+				if f := from.Chains[n]; f != nil {
+					old = f.Rules
+				}
+				if w := to.Chains[n]; w != nil {
+					want = w.Rules
+				}
+				if !sameRules(c.Rules, old) && !sameRules(c.Rules, want) {
+					t.Errorf("chain %s left with %d rules, neither before (%d) nor after (%d)", n, len(c.Rules), len(old), len(want))
+				}
 			}
 			if tc.scope == nil {
 				if again := Diff(got, to, nil); !again.Empty() {
