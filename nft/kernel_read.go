@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -18,9 +19,10 @@ import (
 // why, so they never compare equal to a wanted rule and Reconcile replaces them.
 //
 // The listing is consistent: it starts over when the ruleset generation
-// changes while it runs. One kernel limit remains: a dump of a hash set that
-// the kernel is resizing in the background (right after a bulk insert) can miss
-// elements, as `nft list` can; Reconcile then re-adds them, which is a no-op.
+// changes while it runs, and it dumps a hash set again when the kernel tore
+// the dump by resizing the set meanwhile (see readElements). If the set keeps
+// resizing through every attempt the last listing may lack elements; Reconcile
+// then re-adds them, which is a no-op.
 func (k *Kernel) Read(ctx context.Context) (*State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -111,20 +113,50 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 			continue
 		}
 		fresh[s.Name] = rs.def
-		kes, err := k.conn.GetSetElements(&nftables.Set{Table: k.table, Name: s.Name})
-		if err != nil {
-			return nil, k.wrap(fmt.Sprintf("list elements of set %q", s.Name), err)
-		}
-		elems, err := rs.def.decodeElements(kes)
-		if err != nil {
-			return nil, fmt.Errorf("nft: table inet %s: set %q: %w", k.table.Name, s.Name, err)
-		}
-		for _, e := range elems {
-			s.Elements[ElementID(s, e)] = e
+		if err := k.readElements(ctx, s, rs.def); err != nil {
+			return nil, err
 		}
 	}
 	k.sets = fresh
 	return st, nil
+}
+
+// Dumps of a hash set that the kernel is resizing are retried this often.
+const (
+	elementDumpAttempts = 10
+	elementDumpBackoff  = 20 * time.Millisecond
+)
+
+// readElements fills s.Elements from the kernel. A hash set walk that crosses
+// a resize of the table (the kernel grows or shrinks it in the background
+// after bulk changes) restarts in the new order while the dump keeps counting,
+// so it lists some elements twice and as many not at all. Duplicates are
+// therefore an exact sign of a torn dump: dump again until there are none.
+func (k *Kernel) readElements(ctx context.Context, s *Set, def setDef) error {
+	backoff := elementDumpBackoff
+	for attempt := 1; ; attempt++ {
+		kes, err := k.conn.GetSetElements(&nftables.Set{Table: k.table, Name: s.Name})
+		if err != nil {
+			return k.wrap(fmt.Sprintf("list elements of set %q", s.Name), err)
+		}
+		elems, err := def.decodeElements(kes)
+		if err != nil {
+			return fmt.Errorf("nft: table inet %s: set %q: %w", k.table.Name, s.Name, err)
+		}
+		clear(s.Elements)
+		for _, e := range elems {
+			s.Elements[ElementID(s, e)] = e
+		}
+		if len(s.Elements) == len(elems) || def.Interval || attempt == elementDumpAttempts {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nft: read: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
 }
 
 func liftBase(kc *nftables.Chain) *BaseChain {
