@@ -255,6 +255,7 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 	if e.cfg.Dataplane == nil {
 		return FlushResult{}, fmt.Errorf("enforcer: flush: %w", ErrNoDataplane)
 	}
+	e.m.commit()
 	if e.needFull {
 		return e.reconcileLocked(ctx)
 	}
@@ -293,6 +294,7 @@ func (e *Engine) Reconcile(ctx context.Context) (FlushResult, error) {
 }
 
 func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
+	e.m.commit()
 	start := time.Now()
 	want := e.c.desired.Clone()
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)

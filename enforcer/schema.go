@@ -19,10 +19,12 @@ const (
 	tablePolicies   = "policies"
 
 	indexID        = "id"        // every table: "ns/name" (namespaces: name)
-	indexIP        = "ip"        // pods: each IP of an active pod (multi-value)
+	indexIP        = "ip"        // pods: each IP of an active pod (multi-value, 4 or 16 bytes)
 	indexNamespace = "namespace" // pods, policies
-	indexNode      = "node"      // pods: spec.nodeName
-	indexNodeNS    = "node-ns"   // pods: nodeName + "/" + namespace (local pods of a namespace)
+	// indexNode is spec.nodeName + "/" + namespace: "node/ns" finds the pods of
+	// one node in one namespace, the prefix "node/" (indexNode+"_prefix") all
+	// pods of a node. One compound index instead of two keeps inserts cheap.
+	indexNode = "node"
 )
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
@@ -74,22 +76,17 @@ func newSchema() *memdb.DBSchema {
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
 				indexNamespace: {Name: indexNamespace, Indexer: stringIndex(func(p *podRecord) string { return p.Namespace })},
-				indexNode:      {Name: indexNode, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string { return p.Node })},
-				indexNodeNS: {Name: indexNodeNS, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string {
+				indexNode: {Name: indexNode, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string {
 					if p.Node == "" {
 						return ""
 					}
 					return p.Node + "/" + p.Namespace
 				})},
-				indexIP: {Name: indexIP, AllowMissing: true, Indexer: multiStringIndex(func(p *podRecord) []string {
+				indexIP: {Name: indexIP, AllowMissing: true, Indexer: addrIndex(func(p *podRecord) []netip.Addr {
 					if !p.active() {
 						return nil
 					}
-					out := make([]string, len(p.IPs))
-					for i, a := range p.IPs {
-						out[i] = a.String()
-					}
-					return out
+					return p.IPs
 				})},
 			},
 		},
@@ -129,30 +126,58 @@ func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
 
 func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
 
-// typedMultiStringIndex indexes records of type T by several strings.
-type typedMultiStringIndex[T any] struct{ fn func(T) []string }
-
-func multiStringIndex[T any](fn func(T) []string) *typedMultiStringIndex[T] {
-	return &typedMultiStringIndex[T]{fn: fn}
+func (ix *typedStringIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	b, err := stringArg(args)
+	if err != nil {
+		return nil, err
+	}
+	return b[:len(b)-1], nil // no terminator: a prefix
 }
 
-func (ix *typedMultiStringIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
+// typedAddrIndex indexes records of type T by addresses in binary (short keys
+// make radix inserts cheap).
+type typedAddrIndex[T any] struct{ fn func(T) []netip.Addr }
+
+func addrIndex[T any](fn func(T) []netip.Addr) *typedAddrIndex[T] { return &typedAddrIndex[T]{fn: fn} }
+
+func (ix *typedAddrIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
 	t, ok := obj.(T)
 	if !ok {
 		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
 	}
-	vals := ix.fn(t)
-	if len(vals) == 0 {
+	addrs := ix.fn(t)
+	if len(addrs) == 0 {
 		return false, nil, nil
 	}
-	out := make([][]byte, 0, len(vals))
-	for _, v := range vals {
-		out = append(out, append([]byte(v), 0))
+	out := make([][]byte, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, addrKey(a))
 	}
 	return true, out, nil
 }
 
-func (ix *typedMultiStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
+func (ix *typedAddrIndex[T]) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("index: want one argument, got %d", len(args))
+	}
+	a, ok := args[0].(netip.Addr)
+	if !ok {
+		return nil, fmt.Errorf("index: argument is %T, want netip.Addr", args[0])
+	}
+	return addrKey(a), nil
+}
+
+// addrKey is a family byte and the address: fixed length per family, so no key
+// is a prefix of another (memdb looks non-unique indexes up by prefix).
+func addrKey(a netip.Addr) []byte {
+	a = a.Unmap()
+	if a.Is4() {
+		b := a.As4()
+		return append([]byte{4}, b[:]...)
+	}
+	b := a.As16()
+	return append([]byte{6}, b[:]...)
+}
 
 func stringArg(args []any) ([]byte, error) {
 	if len(args) != 1 {
@@ -165,8 +190,16 @@ func stringArg(args []any) ([]byte, error) {
 	return append([]byte(s), 0), nil
 }
 
-// model wraps the memdb with typed accessors.
-type model struct{ db *memdb.MemDB }
+// model wraps the memdb with typed accessors. Writes go into one write
+// transaction that stays open for a burst of changes and is committed at the
+// next Flush or Reconcile: a memdb transaction per object costs tens of
+// microseconds (radix path copies), one per burst costs almost nothing per
+// object. Reads see the open transaction. The engine's mutex serializes all of
+// it.
+type model struct {
+	db *memdb.MemDB
+	w  *memdb.Txn
+}
 
 func newModel() (*model, error) {
 	db, err := memdb.NewMemDB(newSchema())
@@ -176,28 +209,43 @@ func newModel() (*model, error) {
 	return &model{db: db}, nil
 }
 
+func (m *model) read() *memdb.Txn {
+	if m.w != nil {
+		return m.w
+	}
+	return m.db.Txn(false)
+}
+
+func (m *model) writer() *memdb.Txn {
+	if m.w == nil {
+		m.w = m.db.Txn(true)
+	}
+	return m.w
+}
+
+// commit ends the current burst.
+func (m *model) commit() {
+	if m.w != nil {
+		m.w.Commit()
+		m.w = nil
+	}
+}
+
 func (m *model) put(table string, obj any) error {
-	txn := m.db.Txn(true)
-	if err := txn.Insert(table, obj); err != nil {
-		txn.Abort()
+	// Our indexers fail only on a wrong type, before anything is written.
+	if err := m.writer().Insert(table, obj); err != nil {
 		return fmt.Errorf("cluster model: insert into %s: %w", table, err)
 	}
-	txn.Commit()
 	return nil
 }
 
 func (m *model) remove(table, id string) {
-	txn := m.db.Txn(true)
-	if _, err := txn.DeleteAll(table, indexID, id); err != nil {
-		txn.Abort()
-		return
-	}
-	txn.Commit()
+	_, _ = m.writer().DeleteAll(table, indexID, id)
 }
 
 func first[T any](m *model, table, index, arg string) T {
 	var zero T
-	raw, err := m.db.Txn(false).First(table, index, arg)
+	raw, err := m.read().First(table, index, arg)
 	if err != nil || raw == nil {
 		return zero
 	}
@@ -205,7 +253,7 @@ func first[T any](m *model, table, index, arg string) T {
 }
 
 func all[T any](m *model, table, index string, args ...any) []T {
-	it, err := m.db.Txn(false).Get(table, index, args...)
+	it, err := m.read().Get(table, index, args...)
 	if err != nil {
 		return nil
 	}
@@ -224,13 +272,16 @@ func (m *model) policy(id string) *policyRecord {
 	return first[*policyRecord](m, tablePolicies, indexID, id)
 }
 func (m *model) podsByIP(a netip.Addr) []*podRecord {
-	return all[*podRecord](m, tablePods, indexIP, a.String())
+	return all[*podRecord](m, tablePods, indexIP, a)
 }
 func (m *model) podsInNamespace(ns string) []*podRecord {
 	return all[*podRecord](m, tablePods, indexNamespace, ns)
 }
 func (m *model) localPodsInNamespace(node, ns string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNodeNS, node+"/"+ns)
+	return all[*podRecord](m, tablePods, indexNode, node+"/"+ns)
+}
+func (m *model) podsOnNode(node string) []*podRecord {
+	return all[*podRecord](m, tablePods, indexNode+"_prefix", node+"/")
 }
 func (m *model) policiesInNamespace(ns string) []*policyRecord {
 	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)

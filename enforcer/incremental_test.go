@@ -1,0 +1,250 @@
+package enforcer_test
+
+// IP plan: see helpers_test.go (generated pods: 198.18.128.0/24, 2001:db8:100::/64).
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// freshDesired builds a new engine from the world and returns its desired state.
+func freshDesired(t testing.TB, w *world, node string) *nft.State {
+	t.Helper()
+	e, err := enforcer.New(enforcer.Config{NodeName: node, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.load(e)
+	return e.Desired()
+}
+
+// checkConverged asserts that what each Fake holds equals the desired state of
+// an engine built from scratch from the same world.
+func checkConverged(t testing.TB, c *cluster, w *world, step int) {
+	t.Helper()
+	for _, n := range c.nodes {
+		got, err := c.fakes[n].Read(context.Background())
+		if err != nil {
+			t.Fatalf("step %d: read %s: %v", step, n, err)
+		}
+		want := freshDesired(t, w, n)
+		if tx := nft.Diff(got, want, nil); !tx.Empty() {
+			t.Fatalf("step %d, node %s: programmed state differs from a fresh build (%d operations to fix):\n--- programmed\n%s\n--- fresh\n%s",
+				step, n, tx.Size(), nft.Render("t", got), nft.Render("t", want))
+		}
+		if tx := nft.Diff(c.engines[n].Desired(), want, nil); !tx.Empty() {
+			t.Fatalf("step %d, node %s: desired state differs from a fresh build", step, n)
+		}
+	}
+}
+
+func TestIncrementalMatchesFreshBuild(t *testing.T) {
+	seeds := 30
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := range seeds {
+		r := rngChoices{rand.New(rand.NewPCG(uint64(seed), 7))}
+		c := newCluster(t, genNodes...)
+		w := newWorld()
+		for step := range 120 {
+			for _, call := range w.apply(genOp(r)) {
+				_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
+			}
+			if r.intn(3) == 0 || step == 119 {
+				c.flush()
+				checkConverged(t, c, w, step)
+			}
+		}
+		// And the reference evaluator agrees with the incremental rulesets.
+		for range 200 {
+			src, dst, proto, port := genFlow(r)
+			checkAgreement(t, c, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
+		}
+	}
+}
+
+// checkAgreement holds Decide against the traces of all nodes.
+func checkAgreement(t testing.TB, c *cluster, f enforcer.Flow) {
+	t.Helper()
+	d := c.engines[c.nodes[0]].Decide(f)
+	traced := true
+	var paths []string
+	for _, n := range c.nodes {
+		ok, path := trace(c.fakes[n], f)
+		traced = traced && ok
+		paths = append(paths, n+": "+path)
+	}
+	if traced != d.Allowed {
+		t.Fatalf("flow %v: Decide says %v (%s) but the rulesets say %v:\n%s", f, d.Allowed, d.Reason, traced, strings.Join(paths, "\n"))
+	}
+}
+
+func loadBase(t *testing.T, c *cluster, pols ...*networkingv1.NetworkPolicy) {
+	t.Helper()
+	nss, pods := baseWorld()
+	for _, ns := range nss {
+		_ = c.each(func(e *enforcer.Engine) error { return e.UpsertNamespace(ns) })
+	}
+	for _, p := range pods {
+		_ = c.each(func(e *enforcer.Engine) error { return e.UpsertPod(p) })
+	}
+	for _, np := range pols {
+		if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(np) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.flush()
+}
+
+func basePolicies() []*networkingv1.NetworkPolicy {
+	return []*networkingv1.NetworkPolicy{
+		mkPolicy("prod", "web", selecting(sel("app", "web")),
+			ingress(peers(podPeer(sel("app", "cli")), nsPeer(sel("env", "dev")), ipBlock("198.19.0.0/16", "198.19.1.0/24")), tcp(80), namedPort(TCP, "http")),
+			egress(peers(nsPodPeer(sel(), sel("app", "db"))), namedPort(TCP, "pg"))),
+		mkPolicy("dev", "deny"),
+		mkPolicy("prod", "db", selecting(sel("app", "db")), ingress(peers(podPeer(sel("app", "web"))), portRange(TCP, 5000, 6000))),
+	}
+}
+
+func TestIdenticalUpsertSendsNothing(t *testing.T) {
+	c := newCluster(t, "node-a")
+	loadBase(t, c, basePolicies()...)
+	e, f := c.engines["node-a"], c.fakes["node-a"]
+	before := f.Operations()
+	// Fresh copies of the same objects.
+	nss, pods := baseWorld()
+	for _, ns := range nss {
+		_ = e.UpsertNamespace(ns)
+	}
+	for _, p := range pods {
+		_ = e.UpsertPod(p)
+	}
+	for _, np := range basePolicies() {
+		_ = e.UpsertNetworkPolicy(np)
+	}
+	res, err := e.Flush(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Operations != 0 || res.Full || f.Operations() != before {
+		t.Fatalf("identical upserts sent %d operations (full %v)", res.Operations, res.Full)
+	}
+	// A policy deleted and re-added within one flush also sends nothing.
+	e.DeleteNetworkPolicy("prod", "web")
+	_ = e.UpsertNetworkPolicy(basePolicies()[0])
+	if res, _ := e.Flush(context.Background()); res.Operations != 0 {
+		t.Fatalf("delete + re-add of a policy sent %d operations", res.Operations)
+	}
+}
+
+func TestPodLabelChangeTouchesOnlyElementsAndItsChains(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+	}{
+		{"remote peer leaves a selector", mkPod("prod", "cli", podLabels("app", "other"), onNode("node-b"), podIPs("198.18.2.10", "2001:db8:2::10"))},
+		{"local pod becomes a target", mkPod("prod", "cli2", podLabels("app", "web"), podIPs("198.18.1.50", "2001:db8:1::50"))},
+		{"local target stops being one", mkPod("prod", "web", podLabels("app", "none"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8080))},
+		{"local target changes named port", mkPod("prod", "web", podLabels("app", "web"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8081))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, "node-a")
+			loadBase(t, c, basePolicies()...)
+			e, f := c.engines["node-a"], c.fakes["node-a"]
+			_ = e.UpsertPod(mkPod("prod", "cli2", podLabels("app", "cli"), podIPs("198.18.1.50", "2001:db8:1::50")))
+			c.flush()
+			before := e.Desired()
+			n := len(f.Transactions())
+			if err := e.UpsertPod(tc.pod); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Flush(context.Background())
+			if err != nil || res.Full || res.Operations == 0 {
+				t.Fatalf("flush: %+v %v", res, err)
+			}
+			after := e.Desired()
+			own := func(name string) bool {
+				for _, s := range []*nft.State{before, after} {
+					if ch := s.Chains[name]; ch != nil && strings.HasPrefix(ch.Comment, tc.pod.Namespace+"/"+tc.pod.Name+" ") {
+						return true
+					}
+				}
+				return false
+			}
+			for _, tx := range f.Transactions()[n:] {
+				for _, o := range tx.Ops {
+					switch o.Kind {
+					case nft.OpAddElements, nft.OpDeleteElements:
+					case nft.OpAddChain, nft.OpReplaceRules, nft.OpDeleteChain:
+						if !own(o.Name) {
+							t.Errorf("label change touched chain %s (%s)", o.Name, o.Kind)
+						}
+					default:
+						t.Errorf("label change sent %s %s", o.Kind, o.Name)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestFailedApplyForcesReconcile(t *testing.T) {
+	c := newCluster(t, "node-a")
+	loadBase(t, c, basePolicies()...)
+	e, f := c.engines["node-a"], c.fakes["node-a"]
+	_ = e.UpsertPod(mkPod("prod", "new", podLabels("app", "cli"), podIPs("198.18.1.60")))
+	f.FailNext(nft.ErrBusy)
+	if _, err := e.Flush(context.Background()); !errors.Is(err, nft.ErrBusy) {
+		t.Fatalf("flush error %v, want ErrBusy", err)
+	}
+	// Someone else damages the table meanwhile; the reconcile repairs it.
+	f.Mutate(func(s *nft.State) { delete(s.Sets["ingress-v4"].Elements, "198.18.1.10") })
+	res, err := e.Flush(context.Background())
+	if err != nil || !res.Full {
+		t.Fatalf("flush after failure: %+v %v, want a full reconcile", res, err)
+	}
+	got, _ := f.Read(context.Background())
+	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
+		t.Fatalf("not converged after reconcile: %d operations left", tx.Size())
+	}
+	if res, _ := e.Flush(context.Background()); res.Full || res.Operations != 0 {
+		t.Fatalf("flush after reconcile: %+v, want nothing", res)
+	}
+}
+
+func TestModelOnlyEngine(t *testing.T) {
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Flush(context.Background()); !errors.Is(err, enforcer.ErrNoDataplane) {
+		t.Fatalf("flush without dataplane: %v", err)
+	}
+	nss, pods := baseWorld()
+	for _, ns := range nss {
+		_ = e.UpsertNamespace(ns)
+	}
+	for _, p := range pods {
+		_ = e.UpsertPod(p)
+	}
+	st := e.Stats()
+	if st.Pods != len(pods) || st.Namespaces != 3 || st.LocalPods != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := e.UpsertPod(mkPod("prod", "bad", podIPs("198.18.1.300", "2001:db8:1::70"))); err == nil || !strings.Contains(err.Error(), "malformed IP") {
+		t.Fatalf("malformed IP: err %v", err)
+	}
+	if ips, ok := e.PodIPs("prod", "bad"); !ok || len(ips) != 1 || ips[0].String() != "2001:db8:1::70" {
+		t.Fatalf("PodIPs of a pod with a malformed IP: %v %v", ips, ok)
+	}
+}
