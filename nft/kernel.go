@@ -27,10 +27,10 @@ import (
 // only lowering errors carry an *OpError with the operation's index.
 //
 // Costs to know: the kernel acknowledges every message of a batch and
-// google/nftables reads the acknowledgements one by one, and the kernel finds
-// a set by name with a linear walk over the table's sets, so a batch costs
-// roughly (messages x number of sets); a one-element change stays well under a
-// millisecond.
+// google/nftables reads the acknowledgements one by one; and the kernel finds
+// a set by name with a linear walk over the table's sets, for every rule
+// lookup and element message, so with thousands of sets that walk dominates.
+// A one-element change stays well under a millisecond.
 //
 // Known limit of google/nftables v0.3.0: chain comments are not sent (the
 // library has no chain userdata), so Read returns chains without comments;
