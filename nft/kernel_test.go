@@ -174,6 +174,28 @@ func program() *nft.State {
 	return s
 }
 
+// edgeRanges holds interval elements at the edges of the key space and
+// ranges that touch, which the kernel's rbtree stores as an end and a start
+// with the same key.
+func edgeRanges() *nft.State {
+	s := nft.NewState()
+	addSet(s, nft.Set{Name: "v4", Key: []nft.KeyType{nft.TypeIPv4Addr}, Interval: true},
+		rng("0.0.0.0", "0.0.0.255"), rng("198.18.0.0", "198.18.0.127"), rng("198.18.0.128", "198.18.0.255"),
+		v4("198.18.1.1"), v4("198.18.1.2"), rng("255.255.255.0", "255.255.255.255"))
+	addSet(s, nft.Set{Name: "v6-all", Key: []nft.KeyType{nft.TypeIPv6Addr}, Interval: true},
+		rng("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
+	addSet(s, nft.Set{Name: "v6", Key: []nft.KeyType{nft.TypeIPv6Addr}, Interval: true},
+		nft.Element{Key: []nft.Value{addr("2001:db8::1")}}, rng("2001:db8::2", "2001:db8::ff"))
+	addSet(s, nft.Set{Name: "ports", Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService}, Interval: true},
+		portRange(nft.ProtoTCP, 0, 0), portRange(nft.ProtoTCP, 1, 65535), portRange(nft.ProtoSCTP, 65535, 65535))
+	addSet(s, nft.Set{Name: "ifaces", Key: []nft.KeyType{nft.TypeIfname}},
+		nft.Element{Key: []nft.Value{nft.IfnameValue("veth-a")}})
+	addSet(s, nft.Set{Name: "v6-vmap", Key: []nft.KeyType{nft.TypeIPv6Addr}, VerdictMap: true},
+		nft.Element{Key: []nft.Value{addr("2001:db8::1")}, Verdict: &nft.Verdict{Kind: nft.VerdictAccept}},
+		nft.Element{Key: []nft.Value{addr("2001:db8::2")}, Verdict: &nft.Verdict{Kind: nft.VerdictDrop}})
+	return s
+}
+
 func applyState(t testing.TB, k *nft.Kernel, s *nft.State) {
 	t.Helper()
 	if err := k.Apply(context.Background(), nft.Diff(nil, s, nil)); err != nil {
@@ -188,6 +210,7 @@ var goldenPrograms = []struct {
 }{
 	{"skeleton", skeleton},
 	{"program", program},
+	{"edge-ranges", edgeRanges},
 }
 
 func TestKernelGolden(t *testing.T) {
@@ -225,6 +248,7 @@ func TestKernelReadRoundTrip(t *testing.T) {
 		{"empty", nft.NewState},
 		{"skeleton", skeleton},
 		{"program", program},
+		{"edge ranges", edgeRanges},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, k := newKernel(t)

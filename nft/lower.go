@@ -508,6 +508,15 @@ func kernelSet(t *nftables.Table, s *Set) (*nftables.Set, error) {
 		ks.IsMap = true
 		ks.DataType = nftables.TypeVerdict
 	}
+	// nft prints a set's elements in the key byte order recorded in the set's
+	// userdata, as nft itself records it: interface names are host-order
+	// strings (without the record nft lists them as ""), the rest big endian.
+	if len(s.Key) == 1 {
+		ks.KeyByteOrder = binaryutil.BigEndian
+		if s.Key[0] == TypeIfname {
+			ks.KeyByteOrder = binaryutil.NativeEndian
+		}
+	}
 	return ks, nil
 }
 
