@@ -200,7 +200,7 @@ func explain(ctx context.Context, daemon, kubeconfig string, from, to *cluster.P
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, daemon, "explain", "--kubeconfig", kubeconfig,
-		"--from", from.String(), "--to", to.String(), "--port", fmt.Sprint(port), "--protocol", "TCP")
+		"--from", from.String(), "--to", to.String(), "--port", fmt.Sprintf("%d/tcp", port))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
