@@ -57,6 +57,9 @@ type Hooks struct {
 	// Synced is called once, when every informer has synced and before the
 	// first full reconcile.
 	Synced func()
+	// Ready is called once, when the first full reconcile has succeeded (Ready()
+	// turns true).
+	Ready func()
 	// Event is called for every informer notification that was queued (updates
 	// that change nothing the engine reads are dropped before).
 	Event func(kind Kind)
@@ -199,8 +202,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("podwatch: Run called more than once")
 	}
-	// The informers stop when ctx is done; Shutdown waits for their goroutines.
-	defer w.factory.Shutdown()
+	// The informers stop when ctx is done; Shutdown waits for their goroutines,
+	// but not for long: client-go's watch-list retry sleeps through its backoff
+	// (up to a minute) without looking at the context, and a daemon asked to
+	// stop must not wait for that.
+	defer w.shutdownInformers()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer w.queue.ShutDown()
@@ -239,6 +245,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.work(ctx)
 	w.log.Info("stopped; the programmed rules stay in place")
 	return nil
+}
+
+// shutdownGrace bounds how long Run waits for the informers to stop.
+const shutdownGrace = 3 * time.Second
+
+func (w *Watcher) shutdownInformers() {
+	done := make(chan struct{})
+	go func() {
+		w.factory.Shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		w.log.Debug("informers still stopping (sleeping through a retry backoff); not waiting for them")
+	}
 }
 
 // waitForSync blocks until every event handler has seen its informer's initial
@@ -434,6 +456,9 @@ func (w *Watcher) process(ctx context.Context, batch []key) {
 		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))
 		if w.ready.CompareAndSwap(false, true) {
 			w.log.Info("ready: the dataplane enforces the cluster's policies")
+			if h := w.opts.Hooks.Ready; h != nil {
+				h()
+			}
 		}
 	} else if res.Operations > 0 {
 		w.log.Debug("flushed", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))

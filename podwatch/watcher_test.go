@@ -209,8 +209,9 @@ func TestNothingBeforeSync(t *testing.T) {
 	release := make(chan struct{})
 	h := startHarness(t, Options{SyncLogInterval: 50 * time.Millisecond},
 		namespace("frontend"), pod("frontend", "web", localNode, []string{"198.18.0.10"}))
-	var synced atomic.Bool
+	var synced, readyHook atomic.Bool
 	h.w.opts.Hooks.Synced = func() { synced.Store(true) }
+	h.w.opts.Hooks.Ready = func() { readyHook.Store(true) }
 	h.client.PrependReactor("list", "networkpolicies", func(k8stesting.Action) (bool, runtime.Object, error) {
 		<-release
 		return false, nil, nil
@@ -226,8 +227,8 @@ func TestNothingBeforeSync(t *testing.T) {
 	}
 	close(release)
 	h.waitReady(t)
-	if !synced.Load() {
-		t.Error("Synced hook not called")
+	if !synced.Load() || !readyHook.Load() {
+		t.Errorf("hooks called: Synced %v, Ready %v; want both", synced.Load(), readyHook.Load())
 	}
 	calls, _, _ := h.rec.snapshot()
 	if calls[len(calls)-1] != "reconcile" || slices.Contains(calls, "flush") {

@@ -1,0 +1,20 @@
+// Command nftwarden enforces Kubernetes NetworkPolicy on one node with nftables.
+//
+//	nftwarden run      watch the API server and program the table (the daemon)
+//	nftwarden cleanup  delete the table
+//	nftwarden dump     print the programmed table (or, with --desired, the one
+//	                   the API server's objects compile to)
+//	nftwarden explain  say whether a flow is allowed and which policies decide it
+//	nftwarden version  print the version
+//
+// The daemon serves Prometheus metrics on /metrics and health on /healthz and
+// /readyz (ready once the first full reconcile has programmed the table), notifies
+// systemd (READY, WATCHDOG, STOPPING) when NOTIFY_SOCKET is set, and on SIGTERM or
+// SIGINT stops and leaves the rules in place, so that the next start takes over
+// without a window in which traffic passes or breaks.
+//
+// Packaging lives beside the code: nftwarden.service (systemd) and deploy/
+// (RBAC and DaemonSet manifests); README.md says how to install either.
+//
+// Only main exits the process; everything below returns errors.
+package main

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/podwatch"
+)
+
+// Exit codes of the command.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad flags or arguments
+)
+
+func main() {
+	os.Exit(realMain(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// usageError marks errors in flags and arguments (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// realMain runs the command line and returns the process exit code.
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	env := &cliEnv{stdout: stdout, stderr: stderr, run: runCommand}
+	return env.exec(ctx, args)
+}
+
+// cliEnv is what the commands write to and the daemon entry point, replaceable
+// in tests.
+type cliEnv struct {
+	stdout, stderr io.Writer
+	run            func(ctx context.Context, cfg runConfig, log *slog.Logger) error
+}
+
+func (env *cliEnv) exec(ctx context.Context, args []string) int {
+	app, notFound := env.newApp()
+	err := app.RunContext(ctx, args)
+	if err == nil && *notFound != "" {
+		err = usagef("unknown command %q", *notFound)
+	}
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(env.stderr, "nftwarden: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(env.stderr, "Run 'nftwarden --help' for usage.")
+		return exitUsage
+	}
+	return exitError
+}
+
+// runConfig is the configuration of `nftwarden run`.
+type runConfig struct {
+	Kubeconfig     string
+	NodeName       string
+	Table          string
+	MetricsAddress string // "" disables the HTTP server
+	ResyncPeriod   time.Duration
+}
+
+// Flag names.
+const (
+	flagKubeconfig     = "kubeconfig"
+	flagNodeName       = "node-name"
+	flagTable          = "table"
+	flagMetricsAddress = "metrics-address"
+	flagLogFormat      = "log-format"
+	flagLogLevel       = "log-level"
+	flagResyncPeriod   = "resync-period"
+	flagTimeout        = "timeout"
+)
+
+func kubeconfigFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    flagKubeconfig,
+		Usage:   "kubeconfig `FILE` (one path); the in-cluster service account when empty",
+		EnvVars: []string{"NFTWARDEN_KUBECONFIG", "KUBECONFIG"},
+	}
+}
+
+func tableFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    flagTable,
+		Usage:   "`NAME` of the inet table nftwarden owns",
+		Value:   nft.DefaultTable,
+		EnvVars: []string{"NFTWARDEN_TABLE"},
+	}
+}
+
+func nodeNameFlag(hostname string) cli.Flag {
+	return &cli.StringFlag{
+		Name:    flagNodeName,
+		Usage:   "`NAME` of this node: pods scheduled to it are the ones whose policies are enforced here",
+		Value:   hostname,
+		EnvVars: []string{"NODE_NAME", "NFTWARDEN_NODE_NAME"},
+	}
+}
+
+func timeoutFlag() cli.Flag {
+	return &cli.DurationFlag{
+		Name:    flagTimeout,
+		Usage:   "give up reaching the API server after `DURATION`",
+		Value:   30 * time.Second,
+		EnvVars: []string{"NFTWARDEN_TIMEOUT"},
+	}
+}
+
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagLogFormat, Usage: "log `FORMAT`: text or json", Value: "text", EnvVars: []string{"NFTWARDEN_LOG_FORMAT"}},
+		&cli.StringFlag{Name: flagLogLevel, Usage: "log `LEVEL`: debug, info, warn or error", Value: "info", EnvVars: []string{"NFTWARDEN_LOG_LEVEL"}},
+	}
+}
+
+// logger builds the command's logger from the log flags.
+func (env *cliEnv) logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
+		return nil, usagef("--%s %q: want debug, info, warn or error", flagLogLevel, c.String(flagLogLevel))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String(flagLogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(env.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.stderr, opts)), nil
+	}
+	return nil, usagef("--%s %q: want text or json", flagLogFormat, c.String(flagLogFormat))
+}
+
+func validTable(name string) error {
+	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t\n/\"'") {
+		return usagef("--%s %q: want a non-empty nftables table name without blanks, quotes or slashes", flagTable, name)
+	}
+	return nil
+}
+
+// runConfigFrom reads and checks the flags of `nftwarden run`.
+func runConfigFrom(c *cli.Context) (runConfig, error) {
+	cfg := runConfig{
+		Kubeconfig:     c.String(flagKubeconfig),
+		NodeName:       c.String(flagNodeName),
+		Table:          c.String(flagTable),
+		MetricsAddress: c.String(flagMetricsAddress),
+		ResyncPeriod:   c.Duration(flagResyncPeriod),
+	}
+	if cfg.NodeName == "" {
+		return cfg, usagef("--%s is empty and the hostname is unknown: set --%s or NODE_NAME", flagNodeName, flagNodeName)
+	}
+	if err := validTable(cfg.Table); err != nil {
+		return cfg, err
+	}
+	if cfg.MetricsAddress != "" {
+		if _, port, err := net.SplitHostPort(cfg.MetricsAddress); err != nil || port == "" {
+			return cfg, usagef("--%s %q: want HOST:PORT (or empty to disable)", flagMetricsAddress, cfg.MetricsAddress)
+		}
+	}
+	if cfg.ResyncPeriod <= 0 {
+		return cfg, usagef("--%s %v: must be positive", flagResyncPeriod, cfg.ResyncPeriod)
+	}
+	return cfg, nil
+}
+
+func (env *cliEnv) newApp() (*cli.App, *string) {
+	hostname, _ := os.Hostname()
+	notFound := new(string)
+	onUsageError := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+	app := &cli.App{
+		Name:           "nftwarden",
+		Usage:          "enforce Kubernetes NetworkPolicy on this node with nftables",
+		Version:        buildVersion(),
+		Writer:         env.stdout,
+		ErrWriter:      env.stderr,
+		OnUsageError:   onUsageError,
+		ExitErrHandler: func(*cli.Context, error) {}, // main decides the exit code
+		CommandNotFound: func(_ *cli.Context, name string) {
+			*notFound = name
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usagef("unknown command %q", c.Args().First())
+			}
+			_ = cli.ShowAppHelp(c)
+			return usagef("no command given")
+		},
+		Commands: []*cli.Command{
+			{
+				Name:  "run",
+				Usage: "watch the API server and enforce network policy on this node (the daemon)",
+				Description: "Programs the inet table from the cluster's Pods, Namespaces and NetworkPolicies and keeps it\n" +
+					"in sync. On SIGTERM or SIGINT it stops and leaves the rules in place; the next start takes over\n" +
+					"without a gap. Serves /metrics, /healthz and /readyz on --metrics-address.",
+				OnUsageError: onUsageError,
+				Flags: append([]cli.Flag{
+					kubeconfigFlag(),
+					nodeNameFlag(hostname),
+					tableFlag(),
+					&cli.StringFlag{
+						Name:    flagMetricsAddress,
+						Usage:   "`HOST:PORT` serving /metrics, /healthz and /readyz (empty disables)",
+						Value:   "127.0.0.1:9640",
+						EnvVars: []string{"NFTWARDEN_METRICS_ADDRESS"},
+					},
+					&cli.DurationFlag{
+						Name:    flagResyncPeriod,
+						Usage:   "`PERIOD` of the full reconcile that repairs drift in the kernel",
+						Value:   podwatch.DefaultResyncPeriod,
+						EnvVars: []string{"NFTWARDEN_RESYNC_PERIOD"},
+					},
+				}, logFlags()...),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					log, err := env.logger(c)
+					if err != nil {
+						return err
+					}
+					cfg, err := runConfigFrom(c)
+					if err != nil {
+						return err
+					}
+					return env.run(c.Context, cfg, log)
+				},
+			},
+			{
+				Name:         "cleanup",
+				Usage:        "delete the table (and nothing else): policy is no longer enforced on this node",
+				OnUsageError: onUsageError,
+				Flags:        append([]cli.Flag{tableFlag()}, logFlags()...),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					log, err := env.logger(c)
+					if err != nil {
+						return err
+					}
+					if err := validTable(c.String(flagTable)); err != nil {
+						return err
+					}
+					return cleanupCommand(c.Context, c.String(flagTable), log)
+				},
+			},
+			{
+				Name:  "dump",
+				Usage: "print the programmed table in nft syntax",
+				Description: "Reads the table from the kernel. With --desired, lists the cluster from the API server instead\n" +
+					"and prints the table that this node should have (nothing is programmed).",
+				OnUsageError: onUsageError,
+				Flags: append([]cli.Flag{
+					tableFlag(),
+					&cli.BoolFlag{Name: "desired", Usage: "print the table compiled from the API server's objects instead of the kernel's"},
+					kubeconfigFlag(),
+					nodeNameFlag(hostname),
+					timeoutFlag(),
+				}, logFlags()...),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					log, err := env.logger(c)
+					if err != nil {
+						return err
+					}
+					table := c.String(flagTable)
+					if err := validTable(table); err != nil {
+						return err
+					}
+					if !c.Bool("desired") {
+						return dumpKernel(c.Context, table, env.stdout)
+					}
+					if c.String(flagNodeName) == "" {
+						return usagef("--%s is empty and the hostname is unknown", flagNodeName)
+					}
+					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
+					defer cancel()
+					return dumpDesired(ctx, c.String(flagKubeconfig), c.String(flagNodeName), table, log, env.stdout)
+				},
+			},
+			{
+				Name:      "explain",
+				Usage:     "say whether a new connection is allowed and which policies decide it",
+				UsageText: "nftwarden explain --from NS/POD|IP --to NS/POD|IP --port PORT[/tcp|udp|sctp]",
+				Description: "Lists Pods, Namespaces and NetworkPolicies from the API server and asks the policy engine's\n" +
+					"reference evaluator (no kernel involved). Dual-stack pods are explained once per address family.",
+				OnUsageError: onUsageError,
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "from", Usage: "source: `NS/POD` or an IP address"},
+					&cli.StringFlag{Name: "to", Usage: "destination: `NS/POD` or an IP address"},
+					&cli.StringFlag{Name: "port", Usage: "destination `PORT/PROTO`, e.g. 8080/tcp (protocol defaults to tcp)"},
+					kubeconfigFlag(),
+					timeoutFlag(),
+				}, logFlags()...),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					log, err := env.logger(c)
+					if err != nil {
+						return err
+					}
+					q, err := explainQueryFrom(c.String("from"), c.String("to"), c.String("port"))
+					if err != nil {
+						return err
+					}
+					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
+					defer cancel()
+					return explainCommand(ctx, c.String(flagKubeconfig), q, log, env.stdout)
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintln(env.stdout, versionLine())
+					return err
+				},
+			},
+		},
+	}
+	return app, notFound
+}
+
+func noArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return usagef("%s: unexpected argument %q (all options are flags)", c.Command.Name, c.Args().First())
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/podwatch"
+)
+
+const metricsNamespace = "nftwarden"
+
+// Sync modes, the "mode" label of the sync metrics.
+const (
+	modeDelta = "delta" // engine.Flush: only what changed
+	modeFull  = "full"  // engine.Reconcile (or a Flush that fell back to one)
+)
+
+// metrics are the daemon's Prometheus metrics. They live in their own registry
+// so tests can create several.
+type metrics struct {
+	registry *prometheus.Registry
+
+	syncDuration *prometheus.HistogramVec
+	syncs        *prometheus.CounterVec
+	operations   *prometheus.CounterVec
+	errors       *prometheus.CounterVec
+	events       *prometheus.CounterVec
+
+	// What the last successful sync left programmed.
+	elements, sets, chains prometheus.Gauge
+	lastSync               prometheus.Gauge
+}
+
+// modelStats gives the engine's current counts; ready and queueLen report the
+// watcher's state. Any of them may be nil (not exported then).
+type metricSources struct {
+	stats    func() enforcer.Stats
+	ready    func() bool
+	queueLen func() int
+}
+
+func newMetrics(src metricSources) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		registry: reg,
+		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "sync_duration_seconds",
+			Help: "Time to compute and apply one sync to nftables (delta flush or full reconcile).",
+			// From sub-millisecond deltas to multi-second reconciles of 100k elements.
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"mode"}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "syncs_total",
+			Help: "Syncs to nftables by mode and result (success, error).",
+		}, []string{"mode", "result"}),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "sync_operations_total",
+			Help: "nftables operations applied (each set element, chain, set or rule replacement counts one).",
+		}, []string{"mode"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "errors_total",
+			Help: "Errors by kind: api (a request to the API server failed; client-go retries), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).",
+		}, []string{"kind"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "events_total",
+			Help: "Informer notifications queued, by object kind.",
+		}, []string{"kind"}),
+		elements: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "programmed_elements",
+			Help: "Set and map elements in the table after the last successful sync.",
+		}),
+		sets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "programmed_sets",
+			Help: "Sets and maps in the table after the last successful sync.",
+		}),
+		chains: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "programmed_chains",
+			Help: "Chains in the table after the last successful sync.",
+		}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "last_successful_sync_timestamp_seconds",
+			Help: "Unix time of the last successful sync.",
+		}),
+	}
+	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events,
+		m.elements, m.sets, m.chains, m.lastSync)
+	// Label values that exist from the start, so rate() and alerts work before
+	// the first error.
+	for _, mode := range []string{modeDelta, modeFull} {
+		m.syncDuration.WithLabelValues(mode)
+		m.operations.WithLabelValues(mode)
+		for _, r := range []string{"success", "error"} {
+			m.syncs.WithLabelValues(mode, r)
+		}
+	}
+	for _, k := range []string{"api", "dataplane", "object", "watch"} {
+		m.errors.WithLabelValues(k)
+	}
+	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {
+		m.events.WithLabelValues(string(k))
+	}
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "build_info",
+			Help:        "Build information; the value is always 1.",
+			ConstLabels: prometheus.Labels{"version": buildVersion(), "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+	if src.stats != nil {
+		gauge := func(name, help string, f func(enforcer.Stats) int) prometheus.Collector {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help},
+				func() float64 { return float64(f(src.stats())) })
+		}
+		reg.MustRegister(
+			gauge("pods_known", "Pods in the engine's model (cluster-wide).", func(s enforcer.Stats) int { return s.Pods }),
+			gauge("local_pods", "Pods of this node in the engine's model.", func(s enforcer.Stats) int { return s.LocalPods }),
+			gauge("namespaces_known", "Namespaces in the engine's model.", func(s enforcer.Stats) int { return s.Namespaces }),
+			gauge("policies_known", "NetworkPolicies in the engine's model.", func(s enforcer.Stats) int { return s.Policies }),
+		)
+	}
+	if src.ready != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "ready",
+			Help: "1 once the first full reconcile has programmed the table.",
+		}, func() float64 {
+			if src.ready() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if src.queueLen != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "queue_length",
+			Help: "Object changes waiting to be applied.",
+		}, func() float64 { return float64(src.queueLen()) }))
+	}
+	return m
+}
+
+// hooks returns podwatch hooks that feed the metrics. stats is read after each
+// successful sync for the programmed_* gauges (nil leaves them at 0).
+func (m *metrics) hooks(stats func() enforcer.Stats) podwatch.Hooks {
+	return podwatch.Hooks{
+		Event: func(k podwatch.Kind) { m.events.WithLabelValues(string(k)).Inc() },
+		Flushed: func(res enforcer.FlushResult, err error) {
+			m.observeSync(res, err)
+			if err == nil && stats != nil {
+				s := stats()
+				m.elements.Set(float64(s.Elements))
+				m.sets.Set(float64(s.Sets))
+				m.chains.Set(float64(s.Chains))
+			}
+		},
+		ObjectError: func(podwatch.Kind, string, error) { m.errors.WithLabelValues("object").Inc() },
+		WatchError:  func(podwatch.Kind, error) { m.errors.WithLabelValues("watch").Inc() },
+	}
+}
+
+func (m *metrics) observeSync(res enforcer.FlushResult, err error) {
+	mode := modeDelta
+	if res.Full {
+		mode = modeFull
+	}
+	if err != nil {
+		m.syncs.WithLabelValues(mode, "error").Inc()
+		m.errors.WithLabelValues("dataplane").Inc()
+		return
+	}
+	m.syncs.WithLabelValues(mode, "success").Inc()
+	m.syncDuration.WithLabelValues(mode).Observe(res.Duration.Seconds())
+	m.operations.WithLabelValues(mode).Add(float64(res.Operations))
+	m.lastSync.Set(float64(time.Now().UnixNano()) / 1e9)
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/podwatch"
+)
+
+// runCommand is `nftwarden run`: it checks the environment, opens the kernel
+// dataplane and the API client, and runs the daemon until SIGTERM or SIGINT.
+func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
+	// client-go logs through klog; send it to the same handler.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+
+	if err := requireNetAdmin(); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	api := &apiMonitor{log: log, host: restCfg.Host, interval: 10 * time.Second}
+	restCfg.Wrap(api.wrap)
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("run: create API client for %s: %w", restCfg.Host, err)
+	}
+	var ln net.Listener
+	if cfg.MetricsAddress != "" {
+		// Listen before anything else starts, so a taken port fails the start.
+		if ln, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
+			return fmt.Errorf("run: listen on --%s: %w", flagMetricsAddress, err)
+		}
+	}
+	k, err := nft.NewKernel(nft.WithTable(cfg.Table))
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return fmt.Errorf("run: %w", err)
+	}
+	defer k.Close()
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d := &daemon{
+		cfg:       cfg,
+		log:       log,
+		client:    client,
+		apiHost:   restCfg.Host,
+		api:       api,
+		dataplane: k,
+		notifier:  notifierFromEnv(),
+		listener:  ln,
+	}
+	return d.run(ctx)
+}
+
+// daemon is the running `nftwarden run`, with its dependencies injected so that
+// tests can use a fake clientset and nft.Fake.
+type daemon struct {
+	cfg       runConfig
+	log       *slog.Logger
+	client    kubernetes.Interface
+	apiHost   string
+	api       *apiMonitor // nil in tests
+	dataplane nft.Dataplane
+	notifier  *notifier
+	listener  net.Listener // nil: no HTTP server
+}
+
+// run runs until ctx is cancelled, then stops cleanly and leaves the table as it
+// is. It returns an error only when something fails that it cannot survive.
+func (d *daemon) run(ctx context.Context) error {
+	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("run: create policy engine: %w", err)
+	}
+	var w *podwatch.Watcher
+	m := newMetrics(metricSources{
+		stats:    eng.Stats,
+		ready:    func() bool { return w.Ready() },
+		queueLen: func() int { return w.QueueLen() },
+	})
+	hooks := m.hooks(eng.Stats)
+	if d.api != nil {
+		d.api.onError = func() { m.errors.WithLabelValues("api").Inc() }
+	}
+	hooks.Synced = func() { d.notify("STATUS=API server synced; programming the full state") }
+	hooks.Ready = func() {
+		s := eng.Stats()
+		d.notify(fmt.Sprintf("READY=1\nSTATUS=enforcing: %d local pods, %d policies, %d elements",
+			s.LocalPods, s.Policies, s.Elements))
+	}
+	w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
+
+	// Deferred in reverse: stop the HTTP server, cancel, then wait for the
+	// goroutines.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fatal := make(chan error, 2)
+
+	if d.listener != nil {
+		srv := &http.Server{Handler: d.handler(m, w), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(d.listener); !errors.Is(err, http.ErrServerClosed) {
+				fatal <- fmt.Errorf("run: serve metrics on %s: %w", d.listener.Addr(), err)
+			}
+		})
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	if err := d.startWatchdog(ctx, &wg); err != nil {
+		return err
+	}
+
+	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
+		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod)
+	d.notify("STATUS=waiting for the API server")
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- w.Run(ctx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		d.log.Info("stopping; the programmed rules stay in place")
+	case runErr = <-fatal:
+	case runErr = <-watchDone:
+		watchDone = nil
+		if runErr == nil {
+			runErr = errors.New("run: the watcher stopped unexpectedly")
+		}
+	}
+	d.notify("STOPPING=1")
+	cancel()
+	if watchDone != nil {
+		if err := <-watchDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+func (d *daemon) notify(state string) {
+	if err := d.notifier.notify(state); err != nil {
+		d.log.Warn("systemd notification failed", "error", err)
+	}
+}
+
+// startWatchdog pings systemd's watchdog at half its timeout while ctx lives.
+func (d *daemon) startWatchdog(ctx context.Context, wg *sync.WaitGroup) error {
+	interval, ok, err := watchdogInterval()
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	if !ok || !d.notifier.enabled() {
+		return nil
+	}
+	d.log.Debug("systemd watchdog enabled", "ping_interval", interval)
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.notify("WATCHDOG=1")
+			}
+		}
+	})
+	return nil
+}
+
+// handler serves /metrics, /healthz (the process is alive and serving) and
+// /readyz (the first full reconcile has programmed the table).
+func (d *daemon) handler(m *metrics, w *podwatch.Watcher) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = rw.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !w.Ready() {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = rw.Write([]byte("not ready: waiting for the API server and the first full reconcile\n"))
+			return
+		}
+		_, _ = rw.Write([]byte("ok\n"))
+	})
+	return mux
+}
