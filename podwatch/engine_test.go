@@ -2,14 +2,17 @@ package podwatch
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -196,3 +199,68 @@ func TestRestartTakesOver(t *testing.T) {
 		t.Errorf("table changed across restart:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// TestTransformKeepsEngineView compiles the same cluster from the pods as the
+// API server sends them and from their transformed copies: the desired tables
+// and the decisions must be identical, named ports of sidecars included.
+func TestTransformKeepsEngineView(t *testing.T) {
+	build := func(transform bool) *enforcer.Engine {
+		eng, err := enforcer.New(enforcer.Config{NodeName: "node-000", Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 400 {
+			p := realisticPod(i)
+			if i%7 == 0 {
+				p.Spec.HostNetwork = true
+			}
+			if i%11 == 0 {
+				p.Status.Phase = corev1.PodSucceeded
+			}
+			if transform {
+				p = TransformPod(p)
+			}
+			if err := eng.UpsertPod(p); err != nil {
+				t.Fatalf("upsert pod %d: %v", i, err)
+			}
+		}
+		for i := range 50 {
+			ns := namespace(fmt.Sprintf("team-%02d", i), nsLabel("team", fmt.Sprint(i%3)))
+			np := ingressPolicy(ns.Name, "to-sidecar", "web", "web", 0)
+			np.Spec.Ingress[0].Ports[0].Port = ptr(intstr.FromString("proxy-http"))
+			np2 := ingressPolicy(ns.Name, "to-metrics", "web", "web", 0)
+			np2.Spec.Ingress[0].Ports[0].Port = ptr(intstr.FromString("metrics-http"))
+			if transform {
+				ns, np, np2 = TransformNamespace(ns), TransformNetworkPolicy(np), TransformNetworkPolicy(np2)
+			}
+			if err := eng.UpsertNamespace(ns); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []*networkingv1.NetworkPolicy{np, np2} {
+				if err := eng.UpsertNetworkPolicy(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return eng
+	}
+	raw, transformed := build(false), build(true)
+	want, got := nft.Render("t", raw.Desired()), nft.Render("t", transformed.Desired())
+	if want != got {
+		t.Errorf("desired tables differ:\nfrom raw pods:\n%s\nfrom transformed pods:\n%s", want, got)
+	}
+	if raw.Stats() != transformed.Stats() {
+		t.Errorf("stats differ: raw %+v, transformed %+v", raw.Stats(), transformed.Stats())
+	}
+	for _, port := range []uint16{15001, 9090, 8080} {
+		f := enforcer.Flow{Src: netip.MustParseAddr(benchIP(50)), Dst: netip.MustParseAddr(benchIP(100)), Protocol: corev1.ProtocolTCP, Port: port}
+		if a, b := raw.Decide(f), transformed.Decide(f); a.Allowed != b.Allowed || a.Reason != b.Reason {
+			t.Errorf("port %d: raw %+v, transformed %+v", port, a, b)
+		}
+	}
+	if !strings.Contains(want, "15001") {
+		t.Errorf("the sidecar's named port does not appear in the table:\n%s", want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -7,19 +7,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// restartAlways is shared by every transformed restartable init container, so the
-// cache holds one copy of the policy instead of one per pod.
-var restartAlways = corev1.ContainerRestartPolicyAlways
-
 // Transform is the informer transform (cache.TransformFunc) for the objects
 // podwatch watches. It returns a new, minimal object holding only what the engine
 // reads, so that everything else (managed fields, annotations, most of spec and
 // status) becomes garbage before the object enters the informer cache:
 //
 //   - every kind: name, namespace, UID, resourceVersion, labels, deletionTimestamp;
-//   - Pod: spec.nodeName, spec.hostNetwork, the ports (name, number, protocol) of
-//     containers and of restartable init containers (restartPolicy Always: sidecars,
-//     whose named ports policies can use), status.phase, status.podIP(s);
+//   - Pod: spec.nodeName, spec.hostNetwork, status.phase, status.podIP(s), and
+//     the named ports (name, number, protocol) of its containers and restartable
+//     init containers (restartPolicy Always: sidecars), merged into one
+//     container, since policies resolve a port name against their union;
 //   - NetworkPolicy: the whole spec.
 //
 // Other values (cache.DeletedFinalStateUnknown and unknown types) are returned
@@ -66,34 +63,34 @@ func TransformPod(p *corev1.Pod) *corev1.Pod {
 			out.Status.PodIPs[i] = corev1.PodIP{IP: ip.IP}
 		}
 	}
-	// Containers without ports cannot resolve a named port: leave them out.
-	for i := range p.Spec.Containers {
-		if ports := minimalPorts(p.Spec.Containers[i].Ports); ports != nil {
-			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Ports: ports})
-		}
-	}
+	// Policies refer to a pod's ports by name only through the union of the
+	// named ports of its containers and restartable init containers (sidecars,
+	// which keep serving). Keep exactly that union, as one container: numbered
+	// ports need no declaration, ordinary init containers have exited before
+	// the pod serves, and one Container instead of several saves ~400 bytes each.
+	var ports []corev1.ContainerPort
 	for i := range p.Spec.InitContainers {
 		c := &p.Spec.InitContainers[i]
-		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-			continue // ordinary init containers have exited before the pod serves
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			ports = appendNamedPorts(ports, c.Ports)
 		}
-		if ports := minimalPorts(c.Ports); ports != nil {
-			out.Spec.InitContainers = append(out.Spec.InitContainers,
-				corev1.Container{Ports: ports, RestartPolicy: &restartAlways})
-		}
+	}
+	for i := range p.Spec.Containers {
+		ports = appendNamedPorts(ports, p.Spec.Containers[i].Ports)
+	}
+	if len(ports) > 0 {
+		out.Spec.Containers = []corev1.Container{{Ports: ports}}
 	}
 	return out
 }
 
-func minimalPorts(ports []corev1.ContainerPort) []corev1.ContainerPort {
-	if len(ports) == 0 {
-		return nil
+func appendNamedPorts(dst, ports []corev1.ContainerPort) []corev1.ContainerPort {
+	for _, p := range ports {
+		if p.Name != "" {
+			dst = append(dst, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+		}
 	}
-	out := make([]corev1.ContainerPort, len(ports))
-	for i, p := range ports {
-		out[i] = corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol}
-	}
-	return out
+	return dst
 }
 
 // TransformNamespace returns the minimal copy of ns: its metadata (labels).

@@ -14,14 +14,14 @@ import (
 )
 
 func TestTransformPod(t *testing.T) {
-	always := corev1.ContainerRestartPolicyAlways
 	in := realisticPod(7)
 	// An ordinary init container (not restartable) with a port: dropped.
 	in.Spec.InitContainers = append(in.Spec.InitContainers, corev1.Container{
 		Name: "migrate", Ports: []corev1.ContainerPort{{Name: "x", ContainerPort: 1}},
 	})
-	// A container without ports: dropped.
-	in.Spec.Containers = append(in.Spec.Containers, corev1.Container{Name: "noports", Image: "x"})
+	// A container without ports, and an unnamed port: dropped.
+	in.Spec.Containers = append(in.Spec.Containers, corev1.Container{Name: "noports", Image: "x"},
+		corev1.Container{Name: "unnamed", Ports: []corev1.ContainerPort{{ContainerPort: 7000}}})
 	in.DeletionTimestamp = &metav1.Time{}
 	orig := in.DeepCopy()
 
@@ -37,13 +37,12 @@ func TestTransformPod(t *testing.T) {
 		},
 		Spec: corev1.PodSpec{
 			NodeName: in.Spec.NodeName,
-			Containers: []corev1.Container{
-				{Ports: []corev1.ContainerPort{{Name: "app-http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}},
-				{Ports: []corev1.ContainerPort{{Name: "metrics-http", ContainerPort: 9090, Protocol: corev1.ProtocolTCP}}},
-			},
-			InitContainers: []corev1.Container{
-				{Ports: []corev1.ContainerPort{{Name: "proxy-http", ContainerPort: 15001, Protocol: corev1.ProtocolTCP}}, RestartPolicy: &always},
-			},
+			// Sidecar first, then the containers: one container with the union.
+			Containers: []corev1.Container{{Ports: []corev1.ContainerPort{
+				{Name: "proxy-http", ContainerPort: 15001, Protocol: corev1.ProtocolTCP},
+				{Name: "app-http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+				{Name: "metrics-http", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
+			}}},
 		},
 		Status: corev1.PodStatus{
 			Phase:  corev1.PodRunning,
