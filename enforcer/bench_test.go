@@ -47,7 +47,11 @@ type genCluster struct {
 	nodes      int
 }
 
-func (g *genCluster) pod(k int) *corev1.Pod { return benchPod(k, k%len(g.namespaces), g.nodes) }
+// pod k lives in namespace k/100: the generator lists pods by namespace, as
+// an informer's initial list does (etcd returns them sorted by key).
+func (g *genCluster) pod(k int) *corev1.Pod {
+	return benchPod(k, min(k/100, len(g.namespaces)-1), g.nodes)
+}
 
 func benchAddr4(k int) string {
 	a := netip.MustParseAddr("198.18.0.0").As4()
@@ -219,7 +223,7 @@ func BenchmarkEngineDeltaPodLabel(b *testing.B) {
 func BenchmarkEngineDeltaPodAdd(b *testing.B) {
 	benchDelta(b, func(e *enforcer.Engine, g *genCluster, i int) {
 		k := g.pods + i
-		if err := e.UpsertPod(benchPod(k, i%len(g.namespaces), g.nodes)); err != nil {
+		if err := e.UpsertPod(benchPod(k, (i*37)%len(g.namespaces), g.nodes)); err != nil {
 			b.Fatal(err)
 		}
 	})

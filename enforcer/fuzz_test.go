@@ -26,6 +26,8 @@ func FuzzEngineAgreesWithEvaluator(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Bound the scenario: more bytes add little but cost a lot per run.
+		data = data[:min(len(data), 1024)]
 		c := &byteChoices{b: data}
 		cl := newCluster(t, genNodes...)
 		w := newWorld()
