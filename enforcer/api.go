@@ -104,7 +104,7 @@ func New(cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{
+	e := &Engine{
 		cfg:        cfg,
 		log:        log,
 		m:          m,
@@ -113,7 +113,9 @@ func New(cfg Config) (*Engine, error) {
 		// Start with a full reconcile: we know nothing about the table yet.
 		needFull: true,
 		polErrs:  map[string]error{},
-	}, nil
+	}
+	e.c.untracked = true
+	return e, nil
 }
 
 // UpsertNamespace adds or updates a namespace. Only its labels matter.
@@ -268,14 +270,14 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 		return res, nil
 	}
 	if err := e.cfg.Dataplane.Apply(ctx, tx); err != nil {
-		e.needFull = true
+		e.setNeedFull()
 		res.Operations = 0
 		res.Duration = time.Since(start)
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
 	if err := tx.ApplyTo(e.programmed); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
-		e.needFull = true
+		e.setNeedFull()
 		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)
 	}
 	res.Duration = time.Since(start)
@@ -300,13 +302,22 @@ func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
 	res := FlushResult{Full: true, Operations: tx.Size(), Duration: time.Since(start)}
 	if err != nil {
-		e.needFull = true
+		e.setNeedFull()
 		return res, fmt.Errorf("enforcer: reconcile: %w", err)
 	}
 	e.programmed = want
 	e.c.scope = &nft.Scope{}
 	e.needFull = false
+	e.c.untracked = false
 	return res, nil
+}
+
+// setNeedFull makes the next Flush a full reconcile; until then the compiler
+// need not record what it touches.
+func (e *Engine) setNeedFull() {
+	e.needFull = true
+	e.c.untracked = true
+	e.c.scope = &nft.Scope{}
 }
 
 // Desired returns a deep copy of the full desired state.

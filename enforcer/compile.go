@@ -17,6 +17,9 @@ type compiler struct {
 	m       *model
 	desired *nft.State
 	scope   *nft.Scope
+	// untracked turns scope marking off while a full reconcile is pending
+	// anyway (start-up, after a failure): the initial build does not pay for it.
+	untracked bool
 
 	policies     map[string]*policy
 	policiesByNS map[string]map[string]*policy
@@ -47,7 +50,6 @@ type group struct {
 	refs       int
 	members    map[string]*podRecord
 	nsMatch    map[string]bool // namespace-selector groups: matching namespaces
-	ipCount    map[netip.Addr]int
 	setNames   [2]string
 	dependents map[*namedSet]struct{}
 }
@@ -125,38 +127,50 @@ func newCompiler(node string, m *model) *compiler {
 
 func (c *compiler) putChain(ch *nft.Chain) {
 	c.desired.Chains[ch.Name] = ch
-	c.scope.MarkChain(ch.Name)
+	if !c.untracked {
+		c.scope.MarkChain(ch.Name)
+	}
 }
 
 func (c *compiler) deleteChain(name string) {
 	delete(c.desired.Chains, name)
-	c.scope.MarkChain(name)
+	if !c.untracked {
+		c.scope.MarkChain(name)
+	}
 }
 
 func (c *compiler) putSet(s nft.Set) *nft.Set {
 	s.Elements = map[string]nft.Element{}
 	c.desired.Sets[s.Name] = &s
-	c.scope.MarkSet(s.Name)
+	if !c.untracked {
+		c.scope.MarkSet(s.Name)
+	}
 	return &s
 }
 
 func (c *compiler) deleteSet(name string) {
 	delete(c.desired.Sets, name)
-	c.scope.MarkSet(name)
+	if !c.untracked {
+		c.scope.MarkSet(name)
+	}
 }
 
 func (c *compiler) addElement(set string, e nft.Element) {
 	s := c.desired.Sets[set]
 	id := nft.ElementID(s, e)
 	s.Elements[id] = e
-	c.scope.MarkElement(set, id)
+	if !c.untracked {
+		c.scope.MarkElement(set, id)
+	}
 }
 
 func (c *compiler) delElement(set string, e nft.Element) {
 	s := c.desired.Sets[set]
 	id := nft.ElementID(s, e)
 	delete(s.Elements, id)
-	c.scope.MarkElement(set, id)
+	if !c.untracked {
+		c.scope.MarkElement(set, id)
+	}
 }
 
 func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }
@@ -194,7 +208,6 @@ func (c *compiler) acquireGroup(spec *groupSpec) *group {
 		spec:       spec,
 		refs:       1,
 		members:    map[string]*podRecord{},
-		ipCount:    map[netip.Addr]int{},
 		dependents: map[*namedSet]struct{}{},
 	}
 	c.groups[spec.key] = g
@@ -267,40 +280,44 @@ func (c *compiler) groupHasNS(g *group, ns string) bool {
 
 func (c *compiler) setMember(g *group, id string, p *podRecord, in bool) bool {
 	old := g.members[id]
-	if !in {
+	var oldIPs, newIPs []netip.Addr
+	if old != nil {
+		oldIPs = old.IPs
+	}
+	if in {
+		newIPs = p.IPs
+		g.members[id] = p
+	} else {
 		if old == nil {
 			return false
 		}
 		delete(g.members, id)
-		c.groupIPs(g, old.IPs, -1)
-		return true
 	}
-	if old != nil && slices.Equal(old.IPs, p.IPs) {
-		g.members[id] = p
-		return !slices.Equal(old.Ports, p.Ports)
-	}
-	if old != nil {
-		c.groupIPs(g, old.IPs, -1)
-	}
-	g.members[id] = p
-	c.groupIPs(g, p.IPs, +1)
-	return true
-}
-
-func (c *compiler) groupIPs(g *group, ips []netip.Addr, delta int) {
-	for _, a := range ips {
-		n := g.ipCount[a] + delta
-		switch {
-		case n <= 0:
-			delete(g.ipCount, a)
+	for _, a := range oldIPs {
+		if !slices.Contains(newIPs, a) && !c.otherMemberHas(g, id, a) {
 			c.delElement(g.setNames[famOf(a)], addrElement(a))
-		case n == 1 && delta > 0:
-			g.ipCount[a] = n
-			c.addElement(g.setNames[famOf(a)], addrElement(a))
-		default:
-			g.ipCount[a] = n
 		}
 	}
+	for _, a := range newIPs {
+		if !slices.Contains(oldIPs, a) {
+			c.addElement(g.setNames[famOf(a)], addrElement(a))
+		}
+	}
+	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
+}
+
+// otherMemberHas reports whether a member other than id has address a. Two live
+// pods rarely share an address, so rather than reference counts per address we
+// ask the model's IP index when an address leaves a set.
+func (c *compiler) otherMemberHas(g *group, id string, a netip.Addr) bool {
+	for _, p := range c.m.podsByIP(a) {
+		if p.ID != id {
+			if m := g.members[p.ID]; m != nil && slices.Contains(m.IPs, a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // --- named-port sets ---
