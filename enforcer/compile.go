@@ -492,7 +492,7 @@ func (c *compiler) addPolicy(p *policy) {
 	}
 	m[p.id] = p
 	var touched []*localPod
-	for _, rec := range c.m.localPodsInNamespace(c.node, p.ns) {
+	for _, rec := range c.m.podsInNamespaceOnNode(p.ns, c.node) {
 		lp := c.local[rec.ID]
 		if lp == nil || !p.podSel.Matches(rec.Labels) {
 			continue

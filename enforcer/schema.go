@@ -20,11 +20,13 @@ const (
 
 	indexID        = "id"        // every table: "ns/name" (namespaces: name)
 	indexIP        = "ip"        // pods: each IP of an active pod (multi-value, 4 or 16 bytes)
-	indexNamespace = "namespace" // pods, policies
-	// indexNode is spec.nodeName + "/" + namespace: "node/ns" finds the pods of
-	// one node in one namespace, the prefix "node/" (indexNode+"_prefix") all
-	// pods of a node. One compound index instead of two keeps inserts cheap.
-	indexNode = "node"
+	indexNamespace = "namespace" // policies: namespace
+	// indexNamespaceNode is namespace + "/" + spec.nodeName for pods: the prefix
+	// "ns/" (indexNamespaceNode+"_prefix") finds the pods of a namespace, the key
+	// "ns/node" those of one node in it (the local pods a new policy may
+	// select). One compound index instead of two: every index costs a radix
+	// insert per pod, the biggest part of building the model for 100,000 pods.
+	indexNamespaceNode = "namespace-node"
 )
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
@@ -75,12 +77,8 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePods,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
-				indexNamespace: {Name: indexNamespace, Indexer: stringIndex(func(p *podRecord) string { return p.Namespace })},
-				indexNode: {Name: indexNode, AllowMissing: true, Indexer: stringIndex(func(p *podRecord) string {
-					if p.Node == "" {
-						return ""
-					}
-					return p.Node + "/" + p.Namespace
+				indexNamespaceNode: {Name: indexNamespaceNode, Indexer: stringIndex(func(p *podRecord) string {
+					return p.Namespace + "/" + p.Node
 				})},
 				indexIP: {Name: indexIP, AllowMissing: true, Indexer: addrIndex(func(p *podRecord) []netip.Addr {
 					if !p.active() {
@@ -275,13 +273,10 @@ func (m *model) podsByIP(a netip.Addr) []*podRecord {
 	return all[*podRecord](m, tablePods, indexIP, a)
 }
 func (m *model) podsInNamespace(ns string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNamespace, ns)
+	return all[*podRecord](m, tablePods, indexNamespaceNode+"_prefix", ns+"/")
 }
-func (m *model) localPodsInNamespace(node, ns string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNode, node+"/"+ns)
-}
-func (m *model) podsOnNode(node string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNode+"_prefix", node+"/")
+func (m *model) podsInNamespaceOnNode(ns, node string) []*podRecord {
+	return all[*podRecord](m, tablePods, indexNamespaceNode, ns+"/"+node)
 }
 func (m *model) policiesInNamespace(ns string) []*policyRecord {
 	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)
