@@ -247,7 +247,11 @@ func (e *Env) addNode(ctx context.Context, k int) (*Node, error) {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
-		Spec:       corev1.NodeSpec{PodCIDRs: []string{fmt.Sprintf("198.18.%d.0/24", 16+idx), fmt.Sprintf("2001:db8:1:%x::/64", idx)}},
+		Spec: corev1.NodeSpec{PodCIDRs: []string{
+			fmt.Sprintf("198.18.%d.0/24", 16+idx),
+			// Canonical text (RFC 5952), which the API server asks for.
+			netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:%x::", idx)), 64).String(),
+		}},
 	}
 	node.Spec.PodCIDR = node.Spec.PodCIDRs[0]
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
