@@ -30,15 +30,9 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err := requireNetAdmin(); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	restCfg, err := restConfig(cfg.Kubeconfig)
+	client, api, err := monitoredClient(cfg.Kubeconfig, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
-	}
-	api := &apiMonitor{log: log, host: restCfg.Host, interval: 10 * time.Second}
-	restCfg.Wrap(api.wrap)
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("run: create API client for %s: %w", restCfg.Host, err)
 	}
 	var ln net.Listener
 	if cfg.MetricsAddress != "" {
@@ -62,13 +56,29 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		cfg:       cfg,
 		log:       log,
 		client:    client,
-		apiHost:   restCfg.Host,
+		apiHost:   api.host,
 		api:       api,
 		dataplane: k,
 		notifier:  notifierFromEnv(),
 		listener:  ln,
 	}
 	return d.run(ctx)
+}
+
+// monitoredClient returns the daemon's API client, whose requests are watched by
+// an apiMonitor that logs outages.
+func monitoredClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *apiMonitor, error) {
+	restCfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	api := &apiMonitor{log: log, host: restCfg.Host, interval: 10 * time.Second}
+	restCfg.Wrap(api.wrap)
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create API client for %s: %w", restCfg.Host, err)
+	}
+	return client, api, nil
 }
 
 // daemon is the running `nftwarden run`, with its dependencies injected so that

@@ -5,12 +5,16 @@ package main
 // 198.18.1.10).
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +205,100 @@ func TestReadyzBeforeSync(t *testing.T) {
 	}
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
 		t.Errorf("/readyz before sync: %d %q, want 503", code, body)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRunWithUnreachableAPIServer points the daemon at a loopback port where
+// nothing listens: it must say so in the log, stay unready, program nothing, and
+// stop promptly when asked.
+func TestRunWithUnreachableAPIServer(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	t.Setenv("WATCHDOG_USEC", "")
+	// Reserve a loopback port and close it: connections to it are refused.
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := "https://" + probe.Addr().String()
+	probe.Close()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+server+`", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	client, api, err := monitoredClient(kubeconfig, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := nft.NewFake("nftwarden")
+	d := &daemon{
+		cfg:       runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Minute},
+		log:       log,
+		client:    client,
+		apiHost:   api.host,
+		api:       api,
+		dataplane: dp,
+		notifier:  notifierFromEnv(),
+		listener:  ln,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "API server unreachable") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no outage in the log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _ := httpGet(t, "http://"+ln.Addr().String()+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d without an API server, want 503", code)
+	}
+	if !strings.Contains(logs.String(), "connection refused") {
+		t.Errorf("the log does not say why:\n%s", logs.String())
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	t.Logf("stopped in %v", time.Since(start).Round(time.Millisecond))
+	if _, err := dp.Read(context.Background()); err == nil {
+		t.Error("a table was programmed without the API server")
 	}
 }
