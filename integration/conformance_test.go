@@ -151,6 +151,10 @@ func TestIntegrationConformance(t *testing.T) {
 		pc.pods[ref] = p
 	}
 	startDaemons(t, env)
+	var allPods []*cluster.Pod
+	for _, ref := range full.Pods {
+		allPods = append(allPods, pc.pods[ref])
+	}
 
 	var sum conformance.Summary
 	for _, c := range cases {
@@ -158,6 +162,9 @@ func TestIntegrationConformance(t *testing.T) {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 			defer cancel()
 			must(t, pc.reset(cctx))
+			// The reset must be enforced before the case starts, or a case could pass
+			// on the previous case's rules. An open matrix costs no timeouts.
+			must(t, env.WaitMatrix(cctx, cluster.NewReachability(allPods, true), tcp80v4, converge))
 			m, err := conformance.NewModel(suffix(env), c.Pods)
 			must(t, err)
 			res := conformance.RunCase(cctx, pc, m, c, nil, conformance.RunOptions{
