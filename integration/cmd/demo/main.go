@@ -102,7 +102,7 @@ func run() error {
 		return err
 	}
 
-	step("Applying two NetworkPolicies in namespace shop:")
+	step("Applying three NetworkPolicies in namespace shop: a default deny and two allows")
 	fmt.Print(`    default-deny:  podSelector {}            policyTypes [Ingress]        (nothing gets in)
     db-from-web:   podSelector {app: db}     from {app: web} on port postgres
     web-public:    podSelector {app: web}    from any namespace on port http
@@ -157,7 +157,7 @@ func run() error {
 	step("Asking nftwarden why (nftwarden explain answers from the same model it programs)")
 	for _, q := range [][2]*cluster.Pod{{web, db}, {debug, db}} {
 		out, err := explain(ctx, daemon, cp.AdminKubeconfig, q[0], q[1], 5432)
-		fmt.Printf("\n$ nftwarden explain ... %s -> %s TCP/5432\n%s", q[0], q[1], indent(out))
+		fmt.Printf("\n$ nftwarden explain --from %s --to %s --port 5432/tcp\n%s", q[0], q[1], indent(out))
 		if err != nil {
 			fmt.Printf("    (explain failed: %v)\n", err)
 		}
