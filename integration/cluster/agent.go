@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -55,7 +54,7 @@ func startAgent(binary, ns, name, logPath string, tcp, udp, sctp []string) (*age
 	cmd := exec.Command("ip", "netns", "exec", ns, binary, "-name", name,
 		"-tcp", join(tcp), "-udp", join(udp), "-sctp", join(sctp))
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttrs()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		logf.Close()

@@ -23,9 +23,9 @@ import (
 )
 
 // DaemonUser is the user name that the daemon's kubeconfig authenticates as. It looks
-// like the daemon's service account in a real cluster; it has no permissions until a
+// like the service account of daemon/deploy/rbac.yaml; it has no permissions until a
 // test (or the daemon's RBAC manifests) grant some.
-const DaemonUser = "system:serviceaccount:kube-system:nftwarden"
+const DaemonUser = "system:serviceaccount:nftwarden:nftwarden"
 
 // ControlPlane is a running etcd and kube-apiserver. Create it with StartControlPlane
 // and end it with Stop.
@@ -129,7 +129,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 	if err != nil {
 		return nil, err
 	}
-	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,%s,nftwarden,\"system:serviceaccounts,system:serviceaccounts:kube-system\"\n",
+	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,%s,nftwarden,\"system:serviceaccounts,system:serviceaccounts:nftwarden\"\n",
 		adminToken, daemonToken, DaemonUser)
 	tokenFile := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(tokens), 0o600); err != nil {

@@ -67,6 +67,10 @@ func CleanupAll() { defaultJanitor.runAll() }
 func HandleSignals() (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	// A closed stdout (demo | head) must not kill the process before it cleans up:
+	// with SIGPIPE notified, writes fail with EPIPE instead.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -78,6 +82,7 @@ func HandleSignals() (stop func()) {
 	}()
 	return func() {
 		signal.Stop(ch)
+		signal.Stop(pipe)
 		close(done)
 	}
 }

@@ -115,28 +115,17 @@ func namePrefix() string {
 	return "nftw-it-" + strconv.Itoa(os.Getpid()) + "-"
 }
 
-// RemoveStale deletes network namespaces named nftw-it-<pid>-* whose process no longer
-// exists (left behind by a run that was killed with SIGKILL). It returns their names.
+// RemoveStale deletes the network namespaces and temporary directories named
+// nftw-it-<pid>-* whose process no longer exists (left behind by a run that was killed
+// with SIGKILL). It returns the network namespaces it removed.
 func RemoveStale() ([]string, error) {
+	var removed []string
 	entries, err := os.ReadDir("/run/netns")
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
-	var removed []string
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), "nftw-it-")
-		if !ok {
-			continue
-		}
-		pidStr, _, ok := strings.Cut(rest, "-")
-		if !ok {
-			continue
-		}
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() || processAlive(pid) {
+		if !staleName(e.Name()) {
 			continue
 		}
 		if err := deleteNetns(e.Name()); err != nil {
@@ -144,7 +133,30 @@ func RemoveStale() ([]string, error) {
 		}
 		removed = append(removed, e.Name())
 	}
+	tmp, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		return removed, fmt.Errorf("list %s: %w", os.TempDir(), err)
+	}
+	for _, e := range tmp {
+		if e.IsDir() && staleName(e.Name()) {
+			_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		}
+	}
 	return removed, nil
+}
+
+// staleName reports whether name is nftw-it-<pid>-... of a process that is gone.
+func staleName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "nftw-it-")
+	if !ok {
+		return false
+	}
+	pidStr, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	return err == nil && pid != os.Getpid() && !processAlive(pid)
 }
 
 func processAlive(pid int) bool {

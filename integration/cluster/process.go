@@ -31,9 +31,7 @@ func startProcess(name, logPath string, argv []string, env []string) (*process, 
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = env
-	// Its own process group, so that a terminal's SIGINT reaches only the test binary,
-	// which then stops its children in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttrs()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, argv[0], err)
@@ -110,4 +108,12 @@ func (p *process) exitError() error {
 		err = errors.New("exited with status 0")
 	}
 	return fmt.Errorf("%s ended early: %w; last lines of %s:\n%s", p.name, err, p.logPath, p.tail(30))
+}
+
+// childAttrs puts a child in its own process group, so that a terminal's SIGINT reaches
+// only this process, which then stops its children in order; and has the kernel kill the
+// child if this process dies without doing so (SIGKILL, a crash), so that no etcd or
+// daemon outlives the run. `ip netns exec` execs its command, which keeps the setting.
+func childAttrs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -45,6 +45,10 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Leftovers of an earlier run that was killed hard (SIGKILL) go first.
+	if _, err := cluster.RemoveStale(); err != nil {
+		return err
+	}
 
 	step("Starting etcd and kube-apiserver (built from source by scripts/build-control-plane.sh)")
 	start := time.Now()
