@@ -259,6 +259,14 @@ func TestConformancePackets(t *testing.T) {
 					if err := pc.reset(ctx); err != nil {
 						t.Fatalf("reset: %v", err)
 					}
+					// Wait until the reset is enforced, so a stale ruleset cannot
+					// pass (or fail) the next case's first probe.
+					settled := Case{Name: "reset", Steps: func(e *Env) []Step {
+						return steps(Step{Probes: probes(probe(80, tcp, e.Reach()), probe(81, udp, e.Reach()))})
+					}}
+					if res := RunCase(ctx, pc, pc.m, settled, nil, RunOptions{Workers: 24, Attempts: 50, RetryDelay: 300 * time.Millisecond}); !res.Passed() {
+						t.Fatalf("cluster did not return to all-allowed after reset:\n%s", res.Report())
+					}
 					// The case sees its own pods; the others exist but are not probed.
 					m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), c.Pods)
 					if err != nil {
