@@ -12,6 +12,9 @@ import (
 // an interrupted run (SIGINT, SIGTERM) can still remove its namespaces and processes:
 // t.Cleanup does not run when the test binary is killed by a signal.
 type janitor struct {
+	// runMu makes a second runAll (the signal handler and the end of TestMain can race)
+	// wait until the first has finished, so that nobody exits while cleanup runs.
+	runMu sync.Mutex
 	mu    sync.Mutex
 	next  int
 	funcs map[int]func()
@@ -39,6 +42,8 @@ func (j *janitor) register(f func()) (run func()) {
 
 // runAll runs every registered function, newest first (children before parents).
 func (j *janitor) runAll() {
+	j.runMu.Lock()
+	defer j.runMu.Unlock()
 	j.mu.Lock()
 	ids := make([]int, 0, len(j.funcs))
 	for id := range j.funcs {
