@@ -28,6 +28,25 @@
 // identical upsert sends nothing. Any failure makes the next Flush a full
 // Reconcile.
 //
+// # Cost
+//
+// Writes to the model go into one go-memdb write transaction per burst,
+// committed at the next Flush (one transaction per object costs tens of
+// microseconds of radix-tree copying). Pods have three indexes: ID, IP, and a
+// compound namespace/node key that serves both "pods of a namespace" and "pods
+// of this node in a namespace". A pod change re-checks only the selector groups
+// of its namespace and the policies of its namespace; a namespace label change
+// re-checks the namespace-selector groups. Policy direction chains are stable
+// while their namespace keeps a local pod. A change costs tens to a few hundred
+// microseconds and sends a handful of operations regardless of cluster size
+// (see BenchmarkEngineDelta*); the first full build of a 100,000-pod cluster is
+// dominated by the memdb inserts.
+//
+// Two live pods claiming one address (a stale record during IP reuse) are
+// tolerated: the address stays in a peer set while any member has it, the
+// dispatch element belongs to the first local pod that claimed it, and Decide
+// picks the pod with the lowest ID.
+//
 // # Reference evaluator
 //
 // Decide answers "is this flow allowed, and which policies decide it?" from the
