@@ -76,7 +76,7 @@ func newSchema() *memdb.DBSchema {
 		tablePods: {
 			Name: tablePods,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
+				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
 				indexNamespaceNode: {Name: indexNamespaceNode, Indexer: stringIndex(func(p *podRecord) string {
 					return p.Namespace + "/" + p.Node
 				})},
