@@ -22,11 +22,11 @@ import (
 type Config struct {
 	// NodeName selects the local pods: pods whose spec.nodeName equals it are
 	// policy targets here (vmap elements and pod chains); peer sets hold pod IPs
-	// of the whole cluster.
+	// of the whole cluster. Empty means no pod is local (nothing is isolated).
 	NodeName string
 	// Dataplane receives the transactions (nft.NewKernel or nft.NewFake). It may
 	// be nil for a model-only engine (Decide, Desired, Stats), e.g. for the CLI's
-	// explain command; Flush and Reconcile then only compute and return an error.
+	// explain command; Flush and Reconcile then return ErrNoDataplane.
 	Dataplane nft.Dataplane
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
