@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,14 +26,58 @@ func DaemonBinary() (string, error) {
 	return daemonOnce()
 }
 
-// StartDaemons starts the nftwarden daemon in every node namespace.
+// daemonHealthAddr is where each daemon serves /readyz, inside its node namespace.
+const daemonHealthAddr = "127.0.0.1:9640"
+
+// StartDaemons starts the nftwarden daemon in every node namespace and waits until each
+// reports ready (its first full reconcile has programmed the table).
 func (e *Env) StartDaemons() error {
 	for _, n := range e.Nodes {
 		if err := n.StartDaemon(); err != nil {
 			return err
 		}
 	}
+	for _, n := range e.Nodes {
+		if err := n.WaitDaemonReady(60 * time.Second); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// WaitDaemonReady polls the daemon's /readyz inside the node namespace until it answers
+// 200, the daemon ends, or bound passes.
+func (n *Node) WaitDaemonReady(bound time.Duration) error {
+	hc := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialInNetns(n.Netns, addr, 2*time.Second)
+		}},
+	}
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(bound)
+	last := "no answer"
+	for {
+		if err := n.DaemonExited(); err != nil {
+			return err
+		}
+		resp, err := hc.Get("http://" + daemonHealthAddr + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("daemon of %s not ready after %s (last answer: %s); last lines of %s:\n%s",
+				n.Name, bound, last, n.DaemonLog(), tailFile(n.DaemonLog(), 30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // StartDaemon runs `nftwarden run --kubeconfig K --node-name N` inside the node's
@@ -47,7 +94,8 @@ func (n *Node) StartDaemon() error {
 		return fmt.Errorf("nftwarden binary: %w", err)
 	}
 	argv := append([]string{"ip", "netns", "exec", n.Netns, bin, "run",
-		"--kubeconfig", n.env.opts.DaemonKubeconfig, "--node-name", n.Name}, n.env.opts.DaemonArgs...)
+		"--kubeconfig", n.env.opts.DaemonKubeconfig, "--node-name", n.Name,
+		"--metrics-address", daemonHealthAddr}, n.env.opts.DaemonArgs...)
 	appendLine(n.DaemonLog(), fmt.Sprintf("=== %s %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " ")))
 	n.daemon, err = startProcess("nftwarden daemon of "+n.Name, n.DaemonLog(), argv, os.Environ())
 	return err

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -66,51 +67,68 @@ func deleteNetns(name string) error {
 }
 
 // listenInNetns opens a TCP listener inside namespace ns. A socket belongs to the
-// namespace of the thread that created it, and keeps it after the thread moves on, so
-// the listener can be served from any goroutine. The switch happens on a thread of its
-// own that is thrown away if it cannot be switched back.
+// namespace of the thread that created it and keeps it after the thread moves on, so
+// the listener can be served from any goroutine.
 func listenInNetns(ns, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+	var l net.Listener
+	err := inNetns(ns, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s in netns %s: %w", addr, ns, err)
 	}
-	ch := make(chan result, 1)
+	return l, nil
+}
+
+// dialInNetns opens a TCP connection from inside namespace ns.
+func dialInNetns(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(ns, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s in netns %s: %w", addr, ns, err)
+	}
+	return c, nil
+}
+
+// inNetns runs f on an OS thread switched into namespace ns. The switch happens on a
+// goroutine of its own whose thread is thrown away if it cannot be switched back.
+func inNetns(ns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("current netns: %w", err)}
+			ch <- fmt.Errorf("current netns: %w", err)
 			return
 		}
 		defer orig.Close()
 		target, err := netns.GetFromName(ns)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
+			ch <- fmt.Errorf("open netns %s: %w", ns, err)
 			return
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter netns %s: %w", ns, err)}
+			ch <- fmt.Errorf("enter netns %s: %w", ns, err)
 			return
 		}
-		l, lerr := net.Listen("tcp", addr)
+		ferr := f()
 		if err := netns.Set(orig); err != nil {
 			// Leave the thread locked: the runtime ends it with this goroutine.
-			if l != nil {
-				l.Close()
-			}
-			ch <- result{err: fmt.Errorf("return from netns %s: %w", ns, err)}
+			ch <- fmt.Errorf("return from netns %s: %w", ns, err)
 			return
 		}
 		runtime.UnlockOSThread()
-		if lerr != nil {
-			lerr = fmt.Errorf("listen on %s in netns %s: %w", addr, ns, lerr)
-		}
-		ch <- result{l: l, err: lerr}
+		ch <- ferr
 	}()
-	r := <-ch
-	return r.l, r.err
+	return <-ch
 }
