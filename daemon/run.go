@@ -92,6 +92,8 @@ type daemon struct {
 	dataplane nft.Dataplane
 	notifier  *notifier
 	listener  net.Listener // nil: no HTTP server
+	// stallLimit overrides the package's stallLimit (tests).
+	stallLimit time.Duration
 }
 
 // run runs until ctx is cancelled, then stops cleanly and leaves the table as it
@@ -140,7 +142,7 @@ func (d *daemon) run(ctx context.Context) error {
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	if err := d.startWatchdog(ctx, &wg); err != nil {
+	if err := d.startWatchdog(ctx, &wg, w); err != nil {
 		return err
 	}
 
@@ -177,8 +179,11 @@ func (d *daemon) notify(state string) {
 	}
 }
 
-// startWatchdog pings systemd's watchdog at half its timeout while ctx lives.
-func (d *daemon) startWatchdog(ctx context.Context, wg *sync.WaitGroup) error {
+// startWatchdog pings systemd's watchdog at half its timeout while ctx lives
+// and the worker is not stuck: once one sync has been running for longer than
+// the ping interval the pings stop, and systemd restarts a daemon whose sync
+// hangs for about 1.5 watchdog timeouts (the table stays as it is).
+func (d *daemon) startWatchdog(ctx context.Context, wg *sync.WaitGroup, w *podwatch.Watcher) error {
 	interval, ok, err := watchdogInterval()
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -195,6 +200,10 @@ func (d *daemon) startWatchdog(ctx context.Context, wg *sync.WaitGroup) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if busy := w.Busy(); busy > interval {
+					d.log.Warn("a sync has been running for too long; not pinging the systemd watchdog", "running", busy.Round(time.Second))
+					continue
+				}
 				d.notify("WATCHDOG=1")
 			}
 		}
@@ -202,13 +211,26 @@ func (d *daemon) startWatchdog(ctx context.Context, wg *sync.WaitGroup) error {
 	return nil
 }
 
-// handler serves /metrics, /healthz (the process is alive and serving) and
-// /readyz (the first full reconcile has programmed the table).
+// stallLimit is how long one sync may run before /healthz reports the daemon
+// unhealthy (a full reconcile of a large cluster takes seconds, not minutes).
+const stallLimit = time.Minute
+
+// handler serves /metrics, /healthz (the process serves and its sync is not
+// stuck) and /readyz (the first full reconcile has programmed the table).
 func (d *daemon) handler(m *metrics, w *podwatch.Watcher) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		limit := d.stallLimit
+		if limit == 0 {
+			limit = stallLimit
+		}
+		if busy := w.Busy(); busy > limit {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(rw, "unhealthy: one sync has been running for %v\n", busy.Round(time.Second))
+			return
+		}
 		_, _ = rw.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {

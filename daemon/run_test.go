@@ -302,3 +302,83 @@ current-context: x
 		t.Error("a table was programmed without the API server")
 	}
 }
+
+// blockingDataplane is nft.Fake whose Apply waits while blocked is open.
+type blockingDataplane struct {
+	*nft.Fake
+	mu      sync.Mutex
+	blocked chan struct{}
+}
+
+func (b *blockingDataplane) Apply(ctx context.Context, tx *nft.Transaction) error {
+	b.mu.Lock()
+	ch := b.blocked
+	b.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return b.Fake.Apply(ctx, tx)
+}
+
+// TestHealthzReportsStall blocks the dataplane in the middle of a sync: /healthz
+// must turn 503 once the sync runs longer than the stall limit, and 200 again
+// when it finishes.
+func TestHealthzReportsStall(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	t.Setenv("WATCHDOG_USEC", "")
+	client := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
+		// Deny all ingress in backend: a new local pod there is a new
+		// dispatch-map element, so its flush reaches Apply.
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "deny"}},
+	)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	dp := &blockingDataplane{Fake: nft.NewFake("nftwarden")}
+	d := &daemon{
+		cfg:        runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Hour},
+		log:        slog.New(slog.DiscardHandler),
+		client:     client,
+		dataplane:  dp,
+		notifier:   notifierFromEnv(),
+		listener:   ln,
+		stallLimit: 200 * time.Millisecond,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("ready", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == http.StatusOK })
+
+	release := make(chan struct{})
+	dp.mu.Lock()
+	dp.blocked = release
+	dp.mu.Unlock()
+	// A new local pod needs a delta: the flush blocks in Apply.
+	if _, err := client.CoreV1().Pods("backend").Create(ctx, testPod("backend", "api", "node-a", "198.18.0.20"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("/healthz 503", func() bool { code, _ := httpGet(t, base+"/healthz"); return code == http.StatusServiceUnavailable })
+	close(release)
+	waitFor("/healthz 200", func() bool { code, _ := httpGet(t, base+"/healthz"); return code == http.StatusOK })
+}

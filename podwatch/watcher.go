@@ -139,6 +139,9 @@ type Watcher struct {
 
 	started atomic.Bool
 	ready   atomic.Bool
+	// busySince is when the batch being processed started (UnixNano), 0 when
+	// the worker waits for work.
+	busySince atomic.Int64
 }
 
 // New returns a Watcher that feeds eng from client. eng must not be nil. The
@@ -190,6 +193,18 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 // Ready reports whether the first full reconcile after the initial sync has
 // succeeded: from then on the kernel enforces the cluster's policies.
 func (w *Watcher) Ready() bool { return w.ready.Load() }
+
+// Busy reports how long the worker has been processing its current batch (0
+// when idle). A batch normally takes milliseconds, a full reconcile of a large
+// cluster seconds; a long Busy means the dataplane hangs, and a supervisor
+// (systemd's watchdog, a liveness probe) may restart the process.
+func (w *Watcher) Busy() time.Duration {
+	since := w.busySince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
+}
 
 // QueueLen is the number of keys waiting in the work queue.
 func (w *Watcher) QueueLen() int { return w.queue.Len() }
@@ -399,6 +414,8 @@ func (w *Watcher) work(ctx context.Context) {
 var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4}
 
 func (w *Watcher) process(ctx context.Context, batch []key) {
+	w.busySince.Store(time.Now().UnixNano())
+	defer w.busySince.Store(0)
 	sort.Slice(batch, func(i, j int) bool {
 		a, b := batch[i], batch[j]
 		if a.Kind != b.Kind {

@@ -32,7 +32,8 @@ type recorder struct {
 	objects    map[string]runtime.Object
 	flushes    int
 	reconciles int
-	failFlush  int // number of next Flush/Reconcile calls to fail
+	failFlush  int           // number of next Flush/Reconcile calls to fail
+	block      chan struct{} // when set, Flush waits for it to close
 }
 
 func newRecorder() *recorder { return &recorder{objects: map[string]runtime.Object{}} }
@@ -84,7 +85,18 @@ func (r *recorder) sync(kind string) (enforcer.FlushResult, error) {
 	}
 	return enforcer.FlushResult{Full: kind == "reconcile", Operations: 1, Duration: time.Millisecond}, nil
 }
-func (r *recorder) Flush(context.Context) (enforcer.FlushResult, error) { return r.sync("flush") }
+func (r *recorder) Flush(ctx context.Context) (enforcer.FlushResult, error) {
+	r.mu.Lock()
+	block := r.block
+	r.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+	}
+	return r.sync("flush")
+}
 func (r *recorder) Reconcile(context.Context) (enforcer.FlushResult, error) {
 	return r.sync("reconcile")
 }
@@ -398,4 +410,21 @@ func TestRunTwice(t *testing.T) {
 	if err := h.w.Run(context.Background()); err == nil {
 		t.Error("second Run returned nil")
 	}
+}
+
+func TestBusy(t *testing.T) {
+	h := startHarness(t, Options{}, namespace("frontend"))
+	h.run(t)
+	h.waitReady(t)
+	eventually(t, "idle", func() bool { return h.w.Busy() == 0 })
+	block := make(chan struct{})
+	h.rec.mu.Lock()
+	h.rec.block = block
+	h.rec.mu.Unlock()
+	if _, err := h.client.CoreV1().Namespaces().Create(context.Background(), namespace("backend"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "busy", func() bool { return h.w.Busy() > 100*time.Millisecond })
+	close(block)
+	eventually(t, "idle again", func() bool { return h.w.Busy() == 0 })
 }
