@@ -205,3 +205,23 @@ func TestIntegrationPodChurn(t *testing.T) {
 	want.ExpectIngress(tp.a, false)
 	tp.expect(t, want, tcp80v4)
 }
+
+func TestIntegrationCrossNode(t *testing.T) {
+	tp := started(t, cluster.Options{})
+	ctx := testCtx(t)
+	// x/a (node 0) may only send to x/b; x/b (node 1) may only receive from x/a. The
+	// flow a -> b needs both daemons to allow it: a's egress on node 0, b's ingress on
+	// node 1.
+	must(t, tp.env.ApplyPolicy(ctx, policy(tp.x, "a-to-b", selecting(app("a")), egress(to(peers(podPeer(app("b"))))))))
+	must(t, tp.env.ApplyPolicy(ctx, policy(tp.x, "b-from-a", selecting(app("b")), ingress(from(peers(podPeer(app("a"))))))))
+	want := cluster.NewReachability(tp.all, true)
+	want.ExpectEgress(tp.a, false)
+	want.ExpectIngress(tp.b, false)
+	want.Expect(tp.a, tp.b, true)
+	tp.expect(t, want, tcp80v4, tcp80v6)
+
+	// Without b's allow, a's egress allow alone is not enough.
+	must(t, tp.env.ApplyPolicy(ctx, policy(tp.x, "b-from-a", selecting(app("b")), ingress(from(peers(podPeer(app("nobody"))))))))
+	want.Expect(tp.a, tp.b, false)
+	tp.expect(t, want, tcp80v4)
+}
