@@ -130,7 +130,7 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) error {
 	if old != nil && labels.Equals(old.Labels, rec.Labels) {
 		return nil
 	}
-	if err := e.m.put(tableNamespaces, rec); err != nil {
+	if err := e.m.put(tableNamespaces, rec.Name, rec); err != nil {
 		return fmt.Errorf("enforcer: upsert namespace %s: %w", rec.Name, err)
 	}
 	if old == nil {
@@ -172,7 +172,7 @@ func (e *Engine) UpsertPod(p *corev1.Pod) error {
 	if samePod(old, rec) {
 		return perr
 	}
-	if err := e.m.put(tablePods, rec); err != nil {
+	if err := e.m.put(tablePods, rec.ID, rec); err != nil {
 		return errors.Join(perr, fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err))
 	}
 	if old == nil {
@@ -212,7 +212,7 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.polErrs[rec.ID]
 	}
-	if err := e.m.put(tablePolicies, rec); err != nil {
+	if err := e.m.put(tablePolicies, rec.ID, rec); err != nil {
 		return fmt.Errorf("enforcer: upsert networkpolicy %s: %w", rec.ID, err)
 	}
 	if old == nil {

@@ -192,11 +192,20 @@ func stringArg(args []any) ([]byte, error) {
 // transaction that stays open for a burst of changes and is committed at the
 // next Flush or Reconcile: a memdb transaction per object costs tens of
 // microseconds (radix path copies), one per burst costs almost nothing per
-// object. Reads see the open transaction. The engine's mutex serializes all of
+// object. Range reads see the open transaction. The engine's mutex serializes all of
 // it.
+//
+// Lookups by ID do not read the open write transaction: memdb serves every
+// read of a write transaction from a clone of the index, and cloning drops the
+// index's cache of nodes already copied in this transaction, so the next insert
+// copies the whole radix path again (a read before every upsert made the first
+// build of a 100,000-pod cluster copy each path twice over). written records
+// what this burst put or removed by table and ID; everything else is read from
+// the last committed state, which the burst has not touched.
 type model struct {
-	db *memdb.MemDB
-	w  *memdb.Txn
+	db      *memdb.MemDB
+	w       *memdb.Txn
+	written map[string]map[string]any // table -> ID -> record (nil: removed) since the last commit
 }
 
 func newModel() (*model, error) {
@@ -227,23 +236,48 @@ func (m *model) commit() {
 		m.w.Commit()
 		m.w = nil
 	}
+	// Dropped rather than cleared: after a full build it holds every pod.
+	m.written = nil
 }
 
-func (m *model) put(table string, obj any) error {
+// put inserts or replaces the record obj whose ID is id.
+func (m *model) put(table, id string, obj any) error {
 	// Our indexers fail only on a wrong type, before anything is written.
 	if err := m.writer().Insert(table, obj); err != nil {
 		return fmt.Errorf("cluster model: insert into %s: %w", table, err)
 	}
+	m.wrote(table, id, obj)
 	return nil
 }
 
 func (m *model) remove(table, id string) {
 	_, _ = m.writer().DeleteAll(table, indexID, id)
+	m.wrote(table, id, nil)
 }
 
-func first[T any](m *model, table, index, arg string) T {
+func (m *model) wrote(table, id string, obj any) {
+	if m.written == nil {
+		m.written = map[string]map[string]any{}
+	}
+	t := m.written[table]
+	if t == nil {
+		t = map[string]any{}
+		m.written[table] = t
+	}
+	t[id] = obj
+}
+
+// byID returns the record with the given ID, as the open write transaction
+// would, without reading the write transaction (see model).
+func byID[T any](m *model, table, id string) T {
 	var zero T
-	raw, err := m.read().First(table, index, arg)
+	if obj, ok := m.written[table][id]; ok {
+		if obj == nil {
+			return zero
+		}
+		return obj.(T)
+	}
+	raw, err := m.db.Txn(false).First(table, indexID, id)
 	if err != nil || raw == nil {
 		return zero
 	}
@@ -262,12 +296,12 @@ func all[T any](m *model, table, index string, args ...any) []T {
 	return out
 }
 
-func (m *model) pod(id string) *podRecord { return first[*podRecord](m, tablePods, indexID, id) }
+func (m *model) pod(id string) *podRecord { return byID[*podRecord](m, tablePods, id) }
 func (m *model) namespace(name string) *namespaceRecord {
-	return first[*namespaceRecord](m, tableNamespaces, indexID, name)
+	return byID[*namespaceRecord](m, tableNamespaces, name)
 }
 func (m *model) policy(id string) *policyRecord {
-	return first[*policyRecord](m, tablePolicies, indexID, id)
+	return byID[*policyRecord](m, tablePolicies, id)
 }
 func (m *model) podsByIP(a netip.Addr) []*podRecord {
 	return all[*podRecord](m, tablePods, indexIP, a)
