@@ -139,8 +139,11 @@ func (c *compiler) deleteChain(name string) {
 	}
 }
 
-func (c *compiler) putSet(s nft.Set) *nft.Set {
-	s.Elements = map[string]nft.Element{}
+func (c *compiler) putSet(s nft.Set) *nft.Set { return c.putSetSized(s, 0) }
+
+// putSetSized puts an empty set with room for n elements.
+func (c *compiler) putSetSized(s nft.Set, n int) *nft.Set {
+	s.Elements = make(map[string]nft.Element, n)
 	c.desired.Sets[s.Name] = &s
 	if !c.untracked {
 		c.scope.MarkSet(s.Name)
@@ -207,31 +210,43 @@ func (c *compiler) acquireGroup(spec *groupSpec) *group {
 	g = &group{
 		spec:       spec,
 		refs:       1,
-		members:    map[string]*podRecord{},
 		dependents: map[*namedSet]struct{}{},
 	}
 	c.groups[spec.key] = g
-	for f := range 2 {
-		g.setNames[f] = peerSetName(f, spec.key)
-		c.putSet(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{addrTypes[f]}, Comment: spec.desc})
-	}
+	var pods []*podRecord
 	if spec.nsSel == nil {
 		addTo(c.localGroups, spec.local, g)
-		for _, p := range c.m.podsInNamespace(spec.local) {
-			c.updateMember(g, p)
-		}
-		return g
-	}
-	g.nsMatch = map[string]bool{}
-	c.nsSelGroups[g] = struct{}{}
-	for _, ns := range c.m.namespaces() {
-		if spec.nsSel.Matches(ns.Labels) {
-			g.nsMatch[ns.Name] = true
-			addTo(c.nsGroupsByNS, ns.Name, g)
-			for _, p := range c.m.podsInNamespace(ns.Name) {
-				c.updateMember(g, p)
+		pods = c.m.podsInNamespace(spec.local)
+	} else {
+		g.nsMatch = map[string]bool{}
+		c.nsSelGroups[g] = struct{}{}
+		for _, ns := range c.m.namespaces() {
+			if spec.nsSel.Matches(ns.Labels) {
+				g.nsMatch[ns.Name] = true
+				addTo(c.nsGroupsByNS, ns.Name, g)
+				pods = append(pods, c.m.podsInNamespace(ns.Name)...)
 			}
 		}
+	}
+	// Find the members first and allocate the member map and the sets at their
+	// final size: growing them pod by pod was most of the cost of a large group.
+	members := pods[:0]
+	var addrs [2]int
+	for _, p := range pods {
+		if p.active() && spec.podSel.Matches(p.Labels) {
+			members = append(members, p)
+			for _, a := range p.IPs {
+				addrs[famOf(a)]++
+			}
+		}
+	}
+	g.members = make(map[string]*podRecord, len(members))
+	for f := range 2 {
+		g.setNames[f] = peerSetName(f, spec.key)
+		c.putSetSized(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{addrTypes[f]}, Comment: spec.desc}, addrs[f])
+	}
+	for _, p := range members {
+		c.setMember(g, p.ID, p, true)
 	}
 	return g
 }
