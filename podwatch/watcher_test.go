@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -427,4 +428,54 @@ func TestBusy(t *testing.T) {
 	eventually(t, "busy", func() bool { return h.w.Busy() > 100*time.Millisecond })
 	close(block)
 	eventually(t, "idle again", func() bool { return h.w.Busy() == 0 })
+}
+
+// TestChangesWhileAwayAppliedAfterRelist cuts the pod watch off (its events are
+// lost, as during an API server outage), changes pods meanwhile, then ends the
+// watch with "410 Gone": the reflector relists, and the engine gets the
+// additions and the deletion it missed, in one flush.
+func TestChangesWhileAwayAppliedAfterRelist(t *testing.T) {
+	h := startHarness(t, Options{MinFlushInterval: -1},
+		namespace("frontend"), pod("frontend", "old", localNode, []string{"198.18.0.10"}))
+	// Every pod watch is ours: nothing the tracker does reaches the informer
+	// except through a relist.
+	podWatches := make(chan *watch.FakeWatcher, 10)
+	h.client.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		fw := watch.NewFakeWithChanSize(10, false)
+		h.watches.Add(1)
+		podWatches <- fw
+		return true, fw, nil
+	})
+	h.run(t)
+	h.waitReady(t)
+	var fw *watch.FakeWatcher
+	select {
+	case fw = <-podWatches:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pod watch")
+	}
+	ctx := context.Background()
+	if _, err := h.client.CoreV1().Pods("frontend").Create(ctx, pod("frontend", "new", localNode, []string{"198.18.0.11"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.CoreV1().Pods("frontend").Delete(ctx, "old", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if h.rec.object("Pod/frontend/new") != nil {
+		t.Fatal("the pod watch was not cut off")
+	}
+	_, flushesBefore, _ := h.rec.snapshot()
+
+	fw.Error(&apierrors.NewResourceExpired("resource version too old").ErrStatus)
+	eventually(t, "missed changes applied", func() bool {
+		return h.rec.object("Pod/frontend/new") != nil && h.rec.object("Pod/frontend/old") == nil
+	})
+	eventually(t, "flushed", func() bool {
+		calls, _, _ := h.rec.snapshot()
+		return calls[len(calls)-1] == "flush"
+	})
+	if _, flushes, _ := h.rec.snapshot(); flushes-flushesBefore != 1 {
+		t.Errorf("%d flushes after the relist, want 1", flushes-flushesBefore)
+	}
 }
