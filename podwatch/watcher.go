@@ -451,6 +451,8 @@ func (w *Watcher) process(ctx context.Context, batch []key) {
 	} else {
 		res, err = w.eng.Flush(ctx)
 	}
+	// A failed Reconcile may return a zero result: still report it as full.
+	res.Full = res.Full || full
 	if h := w.opts.Hooks.Flushed; h != nil {
 		h(res, err)
 	}
