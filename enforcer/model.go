@@ -53,6 +53,9 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 	if len(raw) == 0 && p.Status.PodIP != "" {
 		raw = append(raw, p.Status.PodIP)
 	}
+	if len(raw) > 0 {
+		r.IPs = make([]netip.Addr, 0, len(raw))
+	}
 	for _, s := range raw {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
@@ -65,7 +68,19 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 		}
 	}
 	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
-	add := func(c corev1.Container) {
+	// One allocation for the ports (containers are walked by index: they are
+	// large structs).
+	nports := 0
+	for i := range p.Spec.InitContainers {
+		nports += len(p.Spec.InitContainers[i].Ports)
+	}
+	for i := range p.Spec.Containers {
+		nports += len(p.Spec.Containers[i].Ports)
+	}
+	if nports > 0 {
+		r.Ports = make([]namedPort, 0, nports)
+	}
+	add := func(c *corev1.Container) {
 		for _, cp := range c.Ports {
 			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
 				continue
@@ -80,14 +95,20 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 			}
 		}
 	}
-	for _, c := range p.Spec.InitContainers {
+	for i := range p.Spec.InitContainers {
 		// Only restartable init containers (sidecars) keep running and serve ports.
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+		if c := &p.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			add(c)
 		}
 	}
-	for _, c := range p.Spec.Containers {
-		add(c)
+	for i := range p.Spec.Containers {
+		add(&p.Spec.Containers[i])
+	}
+	if len(r.IPs) == 0 {
+		r.IPs = nil // as if never allocated: every IP was malformed
+	}
+	if len(r.Ports) == 0 {
+		r.Ports = nil
 	}
 	slices.SortFunc(r.Ports, func(a, b namedPort) int {
 		if a.Name != b.Name {

@@ -77,15 +77,20 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePods,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
-				indexNamespaceNode: {Name: indexNamespaceNode, Indexer: stringIndex(func(p *podRecord) string {
-					return p.Namespace + "/" + p.Node
-				})},
-				indexIP: {Name: indexIP, AllowMissing: true, Indexer: addrIndex(func(p *podRecord) []netip.Addr {
-					if !p.active() {
-						return nil
-					}
-					return p.IPs
-				})},
+				indexNamespaceNode: {Name: indexNamespaceNode, Indexer: &typedStringIndex[*podRecord]{
+					fn:    func(p *podRecord) (string, string) { return p.Namespace, p.Node },
+					join:  true,
+					extra: podIDLen,
+				}},
+				indexIP: {Name: indexIP, AllowMissing: true, Indexer: &typedAddrIndex[*podRecord]{
+					fn: func(p *podRecord) []netip.Addr {
+						if !p.active() {
+							return nil
+						}
+						return p.IPs
+					},
+					extra: podIDLen,
+				}},
 			},
 		},
 		tableNamespaces: {
@@ -97,29 +102,56 @@ func newSchema() *memdb.DBSchema {
 		tablePolicies: {
 			Name: tablePolicies,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:        {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
-				indexNamespace: {Name: indexNamespace, Indexer: stringIndex(func(p *policyRecord) string { return p.Namespace })},
+				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
+				indexNamespace: {Name: indexNamespace, Indexer: &typedStringIndex[*policyRecord]{
+					fn:    func(p *policyRecord) (string, string) { return p.Namespace, "" },
+					extra: func(p *policyRecord) int { return len(p.ID) + 1 },
+				}},
 			},
 		},
 	}}
 }
 
-// typedStringIndex indexes records of type T by one string; an empty string means
-// the record is not in the index.
-type typedStringIndex[T any] struct{ fn func(T) string }
+// podIDLen is the length of a pod's primary key (ID and terminator), which
+// memdb appends to the keys of its non-unique indexes.
+func podIDLen(p *podRecord) int { return len(p.ID) + 1 }
 
-func stringIndex[T any](fn func(T) string) *typedStringIndex[T] { return &typedStringIndex[T]{fn: fn} }
+// typedStringIndex indexes records of type T by one string (join: two strings
+// joined by "/"); an empty key means the record is not in the index. Keys are
+// built in one allocation with room for extra bytes: memdb appends the primary
+// key to the keys of non-unique indexes, which then needs no second buffer.
+type typedStringIndex[T any] struct {
+	fn    func(T) (string, string)
+	join  bool
+	extra func(T) int // nil: nothing is appended (unique index)
+}
+
+func stringIndex[T any](fn func(T) string) *typedStringIndex[T] {
+	return &typedStringIndex[T]{fn: func(t T) (string, string) { return fn(t), "" }}
+}
 
 func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
 	t, ok := obj.(T)
 	if !ok {
 		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
 	}
-	v := ix.fn(t)
-	if v == "" {
+	a, b := ix.fn(t)
+	n := len(a)
+	if ix.join {
+		n += 1 + len(b)
+	}
+	if n == 0 {
 		return false, nil, nil
 	}
-	return true, append([]byte(v), 0), nil
+	size := n + 1
+	if ix.extra != nil {
+		size += ix.extra(t)
+	}
+	key := append(make([]byte, 0, size), a...)
+	if ix.join {
+		key = append(append(key, '/'), b...)
+	}
+	return true, append(key, 0), nil
 }
 
 func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
@@ -133,10 +165,12 @@ func (ix *typedStringIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 }
 
 // typedAddrIndex indexes records of type T by addresses in binary (short keys
-// make radix inserts cheap).
-type typedAddrIndex[T any] struct{ fn func(T) []netip.Addr }
-
-func addrIndex[T any](fn func(T) []netip.Addr) *typedAddrIndex[T] { return &typedAddrIndex[T]{fn: fn} }
+// make radix inserts cheap). The keys of one record share one buffer with room
+// for extra bytes after each (see typedStringIndex).
+type typedAddrIndex[T any] struct {
+	fn    func(T) []netip.Addr
+	extra func(T) int
+}
 
 func (ix *typedAddrIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
 	t, ok := obj.(T)
@@ -147,9 +181,22 @@ func (ix *typedAddrIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
 	if len(addrs) == 0 {
 		return false, nil, nil
 	}
+	extra := 0
+	if ix.extra != nil {
+		extra = ix.extra(t)
+	}
+	size := 0
+	for _, a := range addrs {
+		size += addrKeyLen(a) + extra
+	}
+	buf := make([]byte, 0, size)
 	out := make([][]byte, 0, len(addrs))
 	for _, a := range addrs {
-		out = append(out, addrKey(a))
+		start := len(buf)
+		buf = appendAddrKey(buf, a)
+		// Capped so that an append to this key cannot run into the next one.
+		out = append(out, buf[start:len(buf):len(buf)+extra])
+		buf = buf[:len(buf)+extra]
 	}
 	return true, out, nil
 }
@@ -162,19 +209,27 @@ func (ix *typedAddrIndex[T]) FromArgs(args ...any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("index: argument is %T, want netip.Addr", args[0])
 	}
-	return addrKey(a), nil
+	return appendAddrKey(nil, a), nil
 }
 
-// addrKey is a family byte and the address: fixed length per family, so no key
-// is a prefix of another (memdb looks non-unique indexes up by prefix).
-func addrKey(a netip.Addr) []byte {
+// appendAddrKey appends a family byte and the address: fixed length per
+// family, so no key is a prefix of another (memdb looks non-unique indexes up by
+// prefix).
+func appendAddrKey(b []byte, a netip.Addr) []byte {
 	a = a.Unmap()
 	if a.Is4() {
-		b := a.As4()
-		return append([]byte{4}, b[:]...)
+		v := a.As4()
+		return append(append(b, 4), v[:]...)
 	}
-	b := a.As16()
-	return append([]byte{6}, b[:]...)
+	v := a.As16()
+	return append(append(b, 6), v[:]...)
+}
+
+func addrKeyLen(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 5
+	}
+	return 17
 }
 
 func stringArg(args []any) ([]byte, error) {
