@@ -39,12 +39,7 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 		HostNetwork: p.Spec.HostNetwork,
 		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}
-	if len(p.Labels) > 0 {
-		r.Labels = make(labels.Set, len(p.Labels))
-		for k, v := range p.Labels {
-			r.Labels[k] = v
-		}
-	}
+	r.Labels = makeLabelList(p.Labels)
 	var errs []error
 	raw := make([]string, 0, 2)
 	for _, ip := range p.Status.PodIPs {
@@ -144,7 +139,7 @@ func samePod(a, b *podRecord) bool {
 		return a == nil && b == nil
 	}
 	return a.ID == b.ID && a.Node == b.Node && a.HostNetwork == b.HostNetwork && a.Finished == b.Finished &&
-		labels.Equals(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports, b.Ports)
+		slices.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports, b.Ports)
 }
 
 // resolve returns the ports of a pod named name with protocol proto.

@@ -3,6 +3,8 @@ package enforcer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	memdb "github.com/hashicorp/go-memdb"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -34,7 +36,7 @@ const (
 type podRecord struct {
 	ID, Namespace, Name string
 	Node                string
-	Labels              labels.Set
+	Labels              labelList
 	// IPs are the pod's parsed addresses (unmapped, deduplicated, sorted v4 first).
 	IPs         []netip.Addr
 	HostNetwork bool
@@ -43,6 +45,50 @@ type podRecord struct {
 	// Ports are the named container ports, restartable init containers included.
 	Ports []namedPort
 }
+
+// labelList is a pod's labels sorted by key. It implements labels.Labels for
+// selectors. One slice per pod instead of a map: 100,000 small maps were a large
+// part of building the model and of the live heap the GC scans; pods have few
+// labels, so a scan is as quick as a map lookup.
+type labelList []labelPair
+
+type labelPair struct{ Key, Value string }
+
+func makeLabelList(m map[string]string) labelList {
+	if len(m) == 0 {
+		return nil
+	}
+	l := make(labelList, 0, len(m))
+	for k, v := range m {
+		l = append(l, labelPair{k, v})
+	}
+	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key, b.Key) })
+	return l
+}
+
+// Lookup returns the value of label k and whether the label exists.
+func (l labelList) Lookup(k string) (string, bool) {
+	for i := range l {
+		if l[i].Key == k {
+			return l[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Has reports whether label k exists.
+func (l labelList) Has(k string) bool {
+	_, ok := l.Lookup(k)
+	return ok
+}
+
+// Get returns the value of label k ("" if absent).
+func (l labelList) Get(k string) string {
+	v, _ := l.Lookup(k)
+	return v
+}
+
+var _ labels.Labels = labelList(nil)
 
 // namedPort is one named container port.
 type namedPort struct {
@@ -261,6 +307,8 @@ type model struct {
 	db      *memdb.MemDB
 	w       *memdb.Txn
 	written map[string]map[string]any // table -> ID -> record (nil: removed) since the last commit
+	// committed reads the last committed state (nil until needed).
+	committed *memdb.Txn
 }
 
 func newModel() (*model, error) {
@@ -293,6 +341,7 @@ func (m *model) commit() {
 	}
 	// Dropped rather than cleared: after a full build it holds every pod.
 	m.written = nil
+	m.committed = nil
 }
 
 // put inserts or replaces the record obj whose ID is id.
@@ -332,7 +381,10 @@ func byID[T any](m *model, table, id string) T {
 		}
 		return obj.(T)
 	}
-	raw, err := m.db.Txn(false).First(table, indexID, id)
+	if m.committed == nil {
+		m.committed = m.db.Txn(false)
+	}
+	raw, err := m.committed.First(table, indexID, id)
 	if err != nil || raw == nil {
 		return zero
 	}
