@@ -59,6 +59,10 @@ type ControlPlaneOptions struct {
 	// ReadyTimeout bounds the wait for /readyz (default 90 s: the first start on a busy
 	// 2-core machine is slow).
 	ReadyTimeout time.Duration
+	// EtcdArgs and APIServerArgs are appended to the flags the harness gives etcd and
+	// kube-apiserver (a later flag wins), e.g. --quota-backend-bytes for a benchmark
+	// that stores many objects.
+	EtcdArgs, APIServerArgs []string
 }
 
 // StartControlPlane starts etcd and kube-apiserver on random free ports of 127.0.0.1
@@ -100,7 +104,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 	cp.Host = "https://127.0.0.1:" + strconv.Itoa(apiPort)
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
-	cp.etcd, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), []string{
+	cp.etcd, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), append([]string{
 		filepath.Join(bin, "etcd"),
 		"--name=nftw-it",
 		"--data-dir=" + filepath.Join(dir, "etcd-data"),
@@ -112,7 +116,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 		"--log-level=warn",
 		// Tests are short-lived: no need to sync every write to disk.
 		"--unsafe-no-fsync",
-	}, os.Environ())
+	}, opts.EtcdArgs...), os.Environ())
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +140,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 		return nil, fmt.Errorf("write tokens: %w", err)
 	}
 	certDir := filepath.Join(dir, "certs")
-	cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), []string{
+	cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), append([]string{
 		filepath.Join(bin, "kube-apiserver"),
 		"--etcd-servers=" + etcdURL,
 		"--secure-port=" + strconv.Itoa(apiPort),
@@ -151,7 +155,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 		"--service-cluster-ip-range=198.19.0.0/16",
 		"--endpoint-reconciler-type=none",
 		"--v=1",
-	}, os.Environ())
+	}, opts.APIServerArgs...), os.Environ())
 	if err != nil {
 		return nil, err
 	}

@@ -45,15 +45,58 @@ func (e *Env) StartDaemons() error {
 	return nil
 }
 
+// daemonHTTPClient talks to the daemon's health and metrics address, which listens
+// inside the node namespace.
+func (n *Node) daemonHTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialInNetns(n.Netns, addr, timeout)
+		}},
+	}
+}
+
+// DaemonGet fetches path (e.g. "/metrics") from the daemon's health and metrics
+// address inside the node namespace and returns the body of a 200 answer.
+func (n *Node) DaemonGet(ctx context.Context, path string) ([]byte, error) {
+	hc := n.daemonHTTPClient(10 * time.Second)
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+daemonHealthAddr+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("daemon request %s: %w", path, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("daemon of %s: GET %s: %w", n.Name, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("daemon of %s: read %s: %w", n.Name, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("daemon of %s: GET %s: %s", n.Name, path, resp.Status)
+	}
+	return body, nil
+}
+
+// DaemonPID is the process ID of the node's running daemon, or 0 if none runs. `ip
+// netns exec` replaces itself with the daemon, so this is the daemon's own PID (for
+// /proc/PID/status in memory benchmarks).
+func (n *Node) DaemonPID() int {
+	if n.daemon == nil {
+		return 0
+	}
+	if done, _ := n.daemon.exited(); done {
+		return 0
+	}
+	return n.daemon.cmd.Process.Pid
+}
+
 // WaitDaemonReady polls the daemon's /readyz inside the node namespace until it answers
 // 200, the daemon ends, or bound passes.
 func (n *Node) WaitDaemonReady(bound time.Duration) error {
-	hc := &http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialInNetns(n.Netns, addr, 2*time.Second)
-		}},
-	}
+	hc := n.daemonHTTPClient(2 * time.Second)
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(bound)
 	last := "no answer"

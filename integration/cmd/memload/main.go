@@ -1,0 +1,543 @@
+// Command memload measures the memory of one nftwarden daemon that watches a large
+// cluster held by a real API server.
+//
+// It starts etcd and kube-apiserver through the integration harness, creates
+// namespaces (one per 100 pods, each with its "default" ServiceAccount) and NetworkPolicies
+// (10 per namespace), then starts the real `nftwarden run` for one simulated node (a
+// network namespace) and measures it: that is the baseline, with no pods. It stops the
+// daemon, creates the pods, written as a kubelet would (spec with two containers,
+// images, env, resources, named ports, labels and annotations; spec.nodeName spread
+// over 500 node names; status Running with a unique pod IP from 198.18.64.0 upward
+// through pods/status), starts the daemon again and measures it once more. Per pod is
+// (measure with pods - baseline) / pods, so the policies' and the runtime's own
+// memory do not count.
+//
+// Each measure waits for /readyz (the first full reconcile has programmed the table,
+// which needs every informer synced), lets the daemon settle, then reads VmRSS and
+// VmHWM from /proc/PID/status and go_memstats_heap_inuse_bytes from /metrics.
+//
+// Run it through scripts/bench-daemon-memory.sh (as root), which builds the control
+// plane first. Everything is removed at the end, also on Ctrl-C.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nftwarden/nftwarden/integration/cluster"
+)
+
+type config struct {
+	pods, podsPerNS, policiesPerNS, nodes, workers int
+	settle, readyTimeout                           time.Duration
+	jsonOut                                        string
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.pods, "pods", 100000, "pods to create")
+	flag.IntVar(&cfg.podsPerNS, "pods-per-namespace", 100, "pods per namespace (namespaces = pods / this)")
+	flag.IntVar(&cfg.policiesPerNS, "policies-per-namespace", 10, "NetworkPolicies per namespace")
+	flag.IntVar(&cfg.nodes, "nodes", 500, "node names the pods are spread over (one of them is the measured daemon's)")
+	flag.IntVar(&cfg.workers, "workers", 32, "concurrent API clients while creating objects")
+	// Past 2 minutes without a GC the Go runtime forces one, so after 130 s the
+	// garbage of the first sync is collected and mostly returned to the OS.
+	flag.DurationVar(&cfg.settle, "settle", 130*time.Second, "wait after /readyz before measuring")
+	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 30*time.Minute, "bound for the daemon's /readyz")
+	flag.StringVar(&cfg.jsonOut, "json", "", "also write the results to this file as JSON")
+	flag.Parse()
+
+	stop := cluster.HandleSignals()
+	err := run(cfg)
+	cluster.CleanupAll()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memload failed:", err)
+		os.Exit(1)
+	}
+}
+
+// measure is one reading of the daemon.
+type measure struct {
+	ReadySec   float64 `json:"ready_seconds"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+	HeapInuse  int64   `json:"heap_inuse_bytes"`
+	HeapAlloc  int64   `json:"heap_alloc_bytes"`
+	NextGC     int64   `json:"next_gc_bytes"`
+	PodsKnown  int64   `json:"pods_known"`
+	LocalPods  int64   `json:"local_pods"`
+	Policies   int64   `json:"policies_known"`
+	Elements   int64   `json:"programmed_elements"`
+	Goroutines int64   `json:"goroutines"`
+	SettleSec  float64 `json:"settle_seconds"`
+}
+
+type result struct {
+	Pods           int     `json:"pods"`
+	Namespaces     int     `json:"namespaces"`
+	Policies       int     `json:"policies"`
+	Nodes          int     `json:"nodes"`
+	CreateNSPolSec float64 `json:"create_namespaces_policies_seconds"`
+	CreatePodsSec  float64 `json:"create_pods_seconds"`
+	Baseline       measure `json:"baseline"`
+	Loaded         measure `json:"loaded"`
+	RSSPerPod      float64 `json:"rss_bytes_per_pod"`
+	HeapPerPod     float64 `json:"heap_inuse_bytes_per_pod"`
+	LoadAvg        string  `json:"loadavg_at_end"`
+}
+
+func run(cfg config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("run as root: the daemon runs in a network namespace and programs nftables there")
+	}
+	if cfg.pods < 1 || cfg.podsPerNS < 1 || cfg.nodes < 1 || cfg.workers < 1 {
+		return errors.New("-pods, -pods-per-namespace, -nodes and -workers must be positive")
+	}
+	// 198.18.64.0 up to 198.19.255.255, skipping .0 and .255 of every /24.
+	if max := (256 - 64 + 256) * 254; cfg.pods > max {
+		return fmt.Errorf("at most %d pods fit in 198.18.64.0-198.19.255.255", max)
+	}
+	ctx := context.Background()
+	if _, err := cluster.RemoveStale(); err != nil {
+		return err
+	}
+	fmt.Printf("# memload: %d pods, load average %s on %d-CPU machine\n", cfg.pods, loadAvg(), runtime.NumCPU())
+
+	start := time.Now()
+	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{
+		// 100,000 pods with their status updates and 10,000 policies are far below 8 GiB,
+		// but above etcd's default 2 GiB quota once its history is counted.
+		EtcdArgs: []string{"--quota-backend-bytes=8589934592"},
+	})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	fmt.Printf("control plane ready in %s\n", since(start))
+
+	env, err := cluster.NewEnv(ctx, cp, cluster.Options{Nodes: 1})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	node := env.Nodes[0]
+
+	rc := rest.CopyConfig(cp.Config)
+	rc.QPS, rc.Burst = 5000, 10000
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+
+	nsCount := (cfg.pods + cfg.podsPerNS - 1) / cfg.podsPerNS
+	res := result{Pods: cfg.pods, Namespaces: nsCount, Policies: nsCount * cfg.policiesPerNS, Nodes: cfg.nodes}
+	namespaces := make([]string, nsCount)
+	for i := range namespaces {
+		namespaces[i] = fmt.Sprintf("team-%04d", i)
+	}
+
+	start = time.Now()
+	err = parallel(ctx, cfg.workers, nsCount, "namespaces", func(ctx context.Context, i int) error {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespaces[i], Labels: map[string]string{
+			"team": fmt.Sprintf("t%d", i%50), "env": []string{"prod", "staging", "dev"}[i%3],
+		}}}
+		if _, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create namespace %s: %w", ns.Name, err)
+		}
+		// No controller-manager runs; pods cannot be created without this account.
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}
+		if _, err := client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create service account in %s: %w", ns.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = parallel(ctx, cfg.workers, res.Policies, "policies", func(ctx context.Context, i int) error {
+		np := policy(namespaces[i/cfg.policiesPerNS], i%cfg.policiesPerNS)
+		if _, err := client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create policy %s/%s: %w", np.Namespace, np.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.CreateNSPolSec = time.Since(start).Seconds()
+	fmt.Printf("created %d namespaces and %d policies in %s\n", nsCount, res.Policies, since(start))
+
+	if res.Baseline, err = measureDaemon(ctx, node, cfg, "baseline (0 pods)"); err != nil {
+		return err
+	}
+	node.StopDaemon()
+
+	nodeNames := make([]string, cfg.nodes)
+	nodeNames[0] = node.Name
+	for i := 1; i < cfg.nodes; i++ {
+		nodeNames[i] = fmt.Sprintf("bench-node-%03d", i)
+	}
+	start = time.Now()
+	err = parallel(ctx, cfg.workers, cfg.pods, "pods", func(ctx context.Context, i int) error {
+		p := pod(namespaces[i/cfg.podsPerNS], i, nodeNames[i%cfg.nodes])
+		created, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("create pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		created.Status = podStatus(i, created.CreationTimestamp)
+		if _, err := client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("status of pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.CreatePodsSec = time.Since(start).Seconds()
+	fmt.Printf("created %d pods (with status) in %s (%.0f pods/s)\n", cfg.pods, since(start), float64(cfg.pods)/res.CreatePodsSec)
+
+	if res.Loaded, err = measureDaemon(ctx, node, cfg, fmt.Sprintf("loaded (%d pods)", cfg.pods)); err != nil {
+		return err
+	}
+	if res.Loaded.PodsKnown != int64(cfg.pods) {
+		return fmt.Errorf("daemon knows %d pods, want %d", res.Loaded.PodsKnown, cfg.pods)
+	}
+	node.StopDaemon()
+
+	res.RSSPerPod = float64(res.Loaded.RSSBytes-res.Baseline.RSSBytes) / float64(cfg.pods)
+	res.HeapPerPod = float64(res.Loaded.HeapInuse-res.Baseline.HeapInuse) / float64(cfg.pods)
+	res.LoadAvg = loadAvg()
+	fmt.Printf("\n== result: %d pods, %d namespaces, %d policies, %d node names\n", cfg.pods, nsCount, res.Policies, cfg.nodes)
+	fmt.Printf("creation: namespaces+policies %.0fs, pods (create + status) %.0fs\n", res.CreateNSPolSec, res.CreatePodsSec)
+	fmt.Printf("%-22s %10s %10s %10s %10s %10s\n", "", "ready", "RSS", "peak RSS", "heap inuse", "next GC")
+	for _, m := range []struct {
+		name string
+		m    measure
+	}{{"baseline (0 pods)", res.Baseline}, {"loaded", res.Loaded}} {
+		fmt.Printf("%-22s %9.1fs %10s %10s %10s %10s\n", m.name, m.m.ReadySec, mib(m.m.RSSBytes), mib(m.m.PeakRSS), mib(m.m.HeapInuse), mib(m.m.NextGC))
+	}
+	fmt.Printf("per pod: RSS %.0f B (%.2f KiB), heap in use %.0f B (%.2f KiB)\n",
+		res.RSSPerPod, res.RSSPerPod/1024, res.HeapPerPod, res.HeapPerPod/1024)
+	fmt.Printf("load average at end: %s\n", res.LoadAvg)
+	if cfg.jsonOut != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode results: %w", err)
+		}
+		if err := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", cfg.jsonOut, err)
+		}
+	}
+	return nil
+}
+
+// measureDaemon starts the node's daemon, waits for /readyz, lets it settle and reads
+// its memory.
+func measureDaemon(ctx context.Context, node *cluster.Node, cfg config, what string) (measure, error) {
+	start := time.Now()
+	if err := node.StartDaemon(); err != nil {
+		return measure{}, err
+	}
+	if err := node.WaitDaemonReady(cfg.readyTimeout); err != nil {
+		return measure{}, err
+	}
+	m := measure{ReadySec: time.Since(start).Seconds(), SettleSec: cfg.settle.Seconds()}
+	fmt.Printf("%s: daemon ready in %s; settling %s\n", what, since(start), cfg.settle)
+	time.Sleep(cfg.settle)
+	pid := node.DaemonPID()
+	if pid == 0 {
+		return measure{}, fmt.Errorf("daemon of %s is not running: %w", node.Name, node.DaemonExited())
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return measure{}, fmt.Errorf("daemon status: %w", err)
+	}
+	if m.RSSBytes, err = procKiB(status, "VmRSS"); err != nil {
+		return measure{}, err
+	}
+	if m.PeakRSS, err = procKiB(status, "VmHWM"); err != nil {
+		return measure{}, err
+	}
+	body, err := node.DaemonGet(ctx, "/metrics")
+	if err != nil {
+		return measure{}, err
+	}
+	for name, dst := range map[string]*int64{
+		"go_memstats_heap_inuse_bytes":  &m.HeapInuse,
+		"go_memstats_heap_alloc_bytes":  &m.HeapAlloc,
+		"go_memstats_next_gc_bytes":     &m.NextGC,
+		"nftwarden_pods_known":          &m.PodsKnown,
+		"nftwarden_local_pods":          &m.LocalPods,
+		"nftwarden_policies_known":      &m.Policies,
+		"nftwarden_programmed_elements": &m.Elements,
+		"go_goroutines":                 &m.Goroutines,
+	} {
+		if *dst, err = metric(body, name); err != nil {
+			return measure{}, err
+		}
+	}
+	fmt.Printf("%s: RSS %s (peak %s), heap in use %s (allocated %s, next GC at %s); daemon knows %d pods (%d local), %d policies; %d set/map elements programmed\n",
+		what, mib(m.RSSBytes), mib(m.PeakRSS), mib(m.HeapInuse), mib(m.HeapAlloc), mib(m.NextGC), m.PodsKnown, m.LocalPods, m.Policies, m.Elements)
+	return m, nil
+}
+
+// procKiB reads a "Name:   123 kB" line of /proc/PID/status, in bytes.
+func procKiB(status []byte, name string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != name {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc status %s: %w", name, err)
+		}
+		return n * 1024, nil
+	}
+	return 0, fmt.Errorf("/proc status has no %s", name)
+}
+
+// metric reads an unlabelled sample of the Prometheus text format.
+func metric(body []byte, name string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || k != name {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %w", name, err)
+		}
+		return int64(f), nil
+	}
+	return 0, fmt.Errorf("metric %s not served", name)
+}
+
+// parallel runs f(0..n-1) on workers goroutines, prints progress every 15 s, and
+// returns the first error (the rest of the work is then skipped).
+func parallel(ctx context.Context, workers, n int, what string, f func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := withRetry(ctx, func(ctx context.Context) error { return f(ctx, i) }); err != nil {
+					cancel(err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	start := time.Now()
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-finished:
+			return context.Cause(ctx)
+		case <-tick.C:
+			d := done.Load()
+			fmt.Printf("  %s: %d/%d (%.0f/s)\n", what, d, n, float64(d)/time.Since(start).Seconds())
+		}
+	}
+}
+
+// withRetry retries a call that timed out or met a busy API server a few times; a
+// loaded 2-core machine makes single requests slow now and then.
+func withRetry(ctx context.Context, f func(context.Context) error) error {
+	var err error
+	for attempt := range 5 {
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err = f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Second)
+	}
+	return err
+}
+
+// pod is a typical Deployment replica: an app container and a sidecar, with images,
+// env, resources, probes, named ports, labels and annotations as a controller and
+// admission would leave them.
+func pod(ns string, i int, nodeName string) *corev1.Pod {
+	app := fmt.Sprintf("app-%d", i%10)
+	hash := fmt.Sprintf("%08x", uint32(i/10)*2654435761)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns,
+			Name:      fmt.Sprintf("%s-%s-%05d", app, hash[:6], i),
+			Labels: map[string]string{
+				"app.kubernetes.io/name":    app,
+				"app.kubernetes.io/part-of": "shop",
+				"app.kubernetes.io/version": fmt.Sprintf("1.%d.0", i%7),
+				"tier":                      []string{"frontend", "backend", "db"}[i%3],
+				"pod-template-hash":         hash[:6],
+				"security.example.com/zone": []string{"a", "b"}[i%2],
+			},
+			Annotations: map[string]string{
+				"prometheus.io/scrape":                    "true",
+				"prometheus.io/port":                      "9090",
+				"kubectl.kubernetes.io/default-container": "app",
+			},
+		},
+		Spec: corev1.PodSpec{
+			NodeName: nodeName,
+			Containers: []corev1.Container{
+				{
+					Name:  "app",
+					Image: fmt.Sprintf("registry.example.com/shop/%s:1.%d.0", app, i%7),
+					Args:  []string{"--listen=:8080", "--metrics=:9090", "--log-level=info"},
+					Ports: []corev1.ContainerPort{
+						{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+						{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
+					},
+					Env: []corev1.EnvVar{
+						{Name: "APP_NAME", Value: app},
+						{Name: "DATABASE_URL", Value: "postgres://db." + ns + ".svc:5432/shop"},
+						{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+						{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+					},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")},
+					},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}, PeriodSeconds: 10},
+				},
+				{
+					Name:  "proxy",
+					Image: "registry.example.com/infra/envoy:1.31.2",
+					Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000, Protocol: corev1.ProtocolTCP}},
+					Env:   []corev1.EnvVar{{Name: "ENVOY_UID", Value: "1337"}},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+					},
+				},
+			},
+		},
+	}
+}
+
+// podIP is the i-th address from 198.18.64.1 upward, skipping .0 and .255.
+func podIP(i int) netip.Addr {
+	block, host := i/254, i%254+1
+	return netip.AddrFrom4([4]byte{198, byte(18 + (64+block)/256), byte((64 + block) % 256), byte(host)})
+}
+
+func podStatus(i int, created metav1.Time) corev1.PodStatus {
+	ip := podIP(i).String()
+	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: created}}
+	return corev1.PodStatus{
+		Phase:     corev1.PodRunning,
+		HostIP:    "198.18.0.1",
+		HostIPs:   []corev1.HostIP{{IP: "198.18.0.1"}},
+		PodIP:     ip,
+		PodIPs:    []corev1.PodIP{{IP: ip}},
+		StartTime: &created,
+		QOSClass:  corev1.PodQOSBurstable,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: created},
+			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: created},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: created},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: created},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "app", Ready: true, State: running, Image: "registry.example.com/shop/app", ImageID: "registry.example.com/shop/app@sha256:0f3a1b", ContainerID: fmt.Sprintf("containerd://%064x", i)},
+			{Name: "proxy", Ready: true, State: running, Image: "registry.example.com/infra/envoy:1.31.2", ImageID: "registry.example.com/infra/envoy@sha256:9c1d2e", ContainerID: fmt.Sprintf("containerd://%064x", i+1<<40)},
+		},
+	}
+}
+
+// policy is the k-th of a namespace's policies: a mix of what clusters use (default
+// deny, allow from a tier, from other namespaces, named and numbered ports, egress to
+// DNS and to an ipBlock with except).
+func policy(ns string, k int) *networkingv1.NetworkPolicy {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	port := func(p intstr.IntOrString, proto *corev1.Protocol) networkingv1.NetworkPolicyPort {
+		return networkingv1.NetworkPolicyPort{Port: &p, Protocol: proto}
+	}
+	app := fmt.Sprintf("app-%d", k)
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("policy-%d", k)}}
+	sel := metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": app}}
+	switch k % 5 {
+	case 0: // default deny ingress for the namespace
+		np.Spec = networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}
+	case 1: // from the frontend tier to a named port
+		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, Ingress: []networkingv1.NetworkPolicyIngressRule{{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "frontend"}}}},
+			Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromString("http"), &tcp)},
+		}}}
+	case 2: // from monitoring namespaces to the metrics port
+		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, Ingress: []networkingv1.NetworkPolicyIngressRule{{
+			From: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}}}},
+				PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"security.example.com/zone": "a"}},
+			}},
+			Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromString("metrics"), &tcp), port(intstr.FromInt32(15000), &tcp)},
+		}}}
+	case 3: // egress to DNS and to a team's namespaces
+		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{
+				{Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromInt32(53), &udp), port(intstr.FromInt32(53), &tcp)}},
+				{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("t%d", k)}}}}},
+			}}
+	default: // egress to an external range with an exception, port range
+		end := int32(8443)
+		p := port(intstr.FromInt32(8000), &tcp)
+		p.EndPort = &end
+		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{{
+				To:    []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.18.0.0/16", Except: []string{"198.18.1.0/24"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{p},
+			}}}
+	}
+	return np
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
