@@ -36,6 +36,10 @@ type compiler struct {
 	shared   map[string]int         // cidr and ports sets: references
 	allNamed map[*namedSet]struct{} // egress named sets of rules without peers
 	local    map[string]*localPod   // local active pods by ID
+	// localByNS holds the same pods by namespace: the pods a new policy may
+	// select (the model has no index by node for that: each index costs a
+	// radix insert per pod cluster-wide, for a query about a few local pods).
+	localByNS map[string]map[string]*localPod
 	// localPerNS counts the local active pods per namespace: the policies of a
 	// namespace are programmed while it has one, so that label changes and most
 	// pod churn touch only elements, while a node carries only what its pods need.
@@ -91,6 +95,7 @@ func newCompiler(node string, m *model) *compiler {
 		shared:       map[string]int{},
 		allNamed:     map[*namedSet]struct{}{},
 		local:        map[string]*localPod{},
+		localByNS:    map[string]map[string]*localPod{},
 		localPerNS:   map[string]int{},
 	}
 	for d := range 2 {
@@ -507,9 +512,11 @@ func (c *compiler) addPolicy(p *policy) {
 	}
 	m[p.id] = p
 	var touched []*localPod
-	for _, rec := range c.m.podsInNamespaceOnNode(p.ns, c.node) {
-		lp := c.local[rec.ID]
-		if lp == nil || !p.podSel.Matches(rec.Labels) {
+	locals := c.localByNS[p.ns]
+	for _, id := range sortedKeys(locals) { // ID order: the first claimer of a shared address wins
+		lp := locals[id]
+		rec := lp.rec
+		if !p.podSel.Matches(rec.Labels) {
 			continue
 		}
 		for dir, d := range p.dirs {
@@ -610,6 +617,10 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 		if lp == nil {
 			lp = &localPod{pols: [2]map[string]*policy{{}, {}}}
 			c.local[id] = lp
+			if c.localByNS[ns] == nil {
+				c.localByNS[ns] = map[string]*localPod{}
+			}
+			c.localByNS[ns][id] = lp
 		}
 		prev := lp.rec
 		lp.rec = cur
@@ -640,6 +651,7 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 		c.syncLocalPodFrom(lp, prev)
 		if !isLocal {
 			delete(c.local, id)
+			removeKey(c.localByNS, ns, id)
 		}
 	}
 	if wasLocal && !isLocal {

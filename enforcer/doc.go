@@ -22,21 +22,22 @@
 // # Incremental by construction
 //
 // Every upsert and delete updates only the objects it affects, found through
-// indexes (pods by namespace and IP, selector groups by namespace, policies by
-// namespace), and records them in an nft.Scope. Flush diffs the programmed state
-// against the desired state within that scope and sends one transaction; an
-// identical upsert sends nothing. Any failure makes the next Flush a full
+// indexes (pods by namespace, as a prefix of their ID, and by IP, selector
+// groups by namespace, policies by namespace), and records them in an
+// nft.Scope. Flush diffs the programmed state against the desired state within
+// that scope and sends one transaction; an identical upsert sends nothing. Any failure makes the next Flush a full
 // Reconcile.
 //
 // # Cost
 //
 // Writes to the model go into one go-memdb write transaction per burst,
 // committed at the next Flush (one transaction per object costs tens of
-// microseconds of radix-tree copying). Pods have three indexes: ID, IP, and a
-// compound namespace/node key that serves both "pods of a namespace" and "pods
-// of this node in a namespace". A pod change re-checks only the selector groups
-// of its namespace and the policies of its namespace; a namespace label change
-// re-checks the namespace-selector groups. Policy direction chains are stable
+// microseconds of radix-tree copying). Pods have two indexes: ID ("ns/name",
+// whose prefix "ns/" finds the pods of a namespace) and IP; the local pods of a
+// namespace, which a new policy may select, are kept by the compiler. A pod
+// change re-checks only the selector groups of its namespace and the policies
+// of its namespace; a namespace label change re-checks the namespace-selector
+// groups. Policy direction chains are stable
 // while their namespace keeps a local pod. A change costs tens to a few hundred
 // microseconds and sends a handful of operations regardless of cluster size
 // (see BenchmarkEngineDelta*); the first full build of a 100,000-pod cluster is

@@ -23,13 +23,12 @@ const (
 	indexID        = "id"        // every table: "ns/name" (namespaces: name)
 	indexIP        = "ip"        // pods: each IP of an active pod (multi-value, 4 or 16 bytes)
 	indexNamespace = "namespace" // policies: namespace
-	// indexNamespaceNode is namespace + "/" + spec.nodeName for pods: the prefix
-	// "ns/" (indexNamespaceNode+"_prefix") finds the pods of a namespace, the key
-	// "ns/node" those of one node in it (the local pods a new policy may
-	// select). One compound index instead of two: every index costs a radix
-	// insert per pod, the biggest part of building the model for 100,000 pods.
-	indexNamespaceNode = "namespace-node"
 )
+
+// Pods have no index by namespace: their ID "ns/name" starts with it, so the
+// ID index finds the pods of a namespace by prefix. Every index costs a radix
+// insert per pod, the biggest part of building the model for 100,000 pods.
+// (The local pods a new policy may select are the compiler's localByNS.)
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
 // inserted: an update inserts a new record.
@@ -123,11 +122,6 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePods,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
-				indexNamespaceNode: {Name: indexNamespaceNode, Indexer: &typedStringIndex[*podRecord]{
-					fn:    func(p *podRecord) (string, string) { return p.Namespace, p.Node },
-					join:  true,
-					extra: podIDLen,
-				}},
 				indexIP: {Name: indexIP, AllowMissing: true, Indexer: &typedAddrIndex[*podRecord]{
 					fn: func(p *podRecord) []netip.Addr {
 						if !p.active() {
@@ -150,7 +144,7 @@ func newSchema() *memdb.DBSchema {
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
 				indexNamespace: {Name: indexNamespace, Indexer: &typedStringIndex[*policyRecord]{
-					fn:    func(p *policyRecord) (string, string) { return p.Namespace, "" },
+					fn:    func(p *policyRecord) string { return p.Namespace },
 					extra: func(p *policyRecord) int { return len(p.ID) + 1 },
 				}},
 			},
@@ -162,42 +156,31 @@ func newSchema() *memdb.DBSchema {
 // memdb appends to the keys of its non-unique indexes.
 func podIDLen(p *podRecord) int { return len(p.ID) + 1 }
 
-// typedStringIndex indexes records of type T by one string (join: two strings
-// joined by "/"); an empty key means the record is not in the index. Keys are
-// built in one allocation with room for extra bytes: memdb appends the primary
-// key to the keys of non-unique indexes, which then needs no second buffer.
+// typedStringIndex indexes records of type T by one string; an empty string
+// means the record is not in the index. A key is built in one allocation with
+// room for extra bytes: memdb appends the primary key to the keys of
+// non-unique indexes, which then needs no second buffer.
 type typedStringIndex[T any] struct {
-	fn    func(T) (string, string)
-	join  bool
+	fn    func(T) string
 	extra func(T) int // nil: nothing is appended (unique index)
 }
 
-func stringIndex[T any](fn func(T) string) *typedStringIndex[T] {
-	return &typedStringIndex[T]{fn: func(t T) (string, string) { return fn(t), "" }}
-}
+func stringIndex[T any](fn func(T) string) *typedStringIndex[T] { return &typedStringIndex[T]{fn: fn} }
 
 func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
 	t, ok := obj.(T)
 	if !ok {
 		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
 	}
-	a, b := ix.fn(t)
-	n := len(a)
-	if ix.join {
-		n += 1 + len(b)
-	}
-	if n == 0 {
+	v := ix.fn(t)
+	if v == "" {
 		return false, nil, nil
 	}
-	size := n + 1
+	size := len(v) + 1
 	if ix.extra != nil {
 		size += ix.extra(t)
 	}
-	key := append(make([]byte, 0, size), a...)
-	if ix.join {
-		key = append(append(key, '/'), b...)
-	}
-	return true, append(key, 0), nil
+	return true, append(append(make([]byte, 0, size), v...), 0), nil
 }
 
 func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
@@ -414,10 +397,10 @@ func (m *model) podsByIP(a netip.Addr) []*podRecord {
 	return all[*podRecord](m, tablePods, indexIP, a)
 }
 func (m *model) podsInNamespace(ns string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNamespaceNode+"_prefix", ns+"/")
-}
-func (m *model) podsInNamespaceOnNode(ns, node string) []*podRecord {
-	return all[*podRecord](m, tablePods, indexNamespaceNode, ns+"/"+node)
+	pods := all[*podRecord](m, tablePods, indexID+"_prefix", ns+"/")
+	// The prefix also finds a namespace "ns/x" (not a valid name, but the
+	// engine does not reject it).
+	return slices.DeleteFunc(pods, func(p *podRecord) bool { return p.Namespace != ns })
 }
 func (m *model) policiesInNamespace(ns string) []*policyRecord {
 	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)
