@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// TestNamedPortEgressIPBlock documents where nftwarden and Cyclonus (and
-// kube-network-policies) read the API differently: an egress rule with a
-// named port and an ipBlock peer that holds a pod's IP. Cyclonus resolves the
-// name on the destination pod (allowed); nftwarden matches nothing (denied),
-// on the ground that an ipBlock peer has no named ports. Kubernetes leaves
+// TestNamedPortEgressIPBlock documents where nftwarden and Cyclonus read the
+// API differently: an egress rule with a named port and an ipBlock peer that
+// holds a pod's IP. Cyclonus's matcher resolves the name on the destination
+// pod whatever the peer kind (allowed); nftwarden matches nothing (denied), on
+// the ground that an ipBlock peer has no named ports. Kubernetes leaves
 // ipBlocks over pod IPs implementation-defined, so this runs only with
 // NFTW_CONFORMANCE_STRICT=1.
 func TestNamedPortEgressIPBlock(t *testing.T) {
