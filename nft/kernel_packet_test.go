@@ -26,8 +26,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,67 +40,29 @@ type testPod struct {
 	ns     *nfttest.NetNS
 }
 
-const (
-	gw4 = "198.19.255.1"
-	gw6 = "2001:db8:ffff::1"
+var (
+	gw4 = netip.MustParseAddr("198.19.255.1")
+	gw6 = netip.MustParseAddr("2001:db8:ffff::1")
 )
-
-func run(t *testing.T, ns *nfttest.NetNS, script string) {
-	t.Helper()
-	for _, line := range strings.Split(script, "\n") {
-		args := strings.Fields(line)
-		if len(args) == 0 {
-			continue
-		}
-		if out, err := ns.Exec(args[0], args[1:]...); err != nil {
-			t.Fatalf("%s: %v\n%s", line, err, out)
-		}
-	}
-}
 
 // wire connects each pod to the node with a veth pair: routed (host routes,
 // forwarding) or bridged (one bridge, one subnet, br_netfilter passing bridged
 // IP traffic through the forward hook).
 func wire(t *testing.T, node *nfttest.NetNS, bridged bool, pods ...*testPod) {
 	t.Helper()
-	run(t, node, "ip link set lo up")
 	if bridged {
-		// br_netfilter is built in or loaded on this machine: the node
-		// namespace then has its own bridge-nf-call sysctls. Never load
-		// modules from a test: that would change the host.
-		if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
-			t.Skip("br_netfilter is not available (not built in, not loaded): bridged variant skipped")
-		}
-		run(t, node, `sysctl -qw net.bridge.bridge-nf-call-iptables=1
-			sysctl -qw net.bridge.bridge-nf-call-ip6tables=1
-			ip link add br0 type bridge
-			ip link set br0 up`)
+		nfttest.AddBridge(t, node, "br0")
 	} else {
-		run(t, node, `sysctl -qw net.ipv4.ip_forward=1
-			sysctl -qw net.ipv6.conf.all.forwarding=1`)
+		nfttest.EnableForwarding(t, node)
 	}
 	for _, p := range pods {
 		p.ns = nfttest.NewNetNS(t)
 		veth := "veth-" + p.name
-		run(t, node, fmt.Sprintf(`ip link add %[1]s type veth peer name eth0 netns %[2]s
-			ip link set %[1]s up`, veth, p.ns.Name))
-		run(t, p.ns, "ip link set lo up\nip link set eth0 up")
 		if bridged {
-			run(t, node, fmt.Sprintf("ip link set %s master br0", veth))
-			run(t, p.ns, fmt.Sprintf(`ip addr add %s/24 dev eth0
-				ip -6 addr add %s/64 dev eth0 nodad`, p.v4, p.v6))
+			nfttest.ConnectBridged(t, node, p.ns, "br0", netip.PrefixFrom(p.v4, 24), netip.PrefixFrom(p.v6, 64), veth)
 			continue
 		}
-		run(t, node, fmt.Sprintf(`ip addr add %[2]s/32 dev %[1]s
-			ip -6 addr add %[3]s/128 dev %[1]s nodad
-			ip route add %[4]s/32 dev %[1]s
-			ip -6 route add %[5]s/128 dev %[1]s`, veth, gw4, gw6, p.v4, p.v6))
-		run(t, p.ns, fmt.Sprintf(`ip addr add %[1]s/32 dev eth0
-			ip -6 addr add %[2]s/128 dev eth0 nodad
-			ip route add %[3]s dev eth0
-			ip route add default via %[3]s dev eth0
-			ip -6 route add %[4]s dev eth0
-			ip -6 route add default via %[4]s dev eth0`, p.v4, p.v6, gw4, gw6))
+		nfttest.ConnectRouted(t, node, p.ns, p.v4, p.v6, gw4, gw6, veth)
 	}
 }
 

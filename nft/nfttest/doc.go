@@ -1,7 +1,10 @@
 // Package nfttest helps privileged tests of nftwarden's nftables code: it
 // creates throwaway network namespaces (so no test touches the machine's own
-// ruleset), lists tables in them with the real nft binary, and normalizes nft
-// listings so that golden comparisons do not depend on element or block order.
+// ruleset), wires them into node and pod topologies over netlink (veth pairs,
+// routed or bridged, addresses, routes and per-namespace sysctls; see
+// ConnectRouted and ConnectBridged), lists tables in them with the real nft
+// binary, and normalizes nft listings so that golden comparisons do not depend
+// on element or block order.
 //
 // It is for tests only; the library never runs the nft binary.
 package nfttest
