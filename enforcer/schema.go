@@ -290,8 +290,11 @@ type model struct {
 	db      *memdb.MemDB
 	w       *memdb.Txn
 	written map[string]map[string]any // table -> ID -> record (nil: removed) since the last commit
-	// committed reads the last committed state (nil until needed).
-	committed *memdb.Txn
+	// committed reads the last committed state (nil until needed);
+	// committedEmpty caches, per table, whether that state has no record (a
+	// cold start: then a lookup of every new record costs nothing).
+	committed      *memdb.Txn
+	committedEmpty map[string]bool
 }
 
 func newModel() (*model, error) {
@@ -325,6 +328,7 @@ func (m *model) commit() {
 	// Dropped rather than cleared: after a full build it holds every pod.
 	m.written = nil
 	m.committed = nil
+	m.committedEmpty = nil
 }
 
 // put inserts or replaces the record obj whose ID is id.
@@ -366,6 +370,16 @@ func byID[T any](m *model, table, id string) T {
 	}
 	if m.committed == nil {
 		m.committed = m.db.Txn(false)
+		m.committedEmpty = map[string]bool{}
+	}
+	empty, known := m.committedEmpty[table]
+	if !known {
+		raw, err := m.committed.First(table, indexID)
+		empty = err == nil && raw == nil
+		m.committedEmpty[table] = empty
+	}
+	if empty {
+		return zero
 	}
 	raw, err := m.committed.First(table, indexID, id)
 	if err != nil || raw == nil {
