@@ -55,5 +55,34 @@ section "integration suite (needs root)"
 start=$SECONDS
 # -p 1: one test binary at a time; each runs its own control plane and daemons, and
 # probes that time out under CPU contention would make denied and allowed look alike.
-(cd integration && go test -count=1 -p 1 -timeout 40m ${INTEGRATION_RUN:+-run "$INTEGRATION_RUN"} ./...)
+pkgs=$(cd integration && go list ./... | grep -v '/conformance$')
+(cd integration && go test -count=1 -p 1 -timeout 40m ${INTEGRATION_RUN:+-run "$INTEGRATION_RUN"} $pkgs)
 echo "integration suite: $((SECONDS - start)) s"
+
+if [[ -n ${INTEGRATION_RUN:-} ]]; then
+	exit 0
+fi
+
+section "conformance: upstream NetworkPolicy e2e cases and generated cases"
+# The ported upstream cases with real packets over IPv4 and over IPv6 (the pods are
+# dual-stack: both addresses are in the API and in the sets), plus a
+# sample of generated cases; scripts/conformance.sh runs every variant and more
+# generated cases. Model-level runs (evaluator + compiled ruleset) cover all of them.
+start=$SECONDS
+export NFTW_CONFORMANCE=${NFTW_CONFORMANCE:-ipv4,ipv6}
+export NFTW_CONFORMANCE_GENERATED=${NFTW_CONFORMANCE_GENERATED:-30}
+log=$(mktemp "${TMPDIR:-/tmp}/nftw-conformance-XXXXXX.log")
+set +e
+(cd integration && go test -count=1 -timeout 60m -v ./conformance) >"$log" 2>&1
+rc=$?
+set -e
+# One line per case and the totals, the way conformance results are read; the
+# whole log only when something failed.
+grep -E '^(PASS|FAIL) |^[0-9]+ passed, [0-9]+ failed$|^--- conformance summary|^(ok|FAIL)[[:space:]]' "$log" || true
+if [[ $rc != 0 ]]; then
+	echo "conformance failed; full log follows" >&2
+	cat "$log" >&2
+fi
+rm -f "$log"
+echo "conformance: $((SECONDS - start)) s"
+exit $rc
