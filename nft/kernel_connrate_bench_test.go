@@ -1,0 +1,245 @@
+package nft_test
+
+// New-connection rate through a node namespace, with and without the program
+// loaded. IP plan (one routed topology per setup, each its own namespaces, so
+// the same addresses are reused):
+//
+//	pod a  198.19.250.10  eth0 ── veth-a ┐
+//	pod b  198.19.250.11  eth0 ── veth-b ┴─ node (forwarding on), gateway 198.19.255.1
+//
+// The addresses lie outside the range nodeState fills (198.18.0.0 up to about
+// 198.19.139.0), so only the elements added here match the two pods.
+//
+// Pod a opens TCP connections to pod b's port 8080 one after another and
+// closes each at once with SO_LINGER 0 (an RST: no TIME_WAIT, so the client's
+// ports never run out); pod b accepts and closes. Every connection is a new
+// conntrack entry in the node, so its SYN is judged by the policy chains,
+// not by the established fast path.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
+)
+
+var (
+	connRateA    = netip.MustParseAddr("198.19.250.10")
+	connRateB    = netip.MustParseAddr("198.19.250.11")
+	connRatePort = uint16(8080) // inside ports-00000 (tcp 8000-8100)
+)
+
+// connRateLoaded is nodeState(10_000) (10,000 policy chains, about 100,000
+// elements) plus the path a real new connection from a to b takes:
+//
+//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which allows
+//     ip daddr in a peer set holding b and (l4proto, dport) in ports-00000;
+//   - ingress: b in ingress-v4 → pod-in-bench, which jumps to ten policy
+//     chains of the generator as every generated pod does; the first nine
+//     (pol-in-00001..9) do not match a, the last, pol-in-00000, does: a is
+//     added to its peer set peer-v4-00000 and 8080 is in ports-00000.
+//
+// Both pod chains end in counter + drop like the generator's.
+var connRateLoaded = sync.OnceValue(func() *nft.State {
+	s := nodeState(10_000)
+	peers := s.Sets["peer-v4-00000"]
+	ea := nft.Element{Key: []nft.Value{nft.AddrValue(connRateA)}}
+	peers.Elements[nft.ElementID(peers, ea)] = ea
+
+	drop := nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}
+	var in []nft.Rule
+	for _, p := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 0} {
+		in = append(in, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("pol-in-%05d", p)}}})
+	}
+	addChain(s, nft.Chain{Name: "pod-in-bench", Rules: append(in, drop)})
+
+	addSet(s, nft.Set{Name: "peer-v4-bench", Key: []nft.KeyType{nft.TypeIPv4Addr}},
+		nft.Element{Key: []nft.Value{nft.AddrValue(connRateB)}})
+	addChain(s, nft.Chain{Name: "pol-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
+		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"},
+		nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: "ports-00000"},
+		accept(),
+	}}}})
+	addChain(s, nft.Chain{Name: "pod-eg-bench", Rules: []nft.Rule{
+		{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "pol-eg-bench"}}}, drop}})
+
+	put := func(m string, ip netip.Addr, chain string) {
+		e := nft.Element{Key: []nft.Value{nft.AddrValue(ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}}
+		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+	}
+	put("ingress-v4", connRateB, "pod-in-bench")
+	put("egress-v4", connRateA, "pod-eg-bench")
+	return s
+})
+
+// connRateSetup is one node with pods a and b and what was measured on it.
+type connRateSetup struct {
+	name     string
+	a        *nfttest.NetNS
+	conns    int
+	wall     time.Duration
+	cpu      time.Duration
+	slowConn int // connects that took a SYN retransmission (≥ 1 s)
+}
+
+// newConnRateSetup wires a node with pods a and b, starts the accept-and-close
+// server in b, and programs state into the node (nil: no nftables at all).
+// When isolated, a connection to a port outside the policy must be dropped,
+// which proves the measured connections really pass the policy path.
+func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool) *connRateSetup {
+	b.Helper()
+	node := nfttest.NewNetNS(b)
+	nfttest.EnableForwarding(b, node)
+	pa, pb := nfttest.NewNetNS(b), nfttest.NewNetNS(b)
+	nfttest.ConnectRouted(b, node, pa, connRateA, netip.Addr{}, gw4, netip.Addr{}, "veth-a")
+	nfttest.ConnectRouted(b, node, pb, connRateB, netip.Addr{}, gw4, netip.Addr{}, "veth-b")
+
+	var l net.Listener
+	if err := pb.Run(func() error {
+		var err error
+		l, err = net.Listen("tcp", netip.AddrPortFrom(connRateB, connRatePort).String())
+		return err
+	}); err != nil {
+		b.Fatalf("%s: listen in pod b: %v", name, err)
+	}
+	b.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue // e.g. a connection reset while queued
+			}
+			_ = c.Close()
+		}
+	}()
+
+	if state != nil {
+		k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(node.FD))
+		if err != nil {
+			b.Fatalf("%s: NewKernel: %v", name, err)
+		}
+		b.Cleanup(func() { _ = k.Close() })
+		applyState(b, k, state)
+	}
+	if isolated {
+		if err := pa.Run(func() error {
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(connRateB, 9090).String(), 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return fmt.Errorf("connected to a port no policy allows")
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil
+			}
+			return fmt.Errorf("want the SYN dropped (a timeout), got %w", err)
+		}); err != nil {
+			b.Fatalf("%s: denied probe: %v", name, err)
+		}
+	}
+	s := &connRateSetup{name: name, a: pa}
+	s.batch(b, 100) // warm up: neighbor entries, routes, caches
+	s.conns, s.wall, s.cpu, s.slowConn = 0, 0, 0, 0
+	return s
+}
+
+// batch opens and closes n connections from a to b, one at a time.
+func (s *connRateSetup) batch(b *testing.B, n int) {
+	b.Helper()
+	dst := netip.AddrPortFrom(connRateB, connRatePort).String()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	var slow int
+	c0, t0 := cpuTime(b), time.Now()
+	err := s.a.Run(func() error {
+		for range n {
+			start := time.Now()
+			c, err := d.Dial("tcp", dst)
+			if err != nil {
+				return err
+			}
+			if time.Since(start) >= time.Second {
+				slow++
+			}
+			tc := c.(*net.TCPConn)
+			if err := tc.SetLinger(0); err != nil {
+				tc.Close()
+				return fmt.Errorf("SO_LINGER 0: %w", err)
+			}
+			if err := tc.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.wall += time.Since(t0)
+	s.cpu += cpuTime(b) - c0
+	if err != nil {
+		b.Fatalf("%s: connect a -> %s: %v", s.name, dst, err)
+	}
+	s.conns += n
+	s.slowConn += slow
+}
+
+func (s *connRateSetup) rate() float64 { return float64(s.conns) / s.wall.Seconds() }
+
+func (s *connRateSetup) cpuPerConn() float64 {
+	return float64(s.cpu.Microseconds()) / float64(s.conns)
+}
+
+// connRateBatch is the size of one measured batch. Batches of the setups
+// alternate, so drifting load on a shared machine hits all of them alike.
+const connRateBatch = 2000
+
+// BenchmarkKernelConnRate measures new TCP connections per second between two
+// pods of a routed node, b.N connections per setup, in three setups measured
+// in alternating batches:
+//
+//   - no-table: no nftables in the node at all (and so no conntrack there);
+//   - skeleton: only the base chains and empty dispatch maps (conntrack on,
+//     every packet passes two base chains, no pod is isolated);
+//   - loaded: connRateLoaded, 10,000 policies and about 100,000 elements,
+//     with both pods isolated and the connection allowed by policy.
+//
+// Reported: conns/s (wall) and cpu-µs/conn (user+system time of the whole
+// process, which includes the kernel's forwarding work done in our threads)
+// per setup, and the ratios against no-table.
+func BenchmarkKernelConnRate(b *testing.B) {
+	loaded := connRateLoaded()
+	setups := []*connRateSetup{
+		newConnRateSetup(b, "no-table", nil, false),
+		newConnRateSetup(b, "skeleton", skeleton(), false),
+		newConnRateSetup(b, "loaded", loaded, true),
+	}
+	b.ResetTimer()
+	for round := 0; setups[0].conns < b.N; round++ {
+		n := min(connRateBatch, b.N-setups[0].conns)
+		// Rotate which setup goes first so none always follows another.
+		for i := range setups {
+			setups[(round+i)%len(setups)].batch(b, n)
+		}
+	}
+	b.StopTimer()
+	base := setups[0]
+	for _, s := range setups {
+		b.ReportMetric(s.rate(), s.name+"-conns/s")
+		b.ReportMetric(s.cpuPerConn(), s.name+"-cpu-µs/conn")
+		if s.slowConn > 0 {
+			b.Logf("%s: %d of %d connects waited for a SYN retransmission", s.name, s.slowConn, s.conns)
+		}
+	}
+	b.ReportMetric(0, "ns/op") // the loop's time per op mixes the three setups
+	l := setups[2]
+	b.ReportMetric(l.rate()/base.rate(), "loaded/no-table")
+	b.Logf("policies=10000 elements=%d conns/setup=%d: no-table %.0f conns/s (%.1f cpu-µs/conn), skeleton %.0f (%.1f), loaded %.0f (%.1f); loaded/no-table rate %.3f, skeleton/no-table %.3f",
+		countElements(loaded), base.conns, base.rate(), base.cpuPerConn(), setups[1].rate(), setups[1].cpuPerConn(),
+		l.rate(), l.cpuPerConn(), l.rate()/base.rate(), setups[1].rate()/base.rate())
+}
