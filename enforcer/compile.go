@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -513,7 +514,7 @@ func (c *compiler) addPolicy(p *policy) {
 	m[p.id] = p
 	var touched []*localPod
 	locals := c.localByNS[p.ns]
-	for _, id := range sortedKeys(locals) { // ID order: the first claimer of a shared address wins
+	for _, id := range slices.Sorted(maps.Keys(locals)) { // ID order: the first claimer of a shared address wins
 		lp := locals[id]
 		rec := lp.rec
 		if !p.podSel.Matches(rec.Labels) {
@@ -563,7 +564,7 @@ func (c *compiler) removePolicy(id string) {
 			c.deactivate(d)
 		}
 	}
-	for _, pid := range sortedKeys(touched) {
+	for _, pid := range slices.Sorted(maps.Keys(touched)) {
 		c.syncLocalPod(touched[pid])
 	}
 }
@@ -818,13 +819,4 @@ func removeKey[V any](m map[string]map[string]V, k, id string) {
 			delete(m, k)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

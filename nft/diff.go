@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -76,8 +77,8 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 		chainNames = union(from.Chains, to.Chains)
 		setNames = union(from.Sets, to.Sets)
 	} else {
-		chainNames = sortedKeys(scope.Chains)
-		setNames = sortedKeys(scope.Sets)
+		chainNames = slices.Sorted(maps.Keys(scope.Chains))
+		setNames = slices.Sorted(maps.Keys(scope.Sets))
 	}
 
 	// Definitions that changed must be recreated; rules referencing a recreated set
@@ -97,18 +98,18 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 	flushed := map[string]bool{}
 	var removed Scope // elements already deleted above
 	if len(recreateSet) > 0 || len(recreateChains) > 0 {
-		for _, cn := range sortedKeys(from.Chains) {
+		for _, cn := range slices.Sorted(maps.Keys(from.Chains)) {
 			c := from.Chains[cn]
 			if recreateChains[cn] || referencesAny(c, recreateSet, recreateChains) {
 				tx.ReplaceRules(cn, nil)
 				flushed[cn] = true
 			}
 		}
-		for _, sn := range sortedKeys(from.Sets) {
+		for _, sn := range slices.Sorted(maps.Keys(from.Sets)) {
 			if s := from.Sets[sn]; s.VerdictMap && len(recreateChains) > 0 && !recreateSet[sn] {
 				// Verdict-map elements pointing at a recreated chain must go first.
 				var drop []Element
-				for _, id := range sortedKeys(s.Elements) {
+				for _, id := range slices.Sorted(maps.Keys(s.Elements)) {
 					e := s.Elements[id]
 					if e.Verdict != nil && recreateChains[e.Verdict.Chain] {
 						drop = append(drop, e)
@@ -125,10 +126,10 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 		}
 		// Sets before chains: a verdict map being recreated may still hold
 		// elements that point at a chain being recreated.
-		for _, n := range sortedKeys(recreateSet) {
+		for _, n := range slices.Sorted(maps.Keys(recreateSet)) {
 			tx.DeleteSet(n)
 		}
-		for _, n := range sortedKeys(recreateChains) {
+		for _, n := range slices.Sorted(maps.Keys(recreateChains)) {
 			tx.DeleteChain(n)
 		}
 	}
@@ -177,7 +178,7 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 		if scope == nil || scope.Sets[n] {
 			ids = unionElems(f, t)
 		} else {
-			ids = sortedKeys(scope.Elements[n])
+			ids = slices.Sorted(maps.Keys(scope.Elements[n]))
 		}
 		if gone := removed.Elements[n]; len(gone) > 0 && scope != nil && !scope.Sets[n] {
 			ids = union(scope.Elements[n], gone)

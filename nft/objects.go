@@ -2,8 +2,9 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -353,16 +354,7 @@ func NewState() *State {
 }
 
 // ChainNames returns the chain names sorted.
-func (s *State) ChainNames() []string { return sortedKeys(s.Chains) }
+func (s *State) ChainNames() []string { return slices.Sorted(maps.Keys(s.Chains)) }
 
 // SetNames returns the set names sorted.
-func (s *State) SetNames() []string { return sortedKeys(s.Sets) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (s *State) SetNames() []string { return slices.Sorted(maps.Keys(s.Sets)) }
