@@ -23,8 +23,10 @@ shift || true
 
 scripts/build-control-plane.sh
 BIN=${NFTW_CACHE:-$REPO/.cache/bin}
-(cd integration && go build -o "$BIN/nftwarden-memload" ./cmd/memload)
+# Binaries of this run only: runs side by side must not remove each other's.
+RUN=$(mktemp -d "$BIN/memload-XXXXXX")
+trap 'rm -rf "$RUN"' EXIT
+(cd integration && go build -o "$RUN/memload" ./cmd/memload)
 # The daemon is built the way users build it (static, stripped).
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/nftwarden-bench" ./daemon
-trap 'rm -f "$BIN/nftwarden-memload" "$BIN/nftwarden-bench"' EXIT
-NFTW_REPO=$REPO NFTW_DAEMON="$BIN/nftwarden-bench" "$BIN/nftwarden-memload" -pods "$PODS" "$@"
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RUN/nftwarden" ./daemon
+NFTW_REPO=$REPO NFTW_DAEMON="$RUN/nftwarden" "$RUN/memload" -pods "$PODS" "$@"
