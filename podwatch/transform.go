@@ -19,12 +19,15 @@ import (
 //     container, since policies resolve a port name against their union;
 //   - NetworkPolicy: the whole spec.
 //
+// Namespaces and policies stay their own types. A pod becomes an unexported
+// compact type that holds those fields without the empty PodSpec and PodStatus
+// structs (about 1.5 KB per pod); TransformPod shows the pod the engine gets.
 // Other values (cache.DeletedFinalStateUnknown and unknown types) are returned
 // unchanged. Transform is idempotent, as client-go requires.
 func Transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		return TransformPod(o), nil
+		return compactPodOf(o), nil
 	case *corev1.Namespace:
 		return TransformNamespace(o), nil
 	case *networkingv1.NetworkPolicy:
@@ -44,53 +47,12 @@ func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// TransformPod returns the minimal copy of p described at Transform.
+// TransformPod returns the minimal pod described at Transform, as the engine
+// receives it. The informer cache holds it in a more compact form than a
+// *corev1.Pod (compactPod); the watcher rebuilds this pod from that form for
+// every upsert.
 func TransformPod(p *corev1.Pod) *corev1.Pod {
-	out := &corev1.Pod{
-		ObjectMeta: minimalMeta(&p.ObjectMeta),
-		Spec: corev1.PodSpec{
-			NodeName:    p.Spec.NodeName,
-			HostNetwork: p.Spec.HostNetwork,
-		},
-		Status: corev1.PodStatus{
-			Phase: p.Status.Phase,
-			PodIP: p.Status.PodIP,
-		},
-	}
-	if len(p.Status.PodIPs) > 0 {
-		out.Status.PodIPs = make([]corev1.PodIP, len(p.Status.PodIPs))
-		for i, ip := range p.Status.PodIPs {
-			out.Status.PodIPs[i] = corev1.PodIP{IP: ip.IP}
-		}
-	}
-	// Policies refer to a pod's ports by name only through the union of the
-	// named ports of its containers and restartable init containers (sidecars,
-	// which keep serving). Keep exactly that union, as one container: numbered
-	// ports need no declaration, ordinary init containers have exited before
-	// the pod serves, and one Container instead of several saves ~400 bytes each.
-	var ports []corev1.ContainerPort
-	for i := range p.Spec.InitContainers {
-		c := &p.Spec.InitContainers[i]
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			ports = appendNamedPorts(ports, c.Ports)
-		}
-	}
-	for i := range p.Spec.Containers {
-		ports = appendNamedPorts(ports, p.Spec.Containers[i].Ports)
-	}
-	if len(ports) > 0 {
-		out.Spec.Containers = []corev1.Container{{Ports: ports}}
-	}
-	return out
-}
-
-func appendNamedPorts(dst, ports []corev1.ContainerPort) []corev1.ContainerPort {
-	for _, p := range ports {
-		if p.Name != "" {
-			dst = append(dst, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
-		}
-	}
-	return dst
+	return compactPodOf(p).toPod()
 }
 
 // TransformNamespace returns the minimal copy of ns: its metadata (labels).
@@ -108,11 +70,9 @@ func TransformNetworkPolicy(np *networkingv1.NetworkPolicy) *networkingv1.Networ
 // resourceVersion (kubelet status heartbeats, relists) is not queued.
 func sameForEngine(oldObj, newObj any) bool {
 	switch o := oldObj.(type) {
-	case *corev1.Pod:
-		n, ok := newObj.(*corev1.Pod)
-		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
-			equality.Semantic.DeepEqual(o.Spec, n.Spec) &&
-			equality.Semantic.DeepEqual(o.Status, n.Status)
+	case *compactPod:
+		n, ok := newObj.(*compactPod)
+		return ok && samePodForEngine(o, n)
 	case *corev1.Namespace:
 		n, ok := newObj.(*corev1.Namespace)
 		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta)

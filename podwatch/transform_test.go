@@ -132,7 +132,10 @@ func TestSameForEngine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := sameForEngine(base, tc.new); got != tc.same {
+			// The informer compares what Transform stored.
+			oldObj, _ := Transform(base)
+			newObj, _ := Transform(tc.new)
+			if got := sameForEngine(oldObj, newObj); got != tc.same {
 				t.Errorf("sameForEngine = %v, want %v", got, tc.same)
 			}
 		})
@@ -227,7 +230,7 @@ func BenchmarkTransformPod(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		_ = TransformPod(pods[i%len(pods)])
+		_, _ = Transform(pods[i%len(pods)])
 		i++
 	}
 }

@@ -131,9 +131,11 @@ type Watcher struct {
 	factory       informers.SharedInformerFactory
 	informers     map[Kind]cache.SharedIndexInformer
 	registrations map[Kind]cache.ResourceEventHandlerRegistration
-	pods          corelisters.PodLister
-	namespaces    corelisters.NamespaceLister
-	policies      networkinglisters.NetworkPolicyLister
+	// pods is the pod informer's store: it holds *compactPod, which the
+	// typed PodLister cannot return.
+	pods       cache.Indexer
+	namespaces corelisters.NamespaceLister
+	policies   networkinglisters.NetworkPolicyLister
 
 	queue workqueue.TypedRateLimitingInterface[key]
 
@@ -185,7 +187,7 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	w.informers[KindPod] = core.Pods().Informer()
 	w.informers[KindNetworkPolicy] = netv1.NetworkPolicies().Informer()
 	w.namespaces = core.Namespaces().Lister()
-	w.pods = core.Pods().Lister()
+	w.pods = w.informers[KindPod].GetIndexer()
 	w.policies = netv1.NetworkPolicies().Lister()
 	return w
 }
@@ -500,11 +502,21 @@ func (w *Watcher) apply(k key) {
 			w.eng.DeleteNamespace(k.Name)
 		}
 	case KindPod:
-		var p *corev1.Pod
-		if p, err = w.pods.Pods(k.Namespace).Get(k.Name); err == nil {
-			err = w.eng.UpsertPod(p)
-		} else if absent = apierrors.IsNotFound(err); absent {
+		var (
+			obj    any
+			exists bool
+		)
+		obj, exists, err = w.pods.GetByKey(cache.NewObjectName(k.Namespace, k.Name).String())
+		switch c, ok := obj.(*compactPod); {
+		case err != nil:
+			err = fmt.Errorf("look up in the pod cache: %w", err)
+		case !exists:
+			absent = true
 			w.eng.DeletePod(k.Namespace, k.Name)
+		case !ok:
+			err = fmt.Errorf("unexpected %T in the pod cache", obj)
+		default:
+			err = w.eng.UpsertPod(c.toPod())
 		}
 	case KindNetworkPolicy:
 		var np *networkingv1.NetworkPolicy

@@ -1,0 +1,77 @@
+package podwatch
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+)
+
+// TestCompactPodInCache checks that what Transform stores for a pod works as an
+// informer cache object (keys, namespace index, deep copy) and that the pod
+// rebuilt from the cache is the one TransformPod describes.
+func TestCompactPodInCache(t *testing.T) {
+	in := realisticPod(3)
+	obj, err := Transform(in)
+	if err != nil {
+		t.Fatalf("Transform: %v", err)
+	}
+	c, ok := obj.(*compactPod)
+	if !ok {
+		t.Fatalf("Transform stored %T, want *compactPod", obj)
+	}
+	if _, err := meta.Accessor(obj); err != nil {
+		t.Fatalf("meta.Accessor: %v", err)
+	}
+	store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := store.Add(obj); err != nil {
+		t.Fatalf("add to indexer: %v", err)
+	}
+	got, exists, err := store.GetByKey(in.Namespace + "/" + in.Name)
+	if err != nil || !exists || got != obj {
+		t.Fatalf("GetByKey = %v, %v, %v; want the stored object", got, exists, err)
+	}
+	if byNS, err := store.ByIndex(cache.NamespaceIndex, in.Namespace); err != nil || len(byNS) != 1 {
+		t.Errorf("namespace index: %d objects, %v; want 1", len(byNS), err)
+	}
+	if diff := cmp.Diff(TransformPod(in), c.toPod()); diff != "" {
+		t.Errorf("pod rebuilt from the cache (-TransformPod +toPod):\n%s", diff)
+	}
+	again, _ := Transform(obj)
+	if again != obj {
+		t.Error("Transform of a compact pod is not the identity")
+	}
+
+	cp, ok := c.DeepCopyObject().(*compactPod)
+	if !ok {
+		t.Fatalf("DeepCopyObject returned %T", c.DeepCopyObject())
+	}
+	if diff := cmp.Diff(c.toPod(), cp.toPod()); diff != "" {
+		t.Errorf("deep copy differs (-orig +copy):\n%s", diff)
+	}
+	cp.Labels["changed"] = "yes"
+	cp.PodIPs[0] = "198.18.9.9"
+	cp.NamedPorts[0].Port = 1
+	if _, ok := c.Labels["changed"]; ok || c.PodIPs[0] == "198.18.9.9" || c.NamedPorts[0].Port == 1 {
+		t.Error("deep copy shares labels, IPs or ports with the original")
+	}
+}
+
+// TestPodTombstoneQueued checks that a pod deleted while the watch was down (a
+// tombstone holding the last compact pod) is queued under its key.
+func TestPodTombstoneQueued(t *testing.T) {
+	w := newWatcher(fake.NewClientset(), newRecorder(), Options{})
+	t.Cleanup(w.queue.ShutDown)
+	last, _ := Transform(pod("frontend", "web", localNode, []string{"198.18.0.10"}))
+	w.handler(KindPod).OnDelete(cache.DeletedFinalStateUnknown{Key: "frontend/web", Obj: last})
+	if n := w.queue.Len(); n != 1 {
+		t.Fatalf("queue length %d, want 1", n)
+	}
+	k, _ := w.queue.Get()
+	if want := (key{Kind: KindPod, Namespace: "frontend", Name: "web"}); k != want {
+		t.Errorf("queued %v, want %v", k, want)
+	}
+	w.queue.Done(k)
+}
