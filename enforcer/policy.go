@@ -96,31 +96,30 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 	}
 	p.podSel = sel
 	ingress, egress := policyTypes(&r.Spec)
-	if ingress {
-		d := &policyDir{pol: p, dir: dirIngress, chain: policyChainName(dirIngress, r.ID), targets: map[string]*podRecord{}}
-		if !invalid {
-			for i := range r.Spec.Ingress {
-				rule, err := parseRule(r, dirIngress, i, r.Spec.Ingress[i].From, r.Spec.Ingress[i].Ports)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("ingress rule %d: %w", i, err))
-				}
-				d.rules = append(d.rules, rule)
-			}
-		}
-		p.dirs[dirIngress] = d
+	// The spec's rules of each direction as (peers, ports) pairs, so that both
+	// directions are parsed by the same loop.
+	var specRules [2][]specRule
+	for _, sr := range r.Spec.Ingress {
+		specRules[dirIngress] = append(specRules[dirIngress], specRule{sr.From, sr.Ports})
 	}
-	if egress {
-		d := &policyDir{pol: p, dir: dirEgress, chain: policyChainName(dirEgress, r.ID), targets: map[string]*podRecord{}}
+	for _, sr := range r.Spec.Egress {
+		specRules[dirEgress] = append(specRules[dirEgress], specRule{sr.To, sr.Ports})
+	}
+	for dir, on := range [2]bool{dirIngress: ingress, dirEgress: egress} {
+		if !on {
+			continue
+		}
+		d := &policyDir{pol: p, dir: dir, chain: policyChainName(dir, r.ID), targets: map[string]*podRecord{}}
 		if !invalid {
-			for i := range r.Spec.Egress {
-				rule, err := parseRule(r, dirEgress, i, r.Spec.Egress[i].To, r.Spec.Egress[i].Ports)
+			for i, sr := range specRules[dir] {
+				rule, err := parseRule(r, dir, i, sr.peers, sr.ports)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("egress rule %d: %w", i, err))
+					errs = append(errs, fmt.Errorf("%s rule %d: %w", dirNames[dir], i, err))
 				}
 				d.rules = append(d.rules, rule)
 			}
 		}
-		p.dirs[dirEgress] = d
+		p.dirs[dir] = d
 	}
 	for _, d := range p.dirs {
 		if d != nil {
@@ -147,6 +146,12 @@ func policyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool) {
 		}
 	}
 	return ingress, egress
+}
+
+// specRule is one ingress or egress rule of a NetworkPolicy spec.
+type specRule struct {
+	peers []networkingv1.NetworkPolicyPeer
+	ports []networkingv1.NetworkPolicyPort
 }
 
 func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) (*policyRule, error) {
