@@ -172,7 +172,7 @@ func (e *Engine) UpsertPod(p *corev1.Pod) error {
 	if samePod(old, rec) {
 		return perr
 	}
-	if err := e.m.put(tablePods, rec.ID, rec); err != nil {
+	if err := e.m.putPod(old, rec); err != nil {
 		return errors.Join(perr, fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err))
 	}
 	if old == nil {
@@ -192,7 +192,7 @@ func (e *Engine) DeletePod(namespace, name string) {
 	if old == nil {
 		return
 	}
-	e.m.remove(tablePods, id)
+	e.m.removePod(old)
 	e.nPods--
 	e.c.podChanged(old, nil)
 	e.c.collectGroups()

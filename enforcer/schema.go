@@ -21,14 +21,18 @@ const (
 	tablePolicies   = "policies"
 
 	indexID        = "id"        // every table: "ns/name" (namespaces: name)
-	indexIP        = "ip"        // pods: each IP of an active pod (multi-value, 4 or 16 bytes)
 	indexNamespace = "namespace" // policies: namespace
 )
 
-// Pods have no index by namespace: their ID "ns/name" starts with it, so the
-// ID index finds the pods of a namespace by prefix. Every index costs a radix
-// insert per pod, the biggest part of building the model for 100,000 pods.
-// (The local pods a new policy may select are the compiler's localByNS.)
+// Pods have only the ID index. Every index costs a radix insert per pod (the
+// biggest part of building the model for 100,000 pods) and a radix leaf and
+// node per pod for as long as the pod lives, about 400 bytes each, which is
+// the largest part of the engine's memory per pod. So:
+//   - pods of a namespace are found by ID prefix (the ID "ns/name" starts with it);
+//   - the local pods a new policy may select are the compiler's localByNS;
+//   - pods by address are the model's ipIndex, a plain map: it needs no
+//     snapshots (the engine's mutex serializes every read and write) and costs
+//     one map slot per address.
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
 // inserted: an update inserts a new record.
@@ -122,15 +126,6 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePods,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
-				indexIP: {Name: indexIP, AllowMissing: true, Indexer: &typedAddrIndex[*podRecord]{
-					fn: func(p *podRecord) []netip.Addr {
-						if !p.active() {
-							return nil
-						}
-						return p.IPs
-					},
-					extra: podIDLen,
-				}},
 			},
 		},
 		tableNamespaces: {
@@ -151,10 +146,6 @@ func newSchema() *memdb.DBSchema {
 		},
 	}}
 }
-
-// podIDLen is the length of a pod's primary key (ID and terminator), which
-// memdb appends to the keys of its non-unique indexes.
-func podIDLen(p *podRecord) int { return len(p.ID) + 1 }
 
 // typedStringIndex indexes records of type T by one string; an empty string
 // means the record is not in the index. A key is built in one allocation with
@@ -193,74 +184,6 @@ func (ix *typedStringIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 	return b[:len(b)-1], nil // no terminator: a prefix
 }
 
-// typedAddrIndex indexes records of type T by addresses in binary (short keys
-// make radix inserts cheap). The keys of one record share one buffer with room
-// for extra bytes after each (see typedStringIndex).
-type typedAddrIndex[T any] struct {
-	fn    func(T) []netip.Addr
-	extra func(T) int
-}
-
-func (ix *typedAddrIndex[T]) FromObject(obj any) (bool, [][]byte, error) {
-	t, ok := obj.(T)
-	if !ok {
-		return false, nil, fmt.Errorf("index: object is %T, want %T", obj, *new(T))
-	}
-	addrs := ix.fn(t)
-	if len(addrs) == 0 {
-		return false, nil, nil
-	}
-	extra := 0
-	if ix.extra != nil {
-		extra = ix.extra(t)
-	}
-	size := 0
-	for _, a := range addrs {
-		size += addrKeyLen(a) + extra
-	}
-	buf := make([]byte, 0, size)
-	out := make([][]byte, 0, len(addrs))
-	for _, a := range addrs {
-		start := len(buf)
-		buf = appendAddrKey(buf, a)
-		// Capped so that an append to this key cannot run into the next one.
-		out = append(out, buf[start:len(buf):len(buf)+extra])
-		buf = buf[:len(buf)+extra]
-	}
-	return true, out, nil
-}
-
-func (ix *typedAddrIndex[T]) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("index: want one argument, got %d", len(args))
-	}
-	a, ok := args[0].(netip.Addr)
-	if !ok {
-		return nil, fmt.Errorf("index: argument is %T, want netip.Addr", args[0])
-	}
-	return appendAddrKey(nil, a), nil
-}
-
-// appendAddrKey appends a family byte and the address: fixed length per
-// family, so no key is a prefix of another (memdb looks non-unique indexes up by
-// prefix).
-func appendAddrKey(b []byte, a netip.Addr) []byte {
-	a = a.Unmap()
-	if a.Is4() {
-		v := a.As4()
-		return append(append(b, 4), v[:]...)
-	}
-	v := a.As16()
-	return append(append(b, 6), v[:]...)
-}
-
-func addrKeyLen(a netip.Addr) int {
-	if a.Unmap().Is4() {
-		return 5
-	}
-	return 17
-}
-
 func stringArg(args []any) ([]byte, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("index: want one argument, got %d", len(args))
@@ -295,6 +218,8 @@ type model struct {
 	// cold start: then a lookup of every new record costs nothing).
 	committed      *memdb.Txn
 	committedEmpty map[string]bool
+	// ips finds the active pods by address (see the schema).
+	ips ipIndex
 }
 
 func newModel() (*model, error) {
@@ -407,8 +332,95 @@ func (m *model) namespace(name string) *namespaceRecord {
 func (m *model) policy(id string) *policyRecord {
 	return byID[*policyRecord](m, tablePolicies, id)
 }
-func (m *model) podsByIP(a netip.Addr) []*podRecord {
-	return all[*podRecord](m, tablePods, indexIP, a)
+
+// podsByIP returns the active pods with address a (usually one; several
+// while an address is reused).
+func (m *model) podsByIP(a netip.Addr) []*podRecord { return m.ips.get(a) }
+
+// putPod inserts or replaces pod rec (old is the record it replaces, or nil).
+func (m *model) putPod(old, rec *podRecord) error {
+	if err := m.put(tablePods, rec.ID, rec); err != nil {
+		return err
+	}
+	m.ips.update(old, rec)
+	return nil
+}
+
+// removePod removes pod old.
+func (m *model) removePod(old *podRecord) {
+	m.remove(tablePods, old.ID)
+	m.ips.update(old, nil)
+}
+
+// ipIndex maps the addresses of active pods to their records. Almost every
+// address has one pod: it is the value of one map, the rare others are kept
+// aside in more.
+type ipIndex struct {
+	first map[netip.Addr]*podRecord
+	more  map[netip.Addr][]*podRecord
+}
+
+// update replaces the entries of old (nil: none) by those of cur (nil: none).
+func (x *ipIndex) update(old, cur *podRecord) {
+	if old.active() {
+		for _, a := range old.IPs {
+			x.remove(a, old.ID)
+		}
+	}
+	if cur.active() {
+		if x.first == nil {
+			x.first = map[netip.Addr]*podRecord{}
+		}
+		for _, a := range cur.IPs {
+			x.add(a, cur)
+		}
+	}
+}
+
+func (x *ipIndex) add(a netip.Addr, p *podRecord) {
+	f, ok := x.first[a]
+	if !ok || f.ID == p.ID {
+		x.first[a] = p
+		return
+	}
+	if x.more == nil {
+		x.more = map[netip.Addr][]*podRecord{}
+	}
+	x.more[a] = append(x.more[a], p)
+}
+
+func (x *ipIndex) remove(a netip.Addr, id string) {
+	if f, ok := x.first[a]; ok && f.ID == id {
+		if rest := x.more[a]; len(rest) > 0 {
+			x.first[a] = rest[0]
+			x.setMore(a, rest[1:])
+		} else {
+			delete(x.first, a)
+		}
+		return
+	}
+	x.setMore(a, slices.DeleteFunc(x.more[a], func(p *podRecord) bool { return p.ID == id }))
+}
+
+func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
+	if len(rest) == 0 {
+		delete(x.more, a)
+	} else {
+		x.more[a] = rest
+	}
+}
+
+// get returns the pods with address a, sorted by ID.
+func (x *ipIndex) get(a netip.Addr) []*podRecord {
+	f, ok := x.first[a]
+	if !ok {
+		return nil
+	}
+	out := append([]*podRecord{f}, x.more[a]...)
+	if len(out) > 1 {
+		slices.SortFunc(out, func(p, q *podRecord) int { return strings.Compare(p.ID, q.ID) })
+	}
+	return out
 }
 func (m *model) podsInNamespace(ns string) []*podRecord {
 	pods := all[*podRecord](m, tablePods, indexID+"_prefix", ns+"/")
