@@ -15,22 +15,23 @@ import (
 // Kernel programs one inet table in the kernel over netlink (google/nftables),
 // without the nft binary. Every Apply is one atomic nf_tables batch.
 //
-// Kernel keeps one lasting netlink connection for batches (and a second one
-// for the listings google/nftables decodes lossily). It remembers the
-// definitions of the sets it created or read, because element operations need
-// a set's key layout; on a miss it asks the kernel once. After a failed batch
-// it reconnects, so no stale acknowledgement or half-queued batch survives.
+// google/nftables marshals every message; Kernel sends batches on its own
+// netlink socket without per-message acknowledgements (see batch.go), and
+// reads listings through google/nftables plus a raw socket for what the
+// library decodes lossily. It remembers the definitions of the sets it created
+// or read, because element operations need a set's key layout; on a miss it
+// asks the kernel once. After a failed batch it reconnects, so no stale answer
+// or half-built batch survives.
 //
 // Errors wrap the errno the kernel answered and one of the sentinels (ENOENT
 // ErrNotFound, EEXIST ErrExists, EBUSY ErrBusy, EINVAL and EOPNOTSUPP
-// ErrInvalid). The kernel does not say which message of a batch failed, so
-// only lowering errors carry an *OpError with the operation's index.
+// ErrInvalid), and an *OpError naming the transaction operation whose message
+// the kernel refused (or that could not be lowered).
 //
-// Costs to know: the kernel acknowledges every message of a batch and
-// google/nftables reads the acknowledgements one by one; and the kernel finds
-// a set by name with a linear walk over the table's sets, for every rule
-// lookup and element message, so with thousands of sets that walk dominates.
-// A one-element change stays well under a millisecond.
+// Cost to know: the kernel finds a set by name with a linear walk over the
+// table's sets, for every rule lookup and element message, so with thousands
+// of sets that walk is a large part of programming a whole node. A
+// one-element change stays well under a millisecond.
 //
 // Known limit of google/nftables v0.3.0: chain comments are not sent (the
 // library has no chain userdata), so Read returns chains without comments;
@@ -39,11 +40,16 @@ type Kernel struct {
 	mu      sync.Mutex
 	table   *nftables.Table
 	netns   int
-	conn    *nftables.Conn
-	nl      *netlink.Conn // the socket under conn, for buffer sizing
-	reader  *netlink.Conn // raw dumps the library decodes lossily (sets)
-	sets    map[string]setDef
-	bufSize int
+	conn    *nftables.Conn // listings
+	nl      *netlink.Conn  // the socket under conn
+	reader  *netlink.Conn  // raw dumps the library decodes lossily (sets)
+	batches *netlink.Conn  // sends batches, reads only their errors
+	recvBuf []byte
+	// builder marshals batches into captured; it never touches a socket.
+	builder  *nftables.Conn
+	captured []netlink.Message
+	sets     map[string]setDef
+	bufSize  int
 }
 
 var _ Dataplane = (*Kernel)(nil)
@@ -58,9 +64,9 @@ func WithTable(name string) KernelOption { return func(k *Kernel) { k.table.Name
 // The caller keeps ownership of fd and must keep it open while the Kernel lives.
 func WithNetNS(fd int) KernelOption { return func(k *Kernel) { k.netns = fd } }
 
-// WithSocketBuffer sets the send and receive buffer size of the netlink socket
-// (default 64 MiB). The receive side must hold one acknowledgement per message
-// of the largest batch: the kernel answers every message of a batch at once.
+// WithSocketBuffer sets the initial send and receive buffer size of the batch
+// socket (default 64 MiB). A batch is one sendmsg, so the send buffer must
+// hold it; Kernel grows the buffers for larger batches on its own.
 func WithSocketBuffer(bytes int) KernelOption { return func(k *Kernel) { k.bufSize = bytes } }
 
 const (
@@ -96,18 +102,36 @@ func (k *Kernel) dial() error {
 	conn, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(k.netns),
 		nftables.WithSockOptions(func(c *netlink.Conn) error {
 			k.nl = c
-			return sizeBuffers(c, k.bufSize)
+			return nil
 		}))
 	if err != nil {
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
-	reader, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns})
-	if err != nil {
-		_ = conn.CloseLasting()
+	k.conn = conn
+	if k.reader, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns}); err != nil {
+		_ = k.closeConns()
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
-	k.conn, k.reader = conn, reader
-	for _, c := range []*netlink.Conn{k.nl, reader} {
+	if k.batches, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns}); err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: open netlink connection: %w", err)
+	}
+	// Error answers carry only the failed message's header, not a copy of
+	// the message (an element message can be 60 KB).
+	if err := k.batches.SetOption(netlink.CapAcknowledge, true); err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare netlink connection: %w", err)
+	}
+	if err := sizeBuffers(k.batches, k.bufSize); err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare netlink connection: %w", err)
+	}
+	if k.builder, err = newBuilder(&k.captured); err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare batch builder: %w", err)
+	}
+	k.recvBuf = make([]byte, 64<<10)
+	for _, c := range []*netlink.Conn{k.nl, k.reader} {
 		if err := primeDumpSize(c); err != nil {
 			_ = k.closeConns()
 			return fmt.Errorf("nft: prepare netlink connection: %w", err)
@@ -190,16 +214,19 @@ func (k *Kernel) closeConns() error {
 		errs = append(errs, k.conn.CloseLasting())
 		k.conn = nil
 	}
-	if k.reader != nil {
-		errs = append(errs, k.reader.Close())
-		k.reader = nil
+	for _, c := range []**netlink.Conn{&k.reader, &k.batches} {
+		if *c != nil {
+			errs = append(errs, (*c).Close())
+			*c = nil
+		}
 	}
+	k.builder, k.nl = nil, nil
 	return errors.Join(errs...)
 }
 
-// reset replaces the connection after a failure: a failed batch may leave
-// unread acknowledgements on the socket, and a half-queued batch must never be
-// sent by the next Flush.
+// reset replaces the connections after a failure: a failed batch may leave
+// unread answers on the socket, and the builder keeps a marshalling error
+// forever.
 func (k *Kernel) reset() error {
 	_ = k.closeConns()
 	return k.dial()
@@ -224,16 +251,19 @@ func (k *Kernel) Apply(ctx context.Context, tx *Transaction) error {
 	return k.apply(ctx, tx)
 }
 
-// queued is one batch built from a transaction, not yet handed to the library.
+// queued is one batch built from a transaction, not yet marshalled.
 type queued struct {
-	steps []func(*nftables.Conn) error
+	steps []step
 	// set definitions created and deleted by the batch, committed to the
 	// cache when it succeeds.
 	added   map[string]setDef
 	deleted map[string]bool
-	// messages counts the netlink messages of the batch, bytes estimates
-	// their size: the socket buffers must hold the batch and its acks.
-	messages, bytes int
+}
+
+// step is the library calls of one transaction operation.
+type step struct {
+	op int
+	fn func(*nftables.Conn) error
 }
 
 func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
@@ -249,19 +279,22 @@ func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
 	if err != nil {
 		return err
 	}
-	if err := k.growBuffers(q); err != nil {
-		return err
-	}
-	k.conn.AddTable(k.table)
-	for _, s := range q.steps {
-		if err := s(k.conn); err != nil {
+	b := &pendingBatch{}
+	steps := append([]step{{op: -1, fn: func(cc *nftables.Conn) error { cc.AddTable(k.table); return nil }}}, q.steps...)
+	for _, s := range steps {
+		if err := k.queue(b, s.op, s.fn); err != nil {
 			_ = k.reset()
-			return fmt.Errorf("nft: queue batch for table inet %s: %w", k.table.Name, err)
+			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
 		}
 	}
-	if err := k.conn.Flush(); err != nil {
+	errs, err := k.send(b)
+	if err != nil {
 		_ = k.reset()
 		return k.wrap(fmt.Sprintf("apply %d operations", len(tx.opsOrNil())), err)
+	}
+	if len(errs) > 0 {
+		_ = k.reset()
+		return k.batchErr(tx, b, errs)
 	}
 	for n := range q.deleted {
 		delete(k.sets, n)
@@ -280,7 +313,7 @@ func (t *Transaction) opsOrNil() []Op {
 }
 
 func (k *Kernel) build(tx *Transaction) (*queued, error) {
-	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, messages: 3, bytes: 1024}
+	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}}
 	def := func(name string) (setDef, error) {
 		if d, ok := q.added[name]; ok {
 			return d, nil
@@ -303,7 +336,7 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, func(cc *nftables.Conn) error { cc.AddChain(c); return nil })
+			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.AddChain(c); return nil }})
 		case OpReplaceRules:
 			if op.Chain == nil {
 				return nil, opErr(fmt.Errorf("no rules: %w", ErrInvalid))
@@ -317,18 +350,16 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 				}
 				rules = append(rules, &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud})
 			}
-			q.messages += 1 + len(rules)
-			q.bytes += 256 * (1 + len(rules))
-			q.steps = append(q.steps, func(cc *nftables.Conn) error {
+			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error {
 				cc.FlushChain(c)
 				for _, r := range rules {
 					cc.AddRule(r)
 				}
 				return nil
-			})
+			}})
 		case OpDeleteChain:
 			c := &nftables.Chain{Name: op.Name, Table: k.table}
-			q.steps = append(q.steps, func(cc *nftables.Conn) error { cc.DelChain(c); return nil })
+			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
 		case OpAddSet:
 			if op.Set == nil {
 				return nil, opErr(fmt.Errorf("no set definition: %w", ErrInvalid))
@@ -340,12 +371,12 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			ks.ID = setIDs.Add(1)
 			q.added[op.Name] = defOf(op.Set)
 			delete(q.deleted, op.Name)
-			q.steps = append(q.steps, func(cc *nftables.Conn) error { return cc.AddSet(ks, nil) })
+			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.AddSet(ks, nil) }})
 		case OpDeleteSet:
 			s := &nftables.Set{Name: op.Name, Table: k.table}
 			delete(q.added, op.Name)
 			q.deleted[op.Name] = true
-			q.steps = append(q.steps, func(cc *nftables.Conn) error { cc.DelSet(s); return nil })
+			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.DelSet(s); return nil }})
 		case OpAddElements, OpDeleteElements:
 			d, err := def(op.Name)
 			if err != nil {
@@ -357,47 +388,31 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			}
 			s := &nftables.Set{Name: op.Name, Table: k.table, Interval: d.Interval, IsMap: d.VerdictMap}
 			for _, chunk := range chunkElements(elems, maxElemsPerMsg, maxBytesPerMsg) {
-				q.messages++
-				q.bytes += maxBytesPerMsg + 256
 				if op.Kind == OpAddElements {
-					q.steps = append(q.steps, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) })
+					q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) }})
 				} else {
-					q.steps = append(q.steps, func(cc *nftables.Conn) error { return cc.SetDeleteElements(s, chunk) })
+					q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.SetDeleteElements(s, chunk) }})
 				}
 			}
 		default:
 			return nil, opErr(fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid))
 		}
-		if op.Kind != OpReplaceRules && op.Kind != OpAddElements && op.Kind != OpDeleteElements {
-			q.messages++
-			q.bytes += 512
-		}
 	}
 	return q, nil
 }
 
-// ackSize is what one acknowledgement costs in the receive buffer (the skb
-// overhead, not the 36 bytes of payload), with margin.
-const ackSize = 1024
-
-// growBuffers makes the socket buffers big enough for the batch: the kernel
-// refuses a send larger than the send buffer, and it queues one ack per
-// message before we read any; acks that do not fit are dropped and the
-// socket reports ENOBUFS, though the batch took effect.
-func (k *Kernel) growBuffers(q *queued) error {
-	need := max(q.messages*ackSize, q.bytes)
-	if need <= k.bufSize || k.nl == nil {
-		return nil
-	}
+// growBuffers makes the batch socket's buffers hold need bytes: the kernel
+// refuses a send larger than the send buffer.
+func (k *Kernel) growBuffers(need int) error {
 	const limit = 1 << 30
 	if need > limit {
-		return fmt.Errorf("nft: batch of %d messages is too large for one netlink send: %w", q.messages, ErrInvalid)
+		return fmt.Errorf("nft: batch of %d bytes is too large for one netlink send: %w", need, ErrInvalid)
 	}
 	size := k.bufSize
 	for size < need {
 		size *= 2
 	}
-	if err := sizeBuffers(k.nl, size); err != nil {
+	if err := sizeBuffers(k.batches, size); err != nil {
 		return fmt.Errorf("nft: grow netlink socket buffers to %d bytes: %w", size, err)
 	}
 	k.bufSize = size
@@ -475,12 +490,20 @@ var errnoSentinels = []struct {
 }
 
 func (k *Kernel) wrap(what string, err error) error {
-	for _, m := range errnoSentinels {
-		if errors.Is(err, m.errno) {
-			return fmt.Errorf("nft: %s in table inet %s: %w: %w", what, k.table.Name, m.sentinel, err)
-		}
+	if s := sentinelOf(err); s != nil {
+		return fmt.Errorf("nft: %s in table inet %s: %w: %w", what, k.table.Name, s, err)
 	}
 	return fmt.Errorf("nft: %s in table inet %s: %w", what, k.table.Name, err)
+}
+
+// sentinelOf returns the sentinel for the errno in err, or nil.
+func sentinelOf(err error) error {
+	for _, m := range errnoSentinels {
+		if errors.Is(err, m.errno) {
+			return m.sentinel
+		}
+	}
+	return nil
 }
 
 // Reconcile implements Dataplane: read, diff, apply, in one batch, never
@@ -517,13 +540,22 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 		return err
 	}
 	k.sets = map[string]setDef{}
-	k.conn.DelTable(k.table)
-	if err := k.conn.Flush(); err != nil {
+	b := &pendingBatch{}
+	if err := k.queue(b, -1, func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }); err != nil {
 		_ = k.reset()
-		if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nft: marshal table deletion: %w", err)
+	}
+	errs, err := k.send(b)
+	if err != nil {
+		_ = k.reset()
+		return k.wrap("delete table", err)
+	}
+	if len(errs) > 0 {
+		_ = k.reset()
+		if len(errs) == 1 && errs[0].errno == unix.ENOENT {
 			return nil
 		}
-		return k.wrap("delete table", err)
+		return k.batchErr(nil, b, errs)
 	}
 	return nil
 }

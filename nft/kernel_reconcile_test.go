@@ -202,8 +202,8 @@ func TestKernelCleanup(t *testing.T) {
 	}
 }
 
-// TestKernelErrors checks the sentinel mapping and that a failed batch
-// changes nothing.
+// TestKernelErrors checks the sentinel mapping, that the error names the
+// refused operation, and that a failed batch changes nothing.
 func TestKernelErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -252,6 +252,13 @@ func TestKernelErrors(t *testing.T) {
 					t.Errorf("errors.Is(%v, %v) = %v", err, s, got)
 				}
 			}
+			// The error names the operation the kernel refused, not the
+			// valid one before it.
+			var opErr *nft.OpError
+			if !errors.As(err, &opErr) || opErr.Index != 1 {
+				t.Errorf("error %v: want an *OpError for operation 1, got %+v", err, opErr)
+			}
+			t.Logf("error: %v", err)
 			assertConverged(t, k, st)
 			// The connection still works after the failure.
 			var ok nft.Transaction

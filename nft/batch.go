@@ -1,0 +1,239 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Batches are built with google/nftables and sent by Kernel itself.
+//
+// google/nftables (v0.3.0) asks the kernel to acknowledge every message of a
+// batch, and to echo every rule back, and then reads those answers one
+// receive call at a time. For a node program of 30,000 messages that reading
+// costs more than the kernel's work. nf_tables does not need either: a batch
+// is atomic, the kernel answers only the messages that fail when no
+// acknowledgement is requested, and it answers them before sendmsg returns.
+//
+// So the library marshals the messages into a capturing test connection (its
+// nltest hook, which never touches a socket), Kernel clears the
+// acknowledge/echo flags, wraps all of them in one BATCH_BEGIN/BATCH_END pair
+// and sends them in one sendmsg on its own socket, then sends a GETGEN
+// request outside the batch. Netlink answers requests of one socket in order,
+// so every error of the batch arrives before the GETGEN answer; reading up to
+// that answer collects all of them and leaves the socket clean.
+
+// pendingBatch is one batch being built: the messages and, for each, the index
+// of the transaction operation it comes from (-1: the table itself).
+type pendingBatch struct {
+	msgs  []netlink.Message
+	op    []int
+	bytes int
+}
+
+// newBuilder returns a google/nftables connection that only marshals: every
+// batch it flushes lands in *captured.
+func newBuilder(captured *[]netlink.Message) (*nftables.Conn, error) {
+	// Lasting: one test connection for the builder's life, because dialing
+	// one per flush seeds a random source each time.
+	return nftables.New(nftables.AsLasting(), nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		*captured = append(*captured, req...)
+		// io.EOF makes the test connection answer every receive with no
+		// messages, which the library's acknowledgement reader accepts.
+		return nil, io.EOF
+	}))
+}
+
+// queue marshals one step (the library calls of one operation) into b.
+func (k *Kernel) queue(b *pendingBatch, op int, step func(*nftables.Conn) error) error {
+	if err := step(k.builder); err != nil {
+		return err
+	}
+	k.captured = k.captured[:0]
+	if err := k.builder.Flush(); err != nil {
+		return err
+	}
+	if len(k.captured) < 2 {
+		return nil // the step queued nothing
+	}
+	// Flush wrapped the step in its own batch begin and end; drop them.
+	for _, m := range k.captured[1 : len(k.captured)-1] {
+		m.Header.Flags &^= netlink.Acknowledge | netlink.Echo
+		m.Header.Sequence, m.Header.PID = 0, 0
+		b.msgs = append(b.msgs, m)
+		b.op = append(b.op, op)
+		b.bytes += nlmsgAlign(16 + len(m.Data))
+	}
+	return nil
+}
+
+func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
+
+// batchControl is a BATCH_BEGIN or BATCH_END message for nf_tables.
+func batchControl(typ uint16) netlink.Message {
+	data := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
+	binary.BigEndian.PutUint16(data[2:], unix.NFNL_SUBSYS_NFTABLES)
+	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request}, Data: data}
+}
+
+// batchError is the kernel's answer for one failed message of a batch.
+type batchError struct {
+	index int // into pendingBatch.msgs; -1 when the batch itself was refused
+	errno unix.Errno
+}
+
+// send sends b as one atomic batch and returns the kernel's errors for it.
+func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
+	if need := b.bytes + 64<<10; need > k.bufSize {
+		if err := k.growBuffers(need); err != nil {
+			return nil, err
+		}
+	}
+	msgs := make([]netlink.Message, 0, len(b.msgs)+2)
+	msgs = append(msgs, batchControl(unix.NFNL_MSG_BATCH_BEGIN))
+	msgs = append(msgs, b.msgs...)
+	msgs = append(msgs, batchControl(unix.NFNL_MSG_BATCH_END))
+	sent, err := k.batches.SendMessages(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("send batch of %d messages (%d bytes): %w", len(b.msgs), b.bytes, err)
+	}
+	index := make(map[uint32]int, len(sent))
+	for i, m := range sent[1 : len(sent)-1] {
+		index[m.Header.Sequence] = i
+	}
+	sync, err := k.batches.Send(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("send batch sync request: %w", err)
+	}
+	var errs []batchError
+	for {
+		answers, err := k.receiveRaw()
+		if err != nil {
+			return errs, fmt.Errorf("read batch answers: %w", err)
+		}
+		for _, a := range answers {
+			if a.Header.Seq == sync.Header.Sequence {
+				if len(errs) == 0 && a.Header.Type == unix.NLMSG_ERROR {
+					return nil, fmt.Errorf("batch sync request: %w", errnoOf(a))
+				}
+				return errs, nil
+			}
+			if a.Header.Type != unix.NLMSG_ERROR {
+				continue
+			}
+			errno := errnoOf(a)
+			if errno == 0 {
+				continue
+			}
+			i, ok := index[a.Header.Seq]
+			if !ok {
+				i = -1
+			}
+			errs = append(errs, batchError{index: i, errno: errno})
+		}
+	}
+}
+
+// errnoOf returns the error code of an NLMSG_ERROR answer (0: acknowledgement).
+func errnoOf(m syscall.NetlinkMessage) unix.Errno {
+	if len(m.Data) < 4 {
+		return unix.EBADMSG
+	}
+	return unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
+}
+
+// receiveRaw reads one datagram from the batch socket. mdlayher/netlink turns
+// an error answer into a Go error and drops its header, which holds the
+// sequence number that says which message failed, so this reads the socket
+// directly.
+func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
+	rc, err := k.batches.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), k.recvBuf, 0)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		// ENOBUFS: more errors than the receive buffer holds; the batch
+		// failed and the caller resets the socket.
+		return nil, os.NewSyscallError("recvfrom", rerr)
+	}
+	return syscall.ParseNetlinkMessage(k.recvBuf[:n])
+}
+
+// describeMessage names what one message of a batch does, for errors.
+func describeMessage(m netlink.Message) string {
+	verb := map[uint16]string{
+		unix.NFT_MSG_NEWTABLE: "add table", unix.NFT_MSG_DELTABLE: "delete table",
+		unix.NFT_MSG_NEWCHAIN: "add chain", unix.NFT_MSG_DELCHAIN: "delete chain",
+		unix.NFT_MSG_NEWRULE: "add rule to chain", unix.NFT_MSG_DELRULE: "delete rule of chain",
+		unix.NFT_MSG_NEWSET: "add set", unix.NFT_MSG_DELSET: "delete set",
+		unix.NFT_MSG_NEWSETELEM: "add elements to set", unix.NFT_MSG_DELSETELEM: "delete elements of set",
+	}[uint16(m.Header.Type)&0xff]
+	if verb == "" {
+		verb = fmt.Sprintf("message type %#x", uint16(m.Header.Type))
+	}
+	// Every nf_tables object message names its table as attribute 1 and
+	// the object (chain, set) as attribute 2 or 3; rules name their chain
+	// as attribute 2.
+	var name string
+	if len(m.Data) > 4 {
+		if ad, err := netlink.NewAttributeDecoder(m.Data[4:]); err == nil {
+			want := uint16(2)
+			switch uint16(m.Header.Type) & 0xff {
+			case unix.NFT_MSG_NEWCHAIN, unix.NFT_MSG_DELCHAIN:
+				want = unix.NFTA_CHAIN_NAME
+			case unix.NFT_MSG_NEWTABLE, unix.NFT_MSG_DELTABLE:
+				want = unix.NFTA_TABLE_NAME
+			}
+			for ad.Next() {
+				if ad.Type() == want {
+					name = ad.String()
+				}
+			}
+		}
+	}
+	if name == "" {
+		return verb
+	}
+	return fmt.Sprintf("%s %q", verb, name)
+}
+
+// batchErr turns the kernel's answers for a failed batch into one error: the
+// first failure as an *OpError naming the transaction operation, the others
+// counted.
+func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError) error {
+	first := errs[0]
+	var err error = first.errno
+	if first.index >= 0 {
+		err = fmt.Errorf("%s: %w", describeMessage(b.msgs[first.index]), first.errno)
+	}
+	if s := sentinelOf(first.errno); s != nil {
+		err = fmt.Errorf("%w: %w", s, err)
+	}
+	if len(errs) > 1 {
+		err = fmt.Errorf("%w (and %d more failed messages)", err, len(errs)-1)
+	}
+	if first.index >= 0 {
+		if i := b.op[first.index]; i >= 0 && tx != nil && i < len(tx.Ops) {
+			err = &OpError{Index: i, Op: tx.Ops[i], Err: err}
+		}
+	}
+	return fmt.Errorf("nft: batch of %d messages refused by the kernel, nothing changed in table inet %s: %w",
+		len(b.msgs), k.table.Name, err)
+}
