@@ -2,6 +2,8 @@ package podwatch
 
 import (
 	"slices"
+	"strings"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,11 +18,19 @@ import (
 // returns (keys, namespace index, delete handling), which the embedded
 // ObjectMeta provides; toPod rebuilds the short-lived *corev1.Pod the engine
 // takes when a key is applied.
+//
+// Strings that many pods repeat (label keys and values, node names, port
+// names and protocols) are interned as unique.Handle values: the decoder
+// allocates every string of every pod anew, and a handle is half the size of
+// a string header. The canonical string lives as long as some pod holds its
+// handle, so values that go out of use (old pod-template-hash labels) do not
+// pile up. The engine's strings point to the same canonical bytes.
 type compactPod struct {
-	// Only Name, Namespace, UID, ResourceVersion, Labels and
-	// DeletionTimestamp are set (minimalMeta).
+	// Only Name, Namespace, UID, ResourceVersion and DeletionTimestamp are
+	// set (minimalMeta without labels: those are in Labels).
 	metav1.ObjectMeta
-	NodeName    string
+	Labels      labelSet
+	NodeName    unique.Handle[string]
 	HostNetwork bool
 	Phase       corev1.PodPhase
 	PodIP       string
@@ -30,11 +40,41 @@ type compactPod struct {
 	NamedPorts []namedPort
 }
 
+// labelSet is a pod's labels, interned and sorted by key: 16 bytes a label
+// instead of a map slot and two strings.
+type labelSet []label
+
+type label struct{ Key, Value unique.Handle[string] }
+
+func makeLabelSet(m map[string]string) labelSet {
+	if len(m) == 0 {
+		return nil
+	}
+	l := make(labelSet, 0, len(m))
+	for k, v := range m {
+		l = append(l, label{unique.Make(k), unique.Make(v)})
+	}
+	slices.SortFunc(l, func(a, b label) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
+	return l
+}
+
+// toMap returns the labels as a map with the canonical strings.
+func (l labelSet) toMap() map[string]string {
+	if l == nil {
+		return nil
+	}
+	m := make(map[string]string, len(l))
+	for _, kv := range l {
+		m[kv.Key.Value()] = kv.Value.Value()
+	}
+	return m
+}
+
 // namedPort is the part of a corev1.ContainerPort a policy can refer to by name.
 type namedPort struct {
-	Name     string
+	Name     unique.Handle[string]
+	Protocol unique.Handle[corev1.Protocol]
 	Port     int32
-	Protocol corev1.Protocol
 }
 
 var _ runtime.Object = (*compactPod)(nil)
@@ -47,21 +87,24 @@ func (*compactPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObject
 func (c *compactPod) DeepCopyObject() runtime.Object {
 	out := *c
 	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.Labels = slices.Clone(c.Labels)
 	out.PodIPs = slices.Clone(c.PodIPs)
 	out.NamedPorts = slices.Clone(c.NamedPorts)
 	return &out
 }
 
-// compactPodOf returns the compact form of p; it shares p's strings and labels
-// map but nothing else, so p itself becomes garbage.
+// compactPodOf returns the compact form of p; it shares some of p's strings
+// (name, UID, IPs) but nothing else, so p itself becomes garbage.
 func compactPodOf(p *corev1.Pod) *compactPod {
 	out := &compactPod{
 		ObjectMeta:  minimalMeta(&p.ObjectMeta),
-		NodeName:    p.Spec.NodeName,
+		Labels:      makeLabelSet(p.Labels),
+		NodeName:    unique.Make(p.Spec.NodeName),
 		HostNetwork: p.Spec.HostNetwork,
-		Phase:       p.Status.Phase,
+		Phase:       internPhase(p.Status.Phase),
 		PodIP:       p.Status.PodIP,
 	}
+	out.ObjectMeta.Labels = nil
 	if len(p.Status.PodIPs) > 0 {
 		out.PodIPs = make([]string, len(p.Status.PodIPs))
 		for i, ip := range p.Status.PodIPs {
@@ -93,19 +136,31 @@ func compactPodOf(p *corev1.Pod) *compactPod {
 func appendNamedPorts(dst []namedPort, ports []corev1.ContainerPort) []namedPort {
 	for _, p := range ports {
 		if p.Name != "" {
-			dst = append(dst, namedPort{Name: p.Name, Port: p.ContainerPort, Protocol: p.Protocol})
+			dst = append(dst, namedPort{Name: unique.Make(p.Name), Protocol: unique.Make(p.Protocol), Port: p.ContainerPort})
 		}
 	}
 	return dst
 }
 
+// internPhase returns the package constant for a known phase, so that pods
+// share its string.
+func internPhase(p corev1.PodPhase) corev1.PodPhase {
+	for _, known := range []corev1.PodPhase{corev1.PodRunning, corev1.PodPending, corev1.PodSucceeded, corev1.PodFailed, corev1.PodUnknown} {
+		if p == known {
+			return known
+		}
+	}
+	return p
+}
+
 // toPod returns the minimal *corev1.Pod the engine takes, described at
-// Transform. It shares c's labels map and strings: the engine only reads them.
+// Transform. It shares c's strings (the engine only reads them); its labels
+// map is new.
 func (c *compactPod) toPod() *corev1.Pod {
 	out := &corev1.Pod{
 		ObjectMeta: c.ObjectMeta,
 		Spec: corev1.PodSpec{
-			NodeName:    c.NodeName,
+			NodeName:    c.NodeName.Value(),
 			HostNetwork: c.HostNetwork,
 		},
 		Status: corev1.PodStatus{
@@ -113,6 +168,7 @@ func (c *compactPod) toPod() *corev1.Pod {
 			PodIP: c.PodIP,
 		},
 	}
+	out.Labels = c.Labels.toMap()
 	if len(c.PodIPs) > 0 {
 		out.Status.PodIPs = make([]corev1.PodIP, len(c.PodIPs))
 		for i, ip := range c.PodIPs {
@@ -124,7 +180,7 @@ func (c *compactPod) toPod() *corev1.Pod {
 	if len(c.NamedPorts) > 0 {
 		ports := make([]corev1.ContainerPort, len(c.NamedPorts))
 		for i, p := range c.NamedPorts {
-			ports[i] = corev1.ContainerPort{Name: p.Name, ContainerPort: p.Port, Protocol: p.Protocol}
+			ports[i] = corev1.ContainerPort{Name: p.Name.Value(), ContainerPort: p.Port, Protocol: p.Protocol.Value()}
 		}
 		out.Spec.Containers = []corev1.Container{{Ports: ports}}
 	}
@@ -135,6 +191,7 @@ func (c *compactPod) toPod() *corev1.Pod {
 // for the engine (see sameForEngine).
 func samePodForEngine(a, b *compactPod) bool {
 	return sameMeta(&a.ObjectMeta, &b.ObjectMeta) &&
+		slices.Equal(a.Labels, b.Labels) &&
 		a.NodeName == b.NodeName &&
 		a.HostNetwork == b.HostNetwork &&
 		a.Phase == b.Phase &&

@@ -2,6 +2,7 @@ package podwatch
 
 import (
 	"testing"
+	"unique"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -51,10 +52,10 @@ func TestCompactPodInCache(t *testing.T) {
 	if diff := cmp.Diff(c.toPod(), cp.toPod()); diff != "" {
 		t.Errorf("deep copy differs (-orig +copy):\n%s", diff)
 	}
-	cp.Labels["changed"] = "yes"
+	cp.Labels[0].Value = unique.Make("changed")
 	cp.PodIPs[0] = "198.18.9.9"
 	cp.NamedPorts[0].Port = 1
-	if _, ok := c.Labels["changed"]; ok || c.PodIPs[0] == "198.18.9.9" || c.NamedPorts[0].Port == 1 {
+	if c.Labels[0].Value.Value() == "changed" || c.PodIPs[0] == "198.18.9.9" || c.NamedPorts[0].Port == 1 {
 		t.Error("deep copy shares labels, IPs or ports with the original")
 	}
 }
