@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unique"
 
 	memdb "github.com/hashicorp/go-memdb"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -52,10 +53,13 @@ type podRecord struct {
 // labelList is a pod's labels sorted by key. It implements labels.Labels for
 // selectors. One slice per pod instead of a map: 100,000 small maps were a large
 // part of building the model and of the live heap the GC scans; pods have few
-// labels, so a scan is as quick as a map lookup.
+// labels, so a scan is as quick as a map lookup. Keys and values are interned
+// (unique.Handle: 8 bytes instead of a 16-byte string header, and one copy of
+// each string however many pods carry it); reading a handle's value is one
+// pointer load.
 type labelList []labelPair
 
-type labelPair struct{ Key, Value string }
+type labelPair struct{ Key, Value unique.Handle[string] }
 
 func makeLabelList(m map[string]string) labelList {
 	if len(m) == 0 {
@@ -63,17 +67,17 @@ func makeLabelList(m map[string]string) labelList {
 	}
 	l := make(labelList, 0, len(m))
 	for k, v := range m {
-		l = append(l, labelPair{k, v})
+		l = append(l, labelPair{unique.Make(k), unique.Make(v)})
 	}
-	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
 	return l
 }
 
 // Lookup returns the value of label k and whether the label exists.
 func (l labelList) Lookup(k string) (string, bool) {
 	for i := range l {
-		if l[i].Key == k {
-			return l[i].Value, true
+		if l[i].Key.Value() == k {
+			return l[i].Value.Value(), true
 		}
 	}
 	return "", false
