@@ -6,7 +6,6 @@ import (
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -16,7 +15,7 @@ import (
 // 1.5 KB of empty PodSpec and PodStatus structs per pod, which at 100k pods is
 // most of the cache. client-go only needs object metadata of what a transform
 // returns (keys, namespace index, delete handling), which the embedded
-// ObjectMeta provides; toPod rebuilds the short-lived *corev1.Pod the engine
+// podMeta provides; toPod rebuilds the short-lived *corev1.Pod the engine
 // takes when a key is applied.
 //
 // Strings that many pods repeat (label keys and values, node names, port
@@ -26,18 +25,16 @@ import (
 // handle, so values that go out of use (old pod-template-hash labels) do not
 // pile up. The engine's strings point to the same canonical bytes.
 type compactPod struct {
-	// Only Name, Namespace, UID, ResourceVersion and DeletionTimestamp are
-	// set (minimalMeta without labels: those are in Labels).
-	metav1.ObjectMeta
-	Labels      labelSet
-	NodeName    unique.Handle[string]
-	HostNetwork bool
-	Phase       corev1.PodPhase
-	PodIP       string
-	PodIPs      []string
+	podMeta
+	Labels   labelSet
+	NodeName unique.Handle[string]
+	Phase    corev1.PodPhase
+	PodIP    string
+	PodIPs   []string
 	// NamedPorts is the union of the named ports of the containers and the
 	// restartable init containers, as TransformPod describes.
-	NamedPorts []namedPort
+	NamedPorts  []namedPort
+	HostNetwork bool
 }
 
 // labelSet is a pod's labels, interned and sorted by key: 16 bytes a label
@@ -86,7 +83,7 @@ func (*compactPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObject
 // DeepCopyObject implements runtime.Object.
 func (c *compactPod) DeepCopyObject() runtime.Object {
 	out := *c
-	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.podMeta = c.podMeta.deepCopy()
 	out.Labels = slices.Clone(c.Labels)
 	out.PodIPs = slices.Clone(c.PodIPs)
 	out.NamedPorts = slices.Clone(c.NamedPorts)
@@ -97,14 +94,13 @@ func (c *compactPod) DeepCopyObject() runtime.Object {
 // (name, UID, IPs) but nothing else, so p itself becomes garbage.
 func compactPodOf(p *corev1.Pod) *compactPod {
 	out := &compactPod{
-		ObjectMeta:  minimalMeta(&p.ObjectMeta),
+		podMeta:     podMetaOf(&p.ObjectMeta),
 		Labels:      makeLabelSet(p.Labels),
 		NodeName:    unique.Make(p.Spec.NodeName),
 		HostNetwork: p.Spec.HostNetwork,
 		Phase:       internPhase(p.Status.Phase),
 		PodIP:       p.Status.PodIP,
 	}
-	out.ObjectMeta.Labels = nil
 	if len(p.Status.PodIPs) > 0 {
 		out.PodIPs = make([]string, len(p.Status.PodIPs))
 		for i, ip := range p.Status.PodIPs {
@@ -158,7 +154,7 @@ func internPhase(p corev1.PodPhase) corev1.PodPhase {
 // map is new.
 func (c *compactPod) toPod() *corev1.Pod {
 	out := &corev1.Pod{
-		ObjectMeta: c.ObjectMeta,
+		ObjectMeta: c.objectMeta(),
 		Spec: corev1.PodSpec{
 			NodeName:    c.NodeName.Value(),
 			HostNetwork: c.HostNetwork,
@@ -190,7 +186,8 @@ func (c *compactPod) toPod() *corev1.Pod {
 // samePodForEngine reports whether two compact pods carry the same information
 // for the engine (see sameForEngine).
 func samePodForEngine(a, b *compactPod) bool {
-	return sameMeta(&a.ObjectMeta, &b.ObjectMeta) &&
+	return a.UID == b.UID &&
+		(a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil) &&
 		slices.Equal(a.Labels, b.Labels) &&
 		a.NodeName == b.NodeName &&
 		a.HostNetwork == b.HostNetwork &&

@@ -1,0 +1,91 @@
+package podwatch
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// podMeta is the object metadata a cached pod keeps: what client-go's cache
+// reads (name and namespace for keys and the namespace index, UID,
+// resourceVersion) and what the engine needs (deletion). A metav1.ObjectMeta
+// is 232 bytes, most of them for fields the cache never sets; this is 72.
+//
+// Together with compactPod's label methods it implements metav1.Object, the
+// interface client-go reaches objects' metadata through (meta.Accessor). The
+// fields it does not keep read as zero values and ignore writes: the
+// transform drops them anyway.
+type podMeta struct {
+	Name, Namespace   string
+	UID               types.UID
+	ResourceVersion   string
+	DeletionTimestamp *metav1.Time
+}
+
+func podMetaOf(m *metav1.ObjectMeta) podMeta {
+	return podMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}
+}
+
+// objectMeta returns the metadata as a metav1.ObjectMeta (labels not set).
+func (m *podMeta) objectMeta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		DeletionTimestamp: m.DeletionTimestamp,
+	}
+}
+
+func (m *podMeta) deepCopy() podMeta {
+	out := *m
+	if m.DeletionTimestamp != nil {
+		out.DeletionTimestamp = m.DeletionTimestamp.DeepCopy()
+	}
+	return out
+}
+
+var _ metav1.Object = (*compactPod)(nil)
+
+func (m *podMeta) GetNamespace() string                { return m.Namespace }
+func (m *podMeta) SetNamespace(namespace string)       { m.Namespace = namespace }
+func (m *podMeta) GetName() string                     { return m.Name }
+func (m *podMeta) SetName(name string)                 { m.Name = name }
+func (m *podMeta) GetUID() types.UID                   { return m.UID }
+func (m *podMeta) SetUID(uid types.UID)                { m.UID = uid }
+func (m *podMeta) GetResourceVersion() string          { return m.ResourceVersion }
+func (m *podMeta) SetResourceVersion(version string)   { m.ResourceVersion = version }
+func (m *podMeta) GetDeletionTimestamp() *metav1.Time  { return m.DeletionTimestamp }
+func (m *podMeta) SetDeletionTimestamp(t *metav1.Time) { m.DeletionTimestamp = t }
+
+// Fields the cache does not keep.
+
+func (m *podMeta) GetGenerateName() string                                    { return "" }
+func (m *podMeta) SetGenerateName(string)                                     {}
+func (m *podMeta) GetGeneration() int64                                       { return 0 }
+func (m *podMeta) SetGeneration(int64)                                        {}
+func (m *podMeta) GetSelfLink() string                                        { return "" }
+func (m *podMeta) SetSelfLink(string)                                         {}
+func (m *podMeta) GetCreationTimestamp() metav1.Time                          { return metav1.Time{} }
+func (m *podMeta) SetCreationTimestamp(metav1.Time)                           {}
+func (m *podMeta) GetDeletionGracePeriodSeconds() *int64                      { return nil }
+func (m *podMeta) SetDeletionGracePeriodSeconds(*int64)                       {}
+func (m *podMeta) GetAnnotations() map[string]string                          { return nil }
+func (m *podMeta) SetAnnotations(map[string]string)                           {}
+func (m *podMeta) GetFinalizers() []string                                    { return nil }
+func (m *podMeta) SetFinalizers([]string)                                     {}
+func (m *podMeta) GetOwnerReferences() []metav1.OwnerReference                { return nil }
+func (m *podMeta) SetOwnerReferences([]metav1.OwnerReference)                 {}
+func (m *podMeta) GetManagedFields() []metav1.ManagedFieldsEntry              { return nil }
+func (m *podMeta) SetManagedFields(managedFields []metav1.ManagedFieldsEntry) {}
+
+// GetLabels returns a new map of the pod's labels.
+func (c *compactPod) GetLabels() map[string]string { return c.Labels.toMap() }
+
+// SetLabels replaces the pod's labels.
+func (c *compactPod) SetLabels(l map[string]string) { c.Labels = makeLabelSet(l) }
