@@ -160,7 +160,8 @@ func BenchmarkMemoryPerPod(b *testing.B) {
 				if _, err := eng.Reconcile(context.Background()); err != nil {
 					b.Fatal(err)
 				}
-				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+				// As the watcher's pod informer: no index but the key.
+				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 				before := heapInUse()
 				for i := range n {
 					raw, err := json.Marshal(memPod(i))

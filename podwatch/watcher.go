@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	networkinglisters "k8s.io/client-go/listers/networking/v1"
@@ -184,7 +185,11 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	core := w.factory.Core().V1()
 	netv1 := w.factory.Networking().V1()
 	w.informers[KindNamespace] = core.Namespaces().Informer()
-	w.informers[KindPod] = core.Pods().Informer()
+	// Pods are only looked up by key: an informer without the default
+	// namespace index saves an index entry per pod.
+	w.informers[KindPod] = w.factory.InformerFor(&corev1.Pod{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewFilteredPodInformer(c, metav1.NamespaceAll, resync, cache.Indexers{}, nil)
+	})
 	w.informers[KindNetworkPolicy] = netv1.NetworkPolicies().Informer()
 	w.namespaces = core.Namespaces().Lister()
 	w.pods = w.informers[KindPod].GetIndexer()
