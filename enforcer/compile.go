@@ -35,7 +35,7 @@ type compiler struct {
 	gcGroups map[*group]struct{}
 
 	shared   map[string]int         // cidr and ports sets: references
-	allNamed map[*namedSet]struct{} // egress named sets of rules without peers
+	allNamed map[*namedSet]struct{} // egress named sets over every pod (no peers, ipBlock peers)
 	local    map[string]*localPod   // local active pods by ID
 	// localByNS holds the same pods by namespace: the pods a new policy may
 	// select (the model has no index by node for that: each index costs a
@@ -60,14 +60,15 @@ type group struct {
 }
 
 // namedSet holds the (IP, protocol, port) triples of one rule's named ports,
-// resolved over its sources: the local targets of the policy (ingress) or the
-// peer pods of the rule (egress).
+// resolved over its sources: the local targets of the policy (ingress), the
+// selector peer pods of the rule (egress), or every active pod (egress rules
+// without peers, and ipBlock peers).
 type namedSet struct {
-	names   [2]string
+	names   [2]string // per family; "" for a family no rule matches against
 	ports   []portName
 	dir     *policyDir // ingress source
 	groups  []*group   // egress source
-	all     bool       // egress without peers: every active pod
+	all     bool       // every active pod
 	contrib map[string][]nft.Element
 	count   [2]map[string]int
 	dead    bool // its policy direction was deactivated
@@ -343,16 +344,54 @@ func (c *compiler) otherMemberHas(g *group, id string, a netip.Addr) bool {
 
 // --- named-port sets ---
 
-func (c *compiler) newNamedSet(d *policyDir, r *policyRule) *namedSet {
-	ns := &namedSet{ports: r.named, contrib: map[string][]nft.Element{}}
+func (c *compiler) newNamedSet(ports []portName, key, comment string, fams [2]bool) *namedSet {
+	ns := &namedSet{ports: ports, contrib: map[string][]nft.Element{}}
 	for f := range 2 {
-		ns.names[f] = namedSetName(f, r.namedKey)
+		if !fams[f] {
+			continue
+		}
+		ns.names[f] = namedSetName(f, key)
 		ns.count[f] = map[string]int{}
 		c.putSet(nft.Set{Name: ns.names[f],
 			Key:     []nft.KeyType{addrTypes[f], nft.TypeInetProto, nft.TypeInetService},
-			Comment: "named ports of " + r.namedKey})
+			Comment: comment})
 	}
 	return ns
+}
+
+// newAllNamedSet makes the egress named set of r over every active pod, which
+// a rule without peers or an ipBlock peer matches against: the destination may
+// be any pod, and the name resolves on it. podChanged keeps it current.
+func (c *compiler) newAllNamedSet(r *policyRule) *namedSet {
+	// Only the families some rule matches against: the set mirrors every
+	// pod's named ports, so an unused family would cost as much as a used one.
+	fams := [2]bool{r.anyPeer, r.anyPeer}
+	for _, p := range r.peers {
+		if p.cidr != nil {
+			fams[p.fam] = true
+		}
+	}
+	ns := c.newNamedSet(r.named, r.allKey, "named ports of every pod, for "+r.id, fams)
+	ns.all = true
+	c.allNamed[ns] = struct{}{}
+	for _, p := range c.m.pods() {
+		c.refreshNamed(ns, p.ID, p)
+	}
+	return ns
+}
+
+// dropNamedSet removes a named set of a deactivated rule.
+func (c *compiler) dropNamedSet(ns *namedSet) {
+	for _, g := range ns.groups {
+		delete(g.dependents, ns)
+	}
+	delete(c.allNamed, ns)
+	ns.dead = true
+	for f := range 2 {
+		if ns.names[f] != "" {
+			c.deleteSet(ns.names[f])
+		}
+	}
 }
 
 // has reports whether p is a source of the named set.
@@ -378,6 +417,9 @@ func (c *compiler) refreshNamed(ns *namedSet, id string, p *podRecord) {
 		for _, pn := range ns.ports {
 			for _, port := range p.resolve(pn.Name, pn.Proto) {
 				for _, a := range p.IPs {
+					if ns.names[famOf(a)] == "" {
+						continue
+					}
 					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port)}})
 				}
 			}
@@ -437,24 +479,20 @@ func (c *compiler) activate(d *policyDir) {
 		if r.numeric != nil {
 			c.acquireShared(r.numeric)
 		}
-		if len(r.named) == 0 {
+		if r.allKey != "" {
+			r.allSet = c.newAllNamedSet(r)
+		}
+		if r.namedKey == "" {
 			continue
 		}
-		ns := c.newNamedSet(d, r)
+		ns := c.newNamedSet(r.named, r.namedKey, "named ports of "+r.namedKey, [2]bool{true, true})
 		r.namedSet = ns
-		switch {
-		case d.dir == dirIngress:
+		if d.dir == dirIngress {
 			ns.dir = d
 			for id, p := range d.targets {
 				c.refreshNamed(ns, id, p)
 			}
-		case r.anyPeer:
-			ns.all = true
-			c.allNamed[ns] = struct{}{}
-			for _, p := range c.m.pods() {
-				c.refreshNamed(ns, p.ID, p)
-			}
-		default:
+		} else {
 			for _, p := range r.peers {
 				if p.group == nil {
 					continue
@@ -489,17 +527,12 @@ func (c *compiler) deactivate(d *policyDir) {
 		if r.numeric != nil {
 			c.releaseShared(r.numeric)
 		}
-		if ns := r.namedSet; ns != nil {
-			for _, g := range ns.groups {
-				delete(g.dependents, ns)
+		for _, ns := range []*namedSet{r.namedSet, r.allSet} {
+			if ns != nil {
+				c.dropNamedSet(ns)
 			}
-			delete(c.allNamed, ns)
-			ns.dead = true
-			for f := range 2 {
-				c.deleteSet(ns.names[f])
-			}
-			r.namedSet = nil
 		}
+		r.namedSet, r.allSet = nil, nil
 	}
 }
 

@@ -111,19 +111,21 @@ func policyAllows(m *model, pr *policyRecord, dir int, pod, other *podRecord, f 
 		}
 	}
 	for _, r := range rules {
-		// Peer matches: "any" when absent; kinds matter for named ports.
-		peerOK, podPeerOK := false, false
-		if len(r.peers) == 0 {
-			peerOK, podPeerOK = true, true
-		}
+		// Peer matches by kind, which matters for egress named ports: a
+		// selector peer resolves the name on the peer pod; no peers ("any")
+		// or an ipBlock, on whichever pod holds the destination address.
+		anyOK := len(r.peers) == 0
+		podOK, blockOK := false, false
 		for i := range r.peers {
 			isPod, ok := peerMatches(m, pr.Namespace, &r.peers[i], far, other)
-			if ok {
-				peerOK = true
-				podPeerOK = podPeerOK || isPod
+			switch {
+			case ok && isPod:
+				podOK = true
+			case ok:
+				blockOK = true
 			}
 		}
-		if !peerOK {
+		if !anyOK && !podOK && !blockOK {
 			continue
 		}
 		if len(r.ports) == 0 {
@@ -131,7 +133,26 @@ func policyAllows(m *model, pr *policyRecord, dir int, pod, other *podRecord, f 
 		}
 		for _, p := range r.ports {
 			numeric, named := portMatches(p, portPod, f)
-			if numeric || (named && (dir == dirIngress || podPeerOK)) {
+			if numeric || (named && (dir == dirIngress || podOK)) {
+				return true
+			}
+			if dir == dirEgress && (anyOK || blockOK) && namedOnAnyPod(m, p, f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// namedOnAnyPod reports whether a named port entry matches the flow on some
+// active pod at the destination address (usually one; several during IP reuse).
+func namedOnAnyPod(m *model, p networkingv1.NetworkPolicyPort, f Flow) bool {
+	if !f.Dst.IsValid() {
+		return false
+	}
+	for _, pod := range m.podsByIP(f.Dst.Unmap()) {
+		if pod.active() {
+			if _, named := portMatches(p, pod, f); named {
 				return true
 			}
 		}

@@ -35,9 +35,11 @@
 // microseconds of radix-tree copying). Pods have two indexes: ID ("ns/name",
 // whose prefix "ns/" finds the pods of a namespace) and IP; the local pods of a
 // namespace, which a new policy may select, are kept by the compiler. A pod
-// change re-checks only the selector groups of its namespace and the policies
-// of its namespace; a namespace label change re-checks the namespace-selector
-// groups. Policy direction chains are stable
+// change re-checks only the selector groups of its namespace, the policies of
+// its namespace and the named-port sets over every pod (egress rules with named
+// ports and no peers or ipBlock peers, where the name resolves on whichever pod
+// holds the destination); a namespace label change re-checks the
+// namespace-selector groups. Policy direction chains are stable
 // while their namespace keeps a local pod. A change costs tens to a few hundred
 // microseconds and sends a handful of operations regardless of cluster size
 // (see BenchmarkEngineDelta*); the first full build of a 100,000-pod cluster is
@@ -46,7 +48,9 @@
 // Two live pods claiming one address (a stale record during IP reuse) are
 // tolerated: the address stays in a peer set while any member has it, the
 // dispatch element belongs to the first local pod that claimed it, and Decide
-// picks the pod with the lowest ID.
+// picks the pod with the lowest ID (except for a named port of an egress rule
+// to an ipBlock or without peers, which matches if any of them names it, as
+// the compiled set holds every pod's named ports).
 //
 // # Reference evaluator
 //

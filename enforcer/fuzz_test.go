@@ -47,5 +47,8 @@ func FuzzEngineAgreesWithEvaluator(f *testing.F) {
 			src, dst, proto, port := genFlow(c)
 			checkAgreement(t, cl, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
 		}
+		for _, f := range namedPortFlows(w) {
+			checkAgreement(t, cl, f)
+		}
 	})
 }

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 // choices is where the generators take their decisions from: a PRNG for the
@@ -201,6 +203,14 @@ func genPolicy(c choices, i int) *networkingv1.NetworkPolicy {
 	}
 	for range c.intn(3) {
 		ps, pts := rule()
+		if c.intn(4) == 0 {
+			// An egress rule whose named port resolves on whichever pod holds
+			// the destination. Drawn as its own kind: mixed into random peers
+			// it is almost never the only rule that allows a flow, so a wrong
+			// compilation of it went unnoticed.
+			ps = []networkingv1.NetworkPolicyPeer{pick(c, ipBlock("198.18.128.0/24", "198.18.128.8/30"), ipBlock("2001:db8:100::/64"))}
+			pts = append(pts, pick(c, namedPort(TCP, "http"), namedPort(UDP, "dns")))
+		}
 		tweaks = append(tweaks, egress(ps, pts...))
 	}
 	return mkPolicy(ns, fmt.Sprintf("pol%d", i), tweaks...)
@@ -226,6 +236,49 @@ func genFlow(c choices) (src, dst netip.Addr, proto corev1.Protocol, port uint16
 	src = addr()
 	dst = addr()
 	return src, dst, pick(c, TCP, TCP, UDP, SCTP), pick[uint16](c, 53, 80, 8080, 8000, 9090, 5432)
+}
+
+// namedPortFlows lists flows from every generated pod slot and an outside host
+// to every address of every pod of the world, on each port that pod names
+// (TCP when the protocol is empty). Random flows rarely land on a named port,
+// and named ports are where the readings of the API part (per target, per
+// peer pod, per pod at an ipBlock address).
+func namedPortFlows(w *world) []enforcer.Flow {
+	var out []enforcer.Flow
+	for _, name := range sortedNames(w.pods) {
+		p := w.pods[name]
+		var ports []corev1.ContainerPort
+		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+			for i := range cs {
+				ports = append(ports, cs[i].Ports...)
+			}
+		}
+		for _, ip := range p.Status.PodIPs {
+			dst := netip.MustParseAddr(ip.IP)
+			srcs := []netip.Addr{netip.MustParseAddr("198.19.0.5")}
+			if dst.Is6() {
+				srcs[0] = netip.MustParseAddr("2001:db8:ff::5")
+			}
+			for i := range genPods {
+				v4, v6 := genPodAddrs(i)
+				if dst.Is6() {
+					srcs = append(srcs, netip.MustParseAddr(v6))
+				} else {
+					srcs = append(srcs, netip.MustParseAddr(v4))
+				}
+			}
+			for _, cp := range ports {
+				proto := cp.Protocol
+				if proto == "" {
+					proto = TCP
+				}
+				for _, src := range srcs {
+					out = append(out, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: uint16(cp.ContainerPort)})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // world is the current model, kept by the tests to rebuild engines from scratch.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,10 +67,14 @@ func TestIncrementalMatchesFreshBuild(t *testing.T) {
 				checkConverged(t, c, w, step)
 			}
 		}
-		// And the reference evaluator agrees with the incremental rulesets.
+		// And the reference evaluator agrees with the incremental rulesets, on
+		// random flows and on every pod's named ports.
 		for range 200 {
 			src, dst, proto, port := genFlow(r)
 			checkAgreement(t, c, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
+		}
+		for _, f := range namedPortFlows(w) {
+			checkAgreement(t, c, f)
 		}
 	}
 }
@@ -110,7 +116,7 @@ func basePolicies() []*networkingv1.NetworkPolicy {
 	return []*networkingv1.NetworkPolicy{
 		mkPolicy("prod", "web", selecting(sel("app", "web")),
 			ingress(peers(podPeer(sel("app", "cli")), nsPeer(sel("env", "dev")), ipBlock("198.19.0.0/16", "198.19.1.0/24")), tcp(80), namedPort(TCP, "http")),
-			egress(peers(nsPodPeer(sel(), sel("app", "db"))), namedPort(TCP, "pg"))),
+			egress(peers(nsPodPeer(sel(), sel("app", "db")), ipBlock("198.18.2.0/24")), namedPort(TCP, "pg"))),
 		mkPolicy("dev", "deny"),
 		mkPolicy("prod", "db", selecting(sel("app", "db")), ingress(peers(podPeer(sel("app", "web"))), portRange(TCP, 5000, 6000))),
 	}
@@ -326,4 +332,104 @@ func TestSharedAddress(t *testing.T) {
 	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, true)
 	do(op{kind: "pod", pod: mkPod("prod", "b", podLabels("app", "other"), onNode("node-b"), podIPs("198.18.2.5"))})
 	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, false)
+}
+
+// TestEgressNamedPortIPBlockDeltas: the named-port set that an egress ipBlock
+// peer matches against holds every pod's named ports. Each change of a remote
+// pod must send exactly the elements that change in that set, and nothing
+// else; the flows agree with Decide after every step.
+func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
+	c := newCluster(t, "node-a")
+	loadBase(t, c, mkPolicy("dev", "cli", selecting(sel("app", "cli")), types(networkingv1.PolicyTypeEgress),
+		egress(peers(ipBlock("198.18.0.0/15"), ipBlock("2001:db8::/32")), namedPort(TCP, "http"))))
+	e, f := c.engines["node-a"], c.fakes["node-a"]
+	var allSets []string
+	for name, s := range e.Desired().Sets {
+		if strings.HasPrefix(s.Comment, "named ports of every pod, for dev/cli/egress/0") {
+			allSets = append(allSets, name)
+		}
+	}
+	if len(allSets) != 2 {
+		t.Fatalf("want a v4 and a v6 set of every pod's named ports, got %v", allSets)
+	}
+	n1 := func(tweaks ...podTweak) *corev1.Pod {
+		return mkPod("prod", "n1", append([]podTweak{podLabels("app", "n1"), onNode("node-b")}, tweaks...)...)
+	}
+	steps := []struct {
+		name       string
+		upsert     *corev1.Pod
+		del        string // pod name in prod
+		add, rm    []string
+		flowsTo    string // destination of the probe flows
+		open, shut uint16 // a port the flows expect allowed and one denied
+	}{
+		{name: "pod with a named port added", upsert: n1(podIPs("198.18.2.50", "2001:db8:2::50"), containerPort("http", TCP, 8081)),
+			add: []string{"198.18.2.50 . tcp . 8081", "2001:db8:2::50 . tcp . 8081"}, flowsTo: "198.18.2.50", open: 8081, shut: 80},
+		{name: "label change", upsert: n1(podLabels("app", "other"), podIPs("198.18.2.50", "2001:db8:2::50"), containerPort("http", TCP, 8081)),
+			flowsTo: "2001:db8:2::50", open: 8081, shut: 8082},
+		{name: "port number change", upsert: n1(podIPs("198.18.2.50", "2001:db8:2::50"), containerPort("http", TCP, 8082)),
+			add: []string{"198.18.2.50 . tcp . 8082", "2001:db8:2::50 . tcp . 8082"},
+			rm:  []string{"198.18.2.50 . tcp . 8081", "2001:db8:2::50 . tcp . 8081"}, flowsTo: "198.18.2.50", open: 8082, shut: 8081},
+		{name: "address change", upsert: n1(podIPs("198.18.2.51"), containerPort("http", TCP, 8082)),
+			add: []string{"198.18.2.51 . tcp . 8082"},
+			rm:  []string{"198.18.2.50 . tcp . 8082", "2001:db8:2::50 . tcp . 8082"}, flowsTo: "198.18.2.51", open: 8082, shut: 8081},
+		{name: "port renamed", upsert: n1(podIPs("198.18.2.51"), containerPort("web", TCP, 8082)),
+			rm: []string{"198.18.2.51 . tcp . 8082"}, flowsTo: "198.18.2.51", shut: 8082},
+		{name: "port named again", upsert: n1(podIPs("198.18.2.51"), containerPort("http", TCP, 8082)),
+			add: []string{"198.18.2.51 . tcp . 8082"}, flowsTo: "198.18.2.51", open: 8082, shut: 8081},
+		{name: "pod finished", upsert: n1(podIPs("198.18.2.51"), containerPort("http", TCP, 8082), phase(corev1.PodSucceeded)),
+			rm: []string{"198.18.2.51 . tcp . 8082"}, flowsTo: "198.18.2.51", shut: 8082},
+		{name: "finished pod deleted", del: "n1", flowsTo: "198.18.2.51", shut: 8082},
+		{name: "pod without ports added", upsert: mkPod("prod", "n2", onNode("node-b"), podIPs("198.18.2.52")), flowsTo: "198.18.2.52", shut: 8080},
+		{name: "existing pod deleted", del: "web",
+			rm: []string{"198.18.1.10 . tcp . 8080", "2001:db8:1::10 . tcp . 8080"}, flowsTo: "198.18.1.10", shut: 8080},
+	}
+	for _, st := range steps {
+		n := len(f.Transactions())
+		if st.upsert != nil {
+			if err := e.UpsertPod(st.upsert); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		} else {
+			e.DeletePod("prod", st.del)
+		}
+		c.flush()
+		var add, rm []string
+		for _, tx := range f.Transactions()[n:] {
+			for _, o := range tx.Ops {
+				if (o.Kind != nft.OpAddElements && o.Kind != nft.OpDeleteElements) || !slices.Contains(allSets, o.Name) {
+					t.Errorf("%s: sent %s %s, want only elements of %v", st.name, o.Kind, o.Name, allSets)
+					continue
+				}
+				set := e.Desired().Sets[o.Name]
+				for _, el := range o.Elements {
+					parts := make([]string, len(el.Key))
+					for i, v := range el.Key {
+						parts[i] = nft.FormatValue(set.Key[i], v)
+					}
+					s := strings.Join(parts, " . ")
+					if o.Kind == nft.OpAddElements {
+						add = append(add, s)
+					} else {
+						rm = append(rm, s)
+					}
+				}
+			}
+		}
+		slices.Sort(add)
+		slices.Sort(rm)
+		slices.Sort(st.add)
+		slices.Sort(st.rm)
+		if !slices.Equal(add, st.add) || !slices.Equal(rm, st.rm) {
+			t.Errorf("%s: added %q removed %q, want added %q removed %q", st.name, add, rm, st.add, st.rm)
+		}
+		src := "dev/cli"
+		if netip.MustParseAddr(st.flowsTo).Is6() {
+			src = "dev/cli@6"
+		}
+		if st.open != 0 {
+			c.checkFlow(src, st.flowsTo, TCP, st.open, true)
+		}
+		c.checkFlow(src, st.flowsTo, TCP, st.shut, false)
+	}
 }

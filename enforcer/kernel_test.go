@@ -40,7 +40,8 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	pols := append(basePolicies(),
 		mkPolicy("dev", "eg", selecting(sel("app", "cli")),
 			egress(peers(podPeer(sel("app", "web")), ipBlock("2001:db8:ff::/48", "2001:db8:ff:1::/64")), tcp(80), protoOnly(UDP), port(SCTP, 3868)),
-			egress(nil, namedPort(UDP, "dns"))),
+			egress(nil, namedPort(UDP, "dns")),
+			egress(peers(podPeer(sel("app", "web")), ipBlock("198.18.1.0/24")), namedPort(TCP, "http"))),
 		mkPolicy("other", "both", types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress), ingress(nil)))
 	for _, np := range pols {
 		if err := e.UpsertNetworkPolicy(np); err != nil {

@@ -47,10 +47,19 @@ type policyRule struct {
 	anyPort bool
 	// numeric is the interval set of protocol . port ranges (nil: no numeric port).
 	numeric *sharedSpec
-	// named lists the named ports; namedKey names the rule's named-port sets.
-	named    []portName
-	namedKey string
-	namedSet *namedSet // while active
+	// named lists the named ports. A named port resolves on the pod that holds
+	// the destination address: for ingress a target of the policy, for egress
+	// a peer pod of the rule, or any pod at all when the rule has no peers or
+	// the peer is an ipBlock (as Cyclonus and Calico read the API).
+	named []portName
+	// id is "<ns>/<policy>/<direction>/<index>", for the sets' comments.
+	id string
+	// namedKey names the sets of (pod IP, proto, port) over the policy's
+	// targets (ingress) or the rule's selector peers (egress); allKey the
+	// egress sets over every pod, matched by rules without peers and by
+	// ipBlock peers. Empty: the rule needs no such set.
+	namedKey, allKey string
+	namedSet, allSet *namedSet // while active
 }
 
 type portName struct {
@@ -210,7 +219,20 @@ func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicy
 		rule.numeric = portsSpec(numeric)
 	}
 	if len(rule.named) > 0 {
-		rule.namedKey = fmt.Sprintf("%s/%s/%d", r.ID, dirNames[dir], idx)
+		rule.id = fmt.Sprintf("%s/%s/%d", r.ID, dirNames[dir], idx)
+		hasGroup := slices.ContainsFunc(rule.peers, func(p peerSpec) bool { return p.group != nil })
+		hasCIDR := slices.ContainsFunc(rule.peers, func(p peerSpec) bool { return p.cidr != nil })
+		if dir == dirIngress || hasGroup {
+			rule.namedKey = rule.id
+		}
+		if dir == dirEgress && (rule.anyPeer || hasCIDR) {
+			// The rule id alone when it is the rule's only named set, so that
+			// the sets of rules without peers keep their names.
+			rule.allKey = rule.id
+			if hasGroup {
+				rule.allKey = rule.id + "/all-pods"
+			}
+		}
 	}
 	return rule, errors.Join(errs...)
 }
@@ -356,22 +378,30 @@ func (d *policyDir) buildRules() []nft.Rule {
 				ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
 			}
 			if len(r.named) > 0 {
-				ports = append(ports, portMatch{named: true, expr: []nft.Expr{nft.Lookup{
-					Fields: []nft.Field{daddrFields[fam], nft.FieldL4Proto, nft.FieldTHDport},
-					Set:    namedSetName(fam, r.namedKey),
-				}}})
+				ports = append(ports, portMatch{named: true})
 			}
 			for _, pm := range peers {
 				for _, po := range ports {
 					if pm.anyFm && !po.named && fam != famV4 {
 						continue // family independent: emitted in the v4 pass
 					}
-					if po.named && pm.cidr && d.dir == dirEgress {
-						continue // named ports resolve against peer pods; an ipBlock has none
+					portExpr := po.expr
+					if po.named {
+						// Egress to any address or to an ipBlock resolves the
+						// name on whichever pod holds the destination; to a
+						// selector peer, on the peer pods only.
+						key := r.namedKey
+						if d.dir == dirEgress && (pm.anyFm || pm.cidr) {
+							key = r.allKey
+						}
+						portExpr = []nft.Expr{nft.Lookup{
+							Fields: []nft.Field{daddrFields[fam], nft.FieldL4Proto, nft.FieldTHDport},
+							Set:    namedSetName(fam, key),
+						}}
 					}
-					exprs := make([]nft.Expr, 0, len(pm.expr)+len(po.expr)+1)
+					exprs := make([]nft.Expr, 0, len(pm.expr)+len(portExpr)+1)
 					exprs = append(exprs, pm.expr...)
-					exprs = append(exprs, po.expr...)
+					exprs = append(exprs, portExpr...)
 					exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
 					out = append(out, nft.Rule{Exprs: exprs})
 				}

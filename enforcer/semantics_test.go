@@ -228,9 +228,47 @@ func TestSemantics(t *testing.T) {
 				allow("dev/cli", "prod/web", TCP, 8080), allow("dev/cli@6", "prod/web@6", TCP, 8080),
 				allow("dev/cli", "dev/web", TCP, 80), deny("dev/cli", "dev/web", TCP, 8080),
 				deny("dev/cli", "prod/web", TCP, 80),
-				deny("dev/cli", "198.19.0.5", TCP, 8080), // named ports with ipBlock peers match nothing
+				deny("dev/cli", "198.19.0.5", TCP, 8080), // ipBlock peer, but no pod holds the address
 				allow("dev/cli", "prod/web", UDP, 53),    // rule without peers: any pod with a dns port
 				deny("dev/cli", "198.19.0.5", UDP, 53), deny("dev/cli", "prod/db", UDP, 53),
+			},
+		},
+		{
+			name: "named ports in egress to ipBlocks resolve on the destination pod",
+			policies: []*networkingv1.NetworkPolicy{mkPolicy("dev", "cli", selecting(sel("app", "cli")), types(networkingv1.PolicyTypeEgress),
+				egress(peers(ipBlock("198.18.1.0/24", "198.18.1.10/32"), ipBlock("2001:db8:1::/64")),
+					namedPort(TCP, "http"), namedPort(UDP, "dns"), namedPort(TCP, "metrics"), namedPort(TCP, "setup")))},
+			extra: []*corev1.Pod{
+				// After the policy: the incremental path adds its named ports.
+				mkPod("dev", "late", podLabels("app", "late"), onNode("node-b"), podIPs("198.18.1.41"), containerPort("http", TCP, 8443)),
+				// Inside the block, with the port, but never in pod sets.
+				mkPod("other", "hostsvc", hostNet(), podIPs("198.18.1.97"), containerPort("http", TCP, 8080)),
+				mkPod("other", "old", phase(corev1.PodFailed), podIPs("198.18.1.98"), containerPort("http", TCP, 8080)),
+			},
+			flows: []flow{
+				deny("dev/cli", "prod/web", TCP, 8080), // excepted address
+				allow("dev/cli@6", "prod/web@6", TCP, 8080), allow("dev/cli@6", "prod/web@6", UDP, 53),
+				deny("dev/cli@6", "prod/web@6", TCP, 80), deny("dev/cli@6", "prod/web@6", UDP, 8080),
+				allow("dev/cli", "prod/db", TCP, 9090), allow("dev/cli@6", "prod/db@6", TCP, 9090), // restartable init container
+				deny("dev/cli", "prod/db", TCP, 7000), // ordinary init container
+				deny("dev/cli", "prod/db", TCP, 8080), // http is web's port, not db's
+				deny("dev/cli", "dev/web", TCP, 80),   // has http, but outside the blocks
+				allow("dev/cli", "dev/late", TCP, 8443), deny("dev/cli", "dev/late", TCP, 8080),
+				deny("dev/cli", "198.18.1.200", TCP, 8080), // inside the block, not a pod
+				deny("dev/cli", "198.18.1.97", TCP, 8080),  // hostNetwork pod
+				deny("dev/cli", "198.18.1.98", TCP, 8080),  // finished pod
+			},
+		},
+		{
+			name: "named ports in egress with selector and ipBlock peers in one rule",
+			policies: []*networkingv1.NetworkPolicy{mkPolicy("dev", "cli", selecting(sel("app", "cli")), types(networkingv1.PolicyTypeEgress),
+				egress(peers(podPeer(sel("app", "web")), ipBlock("198.18.1.11/32")), namedPort(TCP, "http"), namedPort(TCP, "pg")))},
+			flows: []flow{
+				allow("dev/cli", "dev/web", TCP, 80), allow("dev/cli@6", "dev/web@6", TCP, 80), // selector peer: its own ports
+				deny("dev/cli", "dev/web", TCP, 5432),
+				allow("dev/cli", "prod/db", TCP, 5432), // ipBlock peer: the ports of the pod at the address
+				deny("dev/cli@6", "prod/db@6", TCP, 5432), deny("dev/cli", "prod/db", TCP, 80),
+				deny("dev/cli", "prod/web", TCP, 8080), // neither peer
 			},
 		},
 		{
