@@ -1,6 +1,9 @@
 // Package conformance runs the connectivity cases of the upstream Kubernetes
 // NetworkPolicy e2e suite (k8s.io/kubernetes test/e2e/network/netpol, v1.37.2)
-// and a Cyclonus-style generator against nftwarden.
+// and a Cyclonus-style generator against nftwarden, plus nftwarden's own cases
+// for egress named ports with ipBlock peers (NamedPortIPBlockCases, issue #6:
+// the name resolves on the pod at the destination address, as in Cyclonus and
+// Calico).
 //
 // A case is data: the pods it needs (upstream's per-test topology over the
 // namespaces x, y, z and pods a, b, c), and steps. A step applies actions

@@ -173,20 +173,15 @@ func (g *gen) policy(name string) *networkingv1.NetworkPolicy {
 	if ingress {
 		p.Spec.PolicyTypes = append(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
 		for range g.rng.IntN(3) {
-			p.Spec.Ingress = append(p.Spec.Ingress, In(g.peers(), g.ports(true)...))
+			p.Spec.Ingress = append(p.Spec.Ingress, In(g.peers(), g.ports()...))
 		}
 	}
 	if egress {
 		p.Spec.PolicyTypes = append(p.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
 		for range g.rng.IntN(3) {
-			peers := g.peers()
-			// A named port in an egress rule whose peers include an ipBlock is
-			// implementation-defined when the block holds pod IPs (ipBlock is
-			// meant for cluster-external addresses); nftwarden matches nothing
-			// there, Cyclonus resolves the name on the destination pod. Keep
-			// generated cases out of that corner (see TestNamedPortEgressIPBlock).
-			named := !slices.ContainsFunc(peers, func(p networkingv1.NetworkPolicyPeer) bool { return p.IPBlock != nil })
-			p.Spec.Egress = append(p.Spec.Egress, Out(peers, g.ports(named)...))
+			// Named ports with ipBlock peers included: the name resolves on
+			// the pod at the destination address, as in Cyclonus and Calico.
+			p.Spec.Egress = append(p.Spec.Egress, Out(g.peers(), g.ports()...))
 		}
 	}
 	// Leaving policyTypes out lets the API default it: Ingress, plus Egress
@@ -277,9 +272,8 @@ func (g *gen) ipBlock() networkingv1.NetworkPolicyPeer {
 	}
 }
 
-// ports returns nil (all ports) or one or two port entries; named ports only
-// when named is set.
-func (g *gen) ports(named bool) []networkingv1.NetworkPolicyPort {
+// ports returns nil (all ports) or one or two port entries.
+func (g *gen) ports() []networkingv1.NetworkPolicyPort {
 	if g.chance(0.3) {
 		return nil
 	}
@@ -293,10 +287,6 @@ func (g *gen) ports(named bool) []networkingv1.NetworkPolicyPort {
 		case 0, 1:
 			out = append(out, PortNum(proto, pick(g, ModelPorts...)))
 		case 2:
-			if !named {
-				out = append(out, PortNum(proto, pick(g, ModelPorts...)))
-				continue
-			}
 			nameProto := corev1.ProtocolTCP
 			if proto != nil {
 				nameProto = *proto

@@ -195,7 +195,8 @@ func packetVariants(sel string) []packetVariant {
 	return out
 }
 
-// TestConformancePackets runs the ported upstream cases with real packets
+// TestConformancePackets runs the ported upstream cases (and nftwarden's
+// named-port-to-ipBlock cases) with real packets
 // between network namespaces, nftwarden daemons on two nodes and a real API
 // server. It needs root, scripts/build-control-plane.sh, and
 // NFTW_CONFORMANCE=ipv4|all|<list> (it takes minutes). Generated cases run too
@@ -212,7 +213,7 @@ func TestConformancePackets(t *testing.T) {
 	if len(variants) == 0 {
 		t.Fatalf("NFTW_CONFORMANCE=%q selects no variant (ipv4, ipv6, bridged, all)", sel)
 	}
-	cases := UpstreamCases()
+	cases := append(UpstreamCases(), NamedPortIPBlockCases()...)
 	if n := os.Getenv("NFTW_CONFORMANCE_GENERATED"); n != "" {
 		var count int
 		if _, err := fmt.Sscan(n, &count); err != nil {
