@@ -161,7 +161,18 @@ func (e *Engine) UpsertPod(p *corev1.Pod) error {
 	if p == nil || p.Name == "" || p.Namespace == "" {
 		return errors.New("enforcer: upsert pod: nil pod or missing name/namespace")
 	}
-	rec, perr := podFromAPI(p)
+	return e.UpsertParsedPod(NewPod(p))
+}
+
+// UpsertParsedPod adds or updates a pod parsed by NewPod, as UpsertPod does.
+// The engine keeps p itself (it is immutable): a caller that holds its pods
+// anyway shares them with the engine instead of both holding a copy.
+func (e *Engine) UpsertParsedPod(p *Pod) error {
+	if p == nil || p.rec.ID == "" || p.rec.nsLen == 0 || p.Name() == "" {
+		return errors.New("enforcer: upsert pod: nil pod or missing name/namespace (use NewPod)")
+	}
+	rec := &p.rec
+	perr := p.err
 	if perr != nil {
 		perr = fmt.Errorf("enforcer: upsert pod: %w", perr)
 		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)

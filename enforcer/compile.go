@@ -290,7 +290,7 @@ func (c *compiler) collectGroups() {
 // updateMember makes p's membership in g match its current record (p == nil or
 // inactive: not a member) and reports whether anything changed.
 func (c *compiler) updateMember(g *group, p *podRecord) bool {
-	return c.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.Labels) && c.groupHasNS(g, p.Namespace))
+	return c.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.Labels) && c.groupHasNS(g, p.Namespace()))
 }
 
 func (c *compiler) groupHasNS(g *group, ns string) bool {
@@ -608,9 +608,9 @@ func (c *compiler) removePolicy(id string) {
 func (c *compiler) podChanged(old, cur *podRecord) {
 	var id, ns string
 	if cur != nil {
-		id, ns = cur.ID, cur.Namespace
+		id, ns = cur.ID, cur.Namespace()
 	} else {
-		id, ns = old.ID, old.Namespace
+		id, ns = old.ID, old.Namespace()
 	}
 	// Peer groups that can concern the pod's namespace.
 	named := map[*namedSet]struct{}{}
@@ -639,7 +639,7 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 
 	// Targets: only local pods.
 	wasLocal := c.local[id] != nil
-	isLocal := cur != nil && cur.active() && cur.Node == c.node && c.node != ""
+	isLocal := cur != nil && cur.active() && cur.Node.Value() == c.node && c.node != ""
 	if isLocal && !wasLocal {
 		c.localPerNS[ns]++
 		if c.localPerNS[ns] == 1 {
@@ -724,7 +724,7 @@ func (c *compiler) syncLocalPod(lp *localPod) { c.syncLocalPodFrom(lp, lp.rec) }
 func (c *compiler) syncLocalPodFrom(lp *localPod, prev *podRecord) {
 	cur := lp.rec
 	for dir := range 2 {
-		want := cur != nil && cur.active() && cur.Node == c.node && len(lp.pols[dir]) > 0
+		want := cur != nil && cur.active() && cur.Node.Value() == c.node && len(lp.pols[dir]) > 0
 		id := ""
 		if cur != nil {
 			id = cur.ID

@@ -54,7 +54,7 @@ func podAt(m *model, a netip.Addr) *podRecord {
 func decideDirection(m *model, dir int, pod, other *podRecord, f Flow) DirectionDecision {
 	dd := DirectionDecision{Pod: pod.ID}
 	var isolating, allowing []string
-	for _, pr := range m.policiesInNamespace(pod.Namespace) {
+	for _, pr := range m.policiesInNamespace(pod.Namespace()) {
 		spec := &pr.Spec
 		ingress, egress := policyTypes(spec)
 		if (dir == dirIngress && !ingress) || (dir == dirEgress && !egress) {
@@ -182,13 +182,13 @@ func peerMatches(m *model, policyNS string, p *networkingv1.NetworkPolicyPeer, f
 		}
 	}
 	if p.NamespaceSelector == nil {
-		return true, other.Namespace == policyNS
+		return true, other.Namespace() == policyNS
 	}
 	sel, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
 	if err != nil {
 		return true, false
 	}
-	ns := m.namespace(other.Namespace)
+	ns := m.namespace(other.Namespace())
 	return true, ns != nil && sel.Matches(ns.Labels)
 }
 
@@ -240,7 +240,7 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 			return false, false
 		}
 		for _, c := range portPod.Ports {
-			if c.Name == p.Port.StrVal && c.Port == f.Port {
+			if c.Name.Value() == p.Port.StrVal && c.Port == f.Port {
 				if pn, _ := protoNumber(proto); pn == c.Proto {
 					return false, true
 				}

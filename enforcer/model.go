@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,14 +30,65 @@ func namespaceFromAPI(ns *corev1.Namespace) *namespaceRecord {
 	return &namespaceRecord{Name: ns.Name, Labels: l}
 }
 
-// podFromAPI keeps what policy needs of a pod. A malformed IP is skipped (the pod
-// is then not reachable by that address through policy: fail closed) and reported.
+// Pod is a pod as the engine keeps it: parsed once, immutable. NewPod makes
+// one; Engine.UpsertParsedPod takes it as it is. A program that holds pods
+// anyway (an informer cache) can keep the Pod instead of its own copy, and
+// the engine's model then shares it rather than holding a second one.
+type Pod struct {
+	rec podRecord
+	err error // malformed fields, returned again by UpsertParsedPod
+}
+
+// NewPod parses what policy needs of p (name, namespace, labels, node,
+// hostNetwork, phase, IPs, named ports of containers and restartable init
+// containers). A malformed IP is left out (the pod is then not reachable by
+// that address through policy: fail closed); Err reports it.
+func NewPod(p *corev1.Pod) *Pod {
+	out := &Pod{}
+	out.err = fillPod(&out.rec, p)
+	return out
+}
+
+// Err reports the malformed fields NewPod left out (nil if none).
+func (p *Pod) Err() error { return p.err }
+
+// Namespace returns the pod's namespace.
+func (p *Pod) Namespace() string { return p.rec.Namespace() }
+
+// Name returns the pod's name.
+func (p *Pod) Name() string { return p.rec.Name() }
+
+// Labels returns a new map of the pod's labels.
+func (p *Pod) Labels() map[string]string {
+	if len(p.rec.Labels) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(p.rec.Labels))
+	for _, l := range p.rec.Labels {
+		m[l.Key.Value()] = l.Value.Value()
+	}
+	return m
+}
+
+// Equal reports whether p and q are equal in everything the engine uses.
+func (p *Pod) Equal(q *Pod) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return samePod(&p.rec, &q.rec)
+}
+
+// podFromAPI keeps what policy needs of a pod (see NewPod).
 func podFromAPI(p *corev1.Pod) (*podRecord, error) {
-	r := &podRecord{
+	pp := NewPod(p)
+	return &pp.rec, pp.err
+}
+
+func fillPod(r *podRecord, p *corev1.Pod) error {
+	*r = podRecord{
 		ID:          p.Namespace + "/" + p.Name,
-		Namespace:   p.Namespace,
-		Name:        p.Name,
-		Node:        p.Spec.NodeName,
+		nsLen:       uint32(len(p.Namespace)),
+		Node:        unique.Make(p.Spec.NodeName),
 		HostNetwork: p.Spec.HostNetwork,
 		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}
@@ -84,7 +137,7 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 			if !ok {
 				continue
 			}
-			np := namedPort{Name: cp.Name, Proto: proto, Port: uint16(cp.ContainerPort)}
+			np := namedPort{Name: unique.Make(cp.Name), Proto: proto, Port: uint16(cp.ContainerPort)}
 			if !slices.Contains(r.Ports, np) {
 				r.Ports = append(r.Ports, np)
 			}
@@ -107,17 +160,14 @@ func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 	}
 	slices.SortFunc(r.Ports, func(a, b namedPort) int {
 		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
+			return strings.Compare(a.Name.Value(), b.Name.Value())
 		}
 		if a.Proto != b.Proto {
 			return int(a.Proto) - int(b.Proto)
 		}
 		return int(a.Port) - int(b.Port)
 	})
-	return r, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // protoNumber maps a Kubernetes protocol to its IP protocol number; empty is TCP.
@@ -146,7 +196,7 @@ func samePod(a, b *podRecord) bool {
 func (p *podRecord) resolve(name string, proto uint8) []uint16 {
 	var out []uint16
 	for _, np := range p.Ports {
-		if np.Name == name && np.Proto == proto {
+		if np.Name.Value() == name && np.Proto == proto {
 			out = append(out, np.Port)
 		}
 	}

@@ -38,17 +38,27 @@ const (
 // podRecord is what the engine keeps of a pod. Records are immutable once
 // inserted: an update inserts a new record.
 type podRecord struct {
-	ID, Namespace, Name string
-	Node                string
-	Labels              labelList
+	// ID is "namespace/name"; Namespace and Name return its parts.
+	ID string
+	// Node is spec.nodeName, interned (the pods of a node share it).
+	Node   unique.Handle[string]
+	Labels labelList
 	// IPs are the pod's parsed addresses (unmapped, deduplicated, sorted v4 first).
-	IPs         []netip.Addr
+	IPs []netip.Addr
+	// Ports are the named container ports, restartable init containers included.
+	Ports []namedPort
+	// nsLen is the length of the namespace at the start of ID.
+	nsLen       uint32
 	HostNetwork bool
 	// Finished is true for phase Succeeded or Failed.
 	Finished bool
-	// Ports are the named container ports, restartable init containers included.
-	Ports []namedPort
 }
+
+// Namespace returns the pod's namespace.
+func (p *podRecord) Namespace() string { return p.ID[:p.nsLen] }
+
+// Name returns the pod's name.
+func (p *podRecord) Name() string { return p.ID[p.nsLen+1:] }
 
 // labelList is a pod's labels sorted by key. It implements labels.Labels for
 // selectors. One slice per pod instead of a map: 100,000 small maps were a large
@@ -97,9 +107,10 @@ func (l labelList) Get(k string) string {
 
 var _ labels.Labels = labelList(nil)
 
-// namedPort is one named container port.
+// namedPort is one named container port. The name is interned: pods of a
+// workload repeat the same few names.
 type namedPort struct {
-	Name  string
+	Name  unique.Handle[string]
 	Proto uint8 // nft.ProtoTCP, ProtoUDP, ProtoSCTP
 	Port  uint16
 }
@@ -430,7 +441,7 @@ func (m *model) podsInNamespace(ns string) []*podRecord {
 	pods := all[*podRecord](m, tablePods, indexID+"_prefix", ns+"/")
 	// The prefix also finds a namespace "ns/x" (not a valid name, but the
 	// engine does not reject it).
-	return slices.DeleteFunc(pods, func(p *podRecord) bool { return p.Namespace != ns })
+	return slices.DeleteFunc(pods, func(p *podRecord) bool { return p.Namespace() != ns })
 }
 func (m *model) policiesInNamespace(ns string) []*policyRecord {
 	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)

@@ -85,7 +85,8 @@ func (m *podMeta) GetManagedFields() []metav1.ManagedFieldsEntry              { 
 func (m *podMeta) SetManagedFields(managedFields []metav1.ManagedFieldsEntry) {}
 
 // GetLabels returns a new map of the pod's labels.
-func (c *compactPod) GetLabels() map[string]string { return c.Labels.toMap() }
+func (c *compactPod) GetLabels() map[string]string { return c.pod.Labels() }
 
-// SetLabels replaces the pod's labels.
-func (c *compactPod) SetLabels(l map[string]string) { c.Labels = makeLabelSet(l) }
+// SetLabels ignores writes: the labels are part of the immutable
+// enforcer.Pod, and client-go never sets labels of cached objects.
+func (c *compactPod) SetLabels(map[string]string) {}

@@ -20,8 +20,10 @@ import (
 //   - NetworkPolicy: the whole spec.
 //
 // Namespaces and policies stay their own types. A pod becomes an unexported
-// compact type that holds those fields without the empty PodSpec and PodStatus
-// structs (about 1.5 KB per pod); TransformPod shows the pod the engine gets.
+// compact type: its metadata and those fields parsed by the engine
+// (enforcer.NewPod), which the watcher hands to the engine as they are, so the
+// cache and the engine's model share one copy of each pod. TransformPod shows
+// those fields as a *corev1.Pod.
 // Other values (cache.DeletedFinalStateUnknown and unknown types) are returned
 // unchanged. Transform is idempotent, as client-go requires.
 func Transform(obj any) (any, error) {
@@ -47,12 +49,47 @@ func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// TransformPod returns the minimal pod described at Transform, as the engine
-// receives it. The informer cache holds it in a more compact form than a
-// *corev1.Pod (compactPod); the watcher rebuilds this pod from that form for
-// every upsert.
+// TransformPod returns the minimal pod described at Transform: what the
+// engine reads of p (enforcer.NewPod of it equals that of p). The informer
+// cache holds the engine's parsed form instead (compactPod).
 func TransformPod(p *corev1.Pod) *corev1.Pod {
-	return compactPodOf(p).toPod()
+	out := &corev1.Pod{
+		ObjectMeta: minimalMeta(&p.ObjectMeta),
+		Spec: corev1.PodSpec{
+			NodeName:    p.Spec.NodeName,
+			HostNetwork: p.Spec.HostNetwork,
+		},
+		Status: corev1.PodStatus{
+			Phase:  p.Status.Phase,
+			PodIP:  p.Status.PodIP,
+			PodIPs: p.Status.PodIPs,
+		},
+	}
+	// Policies refer to a pod's ports by name only through the union of the
+	// named ports of its containers and restartable init containers (sidecars,
+	// which keep serving): one container with that union. Numbered ports need
+	// no declaration, and ordinary init containers have exited before the pod
+	// serves.
+	var ports []corev1.ContainerPort
+	add := func(c *corev1.Container) {
+		for _, cp := range c.Ports {
+			if cp.Name != "" {
+				ports = append(ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort, Protocol: cp.Protocol})
+			}
+		}
+	}
+	for i := range p.Spec.InitContainers {
+		if c := &p.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			add(c)
+		}
+	}
+	for i := range p.Spec.Containers {
+		add(&p.Spec.Containers[i])
+	}
+	if len(ports) > 0 {
+		out.Spec.Containers = []corev1.Container{{Ports: ports}}
+	}
+	return out
 }
 
 // TransformNamespace returns the minimal copy of ns: its metadata (labels).

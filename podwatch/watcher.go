@@ -98,7 +98,7 @@ type Options struct {
 type engine interface {
 	UpsertNamespace(ns *corev1.Namespace) error
 	DeleteNamespace(name string)
-	UpsertPod(p *corev1.Pod) error
+	UpsertParsedPod(p *enforcer.Pod) error
 	DeletePod(namespace, name string)
 	UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error
 	DeleteNetworkPolicy(namespace, name string)
@@ -521,7 +521,7 @@ func (w *Watcher) apply(k key) {
 		case !ok:
 			err = fmt.Errorf("unexpected %T in the pod cache", obj)
 		default:
-			err = w.eng.UpsertPod(c.toPod())
+			err = w.eng.UpsertParsedPod(c.pod)
 		}
 	case KindNetworkPolicy:
 		var np *networkingv1.NetworkPolicy

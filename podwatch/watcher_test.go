@@ -30,16 +30,16 @@ import (
 type recorder struct {
 	mu         sync.Mutex
 	calls      []string
-	objects    map[string]runtime.Object
+	objects    map[string]any
 	flushes    int
 	reconciles int
 	failFlush  int           // number of next Flush/Reconcile calls to fail
 	block      chan struct{} // when set, Flush waits for it to close
 }
 
-func newRecorder() *recorder { return &recorder{objects: map[string]runtime.Object{}} }
+func newRecorder() *recorder { return &recorder{objects: map[string]any{}} }
 
-func (r *recorder) record(call string, k string, obj runtime.Object) {
+func (r *recorder) record(call string, k string, obj any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, call+" "+k)
@@ -55,8 +55,8 @@ func (r *recorder) UpsertNamespace(ns *corev1.Namespace) error {
 	return nil
 }
 func (r *recorder) DeleteNamespace(name string) { r.record("delete", "Namespace/"+name, nil) }
-func (r *recorder) UpsertPod(p *corev1.Pod) error {
-	r.record("upsert", "Pod/"+p.Namespace+"/"+p.Name, p)
+func (r *recorder) UpsertParsedPod(p *enforcer.Pod) error {
+	r.record("upsert", "Pod/"+p.Namespace()+"/"+p.Name(), p)
 	return nil
 }
 func (r *recorder) DeletePod(ns, name string) { r.record("delete", "Pod/"+ns+"/"+name, nil) }
@@ -108,7 +108,7 @@ func (r *recorder) snapshot() (calls []string, flushes, reconciles int) {
 	return slices.Clone(r.calls), r.flushes, r.reconciles
 }
 
-func (r *recorder) object(k string) runtime.Object {
+func (r *recorder) object(k string) any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.objects[k]
@@ -273,8 +273,8 @@ func TestBurstCoalesces(t *testing.T) {
 	}
 	want := fmt.Sprint(updates - 1)
 	eventually(t, "last update applied", func() bool {
-		o, _ := h.rec.object("Pod/frontend/web").(*corev1.Pod)
-		return o != nil && o.Labels["rev"] == want && h.w.QueueLen() == 0
+		o, _ := h.rec.object("Pod/frontend/web").(*enforcer.Pod)
+		return o != nil && o.Labels()["rev"] == want && h.w.QueueLen() == 0
 	})
 	eventually(t, "last flush", func() bool {
 		calls, _, _ := h.rec.snapshot()
