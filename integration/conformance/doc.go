@@ -24,7 +24,7 @@
 //
 // Running (from the integration module):
 //
-//	go test ./conformance                              # model level: 49 ported cases × 3 families, 320 generated
+//	go test ./conformance                              # model level: 49 ported + 2 named-port cases × 3 families, 320 generated
 //	go test ./conformance -run TestGenerated -seed 7 -gen-cases 1000
 //	go test ./conformance -run TestGenerated -seed N -case K -v   # rerun one generated case
 //	sudo NFTW_CONFORMANCE=all go test ./conformance -run TestConformancePackets -v -timeout 2h
