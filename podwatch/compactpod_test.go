@@ -70,6 +70,7 @@ func TestCompactPodInCache(t *testing.T) {
 func TestPodTombstoneQueued(t *testing.T) {
 	w := newWatcher(fake.NewClientset(), newRecorder(), Options{})
 	t.Cleanup(w.queue.ShutDown)
+	w.listing.Store(true) // as after the initial sync
 	last, _ := Transform(pod("frontend", "web", localNode, []string{"198.18.0.10"}))
 	w.handler(KindPod).OnDelete(cache.DeletedFinalStateUnknown{Key: "frontend/web", Obj: last})
 	if n := w.queue.Len(); n != 1 {

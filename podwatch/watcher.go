@@ -142,6 +142,12 @@ type Watcher struct {
 
 	started atomic.Bool
 	ready   atomic.Bool
+	// listing is set once the informers have synced: from then on handlers
+	// queue keys. Before, Run applies the synced caches as one batch instead:
+	// queueing the initial list would grow the queue's sets to the size of
+	// the cluster, and Go maps never shrink (about 250 bytes per pod kept for
+	// good).
+	listing atomic.Bool
 	// busySince is when the batch being processed started (UnixNano), 0 when
 	// the worker waits for work.
 	busySince atomic.Int64
@@ -257,10 +263,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if h := w.opts.Hooks.Synced; h != nil {
 		h()
 	}
-	// Every object known at sync time is already queued (the registrations have
-	// synced); the reconcile key makes that first batch a full Reconcile, even in
-	// an empty cluster.
-	w.queue.Add(key{Kind: kindReconcile})
+	// Handlers queue from now on. Whatever they skipped before is in the
+	// caches (an informer updates its cache before it notifies), which are
+	// listed only now; an object both listed and queued is applied twice, which
+	// is harmless. The first batch is a full Reconcile, even in an empty
+	// cluster.
+	w.listing.Store(true)
+	w.process(ctx, w.cachedKeys(), false)
 	if w.opts.ResyncPeriod > 0 {
 		go w.periodicReconcile(ctx)
 	}
@@ -345,7 +354,9 @@ func (w *Watcher) handler(kind Kind) cache.ResourceEventHandler {
 			w.log.Error("ignoring unexpected informer object", "kind", kind, "error", err)
 			return
 		}
-		w.queue.Add(key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()})
+		if w.listing.Load() {
+			w.queue.Add(key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()})
+		}
 		if h := w.opts.Hooks.Event; h != nil {
 			h(kind)
 		}
@@ -399,7 +410,7 @@ func (w *Watcher) work(ctx context.Context) {
 			}
 			batch = append(batch, k)
 		}
-		w.process(ctx, batch)
+		w.process(ctx, batch, true)
 		if ctx.Err() != nil {
 			return
 		}
@@ -420,7 +431,34 @@ func (w *Watcher) work(ctx context.Context) {
 // makes logs and tests deterministic.
 var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4}
 
-func (w *Watcher) process(ctx context.Context, batch []key) {
+// cachedKeys returns the keys of every object in the informer caches, and
+// the reconcile key.
+func (w *Watcher) cachedKeys() []key {
+	kinds := []Kind{KindNamespace, KindPod, KindNetworkPolicy}
+	var listed [3][]string
+	n := 1
+	for i, kind := range kinds {
+		listed[i] = w.informers[kind].GetStore().ListKeys()
+		n += len(listed[i])
+	}
+	keys := make([]key, 0, n)
+	keys = append(keys, key{Kind: kindReconcile})
+	for i, kind := range kinds {
+		for _, s := range listed[i] {
+			name, err := cache.ParseObjectName(s)
+			if err != nil {
+				w.log.Error("ignoring unexpected cache key", "kind", kind, "key", s, "error", err)
+				continue
+			}
+			keys = append(keys, key{Kind: kind, Namespace: name.Namespace, Name: name.Name})
+		}
+	}
+	return keys
+}
+
+// process applies a batch of keys and flushes (or reconciles) once. Keys
+// taken from the queue (queued) are marked done there.
+func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 	w.busySince.Store(time.Now().UnixNano())
 	defer w.busySince.Store(0)
 	sort.Slice(batch, func(i, j int) bool {
@@ -444,7 +482,9 @@ func (w *Watcher) process(ctx context.Context, batch []key) {
 		default:
 			w.apply(k)
 		}
-		w.queue.Done(k)
+		if queued {
+			w.queue.Done(k)
+		}
 	}
 	if ctx.Err() != nil {
 		return
