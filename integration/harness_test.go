@@ -39,7 +39,7 @@ func TestIntegrationHarness(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			env := newEnv(t, cluster.Options{Nodes: 2, Bridged: tc.bridged})
+			env := cluster.StartForTest(t, controlPlane(t), cluster.Options{Nodes: 2, Bridged: tc.bridged})
 			ns := env.Name("h")
 			must(t, env.CreateNamespace(ctx, ns, nil))
 			var pods []*cluster.Pod

@@ -7,7 +7,6 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -58,31 +57,6 @@ func controlPlane(t *testing.T) *cluster.ControlPlane {
 		t.Fatalf("control plane: %v", cpErr)
 	}
 	return cp
-}
-
-// newEnv makes nodes for one test and removes them when it ends; a failed test logs
-// the daemons' logs and rulesets first.
-func newEnv(t *testing.T, opts cluster.Options) *cluster.Env {
-	t.Helper()
-	c := controlPlane(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := cluster.NewEnv(ctx, c, opts)
-	if errors.Is(err, cluster.ErrNoBrNetfilter) {
-		t.Skipf("bridged variant: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("environment: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-			t.Logf("diagnostics:\n%s", env.Diagnostics(dctx))
-			dcancel()
-		}
-		env.Close()
-	})
-	return env
 }
 
 // startDaemons runs the nftwarden daemon on every node of env.

@@ -19,7 +19,7 @@ func started(t *testing.T, opts cluster.Options) *topology {
 	if opts.Nodes == 0 {
 		opts.Nodes = 2
 	}
-	env := newEnv(t, opts)
+	env := cluster.StartForTest(t, controlPlane(t), opts)
 	tp := newTopology(t, env)
 	startDaemons(t, env)
 	tp.expect(t, cluster.NewReachability(tp.all, true), tcp80v4, tcp80v6)

@@ -13,6 +13,9 @@
 //   - the real nftwarden daemon, one per node namespace, talking to the API server
 //     through a TCP relay whose listener lives inside the node namespace (StartDaemons).
 //
+// Tests get an Env with StartForTest, which removes it when the test ends and logs its
+// Diagnostics first if the test failed.
+//
 // Pods and nodes are also written to the API server the way a kubelet would (spec.nodeName
 // at creation, status through the pods/status subresource), so the daemon sees the same
 // cluster that the packets travel through.

@@ -232,21 +232,7 @@ func TestConformancePackets(t *testing.T) {
 
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			env, err := cluster.NewEnv(ctx, cp, cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond})
-			if errors.Is(err, cluster.ErrNoBrNetfilter) {
-				t.Skipf("bridged variant: %v", err)
-			}
-			if err != nil {
-				t.Fatalf("environment: %v", err)
-			}
-			t.Cleanup(func() {
-				if t.Failed() {
-					dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-					t.Logf("diagnostics:\n%s", env.Diagnostics(dctx))
-					dcancel()
-				}
-				env.Close()
-			})
+			env := cluster.StartForTest(t, cp, cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond})
 			pc, err := newPacketCluster(ctx, env, v.family)
 			if err != nil {
 				t.Fatalf("pods: %v", err)
