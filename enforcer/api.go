@@ -172,7 +172,7 @@ func (e *Engine) UpsertParsedPod(p *Pod) error {
 		return errors.New("enforcer: upsert pod: nil pod or missing name/namespace (use NewPod)")
 	}
 	rec := &p.rec
-	perr := p.err
+	perr := p.Err()
 	if perr != nil {
 		perr = fmt.Errorf("enforcer: upsert pod: %w", perr)
 		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)

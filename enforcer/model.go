@@ -36,8 +36,13 @@ func namespaceFromAPI(ns *corev1.Namespace) *namespaceRecord {
 // the engine's model then shares it rather than holding a second one.
 type Pod struct {
 	rec podRecord
-	err error // malformed fields, returned again by UpsertParsedPod
+	// bad reports malformed fields (nil if none), returned again by
+	// UpsertParsedPod: a pointer rather than an error value keeps a Pod in
+	// a smaller size class (112 instead of 128 bytes).
+	bad *parseError
 }
+
+type parseError struct{ err error }
 
 // NewPod parses what policy needs of p (name, namespace, labels, node,
 // hostNetwork, phase, IPs, named ports of containers and restartable init
@@ -45,12 +50,19 @@ type Pod struct {
 // that address through policy: fail closed); Err reports it.
 func NewPod(p *corev1.Pod) *Pod {
 	out := &Pod{}
-	out.err = fillPod(&out.rec, p)
+	if err := fillPod(&out.rec, p); err != nil {
+		out.bad = &parseError{err}
+	}
 	return out
 }
 
 // Err reports the malformed fields NewPod left out (nil if none).
-func (p *Pod) Err() error { return p.err }
+func (p *Pod) Err() error {
+	if p.bad == nil {
+		return nil
+	}
+	return p.bad.err
+}
 
 // Namespace returns the pod's namespace.
 func (p *Pod) Namespace() string { return p.rec.Namespace() }
@@ -81,7 +93,7 @@ func (p *Pod) Equal(q *Pod) bool {
 // podFromAPI keeps what policy needs of a pod (see NewPod).
 func podFromAPI(p *corev1.Pod) (*podRecord, error) {
 	pp := NewPod(p)
-	return &pp.rec, pp.err
+	return &pp.rec, pp.Err()
 }
 
 func fillPod(r *podRecord, p *corev1.Pod) error {
