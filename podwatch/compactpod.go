@@ -37,8 +37,8 @@ func (c *compactPod) DeepCopyObject() runtime.Object {
 	return &out
 }
 
-// compactPodOf returns the compact form of p; it keeps p's UID and
-// resourceVersion strings and nothing else of p, which becomes garbage.
+// compactPodOf returns the compact form of p; it keeps p's resourceVersion
+// string and nothing else of p, which becomes garbage.
 func compactPodOf(p *corev1.Pod) *compactPod {
 	ep := enforcer.NewPod(p)
 	m := podMetaOf(&p.ObjectMeta)
@@ -50,7 +50,6 @@ func compactPodOf(p *corev1.Pod) *compactPod {
 // samePodForEngine reports whether two compact pods carry the same information
 // for the engine (see sameForEngine).
 func samePodForEngine(a, b *compactPod) bool {
-	return a.UID == b.UID &&
-		(a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil) &&
+	return (a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil) &&
 		a.pod.Equal(b.pod)
 }
