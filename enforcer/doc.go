@@ -32,9 +32,11 @@
 //
 // Writes to the model go into one go-memdb write transaction per burst,
 // committed at the next Flush (one transaction per object costs tens of
-// microseconds of radix-tree copying). Pods have two indexes: ID ("ns/name",
-// whose prefix "ns/" finds the pods of a namespace) and IP; the local pods of a
-// namespace, which a new policy may select, are kept by the compiler. A pod
+// microseconds of radix-tree copying). Pods have one memdb index, ID
+// ("ns/name", whose prefix "ns/" finds the pods of a namespace): each index
+// holds a radix leaf and node per pod for as long as it lives. Pods by IP are
+// a plain map beside it, and the local pods of a namespace, which a new
+// policy may select, are kept by the compiler. A pod
 // change re-checks only the selector groups of its namespace, the policies of
 // its namespace and the named-port sets over every pod (egress rules with named
 // ports and no peers or ipBlock peers, where the name resolves on whichever pod
@@ -51,6 +53,16 @@
 // picks the pod with the lowest ID (except for a named port of an egress rule
 // to an ipBlock or without peers, which matches if any of them names it, as
 // the compiled set holds every pod's named ports).
+//
+// # Memory
+//
+// A node agent holds every pod of the cluster, so the bytes per pod matter
+// more than anything else (see BenchmarkMemoryPerPod in podwatch). A pod
+// record keeps only what policy reads, with the strings pods repeat (label
+// keys and values, node and port names) interned as unique.Handle values.
+// NewPod parses a pod once into an immutable Pod that UpsertParsedPod takes
+// as it is: a caller that keeps its pods anyway (an informer cache) stores
+// that Pod, and the engine's model shares it instead of holding a copy.
 //
 // # Reference evaluator
 //
