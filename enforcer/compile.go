@@ -35,7 +35,11 @@ type compiler struct {
 	gcGroups map[*group]struct{}
 
 	shared   map[string]int         // cidr and ports sets: references
-	allNamed map[*namedSet]struct{} // egress named sets over every pod (no peers, ipBlock peers)
+	// allNamed are the egress named sets over every pod (rules without
+	// peers, ipBlock peers) by key, shared by the rules with the same named
+	// ports: each mirrors every pod's named ports, so one per rule would
+	// multiply the biggest sets of the node by the number of such rules.
+	allNamed map[string]*namedSet
 	local    map[string]*localPod   // local active pods by ID
 	// localByNS holds the same pods by namespace: the pods a new policy may
 	// select (the model has no index by node for that: each index costs a
@@ -69,6 +73,8 @@ type namedSet struct {
 	dir     *policyDir // ingress source
 	groups  []*group   // egress source
 	all     bool       // every active pod
+	key     string     // every-pod sets: key in compiler.allNamed
+	refs    int        // every-pod sets: active rules using it
 	contrib map[string][]nft.Element
 	count   [2]map[string]int
 	dead    bool // its policy direction was deactivated
@@ -95,7 +101,7 @@ func newCompiler(node string, m *model) *compiler {
 		nsGroupsByNS: map[string]map[*group]struct{}{},
 		gcGroups:     map[*group]struct{}{},
 		shared:       map[string]int{},
-		allNamed:     map[*namedSet]struct{}{},
+		allNamed:     map[string]*namedSet{},
 		local:        map[string]*localPod{},
 		localByNS:    map[string]map[string]*localPod{},
 		localPerNS:   map[string]int{},
@@ -359,25 +365,30 @@ func (c *compiler) newNamedSet(ports []portName, key, comment string, fams [2]bo
 	return ns
 }
 
-// newAllNamedSet makes the egress named set of r over every active pod, which
-// a rule without peers or an ipBlock peer matches against: the destination may
-// be any pod, and the name resolves on it. podChanged keeps it current.
-func (c *compiler) newAllNamedSet(r *policyRule) *namedSet {
-	// Only the families some rule matches against: the set mirrors every
-	// pod's named ports, so an unused family would cost as much as a used one.
-	fams := [2]bool{r.anyPeer, r.anyPeer}
-	for _, p := range r.peers {
-		if p.cidr != nil {
-			fams[p.fam] = true
-		}
+// acquireAllNamed returns the egress named set over every active pod for the
+// named ports of r, which a rule without peers or an ipBlock peer matches
+// against: the destination may be any pod, and the name resolves on it.
+// podChanged keeps it current.
+func (c *compiler) acquireAllNamed(r *policyRule) *namedSet {
+	if ns := c.allNamed[r.allKey]; ns != nil {
+		ns.refs++
+		return ns
 	}
-	ns := c.newNamedSet(r.named, r.allKey, "named ports of every pod, for "+r.id, fams)
-	ns.all = true
-	c.allNamed[ns] = struct{}{}
+	ns := c.newNamedSet(r.named, r.allKey, r.allKey, r.allFams)
+	ns.all, ns.key, ns.refs = true, r.allKey, 1
+	c.allNamed[r.allKey] = ns
 	for _, p := range c.m.pods() {
 		c.refreshNamed(ns, p.ID, p)
 	}
 	return ns
+}
+
+// releaseAllNamed drops a rule's use of an every-pod named set, and the set
+// with its last user.
+func (c *compiler) releaseAllNamed(ns *namedSet) {
+	if ns.refs--; ns.refs <= 0 {
+		c.dropNamedSet(ns)
+	}
 }
 
 // dropNamedSet removes a named set of a deactivated rule.
@@ -385,7 +396,9 @@ func (c *compiler) dropNamedSet(ns *namedSet) {
 	for _, g := range ns.groups {
 		delete(g.dependents, ns)
 	}
-	delete(c.allNamed, ns)
+	if ns.all {
+		delete(c.allNamed, ns.key)
+	}
 	ns.dead = true
 	for f := range 2 {
 		if ns.names[f] != "" {
@@ -480,7 +493,7 @@ func (c *compiler) activate(d *policyDir) {
 			c.acquireShared(r.numeric)
 		}
 		if r.allKey != "" {
-			r.allSet = c.newAllNamedSet(r)
+			r.allSet = c.acquireAllNamed(r)
 		}
 		if r.namedKey == "" {
 			continue
@@ -527,10 +540,11 @@ func (c *compiler) deactivate(d *policyDir) {
 		if r.numeric != nil {
 			c.releaseShared(r.numeric)
 		}
-		for _, ns := range []*namedSet{r.namedSet, r.allSet} {
-			if ns != nil {
-				c.dropNamedSet(ns)
-			}
+		if r.namedSet != nil {
+			c.dropNamedSet(r.namedSet)
+		}
+		if r.allSet != nil {
+			c.releaseAllNamed(r.allSet)
 		}
 		r.namedSet, r.allSet = nil, nil
 	}
@@ -633,7 +647,7 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	for g := range c.nsGroupsByNS[ns] {
 		check(g)
 	}
-	for nset := range c.allNamed {
+	for _, nset := range c.allNamed {
 		named[nset] = struct{}{}
 	}
 

@@ -40,7 +40,8 @@
 // change re-checks only the selector groups of its namespace, the policies of
 // its namespace and the named-port sets over every pod (egress rules with named
 // ports and no peers or ipBlock peers, where the name resolves on whichever pod
-// holds the destination); a namespace label change re-checks the
+// holds the destination; one set per distinct named-port list, shared by those
+// rules); a namespace label change re-checks the
 // namespace-selector groups. Policy direction chains are stable
 // while their namespace keeps a local pod. A change costs tens to a few hundred
 // microseconds and sends a handful of operations regardless of cluster size

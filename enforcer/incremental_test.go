@@ -345,7 +345,7 @@ func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
 	e, f := c.engines["node-a"], c.fakes["node-a"]
 	var allSets []string
 	for name, s := range e.Desired().Sets {
-		if strings.HasPrefix(s.Comment, "named ports of every pod, for dev/cli/egress/0") {
+		if s.Comment == "named ports tcp/http of every pod (v4, v6)" {
 			allSets = append(allSets, name)
 		}
 	}
@@ -431,5 +431,56 @@ func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
 			c.checkFlow(src, st.flowsTo, TCP, st.open, true)
 		}
 		c.checkFlow(src, st.flowsTo, TCP, st.shut, false)
+	}
+}
+
+// TestEveryPodNamedSetShared: egress rules that match a named port on every
+// pod (rules without peers, ipBlock peers) share one set per named-port list
+// and family, because each such set mirrors the named ports of every pod in
+// the cluster; the set lives while one of its rules is active.
+func TestEveryPodNamedSetShared(t *testing.T) {
+	c := newCluster(t, "node-a")
+	toHTTP := func(name string, to []networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+		return mkPolicy("dev", name, selecting(sel("app", "cli")), types(networkingv1.PolicyTypeEgress),
+			egress(to, namedPort(TCP, "http")))
+	}
+	e := c.engines["node-a"]
+	everyPodSets := func() []string {
+		var names []string
+		for name, s := range e.Desired().Sets {
+			if strings.HasPrefix(s.Comment, "named ports tcp/http of every pod") {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	loadBase(t, c, toHTTP("any", nil), toHTTP("blocks", peers(ipBlock("198.18.0.0/15"), ipBlock("2001:db8::/32"))))
+	shared := everyPodSets()
+	if len(shared) != 2 {
+		t.Fatalf("two rules with the same named port: want one v4 and one v6 set, got %v", shared)
+	}
+	// A v4-only ipBlock needs only the v4 family: a set of its own.
+	if err := e.UpsertNetworkPolicy(toHTTP("v4", peers(ipBlock("198.18.0.0/15")))); err != nil {
+		t.Fatal(err)
+	}
+	c.flush()
+	if got := everyPodSets(); len(got) != 3 {
+		t.Fatalf("with a v4-only rule: want 3 sets, got %v", got)
+	}
+	c.checkFlow("dev/cli", "198.18.1.10", TCP, 8080, true)
+	for _, step := range []struct {
+		del  string
+		want []string
+	}{
+		{"v4", shared},
+		{"any", shared}, // still used by "blocks"
+		{"blocks", nil},
+	} {
+		e.DeleteNetworkPolicy("dev", step.del)
+		c.flush()
+		if got := everyPodSets(); !slices.Equal(got, step.want) {
+			t.Errorf("after deleting %s: sets %v, want %v", step.del, got, step.want)
+		}
 	}
 }

@@ -57,8 +57,12 @@ type policyRule struct {
 	// namedKey names the sets of (pod IP, proto, port) over the policy's
 	// targets (ingress) or the rule's selector peers (egress); allKey the
 	// egress sets over every pod, matched by rules without peers and by
-	// ipBlock peers. Empty: the rule needs no such set.
+	// ipBlock peers, for the families in allFams. Empty: the rule needs no
+	// such set. Every-pod sets hold the same elements for every rule with the
+	// same named ports, so allKey is made of those ports (and families) alone
+	// and rules share the sets.
 	namedKey, allKey string
+	allFams          [2]bool
 	namedSet, allSet *namedSet // while active
 }
 
@@ -226,12 +230,16 @@ func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicy
 			rule.namedKey = rule.id
 		}
 		if dir == dirEgress && (rule.anyPeer || hasCIDR) {
-			// The rule id alone when it is the rule's only named set, so that
-			// the sets of rules without peers keep their names.
-			rule.allKey = rule.id
-			if hasGroup {
-				rule.allKey = rule.id + "/all-pods"
+			// Only the families some peer matches against: the set mirrors
+			// every pod's named ports, so an unused family would cost as much
+			// as a used one.
+			rule.allFams = [2]bool{rule.anyPeer, rule.anyPeer}
+			for _, p := range rule.peers {
+				if p.cidr != nil {
+					rule.allFams[p.fam] = true
+				}
 			}
+			rule.allKey = everyPodNamedKey(rule.named, rule.allFams)
 		}
 	}
 	return rule, errors.Join(errs...)
@@ -409,4 +417,22 @@ func (d *policyDir) buildRules() []nft.Rule {
 		}
 	}
 	return out
+}
+
+// everyPodNamedKey is the key of the every-pod named set for these named
+// ports and families, and its comment: the canonical port list, so that rules
+// share the set, e.g. "named ports tcp/http, udp/dns of every pod (v4, v6)".
+func everyPodNamedKey(named []portName, fams [2]bool) string {
+	ports := make([]string, 0, len(named))
+	for _, pn := range named {
+		ports = append(ports, nft.FormatValue(nft.TypeInetProto, nft.ProtoValue(pn.Proto))+"/"+pn.Name)
+	}
+	slices.Sort(ports)
+	var fs []string
+	for f := range 2 {
+		if fams[f] {
+			fs = append(fs, famNames[f])
+		}
+	}
+	return fmt.Sprintf("named ports %s of every pod (%s)", strings.Join(slices.Compact(ports), ", "), strings.Join(fs, ", "))
 }
