@@ -34,13 +34,13 @@ type compiler struct {
 	// releases and reacquires the same groups).
 	gcGroups map[*group]struct{}
 
-	shared   map[string]int         // cidr and ports sets: references
+	shared map[string]int // cidr and ports sets: references
 	// allNamed are the egress named sets over every pod (rules without
 	// peers, ipBlock peers) by key, shared by the rules with the same named
 	// ports: each mirrors every pod's named ports, so one per rule would
 	// multiply the biggest sets of the node by the number of such rules.
 	allNamed map[string]*namedSet
-	local    map[string]*localPod   // local active pods by ID
+	local    map[string]*localPod // local active pods by ID
 	// localByNS holds the same pods by namespace: the pods a new policy may
 	// select (the model has no index by node for that: each index costs a
 	// radix insert per pod cluster-wide, for a query about a few local pods).
