@@ -270,10 +270,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// cluster.
 	w.listing.Store(true)
 	w.process(ctx, w.cachedKeys(), false)
-	if w.opts.ResyncPeriod > 0 {
-		go w.periodicReconcile(ctx)
+	if w.pause(ctx) {
+		if w.opts.ResyncPeriod > 0 {
+			go w.periodicReconcile(ctx)
+		}
+		w.work(ctx)
 	}
-	w.work(ctx)
 	w.log.Info("stopped; the programmed rules stay in place")
 	return nil
 }
@@ -411,18 +413,28 @@ func (w *Watcher) work(ctx context.Context) {
 			batch = append(batch, k)
 		}
 		w.process(ctx, batch, true)
-		if ctx.Err() != nil {
+		if !w.pause(ctx) {
 			return
 		}
-		if w.opts.MinFlushInterval > 0 {
-			t := time.NewTimer(w.opts.MinFlushInterval)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
+	}
+}
+
+// pause waits MinFlushInterval after a batch, so that the next burst
+// coalesces too. It returns false if ctx ended.
+func (w *Watcher) pause(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if w.opts.MinFlushInterval <= 0 {
+		return true
+	}
+	t := time.NewTimer(w.opts.MinFlushInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
