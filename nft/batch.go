@@ -90,28 +90,33 @@ type batchError struct {
 
 // send sends b as one atomic batch and returns the kernel's errors for it.
 func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
-	if need := b.bytes + 64<<10; need > k.bufSize {
+	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
+	size := b.bytes + nlmsgAlign(16+len(begin.Data)) + nlmsgAlign(16+len(end.Data))
+	if need := size + 64<<10; need > k.bufSize {
 		if err := k.growBuffers(need); err != nil {
 			return nil, err
 		}
 	}
-	msgs := make([]netlink.Message, 0, len(b.msgs)+2)
-	msgs = append(msgs, batchControl(unix.NFNL_MSG_BATCH_BEGIN))
-	msgs = append(msgs, b.msgs...)
-	msgs = append(msgs, batchControl(unix.NFNL_MSG_BATCH_END))
-	sent, err := k.batches.SendMessages(msgs)
-	if err != nil {
-		return nil, fmt.Errorf("send batch of %d messages (%d bytes): %w", len(b.msgs), b.bytes, err)
+	// Marshalled here into one buffer of the exact size: netlink.Conn's
+	// SendMessages appends message by message, which for a whole node
+	// (tens of MB) cost more than all the marshalling before it.
+	first := k.seq + 1 // sequence number of b.msgs[0]; BATCH_BEGIN has first-1
+	buf := make([]byte, 0, size)
+	buf = appendMessage(buf, begin, first-1)
+	for i, m := range b.msgs {
+		buf = appendMessage(buf, m, first+uint32(i))
 	}
-	index := make(map[uint32]int, len(sent))
-	for i, m := range sent[1 : len(sent)-1] {
-		index[m.Header.Sequence] = i
+	buf = appendMessage(buf, end, first+uint32(len(b.msgs)))
+	syncSeq := first + uint32(len(b.msgs)) + 1
+	k.seq = syncSeq
+	if err := k.sendRaw(buf); err != nil {
+		return nil, fmt.Errorf("send batch of %d messages (%d bytes): %w", len(b.msgs), len(buf), err)
 	}
-	sync, err := k.batches.Send(netlink.Message{
+	getgen := netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
 		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
-	if err != nil {
+	}
+	if err := k.sendRaw(appendMessage(nil, getgen, syncSeq)); err != nil {
 		return nil, fmt.Errorf("send batch sync request: %w", err)
 	}
 	var errs []batchError
@@ -121,7 +126,7 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 			return errs, fmt.Errorf("read batch answers: %w", err)
 		}
 		for _, a := range answers {
-			if a.Header.Seq == sync.Header.Sequence {
+			if a.Header.Seq == syncSeq {
 				if len(errs) == 0 && a.Header.Type == unix.NLMSG_ERROR {
 					return nil, fmt.Errorf("batch sync request: %w", errnoOf(a))
 				}
@@ -134,13 +139,46 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 			if errno == 0 {
 				continue
 			}
-			i, ok := index[a.Header.Seq]
-			if !ok {
-				i = -1
+			i := -1
+			if n := a.Header.Seq - first; n < uint32(len(b.msgs)) {
+				i = int(n)
 			}
 			errs = append(errs, batchError{index: i, errno: errno})
 		}
 	}
+}
+
+// appendMessage appends m in netlink wire format with sequence number seq
+// (port ID 0: the kernel fills in the socket's).
+func appendMessage(buf []byte, m netlink.Message, seq uint32) []byte {
+	var h [16]byte
+	binary.NativeEndian.PutUint32(h[0:], uint32(16+len(m.Data)))
+	binary.NativeEndian.PutUint16(h[4:], uint16(m.Header.Type))
+	binary.NativeEndian.PutUint16(h[6:], uint16(m.Header.Flags))
+	binary.NativeEndian.PutUint32(h[8:], seq)
+	buf = append(buf, h[:]...)
+	buf = append(buf, m.Data...)
+	var pad [3]byte
+	return append(buf, pad[:nlmsgAlign(len(m.Data))-len(m.Data)]...)
+}
+
+// sendRaw writes one datagram to the kernel on the batch socket.
+func (k *Kernel) sendRaw(buf []byte) error {
+	rc, err := k.batches.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendto", serr)
+	}
+	return nil
 }
 
 // errnoOf returns the error code of an NLMSG_ERROR answer (0: acknowledgement).
