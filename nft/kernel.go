@@ -30,8 +30,9 @@ import (
 // the kernel refused (or that could not be lowered).
 //
 // Cost to know: the kernel finds a set by name with a linear walk over the
-// table's sets, for every rule lookup and element message, so with thousands
-// of sets that walk is a large part of programming a whole node. A
+// table's sets (oldest first), for every rule lookup and element message, so
+// with thousands of sets that walk is a large part of programming a whole
+// node; Kernel therefore creates the sets a batch refers to most first. A
 // one-element change stays well under a millisecond.
 //
 // Known limit of google/nftables v0.3.0: chain comments are not sent (the
