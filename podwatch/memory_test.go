@@ -1,30 +1,26 @@
 package podwatch
 
-// BenchmarkMemoryPerPod uses the workload of integration/cmd/memload (the
-// end-to-end daemon memory benchmark) in process: namespaces team-NNNN of 100
-// pods, 10 policies each, pods with six labels and three named ports spread
-// over 500 nodes, IPs from 198.18.64.1 upward (TEST-NET 198.18.0.0/15).
+// BenchmarkMemoryPerPod loads the workload of integration/cmd/memload (the
+// end-to-end daemon memory benchmark) in process: package podwatchtest.
 
 import (
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/podwatch/podwatchtest"
 )
 
 const memNode = "bench-node-000"
@@ -34,90 +30,15 @@ const memNode = "bench-node-000"
 // they are gone); run it with -memprofilerate=512 or lower for detail.
 var heapProfile = flag.String("heapprofile", "", "BenchmarkMemoryPerPod: write a heap profile with the pods loaded to this file")
 
-func memNamespace(i int) *corev1.Namespace {
-	name := fmt.Sprintf("team-%04d", i)
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		"kubernetes.io/metadata.name": name,
-		"team":                        fmt.Sprintf("t%d", i%50), "env": []string{"prod", "staging", "dev"}[i%3],
-	}}}
-}
-
-// memPod is the i-th pod of memload as the engine's transform sees it (the
-// fields the transform drops do not matter here).
-func memPod(i int) *corev1.Pod {
-	app := fmt.Sprintf("app-%d", i%10)
-	hash := fmt.Sprintf("%08x", uint32(i/10)*2654435761)
-	ip := netip.AddrFrom4([4]byte{198, byte(18 + (64+i/254)/256), byte((64 + i/254) % 256), byte(i%254 + 1)}).String()
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:       fmt.Sprintf("team-%04d", i/100),
-			Name:            fmt.Sprintf("%s-%s-%05d", app, hash[:6], i),
-			UID:             types.UID(fmt.Sprintf("6f1c2a9e-0000-4000-8000-%012d", i)),
-			ResourceVersion: fmt.Sprint(100000 + i),
-			Labels: map[string]string{
-				"app.kubernetes.io/name":    app,
-				"app.kubernetes.io/part-of": "shop",
-				"app.kubernetes.io/version": fmt.Sprintf("1.%d.0", i%7),
-				"tier":                      []string{"frontend", "backend", "db"}[i%3],
-				"pod-template-hash":         hash[:6],
-				"security.example.com/zone": []string{"a", "b"}[i%2],
-			},
-		},
-		Spec: corev1.PodSpec{
-			NodeName: fmt.Sprintf("bench-node-%03d", i%500),
-			Containers: []corev1.Container{
-				{Name: "app", Ports: []corev1.ContainerPort{
-					{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-					{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
-				}},
-				{Name: "proxy", Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000, Protocol: corev1.ProtocolTCP}}},
-			},
-		},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
-	}
-}
-
-// memPolicy is memload's k-th policy of a namespace.
-func memPolicy(ns string, k int) *networkingv1.NetworkPolicy {
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	port := func(p intstr.IntOrString, proto *corev1.Protocol) networkingv1.NetworkPolicyPort {
-		return networkingv1.NetworkPolicyPort{Port: &p, Protocol: proto}
-	}
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("policy-%d", k)}}
-	sel := metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": fmt.Sprintf("app-%d", k)}}
-	switch k % 5 {
-	case 0:
-		np.Spec = networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}
-	case 1:
-		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, Ingress: []networkingv1.NetworkPolicyIngressRule{{
-			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "frontend"}}}},
-			Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromString("http"), &tcp)},
-		}}}
-	case 2:
-		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, Ingress: []networkingv1.NetworkPolicyIngressRule{{
-			From: []networkingv1.NetworkPolicyPeer{{
-				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}}}},
-				PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"security.example.com/zone": "a"}},
-			}},
-			Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromString("metrics"), &tcp), port(intstr.FromInt32(15000), &tcp)},
-		}}}
-	case 3:
-		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress: []networkingv1.NetworkPolicyEgressRule{
-				{Ports: []networkingv1.NetworkPolicyPort{port(intstr.FromInt32(53), &udp), port(intstr.FromInt32(53), &tcp)}},
-				{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("t%d", k)}}}}},
-			}}
-	default:
-		end := int32(8443)
-		p := port(intstr.FromInt32(8000), &tcp)
-		p.EndPort = &end
-		np.Spec = networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress: []networkingv1.NetworkPolicyEgressRule{{
-				To:    []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.18.0.0/16", Except: []string{"198.18.1.0/24"}}}},
-				Ports: []networkingv1.NetworkPolicyPort{p},
-			}}}
-	}
-	return np
+// memPod is the i-th pod of memload as a watch delivers it: with the
+// resourceVersion and UID the API server sets, and its status.
+func memPod(i int, created metav1.Time) *corev1.Pod {
+	p := podwatchtest.Pod(podwatchtest.NamespaceName(i/100), i, fmt.Sprintf("bench-node-%03d", i%500))
+	p.UID = types.UID(fmt.Sprintf("6f1c2a9e-0000-4000-8000-%012d", i))
+	p.ResourceVersion = fmt.Sprint(100000 + i)
+	p.CreationTimestamp = created
+	p.Status = podwatchtest.PodStatus(i, created)
+	return p
 }
 
 // discardDataplane accepts every transaction and keeps nothing: the kernel's
@@ -150,12 +71,12 @@ func BenchmarkMemoryPerPod(b *testing.B) {
 				}
 				nns := (n + 99) / 100
 				for i := range nns {
-					ns := memNamespace(i)
+					ns := podwatchtest.Namespace(i)
 					if err := eng.UpsertNamespace(ns); err != nil {
 						b.Fatal(err)
 					}
 					for k := range 10 {
-						if err := eng.UpsertNetworkPolicy(memPolicy(ns.Name, k)); err != nil {
+						if err := eng.UpsertNetworkPolicy(podwatchtest.Policy(ns.Name, k)); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -165,9 +86,10 @@ func BenchmarkMemoryPerPod(b *testing.B) {
 				}
 				// As the watcher's pod informer: no index but the key.
 				store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+				created := metav1.Now()
 				before := heapInUse()
 				for i := range n {
-					raw, err := json.Marshal(memPod(i))
+					raw, err := json.Marshal(memPod(i, created))
 					if err != nil {
 						b.Fatal(err)
 					}
