@@ -65,7 +65,6 @@ func (k *Kernel) queue(b *pendingBatch, op int, step func(*nftables.Conn) error)
 	// Flush wrapped the step in its own batch begin and end; drop them.
 	for _, m := range k.captured[1 : len(k.captured)-1] {
 		m.Header.Flags &^= netlink.Acknowledge | netlink.Echo
-		m.Header.Sequence, m.Header.PID = 0, 0
 		b.msgs = append(b.msgs, m)
 		b.op = append(b.op, op)
 		b.bytes += nlmsgAlign(16 + len(m.Data))

@@ -282,8 +282,25 @@ func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
 	if err != nil {
 		return err
 	}
+	addTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.AddTable(k.table); return nil }}
+	if err := k.commit(tx, append([]step{addTable}, q.steps...), fmt.Sprintf("apply %d operations", len(tx.opsOrNil()))); err != nil {
+		return err
+	}
+	for n := range q.deleted {
+		delete(k.sets, n)
+	}
+	for n, d := range q.added {
+		k.sets[n] = d
+	}
+	return nil
+}
+
+// commit marshals steps into one batch and sends it. On any failure it resets
+// the connections and returns the error: what failed to marshal, what the
+// socket refused (wrapped as what), or the kernel's answer naming the
+// operation of tx that it refused.
+func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 	b := &pendingBatch{}
-	steps := append([]step{{op: -1, fn: func(cc *nftables.Conn) error { cc.AddTable(k.table); return nil }}}, q.steps...)
 	for _, s := range steps {
 		if err := k.queue(b, s.op, s.fn); err != nil {
 			_ = k.reset()
@@ -293,17 +310,11 @@ func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
 	errs, err := k.send(b)
 	if err != nil {
 		_ = k.reset()
-		return k.wrap(fmt.Sprintf("apply %d operations", len(tx.opsOrNil())), err)
+		return k.wrap(what, err)
 	}
 	if len(errs) > 0 {
 		_ = k.reset()
 		return k.batchErr(tx, b, errs)
-	}
-	for n := range q.deleted {
-		delete(k.sets, n)
-	}
-	for n, d := range q.added {
-		k.sets[n] = d
 	}
 	return nil
 }
@@ -589,22 +600,10 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 		return err
 	}
 	k.sets = map[string]setDef{}
-	b := &pendingBatch{}
-	if err := k.queue(b, -1, func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }); err != nil {
-		_ = k.reset()
-		return fmt.Errorf("nft: marshal table deletion: %w", err)
-	}
-	errs, err := k.send(b)
-	if err != nil {
-		_ = k.reset()
-		return k.wrap("delete table", err)
-	}
-	if len(errs) > 0 {
-		_ = k.reset()
-		if len(errs) == 1 && errs[0].errno == unix.ENOENT {
-			return nil
-		}
-		return k.batchErr(nil, b, errs)
+	delTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }}
+	// A table that is not there is already cleaned up.
+	if err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
 	}
 	return nil
 }
