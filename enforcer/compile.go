@@ -50,6 +50,15 @@ type compiler struct {
 	// pod churn touch only elements, while a node carries only what its pods need.
 	localPerNS map[string]int
 	vmapOwn    [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element
+	// fams are the address families the policy rules and peer sets are
+	// compiled for: those in which a local active pod has an address
+	// (localFams counts such pods per family). A packet reaches a policy
+	// chain only through a dispatch element of a local pod's address, so rules
+	// of another family could never match; on a single-stack node leaving
+	// them out halves the rules and sets the kernel must load and the rules a
+	// new connection walks. Dispatch maps and base chains stay dual-stack.
+	fams      [2]bool
+	localFams [2]int
 }
 
 // group is a peer selector pair: one set per family holding the IPs of the
@@ -255,13 +264,41 @@ func (c *compiler) acquireGroup(spec *groupSpec) *group {
 	}
 	g.members = make(map[string]*podRecord, len(members))
 	for f := range 2 {
-		g.setNames[f] = peerSetName(f, spec.key)
-		c.putSetSized(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{addrTypes[f]}, Comment: spec.desc}, addrs[f])
+		if c.fams[f] {
+			c.putGroupSet(g, f, addrs[f])
+		}
 	}
 	for _, p := range members {
 		c.setMember(g, p.ID, p, true)
 	}
 	return g
+}
+
+// putGroupSet creates g's (empty) peer set of family f with room for n elements.
+func (c *compiler) putGroupSet(g *group, f, n int) {
+	g.setNames[f] = peerSetName(f, g.spec.key)
+	c.putSetSized(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{addrTypes[f]}, Comment: g.spec.desc}, n)
+}
+
+// syncGroupFamilies gives g a peer set for exactly the families in c.fams,
+// filling a new one from the current members.
+func (c *compiler) syncGroupFamilies(g *group) {
+	for f := range 2 {
+		switch {
+		case c.fams[f] && g.setNames[f] == "":
+			c.putGroupSet(g, f, 0)
+			for _, p := range g.members {
+				for _, a := range p.IPs {
+					if famOf(a) == f {
+						c.addElement(g.setNames[f], addrElement(a))
+					}
+				}
+			}
+		case !c.fams[f] && g.setNames[f] != "":
+			c.deleteSet(g.setNames[f])
+			g.setNames[f] = ""
+		}
+	}
 }
 
 func (c *compiler) releaseGroup(g *group) {
@@ -287,7 +324,9 @@ func (c *compiler) collectGroups() {
 			}
 		}
 		for f := range 2 {
-			c.deleteSet(g.setNames[f])
+			if g.setNames[f] != "" {
+				c.deleteSet(g.setNames[f])
+			}
 		}
 	}
 	clear(c.gcGroups)
@@ -322,13 +361,13 @@ func (c *compiler) setMember(g *group, id string, p *podRecord, in bool) bool {
 		delete(g.members, id)
 	}
 	for _, a := range oldIPs {
-		if !slices.Contains(newIPs, a) && !c.otherMemberHas(g, id, a) {
-			c.delElement(g.setNames[famOf(a)], addrElement(a))
+		if set := g.setNames[famOf(a)]; set != "" && !slices.Contains(newIPs, a) && !c.otherMemberHas(g, id, a) {
+			c.delElement(set, addrElement(a))
 		}
 	}
 	for _, a := range newIPs {
-		if !slices.Contains(oldIPs, a) {
-			c.addElement(g.setNames[famOf(a)], addrElement(a))
+		if set := g.setNames[famOf(a)]; set != "" && !slices.Contains(oldIPs, a) {
+			c.addElement(set, addrElement(a))
 		}
 	}
 	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
@@ -350,10 +389,12 @@ func (c *compiler) otherMemberHas(g *group, id string, a netip.Addr) bool {
 
 // --- named-port sets ---
 
+// newNamedSet creates the sets of a named-port set for the families in fams
+// that the rules are compiled for.
 func (c *compiler) newNamedSet(ports []portName, key, comment string, fams [2]bool) *namedSet {
 	ns := &namedSet{ports: ports, contrib: map[string][]nft.Element{}}
 	for f := range 2 {
-		if !fams[f] {
+		if !fams[f] || !c.fams[f] {
 			continue
 		}
 		ns.names[f] = namedSetName(f, key)
@@ -485,7 +526,7 @@ func (c *compiler) activate(d *policyDir) {
 		for _, p := range r.peers {
 			if p.group != nil {
 				c.acquireGroup(p.group)
-			} else {
+			} else if c.fams[p.fam] {
 				c.acquireShared(p.cidr)
 			}
 		}
@@ -523,7 +564,7 @@ func (c *compiler) activate(d *policyDir) {
 			}
 		}
 	}
-	c.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + dirNames[d.dir] + " rule list", Rules: d.nftRules})
+	c.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + dirNames[d.dir] + " rule list", Rules: d.buildRules(c.fams)})
 }
 
 func (c *compiler) deactivate(d *policyDir) {
@@ -533,7 +574,7 @@ func (c *compiler) deactivate(d *policyDir) {
 		for _, p := range r.peers {
 			if p.group != nil {
 				c.releaseGroup(c.groups[p.group.key])
-			} else {
+			} else if c.fams[p.fam] {
 				c.releaseShared(p.cidr)
 			}
 		}
@@ -672,6 +713,12 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 		}
 		prev := lp.rec
 		lp.rec = cur
+		if wasLocal {
+			c.countLocalFamilies(prev, -1)
+		}
+		if isLocal {
+			c.countLocalFamilies(cur, +1)
+		}
 		for _, p := range c.policiesByNS[ns] {
 			sel := isLocal && p.podSel.Matches(cur.Labels)
 			for dir, d := range p.dirs {
@@ -713,6 +760,50 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 		if !nset.dead {
 			c.refreshNamed(nset, id, cur)
 		}
+	}
+	c.syncFamilies()
+}
+
+// countLocalFamilies adds delta to the local pod count of each family p has
+// an address in.
+func (c *compiler) countLocalFamilies(p *podRecord, delta int) {
+	var has [2]bool
+	for _, a := range p.IPs {
+		has[famOf(a)] = true
+	}
+	for f := range 2 {
+		if has[f] {
+			c.localFams[f] += delta
+		}
+	}
+}
+
+// syncFamilies recompiles the active policies when the families of the local
+// pods changed: the first pod of a family arrived, or the last one left. It is
+// rare (a dual-stack node flips once, with its first pod), so the rules are
+// simply built again; unchanged sets and chains diff to nothing.
+func (c *compiler) syncFamilies() {
+	want := [2]bool{c.localFams[famV4] > 0, c.localFams[famV6] > 0}
+	if want == c.fams {
+		return
+	}
+	var active []*policyDir
+	for _, id := range slices.Sorted(maps.Keys(c.policies)) {
+		for _, d := range c.policies[id].dirs {
+			if d != nil && d.active {
+				active = append(active, d)
+			}
+		}
+	}
+	for _, d := range active {
+		c.deactivate(d)
+	}
+	c.fams = want
+	for _, d := range active {
+		c.activate(d)
+	}
+	for _, g := range c.groups {
+		c.syncGroupFamilies(g)
 	}
 }
 

@@ -34,8 +34,6 @@ type policyDir struct {
 	rules   []*policyRule
 	targets map[string]*podRecord
 	active  bool
-	// nftRules is the chain's rule list, fixed for the policy's lifetime.
-	nftRules []nft.Rule
 }
 
 // policyRule is one ingress or egress rule.
@@ -133,11 +131,6 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 			}
 		}
 		p.dirs[dir] = d
-	}
-	for _, d := range p.dirs {
-		if d != nil {
-			d.nftRules = d.buildRules()
-		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return p, fmt.Errorf("networkpolicy %s: %w", r.ID, err)
@@ -346,17 +339,24 @@ func portsSpec(rs []protoRange) *sharedSpec {
 	}
 }
 
-// buildRules is the policy chain: for each rule, family, peer and port kind one
-// rule ending in accept (PROGRAM.md). Rules that match regardless of family are
-// emitted once.
-func (d *policyDir) buildRules() []nft.Rule {
+// buildRules is the policy chain: for each rule, family in fams, peer and
+// port kind one rule ending in accept (PROGRAM.md). Rules that match
+// regardless of family are emitted once, in the first family's pass.
+func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 	var out []nft.Rule
 	peerField := saddrFields
 	if d.dir == dirEgress {
 		peerField = daddrFields
 	}
+	firstFam := famV4
+	if !fams[famV4] {
+		firstFam = famV6
+	}
 	for _, r := range d.rules {
 		for fam := range 2 {
+			if !fams[fam] {
+				continue
+			}
 			type peerMatch struct {
 				expr  []nft.Expr
 				cidr  bool
@@ -390,8 +390,8 @@ func (d *policyDir) buildRules() []nft.Rule {
 			}
 			for _, pm := range peers {
 				for _, po := range ports {
-					if pm.anyFm && !po.named && fam != famV4 {
-						continue // family independent: emitted in the v4 pass
+					if pm.anyFm && !po.named && fam != firstFam {
+						continue // family independent: emitted in the first pass
 					}
 					portExpr := po.expr
 					if po.named {
