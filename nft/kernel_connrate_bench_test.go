@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +35,8 @@ var (
 	connRatePort = uint16(8080) // inside ports-00000 (tcp 8000-8100)
 )
 
-// connRateLoaded is nodeState(10_000) (10,000 policy chains, about 100,000
-// elements) plus the path a real new connection from a to b takes:
+// connRateLoaded is nodeState(10_000, dualStack) (10,000 policy chains, about
+// 100,000 elements) plus the path a real new connection from a to b takes:
 //
 //   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which allows
 //     ip daddr in a peer set holding b and (l4proto, dport) in ports-00000;
@@ -47,8 +46,8 @@ var (
 //     added to its peer set peer-v4-00000 and 8080 is in ports-00000.
 //
 // Both pod chains end in counter + drop like the generator's.
-var connRateLoaded = sync.OnceValue(func() *nft.State {
-	s := nodeState(10_000)
+func connRateLoaded(dualStack bool) *nft.State {
+	s := nodeState(10_000, dualStack)
 	peers := s.Sets["peer-v4-00000"]
 	ea := nft.Element{Key: []nft.Value{nft.AddrValue(connRateA)}}
 	peers.Elements[nft.ElementID(peers, ea)] = ea
@@ -77,7 +76,7 @@ var connRateLoaded = sync.OnceValue(func() *nft.State {
 	put("ingress-v4", connRateB, "pod-in-bench")
 	put("egress-v4", connRateA, "pod-eg-bench")
 	return s
-})
+}
 
 // connRateSetup is one node with pods a and b and what was measured on it.
 type connRateSetup struct {
@@ -229,8 +228,11 @@ const connRateBatch = 250
 //   - no-table: no nftables in the node at all (and so no conntrack there);
 //   - skeleton: only the base chains and empty dispatch maps (conntrack on,
 //     every packet passes two base chains, no pod is isolated);
-//   - loaded: connRateLoaded, 10,000 policies and about 100,000 elements,
-//     with both pods isolated and the connection allowed by policy.
+//   - loaded-ipv4 and loaded-dual: connRateLoaded, 10,000 policies and about
+//     100,000 elements, with both pods isolated and the connection allowed by
+//     policy, as a single-stack node and as a dual-stack one (whose policy
+//     chains hold an IPv6 rule beside each IPv4 rule that an IPv4 packet
+//     passes too).
 //
 // Reported: conns/s (wall) and cpu-µs/conn (user+system time of the whole
 // process, which includes the kernel's forwarding work done in our threads)
@@ -238,11 +240,12 @@ const connRateBatch = 250
 // of the per-round ratios (rate ratio, and no-table CPU/conn over the setup's,
 // so below 1 means slower or costlier than no-table).
 func BenchmarkKernelConnRate(b *testing.B) {
-	loaded := connRateLoaded()
+	loaded := connRateLoaded(false)
 	setups := []*connRateSetup{
 		newConnRateSetup(b, "no-table", nil, false),
 		newConnRateSetup(b, "skeleton", skeleton(), false),
-		newConnRateSetup(b, "loaded", loaded, true),
+		newConnRateSetup(b, "loaded-ipv4", loaded, true),
+		newConnRateSetup(b, "loaded-dual", connRateLoaded(true), true),
 	}
 	b.ResetTimer()
 	for round := 0; setups[0].conns < b.N; round++ {
