@@ -70,6 +70,9 @@ type group struct {
 	nsMatch    map[string]bool // namespace-selector groups: matching namespaces
 	setNames   [2]string
 	dependents map[*namedSet]struct{}
+	// chainRefs counts, per direction, the active rules that jump to the
+	// group's peer chain; the chain exists while it is positive.
+	chainRefs [2]int
 }
 
 // namedSet holds the (IP, protocol, port) triples of one rule's named ports,
@@ -281,11 +284,14 @@ func (c *compiler) putGroupSet(g *group, f, n int) {
 }
 
 // syncGroupFamilies gives g a peer set for exactly the families in c.fams,
-// filling a new one from the current members.
+// filling a new one from the current members, and its peer chains the rules
+// of those families.
 func (c *compiler) syncGroupFamilies(g *group) {
+	changed := false
 	for f := range 2 {
 		switch {
 		case c.fams[f] && g.setNames[f] == "":
+			changed = true
 			c.putGroupSet(g, f, 0)
 			for _, p := range g.members {
 				for _, a := range p.IPs {
@@ -295,10 +301,55 @@ func (c *compiler) syncGroupFamilies(g *group) {
 				}
 			}
 		case !c.fams[f] && g.setNames[f] != "":
+			changed = true
 			c.deleteSet(g.setNames[f])
 			g.setNames[f] = ""
 		}
 	}
+	for dir := range 2 {
+		if changed && g.chainRefs[dir] > 0 {
+			c.putPeerChain(g, dir)
+		}
+	}
+}
+
+// --- peer chains ---
+//
+// A policy rule to a selector peer with numeric or no ports matches the ports
+// and jumps to the group's peer chain, which matches the group's addresses of
+// every family and accepts. The kernel resolves each set a rule names by a
+// walk over the table's sets, so naming the peer sets once per group and
+// direction, instead of in one rule per policy rule and family, is what keeps
+// loading a node with thousands of policies well under a second; chains are
+// found by a hash.
+
+func (c *compiler) acquirePeerChain(g *group, dir int) {
+	if g.chainRefs[dir]++; g.chainRefs[dir] == 1 {
+		c.putPeerChain(g, dir)
+	}
+}
+
+func (c *compiler) releasePeerChain(g *group, dir int) {
+	if g.chainRefs[dir]--; g.chainRefs[dir] == 0 {
+		c.deleteChain(peerChainName(dir, g.spec.key))
+	}
+}
+
+func (c *compiler) putPeerChain(g *group, dir int) {
+	field := saddrFields
+	if dir == dirEgress {
+		field = daddrFields
+	}
+	var rules []nft.Rule
+	for f := range 2 {
+		if g.setNames[f] != "" {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{
+				nft.Lookup{Fields: []nft.Field{field[f]}, Set: g.setNames[f]},
+				nft.Verdict{Kind: nft.VerdictAccept},
+			}})
+		}
+	}
+	c.putChain(&nft.Chain{Name: peerChainName(dir, g.spec.key), Comment: [2]string{"ingress from ", "egress to "}[dir] + g.spec.desc, Rules: rules})
 }
 
 func (c *compiler) releaseGroup(g *group) {
@@ -525,7 +576,10 @@ func (c *compiler) activate(d *policyDir) {
 	for _, r := range d.rules {
 		for _, p := range r.peers {
 			if p.group != nil {
-				c.acquireGroup(p.group)
+				g := c.acquireGroup(p.group)
+				if r.usesPeerChain() {
+					c.acquirePeerChain(g, d.dir)
+				}
 			} else if c.fams[p.fam] {
 				c.acquireShared(p.cidr)
 			}
@@ -573,7 +627,11 @@ func (c *compiler) deactivate(d *policyDir) {
 	for _, r := range d.rules {
 		for _, p := range r.peers {
 			if p.group != nil {
-				c.releaseGroup(c.groups[p.group.key])
+				g := c.groups[p.group.key]
+				if r.usesPeerChain() {
+					c.releasePeerChain(g, d.dir)
+				}
+				c.releaseGroup(g)
 			} else if c.fams[p.fam] {
 				c.releaseShared(p.cidr)
 			}

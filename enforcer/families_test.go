@@ -70,6 +70,7 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	}
 	pol := mkPolicy("prod", "web", selecting(sel("app", "web")),
 		ingress(peers(podPeer(sel("app", "cli"))), namedPort(TCP, "http")),
+		ingress(peers(podPeer(sel("app", "cli"))), tcp(9000)),
 		ingress(peers(ipBlock("2001:db8:9::/48"), ipBlock("198.19.0.0/16")), tcp(80)),
 		egress(nil, tcp(53)))
 	if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(pol) }); err != nil {
@@ -84,6 +85,7 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	c.checkFlow("prod/cli", "prod/web", TCP, 8080, true)
 	c.checkFlow("198.19.0.5", "prod/web", TCP, 80, true)
 	c.checkFlow("prod/cli", "prod/web", TCP, 80, false)
+	c.checkFlow("prod/cli", "prod/web", TCP, 9000, true)
 
 	web6 := mkPod("prod", "web6", podLabels("app", "web"), containerPort("http", TCP, 8080), onNode("node-a"),
 		podIPs("198.18.1.11", "2001:db8:1::11"))
@@ -92,14 +94,15 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	}
 	c.flush()
 	// The ingress rules from cli (named port) and from the IPv6 ipBlock,
-	// with their peer, named-port and ipBlock sets; the egress rule without
-	// peers matches either family already.
+	// with their peer, named-port and ipBlock sets, and the rule of cli's
+	// peer chain; the rule to cli's port 9000 (it jumps to that chain) and
+	// the egress rule without peers match either family already.
 	got := v6Objects(a.Desired())
 	kinds := map[string]int{}
 	for _, o := range got {
 		kinds[o[:strings.IndexAny(o, "-#")]]++
 	}
-	if want := map[string]int{"set peer": 1, "set cidr": 1, "set named": 1, "rule pol": 2}; !maps.Equal(kinds, want) {
+	if want := map[string]int{"set peer": 1, "set cidr": 1, "set named": 1, "rule pol": 2, "rule peers": 1}; !maps.Equal(kinds, want) {
 		t.Fatalf("with a dual-stack local pod: IPv6 objects %v, want %v of each kind", got, want)
 	}
 	for _, o := range got {
@@ -110,6 +113,7 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	}
 	c.checkFlow("prod/cli@6", "prod/web6@6", TCP, 8080, true)
 	c.checkFlow("prod/cli@6", "prod/web6@6", TCP, 80, false)
+	c.checkFlow("prod/cli@6", "prod/web6@6", TCP, 9000, true)
 	c.checkFlow("2001:db8:9::5", "prod/web6@6", TCP, 80, true)
 	c.checkFlow("2001:db8:8::5", "prod/web6@6", TCP, 80, false)
 	c.checkFlow("prod/cli", "prod/web6", TCP, 8080, true)

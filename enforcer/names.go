@@ -52,6 +52,9 @@ func podChainName(dir int, podID string) string {
 func policyChainName(dir int, policyID string) string {
 	return "pol-" + dirShort[dir] + "-" + shortHash(policyID)
 }
+func peerChainName(dir int, key string) string {
+	return "peers-" + dirShort[dir] + "-" + shortHash(key)
+}
 func peerSetName(fam int, key string) string  { return "peer-" + famNames[fam] + "-" + shortHash(key) }
 func cidrSetName(fam int, key string) string  { return "cidr-" + famNames[fam] + "-" + shortHash(key) }
 func portsSetName(key string) string          { return "ports-" + shortHash(key) }

@@ -64,6 +64,11 @@ type policyRule struct {
 	namedSet, allSet *namedSet // while active
 }
 
+// usesPeerChain reports whether the rule's selector peers are matched by a
+// jump to their group's peer chain (numeric or no ports) rather than by
+// lookups of their sets in the rule (named ports, per family).
+func (r *policyRule) usesPeerChain() bool { return r.anyPort || r.numeric != nil }
+
 type portName struct {
 	Name  string
 	Proto uint8
@@ -341,7 +346,10 @@ func portsSpec(rs []protoRange) *sharedSpec {
 
 // buildRules is the policy chain: for each rule, family in fams, peer and
 // port kind one rule ending in accept (PROGRAM.md). Rules that match
-// regardless of family are emitted once, in the first family's pass.
+// regardless of family are emitted once, in the first family's pass; so are
+// those to a selector peer with numeric or no ports, which match the ports
+// and jump to the peer group's chain (that chain matches the addresses of
+// every family and accepts).
 func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 	var out []nft.Rule
 	peerField := saddrFields
@@ -359,6 +367,7 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 			}
 			type peerMatch struct {
 				expr  []nft.Expr
+				chain string // selector peers: the group's peer chain
 				cidr  bool
 				anyFm bool
 			}
@@ -369,7 +378,8 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 			for _, p := range r.peers {
 				switch {
 				case p.group != nil:
-					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}}})
+					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}},
+						chain: peerChainName(d.dir, p.group.key)})
 				case p.cidr != nil && p.fam == fam:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
 				}
@@ -390,8 +400,12 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 			}
 			for _, pm := range peers {
 				for _, po := range ports {
-					if pm.anyFm && !po.named && fam != firstFam {
+					if (pm.anyFm || pm.chain != "") && !po.named && fam != firstFam {
 						continue // family independent: emitted in the first pass
+					}
+					if pm.chain != "" && !po.named {
+						out = append(out, nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})})
+						continue
 					}
 					portExpr := po.expr
 					if po.named {

@@ -13,13 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nodeState builds a node program with the given number of policy chains and
-// about ten times as many peer-set elements: policies/10 shared peer sets
-// (v4) of 100 pod IPs each, policies/10 port sets, and policies/10 local pods
-// each dispatching to ten policy chains. Each policy chain matches IPv4 peers
-// and, on a dual-stack node, IPv6 peers too (their sets stay empty: the
-// elements are the same, the rules and sets the kernel must resolve double);
-// the engine leaves the IPv6 rules out on a node whose pods are IPv4 only.
+// nodeState builds a node program shaped as the engine compiles one
+// (enforcer/PROGRAM.md) with the given number of policy chains and about ten
+// times as many peer-set elements: policies/10 peer groups, each a set of 100
+// IPv4 pod addresses and a peer chain that matches it (and, on a dual-stack
+// node, an IPv6 set, left empty so that the element count stays the same),
+// policies/10 port sets, and policies/10 local pods each dispatching to ten
+// policy chains. Each policy chain matches its ports and jumps to its group's
+// peer chain. On a node whose pods are IPv4 only, the engine leaves the IPv6
+// sets and rules out.
 func nodeState(policies int, dualStack bool) *nft.State {
 	s := skeleton()
 	groups := max(policies/10, 1)
@@ -44,15 +46,18 @@ func nodeState(policies int, dualStack bool) *nft.State {
 			Interval: true}, portRange(nft.ProtoTCP, 80, 80), portRange(nft.ProtoTCP, uint16(8000+g%1000), uint16(8100+g%1000)))
 	}
 	l4port := []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}
+	for g := range groups {
+		rules := []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)}, accept()}}}
+		if dualStack {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)}, accept()}})
+		}
+		addChain(s, nft.Chain{Name: fmt.Sprintf("peers-in-%05d", g), Rules: rules})
+	}
 	for p := range policies {
 		g := p % groups
 		rules := []nft.Rule{
-			{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)},
-				nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}, accept()}},
-		}
-		if dualStack {
-			rules = append(rules, nft.Rule{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)},
-				nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}, accept()}})
+			{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)},
+				nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("peers-in-%05d", g)}}},
 		}
 		addChain(s, nft.Chain{Name: fmt.Sprintf("pol-in-%05d", p), Comment: fmt.Sprintf("ns%d/pol%d ingress rule list", g, p), Rules: rules})
 	}

@@ -38,12 +38,14 @@ var (
 // connRateLoaded is nodeState(10_000, dualStack) (10,000 policy chains, about
 // 100,000 elements) plus the path a real new connection from a to b takes:
 //
-//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which allows
-//     ip daddr in a peer set holding b and (l4proto, dport) in ports-00000;
+//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which matches
+//     (l4proto, dport) in ports-00000 and jumps to peers-eg-bench, which
+//     allows ip daddr in a peer set holding b;
 //   - ingress: b in ingress-v4 → pod-in-bench, which jumps to ten policy
 //     chains of the generator as every generated pod does; the first nine
-//     (pol-in-00001..9) do not match a, the last, pol-in-00000, does: a is
-//     added to its peer set peer-v4-00000 and 8080 is in ports-00000.
+//     (pol-in-00001..9) do not match a (their ports match, their peer chains
+//     do not), the last, pol-in-00000, does: a is added to the peer set
+//     peer-v4-00000 of its peer chain and 8080 is in ports-00000.
 //
 // Both pod chains end in counter + drop like the generator's.
 func connRateLoaded(dualStack bool) *nft.State {
@@ -61,10 +63,12 @@ func connRateLoaded(dualStack bool) *nft.State {
 
 	addSet(s, nft.Set{Name: "peer-v4-bench", Key: []nft.KeyType{nft.TypeIPv4Addr}},
 		nft.Element{Key: []nft.Value{nft.AddrValue(connRateB)}})
+	addChain(s, nft.Chain{Name: "peers-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
+		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"}, accept(),
+	}}}})
 	addChain(s, nft.Chain{Name: "pol-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
-		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"},
 		nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: "ports-00000"},
-		accept(),
+		nft.Verdict{Kind: nft.VerdictJump, Chain: "peers-eg-bench"},
 	}}}})
 	addChain(s, nft.Chain{Name: "pod-eg-bench", Rules: []nft.Rule{
 		{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "pol-eg-bench"}}}, drop}})
