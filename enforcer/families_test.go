@@ -102,7 +102,7 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	for _, o := range got {
 		kinds[o[:strings.IndexAny(o, "-#")]]++
 	}
-	if want := map[string]int{"set peer": 1, "set cidr": 1, "set named": 1, "rule pol": 2, "rule peers": 1}; !maps.Equal(kinds, want) {
+	if want := map[string]int{"set peer": 1, "set cidr": 1, "set named": 1, "rule pol": 2, "rule from": 1}; !maps.Equal(kinds, want) {
 		t.Fatalf("with a dual-stack local pod: IPv6 objects %v, want %v of each kind", got, want)
 	}
 	for _, o := range got {

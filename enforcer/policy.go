@@ -65,8 +65,9 @@ type policyRule struct {
 }
 
 // usesPeerChain reports whether the rule's selector peers are matched by a
-// jump to their group's peer chain (numeric or no ports) rather than by
-// lookups of their sets in the rule (named ports, per family).
+// jump to the peer chain of their group and the rule's port list (numeric or
+// no ports) rather than by lookups of their sets in the rule (named ports,
+// per family).
 func (r *policyRule) usesPeerChain() bool { return r.anyPort || r.numeric != nil }
 
 type portName struct {
@@ -347,9 +348,9 @@ func portsSpec(rs []protoRange) *sharedSpec {
 // buildRules is the policy chain: for each rule, family in fams, peer and
 // port kind one rule ending in accept (PROGRAM.md). Rules that match
 // regardless of family are emitted once, in the first family's pass; so are
-// those to a selector peer with numeric or no ports, which match the ports
-// and jump to the peer group's chain (that chain matches the addresses of
-// every family and accepts).
+// those to a selector peer with numeric or no ports, which jump to the peer
+// chain of the group and port list (that chain matches the addresses of every
+// family and the ports, and accepts).
 func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 	var out []nft.Rule
 	peerField := saddrFields
@@ -379,7 +380,7 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 				switch {
 				case p.group != nil:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}},
-						chain: peerChainName(d.dir, p.group.key)})
+						chain: peerChainName(d.dir, p.group.key, r.numeric)})
 				case p.cidr != nil && p.fam == fam:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
 				}
@@ -404,7 +405,7 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 						continue // family independent: emitted in the first pass
 					}
 					if pm.chain != "" && !po.named {
-						out = append(out, nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})})
+						out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain}}})
 						continue
 					}
 					portExpr := po.expr

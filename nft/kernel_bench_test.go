@@ -15,13 +15,13 @@ import (
 
 // nodeState builds a node program shaped as the engine compiles one
 // (enforcer/PROGRAM.md) with the given number of policy chains and about ten
-// times as many peer-set elements: policies/10 peer groups, each a set of 100
-// IPv4 pod addresses and a peer chain that matches it (and, on a dual-stack
-// node, an IPv6 set, left empty so that the element count stays the same),
-// policies/10 port sets, and policies/10 local pods each dispatching to ten
-// policy chains. Each policy chain matches its ports and jumps to its group's
-// peer chain. On a node whose pods are IPv4 only, the engine leaves the IPv6
-// sets and rules out.
+// times as many peer-set elements: policies/10 peer groups of 100 IPv4 pod
+// addresses each (on a dual-stack node also an IPv6 set, left empty so that
+// the element count stays the same), policies/10 port sets, one peer chain per
+// group and its port set that matches both and accepts, and policies/10 local
+// pods each dispatching to ten policy chains. Each policy chain jumps to its
+// group's peer chain. On a node whose pods are IPv4 only, the engine leaves
+// the IPv6 sets and rules out.
 func nodeState(policies int, dualStack bool) *nft.State {
 	s := skeleton()
 	groups := max(policies/10, 1)
@@ -47,17 +47,17 @@ func nodeState(policies int, dualStack bool) *nft.State {
 	}
 	l4port := []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}
 	for g := range groups {
-		rules := []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)}, accept()}}}
+		ports := nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}
+		rules := []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)}, ports, accept()}}}
 		if dualStack {
-			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)}, accept()}})
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)}, ports, accept()}})
 		}
-		addChain(s, nft.Chain{Name: fmt.Sprintf("peers-in-%05d", g), Rules: rules})
+		addChain(s, nft.Chain{Name: fmt.Sprintf("from-%05d", g), Rules: rules})
 	}
 	for p := range policies {
 		g := p % groups
 		rules := []nft.Rule{
-			{Comment: "rule 0", Exprs: []nft.Expr{nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)},
-				nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("peers-in-%05d", g)}}},
+			{Comment: "rule 0", Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("from-%05d", g)}}},
 		}
 		addChain(s, nft.Chain{Name: fmt.Sprintf("pol-in-%05d", p), Comment: fmt.Sprintf("ns%d/pol%d ingress rule list", g, p), Rules: rules})
 	}

@@ -10,7 +10,7 @@ package nft_test
 // The addresses lie outside the range nodeState fills (198.18.0.0 up to about
 // 198.19.139.0), so only the elements added here match the two pods.
 //
-// Pod a opens TCP connections to pod b's port 8080 one after another and
+// Pod a opens TCP connections to pod b's port 8000 one after another and
 // closes each at once with SO_LINGER 0 (an RST: no TIME_WAIT, so the client's
 // ports never run out); pod b accepts and closes. Every connection is a new
 // conntrack entry in the node, so its SYN is judged by the policy chains,
@@ -30,29 +30,39 @@ import (
 )
 
 var (
-	connRateA    = netip.MustParseAddr("198.19.250.10")
-	connRateB    = netip.MustParseAddr("198.19.250.11")
-	connRatePort = uint16(8080) // inside ports-00000 (tcp 8000-8100)
+	connRateA = netip.MustParseAddr("198.19.250.10")
+	connRateB = netip.MustParseAddr("198.19.250.11")
+	// connRatePort is allowed by the last of b's ten policies only: it is in
+	// ports-00000 (tcp 8000-8100) and in none of the other nine's port sets
+	// (tcp 8000+p-8100+p).
+	connRatePort = uint16(8000)
 )
 
 // connRateLoaded is nodeState(10_000, dualStack) (10,000 policy chains, about
 // 100,000 elements) plus the path a real new connection from a to b takes:
 //
-//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which matches
-//     (l4proto, dport) in ports-00000 and jumps to peers-eg-bench, which
-//     allows ip daddr in a peer set holding b;
+//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which jumps to
+//     to-bench, which allows ip daddr in a peer set holding b and (l4proto,
+//     dport) in ports-00000;
 //   - ingress: b in ingress-v4 → pod-in-bench, which jumps to ten policy
 //     chains of the generator as every generated pod does; the first nine
-//     (pol-in-00001..9) do not match a (their ports match, their peer chains
-//     do not), the last, pol-in-00000, does: a is added to the peer set
-//     peer-v4-00000 of its peer chain and 8080 is in ports-00000.
+//     (pol-in-00001..9) do not allow the connection, the last, pol-in-00000,
+//     does: a is added to its peer set peer-v4-00000, and connRatePort is in
+//     ports-00000. The nine fail on the address in their peer chain's first
+//     lookup; when worst, a is added to their peer sets too, so that each of
+//     them matches the address and fails only on the port: the most work the
+//     policy chains can do for a connection they let through.
 //
 // Both pod chains end in counter + drop like the generator's.
-func connRateLoaded(dualStack bool) *nft.State {
+func connRateLoaded(dualStack, worst bool) *nft.State {
 	s := nodeState(10_000, dualStack)
-	peers := s.Sets["peer-v4-00000"]
 	ea := nft.Element{Key: []nft.Value{nft.AddrValue(connRateA)}}
-	peers.Elements[nft.ElementID(peers, ea)] = ea
+	for p := range 10 {
+		if p == 0 || worst {
+			peers := s.Sets[fmt.Sprintf("peer-v4-%05d", p)]
+			peers.Elements[nft.ElementID(peers, ea)] = ea
+		}
+	}
 
 	drop := nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}
 	var in []nft.Rule
@@ -63,12 +73,13 @@ func connRateLoaded(dualStack bool) *nft.State {
 
 	addSet(s, nft.Set{Name: "peer-v4-bench", Key: []nft.KeyType{nft.TypeIPv4Addr}},
 		nft.Element{Key: []nft.Value{nft.AddrValue(connRateB)}})
-	addChain(s, nft.Chain{Name: "peers-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
-		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"}, accept(),
+	addChain(s, nft.Chain{Name: "to-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
+		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"},
+		nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: "ports-00000"},
+		accept(),
 	}}}})
 	addChain(s, nft.Chain{Name: "pol-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
-		nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: "ports-00000"},
-		nft.Verdict{Kind: nft.VerdictJump, Chain: "peers-eg-bench"},
+		nft.Verdict{Kind: nft.VerdictJump, Chain: "to-bench"},
 	}}}})
 	addChain(s, nft.Chain{Name: "pod-eg-bench", Rules: []nft.Rule{
 		{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "pol-eg-bench"}}}, drop}})
@@ -86,6 +97,7 @@ func connRateLoaded(dualStack bool) *nft.State {
 type connRateSetup struct {
 	name     string
 	a        *nfttest.NetNS
+	port     uint16 // b's port the connections go to
 	conns    int
 	wall     time.Duration
 	cpu      time.Duration
@@ -99,7 +111,7 @@ type connRateSetup struct {
 // server in b, and programs state into the node (nil: no nftables at all).
 // When isolated, a connection to a port outside the policy must be dropped,
 // which proves the measured connections really pass the policy path.
-func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool) *connRateSetup {
+func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool, port uint16) *connRateSetup {
 	b.Helper()
 	node := nfttest.NewNetNS(b)
 	nfttest.EnableForwarding(b, node)
@@ -110,7 +122,7 @@ func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool
 	var l net.Listener
 	if err := pb.Run(func() error {
 		var err error
-		l, err = net.Listen("tcp", netip.AddrPortFrom(connRateB, connRatePort).String())
+		l, err = net.Listen("tcp", netip.AddrPortFrom(connRateB, port).String())
 		return err
 	}); err != nil {
 		b.Fatalf("%s: listen in pod b: %v", name, err)
@@ -153,16 +165,16 @@ func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool
 			b.Fatalf("%s: denied probe: %v", name, err)
 		}
 	}
-	s := &connRateSetup{name: name, a: pa}
+	s := &connRateSetup{name: name, a: pa, port: port}
 	s.batch(b, 100) // warm up: neighbor entries, routes, caches
-	*s = connRateSetup{name: s.name, a: s.a}
+	*s = connRateSetup{name: s.name, a: s.a, port: port}
 	return s
 }
 
 // batch opens and closes n connections from a to b, one at a time.
 func (s *connRateSetup) batch(b *testing.B, n int) {
 	b.Helper()
-	dst := netip.AddrPortFrom(connRateB, connRatePort).String()
+	dst := netip.AddrPortFrom(connRateB, s.port).String()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	var slow int
 	c0, t0 := cpuTime(b), time.Now()
@@ -226,7 +238,7 @@ func (s *connRateSetup) cpuPerConn() float64 {
 const connRateBatch = 250
 
 // BenchmarkKernelConnRate measures new TCP connections per second between two
-// pods of a routed node, b.N connections per setup, in three setups measured
+// pods of a routed node, b.N connections per setup, in five setups measured
 // in alternating batches:
 //
 //   - no-table: no nftables in the node at all (and so no conntrack there);
@@ -234,9 +246,11 @@ const connRateBatch = 250
 //     every packet passes two base chains, no pod is isolated);
 //   - loaded-ipv4 and loaded-dual: connRateLoaded, 10,000 policies and about
 //     100,000 elements, with both pods isolated and the connection allowed by
-//     policy, as a single-stack node and as a dual-stack one (whose policy
+//     policy, as a single-stack node and as a dual-stack one (whose peer
 //     chains hold an IPv6 rule beside each IPv4 rule that an IPv4 packet
-//     passes too).
+//     passes too);
+//   - worst-dual: loaded-dual with a also in the peer sets of b's nine other
+//     policies, which then fail only on the port.
 //
 // Reported: conns/s (wall) and cpu-µs/conn (user+system time of the whole
 // process, which includes the kernel's forwarding work done in our threads)
@@ -244,12 +258,13 @@ const connRateBatch = 250
 // of the per-round ratios (rate ratio, and no-table CPU/conn over the setup's,
 // so below 1 means slower or costlier than no-table).
 func BenchmarkKernelConnRate(b *testing.B) {
-	loaded := connRateLoaded(false)
+	loaded, dual := connRateLoaded(false, false), connRateLoaded(true, false)
 	setups := []*connRateSetup{
-		newConnRateSetup(b, "no-table", nil, false),
-		newConnRateSetup(b, "skeleton", skeleton(), false),
-		newConnRateSetup(b, "loaded-ipv4", loaded, true),
-		newConnRateSetup(b, "loaded-dual", connRateLoaded(true), true),
+		newConnRateSetup(b, "no-table", nil, false, connRatePort),
+		newConnRateSetup(b, "skeleton", skeleton(), false, connRatePort),
+		newConnRateSetup(b, "loaded-ipv4", loaded, true, connRatePort),
+		newConnRateSetup(b, "loaded-dual", dual, true, connRatePort),
+		newConnRateSetup(b, "worst-dual", connRateLoaded(true, true), true, connRatePort),
 	}
 	b.ResetTimer()
 	for round := 0; setups[0].conns < b.N; round++ {
@@ -268,7 +283,7 @@ func BenchmarkKernelConnRate(b *testing.B) {
 			b.Logf("%s: %d of %d connects waited for a SYN retransmission", s.name, s.slowConn, s.conns)
 		}
 	}
-	b.ReportMetric(0, "ns/op") // the loop's time per op mixes the three setups
+	b.ReportMetric(0, "ns/op") // the loop's time per op mixes the setups
 	line := fmt.Sprintf("policies=10000 elements=%d, %d conns per setup in batches of %d:", countElements(loaded), base.conns, connRateBatch)
 	for _, s := range setups {
 		line += fmt.Sprintf(" %s %.0f conns/s %.1f cpu-µs/conn;", s.name, s.rate(), s.cpuPerConn())
