@@ -116,8 +116,8 @@ func newConnRateSetup(b *testing.B, name string, state *nft.State, isolated bool
 	node := nfttest.NewNetNS(b)
 	nfttest.EnableForwarding(b, node)
 	pa, pb := nfttest.NewNetNS(b), nfttest.NewNetNS(b)
-	nfttest.ConnectRouted(b, node, pa, connRateA, netip.Addr{}, gw4, netip.Addr{}, "veth-a")
-	nfttest.ConnectRouted(b, node, pb, connRateB, netip.Addr{}, gw4, netip.Addr{}, "veth-b")
+	nfttest.ConnectRouted(b, node, pa, connRateA, netip.Addr{}, nfttest.Gateway4, netip.Addr{}, "veth-a")
+	nfttest.ConnectRouted(b, node, pb, connRateB, netip.Addr{}, nfttest.Gateway4, netip.Addr{}, "veth-b")
 
 	var l net.Listener
 	if err := pb.Run(func() error {
