@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -71,20 +70,9 @@ type group struct {
 	nsMatch    map[string]bool // namespace-selector groups: matching namespaces
 	setNames   [2]string
 	dependents map[*namedSet]struct{}
-	// chains are the group's peer chains by name.
-	chains map[string]*peerChain
-}
-
-// peerChain matches the addresses of a group, of every family, and the ports
-// of a port list (none: any port) for one direction, and accepts. The active
-// rules with that group, port list and direction jump to it; it exists while
-// refs is positive.
-type peerChain struct {
-	name  string
-	g     *group
-	dir   int
-	ports *sharedSpec // nil: any port
-	refs  int
+	// chainRefs counts, per direction, the active rules that jump to the
+	// group's peer chain; the chain exists while it is positive.
+	chainRefs [2]int
 }
 
 // namedSet holds the (IP, protocol, port) triples of one rule's named ports,
@@ -248,7 +236,6 @@ func (c *compiler) acquireGroup(spec *groupSpec) *group {
 		spec:       spec,
 		refs:       1,
 		dependents: map[*namedSet]struct{}{},
-		chains:     map[string]*peerChain{},
 	}
 	c.groups[spec.key] = g
 	var pods []*podRecord
@@ -319,65 +306,53 @@ func (c *compiler) syncGroupFamilies(g *group) {
 			g.setNames[f] = ""
 		}
 	}
-	if changed {
-		for _, pc := range g.chains {
-			c.putPeerChain(pc)
+	for dir := range 2 {
+		if changed && g.chainRefs[dir] > 0 {
+			c.putPeerChain(g, dir)
 		}
 	}
 }
 
 // --- peer chains ---
 //
-// A policy rule to a selector peer with numeric or no ports jumps to the peer
-// chain of its group and port list, which matches the group's addresses of
-// every family (and the ports) and accepts. The kernel resolves each set a
-// rule names by a walk over the table's sets, so naming the peer and port sets
-// once per chain, shared by every rule with the same peers and ports, instead
-// of in one rule per policy rule and family, is what keeps loading a node with
-// thousands of policies well under a second; chains are found by a hash. The
-// address is matched before the ports, as in a policy chain: a hash lookup
-// that fails for most packets comes before the costlier interval lookup.
+// A policy rule to a selector peer with numeric or no ports matches the ports
+// (a few inline comparisons, a set for long lists) and jumps to the group's
+// peer chain, which matches the group's addresses of every family and
+// accepts. The kernel resolves each set a rule names by a walk over the
+// table's sets and creates each set after a walk over all of them, so naming
+// each peer set once per group and direction, and keeping short port lists out
+// of sets, is what keeps loading a node with thousands of policies well under
+// a second whatever the variety of their peers and ports; chains are found by
+// a hash. Per packet, the cheap port comparisons come first, and the peer
+// lookup runs only for a port the rule allows.
 
-func (c *compiler) acquirePeerChain(g *group, dir int, ports *sharedSpec) {
-	name := peerChainName(dir, g.spec.key, ports)
-	pc := g.chains[name]
-	if pc == nil {
-		pc = &peerChain{name: name, g: g, dir: dir, ports: ports}
-		g.chains[name] = pc
-		c.putPeerChain(pc)
-	}
-	pc.refs++
-}
-
-func (c *compiler) releasePeerChain(g *group, dir int, ports *sharedSpec) {
-	name := peerChainName(dir, g.spec.key, ports)
-	pc := g.chains[name]
-	if pc.refs--; pc.refs == 0 {
-		delete(g.chains, name)
-		c.deleteChain(name)
+func (c *compiler) acquirePeerChain(g *group, dir int) {
+	if g.chainRefs[dir]++; g.chainRefs[dir] == 1 {
+		c.putPeerChain(g, dir)
 	}
 }
 
-func (c *compiler) putPeerChain(pc *peerChain) {
+func (c *compiler) releasePeerChain(g *group, dir int) {
+	if g.chainRefs[dir]--; g.chainRefs[dir] == 0 {
+		c.deleteChain(peerChainName(dir, g.spec.key))
+	}
+}
+
+func (c *compiler) putPeerChain(g *group, dir int) {
 	field := saddrFields
-	if pc.dir == dirEgress {
+	if dir == dirEgress {
 		field = daddrFields
-	}
-	comment := [2]string{"ingress from ", "egress to "}[pc.dir] + pc.g.spec.desc
-	var portExpr []nft.Expr
-	if pc.ports != nil {
-		portExpr = []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: pc.ports.name}}
-		comment += " on " + strings.TrimPrefix(pc.ports.set.Comment, "ports ")
 	}
 	var rules []nft.Rule
 	for f := range 2 {
-		if pc.g.setNames[f] != "" {
-			exprs := []nft.Expr{nft.Lookup{Fields: []nft.Field{field[f]}, Set: pc.g.setNames[f]}}
-			exprs = append(exprs, portExpr...)
-			rules = append(rules, nft.Rule{Exprs: append(exprs, nft.Verdict{Kind: nft.VerdictAccept})})
+		if g.setNames[f] != "" {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{
+				nft.Lookup{Fields: []nft.Field{field[f]}, Set: g.setNames[f]},
+				nft.Verdict{Kind: nft.VerdictAccept},
+			}})
 		}
 	}
-	c.putChain(&nft.Chain{Name: pc.name, Comment: comment, Rules: rules})
+	c.putChain(&nft.Chain{Name: peerChainName(dir, g.spec.key), Comment: [2]string{"ingress from ", "egress to "}[dir] + g.spec.desc, Rules: rules})
 }
 
 func (c *compiler) releaseGroup(g *group) {
@@ -606,13 +581,13 @@ func (c *compiler) activate(d *policyDir) {
 			if p.group != nil {
 				g := c.acquireGroup(p.group)
 				if r.usesPeerChain() {
-					c.acquirePeerChain(g, d.dir, r.numeric)
+					c.acquirePeerChain(g, d.dir)
 				}
 			} else if c.fams[p.fam] {
 				c.acquireShared(p.cidr)
 			}
 		}
-		if r.numeric != nil {
+		if r.numeric != nil && r.numeric.inline == nil {
 			c.acquireShared(r.numeric)
 		}
 		if r.allKey != "" {
@@ -657,14 +632,14 @@ func (c *compiler) deactivate(d *policyDir) {
 			if p.group != nil {
 				g := c.groups[p.group.key]
 				if r.usesPeerChain() {
-					c.releasePeerChain(g, d.dir, r.numeric)
+					c.releasePeerChain(g, d.dir)
 				}
 				c.releaseGroup(g)
 			} else if c.fams[p.fam] {
 				c.releaseShared(p.cidr)
 			}
 		}
-		if r.numeric != nil {
+		if r.numeric != nil && r.numeric.inline == nil {
 			c.releaseShared(r.numeric)
 		}
 		if r.namedSet != nil {

@@ -53,14 +53,10 @@ func policyChainName(dir int, policyID string) string {
 	return "pol-" + dirShort[dir] + "-" + shortHash(policyID)
 }
 
-// peerChainName names the chain of a peer group and port list (nil: any
-// port): "from-<hash>" for ingress, "to-<hash>" for egress.
-func peerChainName(dir int, groupKey string, ports *sharedSpec) string {
-	portsKey := ""
-	if ports != nil {
-		portsKey = ports.name
-	}
-	return [2]string{"from-", "to-"}[dir] + shortHash(groupKey, portsKey)
+// peerChainName names the peer chain of a group: "from-<hash>" for ingress,
+// "to-<hash>" for egress.
+func peerChainName(dir int, groupKey string) string {
+	return [2]string{"from-", "to-"}[dir] + shortHash(groupKey)
 }
 func peerSetName(fam int, key string) string  { return "peer-" + famNames[fam] + "-" + shortHash(key) }
 func cidrSetName(fam int, key string) string  { return "cidr-" + famNames[fam] + "-" + shortHash(key) }

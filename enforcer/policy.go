@@ -65,9 +65,8 @@ type policyRule struct {
 }
 
 // usesPeerChain reports whether the rule's selector peers are matched by a
-// jump to the peer chain of their group and the rule's port list (numeric or
-// no ports) rather than by lookups of their sets in the rule (named ports,
-// per family).
+// jump to their group's peer chain (numeric or no ports) rather than by
+// lookups of their sets in the rule (named ports, per family).
 func (r *policyRule) usesPeerChain() bool { return r.anyPort || r.numeric != nil }
 
 type portName struct {
@@ -97,7 +96,18 @@ type sharedSpec struct {
 	name  string
 	set   nft.Set // definition
 	elems []nft.Element
+	// inline holds, for a port list of at most maxInlinePorts entries, the
+	// comparisons that match each entry (`meta l4proto tcp th dport 80`):
+	// rules use them instead of the set, which is then never created.
+	inline [][]nft.Expr
 }
+
+// maxInlinePorts is the longest port list matched by comparisons in rules
+// (one rule per entry) rather than by a set lookup. Most policies name one to
+// a few ports; each set costs the kernel a walk over the table's sets when it
+// is created and when a rule names it, while a comparison is as cheap as it
+// gets per packet.
+const maxInlinePorts = 4
 
 // parsePolicy compiles a policy. Errors describe the invalid parts; the returned
 // policy is always usable and fails closed on them.
@@ -338,19 +348,33 @@ func portsSpec(rs []protoRange) *sharedSpec {
 	}
 	canonical := strings.Join(key, ", ")
 	name := portsSetName(canonical)
-	return &sharedSpec{
+	spec := &sharedSpec{
 		name:  name,
 		set:   nft.Set{Name: name, Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService}, Interval: true, Comment: "ports " + canonical},
 		elems: elems,
 	}
+	if len(merged) <= maxInlinePorts {
+		for _, r := range merged {
+			entry := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(r.Proto)}}
+			switch {
+			case r.From == 0 && r.To == 65535: // protocol only
+			case r.From == r.To:
+				entry = append(entry, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(r.From)})
+			default:
+				entry = append(entry, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(r.From), To: nft.PortValue(r.To)})
+			}
+			spec.inline = append(spec.inline, entry)
+		}
+	}
+	return spec
 }
 
 // buildRules is the policy chain: for each rule, family in fams, peer and
-// port kind one rule ending in accept (PROGRAM.md). Rules that match
-// regardless of family are emitted once, in the first family's pass; so are
-// those to a selector peer with numeric or no ports, which jump to the peer
-// chain of the group and port list (that chain matches the addresses of every
-// family and the ports, and accepts).
+// port kind (each entry of a short port list apart) one rule ending in accept
+// (PROGRAM.md). Rules that match regardless of family are emitted once, in the
+// first family's pass; so are those to a selector peer with numeric or no
+// ports, which match the port and jump to the group's peer chain (that chain
+// matches the addresses of every family and accepts).
 func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 	var out []nft.Rule
 	peerField := saddrFields
@@ -380,20 +404,26 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 				switch {
 				case p.group != nil:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}},
-						chain: peerChainName(d.dir, p.group.key, r.numeric)})
+						chain: peerChainName(d.dir, p.group.key)})
 				case p.cidr != nil && p.fam == fam:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
 				}
 			}
 			type portMatch struct {
-				expr  []nft.Expr
-				named bool
+				expr   []nft.Expr
+				named  bool
+				inline bool // comparisons, which go before the address match
 			}
 			var ports []portMatch
 			if r.anyPort {
 				ports = append(ports, portMatch{})
 			}
-			if r.numeric != nil {
+			switch {
+			case r.numeric != nil && r.numeric.inline != nil:
+				for _, entry := range r.numeric.inline {
+					ports = append(ports, portMatch{expr: entry, inline: true})
+				}
+			case r.numeric != nil:
 				ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
 			}
 			if len(r.named) > 0 {
@@ -405,7 +435,7 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 						continue // family independent: emitted in the first pass
 					}
 					if pm.chain != "" && !po.named {
-						out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain}}})
+						out = append(out, nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})})
 						continue
 					}
 					portExpr := po.expr
@@ -423,8 +453,13 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 						}}
 					}
 					exprs := make([]nft.Expr, 0, len(pm.expr)+len(portExpr)+1)
-					exprs = append(exprs, pm.expr...)
-					exprs = append(exprs, portExpr...)
+					if po.inline {
+						exprs = append(exprs, portExpr...)
+						exprs = append(exprs, pm.expr...)
+					} else {
+						exprs = append(exprs, pm.expr...)
+						exprs = append(exprs, portExpr...)
+					}
 					exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
 					out = append(out, nft.Rule{Exprs: exprs})
 				}

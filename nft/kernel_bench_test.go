@@ -17,12 +17,14 @@ import (
 // (enforcer/PROGRAM.md) with the given number of policy chains and about ten
 // times as many peer-set elements: policies/10 peer groups of 100 IPv4 pod
 // addresses each (on a dual-stack node also an IPv6 set, left empty so that
-// the element count stays the same), policies/10 port sets, one peer chain per
-// group and its port set that matches both and accepts, and policies/10 local
-// pods each dispatching to ten policy chains. Each policy chain jumps to its
-// group's peer chain. On a node whose pods are IPv4 only, the engine leaves
-// the IPv6 sets and rules out.
-func nodeState(policies int, dualStack bool) *nft.State {
+// the element count stays the same), each with a peer chain that matches its
+// sets and accepts, and policies/10 local pods each dispatching to ten policy
+// chains. A policy chain matches its two ports (tcp 80 and a range; short
+// port lists are comparisons, not sets) and jumps to its group's peer chain.
+// On a node whose pods are IPv4 only, the engine leaves the IPv6 sets and
+// rules out. The ten policies of a group allow the same ports, unless
+// distinctPorts gives every policy a range of its own.
+func nodeState(policies int, dualStack, distinctPorts bool) *nft.State {
 	s := skeleton()
 	groups := max(policies/10, 1)
 	next := binary.BigEndian.Uint32(netip.MustParseAddr("198.18.0.0").AsSlice())
@@ -42,22 +44,25 @@ func nodeState(policies int, dualStack bool) *nft.State {
 		if dualStack {
 			addSet(s, nft.Set{Name: fmt.Sprintf("peer-v6-%05d", g), Key: []nft.KeyType{nft.TypeIPv6Addr}})
 		}
-		addSet(s, nft.Set{Name: fmt.Sprintf("ports-%05d", g), Key: []nft.KeyType{nft.TypeInetProto, nft.TypeInetService},
-			Interval: true}, portRange(nft.ProtoTCP, 80, 80), portRange(nft.ProtoTCP, uint16(8000+g%1000), uint16(8100+g%1000)))
 	}
-	l4port := []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}
 	for g := range groups {
-		ports := nft.Lookup{Fields: l4port, Set: fmt.Sprintf("ports-%05d", g)}
-		rules := []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)}, ports, accept()}}}
+		rules := []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: fmt.Sprintf("peer-v4-%05d", g)}, accept()}}}
 		if dualStack {
-			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)}, ports, accept()}})
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIP6Saddr}, Set: fmt.Sprintf("peer-v6-%05d", g)}, accept()}})
 		}
 		addChain(s, nft.Chain{Name: fmt.Sprintf("from-%05d", g), Rules: rules})
 	}
+	tcp := nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)}
 	for p := range policies {
 		g := p % groups
+		c := g
+		if distinctPorts {
+			c = p
+		}
+		jump := nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("from-%05d", g)}
 		rules := []nft.Rule{
-			{Comment: "rule 0", Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("from-%05d", g)}}},
+			{Exprs: []nft.Expr{tcp, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(80)}, jump}},
+			{Exprs: []nft.Expr{tcp, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(uint16(8000 + c%1000)), To: nft.PortValue(uint16(8100 + c%1000))}, jump}},
 		}
 		addChain(s, nft.Chain{Name: fmt.Sprintf("pol-in-%05d", p), Comment: fmt.Sprintf("ns%d/pol%d ingress rule list", g, p), Rules: rules})
 	}
@@ -108,19 +113,21 @@ func cpuTimes(b *testing.B) (user, sys time.Duration) {
 
 // BenchmarkKernelProgram programs a whole node state into an empty table (one
 // batch), the cost of a first start, for a single-stack (IPv4) node and a
-// dual-stack one.
+// dual-stack one, and for a dual-stack node whose policies all allow port
+// lists of their own (no peer chain shared).
 func BenchmarkKernelProgram(b *testing.B) {
 	for _, policies := range benchSizes {
-		for _, dual := range []bool{false, true} {
-			benchKernelProgram(b, policies, dual)
+		for _, v := range []struct {
+			name           string
+			dual, distinct bool
+		}{{"ipv4", false, false}, {"dual", true, false}, {"dual-distinct-ports", true, true}} {
+			benchKernelProgram(b, nodeState(policies, v.dual, v.distinct), fmt.Sprintf("policies=%d/stack=%s", policies, v.name))
 		}
 	}
 }
 
-func benchKernelProgram(b *testing.B, policies int, dualStack bool) {
-	st := nodeState(policies, dualStack)
-	stack := map[bool]string{false: "ipv4", true: "dual"}[dualStack]
-	b.Run(fmt.Sprintf("policies=%d/elements=%d/stack=%s", policies, countElements(st), stack), func(b *testing.B) {
+func benchKernelProgram(b *testing.B, st *nft.State, name string) {
+	b.Run(fmt.Sprintf("%s/elements=%d", name, countElements(st)), func(b *testing.B) {
 		_, k := newKernel(b)
 		ctx := context.Background()
 		tx := nft.Diff(nil, st, nil)
@@ -184,7 +191,7 @@ func BenchmarkKernelElements(b *testing.B) {
 // of a pod change.
 func BenchmarkKernelDelta(b *testing.B) {
 	for _, policies := range benchSizes {
-		st := nodeState(policies, true)
+		st := nodeState(policies, true, false)
 		b.Run(fmt.Sprintf("policies=%d/elements=%d", policies, countElements(st)), func(b *testing.B) {
 			_, k := newKernel(b)
 			ctx := context.Background()
@@ -228,7 +235,7 @@ func BenchmarkKernelDelta(b *testing.B) {
 // listing the whole table and diffing it (the periodic safety net).
 func BenchmarkKernelReconcileNoop(b *testing.B) {
 	for _, policies := range benchSizes {
-		st := nodeState(policies, true)
+		st := nodeState(policies, true, false)
 		b.Run(fmt.Sprintf("policies=%d/elements=%d", policies, countElements(st)), func(b *testing.B) {
 			_, k := newKernel(b)
 			ctx := context.Background()

@@ -33,36 +33,33 @@ var (
 	connRateA = netip.MustParseAddr("198.19.250.10")
 	connRateB = netip.MustParseAddr("198.19.250.11")
 	// connRatePort is allowed by the last of b's ten policies only: it is in
-	// ports-00000 (tcp 8000-8100) and in none of the other nine's port sets
-	// (tcp 8000+p-8100+p).
-	connRatePort = uint16(8000)
+	// its range (tcp 8000-8100) and in none of the other nine's (tcp
+	// 8000+p-8100+p), as when a pod's policies allow other peers on other
+	// ports. connRateWorstPort is in all ten ranges, so each of the nine
+	// policies that do not allow a matches the port and walks its peer chain
+	// before it fails on the address: the most work the policy chains can do
+	// for a connection they let through.
+	connRatePort      = uint16(8000)
+	connRateWorstPort = uint16(8080)
 )
 
-// connRateLoaded is nodeState(10_000, dualStack) (10,000 policy chains, about
+// connRateLoaded is nodeState(10_000, dualStack, false) (10,000 policy chains, about
 // 100,000 elements) plus the path a real new connection from a to b takes:
 //
-//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which jumps to
-//     to-bench, which allows ip daddr in a peer set holding b and (l4proto,
-//     dport) in ports-00000;
+//   - egress: a in egress-v4 → pod-eg-bench → pol-eg-bench, which matches
+//     tcp 8000-8100 and jumps to to-bench, which allows ip daddr in a peer set
+//     holding b;
 //   - ingress: b in ingress-v4 → pod-in-bench, which jumps to ten policy
 //     chains of the generator as every generated pod does; the first nine
 //     (pol-in-00001..9) do not allow the connection, the last, pol-in-00000,
-//     does: a is added to its peer set peer-v4-00000, and connRatePort is in
-//     ports-00000. The nine fail on the address in their peer chain's first
-//     lookup; when worst, a is added to their peer sets too, so that each of
-//     them matches the address and fails only on the port: the most work the
-//     policy chains can do for a connection they let through.
+//     does: a is added to its group's peer set peer-v4-00000.
 //
 // Both pod chains end in counter + drop like the generator's.
-func connRateLoaded(dualStack, worst bool) *nft.State {
-	s := nodeState(10_000, dualStack)
+func connRateLoaded(dualStack bool) *nft.State {
+	s := nodeState(10_000, dualStack, false)
 	ea := nft.Element{Key: []nft.Value{nft.AddrValue(connRateA)}}
-	for p := range 10 {
-		if p == 0 || worst {
-			peers := s.Sets[fmt.Sprintf("peer-v4-%05d", p)]
-			peers.Elements[nft.ElementID(peers, ea)] = ea
-		}
-	}
+	peers := s.Sets["peer-v4-00000"]
+	peers.Elements[nft.ElementID(peers, ea)] = ea
 
 	drop := nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}
 	var in []nft.Rule
@@ -74,11 +71,11 @@ func connRateLoaded(dualStack, worst bool) *nft.State {
 	addSet(s, nft.Set{Name: "peer-v4-bench", Key: []nft.KeyType{nft.TypeIPv4Addr}},
 		nft.Element{Key: []nft.Value{nft.AddrValue(connRateB)}})
 	addChain(s, nft.Chain{Name: "to-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
-		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"},
-		nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: "ports-00000"},
-		accept(),
+		nft.Lookup{Fields: []nft.Field{nft.FieldIPDaddr}, Set: "peer-v4-bench"}, accept(),
 	}}}})
 	addChain(s, nft.Chain{Name: "pol-eg-bench", Rules: []nft.Rule{{Exprs: []nft.Expr{
+		nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)},
+		nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(8000), To: nft.PortValue(8100)},
 		nft.Verdict{Kind: nft.VerdictJump, Chain: "to-bench"},
 	}}}})
 	addChain(s, nft.Chain{Name: "pod-eg-bench", Rules: []nft.Rule{
@@ -249,8 +246,8 @@ const connRateBatch = 250
 //     policy, as a single-stack node and as a dual-stack one (whose peer
 //     chains hold an IPv6 rule beside each IPv4 rule that an IPv4 packet
 //     passes too);
-//   - worst-dual: loaded-dual with a also in the peer sets of b's nine other
-//     policies, which then fail only on the port.
+//   - worst-dual: loaded-dual with connections to connRateWorstPort, which
+//     every one of b's policies allows (from other peers).
 //
 // Reported: conns/s (wall) and cpu-µs/conn (user+system time of the whole
 // process, which includes the kernel's forwarding work done in our threads)
@@ -258,13 +255,13 @@ const connRateBatch = 250
 // of the per-round ratios (rate ratio, and no-table CPU/conn over the setup's,
 // so below 1 means slower or costlier than no-table).
 func BenchmarkKernelConnRate(b *testing.B) {
-	loaded, dual := connRateLoaded(false, false), connRateLoaded(true, false)
+	loaded, dual := connRateLoaded(false), connRateLoaded(true)
 	setups := []*connRateSetup{
 		newConnRateSetup(b, "no-table", nil, false, connRatePort),
 		newConnRateSetup(b, "skeleton", skeleton(), false, connRatePort),
 		newConnRateSetup(b, "loaded-ipv4", loaded, true, connRatePort),
 		newConnRateSetup(b, "loaded-dual", dual, true, connRatePort),
-		newConnRateSetup(b, "worst-dual", connRateLoaded(true, true), true, connRatePort),
+		newConnRateSetup(b, "worst-dual", dual, true, connRateWorstPort),
 	}
 	b.ResetTimer()
 	for round := 0; setups[0].conns < b.N; round++ {
