@@ -55,8 +55,8 @@ type compiler struct {
 	// (localFams counts such pods per family). A packet reaches a policy
 	// chain only through a dispatch element of a local pod's address, so rules
 	// of another family could never match; on a single-stack node leaving
-	// them out halves the rules and sets the kernel must load and the rules a
-	// new connection walks. Dispatch maps and base chains stay dual-stack.
+	// them out spares the kernel that family's rules and sets, and a new
+	// connection its rules. Dispatch maps and base chains stay dual-stack.
 	fams      [2]bool
 	localFams [2]int
 }
