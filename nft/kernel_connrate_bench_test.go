@@ -10,7 +10,8 @@ package nft_test
 // The addresses lie outside the range nodeState fills (198.18.0.0 up to about
 // 198.19.139.0), so only the elements added here match the two pods.
 //
-// Pod a opens TCP connections to pod b's port 8000 one after another and
+// Pod a opens TCP connections to pod b's port (connRatePort, or
+// connRateWorstPort in the worst case) one after another and
 // closes each at once with SO_LINGER 0 (an RST: no TIME_WAIT, so the client's
 // ports never run out); pod b accepts and closes. Every connection is a new
 // conntrack entry in the node, so its SYN is judged by the policy chains,
