@@ -17,10 +17,6 @@ import (
 	"sync"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-
-	"github.com/nftwarden/nftwarden/enforcer"
-	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -62,16 +58,7 @@ func TestPrivilegedPacketsFollowFamilies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
-	node := nfttest.NewNetNS(t) // skips without CAP_NET_ADMIN
-	k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-enforcer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, _, e := newKernelEngine(t)
 	ctx := context.Background()
 	flush := func(stage string) {
 		t.Helper()
@@ -79,33 +66,37 @@ func TestPrivilegedPacketsFollowFamilies(t *testing.T) {
 			t.Fatalf("%s: flush: %v", stage, err)
 		}
 	}
-	pod := func(name, v4, v6, app string) (*nfttest.Pod, *corev1.Pod) {
-		p := &nfttest.Pod{Name: name, V4: netip.MustParseAddr(v4)}
-		ips := []string{v4}
-		if v6 != "" {
-			p.V6 = netip.MustParseAddr(v6)
-			ips = append(ips, v6)
-		}
-		return p, mkPod("prod", name, podLabels("app", app), podIPs(ips...))
-	}
-	upsert := func(pods ...*corev1.Pod) {
+	// addPods wires, serves (web) and upserts the pods web, cli and x with
+	// the given name suffix and last octet offset, dual-stack if dual.
+	addPods := func(suffix string, offset int, dual bool) (web, cli, x *nfttest.Pod) {
 		t.Helper()
-		for _, p := range pods {
-			if err := e.UpsertPod(p); err != nil {
+		apps := []string{"web", "cli", "x"}
+		pods := make([]*nfttest.Pod, len(apps))
+		for i, app := range apps {
+			n := 10*(i+1) + offset
+			pods[i] = &nfttest.Pod{Name: app + suffix, V4: netip.MustParseAddr(fmt.Sprintf("198.18.1.%d", n))}
+			if dual {
+				pods[i].V6 = netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%d", n))
+			}
+		}
+		nfttest.WirePods(t, node, false, pods...)
+		nfttest.Serve(t, pods[0], []int{8080, 9090}, 0)
+		for i, p := range pods {
+			ips := []string{p.V4.String()}
+			if dual {
+				ips = append(ips, p.V6.String())
+			}
+			if err := e.UpsertPod(mkPod("prod", p.Name, podLabels("app", apps[i]), podIPs(ips...))); err != nil {
 				t.Fatal(err)
 			}
 		}
+		return pods[0], pods[1], pods[2]
 	}
 
 	if err := e.UpsertNamespace(mkNamespace("prod")); err != nil {
 		t.Fatal(err)
 	}
-	web, webPod := pod("web", "198.18.1.10", "", "web")
-	cli, cliPod := pod("cli", "198.18.1.20", "", "cli")
-	x, xPod := pod("x", "198.18.1.30", "", "x")
-	nfttest.WirePods(t, node, false, web, cli, x)
-	nfttest.Serve(t, web, []int{8080, 9090}, 0)
-	upsert(webPod, cliPod, xPod)
+	web, cli, x := addPods("", 0, false)
 	if err := e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")),
 		ingress(peers(podPeer(sel("app", "cli"))), tcp(8080)))); err != nil {
 		t.Fatal(err)
@@ -121,12 +112,7 @@ func TestPrivilegedPacketsFollowFamilies(t *testing.T) {
 	}
 	probeAll(t, "IPv4 only", v4Cases)
 
-	web6, web6Pod := pod("web6", "198.18.1.11", "2001:db8:1::11", "web")
-	cli6, cli6Pod := pod("cli6", "198.18.1.21", "2001:db8:1::21", "cli")
-	x6, x6Pod := pod("x6", "198.18.1.31", "2001:db8:1::31", "x")
-	nfttest.WirePods(t, node, false, web6, cli6, x6)
-	nfttest.Serve(t, web6, []int{8080, 9090}, 0)
-	upsert(web6Pod, cli6Pod, x6Pod)
+	web6, cli6, x6 := addPods("6", 1, true)
 	flush("dual-stack pods")
 	if got := v6Objects(e.Desired()); len(got) == 0 {
 		t.Fatal("dual-stack pods on the node, but its program matches no IPv6")

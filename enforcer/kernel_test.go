@@ -19,16 +19,7 @@ import (
 // with the desired state. It proves the kernel takes every kind of object the
 // compiler emits (concatenated interval sets, named-port sets, verdict maps).
 func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
-	ns := nfttest.NewNetNS(t) // skips without CAP_NET_ADMIN
-	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-enforcer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, k, e := newKernelEngine(t)
 	ctx := context.Background()
 	nss, pods := baseWorld()
 	for _, n := range nss {
@@ -78,4 +69,22 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	if res, err := e.Flush(ctx); err != nil || res.Operations != 0 {
 		t.Fatalf("idle flush: %+v %v", res, err)
 	}
+}
+
+// newKernelEngine makes a fresh network namespace (the test is skipped without
+// CAP_NET_ADMIN), a Kernel for a table in it, and an engine for node-a that
+// programs that Kernel.
+func newKernelEngine(t *testing.T) (*nfttest.NetNS, *nft.Kernel, *enforcer.Engine) {
+	t.Helper()
+	ns := nfttest.NewNetNS(t)
+	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-enforcer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, k, e
 }
