@@ -385,7 +385,28 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 	if !fams[famV4] {
 		firstFam = famV6
 	}
+	type portMatch struct {
+		expr   []nft.Expr
+		named  bool // the family's named-port set, filled in per family
+		inline bool // comparisons, which go before the address match
+	}
 	for _, r := range d.rules {
+		// The port matches are the same in every family.
+		var ports []portMatch
+		if r.anyPort {
+			ports = append(ports, portMatch{})
+		}
+		switch {
+		case r.numeric != nil && r.numeric.inline != nil:
+			for _, entry := range r.numeric.inline {
+				ports = append(ports, portMatch{expr: entry, inline: true})
+			}
+		case r.numeric != nil:
+			ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
+		}
+		if len(r.named) > 0 {
+			ports = append(ports, portMatch{named: true})
+		}
 		for fam := range 2 {
 			if !fams[fam] {
 				continue
@@ -408,26 +429,6 @@ func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
 				case p.cidr != nil && p.fam == fam:
 					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
 				}
-			}
-			type portMatch struct {
-				expr   []nft.Expr
-				named  bool
-				inline bool // comparisons, which go before the address match
-			}
-			var ports []portMatch
-			if r.anyPort {
-				ports = append(ports, portMatch{})
-			}
-			switch {
-			case r.numeric != nil && r.numeric.inline != nil:
-				for _, entry := range r.numeric.inline {
-					ports = append(ports, portMatch{expr: entry, inline: true})
-				}
-			case r.numeric != nil:
-				ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
-			}
-			if len(r.named) > 0 {
-				ports = append(ports, portMatch{named: true})
 			}
 			for _, pm := range peers {
 				for _, po := range ports {
