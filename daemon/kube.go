@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -147,71 +145,3 @@ func loadModel(ctx context.Context, log *slog.Logger, client kubernetes.Interfac
 		return nil
 	})
 }
-
-// apiMonitor watches every request the daemon's client makes and logs when the
-// API server becomes unreachable (and how long it has been), and when it is back.
-// client-go's reflectors retry failed lists and watches by themselves with
-// backoff, but they report some failures (watch-list streams) only at high klog
-// verbosity; the operator must see an outage in the default log.
-type apiMonitor struct {
-	log      *slog.Logger
-	host     string
-	interval time.Duration // between two "still failing" logs
-	onError  func()        // counts a failed request (metrics); may be nil
-
-	mu       sync.Mutex
-	since    time.Time // first failure of the current outage; zero while healthy
-	failures int
-	lastLog  time.Time
-}
-
-func (m *apiMonitor) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		resp, err := rt.RoundTrip(req)
-		switch {
-		case err != nil && req.Context().Err() != nil:
-			// Cancelled by us (shutdown, a closed watch): not an outage.
-		case err != nil:
-			m.failed(req, err)
-		case resp.StatusCode >= 500 && resp.StatusCode != http.StatusGatewayTimeout:
-			m.failed(req, fmt.Errorf("HTTP %s", resp.Status))
-		default:
-			m.succeeded()
-		}
-		return resp, err
-	})
-}
-
-func (m *apiMonitor) failed(req *http.Request, err error) {
-	if m.onError != nil {
-		m.onError()
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	m.failures++
-	if m.since.IsZero() {
-		m.since = now
-	} else if now.Sub(m.lastLog) < m.interval {
-		return
-	}
-	m.lastLog = now
-	m.log.Warn("API server unreachable; client-go keeps retrying with backoff (the programmed rules stay in place)",
-		"server", m.host, "failed_requests", m.failures, "since", m.since.Format(time.RFC3339),
-		"request", req.Method+" "+req.URL.Path, "error", err)
-}
-
-func (m *apiMonitor) succeeded() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.since.IsZero() {
-		return
-	}
-	m.log.Info("API server reachable again", "server", m.host,
-		"outage", time.Since(m.since).Round(time.Second), "failed_requests", m.failures)
-	m.since, m.failures = time.Time{}, 0
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

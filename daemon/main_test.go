@@ -40,7 +40,7 @@ func TestRunFlags(t *testing.T) {
 	if err != nil {
 		t.Skip("no hostname:", err)
 	}
-	defaults := runConfig{NodeName: hostname, Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 5 * time.Minute}
+	defaults := runConfig{NodeName: hostname, Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)

@@ -27,7 +27,7 @@ type metrics struct {
 	syncDuration *prometheus.HistogramVec
 	syncs        *prometheus.CounterVec
 	operations   *prometheus.CounterVec
-	errors       *prometheus.CounterVec
+	errors       errorCounts
 	events       *prometheus.CounterVec
 
 	// What the last successful sync left programmed.
@@ -41,6 +41,29 @@ type metricSources struct {
 	stats    func() enforcer.Stats
 	ready    func() bool
 	queueLen func() int
+	api      *podwatch.APIGate
+}
+
+const errorsHelp = "Errors by kind: api (a request to the API server failed: it is held and retried when the server answers again), " +
+	"dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), " +
+	"watch (a list/watch of the API server failed; retried)."
+
+// errorCounts is errors_total: a counter per kind, except that the api kind is
+// read from the API gate, which counts its failures itself (it exists before
+// the metrics do).
+type errorCounts struct {
+	*prometheus.CounterVec
+	api  *podwatch.APIGate
+	desc *prometheus.Desc
+}
+
+func (e errorCounts) Collect(ch chan<- prometheus.Metric) {
+	e.CounterVec.Collect(ch)
+	var n uint64
+	if e.api != nil {
+		n = e.api.Failures()
+	}
+	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, float64(n), "api")
 }
 
 func newMetrics(src metricSources) *metrics {
@@ -61,10 +84,13 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "sync_operations_total",
 			Help: "nftables operations applied (each set element, chain, set or rule replacement counts one).",
 		}, []string{"mode"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "errors_total",
-			Help: "Errors by kind: api (a request to the API server failed; client-go retries), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).",
-		}, []string{"kind"}),
+		errors: errorCounts{
+			CounterVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Namespace: metricsNamespace, Name: "errors_total", Help: errorsHelp,
+			}, []string{"kind"}),
+			api:  src.api,
+			desc: prometheus.NewDesc(metricsNamespace+"_errors_total", errorsHelp, []string{"kind"}, nil),
+		},
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "events_total",
 			Help: "Informer notifications queued, by object kind.",
@@ -97,7 +123,7 @@ func newMetrics(src metricSources) *metrics {
 			m.syncs.WithLabelValues(mode, r)
 		}
 	}
-	for _, k := range []string{"api", "dataplane", "object", "watch"} {
+	for _, k := range []string{"dataplane", "object", "watch"} {
 		m.errors.WithLabelValues(k)
 	}
 	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {
@@ -135,6 +161,23 @@ func newMetrics(src metricSources) *metrics {
 			}
 			return 0
 		}))
+	}
+	if src.api != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: metricsNamespace, Name: "api_reachable",
+				Help: "1 while the API server answers; 0 during an outage (reads are held, the programmed rules stay, the daemon stays ready).",
+			}, func() float64 {
+				if src.api.Up() {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: metricsNamespace, Name: "api_outages_total",
+				Help: "Outages of the API server seen by the daemon (from the first failed request to the next answer).",
+			}, func() float64 { return float64(src.api.Outages()) }),
+		)
 	}
 	if src.queueLen != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -30,10 +30,11 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err := requireNetAdmin(); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	client, api, err := monitoredClient(cfg.Kubeconfig, log)
+	client, gate, host, err := gatedClient(cfg.Kubeconfig, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
+	defer gate.Close()
 	var ln net.Listener
 	if cfg.MetricsAddress != "" {
 		// Listen before anything else starts, so a taken port fails the start.
@@ -56,8 +57,8 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		cfg:       cfg,
 		log:       log,
 		client:    client,
-		apiHost:   api.host,
-		api:       api,
+		apiHost:   host,
+		gate:      gate,
 		dataplane: k,
 		notifier:  notifierFromEnv(),
 		listener:  ln,
@@ -65,20 +66,22 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	return d.run(ctx)
 }
 
-// monitoredClient returns the daemon's API client, whose requests are watched by
-// an apiMonitor that logs outages.
-func monitoredClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *apiMonitor, error) {
+// gatedClient returns the daemon's API client. Its reads pass a
+// podwatch.APIGate, which holds them while the API server is unreachable, logs
+// the outage, and lets them out within a second of the server's return
+// (client-go's own backoff would wait up to a minute).
+func gatedClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *podwatch.APIGate, string, error) {
 	restCfg, err := restConfig(kubeconfig)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	api := &apiMonitor{log: log, host: restCfg.Host, interval: 10 * time.Second}
-	restCfg.Wrap(api.wrap)
+	gate := podwatch.NewAPIGate(podwatch.APIGateOptions{Logger: log})
+	restCfg.Wrap(gate.Wrap)
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create API client for %s: %w", restCfg.Host, err)
+		return nil, nil, "", fmt.Errorf("create API client for %s: %w", restCfg.Host, err)
 	}
-	return client, api, nil
+	return client, gate, restCfg.Host, nil
 }
 
 // daemon is the running `nftwarden run`, with its dependencies injected so that
@@ -88,7 +91,7 @@ type daemon struct {
 	log       *slog.Logger
 	client    kubernetes.Interface
 	apiHost   string
-	api       *apiMonitor // nil in tests
+	gate      *podwatch.APIGate // nil in tests with a fake clientset
 	dataplane nft.Dataplane
 	notifier  *notifier
 	listener  net.Listener // nil: no HTTP server
@@ -108,11 +111,9 @@ func (d *daemon) run(ctx context.Context) error {
 		stats:    eng.Stats,
 		ready:    func() bool { return w.Ready() },
 		queueLen: func() int { return w.QueueLen() },
+		api:      d.gate,
 	})
 	hooks := m.hooks(eng.Stats)
-	if d.api != nil {
-		d.api.onError = func() { m.errors.WithLabelValues("api").Inc() }
-	}
 	hooks.Synced = func() { d.notify("STATUS=API server synced; programming the full state") }
 	hooks.Ready = func() {
 		s := eng.Stats()

@@ -251,10 +251,11 @@ current-context: x
 	}
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	client, api, err := monitoredClient(kubeconfig, log)
+	client, gate, host, err := gatedClient(kubeconfig, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer gate.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -264,8 +265,8 @@ current-context: x
 		cfg:       runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Minute},
 		log:       log,
 		client:    client,
-		apiHost:   api.host,
-		api:       api,
+		apiHost:   host,
+		gate:      gate,
 		dataplane: dp,
 		notifier:  notifierFromEnv(),
 		listener:  ln,

@@ -19,11 +19,20 @@
 // Ordering guarantees: nothing reaches the dataplane before every informer has
 // synced; the first batch after that is a full engine.Reconcile (which converges
 // the table left by a previous run without deleting it), later batches are
-// deltas, and a full Reconcile runs again every resync period. A failed Flush or
-// Reconcile is retried with exponential backoff. API server outages are survived
-// by client-go's reflectors, which relist and rewatch with backoff; meanwhile the
-// last programmed state stays in the kernel and changes made while away are
-// applied when the watches return.
+// deltas, and a full Reconcile runs again every resync period and whenever
+// RequestReconcile is called (the daemon does so when the kernel reports that
+// someone else changed the table). A change that reaches an idle watcher is
+// flushed at once; changes that arrive while a flush runs form the next batch.
+// A failed Flush or Reconcile is retried with exponential backoff.
+//
+// API server outages: the last programmed state stays in the kernel, and the
+// watcher stays Ready (it enforces the last state it knew; readiness gates
+// rollouts, and an outage of the control plane is no reason to stop them or to
+// replace a pod). APIGate, installed in the client's transport, holds reads
+// while the server is unreachable and lets them out within a probe interval
+// (1 s) of its return, so the reflectors relist at once instead of after
+// client-go's backoff of up to a minute; changes made while away, or just
+// before the outage and not yet seen, are applied from that relist.
 //
 // podwatch must not import the daemon, and it never touches the dataplane itself:
 // only the engine does. Stopping a Watcher leaves the table as it is.

@@ -45,9 +45,12 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultResyncPeriod     = 5 * time.Minute
-	DefaultMinFlushInterval = 100 * time.Millisecond
-	DefaultSyncLogInterval  = 10 * time.Second
+	// DefaultResyncPeriod is short because a periodic Reconcile is cheap when
+	// the dataplane can prove nobody else touched the table (nft.Kernel with a
+	// running WatchChanges, see enforcer.Engine.Reconcile): then it is a diff
+	// in memory, and a full read of the kernel only when drift is possible.
+	DefaultResyncPeriod    = 10 * time.Second
+	DefaultSyncLogInterval = 10 * time.Second
 	defaultRetryBaseDelay   = 200 * time.Millisecond
 	defaultRetryMaxDelay    = 30 * time.Second
 )
@@ -81,9 +84,13 @@ type Options struct {
 	// ResyncPeriod is the period of the full engine.Reconcile that repairs drift
 	// in the kernel; 0 means DefaultResyncPeriod, negative disables it.
 	ResyncPeriod time.Duration
-	// MinFlushInterval is the least time between the ends of two batches, so
-	// that events of a burst coalesce into one transaction; 0 means
-	// DefaultMinFlushInterval, negative means no wait.
+	// MinFlushInterval is the least time between the ends of two batches.
+	// The default (0 or negative) waits not at all: a change that arrives
+	// while the worker is idle is flushed at once, and changes that arrive
+	// while a flush runs are taken together as the next batch, so bursts
+	// coalesce only under load (kube-proxy's bounded-frequency pattern with
+	// no minimum). A positive value trades latency for fewer, larger
+	// transactions.
 	MinFlushInterval time.Duration
 	// SyncLogInterval is how often to log, while waiting for the initial sync,
 	// which informers have not synced yet; 0 means DefaultSyncLogInterval.
@@ -164,9 +171,6 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	if opts.ResyncPeriod == 0 {
 		opts.ResyncPeriod = DefaultResyncPeriod
 	}
-	if opts.MinFlushInterval == 0 {
-		opts.MinFlushInterval = DefaultMinFlushInterval
-	}
 	if opts.SyncLogInterval <= 0 {
 		opts.SyncLogInterval = DefaultSyncLogInterval
 	}
@@ -218,6 +222,12 @@ func (w *Watcher) Busy() time.Duration {
 	}
 	return time.Since(time.Unix(0, since))
 }
+
+// RequestReconcile makes the next batch a full engine.Reconcile instead of a
+// Flush, e.g. when the dataplane reports that someone else changed the table.
+// Requests coalesce with each other and with the periodic resync; before the
+// first reconcile (Ready) it does nothing more than what Run does anyway.
+func (w *Watcher) RequestReconcile() { w.queue.Add(key{Kind: kindReconcile}) }
 
 // QueueLen is the number of keys waiting in the work queue.
 func (w *Watcher) QueueLen() int { return w.queue.Len() }
@@ -396,8 +406,10 @@ func (w *Watcher) periodicReconcile(ctx context.Context) {
 }
 
 // work is the single worker: it takes everything queued as one batch, applies it
-// to the engine, flushes once, and waits MinFlushInterval so that the next burst
-// coalesces too.
+// to the engine and flushes once. What arrives while a batch is processed
+// waits in the queue and becomes the next batch, so a change to an idle
+// watcher reaches the kernel at once and a burst coalesces by itself (plus
+// MinFlushInterval, if set).
 func (w *Watcher) work(ctx context.Context) {
 	for {
 		first, shutdown := w.queue.Get()
@@ -419,8 +431,8 @@ func (w *Watcher) work(ctx context.Context) {
 	}
 }
 
-// pause waits MinFlushInterval after a batch, so that the next burst
-// coalesces too. It returns false if ctx ended.
+// pause waits MinFlushInterval (if positive) after a batch. It returns false
+// if ctx ended.
 func (w *Watcher) pause(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return false

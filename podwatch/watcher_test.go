@@ -294,6 +294,45 @@ func TestBurstCoalesces(t *testing.T) {
 	}
 }
 
+// TestChangesDuringFlushAreOneBatch: with the default options a change to an
+// idle watcher is flushed on its own, and the changes that arrive while that
+// flush runs are applied together and flushed once after it.
+func TestChangesDuringFlushAreOneBatch(t *testing.T) {
+	h := startHarness(t, Options{}, namespace("frontend"))
+	h.run(t)
+	h.waitReady(t)
+	block := make(chan struct{})
+	h.rec.mu.Lock()
+	h.rec.block = block
+	h.rec.mu.Unlock()
+	ctx := context.Background()
+	if _, err := h.client.CoreV1().Namespaces().Create(ctx, namespace("first"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "first flush running", func() bool { return h.w.Busy() > 0 })
+	before, _, _ := h.rec.snapshot()
+	later := []string{"a", "b", "c", "d"}
+	for _, name := range later {
+		if _, err := h.client.CoreV1().Namespaces().Create(ctx, namespace(name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "all queued", func() bool { return h.w.QueueLen() == len(later) })
+	h.rec.mu.Lock()
+	h.rec.block = nil
+	h.rec.mu.Unlock()
+	close(block)
+	eventually(t, "second flush", func() bool {
+		_, flushes, _ := h.rec.snapshot()
+		return flushes >= 2
+	})
+	calls, flushes, _ := h.rec.snapshot()
+	want := []string{"flush", "upsert Namespace/a", "upsert Namespace/b", "upsert Namespace/c", "upsert Namespace/d", "flush"}
+	if got := calls[len(before):]; !slices.Equal(got, want) || flushes != 2 {
+		t.Errorf("calls after the first upsert = %q (%d flushes), want %q", got, flushes, want)
+	}
+}
+
 func TestDeltasAfterSync(t *testing.T) {
 	var objErrs atomic.Int32
 	opts := Options{Hooks: Hooks{ObjectError: func(Kind, string, error) { objErrs.Add(1) }}}
@@ -331,6 +370,9 @@ func TestDeltasAfterSync(t *testing.T) {
 			delta = append(delta, c)
 		}
 	}
+	// Pods and policies come from different informers: with no wait between
+	// batches either may be applied first.
+	slices.Sort(delta)
 	want := []string{"delete Pod/frontend/web", "upsert NetworkPolicy/frontend/bad"}
 	if !slices.Equal(delta, want) {
 		t.Errorf("engine calls after sync = %q, want %q", delta, want)

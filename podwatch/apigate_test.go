@@ -1,0 +1,189 @@
+package podwatch
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// flakyServer answers 200 on every path while up; while down it answers 503
+// (an API server without etcd) or drops the connection (a load balancer with
+// no backend), depending on drop.
+type flakyServer struct {
+	*httptest.Server
+	down, drop atomic.Bool
+	probes     atomic.Int32
+	served     atomic.Int32
+}
+
+func newFlakyServer(t *testing.T) *flakyServer {
+	s := &flakyServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			s.probes.Add(1)
+		}
+		if s.down.Load() {
+			if s.drop.Load() {
+				if hj, ok := rw.(http.Hijacker); ok {
+					if c, _, err := hj.Hijack(); err == nil {
+						c.Close()
+						return
+					}
+				}
+			}
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		s.served.Add(1)
+		_, _ = rw.Write([]byte("ok"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func gatedClient(g *APIGate) *http.Client {
+	// Keep-alives off: every request dials, like a client after an outage.
+	return &http.Client{Transport: g.Wrap(&http.Transport{DisableKeepAlives: true})}
+}
+
+func TestAPIGateHoldsReadsThroughAnOutage(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		name := map[bool]string{false: "503", true: "dropped connections"}[drop]
+		t.Run(name, func(t *testing.T) {
+			srv := newFlakyServer(t)
+			srv.drop.Store(drop)
+			g := NewAPIGate(APIGateOptions{
+				MinProbeInterval: 10 * time.Millisecond, MaxProbeInterval: 40 * time.Millisecond,
+				Logger: testLogger(t),
+			})
+			defer g.Close()
+			hc := gatedClient(g)
+
+			srv.down.Store(true)
+			done := make(chan error, 3)
+			for range 3 {
+				go func() {
+					resp, err := hc.Get(srv.URL + "/api/v1/pods")
+					if err == nil {
+						if resp.StatusCode != http.StatusOK {
+							err = errors.New(resp.Status)
+						}
+						resp.Body.Close()
+					}
+					done <- err
+				}()
+			}
+			eventually(t, "gate closed", func() bool { return !g.Up() })
+			eventually(t, "probing", func() bool { return srv.probes.Load() >= 3 })
+			select {
+			case err := <-done:
+				t.Fatalf("a read returned during the outage: %v", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			srv.down.Store(false)
+			for range 3 {
+				if err := <-done; err != nil {
+					t.Errorf("read after the outage: %v", err)
+				}
+			}
+			if !g.Up() || g.Outages() != 1 {
+				t.Errorf("Up() = %v, Outages() = %d; want true, 1", g.Up(), g.Outages())
+			}
+			// Reads that find the gate closed wait without trying: only
+			// those that went out before it closed fail.
+			if n := g.Failures(); n < 1 || n > 3 {
+				t.Errorf("Failures() = %d, want 1 to 3", n)
+			}
+		})
+	}
+}
+
+// TestAPIGateProbesAreBounded: during an outage one probe runs at a time, and
+// its interval grows to MaxProbeInterval whatever the number of held reads.
+func TestAPIGateProbesAreBounded(t *testing.T) {
+	srv := newFlakyServer(t)
+	g := NewAPIGate(APIGateOptions{MinProbeInterval: 5 * time.Millisecond, MaxProbeInterval: 50 * time.Millisecond, Logger: testLogger(t)})
+	defer g.Close()
+	hc := gatedClient(g)
+	srv.down.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 20 {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/namespaces", nil)
+			if resp, err := hc.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	const outage = 500 * time.Millisecond
+	time.Sleep(outage)
+	// 5, 10, 20, 40, then every 40-50 ms: about 13 in 500 ms; 20 held reads
+	// probing on their own would make hundreds.
+	if n := srv.probes.Load(); n > 20 {
+		t.Errorf("%d probes in %v with 20 held reads, want at most 20", n, outage)
+	}
+	cancel()
+}
+
+func TestAPIGatePassesWritesAndCancellations(t *testing.T) {
+	srv := newFlakyServer(t)
+	g := NewAPIGate(APIGateOptions{Logger: testLogger(t)})
+	defer g.Close()
+	hc := gatedClient(g)
+	srv.down.Store(true)
+
+	// A write is not held: its error (here the 503) comes back at once.
+	resp, err := hc.Post(srv.URL+"/api/v1/namespaces", "application/json", nil)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST answered %s, want the server's 503", resp.Status)
+	}
+	if g.Up() {
+		t.Error("gate still up after a 503")
+	}
+
+	// A held read whose caller gives up returns the caller's error.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/pods", nil)
+	if _, err := hc.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("held read with an expiring context: err = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestAPIGateClose: Close releases held reads, which then fail as they would
+// without the gate.
+func TestAPIGateClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	g := NewAPIGate(APIGateOptions{Logger: testLogger(t)})
+	hc := gatedClient(g)
+	done := make(chan error, 1)
+	go func() {
+		_, err := hc.Get("http://" + addr + "/api")
+		done <- err
+	}()
+	eventually(t, "gate closed", func() bool { return !g.Up() })
+	g.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("read to a closed port succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("held read not released by Close")
+	}
+}
