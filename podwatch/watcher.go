@@ -51,8 +51,8 @@ const (
 	// in memory, and a full read of the kernel only when drift is possible.
 	DefaultResyncPeriod    = 10 * time.Second
 	DefaultSyncLogInterval = 10 * time.Second
-	defaultRetryBaseDelay   = 200 * time.Millisecond
-	defaultRetryMaxDelay    = 30 * time.Second
+	defaultRetryBaseDelay  = 200 * time.Millisecond
+	defaultRetryMaxDelay   = 30 * time.Second
 )
 
 // Hooks are optional callbacks, for metrics and logging by the embedder. They are
