@@ -5,7 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"slices"
 	"strings"
 	"testing"
@@ -53,49 +57,63 @@ func decodeManifests(t *testing.T, path string) []runtime.Object {
 	}
 }
 
+// TestRBACIsLeastPrivilege: the daemon may read what it watches (get, list,
+// watch), get Nodes (start-up check of its node name) and get the DaemonSets of
+// its own namespace (the uninstall check at shutdown), and nothing else.
 func TestRBACIsLeastPrivilege(t *testing.T) {
 	var role *rbacv1.ClusterRole
+	var nsRole *rbacv1.Role
 	var binding *rbacv1.ClusterRoleBinding
+	var nsBinding *rbacv1.RoleBinding
 	var sa *corev1.ServiceAccount
 	for _, o := range decodeManifests(t, "deploy/rbac.yaml") {
 		switch o := o.(type) {
 		case *rbacv1.ClusterRole:
 			role = o
+		case *rbacv1.Role:
+			nsRole = o
 		case *rbacv1.ClusterRoleBinding:
 			binding = o
+		case *rbacv1.RoleBinding:
+			nsBinding = o
 		case *corev1.ServiceAccount:
 			sa = o
 		}
 	}
-	if role == nil || binding == nil || sa == nil {
-		t.Fatal("rbac.yaml needs a ClusterRole, a ClusterRoleBinding and a ServiceAccount")
+	if role == nil || nsRole == nil || binding == nil || nsBinding == nil || sa == nil {
+		t.Fatal("rbac.yaml needs a ClusterRole, a Role, their bindings and a ServiceAccount")
 	}
-	granted := map[string]bool{}
-	for _, r := range role.Rules {
-		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
-			t.Errorf("rule %v grants verbs %v, want exactly get, list, watch", r.Resources, r.Verbs)
-		}
-		if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
-			t.Errorf("unexpected rule %+v", r)
-		}
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				granted[g+"/"+res] = true
+	grants := func(rules []rbacv1.PolicyRule) map[string]string {
+		got := map[string]string{}
+		for _, r := range rules {
+			if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+				t.Errorf("unexpected rule %+v", r)
+			}
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					got[g+"/"+res] = strings.Join(r.Verbs, ",")
+				}
 			}
 		}
+		return got
 	}
-	want := []string{"/namespaces", "/pods", "networking.k8s.io/networkpolicies"}
-	var got []string
-	for k := range granted {
-		got = append(got, k)
+	read := "get,list,watch"
+	wantCluster := map[string]string{"/namespaces": read, "/pods": read, "networking.k8s.io/networkpolicies": read, "/nodes": "get"}
+	if got := grants(role.Rules); !maps.Equal(got, wantCluster) {
+		t.Errorf("ClusterRole grants %v, want exactly %v", got, wantCluster)
 	}
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("granted resources %v, want exactly %v", got, want)
+	wantNS := map[string]string{"apps/daemonsets": "get"}
+	if got := grants(nsRole.Rules); !maps.Equal(got, wantNS) || nsRole.Namespace != sa.Namespace {
+		t.Errorf("Role in %q grants %v, want exactly %v in the daemon's namespace %q", nsRole.Namespace, got, wantNS, sa.Namespace)
 	}
-	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 ||
-		binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
-		t.Errorf("binding %+v does not bind role %s to service account %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	bindsSA := func(subjects []rbacv1.Subject) bool {
+		return len(subjects) == 1 && subjects[0].Kind == "ServiceAccount" && subjects[0].Name == sa.Name && subjects[0].Namespace == sa.Namespace
+	}
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || !bindsSA(binding.Subjects) {
+		t.Errorf("binding %+v does not bind ClusterRole %s to service account %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	if nsBinding.RoleRef.Kind != "Role" || nsBinding.RoleRef.Name != nsRole.Name || nsBinding.Namespace != sa.Namespace || !bindsSA(nsBinding.Subjects) {
+		t.Errorf("binding %+v does not bind Role %s to service account %s/%s", nsBinding, nsRole.Name, sa.Namespace, sa.Name)
 	}
 }
 
@@ -139,6 +157,17 @@ func TestDaemonSet(t *testing.T) {
 	if !nodeName {
 		t.Error("NODE_NAME does not come from the downward API (spec.nodeName)")
 	}
+	// The uninstall check needs the pod's own name and namespace.
+	for name, path := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"} {
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+		if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != path {
+			t.Errorf("%s does not come from the downward API (%s)", name, path)
+		}
+	}
+	if sc != nil && (sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation) {
+		t.Error("want readOnlyRootFilesystem and no privilege escalation")
+	}
 	probe := func(name string, p *corev1.Probe, path string) {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Host != "127.0.0.1" || p.HTTPGet.Port.IntValue() != 9640 {
 			t.Errorf("%s probe %+v, want GET http://127.0.0.1:9640%s", name, p, path)
@@ -165,4 +194,72 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("unit lacks %q", want)
 		}
 	}
+}
+
+// TestSystemdUnitHardening holds the unit's `systemd-analyze security` rating
+// (3.7 before the hardening of issue #11) and checks that its system call
+// filter lets through what the daemon needs: the netlink calls of nf_tables
+// and conntrack, and what the Go runtime does all the time. CI installs
+// systemd's tools; without them the test is skipped.
+func TestSystemdUnitHardening(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed:", err)
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", "nftwarden.service").CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for nftwarden.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	score, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security: %.1f", score)
+	if score > 1.5 {
+		t.Errorf("exposure level %.1f, want at most 1.5:\n%s", score, out)
+	}
+
+	allowed := syscallGroup(t, "@system-service")
+	for _, removed := range []string{"@privileged", "@resources"} {
+		for sc := range syscallGroup(t, removed) {
+			delete(allowed, sc)
+		}
+	}
+	for _, sc := range []string{
+		// netlink: nf_tables, conntrack, link listing
+		"socket", "bind", "connect", "getsockname", "setsockopt", "getsockopt", "sendto", "sendmsg", "recvfrom", "recvmsg",
+		// the Go runtime and the HTTP server
+		"clone", "clone3", "futex", "mmap", "munmap", "madvise", "rt_sigaction", "rt_sigprocmask", "tgkill",
+		"epoll_create1", "epoll_ctl", "epoll_pwait", "accept4", "read", "write", "close", "openat", "nanosleep",
+		"sched_yield", "getrandom",
+	} {
+		if !allowed[sc] {
+			t.Errorf("the unit's SystemCallFilter blocks %s", sc)
+		}
+	}
+}
+
+// syscallGroup resolves a systemd system call group (with its nested groups)
+// into system call names.
+func syscallGroup(t *testing.T, group string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("systemd-analyze", "syscall-filter", "--no-pager", group).Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter %s: %v", group, err)
+	}
+	calls := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		name := strings.TrimSpace(line)
+		switch {
+		case name == "" || strings.HasPrefix(name, "#"):
+		case strings.HasPrefix(name, "@"):
+			maps.Copy(calls, syscallGroup(t, name))
+		default:
+			calls[name] = true
+		}
+	}
+	return calls
 }

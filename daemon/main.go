@@ -74,18 +74,27 @@ type runConfig struct {
 	Table          string
 	MetricsAddress string // "" disables the HTTP server
 	ResyncPeriod   time.Duration
+	// PodName and PodNamespace name the daemon's own pod when it runs as one
+	// (from the downward API); empty otherwise.
+	PodName, PodNamespace string
+	// CleanupOnUninstall deletes the table at shutdown when the pod's
+	// DaemonSet is being deleted (see uninstalling).
+	CleanupOnUninstall bool
 }
 
 // Flag names.
 const (
-	flagKubeconfig     = "kubeconfig"
-	flagNodeName       = "node-name"
-	flagTable          = "table"
-	flagMetricsAddress = "metrics-address"
-	flagLogFormat      = "log-format"
-	flagLogLevel       = "log-level"
-	flagResyncPeriod   = "resync-period"
-	flagTimeout        = "timeout"
+	flagKubeconfig         = "kubeconfig"
+	flagNodeName           = "node-name"
+	flagTable              = "table"
+	flagMetricsAddress     = "metrics-address"
+	flagLogFormat          = "log-format"
+	flagLogLevel           = "log-level"
+	flagResyncPeriod       = "resync-period"
+	flagPodName            = "pod-name"
+	flagPodNamespace       = "pod-namespace"
+	flagCleanupOnUninstall = "cleanup-on-uninstall"
+	flagTimeout            = "timeout"
 )
 
 func kubeconfigFlag() cli.Flag {
@@ -104,6 +113,12 @@ func tableFlag() cli.Flag {
 		EnvVars: []string{"NFTWARDEN_TABLE"},
 	}
 }
+
+// nodeName normalises a node name the way the kubelet does with its hostname
+// (or --hostname-override) before it registers the Node: surrounding blanks
+// removed, lowercased. A host named "Worker-1" registers as node "worker-1";
+// compared as written, no pod would ever be local here.
+func nodeName(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 func nodeNameFlag(hostname string) cli.Flag {
 	return &cli.StringFlag{
@@ -156,11 +171,14 @@ func validTable(name string) error {
 // runConfigFrom reads and checks the flags of `nftwarden run`.
 func runConfigFrom(c *cli.Context) (runConfig, error) {
 	cfg := runConfig{
-		Kubeconfig:     c.String(flagKubeconfig),
-		NodeName:       c.String(flagNodeName),
-		Table:          c.String(flagTable),
-		MetricsAddress: c.String(flagMetricsAddress),
-		ResyncPeriod:   c.Duration(flagResyncPeriod),
+		Kubeconfig:         c.String(flagKubeconfig),
+		NodeName:           nodeName(c.String(flagNodeName)),
+		Table:              c.String(flagTable),
+		MetricsAddress:     c.String(flagMetricsAddress),
+		ResyncPeriod:       c.Duration(flagResyncPeriod),
+		PodName:            c.String(flagPodName),
+		PodNamespace:       c.String(flagPodNamespace),
+		CleanupOnUninstall: c.Bool(flagCleanupOnUninstall),
 	}
 	if cfg.NodeName == "" {
 		return cfg, usagef("--%s is empty and the hostname is unknown: set --%s or NODE_NAME", flagNodeName, flagNodeName)
@@ -226,6 +244,23 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						Value:   podwatch.DefaultResyncPeriod,
 						EnvVars: []string{"NFTWARDEN_RESYNC_PERIOD"},
 					},
+					&cli.StringFlag{
+						Name:    flagPodName,
+						Usage:   "`NAME` of the daemon's own pod, when it runs as a DaemonSet pod (downward API)",
+						EnvVars: []string{"POD_NAME"},
+					},
+					&cli.StringFlag{
+						Name:    flagPodNamespace,
+						Usage:   "`NAMESPACE` of the daemon's own pod (downward API)",
+						EnvVars: []string{"POD_NAMESPACE"},
+					},
+					&cli.BoolFlag{
+						Name: flagCleanupOnUninstall,
+						Usage: "when stopped because the pod's DaemonSet is being deleted, delete the table first " +
+							"(a restart or rolling update never does); needs --pod-name and --pod-namespace",
+						Value:   true,
+						EnvVars: []string{"NFTWARDEN_CLEANUP_ON_UNINSTALL"},
+					},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -289,12 +324,12 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					if !c.Bool("desired") {
 						return dumpKernel(c.Context, table, env.stdout)
 					}
-					if c.String(flagNodeName) == "" {
+					if nodeName(c.String(flagNodeName)) == "" {
 						return usagef("--%s is empty and the hostname is unknown", flagNodeName)
 					}
 					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
 					defer cancel()
-					return dumpDesired(ctx, c.String(flagKubeconfig), c.String(flagNodeName), table, log, env.stdout)
+					return dumpDesired(ctx, c.String(flagKubeconfig), nodeName(c.String(flagNodeName)), table, log, env.stdout)
 				},
 			},
 			{

@@ -29,7 +29,8 @@ func execCLI(t *testing.T, args ...string) (int, *runConfig, string, string) {
 // clearEnv unsets every variable a flag falls back to, for the test's duration.
 func clearEnv(t *testing.T) {
 	for _, v := range []string{"NFTWARDEN_KUBECONFIG", "KUBECONFIG", "NODE_NAME", "NFTWARDEN_NODE_NAME", "NFTWARDEN_TABLE",
-		"NFTWARDEN_METRICS_ADDRESS", "NFTWARDEN_LOG_FORMAT", "NFTWARDEN_LOG_LEVEL", "NFTWARDEN_RESYNC_PERIOD", "NFTWARDEN_TIMEOUT"} {
+		"NFTWARDEN_METRICS_ADDRESS", "NFTWARDEN_LOG_FORMAT", "NFTWARDEN_LOG_LEVEL", "NFTWARDEN_RESYNC_PERIOD", "NFTWARDEN_TIMEOUT",
+		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
@@ -40,7 +41,7 @@ func TestRunFlags(t *testing.T) {
 	if err != nil {
 		t.Skip("no hostname:", err)
 	}
-	defaults := runConfig{NodeName: hostname, Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second}
+	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)
@@ -56,13 +57,13 @@ func TestRunFlags(t *testing.T) {
 		{
 			name: "flags",
 			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug"},
-			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute},
+			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true},
 		},
 		{
 			name: "env fallbacks",
 			env: map[string]string{"NFTWARDEN_KUBECONFIG": "/k", "NODE_NAME": "n2", "NFTWARDEN_TABLE": "t2",
 				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json"},
-			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second},
+			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true},
 		},
 		{
 			name: "KUBECONFIG and NFTWARDEN_NODE_NAME",
@@ -74,6 +75,21 @@ func TestRunFlags(t *testing.T) {
 			env:  map[string]string{"NODE_NAME": "from-env"},
 			args: []string{"--node-name", "from-flag"},
 			want: tweak(func(c *runConfig) { c.NodeName = "from-flag" }),
+		},
+		{
+			name: "node name normalised like the kubelet's hostname",
+			args: []string{"--node-name", " Worker-1.Example.COM "},
+			want: tweak(func(c *runConfig) { c.NodeName = "worker-1.example.com" }),
+		},
+		{
+			name: "own pod from the downward API",
+			env:  map[string]string{"POD_NAME": "nftwarden-x7k2p", "POD_NAMESPACE": "nftwarden"},
+			want: tweak(func(c *runConfig) { c.PodName, c.PodNamespace = "nftwarden-x7k2p", "nftwarden" }),
+		},
+		{
+			name: "no cleanup on uninstall",
+			args: []string{"--cleanup-on-uninstall=false"},
+			want: tweak(func(c *runConfig) { c.CleanupOnUninstall = false }),
 		},
 		{
 			name: "metrics disabled",

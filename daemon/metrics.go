@@ -29,6 +29,7 @@ type metrics struct {
 	operations   *prometheus.CounterVec
 	errors       errorCounts
 	events       *prometheus.CounterVec
+	preflight    *prometheus.GaugeVec
 
 	// What the last successful sync left programmed.
 	elements, sets, chains prometheus.Gauge
@@ -95,6 +96,10 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "events_total",
 			Help: "Informer notifications queued, by object kind.",
 		}, []string{"kind"}),
+		preflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "preflight_problem",
+			Help: "1 when a start-up check found a problem (see the log): bridge-netfilter (bridged pod traffic would bypass the forward hook), node-object (no Node has this daemon's node name), other-enforcer (another network policy enforcer's rules are present).",
+		}, []string{"check"}),
 		elements: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "programmed_elements",
 			Help: "Set and map elements in the table after the last successful sync.",
@@ -112,7 +117,7 @@ func newMetrics(src metricSources) *metrics {
 			Help: "Unix time of the last successful sync.",
 		}),
 	}
-	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events,
+	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events, m.preflight,
 		m.elements, m.sets, m.chains, m.lastSync)
 	// Label values that exist from the start, so rate() and alerts work before
 	// the first error.
@@ -128,6 +133,9 @@ func newMetrics(src metricSources) *metrics {
 	}
 	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {
 		m.events.WithLabelValues(string(k))
+	}
+	for _, c := range preflightChecks {
+		m.preflight.WithLabelValues(c)
 	}
 
 	reg.MustRegister(
@@ -205,6 +213,15 @@ func (m *metrics) hooks(stats func() enforcer.Stats) podwatch.Hooks {
 		ObjectError: func(podwatch.Kind, string, error) { m.errors.WithLabelValues("object").Inc() },
 		WatchError:  func(podwatch.Kind, error) { m.errors.WithLabelValues("watch").Inc() },
 	}
+}
+
+// setPreflight records the result of one start-up check.
+func (m *metrics) setPreflight(check string, problem bool) {
+	v := 0.0
+	if problem {
+		v = 1
+	}
+	m.preflight.WithLabelValues(check).Set(v)
 }
 
 func (m *metrics) observeSync(res enforcer.FlushResult, err error) {

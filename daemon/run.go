@@ -149,6 +149,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
 		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod)
+	wg.Go(func() { d.preflight(ctx, m.setPreflight) })
 	d.notify("STATUS=waiting for the API server")
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- w.Run(ctx) }()
@@ -156,7 +157,6 @@ func (d *daemon) run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		d.log.Info("stopping; the programmed rules stay in place")
 	case runErr = <-fatal:
 	case runErr = <-watchDone:
 		watchDone = nil
@@ -170,6 +170,10 @@ func (d *daemon) run(ctx context.Context) error {
 		if err := <-watchDone; err != nil && runErr == nil {
 			runErr = err
 		}
+	}
+	if runErr == nil {
+		// Asked to stop (SIGTERM): by a restart, or by an uninstall.
+		d.cleanupIfUninstalled()
 	}
 	return runErr
 }
