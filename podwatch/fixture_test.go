@@ -73,10 +73,6 @@ func pod(ns, name, node string, ips []string, tweaks ...func(*corev1.Pod)) *core
 	return p
 }
 
-func podLabel(k, v string) func(*corev1.Pod) {
-	return func(p *corev1.Pod) { p.Labels[k] = v }
-}
-
 // ingressPolicy selects app=target in ns and allows TCP port from pods with
 // app=from (any namespace when allNamespaces).
 func ingressPolicy(ns, name, target, from string, port int32) *networkingv1.NetworkPolicy {
@@ -146,7 +142,7 @@ func realisticPod(i int) *corev1.Pod {
 	sidecar.RestartPolicy = &always
 	managed := func(manager, op string, n int) metav1.ManagedFieldsEntry {
 		raw := fmt.Sprintf(`{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:pod-template-hash":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"%08d\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:args":{},"f:env":{".":{},"k:{\"name\":\"POD_NAME\"}":{".":{},"f:name":{},"f:valueFrom":{}}},"f:image":{},"f:name":{},"f:ports":{}}},"f:pad%d":{}}}`, i, n)
-		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationType(op), APIVersion: "v1", Time: &now, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(raw)}}
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationType(op), APIVersion: "v1", Time: &now, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(raw)}
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{

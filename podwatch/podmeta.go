@@ -32,16 +32,6 @@ func podMetaOf(m *metav1.ObjectMeta) podMeta {
 	}
 }
 
-// objectMeta returns the metadata as a metav1.ObjectMeta (labels not set).
-func (m *podMeta) objectMeta() metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
-		ResourceVersion:   m.ResourceVersion,
-		DeletionTimestamp: m.DeletionTimestamp,
-	}
-}
-
 func (m *podMeta) deepCopy() podMeta {
 	out := *m
 	if m.DeletionTimestamp != nil {
