@@ -40,8 +40,18 @@ if [[ -d enforcer ]] && go list -deps ./enforcer/... | grep -q '^k8s.io/client-g
 fi
 echo ok
 
-section "unit tests (library module)"
-go test -count=1 ./...
+section "staticcheck (library and integration modules)"
+# honnef.co/go/tools, installed by .ci/run; skipped with a note where it is missing.
+if command -v staticcheck >/dev/null; then
+	staticcheck ./...
+	(cd integration && staticcheck ./...)
+	echo ok
+else
+	echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2): skipped"
+fi
+
+section "unit tests (library module, race detector)"
+go test -count=1 -race ./...
 
 if [[ ${SKIP_INTEGRATION:-0} == 1 ]]; then
 	echo "SKIP_INTEGRATION=1: integration suite not run"
