@@ -50,17 +50,22 @@ type RevokeResult struct {
 // connection; for TCP the program would have to refuse new entries that do
 // not start with a SYN to close this.
 //
-// The model may change during the sweep: each connection is judged under
-// the engine lock, which is not held across the kernel dump. A sweep run
-// after every Flush whose result Restricts (and once after the first
-// Reconcile) revokes what each change denied.
+// The model may change during the sweep, which does not hold the engine lock
+// across the kernel dump: the local pods isolated for each direction are
+// read once at the start, and each connection of one of them is judged
+// under the lock, with the model as it is then. A sweep run after every
+// Flush whose result Restricts (and once after the first Reconcile) revokes
+// what each change denied.
 func (e *Engine) RevokeDenied(ctx context.Context, t FlowTable) (RevokeResult, error) {
 	start := time.Now()
+	egress, ingress := e.isolatedAddrs()
 	// Many entries share a verdict (connections of one client to one
 	// port): each distinct flow is judged once per sweep.
 	verdicts := map[Flow]bool{}
 	deleted, examined, err := t.DeleteFlows(ctx, func(f nft.Flow) bool {
-		if f.Local {
+		_, eg := egress[f.Src]
+		_, in := ingress[f.Dst]
+		if f.Local || !eg && !in {
 			return false
 		}
 		proto, ok := protocolNames[f.Protocol]
@@ -70,7 +75,7 @@ func (e *Engine) RevokeDenied(ctx context.Context, t FlowTable) (RevokeResult, e
 		flow := Flow{Src: f.Src, Dst: f.Dst, Protocol: proto, Port: f.DstPort}
 		denied, seen := verdicts[flow]
 		if !seen {
-			denied = e.deniedHere(flow)
+			denied = e.deniedHere(flow, eg, in)
 			verdicts[flow] = denied
 		}
 		return denied
@@ -88,38 +93,45 @@ var protocolNames = map[uint8]corev1.Protocol{
 	nft.ProtoSCTP: corev1.ProtocolSCTP,
 }
 
-// deniedHere reports whether this node's program drops a new connection f:
-// the egress of a local source pod or the ingress of a local destination pod
-// denies it.
-//
-// Only an address in a dispatch map can be denied here (the maps hold the
-// local pods isolated for each direction): every other connection, most of
-// a node's in a cluster where few pods are isolated, is answered without
-// Decide, which costs tens of microseconds (it reads the policies as
-// written).
-func (e *Engine) deniedHere(f Flow) bool {
+// isolatedAddrs returns the addresses of the dispatch maps of the desired
+// program: the local pods isolated for egress and for ingress. Only these
+// can be denied here; every other connection (most of a node's in a cluster
+// where few pods are isolated) is answered without the lock or Decide, which
+// costs tens of microseconds (it reads the policies as written). A pod that
+// becomes isolated during the sweep is the next sweep's: the flush that
+// isolated it requests one.
+func (e *Engine) isolatedAddrs() (egress, ingress map[netip.Addr]struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	egress, ingress := e.dispatched(dirEgress, f.Src), e.dispatched(dirIngress, f.Dst)
-	if !egress && !ingress {
-		return false
+	addrs := func(dir int) map[netip.Addr]struct{} {
+		out := map[netip.Addr]struct{}{}
+		for _, name := range vmapNames[dir] {
+			set := e.c.desired.Sets[name]
+			if set == nil {
+				continue
+			}
+			for _, el := range set.Elements {
+				if a, ok := netip.AddrFromSlice(el.Key[0]); ok {
+					out[a.Unmap()] = struct{}{}
+				}
+			}
+		}
+		return out
 	}
+	return addrs(dirEgress), addrs(dirIngress)
+}
+
+// deniedHere reports whether this node's program drops a new connection f,
+// whose source is isolated here for egress (egress) or destination for
+// ingress (ingress): Decide denies it in such a direction, for the local pod
+// it concerns.
+func (e *Engine) deniedHere(f Flow, egress, ingress bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	node := unique.Make(e.cfg.NodeName)
 	d := decide(e.m, f)
 	return egress && !d.Egress.Allowed && e.isLocalPod(d.Egress.Pod, node) ||
 		ingress && !d.Ingress.Allowed && e.isLocalPod(d.Ingress.Pod, node)
-}
-
-// dispatched reports whether the desired program sends new connections of
-// address a (as source for egress, destination for ingress) to a pod chain.
-func (e *Engine) dispatched(dir int, a netip.Addr) bool {
-	a = a.Unmap()
-	set := e.c.desired.Sets[vmapNames[dir][famOf(a)]]
-	if set == nil {
-		return false
-	}
-	_, ok := set.Elements[nft.ElementID(set, addrElement(a))]
-	return ok
 }
 
 // isLocalPod reports whether the pod with ID id (as a Decision names it) is

@@ -14,6 +14,7 @@ package enforcer_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
@@ -143,5 +145,66 @@ func TestPrivilegedRevokeCutsConnections(t *testing.T) {
 				t.Errorf("mon's unrelated connection broke: %v", err)
 			}
 		})
+	}
+}
+
+// BenchmarkPrivilegedRevokeSweep is one real sweep: a node namespace whose
+// conntrack table holds n UDP connections that cli sprayed at web (each to
+// another port, so each is a distinct flow), judged by an engine that knows
+// both pods. With isolated=true a policy isolates web for ingress and admits
+// cli on every UDP port, so every entry costs a Decide and none is deleted;
+// with isolated=false no policy exists and no entry needs one. Needs
+// CAP_NET_ADMIN.
+func BenchmarkPrivilegedRevokeSweep(b *testing.B) {
+	ctx := context.Background()
+	for _, isolated := range []bool{true, false} {
+		for _, n := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("isolated=%v/entries=%d", isolated, n), func(b *testing.B) {
+				node := nfttest.NewNetNS(b)
+				web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10")}
+				cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20")}
+				nfttest.WirePods(b, node, false, web, cli)
+				k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-enforcer"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = k.Close() })
+				e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = e.UpsertNamespace(mkNamespace("prod"))
+				_ = e.UpsertPod(mkPod("prod", "web", podLabels("app", "web"), podIPs(web.V4.String())))
+				_ = e.UpsertPod(mkPod("prod", "cli", podLabels("app", "cli"), podIPs(cli.V4.String())))
+				if isolated {
+					_ = e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")),
+						ingress(peers(podPeer(sel("app", "cli"))), protoOnly(UDP))))
+				}
+				if _, err := e.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = ct.Close() })
+				if err := nfttest.SprayUDP(cli, web.V4, n); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				var res enforcer.RevokeResult
+				for range b.N {
+					if res, err = e.RevokeDenied(ctx, ct); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if res.Deleted != 0 || res.Examined < n*9/10 {
+					b.Fatalf("sweep: %+v, want none of about %d entries deleted", res, n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/sweep")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*res.Examined), "ns/entry")
+			})
+		}
 	}
 }
