@@ -74,6 +74,9 @@ type runConfig struct {
 	Table          string
 	MetricsAddress string // "" disables the HTTP server
 	ResyncPeriod   time.Duration
+	// RevokeEstablished deletes the conntrack entries of connections that a
+	// change denies.
+	RevokeEstablished bool
 }
 
 // Flag names.
@@ -86,6 +89,8 @@ const (
 	flagLogLevel       = "log-level"
 	flagResyncPeriod   = "resync-period"
 	flagTimeout        = "timeout"
+
+	flagRevokeEstablished = "revoke-established"
 )
 
 func kubeconfigFlag() cli.Flag {
@@ -161,6 +166,8 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 		Table:          c.String(flagTable),
 		MetricsAddress: c.String(flagMetricsAddress),
 		ResyncPeriod:   c.Duration(flagResyncPeriod),
+
+		RevokeEstablished: c.Bool(flagRevokeEstablished),
 	}
 	if cfg.NodeName == "" {
 		return cfg, usagef("--%s is empty and the hostname is unknown: set --%s or NODE_NAME", flagNodeName, flagNodeName)
@@ -225,6 +232,13 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						Usage:   "`PERIOD` of the full reconcile that repairs drift in the kernel",
 						Value:   podwatch.DefaultResyncPeriod,
 						EnvVars: []string{"NFTWARDEN_RESYNC_PERIOD"},
+					},
+					&cli.BoolFlag{
+						Name: flagRevokeEstablished,
+						Usage: "when a change denies connections that were allowed, delete their conntrack entries so that " +
+							"established ones stop too (false: they last until they end)",
+						Value:   true,
+						EnvVars: []string{"NFTWARDEN_REVOKE_ESTABLISHED"},
 					},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {

@@ -33,6 +33,10 @@ type metrics struct {
 	// What the last successful sync left programmed.
 	elements, sets, chains prometheus.Gauge
 	lastSync               prometheus.Gauge
+
+	// Conntrack sweeps (--revoke-established).
+	conntrackRevoked       prometheus.Counter
+	conntrackSweepDuration prometheus.Histogram
 }
 
 // modelStats gives the engine's current counts; ready and queueLen report the
@@ -63,7 +67,7 @@ func newMetrics(src metricSources) *metrics {
 		}, []string{"mode"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "errors_total",
-			Help: "Errors by kind: api (a request to the API server failed; client-go retries), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).",
+			Help: "Errors by kind: api (a request to the API server failed; client-go retries), conntrack (a sweep of established connections failed; retried with backoff), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).",
 		}, []string{"kind"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "events_total",
@@ -85,9 +89,19 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "last_successful_sync_timestamp_seconds",
 			Help: "Unix time of the last successful sync.",
 		}),
+		conntrackRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "conntrack_revoked_total",
+			Help: "Conntrack entries of established connections that policy denies after a change, deleted so that they stop.",
+		}),
+		conntrackSweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "conntrack_sweep_duration_seconds",
+			Help: "Time to read the conntrack table and delete the entries of denied connections (one sweep).",
+			// From a few hundred entries (ms) to hundreds of thousands (s).
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 	}
 	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events,
-		m.elements, m.sets, m.chains, m.lastSync)
+		m.elements, m.sets, m.chains, m.lastSync, m.conntrackRevoked, m.conntrackSweepDuration)
 	// Label values that exist from the start, so rate() and alerts work before
 	// the first error.
 	for _, mode := range []string{modeDelta, modeFull} {
@@ -97,7 +111,7 @@ func newMetrics(src metricSources) *metrics {
 			m.syncs.WithLabelValues(mode, r)
 		}
 	}
-	for _, k := range []string{"api", "dataplane", "object", "watch"} {
+	for _, k := range []string{"api", "conntrack", "dataplane", "object", "watch"} {
 		m.errors.WithLabelValues(k)
 	}
 	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {
