@@ -111,6 +111,9 @@ func (e *Engine) isolatedAddrs() (egress, ingress map[netip.Addr]struct{}) {
 				continue
 			}
 			for _, el := range set.Elements {
+				if len(el.Key) == 0 {
+					continue
+				}
 				if a, ok := netip.AddrFromSlice(el.Key[0]); ok {
 					out[a.Unmap()] = struct{}{}
 				}
