@@ -80,6 +80,9 @@ type runConfig struct {
 	// CleanupOnUninstall deletes the table at shutdown when the pod's
 	// DaemonSet is being deleted (see uninstalling).
 	CleanupOnUninstall bool
+	// RevokeEstablished deletes the conntrack entries of connections that a
+	// change denies.
+	RevokeEstablished bool
 }
 
 // Flag names.
@@ -95,6 +98,8 @@ const (
 	flagPodNamespace       = "pod-namespace"
 	flagCleanupOnUninstall = "cleanup-on-uninstall"
 	flagTimeout            = "timeout"
+
+	flagRevokeEstablished = "revoke-established"
 )
 
 func kubeconfigFlag() cli.Flag {
@@ -179,6 +184,7 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 		PodName:            c.String(flagPodName),
 		PodNamespace:       c.String(flagPodNamespace),
 		CleanupOnUninstall: c.Bool(flagCleanupOnUninstall),
+		RevokeEstablished:  c.Bool(flagRevokeEstablished),
 	}
 	if cfg.NodeName == "" {
 		return cfg, usagef("--%s is empty and the hostname is unknown: set --%s or NODE_NAME", flagNodeName, flagNodeName)
@@ -260,6 +266,13 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 							"(a restart or rolling update never does); needs --pod-name and --pod-namespace",
 						Value:   true,
 						EnvVars: []string{"NFTWARDEN_CLEANUP_ON_UNINSTALL"},
+					},
+					&cli.BoolFlag{
+						Name: flagRevokeEstablished,
+						Usage: "when a change denies connections that were allowed, delete their conntrack entries so that " +
+							"established ones stop too (false: they last until they end)",
+						Value:   true,
+						EnvVars: []string{"NFTWARDEN_REVOKE_ESTABLISHED"},
 					},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {

@@ -30,7 +30,7 @@ func execCLI(t *testing.T, args ...string) (int, *runConfig, string, string) {
 func clearEnv(t *testing.T) {
 	for _, v := range []string{"NFTWARDEN_KUBECONFIG", "KUBECONFIG", "NODE_NAME", "NFTWARDEN_NODE_NAME", "NFTWARDEN_TABLE",
 		"NFTWARDEN_METRICS_ADDRESS", "NFTWARDEN_LOG_FORMAT", "NFTWARDEN_LOG_LEVEL", "NFTWARDEN_RESYNC_PERIOD", "NFTWARDEN_TIMEOUT",
-		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL"} {
+		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL", "NFTWARDEN_REVOKE_ESTABLISHED"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
@@ -41,7 +41,8 @@ func TestRunFlags(t *testing.T) {
 	if err != nil {
 		t.Skip("no hostname:", err)
 	}
-	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true}
+	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true,
+		RevokeEstablished: true}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)
@@ -56,13 +57,15 @@ func TestRunFlags(t *testing.T) {
 		{name: "defaults", want: defaults},
 		{
 			name: "flags",
-			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug"},
+			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug",
+				"--revoke-established=false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true},
 		},
 		{
 			name: "env fallbacks",
 			env: map[string]string{"NFTWARDEN_KUBECONFIG": "/k", "NODE_NAME": "n2", "NFTWARDEN_TABLE": "t2",
-				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json"},
+				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json",
+				"NFTWARDEN_REVOKE_ESTABLISHED": "false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true},
 		},
 		{

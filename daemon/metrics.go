@@ -34,6 +34,10 @@ type metrics struct {
 	// What the last successful sync left programmed.
 	elements, sets, chains prometheus.Gauge
 	lastSync               prometheus.Gauge
+
+	// Conntrack sweeps (--revoke-established).
+	conntrackRevoked       prometheus.Counter
+	conntrackSweepDuration prometheus.Histogram
 }
 
 // modelStats gives the engine's current counts; ready and queueLen report the
@@ -46,7 +50,7 @@ type metricSources struct {
 }
 
 const errorsHelp = "Errors by kind: api (a request to the API server failed: it is held and retried when the server answers again), " +
-	"dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), " +
+	"conntrack (a sweep of established connections failed; retried with backoff), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), " +
 	"watch (a list/watch of the API server failed; retried)."
 
 // errorCounts is errors_total: a counter per kind, except that the api kind is
@@ -116,9 +120,19 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "last_successful_sync_timestamp_seconds",
 			Help: "Unix time of the last successful sync.",
 		}),
+		conntrackRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "conntrack_revoked_total",
+			Help: "Conntrack entries of established connections that policy denies after a change, deleted so that they stop.",
+		}),
+		conntrackSweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "conntrack_sweep_duration_seconds",
+			Help: "Time to read the conntrack table and delete the entries of denied connections (one sweep).",
+			// From a few hundred entries (ms) to hundreds of thousands (s).
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 	}
 	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events, m.preflight,
-		m.elements, m.sets, m.chains, m.lastSync)
+		m.elements, m.sets, m.chains, m.lastSync, m.conntrackRevoked, m.conntrackSweepDuration)
 	// Label values that exist from the start, so rate() and alerts work before
 	// the first error.
 	for _, mode := range []string{modeDelta, modeFull} {
@@ -128,7 +142,7 @@ func newMetrics(src metricSources) *metrics {
 			m.syncs.WithLabelValues(mode, r)
 		}
 	}
-	for _, k := range []string{"dataplane", "object", "watch"} {
+	for _, k := range []string{"conntrack", "dataplane", "object", "watch"} {
 		m.errors.WithLabelValues(k)
 	}
 	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {

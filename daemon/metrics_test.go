@@ -37,9 +37,10 @@ func TestMetricsRegistration(t *testing.T) {
 	h.WatchError(podwatch.KindPod, errors.New("refused"))
 
 	want := `
-# HELP nftwarden_errors_total Errors by kind: api (a request to the API server failed: it is held and retried when the server answers again), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).
+# HELP nftwarden_errors_total Errors by kind: api (a request to the API server failed: it is held and retried when the server answers again), conntrack (a sweep of established connections failed; retried with backoff), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).
 # TYPE nftwarden_errors_total counter
 nftwarden_errors_total{kind="api"} 0
+nftwarden_errors_total{kind="conntrack"} 0
 nftwarden_errors_total{kind="dataplane"} 1
 nftwarden_errors_total{kind="object"} 1
 nftwarden_errors_total{kind="watch"} 1

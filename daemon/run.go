@@ -50,6 +50,18 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	defer k.Close()
+	var flows enforcer.FlowTable
+	if cfg.RevokeEstablished {
+		ct, err := nft.NewConntrack()
+		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return fmt.Errorf("run: %w (or set --%s=false)", err, flagRevokeEstablished)
+		}
+		defer ct.Close()
+		flows = ct
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -60,6 +72,7 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		apiHost:   host,
 		gate:      gate,
 		dataplane: k,
+		flows:     flows,
 		notifier:  notifierFromEnv(),
 		listener:  ln,
 	}
@@ -97,6 +110,8 @@ type daemon struct {
 	listener  net.Listener // nil: no HTTP server
 	// stallLimit overrides the package's stallLimit (tests).
 	stallLimit time.Duration
+	// flows is the node's conntrack table, swept when cfg.RevokeEstablished.
+	flows enforcer.FlowTable
 }
 
 // run runs until ctx is cancelled, then stops cleanly and leaves the table as it
@@ -119,6 +134,11 @@ func (d *daemon) run(ctx context.Context) error {
 		s := eng.Stats()
 		d.notify(fmt.Sprintf("READY=1\nSTATUS=enforcing: %d local pods, %d policies, %d elements",
 			s.LocalPods, s.Policies, s.Elements))
+	}
+	var rv *revoker
+	if d.cfg.RevokeEstablished && d.flows != nil {
+		rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, m)
+		hooks = rv.hooks(hooks)
 	}
 	w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
 
@@ -146,9 +166,13 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.startWatchdog(ctx, &wg, w); err != nil {
 		return err
 	}
+	if rv != nil {
+		wg.Go(func() { rv.run(ctx) })
+	}
 
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
-		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod)
+		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod,
+		"revoke_established", rv != nil)
 	wg.Go(func() { d.preflight(ctx, m.setPreflight) })
 	d.notify("STATUS=waiting for the API server")
 	watchDone := make(chan error, 1)

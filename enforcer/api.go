@@ -37,6 +37,11 @@ type FlushResult struct {
 	Full       bool // a full reconcile was done
 	Operations int  // nft.Transaction.Size() of what was sent (0 = no-op)
 	Duration   time.Duration
+
+	// Restricts: what was sent may deny connections that were allowed
+	// before, whose conntrack entries RevokeDenied then deletes (false after
+	// pure additions of peers, ports and blocks, and after a failure).
+	Restricts bool
 }
 
 // Stats counts the model and the desired state.
@@ -286,6 +291,7 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 		res.Duration = time.Since(start)
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
+	res.Restricts = restricts(tx, e.c.desired)
 	if err := tx.ApplyTo(e.programmed); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
 		e.setNeedFull()
@@ -316,6 +322,7 @@ func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 		e.setNeedFull()
 		return res, fmt.Errorf("enforcer: reconcile: %w", err)
 	}
+	res.Restricts = restricts(tx, want)
 	e.programmed = want
 	e.c.scope = &nft.Scope{}
 	e.needFull = false

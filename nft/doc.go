@@ -21,11 +21,15 @@
 //   - Render, the table as `nft list table` prints it, for golden tests, reviews
 //     and the daemon's dump command; and Trace, which walks a packet through a
 //     State with nftables semantics, so that policy tests run without a kernel.
+//   - Conntrack (conntrack.go), which deletes the connection tracking entries a
+//     caller's matcher selects, so that connections a policy change denies stop
+//     although the base chains accept established traffic first.
 //
 // What it must not do:
 //
 //   - touch any table other than its own, or anything outside nftables (routes,
-//     sysctls, interfaces);
+//     sysctls, interfaces), except conntrack entries that a caller selected one
+//     by one (never a flush of the table);
 //   - delete and recreate the table to synchronise it: a packet must never see a
 //     missing or half-built table;
 //   - exec the nft binary or depend on Kubernetes packages;

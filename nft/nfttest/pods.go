@@ -118,22 +118,7 @@ func Dial(p *Pod, network string, dst netip.AddrPort) (net.Conn, error) {
 }
 
 // Echo sends a message on c and waits for it to come back.
-func Echo(c net.Conn, msg string) error {
-	if err := c.SetDeadline(time.Now().Add(ProbeTimeout)); err != nil {
-		return err
-	}
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != msg {
-		return fmt.Errorf("echo: got %q, want %q", buf, msg)
-	}
-	return nil
-}
+func Echo(c net.Conn, msg string) error { return EchoWithin(c, msg, ProbeTimeout) }
 
 // Probe reports whether a new connection (TCP) or exchange (UDP) from p to
 // dst gets through.

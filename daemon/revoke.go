@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/podwatch"
+)
+
+// Pacing of conntrack sweeps (--revoke-established).
+const (
+	// minSweepInterval is the least time from the end of one sweep to the
+	// start of the next, so that policy churn cannot keep the revoker
+	// sweeping: a change lands in the sweep after it at most this much
+	// later.
+	minSweepInterval = 200 * time.Millisecond
+	// maxSweepBackoff bounds the wait before retrying a failed sweep.
+	maxSweepBackoff = time.Minute
+)
+
+// revoker runs conntrack sweeps (Engine.RevokeDenied) when a flush may have
+// denied connections that were allowed, so that established connections stop
+// too. Sweeps run on its own goroutine, never on podwatch's: a request only
+// marks a sweep as wanted.
+//
+// At most one sweep runs at a time; requests made while one runs cause
+// exactly one more after it, which sees every change flushed before it
+// starts. Between the end of a sweep and the start of the next it waits at
+// least minInterval and at least as long as the last sweep took, so on a
+// node whose table is large the revoker spends at most half its time
+// sweeping however fast policies change. A failed sweep is retried with a
+// backoff that doubles up to maxSweepBackoff.
+type revoker struct {
+	sweep       func(context.Context) (enforcer.RevokeResult, error)
+	minInterval time.Duration
+	maxBackoff  time.Duration
+	log         *slog.Logger
+	m           *metrics
+	wanted      chan struct{} // one slot: a pending request
+}
+
+func newRevoker(sweep func(context.Context) (enforcer.RevokeResult, error), log *slog.Logger, m *metrics) *revoker {
+	return &revoker{sweep: sweep, minInterval: minSweepInterval, maxBackoff: maxSweepBackoff, log: log, m: m,
+		wanted: make(chan struct{}, 1)}
+}
+
+// request asks for a sweep and returns at once.
+func (r *revoker) request() {
+	select {
+	case r.wanted <- struct{}{}:
+	default: // one is pending already; it will see this change too
+	}
+}
+
+// hooks returns h with Flushed and Ready also requesting sweeps: after every
+// successful flush whose result Restricts, and once the first full reconcile
+// has made the daemon ready (a previous daemon may have flushed a change and
+// stopped before it swept).
+func (r *revoker) hooks(h podwatch.Hooks) podwatch.Hooks {
+	flushed, ready := h.Flushed, h.Ready
+	h.Flushed = func(res enforcer.FlushResult, err error) {
+		if flushed != nil {
+			flushed(res, err)
+		}
+		if err == nil && res.Restricts {
+			r.request()
+		}
+	}
+	h.Ready = func() {
+		if ready != nil {
+			ready()
+		}
+		r.request()
+	}
+	return h
+}
+
+// run sweeps on request until ctx ends.
+func (r *revoker) run(ctx context.Context) {
+	var (
+		ended    time.Time     // end of the last sweep
+		gap      time.Duration // wait after it
+		failures int
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wanted:
+		}
+		if wait := gap - time.Since(ended); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		// A request made during the wait is served by this sweep: it reads
+		// the model as it is now.
+		select {
+		case <-r.wanted:
+		default:
+		}
+		res, err := r.sweep(ctx)
+		ended = time.Now()
+		gap = max(r.minInterval, res.Duration)
+		if ctx.Err() != nil {
+			return
+		}
+		r.observe(res, err)
+		if err != nil {
+			failures++
+			gap = max(gap, min(r.minInterval<<min(failures, 20), r.maxBackoff))
+			r.request()
+			continue
+		}
+		failures = 0
+	}
+}
+
+func (r *revoker) observe(res enforcer.RevokeResult, err error) {
+	r.m.conntrackRevoked.Add(float64(res.Deleted))
+	r.m.conntrackSweepDuration.Observe(res.Duration.Seconds())
+	if err != nil {
+		r.m.errors.WithLabelValues("conntrack").Inc()
+		r.log.Warn("conntrack sweep failed; retrying with backoff", "error", err,
+			"deleted", res.Deleted, "examined", res.Examined)
+		return
+	}
+	if res.Deleted > 0 {
+		r.log.Info("revoked established connections that policy now denies", "deleted", res.Deleted,
+			"examined", res.Examined, "duration", res.Duration.Round(time.Microsecond))
+	}
+}

@@ -1,0 +1,210 @@
+package enforcer_test
+
+// Revocation with real packets: the engine programs a node namespace, real
+// connections cross it, and RevokeDenied deletes their conntrack entries
+// through nft.Conntrack. Topology (routed, every pod on node-a):
+//
+//	prod/web  198.18.1.10 2001:db8:1::10  app=web, serves tcp 8080 and udp 5353
+//	dev/cli   198.18.1.20 2001:db8:1::20  app=cli (namespace dev, env=dev)
+//	prod/mon  198.18.1.30 2001:db8:1::30  app=mon, allowed throughout
+//
+// prod/web admits {namespace env=dev, pod app=cli} and {pod app=mon} on tcp
+// 8080 and udp 5353. Each change below denies cli, whose TCP (IPv4) and UDP
+// (IPv6) connections must then stop while mon's TCP connection goes on.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
+)
+
+// cutWithin is how soon a revoked connection must stop carrying data once
+// its entry is deleted.
+const cutWithin = time.Second
+
+func TestPrivilegedRevokeCutsConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	node, _, e := newKernelEngine(t)
+	ctx := context.Background()
+	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10"), V6: netip.MustParseAddr("2001:db8:1::10")}
+	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20"), V6: netip.MustParseAddr("2001:db8:1::20")}
+	mon := &nfttest.Pod{Name: "mon", V4: netip.MustParseAddr("198.18.1.30"), V6: netip.MustParseAddr("2001:db8:1::30")}
+	nfttest.WirePods(t, node, false, web, cli, mon)
+	nfttest.Serve(t, web, []int{8080}, 5353)
+	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ct.Close() })
+
+	webPolicy := func(peerList ...networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+		return mkPolicy("prod", "web", selecting(sel("app", "web")),
+			ingress(peerList, tcp(8080), port(UDP, 5353)))
+	}
+	cliPeer := nsPodPeer(sel("env", "dev"), sel("app", "cli"))
+	monPeer := podPeer(sel("app", "mon"))
+	cliPod := func(app string) *corev1.Pod {
+		return mkPod("dev", "cli", podLabels("app", app), podIPs(cli.V4.String(), cli.V6.String()))
+	}
+	// allowAll is the state before each change: cli and mon admitted.
+	allowAll := func() {
+		t.Helper()
+		for _, err := range []error{
+			e.UpsertNamespace(mkNamespace("prod")), e.UpsertNamespace(mkNamespace("dev", "env", "dev")),
+			e.UpsertPod(mkPod("prod", "web", podLabels("app", "web"), podIPs(web.V4.String(), web.V6.String()))),
+			e.UpsertPod(cliPod("cli")),
+			e.UpsertPod(mkPod("prod", "mon", podLabels("app", "mon"), podIPs(mon.V4.String(), mon.V6.String()))),
+			e.UpsertNetworkPolicy(webPolicy(cliPeer, monPeer)),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func() error
+	}{
+		{"peer label change", func() error { return e.UpsertPod(cliPod("old")) }},
+		{"namespace leaving a selector", func() error { return e.UpsertNamespace(mkNamespace("dev", "env", "old")) }},
+		{"policy edit", func() error { return e.UpsertNetworkPolicy(webPolicy(monPeer)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			allowAll()
+			// A sweep now deletes nothing: everything is allowed.
+			if res, err := e.RevokeDenied(ctx, ct); err != nil || res.Deleted != 0 {
+				t.Fatalf("sweep before the change: %+v, %v", res, err)
+			}
+			conns := map[string]net.Conn{
+				"cli tcp": nfttest.MustDial(t, cli, "tcp", netip.AddrPortFrom(web.V4, 8080)),
+				"cli udp": nfttest.MustDial(t, cli, "udp", netip.AddrPortFrom(web.V6, 5353)),
+				"mon tcp": nfttest.MustDial(t, mon, "tcp", netip.AddrPortFrom(web.V4, 8080)),
+			}
+			for name, c := range conns {
+				if err := nfttest.EchoWithin(c, "before", cutWithin); err != nil {
+					t.Fatalf("%s before the change: %v", name, err)
+				}
+			}
+
+			start := time.Now()
+			if err := tc.change(); err != nil {
+				t.Fatal(err)
+			}
+			fr, err := e.Flush(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fr.Restricts {
+				t.Errorf("the flush of a change that denies cli does not say Restricts: %+v", fr)
+			}
+			rr, err := e.RevokeDenied(ctx, ct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("change to entries deleted: %v (flush %v, sweep %v: %d of %d entries deleted)",
+				time.Since(start), fr.Duration, rr.Duration, rr.Deleted, rr.Examined)
+			if rr.Deleted != 2 {
+				t.Errorf("sweep deleted %d entries, want cli's 2", rr.Deleted)
+			}
+
+			var wg sync.WaitGroup
+			errs := map[string]error{}
+			var mu sync.Mutex
+			for name, c := range conns {
+				wg.Go(func() {
+					err := nfttest.EchoWithin(c, "after", cutWithin)
+					mu.Lock()
+					errs[name] = err
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			for _, name := range []string{"cli tcp", "cli udp"} {
+				if err := errs[name]; !nfttest.IsTimeout(err) {
+					t.Errorf("%s after the sweep: %v, want it cut (a timeout)", name, err)
+				}
+			}
+			if err := errs["mon tcp"]; err != nil {
+				t.Errorf("mon's unrelated connection broke: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkPrivilegedRevokeSweep is one real sweep: a node namespace whose
+// conntrack table holds n UDP connections that cli sprayed at web (each to
+// another port, so each is a distinct flow), judged by an engine that knows
+// both pods. With isolated=true a policy isolates web for ingress and admits
+// cli on every UDP port, so every entry costs a Decide and none is deleted;
+// with isolated=false no policy exists and no entry needs one. Needs
+// CAP_NET_ADMIN.
+func BenchmarkPrivilegedRevokeSweep(b *testing.B) {
+	ctx := context.Background()
+	for _, isolated := range []bool{true, false} {
+		for _, n := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("isolated=%v/entries=%d", isolated, n), func(b *testing.B) {
+				node := nfttest.NewNetNS(b)
+				web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10")}
+				cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20")}
+				nfttest.WirePods(b, node, false, web, cli)
+				k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-enforcer"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = k.Close() })
+				e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = e.UpsertNamespace(mkNamespace("prod"))
+				_ = e.UpsertPod(mkPod("prod", "web", podLabels("app", "web"), podIPs(web.V4.String())))
+				_ = e.UpsertPod(mkPod("prod", "cli", podLabels("app", "cli"), podIPs(cli.V4.String())))
+				if isolated {
+					_ = e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")),
+						ingress(peers(podPeer(sel("app", "cli"))), protoOnly(UDP))))
+				}
+				if _, err := e.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = ct.Close() })
+				if err := nfttest.SprayUDP(cli, web.V4, n); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				var res enforcer.RevokeResult
+				for range b.N {
+					if res, err = e.RevokeDenied(ctx, ct); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if res.Deleted != 0 || res.Examined < n*9/10 {
+					b.Fatalf("sweep: %+v, want none of about %d entries deleted", res, n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/sweep")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*res.Examined), "ns/entry")
+			})
+		}
+	}
+}
