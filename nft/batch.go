@@ -91,8 +91,8 @@ type batchError struct {
 func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
 	size := b.bytes + nlmsgAlign(16+len(begin.Data)) + nlmsgAlign(16+len(end.Data))
-	if need := size + 64<<10; need > k.bufSize {
-		if err := k.growBuffers(need); err != nil {
+	if size+64<<10 > k.bufSize {
+		if err := k.growBuffers(size); err != nil {
 			return nil, err
 		}
 	}
@@ -213,7 +213,8 @@ func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
 	return syscall.ParseNetlinkMessage(k.recvBuf[:n])
 }
 
-// describeMessage names what one message of a batch does, for errors.
+// describeMessage names what one message of a batch does, for errors and for
+// the change monitor's reports.
 func describeMessage(m netlink.Message) string {
 	verb := map[uint16]string{
 		unix.NFT_MSG_NEWTABLE: "add table", unix.NFT_MSG_DELTABLE: "delete table",
@@ -221,13 +222,15 @@ func describeMessage(m netlink.Message) string {
 		unix.NFT_MSG_NEWRULE: "add rule to chain", unix.NFT_MSG_DELRULE: "delete rule of chain",
 		unix.NFT_MSG_NEWSET: "add set", unix.NFT_MSG_DELSET: "delete set",
 		unix.NFT_MSG_NEWSETELEM: "add elements to set", unix.NFT_MSG_DELSETELEM: "delete elements of set",
+		unix.NFT_MSG_NEWOBJ: "add object", unix.NFT_MSG_DELOBJ: "delete object",
+		unix.NFT_MSG_NEWFLOWTABLE: "add flowtable", unix.NFT_MSG_DELFLOWTABLE: "delete flowtable",
 	}[uint16(m.Header.Type)&0xff]
 	if verb == "" {
 		verb = fmt.Sprintf("message type %#x", uint16(m.Header.Type))
 	}
 	// Every nf_tables object message names its table as attribute 1 and
-	// the object (chain, set) as attribute 2 or 3; rules name their chain
-	// as attribute 2.
+	// the object (chain, set, object, flowtable) as attribute 2 or 3; rules
+	// name their chain as attribute 2, element lists their set.
 	var name string
 	if len(m.Data) > 4 {
 		if ad, err := netlink.NewAttributeDecoder(m.Data[4:]); err == nil {

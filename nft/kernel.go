@@ -53,6 +53,14 @@ type Kernel struct {
 	captured []netlink.Message
 	sets     map[string]setDef
 	bufSize  int
+	// tamper records what may have changed the table behind this Kernel's
+	// back (see Untouched); monitorBuf is the change monitor's receive
+	// buffer.
+	tamper     *tamperLog
+	monitorBuf int
+	// bufLimit bounds the batch socket buffers, and so the largest batch
+	// (tests lower it).
+	bufLimit int
 }
 
 var _ Dataplane = (*Kernel)(nil)
@@ -85,9 +93,12 @@ const (
 // NewKernel opens a netlink connection to nf_tables.
 func NewKernel(opts ...KernelOption) (*Kernel, error) {
 	k := &Kernel{
-		table:   &nftables.Table{Name: DefaultTable, Family: nftables.TableFamilyINet},
-		sets:    map[string]setDef{},
-		bufSize: defaultSocketBuffer,
+		table:      &nftables.Table{Name: DefaultTable, Family: nftables.TableFamilyINet},
+		sets:       map[string]setDef{},
+		bufSize:    defaultSocketBuffer,
+		tamper:     newTamperLog(),
+		monitorBuf: defaultMonitorBuffer,
+		bufLimit:   1 << 30,
 	}
 	for _, o := range opts {
 		o(k)
@@ -119,6 +130,14 @@ func (k *Kernel) dial() error {
 		_ = k.closeConns()
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
+	// The change monitor tells this Kernel's batches from others' by the
+	// port ID in their notifications.
+	port, err := portID(k.batches)
+	if err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare netlink connection: %w", err)
+	}
+	k.tamper.addPort(port)
 	// Error answers carry only the failed message's header, not a copy of
 	// the message (an element message can be 60 KB).
 	if err := k.batches.SetOption(netlink.CapAcknowledge, true); err != nil {
@@ -176,6 +195,27 @@ func primeDumpSize(c *netlink.Conn) error {
 	}
 	_, err = c.Receive()
 	return err
+}
+
+// portID returns the port ID the kernel bound the socket to.
+func portID(c *netlink.Conn) (uint32, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("netlink socket: %w", err)
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return 0, fmt.Errorf("netlink socket: %w", err)
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("netlink socket name: %w", serr)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return 0, fmt.Errorf("netlink socket name: unexpected address %T", sa)
+	}
+	return nl.Pid, nil
 }
 
 // sizeBuffers raises the socket buffers beyond the sysctl limits when allowed
@@ -269,7 +309,17 @@ type step struct {
 	fn func(*nftables.Conn) error
 }
 
+// apply is applyOnce that records a failure for Untouched: the caller's
+// record of what it programmed no longer matches the kernel's.
 func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
+	err := k.applyOnce(ctx, tx)
+	if err != nil {
+		k.tamper.touch()
+	}
+	return err
+}
+
+func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
@@ -461,22 +511,56 @@ func busySetsFirst(ops []Op) []int {
 	return order
 }
 
-// growBuffers makes the batch socket's buffers hold need bytes: the kernel
-// refuses a send larger than the send buffer.
-func (k *Kernel) growBuffers(need int) error {
-	const limit = 1 << 30
-	if need > limit {
-		return fmt.Errorf("nft: batch of %d bytes is too large for one netlink send: %w", need, ErrInvalid)
+// growBuffers makes the batch socket's buffers hold a batch of the given
+// size, with room for the kernel's answers. The kernel refuses a send larger
+// than the send buffer, and a batch split in several sends would not be
+// atomic, so a batch that cannot fit fails whole, before anything is sent.
+func (k *Kernel) growBuffers(batch int) error {
+	need := batch + 64<<10
+	if need > k.bufLimit {
+		return fmt.Errorf("batch of %d bytes is larger than one netlink send may be (%d bytes): %w", batch, k.bufLimit, ErrInvalid)
 	}
 	size := k.bufSize
 	for size < need {
 		size *= 2
 	}
+	size = min(size, k.bufLimit)
 	if err := sizeBuffers(k.batches, size); err != nil {
-		return fmt.Errorf("nft: grow netlink socket buffers to %d bytes: %w", size, err)
+		return fmt.Errorf("grow netlink socket buffers to %d bytes: %w", size, err)
+	}
+	// Without CAP_NET_ADMIN in the initial user namespace (a container's
+	// own user namespace) the kernel ignores SO_SNDBUFFORCE and silently
+	// caps SO_SNDBUF at net.core.wmem_max: check what it granted. Netlink
+	// refuses a message longer than the send buffer less 32 bytes.
+	granted, err := sendBuffer(k.batches)
+	if err != nil {
+		return fmt.Errorf("grow netlink socket buffers: %w", err)
+	}
+	if granted-32 < batch {
+		return fmt.Errorf("batch of %d bytes does not fit the %d-byte netlink send buffer the kernel grants "+
+			"(a larger one needs CAP_NET_ADMIN in the initial user namespace, or a larger net.core.wmem_max): %w",
+			batch, granted, ErrInvalid)
 	}
 	k.bufSize = size
 	return nil
+}
+
+// sendBuffer returns the socket's send buffer size as the kernel accounts it
+// (twice what was asked, for bookkeeping overhead).
+func sendBuffer(c *netlink.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("netlink socket: %w", err)
+	}
+	var size int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) }); err != nil {
+		return 0, fmt.Errorf("netlink socket: %w", err)
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("netlink send buffer size: %w", serr)
+	}
+	return size, nil
 }
 
 var hooks = []struct {
@@ -603,6 +687,7 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 	delTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }}
 	// A table that is not there is already cleaned up.
 	if err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {
+		k.tamper.touch()
 		return err
 	}
 	return nil

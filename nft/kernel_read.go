@@ -33,7 +33,20 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 // while it was listing (someone else committed a batch in between).
 const readAttempts = 5
 
+// read is readConsistent that records for Untouched what a full read proves.
+// A missing table is a successful read too.
 func (k *Kernel) read(ctx context.Context) (*State, error) {
+	ticket := k.tamper.readStarting()
+	st, err := k.readConsistent(ctx)
+	if err != nil && !IsNotFound(err) {
+		k.tamper.touch()
+		return nil, err
+	}
+	k.tamper.readDone(ticket)
+	return st, err
+}
+
+func (k *Kernel) readConsistent(ctx context.Context) (*State, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nft: read: %w", err)
 	}

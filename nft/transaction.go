@@ -152,6 +152,18 @@ type Dataplane interface {
 	Cleanup(ctx context.Context) error
 }
 
+// TamperEvident is implemented by a Dataplane that can prove nobody else changed
+// its table (Kernel, with its change monitor running; Fake). A caller that keeps
+// its own record of what it programmed may, on a periodic resync, diff that
+// record against its desired state instead of calling Reconcile, which reads the
+// whole table, when Untouched reports true.
+type TamperEvident interface {
+	// Untouched reports whether the table holds exactly what this Dataplane last
+	// read from it (Read, Reconcile) or wrote to it since. False is always safe:
+	// it only costs a Reconcile. Implementations say what they rely on.
+	Untouched() bool
+}
+
 // Sentinel errors, matched with errors.Is (or the Is* predicates).
 var (
 	// ErrNotFound: an object the operation needs does not exist.

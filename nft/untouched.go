@@ -1,0 +1,128 @@
+package nft
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// UntouchedMaxAge bounds how long Kernel.Untouched trusts the event stream
+// alone: once the last full read (Read or Reconcile) is older, Untouched is
+// false until the next one. It is the deep check behind the monitor, for what
+// the event stream cannot show: a kernel that lost notifications without
+// saying so, or a stranger's socket that reuses the port ID of one this
+// Kernel closed.
+const UntouchedMaxAge = 5 * time.Minute
+
+// Untouched implements TamperEvident. It reports whether the table holds
+// exactly what this Kernel last read from it or wrote to it since, which is
+// the case when all of these hold:
+//
+//   - a WatchChanges has been running, subscribed, since before the last full
+//     read (Read or Reconcile) started, and has lost no event since;
+//   - it has seen no foreign change since that read started (a change it
+//     processes later, even one committed before the read, marks the table
+//     again: a spurious mark only costs one more read);
+//   - no batch of this Kernel failed, and no read failed, since then;
+//   - that read started less than UntouchedMaxAge ago.
+//
+// A false answer is always safe: the caller reads the kernel (Reconcile).
+func (k *Kernel) Untouched() bool { return k.tamper.untouched() }
+
+// tamperLog is what a Kernel knows about changes to its table that it did
+// not make. The change monitor updates it from its own goroutine while the
+// Kernel may hold its mutex for a long batch, so it has its own lock.
+type tamperLog struct {
+	mu  sync.Mutex
+	now func() time.Time // time.Now; tests replace it
+	// ports are the port IDs of the batch sockets this Kernel used, oldest
+	// first. The monitor may still hold notifications of a socket the
+	// Kernel replaced after a failed batch, so the last few are kept.
+	ports []uint32
+	// watches counts the running monitors whose socket is subscribed.
+	watches int
+	// epoch counts the events that may have changed the table behind the
+	// Kernel's back (a foreign batch, lost notifications, a monitor that
+	// stopped, a failed batch or read). A full read proves the table clean
+	// only if the epoch did not move while it ran.
+	epoch uint64
+	// clean: the last full read was proven clean and nothing happened since.
+	clean  bool
+	readAt time.Time // start of that read
+}
+
+// maxOwnPorts bounds the remembered batch port IDs: a Kernel replaces its
+// batch socket only after a failed batch, and the monitor reads a replaced
+// socket's notifications within milliseconds.
+const maxOwnPorts = 16
+
+func newTamperLog() *tamperLog { return &tamperLog{now: time.Now} }
+
+// addPort records the port ID of a new batch socket, before any batch is sent
+// on it (so the monitor never sees one of its notifications first).
+func (t *tamperLog) addPort(port uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// A new slice each time: the monitor reads the old one without the lock.
+	keep := t.ports[max(len(t.ports)-maxOwnPorts+1, 0):]
+	t.ports = append(slices.Clip(slices.Clone(keep)), port)
+}
+
+// ownPorts returns the remembered port IDs, never modified afterwards.
+func (t *tamperLog) ownPorts() []uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ports
+}
+
+// touch records that the table may have changed behind the Kernel's back.
+func (t *tamperLog) touch() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.epoch++
+	t.clean = false
+}
+
+func (t *tamperLog) watchStarted() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.watches++
+}
+
+// watchStopped: from now on nothing vouches for the table between reads.
+func (t *tamperLog) watchStopped() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.watches--
+	t.epoch++
+	t.clean = false
+}
+
+// readTicket is what a full read remembers from its start.
+type readTicket struct {
+	at       time.Time
+	epoch    uint64
+	watching bool
+}
+
+// readStarting is called before a full read lists anything.
+func (t *tamperLog) readStarting() readTicket {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return readTicket{at: t.now(), epoch: t.epoch, watching: t.watches > 0}
+}
+
+// readDone records a successful full read: the table is clean if a monitor
+// was running when the read started and nothing was recorded since.
+func (t *tamperLog) readDone(r readTicket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.clean = r.watching && t.epoch == r.epoch
+	t.readAt = r.at
+}
+
+func (t *tamperLog) untouched() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.clean && t.watches > 0 && t.now().Sub(t.readAt) < UntouchedMaxAge
+}
