@@ -461,16 +461,6 @@ func kernelKeyType(key []KeyType) (nftables.SetDatatype, error) {
 	return t, nil
 }
 
-// keyTypeByName maps nft type names (as google/nftables names them) back.
-func keyTypeByName(name string) (KeyType, bool) {
-	for _, t := range keyTypes {
-		if t.kernel.Name == name {
-			return t.ours, true
-		}
-	}
-	return 0, false
-}
-
 // setDef is what element encoding needs to know about a set.
 type setDef struct {
 	Key        []KeyType
