@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,13 +120,28 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 		return nil, fmt.Errorf("send batch sync request: %w", err)
 	}
 	var errs []batchError
+	overflowed := false
 	for {
-		answers, err := k.receiveRaw()
-		if err != nil {
+		answers, err := k.receiveRaw(!overflowed)
+		switch {
+		case errors.Is(err, unix.ENOBUFS):
+			// The kernel dropped answers. Only failed messages are
+			// answered, so it refused the batch; the sync answer may be
+			// lost too, but everything is queued by now (the kernel
+			// answers within sendmsg): collect what is, the first
+			// failures, without waiting.
+			overflowed = true
+			continue
+		case overflowed && errors.Is(err, unix.EAGAIN):
+			return errs, errAnswersLost
+		case err != nil:
 			return errs, fmt.Errorf("read batch answers: %w", err)
 		}
 		for _, a := range answers {
 			if a.Header.Seq == syncSeq {
+				if overflowed {
+					return errs, errAnswersLost
+				}
 				if len(errs) == 0 && a.Header.Type == unix.NLMSG_ERROR {
 					return nil, fmt.Errorf("batch sync request: %w", errnoOf(a))
 				}
@@ -188,11 +204,16 @@ func errnoOf(m syscall.NetlinkMessage) unix.Errno {
 	return unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
 }
 
-// receiveRaw reads one datagram from the batch socket. mdlayher/netlink turns
-// an error answer into a Go error and drops its header, which holds the
+// errAnswersLost: the kernel refused a batch and its error answers
+// overflowed the receive buffer of the batch socket.
+var errAnswersLost = errors.New("the kernel refused the batch, and more error answers than the socket's receive buffer holds were dropped")
+
+// receiveRaw reads one datagram from the batch socket, waiting for one if
+// block is set (else EAGAIN when none is queued). mdlayher/netlink turns an
+// error answer into a Go error and drops its header, which holds the
 // sequence number that says which message failed, so this reads the socket
 // directly.
-func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
+func (k *Kernel) receiveRaw(block bool) ([]syscall.NetlinkMessage, error) {
 	rc, err := k.batches.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -201,13 +222,11 @@ func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
 	var rerr error
 	if err := rc.Read(func(fd uintptr) bool {
 		n, _, rerr = unix.Recvfrom(int(fd), k.recvBuf, 0)
-		return rerr != unix.EAGAIN
+		return !block || rerr != unix.EAGAIN
 	}); err != nil {
 		return nil, err
 	}
 	if rerr != nil {
-		// ENOBUFS: more errors than the receive buffer holds; the batch
-		// failed and the caller resets the socket.
 		return nil, os.NewSyscallError("recvfrom", rerr)
 	}
 	return syscall.ParseNetlinkMessage(k.recvBuf[:n])
@@ -256,8 +275,8 @@ func describeMessage(m netlink.Message) string {
 
 // batchErr turns the kernel's answers for a failed batch into one error: the
 // first failure as an *OpError naming the transaction operation, the others
-// counted.
-func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError) error {
+// counted; lost (errAnswersLost or nil) says that more answers were dropped.
+func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError, lost error) error {
 	first := errs[0]
 	var err error = first.errno
 	if first.index >= 0 {
@@ -266,7 +285,10 @@ func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError) e
 	if s := sentinelOf(first.errno); s != nil {
 		err = fmt.Errorf("%w: %w", s, err)
 	}
-	if len(errs) > 1 {
+	switch {
+	case lost != nil:
+		err = fmt.Errorf("%w (and %d more failed messages, then more whose answers were dropped)", err, len(errs)-1)
+	case len(errs) > 1:
 		err = fmt.Errorf("%w (and %d more failed messages)", err, len(errs)-1)
 	}
 	if first.index >= 0 {

@@ -9,3 +9,7 @@ func WithMonitorBuffer(bytes int) KernelOption { return func(k *Kernel) { k.moni
 // WithBufferLimit bounds the batch socket buffers, so that a test can send a
 // batch that cannot fit without building a gigabyte of messages.
 func WithBufferLimit(bytes int) KernelOption { return func(k *Kernel) { k.bufLimit = bytes } }
+
+// SetMutedHook makes f run before each batch sent with the change monitors
+// unsubscribed, so that a test can commit another batch in that window.
+func (k *Kernel) SetMutedHook(f func()) { k.mutedHook = f }

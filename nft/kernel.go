@@ -61,6 +61,9 @@ type Kernel struct {
 	// bufLimit bounds the batch socket buffers, and so the largest batch
 	// (tests lower it).
 	bufLimit int
+	// mutedHook, for tests, runs before a batch sent with the monitors
+	// unsubscribed (mute.go).
+	mutedHook func()
 }
 
 var _ Dataplane = (*Kernel)(nil)
@@ -357,14 +360,19 @@ func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
 		}
 	}
+	muted := k.mute(tx, len(b.msgs))
+	if muted != nil && k.mutedHook != nil {
+		k.mutedHook()
+	}
 	errs, err := k.send(b)
-	if err != nil {
+	muted.end(err == nil && len(errs) == 0)
+	switch {
+	case len(errs) > 0:
+		_ = k.reset()
+		return k.batchErr(tx, b, errs, err)
+	case err != nil:
 		_ = k.reset()
 		return k.wrap(what, err)
-	}
-	if len(errs) > 0 {
-		_ = k.reset()
-		return k.batchErr(tx, b, errs)
 	}
 	return nil
 }

@@ -8,9 +8,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,9 +80,13 @@ const whatLimit = 3
 // runs, notifications queue in the socket (64 MiB), and an overflow is
 // reported as Lost.
 //
-// While it runs it also feeds Untouched. Each of this Kernel's own batches
-// produces one notification per element, which the monitor reads and drops;
-// see BenchmarkKernelProgram for what that costs.
+// While it runs it also feeds Untouched. The kernel builds a notification for
+// every element, rule, chain and set of every batch while anyone listens, also
+// for this Kernel's own, which the monitor drops (a socket filter drops them
+// in the kernel). A large batch of this Kernel that certainly changes the
+// table is sent with the monitor unsubscribed, which saves the kernel that
+// work; if the generation shows that another batch was committed meanwhile,
+// that gap is reported as Lost (see mute.go).
 func (k *Kernel) WatchChanges(ctx context.Context, fn func(ForeignChange)) error {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns})
 	if err != nil {
@@ -93,17 +99,38 @@ func (k *Kernel) WatchChanges(ctx context.Context, fn func(ForeignChange)) error
 	if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		return fmt.Errorf("nft: subscribe to nf_tables changes: %w", err)
 	}
-	k.tamper.watchStarted()
-	defer k.tamper.watchStopped()
+	m := &monitor{conn: c, table: k.table.Name, tamper: k.tamper, report: fn, buf: make([]byte, 64<<10)}
+	// Registered first: from then on a new batch socket of the Kernel
+	// updates the filter too (addPort).
+	k.tamper.watchStarted(m)
+	defer k.tamper.watchStopped(m)
+	if err := m.filter(); err != nil {
+		return fmt.Errorf("nft: prepare change monitor: %w", err)
+	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	m := monitor{table: k.table.Name, tamper: k.tamper, report: fn, buf: make([]byte, 64<<10)}
 	for {
-		n, err := m.receive(c)
+		// interrupt sets what it hands over before it wakes the receive, so
+		// this sees it whichever comes first.
+		gap, failed := m.interrupted()
+		switch {
+		case failed != nil:
+			return fmt.Errorf("nft: change monitor of table inet %s: %w", k.table.Name, failed)
+		case gap != "":
+			m.lost(gap)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := m.receive()
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Woken by interrupt: clear the deadline, then look (above).
+			_ = c.SetReadDeadline(time.Time{})
+			continue
 		case errors.Is(err, unix.ENOBUFS):
 			m.lost("the kernel dropped change notifications (the monitor's socket buffer was full)")
 			continue
@@ -120,6 +147,7 @@ func (k *Kernel) WatchChanges(ctx context.Context, fn func(ForeignChange)) error
 // monitor is the state of one WatchChanges: the foreign batch being
 // collected until its NEWGEN.
 type monitor struct {
+	conn   *netlink.Conn
 	table  string
 	tamper *tamperLog
 	report func(ForeignChange)
@@ -129,12 +157,73 @@ type monitor struct {
 	what    []string
 	seen    map[string]bool
 	dropped string
+	// Set from the Kernel's goroutine too: a gap to report or a failure to
+	// stop on, handed over by a muted batch (mute.go), and the ports the
+	// socket filter drops.
+	mu       sync.Mutex
+	gap      string
+	failed   error
+	filtered []uint32
+}
+
+// interrupt hands the monitor a gap to report or a failure to stop on and
+// wakes it from its receive.
+func (m *monitor) interrupt(gap string, failed error) {
+	m.mu.Lock()
+	if gap != "" {
+		m.gap = gap
+	}
+	if failed != nil {
+		m.failed = failed
+	}
+	m.mu.Unlock()
+	_ = m.conn.SetReadDeadline(time.Now())
+}
+
+// interrupted returns and clears what interrupt handed over.
+func (m *monitor) interrupted() (gap string, failed error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	gap, m.gap = m.gap, ""
+	return gap, m.failed
+}
+
+// filter makes the kernel drop the notifications of this Kernel's batches
+// before they reach the socket: a datagram holds the notifications of one
+// batch, so its first message's port says whose it is. The monitor calls it
+// when it starts, the Kernel whenever it opens a batch socket (before it
+// sends a batch on it); the ports are read under the lock, so the last call
+// attaches the newest. What the filter misses, datagram drops.
+func (m *monitor) filter() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	own := m.tamper.ownPorts()
+	if len(own) == len(m.filtered) && (len(own) == 0 || &own[0] == &m.filtered[0]) {
+		return nil // addPort replaces the slice on every change
+	}
+	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: 12, Size: 4}}
+	for i, p := range own {
+		// BPF loads in network order; the header is in host order.
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], p)
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(b[:]), SkipTrue: uint8(len(own) - i)})
+	}
+	prog = append(prog, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return fmt.Errorf("assemble socket filter: %w", err)
+	}
+	if err := m.conn.SetBPF(raw); err != nil {
+		return fmt.Errorf("attach socket filter: %w", err)
+	}
+	m.filtered = own
+	return nil
 }
 
 // receive reads one datagram; n is its full length (MSG_TRUNC), which may
 // exceed the buffer.
-func (m *monitor) receive(c *netlink.Conn) (int, error) {
-	rc, err := c.SyscallConn()
+func (m *monitor) receive() (int, error) {
+	rc, err := m.conn.SyscallConn()
 	if err != nil {
 		return 0, err
 	}

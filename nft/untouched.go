@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -39,8 +40,9 @@ type tamperLog struct {
 	// first. The monitor may still hold notifications of a socket the
 	// Kernel replaced after a failed batch, so the last few are kept.
 	ports []uint32
-	// watches counts the running monitors whose socket is subscribed.
-	watches int
+	// monitors are the running monitors (subscribed, or muted for one of
+	// this Kernel's batches).
+	monitors map[*monitor]bool
 	// epoch counts the events that may have changed the table behind the
 	// Kernel's back (a foreign batch, lost notifications, a monitor that
 	// stopped, a failed batch or read). A full read proves the table clean
@@ -58,14 +60,18 @@ const maxOwnPorts = 16
 
 func newTamperLog() *tamperLog { return &tamperLog{now: time.Now} }
 
-// addPort records the port ID of a new batch socket, before any batch is sent
-// on it (so the monitor never sees one of its notifications first).
+// addPort records the port ID of a new batch socket and updates the running
+// monitors' socket filters, before any batch is sent on it (so no monitor
+// sees one of its notifications first).
 func (t *tamperLog) addPort(port uint32) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	// A new slice each time: the monitor reads the old one without the lock.
+	// A new slice each time: monitors read the old one without the lock.
 	keep := t.ports[max(len(t.ports)-maxOwnPorts+1, 0):]
 	t.ports = append(slices.Clip(slices.Clone(keep)), port)
+	t.mu.Unlock()
+	for _, m := range t.running() {
+		_ = m.filter() // on failure the monitor drops them itself
+	}
 }
 
 // ownPorts returns the remembered port IDs, never modified afterwards.
@@ -83,19 +89,29 @@ func (t *tamperLog) touch() {
 	t.clean = false
 }
 
-func (t *tamperLog) watchStarted() {
+func (t *tamperLog) watchStarted(m *monitor) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.watches++
+	if t.monitors == nil {
+		t.monitors = map[*monitor]bool{}
+	}
+	t.monitors[m] = true
 }
 
-// watchStopped: from now on nothing vouches for the table between reads.
-func (t *tamperLog) watchStopped() {
+// watchStopped: from now on this monitor vouches for nothing.
+func (t *tamperLog) watchStopped(m *monitor) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.watches--
+	delete(t.monitors, m)
 	t.epoch++
 	t.clean = false
+}
+
+// running returns the running monitors.
+func (t *tamperLog) running() []*monitor {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Collect(maps.Keys(t.monitors))
 }
 
 // readTicket is what a full read remembers from its start.
@@ -109,7 +125,7 @@ type readTicket struct {
 func (t *tamperLog) readStarting() readTicket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return readTicket{at: t.now(), epoch: t.epoch, watching: t.watches > 0}
+	return readTicket{at: t.now(), epoch: t.epoch, watching: len(t.monitors) > 0}
 }
 
 // readDone records a successful full read: the table is clean if a monitor
@@ -124,5 +140,5 @@ func (t *tamperLog) readDone(r readTicket) {
 func (t *tamperLog) untouched() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.clean && t.watches > 0 && t.now().Sub(t.readAt) < UntouchedMaxAge
+	return t.clean && len(t.monitors) > 0 && t.now().Sub(t.readAt) < UntouchedMaxAge
 }

@@ -38,12 +38,15 @@ func TestTamperLog(t *testing.T) {
 			l := newTamperLog()
 			l.now = func() time.Time { return now }
 			var ticket readTicket
+			var watches []*monitor
 			for i, s := range tc.steps {
 				switch s.do {
 				case "watch":
-					l.watchStarted()
+					watches = append(watches, &monitor{})
+					l.watchStarted(watches[len(watches)-1])
 				case "stop":
-					l.watchStopped()
+					l.watchStopped(watches[0])
+					watches = watches[1:]
 				case "read":
 					l.readDone(l.readStarting())
 				case "start":
