@@ -35,6 +35,9 @@ import (
 // node; Kernel therefore creates the sets a batch refers to most first. A
 // one-element change stays well under a millisecond.
 //
+// WatchChanges reports changes others make to the table (monitor.go), and
+// Untouched says when nobody did since the last full read (untouched.go).
+//
 // Known limit of google/nftables v0.3.0: chain comments are not sent (the
 // library has no chain userdata), so Read returns chains without comments;
 // Diff does not compare chain comments, so this causes no churn.

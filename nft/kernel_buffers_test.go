@@ -55,16 +55,11 @@ func TestKernelSocketBuffers(t *testing.T) {
 		{"capped at 256 KiB", []nft.KernelOption{nft.WithSocketBuffer(4 << 10), nft.WithBufferLimit(256 << 10)}, nft.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns, _ := newKernel(t)
-			k, err := nft.NewKernel(append([]nft.KernelOption{nft.WithTable(testTable), nft.WithNetNS(ns.FD)}, tc.opts...)...)
-			if err != nil {
-				t.Fatalf("NewKernel: %v", err)
-			}
-			t.Cleanup(func() { _ = k.Close() })
+			_, k := newKernel(t, tc.opts...)
 			before := program()
 			applyState(t, k, before)
 			tx := bigBatch(n)
-			err = k.Apply(context.Background(), tx)
+			err := k.Apply(context.Background(), tx)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("Apply: got %v, want %v", err, tc.wantErr)
@@ -91,12 +86,7 @@ func TestKernelSocketBuffers(t *testing.T) {
 // per failed message) overflow the receive buffer. Apply fails, nothing of
 // the batch is applied, and the Kernel goes on working.
 func TestKernelErrorAnswersOverflow(t *testing.T) {
-	ns, _ := newKernel(t)
-	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD), nft.WithSocketBuffer(4<<10))
-	if err != nil {
-		t.Fatalf("NewKernel: %v", err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
+	_, k := newKernel(t, nft.WithSocketBuffer(4<<10))
 	before := program()
 	applyState(t, k, before)
 	var tx nft.Transaction
@@ -104,7 +94,7 @@ func TestKernelErrorAnswersOverflow(t *testing.T) {
 	for i := range 5_000 {
 		tx.DeleteChain(fmt.Sprintf("nope-%d", i))
 	}
-	err = k.Apply(context.Background(), &tx)
+	err := k.Apply(context.Background(), &tx)
 	if err == nil {
 		t.Fatal("Apply succeeded")
 	}

@@ -62,9 +62,10 @@ func (c ForeignChange) String() string {
 	return fmt.Sprintf("%s (by %s, pid %d)", c.What, c.Process, c.PID)
 }
 
-// defaultMonitorBuffer holds the notifications of a whole-node program of
-// this Kernel (about 80 bytes per element, 100,000 elements) queued at once
-// while the monitor reads them.
+// defaultMonitorBuffer holds the notifications of a foreign batch of 100,000
+// elements (about 80 bytes each, some 50 to a datagram of a page: 10-16 MB
+// as the kernel accounts them) queued at once while the monitor reads them.
+// This Kernel's own are dropped before they are queued.
 const defaultMonitorBuffer = 64 << 20
 
 // whatLimit bounds the distinct actions one ForeignChange names.
@@ -73,8 +74,9 @@ const whatLimit = 3
 // WatchChanges reports, until ctx ends, each batch that changed the table and
 // was not sent by this Kernel, once per batch, and every loss of
 // notifications (ForeignChange.Lost; the watch goes on). Changes to other
-// tables are ignored. It subscribes before returning any report and returns
-// nil when ctx ends, or an error when the subscription fails.
+// tables are ignored. It returns nil when ctx ends (Close does not stop it),
+// or an error when it cannot subscribe or its socket fails; then Untouched is
+// false until it runs again and a full read follows.
 //
 // fn runs on WatchChanges' goroutine and should return quickly: while it
 // runs, notifications queue in the socket (64 MiB), and an overflow is

@@ -136,7 +136,8 @@ func (t *Transaction) Size() int {
 }
 
 // Dataplane programs one nftables table. Implementations: Kernel (netlink) and Fake
-// (memory). All methods are safe to call from one goroutine at a time.
+// (memory); both are also TamperEvident. All methods are safe to call from one
+// goroutine at a time.
 type Dataplane interface {
 	// Apply applies tx as one atomic batch. On error nothing of tx took effect and
 	// the caller should fall back to Reconcile.

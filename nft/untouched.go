@@ -30,6 +30,8 @@ const UntouchedMaxAge = 5 * time.Minute
 // A false answer is always safe: the caller reads the kernel (Reconcile).
 func (k *Kernel) Untouched() bool { return k.tamper.untouched() }
 
+var _ TamperEvident = (*Kernel)(nil)
+
 // tamperLog is what a Kernel knows about changes to its table that it did
 // not make. The change monitor updates it from its own goroutine while the
 // Kernel may hold its mutex for a long batch, so it has its own lock.
