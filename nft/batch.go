@@ -36,6 +36,12 @@ type pendingBatch struct {
 	msgs  []netlink.Message
 	op    []int
 	bytes int
+	// echoGen asks the kernel to tell this socket the generation the batch
+	// committed, if it changed anything (mute.go); send sets gen and
+	// committed from that answer.
+	echoGen   bool
+	gen       uint32
+	committed bool
 }
 
 // newBuilder returns a google/nftables connection that only marshals: every
@@ -101,6 +107,14 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	// SendMessages appends message by message, which for a whole node
 	// (tens of MB) cost more than all the marshalling before it.
 	first := k.seq + 1 // sequence number of b.msgs[0]; BATCH_BEGIN has first-1
+	if b.echoGen && len(b.msgs) > 0 {
+		// The kernel echoes its NEWGEN notification to the sender when the
+		// first message of the batch after BATCH_BEGIN asks for echoes
+		// (nf_tables_gen_notify; nfnetlink strips BATCH_BEGIN first). That
+		// message is the table's, which is echoed only if it creates the
+		// table; the answer loop ignores it.
+		b.msgs[0].Header.Flags |= netlink.Echo
+	}
 	buf := make([]byte, 0, size)
 	buf = appendMessage(buf, begin, first-1)
 	for i, m := range b.msgs {
@@ -112,11 +126,7 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	if err := k.sendRaw(buf); err != nil {
 		return nil, fmt.Errorf("send batch of %d messages (%d bytes): %w", len(b.msgs), len(buf), err)
 	}
-	getgen := netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	}
-	if err := k.sendRaw(appendMessage(nil, getgen, syncSeq)); err != nil {
+	if err := k.sendRaw(appendMessage(nil, getgenRequest(), syncSeq)); err != nil {
 		return nil, fmt.Errorf("send batch sync request: %w", err)
 	}
 	var errs []batchError
@@ -146,6 +156,10 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 					return nil, fmt.Errorf("batch sync request: %w", errnoOf(a))
 				}
 				return errs, nil
+			}
+			if a.Header.Type == unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN {
+				b.gen, b.committed = genIDOf(a.Data)
+				continue
 			}
 			if a.Header.Type != unix.NLMSG_ERROR {
 				continue

@@ -281,12 +281,13 @@ func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
 		}
 	}
-	muted := k.mute(tx, len(b.msgs))
+	muted := k.mute(tx)
+	b.echoGen = muted != nil
 	if muted != nil && k.mutedHook != nil {
 		k.mutedHook()
 	}
 	errs, err := k.send(b)
-	muted.end(err == nil && len(errs) == 0)
+	muted.end(b)
 	switch {
 	case len(errs) > 0:
 		_ = k.reset()

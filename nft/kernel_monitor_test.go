@@ -7,9 +7,11 @@ package nft_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,43 +189,61 @@ func TestKernelWatchIgnoresOwnAndOtherTables(t *testing.T) {
 
 // TestKernelWatchMutedBatch sends large batches, which go with the monitor
 // unsubscribed (mute.go): alone they are neither reported nor make Untouched
-// false; a foreign batch committed in that window, which the monitor cannot
-// see, is reported as a gap; a large refused batch is no gap.
+// false, also when they change nothing (the generation does not move); a
+// foreign batch committed in that window, which the monitor cannot see, is
+// reported as a gap; a refused batch is no gap.
 func TestKernelWatchMutedBatch(t *testing.T) {
 	ns, k := newKernel(t)
-	reports, _ := watch(t, k)
 	ctx := context.Background()
-	var muted int
-	k.SetMutedHook(func() { muted++ })
 	big := nodeState(1_000, true, false)
 	applyState(t, k, big)
-	if muted != 1 {
-		t.Fatalf("%d batches sent muted, want 1 (the node program)", muted)
+	reports, _ := watch(t, k)
+	// 1,000 elements that the peer sets hold already.
+	var noop nft.Transaction
+	for g := range 10 {
+		name := fmt.Sprintf("peer-v4-%05d", g)
+		noop.AddElements(name, slices.Collect(maps.Values(big.Sets[name].Elements))...)
 	}
-	if !k.Untouched() {
-		t.Error("Untouched false after a large own batch with nobody else committing")
-	}
-
-	k.SetMutedHook(func() { nftBatch(t, ns, "add element inet "+testTable+" peer-v4-00000 { 198.19.250.1 }") })
-	if _, err := k.Reconcile(ctx, skeleton()); err != nil {
-		t.Fatalf("Reconcile: %v", err)
-	}
-	expectLoss(t, k, reports)
-
-	k.SetMutedHook(nil)
-	applyState(t, k, big)
-	muted = 0
-	k.SetMutedHook(func() { muted++ })
-	tx := nft.Diff(nil, big, nil)
-	tx.DeleteChain("nope")
-	if err := k.Apply(ctx, tx); err == nil || muted != 1 {
-		t.Fatalf("Apply of a large batch with a missing chain's deletion: %v, sent muted %d times, want an error and 1", err, muted)
-	}
-	if _, err := k.Reconcile(ctx, big); err != nil {
-		t.Fatalf("Reconcile: %v", err)
-	}
-	if !k.Untouched() {
-		t.Error("Untouched false after the Reconcile that followed a refused batch")
+	refused := nft.Diff(nil, big, nil)
+	refused.DeleteChain("nope")
+	for _, tc := range []struct {
+		name             string
+		tx               *nft.Transaction
+		foreign, refused bool
+	}{
+		{"node program", nft.Diff(nil, big, nil), false, false},
+		{"node program, another batch meanwhile", nft.Diff(nil, big, nil), true, false},
+		{"no change", &noop, false, false},
+		{"no change, another batch meanwhile", &noop, true, false},
+		{"refused", refused, false, true},
+	} {
+		muted := 0
+		k.SetMutedHook(func() {
+			muted++
+			if tc.foreign {
+				nftBatch(t, ns, "add element inet "+testTable+" peer-v4-00000 { 198.19.250.1 }")
+			}
+		})
+		if err := k.Apply(ctx, tc.tx); (err != nil) != tc.refused || muted != 1 {
+			t.Fatalf("%s: Apply: %v, sent muted %d times, want 1", tc.name, err, muted)
+		}
+		switch {
+		case tc.foreign:
+			expectLoss(t, k, reports)
+		case tc.refused:
+			if k.Untouched() {
+				t.Errorf("%s: Untouched after a refused batch", tc.name)
+			}
+		case !k.Untouched():
+			t.Errorf("%s: Untouched false with nobody else committing", tc.name)
+		}
+		k.SetMutedHook(nil)
+		if _, err := k.Reconcile(ctx, big); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		if !k.Untouched() {
+			t.Errorf("%s: Untouched false after the Reconcile that followed", tc.name)
+		}
 	}
 	expectOnly(t, ns, reports)
 }

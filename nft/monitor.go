@@ -85,10 +85,10 @@ const whatLimit = 3
 // While it runs it also feeds Untouched. The kernel builds a notification for
 // every element, rule, chain and set of every batch while anyone listens, also
 // for this Kernel's own, which the monitor drops (a socket filter drops them
-// in the kernel). A large batch of this Kernel that certainly changes the
-// table is sent with the monitor unsubscribed, which saves the kernel that
-// work; if the generation shows that another batch was committed meanwhile,
-// that gap is reported as Lost (see mute.go).
+// in the kernel). A batch of this Kernel of 1,000 operations or more is sent
+// with the monitor unsubscribed, which saves the kernel that work; if the
+// generation shows that another batch was committed meanwhile, that gap is
+// reported as Lost (see mute.go).
 func (k *Kernel) WatchChanges(ctx context.Context, fn func(ForeignChange)) error {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns})
 	if err != nil {

@@ -7,42 +7,47 @@ import (
 )
 
 // While any socket listens to NFNLGRP_NFTABLES, the kernel builds a
-// notification for every element, rule, chain and set a batch commits: one
-// allocation, fill and copy each, about 1.4 µs per element on the test VM,
+// notification for every element, rule, chain and set a batch commits: an
+// allocation, fill and copy each, about 1 µs per element on the test VM,
 // which made programming a whole node of 10,000 policies 35-50% more costly
-// (BenchmarkKernelProgram, watch=on). A socket filter only saves the reading.
-// So a large batch of this Kernel is sent with its monitors unsubscribed:
+// (BenchmarkKernelProgram, watch=on; the socket filter only saves the
+// reading). So a large batch of this Kernel is sent with its monitors
+// unsubscribed:
 //
 //  1. read the ruleset generation (g0), then unsubscribe the monitors;
-//  2. send the batch;
+//  2. send the batch, asking the kernel to echo its NEWGEN notification to
+//     the batch socket: it does so only when the batch committed a change,
+//     and that tells whether our batch moved the generation (by one) or not;
 //  3. subscribe again, then read the generation (g1).
 //
-// Every commit that changes something moves the generation by one. Only
-// batches that certainly change the table if accepted (they add a rule or
-// delete something) are muted, so our own batch moved it by exactly one when
-// accepted and not at all when refused; any other move means that another
-// batch was committed between steps 1 and 3. The monitors could not see it,
-// so they report a gap (Lost) and Untouched turns false. A batch committed
-// between the reads and the (un)subscriptions is both seen and counted: a
-// spurious gap, which only costs one full read.
+// Every commit that changes something moves the generation by one, so if g1
+// moved from g0 by more than our batch did, another batch was committed
+// between steps 1 and 3. The monitors could not see it, so they report a gap
+// (Lost) and Untouched turns false. A batch committed between a generation
+// read and an (un)subscription is both seen and counted: a spurious gap,
+// which only costs one full read. So is every muted batch on a kernel older
+// than the echo without listeners ("netfilter: nf_tables: fix netlink report
+// logic in flowtable and genid", 2021).
 
-// muteMinMessages is the smallest batch sent muted: the two generation reads
-// and four socket options cost about as much as notifying 70 elements, and a
-// pod's delta stays watched without a window.
-const muteMinMessages = 1000
+// muteMinSize is the smallest transaction (Transaction.Size: about one
+// notification per element, rule, chain and set) sent muted: the two
+// generation reads and the socket options cost about as much as 100
+// notifications, and a pod's delta stays watched without a window.
+const muteMinSize = 1000
 
 // muted is one batch sent with the monitors unsubscribed.
 type muted struct {
 	k        *Kernel
 	gen      uint32
 	monitors []*monitor
-	messages int
+	size     int
 }
 
 // mute unsubscribes this Kernel's monitors for a batch of tx when that is
-// worth it and safe (see above); nil when it did not.
-func (k *Kernel) mute(tx *Transaction, messages int) *muted {
-	if messages < muteMinMessages || !certainlyChanges(tx) {
+// worth it (see above); nil when it did not.
+func (k *Kernel) mute(tx *Transaction) *muted {
+	size := tx.Size()
+	if size < muteMinSize {
 		return nil
 	}
 	running := k.tamper.running()
@@ -53,7 +58,7 @@ func (k *Kernel) mute(tx *Transaction, messages int) *muted {
 	if err != nil {
 		return nil // send it watched
 	}
-	u := &muted{k: k, gen: gen, messages: messages}
+	u := &muted{k: k, gen: gen, size: size}
 	for _, m := range running {
 		// One that cannot leave stays subscribed and sees everything.
 		if err := m.conn.LeaveGroup(unix.NFNLGRP_NFTABLES); err == nil {
@@ -67,8 +72,8 @@ func (k *Kernel) mute(tx *Transaction, messages int) *muted {
 }
 
 // end subscribes the monitors again and reports a gap if another batch was
-// committed meanwhile. accepted says whether the kernel took our batch.
-func (u *muted) end(accepted bool) {
+// committed meanwhile; b is the batch as sent (its echoed generation).
+func (u *muted) end(b *pendingBatch) {
 	if u == nil {
 		return
 	}
@@ -81,16 +86,16 @@ func (u *muted) end(accepted bool) {
 		}
 	}
 	ours := uint32(0)
-	if accepted {
+	if b.committed {
 		ours = 1
 	}
 	var gap string
 	switch gen, err := u.k.generation(); {
 	case err != nil:
-		gap = fmt.Sprintf("cannot tell whether others committed while a batch of %d messages of this Kernel was sent unwatched: %v", u.messages, err)
+		gap = fmt.Sprintf("cannot tell whether others committed while a batch of %d operations of this Kernel was sent unwatched: %v", u.size, err)
 	case gen-u.gen != ours:
-		gap = fmt.Sprintf("the ruleset generation moved by %d, not %d, while a batch of %d messages of this Kernel was sent unwatched: others committed",
-			int32(gen-u.gen), ours, u.messages)
+		gap = fmt.Sprintf("the ruleset generation moved by %d, this Kernel's batch of %d operations by %d, while the batch was sent unwatched: others committed",
+			int32(gen-u.gen), u.size, ours)
 	default:
 		return
 	}
@@ -98,26 +103,4 @@ func (u *muted) end(accepted bool) {
 	for _, m := range u.monitors {
 		m.interrupt(gap, nil)
 	}
-}
-
-// certainlyChanges reports whether a batch of tx, if the kernel accepts it,
-// changes the table, and so moves the ruleset generation: a rule added is
-// always new, a deletion that succeeds always removes something. Adding a
-// chain, set or element that exists already is accepted without a change.
-func certainlyChanges(tx *Transaction) bool {
-	for _, op := range tx.opsOrNil() {
-		switch op.Kind {
-		case OpReplaceRules:
-			if op.Chain != nil && len(op.Chain.Rules) > 0 {
-				return true
-			}
-		case OpDeleteChain, OpDeleteSet:
-			return true
-		case OpDeleteElements:
-			if len(op.Elements) > 0 {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -19,10 +19,7 @@ func primeDumpSize(c *netlink.Conn) error {
 	if c == nil {
 		return nil
 	}
-	if _, err := c.Send(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	}); err != nil {
+	if _, err := c.Send(getgenRequest()); err != nil {
 		return err
 	}
 	rc, err := c.SyscallConn()

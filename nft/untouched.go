@@ -20,7 +20,9 @@ const UntouchedMaxAge = 5 * time.Minute
 // the case when all of these hold:
 //
 //   - a WatchChanges has been running, subscribed, since before the last full
-//     read (Read or Reconcile) started, and has lost no event since;
+//     read (Read or Reconcile) started, and has lost no event since (nor
+//     found that others committed while it was unsubscribed for a large
+//     batch of this Kernel, see mute.go);
 //   - it has seen no foreign change since that read started (a change it
 //     processes later, even one committed before the read, marks the table
 //     again: a spurious mark only costs one more read);
@@ -40,7 +42,12 @@ type tamperLog struct {
 	now func() time.Time // time.Now; tests replace it
 	// ports are the port IDs of the batch sockets this Kernel used, oldest
 	// first. The monitor may still hold notifications of a socket the
-	// Kernel replaced after a failed batch, so the last few are kept.
+	// Kernel replaced after a failed batch, so the last few are kept. A
+	// closed socket's port ID could be handed to another socket, but hardly
+	// while it is remembered: the kernel gives a process's first netfilter
+	// socket in a namespace its pid (the batch socket is dialed after the
+	// listing ones) and the others numbers from a system-wide counter that
+	// counts down (net/netlink/af_netlink.c, netlink_autobind).
 	ports []uint32
 	// monitors are the running monitors (subscribed, or muted for one of
 	// this Kernel's batches).
