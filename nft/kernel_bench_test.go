@@ -96,8 +96,12 @@ var benchSizes = []int{100, 1_000, 10_000}
 
 // watchModes are the two sides of the benchmarks that show what a running
 // change monitor (Kernel.WatchChanges) costs: the kernel then builds a
-// notification for every element, rule, chain and set of a batch, and the
-// monitor reads and drops those of our own batches.
+// notification for every element, rule, chain and set of a batch, except for
+// the Kernel's large batches, which it sends unwatched (mute.go). Medians of
+// 5 interleaved runs on the 2-CPU test VM under load, CPU ms off/on: node
+// program of 10,000 policies 510/500 (dual-stack), 469/473 (IPv4);
+// 100,000 elements 152/149; one-element delta at 10,000 policies 238/221 µs
+// per change, the monitor's reading included.
 var watchModes = []string{"off", "on"}
 
 // benchWatch starts a change monitor on k when mode is "on" and returns a
