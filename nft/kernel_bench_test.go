@@ -329,3 +329,50 @@ func BenchmarkKernelReconcileNoop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKernelWatchLatency measures how soon a foreign change is
+// reported: from the start of another socket's one-element batch (a second
+// Kernel of the same table) until the report reaches the caller, next to how
+// long that batch takes by itself (the kernel queues the notifications
+// before the batch's sendmsg returns).
+func BenchmarkKernelWatchLatency(b *testing.B) {
+	ns, k := newKernel(b)
+	applyState(b, k, program())
+	reports, _ := watch(b, k)
+	other, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
+	if err != nil {
+		b.Fatalf("NewKernel: %v", err)
+	}
+	b.Cleanup(func() { _ = other.Close() })
+	ctx := context.Background()
+	e := v4("198.18.0.99")
+	reported := make([]time.Duration, 0, b.N)
+	applied := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		var tx nft.Transaction
+		if i%2 == 0 {
+			tx.AddElements("peer-v4-web", e)
+		} else {
+			tx.DeleteElements("peer-v4-web", e)
+		}
+		start := time.Now()
+		if err := other.Apply(ctx, &tx); err != nil {
+			b.Fatalf("Apply: %v", err)
+		}
+		applied = append(applied, time.Since(start))
+		if c := nextChange(b, reports); c.Lost {
+			b.Fatalf("reported %v", c)
+		}
+		reported = append(reported, time.Since(start))
+	}
+	b.StopTimer()
+	for _, m := range []struct {
+		name string
+		d    []time.Duration
+	}{{"report", reported}, {"batch", applied}} {
+		slices.Sort(m.d)
+		b.ReportMetric(float64(m.d[len(m.d)/2].Microseconds()), m.name+"-p50-µs")
+		b.ReportMetric(float64(m.d[len(m.d)*99/100].Microseconds()), m.name+"-p99-µs")
+	}
+}
