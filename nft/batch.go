@@ -2,6 +2,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,6 +36,12 @@ type pendingBatch struct {
 	msgs  []netlink.Message
 	op    []int
 	bytes int
+	// echoGen asks the kernel to tell this socket the generation the batch
+	// committed, if it changed anything (mute.go); send sets gen and
+	// committed from that answer.
+	echoGen   bool
+	gen       uint32
+	committed bool
 }
 
 // newBuilder returns a google/nftables connection that only marshals: every
@@ -91,8 +98,8 @@ type batchError struct {
 func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
 	size := b.bytes + nlmsgAlign(16+len(begin.Data)) + nlmsgAlign(16+len(end.Data))
-	if need := size + 64<<10; need > k.bufSize {
-		if err := k.growBuffers(need); err != nil {
+	if size+64<<10 > k.bufSize {
+		if err := k.growBuffers(size); err != nil {
 			return nil, err
 		}
 	}
@@ -100,6 +107,14 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	// SendMessages appends message by message, which for a whole node
 	// (tens of MB) cost more than all the marshalling before it.
 	first := k.seq + 1 // sequence number of b.msgs[0]; BATCH_BEGIN has first-1
+	if b.echoGen && len(b.msgs) > 0 {
+		// The kernel echoes its NEWGEN notification to the sender when the
+		// first message of the batch after BATCH_BEGIN asks for echoes
+		// (nf_tables_gen_notify; nfnetlink strips BATCH_BEGIN first). That
+		// message is the table's, which is echoed only if it creates the
+		// table; the answer loop ignores it.
+		b.msgs[0].Header.Flags |= netlink.Echo
+	}
 	buf := make([]byte, 0, size)
 	buf = appendMessage(buf, begin, first-1)
 	for i, m := range b.msgs {
@@ -111,25 +126,40 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	if err := k.sendRaw(buf); err != nil {
 		return nil, fmt.Errorf("send batch of %d messages (%d bytes): %w", len(b.msgs), len(buf), err)
 	}
-	getgen := netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	}
-	if err := k.sendRaw(appendMessage(nil, getgen, syncSeq)); err != nil {
+	if err := k.sendRaw(appendMessage(nil, getgenRequest(), syncSeq)); err != nil {
 		return nil, fmt.Errorf("send batch sync request: %w", err)
 	}
 	var errs []batchError
+	overflowed := false
 	for {
-		answers, err := k.receiveRaw()
-		if err != nil {
+		answers, err := k.receiveRaw(!overflowed)
+		switch {
+		case errors.Is(err, unix.ENOBUFS):
+			// The kernel dropped answers. Only failed messages are
+			// answered, so it refused the batch; the sync answer may be
+			// lost too, but everything is queued by now (the kernel
+			// answers within sendmsg): collect what is, the first
+			// failures, without waiting.
+			overflowed = true
+			continue
+		case overflowed && errors.Is(err, unix.EAGAIN):
+			return errs, errAnswersLost
+		case err != nil:
 			return errs, fmt.Errorf("read batch answers: %w", err)
 		}
 		for _, a := range answers {
 			if a.Header.Seq == syncSeq {
+				if overflowed {
+					return errs, errAnswersLost
+				}
 				if len(errs) == 0 && a.Header.Type == unix.NLMSG_ERROR {
 					return nil, fmt.Errorf("batch sync request: %w", errnoOf(a))
 				}
 				return errs, nil
+			}
+			if a.Header.Type == unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN {
+				b.gen, b.committed = genIDOf(a.Data)
+				continue
 			}
 			if a.Header.Type != unix.NLMSG_ERROR {
 				continue
@@ -188,11 +218,16 @@ func errnoOf(m syscall.NetlinkMessage) unix.Errno {
 	return unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
 }
 
-// receiveRaw reads one datagram from the batch socket. mdlayher/netlink turns
-// an error answer into a Go error and drops its header, which holds the
+// errAnswersLost: the kernel refused a batch and its error answers
+// overflowed the receive buffer of the batch socket.
+var errAnswersLost = errors.New("the kernel refused the batch, and more error answers than the socket's receive buffer holds were dropped")
+
+// receiveRaw reads one datagram from the batch socket, waiting for one if
+// block is set (else EAGAIN when none is queued). mdlayher/netlink turns an
+// error answer into a Go error and drops its header, which holds the
 // sequence number that says which message failed, so this reads the socket
 // directly.
-func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
+func (k *Kernel) receiveRaw(block bool) ([]syscall.NetlinkMessage, error) {
 	rc, err := k.batches.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -201,19 +236,18 @@ func (k *Kernel) receiveRaw() ([]syscall.NetlinkMessage, error) {
 	var rerr error
 	if err := rc.Read(func(fd uintptr) bool {
 		n, _, rerr = unix.Recvfrom(int(fd), k.recvBuf, 0)
-		return rerr != unix.EAGAIN
+		return !block || rerr != unix.EAGAIN
 	}); err != nil {
 		return nil, err
 	}
 	if rerr != nil {
-		// ENOBUFS: more errors than the receive buffer holds; the batch
-		// failed and the caller resets the socket.
 		return nil, os.NewSyscallError("recvfrom", rerr)
 	}
 	return syscall.ParseNetlinkMessage(k.recvBuf[:n])
 }
 
-// describeMessage names what one message of a batch does, for errors.
+// describeMessage names what one message of a batch does, for errors and for
+// the change monitor's reports.
 func describeMessage(m netlink.Message) string {
 	verb := map[uint16]string{
 		unix.NFT_MSG_NEWTABLE: "add table", unix.NFT_MSG_DELTABLE: "delete table",
@@ -221,13 +255,15 @@ func describeMessage(m netlink.Message) string {
 		unix.NFT_MSG_NEWRULE: "add rule to chain", unix.NFT_MSG_DELRULE: "delete rule of chain",
 		unix.NFT_MSG_NEWSET: "add set", unix.NFT_MSG_DELSET: "delete set",
 		unix.NFT_MSG_NEWSETELEM: "add elements to set", unix.NFT_MSG_DELSETELEM: "delete elements of set",
+		unix.NFT_MSG_NEWOBJ: "add object", unix.NFT_MSG_DELOBJ: "delete object",
+		unix.NFT_MSG_NEWFLOWTABLE: "add flowtable", unix.NFT_MSG_DELFLOWTABLE: "delete flowtable",
 	}[uint16(m.Header.Type)&0xff]
 	if verb == "" {
 		verb = fmt.Sprintf("message type %#x", uint16(m.Header.Type))
 	}
 	// Every nf_tables object message names its table as attribute 1 and
-	// the object (chain, set) as attribute 2 or 3; rules name their chain
-	// as attribute 2.
+	// the object (chain, set, object, flowtable) as attribute 2 or 3; rules
+	// name their chain as attribute 2, element lists their set.
 	var name string
 	if len(m.Data) > 4 {
 		if ad, err := netlink.NewAttributeDecoder(m.Data[4:]); err == nil {
@@ -253,8 +289,8 @@ func describeMessage(m netlink.Message) string {
 
 // batchErr turns the kernel's answers for a failed batch into one error: the
 // first failure as an *OpError naming the transaction operation, the others
-// counted.
-func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError) error {
+// counted; lost (errAnswersLost or nil) says that more answers were dropped.
+func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError, lost error) error {
 	first := errs[0]
 	var err error = first.errno
 	if first.index >= 0 {
@@ -263,7 +299,10 @@ func (k *Kernel) batchErr(tx *Transaction, b *pendingBatch, errs []batchError) e
 	if s := sentinelOf(first.errno); s != nil {
 		err = fmt.Errorf("%w: %w", s, err)
 	}
-	if len(errs) > 1 {
+	switch {
+	case lost != nil:
+		err = fmt.Errorf("%w (and %d more failed messages, then more whose answers were dropped)", err, len(errs)-1)
+	case len(errs) > 1:
 		err = fmt.Errorf("%w (and %d more failed messages)", err, len(errs)-1)
 	}
 	if first.index >= 0 {

@@ -18,6 +18,12 @@
 //     no nft binary at run time) and by Fake (memory, same transaction rules),
 //     with Apply for deltas and Reconcile to converge the table to a full desired
 //     State without ever deleting it.
+//   - A change monitor (Kernel.WatchChanges, monitor.go): the kernel's nf_tables
+//     notifications, filtered to batches of other sockets that touched our
+//     table, reported once per batch with the committing process, so drift is
+//     known within milliseconds; and TamperEvident (Kernel.Untouched, Fake),
+//     which tells a periodic resync when it may trust its own record instead
+//     of reading the whole table.
 //   - Render, the table as `nft list table` prints it, for golden tests, reviews
 //     and the daemon's dump command; and Trace, which walks a packet through a
 //     State with nftables semantics, so that policy tests run without a kernel.

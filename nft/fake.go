@@ -16,6 +16,10 @@ import (
 // was sent so tests can assert on deltas; and it can trace a packet through the
 // programmed ruleset (Trace).
 //
+// Fake is TamperEvident as if a change monitor always ran: Untouched is true
+// after a successful Read or Reconcile until Mutate (an outsider's change),
+// MarkTouched (lost events, the age bound) or a failed Apply or Reconcile.
+//
 // Fake is safe for concurrent use.
 type Fake struct {
 	table string
@@ -25,9 +29,14 @@ type Fake struct {
 	history []*Transaction
 	ops     int
 	failErr error
+	// untouched: see Untouched.
+	untouched bool
 }
 
-var _ Dataplane = (*Fake)(nil)
+var (
+	_ Dataplane     = (*Fake)(nil)
+	_ TamperEvident = (*Fake)(nil)
+)
 
 // NewFake returns a Fake for table name. The table does not exist until the first
 // Apply or Reconcile.
@@ -44,11 +53,16 @@ func (f *Fake) Table() string { return f.table }
 // the kernel batch does.
 func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
 	if err := ctx.Err(); err != nil {
+		f.MarkTouched() // a failed Apply, as the Kernel's
 		return fmt.Errorf("apply to table %q: %w", f.table, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.applyLocked(tx)
+	err := f.applyLocked(tx)
+	if err != nil {
+		f.untouched = false
+	}
+	return err
 }
 
 func (f *Fake) applyLocked(tx *Transaction) error {
@@ -79,17 +93,23 @@ func (f *Fake) applyLocked(tx *Transaction) error {
 // empty and not recorded), but a missing table is still created.
 func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, error) {
 	if err := ctx.Err(); err != nil {
+		f.MarkTouched()
 		return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
 	}
 	if desired == nil {
+		f.MarkTouched()
 		return nil, fmt.Errorf("reconcile table %q: nil desired state: %w", f.table, ErrInvalid)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A full read, as the kernel's Reconcile starts with; a failure below
+	// undoes it.
+	f.untouched = true
 	tx := Diff(f.state, desired, nil)
 	if tx.Empty() {
 		if err := f.failErr; err != nil {
 			f.failErr = nil
+			f.untouched = false
 			return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
 		}
 		if f.state == nil {
@@ -98,6 +118,7 @@ func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, err
 		return tx, nil
 	}
 	if err := f.applyLocked(tx); err != nil {
+		f.untouched = false
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
 	return tx, nil
@@ -107,10 +128,12 @@ func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, err
 // does not exist (before the first Apply or Reconcile, or after Cleanup).
 func (f *Fake) Read(ctx context.Context) (*State, error) {
 	if err := ctx.Err(); err != nil {
+		f.MarkTouched() // a failed read, as the Kernel's
 		return nil, fmt.Errorf("read table %q: %w", f.table, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.untouched = true
 	if f.state == nil {
 		return nil, fmt.Errorf("read table %q: %w", f.table, ErrNotFound)
 	}
@@ -174,18 +197,37 @@ func (f *Fake) FailNext(err error) {
 }
 
 // Mutate changes the table directly, bypassing transactions and history, to
-// simulate drift (another process editing the table, a kernel that lost state).
-// The table is created when missing. mutate must leave a consistent state: the
-// Fake does not validate it.
+// simulate drift (another process editing the table, a kernel that lost state),
+// and makes Untouched false, as the Kernel's change monitor would. The table is
+// created when missing. mutate must leave a consistent state: the Fake does not
+// validate it.
 func (f *Fake) Mutate(mutate func(s *State)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.untouched = false
 	if f.state == nil {
 		f.state = NewState()
 	}
 	next := f.state.Clone()
 	mutate(next)
 	f.state = next
+}
+
+// Untouched implements TamperEvident: true after a successful Read or Reconcile
+// until Mutate, MarkTouched or a failed Apply or Reconcile.
+func (f *Fake) Untouched() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.untouched
+}
+
+// MarkTouched makes Untouched false without changing the table, as the Kernel's
+// would after lost change notifications, a stopped monitor or UntouchedMaxAge
+// without a full read.
+func (f *Fake) MarkTouched() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.untouched = false
 }
 
 // applyChecked is Transaction.ApplyTo plus the checks the kernel makes on

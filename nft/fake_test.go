@@ -503,3 +503,54 @@ func TestFakeCanonicalRanges(t *testing.T) {
 		t.Fatalf("delete by the range form: %v", err)
 	}
 }
+
+// TestFakeUntouched follows Untouched through the events that set and clear
+// it, as Kernel's with its monitor running (TestKernelUntouched).
+func TestFakeUntouched(t *testing.T) {
+	ctx := context.Background()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	f := NewFake("t")
+	var refused Transaction
+	refused.DeleteChain("nope")
+	for i, step := range []struct {
+		do   func() error
+		want bool
+	}{
+		{func() error { return nil }, false}, // nothing read yet
+		{func() error { _, err := f.Read(ctx); return ignore(err, ErrNotFound) }, true},
+		{func() error { _, err := f.Reconcile(ctx, fxProgram()); return err }, true},
+		{func() error { return f.Apply(ctx, &Transaction{}) }, true},
+		{func() error { f.Mutate(func(s *State) { s.Chains["pol-eg-frontend-egress"].Rules = nil }); return nil }, false},
+		{func() error { _, err := f.Reconcile(ctx, fxProgram()); return err }, true},
+		{func() error { return ignore(f.Apply(ctx, &refused), ErrNotFound) }, false},
+		{func() error { _, err := f.Read(ctx); return err }, true},
+		{func() error { f.MarkTouched(); return nil }, false},
+		{func() error { _, err := f.Reconcile(ctx, fxProgram()); return err }, true},
+		{func() error {
+			f.FailNext(ErrBusy)
+			_, err := f.Reconcile(ctx, fxProgram())
+			return ignore(err, ErrBusy)
+		}, false},
+		{func() error { _, err := f.Reconcile(ctx, fxProgram()); return err }, true},
+		{func() error { return ignore(f.Apply(cancelled, &Transaction{}), context.Canceled) }, false},
+		{func() error { _, err := f.Reconcile(ctx, fxProgram()); return err }, true},
+		{func() error { return f.Cleanup(ctx) }, true}, // an own write
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := f.Untouched(); got != step.want {
+			t.Fatalf("after step %d: Untouched = %v, want %v", i, got, step.want)
+		}
+	}
+}
+
+// ignore returns nil when err wraps want, and an error naming the mismatch
+// otherwise (also when err is nil).
+func ignore(err, want error) error {
+	if errors.Is(err, want) {
+		return nil
+	}
+	return fmt.Errorf("got %v, want %v", err, want)
+}

@@ -35,6 +35,9 @@ import (
 // node; Kernel therefore creates the sets a batch refers to most first. A
 // one-element change stays well under a millisecond.
 //
+// WatchChanges reports changes others make to the table (monitor.go), and
+// Untouched says when nobody did since the last full read (untouched.go).
+//
 // Known limit of google/nftables v0.3.0: chain comments are not sent (the
 // library has no chain userdata), so Read returns chains without comments;
 // Diff does not compare chain comments, so this causes no churn.
@@ -53,6 +56,17 @@ type Kernel struct {
 	captured []netlink.Message
 	sets     map[string]setDef
 	bufSize  int
+	// tamper records what may have changed the table behind this Kernel's
+	// back (see Untouched); monitorBuf is the change monitor's receive
+	// buffer.
+	tamper     *tamperLog
+	monitorBuf int
+	// bufLimit bounds the batch socket buffers, and so the largest batch
+	// (tests lower it).
+	bufLimit int
+	// mutedHook, for tests, runs before a batch sent with the monitors
+	// unsubscribed (mute.go).
+	mutedHook func()
 }
 
 var _ Dataplane = (*Kernel)(nil)
@@ -85,9 +99,12 @@ const (
 // NewKernel opens a netlink connection to nf_tables.
 func NewKernel(opts ...KernelOption) (*Kernel, error) {
 	k := &Kernel{
-		table:   &nftables.Table{Name: DefaultTable, Family: nftables.TableFamilyINet},
-		sets:    map[string]setDef{},
-		bufSize: defaultSocketBuffer,
+		table:      &nftables.Table{Name: DefaultTable, Family: nftables.TableFamilyINet},
+		sets:       map[string]setDef{},
+		bufSize:    defaultSocketBuffer,
+		tamper:     newTamperLog(),
+		monitorBuf: defaultMonitorBuffer,
+		bufLimit:   1 << 30,
 	}
 	for _, o := range opts {
 		o(k)
@@ -119,6 +136,14 @@ func (k *Kernel) dial() error {
 		_ = k.closeConns()
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
+	// The change monitor tells this Kernel's batches from others' by the
+	// port ID in their notifications.
+	port, err := portID(k.batches)
+	if err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare netlink connection: %w", err)
+	}
+	k.tamper.addPort(port)
 	// Error answers carry only the failed message's header, not a copy of
 	// the message (an element message can be 60 KB).
 	if err := k.batches.SetOption(netlink.CapAcknowledge, true); err != nil {
@@ -139,67 +164,6 @@ func (k *Kernel) dial() error {
 			_ = k.closeConns()
 			return fmt.Errorf("nft: prepare netlink connection: %w", err)
 		}
-	}
-	return nil
-}
-
-// primeDumpSize makes the kernel fill dumps in 32 KiB parts on this socket
-// instead of one page. The kernel sizes dump parts by the largest recvmsg
-// buffer it has seen on the socket, and set element dumps restart their walk
-// of the set for every part, so small parts make listing a large set
-// quadratic. One recvmsg with a 32 KiB buffer (a peek at the answer to a cheap
-// request, which the normal receive then consumes) is enough.
-func primeDumpSize(c *netlink.Conn) error {
-	if c == nil {
-		return nil
-	}
-	if _, err := c.Send(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	}); err != nil {
-		return err
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 32<<10)
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		_, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return rerr != unix.EAGAIN
-	}); err != nil {
-		return err
-	}
-	if rerr != nil {
-		return rerr
-	}
-	_, err = c.Receive()
-	return err
-}
-
-// sizeBuffers raises the socket buffers beyond the sysctl limits when allowed
-// (CAP_NET_ADMIN, which programming nftables needs anyway).
-func sizeBuffers(c *netlink.Conn, size int) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		for _, o := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], size); e != nil {
-				if e = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], size); e != nil {
-					serr = e
-				}
-			}
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("netlink socket buffers: %w", serr)
 	}
 	return nil
 }
@@ -269,7 +233,17 @@ type step struct {
 	fn func(*nftables.Conn) error
 }
 
+// apply is applyOnce that records a failure for Untouched: the caller's
+// record of what it programmed no longer matches the kernel's.
 func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
+	err := k.applyOnce(ctx, tx)
+	if err != nil {
+		k.tamper.touch()
+	}
+	return err
+}
+
+func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
@@ -307,14 +281,20 @@ func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
 		}
 	}
+	muted := k.mute(tx)
+	b.echoGen = muted != nil
+	if muted != nil && k.mutedHook != nil {
+		k.mutedHook()
+	}
 	errs, err := k.send(b)
-	if err != nil {
+	muted.end(b)
+	switch {
+	case len(errs) > 0:
+		_ = k.reset()
+		return k.batchErr(tx, b, errs, err)
+	case err != nil:
 		_ = k.reset()
 		return k.wrap(what, err)
-	}
-	if len(errs) > 0 {
-		_ = k.reset()
-		return k.batchErr(tx, b, errs)
 	}
 	return nil
 }
@@ -461,24 +441,6 @@ func busySetsFirst(ops []Op) []int {
 	return order
 }
 
-// growBuffers makes the batch socket's buffers hold need bytes: the kernel
-// refuses a send larger than the send buffer.
-func (k *Kernel) growBuffers(need int) error {
-	const limit = 1 << 30
-	if need > limit {
-		return fmt.Errorf("nft: batch of %d bytes is too large for one netlink send: %w", need, ErrInvalid)
-	}
-	size := k.bufSize
-	for size < need {
-		size *= 2
-	}
-	if err := sizeBuffers(k.batches, size); err != nil {
-		return fmt.Errorf("nft: grow netlink socket buffers to %d bytes: %w", size, err)
-	}
-	k.bufSize = size
-	return nil
-}
-
 var hooks = []struct {
 	ours   Hook
 	kernel nftables.ChainHook
@@ -603,6 +565,7 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 	delTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }}
 	// A table that is not there is already cleaned up.
 	if err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {
+		k.tamper.touch()
 		return err
 	}
 	return nil

@@ -33,7 +33,20 @@ func (k *Kernel) Read(ctx context.Context) (*State, error) {
 // while it was listing (someone else committed a batch in between).
 const readAttempts = 5
 
+// read is readConsistent that records for Untouched what a full read proves.
+// A missing table is a successful read too.
 func (k *Kernel) read(ctx context.Context) (*State, error) {
+	ticket := k.tamper.readStarting()
+	st, err := k.readConsistent(ctx)
+	if err != nil && !IsNotFound(err) {
+		k.tamper.touch()
+		return nil, err
+	}
+	k.tamper.readDone(ticket)
+	return st, err
+}
+
+func (k *Kernel) readConsistent(ctx context.Context) (*State, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nft: read: %w", err)
 	}
@@ -459,27 +472,41 @@ func decodeExprs(fam byte, b []byte) ([]expr.Any, error) {
 // generation returns the ruleset generation, which changes with every
 // committed batch.
 func (k *Kernel) generation() (uint32, error) {
-	msgs, err := k.reader.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
+	msgs, err := k.reader.Execute(getgenRequest())
 	if err != nil {
 		return 0, k.wrap("read generation", err)
 	}
 	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return 0, fmt.Errorf("nft: generation: %w", err)
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_GEN_ID {
-				return ad.Uint32(), nil
-			}
+		if gen, ok := genIDOf(m.Data); ok {
+			return gen, nil
 		}
 	}
 	return 0, fmt.Errorf("nft: no generation in the kernel's answer")
+}
+
+// getgenRequest asks for the ruleset generation (NFT_MSG_GETGEN).
+func getgenRequest() netlink.Message {
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}
+}
+
+// genIDOf returns NFTA_GEN_ID of a generation message (the answer to
+// GETGEN, or a NEWGEN notification), given its data after the header.
+func genIDOf(data []byte) (uint32, bool) {
+	if len(data) < 4 {
+		return 0, false
+	}
+	ad, err := netlink.NewAttributeDecoder(data[4:])
+	if err != nil {
+		return 0, false
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32(), true
+		}
+	}
+	return 0, false
 }

@@ -203,7 +203,10 @@ func TestKernelCleanup(t *testing.T) {
 }
 
 // TestKernelErrors checks the sentinel mapping, that the error names the
-// refused operation, and that a failed batch changes nothing.
+// refused operation (the last of the transaction), and that a failed batch
+// changes nothing, also when the kernel refuses only the last of 35 messages
+// (a new set of 50,000 elements, a chain using it, changed rules and a vmap
+// element deleted).
 func TestKernelErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -234,6 +237,15 @@ func TestKernelErrors(t *testing.T) {
 		{"range in a plain set", func(tx *nft.Transaction) {
 			tx.AddElements("peer-v4-web", rng("198.18.0.1", "198.18.0.2"))
 		}, nft.ErrInvalid},
+		{"last message of a large batch", func(tx *nft.Transaction) {
+			tx.AddSet(nft.Set{Name: "big", Key: []nft.KeyType{nft.TypeIPv4Addr}})
+			tx.AddElements("big", v4Seq(50_000)...)
+			tx.AddChain(nft.Chain{Name: "new"})
+			tx.ReplaceRules("new", []nft.Rule{{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldIPSaddr}, Set: "big"}, accept()}}})
+			tx.ReplaceRules("pod-eg-b", []nft.Rule{{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: "new"}}}})
+			tx.DeleteElements("ingress-v4", gotoChain("198.18.0.10", "pod-in-a"))
+			tx.DeleteChain("nope")
+		}, nft.ErrNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, k := newKernel(t)
@@ -253,10 +265,10 @@ func TestKernelErrors(t *testing.T) {
 				}
 			}
 			// The error names the operation the kernel refused, not the
-			// valid one before it.
+			// valid ones before it.
 			var opErr *nft.OpError
-			if !errors.As(err, &opErr) || opErr.Index != 1 {
-				t.Errorf("error %v: want an *OpError for operation 1, got %+v", err, opErr)
+			if last := len(tx.Ops) - 1; !errors.As(err, &opErr) || opErr.Index != last {
+				t.Errorf("error %v: want an *OpError for operation %d, got %+v", err, last, opErr)
 			}
 			t.Logf("error: %v", err)
 			assertConverged(t, k, st)

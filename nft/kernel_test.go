@@ -27,11 +27,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/ke
 
 const testTable = "nftwarden-test"
 
-// newKernel returns a Kernel programming a fresh network namespace.
-func newKernel(t testing.TB) (*nfttest.NetNS, *nft.Kernel) {
+// newKernel returns a Kernel programming a fresh network namespace, with
+// further options if given.
+func newKernel(t testing.TB, opts ...nft.KernelOption) (*nfttest.NetNS, *nft.Kernel) {
 	t.Helper()
 	ns := nfttest.NewNetNS(t)
-	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
+	k, err := nft.NewKernel(append([]nft.KernelOption{nft.WithTable(testTable), nft.WithNetNS(ns.FD)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewKernel: %v", err)
 	}

@@ -136,7 +136,8 @@ func (t *Transaction) Size() int {
 }
 
 // Dataplane programs one nftables table. Implementations: Kernel (netlink) and Fake
-// (memory). All methods are safe to call from one goroutine at a time.
+// (memory); both are also TamperEvident. All methods are safe to call from one
+// goroutine at a time.
 type Dataplane interface {
 	// Apply applies tx as one atomic batch. On error nothing of tx took effect and
 	// the caller should fall back to Reconcile.
@@ -150,6 +151,18 @@ type Dataplane interface {
 	Read(ctx context.Context) (*State, error)
 	// Cleanup deletes the table and nothing else; a missing table is not an error.
 	Cleanup(ctx context.Context) error
+}
+
+// TamperEvident is implemented by a Dataplane that can prove nobody else changed
+// its table (Kernel, with its change monitor running; Fake). A caller that keeps
+// its own record of what it programmed may, on a periodic resync, diff that
+// record against its desired state instead of calling Reconcile, which reads the
+// whole table, when Untouched reports true.
+type TamperEvident interface {
+	// Untouched reports whether the table holds exactly what this Dataplane last
+	// read from it (Read, Reconcile) or wrote to it since. False is always safe:
+	// it only costs a Reconcile. Implementations say what they rely on.
+	Untouched() bool
 }
 
 // Sentinel errors, matched with errors.Is (or the Is* predicates).

@@ -1,0 +1,15 @@
+package nft
+
+// Test hooks, compiled only into this package's tests.
+
+// WithMonitorBuffer sets the change monitor's receive buffer, so that a test
+// can make it overflow.
+func WithMonitorBuffer(bytes int) KernelOption { return func(k *Kernel) { k.monitorBuf = bytes } }
+
+// WithBufferLimit bounds the batch socket buffers, so that a test can send a
+// batch that cannot fit without building a gigabyte of messages.
+func WithBufferLimit(bytes int) KernelOption { return func(k *Kernel) { k.bufLimit = bytes } }
+
+// SetMutedHook makes f run before each batch sent with the change monitors
+// unsubscribed, so that a test can commit another batch in that window.
+func (k *Kernel) SetMutedHook(f func()) { k.mutedHook = f }
