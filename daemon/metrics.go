@@ -31,6 +31,9 @@ type metrics struct {
 	events       *prometheus.CounterVec
 	preflight    *prometheus.GaugeVec
 
+	// Drift: changes to the table by others, and the repairs.
+	driftDetected, driftRepaired prometheus.Counter
+
 	// What the last successful sync left programmed.
 	elements, sets, chains prometheus.Gauge
 	lastSync               prometheus.Gauge
@@ -104,6 +107,14 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "preflight_problem",
 			Help: "1 when a start-up check found a problem (see the log): bridge-netfilter (bridged pod traffic would bypass the forward hook), node-object (no Node has this daemon's node name), other-enforcer (another network policy enforcer's rules are present).",
 		}, []string{"check"}),
+		driftDetected: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "drift_detected_total",
+			Help: "Batches of other processes that changed the table, or losses of the kernel's change notifications, reported by the change monitor.",
+		}),
+		driftRepaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "drift_repaired_total",
+			Help: "Full reconciles that found the table different from what the daemon had programmed and converged it.",
+		}),
 		elements: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "programmed_elements",
 			Help: "Set and map elements in the table after the last successful sync.",
@@ -131,7 +142,7 @@ func newMetrics(src metricSources) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events, m.preflight,
+	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events, m.preflight, m.driftDetected, m.driftRepaired,
 		m.elements, m.sets, m.chains, m.lastSync, m.conntrackRevoked, m.conntrackSweepDuration)
 	// Label values that exist from the start, so rate() and alerts work before
 	// the first error.

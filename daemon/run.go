@@ -140,6 +140,8 @@ func (d *daemon) run(ctx context.Context) error {
 		rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, m)
 		hooks = rv.hooks(hooks)
 	}
+	drift := newDriftRepair(d.log, m, func() { w.RequestReconcile() })
+	hooks = drift.hooks(hooks)
 	w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
 
 	// Deferred in reverse: stop the HTTP server, cancel, then wait for the
@@ -168,6 +170,10 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	if rv != nil {
 		wg.Go(func() { rv.run(ctx) })
+	}
+	if cw, ok := d.dataplane.(changeWatcher); ok {
+		wg.Go(func() { drift.run(ctx) })
+		wg.Go(func() { d.watchChanges(ctx, cw, drift.changed) })
 	}
 
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
@@ -201,6 +207,27 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	return runErr
 }
+
+// watchChanges runs the dataplane's change monitor until ctx ends, starting it
+// again after a failure (meanwhile the periodic reconcile reads the kernel).
+func (d *daemon) watchChanges(ctx context.Context, cw changeWatcher, fn func(nft.ForeignChange)) {
+	for {
+		err := cw.WatchChanges(ctx, fn)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("the kernel's change monitor stopped; drift is found by the periodic reconcile until it runs again",
+			"error", err, "retry_in", changeMonitorRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(changeMonitorRetry):
+		}
+	}
+}
+
+// changeMonitorRetry is the wait before starting a failed change monitor again.
+const changeMonitorRetry = 10 * time.Second
 
 func (d *daemon) notify(state string) {
 	if err := d.notifier.notify(state); err != nil {

@@ -42,6 +42,17 @@ type FlushResult struct {
 	// before, whose conntrack entries RevokeDenied then deletes (false after
 	// pure additions of peers, ports and blocks, and after a failure).
 	Restricts bool
+	// ReadDataplane: a Reconcile that read the table from the dataplane.
+	// False for one that trusted the engine's record of what it programmed,
+	// because the dataplane proved that nobody else changed the table since
+	// it last read it (nft.TamperEvident): such a Reconcile costs what a
+	// Flush costs.
+	ReadDataplane bool
+	// Repaired: a Reconcile read the table, found it different from what the
+	// engine had programmed, and converged it: drift (someone else changed
+	// the table), repaired. A Reconcile at start-up or after a failed Flush
+	// is expected to send operations and does not count.
+	Repaired bool
 }
 
 // Stats counts the model and the desired state.
@@ -277,6 +288,11 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 	if e.needFull {
 		return e.reconcileLocked(ctx)
 	}
+	return e.flushLocked(ctx)
+}
+
+// flushLocked sends what changed within the recorded scope.
+func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
 	start := time.Now()
 	tx := nft.Diff(e.programmed, e.c.desired, e.c.scope)
 	e.c.scope = &nft.Scope{}
@@ -314,15 +330,27 @@ func (e *Engine) Reconcile(ctx context.Context) (FlushResult, error) {
 
 func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 	e.m.commit()
+	if te, ok := e.cfg.Dataplane.(nft.TamperEvident); ok && !e.needFull && te.Untouched() {
+		// Nobody else changed the table since the dataplane last read it
+		// (its change monitor would have said so), and every flush since
+		// succeeded: the table holds exactly the engine's record, so a
+		// Reconcile is a Flush. The dataplane reads the kernel again at
+		// least every nft.UntouchedMaxAge, which also checks the record.
+		res, err := e.flushLocked(ctx)
+		res.Full = true
+		return res, err
+	}
 	start := time.Now()
+	expected := e.needFull
 	want := e.c.desired.Clone()
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
-	res := FlushResult{Full: true, Operations: tx.Size(), Duration: time.Since(start)}
+	res := FlushResult{Full: true, ReadDataplane: true, Operations: tx.Size(), Duration: time.Since(start)}
 	if err != nil {
 		e.setNeedFull()
 		return res, fmt.Errorf("enforcer: reconcile: %w", err)
 	}
 	res.Restricts = restricts(tx, want)
+	res.Repaired = !expected && !tx.Empty()
 	e.programmed = want
 	e.c.scope = &nft.Scope{}
 	e.needFull = false
