@@ -48,7 +48,9 @@ func controlPlane(t *testing.T) *cluster.ControlPlane {
 	}
 	cpOnce.Do(func() {
 		start := time.Now()
-		cp, cpErr = cluster.StartControlPlane(context.Background(), cluster.ControlPlaneOptions{})
+		// Critical pods limited as on a managed cluster: no test pod has a priority
+		// class, and TestIntegrationInstallQuota needs it.
+		cp, cpErr = cluster.StartControlPlane(context.Background(), cluster.ControlPlaneOptions{LimitCriticalPods: true})
 		if cpErr == nil {
 			fmt.Fprintf(os.Stderr, "control plane ready in %s at %s\n", time.Since(start).Round(time.Millisecond), cp.Host)
 		}
