@@ -46,3 +46,21 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CutAPI makes the API server unreachable from every node of the environment: each
+// node's relay closes its open connections and, until RestoreAPI, closes every new one
+// right after accepting it, which is what a client sees of an API server behind a load
+// balancer when the server goes away. The test process keeps its own access, so a test
+// can write a change that the daemons cannot have seen.
+func (e *Env) CutAPI() {
+	for _, n := range e.Nodes {
+		n.relay.setCut(true)
+	}
+}
+
+// RestoreAPI ends CutAPI: the relays forward connections again.
+func (e *Env) RestoreAPI() {
+	for _, n := range e.Nodes {
+		n.relay.setCut(false)
+	}
+}
