@@ -11,11 +11,12 @@ package integration
 //     cut, as a load balancer does when its backend goes), change 1 is written (x/a
 //     also admits y/d), and the control plane is stopped right after: the daemons
 //     cannot have seen change 1 (checked: y/d's address is not in node 0's table).
+//     Once it is stopped, the nodes' relays forward again: they accept and close, as
+//     there is no server behind them, until it listens again.
 //  2. During the outage: enforcement stays (probes), the daemons do not exit, they log
 //     the outage, /metrics answers, and their CPU time stays low (utime+stime of
 //     /proc/PID/stat; at most 10% of one core).
-//  3. The control plane comes back (and the nodes' access with it); change 2 is written
-//     at once (x/b is isolated:
+//  3. The control plane comes back; change 2 is written at once (x/b is isolated:
 //     x/a -> x/b becomes blocked). The time from the API's return until each change is
 //     enforced is measured with probes fired every 100 ms; the requirement is 2 s for
 //     both.
@@ -83,6 +84,9 @@ func TestIntegrationAPIOutage(t *testing.T) {
 	stopping := time.Now()
 	must(t, cp.StopAPIServer())
 	down := time.Now()
+	// From now on the relays find no server behind them, which looks the same to the
+	// daemons; they see the API server again as soon as it listens, starting or not.
+	env.RestoreAPI()
 	kernel, err := tp.a.Node.DumpKernel(ctx)
 	must(t, err)
 	seenBefore := strings.Contains(kernel, tp.d.IPv4.String())
@@ -134,7 +138,6 @@ func TestIntegrationAPIOutage(t *testing.T) {
 	// 3. Back, and change 2 at once.
 	starting := time.Now()
 	must(t, cp.StartAPIServer(ctx))
-	env.RestoreAPI()
 	back := time.Now()
 	must(t, env.ApplyPolicy(ctx, policy(tp.x, "b-deny", selecting(app("b")), ingress())))
 	t.Logf("control plane down for %s, ready %s after its start; change 2 written %s after its return",

@@ -150,6 +150,26 @@ func parallel(ctx context.Context, n, workers int, f func(ctx context.Context, i
 	return context.Cause(ctx)
 }
 
+// firstErr keeps the first error that concurrent goroutines report.
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstErr) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstErr) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
 // metricValue reads one sample of a Prometheus text exposition ("name" or
 // `name{label="v"}`, exactly as exposed).
 func metricValue(body []byte, sample string) (float64, error) {

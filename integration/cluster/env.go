@@ -57,6 +57,7 @@ type Env struct {
 	mu         sync.Mutex
 	pods       []*Pod
 	namespaces []string
+	bg         sync.WaitGroup // teardowns that run after ReplacePod returns
 	unreg      func()
 }
 
@@ -114,8 +115,12 @@ type Pod struct {
 	Netns      string
 	IPv4, IPv6 netip.Addr
 	Ports      []Port
+	// TakeoverGap is set on a pod made by ReplacePod: the time from the request that
+	// deleted the pod it replaced to the end of this pod's status write.
+	TakeoverGap time.Duration
 
 	agent   *agent
+	hostIf  string // the node's end of the pod's veth
 	rmNetns func()
 }
 
@@ -314,6 +319,7 @@ func (e *Env) close() {
 	for _, n := range e.Nodes {
 		n.StopDaemon()
 	}
+	e.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Namespaces first: their pods go with one request each, however many there are.

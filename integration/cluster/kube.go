@@ -67,7 +67,7 @@ func (e *Env) SetNamespaceLabels(ctx context.Context, name string, labels map[st
 // deleted namespace would stay Terminating forever, so the harness empties it and then
 // clears its finalizer, as that controller would.
 func (e *Env) DeleteNamespace(ctx context.Context, name string) error {
-	e.forgetPods(func(p *Pod) bool { return p.Namespace == name })
+	e.forgetPods(func(p *Pod) bool { return p.Namespace == name }, true)
 	// One request for all its pods, API-only ones included (there may be thousands);
 	// deleting that many takes the API server longer than one call usually may.
 	ctx, cancel := context.WithTimeout(ctx, 4*apiTimeout)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -170,11 +172,12 @@ func (e *Env) AddAPIPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 	return p, nil
 }
 
-// AddPod creates the pod in the API server (spec.nodeName set, like a scheduled pod),
-// builds its network namespace, starts its podagent on its ports, and writes its
-// status (Running, podIP, podIPs) the way a kubelet would. Its addresses are spec's
-// (both from the node's ranges) or the node's next free pair.
-func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
+// AddPod creates a pod with a network namespace: it builds the namespace, wires it to
+// its node, starts its podagent on its ports, creates the Pod object (spec.nodeName
+// set, like a scheduled pod) and writes its status (Running, podIP, podIPs) the way a
+// kubelet would. Its addresses are spec's (both from the node's ranges) or the node's
+// next free pair.
+func (e *Env) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	if spec.IPv4.IsValid() || spec.IPv6.IsValid() {
 		n := spec.Node
 		if n == nil {
@@ -189,6 +192,82 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 	if err != nil {
 		return nil, err
 	}
+	link, err := e.preparePod(p, obj)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.wirePod(p, link); err != nil {
+		e.teardownPod(p)
+		return nil, err
+	}
+	created, err := e.createPod(ctx, p, obj)
+	if err != nil {
+		e.teardownPod(p)
+		return nil, err
+	}
+	if err := e.writeRunning(ctx, p, created); err != nil {
+		_ = e.DeletePod(context.Background(), p)
+		return nil, err
+	}
+	return p, nil
+}
+
+// ReplacePod deletes old and creates a pod of spec in its place, with old's addresses
+// on old's node, as a kubelet and CNI plugin do when a new pod gets a deleted pod's
+// address; spec's Node and addresses are ignored. Little time passes between old's
+// deletion and the new pod's status with the addresses (the window in which an
+// enforcer must not let a stale verdict through): the new pod's namespace, agent and
+// Pod object (pending, without addresses) are made first; then old's Pod object is
+// deleted while, on the node, old's veth is removed and the new pod wired in its
+// place; then the new pod's status is written. Old's agent and namespace go after.
+func (e *Env) ReplacePod(ctx context.Context, old *Pod, spec PodSpec) (*Pod, error) {
+	if old.APIOnly() {
+		return nil, fmt.Errorf("replace %s: an API-only pod has no place to take (use DeletePod and AddAPIPod)", old)
+	}
+	spec.Node, spec.IPv4, spec.IPv6 = old.Node, old.IPv4, old.IPv6
+	p, obj, err := e.newPod(spec)
+	if err != nil {
+		return nil, err
+	}
+	link, err := e.preparePod(p, obj)
+	if err != nil {
+		return nil, err
+	}
+	created, err := e.createPod(ctx, p, obj)
+	if err != nil {
+		e.teardownPod(p)
+		return nil, err
+	}
+	var unlink []string
+	if old.hostIf != "" {
+		unlink = []string{"link del " + old.hostIf}
+		old.hostIf = ""
+	}
+	deleting := time.Now()
+	var wired sync.WaitGroup
+	var wireErr error
+	wired.Go(func() { wireErr = e.wirePod(p, link, unlink...) })
+	err = e.deletePodObject(ctx, old)
+	wired.Wait()
+	e.forgetPods(func(q *Pod) bool { return q == old }, false)
+	e.bg.Go(func() { e.teardownPod(old) })
+	if err = errors.Join(err, wireErr); err != nil {
+		_ = e.DeletePod(context.Background(), p)
+		return nil, fmt.Errorf("replace %s: %w", old, err)
+	}
+	if err := e.writeRunning(ctx, p, created); err != nil {
+		_ = e.DeletePod(context.Background(), p)
+		return nil, err
+	}
+	p.TakeoverGap = time.Since(deleting)
+	return p, nil
+}
+
+// preparePod builds the pod's namespace and veth, configures the pod's side and starts
+// its agent, but does not route the pod's addresses to it on the node yet (wirePod):
+// they may still belong to a pod being replaced. It returns the link number that
+// names the node's side of the veth. On error nothing is left.
+func (e *Env) preparePod(p *Pod, obj *corev1.Pod) (_ int, err error) {
 	n := p.Node
 	var tcp, udp, sctp []string
 	for _, port := range obj.Spec.Containers[0].Ports {
@@ -207,26 +286,21 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 	link := n.nextLink
 	e.mu.Unlock()
 	p.Netns = fmt.Sprintf("%s-n%d-p%d", e.id, slices.Index(e.Nodes, n), link)
-
-	created, err := e.createPod(ctx, p, obj)
-	if err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
-			_ = e.DeletePod(context.Background(), p)
+			e.teardownPod(p)
 		}
 	}()
-
 	if p.rmNetns, err = createNetns(p.Netns); err != nil {
-		return nil, err
+		return 0, err
 	}
 	hostIf := fmt.Sprintf("p%d", link)
 	if err := ip("-n", p.Netns, "link", "add", "eth0", "type", "veth", "peer", "name", hostIf, "netns", n.Netns); err != nil {
-		return nil, err
+		return 0, err
 	}
+	p.hostIf = hostIf
 	if err := nsSysctls(p.Netns, map[string]string{"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/eth0/accept_dad": "0"}); err != nil {
-		return nil, err
+		return 0, err
 	}
 	var podCmds, nodeCmds []string
 	if e.opts.Bridged {
@@ -237,7 +311,6 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 			fmt.Sprintf("route add default via 198.18.%d.254", 16+n.Index),
 			fmt.Sprintf("route add ::/0 via 2001:db8:1:%x::fffe", n.Index),
 		}
-		nodeCmds = []string{"link set " + hostIf + " master br0", "link set " + hostIf + " up"}
 	} else {
 		// Routed like Calico: the pod sends everything to its veth; the node answers ARP
 		// by proxy and owns fe80::1 on its side for IPv6.
@@ -248,54 +321,71 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
 			"route add default dev eth0 scope link",
 			"route add ::/0 via fe80::1 dev eth0",
 		}
-		nodeCmds = []string{
-			"addr add fe80::1/64 dev " + hostIf + " nodad",
-			"link set " + hostIf + " up",
-			"route add " + p.IPv4.String() + "/32 dev " + hostIf,
-			"route add " + p.IPv6.String() + "/128 dev " + hostIf,
-		}
+		nodeCmds = []string{"addr add fe80::1/64 dev " + hostIf + " nodad"}
 		// Proxy ARP answers after a random delay of up to 0.8 s by default, which the
 		// first probe of a new pod would wait for; Calico sets it to 0 on its veths too.
 		if err := nsSysctls(n.Netns, map[string]string{
 			"net/ipv4/conf/" + hostIf + "/proxy_arp":    "1",
 			"net/ipv4/neigh/" + hostIf + "/proxy_delay": "0",
 		}); err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
-	if err := ipBatch(n.Netns, nodeCmds); err != nil {
-		return nil, err
+	if len(nodeCmds) > 0 {
+		if err := ipBatch(n.Netns, nodeCmds); err != nil {
+			return 0, err
+		}
 	}
 	if err := ipBatch(p.Netns, podCmds); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if p.agent, err = startAgent(e.agentBin, p.Netns, p.String(), filepath.Join(e.Dir, "agent-"+p.Namespace+"-"+p.Name+".log"), tcp, udp, sctp); err != nil {
-		return nil, err
+		return 0, err
 	}
-	if err := e.writeRunning(ctx, p, created); err != nil {
-		return nil, err
+	return link, nil
+}
+
+// wirePod runs the ip(8) commands first in the node's namespace, then wires a
+// prepared pod to its node (routes to its addresses, or its port on the node's
+// bridge), all as one batch.
+func (e *Env) wirePod(p *Pod, link int, first ...string) error {
+	hostIf := fmt.Sprintf("p%d", link)
+	cmds := slices.Clone(first)
+	if e.opts.Bridged {
+		cmds = append(cmds, "link set "+hostIf+" master br0", "link set "+hostIf+" up")
+	} else {
+		cmds = append(cmds,
+			"link set "+hostIf+" up",
+			"route add "+p.IPv4.String()+"/32 dev "+hostIf,
+			"route add "+p.IPv6.String()+"/128 dev "+hostIf)
 	}
-	return p, nil
+	return ipBatch(p.Node.Netns, cmds)
 }
 
 // DeletePod removes the pod from the API server (immediately, as a kubelet confirming
 // the deletion would) and tears down its namespace and agent. Safe for concurrent use
 // on different pods.
 func (e *Env) DeletePod(ctx context.Context, p *Pod) error {
+	err := e.deletePodObject(ctx, p)
+	e.forgetPods(func(q *Pod) bool { return q == p }, true)
+	return err
+}
+
+// deletePodObject deletes the Pod object at once (grace period 0); a missing one is not
+// an error.
+func (e *Env) deletePodObject(ctx context.Context, p *Pod) error {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	err := e.CP.Client.CoreV1().Pods(p.Namespace).Delete(actx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 	if err != nil && !isNotFound(err) {
-		err = fmt.Errorf("delete pod %s: %w", p, err)
-	} else {
-		err = nil
+		return fmt.Errorf("delete pod %s: %w", p, err)
 	}
-	e.forgetPods(func(q *Pod) bool { return q == p })
-	return err
+	return nil
 }
 
-// forgetPods tears down and forgets the pods for which match is true.
-func (e *Env) forgetPods(match func(*Pod) bool) {
+// forgetPods forgets the pods for which match is true, and tears them down if
+// teardown is set.
+func (e *Env) forgetPods(match func(*Pod) bool, teardown bool) {
 	e.mu.Lock()
 	var gone []*Pod
 	e.pods = slices.DeleteFunc(e.pods, func(q *Pod) bool {
@@ -306,8 +396,10 @@ func (e *Env) forgetPods(match func(*Pod) bool) {
 		return false
 	})
 	e.mu.Unlock()
-	for _, p := range gone {
-		e.teardownPod(p)
+	if teardown {
+		for _, p := range gone {
+			e.teardownPod(p)
+		}
 	}
 }
 
@@ -315,6 +407,13 @@ func (e *Env) teardownPod(p *Pod) {
 	if p.agent != nil {
 		p.agent.stop()
 		p.agent = nil
+	}
+	if p.hostIf != "" {
+		// The kernel removes a deleted namespace's links (and the node's routes through
+		// them) some time later; deleting the node's end now frees the pod's addresses
+		// for a pod that takes them next.
+		_ = ip("-n", p.Node.Netns, "link", "del", p.hostIf)
+		p.hostIf = ""
 	}
 	if p.rmNetns != nil {
 		p.rmNetns()
