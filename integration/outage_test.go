@@ -50,7 +50,7 @@ var outageLog = regexp.MustCompile(`(?i)api server.*(unreachable|unavailable|dow
 func TestIntegrationAPIOutage(t *testing.T) {
 	outage := time.Duration(envInt(t, "NFTW_OUTAGE_SECONDS", 60)) * time.Second
 	measureMax := time.Duration(envInt(t, "NFTW_OUTAGE_MEASURE_SECONDS", 15)) * time.Second
-	controlPlane(t) // root check, and its cleanup at the end of the binary
+	needRoot(t)
 	ctx := testCtx(t)
 	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{})
 	must(t, err)

@@ -32,8 +32,12 @@ func (n *Node) PodCIDRv6() netip.Prefix {
 // PodAddrs returns the k-th address pair of the node's pod ranges (1 <= k <= 250):
 // 198.18.(16+Index).k and 2001:db8:1:<Index>::k. AddPod and AddAPIPod without chosen
 // addresses take k = 1, 2, ... in order; a test that chooses addresses itself should
-// take them from the top (k near 250) so that the two never meet.
+// take them from the top (k near 250) so that the two never meet. Any other k is a bug
+// in the test: it panics.
 func (n *Node) PodAddrs(k int) (ipv4, ipv6 netip.Addr) {
+	if k < 1 || k > maxPodAddrs {
+		panic(fmt.Sprintf("Node.PodAddrs(%d): want 1 <= k <= %d", k, maxPodAddrs))
+	}
 	v4 := n.PodCIDRv4().Addr().As4()
 	v4[3] = byte(k)
 	v6 := n.PodCIDRv6().Addr().As16()
@@ -47,8 +51,11 @@ const maxUnrouted = 8190
 // UnroutedAddrs returns the i-th address pair (0 <= i < 8190) of ranges that no node
 // routes: 198.18.224.0/19 and 2001:db8:ff::/64. They are for API-only pods that only
 // need to exist in the API (peer sets with thousands of members): packets to them go
-// nowhere.
+// nowhere. Any other i is a bug in the test: it panics.
 func UnroutedAddrs(i int) (ipv4, ipv6 netip.Addr) {
+	if i < 0 || i >= maxUnrouted {
+		panic(fmt.Sprintf("cluster.UnroutedAddrs(%d): want 0 <= i < %d", i, maxUnrouted))
+	}
 	n := i + 1
 	v4 := netip.AddrFrom4([4]byte{198, 18, byte(224 + n>>8), byte(n)})
 	v6 := netip.MustParseAddr("2001:db8:ff::").As16()
