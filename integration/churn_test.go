@@ -72,8 +72,8 @@ func (o *churnOutcome) record(holder *cluster.Pod, allowed bool, f cluster.Flow,
 	case reachable && !allowed:
 		o.staleAllows++
 		if len(o.stale) < 10 {
-			o.stale = append(o.stale, fmt.Sprintf("%s (%s %s) reached the server over %s at %s",
-				holder, holder.IPv4, holder.IPv6, f, time.Now().Format("15:04:05.000")))
+			o.stale = append(o.stale, fmt.Sprintf("%s (%s %s) reached the server over %s at %s, %s after the previous holder's deletion",
+				holder, holder.IPv4, holder.IPv6, f, time.Now().Format("15:04:05.000"), holder.TakeoverGap.Round(time.Millisecond)))
 		}
 	case !reachable && allowed:
 		o.falseDenies++
