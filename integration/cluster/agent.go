@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"sync"
 	"time"
+
+	"github.com/nftwarden/nftwarden/integration/internal/agentwire"
 )
 
 // agent is a running podagent (integration/cmd/podagent) in a pod namespace, driven
@@ -30,29 +32,11 @@ type agent struct {
 	readErr  error
 }
 
-// agentRequest and agentResponse are the podagent's request and response (see
-// integration/cmd/podagent).
-type agentRequest struct {
-	ID         int64  `json:"id"`
-	Op         string `json:"op,omitempty"`
-	Addr       string `json:"addr,omitempty"`
-	Port       uint16 `json:"port,omitempty"`
-	Proto      string `json:"proto,omitempty"`
-	TimeoutMS  int    `json:"timeout_ms,omitempty"`
-	IntervalMS int    `json:"interval_ms,omitempty"`
-	Session    int64  `json:"session,omitempty"`
-}
-
-type agentResponse struct {
-	ID        int64  `json:"id,omitempty"`
-	Ready     bool   `json:"ready,omitempty"`
-	OK        bool   `json:"ok,omitempty"`
-	Peer      string `json:"peer,omitempty"`
-	Error     string `json:"error,omitempty"`
-	Session   int64  `json:"session,omitempty"`
-	Exchanges int    `json:"exchanges,omitempty"`
-	BrokenNS  int64  `json:"broken_ns,omitempty"`
-}
+// agentRequest and agentResponse are the podagent's protocol (package agentwire).
+type (
+	agentRequest  = agentwire.Request
+	agentResponse = agentwire.Response
+)
 
 // startAgent runs the podagent binary inside namespace ns and waits for it to report
 // that its listeners are bound.

@@ -195,11 +195,7 @@ func (e *Env) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 				spec.Namespace, spec.Name, spec.IPv4, spec.IPv6, n.Name, n.PodCIDRv4(), n.PodCIDRv6())
 		}
 	}
-	p, obj, err := e.newPod(spec)
-	if err != nil {
-		return nil, err
-	}
-	link, err := e.preparePod(p, obj)
+	p, obj, link, err := e.preparePod(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +228,7 @@ func (e *Env) ReplacePod(ctx context.Context, old *Pod, spec PodSpec) (*Pod, err
 		return nil, fmt.Errorf("replace %s: an API-only pod has no place to take (use DeletePod and AddAPIPod)", old)
 	}
 	spec.Node, spec.IPv4, spec.IPv6 = old.Node, old.IPv4, old.IPv6
-	p, obj, err := e.newPod(spec)
-	if err != nil {
-		return nil, err
-	}
-	link, err := e.preparePod(p, obj)
+	p, obj, link, err := e.preparePod(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -270,11 +262,16 @@ func (e *Env) ReplacePod(ctx context.Context, old *Pod, spec PodSpec) (*Pod, err
 	return p, nil
 }
 
-// preparePod builds the pod's namespace and veth, configures the pod's side and starts
-// its agent, but does not route the pod's addresses to it on the node yet (wirePod):
-// they may still belong to a pod being replaced. It returns the link number that
-// names the node's side of the veth. On error nothing is left.
-func (e *Env) preparePod(p *Pod, obj *corev1.Pod) (_ int, err error) {
+// preparePod makes the pod of spec and its object (newPod), builds its namespace and
+// veth, configures the pod's side and starts its agent, but does not route the pod's
+// addresses to it on the node yet (wirePod): they may still belong to a pod being
+// replaced. It also returns the link number that names the node's side of the veth.
+// On error nothing is left.
+func (e *Env) preparePod(spec PodSpec) (_ *Pod, _ *corev1.Pod, link int, err error) {
+	p, obj, err := e.newPod(spec)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	n := p.Node
 	var tcp, udp, sctp []string
 	for _, port := range obj.Spec.Containers[0].Ports {
@@ -290,7 +287,7 @@ func (e *Env) preparePod(p *Pod, obj *corev1.Pod) (_ int, err error) {
 	}
 	e.mu.Lock()
 	n.nextLink++
-	link := n.nextLink
+	link = n.nextLink
 	e.mu.Unlock()
 	p.Netns = fmt.Sprintf("%s-n%d-p%d", e.id, slices.Index(e.Nodes, n), link)
 	defer func() {
@@ -299,15 +296,15 @@ func (e *Env) preparePod(p *Pod, obj *corev1.Pod) (_ int, err error) {
 		}
 	}()
 	if p.rmNetns, err = createNetns(p.Netns); err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
 	hostIf := fmt.Sprintf("p%d", link)
 	if err := ip("-n", p.Netns, "link", "add", "eth0", "type", "veth", "peer", "name", hostIf, "netns", n.Netns); err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
 	p.hostIf = hostIf
 	if err := nsSysctls(p.Netns, map[string]string{"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/eth0/accept_dad": "0"}); err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
 	var podCmds, nodeCmds []string
 	if e.opts.Bridged {
@@ -335,21 +332,21 @@ func (e *Env) preparePod(p *Pod, obj *corev1.Pod) (_ int, err error) {
 			"net/ipv4/conf/" + hostIf + "/proxy_arp":    "1",
 			"net/ipv4/neigh/" + hostIf + "/proxy_delay": "0",
 		}); err != nil {
-			return 0, err
+			return nil, nil, 0, err
 		}
 	}
 	if len(nodeCmds) > 0 {
 		if err := ipBatch(n.Netns, nodeCmds); err != nil {
-			return 0, err
+			return nil, nil, 0, err
 		}
 	}
 	if err := ipBatch(p.Netns, podCmds); err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
 	if p.agent, err = startAgent(e.agentBin, p.Netns, p.String(), filepath.Join(e.Dir, "agent-"+p.Namespace+"-"+p.Name+".log"), tcp, udp, sctp); err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
-	return link, nil
+	return p, obj, link, nil
 }
 
 // wirePod runs the ip(8) commands first in the node's namespace, then wires a

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nftwarden/nftwarden/integration/internal/agentwire"
 )
 
 // SessionInterval is the time between two exchanges of a Session.
@@ -55,7 +57,7 @@ func (e *Env) OpenSession(ctx context.Context, from, to *Pod, f Flow) (*Session,
 	s := &Session{From: from, To: to, Flow: f, agent: from.agent, id: from.agent.newID()}
 	s.agent.onSession(s.id, s.event)
 	r, err := s.agent.call(ctx, agentRequest{
-		ID: s.id, Op: "open", Addr: to.Addr(f.family()).String(), Port: f.Port,
+		ID: s.id, Op: agentwire.OpOpen, Addr: to.Addr(f.family()).String(), Port: f.Port,
 		Proto: strings.ToLower(string(f.proto())), TimeoutMS: int(e.opts.ProbeTimeout / time.Millisecond),
 		IntervalMS: int(SessionInterval / time.Millisecond),
 	}, sessionOpenTimeout)
@@ -132,7 +134,7 @@ func (s *Session) Close() error {
 		return nil
 	default:
 	}
-	r, err := s.agent.call(context.Background(), agentRequest{ID: s.agent.newID(), Op: "close", Session: s.id}, 5*time.Second)
+	r, err := s.agent.call(context.Background(), agentRequest{ID: s.agent.newID(), Op: agentwire.OpClose, Session: s.id}, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("close %s: %w", s, err)
 	}

@@ -31,38 +31,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nftwarden/nftwarden/integration/internal/agentwire"
 )
 
-// request is one order. Op "" (a probe): connect to Addr:Port with Proto ("tcp",
-// "udp" or "sctp") and wait at most TimeoutMS for the server's greeting. Op "open":
-// open a session (TCP or UDP) to Addr:Port with an exchange every IntervalMS, each
-// bounded by TimeoutMS; the session is known by this request's ID. Op "close": end
-// session Session.
-type request struct {
-	ID         int64  `json:"id"`
-	Op         string `json:"op,omitempty"`
-	Addr       string `json:"addr,omitempty"`
-	Port       uint16 `json:"port,omitempty"`
-	Proto      string `json:"proto,omitempty"`
-	TimeoutMS  int    `json:"timeout_ms,omitempty"`
-	IntervalMS int    `json:"interval_ms,omitempty"`
-	Session    int64  `json:"session,omitempty"`
-}
-
-// response answers request ID: OK when the greeting (or a session's first answer)
-// arrived, Peer is the name in it. A line with Session set is an event of that session
-// instead: Exchanges is how many exchanges have succeeded; BrokenNS (Unix nanoseconds),
-// when set, is when the exchange that failed started, and Error says why.
-type response struct {
-	ID        int64  `json:"id,omitempty"`
-	Ready     bool   `json:"ready,omitempty"`
-	OK        bool   `json:"ok,omitempty"`
-	Peer      string `json:"peer,omitempty"`
-	Error     string `json:"error,omitempty"`
-	Session   int64  `json:"session,omitempty"`
-	Exchanges int    `json:"exchanges,omitempty"`
-	BrokenNS  int64  `json:"broken_ns,omitempty"`
-}
+// request and response are the protocol's (package agentwire).
+type (
+	request  = agentwire.Request
+	response = agentwire.Response
+)
 
 const greetingPrefix = "podagent "
 
@@ -135,11 +112,11 @@ func run() error {
 		go func() {
 			defer wg.Done()
 			switch req.Op {
-			case "":
+			case agentwire.OpProbe:
 				out.write(probe(req))
-			case "open":
+			case agentwire.OpOpen:
 				ss.open(req)
-			case "close":
+			case agentwire.OpClose:
 				ss.close(req)
 			default:
 				out.write(response{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
