@@ -19,9 +19,11 @@
 //     as the service account of daemon/deploy/rbac.yaml with that file applied as
 //     written; it can be stopped (SIGTERM) or killed (SIGKILL), and its kernel table
 //     compared with the one the API server's objects compile to (WaitConverged);
-//   - outages of the control plane (StopAPIServer, StartAPIServer) and, as an option,
-//     the admission of a managed cluster that limits critical pods to namespaces with a
-//     matching ResourceQuota (ControlPlaneOptions.LimitCriticalPods).
+//   - outages of the control plane (StopAPIServer, StartAPIServer), and a node's loss
+//     of the API server, with its connections closed (Node.CutAPI) or silently
+//     (Node.BlackholeAPI: packets dropped, as with a dead host or a partition);
+//   - as an option, the admission of a managed cluster that limits critical pods to
+//     namespaces with a matching ResourceQuota (ControlPlaneOptions.LimitCriticalPods).
 //
 // Tests get an Env with StartForTest, which removes it when the test ends and logs its
 // Diagnostics first if the test failed.
@@ -48,5 +50,6 @@
 // registered with a Janitor, and is removed by Close, by the Janitor on SIGINT, and
 // (for leftovers of a process that died) by RemoveStale. It never changes routes,
 // sysctls or nftables in the machine's own network namespace: the only things it starts
-// there are etcd, kube-apiserver and the relays' outbound connections.
+// there are etcd, kube-apiserver and the relays' outbound connections. (BlackholeAPI
+// adds a table of its own, nftw_it_blackhole, in a node's namespace.)
 package cluster

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,20 +50,55 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	return nil
 }
 
-// CutAPI makes the API server unreachable from every node of the environment: each
-// node's relay closes its open connections and, until RestoreAPI, closes every new one
-// right after accepting it, which is what a client sees of an API server behind a load
-// balancer when the server goes away. The test process keeps its own access, so a test
-// can write a change that the daemons cannot have seen.
-func (e *Env) CutAPI() {
-	for _, n := range e.Nodes {
-		n.relay.setCut(true)
+// CutAPI makes the API server unreachable from the node: its relay closes its open
+// connections and, until RestoreAPI, closes every new one right after accepting it,
+// which is what a client sees of an API server behind a load balancer when the server
+// goes away. The test process keeps its own access, so a test can write a change that
+// the node's daemon cannot have seen.
+func (n *Node) CutAPI() { n.relay.setCut(true) }
+
+// RestoreAPI ends CutAPI: the relay forwards connections again.
+func (n *Node) RestoreAPI() { n.relay.setCut(false) }
+
+// blackholeTable is the nftables table (in a node namespace, never the machine's) with
+// which BlackholeAPI drops the node's traffic to the API server.
+const blackholeTable = "nftw_it_blackhole"
+
+// BlackholeAPI makes the API server silently unreachable from the node, as a dead host
+// or a network partition does: packets between the node and its relay to the API
+// server are dropped in both directions, so connections stay open without an answer
+// and new ones hang in their handshake; nothing is closed or refused, and clients
+// notice only by their own timeouts. EndBlackhole lifts it. (CutAPI is the other kind
+// of loss: connections closed at once.)
+func (n *Node) BlackholeAPI(ctx context.Context) error {
+	port := strconv.Itoa(n.env.CP.Port)
+	rules := "table inet " + blackholeTable + " {\n" +
+		"\tchain out {\n\t\ttype filter hook output priority -300; policy accept;\n" +
+		"\t\toifname \"lo\" tcp dport " + port + " drop\n" +
+		"\t\toifname \"lo\" tcp sport " + port + " drop\n\t}\n}\n"
+	if err := n.nft(ctx, rules); err != nil {
+		return fmt.Errorf("blackhole the API server on %s: %w", n.Name, err)
 	}
+	return nil
 }
 
-// RestoreAPI ends CutAPI: the relays forward connections again.
-func (e *Env) RestoreAPI() {
-	for _, n := range e.Nodes {
-		n.relay.setCut(false)
+// EndBlackhole ends BlackholeAPI: packets flow again, and a connection that one end
+// closed meanwhile is reset when the other end next sends.
+func (n *Node) EndBlackhole(ctx context.Context) error {
+	if err := n.nft(ctx, "delete table inet "+blackholeTable+"\n"); err != nil {
+		return fmt.Errorf("end the blackhole on %s: %w", n.Name, err)
 	}
+	return nil
+}
+
+// nft feeds a ruleset to the nft tool inside the node's namespace.
+func (n *Node) nft(ctx context.Context, ruleset string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Netns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft -f in %s: %w: %s", n.Netns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
