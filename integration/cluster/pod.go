@@ -163,7 +163,7 @@ func (e *Env) writeRunning(ctx context.Context, p *Pod, created *corev1.Pod) err
 // spec.Node with status Running and the addresses of spec (the node's next free pair
 // if both are zero), as a kubelet would report it, but no network namespace and no
 // agent. It makes churn and large peer sets cheap. Safe for concurrent use.
-func (e *Env) AddAPIPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
+func (e *Env) AddAPIPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	p, obj, err := e.newPod(spec)
 	if err != nil {
 		return nil, err
