@@ -3,6 +3,7 @@ module github.com/nftwarden/nftwarden/integration
 go 1.26.8
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/nftwarden/nftwarden v0.0.0
 	github.com/vishvananda/netns v0.0.5
 	k8s.io/api v0.37.2
@@ -30,7 +31,6 @@ require (
 	github.com/go-openapi/swag/typeutils v0.27.1 // indirect
 	github.com/go-openapi/swag/yamlutils v0.27.1 // indirect
 	github.com/google/gnostic-models v0.7.0 // indirect
-	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/nftables v0.3.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hashicorp/go-immutable-radix v1.3.1 // indirect

@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -161,5 +159,3 @@ func namedPort(proto corev1.Protocol, name string) networkingv1.NetworkPolicyPor
 func app(name string) map[string]string { return map[string]string{"app": name} }
 
 func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

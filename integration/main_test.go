@@ -40,15 +40,23 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// controlPlane starts the shared control plane on first use.
-func controlPlane(t *testing.T) *cluster.ControlPlane {
+// needRoot skips t unless it runs as root.
+func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("integration tests need root (network namespaces, nftables)")
 	}
+}
+
+// controlPlane starts the shared control plane on first use.
+func controlPlane(t *testing.T) *cluster.ControlPlane {
+	t.Helper()
+	needRoot(t)
 	cpOnce.Do(func() {
 		start := time.Now()
-		cp, cpErr = cluster.StartControlPlane(context.Background(), cluster.ControlPlaneOptions{})
+		// Critical pods limited as on a managed cluster: no test pod has a priority
+		// class, and TestIntegrationInstallQuota needs it.
+		cp, cpErr = cluster.StartControlPlane(context.Background(), cluster.ControlPlaneOptions{LimitCriticalPods: true})
 		if cpErr == nil {
 			fmt.Fprintf(os.Stderr, "control plane ready in %s at %s\n", time.Since(start).Round(time.Millisecond), cp.Host)
 		}

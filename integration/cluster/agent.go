@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"sync"
 	"time"
+
+	"github.com/nftwarden/nftwarden/integration/internal/agentwire"
 )
 
 // agent is a running podagent (integration/cmd/podagent) in a pod namespace, driven
@@ -24,25 +26,17 @@ type agent struct {
 	mu      sync.Mutex
 	nextID  int64
 	waiting map[int64]chan agentResponse
-	done    chan struct{}
-	readErr error
+	// sessions receive the events of the agent's open sessions, by session ID.
+	sessions map[int64]func(agentResponse)
+	done     chan struct{}
+	readErr  error
 }
 
-type agentRequest struct {
-	ID        int64  `json:"id"`
-	Addr      string `json:"addr"`
-	Port      uint16 `json:"port"`
-	Proto     string `json:"proto"`
-	TimeoutMS int    `json:"timeout_ms"`
-}
-
-type agentResponse struct {
-	ID    int64  `json:"id"`
-	Ready bool   `json:"ready,omitempty"`
-	OK    bool   `json:"ok"`
-	Peer  string `json:"peer,omitempty"`
-	Error string `json:"error,omitempty"`
-}
+// agentRequest and agentResponse are the podagent's protocol (package agentwire).
+type (
+	agentRequest  = agentwire.Request
+	agentResponse = agentwire.Response
+)
 
 // startAgent runs the podagent binary inside namespace ns and waits for it to report
 // that its listeners are bound.
@@ -69,7 +63,8 @@ func startAgent(binary, ns, name, logPath string, tcp, udp, sctp []string) (*age
 		logf.Close()
 		return nil, fmt.Errorf("start podagent in %s: %w", ns, err)
 	}
-	a := &agent{cmd: cmd, stdin: stdin, logPath: logPath, waiting: map[int64]chan agentResponse{}, done: make(chan struct{})}
+	a := &agent{cmd: cmd, stdin: stdin, logPath: logPath, waiting: map[int64]chan agentResponse{},
+		sessions: map[int64]func(agentResponse){}, done: make(chan struct{})}
 	a.unreg = defaultJanitor.register(a.kill)
 	ready := make(chan struct{})
 	go a.read(stdout, ready, logf)
@@ -113,6 +108,15 @@ func (a *agent) read(stdout io.Reader, ready chan struct{}, logf *os.File) {
 			}
 			continue
 		}
+		if r.Session != 0 {
+			a.mu.Lock()
+			event := a.sessions[r.Session]
+			a.mu.Unlock()
+			if event != nil {
+				event(r)
+			}
+			continue
+		}
 		a.mu.Lock()
 		ch := a.waiting[r.ID]
 		delete(a.waiting, r.ID)
@@ -132,22 +136,49 @@ func (a *agent) read(stdout io.Reader, ready chan struct{}, logf *os.File) {
 
 // probe asks the agent to connect to addr:port over proto ("tcp", "udp", "sctp").
 func (a *agent) probe(ctx context.Context, addr string, port uint16, proto string, timeout time.Duration) (agentResponse, error) {
+	return a.call(ctx, agentRequest{ID: a.newID(), Addr: addr, Port: port, Proto: proto, TimeoutMS: int(timeout / time.Millisecond)}, timeout)
+}
+
+// newID returns an ID for a request.
+func (a *agent) newID() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nextID++
+	return a.nextID
+}
+
+// onSession routes the events of session id to f (nil: forget the session).
+func (a *agent) onSession(id int64, f func(agentResponse)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f == nil {
+		delete(a.sessions, id)
+		return
+	}
+	a.sessions[id] = f
+}
+
+// call sends req (its ID from newID) and waits for the answer. The agent bounds the
+// request itself by timeout; the margin covers a slow machine.
+func (a *agent) call(ctx context.Context, req agentRequest, timeout time.Duration) (agentResponse, error) {
 	ch := make(chan agentResponse, 1)
 	a.mu.Lock()
-	a.nextID++
-	id := a.nextID
-	a.waiting[id] = ch
-	b, err := json.Marshal(agentRequest{ID: id, Addr: addr, Port: port, Proto: proto, TimeoutMS: int(timeout / time.Millisecond)})
+	a.waiting[req.ID] = ch
+	b, err := json.Marshal(req)
 	if err == nil {
 		_, err = a.stdin.Write(append(b, '\n'))
 	}
 	if err != nil {
-		delete(a.waiting, id)
+		delete(a.waiting, req.ID)
 		a.mu.Unlock()
-		return agentResponse{}, fmt.Errorf("send probe to agent: %w", err)
+		return agentResponse{}, fmt.Errorf("send request to agent: %w", err)
 	}
 	a.mu.Unlock()
-	// The agent bounds the probe itself; the margin covers a slow machine.
+	defer func() { // an answer that never came must not stay expected
+		a.mu.Lock()
+		delete(a.waiting, req.ID)
+		a.mu.Unlock()
+	}()
 	select {
 	case r := <-ch:
 		return r, nil

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -49,7 +50,12 @@ type ControlPlane struct {
 	DaemonConfig *rest.Config
 
 	etcd, apiserver *process
-	unreg           func()
+	// etcdArgv and apiserverArgv start the two processes again after StopAPIServer,
+	// with the same ports, data, certificates and tokens.
+	etcdArgv, apiserverArgv []string
+	readyTimeout            time.Duration
+	rbacOnce                func() error
+	unreg                   func()
 }
 
 // ControlPlaneOptions configures StartControlPlane.
@@ -63,6 +69,12 @@ type ControlPlaneOptions struct {
 	// kube-apiserver (a later flag wins), e.g. --quota-backend-bytes for a benchmark
 	// that stores many objects.
 	EtcdArgs, APIServerArgs []string
+	// LimitCriticalPods admits pods like a managed cluster (GKE) does: the
+	// ResourceQuota admission plugin limits pods whose PriorityClass is
+	// system-node-critical or system-cluster-critical, so that outside kube-system such
+	// a pod is admitted only in a namespace with a ResourceQuota whose scopeSelector
+	// matches its class (see admission.go).
+	LimitCriticalPods bool
 }
 
 // StartControlPlane starts etcd and kube-apiserver on random free ports of 127.0.0.1
@@ -104,7 +116,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 	cp.Host = "https://127.0.0.1:" + strconv.Itoa(apiPort)
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
-	cp.etcd, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), append([]string{
+	cp.etcdArgv = append([]string{
 		filepath.Join(bin, "etcd"),
 		"--name=nftw-it",
 		"--data-dir=" + filepath.Join(dir, "etcd-data"),
@@ -116,10 +128,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 		"--log-level=warn",
 		// Tests are short-lived: no need to sync every write to disk.
 		"--unsafe-no-fsync",
-	}, opts.EtcdArgs...), os.Environ())
-	if err != nil {
-		return nil, err
-	}
+	}, opts.EtcdArgs...)
 
 	saKey := filepath.Join(dir, "sa.key")
 	if err := writeRSAKey(saKey); err != nil {
@@ -139,8 +148,10 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 	if err := os.WriteFile(tokenFile, []byte(tokens), 0o600); err != nil {
 		return nil, fmt.Errorf("write tokens: %w", err)
 	}
+	// The API server generates its serving certificate into certDir on its first start
+	// and reuses it on the next (StartAPIServer), so clients keep trusting it.
 	certDir := filepath.Join(dir, "certs")
-	cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), append([]string{
+	cp.apiserverArgv = []string{
 		filepath.Join(bin, "kube-apiserver"),
 		"--etcd-servers=" + etcdURL,
 		"--secure-port=" + strconv.Itoa(apiPort),
@@ -155,19 +166,27 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 		"--service-cluster-ip-range=198.19.0.0/16",
 		"--endpoint-reconciler-type=none",
 		"--v=1",
-	}, opts.APIServerArgs...), os.Environ())
-	if err != nil {
-		return nil, err
 	}
-
-	if err := cp.waitReady(ctx, adminToken, opts.ReadyTimeout); err != nil {
+	if opts.LimitCriticalPods {
+		path := filepath.Join(dir, "admission.yaml")
+		if err := os.WriteFile(path, []byte(criticalPodsAdmission), 0o600); err != nil {
+			return nil, fmt.Errorf("write admission configuration: %w", err)
+		}
+		cp.apiserverArgv = append(cp.apiserverArgv, "--admission-control-config-file="+path)
+	}
+	cp.apiserverArgv = append(cp.apiserverArgv, opts.APIServerArgs...)
+	cp.readyTimeout = opts.ReadyTimeout
+	if err := cp.startServers(ctx, adminToken); err != nil {
 		return nil, err
 	}
 	caData, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("read generated serving certificate: %w", err)
 	}
-	cp.Config = &rest.Config{Host: cp.Host, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAData: caData}, QPS: 200, Burst: 400}
+	// A high rate limit, and protobuf, which costs the API server less than JSON:
+	// tests create thousands of API-only pods with a few workers, at 100 per second.
+	cp.Config = &rest.Config{Host: cp.Host, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{CAData: caData},
+		QPS: 2000, Burst: 4000, ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf"}}
 	cp.DaemonConfig = &rest.Config{Host: cp.Host, BearerToken: daemonToken, TLSClientConfig: rest.TLSClientConfig{CAData: caData}}
 	if cp.Client, err = kubernetes.NewForConfig(cp.Config); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -180,7 +199,21 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 	if err := writeKubeconfig(cp.DaemonKubeconfig, cp.Host, caData, "nftwarden", daemonToken); err != nil {
 		return nil, err
 	}
+	cp.rbacOnce = sync.OnceValue(func() error { return cp.applyDaemonRBAC(context.Background()) })
 	return cp, nil
+}
+
+// startServers starts etcd, then kube-apiserver, and waits until the API server is
+// ready, authenticating the readiness poll with token.
+func (cp *ControlPlane) startServers(ctx context.Context, token string) error {
+	var err error
+	if cp.etcd, err = startProcess("etcd", filepath.Join(cp.Dir, "etcd.log"), cp.etcdArgv, os.Environ()); err != nil {
+		return err
+	}
+	if cp.apiserver, err = startProcess("kube-apiserver", filepath.Join(cp.Dir, "kube-apiserver.log"), cp.apiserverArgv, os.Environ()); err != nil {
+		return err
+	}
+	return cp.waitReady(ctx, token, cp.readyTimeout)
 }
 
 // waitReady polls /readyz until it answers 200, a process dies, or the bound passes.
@@ -217,7 +250,8 @@ func (cp *ControlPlane) waitReady(ctx context.Context, token string, bound time.
 		case <-ctx.Done():
 			return fmt.Errorf("kube-apiserver not ready after %s (last answer: %s); last lines of its log:\n%s",
 				bound, last, cp.apiserver.tail(30))
-		case <-time.After(250 * time.Millisecond):
+		// A short period: StartAPIServer's return is when an outage is over.
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -10,8 +10,20 @@
 //     point-to-point veth or, in the bridged variant, to a Linux bridge in the node
 //     namespace with br_netfilter on; each pod runs the podagent helper, which serves
 //     TCP, UDP and SCTP ports and answers probes (Pod, Probe, ProbeMatrix);
+//   - API-only pods (AddAPIPod): Pod objects with status Running and addresses, but no
+//     network namespace, for cheap churn and large peer sets;
+//   - long-lived flows between pods (OpenSession): one TCP connection or UDP 5-tuple
+//     with an exchange every 100 ms, to see whether established traffic survives;
 //   - the real nftwarden daemon, one per node namespace, talking to the API server
-//     through a TCP relay whose listener lives inside the node namespace (StartDaemons).
+//     through a TCP relay whose listener lives inside the node namespace (StartDaemons),
+//     as the service account of daemon/deploy/rbac.yaml with that file applied as
+//     written; it can be stopped (SIGTERM) or killed (SIGKILL), and its kernel table
+//     compared with the one the API server's objects compile to (WaitConverged);
+//   - outages of the control plane (StopAPIServer, StartAPIServer), and a node's loss
+//     of the API server, with its connections closed (Node.CutAPI) or silently
+//     (Node.BlackholeAPI: packets dropped, as with a dead host or a partition);
+//   - as an option, the admission of a managed cluster that limits critical pods to
+//     namespaces with a matching ResourceQuota (ControlPlaneOptions.LimitCriticalPods).
 //
 // Tests get an Env with StartForTest, which removes it when the test ends and logs its
 // Diagnostics first if the test failed.
@@ -26,11 +38,18 @@
 //	pods of node i           198.18.(16+i).n/32       2001:db8:1:i::n/128   (routed)
 //	                         198.18.(16+i).n/24       2001:db8:1:i::n/64    (bridged)
 //	bridge gateway (bridged) 198.18.(16+i).254        2001:db8:1:i::fffe
+//	API-only pods, unrouted  198.18.224.0/19          2001:db8:ff::/64      (UnroutedAddrs)
 //	service range            198.19.0.0/16 (given to the API server, unused)
+//
+// with i < 200, so that the node ranges end below the unrouted one. Pods take the
+// addresses n = 1, 2, ... of their node unless the test chooses them (PodSpec.IPv4,
+// IPv6; a pod with a network namespace only from its own node's ranges, since they are
+// routed per node).
 //
 // Everything this package creates is named with the prefix "nftw-it-<pid>-", is
 // registered with a Janitor, and is removed by Close, by the Janitor on SIGINT, and
 // (for leftovers of a process that died) by RemoveStale. It never changes routes,
 // sysctls or nftables in the machine's own network namespace: the only things it starts
-// there are etcd, kube-apiserver and the relays' outbound connections.
+// there are etcd, kube-apiserver and the relays' outbound connections. (BlackholeAPI
+// adds a table of its own, nftw_it_blackhole, in a node's namespace.)
 package cluster

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,10 +25,16 @@ type Options struct {
 	// Bridged wires pods to a Linux bridge in their node namespace (with br_netfilter
 	// on) instead of routed point-to-point veths.
 	Bridged bool
-	// DaemonKubeconfig is the kubeconfig the daemons use (default: the admin's).
+	// DaemonKubeconfig is the kubeconfig the daemons use. The default is the daemon's
+	// own identity (ControlPlane.DaemonKubeconfig) with the role the project ships
+	// (daemon/deploy/rbac.yaml, applied by ControlPlane.ApplyDaemonRBAC), so that every
+	// test proves the daemon needs no more than that role.
 	DaemonKubeconfig string
 	// DaemonArgs are added to `nftwarden run --kubeconfig K --node-name N`.
 	DaemonArgs []string
+	// DaemonEnv are added to every daemon's environment ("KEY=value"), after the
+	// test process's own; Node.SetDaemonEnv adds more for one node.
+	DaemonEnv []string
 	// ProbeTimeout bounds one probe; a denied flow takes that long (default 1 s).
 	ProbeTimeout time.Duration
 }
@@ -52,6 +57,7 @@ type Env struct {
 	mu         sync.Mutex
 	pods       []*Pod
 	namespaces []string
+	bg         sync.WaitGroup // teardowns that run after ReplacePod returns
 	unreg      func()
 }
 
@@ -67,11 +73,14 @@ type Node struct {
 	// Index is the global node index that the address plan is built from.
 	Index int
 
-	env     *Env
-	nextPod int
-	relay   *relay
-	daemon  *process
-	rmNetns func()
+	env *Env
+	// nextPod is the last pod address number handed out (PodAddrs); nextLink numbers
+	// pod namespaces and veths, which a pod with a chosen address needs too.
+	nextPod, nextLink int
+	daemonEnv         []string
+	relay             *relay
+	daemon            *process
+	rmNetns           func()
 }
 
 // Port is a container port a pod serves.
@@ -84,20 +93,34 @@ type Port struct {
 // PodSpec describes a pod to create.
 type PodSpec struct {
 	Namespace, Name string
-	Node            *Node
-	Labels          map[string]string
-	Ports           []Port
+	// Node is where the pod runs (default: the first node).
+	Node   *Node
+	Labels map[string]string
+	Ports  []Port
+	// IPv4 and IPv6 choose the pod's addresses, e.g. those of a pod just deleted, to
+	// test address reuse. Zero means the node's next free pair (Node.PodAddrs). Pod
+	// addresses are routed per node on the underlay (the node's /24 and /64), so a pod
+	// with a network namespace (AddPod) must take both from its own node's ranges; an
+	// API-only pod (AddAPIPod) may claim any address, e.g. one of another node or of
+	// UnroutedAddrs.
+	IPv4, IPv6 netip.Addr
 }
 
-// Pod is a simulated pod: a network namespace with a podagent, and a Pod object.
+// Pod is a simulated pod: a network namespace with a podagent, and a Pod object; or,
+// made by AddAPIPod, only the Pod object.
 type Pod struct {
 	Namespace, Name string
 	Node            *Node
-	Netns           string
-	IPv4, IPv6      netip.Addr
-	Ports           []Port
+	// Netns is the pod's network namespace ("" for an API-only pod).
+	Netns      string
+	IPv4, IPv6 netip.Addr
+	Ports      []Port
+	// TakeoverGap is set on a pod made by ReplacePod: the time from the request that
+	// deleted the pod it replaced to the end of this pod's status write.
+	TakeoverGap time.Duration
 
 	agent   *agent
+	hostIf  string // the node's end of the pod's veth
 	rmNetns func()
 }
 
@@ -131,7 +154,10 @@ func NewEnv(ctx context.Context, cp *ControlPlane, opts Options) (_ *Env, err er
 		opts.ProbeTimeout = time.Second
 	}
 	if opts.DaemonKubeconfig == "" {
-		opts.DaemonKubeconfig = cp.AdminKubeconfig
+		if err := cp.ApplyDaemonRBAC(); err != nil {
+			return nil, err
+		}
+		opts.DaemonKubeconfig = cp.DaemonKubeconfig
 	}
 	agentBin, err := podAgentOnce()
 	if err != nil {
@@ -247,11 +273,8 @@ func (e *Env) addNode(ctx context.Context, k int) (*Node, error) {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
-		Spec: corev1.NodeSpec{PodCIDRs: []string{
-			fmt.Sprintf("198.18.%d.0/24", 16+idx),
-			// Canonical text (RFC 5952), which the API server asks for.
-			netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:%x::", idx)), 64).String(),
-		}},
+		// Canonical text (RFC 5952), which the API server asks for.
+		Spec: corev1.NodeSpec{PodCIDRs: []string{n.PodCIDRv4().String(), n.PodCIDRv6().String()}},
 	}
 	node.Spec.PodCIDR = node.Spec.PodCIDRs[0]
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
@@ -276,171 +299,9 @@ func (e *Env) addNode(ctx context.Context, k int) (*Node, error) {
 // through the nftables forward hook. Tests skip on it.
 var ErrNoBrNetfilter = errors.New("br_netfilter unavailable")
 
-// AddPod creates the pod in the API server (spec.nodeName set, like a scheduled pod),
-// builds its network namespace, starts its podagent on its ports, and writes its
-// status (Running, podIP, podIPs) the way a kubelet would.
-func (e *Env) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error) {
-	n := spec.Node
-	if n == nil {
-		n = e.Nodes[0]
-	}
-	if n.nextPod >= 250 {
-		return nil, fmt.Errorf("node %s has no pod addresses left", n.Name)
-	}
-	n.nextPod++
-	num := n.nextPod
-	p := &Pod{
-		Namespace: spec.Namespace, Name: spec.Name, Node: n,
-		Netns: fmt.Sprintf("%s-n%d-p%d", e.id, slices.Index(e.Nodes, n), num),
-		IPv4:  netip.AddrFrom4([4]byte{198, 18, byte(16 + n.Index), byte(num)}),
-		IPv6:  netip.MustParseAddr(fmt.Sprintf("2001:db8:1:%x::%x", n.Index, num)),
-		Ports: spec.Ports,
-	}
-	var containerPorts []corev1.ContainerPort
-	var tcp, udp, sctp []string
-	for _, port := range spec.Ports {
-		proto := port.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
-		}
-		containerPorts = append(containerPorts, corev1.ContainerPort{Name: port.Name, ContainerPort: int32(port.Port), Protocol: proto})
-		s := strconv.Itoa(int(port.Port))
-		switch proto {
-		case corev1.ProtocolTCP:
-			tcp = append(tcp, s)
-		case corev1.ProtocolUDP:
-			udp = append(udp, s)
-		case corev1.ProtocolSCTP:
-			sctp = append(sctp, s)
-		default:
-			return nil, fmt.Errorf("pod %s: unknown protocol %q", p, proto)
-		}
-	}
-	obj := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: spec.Namespace, Name: spec.Name, Labels: spec.Labels},
-		Spec: corev1.PodSpec{
-			NodeName:                      n.Name,
-			AutomountServiceAccountToken:  new(bool),
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []corev1.Container{{
-				Name:  "agent",
-				Image: "nftwarden.invalid/podagent",
-				Ports: containerPorts,
-			}},
-		},
-	}
-	actx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	created, err := e.CP.Client.CoreV1().Pods(spec.Namespace).Create(actx, obj, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("create pod %s: %w", p, err)
-	}
-	e.mu.Lock()
-	e.pods = append(e.pods, p)
-	e.mu.Unlock()
-	defer func() {
-		if err != nil {
-			_ = e.DeletePod(context.Background(), p)
-		}
-	}()
-
-	if p.rmNetns, err = createNetns(p.Netns); err != nil {
-		return nil, err
-	}
-	hostIf := fmt.Sprintf("p%d", num)
-	if err := ip("-n", p.Netns, "link", "add", "eth0", "type", "veth", "peer", "name", hostIf, "netns", n.Netns); err != nil {
-		return nil, err
-	}
-	if err := nsSysctls(p.Netns, map[string]string{"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/eth0/accept_dad": "0"}); err != nil {
-		return nil, err
-	}
-	var podCmds, nodeCmds []string
-	if e.opts.Bridged {
-		podCmds = []string{
-			"addr add " + p.IPv4.String() + "/24 dev eth0",
-			"addr add " + p.IPv6.String() + "/64 dev eth0 nodad",
-			"link set eth0 up",
-			fmt.Sprintf("route add default via 198.18.%d.254", 16+n.Index),
-			fmt.Sprintf("route add ::/0 via 2001:db8:1:%x::fffe", n.Index),
-		}
-		nodeCmds = []string{"link set " + hostIf + " master br0", "link set " + hostIf + " up"}
-	} else {
-		// Routed like Calico: the pod sends everything to its veth; the node answers ARP
-		// by proxy and owns fe80::1 on its side for IPv6.
-		podCmds = []string{
-			"addr add " + p.IPv4.String() + "/32 dev eth0",
-			"addr add " + p.IPv6.String() + "/128 dev eth0 nodad",
-			"link set eth0 up",
-			"route add default dev eth0 scope link",
-			"route add ::/0 via fe80::1 dev eth0",
-		}
-		nodeCmds = []string{
-			"addr add fe80::1/64 dev " + hostIf + " nodad",
-			"link set " + hostIf + " up",
-			"route add " + p.IPv4.String() + "/32 dev " + hostIf,
-			"route add " + p.IPv6.String() + "/128 dev " + hostIf,
-		}
-		if err := nsSysctls(n.Netns, map[string]string{"net/ipv4/conf/" + hostIf + "/proxy_arp": "1"}); err != nil {
-			return nil, err
-		}
-	}
-	if err := ipBatch(n.Netns, nodeCmds); err != nil {
-		return nil, err
-	}
-	if err := ipBatch(p.Netns, podCmds); err != nil {
-		return nil, err
-	}
-	if p.agent, err = startAgent(e.agentBin, p.Netns, p.String(), filepath.Join(e.Dir, "agent-"+p.Namespace+"-"+p.Name+".log"), tcp, udp, sctp); err != nil {
-		return nil, err
-	}
-
-	now := metav1.Now()
-	created.Status = corev1.PodStatus{
-		Phase:     corev1.PodRunning,
-		HostIP:    n.IPv4.String(),
-		HostIPs:   []corev1.HostIP{{IP: n.IPv4.String()}, {IP: n.IPv6.String()}},
-		PodIP:     p.IPv4.String(),
-		PodIPs:    []corev1.PodIP{{IP: p.IPv4.String()}, {IP: p.IPv6.String()}},
-		StartTime: &now,
-		Conditions: []corev1.PodCondition{
-			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		},
-	}
-	if _, err := e.CP.Client.CoreV1().Pods(spec.Namespace).UpdateStatus(actx, created, metav1.UpdateOptions{}); err != nil {
-		return nil, fmt.Errorf("pod status %s: %w", p, err)
-	}
-	return p, nil
-}
-
-// DeletePod removes the pod from the API server (immediately, as a kubelet confirming
-// the deletion would) and tears down its namespace and agent.
-func (e *Env) DeletePod(ctx context.Context, p *Pod) error {
-	actx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	err := e.CP.Client.CoreV1().Pods(p.Namespace).Delete(actx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
-	if err != nil && !isNotFound(err) {
-		err = fmt.Errorf("delete pod %s: %w", p, err)
-	} else {
-		err = nil
-	}
-	e.teardownPod(p)
-	e.mu.Lock()
-	e.pods = slices.DeleteFunc(e.pods, func(q *Pod) bool { return q == p })
-	e.mu.Unlock()
-	return err
-}
-
-func (e *Env) teardownPod(p *Pod) {
-	if p.agent != nil {
-		p.agent.stop()
-		p.agent = nil
-	}
-	if p.rmNetns != nil {
-		p.rmNetns()
-		p.rmNetns = nil
-	}
-}
+// DaemonKubeconfig is the kubeconfig the daemons of this environment use (see
+// Options.DaemonKubeconfig).
+func (e *Env) DaemonKubeconfig() string { return e.opts.DaemonKubeconfig }
 
 // Pods returns the pods of the environment in creation order.
 func (e *Env) Pods() []*Pod {
@@ -458,16 +319,18 @@ func (e *Env) close() {
 	for _, n := range e.Nodes {
 		n.StopDaemon()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	e.bg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, p := range e.Pods() {
-		_ = e.DeletePod(ctx, p)
-	}
+	// Namespaces first: their pods go with one request each, however many there are.
 	e.mu.Lock()
 	namespaces := slices.Clone(e.namespaces)
 	e.mu.Unlock()
 	for _, ns := range namespaces {
 		_ = e.DeleteNamespace(ctx, ns)
+	}
+	for _, p := range e.Pods() {
+		_ = e.DeletePod(ctx, p)
 	}
 	for _, n := range e.Nodes {
 		if n.relay != nil {

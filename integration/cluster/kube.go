@@ -62,20 +62,20 @@ func (e *Env) SetNamespaceLabels(ctx context.Context, name string, labels map[st
 	return nil
 }
 
-// DeleteNamespace deletes a namespace and what the harness put in it. Without a
-// namespace controller a deleted namespace would stay Terminating forever, so the
-// harness empties it and then clears its finalizer, as that controller would.
+// DeleteNamespace deletes a namespace and what the harness put in it (pods and their
+// network namespaces, policies, service accounts). Without a namespace controller a
+// deleted namespace would stay Terminating forever, so the harness empties it and then
+// clears its finalizer, as that controller would.
 func (e *Env) DeleteNamespace(ctx context.Context, name string) error {
-	for _, p := range e.Pods() {
-		if p.Namespace == name {
-			if err := e.DeletePod(ctx, p); err != nil {
-				return err
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	e.forgetPods(func(p *Pod) bool { return p.Namespace == name }, true)
+	// One request for all its pods, API-only ones included (there may be thousands);
+	// deleting that many takes the API server longer than one call usually may.
+	ctx, cancel := context.WithTimeout(ctx, 4*apiTimeout)
 	defer cancel()
 	c := e.CP.Client
+	if err := c.CoreV1().Pods(name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete pods of %s: %w", name, err)
+	}
 	if err := c.NetworkingV1().NetworkPolicies(name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete policies of %s: %w", name, err)
 	}

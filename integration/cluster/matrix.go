@@ -49,7 +49,7 @@ type ProbeResult struct {
 // result, not an error; the error is for a broken harness.
 func (e *Env) ProbeAddr(ctx context.Context, from *Pod, addr netip.Addr, port uint16, proto corev1.Protocol) (ProbeResult, error) {
 	if from.agent == nil {
-		return ProbeResult{}, fmt.Errorf("pod %s has no agent (deleted?)", from)
+		return ProbeResult{}, fmt.Errorf("probe from %s: %w", from, errNoAgent)
 	}
 	if proto == "" {
 		proto = corev1.ProtocolTCP

@@ -62,6 +62,26 @@ func (p *process) stop(grace time.Duration) {
 	p.kill(grace)
 }
 
+// killNow sends SIGKILL (no chance to clean up, as `kill -9` does) and waits until the
+// process has ended.
+func (p *process) killNow() error {
+	p.unreg()
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", p.name, p.cmd.Process.Pid, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) still runs 10 s after SIGKILL", p.name, p.cmd.Process.Pid)
+	}
+}
+
 func (p *process) kill(grace time.Duration) {
 	select {
 	case <-p.done:

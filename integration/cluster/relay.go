@@ -18,6 +18,8 @@ type relay struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	// cut makes the relay close every connection, open or new (CutAPI).
+	cut bool
 }
 
 func startRelay(ns, listenAddr, target string) (*relay, error) {
@@ -46,7 +48,7 @@ func (r *relay) serve() {
 func (r *relay) track(c net.Conn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.closed || r.cut {
 		return false
 	}
 	r.conns[c] = struct{}{}
@@ -55,6 +57,13 @@ func (r *relay) track(c net.Conn) bool {
 
 func (r *relay) forward(in net.Conn) {
 	defer r.wg.Done()
+	r.mu.Lock()
+	cut := r.cut
+	r.mu.Unlock()
+	if cut {
+		in.Close()
+		return
+	}
 	out, err := net.DialTimeout("tcp", r.target, 5*time.Second)
 	if err != nil {
 		in.Close()
@@ -81,6 +90,19 @@ func (r *relay) forward(in net.Conn) {
 	delete(r.conns, in)
 	delete(r.conns, out)
 	r.mu.Unlock()
+}
+
+// setCut starts or ends a cut: while it lasts, open connections are closed and new
+// ones closed as soon as accepted.
+func (r *relay) setCut(cut bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut = cut
+	if cut {
+		for c := range r.conns {
+			c.Close()
+		}
+	}
 }
 
 // close stops accepting, cuts every open connection and waits for the goroutines.

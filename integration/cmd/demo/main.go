@@ -96,7 +96,7 @@ func run() error {
 		return err
 	}
 	for _, n := range env.Nodes {
-		fmt.Printf("    %s: %s run --kubeconfig %s --node-name %s (log: %s)\n", n.Name, daemon, cp.AdminKubeconfig, n.Name, n.DaemonLog())
+		fmt.Printf("    %s: %s run --kubeconfig %s --node-name %s (log: %s)\n", n.Name, daemon, env.DaemonKubeconfig(), n.Name, n.DaemonLog())
 	}
 
 	http := cluster.Flow{Port: 80, Protocol: corev1.ProtocolTCP, Family: 4}

@@ -2,15 +2,18 @@
 // `ip netns exec`). It serves the pod's ports and answers probe requests from the test
 // harness, so that a test can ask "can pod A reach B:port/proto?" with real packets.
 //
-// Serving: every TCP port answers each connection with one line "podagent <name>" and
-// closes; every UDP port answers each datagram with the same line; every SCTP port
-// answers an INIT chunk with an INIT-ACK whose state cookie carries the name (see
-// sctp.go: the kernel here has no SCTP sockets, so SCTP is spoken over raw IP sockets).
-// All ports listen on IPv4 and IPv6.
+// Serving: every TCP port greets each connection with one line "podagent <name>", then
+// answers each "ping <seq>" line with "pong <seq> <name>" until the client closes;
+// every UDP port answers a "ping <seq>" datagram the same way and any other datagram
+// with the greeting; every SCTP port answers an INIT chunk with an INIT-ACK whose state
+// cookie carries the name (see sctp.go: the kernel here has no SCTP sockets, so SCTP
+// is spoken over raw IP sockets). All ports listen on IPv4 and IPv6.
 //
 // Control: requests arrive on stdin and answers leave on stdout, one JSON object per
 // line (see request and response). The first line written is {"ready":true}, after
-// every listener is bound. The agent ends when stdin is closed.
+// every listener is bound. A request is a probe (one new connection), or opens or
+// closes a session (a long-lived flow, see session.go) whose progress the agent reports
+// as events. The agent ends when stdin is closed.
 package main
 
 import (
@@ -28,26 +31,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nftwarden/nftwarden/integration/internal/agentwire"
 )
 
-// request is one probe order: connect to Addr:Port with Proto ("tcp", "udp" or
-// "sctp") and wait at most TimeoutMS for the server's greeting.
-type request struct {
-	ID        int64  `json:"id"`
-	Addr      string `json:"addr"`
-	Port      uint16 `json:"port"`
-	Proto     string `json:"proto"`
-	TimeoutMS int    `json:"timeout_ms"`
-}
-
-// response answers request ID: OK when the greeting arrived, Peer is the name in it.
-type response struct {
-	ID    int64  `json:"id"`
-	Ready bool   `json:"ready,omitempty"`
-	OK    bool   `json:"ok"`
-	Peer  string `json:"peer,omitempty"`
-	Error string `json:"error,omitempty"`
-}
+// request and response are the protocol's (package agentwire).
+type (
+	request  = agentwire.Request
+	response = agentwire.Response
+)
 
 const greetingPrefix = "podagent "
 
@@ -87,14 +79,14 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("listen tcp %d: %w", p, err)
 		}
-		go serveTCP(l, greeting)
+		go serveTCP(l, greeting, *name)
 	}
 	for _, p := range udpPorts {
 		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(int(p)))
 		if err != nil {
 			return fmt.Errorf("listen udp %d: %w", p, err)
 		}
-		go serveUDP(pc, greeting)
+		go serveUDP(pc, greeting, *name)
 	}
 	if len(sctpPorts) > 0 {
 		for _, network := range []string{"ip4:132", "ip6:132"} {
@@ -107,6 +99,7 @@ func run() error {
 	}
 
 	out := &writer{enc: json.NewEncoder(os.Stdout)}
+	ss := &sessions{out: out, m: map[int64]*session{}}
 	out.write(response{Ready: true})
 	sc := bufio.NewScanner(os.Stdin)
 	var wg sync.WaitGroup
@@ -118,7 +111,16 @@ func run() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out.write(probe(req))
+			switch req.Op {
+			case agentwire.OpProbe:
+				out.write(probe(req))
+			case agentwire.OpOpen:
+				ss.open(req)
+			case agentwire.OpClose:
+				ss.close(req)
+			default:
+				out.write(response{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
+			}
 		}()
 	}
 	wg.Wait()
@@ -156,7 +158,11 @@ func parsePorts(s string) ([]uint16, error) {
 	return ports, nil
 }
 
-func serveTCP(l net.Listener, greeting []byte) {
+// idleTimeout ends a served TCP connection on which nothing arrives for that long: a
+// client whose namespace is deleted never closes its side.
+const idleTimeout = time.Minute
+
+func serveTCP(l net.Listener, greeting []byte, name string) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -165,19 +171,42 @@ func serveTCP(l net.Listener, greeting []byte) {
 		go func() {
 			defer c.Close()
 			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = c.Write(greeting)
+			if _, err := c.Write(greeting); err != nil {
+				return
+			}
+			// A probe reads the greeting and closes; a session sends pings.
+			r := bufio.NewReader(c)
+			for {
+				_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				seq, ok := strings.CutPrefix(strings.TrimSpace(line), "ping ")
+				if !ok {
+					return
+				}
+				_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if _, err := c.Write([]byte(pongLine(seq, name))); err != nil {
+					return
+				}
+			}
 		}()
 	}
 }
 
-func serveUDP(pc net.PacketConn, greeting []byte) {
+func serveUDP(pc net.PacketConn, greeting []byte, name string) {
 	buf := make([]byte, 1500)
 	for {
-		_, from, err := pc.ReadFrom(buf)
+		n, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		_, _ = pc.WriteTo(greeting, from)
+		answer := greeting
+		if seq, ok := strings.CutPrefix(strings.TrimSpace(string(buf[:n])), "ping "); ok {
+			answer = []byte(pongLine(seq, name))
+		}
+		_, _ = pc.WriteTo(answer, from)
 	}
 }
 
@@ -190,11 +219,7 @@ func probe(req request) response {
 		resp.Error = fmt.Sprintf("bad address %q: %v", req.Addr, err)
 		return resp
 	}
-	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
-	if timeout <= 0 || timeout > 30*time.Second {
-		timeout = time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout(req))
 	defer cancel()
 	var peer string
 	switch req.Proto {
@@ -213,6 +238,15 @@ func probe(req request) response {
 	}
 	resp.OK, resp.Peer = true, peer
 	return resp
+}
+
+// requestTimeout is the request's timeout, 1 s if it has none or an absurd one.
+func requestTimeout(req request) time.Duration {
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if timeout <= 0 || timeout > 30*time.Second {
+		timeout = time.Second
+	}
+	return timeout
 }
 
 func probeTCP(ctx context.Context, addr netip.Addr, port uint16) (string, error) {
