@@ -34,7 +34,7 @@ func FuzzEngineAgreesWithEvaluator(f *testing.F) {
 		// Two thirds of the input build the cluster, the rest picks flows.
 		opsEnd := len(data) * 2 / 3
 		for step := 0; c.i < opsEnd; step++ {
-			for _, call := range w.apply(genOp(c)) {
+			for _, call := range w.apply(genOp(c, w)) {
 				_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
 			}
 			if c.intn(4) == 0 {

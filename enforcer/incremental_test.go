@@ -59,7 +59,7 @@ func TestIncrementalMatchesFreshBuild(t *testing.T) {
 		c := newCluster(t, genNodes...)
 		w := newWorld()
 		for step := range 120 {
-			for _, call := range w.apply(genOp(r)) {
+			for _, call := range w.apply(genOp(r, w)) {
 				_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
 			}
 			if r.intn(3) == 0 || step == 119 {
@@ -262,15 +262,12 @@ func TestConcurrentUse(t *testing.T) {
 	c := newCluster(t, "node-a")
 	e := c.engines["node-a"]
 	w := newWorld()
-	var ops []op
 	r := rngChoices{rand.New(rand.NewPCG(42, 42))}
-	for range 200 {
-		ops = append(ops, genOp(r))
-	}
 	// One goroutine per kind of object replays that kind's calls in order, so
 	// the final model equals the world whatever the interleaving.
 	var calls [4][]func(engineAPI)
-	for _, o := range ops {
+	for range 200 {
+		o := genOp(r, w)
 		g := 0
 		switch {
 		case o.ns != nil || o.kind == "-ns":
@@ -305,33 +302,6 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	c.flush()
 	checkConverged(t, c, w, -1)
-}
-
-// TestSharedAddress: two live pods claiming one address (a stale record during
-// IP reuse) keep it in a peer set until both are gone, and the incremental
-// state still equals a fresh build at each step.
-func TestSharedAddress(t *testing.T) {
-	c := newCluster(t, "node-a", "node-b")
-	w := newWorld()
-	step := 0
-	do := func(o op) {
-		for _, call := range w.apply(o) {
-			_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
-		}
-		c.flush()
-		checkConverged(t, c, w, step)
-		step++
-	}
-	do(op{kind: "ns", ns: mkNamespace("prod", "env", "prod")})
-	do(op{kind: "pol", pol: mkPolicy("prod", "p", selecting(sel("app", "web")), ingress(peers(podPeer(sel("app", "cli")))))})
-	do(op{kind: "pod", pod: mkPod("prod", "web", podLabels("app", "web"), podIPs("198.18.1.10"))})
-	do(op{kind: "pod", pod: mkPod("prod", "a", podLabels("app", "cli"), onNode("node-b"), podIPs("198.18.2.5", "2001:db8:2::5"))})
-	do(op{kind: "pod", pod: mkPod("prod", "b", podLabels("app", "cli"), onNode("node-b"), podIPs("198.18.2.5"))})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, true)
-	do(op{kind: "-pod", name: [2]string{"", "a"}})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, true)
-	do(op{kind: "pod", pod: mkPod("prod", "b", podLabels("app", "other"), onNode("node-b"), podIPs("198.18.2.5"))})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, false)
 }
 
 // TestEgressNamedPortIPBlockDeltas: the named-port set that an egress ipBlock

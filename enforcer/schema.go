@@ -369,7 +369,7 @@ func (m *model) removePod(old *podRecord) {
 
 // ipIndex maps the addresses of active pods to their records. Almost every
 // address has one pod: it is the value of one map, the rare others are kept
-// aside in more.
+// aside in more, whose keys are thus the conflicted addresses (conflicts.go).
 type ipIndex struct {
 	first map[netip.Addr]*podRecord
 	more  map[netip.Addr][]*podRecord
@@ -423,6 +423,18 @@ func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
 	} else {
 		x.more[a] = rest
 	}
+}
+
+// conflicted reports whether several pods claim address a.
+func (x *ipIndex) conflicted(a netip.Addr) bool {
+	_, ok := x.more[a]
+	return ok
+}
+
+// claimedByOther reports whether a pod other than id claims address a.
+func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
+	f, ok := x.first[a]
+	return ok && (f.ID != id || x.conflicted(a))
 }
 
 // get returns the pods with address a, sorted by ID.
