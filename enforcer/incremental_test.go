@@ -204,30 +204,6 @@ func TestPodLabelChangeTouchesOnlyElementsAndItsChains(t *testing.T) {
 	}
 }
 
-func TestFailedApplyForcesReconcile(t *testing.T) {
-	c := newCluster(t, "node-a")
-	loadBase(t, c, basePolicies()...)
-	e, f := c.engines["node-a"], c.fakes["node-a"]
-	_ = e.UpsertPod(mkPod("prod", "new", podLabels("app", "cli"), podIPs("198.18.1.60")))
-	f.FailNext(nft.ErrBusy)
-	if _, err := e.Flush(context.Background()); !errors.Is(err, nft.ErrBusy) {
-		t.Fatalf("flush error %v, want ErrBusy", err)
-	}
-	// Someone else damages the table meanwhile; the reconcile repairs it.
-	f.Mutate(func(s *nft.State) { delete(s.Sets["ingress-v4"].Elements, "198.18.1.10") })
-	res, err := e.Flush(context.Background())
-	if err != nil || !res.Full {
-		t.Fatalf("flush after failure: %+v %v, want a full reconcile", res, err)
-	}
-	got, _ := f.Read(context.Background())
-	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-		t.Fatalf("not converged after reconcile: %d operations left", tx.Size())
-	}
-	if res, _ := e.Flush(context.Background()); res.Full || res.Operations != 0 {
-		t.Fatalf("flush after reconcile: %+v, want nothing", res)
-	}
-}
-
 func TestModelOnlyEngine(t *testing.T) {
 	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Logger: quietLogger})
 	if err != nil {
