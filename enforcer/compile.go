@@ -154,6 +154,7 @@ func newCompiler(node string, m *model) *compiler {
 // --- desired-state primitives (each records what it touched) ---
 
 func (c *compiler) putChain(ch *nft.Chain) {
+	ch.Comment = comment(ch.Comment)
 	c.desired.Chains[ch.Name] = ch
 	if !c.untracked {
 		c.scope.MarkChain(ch.Name)
@@ -171,6 +172,7 @@ func (c *compiler) putSet(s nft.Set) *nft.Set { return c.putSetSized(s, 0) }
 
 // putSetSized puts an empty set with room for n elements.
 func (c *compiler) putSetSized(s nft.Set, n int) *nft.Set {
+	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
 	c.desired.Sets[s.Name] = &s
 	if !c.untracked {

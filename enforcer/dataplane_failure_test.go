@@ -215,13 +215,7 @@ func loadBaseInto(t *testing.T, dp nft.Dataplane) *enforcer.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
 	for _, np := range basePolicies() {
 		_ = e.UpsertNetworkPolicy(np)
 	}

@@ -99,11 +99,12 @@ func decideDirection(m *model, dir int, pods, others []*podRecord, f Flow) Direc
 
 // selectingPolicies returns the IDs of the policies that select pod for
 // direction dir (sorted) and those of them that can allow anything: an
-// invalid podSelector selects every pod of its namespace and allows nothing.
+// invalid podSelector selects every pod of its namespace, unknown
+// policyTypes both directions, and such a policy allows nothing.
 func selectingPolicies(m *model, dir int, pod *podRecord) (ids []string, usable []*policyRecord) {
 	for _, pr := range m.policiesInNamespace(pod.Namespace()) {
 		spec := &pr.Spec
-		ingress, egress := policyTypes(spec)
+		ingress, egress, typesErr := policyTypes(spec)
 		if (dir == dirIngress && !ingress) || (dir == dirEgress && !egress) {
 			continue
 		}
@@ -112,7 +113,7 @@ func selectingPolicies(m *model, dir int, pod *podRecord) (ids []string, usable 
 			continue
 		}
 		ids = append(ids, pr.ID)
-		if err == nil {
+		if err == nil && typesErr == nil {
 			usable = append(usable, pr)
 		}
 	}

@@ -91,9 +91,21 @@
 // # Fail closed
 //
 // Invalid input never opens traffic: a policy with an invalid podSelector
-// isolates every pod of its namespace and allows nothing; an invalid peer (bad
-// CIDR or selector) or port matches nothing; a malformed pod IP is left out. The
-// error is returned and logged.
+// isolates every pod of its namespace and allows nothing; one with an unknown
+// policyType isolates its pods for ingress and egress and allows nothing; an
+// invalid peer (bad CIDR or except, zone, selector) or port (0, above 65535,
+// endPort below port or with a named port, unknown protocol) matches nothing;
+// a malformed pod IP is left out. The error is returned and logged. Nil
+// objects and objects without a name or namespace are refused with an error
+// and change nothing; deleting what does not exist is a no-op.
+//
+// Some odd input is accepted as Kubernetes reads it: an ipBlock CIDR with host
+// bits is masked (198.19.0.1/16 is 198.19.0.0/16), an empty protocol is TCP,
+// a port name no pod can have ("80") matches nothing, and container ports
+// without a name, out of range or of an unknown protocol are ignored. Lists of
+// any length (10,000 ports, 1,000 except blocks) compile; comments in the
+// program are cut to the 128 bytes nft allows, since the kernel refuses a set
+// whose comment does not fit its userdata.
 //
 // The package does no I/O of its own besides the Dataplane it is given, and
 // never imports client-go: a CNI plugin can embed it and feed its own events.

@@ -128,13 +128,7 @@ func TestIdenticalUpsertSendsNothing(t *testing.T) {
 	e, f := c.engines["node-a"], c.fakes["node-a"]
 	before := f.Operations()
 	// Fresh copies of the same objects.
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
 	for _, np := range basePolicies() {
 		_ = e.UpsertNetworkPolicy(np)
 	}
@@ -212,13 +206,8 @@ func TestModelOnlyEngine(t *testing.T) {
 	if _, err := e.Flush(context.Background()); !errors.Is(err, enforcer.ErrNoDataplane) {
 		t.Fatalf("flush without dataplane: %v", err)
 	}
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
+	_, pods := baseWorld()
 	st := e.Stats()
 	if st.Pods != len(pods) || st.Namespaces != 3 || st.LocalPods != 4 {
 		t.Fatalf("stats %+v", st)

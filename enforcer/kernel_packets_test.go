@@ -19,7 +19,6 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
-	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -150,7 +149,6 @@ func TestPrivilegedPacketsIPReuse(t *testing.T) {
 		t.Skip("packet test skipped in -short mode")
 	}
 	node, k, e := newKernelEngine(t)
-	ctx := context.Background()
 	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10")}
 	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20")}
 	nfttest.WirePods(t, node, false, web, cli)
@@ -186,16 +184,7 @@ func TestPrivilegedPacketsIPReuse(t *testing.T) {
 		{"it is deleted", func() { e.DeletePod("prod", "intruder") }, true},
 	} {
 		st.change()
-		if _, err := e.Flush(ctx); err != nil {
-			t.Fatalf("%s: flush: %v", st.name, err)
-		}
-		got, err := k.Read(ctx)
-		if err != nil {
-			t.Fatalf("%s: read: %v", st.name, err)
-		}
-		if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-			t.Fatalf("%s: kernel differs from desired (%d operations)", st.name, tx.Size())
-		}
+		flushToKernel(t, st.name, e, k)
 		probeAll(t, st.name, []packetCase{{cli, web.V4, 8080, st.allowed}})
 	}
 }
