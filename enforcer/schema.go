@@ -461,5 +461,4 @@ func (m *model) policiesInNamespace(ns string) []*policyRecord {
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)
 }
-func (m *model) pods() []*podRecord        { return all[*podRecord](m, tablePods, indexID) }
-func (m *model) policies() []*policyRecord { return all[*policyRecord](m, tablePolicies, indexID) }
+func (m *model) pods() []*podRecord { return all[*podRecord](m, tablePods, indexID) }
