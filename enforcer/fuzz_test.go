@@ -348,13 +348,21 @@ func pickKey[V any](c choices, m map[string]V, missing string) (ns, name string)
 }
 
 // worldAddrs lists the addresses the engines keep for the world's pods and
-// two outside hosts, sorted.
+// two outside hosts, sorted, for flows whose verdict the cluster's Fakes
+// enforce: the addresses of pods on a node that is not in the cluster (no
+// engine programs their policy, while Decide judges them by it) are left out.
 func worldAddrs(cl *cluster, w *world) []netip.Addr {
 	addrs := []netip.Addr{netip.MustParseAddr("198.19.0.5"), netip.MustParseAddr("2001:db8:ff::5")}
+	var elsewhere []netip.Addr
 	for _, p := range w.pods {
 		ips, _ := cl.engines[cl.nodes[0]].PodIPs(p.Namespace, p.Name)
-		addrs = append(addrs, ips...)
+		if slices.Contains(cl.nodes, p.Spec.NodeName) {
+			addrs = append(addrs, ips...)
+		} else {
+			elsewhere = append(elsewhere, ips...)
+		}
 	}
+	addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return slices.Contains(elsewhere, a) })
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	return slices.Compact(addrs)
 }
