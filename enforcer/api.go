@@ -81,6 +81,13 @@ type DirectionDecision struct {
 	Isolated bool   // some policy selects the pod for this direction
 	Allowed  bool
 	Policies []string // "ns/name": allowing policies (allowed) or isolating ones (denied), sorted
+	// Claimants lists, sorted, the live pods claiming the address when there
+	// are several (IP reuse; Pod is then the first): they are judged as one
+	// (doc.go, "Two live pods claiming one address").
+	Claimants []string
+	// Conflict: the claimants are selected by different policies for this
+	// direction, which is then denied; Policies lists every one of those.
+	Conflict bool
 }
 
 // ErrNoDataplane is returned by Flush and Reconcile of a model-only engine.

@@ -49,7 +49,10 @@ type compiler struct {
 	// namespace are programmed while it has one, so that label changes and most
 	// pod churn touch only elements, while a node carries only what its pods need.
 	localPerNS map[string]int
-	vmapOwn    [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element
+	vmapOwn    [2][2]map[netip.Addr]string // [dir][fam] IP -> pod owning the dispatch element (or claimOwner)
+	// conf is what the rule for addresses claimed by several pods programmed
+	// (conflicts.go).
+	conf conflicts
 	// fams are the address families the policy rules and peer sets are
 	// compiled for: those in which a local active pod has an address
 	// (localFams counts such pods per family). A packet reaches a policy
@@ -151,6 +154,7 @@ func newCompiler(node string, m *model) *compiler {
 // --- desired-state primitives (each records what it touched) ---
 
 func (c *compiler) putChain(ch *nft.Chain) {
+	ch.Comment = comment(ch.Comment)
 	c.desired.Chains[ch.Name] = ch
 	if !c.untracked {
 		c.scope.MarkChain(ch.Name)
@@ -168,6 +172,7 @@ func (c *compiler) putSet(s nft.Set) *nft.Set { return c.putSetSized(s, 0) }
 
 // putSetSized puts an empty set with room for n elements.
 func (c *compiler) putSetSized(s nft.Set, n int) *nft.Set {
+	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
 	c.desired.Sets[s.Name] = &s
 	if !c.untracked {
@@ -295,7 +300,11 @@ func (c *compiler) syncGroupFamilies(g *group) {
 			c.putGroupSet(g, f, 0)
 			for _, p := range g.members {
 				for _, a := range p.IPs {
-					if famOf(a) == f {
+					switch {
+					case famOf(a) != f:
+					case c.conflicted(a):
+						c.syncGroupAddr(g, a)
+					default:
 						c.addElement(g.setNames[f], addrElement(a))
 					}
 				}
@@ -414,31 +423,27 @@ func (c *compiler) setMember(g *group, id string, p *podRecord, in bool) bool {
 		}
 		delete(g.members, id)
 	}
+	// An address another pod claims too is in the set only if every
+	// claimant is a member (conflicts.go).
 	for _, a := range oldIPs {
-		if set := g.setNames[famOf(a)]; set != "" && !slices.Contains(newIPs, a) && !c.otherMemberHas(g, id, a) {
-			c.delElement(set, addrElement(a))
+		if set := g.setNames[famOf(a)]; set != "" && !slices.Contains(newIPs, a) {
+			if c.m.ips.claimedByOther(a, id) {
+				c.syncGroupAddr(g, a)
+			} else {
+				c.delElement(set, addrElement(a))
+			}
 		}
 	}
 	for _, a := range newIPs {
 		if set := g.setNames[famOf(a)]; set != "" && !slices.Contains(oldIPs, a) {
-			c.addElement(set, addrElement(a))
-		}
-	}
-	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
-}
-
-// otherMemberHas reports whether a member other than id has address a. Two live
-// pods rarely share an address, so rather than reference counts per address we
-// ask the model's IP index when an address leaves a set.
-func (c *compiler) otherMemberHas(g *group, id string, a netip.Addr) bool {
-	for _, p := range c.m.podsByIP(a) {
-		if p.ID != id {
-			if m := g.members[p.ID]; m != nil && slices.Contains(m.IPs, a) {
-				return true
+			if c.conflicted(a) {
+				c.syncGroupAddr(g, a)
+			} else {
+				c.addElement(set, addrElement(a))
 			}
 		}
 	}
-	return false
+	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
 }
 
 // --- named-port sets ---
@@ -518,14 +523,15 @@ func (ns *namedSet) has(p *podRecord) bool {
 	return false
 }
 
-// refresh recomputes the elements pod id contributes (p nil: deleted pod).
+// refreshNamed recomputes the elements pod id contributes (p nil: deleted
+// pod). An address several pods claim matches no named port (conflicts.go).
 func (c *compiler) refreshNamed(ns *namedSet, id string, p *podRecord) {
 	var want []nft.Element
 	if p != nil && ns.has(p) {
 		for _, pn := range ns.ports {
 			for _, port := range p.resolve(pn.Name, pn.Proto) {
 				for _, a := range p.IPs {
-					if ns.names[famOf(a)] == "" {
+					if ns.names[famOf(a)] == "" || c.conflicted(a) {
 						continue
 					}
 					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port)}})
@@ -663,7 +669,7 @@ func (c *compiler) addPolicy(p *policy) {
 	m[p.id] = p
 	var touched []*localPod
 	locals := c.localByNS[p.ns]
-	for _, id := range slices.Sorted(maps.Keys(locals)) { // ID order: the first claimer of a shared address wins
+	for _, id := range slices.Sorted(maps.Keys(locals)) { // ID order: deterministic transactions
 		lp := locals[id]
 		rec := lp.rec
 		if !p.podSel.Matches(rec.Labels) {
@@ -688,6 +694,8 @@ func (c *compiler) addPolicy(p *policy) {
 	for _, lp := range touched {
 		c.syncLocalPod(lp)
 	}
+	c.markAllConflicts()
+	c.resyncConflicts()
 }
 
 // removePolicy compiles out a policy.
@@ -716,6 +724,8 @@ func (c *compiler) removePolicy(id string) {
 	for _, pid := range slices.Sorted(maps.Keys(touched)) {
 		c.syncLocalPod(touched[pid])
 	}
+	c.markAllConflicts()
+	c.resyncConflicts()
 }
 
 // --- pods ---
@@ -728,6 +738,7 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	} else {
 		id, ns = old.ID, old.Namespace()
 	}
+	c.markClaims(id, old, cur)
 	// Peer groups that can concern the pod's namespace.
 	named := map[*namedSet]struct{}{}
 	check := func(g *group) {
@@ -823,6 +834,7 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 		}
 	}
 	c.syncFamilies()
+	c.resyncConflicts()
 }
 
 // countLocalFamilies adds delta to the local pod count of each family p has
@@ -932,8 +944,10 @@ func (c *compiler) syncLocalPodFrom(lp *localPod, prev *podRecord) {
 		for _, a := range cur.IPs {
 			f := famOf(a)
 			owner, taken := c.vmapOwn[dir][f][a]
-			if taken && owner != id {
-				continue // another local pod claims the address; first one wins
+			if c.conflicted(a) || (taken && owner != id) {
+				// Other pods claim the address too, or did until this
+				// operation: resyncConflicts sets its element.
+				continue
 			}
 			if !taken {
 				c.vmapOwn[dir][f][a] = id

@@ -3,6 +3,7 @@ package enforcer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,63 +19,70 @@ import (
 
 // decide evaluates a flow. The caller holds the engine lock.
 func decide(m *model, f Flow) Decision {
-	src, dst := podAt(m, f.Src), podAt(m, f.Dst)
-	var d Decision
-	if src != nil {
-		d.Egress = decideDirection(m, dirEgress, src, dst, f)
-	} else {
-		d.Egress.Allowed = true
-	}
-	if dst != nil {
-		d.Ingress = decideDirection(m, dirIngress, dst, src, f)
-	} else {
-		d.Ingress.Allowed = true
+	src, dst := claimantsAt(m, f.Src), claimantsAt(m, f.Dst)
+	d := Decision{
+		Egress:  decideDirection(m, dirEgress, src, dst, f),
+		Ingress: decideDirection(m, dirIngress, dst, src, f),
 	}
 	d.Allowed = d.Egress.Allowed && d.Ingress.Allowed
 	d.Reason = reason(d)
 	return d
 }
 
-// podAt is the active pod owning an address (the lowest ID if several claim it).
-func podAt(m *model, a netip.Addr) *podRecord {
+// claimantsAt returns the active pods claiming an address, sorted by ID:
+// usually one, several while an address is reused (doc.go, "Two live pods
+// claiming one address"), none for an address that is no pod's.
+func claimantsAt(m *model, a netip.Addr) []*podRecord {
 	if !a.IsValid() {
 		return nil
 	}
-	var best *podRecord
-	for _, p := range m.podsByIP(a.Unmap()) {
-		if p.active() && (best == nil || p.ID < best.ID) {
-			best = p
-		}
-	}
-	return best
+	return m.podsByIP(a.Unmap())
 }
 
-// decideDirection evaluates one direction for the pod it concerns (the source
-// for egress, the destination for ingress); other is the pod at the far end.
-func decideDirection(m *model, dir int, pod, other *podRecord, f Flow) DirectionDecision {
-	dd := DirectionDecision{Pod: pod.ID}
-	var isolating, allowing []string
-	for _, pr := range m.policiesInNamespace(pod.Namespace()) {
-		spec := &pr.Spec
-		ingress, egress := policyTypes(spec)
-		if (dir == dirIngress && !ingress) || (dir == dirEgress && !egress) {
-			continue
+// only is the pod of a single claimant, nil for none or several: a named
+// port resolves on the pod at an address, and several claimants name none.
+func only(claimants []*podRecord) *podRecord {
+	if len(claimants) == 1 {
+		return claimants[0]
+	}
+	return nil
+}
+
+// decideDirection evaluates one direction for the pods claiming the address
+// it concerns (the source for egress, the destination for ingress); others
+// claim the far end. An address no pod claims is not subject to policy.
+// Several claimants are judged as one: by the policies that select them if
+// these are the same for all, otherwise denied.
+func decideDirection(m *model, dir int, pods, others []*podRecord, f Flow) DirectionDecision {
+	if len(pods) == 0 {
+		return DirectionDecision{Allowed: true}
+	}
+	dd := DirectionDecision{Pod: pods[0].ID}
+	isolating, usable := selectingPolicies(m, dir, pods[0])
+	if len(pods) > 1 {
+		for _, p := range pods {
+			dd.Claimants = append(dd.Claimants, p.ID)
 		}
-		sel, err := metav1.LabelSelectorAsSelector(&spec.PodSelector)
-		validSel := err == nil
-		if validSel && !sel.Matches(pod.Labels) {
-			continue
+		union := slices.Clone(isolating)
+		for _, p := range pods[1:] {
+			ids, _ := selectingPolicies(m, dir, p)
+			if !slices.Equal(ids, isolating) {
+				dd.Conflict = true
+			}
+			union = append(union, ids...)
 		}
-		// An invalid podSelector selects every pod of its namespace and allows nothing.
-		isolating = append(isolating, pr.ID)
-		if !validSel {
-			continue
+		if dd.Conflict {
+			slices.Sort(union)
+			dd.Isolated, dd.Policies = true, slices.Compact(union)
+			return dd
 		}
-		if policyAllows(m, pr, dir, pod, other, f) {
+	}
+	var allowing []string
+	for _, pr := range usable {
+		if policyAllows(m, pr, dir, pods, others, f) {
 			allowing = append(allowing, pr.ID)
 		}
 	}
-	sort.Strings(isolating)
 	sort.Strings(allowing)
 	dd.Isolated = len(isolating) > 0
 	switch {
@@ -89,12 +97,36 @@ func decideDirection(m *model, dir int, pod, other *podRecord, f Flow) Direction
 	return dd
 }
 
-func policyAllows(m *model, pr *policyRecord, dir int, pod, other *podRecord, f Flow) bool {
+// selectingPolicies returns the IDs of the policies that select pod for
+// direction dir (sorted) and those of them that can allow anything: an
+// invalid podSelector selects every pod of its namespace, unknown
+// policyTypes both directions, and such a policy allows nothing.
+func selectingPolicies(m *model, dir int, pod *podRecord) (ids []string, usable []*policyRecord) {
+	for _, pr := range m.policiesInNamespace(pod.Namespace()) {
+		spec := &pr.Spec
+		ingress, egress, typesErr := policyTypes(spec)
+		if (dir == dirIngress && !ingress) || (dir == dirEgress && !egress) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&spec.PodSelector)
+		if err == nil && !sel.Matches(pod.Labels) {
+			continue
+		}
+		ids = append(ids, pr.ID)
+		if err == nil && typesErr == nil {
+			usable = append(usable, pr)
+		}
+	}
+	sort.Strings(ids)
+	return ids, usable
+}
+
+func policyAllows(m *model, pr *policyRecord, dir int, pods, others []*podRecord, f Flow) bool {
 	// The far address and the pod whose named ports count: for ingress the
 	// destination is the target pod itself, for egress it is the peer.
-	far, portPod := f.Src, pod
+	far, portPod := f.Src, only(pods)
 	if dir == dirEgress {
-		far, portPod = f.Dst, other
+		far, portPod = f.Dst, only(others)
 	}
 	type rule struct {
 		peers []networkingv1.NetworkPolicyPeer
@@ -111,32 +143,20 @@ func policyAllows(m *model, pr *policyRecord, dir int, pod, other *podRecord, f 
 		}
 	}
 	for _, r := range rules {
-		// Peer matches by kind, which matters for egress named ports: a
-		// selector peer resolves the name on the peer pod; no peers ("any")
-		// or an ipBlock, on whichever pod holds the destination address.
-		anyOK := len(r.peers) == 0
-		podOK, blockOK := false, false
+		// Whatever the kind of peer (selector, ipBlock, none), a named port
+		// resolves on the pod at the destination address.
+		ok := len(r.peers) == 0
 		for i := range r.peers {
-			isPod, ok := peerMatches(m, pr.Namespace, &r.peers[i], far, other)
-			switch {
-			case ok && isPod:
-				podOK = true
-			case ok:
-				blockOK = true
-			}
+			ok = ok || peerMatches(m, pr.Namespace, &r.peers[i], far, others)
 		}
-		if !anyOK && !podOK && !blockOK {
+		if !ok {
 			continue
 		}
 		if len(r.ports) == 0 {
 			return true
 		}
 		for _, p := range r.ports {
-			numeric, named := portMatches(p, portPod, f)
-			if numeric || (named && (dir == dirIngress || podOK)) {
-				return true
-			}
-			if dir == dirEgress && (anyOK || blockOK) && namedOnAnyPod(m, p, f) {
+			if numeric, named := portMatches(p, portPod, f); numeric || named {
 				return true
 			}
 		}
@@ -144,52 +164,41 @@ func policyAllows(m *model, pr *policyRecord, dir int, pod, other *podRecord, f 
 	return false
 }
 
-// namedOnAnyPod reports whether a named port entry matches the flow on some
-// active pod at the destination address (usually one; several during IP reuse).
-func namedOnAnyPod(m *model, p networkingv1.NetworkPolicyPort, f Flow) bool {
-	if !f.Dst.IsValid() {
+// peerMatches reports whether the far end matches one peer. Invalid peers
+// match nothing. A selector peer matches an address only if pods claim it and
+// every claimant (others) matches the selectors.
+func peerMatches(m *model, policyNS string, p *networkingv1.NetworkPolicyPeer, far netip.Addr, others []*podRecord) bool {
+	if p.IPBlock != nil {
+		return p.PodSelector == nil && p.NamespaceSelector == nil && ipBlockContains(p.IPBlock, far)
+	}
+	if p.PodSelector == nil && p.NamespaceSelector == nil || len(others) == 0 {
 		return false
 	}
-	for _, pod := range m.podsByIP(f.Dst.Unmap()) {
-		if pod.active() {
-			if _, named := portMatches(p, pod, f); named {
-				return true
-			}
+	for _, other := range others {
+		if !podPeerMatches(m, policyNS, p, other) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
-// peerMatches reports whether the far end matches one peer, and whether the peer
-// is a pod peer (selectors) rather than an ipBlock. Invalid peers match nothing.
-func peerMatches(m *model, policyNS string, p *networkingv1.NetworkPolicyPeer, far netip.Addr, other *podRecord) (isPod, ok bool) {
-	if p.IPBlock != nil {
-		if p.PodSelector != nil || p.NamespaceSelector != nil {
-			return false, false
-		}
-		return false, ipBlockContains(p.IPBlock, far)
-	}
-	if p.PodSelector == nil && p.NamespaceSelector == nil {
-		return true, false
-	}
-	if other == nil {
-		return true, false
-	}
+// podPeerMatches reports whether pod other matches a selector peer.
+func podPeerMatches(m *model, policyNS string, p *networkingv1.NetworkPolicyPeer, other *podRecord) bool {
 	if p.PodSelector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(p.PodSelector)
 		if err != nil || !sel.Matches(other.Labels) {
-			return true, false
+			return false
 		}
 	}
 	if p.NamespaceSelector == nil {
-		return true, other.Namespace() == policyNS
+		return other.Namespace() == policyNS
 	}
 	sel, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
 	if err != nil {
-		return true, false
+		return false
 	}
 	ns := m.namespace(other.Namespace())
-	return true, ns != nil && sel.Matches(ns.Labels)
+	return ns != nil && sel.Matches(ns.Labels)
 }
 
 // ipBlockContains checks an address against a cidr and its excepts; a malformed
@@ -259,20 +268,34 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 }
 
 func reason(d Decision) string {
-	part := func(name string, dd DirectionDecision) string {
+	// far lists the claimants of the other end when there are several.
+	part := func(name string, dd DirectionDecision, far []string) string {
+		who := dd.Pod
+		if len(dd.Claimants) > 1 {
+			who = fmt.Sprintf("the address claimed by %s", strings.Join(dd.Claimants, ", "))
+			if !dd.Conflict {
+				who += " (selected by the same policies)"
+			}
+		}
 		switch {
 		case dd.Pod == "":
 			return ""
+		case dd.Conflict:
+			return fmt.Sprintf("%s of %s is denied: they are selected by different policies (%s), so new connections are dropped until one claimant is left",
+				name, who, strings.Join(dd.Policies, ", "))
 		case !dd.Isolated:
-			return fmt.Sprintf("%s of %s is not isolated", name, dd.Pod)
+			return fmt.Sprintf("%s of %s is not isolated", name, who)
 		case dd.Allowed:
-			return fmt.Sprintf("%s of %s is allowed by %s", name, dd.Pod, strings.Join(dd.Policies, ", "))
+			return fmt.Sprintf("%s of %s is allowed by %s", name, who, strings.Join(dd.Policies, ", "))
+		case len(far) > 1:
+			return fmt.Sprintf("%s of %s is isolated by %s and no rule allows it (the other end is claimed by %s: a selector peer matches it only if every claimant does, and a named port never does)",
+				name, who, strings.Join(dd.Policies, ", "), strings.Join(far, ", "))
 		default:
-			return fmt.Sprintf("%s of %s is isolated by %s and no rule allows it", name, dd.Pod, strings.Join(dd.Policies, ", "))
+			return fmt.Sprintf("%s of %s is isolated by %s and no rule allows it", name, who, strings.Join(dd.Policies, ", "))
 		}
 	}
 	var parts []string
-	for _, p := range []string{part("egress", d.Egress), part("ingress", d.Ingress)} {
+	for _, p := range []string{part("egress", d.Egress, d.Ingress.Claimants), part("ingress", d.Ingress, d.Egress.Claimants)} {
 		if p != "" {
 			parts = append(parts, p)
 		}

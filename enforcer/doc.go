@@ -48,12 +48,28 @@
 // (see BenchmarkEngineDelta*); the first full build of a 100,000-pod cluster is
 // dominated by the memdb inserts.
 //
-// Two live pods claiming one address (a stale record during IP reuse) are
-// tolerated: the address stays in a peer set while any member has it, the
-// dispatch element belongs to the first local pod that claimed it, and Decide
-// picks the pod with the lowest ID (except for a named port of an egress rule
-// to an ipBlock or without peers, which matches if any of them names it, as
-// the compiled set holds every pod's named ports).
+// # Two live pods claiming one address
+//
+// During IP reuse a new pod can be given the address of a pod whose deletion
+// the engine has not seen yet (or whose object lingers). Nothing in a packet
+// tells the two apart, so the claimants of an address are judged as one and
+// fail closed (conflicts.go):
+//   - the address is in a peer group's set only if every claimant is a member
+//     of the group;
+//   - it matches no named port (ingress or egress, of any rule);
+//   - a direction from or to it is not isolated if no claimant is; if the
+//     same policies select every claimant, those policies decide, and the
+//     verdict is the same for each of them (the dispatch element goes to the
+//     pod chain of the lowest-ID local claimant); otherwise it is denied (the
+//     element goes to the shared chain claimed-drop) until one claimant is
+//     left. The policies of a claimant on another node are those of its
+//     namespace that select it, as for a local one.
+//
+// Decide applies the same rule and names the claimants in its reason. Such
+// addresses are rare: the model's IP index knows them, and every change that
+// touches a claimant or a policy resyncs those addresses alone (peer-set
+// elements, named-port elements, dispatch elements); without one the usual
+// paths pay a map lookup per address.
 //
 // # Memory
 //
@@ -75,9 +91,21 @@
 // # Fail closed
 //
 // Invalid input never opens traffic: a policy with an invalid podSelector
-// isolates every pod of its namespace and allows nothing; an invalid peer (bad
-// CIDR or selector) or port matches nothing; a malformed pod IP is left out. The
-// error is returned and logged.
+// isolates every pod of its namespace and allows nothing; one with an unknown
+// policyType isolates its pods for ingress and egress and allows nothing; an
+// invalid peer (bad CIDR or except, zone, selector) or port (0, above 65535,
+// endPort below port or with a named port, unknown protocol) matches nothing;
+// a malformed pod IP is left out. The error is returned and logged. Nil
+// objects and objects without a name or namespace are refused with an error
+// and change nothing; deleting what does not exist is a no-op.
+//
+// Some odd input is accepted as Kubernetes reads it: an ipBlock CIDR with host
+// bits is masked (198.19.0.1/16 is 198.19.0.0/16), an empty protocol is TCP,
+// a port name no pod can have ("80") matches nothing, and container ports
+// without a name, out of range or of an unknown protocol are ignored. Lists of
+// any length (10,000 ports, 1,000 except blocks) compile; comments in the
+// program are cut to the 128 bytes nft allows, since the kernel refuses a set
+// whose comment does not fit its userdata.
 //
 // The package does no I/O of its own besides the Dataplane it is given, and
 // never imports client-go: a CNI plugin can embed it and feed its own events.

@@ -49,8 +49,9 @@ const (
 	genPolicies   = 6
 )
 
-// genPodAddrs gives pod slot i its fixed addresses (unique per slot, so that
-// no two live pods share an address): 198.18.128.<i+1> and 2001:db8:100::<i+1>.
+// genPodAddrs gives address slot i its addresses: 198.18.128.<i+1> and
+// 2001:db8:100::<i+1>. Pod slot i usually takes address slot i; genPod and
+// genTwin sometimes give it another pod's, as IP reuse does.
 func genPodAddrs(i int) (string, string) {
 	return fmt.Sprintf("198.18.128.%d", i+1), fmt.Sprintf("2001:db8:100::%x", i+1)
 }
@@ -68,7 +69,11 @@ func genNamespace(c choices, i int) *corev1.Namespace {
 
 func genPod(c choices, i int) *corev1.Pod {
 	ns := fmt.Sprintf("ns%d", c.intn(genNamespaces))
-	v4, v6 := genPodAddrs(i)
+	addrSlot := i
+	if c.intn(4) == 0 {
+		addrSlot = c.intn(genPods) // IP reuse: another slot's address
+	}
+	v4, v6 := genPodAddrs(addrSlot)
 	tweaks := []podTweak{onNode(pick(c, genNodes...))}
 	kv := []string{}
 	if v := pick(c, "", "a", "b", "c"); v != "" {
@@ -301,14 +306,35 @@ type op struct {
 	name [2]string
 }
 
-func genOp(c choices) op {
-	switch c.intn(12) {
+// genTwin is pod slot i given the addresses, namespace, labels and ports of
+// another live pod of the world, on the same node or another: IP reuse where
+// both claimants get the same verdicts (or, on another node, the same ones
+// from different chains). Without such a pod it is genPod.
+func genTwin(c choices, w *world, i int) *corev1.Pod {
+	src := w.pods[fmt.Sprintf("p%d", c.intn(genPods))]
+	if src == nil || src.Name == fmt.Sprintf("p%d", i) {
+		return genPod(c, i)
+	}
+	p := src.DeepCopy()
+	p.Name = fmt.Sprintf("p%d", i)
+	p.Spec.HostNetwork = false
+	p.Status.Phase = corev1.PodRunning
+	if c.intn(2) == 0 {
+		p.Spec.NodeName = pick(c, genNodes...)
+	}
+	return p
+}
+
+func genOp(c choices, w *world) op {
+	switch c.intn(13) {
 	case 0, 1:
 		return op{kind: "ns", ns: genNamespace(c, c.intn(genNamespaces))}
 	case 2:
 		return op{kind: "-ns", name: [2]string{"", fmt.Sprintf("ns%d", c.intn(genNamespaces))}}
 	case 3, 4, 5, 6:
 		return op{kind: "pod", pod: genPod(c, c.intn(genPods))}
+	case 12:
+		return op{kind: "pod", pod: genTwin(c, w, c.intn(genPods))}
 	case 7:
 		i := c.intn(genPods)
 		return op{kind: "-pod", name: [2]string{"", fmt.Sprintf("p%d", i)}}

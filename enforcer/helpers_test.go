@@ -121,10 +121,6 @@ func egress(peers []networkingv1.NetworkPolicyPeer, ports ...networkingv1.Networ
 func sel(kv ...string) metav1.LabelSelector {
 	return metav1.LabelSelector{MatchLabels: labelMap(kv...)}
 }
-func selp(kv ...string) *metav1.LabelSelector {
-	s := sel(kv...)
-	return &s
-}
 func expr(key string, op metav1.LabelSelectorOperator, values ...string) metav1.LabelSelector {
 	return metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: values}}}
 }

@@ -59,7 +59,7 @@ func TestIncrementalMatchesFreshBuild(t *testing.T) {
 		c := newCluster(t, genNodes...)
 		w := newWorld()
 		for step := range 120 {
-			for _, call := range w.apply(genOp(r)) {
+			for _, call := range w.apply(genOp(r, w)) {
 				_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
 			}
 			if r.intn(3) == 0 || step == 119 {
@@ -128,13 +128,7 @@ func TestIdenticalUpsertSendsNothing(t *testing.T) {
 	e, f := c.engines["node-a"], c.fakes["node-a"]
 	before := f.Operations()
 	// Fresh copies of the same objects.
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
 	for _, np := range basePolicies() {
 		_ = e.UpsertNetworkPolicy(np)
 	}
@@ -204,30 +198,6 @@ func TestPodLabelChangeTouchesOnlyElementsAndItsChains(t *testing.T) {
 	}
 }
 
-func TestFailedApplyForcesReconcile(t *testing.T) {
-	c := newCluster(t, "node-a")
-	loadBase(t, c, basePolicies()...)
-	e, f := c.engines["node-a"], c.fakes["node-a"]
-	_ = e.UpsertPod(mkPod("prod", "new", podLabels("app", "cli"), podIPs("198.18.1.60")))
-	f.FailNext(nft.ErrBusy)
-	if _, err := e.Flush(context.Background()); !errors.Is(err, nft.ErrBusy) {
-		t.Fatalf("flush error %v, want ErrBusy", err)
-	}
-	// Someone else damages the table meanwhile; the reconcile repairs it.
-	f.Mutate(func(s *nft.State) { delete(s.Sets["ingress-v4"].Elements, "198.18.1.10") })
-	res, err := e.Flush(context.Background())
-	if err != nil || !res.Full {
-		t.Fatalf("flush after failure: %+v %v, want a full reconcile", res, err)
-	}
-	got, _ := f.Read(context.Background())
-	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-		t.Fatalf("not converged after reconcile: %d operations left", tx.Size())
-	}
-	if res, _ := e.Flush(context.Background()); res.Full || res.Operations != 0 {
-		t.Fatalf("flush after reconcile: %+v, want nothing", res)
-	}
-}
-
 func TestModelOnlyEngine(t *testing.T) {
 	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Logger: quietLogger})
 	if err != nil {
@@ -236,13 +206,8 @@ func TestModelOnlyEngine(t *testing.T) {
 	if _, err := e.Flush(context.Background()); !errors.Is(err, enforcer.ErrNoDataplane) {
 		t.Fatalf("flush without dataplane: %v", err)
 	}
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
+	_, pods := baseWorld()
 	st := e.Stats()
 	if st.Pods != len(pods) || st.Namespaces != 3 || st.LocalPods != 4 {
 		t.Fatalf("stats %+v", st)
@@ -262,15 +227,12 @@ func TestConcurrentUse(t *testing.T) {
 	c := newCluster(t, "node-a")
 	e := c.engines["node-a"]
 	w := newWorld()
-	var ops []op
 	r := rngChoices{rand.New(rand.NewPCG(42, 42))}
-	for range 200 {
-		ops = append(ops, genOp(r))
-	}
 	// One goroutine per kind of object replays that kind's calls in order, so
 	// the final model equals the world whatever the interleaving.
 	var calls [4][]func(engineAPI)
-	for _, o := range ops {
+	for range 200 {
+		o := genOp(r, w)
 		g := 0
 		switch {
 		case o.ns != nil || o.kind == "-ns":
@@ -305,33 +267,6 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	c.flush()
 	checkConverged(t, c, w, -1)
-}
-
-// TestSharedAddress: two live pods claiming one address (a stale record during
-// IP reuse) keep it in a peer set until both are gone, and the incremental
-// state still equals a fresh build at each step.
-func TestSharedAddress(t *testing.T) {
-	c := newCluster(t, "node-a", "node-b")
-	w := newWorld()
-	step := 0
-	do := func(o op) {
-		for _, call := range w.apply(o) {
-			_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
-		}
-		c.flush()
-		checkConverged(t, c, w, step)
-		step++
-	}
-	do(op{kind: "ns", ns: mkNamespace("prod", "env", "prod")})
-	do(op{kind: "pol", pol: mkPolicy("prod", "p", selecting(sel("app", "web")), ingress(peers(podPeer(sel("app", "cli")))))})
-	do(op{kind: "pod", pod: mkPod("prod", "web", podLabels("app", "web"), podIPs("198.18.1.10"))})
-	do(op{kind: "pod", pod: mkPod("prod", "a", podLabels("app", "cli"), onNode("node-b"), podIPs("198.18.2.5", "2001:db8:2::5"))})
-	do(op{kind: "pod", pod: mkPod("prod", "b", podLabels("app", "cli"), onNode("node-b"), podIPs("198.18.2.5"))})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, true)
-	do(op{kind: "-pod", name: [2]string{"", "a"}})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, true)
-	do(op{kind: "pod", pod: mkPod("prod", "b", podLabels("app", "other"), onNode("node-b"), podIPs("198.18.2.5"))})
-	c.checkFlow("198.18.2.5", "prod/web", TCP, 80, false)
 }
 
 // TestEgressNamedPortIPBlockDeltas: the named-port set that an egress ipBlock

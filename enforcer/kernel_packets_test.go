@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 
+	networkingv1 "k8s.io/api/networking/v1"
+
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -133,4 +135,56 @@ func TestPrivilegedPacketsFollowFamilies(t *testing.T) {
 		t.Fatalf("dual-stack pods gone, but the program still matches IPv6: %v", got)
 	}
 	probeAll(t, "dual-stack pods gone", v4Cases)
+}
+
+// TestPrivilegedPacketsIPReuse shows with real TCP connections the rule for an
+// address two live pods claim (doc.go): cli's address, claimed as well by a
+// pod the policy does not admit, is dropped by web's ingress; claimed by a
+// twin with cli's labels it passes; claimed by a twin that an egress policy
+// isolates (and cli not), cli's own connections go to the drop chain; once
+// cli is its only claimant again, it passes. The claimants other than cli are
+// model-only: nothing in a packet tells claimants apart.
+func TestPrivilegedPacketsIPReuse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	node, k, e := newKernelEngine(t)
+	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10")}
+	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20")}
+	nfttest.WirePods(t, node, false, web, cli)
+	nfttest.Serve(t, web, []int{8080}, 0)
+	upsert := func(name, node string, ip netip.Addr, labels ...string) {
+		t.Helper()
+		if err := e.UpsertPod(mkPod("prod", name, podLabels(labels...), onNode(node), podIPs(ip.String()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.UpsertNamespace(mkNamespace("prod")); err != nil {
+		t.Fatal(err)
+	}
+	upsert("web", "node-a", web.V4, "app", "web")
+	upsert("cli", "node-a", cli.V4, "app", "cli")
+	for _, np := range []*networkingv1.NetworkPolicy{
+		mkPolicy("prod", "web", selecting(sel("app", "web")), ingress(peers(podPeer(sel("app", "cli"))), tcp(8080))),
+		mkPolicy("prod", "lockdown", selecting(sel("role", "locked")), types(networkingv1.PolicyTypeEgress)),
+	} {
+		if err := e.UpsertNetworkPolicy(np); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, st := range []struct {
+		name    string
+		change  func()
+		allowed bool
+	}{
+		{"cli alone", func() {}, true},
+		{"a pod of another app claims cli's address", func() { upsert("intruder", "node-b", cli.V4, "app", "other") }, false},
+		{"it takes cli's labels", func() { upsert("intruder", "node-b", cli.V4, "app", "cli") }, true},
+		{"an egress policy isolates it alone", func() { upsert("intruder", "node-b", cli.V4, "app", "cli", "role", "locked") }, false},
+		{"it is deleted", func() { e.DeletePod("prod", "intruder") }, true},
+	} {
+		st.change()
+		flushToKernel(t, st.name, e, k)
+		probeAll(t, st.name, []packetCase{{cli, web.V4, 8080, st.allowed}})
+	}
 }

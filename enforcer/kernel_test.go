@@ -20,14 +20,7 @@ import (
 // compiler emits (concatenated interval sets, named-port sets, verdict maps).
 func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	_, k, e := newKernelEngine(t)
-	ctx := context.Background()
-	nss, pods := baseWorld()
-	for _, n := range nss {
-		_ = e.UpsertNamespace(n)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
 	pols := append(basePolicies(),
 		mkPolicy("dev", "eg", selecting(sel("app", "cli")),
 			egress(peers(podPeer(sel("app", "web")), ipBlock("2001:db8:ff::/48", "2001:db8:ff:1::/64")), tcp(80), protoOnly(UDP), port(SCTP, 3868)),
@@ -41,17 +34,7 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	}
 	check := func(step string) {
 		t.Helper()
-		res, err := e.Flush(ctx)
-		if err != nil {
-			t.Fatalf("%s: flush: %v", step, err)
-		}
-		got, err := k.Read(ctx)
-		if err != nil {
-			t.Fatalf("%s: read: %v", step, err)
-		}
-		if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-			t.Fatalf("%s: kernel differs from desired (%d operations), first: %s %s", step, tx.Size(), tx.Ops[0].Kind, tx.Ops[0].Name)
-		}
+		res := flushToKernel(t, step, e, k)
 		t.Logf("%s: %d operations (full %v) in %v", step, res.Operations, res.Full, res.Duration)
 	}
 	check("full sync")
@@ -66,9 +49,28 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	e.DeleteNetworkPolicy("prod", "db")
 	e.DeleteNetworkPolicy("dev", "eg")
 	check("policy delete")
-	if res, err := e.Flush(ctx); err != nil || res.Operations != 0 {
+	if res, err := e.Flush(context.Background()); err != nil || res.Operations != 0 {
 		t.Fatalf("idle flush: %+v %v", res, err)
 	}
+}
+
+// flushToKernel flushes e and checks that the kernel table k reads back as
+// e's desired state.
+func flushToKernel(t *testing.T, step string, e *enforcer.Engine, k *nft.Kernel) enforcer.FlushResult {
+	t.Helper()
+	ctx := context.Background()
+	res, err := e.Flush(ctx)
+	if err != nil {
+		t.Fatalf("%s: flush: %v", step, err)
+	}
+	got, err := k.Read(ctx)
+	if err != nil {
+		t.Fatalf("%s: read: %v", step, err)
+	}
+	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
+		t.Fatalf("%s: kernel differs from desired (%d operations), first: %s %s", step, tx.Size(), tx.Ops[0].Kind, tx.Ops[0].Name)
+	}
+	return res
 }
 
 // newKernelEngine makes a fresh network namespace (the test is skipped without
@@ -87,4 +89,17 @@ func newKernelEngine(t *testing.T) (*nfttest.NetNS, *nft.Kernel, *enforcer.Engin
 		t.Fatal(err)
 	}
 	return ns, k, e
+}
+
+// TestPrivilegedKernelAcceptsOddInput programs the odd objects of
+// TestOddInput (10,000 ports, 1,000 except blocks, names at the API's length
+// limits, invalid parts compiled to fail closed), one after the other, into a
+// real kernel: each flush is accepted and the table reads back as desired.
+func TestPrivilegedKernelAcceptsOddInput(t *testing.T) {
+	_, k, e := newKernelEngine(t)
+	loadBaseWorld(e)
+	for _, tc := range oddCases() {
+		_ = tc.apply(e)
+		flushToKernel(t, tc.name, e, k)
+	}
 }

@@ -47,9 +47,14 @@ type parseError struct{ err error }
 // NewPod parses what policy needs of p (name, namespace, labels, node,
 // hostNetwork, phase, IPs, named ports of containers and restartable init
 // containers). A malformed IP is left out (the pod is then not reachable by
-// that address through policy: fail closed); Err reports it.
+// that address through policy: fail closed); Err reports it. NewPod(nil) is
+// a Pod that UpsertParsedPod refuses.
 func NewPod(p *corev1.Pod) *Pod {
 	out := &Pod{}
+	if p == nil {
+		out.bad = &parseError{errors.New("nil pod")}
+		return out
+	}
 	if err := fillPod(&out.rec, p); err != nil {
 		out.bad = &parseError{err}
 	}
@@ -88,12 +93,6 @@ func (p *Pod) Equal(q *Pod) bool {
 		return p == q
 	}
 	return samePod(&p.rec, &q.rec)
-}
-
-// podFromAPI keeps what policy needs of a pod (see NewPod).
-func podFromAPI(p *corev1.Pod) (*podRecord, error) {
-	pp := NewPod(p)
-	return &pp.rec, pp.Err()
 }
 
 func fillPod(r *podRecord, p *corev1.Pod) error {

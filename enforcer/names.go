@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
+	"unicode/utf8"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -62,6 +63,27 @@ func peerSetName(fam int, key string) string  { return "peer-" + famNames[fam] +
 func cidrSetName(fam int, key string) string  { return "cidr-" + famNames[fam] + "-" + shortHash(key) }
 func portsSetName(key string) string          { return "ports-" + shortHash(key) }
 func namedSetName(fam int, key string) string { return "named-" + famNames[fam] + "-" + shortHash(key) }
+
+// maxComment is the longest comment the program carries, as nft allows
+// (NFTNL_UDATA_COMMENT_MAXLEN). A set's comment travels in its userdata,
+// which the kernel caps at 256 bytes, so a longer one (a policy with
+// thousands of ports or except blocks, names at the API's length limits)
+// would make it reject the whole transaction. Names are hashes of the full
+// key, so a cut comment never makes two objects one.
+const maxComment = 128
+
+// comment returns s cut to maxComment bytes (on a UTF-8 boundary, ending in
+// "...") if it is longer.
+func comment(s string) string {
+	if len(s) <= maxComment {
+		return s
+	}
+	cut := maxComment - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
 
 // famOf is the family index of an address.
 func famOf(a netip.Addr) int {

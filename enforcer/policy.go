@@ -122,7 +122,11 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 		invalid = true
 	}
 	p.podSel = sel
-	ingress, egress := policyTypes(&r.Spec)
+	ingress, egress, err := policyTypes(&r.Spec)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%w (the policy isolates its pods for ingress and egress and allows nothing)", err))
+		invalid = true
+	}
 	// The spec's rules of each direction as (peers, ports) pairs, so that both
 	// directions are parsed by the same loop.
 	var specRules [2][]specRule
@@ -154,10 +158,12 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 	return p, nil
 }
 
-// policyTypes applies the defaults: Ingress always, Egress when egress rules exist.
-func policyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool) {
+// policyTypes applies the defaults: Ingress always, Egress when egress rules
+// exist. A type other than Ingress and Egress is an error, and then both are
+// returned: such a policy must fail closed, whatever its author meant.
+func policyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool, err error) {
 	if len(spec.PolicyTypes) == 0 {
-		return true, len(spec.Egress) > 0
+		return true, len(spec.Egress) > 0, nil
 	}
 	for _, t := range spec.PolicyTypes {
 		switch t {
@@ -165,9 +171,11 @@ func policyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool) {
 			ingress = true
 		case networkingv1.PolicyTypeEgress:
 			egress = true
+		default:
+			return true, true, fmt.Errorf("policyTypes: unknown type %q", t)
 		}
 	}
-	return ingress, egress
+	return ingress, egress, nil
 }
 
 // specRule is one ingress or egress rule of a NetworkPolicy spec.

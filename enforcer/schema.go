@@ -369,7 +369,7 @@ func (m *model) removePod(old *podRecord) {
 
 // ipIndex maps the addresses of active pods to their records. Almost every
 // address has one pod: it is the value of one map, the rare others are kept
-// aside in more.
+// aside in more, whose keys are thus the conflicted addresses (conflicts.go).
 type ipIndex struct {
 	first map[netip.Addr]*podRecord
 	more  map[netip.Addr][]*podRecord
@@ -425,6 +425,18 @@ func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
 	}
 }
 
+// conflicted reports whether several pods claim address a.
+func (x *ipIndex) conflicted(a netip.Addr) bool {
+	_, ok := x.more[a]
+	return ok
+}
+
+// claimedByOther reports whether a pod other than id claims address a.
+func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
+	f, ok := x.first[a]
+	return ok && (f.ID != id || x.conflicted(a))
+}
+
 // get returns the pods with address a, sorted by ID.
 func (x *ipIndex) get(a netip.Addr) []*podRecord {
 	f, ok := x.first[a]
@@ -449,5 +461,4 @@ func (m *model) policiesInNamespace(ns string) []*policyRecord {
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)
 }
-func (m *model) pods() []*podRecord        { return all[*podRecord](m, tablePods, indexID) }
-func (m *model) policies() []*policyRecord { return all[*policyRecord](m, tablePolicies, indexID) }
+func (m *model) pods() []*podRecord { return all[*podRecord](m, tablePods, indexID) }

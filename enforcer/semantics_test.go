@@ -52,6 +52,17 @@ func baseWorld() ([]*corev1.Namespace, []*corev1.Pod) {
 	return nss, pods
 }
 
+// loadBaseWorld upserts the namespaces and pods of the base world into e.
+func loadBaseWorld(e engineAPI) {
+	nss, pods := baseWorld()
+	for _, ns := range nss {
+		_ = e.UpsertNamespace(ns)
+	}
+	for _, p := range pods {
+		_ = e.UpsertPod(p)
+	}
+}
+
 type flow struct {
 	src, dst string
 	proto    corev1.Protocol
