@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -30,6 +31,7 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	if err := requireNetAdmin(); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
+	setHTTP2HealthDefaults()
 	client, gate, host, err := gatedClient(cfg.Kubeconfig, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -90,11 +92,36 @@ func gatedClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *po
 	}
 	gate := podwatch.NewAPIGate(podwatch.APIGateOptions{Logger: log})
 	restCfg.Wrap(gate.Wrap)
+	// A server that vanishes silently (a dead host, a partition, a load
+	// balancer that drops packets) shows only as timeouts. Connect within
+	// apiDialTimeout or fail (client-go waits 30 s), so that a read sent
+	// during such an outage fails soon and is then held by the gate, which
+	// lets it out within a probe of the server's return.
+	restCfg.Dial = (&net.Dialer{Timeout: apiDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("create API client for %s: %w", restCfg.Host, err)
 	}
 	return client, gate, restCfg.Host, nil
+}
+
+// apiDialTimeout bounds a connect to the API server (client-go's default is 30 s).
+const apiDialTimeout = 5 * time.Second
+
+// http2HealthDefaults are client-go's HTTP/2 health check settings for the
+// daemon (environment variables client-go reads when it builds its transport;
+// an operator's own values win): a connection that carries nothing for 10 s is
+// pinged, and closed if the ping is not answered within 5 s. client-go's
+// defaults (30 s and 15 s) keep a watch on a silently dead connection for 45 s,
+// and changes made meanwhile wait for it.
+var http2HealthDefaults = map[string]string{"HTTP2_READ_IDLE_TIMEOUT_SECONDS": "10", "HTTP2_PING_TIMEOUT_SECONDS": "5"}
+
+func setHTTP2HealthDefaults() {
+	for k, v := range http2HealthDefaults {
+		if _, set := os.LookupEnv(k); !set {
+			_ = os.Setenv(k, v)
+		}
+	}
 }
 
 // daemon is the running `nftwarden run`, with its dependencies injected so that

@@ -17,7 +17,10 @@ const (
 	DefaultMinProbeInterval = 100 * time.Millisecond
 	DefaultMaxProbeInterval = time.Second
 	DefaultOutageLogEvery   = 10 * time.Second
-	probeTimeout            = 2 * time.Second
+	// probeTimeout lets a probe's connect see the first SYN retransmission
+	// (1 s), so that a server that returns just after a probe began is
+	// found by that probe.
+	probeTimeout = 1500 * time.Millisecond
 )
 
 // APIGate holds the API client's reads while the API server is unreachable and
