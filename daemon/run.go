@@ -139,6 +139,8 @@ type daemon struct {
 	stallLimit time.Duration
 	// flows is the node's conntrack table, swept when cfg.RevokeEstablished.
 	flows enforcer.FlowTable
+	// owner is the DaemonSet of the daemon's pod, for the uninstall check.
+	owner ownerWatch
 }
 
 // run runs until ctx is cancelled, then stops cleanly and leaves the table as it
@@ -207,6 +209,9 @@ func (d *daemon) run(ctx context.Context) error {
 		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod,
 		"revoke_established", rv != nil)
 	wg.Go(func() { d.preflight(ctx, m.setPreflight) })
+	if d.cfg.PodName != "" && d.cfg.PodNamespace != "" && d.cfg.CleanupOnUninstall {
+		wg.Go(func() { d.owner.learn(ctx, d) })
+	}
 	d.notify("STATUS=waiting for the API server")
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- w.Run(ctx) }()

@@ -46,6 +46,7 @@ func TestCleanupIfUninstalled(t *testing.T) {
 		objects    []runtime.Object
 		cfg        func(*runConfig)
 		apiDown    bool
+		learned    *metav1.OwnerReference // the owner read at start-up, if any
 		wantDelete bool
 		wantLog    string
 	}{
@@ -64,6 +65,7 @@ func TestCleanupIfUninstalled(t *testing.T) {
 			wantLog: "replaced"},
 		{name: "pod without a DaemonSet owner", objects: []runtime.Object{ownedPod(nil)}, wantLog: "not controlled by a DaemonSet"},
 		{name: "own pod not found", wantLog: "cannot tell"},
+		{name: "own pod gone, its owner read at start-up", objects: nil, learned: dsOwner, wantDelete: true, wantLog: "was deleted"},
 		{name: "API server unreachable", objects: []runtime.Object{ownedPod(dsOwner)}, apiDown: true, wantLog: "cannot tell"},
 		{name: "not running as a pod", objects: []runtime.Object{ownedPod(dsOwner)},
 			cfg: func(c *runConfig) { c.PodName = "" }, wantLog: "rules stay in place"},
@@ -92,6 +94,9 @@ func TestCleanupIfUninstalled(t *testing.T) {
 			}
 			if tc.cfg != nil {
 				tc.cfg(&d.cfg)
+			}
+			if tc.learned != nil {
+				d.owner.known, d.owner.owner = true, tc.learned
 			}
 			d.cleanupIfUninstalled()
 			_, err := dp.Read(context.Background())
