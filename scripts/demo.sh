@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The nftwarden demo on one Linux machine (run as root): a real kube-apiserver and etcd,
 # two simulated nodes and four pods as network namespaces, the nftwarden daemon on each
-# node, and the reachability matrix before and after a default-deny and an allow policy.
+# node, the reachability matrix before and after a default-deny and an allow policy, and the
+# table restored at once after someone deletes it behind the daemon's back.
 # Everything it creates is removed at the end, also on Ctrl-C.
 set -euo pipefail
 

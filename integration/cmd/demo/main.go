@@ -167,6 +167,13 @@ func run() error {
 		}
 	}
 
+	if err := tamper(ctx, db.Node); err != nil {
+		return err
+	}
+	if err := show(ctx, env, "", wantPG, pg); err != nil {
+		return err
+	}
+
 	step("The ruleset the daemon programmed on %s (table inet nftwarden, listed with the nft tool)", db.Node.Name)
 	out, err := db.Node.Exec(ctx, "nft", "list", "table", "inet", "nftwarden")
 	if err != nil {
@@ -176,6 +183,37 @@ func run() error {
 	}
 
 	step("Cleaning up: daemons, pods, nodes, network namespaces, control plane")
+	return nil
+}
+
+// tamper deletes the node's table behind the daemon's back, as an operator or
+// another program could, and shows how soon the daemon restored it and what it
+// logged.
+func tamper(ctx context.Context, n *cluster.Node) error {
+	step("Someone deletes the table on %s (nft delete table inet nftwarden): the daemon sees it and restores it", n.Name)
+	start := time.Now()
+	if _, err := n.Exec(ctx, "nft", "delete", "table", "inet", "nftwarden"); err != nil {
+		return err
+	}
+	for {
+		if _, err := n.Exec(ctx, "nft", "list", "table", "inet", "nftwarden"); err == nil {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			return fmt.Errorf("the table of %s was not restored", n.Name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("    restored within %s; the daemon's log says:\n", time.Since(start).Round(time.Millisecond))
+	log, err := os.ReadFile(n.DaemonLog())
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "repaired the table") {
+			fmt.Print(indent(line))
+		}
+	}
 	return nil
 }
 
