@@ -8,12 +8,14 @@
 // probes inside each pod namespace in ./cmd/podagent; the demo in ./cmd/demo.
 //
 // The reliability scenarios (restart_test.go, outage_test.go, churn_test.go,
-// install_test.go, rbac_test.go) state their scenario at the top of their file and
-// print their figures (run with -v). Their CI size fits the suite's time budget; longer
-// runs are a variable away: NFTW_RESTARTS (daemon restarts, default 20),
-// NFTW_CHURN_PODS (pods created in the churn, default 1,000), NFTW_OUTAGE_SECONDS
-// (length of the API server outage, default 60) and NFTW_OUTAGE_MEASURE_SECONDS (how
-// long to wait for changes after it, default 15), e.g.
+// drift_test.go, revocation_test.go, uninstall_test.go, install_test.go,
+// preflight_test.go, oddinput_test.go, rbac_test.go) state their scenario at the top
+// of their file and print their figures (run with -v). Their CI size fits the suite's
+// time budget; longer runs are a variable away: NFTW_RESTARTS (daemon restarts,
+// default 20), NFTW_CHURN_PODS (pods created in the churn, default 1,000),
+// NFTW_OUTAGE_SECONDS (length of the API server outage, default 60) and
+// NFTW_OUTAGE_MEASURE_SECONDS (how long to wait for changes after it, default 15).
+// scripts/reliability.sh runs them all at larger sizes; one alone, e.g.:
 //
 //	cd integration && NFTW_RESTARTS=100 go test -count=1 -v -run 'TestIntegrationRestarts$' .
 //
