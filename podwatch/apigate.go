@@ -135,10 +135,23 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 func (g *APIGate) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
 	held := (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
 		(req.Body == nil || req.Body == http.NoBody)
-	for {
+	// retry is the pause before sending a held read again that failed although
+	// the probe found the server up (a request the path or the server keeps
+	// failing): it doubles up to MaxProbeInterval, so that such a read is
+	// retried at most about once per interval instead of in a loop.
+	var retry time.Duration
+	for attempt := 0; ; attempt++ {
 		if held {
 			if err := g.wait(req.Context()); err != nil {
 				return nil, fmt.Errorf("waiting for the API server to answer again: %w", err)
+			}
+			if attempt > 1 {
+				retry = min(max(2*retry, g.opts.MinProbeInterval), g.opts.MaxProbeInterval)
+				select {
+				case <-req.Context().Done():
+					return nil, fmt.Errorf("waiting to retry a read of the API server: %w", req.Context().Err())
+				case <-time.After(retry):
+				}
 			}
 		}
 		resp, err := rt.RoundTrip(req)

@@ -187,3 +187,31 @@ func TestAPIGateClose(t *testing.T) {
 		t.Fatal("held read not released by Close")
 	}
 }
+
+// TestAPIGateRetriesAFailingReadSlowly: a read that keeps failing while the
+// server answers its probes (the path or the server fails that one request)
+// is retried with a growing pause, not in a loop.
+func TestAPIGateRetriesAFailingReadSlowly(t *testing.T) {
+	var tries atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return // up
+		}
+		tries.Add(1)
+		rw.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	g := NewAPIGate(APIGateOptions{MinProbeInterval: 10 * time.Millisecond, MaxProbeInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/pods", nil)
+	if _, err := gatedClient(g).Do(req); err == nil {
+		t.Fatal("a read the server always refuses succeeded")
+	}
+	// Pauses of 10, 20, 40, 80, 100, 100... ms: about 8 tries in 500 ms; a
+	// loop would make hundreds.
+	if n := tries.Load(); n < 2 || n > 15 {
+		t.Errorf("%d tries in 500 ms, want a handful", n)
+	}
+}
