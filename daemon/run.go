@@ -143,36 +143,72 @@ type daemon struct {
 	owner ownerWatch
 }
 
-// run runs until ctx is cancelled, then stops cleanly and leaves the table as it
-// is. It returns an error only when something fails that it cannot survive.
-func (d *daemon) run(ctx context.Context) error {
+// parts are what run starts: the engine and its watcher, the metrics, and
+// the helpers that act on the watcher's syncs.
+type parts struct {
+	eng   *enforcer.Engine
+	w     *podwatch.Watcher
+	m     *metrics
+	rv    *revoker // nil with --revoke-established=false
+	drift *driftRepair
+}
+
+// assemble builds the engine and the watcher that feeds it, with the hooks
+// that feed metrics, systemd, revocation and drift repair.
+func (d *daemon) assemble() (*parts, error) {
 	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log})
 	if err != nil {
-		return fmt.Errorf("run: create policy engine: %w", err)
+		return nil, fmt.Errorf("run: create policy engine: %w", err)
 	}
-	var w *podwatch.Watcher
-	m := newMetrics(metricSources{
+	p := &parts{eng: eng}
+	p.m = newMetrics(metricSources{
 		stats:    eng.Stats,
-		ready:    func() bool { return w.Ready() },
-		queueLen: func() int { return w.QueueLen() },
+		ready:    func() bool { return p.w.Ready() },
+		queueLen: func() int { return p.w.QueueLen() },
 		api:      d.gate,
 	})
-	hooks := m.hooks(eng.Stats)
+	hooks := p.m.hooks(eng.Stats)
 	hooks.Synced = func() { d.notify("STATUS=API server synced; programming the full state") }
 	hooks.Ready = func() {
 		s := eng.Stats()
 		d.notify(fmt.Sprintf("READY=1\nSTATUS=enforcing: %d local pods, %d policies, %d elements",
 			s.LocalPods, s.Policies, s.Elements))
 	}
-	var rv *revoker
 	if d.cfg.RevokeEstablished && d.flows != nil {
-		rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, m)
-		hooks = rv.hooks(hooks)
+		p.rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, p.m)
+		hooks = p.rv.hooks(hooks)
 	}
-	drift := newDriftRepair(d.log, m, func() { w.RequestReconcile() })
-	hooks = drift.hooks(hooks)
-	w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
+	p.drift = newDriftRepair(d.log, p.m, func() { p.w.RequestReconcile() })
+	hooks = p.drift.hooks(hooks)
+	p.w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
+	return p, nil
+}
 
+// startHelpers starts, on wg, what runs beside the watcher until ctx ends: the
+// revoker, the kernel's change monitor and its repairs, the start-up checks
+// and the read of the pod's owner.
+func (d *daemon) startHelpers(ctx context.Context, wg *sync.WaitGroup, p *parts) {
+	if p.rv != nil {
+		wg.Go(func() { p.rv.run(ctx) })
+	}
+	if cw, ok := d.dataplane.(changeWatcher); ok {
+		wg.Go(func() { p.drift.run(ctx) })
+		wg.Go(func() { d.watchChanges(ctx, cw, p.drift.changed) })
+	}
+	wg.Go(func() { d.preflight(ctx, p.m.setPreflight) })
+	if d.cfg.PodName != "" && d.cfg.PodNamespace != "" && d.cfg.CleanupOnUninstall {
+		wg.Go(func() { d.owner.learn(ctx, d) })
+	}
+}
+
+// run runs until ctx is cancelled, then stops cleanly and leaves the table as it
+// is (or removes it, when the daemon is being uninstalled). It returns an error
+// only when something fails that it cannot survive.
+func (d *daemon) run(ctx context.Context) error {
+	p, err := d.assemble()
+	if err != nil {
+		return err
+	}
 	// Deferred in reverse: stop the HTTP server, cancel, then wait for the
 	// goroutines.
 	var wg sync.WaitGroup
@@ -182,7 +218,7 @@ func (d *daemon) run(ctx context.Context) error {
 	fatal := make(chan error, 2)
 
 	if d.listener != nil {
-		srv := &http.Server{Handler: d.handler(m, w), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: d.handler(p.m, p.w), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(d.listener); !errors.Is(err, http.ErrServerClosed) {
 				fatal <- fmt.Errorf("run: serve metrics on %s: %w", d.listener.Addr(), err)
@@ -194,27 +230,16 @@ func (d *daemon) run(ctx context.Context) error {
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	if err := d.startWatchdog(ctx, &wg, w); err != nil {
+	if err := d.startWatchdog(ctx, &wg, p.w); err != nil {
 		return err
 	}
-	if rv != nil {
-		wg.Go(func() { rv.run(ctx) })
-	}
-	if cw, ok := d.dataplane.(changeWatcher); ok {
-		wg.Go(func() { drift.run(ctx) })
-		wg.Go(func() { d.watchChanges(ctx, cw, drift.changed) })
-	}
-
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
 		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod,
-		"revoke_established", rv != nil)
-	wg.Go(func() { d.preflight(ctx, m.setPreflight) })
-	if d.cfg.PodName != "" && d.cfg.PodNamespace != "" && d.cfg.CleanupOnUninstall {
-		wg.Go(func() { d.owner.learn(ctx, d) })
-	}
+		"revoke_established", p.rv != nil)
+	d.startHelpers(ctx, &wg, p)
 	d.notify("STATUS=waiting for the API server")
 	watchDone := make(chan error, 1)
-	go func() { watchDone <- w.Run(ctx) }()
+	go func() { watchDone <- p.w.Run(ctx) }()
 
 	var runErr error
 	select {
