@@ -71,6 +71,10 @@ type APIGateOptions struct {
 	// OutageLogEvery is the interval between two "still unreachable" log
 	// lines (default DefaultOutageLogEvery).
 	OutageLogEvery time.Duration
+	// HiddenReadinessGrace: probes that find the server serving but not
+	// showing its readiness (401, 403, 404) open the gate only after this
+	// long (default DefaultHiddenReadinessGrace).
+	HiddenReadinessGrace time.Duration
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -85,6 +89,9 @@ func NewAPIGate(opts APIGateOptions) *APIGate {
 		opts.MaxProbeInterval = DefaultMaxProbeInterval
 	}
 	opts.MaxProbeInterval = max(opts.MaxProbeInterval, opts.MinProbeInterval)
+	if opts.HiddenReadinessGrace <= 0 {
+		opts.HiddenReadinessGrace = DefaultHiddenReadinessGrace
+	}
 	if opts.OutageLogEvery <= 0 {
 		opts.OutageLogEvery = DefaultOutageLogEvery
 	}
@@ -265,8 +272,16 @@ func (g *APIGate) probe(rt http.RoundTripper, failed *http.Request) {
 			header.Set(h, v)
 		}
 	}
+	var hiddenSince time.Time
 	for {
-		if g.probeOnce(rt, u.String(), header) {
+		answer := g.probeOnce(rt, u.String(), header)
+		switch {
+		case answer != probeHidden:
+			hiddenSince = time.Time{}
+		case hiddenSince.IsZero():
+			hiddenSince = time.Now()
+		}
+		if answer == probeReady || (answer == probeHidden && time.Since(hiddenSince) >= g.opts.HiddenReadinessGrace) {
 			g.mu.Lock()
 			g.probing = false
 			if !g.since.IsZero() && !g.closed {
@@ -292,25 +307,43 @@ func (g *APIGate) probe(rt http.RoundTripper, failed *http.Request) {
 	}
 }
 
-// probeOnce reports whether the server answers: ready (200), or serving but
-// not letting us see its readiness (401, 403, 404).
-func (g *APIGate) probeOnce(rt http.RoundTripper, url string, header http.Header) bool {
+// What a probe of /readyz found.
+type probeAnswer int
+
+const (
+	probeDown   probeAnswer = iota // no answer, or not ready (5xx)
+	probeReady                     // 200
+	probeHidden                    // 401, 403, 404: serving, readiness not shown to us
+)
+
+// DefaultHiddenReadinessGrace is how long probes must find the server serving
+// but hiding its readiness before the gate opens anyway. A restarted API server denies
+// every request (403) until its authorizer has loaded the RBAC bindings; a
+// read let out then would fail and send its informer into client-go's
+// backoff. Only a cluster that never shows /readyz to the daemon pays this
+// wait, once per outage.
+const DefaultHiddenReadinessGrace = 10 * time.Second
+
+// probeOnce asks /readyz once.
+func (g *APIGate) probeOnce(rt http.RoundTripper, url string, header http.Header) probeAnswer {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return probeDown
 	}
 	req.Header = header.Clone()
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return false
+		return probeDown
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	switch resp.StatusCode {
-	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-		return true
+	case http.StatusOK:
+		return probeReady
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return probeHidden
 	}
-	return false
+	return probeDown
 }

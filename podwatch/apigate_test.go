@@ -215,3 +215,65 @@ func TestAPIGateRetriesAFailingReadSlowly(t *testing.T) {
 		t.Errorf("%d tries in 500 ms, want a handful", n)
 	}
 }
+
+// TestAPIGateWaitsForReadiness: a restarted API server serves before it lets
+// anyone in (403 until its authorizer has loaded the RBAC bindings). A held
+// read goes out only once /readyz answers 200, so it never meets that 403
+// (which would send its informer into client-go's backoff); a server that
+// never shows /readyz to the client is taken as up after the grace period.
+func TestAPIGateWaitsForReadiness(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		readyzFor time.Duration // /readyz answers 403 this long after the return, then 200 (0: never)
+	}{
+		{name: "authorizer warming up", readyzFor: 300 * time.Millisecond},
+		{name: "readiness never shown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var down atomic.Bool
+			var back atomic.Int64 // when the server returned (UnixNano)
+			var forbidden atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				if down.Load() {
+					rw.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				warming := time.Since(time.Unix(0, back.Load())) < 300*time.Millisecond
+				if r.URL.Path == "/readyz" && (tc.readyzFor == 0 || warming) {
+					rw.WriteHeader(http.StatusForbidden)
+					return
+				}
+				if warming {
+					forbidden.Add(1)
+					rw.WriteHeader(http.StatusForbidden)
+					return
+				}
+				_, _ = rw.Write([]byte("ok"))
+			}))
+			defer srv.Close()
+			g := NewAPIGate(APIGateOptions{MinProbeInterval: 10 * time.Millisecond, MaxProbeInterval: 20 * time.Millisecond,
+				HiddenReadinessGrace: 500 * time.Millisecond, Logger: testLogger(t)})
+			defer g.Close()
+			down.Store(true)
+			done := make(chan int, 1)
+			go func() {
+				resp, err := gatedClient(g).Get(srv.URL + "/api/v1/pods")
+				if err != nil {
+					done <- 0
+					return
+				}
+				resp.Body.Close()
+				done <- resp.StatusCode
+			}()
+			eventually(t, "gate closed", func() bool { return !g.Up() })
+			back.Store(time.Now().UnixNano())
+			down.Store(false)
+			if code := <-done; code != http.StatusOK {
+				t.Errorf("held read answered %d, want 200 (it went out while the server still denied everyone)", code)
+			}
+			if n := forbidden.Load(); n != 0 {
+				t.Errorf("%d reads let out while the server denied them", n)
+			}
+		})
+	}
+}
