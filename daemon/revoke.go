@@ -32,6 +32,11 @@ const (
 // node whose table is large the revoker spends at most half its time
 // sweeping however fast policies change. A failed sweep is retried with a
 // backoff that doubles up to maxSweepBackoff.
+//
+// A sweep that revoked UDP flows asks to be followed up (RevokeResult.
+// FollowUp: about 100 ms and 1 s later, to delete the flows that replies in
+// flight revived): the revoker requests a sweep at that time, paced as any
+// other.
 type revoker struct {
 	sweep       func(context.Context) (enforcer.RevokeResult, error)
 	minInterval time.Duration
@@ -83,7 +88,11 @@ func (r *revoker) run(ctx context.Context) {
 		ended    time.Time     // end of the last sweep
 		gap      time.Duration // wait after it
 		failures int
+		// followUp requests the sweep the last one asked for.
+		followUp = time.AfterFunc(time.Hour, r.request)
 	)
+	followUp.Stop()
+	defer followUp.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,6 +120,12 @@ func (r *revoker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Each sweep says when the next check is due, counting every flow
+		// still watched: it replaces what the one before asked for.
+		followUp.Stop()
+		if !res.FollowUp.IsZero() {
+			followUp.Reset(time.Until(res.FollowUp))
+		}
 		r.observe(res, err)
 		if err != nil {
 			failures++
@@ -133,6 +148,6 @@ func (r *revoker) observe(res enforcer.RevokeResult, err error) {
 	}
 	if res.Deleted > 0 {
 		r.log.Info("revoked established connections that policy now denies", "deleted", res.Deleted,
-			"examined", res.Examined, "duration", res.Duration.Round(time.Microsecond))
+			"revived", res.Revived, "examined", res.Examined, "duration", res.Duration.Round(time.Microsecond))
 	}
 }

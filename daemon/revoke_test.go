@@ -36,7 +36,10 @@ type sweepRecorder struct {
 	hold    chan struct{} // nil: sweeps return at once
 	results []error       // error of sweep i (missing: nil)
 	took    time.Duration // reported Duration
-	started chan struct{}
+	// followUps[i] is the FollowUp sweep i reports, as a delay after its
+	// start (missing or 0: none).
+	followUps []time.Duration
+	started   chan struct{}
 }
 
 func newSweepRecorder() *sweepRecorder { return &sweepRecorder{started: make(chan struct{}, 100)} }
@@ -50,6 +53,10 @@ func (s *sweepRecorder) sweep(context.Context) (enforcer.RevokeResult, error) {
 	if i < len(s.results) {
 		err = s.results[i]
 	}
+	var followUp time.Time
+	if i < len(s.followUps) && s.followUps[i] > 0 {
+		followUp = s.starts[i].Add(s.followUps[i])
+	}
 	s.mu.Unlock()
 	s.started <- struct{}{}
 	if hold != nil {
@@ -58,7 +65,7 @@ func (s *sweepRecorder) sweep(context.Context) (enforcer.RevokeResult, error) {
 	s.mu.Lock()
 	s.ends = append(s.ends, time.Now())
 	s.mu.Unlock()
-	return enforcer.RevokeResult{Examined: 10, Deleted: 1, Duration: s.took}, err
+	return enforcer.RevokeResult{Examined: 10, Deleted: 1, Duration: s.took, FollowUp: followUp}, err
 }
 
 func (s *sweepRecorder) count() int {
@@ -173,6 +180,43 @@ func TestRevokerPaces(t *testing.T) {
 			}
 		}
 		rec.mu.Unlock()
+	}
+}
+
+// A sweep that asks for a follow-up gets it at that time (or after the
+// pause between sweeps, if that ends later) without a request; the
+// follow-up's own answer replaces the schedule: none, or another.
+func TestRevokerFollowsUp(t *testing.T) {
+	const minInterval = 20 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		followUps []time.Duration
+		sweeps    int
+	}{
+		{"none asked", nil, 1},
+		{"one follow-up", []time.Duration{150 * time.Millisecond}, 2},
+		{"a follow-up asks for another", []time.Duration{150 * time.Millisecond, 50 * time.Millisecond}, 3},
+		{"due before the pause ends", []time.Duration{time.Millisecond}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newSweepRecorder()
+			rec.followUps = tc.followUps
+			r, _, _ := startRevoker(t, rec, minInterval)
+			r.request()
+			for range tc.sweeps {
+				rec.waitSweep(t)
+			}
+			rec.noSweep(t, 300*time.Millisecond)
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			for i := 1; i < len(rec.starts); i++ {
+				for _, due := range []time.Time{rec.starts[i-1].Add(tc.followUps[i-1]), rec.ends[i-1].Add(minInterval)} {
+					if rec.starts[i].Before(due) {
+						t.Errorf("sweep %d started %v before it was due", i, due.Sub(rec.starts[i]))
+					}
+				}
+			}
+		})
 	}
 }
 

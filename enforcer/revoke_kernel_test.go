@@ -258,3 +258,87 @@ func BenchmarkPrivilegedRevokeSweep(b *testing.B) {
 		}
 	}
 }
+
+// TestPrivilegedRevokeUDPReplyInFlight: a reply that leaves the server
+// after the sweep deleted its flow's entry creates the entry again,
+// reversed (web -> cli, which policy allows), and cli's datagrams pass as
+// its replies. The follow-up sweep (RevokeResult.FollowUp) deletes exactly
+// that entry, and the flow stays cut. Topology as above, without mon: web
+// serves udp 5354 and admits cli there, then nobody.
+func TestPrivilegedRevokeUDPReplyInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	node, _, e := newKernelEngine(t)
+	ctx := context.Background()
+	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10"), V6: netip.MustParseAddr("2001:db8:1::10")}
+	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20"), V6: netip.MustParseAddr("2001:db8:1::20")}
+	nfttest.WirePods(t, node, false, web, cli)
+	server := nfttest.ServeHeldUDP(t, web, 5354)
+	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ct.Close() })
+	for _, err := range []error{
+		e.UpsertNamespace(mkNamespace("prod")),
+		e.UpsertPod(mkPod("prod", "web", podLabels("app", "web"), podIPs(web.V4.String(), web.V6.String()))),
+		e.UpsertPod(mkPod("prod", "cli", podLabels("app", "cli"), podIPs(cli.V4.String(), cli.V6.String()))),
+		e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")),
+			ingress(peers(podPeer(sel("app", "cli"))), port(UDP, 5354)))),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	udp := nfttest.MustDial(t, cli, "udp", netip.AddrPortFrom(web.V4, 5354))
+	if err := nfttest.EchoWithin(udp, "before", cutWithin); err != nil {
+		t.Fatalf("before the change: %v", err)
+	}
+
+	// cli's datagram reaches web, whose answer is held until the entry is
+	// gone: it is in flight at the cut.
+	server.HoldNext()
+	if _, err := udp.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	<-server.Holding()
+	if err := e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.RevokeDenied(ctx, ct)
+	if err != nil || res.Deleted != 1 || res.FollowUp.IsZero() {
+		t.Fatalf("sweep after the change: %+v, %v; want cli's flow deleted and a follow-up", res, err)
+	}
+	server.Release()
+	if err := nfttest.ReceiveWithin(udp, "held", cutWithin); err != nil {
+		t.Fatalf("the answer in flight at the cut: %v; want it through (a flow of web's that policy allows)", err)
+	}
+	// It revived the flow: cli's datagrams are replies now.
+	if err := nfttest.EchoWithin(udp, "revived", cutWithin); err != nil {
+		t.Fatalf("after the answer in flight: %v; want the flow revived (else this test shows nothing)", err)
+	}
+
+	time.Sleep(time.Until(res.FollowUp))
+	res, err = e.RevokeDenied(ctx, ct)
+	if err != nil || res.Deleted != 1 || res.Revived != 1 {
+		t.Fatalf("follow-up sweep: %+v, %v; want the revival deleted", res, err)
+	}
+	if err := nfttest.EchoWithin(udp, "after", cutWithin); !nfttest.IsTimeout(err) {
+		t.Errorf("after the follow-up: %v, want the flow cut (a timeout)", err)
+	}
+	// The last check finds nothing to delete and ends the watch.
+	time.Sleep(time.Until(res.FollowUp))
+	for !res.FollowUp.IsZero() {
+		if res, err = e.RevokeDenied(ctx, ct); err != nil || res.Deleted != 0 {
+			t.Fatalf("last checks: %+v, %v; want nothing deleted", res, err)
+		}
+		time.Sleep(time.Until(res.FollowUp))
+	}
+}
