@@ -155,7 +155,7 @@ func TestPrivilegedDaemonRevokes(t *testing.T) {
 	// The last datagram answered was sent just before the cut (the cut may
 	// come before the first datagram sent after the change). An answer in
 	// flight at the cut revives the flow until a follow-up sweep deletes it
-	// again (about 200 ms later).
+	// again (about 100 ms later).
 	time.Sleep(2 * time.Second)
 	last := replies()
 	if last.IsZero() || last.Before(changed.Add(-100*time.Millisecond)) {

@@ -183,24 +183,27 @@ func TestRevokerPaces(t *testing.T) {
 	}
 }
 
-// A sweep that asks for a follow-up gets it at that time (or after the
-// pause between sweeps, if that ends later) without a request; the
-// follow-up's own answer replaces the schedule: none, or another.
+// A sweep that asks for a follow-up gets it at that time without a
+// request, after as long as the last sweep took but without the pause
+// (minInterval) that requested sweeps wait; the follow-up's own answer
+// replaces the schedule: none, or another.
 func TestRevokerFollowsUp(t *testing.T) {
-	const minInterval = 20 * time.Millisecond
+	const minInterval = 400 * time.Millisecond
 	for _, tc := range []struct {
 		name      string
 		followUps []time.Duration
+		took      time.Duration
 		sweeps    int
 	}{
-		{"none asked", nil, 1},
-		{"one follow-up", []time.Duration{150 * time.Millisecond}, 2},
-		{"a follow-up asks for another", []time.Duration{150 * time.Millisecond, 50 * time.Millisecond}, 3},
-		{"due before the pause ends", []time.Duration{time.Millisecond}, 2},
+		{"none asked", nil, 0, 1},
+		{"one follow-up", []time.Duration{100 * time.Millisecond}, 0, 2},
+		{"a follow-up asks for another", []time.Duration{100 * time.Millisecond, 50 * time.Millisecond}, 0, 3},
+		{"due before the last sweep's duration has passed again", []time.Duration{time.Millisecond}, 120 * time.Millisecond, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newSweepRecorder()
 			rec.followUps = tc.followUps
+			rec.took = tc.took
 			r, _, _ := startRevoker(t, rec, minInterval)
 			r.request()
 			for range tc.sweeps {
@@ -210,14 +213,40 @@ func TestRevokerFollowsUp(t *testing.T) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			for i := 1; i < len(rec.starts); i++ {
-				for _, due := range []time.Time{rec.starts[i-1].Add(tc.followUps[i-1]), rec.ends[i-1].Add(minInterval)} {
-					if rec.starts[i].Before(due) {
-						t.Errorf("sweep %d started %v before it was due", i, due.Sub(rec.starts[i]))
-					}
+				due := rec.starts[i-1].Add(tc.followUps[i-1])
+				if e := rec.ends[i-1].Add(tc.took); e.After(due) {
+					due = e
+				}
+				if late := rec.starts[i].Sub(due); late < 0 || late > minInterval/2 {
+					t.Errorf("sweep %d started %v after its follow-up was due, want soon after (and not before)", i, late)
 				}
 			}
 		})
 	}
+}
+
+// A change requested while a follow-up is pending waits out the pause as
+// before; its sweep checks what the follow-up would, and its answer (here:
+// nothing watched) replaces the schedule.
+func TestRevokerFollowUpAndRequest(t *testing.T) {
+	const minInterval = 100 * time.Millisecond
+	rec := newSweepRecorder()
+	rec.followUps = []time.Duration{250 * time.Millisecond}
+	r, _, _ := startRevoker(t, rec, minInterval)
+	r.request()
+	rec.waitSweep(t)
+	r.request()
+	rec.waitSweep(t) // the requested sweep, after the pause
+	rec.noSweep(t, 50*time.Millisecond)
+	rec.mu.Lock()
+	gap := rec.starts[1].Sub(rec.ends[0])
+	rec.mu.Unlock()
+	if gap < minInterval {
+		t.Errorf("the requested sweep started %v after the first ended, want at least %v", gap, minInterval)
+	}
+	// The second sweep asked for nothing: its answer cancelled the
+	// follow-up the first asked for.
+	rec.noSweep(t, 400*time.Millisecond)
 }
 
 // A failed sweep is counted, logged, and retried with a growing wait until
