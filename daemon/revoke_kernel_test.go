@@ -180,8 +180,8 @@ func TestPrivilegedDaemonRevokesReplyInFlight(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
-	var server *nfttest.HeldUDPServer
-	n := startRevokeNode(t, func(api *nfttest.Pod) { server = nfttest.ServeHeldUDP(t, api, 5354) },
+	var server *nfttest.UDPEcho
+	n := startRevokeNode(t, func(api *nfttest.Pod) { server = nfttest.ServeUDPEcho(t, api, 5354) },
 		portOf(corev1.ProtocolUDP, 5354))
 	udp := nfttest.MustDial(t, n.web, "udp", netip.AddrPortFrom(n.api.V4, 5354))
 	if err := nfttest.EchoWithin(udp, "before", time.Second); err != nil {

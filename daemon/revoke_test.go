@@ -17,9 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftwarden/nftwarden/enforcer"
@@ -339,25 +337,13 @@ func (f *flowTableRecorder) state() (sweeps, flows int) {
 func TestDaemonRevokes(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
-	port := intstr.FromInt32(8080)
-	policy := func(p *intstr.IntOrString) *networkingv1.NetworkPolicy {
-		return &networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "allow-web"},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
-					Ports: []networkingv1.NetworkPolicyPort{{Port: p}},
-				}},
-			},
-		}
-	}
+
 	for _, on := range []bool{true, false} {
 		client := fake.NewClientset(
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
 			testPod("backend", "api", "node-a", "198.18.0.20"),
 			testPod("backend", "web", "node-b", "198.18.1.10"),
-			policy(&port),
+			allowWeb(portOf(corev1.ProtocolTCP, 8080)),
 		)
 		table := &flowTableRecorder{flows: []nft.Flow{{Protocol: nft.ProtoTCP,
 			Src: netip.MustParseAddr("198.18.1.10"), SrcPort: 40000, Dst: netip.MustParseAddr("198.18.0.20"), DstPort: 8080}}}
@@ -385,8 +371,7 @@ func TestDaemonRevokes(t *testing.T) {
 		if on {
 			waitFor("the sweep after the first reconcile", func() bool { sweeps, _ := table.state(); return sweeps > 0 })
 		}
-		other := intstr.FromInt32(9090)
-		if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx, policy(&other), metav1.UpdateOptions{}); err != nil {
+		if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx, allowWeb(portOf(corev1.ProtocolTCP, 9090)), metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if on {

@@ -38,15 +38,22 @@ import (
 // its entry is deleted.
 const cutWithin = time.Second
 
+// revokePods are the pods of the IP plan, not yet wired.
+func revokePods() (web, cli, mon *nfttest.Pod) {
+	pod := func(name, v4, v6 string) *nfttest.Pod {
+		return &nfttest.Pod{Name: name, V4: netip.MustParseAddr(v4), V6: netip.MustParseAddr(v6)}
+	}
+	return pod("web", "198.18.1.10", "2001:db8:1::10"), pod("cli", "198.18.1.20", "2001:db8:1::20"),
+		pod("mon", "198.18.1.30", "2001:db8:1::30")
+}
+
 func TestPrivilegedRevokeCutsConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
 	node, _, e := newKernelEngine(t)
 	ctx := context.Background()
-	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10"), V6: netip.MustParseAddr("2001:db8:1::10")}
-	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20"), V6: netip.MustParseAddr("2001:db8:1::20")}
-	mon := &nfttest.Pod{Name: "mon", V4: netip.MustParseAddr("198.18.1.30"), V6: netip.MustParseAddr("2001:db8:1::30")}
+	web, cli, mon := revokePods()
 	nfttest.WirePods(t, node, false, web, cli, mon)
 	nfttest.Serve(t, web, []int{8080}, 5353)
 	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
@@ -271,10 +278,9 @@ func TestPrivilegedRevokeUDPReplyInFlight(t *testing.T) {
 	}
 	node, _, e := newKernelEngine(t)
 	ctx := context.Background()
-	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10"), V6: netip.MustParseAddr("2001:db8:1::10")}
-	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20"), V6: netip.MustParseAddr("2001:db8:1::20")}
+	web, cli, _ := revokePods()
 	nfttest.WirePods(t, node, false, web, cli)
-	server := nfttest.ServeHeldUDP(t, web, 5354)
+	server := nfttest.ServeUDPEcho(t, web, 5354)
 	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
 	if err != nil {
 		t.Fatal(err)

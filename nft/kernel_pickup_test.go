@@ -111,27 +111,13 @@ func testPickupRevival(t *testing.T, pickupRules bool) {
 	a, b, c, d := *podA, *podB, *podC, *podD
 	nfttest.WirePods(t, node, false, &a, &b, &c, &d)
 	nfttest.Serve(t, &b, []int{7070}, 0)
-	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(node.FD))
-	if err != nil {
-		t.Fatalf("NewKernel: %v", err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
 	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
 	if err != nil {
 		t.Fatalf("NewConntrack: %v", err)
 	}
 	t.Cleanup(func() { _ = ct.Close() })
-	fake := nft.NewFake(testTable)
+	fake, reconcile := kernelAndFake(t, node)
 	ctx := context.Background()
-	reconcile := func(st *nft.State) {
-		t.Helper()
-		if _, err := k.Reconcile(ctx, st); err != nil {
-			t.Fatalf("Reconcile: %v", err)
-		}
-		if _, err := fake.Reconcile(ctx, st); err != nil {
-			t.Fatalf("Fake.Reconcile: %v", err)
-		}
-	}
 	reconcile(pickupState(&b, &c, &a, true, pickupRules, &a, &d))
 
 	dial := func(name string, from, to *nfttest.Pod, dst netip.AddrPort) conn {

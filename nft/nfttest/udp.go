@@ -6,20 +6,21 @@ import (
 	"testing"
 )
 
-// HeldUDPServer is a UDP echo server that answers each datagram at once,
-// except the one after HoldNext, whose answer waits for Release: a test
-// makes an answer be in flight at the moment it chooses (say, when a
-// connection's conntrack entry is deleted).
-type HeldUDPServer struct {
+// UDPEcho is a UDP echo server that answers each datagram at once, except
+// the one after HoldNext, whose answer waits for Release: a test makes an
+// answer be in flight at the moment it chooses (say, when a flow's conntrack
+// entry is deleted).
+type UDPEcho struct {
 	hold    chan bool     // one slot: hold the answer to the next datagram
 	holding chan struct{} // a datagram's answer is held
 	release chan struct{}
 }
 
-// ServeHeldUDP runs a HeldUDPServer on port in pod p until the test ends.
-func ServeHeldUDP(t testing.TB, p *Pod, port int) *HeldUDPServer {
+// ServeUDPEcho runs a UDPEcho on port in pod p, on all its addresses, until
+// the test ends.
+func ServeUDPEcho(t testing.TB, p *Pod, port int) *UDPEcho {
 	t.Helper()
-	s := &HeldUDPServer{hold: make(chan bool, 1), holding: make(chan struct{}, 1), release: make(chan struct{})}
+	s := &UDPEcho{hold: make(chan bool, 1), holding: make(chan struct{}, 1), release: make(chan struct{})}
 	s.hold <- false
 	var pc net.PacketConn
 	if err := p.NS.Run(func() error {
@@ -58,13 +59,13 @@ func ServeHeldUDP(t testing.TB, p *Pod, port int) *HeldUDPServer {
 }
 
 // HoldNext makes the server hold its answer to the next datagram.
-func (s *HeldUDPServer) HoldNext() {
+func (s *UDPEcho) HoldNext() {
 	<-s.hold
 	s.hold <- true
 }
 
 // Holding receives once the server holds an answer.
-func (s *HeldUDPServer) Holding() <-chan struct{} { return s.holding }
+func (s *UDPEcho) Holding() <-chan struct{} { return s.holding }
 
 // Release sends the held answer.
-func (s *HeldUDPServer) Release() { s.release <- struct{}{} }
+func (s *UDPEcho) Release() { s.release <- struct{}{} }
