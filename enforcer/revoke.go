@@ -62,8 +62,9 @@ type RevokeResult struct {
 // remembers the UDP flows it deleted, and its next calls delete any entry
 // with the exact reversed tuple, for a second after the delete (longer while
 // they keep finding one): call it again at RevokeResult.FollowUp, as the
-// daemon does. What remains is a peer that keeps sending to that exact port
-// pair on its own, which after those checks is a flow that policy allows.
+// daemon does. What remains is a flow revived at each of maxRevivals deletes
+// in a row (a peer that keeps sending to that exact port pair on its own, or
+// answers nearly always in flight), which is then the peer's flow, allowed.
 //
 // The model may change during the sweep, which does not hold the engine lock
 // across the kernel dump: the local pods isolated for each direction are
