@@ -32,6 +32,13 @@ const (
 // node whose table is large the revoker spends at most half its time
 // sweeping however fast policies change. A failed sweep is retried with a
 // backoff that doubles up to maxSweepBackoff.
+//
+// A sweep that revoked UDP flows asks to be followed up (RevokeResult.
+// FollowUp: about 100 ms and 1 s later, to delete the flows that answers in
+// flight revived): the revoker sweeps again then. A follow-up waits as long
+// as the last sweep took (and out any backoff), but not minInterval: it
+// comes only after a sweep that revoked something, a bounded number of times
+// per revoked flow, and while it waits the revived flow carries traffic.
 type revoker struct {
 	sweep       func(context.Context) (enforcer.RevokeResult, error)
 	minInterval time.Duration
@@ -39,11 +46,12 @@ type revoker struct {
 	log         *slog.Logger
 	m           *metrics
 	wanted      chan struct{} // one slot: a pending request
+	followUp    chan struct{} // one slot: a follow-up is due
 }
 
 func newRevoker(sweep func(context.Context) (enforcer.RevokeResult, error), log *slog.Logger, m *metrics) *revoker {
 	return &revoker{sweep: sweep, minInterval: minSweepInterval, maxBackoff: maxSweepBackoff, log: log, m: m,
-		wanted: make(chan struct{}, 1)}
+		wanted: make(chan struct{}, 1), followUp: make(chan struct{}, 1)}
 }
 
 // request asks for a sweep and returns at once.
@@ -77,20 +85,36 @@ func (r *revoker) hooks(h podwatch.Hooks) podwatch.Hooks {
 	return h
 }
 
+// followUpDue marks the follow-up the last sweep asked for as due.
+func (r *revoker) followUpDue() {
+	select {
+	case r.followUp <- struct{}{}:
+	default:
+	}
+}
+
 // run sweeps on request until ctx ends.
 func (r *revoker) run(ctx context.Context) {
 	var (
 		ended    time.Time     // end of the last sweep
-		gap      time.Duration // wait after it
+		gap      time.Duration // wait after it before a requested sweep
+		took     time.Duration // wait after it before a follow-up
 		failures int
+		// followUp fires when the follow-up the last sweep asked for is due.
+		followUp = time.AfterFunc(time.Hour, r.followUpDue)
 	)
+	followUp.Stop()
+	defer followUp.Stop()
 	for {
+		wait := gap
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wanted:
+		case <-r.followUp:
+			wait = took
 		}
-		if wait := gap - time.Since(ended); wait > 0 {
+		if wait := wait - time.Since(ended); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -100,21 +124,35 @@ func (r *revoker) run(ctx context.Context) {
 			}
 		}
 		// A request made during the wait is served by this sweep: it reads
-		// the model as it is now.
-		select {
-		case <-r.wanted:
-		default:
+		// the model as it is now. So is a follow-up that came due.
+		for _, c := range []chan struct{}{r.wanted, r.followUp} {
+			select {
+			case <-c:
+			default:
+			}
 		}
 		res, err := r.sweep(ctx)
 		ended = time.Now()
-		gap = max(r.minInterval, res.Duration)
+		gap, took = max(r.minInterval, res.Duration), res.Duration
 		if ctx.Err() != nil {
 			return
+		}
+		// Each sweep says when the next check is due, counting every flow
+		// still watched: it replaces what the one before asked for (and this
+		// sweep did a check that came due while it ran).
+		followUp.Stop()
+		select {
+		case <-r.followUp:
+		default:
+		}
+		if !res.FollowUp.IsZero() {
+			followUp.Reset(time.Until(res.FollowUp))
 		}
 		r.observe(res, err)
 		if err != nil {
 			failures++
 			gap = max(gap, min(r.minInterval<<min(failures, 20), r.maxBackoff))
+			took = gap
 			r.request()
 			continue
 		}
@@ -133,6 +171,6 @@ func (r *revoker) observe(res enforcer.RevokeResult, err error) {
 	}
 	if res.Deleted > 0 {
 		r.log.Info("revoked established connections that policy now denies", "deleted", res.Deleted,
-			"examined", res.Examined, "duration", res.Duration.Round(time.Microsecond))
+			"revived", res.Revived, "examined", res.Examined, "duration", res.Duration.Round(time.Microsecond))
 	}
 }

@@ -4,10 +4,11 @@ package main
 // and the conntrack table of a node namespace, and real connections through
 // it. Topology (routed, both pods on node-a):
 //
-//	backend/api  198.18.1.10  app=api, serves tcp 8080 and udp 5353
+//	backend/api  198.18.1.10  app=api, serves tcp 8080 and udp 5353 (echo),
+//	                          or udp 5354 (echo whose answer the test can hold)
 //	backend/web  198.18.1.20  app=web
 //
-// backend/allow-web admits web to api on tcp 8080 and udp 5353; the test
+// backend/allow-web admits web to api on the ports a test serves; the test
 // then edits it to admit tcp 9090 only.
 
 import (
@@ -34,17 +35,30 @@ import (
 // time the cut.
 const udpCadence = 5 * time.Millisecond
 
-func TestPrivilegedDaemonRevokes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("packet test skipped in -short mode")
-	}
+// revokeNode is a node namespace with api and web wired to it, and a
+// daemon enforcing backend/allow-web there with --revoke-established.
+type revokeNode struct {
+	api, web *nfttest.Pod
+	client   *fake.Clientset
+	logs     *syncBuffer
+	ctx      context.Context
+}
+
+// startRevokeNode wires the node, runs servers in api (serve, before the
+// daemon starts), and starts the daemon with allow-web admitting web on
+// ports; it stops the daemon when the test ends.
+func startRevokeNode(t *testing.T, serve func(api *nfttest.Pod), ports ...networkingv1.NetworkPolicyPort) *revokeNode {
+	t.Helper()
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
 	node := nfttest.NewNetNS(t)
-	api := &nfttest.Pod{Name: "api", V4: netip.MustParseAddr("198.18.1.10")}
-	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.20")}
-	nfttest.WirePods(t, node, false, api, web)
-	nfttest.Serve(t, api, []int{8080}, 5353)
+	n := &revokeNode{
+		api:  &nfttest.Pod{Name: "api", V4: netip.MustParseAddr("198.18.1.10")},
+		web:  &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.20")},
+		logs: &syncBuffer{},
+	}
+	nfttest.WirePods(t, node, false, n.api, n.web)
+	serve(n.api)
 	k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-daemon"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,55 +69,79 @@ func TestPrivilegedDaemonRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ct.Close() })
-
-	policy := func(ports ...networkingv1.NetworkPolicyPort) *networkingv1.NetworkPolicy {
-		return &networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "allow-web"},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
-					Ports: ports,
-				}},
-			},
-		}
-	}
-	portOf := func(proto corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
-		p := intstr.FromInt32(n)
-		return networkingv1.NetworkPolicyPort{Protocol: &proto, Port: &p}
-	}
-	client := fake.NewClientset(
+	n.client = fake.NewClientset(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
-		testPod("backend", "api", "node-a", api.V4.String()),
-		testPod("backend", "web", "node-a", web.V4.String()),
-		policy(portOf(corev1.ProtocolTCP, 8080), portOf(corev1.ProtocolUDP, 5353)),
+		testPod("backend", "api", "node-a", n.api.V4.String()),
+		testPod("backend", "web", "node-a", n.web.V4.String()),
+		allowWeb(ports...),
 	)
-	logs := &syncBuffer{}
 	d := &daemon{
 		cfg:       runConfig{NodeName: "node-a", Table: "nftw-daemon", ResyncPeriod: time.Minute, RevokeEstablished: true},
-		log:       slog.New(slog.NewTextHandler(logs, nil)),
-		client:    client,
+		log:       slog.New(slog.NewTextHandler(n.logs, nil)),
+		client:    n.client,
 		dataplane: k,
 		flows:     ct,
 		notifier:  notifierFromEnv(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	n.ctx = ctx
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-	}()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "ready: the dataplane enforces"); time.Sleep(10 * time.Millisecond) {
+	})
+	n.waitLog(t, "ready: the dataplane enforces", 10*time.Second)
+	return n
+}
+
+// allowWeb is backend/allow-web: api admits web on ports.
+func allowWeb(ports ...networkingv1.NetworkPolicyPort) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "allow-web"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
+				Ports: ports,
+			}},
+		},
+	}
+}
+
+func portOf(proto corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
+	p := intstr.FromInt32(n)
+	return networkingv1.NetworkPolicyPort{Protocol: &proto, Port: &p}
+}
+
+// admit edits allow-web to admit web on ports.
+func (n *revokeNode) admit(t *testing.T, ports ...networkingv1.NetworkPolicyPort) {
+	t.Helper()
+	if _, err := n.client.NetworkingV1().NetworkPolicies("backend").Update(n.ctx, allowWeb(ports...), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLog waits until the daemon has logged a line containing what.
+func (n *revokeNode) waitLog(t *testing.T, what string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !strings.Contains(n.logs.String(), what); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready; log:\n%s", logs)
+			t.Fatalf("no %q in the log within %v:\n%s", what, within, n.logs)
 		}
 	}
+}
 
-	tcp := nfttest.MustDial(t, web, "tcp", netip.AddrPortFrom(api.V4, 8080))
-	udp := nfttest.MustDial(t, web, "udp", netip.AddrPortFrom(api.V4, 5353))
+func TestPrivilegedDaemonRevokes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	n := startRevokeNode(t, func(api *nfttest.Pod) { nfttest.Serve(t, api, []int{8080}, 5353) },
+		portOf(corev1.ProtocolTCP, 8080), portOf(corev1.ProtocolUDP, 5353))
+	tcp := nfttest.MustDial(t, n.web, "tcp", netip.AddrPortFrom(n.api.V4, 8080))
+	udp := nfttest.MustDial(t, n.web, "udp", netip.AddrPortFrom(n.api.V4, 5353))
 	if err := nfttest.EchoWithin(tcp, "before", time.Second); err != nil {
 		t.Fatalf("tcp before the change: %v", err)
 	}
@@ -113,12 +151,11 @@ func TestPrivilegedDaemonRevokes(t *testing.T) {
 	time.Sleep(minSweepInterval + 300*time.Millisecond)
 
 	changed := time.Now()
-	if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx,
-		policy(portOf(corev1.ProtocolTCP, 9090)), metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	n.admit(t, portOf(corev1.ProtocolTCP, 9090))
 	// The last datagram answered was sent just before the cut (the cut may
-	// come before the first datagram sent after the change).
+	// come before the first datagram sent after the change). An answer in
+	// flight at the cut revives the flow until a follow-up sweep deletes it
+	// again (about 100 ms later).
 	time.Sleep(2 * time.Second)
 	last := replies()
 	if last.IsZero() || last.Before(changed.Add(-100*time.Millisecond)) {
@@ -131,8 +168,65 @@ func TestPrivilegedDaemonRevokes(t *testing.T) {
 	if got := last.Sub(changed); got > time.Second {
 		t.Errorf("the UDP flow was answered until %v after the change, want it cut within a second", got)
 	}
-	if !strings.Contains(logs.String(), "revoked established connections that policy now denies") {
-		t.Errorf("no log line of the revocation:\n%s", logs)
+	if !strings.Contains(n.logs.String(), "revoked established connections that policy now denies") {
+		t.Errorf("no log line of the revocation:\n%s", n.logs)
+	}
+}
+
+// An answer that api sends after the sweep deleted the UDP flow's entry
+// revives the flow (reversed: api -> web, which policy allows); the daemon's
+// follow-up sweep deletes that entry on its own, and the flow stays cut.
+func TestPrivilegedDaemonRevokesReplyInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	var server *nfttest.UDPEcho
+	n := startRevokeNode(t, func(api *nfttest.Pod) { server = nfttest.ServeUDPEcho(t, api, 5354) },
+		portOf(corev1.ProtocolUDP, 5354))
+	udp := nfttest.MustDial(t, n.web, "udp", netip.AddrPortFrom(n.api.V4, 5354))
+	if err := nfttest.EchoWithin(udp, "before", time.Second); err != nil {
+		t.Fatalf("before the change: %v", err)
+	}
+	// As above: the change meets an idle revoker.
+	time.Sleep(minSweepInterval + 300*time.Millisecond)
+
+	server.HoldNext()
+	if _, err := udp.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	<-server.Holding()
+	n.admit(t, portOf(corev1.ProtocolTCP, 9090))
+	n.waitLog(t, "revoked established connections that policy now denies", 5*time.Second)
+	released := time.Now()
+	server.Release()
+	if err := nfttest.ReceiveWithin(udp, "held", time.Second); err != nil {
+		t.Fatalf("the answer in flight at the cut: %v; want it through", err)
+	}
+	if err := nfttest.EchoWithin(udp, "revived", time.Second); err != nil {
+		t.Fatalf("after the answer in flight: %v; want the flow revived (else this test shows nothing)", err)
+	}
+	// Web keeps asking every 20 ms; the follow-up sweep cuts the flow
+	// without anyone asking the daemon. (Were web to ask again the moment
+	// an answer arrives, a delete would meet the next answer in flight
+	// about half of the time, and each would revive the flow once more.)
+	var (
+		err      error
+		answered time.Time // the last echo answered ended then
+	)
+	for err == nil && time.Since(released) < 3*time.Second {
+		answered = time.Now()
+		time.Sleep(20 * time.Millisecond)
+		err = nfttest.EchoWithin(udp, "alive?", 100*time.Millisecond)
+	}
+	if !nfttest.IsTimeout(err) {
+		t.Fatalf("the revived flow: %v, want it cut (a timeout)", err)
+	}
+	t.Logf("the revived flow was last answered %v after the answer in flight (asked every 20 ms)", answered.Sub(released).Round(time.Millisecond))
+	if err := nfttest.EchoWithin(udp, "after", time.Second); !nfttest.IsTimeout(err) {
+		t.Errorf("after the follow-up: %v, want the flow cut (a timeout)", err)
+	}
+	if !strings.Contains(n.logs.String(), "revived=1") {
+		t.Errorf("no log line of the revival's delete:\n%s", n.logs)
 	}
 }
 

@@ -17,9 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nftwarden/nftwarden/enforcer"
@@ -36,7 +34,10 @@ type sweepRecorder struct {
 	hold    chan struct{} // nil: sweeps return at once
 	results []error       // error of sweep i (missing: nil)
 	took    time.Duration // reported Duration
-	started chan struct{}
+	// followUps[i] is the FollowUp sweep i reports, as a delay after its
+	// start (missing or 0: none).
+	followUps []time.Duration
+	started   chan struct{}
 }
 
 func newSweepRecorder() *sweepRecorder { return &sweepRecorder{started: make(chan struct{}, 100)} }
@@ -50,6 +51,10 @@ func (s *sweepRecorder) sweep(context.Context) (enforcer.RevokeResult, error) {
 	if i < len(s.results) {
 		err = s.results[i]
 	}
+	var followUp time.Time
+	if i < len(s.followUps) && s.followUps[i] > 0 {
+		followUp = s.starts[i].Add(s.followUps[i])
+	}
 	s.mu.Unlock()
 	s.started <- struct{}{}
 	if hold != nil {
@@ -58,7 +63,7 @@ func (s *sweepRecorder) sweep(context.Context) (enforcer.RevokeResult, error) {
 	s.mu.Lock()
 	s.ends = append(s.ends, time.Now())
 	s.mu.Unlock()
-	return enforcer.RevokeResult{Examined: 10, Deleted: 1, Duration: s.took}, err
+	return enforcer.RevokeResult{Examined: 10, Deleted: 1, Duration: s.took, FollowUp: followUp}, err
 }
 
 func (s *sweepRecorder) count() int {
@@ -176,6 +181,72 @@ func TestRevokerPaces(t *testing.T) {
 	}
 }
 
+// A sweep that asks for a follow-up gets it at that time without a
+// request, after as long as the last sweep took but without the pause
+// (minInterval) that requested sweeps wait; the follow-up's own answer
+// replaces the schedule: none, or another.
+func TestRevokerFollowsUp(t *testing.T) {
+	const minInterval = 400 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		followUps []time.Duration
+		took      time.Duration
+		sweeps    int
+	}{
+		{"none asked", nil, 0, 1},
+		{"one follow-up", []time.Duration{100 * time.Millisecond}, 0, 2},
+		{"a follow-up asks for another", []time.Duration{100 * time.Millisecond, 50 * time.Millisecond}, 0, 3},
+		{"due before the last sweep's duration has passed again", []time.Duration{time.Millisecond}, 120 * time.Millisecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newSweepRecorder()
+			rec.followUps = tc.followUps
+			rec.took = tc.took
+			r, _, _ := startRevoker(t, rec, minInterval)
+			r.request()
+			for range tc.sweeps {
+				rec.waitSweep(t)
+			}
+			rec.noSweep(t, 300*time.Millisecond)
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			for i := 1; i < len(rec.starts); i++ {
+				due := rec.starts[i-1].Add(tc.followUps[i-1])
+				if e := rec.ends[i-1].Add(tc.took); e.After(due) {
+					due = e
+				}
+				if late := rec.starts[i].Sub(due); late < 0 || late > minInterval/2 {
+					t.Errorf("sweep %d started %v after its follow-up was due, want soon after (and not before)", i, late)
+				}
+			}
+		})
+	}
+}
+
+// A change requested while a follow-up is pending waits out the pause as
+// before; its sweep checks what the follow-up would, and its answer (here:
+// nothing watched) replaces the schedule.
+func TestRevokerFollowUpAndRequest(t *testing.T) {
+	const minInterval = 100 * time.Millisecond
+	rec := newSweepRecorder()
+	rec.followUps = []time.Duration{250 * time.Millisecond}
+	r, _, _ := startRevoker(t, rec, minInterval)
+	r.request()
+	rec.waitSweep(t)
+	r.request()
+	rec.waitSweep(t) // the requested sweep, after the pause
+	rec.noSweep(t, 50*time.Millisecond)
+	rec.mu.Lock()
+	gap := rec.starts[1].Sub(rec.ends[0])
+	rec.mu.Unlock()
+	if gap < minInterval {
+		t.Errorf("the requested sweep started %v after the first ended, want at least %v", gap, minInterval)
+	}
+	// The second sweep asked for nothing: its answer cancelled the
+	// follow-up the first asked for.
+	rec.noSweep(t, 400*time.Millisecond)
+}
+
 // A failed sweep is counted, logged, and retried with a growing wait until
 // one succeeds; then the revoker waits for requests again.
 func TestRevokerRetriesFailures(t *testing.T) {
@@ -266,25 +337,13 @@ func (f *flowTableRecorder) state() (sweeps, flows int) {
 func TestDaemonRevokes(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
-	port := intstr.FromInt32(8080)
-	policy := func(p *intstr.IntOrString) *networkingv1.NetworkPolicy {
-		return &networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "allow-web"},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
-					Ports: []networkingv1.NetworkPolicyPort{{Port: p}},
-				}},
-			},
-		}
-	}
+
 	for _, on := range []bool{true, false} {
 		client := fake.NewClientset(
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
 			testPod("backend", "api", "node-a", "198.18.0.20"),
 			testPod("backend", "web", "node-b", "198.18.1.10"),
-			policy(&port),
+			allowWeb(portOf(corev1.ProtocolTCP, 8080)),
 		)
 		table := &flowTableRecorder{flows: []nft.Flow{{Protocol: nft.ProtoTCP,
 			Src: netip.MustParseAddr("198.18.1.10"), SrcPort: 40000, Dst: netip.MustParseAddr("198.18.0.20"), DstPort: 8080}}}
@@ -312,8 +371,7 @@ func TestDaemonRevokes(t *testing.T) {
 		if on {
 			waitFor("the sweep after the first reconcile", func() bool { sweeps, _ := table.state(); return sweeps > 0 })
 		}
-		other := intstr.FromInt32(9090)
-		if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx, policy(&other), metav1.UpdateOptions{}); err != nil {
+		if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx, allowWeb(portOf(corev1.ProtocolTCP, 9090)), metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if on {

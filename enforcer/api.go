@@ -114,6 +114,9 @@ type Engine struct {
 	// identical upsert.
 	polErrs                       map[string]error
 	nPods, nNamespaces, nPolicies int
+	// revivals are the UDP flows RevokeDenied deleted recently, whose
+	// reversal its next sweeps delete (revival.go).
+	revivals revivalWatch
 }
 
 // New returns an engine with an empty model. The first Flush programs the

@@ -14,6 +14,13 @@
 // sets, and ends in drop. Per-packet work does not grow with the number of
 // policies or pods in the cluster.
 //
+// The base chains accept established connections first. RevokeDenied deletes
+// the conntrack entries of those a change denies; the base chains drop the TCP
+// segments that would revive them reversed (picked up as new mid-stream, from
+// a pod isolated for ingress or to one isolated for egress), and RevokeDenied
+// deletes the UDP flows that an answer in flight revived, when it is called
+// again at RevokeResult.FollowUp.
+//
 // Only pods whose spec.nodeName is Config.NodeName are targets here; peer sets
 // hold pod IPs cluster-wide. A policy direction is programmed (its chain and
 // sets exist) only while it selects at least one local pod, so a node carries

@@ -27,8 +27,15 @@ var _ FlowTable = (*nft.Conntrack)(nil)
 // RevokeResult says what a RevokeDenied sweep did.
 type RevokeResult struct {
 	Examined int // conntrack entries read
-	Deleted  int // entries of denied connections deleted
+	Deleted  int // entries of denied connections deleted (Revived included)
+	// Revived counts the entries selected for deletion because they were a
+	// UDP flow revoked shortly before, come back reversed.
+	Revived  int
 	Duration time.Duration
+	// FollowUp is when RevokeDenied should run again to delete the revoked
+	// UDP flows that replies in flight may have revived (see RevokeDenied);
+	// the zero time when no flow is watched.
+	FollowUp time.Time
 }
 
 // RevokeDenied deletes the conntrack entries of the connections that this
@@ -44,28 +51,47 @@ type RevokeResult struct {
 // daemons, and connections between a pod and its own node (nft.Flow.Local)
 // are never revoked: the node is not subject to policy.
 //
-// Known limit: when the side that is not revoked speaks first after the cut
-// (a server pushing data to a revoked client), its packet creates the entry
-// again in the reverse direction, which policy judges as that side's new
-// connection; for TCP the program would have to refuse new entries that do
-// not start with a SYN to close this.
+// After the delete, the side that keeps its rights may send first (a server
+// pushing to a client that lost its permission, or answering it). Its
+// packet is new to conntrack and would create the entry again, reversed,
+// judged as that side's own new connection, which policy mostly allows; the
+// revoked side's packets would then pass as replies. For TCP the program
+// drops such a packet (PROGRAM.md: a segment picked up mid-stream from a pod
+// isolated for ingress, or to one isolated for egress). UDP has no such
+// mark: a reply in flight at the delete revives the flow. So RevokeDenied
+// remembers the UDP flows it deleted, and its next calls delete any entry
+// with the exact reversed tuple, for a second after the delete (longer while
+// they keep finding one): call it again at RevokeResult.FollowUp, as the
+// daemon does. What remains is a flow revived at each of maxRevivals deletes
+// in a row (a peer that keeps sending to that exact port pair on its own, or
+// answers nearly always in flight), which is then the peer's flow, allowed.
 //
 // The model may change during the sweep, which does not hold the engine lock
 // across the kernel dump: the local pods isolated for each direction are
 // read once at the start, and each connection of one of them is judged
 // under the lock, with the model as it is then. A sweep run after every
 // Flush whose result Restricts (and once after the first Reconcile) revokes
-// what each change denied.
+// what each change denied. Sweeps are meant to run one at a time (the
+// FlowTable may serialise them anyway); concurrent calls are safe.
 func (e *Engine) RevokeDenied(ctx context.Context, t FlowTable) (RevokeResult, error) {
 	start := time.Now()
 	egress, ingress := e.isolatedAddrs()
+	watched := e.revivals.watched()
+	var revokedUDP, revived []nft.Flow
 	// Many entries share a verdict (connections of one client to one
 	// port): each distinct flow is judged once per sweep.
 	verdicts := map[Flow]bool{}
 	deleted, examined, err := t.DeleteFlows(ctx, func(f nft.Flow) bool {
+		if f.Local {
+			return false
+		}
+		if _, ok := watched[f]; ok {
+			revived = append(revived, f)
+			return true
+		}
 		_, eg := egress[f.Src]
 		_, in := ingress[f.Dst]
-		if f.Local || !eg && !in {
+		if !eg && !in {
 			return false
 		}
 		proto, ok := protocolNames[f.Protocol]
@@ -78,9 +104,14 @@ func (e *Engine) RevokeDenied(ctx context.Context, t FlowTable) (RevokeResult, e
 			denied = e.deniedHere(flow, eg, in)
 			verdicts[flow] = denied
 		}
+		if denied && f.Protocol == nft.ProtoUDP {
+			revokedUDP = append(revokedUDP, f)
+		}
 		return denied
 	})
-	res := RevokeResult{Examined: examined, Deleted: deleted, Duration: time.Since(start)}
+	end := time.Now()
+	res := RevokeResult{Examined: examined, Deleted: deleted, Revived: len(revived), Duration: end.Sub(start),
+		FollowUp: e.revivals.update(start, end, revokedUDP, revived)}
 	if err != nil {
 		return res, fmt.Errorf("enforcer: revoke denied connections (%d of %d entries deleted): %w", deleted, examined, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -219,6 +220,69 @@ func TestRevokeDenied(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A UDP flow that a sweep deleted may come back reversed (a reply in
+// flight); the sweeps that follow delete exactly that reversal, and ask to
+// be called again until the last check. TCP flows are not watched: the
+// program drops their mid-stream pickups.
+func TestRevokeDeniedDeletesRevivals(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, "node-a")
+	loadBase(t, c)
+	e := c.engines["node-a"]
+	table, names := flowTable(c)
+	if res, err := e.RevokeDenied(ctx, table); err != nil || res.Deleted != 0 || !res.FollowUp.IsZero() {
+		t.Fatalf("sweep with nothing denied: %+v, %v", res, err)
+	}
+	// web isolated for ingress, admitting prod/cli on tcp 8080 only.
+	if err := e.UpsertNetworkPolicy(mkPolicy("prod", "web-from-cli", selecting(sel("app", "web")),
+		ingress(peers(podPeer(sel("app", "cli"))), tcp(8080)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := slices.Clone(table.flows)
+	start := time.Now()
+	res, err := e.RevokeDenied(ctx, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := removed(before, table, names); !slices.Contains(got, "devcli>web udp6") || !slices.Contains(got, "devcli>web") {
+		t.Fatalf("revoked %q, want dev/cli's flows among them", got)
+	}
+	if res.Revived != 0 || res.FollowUp.Before(start.Add(100*time.Millisecond)) || res.FollowUp.After(time.Now().Add(100*time.Millisecond)) {
+		t.Errorf("sweep that revoked a UDP flow: %+v, want a follow-up 100 ms after it", res)
+	}
+
+	var udp, tcp nft.Flow
+	for f, name := range names {
+		switch name {
+		case "devcli>web udp6":
+			udp = f
+		case "devcli>web":
+			tcp = f
+		}
+	}
+	reverse := func(f nft.Flow) nft.Flow {
+		return nft.Flow{Protocol: f.Protocol, Src: f.Dst, SrcPort: f.DstPort, Dst: f.Src, DstPort: f.SrcPort}
+	}
+	revival := reverse(udp)
+	otherPort := revival
+	otherPort.DstPort++
+	table.flows = append(table.flows, revival, otherPort, reverse(tcp))
+	kept := slices.Clone(table.flows[:len(table.flows)-3])
+	res, err = e.RevokeDenied(ctx, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 1 || res.Revived != 1 || res.FollowUp.IsZero() {
+		t.Errorf("sweep after a revival: %+v, want exactly the revival deleted and a follow-up", res)
+	}
+	if want := append(kept, otherPort, reverse(tcp)); !slices.Equal(table.flows, want) {
+		t.Errorf("table after the sweep: %v, want %v", table.flows, want)
 	}
 }
 

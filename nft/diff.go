@@ -519,12 +519,18 @@ func validateRule(s *State, r Rule) error {
 	for i, e := range r.Exprs {
 		switch e := e.(type) {
 		case Lookup:
+			// A verdict map may be looked up as a set: the rule then asks
+			// whether the key is in it, and ignores the verdict.
 			set := s.Sets[e.Set]
 			if set == nil {
 				return fmt.Errorf("rule uses missing set %q: %w", e.Set, ErrNotFound)
 			}
-			if set.VerdictMap || !fieldsMatchKey(e.Fields, set.Key) {
+			if !fieldsMatchKey(e.Fields, set.Key) {
 				return fmt.Errorf("rule lookup fields do not match set %q: %w", e.Set, ErrInvalid)
+			}
+		case MatchTCPFlags:
+			if err := e.validate(); err != nil {
+				return err
 			}
 		case VerdictMapLookup:
 			set := s.Sets[e.Map]

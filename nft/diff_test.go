@@ -114,7 +114,7 @@ func TestDiff(t *testing.T) {
 			"add elements peer-v4-web/1; replace rules pol-eg-frontend-egress/2"},
 		{"recreated base chain", func(s *State) {
 			s.Chains["ingress"].Base = &BaseChain{Hook: HookForward, Priority: 5, Policy: VerdictAccept}
-		}, nil, "replace rules ingress/0; delete chain ingress; add chain ingress; replace rules ingress/4"},
+		}, nil, "replace rules ingress/0; delete chain ingress; add chain ingress; replace rules ingress/6"},
 		{"recreated chain referenced by vmap elements and a jump", func(s *State) {
 			// A regular chain cannot change definition except by becoming a base
 			// chain; what references it must let go first and come back after.

@@ -7,8 +7,8 @@
 //
 //   - A typed description of the table (objects.go): State holds chains and
 //     sets; rules are built from a small closed vocabulary of expressions
-//     (conntrack state, comparisons and ranges on a few packet fields, lookups in
-//     named sets and verdict maps, counters, logs, verdicts), so that every
+//     (conntrack state, TCP flags, comparisons and ranges on a few packet fields,
+//     lookups in named sets and verdict maps, counters, logs, verdicts), so that every
 //     consumer of a State (kernel lowering, renderer, tracer) handles every case.
 //   - Transactions (transaction.go): ordered operations applied as one atomic
 //     batch, and Diff (diff.go), which computes the smallest correctly ordered

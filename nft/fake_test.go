@@ -100,21 +100,31 @@ func fxAddChains(s *State, chains ...*Chain) {
 // and the four dispatch maps, empty.
 func fxSkeleton() *State {
 	s := NewState()
-	base := func(name, dir string, prio int, addr4, addr6 Field) *Chain {
+	// peer4 and peer6 are the fields of the other end of the pod's
+	// connections: a mid-stream TCP segment picked up as new is dropped when
+	// it comes from a pod isolated for ingress or goes to one isolated for
+	// egress.
+	base := func(name, dir string, prio int, addr4, addr6, peer4, peer6 Field) *Chain {
+		pickup := func(f Field, m string) Rule {
+			return fxRule(MatchCtState{States: CtNew}, MatchTCPFlags{Flags: TCPSyn, Mask: TCPStartMask, Neq: true},
+				Lookup{Fields: []Field{f}, Set: m}, fxDrop())
+		}
 		return &Chain{
 			Name: name,
 			Base: &BaseChain{Hook: HookForward, Priority: prio, Policy: VerdictAccept},
 			Rules: []Rule{
 				fxRule(MatchCtState{States: CtEstablished | CtRelated}, fxAccept()),
 				fxRule(MatchCtState{States: CtInvalid}, fxDrop()),
+				pickup(peer4, dir+"-v4"),
+				pickup(peer6, dir+"-v6"),
 				fxRule(VerdictMapLookup{Fields: []Field{addr4}, Map: dir + "-v4"}),
 				fxRule(VerdictMapLookup{Fields: []Field{addr6}, Map: dir + "-v6"}),
 			},
 		}
 	}
 	fxAddChains(s,
-		base("egress", "egress", PriorityFilter, FieldIPSaddr, FieldIP6Saddr),
-		base("ingress", "ingress", PriorityFilter+1, FieldIPDaddr, FieldIP6Daddr),
+		base("egress", "egress", PriorityFilter, FieldIPSaddr, FieldIP6Saddr, FieldIPDaddr, FieldIP6Daddr),
+		base("ingress", "ingress", PriorityFilter+1, FieldIPDaddr, FieldIP6Daddr, FieldIPSaddr, FieldIP6Saddr),
 	)
 	fxAdd(s,
 		fxSet("egress-v4", []KeyType{TypeIPv4Addr}, nil, fxVmap),

@@ -62,6 +62,29 @@ func packetState(a, b, c *nfttest.Pod, allowA bool) *nft.State {
 	return s
 }
 
+// kernelAndFake programs the node namespace and a Fake alike: reconcile
+// converges both to a state, so that the Fake's tracer can be held against
+// real packets.
+func kernelAndFake(t *testing.T, node *nfttest.NetNS) (*nft.Fake, func(*nft.State)) {
+	t.Helper()
+	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(node.FD))
+	if err != nil {
+		t.Fatalf("NewKernel: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	fake := nft.NewFake(testTable)
+	return fake, func(st *nft.State) {
+		t.Helper()
+		ctx := context.Background()
+		if _, err := k.Reconcile(ctx, st); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		if _, err := fake.Reconcile(ctx, st); err != nil {
+			t.Fatalf("Fake.Reconcile: %v", err)
+		}
+	}
+}
+
 func TestKernelPackets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
@@ -80,25 +103,9 @@ func testPackets(t *testing.T, bridged bool) {
 	nfttest.Serve(t, a, []int{8080}, 0)
 	nfttest.Serve(t, b, []int{8080, 9090}, 5353)
 
-	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(node.FD))
-	if err != nil {
-		t.Fatalf("NewKernel: %v", err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
-
 	// The Fake gets the same reconciles; its tracer must agree with every
 	// real probe.
-	fake := nft.NewFake(testTable)
-	ctx := context.Background()
-	reconcile := func(st *nft.State) {
-		t.Helper()
-		if _, err := k.Reconcile(ctx, st); err != nil {
-			t.Fatalf("Reconcile: %v", err)
-		}
-		if _, err := fake.Reconcile(ctx, st); err != nil {
-			t.Fatalf("Fake.Reconcile: %v", err)
-		}
-	}
+	fake, reconcile := kernelAndFake(t, node)
 
 	// Without a program everything flows (this also proves the wiring).
 	type pr struct {

@@ -86,9 +86,11 @@ func skeleton() *nft.State {
 		name  string
 		prio  int
 		field [2]nft.Field
+		// peer are the fields of the other end of the pod's connections.
+		peer [2]nft.Field
 	}{
-		{"egress", nft.PriorityFilter, [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}},
-		{"ingress", nft.PriorityFilter + 1, [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}},
+		{"egress", nft.PriorityFilter, [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}, [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}},
+		{"ingress", nft.PriorityFilter + 1, [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}, [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}},
 	} {
 		addSet(s, nft.Set{Name: dir.name + "-v4", Key: []nft.KeyType{nft.TypeIPv4Addr}, VerdictMap: true})
 		addSet(s, nft.Set{Name: dir.name + "-v6", Key: []nft.KeyType{nft.TypeIPv6Addr}, VerdictMap: true})
@@ -98,11 +100,54 @@ func skeleton() *nft.State {
 			Rules: []nft.Rule{
 				{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtEstablished | nft.CtRelated}, accept()}},
 				{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtInvalid}, nft.Verdict{Kind: nft.VerdictDrop}}},
+				pickupDrop(dir.peer[0], dir.name+"-v4"),
+				pickupDrop(dir.peer[1], dir.name+"-v6"),
 				{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.field[0]}, Map: dir.name + "-v4"}}},
 				{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.field[1]}, Map: dir.name + "-v6"}}},
 			},
 		})
 	}
+	return s
+}
+
+// pickupDrop is the base-chain rule that drops a TCP segment conntrack sees
+// as new that does not start a connection (an entry picked up mid-stream)
+// when field, the address of its sender (ingress) or receiver (egress), is
+// in the dispatch map m (PROGRAM.md).
+func pickupDrop(field nft.Field, m string) nft.Rule {
+	return nft.Rule{Exprs: []nft.Expr{
+		nft.MatchCtState{States: nft.CtNew},
+		nft.MatchTCPFlags{Flags: nft.TCPSyn, Mask: nft.TCPStartMask, Neq: true},
+		nft.Lookup{Fields: []nft.Field{field}, Set: m},
+		nft.Verdict{Kind: nft.VerdictDrop},
+	}}
+}
+
+// tcpFlags is a chain of every form of tcp flags match.
+func tcpFlags() *nft.State {
+	s := nft.NewState()
+	addSet(s, nft.Set{Name: "in-v4", Key: []nft.KeyType{nft.TypeIPv4Addr}, VerdictMap: true},
+		nft.Element{Key: []nft.Value{addr("198.18.0.10")}, Verdict: &nft.Verdict{Kind: nft.VerdictAccept}})
+	l4tcp := nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)}
+	dport := nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(22)}
+	drop := nft.Verdict{Kind: nft.VerdictDrop}
+	rule := func(exprs ...nft.Expr) nft.Rule { return nft.Rule{Exprs: exprs} }
+	addChain(s, nft.Chain{Name: "flags", Rules: []nft.Rule{
+		pickupDrop(nft.FieldIPSaddr, "in-v4"),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPSyn, Mask: nft.TCPStartMask}, accept()),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPSyn, Mask: 0xff}, accept()),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPSyn | nft.TCPAck, Mask: 0xff, Neq: true}, accept()),
+		rule(nft.MatchTCPFlags{Mask: 0xff}, drop),
+		rule(nft.MatchTCPFlags{Mask: nft.TCPSyn | nft.TCPAck, Neq: true}, accept()),
+		rule(nft.MatchTCPFlags{Mask: nft.TCPFin | nft.TCPRst}, accept()),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPAck, Mask: nft.TCPAck}, dport, drop),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPAck, Mask: nft.TCPAck}, l4tcp, dport, drop),
+		rule(l4tcp, nft.MatchTCPFlags{Flags: nft.TCPFin, Mask: nft.TCPFin | nft.TCPSyn}, drop),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPSyn, Mask: nft.TCPSyn}, nft.MatchTCPFlags{Mask: nft.TCPCwr}, drop),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPRst, Mask: nft.TCPRst, Neq: true}, nft.MatchTCPFlags{Mask: nft.TCPUrg, Neq: true}, drop),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPSyn | nft.TCPAck, Mask: nft.TCPSyn | nft.TCPAck, Neq: true}, accept()),
+		rule(nft.MatchTCPFlags{Flags: nft.TCPFin | nft.TCPSyn | nft.TCPRst | nft.TCPPsh | nft.TCPAck | nft.TCPUrg | nft.TCPEcn | nft.TCPCwr, Mask: 0xff}, drop),
+	}})
 	return s
 }
 
@@ -212,6 +257,7 @@ var goldenPrograms = []struct {
 	{"skeleton", skeleton},
 	{"program", program},
 	{"edge-ranges", edgeRanges},
+	{"tcp-flags", tcpFlags},
 }
 
 func TestKernelGolden(t *testing.T) {
@@ -250,6 +296,7 @@ func TestKernelReadRoundTrip(t *testing.T) {
 		{"skeleton", skeleton},
 		{"program", program},
 		{"edge ranges", edgeRanges},
+		{"tcp flags", tcpFlags},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, k := newKernel(t)

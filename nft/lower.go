@@ -133,7 +133,23 @@ type ruleBuilder struct {
 	// deps records the families whose implicit "meta nfproto" check this rule
 	// already carries (nft emits it once per family per rule).
 	deps map[byte]bool
+	// tcpDep records that the rule carries the implicit "meta l4proto tcp"
+	// check of a tcp flags match (also once per rule).
+	tcpDep bool
 }
+
+// tcpFlagsLoad loads the flags byte of the TCP header, as nft does for
+// `tcp flags`.
+var tcpFlagsLoad = expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1}
+
+func isTCPFlagsLoad(p *expr.Payload) bool {
+	return p.OperationType == expr.PayloadLoad && p.Base == tcpFlagsLoad.Base &&
+		p.Offset == tcpFlagsLoad.Offset && p.Len == tcpFlagsLoad.Len
+}
+
+// allTCPFlags is a mask that keeps every flag: nft compares the flags byte
+// without a bitwise step then (`tcp flags == syn`).
+const allTCPFlags = TCPFlags(0xff)
 
 // loadFields emits the implicit family checks and the loads of fields into
 // consecutive registers, and returns the register holding the (first) value.
@@ -194,6 +210,27 @@ func (b *ruleBuilder) add(e Expr) error {
 			&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(uint32(e.States)), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: make([]byte, 4)})
+	case MatchTCPFlags:
+		if err := e.validate(); err != nil {
+			return err
+		}
+		if !b.tcpDep {
+			b.tcpDep = true
+			b.out = append(b.out,
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{ProtoTCP}})
+		}
+		load := tcpFlagsLoad
+		b.out = append(b.out, &load)
+		if e.Mask != allTCPFlags {
+			b.out = append(b.out, &expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 1,
+				Mask: []byte{byte(e.Mask)}, Xor: []byte{0}})
+		}
+		op := expr.CmpOpEq
+		if e.Neq {
+			op = expr.CmpOpNeq
+		}
+		b.out = append(b.out, &expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: []byte{byte(e.Flags)}})
 	case Cmp:
 		if err := checkValue(e.Field, e.Value); err != nil {
 			return err
@@ -292,18 +329,31 @@ type ruleLifter struct {
 	// ct state match in progress: a ct load, then a bitwise mask.
 	ct     bool
 	ctMask []byte
+	// tcp flags match in progress: the load of the flags byte, then an
+	// optional bitwise mask (nil: every flag).
+	tcpFlags     bool
+	tcpFlagsMask []byte
 	// a "cmp gte" waiting for its "cmp lte".
 	rangeFrom Value
 	// index in out of a "meta nfproto" check that may be the implicit
-	// dependency of the next expression, and its family.
+	// dependency of the next expression, and its family; or of a "meta
+	// l4proto tcp" check that may be the dependency of a tcp flags match
+	// (candTCP).
 	cand       int
 	candFamily byte
+	candTCP    bool
 	deps       map[byte]bool
+	tcpDep     bool
 }
 
 func (l *ruleLifter) emit(e Expr) {
 	if l.cand >= 0 {
-		if usesFamily(e, l.candFamily) && !l.deps[l.candFamily] {
+		_, flags := e.(MatchTCPFlags)
+		switch {
+		case l.candTCP && flags && !l.tcpDep:
+			l.out = l.out[:l.cand]
+			l.tcpDep = true
+		case !l.candTCP && usesFamily(e, l.candFamily) && !l.deps[l.candFamily]:
 			l.out = l.out[:l.cand]
 			if l.deps == nil {
 				l.deps = map[byte]bool{}
@@ -312,9 +362,13 @@ func (l *ruleLifter) emit(e Expr) {
 		}
 		l.cand = -1
 	}
-	if c, ok := e.(Cmp); ok && c.Field == FieldNfproto && !c.Neq && len(c.Value) == 1 &&
-		(c.Value[0] == NfprotoIPv4 || c.Value[0] == NfprotoIPv6) {
-		l.cand, l.candFamily = len(l.out), c.Value[0]
+	if c, ok := e.(Cmp); ok && !c.Neq && len(c.Value) == 1 {
+		switch {
+		case c.Field == FieldNfproto && (c.Value[0] == NfprotoIPv4 || c.Value[0] == NfprotoIPv6):
+			l.cand, l.candFamily, l.candTCP = len(l.out), c.Value[0], false
+		case c.Field == FieldL4Proto && c.Value[0] == ProtoTCP:
+			l.cand, l.candTCP = len(l.out), true
+		}
 	}
 	l.out = append(l.out, e)
 	l.loads = nil
@@ -353,11 +407,20 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 				return nil, fmt.Errorf("unsupported ct key %d", e.Key)
 			}
 			l.ct = true
+		case *expr.Payload:
+			if !isTCPFlagsLoad(e) || l.ct || l.tcpFlags || len(l.loads) > 0 {
+				return nil, fmt.Errorf("unsupported payload load at base %d offset %d", e.Base, e.Offset)
+			}
+			l.tcpFlags = true
 		case *expr.Bitwise:
-			if !l.ct || e.Len != 4 || !bytes.Equal(e.Xor, make([]byte, 4)) {
+			switch {
+			case l.ct && e.Len == 4 && bytes.Equal(e.Xor, make([]byte, 4)):
+				l.ctMask = e.Mask
+			case l.tcpFlags && l.tcpFlagsMask == nil && e.Len == 1 && len(e.Mask) == 1 && bytes.Equal(e.Xor, []byte{0}):
+				l.tcpFlagsMask = e.Mask
+			default:
 				return nil, fmt.Errorf("unsupported bitwise expression")
 			}
-			l.ctMask = e.Mask
 		case *expr.Cmp:
 			switch {
 			case l.ct:
@@ -366,6 +429,13 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 				}
 				l.emit(MatchCtState{States: CtState(binaryutil.NativeEndian.Uint32(l.ctMask))})
 				l.ct, l.ctMask = false, nil
+			case l.tcpFlags:
+				m, err := liftTCPFlags(e, l.tcpFlagsMask)
+				if err != nil {
+					return nil, err
+				}
+				l.emit(m)
+				l.tcpFlags, l.tcpFlagsMask = false, nil
 			case len(l.loads) != 1:
 				return nil, fmt.Errorf("comparison of %d loaded fields", len(l.loads))
 			case e.Op == expr.CmpOpEq || e.Op == expr.CmpOpNeq:
@@ -415,10 +485,27 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 			return nil, fmt.Errorf("unsupported expression %T", e)
 		}
 	}
-	if len(l.loads) > 0 || l.ct || l.rangeFrom != nil {
+	if len(l.loads) > 0 || l.ct || l.tcpFlags || l.rangeFrom != nil {
 		return nil, fmt.Errorf("rule ends with an incomplete expression")
 	}
 	return l.out, nil
+}
+
+// liftTCPFlags is the tcp flags match of a comparison of the flags byte,
+// masked with mask (nil: not masked).
+func liftTCPFlags(c *expr.Cmp, mask []byte) (MatchTCPFlags, error) {
+	m := MatchTCPFlags{Mask: allTCPFlags, Neq: c.Op == expr.CmpOpNeq}
+	if mask != nil {
+		m.Mask = TCPFlags(mask[0])
+	}
+	if len(c.Data) != 1 || (c.Op != expr.CmpOpEq && c.Op != expr.CmpOpNeq) {
+		return MatchTCPFlags{}, fmt.Errorf("unsupported tcp flags comparison")
+	}
+	m.Flags = TCPFlags(c.Data[0])
+	if err := m.validate(); err != nil {
+		return MatchTCPFlags{}, err
+	}
+	return m, nil
 }
 
 // Sets.

@@ -206,6 +206,49 @@ const (
 // (`ct state established,related`).
 type MatchCtState struct{ States CtState }
 
+// TCPFlags is a set of TCP header flags with their bit values in the header's
+// flags byte (offset 13). The names are nft's.
+type TCPFlags uint8
+
+// TCP flags.
+const (
+	TCPFin TCPFlags = 1 << 0
+	TCPSyn TCPFlags = 1 << 1
+	TCPRst TCPFlags = 1 << 2
+	TCPPsh TCPFlags = 1 << 3
+	TCPAck TCPFlags = 1 << 4
+	TCPUrg TCPFlags = 1 << 5
+	TCPEcn TCPFlags = 1 << 6 // ECE (ECN-Echo)
+	TCPCwr TCPFlags = 1 << 7
+)
+
+// TCPStartMask is the mask of the flags that tell a connection's first packet
+// from the others: `tcp flags & (fin|syn|rst|ack) == syn` holds for a SYN
+// (with or without ECN negotiation or data) and for no other segment.
+const TCPStartMask = TCPFin | TCPSyn | TCPRst | TCPAck
+
+// MatchTCPFlags matches TCP packets whose flags, masked with Mask, equal
+// Flags, or with Neq differ from them: `tcp flags != syn / fin,syn,rst,ack`
+// (nft 1.0.6's way of printing `tcp flags & (fin|syn|rst|ack) != syn`) is
+// {Flags: TCPSyn, Mask: TCPStartMask, Neq: true}, true of every TCP segment
+// but a connection's first. Packets of other protocols never match, also
+// with Neq (nft checks `meta l4proto tcp` first). Mask must not be empty,
+// and Flags must lie within it.
+type MatchTCPFlags struct {
+	Flags, Mask TCPFlags
+	Neq         bool
+}
+
+func (m MatchTCPFlags) validate() error {
+	if m.Mask == 0 || m.Flags&^m.Mask != 0 {
+		return fmt.Errorf("tcp flags %#x / %#x: the mask is empty or lacks one of the flags: %w", uint8(m.Flags), uint8(m.Mask), ErrInvalid)
+	}
+	return nil
+}
+
+// matches reports whether a TCP packet with flags f matches.
+func (m MatchTCPFlags) matches(f TCPFlags) bool { return (f&m.Mask == m.Flags) != m.Neq }
+
 // Cmp matches when Field equals Value (or differs from it, with Neq).
 type Cmp struct {
 	Field Field
@@ -220,7 +263,9 @@ type Range struct {
 }
 
 // Lookup matches when the concatenation of Fields is in Set (`ip saddr @peers`,
-// `ip daddr . meta l4proto . th dport @ports`); with Neq when it is not.
+// `ip daddr . meta l4proto . th dport @ports`); with Neq when it is not. Set
+// may be a verdict map: the lookup then asks only whether the key is in it
+// (`ip saddr @ingress-v4`), and the element's verdict is not applied.
 type Lookup struct {
 	Fields []Field
 	Set    string
@@ -242,6 +287,7 @@ type Counter struct{}
 type Log struct{ Prefix string }
 
 func (MatchCtState) isExpr()     {}
+func (MatchTCPFlags) isExpr()    {}
 func (Cmp) isExpr()              {}
 func (Range) isExpr()            {}
 func (Lookup) isExpr()           {}

@@ -26,6 +26,8 @@ import (
 //     is printed as P's own field: `tcp dport`, `udp dport`, `udplite dport`,
 //     `sctp dport`, `dccp dport`, `icmp checksum`, `icmpv6 checksum`, `igmp
 //     checksum`, `ah reserved`, `comp cpi`; for other protocols it stays `th dport`;
+//     after a tcp flags match th dport prints as `tcp dport` too;
+//   - tcp flags matches print in one of nft's four forms (see renderTCPFlags);
 //   - interval elements that are exactly one address prefix print as a prefix
 //     (`198.18.0.0/16`), other ranges as `a-b`, single-value ranges as the value;
 //   - IP protocol numbers print with their /etc/protocols names (Debian netbase);
@@ -378,6 +380,11 @@ func RenderRule(r Rule) string {
 		switch e := e.(type) {
 		case MatchCtState:
 			parts = append(parts, "ct state "+renderCtState(e.States))
+		case MatchTCPFlags:
+			// After a tcp flags match nft knows the protocol: th dport
+			// prints as tcp dport.
+			l4proto = ProtoTCP
+			parts = append(parts, renderTCPFlags(e))
 		case Cmp:
 			if e.Field == FieldL4Proto && !e.Neq && len(e.Value) == 1 {
 				l4proto = int(e.Value[0])
@@ -511,6 +518,57 @@ func renderFieldValue(f Field, v Value) string {
 		return strconv.Itoa(int(v[0]))
 	}
 	return renderValue(f.Type(), v)
+}
+
+// tcpFlagNames in the order nft prints them (bit order).
+var tcpFlagNames = []string{"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"}
+
+// renderTCPFlags prints a tcp flags match as nft 1.0.6 lists it:
+//   - without a mask (all flags kept): `tcp flags == syn` or `!= syn`, the
+//     value by name when it is one flag and in hex otherwise (`== 0x12`);
+//   - a mask and no flags: `tcp flags syn,ack` (some flag of the mask set)
+//     or `tcp flags ! syn,ack` (none set);
+//   - a one-flag mask and that flag: `tcp flags & ack == ack` (or `!=`);
+//   - otherwise `tcp flags syn / fin,syn,rst,ack` or `tcp flags != syn /
+//     fin,syn,rst,ack`, flags and mask by name.
+func renderTCPFlags(m MatchTCPFlags) string {
+	switch {
+	case m.Flags == m.Mask && m.Mask&(m.Mask-1) == 0:
+		op := " == "
+		if m.Neq {
+			op = " != "
+		}
+		return "tcp flags & " + tcpFlagList(m.Mask) + op + tcpFlagList(m.Flags)
+	case m.Mask == allTCPFlags:
+		op := "== "
+		if m.Neq {
+			op = "!= "
+		}
+		v := fmt.Sprintf("%#x", uint8(m.Flags))
+		for i, n := range tcpFlagNames {
+			if m.Flags == 1<<i {
+				v = n
+			}
+		}
+		return "tcp flags " + op + v
+	case m.Flags == 0 && m.Neq:
+		return "tcp flags " + tcpFlagList(m.Mask)
+	case m.Flags == 0:
+		return "tcp flags ! " + tcpFlagList(m.Mask)
+	case m.Neq:
+		return "tcp flags != " + tcpFlagList(m.Flags) + " / " + tcpFlagList(m.Mask)
+	}
+	return "tcp flags " + tcpFlagList(m.Flags) + " / " + tcpFlagList(m.Mask)
+}
+
+func tcpFlagList(f TCPFlags) string {
+	var names []string
+	for i, n := range tcpFlagNames {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // ctStateNames in the order nft prints them (bit order).

@@ -20,6 +20,12 @@ type Packet struct {
 	Dport uint16
 	// Ct is the packet's conntrack state, one bit of CtState; zero means CtNew.
 	Ct CtState
+	// TCPFlags are the flags of a TCP packet. Zero means the flags the
+	// conntrack state implies: a SYN for a new connection, an ACK for any
+	// other packet. To trace a segment from the middle of a stream that
+	// conntrack picks up as new (its entry was deleted or lost), give Ct
+	// zero (or CtNew) and TCPFlags TCPAck (or TCPAck|TCPPsh with data).
+	TCPFlags TCPFlags
 	// Iifname and Oifname are the input and output interfaces; "" means the
 	// packet has none (an output packet has no input interface), so iifname
 	// (oifname) matches do not match it.
@@ -83,6 +89,8 @@ func (f *Fake) Trace(p Packet) TraceResult {
 //     bytes 2-3 of any transport header, e.g. the ICMP checksum; policy never
 //     matches ports of other protocols, so the tracer does not model that.)
 //   - ct state matches when the packet's state is one of the listed bits;
+//   - tcp flags matches only TCP packets (also with !=), comparing their
+//     flags under the mask (see Packet.TCPFlags for the flags a packet has);
 //   - a lookup in an interval set matches when the key lies in a range (ends
 //     inclusive); in a concatenated interval set each component is compared with
 //     its own range;
@@ -96,6 +104,12 @@ func Trace(s *State, p Packet) TraceResult {
 	t := tracer{s: s, p: p}
 	if p.Ct == 0 {
 		t.p.Ct = CtNew
+	}
+	if p.TCPFlags == 0 {
+		t.p.TCPFlags = TCPAck
+		if t.p.Ct == CtNew {
+			t.p.TCPFlags = TCPSyn
+		}
 	}
 	t.p.Src, t.p.Dst = p.Src.Unmap(), p.Dst.Unmap()
 	var bases []*Chain
@@ -219,6 +233,10 @@ func (t *tracer) evalRule(r Rule) (bool, *Verdict, string) {
 		switch e := e.(type) {
 		case MatchCtState:
 			if t.p.Ct&e.States == 0 {
+				return false, nil, ""
+			}
+		case MatchTCPFlags:
+			if t.p.Proto != ProtoTCP || !e.matches(t.p.TCPFlags) {
 				return false, nil, ""
 			}
 		case Cmp:

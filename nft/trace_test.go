@@ -48,6 +48,7 @@ func TestTraceSemantics(t *testing.T) {
 		v4           = []KeyType{TypeIPv4Addr}
 		ports        = []KeyType{TypeInetProto, TypeInetService}
 		addrPorts    = []KeyType{TypeIPv4Addr, TypeInetProto, TypeInetService}
+		midStream    = MatchTCPFlags{Flags: TCPSyn, Mask: TCPStartMask, Neq: true}
 	)
 	// Each case: policy-drop base chain "base" (or the given chains) and a packet.
 	for _, tc := range []struct {
@@ -79,6 +80,29 @@ func TestTraceSemantics(t *testing.T) {
 			tcp80, VerdictDrop, nil},
 		{"ct invalid", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(MatchCtState{States: CtInvalid}, fxDrop()))),
 			with(tcp80, func(p *Packet) { p.Ct = CtInvalid }), VerdictDrop, nil},
+
+		// tcp flags: a new connection's packet is a SYN unless told otherwise.
+		{"tcp flags: new packet is a SYN", fxState(nil, fxBase("base", 0, VerdictDrop, fxRule(midStream, fxDrop()), fxRule(fxAccept()))),
+			tcp80, VerdictAccept, nil},
+		{"tcp flags: mid-stream segment picked up as new", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(midStream, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPAck | TCPPsh }), VerdictDrop, []string{"tcp flags != syn / fin,syn,rst,ack drop"}},
+		{"tcp flags: established packet is an ACK", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(midStream, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.Ct = CtEstablished }), VerdictDrop, nil},
+		{"tcp flags: SYN with ECN setup starts a connection", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(midStream, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPSyn | TCPEcn | TCPCwr }), VerdictAccept, nil},
+		{"tcp flags: SYN-ACK", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(midStream, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPSyn | TCPAck }), VerdictDrop, nil},
+		{"tcp flags: != does not match UDP", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(midStream, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.Proto = ProtoUDP; p.TCPFlags = TCPAck }), VerdictAccept, nil},
+		{"tcp flags: one of a mask", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(MatchTCPFlags{Mask: TCPFin | TCPRst, Neq: true}, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPRst | TCPAck }), VerdictDrop, nil},
+		{"tcp flags: none of a mask", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(MatchTCPFlags{Mask: TCPFin | TCPRst}, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPRst | TCPAck }), VerdictAccept, nil},
+		{"tcp flags: exactly", fxState(nil, fxBase("base", 0, VerdictAccept, fxRule(MatchTCPFlags{Flags: TCPSyn, Mask: 0xff}, fxDrop()))),
+			with(tcp80, func(p *Packet) { p.TCPFlags = TCPSyn | TCPEcn }), VerdictAccept, nil},
+		{"lookup in a verdict map asks only for membership", fxState([]*Set{
+			fxSet("m", v4, []Element{fxVmapElem(fxAddr("198.18.0.1"), fxAccept())}, fxVmap),
+		}, fxBase("base", 0, VerdictAccept, fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "m"}, fxDrop()))), tcp80, VerdictDrop, nil},
 
 		// Cmp and Range, families and ports.
 		{"ip saddr matches", fxState(nil, fxBase("base", 0, VerdictDrop, fxRule(src4, fxAccept()))), tcp80, VerdictAccept, nil},
@@ -227,6 +251,13 @@ func fxJumpChainLength(n int) []*Chain {
 	return chains
 }
 
+// midStream makes p a TCP segment from the middle of a stream that conntrack
+// sees as new (its entry is gone).
+func midStream(p Packet) Packet {
+	p.TCPFlags = TCPAck | TCPPsh
+	return p
+}
+
 // TestTraceProgram traces flows of the IP plan through the full program, as
 // installed through a Fake.
 func TestTraceProgram(t *testing.T) {
@@ -279,6 +310,25 @@ func TestTraceProgram(t *testing.T) {
 			p.Ct = CtInvalid
 			return p
 		}(), VerdictDrop},
+		// A TCP segment conntrack picks up as new that starts no connection
+		// (the entry was revoked or lost) is dropped when it comes from a pod
+		// isolated for ingress or goes to one isolated for egress, even where
+		// policy would admit it as a new connection.
+		{"mid-stream from web (ingress isolated) to frontend-2", midStream(fxPacket(web4, fe2v4, ProtoTCP, 40000)), VerdictDrop},
+		{"mid-stream from web v6", midStream(fxPacket(web6, fe2v6, ProtoTCP, 40000)), VerdictDrop},
+		{"SYN from web to frontend-2", fxPacket(web4, fe2v4, ProtoTCP, 40000), VerdictAccept},
+		{"mid-stream from web to frontend-2, established", func() Packet {
+			p := midStream(fxPacket(web4, fe2v4, ProtoTCP, 40000))
+			p.Ct = CtEstablished
+			return p
+		}(), VerdictAccept},
+		{"mid-stream to frontend (egress isolated) from frontend-2", midStream(fxPacket(fe2v4, fe4, ProtoTCP, 40000)), VerdictDrop},
+		{"mid-stream to frontend v6", midStream(fxPacket(fe2v6, fe6, ProtoTCP, 40000)), VerdictDrop},
+		{"SYN to frontend from frontend-2", fxPacket(fe2v4, fe4, ProtoTCP, 1), VerdictAccept},
+		{"mid-stream between addresses that are not isolated so", midStream(fxPacket("198.19.0.5", fe2v4, ProtoTCP, 40000)), VerdictAccept},
+		{"mid-stream from frontend (egress isolated) that its policies admit", midStream(fxPacket(fe4, web4, ProtoTCP, 80)), VerdictAccept},
+		{"mid-stream into web that policy admits", midStream(fxPacket(fe2v4, web4, ProtoTCP, 8000)), VerdictAccept},
+		{"UDP from web to frontend-2", fxPacket(web4, fe2v4, ProtoUDP, 40000), VerdictAccept},
 		{"input hook has no base chains", func() Packet {
 			p := fxPacket(fe4, db4, ProtoTCP, 80)
 			p.Hook = HookInput
@@ -298,7 +348,7 @@ func TestTraceProgram(t *testing.T) {
 		"forward: base chain egress (priority 0, policy accept)",
 		"egress: end of base chain, policy accept",
 		"forward: base chain ingress (priority 1, policy accept)",
-		"ingress[2]: ip daddr vmap @ingress-v4 -> goto pod-in-web",
+		"ingress[4]: ip daddr vmap @ingress-v4 -> goto pod-in-web",
 		"pod-in-web[0]: jump pol-in-allow-web",
 		`pol-in-allow-web[4]: ip daddr . meta l4proto . th dport @named-v4-http accept comment "rule 2: port http"`,
 		"ingress: accept",

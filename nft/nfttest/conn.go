@@ -21,12 +21,26 @@ func EchoWithin(c net.Conn, msg string, d time.Duration) error {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
 	}
+	return receive(c, msg)
+}
+
+// ReceiveWithin waits at most d for msg to arrive on c, the other end of a
+// connection on which msg was sent: a connection whose packets are dropped
+// fails with a timeout (IsTimeout).
+func ReceiveWithin(c net.Conn, msg string, d time.Duration) error {
+	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return err
+	}
+	return receive(c, msg)
+}
+
+func receive(c net.Conn, msg string) error {
 	buf := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, buf); err != nil {
 		return err
 	}
 	if string(buf) != msg {
-		return fmt.Errorf("echo: got %q, want %q", buf, msg)
+		return fmt.Errorf("receive: got %q, want %q", buf, msg)
 	}
 	return nil
 }
@@ -49,4 +63,36 @@ func MustDial(t testing.TB, p *Pod, network string, dst netip.AddrPort) net.Conn
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// MustConnect opens a TCP connection from pod from to dst, an address of
+// pod to, where it listens for this one connection, and returns both ends,
+// closed when the test ends: for tests in which the server side must send
+// first, which an echo server (Serve) never does.
+func MustConnect(t testing.TB, from, to *Pod, dst netip.AddrPort) (client, server *net.TCPConn) {
+	t.Helper()
+	var l net.Listener
+	if err := to.NS.Run(func() error {
+		var err error
+		l, err = net.Listen("tcp", dst.String())
+		return err
+	}); err != nil {
+		t.Fatalf("listen on %v in pod %s: %v", dst, to.Name, err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			c = nil
+		}
+		accepted <- c
+	}()
+	c := MustDial(t, from, "tcp", dst)
+	s := <-accepted
+	if s == nil {
+		t.Fatalf("accept %s -> %v in pod %s failed", from.Name, dst, to.Name)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
 }

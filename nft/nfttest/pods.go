@@ -51,8 +51,9 @@ func WirePods(t testing.TB, node *NetNS, bridged bool, pods ...*Pod) {
 	}
 }
 
-// Serve runs TCP echo servers and a UDP echo server (udpPort 0: none) on the
-// given ports in the pod, on all its addresses, until the test ends.
+// Serve runs TCP echo servers and a UDP echo server (udpPort 0: none; see
+// ServeUDPEcho) on the given ports in the pod, on all its addresses, until
+// the test ends.
 func Serve(t testing.TB, p *Pod, tcpPorts []int, udpPort int) {
 	t.Helper()
 	var closers []io.Closer
@@ -73,23 +74,6 @@ func Serve(t testing.TB, p *Pod, tcpPorts []int, udpPort int) {
 				}
 			}()
 		}
-		if udpPort != 0 {
-			pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", udpPort))
-			if err != nil {
-				return err
-			}
-			closers = append(closers, pc)
-			go func() {
-				buf := make([]byte, 1500)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo(buf[:n], from)
-				}
-			}()
-		}
 		return nil
 	})
 	t.Cleanup(func() {
@@ -99,6 +83,9 @@ func Serve(t testing.TB, p *Pod, tcpPorts []int, udpPort int) {
 	})
 	if err != nil {
 		t.Fatalf("servers in pod %s: %v", p.Name, err)
+	}
+	if udpPort != 0 {
+		ServeUDPEcho(t, p, udpPort)
 	}
 }
 
