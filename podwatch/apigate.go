@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,10 @@ const (
 	DefaultMinProbeInterval = 100 * time.Millisecond
 	DefaultMaxProbeInterval = time.Second
 	DefaultOutageLogEvery   = 10 * time.Second
+	// DefaultExpireHeldWatchesAfter: longer than a blip of the network, in
+	// which a resumed watch costs the server less than a relist; shorter than
+	// any restart of the API server.
+	DefaultExpireHeldWatchesAfter = 5 * time.Second
 	// probeTimeout lets a probe's connect see the first SYN retransmission
 	// (1 s), so that a server that returns just after a probe began is
 	// found by that probe.
@@ -75,6 +80,12 @@ type APIGateOptions struct {
 	// showing its readiness (401, 403, 404) open the gate only after this
 	// long (default DefaultHiddenReadinessGrace).
 	HiddenReadinessGrace time.Duration
+	// ExpireHeldWatchesAfter: a watch held this long into an outage is
+	// answered 410 Expired, so that its informer relists at the server's
+	// return instead of waiting out client-go's backoff after the server
+	// refuses the stale watch (see expiredWatch). Default
+	// DefaultExpireHeldWatchesAfter.
+	ExpireHeldWatchesAfter time.Duration
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -89,6 +100,9 @@ func NewAPIGate(opts APIGateOptions) *APIGate {
 		opts.MaxProbeInterval = DefaultMaxProbeInterval
 	}
 	opts.MaxProbeInterval = max(opts.MaxProbeInterval, opts.MinProbeInterval)
+	if opts.ExpireHeldWatchesAfter <= 0 {
+		opts.ExpireHeldWatchesAfter = DefaultExpireHeldWatchesAfter
+	}
 	if opts.HiddenReadinessGrace <= 0 {
 		opts.HiddenReadinessGrace = DefaultHiddenReadinessGrace
 	}
@@ -149,8 +163,12 @@ func (g *APIGate) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Resp
 	var retry time.Duration
 	for attempt := 0; ; attempt++ {
 		if held {
-			if err := g.wait(req.Context()); err != nil {
+			expired, err := g.wait(req.Context(), isWatch(req))
+			if err != nil {
 				return nil, fmt.Errorf("waiting for the API server to answer again: %w", err)
+			}
+			if expired {
+				return expiredWatch(req), nil
 			}
 			if attempt > 1 {
 				retry = min(max(2*retry, g.opts.MinProbeInterval), g.opts.MaxProbeInterval)
@@ -192,15 +210,61 @@ func failure(req *http.Request, resp *http.Response, err error) error {
 	return nil
 }
 
-func (g *APIGate) wait(ctx context.Context) error {
+// wait blocks while the gate is closed. A watch held there for longer than
+// ExpireHeldWatchesAfter into the outage returns expired instead (see
+// expiredWatch).
+func (g *APIGate) wait(ctx context.Context, watch bool) (expired bool, err error) {
 	g.mu.Lock()
-	open := g.open
+	open, since := g.open, g.since
 	g.mu.Unlock()
+	var expire <-chan time.Time
+	if watch && !since.IsZero() {
+		t := time.NewTimer(time.Until(since.Add(g.opts.ExpireHeldWatchesAfter)))
+		defer t.Stop()
+		expire = t.C
+	}
 	select {
 	case <-open:
-		return nil
+		return false, nil
+	case <-expire:
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
+	}
+}
+
+// isWatch reports whether req opens a watch (a GET with watch=true).
+func isWatch(req *http.Request) bool {
+	w := req.URL.Query().Get("watch")
+	return w == "true" || w == "1"
+}
+
+// expiredWatch answers a held watch as an API server answers a watch from a
+// resource version it no longer has: 410 Gone, reason Expired.
+//
+// Why: after a restart of the API server (or of etcd), its watch cache begins
+// anew, so the watch an informer resumes from its last resource version is
+// refused as too old the moment the server is back; client-go's reflector then
+// waits 0.8 to 1.6 s (its backoff after any ended watch) before it relists,
+// and changes wait with it. Refused while the outage lasts, the reflector
+// waits out that pause during the outage and comes back with a list, which
+// the gate holds and lets out at the server's return. The price is a relist
+// after an outage of more than ExpireHeldWatchesAfter even when the server
+// kept its watch cache (a partition): what client-go does anyway once the
+// outage outlasts the cache's window of events.
+func expiredWatch(req *http.Request) *http.Response {
+	body := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
+		`"message":"watch held by nftwarden's API gate through an outage: relist","reason":"Expired","code":410}`
+	return &http.Response{
+		Status:        "410 Gone",
+		StatusCode:    http.StatusGone,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": []string{"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
 	}
 }
 
