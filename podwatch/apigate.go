@@ -233,10 +233,14 @@ func (g *APIGate) wait(ctx context.Context, watch bool) (expired bool, err error
 	}
 }
 
-// isWatch reports whether req opens a watch (a GET with watch=true).
+// isWatch reports whether req resumes a watch (a GET with watch=true). A
+// watch that starts with the current state (sendInitialEvents=true, client-go's
+// streaming list) is a list, and is held like one: refusing it would only make
+// the reflector ask again at once.
 func isWatch(req *http.Request) bool {
-	w := req.URL.Query().Get("watch")
-	return w == "true" || w == "1"
+	q := req.URL.Query()
+	w, initial := q.Get("watch"), q.Get("sendInitialEvents")
+	return (w == "true" || w == "1") && initial != "true"
 }
 
 // expiredWatch answers a held watch as an API server answers a watch from a

@@ -310,15 +310,34 @@ func TestAPIGateExpiresHeldWatches(t *testing.T) {
 	if !apierrors.IsResourceExpired(err) {
 		t.Errorf("held watch: err = %v, want a 410 Expired client-go recognises", err)
 	}
+	// A streaming list (a watch from the current state) is held like a list:
+	// refused, the reflector would ask again at once.
+	streamed := make(chan error, 1)
+	go func() {
+		w, err := client.CoreV1().Pods("").Watch(context.Background(), metav1.ListOptions{SendInitialEvents: new(true),
+			ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, AllowWatchBookmarks: true})
+		if w != nil {
+			w.Stop()
+		}
+		streamed <- err
+	}()
 	select {
 	case err := <-listed:
 		t.Fatalf("the list returned during the outage: %v", err)
 	case <-time.After(200 * time.Millisecond):
+	}
+	select {
+	case err := <-streamed:
+		t.Fatalf("the streaming list returned during the outage: %v", err)
+	default:
 	}
 	srv.down.Store(false)
 	// The fake server answers "ok", which is no PodList: a decoding error
 	// proves the list went out to the server.
 	if err := <-listed; err == nil || apierrors.IsResourceExpired(err) {
 		t.Errorf("list after the outage: err = %v, want the server's (undecodable) answer", err)
+	}
+	if err := <-streamed; apierrors.IsResourceExpired(err) {
+		t.Errorf("streaming list after the outage: err = %v, want it sent to the server", err)
 	}
 }
