@@ -83,7 +83,7 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 
 // gatedClient returns the daemon's API client. Its reads pass a
 // podwatch.APIGate, which holds them while the API server is unreachable, logs
-// the outage, and lets them out within a second of the server's return
+// the outage, and lets them out when a probe finds the server ready again
 // (client-go's own backoff would wait up to a minute).
 func gatedClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *podwatch.APIGate, string, error) {
 	restCfg, err := restConfig(kubeconfig)

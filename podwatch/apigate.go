@@ -16,7 +16,7 @@ import (
 // Defaults of APIGateOptions.
 const (
 	DefaultMinProbeInterval = 100 * time.Millisecond
-	DefaultMaxProbeInterval = time.Second
+	DefaultMaxProbeInterval = 500 * time.Millisecond
 	DefaultOutageLogEvery   = 10 * time.Second
 	// DefaultExpireHeldWatchesAfter: longer than a blip of the network, in
 	// which a resumed watch costs the server less than a relist; shorter than

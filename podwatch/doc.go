@@ -29,10 +29,13 @@
 // watcher stays Ready (it enforces the last state it knew; readiness gates
 // rollouts, and an outage of the control plane is no reason to stop them or to
 // replace a pod). APIGate, installed in the client's transport, holds reads
-// while the server is unreachable and lets them out within a probe interval
-// (1 s) of its return, so the reflectors relist at once instead of after
-// client-go's backoff of up to a minute; changes made while away, or just
-// before the outage and not yet seen, are applied from that relist.
+// while the server is unreachable and lets them out when a probe finds it
+// ready again (probes every 0.5 s at most), so the reflectors relist at once
+// instead of after client-go's backoff of up to a minute; a watch held for
+// more than 5 s is answered as expired, so that its informer relists at the
+// return rather than after the server refuses the stale watch. Changes made
+// while away, or just before the outage and not yet seen, are applied from
+// that relist.
 //
 // podwatch must not import the daemon, and it never touches the dataplane itself:
 // only the engine does. Stopping a Watcher leaves the table as it is.
