@@ -12,9 +12,7 @@ package main
 // then edits it to admit tcp 9090 only.
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -22,12 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -35,110 +28,11 @@ import (
 // time the cut.
 const udpCadence = 5 * time.Millisecond
 
-// revokeNode is a node namespace with api and web wired to it, and a
-// daemon enforcing backend/allow-web there with --revoke-established.
-type revokeNode struct {
-	api, web *nfttest.Pod
-	client   *fake.Clientset
-	logs     *syncBuffer
-	ctx      context.Context
-}
-
-// startRevokeNode wires the node, runs servers in api (serve, before the
-// daemon starts), and starts the daemon with allow-web admitting web on
-// ports; it stops the daemon when the test ends.
-func startRevokeNode(t *testing.T, serve func(api *nfttest.Pod), ports ...networkingv1.NetworkPolicyPort) *revokeNode {
-	t.Helper()
-	t.Setenv("NOTIFY_SOCKET", "")
-	t.Setenv("WATCHDOG_USEC", "")
-	node := nfttest.NewNetNS(t)
-	n := &revokeNode{
-		api:  &nfttest.Pod{Name: "api", V4: netip.MustParseAddr("198.18.1.10")},
-		web:  &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.20")},
-		logs: &syncBuffer{},
-	}
-	nfttest.WirePods(t, node, false, n.api, n.web)
-	serve(n.api)
-	k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-daemon"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
-	ct, err := nft.NewConntrack(nft.ConntrackNetNS(node.FD))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ct.Close() })
-	n.client = fake.NewClientset(
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
-		testPod("backend", "api", "node-a", n.api.V4.String()),
-		testPod("backend", "web", "node-a", n.web.V4.String()),
-		allowWeb(ports...),
-	)
-	d := &daemon{
-		cfg:       runConfig{NodeName: "node-a", Table: "nftw-daemon", ResyncPeriod: time.Minute, RevokeEstablished: true},
-		log:       slog.New(slog.NewTextHandler(n.logs, nil)),
-		client:    n.client,
-		dataplane: k,
-		flows:     ct,
-		notifier:  notifierFromEnv(),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.ctx = ctx
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	n.waitLog(t, "ready: the dataplane enforces", 10*time.Second)
-	return n
-}
-
-// allowWeb is backend/allow-web: api admits web on ports.
-func allowWeb(ports ...networkingv1.NetworkPolicyPort) *networkingv1.NetworkPolicy {
-	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "backend", Name: "allow-web"},
-		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
-			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
-				Ports: ports,
-			}},
-		},
-	}
-}
-
-func portOf(proto corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
-	p := intstr.FromInt32(n)
-	return networkingv1.NetworkPolicyPort{Protocol: &proto, Port: &p}
-}
-
-// admit edits allow-web to admit web on ports.
-func (n *revokeNode) admit(t *testing.T, ports ...networkingv1.NetworkPolicyPort) {
-	t.Helper()
-	if _, err := n.client.NetworkingV1().NetworkPolicies("backend").Update(n.ctx, allowWeb(ports...), metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitLog waits until the daemon has logged a line containing what.
-func (n *revokeNode) waitLog(t *testing.T, what string, within time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !strings.Contains(n.logs.String(), what); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log within %v:\n%s", what, within, n.logs)
-		}
-	}
-}
-
 func TestPrivilegedDaemonRevokes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
-	n := startRevokeNode(t, func(api *nfttest.Pod) { nfttest.Serve(t, api, []int{8080}, 5353) },
+	n := startKernelNode(t, func(api *nfttest.Pod) { nfttest.Serve(t, api, []int{8080}, 5353) },
 		portOf(corev1.ProtocolTCP, 8080), portOf(corev1.ProtocolUDP, 5353))
 	tcp := nfttest.MustDial(t, n.web, "tcp", netip.AddrPortFrom(n.api.V4, 8080))
 	udp := nfttest.MustDial(t, n.web, "udp", netip.AddrPortFrom(n.api.V4, 5353))
@@ -181,7 +75,7 @@ func TestPrivilegedDaemonRevokesReplyInFlight(t *testing.T) {
 		t.Skip("packet test skipped in -short mode")
 	}
 	var server *nfttest.UDPEcho
-	n := startRevokeNode(t, func(api *nfttest.Pod) { server = nfttest.ServeUDPEcho(t, api, 5354) },
+	n := startKernelNode(t, func(api *nfttest.Pod) { server = nfttest.ServeUDPEcho(t, api, 5354) },
 		portOf(corev1.ProtocolUDP, 5354))
 	udp := nfttest.MustDial(t, n.web, "udp", netip.AddrPortFrom(n.api.V4, 5354))
 	if err := nfttest.EchoWithin(udp, "before", time.Second); err != nil {

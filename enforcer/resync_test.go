@@ -72,13 +72,7 @@ func TestFirstReconcileIsNoRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		_ = e.UpsertNamespace(ns)
-	}
-	for _, p := range pods {
-		_ = e.UpsertPod(p)
-	}
+	loadBaseWorld(e)
 	res, err := e.Flush(context.Background())
 	if err != nil {
 		t.Fatal(err)
