@@ -140,7 +140,7 @@ func New(cfg Config) (*Engine, error) {
 		needFull: true,
 		polErrs:  map[string]error{},
 	}
-	e.c.untracked = true
+	e.c.w.untracked = true
 	return e, nil
 }
 
@@ -304,8 +304,7 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 // flushLocked sends what changed within the recorded scope.
 func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
 	start := time.Now()
-	tx := nft.Diff(e.programmed, e.c.desired, e.c.scope)
-	e.c.scope = &nft.Scope{}
+	tx := nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
 	res := FlushResult{Operations: tx.Size()}
 	if tx.Empty() {
 		res.Duration = time.Since(start)
@@ -317,7 +316,7 @@ func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
 		res.Duration = time.Since(start)
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
-	res.Restricts = restricts(tx, e.c.desired)
+	res.Restricts = restricts(tx, e.c.w.desired)
 	if err := tx.ApplyTo(e.programmed); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
 		e.setNeedFull()
@@ -352,7 +351,7 @@ func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 	}
 	start := time.Now()
 	expected := e.needFull
-	want := e.c.desired.Clone()
+	want := e.c.w.desired.Clone()
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
 	res := FlushResult{Full: true, ReadDataplane: true, Operations: tx.Size(), Duration: time.Since(start)}
 	if err != nil {
@@ -362,9 +361,9 @@ func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 	res.Restricts = restricts(tx, want)
 	res.Repaired = !expected && !tx.Empty()
 	e.programmed = want
-	e.c.scope = &nft.Scope{}
+	e.c.w.scope = &nft.Scope{}
 	e.needFull = false
-	e.c.untracked = false
+	e.c.w.untracked = false
 	return res, nil
 }
 
@@ -372,15 +371,15 @@ func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
 // need not record what it touches.
 func (e *Engine) setNeedFull() {
 	e.needFull = true
-	e.c.untracked = true
-	e.c.scope = &nft.Scope{}
+	e.c.w.untracked = true
+	e.c.w.scope = &nft.Scope{}
 }
 
 // Desired returns a deep copy of the full desired state.
 func (e *Engine) Desired() *nft.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.c.desired.Clone()
+	return e.c.w.desired.Clone()
 }
 
 // Stats counts the model and the desired state.
@@ -389,13 +388,13 @@ func (e *Engine) Stats() Stats {
 	defer e.mu.Unlock()
 	s := Stats{
 		Pods:       e.nPods,
-		LocalPods:  len(e.c.local),
+		LocalPods:  e.c.m.local.len(),
 		Namespaces: e.nNamespaces,
 		Policies:   e.nPolicies,
-		Sets:       len(e.c.desired.Sets),
-		Chains:     len(e.c.desired.Chains),
+		Sets:       len(e.c.w.desired.Sets),
+		Chains:     len(e.c.w.desired.Chains),
 	}
-	for _, set := range e.c.desired.Sets {
+	for _, set := range e.c.w.desired.Sets {
 		s.Elements += len(set.Elements)
 	}
 	return s

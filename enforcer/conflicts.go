@@ -37,24 +37,9 @@ import (
 // pods with different policies go to. It exists while such an element does.
 const chainClaimDrop = "claimed-drop"
 
-// claimOwner marks, in compiler.vmapOwn, a dispatch element set by the
+// claimOwner marks, in dispatch.owner, a dispatch element set by the
 // conflict rule rather than by one pod (a pod ID always holds a "/").
 const claimOwner = "(several pods)"
-
-// conflicts is the compiler's record of what the conflict rule programmed.
-type conflicts struct {
-	// dirty are the addresses to resync at the end of the current operation,
-	// with the namespaces of pods that stopped claiming them there (their
-	// groups may still hold the address).
-	dirty map[netip.Addr][]string
-	// dispatch[dir] is the chain of each dispatch element the rule set.
-	dispatch [2]map[netip.Addr]string
-	// drops counts those elements that go to chainClaimDrop.
-	drops int
-}
-
-// conflicted reports whether several live pods claim address a.
-func (c *compiler) conflicted(a netip.Addr) bool { return c.m.ips.conflicted(a) }
 
 // markClaims records the addresses of pod id (its old and current records)
 // that another live pod claims too: they are conflicted now, or were until
@@ -80,34 +65,36 @@ func (c *compiler) markAllConflicts() {
 	}
 }
 
+// markConflict records address a for the resync at the end of the operation,
+// with ns the namespace of a pod that stopped claiming it ("" if none).
 func (c *compiler) markConflict(a netip.Addr, ns string) {
-	if c.conf.dirty == nil {
-		c.conf.dirty = map[netip.Addr][]string{}
+	if c.dirty == nil {
+		c.dirty = map[netip.Addr][]string{}
 	}
-	nss := c.conf.dirty[a]
+	nss := c.dirty[a]
 	if ns != "" && !slices.Contains(nss, ns) {
 		nss = append(nss, ns)
 	}
-	c.conf.dirty[a] = nss
+	c.dirty[a] = nss
 }
 
 // resyncConflicts makes everything the marked addresses contribute follow
 // from their current claimants. It ends every operation that may mark one.
 func (c *compiler) resyncConflicts() {
-	if len(c.conf.dirty) == 0 {
+	if len(c.dirty) == 0 {
 		return
 	}
-	for _, a := range slices.SortedFunc(maps.Keys(c.conf.dirty), netip.Addr.Compare) {
+	for _, a := range slices.SortedFunc(maps.Keys(c.dirty), netip.Addr.Compare) {
 		claimants := c.m.podsByIP(a)
-		c.resyncGroups(a, claimants, c.conf.dirty[a])
+		c.groups.resyncAddr(a, claimants, c.dirty[a])
 		for _, p := range claimants {
 			c.refreshNamedOf(p)
 		}
-		for dir := range 2 {
-			c.resyncDispatch(dir, a, claimants)
+		for _, dir := range directions {
+			c.dispatch.resync(dir, a, claimants)
 		}
 	}
-	clear(c.conf.dirty)
+	clear(c.dirty)
 }
 
 // --- peer sets ---
@@ -123,38 +110,36 @@ func groupWants(g *group, a netip.Addr, claimants []*podRecord) bool {
 	return len(claimants) > 0
 }
 
-// syncGroupAddr puts address a in g's peer set or takes it out, as its
+// syncAddr puts address a in g's peer set or takes it out, as its
 // claimants say.
-func (c *compiler) syncGroupAddr(g *group, a netip.Addr) {
-	c.syncGroupAddrOf(g, a, c.m.podsByIP(a))
+func (pg *peerGroups) syncAddr(g *group, a netip.Addr) {
+	pg.syncAddrOf(g, a, pg.m.podsByIP(a))
 }
 
-func (c *compiler) syncGroupAddrOf(g *group, a netip.Addr, claimants []*podRecord) {
-	set := c.desired.Sets[g.setNames[famOf(a)]]
-	if set == nil {
+func (pg *peerGroups) syncAddrOf(g *group, a netip.Addr, claimants []*podRecord) {
+	set := g.setNames[familyOf(a)]
+	if set == "" {
 		return
 	}
 	e := addrElement(a)
-	_, has := set.Elements[nft.ElementID(set, e)]
+	has := pg.w.hasElement(set, e)
 	switch want := groupWants(g, a, claimants); {
 	case want && !has:
-		c.addElement(set.Name, e)
+		pg.w.addElement(set, e)
 	case !want && has:
-		c.delElement(set.Name, e)
+		pg.w.delElement(set, e)
 	}
 }
 
-// resyncGroups syncs address a in the groups that may hold it: those of the
+// resyncAddr syncs address a in the groups that may hold it: those of the
 // claimants' namespaces and of the namespaces in gone.
-func (c *compiler) resyncGroups(a netip.Addr, claimants []*podRecord, gone []string) {
+func (pg *peerGroups) resyncAddr(a netip.Addr, claimants []*podRecord, gone []string) {
 	seen := map[*group]bool{}
 	visit := func(ns string) {
-		for _, gs := range [2]map[*group]struct{}{c.localGroups[ns], c.nsGroupsByNS[ns]} {
-			for g := range gs {
-				if !seen[g] {
-					seen[g] = true
-					c.syncGroupAddrOf(g, a, claimants)
-				}
+		for g := range pg.concerning(ns) {
+			if !seen[g] {
+				seen[g] = true
+				pg.syncAddrOf(g, a, claimants)
 			}
 		}
 	}
@@ -169,24 +154,20 @@ func (c *compiler) resyncGroups(a netip.Addr, claimants []*podRecord, gone []str
 // --- named ports ---
 
 // refreshNamedOf recomputes what pod p contributes to every named-port set it
-// is a source of (refreshNamed leaves conflicted addresses out).
+// is a source of (namedPorts.refresh leaves conflicted addresses out).
 func (c *compiler) refreshNamedOf(p *podRecord) {
 	sets := map[*namedSet]struct{}{}
-	for _, ns := range c.allNamed {
-		sets[ns] = struct{}{}
-	}
-	for _, gs := range [2]map[*group]struct{}{c.localGroups[p.Namespace()], c.nsGroupsByNS[p.Namespace()]} {
-		for g := range gs {
-			if g.members[p.ID] != nil {
-				for ns := range g.dependents {
-					sets[ns] = struct{}{}
-				}
+	c.named.addEvery(sets)
+	for g := range c.groups.concerning(p.Namespace()) {
+		if g.members[p.ID] != nil {
+			for ns := range g.dependents {
+				sets[ns] = struct{}{}
 			}
 		}
 	}
-	if c.local[p.ID] != nil {
-		for _, pol := range c.policiesByNS[p.Namespace()] {
-			if d := pol.dirs[dirIngress]; d != nil && d.active && d.targets[p.ID] != nil {
+	if c.m.local.get(p.ID) != nil {
+		for _, pol := range c.m.policies.inNamespace(p.Namespace()) {
+			if d := pol.dirs[Ingress]; d != nil && d.active && d.targets[p.ID] != nil {
 				for _, r := range d.rules {
 					if r.namedSet != nil {
 						sets[r.namedSet] = struct{}{}
@@ -195,112 +176,115 @@ func (c *compiler) refreshNamedOf(p *podRecord) {
 			}
 		}
 	}
-	for ns := range sets {
-		if !ns.dead {
-			c.refreshNamed(ns, p.ID, p)
-		}
-	}
+	c.named.refreshAll(sets, p.ID, p)
 }
 
 // --- dispatch ---
 
-// resyncDispatch makes the dispatch element of address a for direction dir
-// what its claimants call for: with one claimant, that of syncLocalPod; with
-// several, that of the conflict rule.
-func (c *compiler) resyncDispatch(dir int, a netip.Addr, claimants []*podRecord) {
+// resync makes the dispatch element of address a for direction dir what its
+// claimants call for: with one claimant, that of syncPod; with several, that
+// of the conflict rule.
+func (dp *dispatch) resync(dir Direction, a netip.Addr, claimants []*podRecord) {
 	var owner, chain string
 	switch {
 	case len(claimants) == 1:
-		if lp := c.local[claimants[0].ID]; lp != nil && lp.chains[dir] != "" {
-			owner, chain = claimants[0].ID, lp.chains[dir]
+		if ch := dp.chain(claimants[0].ID, dir); ch != "" {
+			owner, chain = claimants[0].ID, ch
 		}
 	case len(claimants) > 1:
-		owner, chain = claimOwner, c.claimChain(dir, claimants)
+		owner, chain = claimOwner, dp.claimChain(dir, claimants)
 	}
-	f := famOf(a)
-	cur, has := c.vmapOwn[dir][f][a]
+	f := familyOf(a)
+	cur, has := dp.owner[dir][f][a]
 	if has {
 		curChain := podChainName(dir, cur)
 		if cur == claimOwner {
-			curChain = c.conf.dispatch[dir][a]
+			curChain = dp.claimed[dir][a]
 		}
 		if cur == owner && curChain == chain {
 			return
 		}
-		c.dropDispatch(dir, a)
+		dp.drop(dir, a)
 	}
 	if chain == "" {
 		return
 	}
-	c.vmapOwn[dir][f][a] = owner
+	dp.owner[dir][f][a] = owner
 	if owner == claimOwner {
-		if c.conf.dispatch[dir] == nil {
-			c.conf.dispatch[dir] = map[netip.Addr]string{}
-		}
-		c.conf.dispatch[dir][a] = chain
-		if chain == chainClaimDrop {
-			if c.conf.drops++; c.conf.drops == 1 {
-				c.putChain(&nft.Chain{Name: chainClaimDrop,
-					Comment: "addresses claimed by several pods with different policies: new connections dropped until one claimant is left",
-					Rules:   []nft.Rule{{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}}})
-			}
-		}
+		dp.claim(dir, a, chain)
 	}
 	e := addrElement(a)
 	e.Verdict = &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}
-	c.addElement(vmapNames[dir][f], e)
+	dp.w.addElement(vmapName(dir, f), e)
 }
 
-// dropDispatch removes the dispatch element of a for dir, and the drop chain
-// with its last element.
-func (c *compiler) dropDispatch(dir int, a netip.Addr) {
-	f := famOf(a)
-	if c.vmapOwn[dir][f][a] == claimOwner {
-		if c.conf.dispatch[dir][a] == chainClaimDrop {
-			if c.conf.drops--; c.conf.drops == 0 {
-				c.deleteChain(chainClaimDrop)
+// claim records that the conflict rule sends a to chain, creating the drop
+// chain with its first element.
+func (dp *dispatch) claim(dir Direction, a netip.Addr, chain string) {
+	if dp.claimed[dir] == nil {
+		dp.claimed[dir] = map[netip.Addr]string{}
+	}
+	dp.claimed[dir][a] = chain
+	if chain == chainClaimDrop {
+		if dp.drops++; dp.drops == 1 {
+			dp.w.putChain(&nft.Chain{Name: chainClaimDrop,
+				Comment: "addresses claimed by several pods with different policies: new connections dropped until one claimant is left",
+				Rules:   []nft.Rule{{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}}})
+		}
+	}
+}
+
+// drop removes the dispatch element of a for dir, and the drop chain with
+// its last element.
+func (dp *dispatch) drop(dir Direction, a netip.Addr) {
+	f := familyOf(a)
+	if dp.owner[dir][f][a] == claimOwner {
+		if dp.claimed[dir][a] == chainClaimDrop {
+			if dp.drops--; dp.drops == 0 {
+				dp.w.deleteChain(chainClaimDrop)
 			}
 		}
-		delete(c.conf.dispatch[dir], a)
+		delete(dp.claimed[dir], a)
 	}
-	delete(c.vmapOwn[dir][f], a)
-	c.delElement(vmapNames[dir][f], addrElement(a))
+	delete(dp.owner[dir][f], a)
+	dp.w.delElement(vmapName(dir, f), addrElement(a))
 }
 
 // claimChain is where the conflict rule sends new connections of direction
 // dir from or to an address the claimants share ("" for no dispatch element).
-func (c *compiler) claimChain(dir int, claimants []*podRecord) string {
-	var local *localPod // the lowest ID: claimants are sorted
+func (dp *dispatch) claimChain(dir Direction, claimants []*podRecord) string {
+	local := "" // the lowest ID: claimants are sorted
 	for _, p := range claimants {
-		if local = c.local[p.ID]; local != nil {
+		if dp.m.local.get(p.ID) != nil {
+			local = p.ID
 			break
 		}
 	}
-	if local == nil {
+	if local == "" {
 		return ""
 	}
-	pols := c.selectingPolicies(dir, claimants[0])
+	pols := dp.m.selectingPolicies(dir, claimants[0])
 	for _, p := range claimants[1:] {
-		if !slices.Equal(c.selectingPolicies(dir, p), pols) {
+		if !slices.Equal(dp.m.selectingPolicies(dir, p), pols) {
 			return chainClaimDrop
 		}
 	}
 	switch {
 	case len(pols) == 0:
 		return ""
-	case local.chains[dir] == "":
+	case dp.chain(local, dir) == "":
 		// The same policies select the local claimant, so its chain
 		// exists; should it not, drop rather than let traffic through.
 		return chainClaimDrop
 	}
-	return local.chains[dir]
+	return dp.chain(local, dir)
 }
 
 // selectingPolicies lists, sorted, the policies selecting pod p for direction
 // dir, local or not (for a local pod, the policies of its chain).
-func (c *compiler) selectingPolicies(dir int, p *podRecord) []string {
+func (m *model) selectingPolicies(dir Direction, p *podRecord) []string {
 	var ids []string
-	for id, pol := range c.policiesByNS[p.Namespace()] {
+	for id, pol := range m.policies.inNamespace(p.Namespace()) {
 		if pol.dirs[dir] != nil && pol.podSel.Matches(p.Labels) {
 			ids = append(ids, id)
 		}

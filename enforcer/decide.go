@@ -21,8 +21,8 @@ import (
 func decide(m *model, f Flow) Decision {
 	src, dst := claimantsAt(m, f.Src), claimantsAt(m, f.Dst)
 	d := Decision{
-		Egress:  decideDirection(m, dirEgress, src, dst, f),
-		Ingress: decideDirection(m, dirIngress, dst, src, f),
+		Egress:  decideDirection(m, Egress, src, dst, f),
+		Ingress: decideDirection(m, Ingress, dst, src, f),
 	}
 	d.Allowed = d.Egress.Allowed && d.Ingress.Allowed
 	d.Reason = reason(d)
@@ -53,7 +53,7 @@ func only(claimants []*podRecord) *podRecord {
 // claim the far end. An address no pod claims is not subject to policy.
 // Several claimants are judged as one: by the policies that select them if
 // these are the same for all, otherwise denied.
-func decideDirection(m *model, dir int, pods, others []*podRecord, f Flow) DirectionDecision {
+func decideDirection(m *model, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
 	if len(pods) == 0 {
 		return DirectionDecision{Allowed: true}
 	}
@@ -101,11 +101,12 @@ func decideDirection(m *model, dir int, pods, others []*podRecord, f Flow) Direc
 // direction dir (sorted) and those of them that can allow anything: an
 // invalid podSelector selects every pod of its namespace, unknown
 // policyTypes both directions, and such a policy allows nothing.
-func selectingPolicies(m *model, dir int, pod *podRecord) (ids []string, usable []*policyRecord) {
-	for _, pr := range m.policiesInNamespace(pod.Namespace()) {
+func selectingPolicies(m *model, dir Direction, pod *podRecord) (ids []string, usable []*policyRecord) {
+	for _, pol := range m.policies.inNamespace(pod.Namespace()) {
+		pr := pol.rec
 		spec := &pr.Spec
 		ingress, egress, typesErr := policyTypes(spec)
-		if (dir == dirIngress && !ingress) || (dir == dirEgress && !egress) {
+		if (dir == Ingress && !ingress) || (dir == Egress && !egress) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&spec.PodSelector)
@@ -121,28 +122,14 @@ func selectingPolicies(m *model, dir int, pod *podRecord) (ids []string, usable 
 	return ids, usable
 }
 
-func policyAllows(m *model, pr *policyRecord, dir int, pods, others []*podRecord, f Flow) bool {
+func policyAllows(m *model, pr *policyRecord, dir Direction, pods, others []*podRecord, f Flow) bool {
 	// The far address and the pod whose named ports count: for ingress the
 	// destination is the target pod itself, for egress it is the peer.
 	far, portPod := f.Src, only(pods)
-	if dir == dirEgress {
+	if dir == Egress {
 		far, portPod = f.Dst, only(others)
 	}
-	type rule struct {
-		peers []networkingv1.NetworkPolicyPeer
-		ports []networkingv1.NetworkPolicyPort
-	}
-	var rules []rule
-	if dir == dirIngress {
-		for _, r := range pr.Spec.Ingress {
-			rules = append(rules, rule{r.From, r.Ports})
-		}
-	} else {
-		for _, r := range pr.Spec.Egress {
-			rules = append(rules, rule{r.To, r.Ports})
-		}
-	}
-	for _, r := range rules {
+	for _, r := range specRules(&pr.Spec, dir) {
 		// Whatever the kind of peer (selector, ipBlock, none), a named port
 		// resolves on the pod at the destination address.
 		ok := len(r.peers) == 0

@@ -15,7 +15,7 @@ type addrRange struct{ From, To netip.Addr }
 // parseIPBlock validates an ipBlock and returns its family and the address ranges
 // it allows: the CIDR with every except prefix carved out, as sorted,
 // non-overlapping ranges (interval sets must not hold overlapping elements).
-func parseIPBlock(b *networkingv1.IPBlock) (fam int, ranges []addrRange, canonical string, err error) {
+func parseIPBlock(b *networkingv1.IPBlock) (fam Family, ranges []addrRange, canonical string, err error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(b.CIDR))
 	if err != nil {
 		return 0, nil, "", fmt.Errorf("ipBlock cidr %q: %w", b.CIDR, err)
@@ -42,7 +42,7 @@ func parseIPBlock(b *networkingv1.IPBlock) (fam int, ranges []addrRange, canonic
 		}
 		return a.Bits() - b.Bits()
 	})
-	fam = famOf(p.Addr())
+	fam = familyOf(p.Addr())
 	cur := p.Addr()
 	last := prefixLast(p)
 	done := false

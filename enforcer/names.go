@@ -3,10 +3,7 @@ package enforcer
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net/netip"
 	"unicode/utf8"
-
-	"github.com/nftwarden/nftwarden/nft"
 )
 
 // Names of the fixed objects of the program (PROGRAM.md).
@@ -15,26 +12,9 @@ const (
 	chainIngress = "ingress"
 )
 
-// Directions and families index small arrays throughout the compiler.
-const (
-	dirIngress = 0
-	dirEgress  = 1
-
-	famV4 = 0
-	famV6 = 1
-)
-
-var (
-	dirNames  = [2]string{"ingress", "egress"}
-	dirShort  = [2]string{"in", "eg"}
-	famNames  = [2]string{"v4", "v6"}
-	addrTypes = [2]nft.KeyType{nft.TypeIPv4Addr, nft.TypeIPv6Addr}
-	// vmapNames[dir][fam] are the dispatch verdict maps.
-	vmapNames = [2][2]string{{"ingress-v4", "ingress-v6"}, {"egress-v4", "egress-v6"}}
-	// saddr/daddr fields per family.
-	saddrFields = [2]nft.Field{nft.FieldIPSaddr, nft.FieldIP6Saddr}
-	daddrFields = [2]nft.Field{nft.FieldIPDaddr, nft.FieldIP6Daddr}
-)
+// vmapName is the dispatch verdict map of a direction and family, e.g.
+// "ingress-v4".
+func vmapName(dir Direction, f Family) string { return dir.String() + "-" + f.String() }
 
 // shortHash is a deterministic 16-hex-digit digest: names stay well under nft's
 // limits (prefix + hash <= 40 chars) and are stable across restarts.
@@ -47,22 +27,35 @@ func shortHash(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-func podChainName(dir int, podID string) string {
-	return "pod-" + dirShort[dir] + "-" + shortHash(podID)
+func podChainName(dir Direction, podID string) string {
+	return "pod-" + dir.short() + "-" + shortHash(podID)
 }
-func policyChainName(dir int, policyID string) string {
-	return "pol-" + dirShort[dir] + "-" + shortHash(policyID)
+func policyChainName(dir Direction, policyID string) string {
+	return "pol-" + dir.short() + "-" + shortHash(policyID)
 }
 
 // peerChainName names the peer chain of a group: "from-<hash>" for ingress,
 // "to-<hash>" for egress.
-func peerChainName(dir int, groupKey string) string {
-	return [2]string{"from-", "to-"}[dir] + shortHash(groupKey)
+func peerChainName(dir Direction, groupKey string) string {
+	if dir == Egress {
+		return "to-" + shortHash(groupKey)
+	}
+	return "from-" + shortHash(groupKey)
 }
-func peerSetName(fam int, key string) string  { return "peer-" + famNames[fam] + "-" + shortHash(key) }
-func cidrSetName(fam int, key string) string  { return "cidr-" + famNames[fam] + "-" + shortHash(key) }
-func portsSetName(key string) string          { return "ports-" + shortHash(key) }
-func namedSetName(fam int, key string) string { return "named-" + famNames[fam] + "-" + shortHash(key) }
+
+// peerChainComment says what a peer chain matches, e.g. "ingress from pods
+// of namespace shop matching {app=web}".
+func peerChainComment(dir Direction, desc string) string {
+	if dir == Egress {
+		return "egress to " + desc
+	}
+	return "ingress from " + desc
+}
+
+func peerSetName(f Family, key string) string  { return "peer-" + f.String() + "-" + shortHash(key) }
+func cidrSetName(f Family, key string) string  { return "cidr-" + f.String() + "-" + shortHash(key) }
+func portsSetName(key string) string           { return "ports-" + shortHash(key) }
+func namedSetName(f Family, key string) string { return "named-" + f.String() + "-" + shortHash(key) }
 
 // maxComment is the longest comment the program carries, as nft allows
 // (NFTNL_UDATA_COMMENT_MAXLEN). A set's comment travels in its userdata,
@@ -83,12 +76,4 @@ func comment(s string) string {
 		cut--
 	}
 	return s[:cut] + "..."
-}
-
-// famOf is the family index of an address.
-func famOf(a netip.Addr) int {
-	if a.Is4() {
-		return famV4
-	}
-	return famV6
 }

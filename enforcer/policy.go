@@ -19,6 +19,7 @@ import (
 // of the policy; selectors are parsed once here.
 type policy struct {
 	id, ns string
+	rec    *policyRecord // as written: Decide reads it
 	// podSel selects the targets in ns. An invalid selector selects every pod of
 	// the namespace and the policy allows nothing (fail closed).
 	podSel labels.Selector
@@ -29,7 +30,7 @@ type policy struct {
 // in the desired state) while the policy's namespace has a local pod.
 type policyDir struct {
 	pol     *policy
-	dir     int
+	dir     Direction
 	chain   string
 	rules   []*policyRule
 	targets map[string]*podRecord
@@ -60,7 +61,7 @@ type policyRule struct {
 	// same named ports, so allKey is made of those ports (and families) alone
 	// and rules share the sets.
 	namedKey, allKey string
-	allFams          [2]bool
+	allFams          familySet
 	namedSet, allSet *namedSet // while active
 }
 
@@ -78,7 +79,7 @@ type portName struct {
 type peerSpec struct {
 	group *groupSpec
 	cidr  *sharedSpec
-	fam   int // ipBlock family
+	fam   Family // ipBlock family
 }
 
 // groupSpec identifies a peer selector pair; equal keys share one group.
@@ -113,7 +114,7 @@ const maxInlinePorts = 4
 // policy is always usable and fails closed on them.
 func parsePolicy(r *policyRecord) (*policy, error) {
 	var errs []error
-	p := &policy{id: r.ID, ns: r.Namespace}
+	p := &policy{id: r.ID, ns: r.Namespace, rec: r}
 	sel, err := metav1.LabelSelectorAsSelector(&r.Spec.PodSelector)
 	invalid := false
 	if err != nil {
@@ -127,25 +128,16 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 		errs = append(errs, fmt.Errorf("%w (the policy isolates its pods for ingress and egress and allows nothing)", err))
 		invalid = true
 	}
-	// The spec's rules of each direction as (peers, ports) pairs, so that both
-	// directions are parsed by the same loop.
-	var specRules [2][]specRule
-	for _, sr := range r.Spec.Ingress {
-		specRules[dirIngress] = append(specRules[dirIngress], specRule{sr.From, sr.Ports})
-	}
-	for _, sr := range r.Spec.Egress {
-		specRules[dirEgress] = append(specRules[dirEgress], specRule{sr.To, sr.Ports})
-	}
-	for dir, on := range [2]bool{dirIngress: ingress, dirEgress: egress} {
-		if !on {
+	for _, dir := range directions {
+		if on := [2]bool{Ingress: ingress, Egress: egress}[dir]; !on {
 			continue
 		}
 		d := &policyDir{pol: p, dir: dir, chain: policyChainName(dir, r.ID), targets: map[string]*podRecord{}}
 		if !invalid {
-			for i, sr := range specRules[dir] {
+			for i, sr := range specRules(&r.Spec, dir) {
 				rule, err := parseRule(r, dir, i, sr.peers, sr.ports)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("%s rule %d: %w", dirNames[dir], i, err))
+					errs = append(errs, fmt.Errorf("%s rule %d: %w", dir, i, err))
 				}
 				d.rules = append(d.rules, rule)
 			}
@@ -184,7 +176,24 @@ type specRule struct {
 	ports []networkingv1.NetworkPolicyPort
 }
 
-func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) (*policyRule, error) {
+// specRules returns the rules of a spec for one direction as (peers, ports)
+// pairs: the one reading of a spec's rules, shared by the compiler and by
+// Decide, so that both directions go through the same code in each.
+func specRules(spec *networkingv1.NetworkPolicySpec, dir Direction) []specRule {
+	var out []specRule
+	if dir == Ingress {
+		for _, r := range spec.Ingress {
+			out = append(out, specRule{r.From, r.Ports})
+		}
+		return out
+	}
+	for _, r := range spec.Egress {
+		out = append(out, specRule{r.To, r.Ports})
+	}
+	return out
+}
+
+func parseRule(r *policyRecord, dir Direction, idx int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) (*policyRule, error) {
 	var errs []error
 	rule := &policyRule{anyPeer: len(peers) == 0, anyPort: len(ports) == 0}
 	for i := range peers {
@@ -240,17 +249,17 @@ func parseRule(r *policyRecord, dir, idx int, peers []networkingv1.NetworkPolicy
 		rule.numeric = portsSpec(numeric)
 	}
 	if len(rule.named) > 0 {
-		rule.id = fmt.Sprintf("%s/%s/%d", r.ID, dirNames[dir], idx)
+		rule.id = fmt.Sprintf("%s/%s/%d", r.ID, dir, idx)
 		hasGroup := slices.ContainsFunc(rule.peers, func(p peerSpec) bool { return p.group != nil })
 		hasCIDR := slices.ContainsFunc(rule.peers, func(p peerSpec) bool { return p.cidr != nil })
-		if dir == dirIngress || hasGroup {
+		if dir == Ingress || hasGroup {
 			rule.namedKey = rule.id
 		}
-		if dir == dirEgress && (rule.anyPeer || hasCIDR) {
+		if dir == Egress && (rule.anyPeer || hasCIDR) {
 			// Only the families some peer matches against: the set mirrors
 			// every pod's named ports, so an unused family would cost as much
 			// as a used one.
-			rule.allFams = [2]bool{rule.anyPeer, rule.anyPeer}
+			rule.allFams = familySet{rule.anyPeer, rule.anyPeer}
 			for _, p := range rule.peers {
 				if p.cidr != nil {
 					rule.allFams[p.fam] = true
@@ -282,7 +291,7 @@ func parsePeer(ns string, p *networkingv1.NetworkPolicyPeer) (peerSpec, error) {
 		}
 		return peerSpec{fam: fam, cidr: &sharedSpec{
 			name:  name,
-			set:   nft.Set{Name: name, Key: []nft.KeyType{addrTypes[fam]}, Interval: true, Comment: "ipBlock " + canonical},
+			set:   nft.Set{Name: name, Key: []nft.KeyType{fam.addrType()}, Interval: true, Comment: "ipBlock " + canonical},
 			elems: elems,
 		}}, nil
 	}
@@ -377,120 +386,19 @@ func portsSpec(rs []protoRange) *sharedSpec {
 	return spec
 }
 
-// buildRules is the policy chain: for each rule, family in fams, peer and
-// port kind (each entry of a short port list apart) one rule ending in accept
-// (PROGRAM.md). Rules that match regardless of family are emitted once, in the
-// first family's pass; so are those to a selector peer with numeric or no
-// ports, which match the port and jump to the group's peer chain (that chain
-// matches the addresses of every family and accepts).
-func (d *policyDir) buildRules(fams [2]bool) []nft.Rule {
-	var out []nft.Rule
-	peerField := saddrFields
-	if d.dir == dirEgress {
-		peerField = daddrFields
-	}
-	firstFam := famV4
-	if !fams[famV4] {
-		firstFam = famV6
-	}
-	type portMatch struct {
-		expr   []nft.Expr
-		named  bool // the family's named-port set, filled in per family
-		inline bool // comparisons, which go before the address match
-	}
-	for _, r := range d.rules {
-		// The port matches are the same in every family.
-		var ports []portMatch
-		if r.anyPort {
-			ports = append(ports, portMatch{})
-		}
-		switch {
-		case r.numeric != nil && r.numeric.inline != nil:
-			for _, entry := range r.numeric.inline {
-				ports = append(ports, portMatch{expr: entry, inline: true})
-			}
-		case r.numeric != nil:
-			ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
-		}
-		if len(r.named) > 0 {
-			ports = append(ports, portMatch{named: true})
-		}
-		for fam := range 2 {
-			if !fams[fam] {
-				continue
-			}
-			type peerMatch struct {
-				expr  []nft.Expr
-				chain string // selector peers: the group's peer chain
-				cidr  bool
-				anyFm bool
-			}
-			var peers []peerMatch
-			if r.anyPeer {
-				peers = append(peers, peerMatch{anyFm: true})
-			}
-			for _, p := range r.peers {
-				switch {
-				case p.group != nil:
-					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: peerSetName(fam, p.group.key)}},
-						chain: peerChainName(d.dir, p.group.key)})
-				case p.cidr != nil && p.fam == fam:
-					peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{peerField[fam]}, Set: p.cidr.name}}, cidr: true})
-				}
-			}
-			for _, pm := range peers {
-				for _, po := range ports {
-					if (pm.anyFm || pm.chain != "") && !po.named && fam != firstFam {
-						continue // family independent: emitted in the first pass
-					}
-					if pm.chain != "" && !po.named {
-						out = append(out, nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})})
-						continue
-					}
-					portExpr := po.expr
-					if po.named {
-						// Egress to any address or to an ipBlock resolves the
-						// name on whichever pod holds the destination; to a
-						// selector peer, on the peer pods only.
-						key := r.namedKey
-						if d.dir == dirEgress && (pm.anyFm || pm.cidr) {
-							key = r.allKey
-						}
-						portExpr = []nft.Expr{nft.Lookup{
-							Fields: []nft.Field{daddrFields[fam], nft.FieldL4Proto, nft.FieldTHDport},
-							Set:    namedSetName(fam, key),
-						}}
-					}
-					exprs := make([]nft.Expr, 0, len(pm.expr)+len(portExpr)+1)
-					if po.inline {
-						exprs = append(exprs, portExpr...)
-						exprs = append(exprs, pm.expr...)
-					} else {
-						exprs = append(exprs, pm.expr...)
-						exprs = append(exprs, portExpr...)
-					}
-					exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
-					out = append(out, nft.Rule{Exprs: exprs})
-				}
-			}
-		}
-	}
-	return out
-}
-
 // everyPodNamedKey is the key of the every-pod named set for these named
 // ports and families, and its comment: the canonical port list, so that rules
 // share the set, e.g. "named ports tcp/http, udp/dns of every pod (v4, v6)".
-func everyPodNamedKey(named []portName, fams [2]bool) string {
+func everyPodNamedKey(named []portName, fams familySet) string {
 	ports := make([]string, 0, len(named))
 	for _, pn := range named {
 		ports = append(ports, nft.FormatValue(nft.TypeInetProto, nft.ProtoValue(pn.Proto))+"/"+pn.Name)
 	}
 	slices.Sort(ports)
 	var fs []string
-	for f := range 2 {
-		if fams[f] {
-			fs = append(fs, famNames[f])
+	for _, f := range families {
+		if fams.has(f) {
+			fs = append(fs, f.String())
 		}
 	}
 	return fmt.Sprintf("named ports %s of every pod (%s)", strings.Join(slices.Compact(ports), ", "), strings.Join(fs, ", "))

@@ -134,10 +134,10 @@ var protocolNames = map[uint8]corev1.Protocol{
 func (e *Engine) isolatedAddrs() (egress, ingress map[netip.Addr]struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	addrs := func(dir int) map[netip.Addr]struct{} {
+	addrs := func(dir Direction) map[netip.Addr]struct{} {
 		out := map[netip.Addr]struct{}{}
-		for _, name := range vmapNames[dir] {
-			set := e.c.desired.Sets[name]
+		for _, f := range families {
+			set := e.c.w.desired.Sets[vmapName(dir, f)]
 			if set == nil {
 				continue
 			}
@@ -152,7 +152,7 @@ func (e *Engine) isolatedAddrs() (egress, ingress map[netip.Addr]struct{}) {
 		}
 		return out
 	}
-	return addrs(dirEgress), addrs(dirIngress)
+	return addrs(Egress), addrs(Ingress)
 }
 
 // deniedHere reports whether this node's program drops a new connection f,

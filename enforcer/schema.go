@@ -21,19 +21,16 @@ const (
 	tableNamespaces = "namespaces"
 	tablePolicies   = "policies"
 
-	indexID        = "id"        // every table: "ns/name" (namespaces: name)
-	indexNamespace = "namespace" // policies: namespace
+	indexID = "id" // every table: "ns/name" (namespaces: name)
 )
 
-// Pods have only the ID index. Every index costs a radix insert per pod (the
-// biggest part of building the model for 100,000 pods) and a radix leaf and
-// node per pod for as long as the pod lives, about 400 bytes each, which is
-// the largest part of the engine's memory per pod. So:
-//   - pods of a namespace are found by ID prefix (the ID "ns/name" starts with it);
-//   - the local pods a new policy may select are the compiler's localByNS;
-//   - pods by address are the model's ipIndex, a plain map: it needs no
-//     snapshots (the engine's mutex serializes every read and write) and costs
-//     one map slot per address.
+// Every table has only the ID index; the secondary indexes are typed maps of
+// the model (indexes.go). Every memdb index costs a radix insert per record
+// (the biggest part of building the model for 100,000 pods) and a radix leaf
+// and node per record for as long as it lives, about 400 bytes each, which is
+// the largest part of the engine's memory per pod; and reading an index inside
+// the open write transaction clones it (see model). Pods of a namespace are
+// found by ID prefix (the ID "ns/name" starts with it).
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
 // inserted: an update inserts a new record.
@@ -153,22 +150,15 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePolicies,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
-				indexNamespace: {Name: indexNamespace, Indexer: &typedStringIndex[*policyRecord]{
-					fn:    func(p *policyRecord) string { return p.Namespace },
-					extra: func(p *policyRecord) int { return len(p.ID) + 1 },
-				}},
 			},
 		},
 	}}
 }
 
-// typedStringIndex indexes records of type T by one string; an empty string
-// means the record is not in the index. A key is built in one allocation with
-// room for extra bytes: memdb appends the primary key to the keys of
-// non-unique indexes, which then needs no second buffer.
+// typedStringIndex indexes records of type T by one unique string; an empty
+// string means the record is not in the index.
 type typedStringIndex[T any] struct {
-	fn    func(T) string
-	extra func(T) int // nil: nothing is appended (unique index)
+	fn func(T) string
 }
 
 func stringIndex[T any](fn func(T) string) *typedStringIndex[T] { return &typedStringIndex[T]{fn: fn} }
@@ -182,11 +172,7 @@ func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
 	if v == "" {
 		return false, nil, nil
 	}
-	size := len(v) + 1
-	if ix.extra != nil {
-		size += ix.extra(t)
-	}
-	return true, append(append(make([]byte, 0, size), v...), 0), nil
+	return true, append(append(make([]byte, 0, len(v)+1), v...), 0), nil
 }
 
 func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
@@ -233,8 +219,11 @@ type model struct {
 	// cold start: then a lookup of every new record costs nothing).
 	committed      *memdb.Txn
 	committedEmpty map[string]bool
-	// ips finds the active pods by address (see the schema).
-	ips ipIndex
+	// The secondary indexes (indexes.go): the active pods by address, the
+	// parsed policies by namespace, the local pods by namespace.
+	ips      ipIndex
+	policies policyIndex
+	local    localIndex
 }
 
 func newModel() (*model, error) {
@@ -367,96 +356,11 @@ func (m *model) removePod(old *podRecord) {
 	m.ips.update(old, nil)
 }
 
-// ipIndex maps the addresses of active pods to their records. Almost every
-// address has one pod: it is the value of one map, the rare others are kept
-// aside in more, whose keys are thus the conflicted addresses (conflicts.go).
-type ipIndex struct {
-	first map[netip.Addr]*podRecord
-	more  map[netip.Addr][]*podRecord
-}
-
-// update replaces the entries of old (nil: none) by those of cur (nil: none).
-func (x *ipIndex) update(old, cur *podRecord) {
-	if old.active() {
-		for _, a := range old.IPs {
-			x.remove(a, old.ID)
-		}
-	}
-	if cur.active() {
-		if x.first == nil {
-			x.first = map[netip.Addr]*podRecord{}
-		}
-		for _, a := range cur.IPs {
-			x.add(a, cur)
-		}
-	}
-}
-
-func (x *ipIndex) add(a netip.Addr, p *podRecord) {
-	f, ok := x.first[a]
-	if !ok || f.ID == p.ID {
-		x.first[a] = p
-		return
-	}
-	if x.more == nil {
-		x.more = map[netip.Addr][]*podRecord{}
-	}
-	x.more[a] = append(x.more[a], p)
-}
-
-func (x *ipIndex) remove(a netip.Addr, id string) {
-	if f, ok := x.first[a]; ok && f.ID == id {
-		if rest := x.more[a]; len(rest) > 0 {
-			x.first[a] = rest[0]
-			x.setMore(a, rest[1:])
-		} else {
-			delete(x.first, a)
-		}
-		return
-	}
-	x.setMore(a, slices.DeleteFunc(x.more[a], func(p *podRecord) bool { return p.ID == id }))
-}
-
-func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
-	if len(rest) == 0 {
-		delete(x.more, a)
-	} else {
-		x.more[a] = rest
-	}
-}
-
-// conflicted reports whether several pods claim address a.
-func (x *ipIndex) conflicted(a netip.Addr) bool {
-	_, ok := x.more[a]
-	return ok
-}
-
-// claimedByOther reports whether a pod other than id claims address a.
-func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
-	f, ok := x.first[a]
-	return ok && (f.ID != id || x.conflicted(a))
-}
-
-// get returns the pods with address a, sorted by ID.
-func (x *ipIndex) get(a netip.Addr) []*podRecord {
-	f, ok := x.first[a]
-	if !ok {
-		return nil
-	}
-	out := append([]*podRecord{f}, x.more[a]...)
-	if len(out) > 1 {
-		slices.SortFunc(out, func(p, q *podRecord) int { return strings.Compare(p.ID, q.ID) })
-	}
-	return out
-}
 func (m *model) podsInNamespace(ns string) []*podRecord {
 	pods := all[*podRecord](m, tablePods, indexID+"_prefix", ns+"/")
 	// The prefix also finds a namespace "ns/x" (not a valid name, but the
 	// engine does not reject it).
 	return slices.DeleteFunc(pods, func(p *podRecord) bool { return p.Namespace() != ns })
-}
-func (m *model) policiesInNamespace(ns string) []*policyRecord {
-	return all[*policyRecord](m, tablePolicies, indexNamespace, ns)
 }
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)

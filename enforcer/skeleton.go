@@ -9,11 +9,7 @@ import "github.com/nftwarden/nftwarden/nft"
 // connections first, invalid packets dropped, mid-stream TCP segments of
 // lost connections dropped, then dispatch by the local pod's address (the
 // source for egress, the destination for ingress).
-func baseChain(dir int, name string, prio int, comment string) *nft.Chain {
-	pod, peer := saddrFields, daddrFields
-	if dir == dirIngress {
-		pod, peer = daddrFields, saddrFields
-	}
+func baseChain(dir Direction, name string, prio int, comment string) *nft.Chain {
 	rules := []nft.Rule{
 		{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtEstablished | nft.CtRelated}, nft.Verdict{Kind: nft.VerdictAccept}}},
 		{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtInvalid}, nft.Verdict{Kind: nft.VerdictDrop}}},
@@ -26,16 +22,16 @@ func baseChain(dir int, name string, prio int, comment string) *nft.Chain {
 	// answering a connection whose entry is gone, which would otherwise
 	// come back reversed, judged as the pod's own outbound connection: the
 	// revoked client's packets would then pass as replies.
-	for fam := range 2 {
+	for _, f := range families {
 		rules = append(rules, nft.Rule{Exprs: []nft.Expr{
 			nft.MatchCtState{States: nft.CtNew},
 			nft.MatchTCPFlags{Flags: nft.TCPSyn, Mask: nft.TCPStartMask, Neq: true},
-			nft.Lookup{Fields: []nft.Field{peer[fam]}, Set: vmapNames[dir][fam]},
+			nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: vmapName(dir, f)},
 			nft.Verdict{Kind: nft.VerdictDrop},
 		}, Comment: pickupComments[dir]})
 	}
-	for fam := range 2 {
-		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{pod[fam]}, Map: vmapNames[dir][fam]}}})
+	for _, f := range families {
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.podField(f)}, Map: vmapName(dir, f)}}})
 	}
 	return &nft.Chain{Name: name, Comment: comment, Rules: rules,
 		Base: &nft.BaseChain{Hook: nft.HookForward, Priority: prio, Policy: nft.VerdictAccept}}

@@ -1,0 +1,134 @@
+package enforcer
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// dispatch owns what sends a new connection of a local pod to its policies:
+// the verdict maps keyed by pod address (one per direction and family) and
+// the pod chains, which jump to the chain of each policy selecting the pod
+// and end in drop. A local pod has a pod chain and dispatch elements for a
+// direction while a policy isolates it for that direction.
+type dispatch struct {
+	w    *writer
+	m    *model
+	node string
+	// owner[dir][fam] is the pod whose chain an address's element goes to
+	// (claimOwner: set by the conflict rule, conflicts.go).
+	owner [2][2]map[netip.Addr]string
+	// chains are the pod chains of the local pods that have one, per direction.
+	chains map[string][2]string
+	// claimed[dir] is the chain of each element the conflict rule set, and
+	// drops counts those that go to chainClaimDrop (conflicts.go).
+	claimed [2]map[netip.Addr]string
+	drops   int
+}
+
+func newDispatch(w *writer, m *model, node string) *dispatch {
+	dp := &dispatch{w: w, m: m, node: node, chains: map[string][2]string{}}
+	for _, dir := range directions {
+		for _, f := range families {
+			dp.owner[dir][f] = map[netip.Addr]string{}
+			w.putSet(nft.Set{Name: vmapName(dir, f), Key: []nft.KeyType{f.addrType()}, VerdictMap: true,
+				Comment: "local pods isolated for " + dir.String() + " (" + f.String() + ")"}, 0)
+		}
+	}
+	return dp
+}
+
+// chain is the pod chain of local pod id for dir ("" if it has none).
+func (dp *dispatch) chain(id string, dir Direction) string { return dp.chains[id][dir] }
+
+// syncPod rewrites a local pod's chains and dispatch elements; prev is the
+// record they were made for (the pod's addresses may have changed since).
+func (dp *dispatch) syncPod(lp *localPod, prev *podRecord) {
+	cur := lp.rec
+	var id string
+	switch {
+	case cur != nil:
+		id = cur.ID
+	case prev != nil:
+		id = prev.ID
+	}
+	chains := dp.chains[id]
+	for _, dir := range directions {
+		want := cur != nil && cur.active() && cur.Node.Value() == dp.node && len(lp.pols[dir]) > 0
+		// Dispatch elements of the previous addresses go first.
+		if prev != nil && chains[dir] != "" {
+			dp.dropStale(dir, id, prev, cur, want)
+		}
+		if !want {
+			if chains[dir] != "" {
+				dp.w.deleteChain(chains[dir])
+				chains[dir] = ""
+			}
+			continue
+		}
+		chains[dir] = podChainName(dir, id)
+		dp.putPodChain(dir, id, chains[dir], lp.pols[dir])
+		dp.addElements(dir, id, chains[dir], cur.IPs)
+	}
+	if chains == [2]string{} {
+		delete(dp.chains, id)
+	} else {
+		dp.chains[id] = chains
+	}
+}
+
+// dropStale deletes pod id's elements of dir for the addresses of prev it no
+// longer has (all of them when it should have none).
+func (dp *dispatch) dropStale(dir Direction, id string, prev, cur *podRecord, want bool) {
+	for _, a := range prev.IPs {
+		f := familyOf(a)
+		if dp.owner[dir][f][a] == id && (!want || !slices.Contains(cur.IPs, a)) {
+			delete(dp.owner[dir][f], a)
+			dp.w.delElement(vmapName(dir, f), addrElement(a))
+		}
+	}
+}
+
+// putPodChain writes the pod chain: a jump to each selecting policy's chain
+// (in policy ID order), then drop.
+func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string]*policy) {
+	ids := make([]string, 0, len(pols))
+	for pid := range pols {
+		ids = append(ids, pid)
+	}
+	sort.Strings(ids)
+	rules := make([]nft.Rule, 0, len(ids)+1)
+	for _, pid := range ids {
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pols[pid].dirs[dir].chain}}})
+	}
+	rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
+	if old := dp.w.chain(chain); old == nil || !sameRuleList(old.Rules, rules) {
+		dp.w.putChain(&nft.Chain{Name: chain, Comment: id + " " + dir.String(), Rules: rules})
+	}
+}
+
+// addElements sends pod id's addresses of dir to its chain, except those
+// the conflict rule decides.
+func (dp *dispatch) addElements(dir Direction, id, chain string, addrs []netip.Addr) {
+	for _, a := range addrs {
+		f := familyOf(a)
+		owner, taken := dp.owner[dir][f][a]
+		if dp.m.ips.conflicted(a) || (taken && owner != id) {
+			// Other pods claim the address too, or did until this
+			// operation: resyncConflicts sets its element.
+			continue
+		}
+		if !taken {
+			dp.owner[dir][f][a] = id
+			e := addrElement(a)
+			e.Verdict = &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}
+			dp.w.addElement(vmapName(dir, f), e)
+		}
+	}
+}
+
+func sameRuleList(a, b []nft.Rule) bool {
+	return slices.EqualFunc(a, b, func(x, y nft.Rule) bool { return nft.RuleKey(x) == nft.RuleKey(y) })
+}

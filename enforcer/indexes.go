@@ -1,0 +1,211 @@
+package enforcer
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// The model's secondary indexes. The records live in go-memdb (schema.go),
+// which serves lookups by ID and the pods of a namespace; the indexes below
+// are typed maps because each is read on every pod change, where a memdb
+// index would cost a radix insert per record and a clone of the index per
+// read inside the open write transaction, and none of them needs memdb's
+// snapshots (the engine's mutex serializes every read and write).
+
+// ipIndex maps the addresses of active pods to their records. Almost every
+// address has one pod: it is the value of one map, the rare others are kept
+// aside in more, whose keys are thus the conflicted addresses (conflicts.go).
+type ipIndex struct {
+	first map[netip.Addr]*podRecord
+	more  map[netip.Addr][]*podRecord
+}
+
+// update replaces the entries of old (nil: none) by those of cur (nil: none).
+func (x *ipIndex) update(old, cur *podRecord) {
+	if old.active() {
+		for _, a := range old.IPs {
+			x.remove(a, old.ID)
+		}
+	}
+	if cur.active() {
+		if x.first == nil {
+			x.first = map[netip.Addr]*podRecord{}
+		}
+		for _, a := range cur.IPs {
+			x.add(a, cur)
+		}
+	}
+}
+
+func (x *ipIndex) add(a netip.Addr, p *podRecord) {
+	f, ok := x.first[a]
+	if !ok || f.ID == p.ID {
+		x.first[a] = p
+		return
+	}
+	if x.more == nil {
+		x.more = map[netip.Addr][]*podRecord{}
+	}
+	x.more[a] = append(x.more[a], p)
+}
+
+func (x *ipIndex) remove(a netip.Addr, id string) {
+	if f, ok := x.first[a]; ok && f.ID == id {
+		if rest := x.more[a]; len(rest) > 0 {
+			x.first[a] = rest[0]
+			x.setMore(a, rest[1:])
+		} else {
+			delete(x.first, a)
+		}
+		return
+	}
+	x.setMore(a, slices.DeleteFunc(x.more[a], func(p *podRecord) bool { return p.ID == id }))
+}
+
+func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
+	if len(rest) == 0 {
+		delete(x.more, a)
+	} else {
+		x.more[a] = rest
+	}
+}
+
+// conflicted reports whether several pods claim address a.
+func (x *ipIndex) conflicted(a netip.Addr) bool {
+	_, ok := x.more[a]
+	return ok
+}
+
+// claimedByOther reports whether a pod other than id claims address a.
+func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
+	f, ok := x.first[a]
+	return ok && (f.ID != id || x.conflicted(a))
+}
+
+// get returns the pods with address a, sorted by ID.
+func (x *ipIndex) get(a netip.Addr) []*podRecord {
+	f, ok := x.first[a]
+	if !ok {
+		return nil
+	}
+	out := append([]*podRecord{f}, x.more[a]...)
+	if len(out) > 1 {
+		slices.SortFunc(out, func(p, q *podRecord) int { return strings.Compare(p.ID, q.ID) })
+	}
+	return out
+}
+
+// policyIndex holds the parsed policies by ID and by namespace.
+type policyIndex struct {
+	byID map[string]*policy
+	byNS map[string]map[string]*policy
+}
+
+func (x *policyIndex) get(id string) *policy { return x.byID[id] }
+
+func (x *policyIndex) put(p *policy) {
+	if x.byID == nil {
+		x.byID = map[string]*policy{}
+		x.byNS = map[string]map[string]*policy{}
+	}
+	x.byID[p.id] = p
+	m := x.byNS[p.ns]
+	if m == nil {
+		m = map[string]*policy{}
+		x.byNS[p.ns] = m
+	}
+	m[p.id] = p
+}
+
+// remove removes the policy with ID id and returns it (nil if none).
+func (x *policyIndex) remove(id string) *policy {
+	p := x.byID[id]
+	if p != nil {
+		delete(x.byID, id)
+		removeKey(x.byNS, p.ns, id)
+	}
+	return p
+}
+
+// inNamespace returns the policies of namespace ns by ID (not to be modified).
+func (x *policyIndex) inNamespace(ns string) map[string]*policy { return x.byNS[ns] }
+
+// ids returns the IDs of every policy, sorted.
+func (x *policyIndex) ids() []string { return slices.Sorted(maps.Keys(x.byID)) }
+
+// localPod is a pod of this node that policy may target (active, in the pod
+// network), with the policies that select it.
+type localPod struct {
+	rec  *podRecord
+	pols [2]map[string]*policy // per Direction, by policy ID
+}
+
+// localIndex holds the local pods by ID and by namespace: the pods a new
+// policy of the namespace may select, and whether the namespace has any (its
+// policies are programmed while it does).
+type localIndex struct {
+	byID map[string]*localPod
+	byNS map[string]map[string]*localPod
+}
+
+func (x *localIndex) get(id string) *localPod { return x.byID[id] }
+
+// add makes pod id of namespace ns local, with no policy yet.
+func (x *localIndex) add(id, ns string) *localPod {
+	if x.byID == nil {
+		x.byID = map[string]*localPod{}
+		x.byNS = map[string]map[string]*localPod{}
+	}
+	lp := &localPod{pols: [2]map[string]*policy{{}, {}}}
+	x.byID[id] = lp
+	if x.byNS[ns] == nil {
+		x.byNS[ns] = map[string]*localPod{}
+	}
+	x.byNS[ns][id] = lp
+	return lp
+}
+
+func (x *localIndex) remove(id, ns string) {
+	delete(x.byID, id)
+	removeKey(x.byNS, ns, id)
+}
+
+// inNamespace returns the local pods of namespace ns by ID (not to be modified).
+func (x *localIndex) inNamespace(ns string) map[string]*localPod { return x.byNS[ns] }
+
+// count is the number of local pods of namespace ns.
+func (x *localIndex) count(ns string) int { return len(x.byNS[ns]) }
+
+// len is the number of local pods.
+func (x *localIndex) len() int { return len(x.byID) }
+
+// --- small map helpers ---
+
+func addTo[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
+	s := m[k]
+	if s == nil {
+		s = map[V]struct{}{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func removeFrom[K comparable, V comparable](m map[K]map[V]struct{}, k K, v V) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func removeKey[V any](m map[string]map[string]V, k, id string) {
+	if s := m[k]; s != nil {
+		delete(s, id)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}

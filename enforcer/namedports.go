@@ -1,0 +1,213 @@
+package enforcer
+
+import "github.com/nftwarden/nftwarden/nft"
+
+// namedSet holds the (IP, protocol, port) triples of one rule's named ports,
+// resolved over its sources: the local targets of the policy (ingress), the
+// selector peer pods of the rule (egress), or every active pod (egress rules
+// without peers, and ipBlock peers).
+type namedSet struct {
+	names [2]string // per Family; "" for a family no rule matches against
+	ports []portName
+	dir   *policyDir // ingress source
+	// groups are the egress source; each lists the set among its dependents.
+	groups []*group
+	all    bool   // every active pod
+	key    string // every-pod sets: key in namedPorts.every
+	refs   int    // every-pod sets: active rules using it
+	// contrib is what each source pod put in, count how many pods put each
+	// element (two pods can resolve a name to the same triple only while
+	// they claim one address, but the count keeps that case simple).
+	contrib map[string][]nft.Element
+	count   [2]map[string]int
+	dead    bool // its policy direction was deactivated
+}
+
+// namedPorts owns the named-port sets: one per rule that resolves names on
+// its targets or selector peers, and one per named-port list and families
+// for the rules that resolve them on every pod. The latter mirror every
+// pod's named ports, so one per rule would multiply the biggest sets of the
+// node by the number of such rules: rules with the same list share one.
+type namedPorts struct {
+	w     *writer
+	m     *model
+	fams  *familySet
+	every map[string]*namedSet // every-pod sets by key
+}
+
+func newNamedPorts(w *writer, m *model, fams *familySet) *namedPorts {
+	return &namedPorts{w: w, m: m, fams: fams, every: map[string]*namedSet{}}
+}
+
+// newSet creates the sets of a named-port set for the families in fams that
+// the rules are compiled for.
+func (np *namedPorts) newSet(ports []portName, key, comment string, fams familySet) *namedSet {
+	ns := &namedSet{ports: ports, contrib: map[string][]nft.Element{}}
+	for _, f := range families {
+		if !fams.has(f) || !np.fams.has(f) {
+			continue
+		}
+		ns.names[f] = namedSetName(f, key)
+		ns.count[f] = map[string]int{}
+		np.w.putSet(nft.Set{Name: ns.names[f],
+			Key:     []nft.KeyType{f.addrType(), nft.TypeInetProto, nft.TypeInetService},
+			Comment: comment}, 0)
+	}
+	return ns
+}
+
+// newRuleSet creates the named-port set of rule r of d over its targets
+// (ingress) or its selector peers (egress) and fills it.
+func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups) *namedSet {
+	ns := np.newSet(r.named, r.namedKey, "named ports of "+r.namedKey, familySet{true, true})
+	if d.dir == Ingress {
+		ns.dir = d
+		for id, p := range d.targets {
+			np.refresh(ns, id, p)
+		}
+		return ns
+	}
+	for _, p := range r.peers {
+		if p.group == nil {
+			continue
+		}
+		g := groups.get(p.group)
+		ns.groups = append(ns.groups, g)
+		g.dependents[ns] = struct{}{}
+	}
+	for _, g := range ns.groups {
+		for id, p := range g.members {
+			if _, done := ns.contrib[id]; !done {
+				np.refresh(ns, id, p)
+			}
+		}
+	}
+	return ns
+}
+
+// acquireEvery returns the egress named set over every active pod for the
+// named ports of r, which a rule without peers or an ipBlock peer matches
+// against: the destination may be any pod, and the name resolves on it.
+func (np *namedPorts) acquireEvery(r *policyRule) *namedSet {
+	if ns := np.every[r.allKey]; ns != nil {
+		ns.refs++
+		return ns
+	}
+	ns := np.newSet(r.named, r.allKey, r.allKey, r.allFams)
+	ns.all, ns.key, ns.refs = true, r.allKey, 1
+	np.every[r.allKey] = ns
+	for _, p := range np.m.pods() {
+		np.refresh(ns, p.ID, p)
+	}
+	return ns
+}
+
+// releaseEvery drops a rule's use of an every-pod named set, and the set
+// with its last user.
+func (np *namedPorts) releaseEvery(ns *namedSet) {
+	if ns.refs--; ns.refs <= 0 {
+		np.drop(ns)
+	}
+}
+
+// drop removes a named set of a deactivated rule.
+func (np *namedPorts) drop(ns *namedSet) {
+	for _, g := range ns.groups {
+		delete(g.dependents, ns)
+	}
+	if ns.all {
+		delete(np.every, ns.key)
+	}
+	ns.dead = true
+	for _, f := range families {
+		if ns.names[f] != "" {
+			np.w.deleteSet(ns.names[f])
+		}
+	}
+}
+
+// addEvery adds the every-pod sets to refresh: any pod change may change
+// what they hold.
+func (np *namedPorts) addEvery(refresh map[*namedSet]struct{}) {
+	for _, ns := range np.every {
+		refresh[ns] = struct{}{}
+	}
+}
+
+// refreshAll recomputes what pod p contributes to the sets in refresh.
+func (np *namedPorts) refreshAll(refresh map[*namedSet]struct{}, id string, p *podRecord) {
+	for ns := range refresh {
+		if !ns.dead {
+			np.refresh(ns, id, p)
+		}
+	}
+}
+
+// has reports whether p is a source of the named set.
+func (ns *namedSet) has(p *podRecord) bool {
+	switch {
+	case ns.dir != nil:
+		return ns.dir.targets[p.ID] != nil
+	case ns.all:
+		return p.active()
+	}
+	for _, g := range ns.groups {
+		if g.members[p.ID] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh recomputes the elements pod id contributes (p nil: deleted pod).
+// An address several pods claim matches no named port (conflicts.go).
+func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
+	var want []nft.Element
+	if p != nil && ns.has(p) {
+		for _, pn := range ns.ports {
+			for _, port := range p.resolve(pn.Name, pn.Proto) {
+				for _, a := range p.IPs {
+					if ns.names[familyOf(a)] == "" || np.m.ips.conflicted(a) {
+						continue
+					}
+					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port)}})
+				}
+			}
+		}
+	}
+	old := ns.contrib[id]
+	if len(old) == 0 && len(want) == 0 {
+		return
+	}
+	for _, e := range want {
+		np.count(ns, e, +1)
+	}
+	for _, e := range old {
+		np.count(ns, e, -1)
+	}
+	if len(want) == 0 {
+		delete(ns.contrib, id)
+	} else {
+		ns.contrib[id] = want
+	}
+}
+
+// count adds delta to the number of pods contributing e, adding the element
+// for the first and deleting it after the last.
+func (np *namedPorts) count(ns *namedSet, e nft.Element, delta int) {
+	f := familyOfValue(e.Key[0])
+	eid := nft.ElementID(np.w.set(ns.names[f]), e)
+	n := ns.count[f][eid] + delta
+	switch {
+	case n <= 0:
+		delete(ns.count[f], eid)
+		if delta < 0 {
+			np.w.delElement(ns.names[f], e)
+		}
+	case n == 1 && delta > 0:
+		ns.count[f][eid] = n
+		np.w.addElement(ns.names[f], e)
+	default:
+		ns.count[f][eid] = n
+	}
+}

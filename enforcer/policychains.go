@@ -1,0 +1,202 @@
+package enforcer
+
+import (
+	"slices"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// policyChains owns the chain of each active policy direction and takes,
+// for its rules, the peer groups, shared sets and named-port sets they name
+// from the parts that own those. A policy direction is active (its chain and
+// sets exist) while its namespace has a local pod.
+type policyChains struct {
+	w      *writer
+	fams   *familySet
+	groups *peerGroups
+	shared *sharedSets
+	named  *namedPorts
+}
+
+// activate creates the chain and sets of a policy direction that just got its
+// first local target.
+func (pc *policyChains) activate(d *policyDir) {
+	d.active = true
+	for _, r := range d.rules {
+		for _, p := range r.peers {
+			if p.group != nil {
+				g := pc.groups.acquire(p.group)
+				if r.usesPeerChain() {
+					pc.groups.acquireChain(g, d.dir)
+				}
+			} else if pc.fams.has(p.fam) {
+				pc.shared.acquire(p.cidr)
+			}
+		}
+		if r.numeric != nil && r.numeric.inline == nil {
+			pc.shared.acquire(r.numeric)
+		}
+		if r.allKey != "" {
+			r.allSet = pc.named.acquireEvery(r)
+		}
+		if r.namedKey != "" {
+			r.namedSet = pc.named.newRuleSet(d, r, pc.groups)
+		}
+	}
+	pc.w.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + d.dir.String() + " rule list", Rules: d.buildRules(*pc.fams)})
+}
+
+// deactivate removes the chain of a policy direction and releases what its
+// rules named.
+func (pc *policyChains) deactivate(d *policyDir) {
+	d.active = false
+	pc.w.deleteChain(d.chain)
+	for _, r := range d.rules {
+		for _, p := range r.peers {
+			if p.group != nil {
+				g := pc.groups.get(p.group)
+				if r.usesPeerChain() {
+					pc.groups.releaseChain(g, d.dir)
+				}
+				pc.groups.release(g)
+			} else if pc.fams.has(p.fam) {
+				pc.shared.release(p.cidr)
+			}
+		}
+		if r.numeric != nil && r.numeric.inline == nil {
+			pc.shared.release(r.numeric)
+		}
+		if r.namedSet != nil {
+			pc.named.drop(r.namedSet)
+		}
+		if r.allSet != nil {
+			pc.named.releaseEvery(r.allSet)
+		}
+		r.namedSet, r.allSet = nil, nil
+	}
+}
+
+// setActive activates or deactivates every direction of the policies given.
+func (pc *policyChains) setActive(pols map[string]*policy, on bool) {
+	for _, p := range pols {
+		for _, d := range p.dirs {
+			if d != nil && d.active != on {
+				if on {
+					pc.activate(d)
+				} else {
+					pc.deactivate(d)
+				}
+			}
+		}
+	}
+}
+
+// portMatch is how a rule matches one entry of its ports.
+type portMatch struct {
+	expr   []nft.Expr
+	named  bool // the family's named-port set, filled in per family
+	inline bool // comparisons, which go before the address match
+}
+
+// peerMatch is how a rule matches one of its peers in one family.
+type peerMatch struct {
+	expr   []nft.Expr
+	chain  string // selector peers: the group's peer chain
+	cidr   bool
+	anyFam bool // no peers: every address of every family
+}
+
+// buildRules is the policy chain: for each rule, family in fams, peer and
+// port kind (each entry of a short port list apart) one rule ending in accept
+// (PROGRAM.md). Rules that match regardless of family are emitted once, in the
+// first family's pass; so are those to a selector peer with numeric or no
+// ports, which match the port and jump to the group's peer chain (that chain
+// matches the addresses of every family and accepts).
+func (d *policyDir) buildRules(fams familySet) []nft.Rule {
+	var out []nft.Rule
+	first := fams.first()
+	for _, r := range d.rules {
+		ports := r.portMatches() // the same in every family
+		for _, f := range families {
+			if !fams.has(f) {
+				continue
+			}
+			for _, pm := range r.peerMatches(d.dir, f) {
+				for _, po := range ports {
+					if (pm.anyFam || pm.chain != "") && !po.named && f != first {
+						continue // family independent: emitted in the first pass
+					}
+					out = append(out, d.lowerRule(r, f, pm, po))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (r *policyRule) portMatches() []portMatch {
+	var ports []portMatch
+	if r.anyPort {
+		ports = append(ports, portMatch{})
+	}
+	switch {
+	case r.numeric != nil && r.numeric.inline != nil:
+		for _, entry := range r.numeric.inline {
+			ports = append(ports, portMatch{expr: entry, inline: true})
+		}
+	case r.numeric != nil:
+		ports = append(ports, portMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{nft.FieldL4Proto, nft.FieldTHDport}, Set: r.numeric.name}}})
+	}
+	if len(r.named) > 0 {
+		ports = append(ports, portMatch{named: true})
+	}
+	return ports
+}
+
+func (r *policyRule) peerMatches(dir Direction, f Family) []peerMatch {
+	var peers []peerMatch
+	if r.anyPeer {
+		peers = append(peers, peerMatch{anyFam: true})
+	}
+	for _, p := range r.peers {
+		switch {
+		case p.group != nil:
+			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: peerSetName(f, p.group.key)}},
+				chain: peerChainName(dir, p.group.key)})
+		case p.cidr != nil && p.fam == f:
+			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: p.cidr.name}}, cidr: true})
+		}
+	}
+	return peers
+}
+
+// lowerRule is the rule of r that matches peer pm and port po in family f.
+func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch) nft.Rule {
+	if pm.chain != "" && !po.named {
+		return nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})}
+	}
+	portExpr := po.expr
+	if po.named {
+		// Egress to any address or to an ipBlock resolves the name on
+		// whichever pod holds the destination; to a selector peer, on the
+		// peer pods only.
+		key := r.namedKey
+		if d.dir == Egress && (pm.anyFam || pm.cidr) {
+			key = r.allKey
+		}
+		portExpr = []nft.Expr{nft.Lookup{
+			Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport},
+			Set:    namedSetName(f, key),
+		}}
+	}
+	exprs := make([]nft.Expr, 0, len(pm.expr)+len(portExpr)+1)
+	if po.inline {
+		exprs = append(exprs, portExpr...)
+		exprs = append(exprs, pm.expr...)
+	} else {
+		exprs = append(exprs, pm.expr...)
+		exprs = append(exprs, portExpr...)
+	}
+	exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
+	return nft.Rule{Exprs: exprs}
+}
