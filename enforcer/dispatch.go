@@ -101,7 +101,11 @@ func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string
 	sort.Strings(ids)
 	rules := make([]nft.Rule, 0, len(ids)+1)
 	for _, pid := range ids {
-		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pols[pid].dirs[dir].chain}}})
+		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pols[pid].dirs[dir].chain}}}
+		if !wholeName(pols[pid].dirs[dir].chain) {
+			r.Comment = comment(pid)
+		}
+		rules = append(rules, r)
 	}
 	rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
 	if old := dp.w.chain(chain); old == nil || !sameRuleList(old.Rules, rules) {

@@ -3,6 +3,7 @@ package enforcer
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -16,8 +17,14 @@ const (
 // "ingress-v4".
 func vmapName(dir Direction, f Family) string { return dir.String() + "-" + f.String() }
 
-// shortHash is a deterministic 16-hex-digit digest: names stay well under nft's
-// limits (prefix + hash <= 40 chars) and are stable across restarts.
+// Object names. Chains of pods and policies carry the object's "ns/name", so
+// that `nft list table` reads like the cluster: the kernel finds a chain by a
+// hash of its name, whatever its length. Sets keep short hashed names (a
+// rule that names a set makes the kernel walk the table's sets comparing
+// names) and say what they hold in their comments. Every name is stable
+// across restarts.
+
+// shortHash is a deterministic 16-hex-digit digest.
 func shortHash(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
@@ -27,12 +34,52 @@ func shortHash(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// podChainName is the pod chain of a local pod, e.g. "pod-in-shop/db-0".
 func podChainName(dir Direction, podID string) string {
-	return "pod-" + dir.short() + "-" + shortHash(podID)
+	return readableName("pod-"+dir.short()+"-", podID)
 }
+
+// policyChainName is the chain of a policy direction, e.g.
+// "pol-eg-shop/db-egress".
 func policyChainName(dir Direction, policyID string) string {
-	return "pol-" + dir.short() + "-" + shortHash(policyID)
+	return readableName("pol-"+dir.short()+"-", policyID)
 }
+
+// maxChainName caps the names readableName makes. The kernel takes 255
+// bytes; a listing stays readable well below that, and every Kubernetes
+// "ns/name" of up to 100 bytes keeps its whole name.
+const maxChainName = 110
+
+// readableName is prefix+id when id holds only characters that nft prints
+// in a bare identifier (those of Kubernetes names, and "/") and the whole
+// fits maxChainName. Otherwise it is prefix, the longest such start of id
+// that fits, "_" and a hash of id: Kubernetes names never hold "_", so a cut
+// name never equals a whole one, and the hash keeps cut names apart.
+func readableName(prefix, id string) string {
+	clean := len(id)
+	for i := 0; i < len(id); i++ {
+		if !nameChar(id[i]) {
+			clean = i
+			break
+		}
+	}
+	if clean == len(id) && len(prefix)+len(id) <= maxChainName {
+		return prefix + id
+	}
+	hash := shortHash(id)
+	keep := min(clean, maxChainName-len(prefix)-1-len(hash))
+	return prefix + id[:keep] + "_" + hash
+}
+
+// nameChar reports whether nft prints c as part of a bare identifier and
+// Kubernetes names may hold it.
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '/'
+}
+
+// wholeName reports whether a name made by readableName holds the whole id:
+// a jump to a chain whose name was cut carries a comment naming the object.
+func wholeName(name string) bool { return !strings.Contains(name, "_") }
 
 // peerChainName names the peer chain of a group: "from-<hash>" for ingress,
 // "to-<hash>" for egress.

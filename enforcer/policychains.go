@@ -102,6 +102,7 @@ type portMatch struct {
 type peerMatch struct {
 	expr   []nft.Expr
 	chain  string // selector peers: the group's peer chain
+	desc   string // selector peers: what the group matches, for the jump's comment
 	cidr   bool
 	anyFam bool // no peers: every address of every family
 }
@@ -162,7 +163,7 @@ func (r *policyRule) peerMatches(dir Direction, f Family) []peerMatch {
 		switch {
 		case p.group != nil:
 			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: peerSetName(f, p.group.key)}},
-				chain: peerChainName(dir, p.group.key)})
+				chain: peerChainName(dir, p.group.key), desc: p.group.desc})
 		case p.cidr != nil && p.fam == f:
 			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: p.cidr.name}}, cidr: true})
 		}
@@ -173,7 +174,10 @@ func (r *policyRule) peerMatches(dir Direction, f Family) []peerMatch {
 // lowerRule is the rule of r that matches peer pm and port po in family f.
 func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch) nft.Rule {
 	if pm.chain != "" && !po.named {
-		return nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain})}
+		// The peer chain's name is a hash of its selectors: the comment
+		// says which peers it matches.
+		return nft.Rule{Exprs: append(slices.Clip(po.expr), nft.Verdict{Kind: nft.VerdictJump, Chain: pm.chain}),
+			Comment: comment(peerChainComment(d.dir, pm.desc))}
 	}
 	portExpr := po.expr
 	if po.named {
