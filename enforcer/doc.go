@@ -5,13 +5,16 @@
 //
 // # What it emits
 //
-// The program is described in notes/PROGRAM.md: two base chains on the forward
-// hook (egress, then ingress) dispatch new connections through verdict maps keyed
-// by local pod IP to one chain per isolated local pod; that chain jumps to one
-// chain per selecting policy, whose rules match peers through named sets (pod and
-// namespace selector pairs, shared by every policy that uses them; ipBlocks as
-// interval sets with the excepts carved out) and ports through concatenated
-// sets, and ends in drop. Per-packet work does not grow with the number of
+// The program is described in PROGRAM.md beside this file: two base chains on
+// the forward hook (egress, then ingress) dispatch new connections through
+// verdict maps keyed by local pod IP to one chain per isolated local pod
+// (pod-in-<ns>/<pod>); that chain jumps to one chain per selecting policy
+// (pol-in-<ns>/<policy>) and ends in drop. A policy chain matches ports with
+// inline comparisons (a set for lists of more than four), then peers: a
+// selector pair by a jump to its peer chain, which looks the address up in
+// the pair's peer sets (shared by every policy that names the pair); an
+// ipBlock in an interval set with the excepts carved out; a named port in a
+// set of (pod IP, protocol, port). Per-packet work does not grow with the number of
 // policies or pods in the cluster.
 //
 // The base chains accept established connections first. RevokeDenied deletes
@@ -25,6 +28,28 @@
 // hold pod IPs cluster-wide. A policy direction is programmed (its chain and
 // sets exist) only while it selects at least one local pod, so a node carries
 // what its own pods need and not the whole cluster's policy.
+//
+// # The compiler's parts
+//
+// The compiler (compile.go) orchestrates parts that each own a kind of
+// object and its reference counts: peer groups with their peer sets and
+// chains (peergroups.go), the shared ipBlock and port-list sets
+// (sharedsets.go), named-port sets (namedports.go), the dispatch maps and pod
+// chains of local pods (dispatch.go), and the policy chains, which name what
+// the others own (policychains.go). Addresses claimed by several pods are
+// handled across all of them in conflicts.go. Every part writes through one
+// writer (writer.go). A new kind of object is a new part with the same shape.
+//
+// # The model
+//
+// The records (pods, namespaces, policies as written) live in go-memdb,
+// indexed by ID only (schema.go). The secondary indexes are typed maps owned
+// by the model (indexes.go): active pods by address, parsed policies by
+// namespace, local pods by namespace. memdb would add nothing to them but
+// cost: each is read on every pod change, and a memdb index costs a radix
+// insert and leaf per record and a clone of the index for each read inside
+// the open write transaction; none needs memdb's snapshots, since the engine
+// serializes every read and write.
 //
 // # Incremental by construction
 //
@@ -41,9 +66,7 @@
 // committed at the next Flush (one transaction per object costs tens of
 // microseconds of radix-tree copying). Pods have one memdb index, ID
 // ("ns/name", whose prefix "ns/" finds the pods of a namespace): each index
-// holds a radix leaf and node per pod for as long as it lives. Pods by IP are
-// a plain map beside it, and the local pods of a namespace, which a new
-// policy may select, are kept by the compiler. A pod
+// holds a radix leaf and node per pod for as long as it lives. A pod
 // change re-checks only the selector groups of its namespace, the policies of
 // its namespace and the named-port sets over every pod (egress rules with named
 // ports and no peers or ipBlock peers, where the name resolves on whichever pod
