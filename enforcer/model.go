@@ -127,6 +127,17 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 		}
 	}
 	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
+	r.Ports = namedPortsOf(p)
+	if len(r.IPs) == 0 {
+		r.IPs = nil // as if never allocated: every IP was malformed
+	}
+	return errors.Join(errs...)
+}
+
+// namedPortsOf returns the named ports of p's containers and restartable init
+// containers, deduplicated and sorted (nil if none).
+func namedPortsOf(p *corev1.Pod) []namedPort {
+	var ports []namedPort
 	// One allocation for the ports (containers are walked by index: they are
 	// large structs).
 	nports := 0
@@ -137,7 +148,7 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 		nports += len(p.Spec.Containers[i].Ports)
 	}
 	if nports > 0 {
-		r.Ports = make([]namedPort, 0, nports)
+		ports = make([]namedPort, 0, nports)
 	}
 	add := func(c *corev1.Container) {
 		for _, cp := range c.Ports {
@@ -149,8 +160,8 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 				continue
 			}
 			np := namedPort{Name: unique.Make(cp.Name), Proto: proto, Port: uint16(cp.ContainerPort)}
-			if !slices.Contains(r.Ports, np) {
-				r.Ports = append(r.Ports, np)
+			if !slices.Contains(ports, np) {
+				ports = append(ports, np)
 			}
 		}
 	}
@@ -163,13 +174,10 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 	for i := range p.Spec.Containers {
 		add(&p.Spec.Containers[i])
 	}
-	if len(r.IPs) == 0 {
-		r.IPs = nil // as if never allocated: every IP was malformed
+	if len(ports) == 0 {
+		return nil
 	}
-	if len(r.Ports) == 0 {
-		r.Ports = nil
-	}
-	slices.SortFunc(r.Ports, func(a, b namedPort) int {
+	slices.SortFunc(ports, func(a, b namedPort) int {
 		if a.Name != b.Name {
 			return strings.Compare(a.Name.Value(), b.Name.Value())
 		}
@@ -178,7 +186,7 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 		}
 		return int(a.Port) - int(b.Port)
 	})
-	return errors.Join(errs...)
+	return ports
 }
 
 // protoNumber maps a Kubernetes protocol to its IP protocol number; empty is TCP.
