@@ -194,39 +194,49 @@ func checkValue(f Field, v Value) error {
 	return nil
 }
 
+func (b *ruleBuilder) addCtState(e MatchCtState) error {
+	if e.States == 0 {
+		return fmt.Errorf("ct state match without states: %w", ErrInvalid)
+	}
+	// The state is a host-endian 32-bit bit set: ct state & mask != 0.
+	b.out = append(b.out,
+		&expr.Ct{Key: expr.CtKeySTATE, Register: unix.NFT_REG_1},
+		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(uint32(e.States)), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: make([]byte, 4)})
+	return nil
+}
+
+func (b *ruleBuilder) addTCPFlags(e MatchTCPFlags) error {
+	if err := e.validate(); err != nil {
+		return err
+	}
+	if !b.tcpDep {
+		b.tcpDep = true
+		b.out = append(b.out,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{ProtoTCP}})
+	}
+	load := tcpFlagsLoad
+	b.out = append(b.out, &load)
+	if e.Mask != allTCPFlags {
+		b.out = append(b.out, &expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 1,
+			Mask: []byte{byte(e.Mask)}, Xor: []byte{0}})
+	}
+	op := expr.CmpOpEq
+	if e.Neq {
+		op = expr.CmpOpNeq
+	}
+	b.out = append(b.out, &expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: []byte{byte(e.Flags)}})
+	return nil
+}
+
 func (b *ruleBuilder) add(e Expr) error {
 	switch e := e.(type) {
 	case MatchCtState:
-		if e.States == 0 {
-			return fmt.Errorf("ct state match without states: %w", ErrInvalid)
-		}
-		// The state is a host-endian 32-bit bit set: ct state & mask != 0.
-		b.out = append(b.out,
-			&expr.Ct{Key: expr.CtKeySTATE, Register: unix.NFT_REG_1},
-			&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(uint32(e.States)), Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: make([]byte, 4)})
+		return b.addCtState(e)
 	case MatchTCPFlags:
-		if err := e.validate(); err != nil {
-			return err
-		}
-		if !b.tcpDep {
-			b.tcpDep = true
-			b.out = append(b.out,
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{ProtoTCP}})
-		}
-		load := tcpFlagsLoad
-		b.out = append(b.out, &load)
-		if e.Mask != allTCPFlags {
-			b.out = append(b.out, &expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 1,
-				Mask: []byte{byte(e.Mask)}, Xor: []byte{0}})
-		}
-		op := expr.CmpOpEq
-		if e.Neq {
-			op = expr.CmpOpNeq
-		}
-		b.out = append(b.out, &expr.Cmp{Op: op, Register: unix.NFT_REG_1, Data: []byte{byte(e.Flags)}})
+		return b.addTCPFlags(e)
 	case Cmp:
 		if err := checkValue(e.Field, e.Value); err != nil {
 			return err
@@ -418,31 +428,8 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 				return nil, fmt.Errorf("unsupported bitwise expression")
 			}
 		case *expr.Cmp:
-			switch {
-			case l.ct:
-				if e.Op != expr.CmpOpNeq || len(l.ctMask) != 4 || !bytes.Equal(e.Data, make([]byte, 4)) {
-					return nil, fmt.Errorf("unsupported ct state comparison")
-				}
-				l.emit(MatchCtState{States: CtState(binaryutil.NativeEndian.Uint32(l.ctMask))})
-				l.ct, l.ctMask = false, nil
-			case l.tcpFlags:
-				m, err := liftTCPFlags(e, l.tcpFlagsMask)
-				if err != nil {
-					return nil, err
-				}
-				l.emit(m)
-				l.tcpFlags, l.tcpFlagsMask = false, nil
-			case len(l.loads) != 1:
-				return nil, fmt.Errorf("comparison of %d loaded fields", len(l.loads))
-			case e.Op == expr.CmpOpEq || e.Op == expr.CmpOpNeq:
-				l.emit(Cmp{Field: l.loads[0], Neq: e.Op == expr.CmpOpNeq, Value: Value(bytes.Clone(e.Data))})
-			case e.Op == expr.CmpOpGte && l.rangeFrom == nil:
-				l.rangeFrom = Value(bytes.Clone(e.Data))
-			case e.Op == expr.CmpOpLte && l.rangeFrom != nil:
-				l.emit(Range{Field: l.loads[0], From: l.rangeFrom, To: Value(bytes.Clone(e.Data))})
-				l.rangeFrom = nil
-			default:
-				return nil, fmt.Errorf("unsupported comparison %d", e.Op)
+			if err := l.cmp(e); err != nil {
+				return nil, err
 			}
 		case *expr.Range:
 			if len(l.loads) != 1 || e.Op != expr.CmpOpEq {
@@ -450,17 +437,8 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 			}
 			l.emit(Range{Field: l.loads[0], From: Value(bytes.Clone(e.FromData)), To: Value(bytes.Clone(e.ToData))})
 		case *expr.Lookup:
-			if len(l.loads) == 0 {
-				return nil, fmt.Errorf("lookup in %q without loaded fields", e.SetName)
-			}
-			fields := l.loads
-			switch {
-			case e.IsDestRegSet && e.DestRegister == unix.NFT_REG_VERDICT && !e.Invert:
-				l.emit(VerdictMapLookup{Fields: fields, Map: e.SetName})
-			case !e.IsDestRegSet:
-				l.emit(Lookup{Fields: fields, Set: e.SetName, Neq: e.Invert})
-			default:
-				return nil, fmt.Errorf("unsupported map lookup in %q", e.SetName)
+			if err := l.lookup(e); err != nil {
+				return nil, err
 			}
 		case *expr.Counter:
 			l.emit(Counter{})
@@ -485,6 +463,54 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 		return nil, fmt.Errorf("rule ends with an incomplete expression")
 	}
 	return l.out, nil
+}
+
+// cmp lifts a comparison: the end of a ct state or tcp flags match, or of a
+// comparison or range of the one loaded field.
+func (l *ruleLifter) cmp(e *expr.Cmp) error {
+	switch {
+	case l.ct:
+		if e.Op != expr.CmpOpNeq || len(l.ctMask) != 4 || !bytes.Equal(e.Data, make([]byte, 4)) {
+			return fmt.Errorf("unsupported ct state comparison")
+		}
+		l.emit(MatchCtState{States: CtState(binaryutil.NativeEndian.Uint32(l.ctMask))})
+		l.ct, l.ctMask = false, nil
+	case l.tcpFlags:
+		m, err := liftTCPFlags(e, l.tcpFlagsMask)
+		if err != nil {
+			return err
+		}
+		l.emit(m)
+		l.tcpFlags, l.tcpFlagsMask = false, nil
+	case len(l.loads) != 1:
+		return fmt.Errorf("comparison of %d loaded fields", len(l.loads))
+	case e.Op == expr.CmpOpEq || e.Op == expr.CmpOpNeq:
+		l.emit(Cmp{Field: l.loads[0], Neq: e.Op == expr.CmpOpNeq, Value: Value(bytes.Clone(e.Data))})
+	case e.Op == expr.CmpOpGte && l.rangeFrom == nil:
+		l.rangeFrom = Value(bytes.Clone(e.Data))
+	case e.Op == expr.CmpOpLte && l.rangeFrom != nil:
+		l.emit(Range{Field: l.loads[0], From: l.rangeFrom, To: Value(bytes.Clone(e.Data))})
+		l.rangeFrom = nil
+	default:
+		return fmt.Errorf("unsupported comparison %d", e.Op)
+	}
+	return nil
+}
+
+// lookup lifts a set lookup or a verdict-map lookup of the loaded fields.
+func (l *ruleLifter) lookup(e *expr.Lookup) error {
+	if len(l.loads) == 0 {
+		return fmt.Errorf("lookup in %q without loaded fields", e.SetName)
+	}
+	switch {
+	case e.IsDestRegSet && e.DestRegister == unix.NFT_REG_VERDICT && !e.Invert:
+		l.emit(VerdictMapLookup{Fields: l.loads, Map: e.SetName})
+	case !e.IsDestRegSet:
+		l.emit(Lookup{Fields: l.loads, Set: e.SetName, Neq: e.Invert})
+	default:
+		return fmt.Errorf("unsupported map lookup in %q", e.SetName)
+	}
+	return nil
 }
 
 // liftTCPFlags is the tcp flags match of a comparison of the flags byte,
