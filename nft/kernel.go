@@ -334,25 +334,11 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			}
 			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.AddChain(c); return nil }})
 		case OpReplaceRules:
-			if op.Chain == nil {
-				return nil, opErr(fmt.Errorf("no rules: %w", ErrInvalid))
+			send, err := k.replaceRules(op)
+			if err != nil {
+				return nil, opErr(err)
 			}
-			c := &nftables.Chain{Name: op.Name, Table: k.table}
-			rules := make([]*nftables.Rule, 0, len(op.Chain.Rules))
-			for j, r := range op.Chain.Rules {
-				exprs, ud, err := lowerRule(r)
-				if err != nil {
-					return nil, opErr(fmt.Errorf("rule %d: %w", j, err))
-				}
-				rules = append(rules, &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud})
-			}
-			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error {
-				cc.FlushChain(c)
-				for _, r := range rules {
-					cc.AddRule(r)
-				}
-				return nil
-			}})
+			q.steps = append(q.steps, step{i, send})
 		case OpDeleteChain:
 			c := &nftables.Chain{Name: op.Name, Table: k.table}
 			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
@@ -378,23 +364,60 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			elems, err := d.encodeElements(op.Elements)
+			sends, err := k.elements(op, d)
 			if err != nil {
-				return nil, opErr(fmt.Errorf("set %q: %w", op.Name, err))
+				return nil, opErr(err)
 			}
-			s := &nftables.Set{Name: op.Name, Table: k.table, Interval: d.Interval, IsMap: d.VerdictMap}
-			for _, chunk := range chunkElements(elems, maxElemsPerMsg, maxBytesPerMsg) {
-				if op.Kind == OpAddElements {
-					q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) }})
-				} else {
-					q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.SetDeleteElements(s, chunk) }})
-				}
+			for _, send := range sends {
+				q.steps = append(q.steps, step{i, send})
 			}
 		default:
 			return nil, opErr(fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid))
 		}
 	}
 	return q, nil
+}
+
+// replaceRules lowers a ReplaceRules operation: flush the chain, add its rules.
+func (k *Kernel) replaceRules(op Op) (func(*nftables.Conn) error, error) {
+	if op.Chain == nil {
+		return nil, fmt.Errorf("no rules: %w", ErrInvalid)
+	}
+	c := &nftables.Chain{Name: op.Name, Table: k.table}
+	rules := make([]*nftables.Rule, 0, len(op.Chain.Rules))
+	for j, r := range op.Chain.Rules {
+		exprs, ud, err := lowerRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d: %w", j, err)
+		}
+		rules = append(rules, &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud})
+	}
+	return func(cc *nftables.Conn) error {
+		cc.FlushChain(c)
+		for _, r := range rules {
+			cc.AddRule(r)
+		}
+		return nil
+	}, nil
+}
+
+// elements lowers an AddElements or DeleteElements operation on a set of
+// definition d into messages of bounded size.
+func (k *Kernel) elements(op Op, d setDef) ([]func(*nftables.Conn) error, error) {
+	elems, err := d.encodeElements(op.Elements)
+	if err != nil {
+		return nil, fmt.Errorf("set %q: %w", op.Name, err)
+	}
+	s := &nftables.Set{Name: op.Name, Table: k.table, Interval: d.Interval, IsMap: d.VerdictMap}
+	var sends []func(*nftables.Conn) error
+	for _, chunk := range chunkElements(elems, maxElemsPerMsg, maxBytesPerMsg) {
+		if op.Kind == OpAddElements {
+			sends = append(sends, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) })
+		} else {
+			sends = append(sends, func(cc *nftables.Conn) error { return cc.SetDeleteElements(s, chunk) })
+		}
+	}
+	return sends, nil
 }
 
 // busySetsFirst returns the order in which to send ops: their own, except
