@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/podwatch"
 )
 
 // cleanupCommand deletes the table. Policy is no longer enforced afterwards.
@@ -50,8 +51,12 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 	return err
 }
 
-// modelEngine lists the cluster into an engine without a dataplane.
+// modelEngine lists the cluster into an engine without a dataplane, through
+// the daemon's own informers (podwatch.Sync): what explain and dump --desired
+// show is what `nftwarden run` would program. Objects the engine rejects are
+// logged by it; they fail closed in the model as in the daemon.
 func modelEngine(ctx context.Context, kubeconfig, nodeName string, log *slog.Logger) (*enforcer.Engine, error) {
+	routeClientGoLogs(log)
 	client, host, err := newClient(kubeconfig, nil)
 	if err != nil {
 		return nil, err
@@ -60,8 +65,8 @@ func modelEngine(ctx context.Context, kubeconfig, nodeName string, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
-	if err := loadModel(ctx, log, client, host, eng); err != nil {
-		return nil, err
+	if err := podwatch.Sync(ctx, client, eng, podwatch.Options{Logger: log}); err != nil {
+		return nil, fmt.Errorf("API server %s: %w", host, err)
 	}
 	return eng, nil
 }

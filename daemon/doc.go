@@ -1,4 +1,5 @@
-// Command nftwarden enforces Kubernetes NetworkPolicy on one node with nftables.
+// Package daemon is the nftwarden command, which enforces Kubernetes
+// NetworkPolicy on one node with nftables:
 //
 //	nftwarden run      watch the API server and program the table (the daemon)
 //	nftwarden cleanup  delete the table
@@ -16,5 +17,7 @@
 // Packaging lives beside the code: nftwarden.service (systemd) and deploy/
 // (RBAC and DaemonSet manifests); README.md says how to install either.
 //
-// Only main exits the process; everything below returns errors.
-package main
+// The binary is built from cmd/nftwarden, whose main only calls Main (so that
+// `go install .../daemon/cmd/nftwarden` installs a binary named nftwarden);
+// only that main exits the process, everything here returns errors.
+package daemon

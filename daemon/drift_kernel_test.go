@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // Drift repaired for real: the daemon of a kernelNode (kernelnode_test.go)
 // programs the node namespace's kernel; then its table is changed behind its

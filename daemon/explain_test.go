@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // IP plan: frontend/web 198.18.0.10 + 2001:db8:a::10 (dual stack), backend/api
 // 198.18.1.20 (IPv4 only), backend/v6 2001:db8:b::30 (IPv6 only); 198.19.0.1 is

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // A node for the daemon's privileged tests: a network namespace with two pods
 // routed through it, the kernel dataplane and conntrack of that namespace, and

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -24,10 +24,6 @@ const (
 	exitUsage = 2 // bad flags or arguments
 )
 
-func main() {
-	os.Exit(realMain(context.Background(), os.Args, os.Stdout, os.Stderr))
-}
-
 // usageError marks errors in flags and arguments (exit code 2).
 type usageError struct{ err error }
 
@@ -36,8 +32,9 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// realMain runs the command line and returns the process exit code.
-func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Main runs the nftwarden command line (args[0] is the program name) and
+// returns the process exit code; cmd/nftwarden passes it to os.Exit.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	env := &cliEnv{stdout: stdout, stderr: stderr, run: runCommand}
 	return env.exec(ctx, args)
 }

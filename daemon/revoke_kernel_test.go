@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // The daemon revoking for real: a fake API server, but the kernel dataplane
 // and the conntrack table of a node namespace, and real connections through

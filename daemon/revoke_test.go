@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // IP plan (daemon test): node-a runs backend/api 198.18.0.20, isolated for
 // ingress by backend/allow-web, which admits backend/web (node-b,

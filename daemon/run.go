@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
@@ -25,8 +24,7 @@ import (
 // runCommand is `nftwarden run`: it checks the environment, opens the kernel
 // dataplane and the API client, and runs the daemon until SIGTERM or SIGINT.
 func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
-	// client-go logs through klog; send it to the same handler.
-	klog.SetSlogLogger(log.With("component", "client-go"))
+	routeClientGoLogs(log)
 
 	if err := requireNetAdmin(); err != nil {
 		return fmt.Errorf("run: %w", err)

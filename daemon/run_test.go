@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // IP plan: node "node-a" is this node; backend/api (local) 198.18.0.20 is
 // isolated for ingress by backend/allow-web, which admits backend/web (on node-b,

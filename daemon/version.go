@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 // version is set at build time:
 //
-//	go build -ldflags "-X main.version=v0.1.0" ./daemon
+//	go build -ldflags "-X github.com/nftwarden/nftwarden/daemon.version=v0.1.0" ./daemon/cmd/nftwarden
 //
 // When empty, the module version from the build info is used.
 var version = ""

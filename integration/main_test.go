@@ -70,9 +70,6 @@ func controlPlane(t *testing.T) *cluster.ControlPlane {
 // startDaemons runs the nftwarden daemon on every node of env.
 func startDaemons(t *testing.T, env *cluster.Env) {
 	t.Helper()
-	if _, err := os.Stat("../daemon"); err != nil {
-		t.Skipf("the daemon is not in this tree yet (../daemon): %v", err)
-	}
 	if err := env.StartDaemons(); err != nil {
 		t.Fatalf("start daemons: %v", err)
 	}

@@ -25,6 +25,11 @@
 // flushed at once; changes that arrive while a flush runs form the next batch.
 // A failed Flush or Reconcile is retried with exponential backoff.
 //
+// Sync is the one-shot form of the same path, for commands that only read the
+// cluster (nftwarden explain, dump --desired): the same informers, transforms
+// and handlers, every listed object handed to the engine as Run's first batch,
+// then the informers stop; nothing is flushed.
+//
 // API server outages: the last programmed state stays in the kernel, and the
 // watcher stays Ready (it enforces the last state it knew; readiness gates
 // rollouts, and an outage of the control plane is no reason to stop them or to

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -71,8 +70,8 @@ type Hooks struct {
 	// err is non-nil when it failed (it is retried with backoff).
 	Flushed func(res enforcer.FlushResult, err error)
 	// ObjectError is called when the engine rejected (part of) an object. The
-	// engine fails closed for what it rejected; the object is not retried
-	// until it changes.
+	// engine fails closed for what it rejected and logs it (the watcher does
+	// not log it again); the object is not retried until it changes.
 	ObjectError func(kind Kind, key string, err error)
 	// WatchError is called when a list or watch failed (API server unreachable,
 	// forbidden, ...). client-go retries it with backoff.
@@ -158,6 +157,9 @@ type Watcher struct {
 	// busySince is when the batch being processed started (UnixNano), 0 when
 	// the worker waits for work.
 	busySince atomic.Int64
+	// listFailed, when set (Sync), takes every list/watch error in place of
+	// the daemon's handling (log, Hooks.WatchError, retry).
+	listFailed func(kind Kind, err error)
 }
 
 // New returns a Watcher that feeds eng from client. eng must not be nil. The
@@ -249,18 +251,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer cancel()
 	defer w.queue.ShutDown()
 
-	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
-		inf := w.informers[kind]
-		if err := inf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(kind)); err != nil {
-			return fmt.Errorf("set watch error handler for %s informer: %w", kind, err)
-		}
-		reg, err := inf.AddEventHandler(w.handler(kind))
-		if err != nil {
-			return fmt.Errorf("add event handler to %s informer: %w", kind, err)
-		}
-		w.registrations[kind] = reg
+	if err := w.startInformers(ctx); err != nil {
+		return err
 	}
-	w.factory.Start(ctx.Done())
 	go func() {
 		<-ctx.Done()
 		w.queue.ShutDown()
@@ -290,6 +283,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 	return nil
 }
 
+// startInformers registers the handlers and watch error handlers and starts
+// the informers until ctx ends.
+func (w *Watcher) startInformers(ctx context.Context) error {
+	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+		inf := w.informers[kind]
+		if err := inf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(kind)); err != nil {
+			return fmt.Errorf("set watch error handler for %s informer: %w", kind, err)
+		}
+		reg, err := inf.AddEventHandler(w.handler(kind))
+		if err != nil {
+			return fmt.Errorf("add event handler to %s informer: %w", kind, err)
+		}
+		w.registrations[kind] = reg
+	}
+	w.factory.Start(ctx.Done())
+	return nil
+}
+
 // shutdownGrace bounds how long Run waits for the informers to stop.
 const shutdownGrace = 3 * time.Second
 
@@ -314,12 +325,7 @@ func (w *Watcher) waitForSync(ctx context.Context) bool {
 	defer poll.Stop()
 	lastLog := start
 	for {
-		var pending []string
-		for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
-			if !w.registrations[kind].HasSynced() {
-				pending = append(pending, string(kind))
-			}
-		}
+		pending := w.pendingKinds()
 		if len(pending) == 0 {
 			return true
 		}
@@ -336,6 +342,17 @@ func (w *Watcher) waitForSync(ctx context.Context) bool {
 	}
 }
 
+// pendingKinds lists the kinds whose handler has not seen the initial list yet.
+func (w *Watcher) pendingKinds() []string {
+	var pending []string
+	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+		if !w.registrations[kind].HasSynced() {
+			pending = append(pending, string(kind))
+		}
+	}
+	return pending
+}
+
 func (w *Watcher) watchErrorHandler(kind Kind) cache.WatchErrorHandlerWithContext {
 	return func(_ context.Context, _ *cache.Reflector, err error) {
 		switch {
@@ -346,6 +363,9 @@ func (w *Watcher) watchErrorHandler(kind Kind) cache.WatchErrorHandlerWithContex
 			return
 		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
 			w.log.Info("watch expired; relisting", "kind", kind, "error", err)
+			return
+		case w.listFailed != nil:
+			w.listFailed(kind, err)
 			return
 		}
 		w.log.Warn("list/watch failed; retrying with backoff (the programmed rules stay in place)",
@@ -450,11 +470,6 @@ func (w *Watcher) pause(ctx context.Context) bool {
 	}
 }
 
-// kindOrder applies namespaces before pods before policies within a batch (and
-// each kind by namespace and name). The engine does not depend on the order; it
-// makes logs and tests deterministic.
-var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4}
-
 // cachedKeys returns the keys of every object in the informer caches, and
 // the reconcile key.
 func (w *Watcher) cachedKeys() []key {
@@ -485,34 +500,16 @@ func (w *Watcher) cachedKeys() []key {
 func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 	w.busySince.Store(time.Now().UnixNano())
 	defer w.busySince.Store(0)
-	sort.Slice(batch, func(i, j int) bool {
-		a, b := batch[i], batch[j]
-		if a.Kind != b.Kind {
-			return kindOrder[a.Kind] < kindOrder[b.Kind]
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
-	full := !w.ready.Load()
-	for _, k := range batch {
-		switch k.Kind {
-		case kindReconcile:
-			full = true
-		case kindFlush:
-			// A retry after a failed flush: the flush below does it (and the
-			// engine turns it into a full reconcile after a failed Apply).
-		default:
-			w.apply(k)
-		}
-		if queued {
-			w.queue.Done(k)
-		}
-	}
+	full := w.applyAll(batch, queued) || !w.ready.Load()
 	if ctx.Err() != nil {
 		return
 	}
+	w.flush(ctx, len(batch), full)
+}
+
+// flush ends a batch of batchLen keys with one engine Flush, or a Reconcile
+// when full, and schedules a retry when it fails.
+func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	var (
 		res enforcer.FlushResult
 		err error
@@ -543,7 +540,7 @@ func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 	w.queue.Forget(key{Kind: kindFlush})
 	w.queue.Forget(key{Kind: kindReconcile})
 	if full {
-		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))
+		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", batchLen)
 		if w.ready.CompareAndSwap(false, true) {
 			w.log.Info("ready: the dataplane enforces the cluster's policies")
 			if h := w.opts.Hooks.Ready; h != nil {
@@ -551,55 +548,6 @@ func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 			}
 		}
 	} else if res.Operations > 0 {
-		w.log.Debug("flushed", "operations", res.Operations, "duration", res.Duration, "batch", len(batch))
-	}
-}
-
-// apply brings the engine's model of one object in line with the informer
-// cache: present means upsert, absent means delete.
-func (w *Watcher) apply(k key) {
-	var (
-		err    error
-		absent bool
-	)
-	switch k.Kind {
-	case KindNamespace:
-		var ns *corev1.Namespace
-		if ns, err = w.namespaces.Get(k.Name); err == nil {
-			err = w.eng.UpsertNamespace(ns)
-		} else if absent = apierrors.IsNotFound(err); absent {
-			w.eng.DeleteNamespace(k.Name)
-		}
-	case KindPod:
-		var (
-			obj    any
-			exists bool
-		)
-		obj, exists, err = w.pods.GetByKey(cache.NewObjectName(k.Namespace, k.Name).String())
-		switch c, ok := obj.(*compactPod); {
-		case err != nil:
-			err = fmt.Errorf("look up in the pod cache: %w", err)
-		case !exists:
-			absent = true
-			w.eng.DeletePod(k.Namespace, k.Name)
-		case !ok:
-			err = fmt.Errorf("unexpected %T in the pod cache", obj)
-		default:
-			err = w.eng.UpsertParsedPod(c.pod)
-		}
-	case KindNetworkPolicy:
-		var np *networkingv1.NetworkPolicy
-		if np, err = w.policies.NetworkPolicies(k.Namespace).Get(k.Name); err == nil {
-			err = w.eng.UpsertNetworkPolicy(np)
-		} else if absent = apierrors.IsNotFound(err); absent {
-			w.eng.DeleteNetworkPolicy(k.Namespace, k.Name)
-		}
-	}
-	if err == nil || absent {
-		return
-	}
-	w.log.Warn("object rejected (its invalid parts fail closed)", "object", k.String(), "error", err)
-	if h := w.opts.Hooks.ObjectError; h != nil {
-		h(k.Kind, k.String(), err)
+		w.log.Debug("flushed", "operations", res.Operations, "duration", res.Duration, "batch", batchLen)
 	}
 }

@@ -28,5 +28,5 @@ RUN=$(mktemp -d "$BIN/memload-XXXXXX")
 trap 'rm -rf "$RUN"' EXIT
 (cd integration && go build -o "$RUN/memload" ./cmd/memload)
 # The daemon is built the way users build it (static, stripped).
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RUN/nftwarden" ./daemon
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RUN/nftwarden" ./daemon/cmd/nftwarden
 NFTW_REPO=$REPO NFTW_DAEMON="$RUN/nftwarden" "$RUN/memload" -pods "$PODS" "$@"

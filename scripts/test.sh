@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: go vet, the unit tests of the library module, then the
 # integration suite (real kube-apiserver + etcd, network namespaces, real packets).
-# It installs nothing: run it as root on Linux with nftables, iproute2 and the control
-# plane binaries (scripts/build-control-plane.sh; .ci/run does all of that).
+# Run it as root on Linux with Go, nftables and iproute2. Before the integration
+# suite it builds the control plane binaries when they are missing or stale, as
+# scripts/demo.sh does (scripts/build-control-plane.sh: several minutes the first
+# time, cached afterwards). It installs no packages (.ci/run does).
 #
 #   NFTW_CACHE        where the control plane binaries are (default .cache/bin)
 #   INTEGRATION_RUN   a -run pattern for the integration suite (default: all)
@@ -57,6 +59,9 @@ if [[ ${SKIP_INTEGRATION:-0} == 1 ]]; then
 	echo "SKIP_INTEGRATION=1: integration suite not run"
 	exit 0
 fi
+
+section "control plane (kube-apiserver and etcd, built once into ${NFTW_CACHE:-.cache/bin})"
+scripts/build-control-plane.sh
 
 section "go vet (integration module)"
 (cd integration && go vet ./...)

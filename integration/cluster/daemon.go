@@ -18,8 +18,8 @@ import (
 
 var daemonOnce = sync.OnceValues(BuildDaemon)
 
-// DaemonBinary builds the nftwarden command once per process (go build ./daemon in the
-// repository root) and returns its path; NFTW_DAEMON overrides it with a prebuilt binary.
+// DaemonBinary builds the nftwarden command once per process (go build ./daemon/cmd/nftwarden
+// in the repository root) and returns its path; NFTW_DAEMON overrides it with a prebuilt binary.
 func DaemonBinary() (string, error) {
 	if p := os.Getenv("NFTW_DAEMON"); p != "" {
 		return p, nil

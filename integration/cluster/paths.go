@@ -76,17 +76,14 @@ func BuildPodAgent() (string, error) {
 	return goBuild(filepath.Join(root, "integration"), "./cmd/podagent", "podagent")
 }
 
-// BuildDaemon builds the nftwarden command (./daemon of the root module) into BinDir
-// and returns its path.
+// BuildDaemon builds the nftwarden command (./daemon/cmd/nftwarden of the root
+// module) into BinDir and returns its path.
 func BuildDaemon() (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(filepath.Join(root, "daemon")); err != nil {
-		return "", fmt.Errorf("the daemon is not in this tree yet: %w", err)
-	}
-	return goBuild(root, "./daemon", "nftwarden")
+	return goBuild(root, "./daemon/cmd/nftwarden", "nftwarden")
 }
 
 func goBuild(moduleDir, pkg, name string) (string, error) {

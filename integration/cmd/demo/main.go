@@ -167,17 +167,18 @@ func run() error {
 		}
 	}
 
-	if err := tamper(ctx, db.Node); err != nil {
+	if err := tamper(ctx, db.Node, daemon); err != nil {
 		return err
 	}
 	if err := show(ctx, env, "", wantPG, pg); err != nil {
 		return err
 	}
 
-	step("The ruleset the daemon programmed on %s (table inet nftwarden, listed with the nft tool)", db.Node.Name)
-	out, err := db.Node.Exec(ctx, "nft", "list", "table", "inet", "nftwarden")
+	// nftwarden lists its table itself: the demo needs no nft binary.
+	step("The ruleset the daemon programmed on %s (table inet nftwarden in nft syntax: nftwarden dump)", db.Node.Name)
+	out, err := db.Node.DumpKernel(ctx)
 	if err != nil {
-		fmt.Printf("    (nft list failed: %v)\n", err)
+		fmt.Printf("    (nftwarden dump failed: %v)\n", err)
 	} else {
 		fmt.Print(indent(out))
 	}
@@ -188,15 +189,17 @@ func run() error {
 
 // tamper deletes the node's table behind the daemon's back, as an operator or
 // another program could, and shows how soon the daemon restored it and what it
-// logged.
-func tamper(ctx context.Context, n *cluster.Node) error {
-	step("Someone deletes the table on %s (nft delete table inet nftwarden): the daemon sees it and restores it", n.Name)
+// logged. A second nftwarden process deletes it (`nftwarden cleanup` does
+// what `nft delete table inet nftwarden` would), so the demo needs no nft
+// binary.
+func tamper(ctx context.Context, n *cluster.Node, daemon string) error {
+	step("Someone deletes the table on %s (nftwarden cleanup, as nft delete table inet nftwarden would): the daemon sees it and restores it", n.Name)
 	start := time.Now()
-	if _, err := n.Exec(ctx, "nft", "delete", "table", "inet", "nftwarden"); err != nil {
+	if _, err := n.Exec(ctx, daemon, "cleanup"); err != nil {
 		return err
 	}
 	for {
-		if _, err := n.Exec(ctx, "nft", "list", "table", "inet", "nftwarden"); err == nil {
+		if _, err := n.DumpKernel(ctx); err == nil {
 			break
 		}
 		if time.Since(start) > 20*time.Second {
