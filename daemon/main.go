@@ -200,6 +200,9 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 	return cfg, nil
 }
 
+// newApp declares the command line. It is long because it is one literal,
+// the whole command tree with every flag, which reads best in one place the
+// way `nftwarden --help` shows it.
 func (env *cliEnv) newApp() (*cli.App, *string) {
 	hostname, _ := os.Hostname()
 	notFound := new(string)

@@ -74,6 +74,9 @@ func (e errorCounts) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, float64(n), "api")
 }
 
+// newMetrics declares every metric of the daemon. It is long because it is
+// one list of declarations (name, help, buckets, labels), which reads best
+// in one place, as /metrics shows them.
 func newMetrics(src metricSources) *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
