@@ -318,7 +318,7 @@ func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
 	res.Restricts = restricts(tx, e.c.desired)
-	if err := tx.ApplyTo(e.programmed); err != nil {
+	if err := e.programmed.Apply(tx); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
 		e.setNeedFull()
 		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)

@@ -77,8 +77,8 @@ func TestKernelDelta(t *testing.T) {
 	}
 
 	want := before.Clone()
-	if err := tx.ApplyTo(want); err != nil {
-		t.Fatalf("ApplyTo: %v", err)
+	if err := want.Apply(&tx); err != nil {
+		t.Fatalf("State.Apply: %v", err)
 	}
 	got := readState(t, k)
 	if d := nft.Diff(got, want, nil); !d.Empty() {
