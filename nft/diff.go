@@ -116,7 +116,7 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 					}
 				}
 				if len(drop) > 0 {
-					tx.DeleteElements(sn, drop...)
+					tx.Ops = append(tx.Ops, elementsOp(OpDeleteElements, sn, s, drop))
 					for _, e := range drop {
 						// Re-added by the element pass below.
 						removed.MarkElement(sn, ElementID(s, e))
@@ -203,9 +203,11 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 				add = append(add, te)
 			}
 		}
-		tx.DeleteElements(n, del...)
+		if len(del) > 0 {
+			tx.Ops = append(tx.Ops, elementsOp(OpDeleteElements, n, t, del))
+		}
 		if len(add) > 0 {
-			adds = append(adds, Op{Kind: OpAddElements, Name: n, Elements: add})
+			adds = append(adds, elementsOp(OpAddElements, n, t, add))
 		}
 	}
 	tx.Ops = append(tx.Ops, adds...)

@@ -12,8 +12,9 @@ import (
 	"testing"
 )
 
-// opSummary describes a transaction compactly: one "kind name[/n]" per
-// operation, n being the element or rule count where it applies.
+// opSummary is the compact form of a transaction that TestDiff's cases expect:
+// one "kind name[/n]" per operation, n being the element or rule count where
+// it applies (failure messages print the whole transaction, as nft text).
 func opSummary(tx *Transaction) string {
 	var out []string
 	for _, op := range tx.Ops {
@@ -39,7 +40,7 @@ func applyDiff(t *testing.T, from, to *State, scope *Scope) (*Transaction, *Stat
 		got = from.Clone()
 	}
 	if err := got.Apply(tx); err != nil {
-		t.Fatalf("State.Apply rejected the diff: %v\ntransaction: %s", err, opSummary(tx))
+		t.Fatalf("State.Apply rejected the diff: %v\ntransaction: %s", err, tx)
 	}
 	return tx, got
 }
@@ -172,7 +173,7 @@ func TestDiff(t *testing.T) {
 			}
 			if tc.scope == nil {
 				if again := Diff(got, to, nil); !again.Empty() {
-					t.Errorf("second diff not empty: %s", opSummary(again))
+					t.Errorf("second diff not empty:\n%s", again)
 				}
 			}
 		})
@@ -195,7 +196,7 @@ func TestDiffFromNothing(t *testing.T) {
 	}
 	for _, op := range tx.Ops {
 		if op.Kind == OpDeleteElements || op.Kind == OpAddElements {
-			t.Errorf("deleting whole sets should not delete their elements one by one: %s", opSummary(tx))
+			t.Errorf("deleting whole sets should not delete their elements one by one:\n%s", tx)
 			break
 		}
 	}
@@ -241,18 +242,18 @@ func TestDiffProperty(t *testing.T) {
 		tx := Diff(from, to, nil)
 		got := from.Clone()
 		if err := got.Apply(tx); err != nil {
-			t.Fatalf("case %d: State.Apply: %v\ntransaction: %s\nfrom:\n%s\nto:\n%s", i, err, opSummary(tx), Render("t", from), Render("t", to))
+			t.Fatalf("case %d: State.Apply: %v\ntransaction: %s\nfrom:\n%s\nto:\n%s", i, err, tx, Render("t", from), Render("t", to))
 		}
 		if !sameState(got, to) {
 			t.Fatalf("case %d: result differs from target:\n%s", i, lineDiff(Render("t", to), Render("t", got)))
 		}
 		if again := Diff(got, to, nil); !again.Empty() {
-			t.Fatalf("case %d: second diff not empty: %s", i, opSummary(again))
+			t.Fatalf("case %d: second diff not empty:\n%s", i, again)
 		}
 		scoped := Diff(from, to, fullScope(from, to))
 		got2 := from.Clone()
 		if err := got2.Apply(scoped); err != nil {
-			t.Fatalf("case %d: scoped State.Apply: %v\ntransaction: %s", i, err, opSummary(scoped))
+			t.Fatalf("case %d: scoped State.Apply: %v\ntransaction: %s", i, err, scoped)
 		}
 		if !sameState(got2, to) {
 			t.Fatalf("case %d: scoped result differs:\n%s", i, lineDiff(Render("t", to), Render("t", got2)))

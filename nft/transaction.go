@@ -54,7 +54,10 @@ func (k OpKind) String() string {
 // Op is one operation. Which fields are used depends on Kind: Chain for AddChain
 // (definition, Rules ignored) and ReplaceRules (Name and Rules); Set for AddSet
 // (definition, Elements ignored); Name for DeleteChain, DeleteSet, AddElements and
-// DeleteElements, with Elements for the last two.
+// DeleteElements, with Elements for the last two. AddElements and
+// DeleteElements may carry their set's definition in Set (Diff's do), which
+// only Format reads: it writes the keys in the set's types. Dataplanes go by
+// the definition the table holds.
 type Op struct {
 	Kind     OpKind
 	Name     string
@@ -103,6 +106,14 @@ func (t *Transaction) AddElements(name string, elems ...Element) {
 		return
 	}
 	t.Ops = append(t.Ops, Op{Kind: OpAddElements, Name: name, Elements: elems})
+}
+
+// elementsOp is an AddElements or DeleteElements operation on set name that carries
+// the set's definition, without its elements.
+func elementsOp(kind OpKind, name string, set *Set, elems []Element) Op {
+	def := *set
+	def.Elements = nil
+	return Op{Kind: kind, Name: name, Set: &def, Elements: elems}
 }
 
 // DeleteElements deletes elements from set name.
