@@ -17,12 +17,15 @@ import (
 // after a successful Read or Reconcile until Mutate (an outsider's change),
 // MarkTouched (lost events, the age bound) or a failed Apply or Reconcile.
 //
-// Fake is safe for concurrent use.
+// Fake keeps the Dataplane's concurrency contract with one mutex, held for
+// each call's work in memory; BlockApply makes Apply and Reconcile wait
+// without it, so a test can watch a caller while a batch is in flight.
 type Fake struct {
 	table string
 
 	mu      sync.Mutex
-	state   *State // nil while the table does not exist
+	blocked *applyGate // nil: Apply and Reconcile do not wait
+	state   *State     // nil while the table does not exist
 	history []*Transaction
 	ops     int
 	failErr error
@@ -49,7 +52,7 @@ func (f *Fake) Table() string { return f.table }
 // an *OpError wrapping one of the sentinel errors. A missing table is created, as
 // the kernel batch does.
 func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
-	if err := ctx.Err(); err != nil {
+	if err := f.wait(ctx); err != nil {
 		f.MarkTouched() // a failed Apply, as the Kernel's
 		return fmt.Errorf("apply to table %q: %w", f.table, err)
 	}
@@ -89,7 +92,7 @@ func (f *Fake) applyLocked(tx *Transaction) error {
 // When the table already matches nothing is applied (the returned transaction is
 // empty and not recorded), but a missing table is still created.
 func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, error) {
-	if err := ctx.Err(); err != nil {
+	if err := f.wait(ctx); err != nil {
 		f.MarkTouched()
 		return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
 	}
@@ -225,4 +228,56 @@ func (f *Fake) MarkTouched() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.untouched = false
+}
+
+// BlockApply makes Apply and Reconcile wait, before they touch the table,
+// until release is called or their context ends (they then fail as a
+// cancelled batch does). entered is closed when the first call starts to
+// wait, so that a test knows its caller is inside the dataplane. The other
+// methods do not wait. release may be called more than once; a later
+// BlockApply blocks again.
+func (f *Fake) BlockApply() (entered <-chan struct{}, release func()) {
+	g := &applyGate{entered: make(chan struct{}), open: make(chan struct{})}
+	f.mu.Lock()
+	f.blocked = g
+	f.mu.Unlock()
+	var once sync.Once
+	return g.entered, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.blocked == g {
+				f.blocked = nil
+			}
+			f.mu.Unlock()
+			close(g.open)
+		})
+	}
+}
+
+// applyGate holds Apply and Reconcile (BlockApply).
+type applyGate struct {
+	entered  chan struct{}
+	open     chan struct{}
+	announce sync.Once
+}
+
+// wait returns when no BlockApply holds Apply and Reconcile, or with the
+// context's error.
+func (f *Fake) wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	g := f.blocked
+	f.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	g.announce.Do(func() { close(g.entered) })
+	select {
+	case <-g.open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
