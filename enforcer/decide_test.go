@@ -5,7 +5,6 @@ package enforcer_test
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -20,19 +20,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // checkGolden compares got with the golden file, which -update rewrites.
 func checkGolden(t *testing.T, golden, got string) {
 	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden (run with -update to create): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
+	if diff := cmp.Diff(nfttest.Golden(t, golden, got, *update), got); diff != "" {
 		t.Errorf("differs from %s (-want +got):\n%s", golden, diff)
 	}
 }

@@ -45,13 +45,13 @@ func (s *State) Apply(tx *Transaction) error {
 // journal records how to undo the changes Apply made, in order.
 type journal []undoStep
 
-// undoStep undoes one change: the creation of the chain or set name (created),
-// a chain's previous rules (rules of chain), a deleted chain or set, or the
-// elements added to or deleted from set (by ids; deleted holds their values).
+// undoStep undoes one change, of the kind of operation that made it: the
+// creation of the chain or set name, a chain's previous rules (rules of
+// chain), a deleted chain or set, or the elements added to or deleted from set
+// (by ids; deleted holds their values).
 type undoStep struct {
 	kind    OpKind
 	name    string
-	created bool
 	chain   *Chain
 	rules   []Rule
 	set     *Set

@@ -12,7 +12,6 @@ import (
 	"context"
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -266,19 +265,8 @@ func TestKernelGolden(t *testing.T) {
 			applyState(t, k, st)
 			got := nfttest.ListTable(t, ns, testTable)
 			golden := filepath.Join("testdata", "kernel", tc.name+".nft")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(nfttest.Normalize(got)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create): %v", err)
-			}
-			if diff := cmp.Diff(string(want), nfttest.Normalize(got)); diff != "" {
+			want := nfttest.Golden(t, golden, nfttest.Normalize(got), *update)
+			if diff := cmp.Diff(want, nfttest.Normalize(got)); diff != "" {
 				t.Errorf("nft list differs from %s (-want +got):\n%s", golden, diff)
 			}
 		})
