@@ -304,30 +304,10 @@ current-context: x
 	}
 }
 
-// blockingDataplane is nft.Fake whose Apply waits while blocked is open.
-type blockingDataplane struct {
-	*nft.Fake
-	mu      sync.Mutex
-	blocked chan struct{}
-}
-
-func (b *blockingDataplane) Apply(ctx context.Context, tx *nft.Transaction) error {
-	b.mu.Lock()
-	ch := b.blocked
-	b.mu.Unlock()
-	if ch != nil {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return b.Fake.Apply(ctx, tx)
-}
-
 // TestHealthzReportsStall blocks the dataplane in the middle of a sync: /healthz
 // must turn 503 once the sync runs longer than the stall limit, and 200 again
-// when it finishes.
+// when it finishes. Meanwhile a /metrics scrape answers: the engine does not
+// hold its lock while the dataplane works.
 func TestHealthzReportsStall(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
@@ -342,7 +322,7 @@ func TestHealthzReportsStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	dp := &blockingDataplane{Fake: nft.NewFake("nftwarden")}
+	dp := nft.NewFake("nftwarden")
 	d := &daemon{
 		cfg:        runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Hour},
 		log:        slog.New(slog.DiscardHandler),
@@ -371,15 +351,39 @@ func TestHealthzReportsStall(t *testing.T) {
 	}
 	waitFor("ready", func() bool { code, _ := httpGet(t, base+"/readyz"); return code == http.StatusOK })
 
-	release := make(chan struct{})
-	dp.mu.Lock()
-	dp.blocked = release
-	dp.mu.Unlock()
+	entered, release := dp.BlockApply()
+	defer release()
 	// A new local pod needs a delta: the flush blocks in Apply.
 	if _, err := client.CoreV1().Pods("backend").Create(ctx, testPod("backend", "api", "node-a", "198.18.0.20"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the flush to reach Apply")
+	}
+	scraped := make(chan string, 1)
+	go func() {
+		// Not httpGet: it fails the test, which only this goroutine's
+		// caller may do.
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			scraped <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		scraped <- resp.Status + "\n" + string(body)
+	}()
+	select {
+	case got := <-scraped:
+		if !strings.HasPrefix(got, "200 OK") || !strings.Contains(got, "nftwarden_pods_known 1") {
+			t.Errorf("/metrics during a blocked Apply: %.300s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("/metrics did not answer while the dataplane held a flush")
+	}
 	waitFor("/healthz 503", func() bool { code, _ := httpGet(t, base+"/healthz"); return code == http.StatusServiceUnavailable })
-	close(release)
+	release()
 	waitFor("/healthz 200", func() bool { code, _ := httpGet(t, base+"/healthz"); return code == http.StatusOK })
 }

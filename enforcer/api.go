@@ -99,12 +99,23 @@ var ErrNoDataplane = errors.New("enforcer: engine has no dataplane")
 // All methods are safe for concurrent use. Upserts and deletes only change the
 // model and the desired state and record what they touched; nothing reaches the
 // dataplane until Flush or Reconcile.
+//
+// The engine never holds its lock (mu) while the dataplane works: Flush and
+// Reconcile compute what to send under it, send it without it, and take it
+// again to record the result. So Stats, Decide, Desired and upserts answer
+// at once during a kernel batch of any size. Flushes and Reconciles are
+// serialised among themselves by applyMu, taken first, which also guards the
+// engine's record of the table.
 type Engine struct {
-	mu  sync.Mutex
-	cfg Config
-	log *slog.Logger
-	m   *model
-	c   *compiler
+	// applyMu serialises Flush and Reconcile (the dataplane's Apply and
+	// Reconcile are called by one caller at a time), and guards programmed
+	// and needFull. It is taken before mu, never after.
+	applyMu sync.Mutex
+	mu      sync.Mutex
+	cfg     Config
+	log     *slog.Logger
+	m       *model
+	c       *compiler
 	// programmed is what the dataplane holds after the last successful Flush or
 	// Reconcile.
 	programmed *nft.State
@@ -288,38 +299,41 @@ func (e *Engine) DeleteNetworkPolicy(namespace, name string) {
 // what was programmed and the desired state, limited to what changed since the
 // last Flush. After a failed Apply (and before the first sync) it reconciles
 // instead. On failure the next Flush reconciles.
+//
+// Changes made while the transaction is in flight are not lost: they are
+// recorded for the next Flush (after a failure, the next Flush reconciles).
 func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.cfg.Dataplane == nil {
 		return FlushResult{}, fmt.Errorf("enforcer: flush: %w", ErrNoDataplane)
 	}
-	e.m.commit()
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
 	if e.needFull {
-		return e.reconcileLocked(ctx)
+		return e.reconcile(ctx)
 	}
-	return e.flushLocked(ctx)
+	return e.flush(ctx)
 }
 
-// flushLocked sends what changed within the recorded scope.
-func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
+// flush sends what changed within the recorded scope. The caller holds
+// applyMu.
+func (e *Engine) flush(ctx context.Context) (FlushResult, error) {
 	start := time.Now()
-	tx := nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
+	tx, restricting := e.takeDelta()
 	res := FlushResult{Operations: tx.Size()}
 	if tx.Empty() {
 		res.Duration = time.Since(start)
 		return res, nil
 	}
 	if err := e.cfg.Dataplane.Apply(ctx, tx); err != nil {
-		e.setNeedFull()
+		e.failed()
 		res.Operations = 0
 		res.Duration = time.Since(start)
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
-	res.Restricts = restricts(tx, e.c.w.desired)
-	if err := tx.ApplyTo(e.programmed); err != nil {
+	res.Restricts = restricting
+	if err := e.programmed.Apply(tx); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
-		e.setNeedFull()
+		e.failed()
 		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)
 	}
 	res.Duration = time.Since(start)
@@ -327,52 +341,83 @@ func (e *Engine) flushLocked(ctx context.Context) (FlushResult, error) {
 }
 
 // Reconcile converges the dataplane to the full desired state (start-up, timer,
-// after errors).
+// after errors). Changes made while it runs are recorded for the next Flush.
 func (e *Engine) Reconcile(ctx context.Context) (FlushResult, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.cfg.Dataplane == nil {
 		return FlushResult{}, fmt.Errorf("enforcer: reconcile: %w", ErrNoDataplane)
 	}
-	return e.reconcileLocked(ctx)
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	return e.reconcile(ctx)
 }
 
-func (e *Engine) reconcileLocked(ctx context.Context) (FlushResult, error) {
-	e.m.commit()
+// reconcile is Reconcile; the caller holds applyMu.
+func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 	if te, ok := e.cfg.Dataplane.(nft.TamperEvident); ok && !e.needFull && te.Untouched() {
 		// Nobody else changed the table since the dataplane last read it
 		// (its change monitor would have said so), and every flush since
 		// succeeded: the table holds exactly the engine's record, so a
 		// Reconcile is a Flush. The dataplane reads the kernel again at
 		// least every nft.UntouchedMaxAge, which also checks the record.
-		res, err := e.flushLocked(ctx)
+		res, err := e.flush(ctx)
 		res.Full = true
 		return res, err
 	}
 	start := time.Now()
 	expected := e.needFull
-	want := e.c.w.desired.Clone()
+	want := e.takeDesired()
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
 	res := FlushResult{Full: true, ReadDataplane: true, Operations: tx.Size(), Duration: time.Since(start)}
 	if err != nil {
-		e.setNeedFull()
+		e.failed()
 		return res, fmt.Errorf("enforcer: reconcile: %w", err)
 	}
 	res.Restricts = restricts(tx, want)
 	res.Repaired = !expected && !tx.Empty()
 	e.programmed = want
-	e.c.w.scope = &nft.Scope{}
 	e.needFull = false
-	e.c.w.untracked = false
 	return res, nil
 }
 
-// setNeedFull makes the next Flush a full reconcile; until then the compiler
-// need not record what it touches.
-func (e *Engine) setNeedFull() {
+// The three helpers below are the only places where a sync touches the
+// compiler, under mu: what a sync sends is computed from the desired state
+// and the scope of what changed, and the compiler records the changes made
+// while the dataplane works in a new scope. The transaction and the state
+// they return share rules and values with the desired state, which the
+// compiler never changes in place (it replaces chains and elements), so they
+// are read safely without mu.
+
+// takeDelta returns the difference between the record and the desired state
+// within the recorded scope, and whether it may deny connections allowed
+// before; it starts a new scope.
+func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.m.commit()
+	tx = nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
+	return tx, restricts(tx, e.c.w.desired)
+}
+
+// takeDesired returns a copy of the whole desired state for a reconcile, and
+// starts recording changes in a new scope: what changes while the reconcile
+// runs is the next Flush's.
+func (e *Engine) takeDesired() *nft.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.m.commit()
+	e.c.w.takeScope()
+	e.c.w.untracked = false
+	return e.c.w.desired.Clone()
+}
+
+// failed makes the next Flush a full reconcile; until then the compiler
+// need not record what it touches. The caller holds applyMu.
+func (e *Engine) failed() {
 	e.needFull = true
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.c.w.untracked = true
-	e.c.w.scope = &nft.Scope{}
+	e.c.w.takeScope()
 }
 
 // Desired returns a deep copy of the full desired state.

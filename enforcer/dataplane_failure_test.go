@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -21,51 +22,35 @@ var errNetlink = errors.New("netlink receive: no buffer space available")
 
 // flakyDataplane is an nft.Fake behind a dataplane that fails: the next
 // failures calls to Apply or Reconcile fail before they reach the Fake (a
-// batch the kernel rejects: none of it takes effect), and while hold is set
-// each call first waits for it to close or for its context to end.
+// batch the kernel rejects: none of it takes effect). To hold calls, block
+// the Fake (nft.Fake.BlockApply).
 type flakyDataplane struct {
 	*nft.Fake
 	mu       sync.Mutex
 	failures int
-	hold     chan struct{}
-	arrived  chan struct{} // receives a value as each held call starts waiting
 	calls    []string
 }
 
 func (d *flakyDataplane) Apply(ctx context.Context, tx *nft.Transaction) error {
-	if err := d.gate(ctx, "apply"); err != nil {
+	if err := d.gate("apply"); err != nil {
 		return err
 	}
 	return d.Fake.Apply(ctx, tx)
 }
 
 func (d *flakyDataplane) Reconcile(ctx context.Context, desired *nft.State) (*nft.Transaction, error) {
-	if err := d.gate(ctx, "reconcile"); err != nil {
+	if err := d.gate("reconcile"); err != nil {
 		return nil, err
 	}
 	return d.Fake.Reconcile(ctx, desired)
 }
 
-func (d *flakyDataplane) gate(ctx context.Context, call string) error {
+func (d *flakyDataplane) gate(call string) error {
 	d.mu.Lock()
-	hold, arrived := d.hold, d.arrived
-	fail := d.failures > 0
-	if fail {
-		d.failures--
-	}
+	defer d.mu.Unlock()
 	d.calls = append(d.calls, call)
-	d.mu.Unlock()
-	if hold != nil {
-		if arrived != nil {
-			arrived <- struct{}{}
-		}
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			return fmt.Errorf("%s: held: %w", call, ctx.Err())
-		}
-	}
-	if fail {
+	if d.failures > 0 {
+		d.failures--
 		return fmt.Errorf("%s: %w", call, errNetlink)
 	}
 	return nil
@@ -123,14 +108,17 @@ func TestFailingDataplane(t *testing.T) {
 				t.Fatalf("after the first flush the record differs from the table by %d operations", tx.Size())
 			}
 			applied := len(dp.Transactions())
+			release := func() {}
 			dp.set(func(d *flakyDataplane) {
 				d.calls = nil
-				if tc.held {
-					d.hold = make(chan struct{})
-				} else {
+				if !tc.held {
 					d.failures = tc.failures
 				}
 			})
+			if tc.held {
+				_, release = dp.BlockApply()
+				defer release()
+			}
 			for i := range tc.failures {
 				changes[i%len(changes)](e)
 				fctx, cancel := context.WithCancel(ctx)
@@ -161,8 +149,8 @@ func TestFailingDataplane(t *testing.T) {
 				if !slices.Equal(d.calls, tc.calls) {
 					t.Errorf("dataplane calls %v, want %v", d.calls, tc.calls)
 				}
-				d.hold = nil
 			})
+			release()
 			res, err := e.Flush(ctx)
 			if err != nil || !res.Full {
 				t.Fatalf("flush once the failures stopped: %+v %v, want a full reconcile", res, err)
@@ -172,39 +160,84 @@ func TestFailingDataplane(t *testing.T) {
 	}
 }
 
-// TestFlushHeldByDataplane: while the dataplane holds a Flush, changes wait
-// for the engine, and none is lost: once released, the held Flush applies
-// what it had and the next one what came meanwhile.
-func TestFlushHeldByDataplane(t *testing.T) {
-	ctx := context.Background()
-	dp := &flakyDataplane{Fake: nft.NewFake(nft.DefaultTable)}
-	e := loadBaseInto(t, dp)
-	hold := make(chan struct{})
-	dp.set(func(d *flakyDataplane) { d.hold, d.arrived = hold, make(chan struct{}, 1) })
-	_ = e.UpsertPod(mkPod("prod", "new", podLabels("app", "cli"), podIPs("198.18.1.60")))
-	flushed := make(chan error, 1)
-	go func() {
-		_, err := e.Flush(ctx)
-		flushed <- err
-	}()
-	<-dp.arrived
-	upserted := make(chan error, 1)
-	go func() {
-		upserted <- e.UpsertPod(mkPod("prod", "newer", podLabels("app", "web"), podIPs("198.18.1.61")))
-	}()
-	dp.set(func(d *flakyDataplane) { d.hold = nil })
-	close(hold)
-	if err := <-flushed; err != nil {
-		t.Fatalf("held flush: %v", err)
+// TestSyncHeldByDataplane: while the dataplane holds a Flush inside Apply (or
+// a Reconcile inside Reconcile), the engine answers at once: Stats, Decide,
+// Desired and an upsert do not wait for the kernel. No change is lost: once
+// released, the held sync programs what it had, and the next Flush sends the
+// upsert made meanwhile as a delta.
+func TestSyncHeldByDataplane(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sync func(context.Context, *enforcer.Engine, *nft.Fake) (enforcer.FlushResult, error)
+	}{
+		{"flush", func(ctx context.Context, e *enforcer.Engine, _ *nft.Fake) (enforcer.FlushResult, error) {
+			return e.Flush(ctx)
+		}},
+		{"reconcile", func(ctx context.Context, e *enforcer.Engine, f *nft.Fake) (enforcer.FlushResult, error) {
+			f.MarkTouched() // the engine cannot trust its record: it reconciles
+			return e.Reconcile(ctx)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := nft.NewFake(nft.DefaultTable)
+			e := loadBaseInto(t, f)
+			entered, release := f.BlockApply()
+			defer release()
+			_ = e.UpsertPod(mkPod("prod", "new", podLabels("app", "cli"), podIPs("198.18.1.60")))
+			synced := make(chan error, 1)
+			go func() {
+				_, err := tc.sync(ctx, e, f)
+				synced <- err
+			}()
+			receiveWithin(t, entered, "the sync to reach the dataplane")
+
+			answered := make(chan error, 1)
+			go func() {
+				_ = e.Stats()
+				_ = e.Decide(enforcer.Flow{Src: netip.MustParseAddr("198.18.1.20"), Dst: netip.MustParseAddr("198.18.1.10"), Protocol: TCP, Port: 8080})
+				_ = e.Desired()
+				answered <- e.UpsertPod(mkPod("prod", "newer", podLabels("app", "web"), podIPs("198.18.1.61")))
+			}()
+			receiveWithin(t, answered, "the engine to answer while the dataplane holds the sync")
+			select {
+			case err := <-synced:
+				t.Fatalf("the sync returned (%v) while the dataplane held it", err)
+			default:
+			}
+
+			release()
+			if err := receiveWithin(t, synced, "the held sync"); err != nil {
+				t.Fatalf("held sync: %v", err)
+			}
+			if strings.Contains(f.Dump(), "198.18.1.61") {
+				t.Fatal("the upsert made during the held sync was sent by it")
+			}
+			res, err := e.Flush(ctx)
+			if err != nil || res.Full || res.Operations == 0 {
+				t.Fatalf("flush after the held one: %+v %v, want the change made meanwhile as a delta", res, err)
+			}
+			if !strings.Contains(f.Dump(), "198.18.1.61") {
+				t.Fatalf("the upsert made during the held sync is not in the table:\n%s", f.Dump())
+			}
+			checkProgrammed(t, f, e)
+		})
 	}
-	if err := <-upserted; err != nil {
-		t.Fatal(err)
+}
+
+// receiveWithin waits for ch to deliver (or be closed), failing the test
+// after a deadline far beyond what the wait should take: a guard against a
+// hang, not a measure of speed.
+func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
 	}
-	res, err := e.Flush(ctx)
-	if err != nil || res.Full || res.Operations == 0 {
-		t.Fatalf("flush after the held one: %+v %v, want the change made meanwhile as a delta", res, err)
-	}
-	checkProgrammed(t, dp.Fake, e)
+	var zero T
+	return zero
 }
 
 // loadBaseInto makes an engine for node-a over dp with the base world and

@@ -5,7 +5,6 @@ package enforcer_test
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,9 +12,18 @@ import (
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// checkGolden compares got with the golden file, which -update rewrites.
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if diff := cmp.Diff(nfttest.Golden(t, golden, got, *update), got); diff != "" {
+		t.Errorf("differs from %s (-want +got):\n%s", golden, diff)
+	}
+}
 
 func TestDecideNamesPolicies(t *testing.T) {
 	c := newCluster(t, "node-a")
@@ -73,22 +81,7 @@ func TestGoldenProgram(t *testing.T) {
 	c := newCluster(t, "node-a")
 	loadBase(t, c, basePolicies()...)
 	got := nft.Render(nft.DefaultTable, c.engines["node-a"].Desired())
-	golden := filepath.Join("testdata", "base-node-a.nft")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden (run with -update to create): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("program differs from %s (-want +got):\n%s", golden, diff)
-	}
+	checkGolden(t, filepath.Join("testdata", "base-node-a.nft"), got)
 	st := c.engines["node-a"].Stats()
 	if st.Policies != 3 || st.LocalPods != 4 || st.Chains != len(c.engines["node-a"].Desired().Chains) {
 		t.Errorf("stats %+v", st)

@@ -6,7 +6,7 @@ import "github.com/nftwarden/nftwarden/nft"
 // holds (after its last successful Flush or Reconcile), for tests that check
 // a failure leaves it alone.
 func (e *Engine) Programmed() *nft.State {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
 	return e.programmed.Clone()
 }

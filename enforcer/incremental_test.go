@@ -338,11 +338,7 @@ func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
 				}
 				set := e.Desired().Sets[o.Name]
 				for _, el := range o.Elements {
-					parts := make([]string, len(el.Key))
-					for i, v := range el.Key {
-						parts[i] = nft.FormatValue(set.Key[i], v)
-					}
-					s := strings.Join(parts, " . ")
+					s := nft.ElementID(set, el)
 					if o.Kind == nft.OpAddElements {
 						add = append(add, s)
 					} else {

@@ -68,7 +68,7 @@ func flushToKernel(t *testing.T, step string, e *enforcer.Engine, k *nft.Kernel)
 		t.Fatalf("%s: read: %v", step, err)
 	}
 	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-		t.Fatalf("%s: kernel differs from desired (%d operations), first: %s %s", step, tx.Size(), tx.Ops[0].Kind, tx.Ops[0].Name)
+		t.Fatalf("%s: kernel differs from desired (%d operations):\n%s", step, tx.Size(), tx)
 	}
 	return res
 }

@@ -1,9 +1,9 @@
 package nft
 
-// Diff and ApplyTo tests. Fixtures and IP plan: fake_test.go. Each case edits
+// Diff and State.Apply tests. Fixtures and IP plan: fake_test.go. Each case edits
 // fxProgram with a small tweak and checks the transaction Diff computes: its
-// operations (minimality and order) and that ApplyTo, with the kernel's rules as
-// Fake enforces them, accepts it and yields the target state.
+// operations (minimality and order) and that State.Apply, which enforces
+// the kernel's rules, accepts it and yields the target state.
 
 import (
 	"fmt"
@@ -12,8 +12,9 @@ import (
 	"testing"
 )
 
-// opSummary describes a transaction compactly: one "kind name[/n]" per
-// operation, n being the element or rule count where it applies.
+// opSummary is the compact form of a transaction that TestDiff's cases expect:
+// one "kind name[/n]" per operation, n being the element or rule count where
+// it applies (failure messages print the whole transaction, as nft text).
 func opSummary(tx *Transaction) string {
 	var out []string
 	for _, op := range tx.Ops {
@@ -38,8 +39,8 @@ func applyDiff(t *testing.T, from, to *State, scope *Scope) (*Transaction, *Stat
 	if from != nil {
 		got = from.Clone()
 	}
-	if err := tx.ApplyTo(got); err != nil {
-		t.Fatalf("ApplyTo rejected the diff: %v\ntransaction: %s", err, opSummary(tx))
+	if err := got.Apply(tx); err != nil {
+		t.Fatalf("State.Apply rejected the diff: %v\ntransaction: %s", err, tx)
 	}
 	return tx, got
 }
@@ -154,7 +155,7 @@ func TestDiff(t *testing.T) {
 				t.Errorf("transaction:\n got %s\nwant %s", s, tc.want)
 			}
 			if tc.scope == nil && !sameState(got, to) {
-				t.Errorf("ApplyTo(Diff) differs from the target:\n%s", lineDiff(Render("t", to), Render("t", got)))
+				t.Errorf("State.Apply(Diff) differs from the target:\n%s", lineDiff(Render("t", to), Render("t", got)))
 			}
 			// Whatever a scoped diff leaves out stays as it was: no chain may end
 			// with rules that are neither the old nor the new ones.
@@ -172,7 +173,7 @@ func TestDiff(t *testing.T) {
 			}
 			if tc.scope == nil {
 				if again := Diff(got, to, nil); !again.Empty() {
-					t.Errorf("second diff not empty: %s", opSummary(again))
+					t.Errorf("second diff not empty:\n%s", again)
 				}
 			}
 		})
@@ -195,7 +196,7 @@ func TestDiffFromNothing(t *testing.T) {
 	}
 	for _, op := range tx.Ops {
 		if op.Kind == OpDeleteElements || op.Kind == OpAddElements {
-			t.Errorf("deleting whole sets should not delete their elements one by one: %s", opSummary(tx))
+			t.Errorf("deleting whole sets should not delete their elements one by one:\n%s", tx)
 			break
 		}
 	}
@@ -230,8 +231,8 @@ func TestDiffRecreatedVmapAndChain(t *testing.T) {
 	}
 }
 
-// TestDiffProperty checks on random pairs of states that ApplyTo(Diff(a, b))
-// turns a into b, that the kernel's rules (as ApplyTo enforces them) accept the
+// TestDiffProperty checks on random pairs of states that State.Apply(Diff(a, b))
+// turns a into b, that the kernel's rules (as State.Apply enforces them) accept the
 // order, that a second Diff is empty, and that a scope naming every difference
 // gives the same result.
 func TestDiffProperty(t *testing.T) {
@@ -240,19 +241,19 @@ func TestDiffProperty(t *testing.T) {
 		from, to := randomState(rng), randomState(rng)
 		tx := Diff(from, to, nil)
 		got := from.Clone()
-		if err := tx.ApplyTo(got); err != nil {
-			t.Fatalf("case %d: ApplyTo: %v\ntransaction: %s\nfrom:\n%s\nto:\n%s", i, err, opSummary(tx), Render("t", from), Render("t", to))
+		if err := got.Apply(tx); err != nil {
+			t.Fatalf("case %d: State.Apply: %v\ntransaction: %s\nfrom:\n%s\nto:\n%s", i, err, tx, Render("t", from), Render("t", to))
 		}
 		if !sameState(got, to) {
 			t.Fatalf("case %d: result differs from target:\n%s", i, lineDiff(Render("t", to), Render("t", got)))
 		}
 		if again := Diff(got, to, nil); !again.Empty() {
-			t.Fatalf("case %d: second diff not empty: %s", i, opSummary(again))
+			t.Fatalf("case %d: second diff not empty:\n%s", i, again)
 		}
 		scoped := Diff(from, to, fullScope(from, to))
 		got2 := from.Clone()
-		if err := scoped.ApplyTo(got2); err != nil {
-			t.Fatalf("case %d: scoped ApplyTo: %v\ntransaction: %s", i, err, opSummary(scoped))
+		if err := got2.Apply(scoped); err != nil {
+			t.Fatalf("case %d: scoped State.Apply: %v\ntransaction: %s", i, err, scoped)
 		}
 		if !sameState(got2, to) {
 			t.Fatalf("case %d: scoped result differs:\n%s", i, lineDiff(Render("t", to), Render("t", got2)))

@@ -1,12 +1,9 @@
 package nft
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 )
 
@@ -20,12 +17,15 @@ import (
 // after a successful Read or Reconcile until Mutate (an outsider's change),
 // MarkTouched (lost events, the age bound) or a failed Apply or Reconcile.
 //
-// Fake is safe for concurrent use.
+// Fake keeps the Dataplane's concurrency contract with one mutex, held for
+// each call's work in memory; BlockApply makes Apply and Reconcile wait
+// without it, so a test can watch a caller while a batch is in flight.
 type Fake struct {
 	table string
 
 	mu      sync.Mutex
-	state   *State // nil while the table does not exist
+	blocked *applyGate // nil: Apply and Reconcile do not wait
+	state   *State     // nil while the table does not exist
 	history []*Transaction
 	ops     int
 	failErr error
@@ -47,12 +47,12 @@ func NewFake(table string) *Fake {
 // Table is the name of the table the Fake programs.
 func (f *Fake) Table() string { return f.table }
 
-// Apply applies tx atomically: it runs on a copy of the table, which replaces the
-// table only when every operation succeeded. A failing operation is reported as
+// Apply applies tx atomically with State.Apply: when an operation fails the
+// table is left as it was. A failing operation is reported as
 // an *OpError wrapping one of the sentinel errors. A missing table is created, as
 // the kernel batch does.
 func (f *Fake) Apply(ctx context.Context, tx *Transaction) error {
-	if err := ctx.Err(); err != nil {
+	if err := f.wait(ctx); err != nil {
 		f.MarkTouched() // a failed Apply, as the Kernel's
 		return fmt.Errorf("apply to table %q: %w", f.table, err)
 	}
@@ -73,14 +73,14 @@ func (f *Fake) applyLocked(tx *Transaction) error {
 	if tx == nil {
 		tx = &Transaction{}
 	}
-	next := NewState()
-	if f.state != nil {
-		next = f.state.Clone()
+	st := f.state
+	if st == nil {
+		st = NewState()
 	}
-	if err := applyChecked(next, tx); err != nil {
+	if err := st.Apply(tx); err != nil {
 		return fmt.Errorf("apply to table %q: %w", f.table, err)
 	}
-	f.state = next
+	f.state = st
 	// Keep our own copy of the op list: the caller may reuse its transaction.
 	f.history = append(f.history, &Transaction{Ops: slices.Clone(tx.Ops)})
 	f.ops += tx.Size()
@@ -92,7 +92,7 @@ func (f *Fake) applyLocked(tx *Transaction) error {
 // When the table already matches nothing is applied (the returned transaction is
 // empty and not recorded), but a missing table is still created.
 func (f *Fake) Reconcile(ctx context.Context, desired *State) (*Transaction, error) {
-	if err := ctx.Err(); err != nil {
+	if err := f.wait(ctx); err != nil {
 		f.MarkTouched()
 		return nil, fmt.Errorf("reconcile table %q: %w", f.table, err)
 	}
@@ -230,133 +230,54 @@ func (f *Fake) MarkTouched() {
 	f.untouched = false
 }
 
-// applyChecked is Transaction.ApplyTo plus the checks the kernel makes on
-// interval sets that ApplyTo leaves out: a range must not end before it starts
-// (ErrInvalid) and must not overlap another element of the set, within the batch
-// or with what the set holds (ErrExists, as the kernel's EEXIST); adding an
-// identical element again is fine, and adjacent ranges are too.
-//
-// Like the kernel, which stores a range whose ends are equal as a single value,
-// it stores such an element without KeyEnd, so that what Fake and Kernel read
-// back agree (and an engine that emits the other form sees a reconcile that
-// never converges in its unit tests, as it would against the kernel).
-func applyChecked(s *State, tx *Transaction) error {
-	for i, op := range tx.Ops {
-		if op.Kind == OpAddElements || op.Kind == OpDeleteElements {
-			op.Elements = canonicalElements(op.Elements)
-		}
-		if op.Kind == OpAddElements {
-			if set := s.Sets[op.Name]; set != nil && set.Interval {
-				if err := checkIntervals(set, op.Elements); err != nil {
-					return &OpError{Index: i, Op: op, Err: err}
-				}
+// BlockApply makes Apply and Reconcile wait, before they touch the table,
+// until release is called or their context ends (they then fail as a
+// cancelled batch does). entered is closed when the first call starts to
+// wait, so that a test knows its caller is inside the dataplane. The other
+// methods do not wait. release may be called more than once; a later
+// BlockApply blocks again.
+func (f *Fake) BlockApply() (entered <-chan struct{}, release func()) {
+	g := &applyGate{entered: make(chan struct{}), open: make(chan struct{})}
+	f.mu.Lock()
+	f.blocked = g
+	f.mu.Unlock()
+	var once sync.Once
+	return g.entered, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.blocked == g {
+				f.blocked = nil
 			}
-		}
-		one := Transaction{Ops: []Op{op}}
-		if err := one.ApplyTo(s); err != nil {
-			var opErr *OpError
-			if errors.As(err, &opErr) {
-				opErr.Index = i
-			}
-			return err
-		}
+			f.mu.Unlock()
+			close(g.open)
+		})
 	}
-	return nil
 }
 
-// span is an element of an interval set as per-component [from, to] bounds.
-type span struct {
-	id       string
-	from, to []Value
+// applyGate holds Apply and Reconcile (BlockApply).
+type applyGate struct {
+	entered  chan struct{}
+	open     chan struct{}
+	announce sync.Once
 }
 
-func spanOf(set *Set, e Element) span {
-	to := e.KeyEnd
-	if to == nil {
-		to = e.Key
+// wait returns when no BlockApply holds Apply and Reconcile, or with the
+// context's error.
+func (f *Fake) wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return span{id: ElementID(set, e), from: e.Key, to: to}
-}
-
-func checkIntervals(set *Set, add []Element) error {
-	var fresh []span
-	seen := map[string]bool{}
-	for _, e := range add {
-		if len(e.Key) != len(set.Key) || (e.KeyEnd != nil && len(e.KeyEnd) != len(set.Key)) {
-			continue // ApplyTo reports malformed keys
-		}
-		sp := spanOf(set, e)
-		for c := range sp.from {
-			if bytes.Compare(sp.from[c], sp.to[c]) > 0 {
-				return fmt.Errorf("set %q: range %s ends before it starts: %w", set.Name, sp.id, ErrInvalid)
-			}
-		}
-		if _, ok := set.Elements[sp.id]; ok || seen[sp.id] {
-			continue // identical element: a no-op, not an overlap
-		}
-		seen[sp.id] = true
-		fresh = append(fresh, sp)
-	}
-	if len(fresh) == 0 {
+	f.mu.Lock()
+	g := f.blocked
+	f.mu.Unlock()
+	if g == nil {
 		return nil
 	}
-	overlap := func(a, b span) error {
-		return fmt.Errorf("set %q: element %s overlaps %s: %w", set.Name, a.id, b.id, ErrExists)
-	}
-	if len(set.Key) == 1 && len(fresh) > 8 {
-		// Many new elements in one component: sort everything by start; an
-		// overlap is always between neighbours. What the set holds already does
-		// not overlap.
-		all := slices.Clone(fresh)
-		for _, e := range set.Elements {
-			all = append(all, spanOf(set, e))
-		}
-		sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].from[0], all[j].from[0]) < 0 })
-		for i := 1; i < len(all); i++ {
-			if bytes.Compare(all[i-1].to[0], all[i].from[0]) >= 0 {
-				return overlap(all[i], all[i-1])
-			}
-		}
+	g.announce.Do(func() { close(g.entered) })
+	select {
+	case <-g.open:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	// Ranges overlap when every component does. Few new elements (or a
-	// concatenated set, which holds ports and stays small): compare each new
-	// element with all others.
-	intersects := func(a, b span) bool {
-		for c := range a.from {
-			if bytes.Compare(a.to[c], b.from[c]) < 0 || bytes.Compare(b.to[c], a.from[c]) < 0 {
-				return false
-			}
-		}
-		return true
-	}
-	for i, a := range fresh {
-		for _, b := range fresh[:i] {
-			if intersects(a, b) {
-				return overlap(a, b)
-			}
-		}
-		for _, e := range set.Elements {
-			if b := spanOf(set, e); intersects(a, b) {
-				return overlap(a, b)
-			}
-		}
-	}
-	return nil
-}
-
-// canonicalElements returns elems with single-value ranges (KeyEnd equal to Key
-// in every component) turned into plain keys; elems itself is not changed.
-func canonicalElements(elems []Element) []Element {
-	out := elems
-	for i, e := range elems {
-		if e.KeyEnd == nil || !slices.EqualFunc(e.Key, e.KeyEnd, func(a, b Value) bool { return bytes.Equal(a, b) }) {
-			continue
-		}
-		if &out[0] == &elems[0] {
-			out = slices.Clone(elems)
-		}
-		out[i].KeyEnd = nil
-	}
-	return out
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func fxAddr(s string) Value { return AddrValue(netip.MustParseAddr(s)) }
@@ -563,4 +564,53 @@ func ignore(err, want error) error {
 		return nil
 	}
 	return fmt.Errorf("got %v, want %v", err, want)
+}
+
+// TestFakeBlockApply: a blocked Apply waits without holding the table: Read and
+// Dump answer meanwhile with the table as it was; once released the Apply
+// goes through. A blocked Reconcile gives up when its context ends, as a
+// failed batch.
+func TestFakeBlockApply(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake("t")
+	if _, err := f.Reconcile(ctx, fxProgram()); err != nil {
+		t.Fatal(err)
+	}
+	before := f.Dump()
+	entered, release := f.BlockApply()
+	tx := &Transaction{}
+	tx.AddElements("peer-v4-web", fxElem(fxAddr("198.18.0.11")))
+	applied := make(chan error, 1)
+	go func() { applied <- f.Apply(ctx, tx) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply did not start waiting")
+	}
+	if _, err := f.Read(ctx); err != nil || f.Dump() != before {
+		t.Fatalf("during the blocked Apply: Read error %v, table changed: %v", err, f.Dump() != before)
+	}
+	release()
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatalf("released Apply: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply did not return after release")
+	}
+	if len(f.Transactions()) != 2 {
+		t.Fatalf("%d transactions recorded, want the reconcile and the released apply", len(f.Transactions()))
+	}
+
+	_, release = f.BlockApply()
+	defer release()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := f.Reconcile(cctx, fxProgram()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("blocked Reconcile past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if f.Untouched() {
+		t.Fatal("a failed Reconcile left the table Untouched")
+	}
 }

@@ -33,7 +33,7 @@ func assertUnchanged(t *testing.T, k *nft.Kernel, before *nft.State) {
 		t.Fatalf("Apply after the failure: %v", err)
 	}
 	want := before.Clone()
-	if err := ok.ApplyTo(want); err != nil {
+	if err := want.Apply(&ok); err != nil {
 		t.Fatal(err)
 	}
 	assertConverged(t, k, want)
@@ -72,7 +72,7 @@ func TestKernelSocketBuffers(t *testing.T) {
 				t.Fatalf("Apply: %v", err)
 			}
 			want := before.Clone()
-			if err := tx.ApplyTo(want); err != nil {
+			if err := want.Apply(tx); err != nil {
 				t.Fatal(err)
 			}
 			waitForCount(t, k, "big", n)

@@ -51,7 +51,7 @@ func readState(t *testing.T, k *nft.Kernel) *nft.State {
 func assertConverged(t *testing.T, k *nft.Kernel, want *nft.State) {
 	t.Helper()
 	if tx := nft.Diff(readState(t, k), want, nil); !tx.Empty() {
-		t.Errorf("kernel differs from the desired state:\n%s", describe(tx))
+		t.Errorf("kernel differs from the desired state:\n%s", tx)
 	}
 }
 
@@ -77,12 +77,12 @@ func TestKernelDelta(t *testing.T) {
 	}
 
 	want := before.Clone()
-	if err := tx.ApplyTo(want); err != nil {
-		t.Fatalf("ApplyTo: %v", err)
+	if err := want.Apply(&tx); err != nil {
+		t.Fatalf("State.Apply: %v", err)
 	}
 	got := readState(t, k)
 	if d := nft.Diff(got, want, nil); !d.Empty() {
-		t.Fatalf("kernel after delta differs from the expected state:\n%s", describe(d))
+		t.Fatalf("kernel after delta differs from the expected state:\n%s", d)
 	}
 	// And nothing else moved: the delta between before and after is the
 	// transaction's elements only.
@@ -170,7 +170,7 @@ func TestKernelReconcile(t *testing.T) {
 				t.Fatalf("second Reconcile: %v", err)
 			}
 			if !tx.Empty() {
-				t.Errorf("second Reconcile sent operations:\n%s", describe(tx))
+				t.Errorf("second Reconcile sent operations:\n%s", tx)
 			}
 		})
 	}

@@ -11,11 +11,8 @@ package nft_test
 import (
 	"context"
 	"flag"
-	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -268,19 +265,8 @@ func TestKernelGolden(t *testing.T) {
 			applyState(t, k, st)
 			got := nfttest.ListTable(t, ns, testTable)
 			golden := filepath.Join("testdata", "kernel", tc.name+".nft")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(nfttest.Normalize(got)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create): %v", err)
-			}
-			if diff := cmp.Diff(string(want), nfttest.Normalize(got)); diff != "" {
+			want := nfttest.Golden(t, golden, nfttest.Normalize(got), *update)
+			if diff := cmp.Diff(want, nfttest.Normalize(got)); diff != "" {
 				t.Errorf("nft list differs from %s (-want +got):\n%s", golden, diff)
 			}
 		})
@@ -307,7 +293,7 @@ func TestKernelReadRoundTrip(t *testing.T) {
 				t.Fatalf("Read: %v", err)
 			}
 			if tx := nft.Diff(got, want, nil); !tx.Empty() {
-				t.Errorf("Diff(Read(), desired) is not empty:\n%s", describe(tx))
+				t.Errorf("Diff(Read(), desired) is not empty:\n%s", tx)
 				for _, op := range tx.Ops {
 					if op.Kind == nft.OpReplaceRules {
 						t.Logf("chain %s: got %#v\nwant %#v", op.Name, got.Chains[op.Name].Rules, want.Chains[op.Name].Rules)
@@ -321,42 +307,4 @@ func TestKernelReadRoundTrip(t *testing.T) {
 			}
 		})
 	}
-}
-
-func describe(tx *nft.Transaction) string {
-	var b strings.Builder
-	for _, op := range tx.Ops {
-		b.WriteString(op.Kind.String() + " " + op.Name)
-		for _, e := range op.Elements {
-			b.WriteString(" [" + strings.TrimSpace(fmtElem(e)) + "]")
-		}
-		if op.Kind == nft.OpReplaceRules {
-			for _, r := range op.Chain.Rules {
-				b.WriteString("\n\t" + nft.RenderRule(r))
-			}
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-func fmtElem(e nft.Element) string {
-	var parts []string
-	for _, v := range e.Key {
-		parts = append(parts, netipOrHex(v))
-	}
-	if e.KeyEnd != nil {
-		parts = append(parts, "-")
-		for _, v := range e.KeyEnd {
-			parts = append(parts, netipOrHex(v))
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
-func netipOrHex(v nft.Value) string {
-	if a, ok := netip.AddrFromSlice(v); ok {
-		return a.String()
-	}
-	return fmt.Sprintf("%x", []byte(v))
 }

@@ -67,25 +67,9 @@ func Render(table string, s *State) string {
 }
 
 func renderSet(b *strings.Builder, s *Set) {
-	kind := "set"
-	if s.VerdictMap {
-		kind = "map"
-	}
-	fmt.Fprintf(b, "\t%s %s {\n", kind, s.Name)
-	types := make([]string, len(s.Key))
-	for i, t := range s.Key {
-		types[i] = t.String()
-	}
-	fmt.Fprintf(b, "\t\ttype %s", strings.Join(types, " . "))
-	if s.VerdictMap {
-		b.WriteString(" : verdict")
-	}
-	b.WriteString("\n")
-	if s.Interval {
-		b.WriteString("\t\tflags interval\n")
-	}
-	if s.Comment != "" {
-		fmt.Fprintf(b, "\t\tcomment %s\n", quote(s.Comment))
+	fmt.Fprintf(b, "\t%s %s {\n", setKind(s), s.Name)
+	for _, line := range setDefinition(s) {
+		b.WriteString("\t\t" + line + "\n")
 	}
 	if len(s.Elements) > 0 {
 		elems := sortedElements(s)
@@ -104,6 +88,35 @@ func renderSet(b *strings.Builder, s *Set) {
 		b.WriteString(" }\n")
 	}
 	b.WriteString("\t}\n")
+}
+
+// setKind is the keyword nft uses for the set: set or map.
+func setKind(s *Set) string {
+	if s.VerdictMap {
+		return "map"
+	}
+	return "set"
+}
+
+// setDefinition is the definition of a set as nft lists it inside the set's
+// block, one statement per line: type, flags and comment.
+func setDefinition(s *Set) []string {
+	types := make([]string, len(s.Key))
+	for i, t := range s.Key {
+		types[i] = t.String()
+	}
+	def := "type " + strings.Join(types, " . ")
+	if s.VerdictMap {
+		def += " : verdict"
+	}
+	lines := []string{def}
+	if s.Interval {
+		lines = append(lines, "flags interval")
+	}
+	if s.Comment != "" {
+		lines = append(lines, "comment "+quote(s.Comment))
+	}
+	return lines
 }
 
 // elementsPerLine is how many elements nft prints on one line before it wraps,
@@ -338,12 +351,8 @@ func renderPolicy(k VerdictKind) string {
 
 func renderChain(b *strings.Builder, c *Chain) {
 	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
-	if c.Comment != "" {
-		fmt.Fprintf(b, "\t\tcomment %s\n", quote(c.Comment))
-	}
-	if c.Base != nil {
-		fmt.Fprintf(b, "\t\ttype filter hook %s priority %s; policy %s;\n",
-			c.Base.Hook, renderPriority(c.Base.Priority), renderPolicy(c.Base.Policy))
+	for _, line := range chainDefinition(c) {
+		b.WriteString("\t\t" + line + "\n")
 	}
 	for _, r := range c.Rules {
 		b.WriteString("\t\t")
@@ -351,6 +360,20 @@ func renderChain(b *strings.Builder, c *Chain) {
 		b.WriteString("\n")
 	}
 	b.WriteString("\t}\n")
+}
+
+// chainDefinition is the definition of a chain as nft lists it inside the
+// chain's block, one line each: its comment and, for a base chain, its hook.
+func chainDefinition(c *Chain) []string {
+	var lines []string
+	if c.Comment != "" {
+		lines = append(lines, "comment "+quote(c.Comment))
+	}
+	if c.Base != nil {
+		lines = append(lines, fmt.Sprintf("type filter hook %s priority %s; policy %s;",
+			c.Base.Hook, renderPriority(c.Base.Priority), renderPolicy(c.Base.Policy)))
+	}
+	return lines
 }
 
 // RenderRule returns one rule as nft lists it (without indentation), applying the

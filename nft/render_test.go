@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 // -update is registered by the external tests of this package (kernel_test.go):
@@ -200,20 +202,8 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Render("nftwarden", tc.state())
 			golden := filepath.Join("testdata", "render", tc.name+".nft")
-			if updateGolden() {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update to create it): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("Render differs from %s:\n%s", golden, lineDiff(string(want), got))
+			if want := nfttest.Golden(t, golden, got, updateGolden()); got != want {
+				t.Errorf("Render differs from %s:\n%s", golden, lineDiff(want, got))
 			}
 			if again := Render("nftwarden", tc.state().Clone()); again != got {
 				t.Error("Render is not deterministic")

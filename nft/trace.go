@@ -65,15 +65,14 @@ const maxGotos = 1 << 12
 // Trace follows the packet through the table as the kernel would and returns the
 // verdict, reading the current table (a missing table accepts everything).
 func (f *Fake) Trace(p Packet) TraceResult {
+	// Apply changes the state in place: the trace runs under the lock, and
+	// sees the table before or after a transaction, never a part of it.
 	f.mu.Lock()
-	s := f.state
-	f.mu.Unlock()
-	// The state is replaced, never changed in place, on Apply: reading it after
-	// unlocking is safe.
-	if s == nil {
+	defer f.mu.Unlock()
+	if f.state == nil {
 		return TraceResult{Verdict: VerdictAccept, Path: []string{"table does not exist: accept"}}
 	}
-	return Trace(s, p)
+	return Trace(f.state, p)
 }
 
 // Trace evaluates a packet against a state with the semantics of nftables:

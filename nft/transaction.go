@@ -54,7 +54,10 @@ func (k OpKind) String() string {
 // Op is one operation. Which fields are used depends on Kind: Chain for AddChain
 // (definition, Rules ignored) and ReplaceRules (Name and Rules); Set for AddSet
 // (definition, Elements ignored); Name for DeleteChain, DeleteSet, AddElements and
-// DeleteElements, with Elements for the last two.
+// DeleteElements, with Elements for the last two. AddElements and
+// DeleteElements may carry their set's definition in Set (Diff's do), which
+// only Format reads: it writes the keys in the set's types. Dataplanes go by
+// the definition the table holds.
 type Op struct {
 	Kind     OpKind
 	Name     string
@@ -105,6 +108,14 @@ func (t *Transaction) AddElements(name string, elems ...Element) {
 	t.Ops = append(t.Ops, Op{Kind: OpAddElements, Name: name, Elements: elems})
 }
 
+// elementsOp is an AddElements or DeleteElements operation on set name that carries
+// the set's definition, without its elements.
+func elementsOp(kind OpKind, name string, set *Set, elems []Element) Op {
+	def := *set
+	def.Elements = nil
+	return Op{Kind: kind, Name: name, Set: &def, Elements: elems}
+}
+
 // DeleteElements deletes elements from set name.
 func (t *Transaction) DeleteElements(name string, elems ...Element) {
 	if len(elems) == 0 {
@@ -136,8 +147,22 @@ func (t *Transaction) Size() int {
 }
 
 // Dataplane programs one nftables table. Implementations: Kernel (netlink) and Fake
-// (memory); both are also TamperEvident. All methods are safe to call from one
-// goroutine at a time.
+// (memory); both are also TamperEvident.
+//
+// Concurrency contract:
+//   - Every method may be called from any goroutine, also while another call
+//     runs; an implementation serialises what needs it. Each call sees the
+//     table before or after a batch, never a part of one: Read during an
+//     Apply returns the table as it was before the Apply or as it is after.
+//   - Apply and Reconcile may take long (a kernel batch of a whole node takes
+//     seconds), so a caller must not hold a lock that others need while it
+//     calls them. The engine calls them from one caller at a time, in the
+//     order of its record of what it programmed; concurrent Applies are not
+//     an error, but their order is the implementation's.
+//   - A call whose context has ended when it starts fails without touching
+//     the table. A batch already sent is committed or refused whole.
+//   - No method calls back into its caller.
+//   - TamperEvident.Untouched answers without waiting for a batch in flight.
 type Dataplane interface {
 	// Apply applies tx as one atomic batch. On error nothing of tx took effect and
 	// the caller should fall back to Reconcile.

@@ -193,7 +193,7 @@ func TestRestartTakesOver(t *testing.T) {
 	dp.ResetHistory()
 	startEngine(t, fake.NewClientset(objs...), dp)
 	if n := dp.Operations(); n != 0 {
-		t.Errorf("restart sent %d operations, want 0; transactions: %+v", n, dp.Transactions())
+		t.Errorf("restart sent %d operations, want 0; transactions:\n%s", n, dp.Transactions())
 	}
 	if after := dp.Dump(); after != before {
 		t.Errorf("table changed across restart:\nbefore:\n%s\nafter:\n%s", before, after)

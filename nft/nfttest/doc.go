@@ -3,8 +3,8 @@
 // ruleset), wires them into node and pod topologies over netlink (veth pairs,
 // routed or bridged, addresses, routes and per-namespace sysctls; see
 // ConnectRouted and ConnectBridged), lists tables in them with the real nft
-// binary, and normalizes nft listings so that golden comparisons do not depend
-// on element or block order.
+// binary, normalizes nft listings so that golden comparisons do not depend on
+// element or block order, and reads (or, on -update, writes) golden files.
 //
 // It is for tests only; the library never runs the nft binary.
 package nfttest

@@ -1,0 +1,129 @@
+package enforcer_test
+
+// Exact deltas: for each kind of change, the one transaction a Flush sends,
+// as nft text, against a golden file in testdata/delta. When object names or
+// comments change on purpose, review the new text and regenerate every
+// golden with one command:
+//
+//	go test ./enforcer -run TestDeltaGolden -update
+//
+// IP plan (the node is n1; see helpers_test.go for the ranges):
+//
+//	shop  (env=prod)   web    app=web  n1  198.18.1.10  2001:db8:1::10  port http tcp 8080
+//	                   db     app=db   n1  198.18.1.11  2001:db8:1::11
+//	                   web-2  app=web  n2  198.18.2.10  2001:db8:2::10
+//	tools (env=dev)    probe  app=probe n2 198.18.2.20  2001:db8:2::20
+//	                   debug  app=debug n1 198.18.1.20
+//
+// Policies: shop/db-from-web (db accepts web on tcp 5432), shop/web-from-dev
+// (web accepts pods of namespaces env=dev on its port http), tools/probe-out
+// (probe may reach 198.19.0.0/16 except 198.19.1.0/24 only).
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// deltaWorld returns an engine for node n1 over a Fake, with the world of the
+// IP plan flushed to it.
+func deltaWorld(t *testing.T) (*enforcer.Engine, *nft.Fake) {
+	t.Helper()
+	f := nft.NewFake(nft.DefaultTable)
+	e, err := enforcer.New(enforcer.Config{NodeName: "n1", Dataplane: f, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range deltaNamespaces("dev") {
+		if err := e.UpsertNamespace(ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range deltaPods() {
+		if err := e.UpsertPod(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, np := range deltaPolicies() {
+		if err := e.UpsertNetworkPolicy(np); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e, f
+}
+
+// deltaNamespaces are shop and tools, tools labelled env=toolsEnv.
+func deltaNamespaces(toolsEnv string) []*corev1.Namespace {
+	return []*corev1.Namespace{mkNamespace("shop", "env", "prod"), mkNamespace("tools", "env", toolsEnv)}
+}
+
+func deltaPods() []*corev1.Pod {
+	return []*corev1.Pod{
+		mkPod("shop", "web", podLabels("app", "web"), onNode("n1"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8080)),
+		mkPod("shop", "db", podLabels("app", "db"), onNode("n1"), podIPs("198.18.1.11", "2001:db8:1::11")),
+		mkPod("shop", "web-2", podLabels("app", "web"), onNode("n2"), podIPs("198.18.2.10", "2001:db8:2::10")),
+		mkPod("tools", "probe", podLabels("app", "probe"), onNode("n2"), podIPs("198.18.2.20", "2001:db8:2::20")),
+		mkPod("tools", "debug", podLabels("app", "debug"), onNode("n1"), podIPs("198.18.1.20")),
+	}
+}
+
+func deltaPolicies() []*networkingv1.NetworkPolicy {
+	return []*networkingv1.NetworkPolicy{
+		mkPolicy("shop", "db-from-web", selecting(sel("app", "db")), ingress(peers(podPeer(sel("app", "web"))), tcp(5432))),
+		mkPolicy("shop", "web-from-dev", selecting(sel("app", "web")), ingress(peers(nsPeer(sel("env", "dev"))), namedPort(TCP, "http"))),
+		mkPolicy("tools", "probe-out", selecting(sel("app", "probe")), types(networkingv1.PolicyTypeEgress), egress(peers(ipBlock("198.19.0.0/16", "198.19.1.0/24")))),
+	}
+}
+
+// TestDeltaGolden makes one change to the flushed world, flushes, and compares
+// the one transaction sent with testdata/delta/<name>.golden.
+func TestDeltaGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(e *enforcer.Engine) error
+	}{
+		{"pod-label-change", func(e *enforcer.Engine) error {
+			// web (local) becomes a db: isolated by db-from-web instead of
+			// web-from-dev, and a peer of db-from-web no more.
+			return e.UpsertPod(mkPod("shop", "web", podLabels("app", "db"), onNode("n1"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8080)))
+		}},
+		{"pod-add", func(e *enforcer.Engine) error {
+			return e.UpsertPod(mkPod("shop", "web-3", podLabels("app", "web"), onNode("n1"), podIPs("198.18.1.12", "2001:db8:1::12"), containerPort("http", TCP, 8081)))
+		}},
+		{"policy-add", func(e *enforcer.Engine) error {
+			return e.UpsertNetworkPolicy(mkPolicy("shop", "web-to-db", selecting(sel("app", "web")), types(networkingv1.PolicyTypeEgress),
+				egress(peers(podPeer(sel("app", "db"))), tcp(5432))))
+		}},
+		{"namespace-label-change", func(e *enforcer.Engine) error {
+			// tools is no longer env=dev: its pods lose web's port http.
+			return e.UpsertNamespace(deltaNamespaces("staging")[1])
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := deltaWorld(t)
+			f.ResetHistory()
+			if err := tc.change(e); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Flush(context.Background())
+			if err != nil || res.Full {
+				t.Fatalf("flush: %+v %v, want a delta", res, err)
+			}
+			sent := f.Transactions()
+			if len(sent) != 1 {
+				t.Fatalf("the flush sent %d transactions, want one", len(sent))
+			}
+			checkGolden(t, filepath.Join("testdata", "delta", tc.name+".golden"), sent[0].String())
+			checkProgrammed(t, f, e)
+		})
+	}
+}

@@ -1,0 +1,419 @@
+package nft
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// Apply applies tx to s with the semantics documented on OpKind, the kernel's,
+// including the checks the kernel makes on interval sets: a range must not end
+// before it starts (ErrInvalid) and must not overlap another element of the
+// set, within the batch or with what the set holds (ErrExists, as the kernel's
+// EEXIST); adding an identical element again is fine, and adjacent ranges are
+// too. A failing operation is reported as an *OpError wrapping one of the
+// sentinel errors.
+//
+// Apply is atomic, as a kernel batch is: on error s is left as it was. It
+// changes s in place and undoes what it did on failure, so a caller that keeps
+// a large State (Fake, an engine's record of what the kernel holds) pays for
+// the size of tx, not of s.
+//
+// Like the kernel, which stores a range whose ends are equal as a single
+// value, it stores such an element without KeyEnd, so that what Fake and
+// Kernel read back agree (and an engine that emits the other form sees a
+// reconcile that never converges in its unit tests, as it would against the
+// kernel).
+//
+// s keeps the rules and values of tx (never mutated in place), not its
+// chains, sets or slices of rules.
+func (s *State) Apply(tx *Transaction) error {
+	var undo journal
+	for i, op := range tx.opsOrNil() {
+		if op.Kind == OpAddElements || op.Kind == OpDeleteElements {
+			op.Elements = canonicalElements(op.Elements)
+		}
+		if err := s.applyOp(op, &undo); err != nil {
+			undo.revert(s)
+			return &OpError{Index: i, Op: op, Err: err}
+		}
+	}
+	return nil
+}
+
+// journal records how to undo the changes Apply made, in order.
+type journal []undoStep
+
+// undoStep undoes one change, of the kind of operation that made it: the
+// creation of the chain or set name, a chain's previous rules (rules of
+// chain), a deleted chain or set, or the elements added to or deleted from set
+// (by ids; deleted holds their values).
+type undoStep struct {
+	kind    OpKind
+	name    string
+	chain   *Chain
+	rules   []Rule
+	set     *Set
+	ids     []string
+	deleted []Element
+}
+
+// revert undoes every recorded change, the last first.
+func (j journal) revert(s *State) {
+	for i := len(j) - 1; i >= 0; i-- {
+		u := j[i]
+		switch u.kind {
+		case OpAddChain:
+			delete(s.Chains, u.name)
+		case OpReplaceRules:
+			u.chain.Rules = u.rules
+		case OpDeleteChain:
+			s.Chains[u.name] = u.chain
+		case OpAddSet:
+			delete(s.Sets, u.name)
+		case OpDeleteSet:
+			s.Sets[u.name] = u.set
+		case OpAddElements:
+			for _, id := range u.ids {
+				delete(u.set.Elements, id)
+			}
+		case OpDeleteElements:
+			for k, id := range u.ids {
+				u.set.Elements[id] = u.deleted[k]
+			}
+		}
+	}
+}
+
+func (s *State) applyOp(op Op, undo *journal) error {
+	switch op.Kind {
+	case OpAddChain:
+		if op.Chain == nil || op.Chain.Name == "" {
+			return fmt.Errorf("chain without a name: %w", ErrInvalid)
+		}
+		if c := s.Chains[op.Name]; c != nil {
+			if !sameBase(c.Base, op.Chain.Base) {
+				return fmt.Errorf("chain %q: %w", op.Name, ErrExists)
+			}
+			return nil
+		}
+		c := *op.Chain
+		c.Rules = nil
+		s.Chains[op.Name] = &c
+		*undo = append(*undo, undoStep{kind: OpAddChain, name: op.Name})
+	case OpReplaceRules:
+		c := s.Chains[op.Name]
+		if c == nil {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
+		}
+		if op.Chain == nil {
+			return fmt.Errorf("chain %q: no rules: %w", op.Name, ErrInvalid)
+		}
+		for _, r := range op.Chain.Rules {
+			if err := validateRule(s, r); err != nil {
+				return fmt.Errorf("chain %q: %w", op.Name, err)
+			}
+		}
+		*undo = append(*undo, undoStep{kind: OpReplaceRules, chain: c, rules: c.Rules})
+		c.Rules = slices.Clone(op.Chain.Rules)
+	case OpDeleteChain:
+		c := s.Chains[op.Name]
+		if c == nil {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
+		}
+		if len(c.Rules) > 0 || chainReferenced(s, op.Name) {
+			return fmt.Errorf("chain %q: %w", op.Name, ErrBusy)
+		}
+		delete(s.Chains, op.Name)
+		*undo = append(*undo, undoStep{kind: OpDeleteChain, name: op.Name, chain: c})
+	case OpAddSet:
+		if op.Set == nil || op.Set.Name == "" || len(op.Set.Key) == 0 {
+			return fmt.Errorf("set %q without a name or key: %w", op.Name, ErrInvalid)
+		}
+		if cur := s.Sets[op.Name]; cur != nil {
+			if !sameSetDef(cur, op.Set) {
+				return fmt.Errorf("set %q: %w", op.Name, ErrExists)
+			}
+			return nil
+		}
+		set := *op.Set
+		set.Elements = map[string]Element{}
+		s.Sets[op.Name] = &set
+		*undo = append(*undo, undoStep{kind: OpAddSet, name: op.Name})
+	case OpDeleteSet:
+		set := s.Sets[op.Name]
+		if set == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		if setReferenced(s, op.Name) {
+			return fmt.Errorf("set %q: %w", op.Name, ErrBusy)
+		}
+		delete(s.Sets, op.Name)
+		*undo = append(*undo, undoStep{kind: OpDeleteSet, name: op.Name, set: set})
+	case OpAddElements:
+		set := s.Sets[op.Name]
+		if set == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		if set.Interval {
+			if err := checkIntervals(set, op.Elements); err != nil {
+				return err
+			}
+		}
+		u := undoStep{kind: OpAddElements, set: set}
+		defer func() { *undo = append(*undo, u) }()
+		for _, e := range op.Elements {
+			if err := validateElement(s, set, e); err != nil {
+				return err
+			}
+			id := ElementID(set, e)
+			if cur, ok := set.Elements[id]; ok {
+				if !sameVerdict(cur.Verdict, e.Verdict) {
+					return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
+				}
+				continue
+			}
+			set.Elements[id] = e
+			u.ids = append(u.ids, id)
+		}
+	case OpDeleteElements:
+		set := s.Sets[op.Name]
+		if set == nil {
+			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+		}
+		u := undoStep{kind: OpDeleteElements, set: set}
+		defer func() { *undo = append(*undo, u) }()
+		for _, e := range op.Elements {
+			id := ElementID(set, e)
+			cur, ok := set.Elements[id]
+			if !ok {
+				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrNotFound)
+			}
+			delete(set.Elements, id)
+			u.ids = append(u.ids, id)
+			u.deleted = append(u.deleted, cur)
+		}
+	default:
+		return fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid)
+	}
+	return nil
+}
+
+func validateElement(s *State, set *Set, e Element) error {
+	check := func(vals []Value) error {
+		if len(vals) != len(set.Key) {
+			return fmt.Errorf("set %q: element has %d key components, want %d: %w", set.Name, len(vals), len(set.Key), ErrInvalid)
+		}
+		for i, v := range vals {
+			if len(v) != set.Key[i].Len() {
+				return fmt.Errorf("set %q: key component %d is %d bytes, want %d: %w", set.Name, i, len(v), set.Key[i].Len(), ErrInvalid)
+			}
+		}
+		return nil
+	}
+	if err := check(e.Key); err != nil {
+		return err
+	}
+	if e.KeyEnd != nil {
+		if !set.Interval {
+			return fmt.Errorf("set %q: range in a set without intervals: %w", set.Name, ErrInvalid)
+		}
+		if err := check(e.KeyEnd); err != nil {
+			return err
+		}
+	}
+	if set.VerdictMap != (e.Verdict != nil) {
+		return fmt.Errorf("set %q: verdict presence does not match the set kind: %w", set.Name, ErrInvalid)
+	}
+	if e.Verdict != nil && (e.Verdict.Kind == VerdictJump || e.Verdict.Kind == VerdictGoto) {
+		if s.Chains[e.Verdict.Chain] == nil {
+			return fmt.Errorf("set %q: verdict to missing chain %q: %w", set.Name, e.Verdict.Chain, ErrNotFound)
+		}
+	}
+	return nil
+}
+
+func validateRule(s *State, r Rule) error {
+	for i, e := range r.Exprs {
+		switch e := e.(type) {
+		case Lookup:
+			// A verdict map may be looked up as a set: the rule then asks
+			// whether the key is in it, and ignores the verdict.
+			set := s.Sets[e.Set]
+			if set == nil {
+				return fmt.Errorf("rule uses missing set %q: %w", e.Set, ErrNotFound)
+			}
+			if !fieldsMatchKey(e.Fields, set.Key) {
+				return fmt.Errorf("rule lookup fields do not match set %q: %w", e.Set, ErrInvalid)
+			}
+		case MatchTCPFlags:
+			if err := e.validate(); err != nil {
+				return err
+			}
+		case VerdictMapLookup:
+			set := s.Sets[e.Map]
+			if set == nil {
+				return fmt.Errorf("rule uses missing map %q: %w", e.Map, ErrNotFound)
+			}
+			if !set.VerdictMap || !fieldsMatchKey(e.Fields, set.Key) {
+				return fmt.Errorf("rule vmap fields do not match map %q: %w", e.Map, ErrInvalid)
+			}
+		case Verdict:
+			if i != len(r.Exprs)-1 {
+				return fmt.Errorf("verdict is not the last expression: %w", ErrInvalid)
+			}
+			if (e.Kind == VerdictJump || e.Kind == VerdictGoto) && s.Chains[e.Chain] == nil {
+				return fmt.Errorf("rule jumps to missing chain %q: %w", e.Chain, ErrNotFound)
+			}
+		case Cmp:
+			if len(e.Value) != e.Field.Type().Len() {
+				return fmt.Errorf("cmp value is %d bytes, field needs %d: %w", len(e.Value), e.Field.Type().Len(), ErrInvalid)
+			}
+		case Range:
+			if len(e.From) != e.Field.Type().Len() || len(e.To) != e.Field.Type().Len() {
+				return fmt.Errorf("range bounds have the wrong length: %w", ErrInvalid)
+			}
+		}
+	}
+	return nil
+}
+
+func fieldsMatchKey(fields []Field, key []KeyType) bool {
+	if len(fields) != len(key) {
+		return false
+	}
+	for i, f := range fields {
+		if f.Type() != key[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func chainReferenced(s *State, name string) bool {
+	target := map[string]bool{name: true}
+	for _, c := range s.Chains {
+		if referencesAny(c, nil, target) {
+			return true
+		}
+	}
+	for _, set := range s.Sets {
+		if !set.VerdictMap {
+			continue
+		}
+		for _, e := range set.Elements {
+			if e.Verdict != nil && e.Verdict.Chain == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func setReferenced(s *State, name string) bool {
+	target := map[string]bool{name: true}
+	for _, c := range s.Chains {
+		if referencesAny(c, target, nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// span is an element of an interval set as per-component [from, to] bounds.
+type span struct {
+	id       string
+	from, to []Value
+}
+
+func spanOf(set *Set, e Element) span {
+	to := e.KeyEnd
+	if to == nil {
+		to = e.Key
+	}
+	return span{id: ElementID(set, e), from: e.Key, to: to}
+}
+
+func checkIntervals(set *Set, add []Element) error {
+	var fresh []span
+	seen := map[string]bool{}
+	for _, e := range add {
+		if len(e.Key) != len(set.Key) || (e.KeyEnd != nil && len(e.KeyEnd) != len(set.Key)) {
+			continue // validateElement reports malformed keys
+		}
+		sp := spanOf(set, e)
+		for c := range sp.from {
+			if bytes.Compare(sp.from[c], sp.to[c]) > 0 {
+				return fmt.Errorf("set %q: range %s ends before it starts: %w", set.Name, sp.id, ErrInvalid)
+			}
+		}
+		if _, ok := set.Elements[sp.id]; ok || seen[sp.id] {
+			continue // identical element: a no-op, not an overlap
+		}
+		seen[sp.id] = true
+		fresh = append(fresh, sp)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	overlap := func(a, b span) error {
+		return fmt.Errorf("set %q: element %s overlaps %s: %w", set.Name, a.id, b.id, ErrExists)
+	}
+	if len(set.Key) == 1 && len(fresh) > 8 {
+		// Many new elements in one component: sort everything by start; an
+		// overlap is always between neighbours. What the set holds already does
+		// not overlap.
+		all := slices.Clone(fresh)
+		for _, e := range set.Elements {
+			all = append(all, spanOf(set, e))
+		}
+		sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].from[0], all[j].from[0]) < 0 })
+		for i := 1; i < len(all); i++ {
+			if bytes.Compare(all[i-1].to[0], all[i].from[0]) >= 0 {
+				return overlap(all[i], all[i-1])
+			}
+		}
+		return nil
+	}
+	// Ranges overlap when every component does. Few new elements (or a
+	// concatenated set, which holds ports and stays small): compare each new
+	// element with all others.
+	intersects := func(a, b span) bool {
+		for c := range a.from {
+			if bytes.Compare(a.to[c], b.from[c]) < 0 || bytes.Compare(b.to[c], a.from[c]) < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for i, a := range fresh {
+		for _, b := range fresh[:i] {
+			if intersects(a, b) {
+				return overlap(a, b)
+			}
+		}
+		for _, e := range set.Elements {
+			if b := spanOf(set, e); intersects(a, b) {
+				return overlap(a, b)
+			}
+		}
+	}
+	return nil
+}
+
+// canonicalElements returns elems with single-value ranges (KeyEnd equal to Key
+// in every component) turned into plain keys; elems itself is not changed.
+func canonicalElements(elems []Element) []Element {
+	out := elems
+	for i, e := range elems {
+		if e.KeyEnd == nil || !slices.EqualFunc(e.Key, e.KeyEnd, func(a, b Value) bool { return bytes.Equal(a, b) }) {
+			continue
+		}
+		if &out[0] == &elems[0] {
+			out = slices.Clone(elems)
+		}
+		out[i].KeyEnd = nil
+	}
+	return out
+}

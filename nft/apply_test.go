@@ -1,0 +1,80 @@
+package nft
+
+// State.Apply's atomicity. Fixtures and IP plan: fake_test.go.
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestStateApplyIsAtomic applies, to fxProgram, transactions that make one kind
+// of change (or several) and then fail: the state must read exactly as before,
+// and must still take the same changes without the failing operation.
+func TestStateApplyIsAtomic(t *testing.T) {
+	missing := fxElem(fxAddr("198.18.0.99"))
+	for _, tc := range []struct {
+		name    string
+		changes func(tx *Transaction)
+		fail    func(tx *Transaction) // the failing last operation(s)
+		want    error
+	}{
+		{"new chain", func(tx *Transaction) {
+			tx.AddChain(Chain{Name: "pod-in-new"})
+			tx.ReplaceRules("pod-in-new", []Rule{fxRule(fxDrop())})
+		}, func(tx *Transaction) { tx.DeleteElements("peer-v4-web", missing) }, ErrNotFound},
+		{"replaced rules", func(tx *Transaction) {
+			tx.ReplaceRules("pod-in-web", []Rule{fxRule(fxDrop())})
+		}, func(tx *Transaction) { tx.DeleteChain("pod-in-nothing") }, ErrNotFound},
+		{"deleted chain", func(tx *Transaction) {
+			tx.DeleteElements("ingress-v4", fxVmapElem(fxAddr("198.18.0.30"), fxGoto("pod-in-db")))
+			tx.DeleteElements("ingress-v6", fxVmapElem(fxAddr("2001:db8::30"), fxGoto("pod-in-db")))
+			tx.ReplaceRules("pod-in-db", nil)
+			tx.DeleteChain("pod-in-db")
+		}, func(tx *Transaction) { tx.DeleteSet("peer-v4-frontend") }, ErrBusy},
+		{"new set and elements", func(tx *Transaction) {
+			tx.AddSet(Set{Name: "peer-v4-new", Key: []KeyType{TypeIPv4Addr}})
+			tx.AddElements("peer-v4-new", fxElem(fxAddr("198.18.0.40")))
+		}, func(tx *Transaction) {
+			tx.AddElements("cidr-v4-external", fxPrefix("198.19.0.0/16")) // overlaps
+		}, ErrExists},
+		{"deleted set", func(tx *Transaction) {
+			tx.ReplaceRules("pol-eg-frontend-egress", nil)
+			tx.DeleteSet("peer-v4-web")
+		}, func(tx *Transaction) { tx.AddElements("peer-v4-web", missing) }, ErrNotFound},
+		{"elements of one operation before the failing one", func(tx *Transaction) {}, func(tx *Transaction) {
+			tx.DeleteElements("peer-v4-frontend", fxElem(fxAddr("198.18.0.20")), missing)
+		}, ErrNotFound},
+		{"added elements, then a conflicting verdict", func(tx *Transaction) {
+			tx.AddElements("peer-v6-web", fxElem(fxAddr("2001:db8::b")))
+		}, func(tx *Transaction) {
+			tx.AddElements("ingress-v4",
+				fxVmapElem(fxAddr("198.18.0.31"), fxGoto("pod-in-db")),
+				fxVmapElem(fxAddr("198.18.0.10"), fxGoto("pod-in-db"))) // web's address, another verdict
+		}, ErrExists},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := fxProgram()
+			before := Render("t", s)
+			tx := &Transaction{}
+			tc.changes(tx)
+			ok := len(tx.Ops)
+			tc.fail(tx)
+			err := s.Apply(tx)
+			var opErr *OpError
+			if !errors.As(err, &opErr) || opErr.Index != len(tx.Ops)-1 || !errors.Is(err, tc.want) {
+				t.Fatalf("Apply = %v, want an *OpError for operation %d wrapping %v", err, len(tx.Ops)-1, tc.want)
+			}
+			if after := Render("t", s); after != before {
+				t.Fatalf("a failed transaction changed the state:\n%s", lineDiff(before, after))
+			}
+			good := &Transaction{Ops: tx.Ops[:ok]}
+			want := fxProgram()
+			if err := want.Apply(good); err != nil {
+				t.Fatalf("the changes alone: %v", err)
+			}
+			if err := s.Apply(good); err != nil || Render("t", s) != Render("t", want) {
+				t.Fatalf("after the failure the state does not take the same changes (%v)", err)
+			}
+		})
+	}
+}
