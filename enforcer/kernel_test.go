@@ -4,10 +4,14 @@ package enforcer_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
@@ -101,5 +105,44 @@ func TestPrivilegedKernelAcceptsOddInput(t *testing.T) {
 	for _, tc := range oddCases() {
 		_ = tc.apply(e)
 		flushToKernel(t, tc.name, e, k)
+	}
+}
+
+// TestPrivilegedProgramAsScript feeds the engine's program, printed as an nft
+// script (Transaction.String), to `nft -f` in a fresh network namespace: the
+// readable names and comments are what nft itself takes, and the table it
+// builds is the one the engine means. The odd objects of TestOddInput (names
+// at the API's length limits, cut with a hash) come along.
+func TestPrivilegedProgramAsScript(t *testing.T) {
+	ns := nfttest.NewNetNS(t)
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadBaseWorld(e)
+	for _, np := range basePolicies() {
+		_ = e.UpsertNetworkPolicy(np)
+	}
+	for _, tc := range oddCases() {
+		_ = tc.apply(e)
+	}
+	const table = "nftw-script"
+	tx := nft.Diff(nil, e.Desired(), nil)
+	script := filepath.Join(t.TempDir(), "program.nft")
+	if err := os.WriteFile(script, []byte(tx.Format(table)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("the nft binary is needed to apply scripts")
+	}
+	if out, err := ns.Exec("nft", "-f", script); err != nil {
+		t.Fatalf("nft -f refused the engine's program: %v\n%s", err, out)
+	}
+	fake := nft.NewFake(table)
+	if err := fake.Apply(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(nfttest.Normalize(fake.Dump()), nfttest.Normalize(nfttest.ListTable(t, ns, table))); diff != "" {
+		t.Errorf("the table nft -f built differs from the program (-program +nft):\n%s", diff)
 	}
 }
