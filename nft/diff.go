@@ -68,202 +68,243 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 	if from == nil {
 		from = NewState()
 	}
-	var (
-		tx                          Transaction
-		chainNames, setNames        []string
-		recreateChains, recreateSet = map[string]bool{}, map[string]bool{}
-	)
+	d := &differ{from: from, to: to, scope: scope,
+		recreateChains: map[string]bool{}, recreateSets: map[string]bool{}, flushed: map[string]bool{}}
 	if scope == nil {
-		chainNames = union(from.Chains, to.Chains)
-		setNames = union(from.Sets, to.Sets)
+		d.chainNames = union(from.Chains, to.Chains)
+		d.setNames = union(from.Sets, to.Sets)
 	} else {
-		chainNames = slices.Sorted(maps.Keys(scope.Chains))
-		setNames = slices.Sorted(maps.Keys(scope.Sets))
+		d.chainNames = slices.Sorted(maps.Keys(scope.Chains))
+		d.setNames = slices.Sorted(maps.Keys(scope.Sets))
 	}
+	d.findRecreated()
+	if len(d.recreateSets) > 0 || len(d.recreateChains) > 0 {
+		d.clearRecreated()
+	}
+	d.create()
+	d.elements()
+	d.rules()
+	d.deleteUnwanted()
+	return &d.tx
+}
 
-	// Definitions that changed must be recreated; rules referencing a recreated set
-	// are flushed first (and re-added below).
-	for _, n := range setNames {
-		f, t := from.Sets[n], to.Sets[n]
+// differ holds one Diff as it goes through its phases, in the order of the
+// operations they emit.
+type differ struct {
+	from, to             *State
+	scope                *Scope
+	tx                   Transaction
+	chainNames, setNames []string // in scope, sorted
+	// Objects whose definition changed: deleted and created again.
+	recreateChains, recreateSets map[string]bool
+	flushed                      map[string]bool // chains whose rules were flushed
+	removed                      Scope           // elements already deleted
+}
+
+// findRecreated finds the objects whose definition changed.
+func (d *differ) findRecreated() {
+	for _, n := range d.setNames {
+		f, t := d.from.Sets[n], d.to.Sets[n]
 		if f != nil && t != nil && !sameSetDef(f, t) {
-			recreateSet[n] = true
+			d.recreateSets[n] = true
 		}
 	}
-	for _, n := range chainNames {
-		f, t := from.Chains[n], to.Chains[n]
+	for _, n := range d.chainNames {
+		f, t := d.from.Chains[n], d.to.Chains[n]
 		if f != nil && t != nil && !sameBase(f.Base, t.Base) {
-			recreateChains[n] = true
+			d.recreateChains[n] = true
 		}
 	}
-	flushed := map[string]bool{}
-	var removed Scope // elements already deleted above
-	if len(recreateSet) > 0 || len(recreateChains) > 0 {
-		for _, cn := range slices.Sorted(maps.Keys(from.Chains)) {
-			c := from.Chains[cn]
-			if recreateChains[cn] || referencesAny(c, recreateSet, recreateChains) {
-				tx.ReplaceRules(cn, nil)
-				flushed[cn] = true
-			}
-		}
-		for _, sn := range slices.Sorted(maps.Keys(from.Sets)) {
-			if s := from.Sets[sn]; s.VerdictMap && len(recreateChains) > 0 && !recreateSet[sn] {
-				// Verdict-map elements pointing at a recreated chain must go first.
-				var drop []Element
-				for _, id := range slices.Sorted(maps.Keys(s.Elements)) {
-					e := s.Elements[id]
-					if e.Verdict != nil && recreateChains[e.Verdict.Chain] {
-						drop = append(drop, e)
-					}
-				}
-				if len(drop) > 0 {
-					tx.Ops = append(tx.Ops, elementsOp(OpDeleteElements, sn, s, drop))
-					for _, e := range drop {
-						// Re-added by the element pass below.
-						removed.MarkElement(sn, ElementID(s, e))
-					}
-				}
-			}
-		}
-		// Sets before chains: a verdict map being recreated may still hold
-		// elements that point at a chain being recreated.
-		for _, n := range slices.Sorted(maps.Keys(recreateSet)) {
-			tx.DeleteSet(n)
-		}
-		for _, n := range slices.Sorted(maps.Keys(recreateChains)) {
-			tx.DeleteChain(n)
-		}
-	}
+}
 
-	// Create.
-	for _, n := range chainNames {
-		if t := to.Chains[n]; t != nil && (from.Chains[n] == nil || recreateChains[n]) {
-			tx.AddChain(*t)
+// clearRecreated deletes the objects to recreate, after flushing the rules
+// that reference them and deleting the verdict-map elements that point at
+// them (the rules and elements come back in the passes below).
+func (d *differ) clearRecreated() {
+	for _, cn := range slices.Sorted(maps.Keys(d.from.Chains)) {
+		c := d.from.Chains[cn]
+		if d.recreateChains[cn] || referencesAny(c, d.recreateSets, d.recreateChains) {
+			d.tx.ReplaceRules(cn, nil)
+			d.flushed[cn] = true
 		}
 	}
-	for _, n := range setNames {
-		if t := to.Sets[n]; t != nil && (from.Sets[n] == nil || recreateSet[n]) {
-			tx.AddSet(*t)
+	for _, sn := range slices.Sorted(maps.Keys(d.from.Sets)) {
+		s := d.from.Sets[sn]
+		if !s.VerdictMap || len(d.recreateChains) == 0 || d.recreateSets[sn] {
+			continue
 		}
-	}
-
-	// Elements: whole sets in setNames, single elements from scope.Elements.
-	elemSets := setNames
-	if scope != nil || len(removed.Elements) > 0 {
-		elemSets = slices.Clone(setNames)
-		inSets := map[string]bool{}
-		for _, n := range setNames {
-			inSets[n] = true
-		}
-		for _, m := range []map[string]map[string]bool{scope.elements(), removed.Elements} {
-			for n := range m {
-				if !inSets[n] {
-					inSets[n] = true
-					elemSets = append(elemSets, n)
-				}
+		// Verdict-map elements pointing at a recreated chain must go first.
+		var drop []Element
+		for _, id := range slices.Sorted(maps.Keys(s.Elements)) {
+			e := s.Elements[id]
+			if e.Verdict != nil && d.recreateChains[e.Verdict.Chain] {
+				drop = append(drop, e)
 			}
 		}
-		slices.Sort(elemSets)
+		if len(drop) > 0 {
+			d.tx.Ops = append(d.tx.Ops, elementsOp(OpDeleteElements, sn, s, drop))
+			for _, e := range drop {
+				// Re-added by the element pass.
+				d.removed.MarkElement(sn, ElementID(s, e))
+			}
+		}
 	}
+	// Sets before chains: a verdict map being recreated may still hold
+	// elements that point at a chain being recreated.
+	for _, n := range slices.Sorted(maps.Keys(d.recreateSets)) {
+		d.tx.DeleteSet(n)
+	}
+	for _, n := range slices.Sorted(maps.Keys(d.recreateChains)) {
+		d.tx.DeleteChain(n)
+	}
+}
+
+// create adds the chains and sets that are new or recreated.
+func (d *differ) create() {
+	for _, n := range d.chainNames {
+		if t := d.to.Chains[n]; t != nil && (d.from.Chains[n] == nil || d.recreateChains[n]) {
+			d.tx.AddChain(*t)
+		}
+	}
+	for _, n := range d.setNames {
+		if t := d.to.Sets[n]; t != nil && (d.from.Sets[n] == nil || d.recreateSets[n]) {
+			d.tx.AddSet(*t)
+		}
+	}
+}
+
+// elements emits the element deletions, then the additions: whole sets in
+// setNames, single elements from the scope and those deleted above.
+func (d *differ) elements() {
 	var adds []Op
-	for _, n := range elemSets {
-		t := to.Sets[n]
+	for _, n := range d.elementSets() {
+		t := d.to.Sets[n]
 		if t == nil {
 			continue // deleted below with its elements
 		}
-		f := from.Sets[n]
-		if recreateSet[n] {
-			f = nil
-		}
-		var ids []string
-		if scope == nil || scope.Sets[n] {
-			ids = unionElems(f, t)
-		} else {
-			ids = slices.Sorted(maps.Keys(scope.Elements[n]))
-		}
-		if gone := removed.Elements[n]; len(gone) > 0 && scope != nil && !scope.Sets[n] {
-			ids = union(scope.Elements[n], gone)
-		}
-		var del, add []Element
-		for _, id := range ids {
-			var fe, te Element
-			var inF, inT bool
-			if f != nil && !removed.Elements[n][id] {
-				fe, inF = f.Elements[id]
-			}
-			te, inT = t.Elements[id]
-			switch {
-			case inF && inT:
-				if !sameVerdict(fe.Verdict, te.Verdict) {
-					del = append(del, fe)
-					add = append(add, te)
-				}
-			case inF:
-				del = append(del, fe)
-			case inT:
-				add = append(add, te)
-			}
-		}
+		del, add := d.setDelta(n, t)
 		if len(del) > 0 {
-			tx.Ops = append(tx.Ops, elementsOp(OpDeleteElements, n, t, del))
+			d.tx.Ops = append(d.tx.Ops, elementsOp(OpDeleteElements, n, t, del))
 		}
 		if len(add) > 0 {
 			adds = append(adds, elementsOp(OpAddElements, n, t, add))
 		}
 	}
-	tx.Ops = append(tx.Ops, adds...)
+	d.tx.Ops = append(d.tx.Ops, adds...)
+}
 
-	// Rules. Chains flushed above get their rules back even when the scope does
-	// not name them.
-	ruleChains := chainNames
-	if scope != nil && len(flushed) > 0 {
-		inScope := make(map[string]bool, len(chainNames))
-		for _, n := range chainNames {
+// elementSets are the sets whose elements may differ, sorted.
+func (d *differ) elementSets() []string {
+	if d.scope == nil && len(d.removed.Elements) == 0 {
+		return d.setNames
+	}
+	out := slices.Clone(d.setNames)
+	in := map[string]bool{}
+	for _, n := range d.setNames {
+		in[n] = true
+	}
+	for _, m := range []map[string]map[string]bool{d.scope.elements(), d.removed.Elements} {
+		for n := range m {
+			if !in[n] {
+				in[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// setDelta returns the elements of set n to delete and to add (an element
+// whose verdict changed is in both).
+func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
+	f := d.from.Sets[n]
+	if d.recreateSets[n] {
+		f = nil
+	}
+	var ids []string
+	if d.scope == nil || d.scope.Sets[n] {
+		ids = unionElems(f, t)
+	} else {
+		ids = slices.Sorted(maps.Keys(d.scope.Elements[n]))
+	}
+	removed := d.removed.Elements[n]
+	if len(removed) > 0 && d.scope != nil && !d.scope.Sets[n] {
+		ids = union(d.scope.Elements[n], removed)
+	}
+	for _, id := range ids {
+		var fe, te Element
+		var inF, inT bool
+		if f != nil && !removed[id] {
+			fe, inF = f.Elements[id]
+		}
+		te, inT = t.Elements[id]
+		switch {
+		case inF && inT:
+			if !sameVerdict(fe.Verdict, te.Verdict) {
+				del = append(del, fe)
+				add = append(add, te)
+			}
+		case inF:
+			del = append(del, fe)
+		case inT:
+			add = append(add, te)
+		}
+	}
+	return del, add
+}
+
+// rules replaces the rules of the chains whose rules changed. Chains flushed
+// above get their rules back even when the scope does not name them.
+func (d *differ) rules() {
+	ruleChains := d.chainNames
+	if d.scope != nil && len(d.flushed) > 0 {
+		inScope := make(map[string]bool, len(d.chainNames))
+		for _, n := range d.chainNames {
 			inScope[n] = true
 		}
-		ruleChains = union(inScope, flushed)
+		ruleChains = union(inScope, d.flushed)
 	}
 	for _, n := range ruleChains {
-		t := to.Chains[n]
+		t := d.to.Chains[n]
 		if t == nil {
 			continue
 		}
-		f := from.Chains[n]
-		if f == nil || flushed[n] || !sameRules(f.Rules, t.Rules) {
-			if f == nil && len(t.Rules) == 0 {
+		f := d.from.Chains[n]
+		if f == nil || d.flushed[n] || !sameRules(f.Rules, t.Rules) {
+			if (f == nil || d.flushed[n]) && len(t.Rules) == 0 {
 				continue
 			}
-			if flushed[n] && len(t.Rules) == 0 {
-				continue
-			}
-			tx.ReplaceRules(n, t.Rules)
+			d.tx.ReplaceRules(n, t.Rules)
 		}
 	}
+}
 
-	// Delete what is no longer wanted: flush all doomed chains first, since they
-	// may jump to each other.
+// deleteUnwanted deletes what is no longer wanted: it flushes all doomed
+// chains first, since they may jump to each other.
+func (d *differ) deleteUnwanted() {
 	var doomed []string
-	for _, n := range chainNames {
-		if from.Chains[n] != nil && to.Chains[n] == nil {
+	for _, n := range d.chainNames {
+		if d.from.Chains[n] != nil && d.to.Chains[n] == nil {
 			doomed = append(doomed, n)
 		}
 	}
 	for _, n := range doomed {
-		if len(from.Chains[n].Rules) > 0 && !flushed[n] {
-			tx.ReplaceRules(n, nil)
+		if len(d.from.Chains[n].Rules) > 0 && !d.flushed[n] {
+			d.tx.ReplaceRules(n, nil)
 		}
 	}
 	// Sets before chains: deleting a verdict map releases the chains its
 	// elements point at, which may be doomed too. No rule uses a doomed set any
 	// more: the chains that did were flushed or rewritten above.
-	for _, n := range setNames {
-		if from.Sets[n] != nil && to.Sets[n] == nil {
-			tx.DeleteSet(n)
+	for _, n := range d.setNames {
+		if d.from.Sets[n] != nil && d.to.Sets[n] == nil {
+			d.tx.DeleteSet(n)
 		}
 	}
 	for _, n := range doomed {
-		tx.DeleteChain(n)
+		d.tx.DeleteChain(n)
 	}
-	return &tx
 }
 
 func union[V any](a, b map[string]V) []string {
