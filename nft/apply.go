@@ -88,6 +88,21 @@ func (j journal) revert(s *State) {
 
 func (s *State) applyOp(op Op, undo *journal) error {
 	switch op.Kind {
+	case OpAddChain, OpReplaceRules, OpDeleteChain:
+		return s.applyChainOp(op, undo)
+	case OpAddSet, OpDeleteSet:
+		return s.applySetOp(op, undo)
+	case OpAddElements:
+		return s.addElements(op, undo)
+	case OpDeleteElements:
+		return s.deleteElements(op, undo)
+	}
+	return fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid)
+}
+
+// applyChainOp applies AddChain, ReplaceRules or DeleteChain.
+func (s *State) applyChainOp(op Op, undo *journal) error {
+	switch op.Kind {
 	case OpAddChain:
 		if op.Chain == nil || op.Chain.Name == "" {
 			return fmt.Errorf("chain without a name: %w", ErrInvalid)
@@ -127,6 +142,13 @@ func (s *State) applyOp(op Op, undo *journal) error {
 		}
 		delete(s.Chains, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteChain, name: op.Name, chain: c})
+	}
+	return nil
+}
+
+// applySetOp applies AddSet or DeleteSet.
+func (s *State) applySetOp(op Op, undo *journal) error {
+	switch op.Kind {
 	case OpAddSet:
 		if op.Set == nil || op.Set.Name == "" || len(op.Set.Key) == 0 {
 			return fmt.Errorf("set %q without a name or key: %w", op.Name, ErrInvalid)
@@ -151,51 +173,57 @@ func (s *State) applyOp(op Op, undo *journal) error {
 		}
 		delete(s.Sets, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteSet, name: op.Name, set: set})
-	case OpAddElements:
-		set := s.Sets[op.Name]
-		if set == nil {
-			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+	}
+	return nil
+}
+
+// addElements applies AddElements; the journal keeps the elements it added.
+func (s *State) addElements(op Op, undo *journal) error {
+	set := s.Sets[op.Name]
+	if set == nil {
+		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+	}
+	if set.Interval {
+		if err := checkIntervals(set, op.Elements); err != nil {
+			return err
 		}
-		if set.Interval {
-			if err := checkIntervals(set, op.Elements); err != nil {
-				return err
+	}
+	u := undoStep{kind: OpAddElements, set: set}
+	defer func() { *undo = append(*undo, u) }()
+	for _, e := range op.Elements {
+		if err := validateElement(s, set, e); err != nil {
+			return err
+		}
+		id := ElementID(set, e)
+		if cur, ok := set.Elements[id]; ok {
+			if !sameVerdict(cur.Verdict, e.Verdict) {
+				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
 			}
+			continue
 		}
-		u := undoStep{kind: OpAddElements, set: set}
-		defer func() { *undo = append(*undo, u) }()
-		for _, e := range op.Elements {
-			if err := validateElement(s, set, e); err != nil {
-				return err
-			}
-			id := ElementID(set, e)
-			if cur, ok := set.Elements[id]; ok {
-				if !sameVerdict(cur.Verdict, e.Verdict) {
-					return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
-				}
-				continue
-			}
-			set.Elements[id] = e
-			u.ids = append(u.ids, id)
+		set.Elements[id] = e
+		u.ids = append(u.ids, id)
+	}
+	return nil
+}
+
+// deleteElements applies DeleteElements; the journal keeps what it deleted.
+func (s *State) deleteElements(op Op, undo *journal) error {
+	set := s.Sets[op.Name]
+	if set == nil {
+		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
+	}
+	u := undoStep{kind: OpDeleteElements, set: set}
+	defer func() { *undo = append(*undo, u) }()
+	for _, e := range op.Elements {
+		id := ElementID(set, e)
+		cur, ok := set.Elements[id]
+		if !ok {
+			return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrNotFound)
 		}
-	case OpDeleteElements:
-		set := s.Sets[op.Name]
-		if set == nil {
-			return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
-		}
-		u := undoStep{kind: OpDeleteElements, set: set}
-		defer func() { *undo = append(*undo, u) }()
-		for _, e := range op.Elements {
-			id := ElementID(set, e)
-			cur, ok := set.Elements[id]
-			if !ok {
-				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrNotFound)
-			}
-			delete(set.Elements, id)
-			u.ids = append(u.ids, id)
-			u.deleted = append(u.deleted, cur)
-		}
-	default:
-		return fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid)
+		delete(set.Elements, id)
+		u.ids = append(u.ids, id)
+		u.deleted = append(u.deleted, cur)
 	}
 	return nil
 }
