@@ -96,7 +96,9 @@ var ErrNoDataplane = errors.New("enforcer: engine has no dataplane")
 // Engine is the policy engine: it keeps the cluster model, compiles it into the
 // desired nftables state incrementally, and sends deltas to the dataplane.
 //
-// All methods are safe for concurrent use. Upserts and deletes only change the
+// All methods are safe for concurrent use. The upserts log what they reject
+// or leave out once per version of an object (an identical upsert returns
+// the same error without logging it again): callers need only count errors. Upserts and deletes only change the
 // model and the desired state and record what they touched; nothing reaches the
 // dataplane until Flush or Reconcile.
 //
@@ -168,7 +170,9 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) error {
 		return nil
 	}
 	if err := e.m.put(tableNamespaces, rec.Name, rec); err != nil {
-		return fmt.Errorf("enforcer: upsert namespace %s: %w", rec.Name, err)
+		err = fmt.Errorf("enforcer: upsert namespace %s: %w", rec.Name, err)
+		e.log.Error("namespace not stored", "namespace", rec.Name, "error", err)
+		return err
 	}
 	if old == nil {
 		e.nNamespaces++
@@ -212,16 +216,20 @@ func (e *Engine) UpsertParsedPod(p *Pod) error {
 	perr := p.Err()
 	if perr != nil {
 		perr = fmt.Errorf("enforcer: upsert pod: %w", perr)
-		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.pod(rec.ID)
 	if samePod(old, rec) {
-		return perr
+		return perr // logged when this version arrived
+	}
+	if perr != nil {
+		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)
 	}
 	if err := e.m.putPod(old, rec); err != nil {
-		return errors.Join(perr, fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err))
+		err = fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err)
+		e.log.Error("pod not stored", "pod", rec.ID, "error", err)
+		return errors.Join(perr, err)
 	}
 	if old == nil {
 		e.nPods++
@@ -261,7 +269,9 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 		return e.polErrs[rec.ID]
 	}
 	if err := e.m.put(tablePolicies, rec.ID, rec); err != nil {
-		return fmt.Errorf("enforcer: upsert networkpolicy %s: %w", rec.ID, err)
+		err = fmt.Errorf("enforcer: upsert networkpolicy %s: %w", rec.ID, err)
+		e.log.Error("network policy not stored", "policy", rec.ID, "error", err)
+		return err
 	}
 	if old == nil {
 		e.nPolicies++

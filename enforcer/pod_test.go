@@ -3,7 +3,10 @@ package enforcer_test
 // Pods of node-a (198.18.1.0/24), as in helpers_test.go.
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -74,5 +77,39 @@ func TestParsedPod(t *testing.T) {
 	}
 	if err := parsed.UpsertParsedPod(nil); err == nil {
 		t.Error("UpsertParsedPod(nil): no error")
+	}
+}
+
+// TestInvalidObjectsLoggedOnce: an upsert logs what it leaves out once per
+// version of the object; the same version again returns the error silently.
+func TestInvalidObjectsLoggedOnce(t *testing.T) {
+	var log bytes.Buffer
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := mkPod("shop", "bad", onNode("node-a"), podIPs("198.18.1.11", "not-an-ip"))
+	badPolicy := mkPolicy("shop", "sideways", types("Sideways"))
+	for range 3 {
+		if err := e.UpsertPod(bad.DeepCopy()); err == nil {
+			t.Fatal("UpsertPod of a malformed IP: no error")
+		}
+		if err := e.UpsertNetworkPolicy(badPolicy.DeepCopy()); err == nil {
+			t.Fatal("UpsertNetworkPolicy with an unknown policyType: no error")
+		}
+	}
+	relabeled := bad.DeepCopy()
+	relabeled.Labels = map[string]string{"app": "other"}
+	_ = e.UpsertPod(relabeled) // a new version: logged again
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"pod has invalid fields", 2},
+		{"invalid network policy compiled to fail closed", 1},
+	} {
+		if got := strings.Count(log.String(), tc.line); got != tc.want {
+			t.Errorf("%q logged %d times, want %d; log:\n%s", tc.line, got, tc.want, log.String())
+		}
 	}
 }
