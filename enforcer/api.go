@@ -96,11 +96,12 @@ var ErrNoDataplane = errors.New("enforcer: engine has no dataplane")
 // Engine is the policy engine: it keeps the cluster model, compiles it into the
 // desired nftables state incrementally, and sends deltas to the dataplane.
 //
-// All methods are safe for concurrent use. The upserts log what they reject
-// or leave out once per version of an object (an identical upsert returns
-// the same error without logging it again): callers need only count errors. Upserts and deletes only change the
-// model and the desired state and record what they touched; nothing reaches the
-// dataplane until Flush or Reconcile.
+// All methods are safe for concurrent use. Upserts and deletes only change
+// the model and the desired state and record what they touched; nothing
+// reaches the dataplane until Flush or Reconcile. The upserts log what they
+// reject or leave out once per version of an object (an identical upsert
+// returns the same error without logging it again): callers need only count
+// errors.
 //
 // The engine never holds its lock (mu) while the dataplane works: Flush and
 // Reconcile compute what to send under it, send it without it, and take it
