@@ -117,12 +117,12 @@ func (d *policyDir) buildRules(fams familySet) []nft.Rule {
 	var out []nft.Rule
 	first := fams.first()
 	for _, r := range d.rules {
-		ports := r.portMatches() // the same in every family
+		ports := r.lowerPorts() // the same in every family
 		for _, f := range families {
 			if !fams.has(f) {
 				continue
 			}
-			for _, pm := range r.peerMatches(d.dir, f) {
+			for _, pm := range r.lowerPeers(d.dir, f) {
 				for _, po := range ports {
 					if (pm.anyFam || pm.chain != "") && !po.named && f != first {
 						continue // family independent: emitted in the first pass
@@ -135,7 +135,9 @@ func (d *policyDir) buildRules(fams familySet) []nft.Rule {
 	return out
 }
 
-func (r *policyRule) portMatches() []portMatch {
+// lowerPorts is how the rule matches each entry of its ports, the same in
+// every family.
+func (r *policyRule) lowerPorts() []portMatch {
 	var ports []portMatch
 	if r.anyPort {
 		ports = append(ports, portMatch{})
@@ -154,7 +156,8 @@ func (r *policyRule) portMatches() []portMatch {
 	return ports
 }
 
-func (r *policyRule) peerMatches(dir Direction, f Family) []peerMatch {
+// lowerPeers is how the rule matches each of its peers in family f.
+func (r *policyRule) lowerPeers(dir Direction, f Family) []peerMatch {
 	var peers []peerMatch
 	if r.anyPeer {
 		peers = append(peers, peerMatch{anyFam: true})
