@@ -86,8 +86,22 @@ type DirectionDecision struct {
 	// (doc.go, "Two live pods claiming one address").
 	Claimants []string
 	// Conflict: the claimants are selected by different policies for this
-	// direction, which is then denied; Policies lists every one of those.
+	// direction, which is then denied; Policies lists every one of those
+	// (for a ClusterNetworkPolicy tier: the rules each claimant met).
 	Conflict bool
+	// Tier is the tier that decided when the model holds
+	// ClusterNetworkPolicies: "admin", "networkpolicy" or "baseline"; ""
+	// for the default allow, and always "" without ClusterNetworkPolicies
+	// (so a NetworkPolicy-only cluster reads exactly what it always did).
+	// Policies and Isolated then concern NetworkPolicies only.
+	Tier string
+	// Rule names the deciding ClusterNetworkPolicy rule in the admin and
+	// baseline tiers: "admin policy deny-to-secrets rule 2" (0-based, with
+	// the rule's name in parentheses when it has one).
+	Rule string
+	// Passes lists the Pass rules that ended a tier before the decision,
+	// e.g. "admin policy p rule 0".
+	Passes []string
 }
 
 // ErrNoDataplane is returned by Flush and Reconcile of a model-only engine.
@@ -126,7 +140,10 @@ type Engine struct {
 	needFull bool
 	// polErrs keeps each policy's compile error, returned again for an
 	// identical upsert.
-	polErrs                       map[string]error
+	polErrs map[string]error
+	// cnpErrs keeps each ClusterNetworkPolicy's parse error, by name
+	// (cnpapi.go).
+	cnpErrs                       map[string]error
 	nPods, nNamespaces, nPolicies int
 	// revivals are the UDP flows RevokeDenied deleted recently, whose
 	// reversal its next sweeps delete (revival.go).
@@ -153,6 +170,7 @@ func New(cfg Config) (*Engine, error) {
 		// Start with a full reconcile: we know nothing about the table yet.
 		needFull: true,
 		polErrs:  map[string]error{},
+		cnpErrs:  map[string]error{},
 	}
 	e.c.w.untracked = true
 	return e, nil

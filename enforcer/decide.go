@@ -51,12 +51,22 @@ func only(claimants []*podRecord) *podRecord {
 // decideDirection evaluates one direction for the pods claiming the address
 // it concerns (the source for egress, the destination for ingress); others
 // claim the far end. An address no pod claims is not subject to policy.
-// Several claimants are judged as one: by the policies that select them if
-// these are the same for all, otherwise denied.
+// With ClusterNetworkPolicies in the model, their tiers surround the
+// NetworkPolicies (cnpdecide.go).
 func decideDirection(m *model, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
 	if len(pods) == 0 {
 		return DirectionDecision{Allowed: true}
 	}
+	if cnps := m.clusterPolicies(); len(cnps) > 0 {
+		return decideTiers(m, cnps, dir, pods, others, f)
+	}
+	return decideNetworkPolicies(m, dir, pods, others, f)
+}
+
+// decideNetworkPolicies evaluates the NetworkPolicies of one direction for
+// pods (at least one). Several claimants are judged as one: by the policies
+// that select them if these are the same for all, otherwise denied.
+func decideNetworkPolicies(m *model, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
 	dd := DirectionDecision{Pod: pods[0].ID}
 	isolating, usable := selectingPolicies(m, dir, pods[0])
 	if len(pods) > 1 {
@@ -267,6 +277,11 @@ func reason(d Decision) string {
 		switch {
 		case dd.Pod == "":
 			return ""
+		case dd.Conflict && (dd.Tier == tierNameAdmin || dd.Tier == tierNameBaseline):
+			return fmt.Sprintf("%s of %s is denied: the %s tier judges the claimants differently (%s), so new connections are dropped until one claimant is left",
+				name, who, dd.Tier, strings.Join(dd.Policies, "; "))
+		case len(dd.Passes) > 0 || dd.Tier == tierNameAdmin || dd.Tier == tierNameBaseline:
+			return fmt.Sprintf("%s of %s is %s", name, who, tieredVerdict(dd))
 		case dd.Conflict:
 			return fmt.Sprintf("%s of %s is denied: they are selected by different policies (%s), so new connections are dropped until one claimant is left",
 				name, who, strings.Join(dd.Policies, ", "))
@@ -295,4 +310,32 @@ func reason(d Decision) string {
 		return "allowed: neither address is a pod, so no policy applies"
 	}
 	return verdict + ": " + strings.Join(parts, "; ")
+}
+
+// tieredVerdict says how the tiers decided a direction: the Pass rules met,
+// then the deciding rule, NetworkPolicies or the default.
+func tieredVerdict(dd DirectionDecision) string {
+	steps := make([]string, 0, len(dd.Passes)+1)
+	for _, p := range dd.Passes {
+		steps = append(steps, "passed by "+p)
+	}
+	verdict := "allowed"
+	if !dd.Allowed {
+		verdict = "denied"
+	}
+	switch dd.Tier {
+	case tierNameAdmin, tierNameBaseline:
+		steps = append(steps, verdict+" by "+dd.Rule)
+	case tierNameNetworkPolicy:
+		if dd.Conflict {
+			steps = append(steps, "denied: the claimants are selected by different NetworkPolicies ("+strings.Join(dd.Policies, ", ")+")")
+		} else if dd.Allowed {
+			steps = append(steps, "allowed by NetworkPolicy "+strings.Join(dd.Policies, ", "))
+		} else {
+			steps = append(steps, "denied by NetworkPolicy "+strings.Join(dd.Policies, ", ")+" (isolated, no rule allows it)")
+		}
+	default:
+		steps = append(steps, "allowed (no policy decides)")
+	}
+	return strings.Join(steps, ", then ")
 }

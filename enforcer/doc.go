@@ -118,6 +118,31 @@
 // serves `nftwarden explain` and is the oracle of the tests, which hold the
 // compiled ruleset (traced in nft.Fake) against it.
 //
+// # ClusterNetworkPolicy (evaluator only)
+//
+// ClusterNetworkPolicies (sigs.k8s.io/network-policy-api v1beta1) are stored
+// in the model by name and parsed once (cnp.go), and Decide evaluates them
+// (cnpdecide.go). The compiler does not program them yet, so their entry
+// points are unexported: nothing outside the package can believe them
+// enforced. For each direction: the Admin tier, policies by priority (lower
+// first; equal priorities by name), rules in written order, first match:
+// Accept allows the direction, Deny denies it, Pass ends the tier; then
+// NetworkPolicy, which decides if one isolates the pod; then the Baseline
+// tier the same way (a Pass there decides nothing); then allowed. Subjects
+// and selector peers are active pods; networks peers match any address, pods'
+// included. Claimants of one address are judged as one: a selector peer
+// matches only if every claimant does, and a tier that judges them
+// differently denies.
+//
+// Fail closed: a rule with any invalid or unsupported part (selector, CIDR,
+// port, unknown action, peer or protocol of no or several kinds, nodes
+// peers, named ports, domainNames) matches nothing if it is an Accept and
+// denies every connection of its direction otherwise. A policy whose tier is
+// unknown or whose subject is invalid is evaluated in the Admin tier over
+// every pod and only denies (its Accepts match nothing, its Passes deny).
+// Not supported yet: nodes peers and named ports (experimental channel);
+// domainNames is not planned.
+//
 // # Fail closed
 //
 // Invalid input never opens traffic: a policy with an invalid podSelector

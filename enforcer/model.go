@@ -221,3 +221,12 @@ func (p *podRecord) resolve(name string, proto uint8) []uint16 {
 	}
 	return out
 }
+
+func (m *model) clusterPolicy(name string) *cnpRecord {
+	return byID[*cnpRecord](m, tableClusterPolicies, name)
+}
+
+// clusterPolicies returns every ClusterNetworkPolicy, sorted by name.
+func (m *model) clusterPolicies() []*cnpRecord {
+	return all[*cnpRecord](m, tableClusterPolicies, indexID)
+}

@@ -20,6 +20,8 @@ const (
 	tablePods       = "pods"
 	tableNamespaces = "namespaces"
 	tablePolicies   = "policies"
+	// tableClusterPolicies holds ClusterNetworkPolicies by name (cnp.go).
+	tableClusterPolicies = "clusterpolicies"
 
 	indexID = "id" // every table: "ns/name" (namespaces: name)
 )
@@ -150,6 +152,12 @@ func newSchema() *memdb.DBSchema {
 			Name: tablePolicies,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *policyRecord) string { return p.ID })},
+			},
+		},
+		tableClusterPolicies: {
+			Name: tableClusterPolicies,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(c *cnpRecord) string { return c.ID })},
 			},
 		},
 	}}

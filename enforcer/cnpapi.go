@@ -1,0 +1,56 @@
+package enforcer
+
+import (
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+)
+
+// upsertClusterNetworkPolicy stores a ClusterNetworkPolicy in the model,
+// parsed once, for the reference evaluator. It is unexported on purpose:
+// the compiler does not program CNPs yet, and an exported entry point would
+// let an embedder believe they are enforced (fail open). Invalid parts are
+// returned as an error, logged once per version, and fail closed (cnp.go).
+func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
+	if cnp == nil || cnp.Name == "" {
+		return errors.New("enforcer: upsert clusternetworkpolicy: nil policy or missing name")
+	}
+	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy()}
+	parsed, perr := parseCNP(&rec.Spec)
+	rec.parsed = parsed
+	if perr != nil {
+		perr = fmt.Errorf("enforcer: clusternetworkpolicy %s: %w", rec.ID, perr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.m.clusterPolicy(rec.ID)
+	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+		return e.cnpErrs[rec.ID] // logged when this version arrived
+	}
+	if err := e.m.put(tableClusterPolicies, rec.ID, rec); err != nil {
+		err = fmt.Errorf("enforcer: upsert clusternetworkpolicy %s: %w", rec.ID, err)
+		e.log.Error("cluster network policy not stored", "policy", rec.ID, "error", err)
+		return err
+	}
+	if perr != nil {
+		e.log.Error("invalid cluster network policy evaluated to fail closed", "policy", rec.ID, "error", perr)
+		e.cnpErrs[rec.ID] = perr
+	} else {
+		delete(e.cnpErrs, rec.ID)
+	}
+	return perr
+}
+
+// deleteClusterNetworkPolicy removes a ClusterNetworkPolicy; a missing one
+// is not an error. Unexported for the reason upsertClusterNetworkPolicy is.
+func (e *Engine) deleteClusterNetworkPolicy(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m.clusterPolicy(name) == nil {
+		return
+	}
+	e.m.remove(tableClusterPolicies, name)
+	delete(e.cnpErrs, name)
+}
