@@ -141,7 +141,8 @@
 // unknown or whose subject is invalid is evaluated in the Admin tier over
 // every pod and only denies (its Accepts match nothing, its Passes deny).
 // Not supported yet: nodes peers and named ports (experimental channel);
-// domainNames is not planned.
+// domainNames is not planned. TIERS.md beside this file plans their
+// compiled form, with what the kernel's lookups were measured to cost.
 //
 // # Fail closed
 //
