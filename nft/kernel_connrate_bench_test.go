@@ -231,6 +231,20 @@ func (s *connRateSetup) cpuPerConn() float64 {
 	return float64(s.cpu.Microseconds()) / float64(s.conns)
 }
 
+// runConnRateRounds runs b.N connections per setup in rounds of one batch
+// per setup, timed.
+func runConnRateRounds(b *testing.B, setups []*connRateSetup) {
+	b.ResetTimer()
+	for round := 0; setups[0].conns < b.N; round++ {
+		n := min(connRateBatch, b.N-setups[0].conns)
+		// Rotate which setup goes first so none always follows another.
+		for i := range setups {
+			setups[(round+i)%len(setups)].batch(b, n)
+		}
+	}
+	b.StopTimer()
+}
+
 // connRateBatch is the size of one measured batch. Batches of the setups
 // alternate, so drifting load on a shared machine hits all of them alike.
 const connRateBatch = 250
@@ -264,15 +278,7 @@ func BenchmarkKernelConnRate(b *testing.B) {
 		newConnRateSetup(b, "loaded-dual", dual, true, connRatePort),
 		newConnRateSetup(b, "worst-dual", dual, true, connRateWorstPort),
 	}
-	b.ResetTimer()
-	for round := 0; setups[0].conns < b.N; round++ {
-		n := min(connRateBatch, b.N-setups[0].conns)
-		// Rotate which setup goes first so none always follows another.
-		for i := range setups {
-			setups[(round+i)%len(setups)].batch(b, n)
-		}
-	}
-	b.StopTimer()
+	runConnRateRounds(b, setups)
 	base := setups[0]
 	for _, s := range setups {
 		b.ReportMetric(s.rate(), s.name+"-conns/s")

@@ -51,14 +51,7 @@ func BenchmarkKernelDecisionMap(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		setups = append(setups, newConnRateSetup(b, fmt.Sprintf("decide-%d", n), decisionMapState(n), true, connRatePort))
 	}
-	b.ResetTimer()
-	for round := 0; setups[0].conns < b.N; round++ {
-		n := min(connRateBatch, b.N-setups[0].conns)
-		for i := range setups {
-			setups[(round+i)%len(setups)].batch(b, n)
-		}
-	}
-	b.StopTimer()
+	runConnRateRounds(b, setups)
 	base := setups[0]
 	b.ReportMetric(0, "ns/op")
 	for _, s := range setups[1:] {
