@@ -38,11 +38,50 @@ func decisionMapState(n int) *nft.State {
 	return s
 }
 
+// classMapState is connRateLoaded(true) with, first in b's pod chain, the
+// form enforcer/TIERS.md plans instead: a verdict map of n peer addresses
+// (a hash: cost independent of n) that jumps to the chain of the address's
+// peer class, where the class's decisions are a few port comparisons; a
+// chain that decides nothing returns, and b's policies follow. Pod a is in
+// the map, in a class whose decisions do not match its port, so each
+// connection pays the lookup, the jump, the comparisons and the return.
+func classMapState(n int) *nft.State {
+	s := connRateLoaded(true)
+	const classes = 10
+	for c := range classes {
+		lo := uint16(9000 + 200*c)
+		addChain(s, nft.Chain{Name: fmt.Sprintf("class-%d", c), Rules: []nft.Rule{
+			{Exprs: []nft.Expr{
+				nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)},
+				nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(lo), To: nft.PortValue(lo + 100)},
+				nft.Verdict{Kind: nft.VerdictDrop}}},
+			{Exprs: []nft.Expr{
+				nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoUDP)},
+				nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(lo)},
+				nft.Verdict{Kind: nft.VerdictAccept}}},
+		}})
+	}
+	cm := addSet(s, nft.Set{Name: "class-bench", VerdictMap: true, Key: []nft.KeyType{nft.TypeIPv4Addr}})
+	put := func(a netip.Addr, c int) {
+		e := nft.Element{Key: []nft.Value{nft.AddrValue(a)}, Verdict: &nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("class-%d", c)}}
+		cm.Elements[nft.ElementID(cm, e)] = e
+	}
+	for i := range n - 1 {
+		put(netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}), i%classes)
+	}
+	put(connRateA, 3)
+	c := s.Chains["pod-in-bench"]
+	c.Rules = append([]nft.Rule{{Exprs: []nft.Expr{nft.VerdictMapLookup{
+		Fields: []nft.Field{nft.FieldIPSaddr}, Map: "class-bench"}}}}, c.Rules...)
+	return s
+}
+
 // BenchmarkKernelDecisionMap measures new TCP connections per second through
 // loaded-dual (BenchmarkKernelConnRate) with a decision map of 1,000, 10,000
-// and 100,000 elements in front of b's policies, in alternating batches with
-// no table and loaded-dual alone; reported as medians of per-round ratios
-// against no table.
+// and 100,000 elements in front of b's policies, and with the class map of
+// 100,000 addresses (classMapState) there instead, in alternating batches
+// with no table and loaded-dual alone; reported as medians of per-round
+// ratios against no table.
 func BenchmarkKernelDecisionMap(b *testing.B) {
 	setups := []*connRateSetup{
 		newConnRateSetup(b, "no-table", nil, false, connRatePort),
@@ -51,6 +90,7 @@ func BenchmarkKernelDecisionMap(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		setups = append(setups, newConnRateSetup(b, fmt.Sprintf("decide-%d", n), decisionMapState(n), true, connRatePort))
 	}
+	setups = append(setups, newConnRateSetup(b, "class-100000", classMapState(100_000), true, connRatePort))
 	runConnRateRounds(b, setups)
 	base := setups[0]
 	b.ReportMetric(0, "ns/op")
