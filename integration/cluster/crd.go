@@ -36,7 +36,9 @@ const (
 const networkPolicyAPIModule = "sigs.k8s.io/network-policy-api"
 
 // ClusterNetworkPolicyResource is the resource the CRD serves, in its storage version.
-var ClusterNetworkPolicyResource = policyv1beta1.SchemeGroupVersion.WithResource("clusternetworkpolicies")
+var ClusterNetworkPolicyResource = schema.GroupVersionResource{
+	Group: policyv1beta1.GroupVersion.Group, Version: policyv1beta1.GroupVersion.Version, Resource: "clusternetworkpolicies",
+}
 
 // clusterNetworkPolicyCRDName is metadata.name of the CRD (<plural>.<group>).
 var clusterNetworkPolicyCRDName = ClusterNetworkPolicyResource.Resource + "." + ClusterNetworkPolicyResource.Group
