@@ -83,27 +83,16 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	if role == nil || nsRole == nil || binding == nil || nsBinding == nil || sa == nil {
 		t.Fatal("rbac.yaml needs a ClusterRole, a Role, their bindings and a ServiceAccount")
 	}
-	grants := func(rules []rbacv1.PolicyRule) map[string]string {
-		got := map[string]string{}
-		for _, r := range rules {
-			if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
-				t.Errorf("unexpected rule %+v", r)
-			}
-			for _, g := range r.APIGroups {
-				for _, res := range r.Resources {
-					got[g+"/"+res] = strings.Join(r.Verbs, ",")
-				}
-			}
-		}
-		return got
-	}
 	read := "get,list,watch"
-	wantCluster := map[string]string{"/namespaces": read, "/pods": read, "networking.k8s.io/networkpolicies": read, "/nodes": "get"}
-	if got := grants(role.Rules); !maps.Equal(got, wantCluster) {
+	wantCluster := map[string]string{
+		"/namespaces": read, "/pods": read, "networking.k8s.io/networkpolicies": read, "/nodes": "get",
+		"policy.networking.k8s.io/clusternetworkpolicies": read,
+	}
+	if got := grants(t, role.Rules); !maps.Equal(got, wantCluster) {
 		t.Errorf("ClusterRole grants %v, want exactly %v", got, wantCluster)
 	}
 	wantNS := map[string]string{"apps/daemonsets": "get"}
-	if got := grants(nsRole.Rules); !maps.Equal(got, wantNS) || nsRole.Namespace != sa.Namespace {
+	if got := grants(t, nsRole.Rules); !maps.Equal(got, wantNS) || nsRole.Namespace != sa.Namespace {
 		t.Errorf("Role in %q grants %v, want exactly %v in the daemon's namespace %q", nsRole.Namespace, got, wantNS, sa.Namespace)
 	}
 	bindsSA := func(subjects []rbacv1.Subject) bool {
@@ -114,6 +103,54 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	}
 	if nsBinding.RoleRef.Kind != "Role" || nsBinding.RoleRef.Name != nsRole.Name || nsBinding.Namespace != sa.Namespace || !bindsSA(nsBinding.Subjects) {
 		t.Errorf("binding %+v does not bind Role %s to service account %s/%s", nsBinding, nsRole.Name, sa.Namespace, sa.Name)
+	}
+}
+
+// grants maps "group/resource" to the verbs that rules grant on it, and fails t
+// on a rule limited to resource names or about non-resource URLs (none of the
+// shipped roles needs one).
+func grants(t *testing.T, rules []rbacv1.PolicyRule) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, r := range rules {
+		if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+			t.Errorf("unexpected rule %+v", r)
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				got[g+"/"+res] = strings.Join(r.Verbs, ",")
+			}
+		}
+	}
+	return got
+}
+
+// TestNetworkPolicyRoles: the example roles split network policy between cluster
+// admins (ClusterNetworkPolicy only) and namespace owners (NetworkPolicy only),
+// and neither grants anything else (integration/cnp_rbac_test.go proves the
+// split against a real API server).
+func TestNetworkPolicyRoles(t *testing.T) {
+	all := "get,list,watch,create,update,patch,delete,deletecollection"
+	want := map[string]map[string]string{
+		"cluster-network-admin":    {"policy.networking.k8s.io/clusternetworkpolicies": all},
+		"namespace-network-editor": {"networking.k8s.io/networkpolicies": all},
+	}
+	got := map[string]map[string]string{}
+	for _, o := range decodeManifests(t, "deploy/network-policy-roles.yaml") {
+		role, ok := o.(*rbacv1.ClusterRole)
+		if !ok {
+			t.Fatalf("got %T, want only ClusterRoles (bindings are the cluster's choice)", o)
+		}
+		aggregated := slices.ContainsFunc(slices.Collect(maps.Keys(role.Labels)), func(k string) bool {
+			return strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-")
+		})
+		if role.AggregationRule != nil || aggregated {
+			t.Errorf("ClusterRole %s aggregates or is aggregated (labels %v): its grants would spread", role.Name, role.Labels)
+		}
+		got[role.Name] = grants(t, role.Rules)
+	}
+	if !maps.EqualFunc(got, want, maps.Equal) {
+		t.Errorf("roles grant %v, want exactly %v", got, want)
 	}
 }
 

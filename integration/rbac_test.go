@@ -47,12 +47,15 @@ func TestIntegrationRBAC(t *testing.T) {
 		{"watch", "", "namespaces", true},
 		{"list", "networking.k8s.io", "networkpolicies", true},
 		{"watch", "networking.k8s.io", "networkpolicies", true},
+		{"list", "policy.networking.k8s.io", "clusternetworkpolicies", true},
+		{"watch", "policy.networking.k8s.io", "clusternetworkpolicies", true},
 		// Read-only: no writes anywhere, no secrets.
 		{"create", "", "pods", false},
 		{"update", "", "pods", false},
 		{"patch", "", "pods/status", false},
 		{"delete", "", "namespaces", false},
 		{"update", "networking.k8s.io", "networkpolicies", false},
+		{"create", "policy.networking.k8s.io", "clusternetworkpolicies", false},
 		{"list", "", "secrets", false},
 		{"get", "", "configmaps", false},
 	} {

@@ -22,6 +22,9 @@
 //   - outages of the control plane (StopAPIServer, StartAPIServer), and a node's loss
 //     of the API server, with its connections closed (Node.CutAPI) or silently
 //     (Node.BlackholeAPI: packets dropped, as with a dead host or a partition);
+//   - the ClusterNetworkPolicy CRD of sigs.k8s.io/network-policy-api, standard or
+//     experimental channel, installed from the module's own manifests and waited for
+//     until served (InstallClusterNetworkPolicyCRD);
 //   - as an option, the admission of a managed cluster that limits critical pods to
 //     namespaces with a matching ResourceQuota (ControlPlaneOptions.LimitCriticalPods).
 //
