@@ -40,6 +40,8 @@ func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	} else {
 		delete(e.cnpErrs, rec.ID)
 	}
+	e.c.clusterPoliciesChanged()
+	e.c.collectGroups()
 	return perr
 }
 
@@ -53,4 +55,6 @@ func (e *Engine) deleteClusterNetworkPolicy(name string) {
 	}
 	e.m.remove(tableClusterPolicies, name)
 	delete(e.cnpErrs, name)
+	e.c.clusterPoliciesChanged()
+	e.c.collectGroups()
 }
