@@ -153,14 +153,15 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	c.targetChanged(id, ns, cur, refresh)
 	c.named.refreshAll(refresh, id, cur)
 	c.syncFamilies()
-	c.syncTiers()
+	c.syncTiers(false)
 	c.resyncConflicts()
 }
 
 // syncTiers recompiles the ClusterNetworkPolicy tiers (tiers.go) and the
-// pod chains of the local pods, which start and may end with them.
-func (c *compiler) syncTiers() {
-	if !c.tiers.rebuild() {
+// pod chains of the local pods, which start and may end with them;
+// cnpChanged says a CNP was stored or removed.
+func (c *compiler) syncTiers(cnpChanged bool) {
+	if !c.tiers.rebuild(cnpChanged) {
 		return
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.m.local.byID)) {
@@ -287,13 +288,13 @@ func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
 	for _, p := range pods {
 		c.named.refreshAll(refresh, p.ID, p)
 	}
-	c.syncTiers()
+	c.syncTiers(false)
 	c.resyncConflicts()
 }
 
 // clusterPoliciesChanged recompiles the tiers after a ClusterNetworkPolicy
 // was stored or removed.
 func (c *compiler) clusterPoliciesChanged() {
-	c.syncTiers()
+	c.syncTiers(true)
 	c.resyncConflicts()
 }

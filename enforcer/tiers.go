@@ -35,6 +35,9 @@ type tiers struct {
 	groups [2][2]map[string]*tierGroup
 	// objects are the chains and sets written last time (true: a set).
 	objects map[string]bool
+	// none: the model held no CNP at the last CNP change, so that pod and
+	// namespace changes skip the tiers without reading the model.
+	none bool
 }
 
 // tierGroup is one subject group: its class maps, per family ("" where no
@@ -52,7 +55,19 @@ type tierRule struct {
 }
 
 func newTiers(w *writer, m *model) *tiers {
-	return &tiers{w: w, m: m, objects: map[string]bool{}}
+	return &tiers{w: w, m: m, objects: map[string]bool{}, none: true}
+}
+
+// hasGroups reports whether some local pod is in a group.
+func (t *tiers) hasGroups() bool {
+	for _, dir := range directions {
+		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
+			if len(t.groups[dir][tier]) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // concerns reports whether a tier has a group for local pod id in dir.
@@ -103,11 +118,15 @@ func (t *tiers) signature(dir Direction, pod *podRecord) string {
 }
 
 // rebuild recomputes every group of every local pod and writes what
-// changed. It reports whether tiers had or have anything (false: nothing to
-// resync).
-func (t *tiers) rebuild() bool {
+// changed; cnpChanged says a CNP was stored or removed. It reports whether
+// tiers had or have anything (false: nothing to resync).
+func (t *tiers) rebuild(cnpChanged bool) bool {
+	if t.none && !cnpChanged && len(t.objects) == 0 {
+		return false
+	}
 	cnps := t.m.clusterPolicies()
-	if len(cnps) == 0 && len(t.objects) == 0 {
+	t.none = len(cnps) == 0
+	if t.none && len(t.objects) == 0 && !t.hasGroups() {
 		return false
 	}
 	byPrecedence(cnps)
