@@ -28,12 +28,18 @@ var tierGridPorts = []uint16{53, 79, 80, 5353, 8080, 8081, 9003, 9004, 9006}
 // the reverse; it returns how many flows were so denied.
 func checkTiersGrid(t *testing.T, e *Engine, fake *nft.Fake) (closed int) {
 	t.Helper()
+	return checkTiersGridOf(t, e, fake, tierGridAddrs)
+}
+
+// checkTiersGridOf is checkTiersGrid over the given ends of flows.
+func checkTiersGridOf(t *testing.T, e *Engine, fake *nft.Fake, addrs []string) (closed int) {
+	t.Helper()
 	if _, err := e.Flush(context.Background()); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
 	bad := 0
-	for _, src := range tierGridAddrs {
-		for _, dst := range tierGridAddrs {
+	for _, src := range addrs {
+		for _, dst := range addrs {
 			if src == dst {
 				continue
 			}
@@ -172,4 +178,43 @@ func cnpPod(id, ip string, kv ...string) *corev1.Pod {
 		Spec:       corev1.PodSpec{NodeName: "node-a"},
 		Status:     corev1.PodStatus{PodIP: ip, Phase: corev1.PodRunning},
 	}
+}
+
+// TestCompiledTiersIPv6: class maps of the IPv6 family, with a networks
+// peer cut around the pods inside it and a pods peer, in both tiers.
+func TestCompiledTiersIPv6(t *testing.T) {
+	fake := nft.NewFake(nft.DefaultTable)
+	e, err := New(Config{NodeName: "node-a", Dataplane: fake, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"gryffindor", "slytherin"} {
+		if err := e.UpsertNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"conformance-house": ns}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs := []string{"2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3", "2001:db8:1::4", "2001:db8:ff::1"}
+	for i, id := range []string{"gryffindor/a", "gryffindor/b", "slytherin/c"} {
+		if err := e.UpsertPod(cnpPod(id, addrs[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*v1beta1.ClusterNetworkPolicy{
+		mkCNP("out", v1beta1.AdminTier, 1, nsSubject("gryffindor"),
+			cnpOut("", accept, nsPeerOf("slytherin"), cnpTCP(80)),
+			cnpOut("", deny, networksPeer("2001:db8:1::/120"), cnpTCPRange(80, 90)),
+			cnpOut("", pass, networksPeer("2001:db8::/32"))),
+		mkCNP("base", v1beta1.BaselineTier, 1, nsSubject("gryffindor"),
+			cnpOut("", deny, networksPeer("2001:db8:ff::/48")),
+			cnpIn("", deny, nsPeerOf("slytherin"), cnpUDP(53))),
+	} {
+		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkTiersGridOf(t, e, fake, addrs)
+	if err := e.UpsertNetworkPolicy(npAllowingFrom("gryffindor", "slytherin")); err != nil {
+		t.Fatal(err)
+	}
+	checkTiersGridOf(t, e, fake, addrs)
 }
