@@ -14,11 +14,9 @@ import (
 )
 
 // ClusterNetworkPolicy (CNP) in the model: the record as written and its
-// parsed form, read by the reference evaluator (cnpdecide.go). The kernel
-// compiler does not know CNPs yet, so nothing here is reachable through the
-// exported API: an exported upsert that compiled nothing would let an
-// embedder believe CNPs are enforced (fail open). The entry points stay
-// unexported until the compiler exists.
+// parsed form, read by the reference evaluator (cnpdecide.go) and the
+// compiler (tiers.go). The compiled form is a first version (TIERS.md), so
+// nothing here is reachable through the exported API yet.
 
 // cnpRecord is a CNP as written (ID = its name) with its parsed form.
 type cnpRecord struct {

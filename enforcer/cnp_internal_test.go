@@ -22,6 +22,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/nft"
 )
 
 const (
@@ -40,7 +42,13 @@ var cnpWorld = map[string]string{ // pod -> IP
 
 func newCNPWorld(t *testing.T, log *slog.Logger) *Engine {
 	t.Helper()
-	e, err := New(Config{NodeName: "node-a", Logger: log})
+	return newCNPWorldOn(t, log, nil)
+}
+
+// newCNPWorldOn is newCNPWorld programming dp (nil: no dataplane).
+func newCNPWorldOn(t *testing.T, log *slog.Logger, dp nft.Dataplane) *Engine {
+	t.Helper()
+	e, err := New(Config{NodeName: "node-a", Logger: log, Dataplane: dp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,15 +187,21 @@ const (
 	luna   = "ravenclaw/luna-lovegood"
 )
 
-func TestDecideClusterNetworkPolicy(t *testing.T) {
+// cnpCase is a world of CNPs and NetworkPolicies over cnpWorld with flows
+// whose decisions are known.
+type cnpCase struct {
+	name    string
+	cnps    []*v1beta1.ClusterNetworkPolicy
+	nps     []*networkingv1.NetworkPolicy
+	flows   []cnpFlow
+	wantErr string // substring of the upsert errors ("" = none)
+}
+
+// cnpCases are the cases of TestDecideClusterNetworkPolicy, also compiled
+// and traced by TestCompiledTiersMatchDecide.
+func cnpCases() []cnpCase {
 	tcp, udp, sctp := corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP
-	for _, tc := range []struct {
-		name    string
-		cnps    []*v1beta1.ClusterNetworkPolicy
-		nps     []*networkingv1.NetworkPolicy
-		flows   []cnpFlow
-		wantErr string // substring of the upsert errors ("" = none)
-	}{
+	return []cnpCase{
 		{
 			// conformance/tests/admin-network-policy-standard-ingress-tcp-rules.go,
 			// ...-egress-tcp-rules.go, ...-ingress-udp/sctp-rules.go: rules
@@ -485,20 +499,14 @@ func TestDecideClusterNetworkPolicy(t *testing.T) {
 			flows:   []cnpFlow{{luna, harry, udp, 5353, false, "rule 0 (invalid: denies all)"}, {harry, draco, tcp, 80, true, "egress of gryffindor/harry-potter is not isolated"}},
 			wantErr: "destinationPort 0 is out of range",
 		},
-	} {
+	}
+}
+
+func TestDecideClusterNetworkPolicy(t *testing.T) {
+	for _, tc := range cnpCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCNPWorld(t, slog.New(slog.DiscardHandler))
-			for _, np := range tc.nps {
-				if err := e.UpsertNetworkPolicy(np); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var errs []string
-			for _, c := range tc.cnps {
-				if err := e.upsertClusterNetworkPolicy(c); err != nil {
-					errs = append(errs, err.Error())
-				}
-			}
+			errs := tc.load(t, e)
 			if got := strings.Join(errs, "\n"); tc.wantErr == "" && got != "" || !strings.Contains(got, tc.wantErr) {
 				t.Errorf("upsert errors %q, want one containing %q", got, tc.wantErr)
 			}
@@ -510,6 +518,24 @@ func TestDecideClusterNetworkPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// load upserts the case's NetworkPolicies, then its CNPs, and returns the
+// CNPs' errors.
+func (tc cnpCase) load(t *testing.T, e *Engine) []string {
+	t.Helper()
+	for _, np := range tc.nps {
+		if err := e.UpsertNetworkPolicy(np); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var errs []string
+	for _, c := range tc.cnps {
+		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	return errs
 }
 
 // priorityWorld is base/admin_tier/standard-priority-field.yaml with the

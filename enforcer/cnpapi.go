@@ -9,9 +9,8 @@ import (
 )
 
 // upsertClusterNetworkPolicy stores a ClusterNetworkPolicy in the model,
-// parsed once, for the reference evaluator. It is unexported on purpose:
-// the compiler does not program CNPs yet, and an exported entry point would
-// let an embedder believe they are enforced (fail open). Invalid parts are
+// parsed once, and compiles the tiers again (tiers.go). It stays unexported
+// while the compiled form is a first version (TIERS.md). Invalid parts are
 // returned as an error, logged once per version, and fail closed (cnp.go).
 func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
 	if cnp == nil || cnp.Name == "" {
@@ -40,6 +39,8 @@ func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	} else {
 		delete(e.cnpErrs, rec.ID)
 	}
+	e.c.clusterPoliciesChanged()
+	e.c.collectGroups()
 	return perr
 }
 
@@ -53,4 +54,6 @@ func (e *Engine) deleteClusterNetworkPolicy(name string) {
 	}
 	e.m.remove(tableClusterPolicies, name)
 	delete(e.cnpErrs, name)
+	e.c.clusterPoliciesChanged()
+	e.c.collectGroups()
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // The reference evaluator's ClusterNetworkPolicy tiers (doc.go,
-// "ClusterNetworkPolicy (evaluator only)"). Like decide.go it reads the
+// "ClusterNetworkPolicy"). Like decide.go it reads the
 // model and the policies as parsed from what was written, never compiled
 // state.
 

@@ -18,6 +18,8 @@ import (
 //   - dispatch (dispatch.go): verdict maps and pod chains of local pods;
 //   - policyChains (policychains.go): the chain of each active policy
 //     direction, which names what the others own;
+//   - tiers (tiers.go): the ClusterNetworkPolicy tiers' subject groups,
+//     class chains and class maps;
 //   - conflicts.go: addresses claimed by several pods, across all of them.
 //
 // Each writes through one writer (writer.go), which records what every
@@ -33,6 +35,7 @@ type compiler struct {
 	named    *namedPorts
 	dispatch *dispatch
 	chains   *policyChains
+	tiers    *tiers
 
 	// fams are the address families the policy rules and peer sets are
 	// compiled for: those in which a local active pod has an address
@@ -56,7 +59,8 @@ func newCompiler(node string, m *model) *compiler {
 	c.groups = newPeerGroups(w, m, &c.fams)
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
-	c.dispatch = newDispatch(w, m, node)
+	c.tiers = newTiers(w, m)
+	c.dispatch = newDispatch(w, m, node, c.tiers)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named}
 	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))
 	w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods"))
@@ -149,7 +153,24 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	c.targetChanged(id, ns, cur, refresh)
 	c.named.refreshAll(refresh, id, cur)
 	c.syncFamilies()
+	c.syncTiers(false)
 	c.resyncConflicts()
+}
+
+// syncTiers recompiles the ClusterNetworkPolicy tiers (tiers.go) and the
+// pod chains of the local pods, which start and may end with them;
+// cnpChanged says a CNP was stored or removed.
+func (c *compiler) syncTiers(cnpChanged bool) {
+	if !c.tiers.rebuild(cnpChanged) {
+		return
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.m.local.byID)) {
+		lp := c.m.local.get(id)
+		if lp.rec != nil {
+			c.dispatch.syncPod(lp, lp.rec)
+		}
+	}
+	c.markAllConflicts()
 }
 
 // targetChanged updates pod id as a policy target of this node: a local
@@ -267,4 +288,13 @@ func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
 	for _, p := range pods {
 		c.named.refreshAll(refresh, p.ID, p)
 	}
+	c.syncTiers(false)
+	c.resyncConflicts()
+}
+
+// clusterPoliciesChanged recompiles the tiers after a ClusterNetworkPolicy
+// was stored or removed.
+func (c *compiler) clusterPoliciesChanged() {
+	c.syncTiers(true)
+	c.resyncConflicts()
 }

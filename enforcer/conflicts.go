@@ -264,13 +264,16 @@ func (dp *dispatch) claimChain(dir Direction, claimants []*podRecord) string {
 		return ""
 	}
 	pols := dp.m.selectingPolicies(dir, claimants[0])
+	tiers := dp.tiers.signature(dir, claimants[0])
 	for _, p := range claimants[1:] {
-		if !slices.Equal(dp.m.selectingPolicies(dir, p), pols) {
+		if !slices.Equal(dp.m.selectingPolicies(dir, p), pols) || dp.tiers.signature(dir, p) != tiers {
+			// Judged by different policies or ClusterNetworkPolicies
+			// (whose tiers might then judge them differently).
 			return chainClaimDrop
 		}
 	}
 	switch {
-	case len(pols) == 0:
+	case len(pols) == 0 && !dp.tiers.concerns(local, dir):
 		return ""
 	case dp.chain(local, dir) == "":
 		// The same policies select the local claimant, so its chain

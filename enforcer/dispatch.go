@@ -14,9 +14,10 @@ import (
 // and end in drop. A local pod has a pod chain and dispatch elements for a
 // direction while a policy isolates it for that direction.
 type dispatch struct {
-	w    *writer
-	m    *model
-	node string
+	w     *writer
+	m     *model
+	node  string
+	tiers *tiers
 	// owner[dir][fam] is the pod whose chain an address's element goes to
 	// (claimOwner: set by the conflict rule, conflicts.go).
 	owner [2][2]map[netip.Addr]string
@@ -28,8 +29,8 @@ type dispatch struct {
 	drops   int
 }
 
-func newDispatch(w *writer, m *model, node string) *dispatch {
-	dp := &dispatch{w: w, m: m, node: node, chains: map[string][2]string{}}
+func newDispatch(w *writer, m *model, node string, t *tiers) *dispatch {
+	dp := &dispatch{w: w, m: m, node: node, tiers: t, chains: map[string][2]string{}}
 	for _, dir := range directions {
 		for _, f := range families {
 			dp.owner[dir][f] = map[netip.Addr]string{}
@@ -56,7 +57,7 @@ func (dp *dispatch) syncPod(lp *localPod, prev *podRecord) {
 	}
 	chains := dp.chains[id]
 	for _, dir := range directions {
-		want := cur != nil && cur.active() && cur.Node.Value() == dp.node && len(lp.pols[dir]) > 0
+		want := cur != nil && cur.active() && cur.Node.Value() == dp.node && (len(lp.pols[dir]) > 0 || dp.tiers.concerns(id, dir))
 		// Dispatch elements of the previous addresses go first.
 		if prev != nil && chains[dir] != "" {
 			dp.dropStale(dir, id, prev, cur, want)
@@ -91,15 +92,22 @@ func (dp *dispatch) dropStale(dir Direction, id string, prev, cur *podRecord, wa
 	}
 }
 
-// putPodChain writes the pod chain: a jump to each selecting policy's chain
-// (in policy ID order), then drop.
+// putPodChain writes the pod chain: the Admin tier's class-map lookups
+// (tiers.go), then a jump to each selecting policy's chain (in policy ID
+// order) and drop if a policy isolates the pod, else the Baseline tier's
+// lookups; what none of them decides falls off the chain (allowed).
 func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string]*policy) {
 	ids := make([]string, 0, len(pols))
 	for pid := range pols {
 		ids = append(ids, pid)
 	}
 	sort.Strings(ids)
-	rules := make([]nft.Rule, 0, len(ids)+1)
+	rules := dp.tiers.podRules(id, dir, tierAdmin)
+	if len(ids) == 0 {
+		rules = append(rules, dp.tiers.podRules(id, dir, tierBaseline)...)
+		dp.putChainIfChanged(dir, id, chain, rules)
+		return
+	}
 	for _, pid := range ids {
 		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pols[pid].dirs[dir].chain}}}
 		if !wholeName(pols[pid].dirs[dir].chain) {
@@ -108,6 +116,10 @@ func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string
 		rules = append(rules, r)
 	}
 	rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
+	dp.putChainIfChanged(dir, id, chain, rules)
+}
+
+func (dp *dispatch) putChainIfChanged(dir Direction, id, chain string, rules []nft.Rule) {
 	if old := dp.w.chain(chain); old == nil || !sameRuleList(old.Rules, rules) {
 		dp.w.putChain(&nft.Chain{Name: chain, Comment: id + " " + dir.String(), Rules: rules})
 	}

@@ -35,8 +35,9 @@
 // object and its reference counts: peer groups with their peer sets and
 // chains (peergroups.go), the shared ipBlock and port-list sets
 // (sharedsets.go), named-port sets (namedports.go), the dispatch maps and pod
-// chains of local pods (dispatch.go), and the policy chains, which name what
-// the others own (policychains.go). Addresses claimed by several pods are
+// chains of local pods (dispatch.go), the policy chains, which name what
+// the others own (policychains.go), and the ClusterNetworkPolicy tiers'
+// subject groups, class chains and class maps (tiers.go, TIERS.md). Addresses claimed by several pods are
 // handled across all of them in conflicts.go. Every part writes through one
 // writer (writer.go). A new kind of object is a new part with the same shape.
 //
@@ -118,13 +119,15 @@
 // serves `nftwarden explain` and is the oracle of the tests, which hold the
 // compiled ruleset (traced in nft.Fake) against it.
 //
-// # ClusterNetworkPolicy (evaluator only)
+// # ClusterNetworkPolicy
 //
 // ClusterNetworkPolicies (sigs.k8s.io/network-policy-api v1beta1) are stored
-// in the model by name and parsed once (cnp.go), and Decide evaluates them
-// (cnpdecide.go). The compiler does not program them yet, so their entry
-// points are unexported: nothing outside the package can believe them
-// enforced. For each direction: the Admin tier, policies by priority (lower
+// in the model by name and parsed once (cnp.go), Decide evaluates them
+// (cnpdecide.go), and the compiler programs them (tiers.go: a first version
+// that recomputes every subject group on each change, see TIERS.md). Their
+// entry points stay unexported until the compiled form is complete
+// (incremental, covered by the fuzz and conformance tests and by real
+// packets). For each direction: the Admin tier, policies by priority (lower
 // first; equal priorities by name), rules in written order, first match:
 // Accept allows the direction, Deny denies it, Pass ends the tier; then
 // NetworkPolicy, which decides if one isolates the pod; then the Baseline

@@ -1,6 +1,10 @@
 package enforcer
 
-import "github.com/nftwarden/nftwarden/nft"
+import (
+	"strings"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
 
 // Programmed returns a copy of the engine's record of what the dataplane
 // holds (after its last successful Flush or Reconcile), for tests that check
@@ -9,4 +13,14 @@ func (e *Engine) Programmed() *nft.State {
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
 	return e.programmed.Clone()
+}
+
+// TraceFlow sends the first packet of a flow through the forward hook of a
+// node's Fake and reports whether it gets through, with the path for failure
+// messages. The tests of both packages (enforcer and enforcer_test) trace
+// with it.
+func TraceFlow(f *nft.Fake, fl Flow) (bool, string) {
+	proto, _ := protoNumber(fl.Protocol)
+	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
+	return r.Accepted(), strings.Join(r.Path, "; ")
 }
