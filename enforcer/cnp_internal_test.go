@@ -587,15 +587,11 @@ func TestDecideWithoutClusterPoliciesUnchanged(t *testing.T) {
 	}
 }
 
-// TestClusterPolicyClaimants: two live pods claiming one address are judged
-// as one (doc.go): a tier that judges them differently denies; a selector
-// peer matches the address only if every claimant matches.
-func TestClusterPolicyClaimants(t *testing.T) {
-	e := newCNPWorld(t, slog.New(slog.DiscardHandler))
-	// A ravenclaw pod reuses draco's address.
-	err := e.UpsertPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ravenclaw", Name: "cho", Labels: map[string]string{"conformance-house": "ravenclaw"}},
-		Spec: corev1.PodSpec{NodeName: "node-a"}, Status: corev1.PodStatus{PodIP: "198.18.0.2", Phase: corev1.PodRunning}})
-	if err != nil {
+// loadClaimants adds to the CNP world a ravenclaw pod that reuses draco's
+// address, and two admin policies that judge the claimants differently.
+func loadClaimants(t *testing.T, e *Engine) {
+	t.Helper()
+	if err := e.UpsertPod(cnpPod("ravenclaw/cho", "198.18.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*v1beta1.ClusterNetworkPolicy{
@@ -606,6 +602,14 @@ func TestClusterPolicyClaimants(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestClusterPolicyClaimants: two live pods claiming one address are judged
+// as one (doc.go): a tier that judges them differently denies; a selector
+// peer matches the address only if every claimant matches.
+func TestClusterPolicyClaimants(t *testing.T) {
+	e := newCNPWorld(t, slog.New(slog.DiscardHandler))
+	loadClaimants(t, e)
 	for _, fl := range []cnpFlow{
 		{draco, cedric, corev1.ProtocolTCP, 80, false, "the admin tier judges the claimants differently (admin policy sly-out rule 0; no rule)"},
 		{draco, luna, corev1.ProtocolTCP, 80, true, ""},

@@ -1,7 +1,9 @@
 package enforcer
 
 import (
+	"context"
 	"strings"
+	"testing"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -23,4 +25,23 @@ func TraceFlow(f *nft.Fake, fl Flow) (bool, string) {
 	proto, _ := protoNumber(fl.Protocol)
 	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
 	return r.Accepted(), strings.Join(r.Path, "; ")
+}
+
+// FlushToKernel flushes e and checks that the kernel table k reads back as
+// e's desired state. The tests of both packages use it.
+func FlushToKernel(t *testing.T, step string, e *Engine, k *nft.Kernel) FlushResult {
+	t.Helper()
+	ctx := context.Background()
+	res, err := e.Flush(ctx)
+	if err != nil {
+		t.Fatalf("%s: flush: %v", step, err)
+	}
+	got, err := k.Read(ctx)
+	if err != nil {
+		t.Fatalf("%s: read: %v", step, err)
+	}
+	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
+		t.Fatalf("%s: kernel differs from desired (%d operations):\n%s", step, tx.Size(), tx)
+	}
+	return res
 }

@@ -19,6 +19,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -184,7 +185,7 @@ func TestPrivilegedPacketsIPReuse(t *testing.T) {
 		{"it is deleted", func() { e.DeletePod("prod", "intruder") }, true},
 	} {
 		st.change()
-		flushToKernel(t, st.name, e, k)
+		enforcer.FlushToKernel(t, st.name, e, k)
 		probeAll(t, st.name, []packetCase{{cli, web.V4, 8080, st.allowed}})
 	}
 }

@@ -38,7 +38,7 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	}
 	check := func(step string) {
 		t.Helper()
-		res := flushToKernel(t, step, e, k)
+		res := enforcer.FlushToKernel(t, step, e, k)
 		t.Logf("%s: %d operations (full %v) in %v", step, res.Operations, res.Full, res.Duration)
 	}
 	check("full sync")
@@ -56,25 +56,6 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 	if res, err := e.Flush(context.Background()); err != nil || res.Operations != 0 {
 		t.Fatalf("idle flush: %+v %v", res, err)
 	}
-}
-
-// flushToKernel flushes e and checks that the kernel table k reads back as
-// e's desired state.
-func flushToKernel(t *testing.T, step string, e *enforcer.Engine, k *nft.Kernel) enforcer.FlushResult {
-	t.Helper()
-	ctx := context.Background()
-	res, err := e.Flush(ctx)
-	if err != nil {
-		t.Fatalf("%s: flush: %v", step, err)
-	}
-	got, err := k.Read(ctx)
-	if err != nil {
-		t.Fatalf("%s: read: %v", step, err)
-	}
-	if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-		t.Fatalf("%s: kernel differs from desired (%d operations):\n%s", step, tx.Size(), tx)
-	}
-	return res
 }
 
 // newKernelEngine makes a fresh network namespace (the test is skipped without
@@ -104,7 +85,7 @@ func TestPrivilegedKernelAcceptsOddInput(t *testing.T) {
 	loadBaseWorld(e)
 	for _, tc := range oddCases() {
 		_ = tc.apply(e)
-		flushToKernel(t, tc.name, e, k)
+		enforcer.FlushToKernel(t, tc.name, e, k)
 	}
 }
 

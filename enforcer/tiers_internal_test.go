@@ -139,17 +139,7 @@ func TestCompiledTiersFollowPodsAndNamespaces(t *testing.T) {
 func TestCompiledTiersClaimants(t *testing.T) {
 	fake := nft.NewFake(nft.DefaultTable)
 	e := newCNPWorldOn(t, slog.New(slog.DiscardHandler), fake)
-	if err := e.UpsertPod(cnpPod("ravenclaw/cho", "198.18.0.2")); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*v1beta1.ClusterNetworkPolicy{
-		mkCNP("sly-out", v1beta1.AdminTier, 1, nsSubject("slytherin"), cnpOut("", deny, nsPeerOf("hufflepuff"))),
-		mkCNP("to-sly", v1beta1.AdminTier, 2, nsSubject("gryffindor"), cnpOut("", deny, nsPeerOf("slytherin"))),
-	} {
-		if err := e.upsertClusterNetworkPolicy(c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loadClaimants(t, e)
 	if closed := checkTiersGrid(t, e, fake); closed == 0 {
 		t.Error("no flow of the claimed address was dropped: the claimants are judged by different CNPs")
 	}

@@ -1,7 +1,6 @@
 package enforcer
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 
@@ -22,21 +21,10 @@ func TestPrivilegedKernelAcceptsTiers(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	e := newCNPWorldOn(t, slog.New(slog.DiscardHandler), k)
-	ctx := context.Background()
 	check := func(step string) {
 		t.Helper()
-		res, err := e.Flush(ctx)
-		if err != nil {
-			t.Fatalf("%s: flush: %v", step, err)
-		}
-		got, err := k.Read(ctx)
-		if err != nil {
-			t.Fatalf("%s: read: %v", step, err)
-		}
-		if tx := nft.Diff(got, e.Desired(), nil); !tx.Empty() {
-			t.Fatalf("%s: kernel differs from desired (%d operations):\n%s", step, tx.Size(), tx)
-		}
-		t.Logf("%s: %d operations, %d chains, %d sets", step, res.Operations, len(got.Chains), len(got.Sets))
+		res := FlushToKernel(t, step, e, k)
+		t.Logf("%s: %d operations", step, res.Operations)
 	}
 	check("world")
 	for _, tc := range cnpCases() {
