@@ -531,7 +531,7 @@ func (tc cnpCase) load(t *testing.T, e *Engine) []string {
 	}
 	var errs []string
 	for _, c := range tc.cnps {
-		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+		if err := e.UpsertClusterNetworkPolicy(c); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -572,14 +572,14 @@ func TestDecideWithoutClusterPoliciesUnchanged(t *testing.T) {
 	for _, f := range flows {
 		before = append(before, e.Decide(f.flow()))
 	}
-	if err := e.upsertClusterNetworkPolicy(mkCNP("x", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin")))); err != nil {
+	if err := e.UpsertClusterNetworkPolicy(mkCNP("x", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin")))); err != nil {
 		t.Fatal(err)
 	}
 	if d := e.Decide(flows[0].flow()); d.Allowed || d.Ingress.Tier != tierNameAdmin || d.Ingress.Rule != "admin policy x rule 0" {
 		t.Fatalf("with the CNP: %+v", d)
 	}
-	e.deleteClusterNetworkPolicy("x")
-	e.deleteClusterNetworkPolicy("x") // deleting what is absent is a no-op
+	e.DeleteClusterNetworkPolicy("x")
+	e.DeleteClusterNetworkPolicy("x") // deleting what is absent is a no-op
 	for i, f := range flows {
 		if diff := cmp.Diff(before[i], e.Decide(f.flow())); diff != "" {
 			t.Errorf("flow %d after delete (-before +after):\n%s", i, diff)
@@ -598,7 +598,7 @@ func loadClaimants(t *testing.T, e *Engine) {
 		mkCNP("sly-out", v1beta1.AdminTier, 1, nsSubject("slytherin"), cnpOut("", deny, nsPeerOf("hufflepuff"))),
 		mkCNP("to-sly", v1beta1.AdminTier, 2, nsSubject("gryffindor"), cnpOut("", deny, nsPeerOf("slytherin"))),
 	} {
-		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+		if err := e.UpsertClusterNetworkPolicy(c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -630,7 +630,7 @@ func TestUpsertClusterPolicyLogsOncePerVersion(t *testing.T) {
 	e := newCNPWorld(t, slog.New(slog.NewTextHandler(&buf, nil)))
 	bad := mkCNP("bad", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, v1beta1.ClusterNetworkPolicyEgressPeer{}))
 	for range 3 {
-		if err := e.upsertClusterNetworkPolicy(bad); err == nil || !strings.Contains(err.Error(), "clusternetworkpolicy bad: ingress rule 0") {
+		if err := e.UpsertClusterNetworkPolicy(bad); err == nil || !strings.Contains(err.Error(), "clusternetworkpolicy bad: ingress rule 0") {
 			t.Fatalf("error %v", err)
 		}
 	}
@@ -638,15 +638,15 @@ func TestUpsertClusterPolicyLogsOncePerVersion(t *testing.T) {
 		t.Errorf("logged %d times, want 1:\n%s", n, buf.String())
 	}
 	bad.Spec.Priority = 2
-	_ = e.upsertClusterNetworkPolicy(bad)
+	_ = e.UpsertClusterNetworkPolicy(bad)
 	if n := strings.Count(buf.String(), "invalid cluster network policy"); n != 2 {
 		t.Errorf("a new version logged %d times in all, want 2", n)
 	}
-	if err := e.upsertClusterNetworkPolicy(nil); err == nil {
+	if err := e.UpsertClusterNetworkPolicy(nil); err == nil {
 		t.Error("nil policy accepted")
 	}
 	good := mkCNP("bad", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin")))
-	if err := e.upsertClusterNetworkPolicy(good); err != nil {
+	if err := e.UpsertClusterNetworkPolicy(good); err != nil {
 		t.Errorf("fixed policy: %v", err)
 	}
 	if len(e.cnpErrs) != 0 {

@@ -8,11 +8,13 @@ import (
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
-// upsertClusterNetworkPolicy stores a ClusterNetworkPolicy in the model,
-// parsed once, and compiles the tiers again (tiers.go). It stays unexported
-// while the compiled form is a first version (TIERS.md). Invalid parts are
-// returned as an error, logged once per version, and fail closed (cnp.go).
-func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
+// UpsertClusterNetworkPolicy adds or updates a ClusterNetworkPolicy
+// (sigs.k8s.io/network-policy-api v1beta1; v1alpha2 has the same schema):
+// stored in the model, parsed once, and compiled into the tiers (tiers.go).
+// Invalid parts are returned as an error, logged once per version, and fail
+// closed (cnp.go): a Deny or Pass that cannot be compiled still denies, an
+// Accept that cannot be compiled accepts nothing.
+func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
 	if cnp == nil || cnp.Name == "" {
 		return errors.New("enforcer: upsert clusternetworkpolicy: nil policy or missing name")
 	}
@@ -44,9 +46,9 @@ func (e *Engine) upsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	return perr
 }
 
-// deleteClusterNetworkPolicy removes a ClusterNetworkPolicy; a missing one
-// is not an error. Unexported for the reason upsertClusterNetworkPolicy is.
-func (e *Engine) deleteClusterNetworkPolicy(name string) {
+// DeleteClusterNetworkPolicy removes a ClusterNetworkPolicy; a missing one
+// is not an error.
+func (e *Engine) DeleteClusterNetworkPolicy(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.m.clusterPolicy(name) == nil {

@@ -123,11 +123,8 @@
 //
 // ClusterNetworkPolicies (sigs.k8s.io/network-policy-api v1beta1) are stored
 // in the model by name and parsed once (cnp.go), Decide evaluates them
-// (cnpdecide.go), and the compiler programs them (tiers.go: a first version
-// that recomputes every subject group on each change, see TIERS.md). Their
-// entry points stay unexported until the compiled form is complete
-// (incremental, covered by the fuzz and conformance tests and by real
-// packets). For each direction: the Admin tier, policies by priority (lower
+// (cnpdecide.go), and the compiler programs them (tiers.go, TIERS.md) through
+// UpsertClusterNetworkPolicy and DeleteClusterNetworkPolicy. For each direction: the Admin tier, policies by priority (lower
 // first; equal priorities by name), rules in written order, first match:
 // Accept allows the direction, Deny denies it, Pass ends the tier; then
 // NetworkPolicy, which decides if one isolates the pod; then the Baseline

@@ -81,11 +81,11 @@ func TestCompiledTiersMatchDecide(t *testing.T) {
 			tc.load(t, e)
 			checkTiersGrid(t, e, fake)
 			for _, c := range tc.cnps {
-				e.deleteClusterNetworkPolicy(c.Name)
+				e.DeleteClusterNetworkPolicy(c.Name)
 				checkTiersGrid(t, e, fake)
 			}
 			for _, c := range tc.cnps {
-				_ = e.upsertClusterNetworkPolicy(c) // errors checked by TestDecideClusterNetworkPolicy
+				_ = e.UpsertClusterNetworkPolicy(c) // errors checked by TestDecideClusterNetworkPolicy
 			}
 			checkTiersGrid(t, e, fake)
 		})
@@ -104,7 +104,7 @@ func TestCompiledTiersFollowPodsAndNamespaces(t *testing.T) {
 			cnpOut("", deny, podsPeerOf("gryffindor", metav1.LabelSelector{MatchLabels: map[string]string{"app": "seeker"}}), cnpTCPRange(80, 8080))),
 		mkCNP("base", v1beta1.BaselineTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("ravenclaw")), cnpOut("", deny, networksPeer("198.18.0.0/29"))),
 	} {
-		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+		if err := e.UpsertClusterNetworkPolicy(c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,7 +198,7 @@ func TestCompiledTiersIPv6(t *testing.T) {
 			cnpOut("", deny, networksPeer("2001:db8:ff::/48")),
 			cnpIn("", deny, nsPeerOf("slytherin"), cnpUDP(53))),
 	} {
-		if err := e.upsertClusterNetworkPolicy(c); err != nil {
+		if err := e.UpsertClusterNetworkPolicy(c); err != nil {
 			t.Fatal(err)
 		}
 	}

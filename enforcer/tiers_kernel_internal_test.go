@@ -31,7 +31,7 @@ func TestPrivilegedKernelAcceptsTiers(t *testing.T) {
 		tc.load(t, e)
 		check(tc.name)
 		for _, c := range tc.cnps {
-			e.deleteClusterNetworkPolicy(c.Name)
+			e.DeleteClusterNetworkPolicy(c.Name)
 		}
 		for _, np := range tc.nps {
 			e.DeleteNetworkPolicy(np.Namespace, np.Name)
