@@ -37,13 +37,7 @@ func TestIntegrationCNPWithoutCRDThenInstalled(t *testing.T) {
 	ctx := testCtx(t)
 	// Another test may have left the CRD behind if it was killed; start without it.
 	must(t, c.RemoveClusterNetworkPolicyCRD(ctx))
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.RemoveClusterNetworkPolicyCRD(cctx); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	removeCNPCRDAtCleanup(t, c)
 	tp := started(t, cluster.Options{DaemonArgs: cnpDiscoveryArgs})
 	env := tp.env
 	for _, n := range env.Nodes {
