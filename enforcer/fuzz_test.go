@@ -8,6 +8,10 @@ package enforcer_test
 // as ordinary tests; to fuzz one target:
 //
 //	go test ./enforcer -run '^$' -fuzz FuzzEngineObjects -fuzztime 2m
+//
+// FuzzEngineAgreesWithEvaluator costs tens of milliseconds per input: add
+// -fuzzminimizetime 0, or the workers spend the run minimizing each new
+// interesting input (the run then reports "execs: ... (0/sec)").
 
 import (
 	"context"
