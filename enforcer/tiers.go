@@ -494,6 +494,9 @@ func (t *tiers) changeRules(g *tierGroup, removed, added []*tierRule, affected [
 // nets, the networks part, then the class maps: every run after a networks
 // change, else the addresses one by one.
 func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
+	// Peers of several rules share members: each address once (a copy:
+	// the caller passes the same addresses to every group).
+	addrs = slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))
 	if !nets {
 		t.updateAddrs(g, addrs)
 		return
