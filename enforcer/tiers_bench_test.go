@@ -12,8 +12,6 @@ import (
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
-	"github.com/nftwarden/nftwarden/nft"
-	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 // The tier benchmarks run on the generated cluster of 10,000 pods (100
@@ -184,28 +182,5 @@ func BenchmarkTiersProgram(b *testing.B) {
 func BenchmarkKernelTiersProgram(b *testing.B) {
 	g := newGenCluster(tierBenchPods)
 	e, _ := buildTiers(b, g, tierBenchCNPs, nil)
-	tx := nft.Diff(nil, e.Desired(), nil)
-	ns := nfttest.NewNetNS(b) // skips without CAP_NET_ADMIN
-	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = k.Close() })
-	ctx := context.Background()
-	m := &meter{b: b}
-	b.ResetTimer()
-	for range b.N {
-		m.start()
-		if err := k.Apply(ctx, tx); err != nil {
-			b.Fatalf("Apply: %v", err)
-		}
-		m.stop()
-		if err := k.Cleanup(ctx); err != nil {
-			b.Fatalf("Cleanup: %v", err)
-		}
-	}
-	st := e.Stats()
-	b.ReportMetric(float64(m.cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
-	b.ReportMetric(float64(st.Elements), "elements")
-	b.ReportMetric(float64(st.Chains), "chains")
+	benchKernelApply(b, e)
 }
