@@ -12,6 +12,9 @@ package enforcer
 
 import (
 	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,24 +151,24 @@ func expCases() []cnpCase {
 		{
 			// conformance/tests/admin-network-policy-experimental-egress-rules.go
 			// (CNPAdminTierEgressNodePeers over base/admin_tier/experimental-egress-selector-rules.yaml,
-			// with HostNetworkPorts 9000, 9001, 9002).
+			// with HostNetworkPorts 8080, 9003, 5353: ports of the tracing grid).
 			name: "admin egress node peers",
 			cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("node-and-cidr-as-peers-example", v1beta1.AdminTier, 75,
 				podSubject("gryffindor", house("gryffindor")),
-				cnpOut("allow-egress-to-9000-on-nodes", accept, nodesPeer("kubernetes.io/os", "linux"), cnpTCP(9000)),
-				cnpOut("pass-egress-to-9002-on-nodes", pass, nodesPeer("kubernetes.io/os", "linux"), cnpUDP(9002)),
+				cnpOut("allow-egress-to-8080-on-nodes", accept, nodesPeer("kubernetes.io/os", "linux"), cnpTCP(8080)),
+				cnpOut("pass-egress-to-5353-on-nodes", pass, nodesPeer("kubernetes.io/os", "linux"), cnpUDP(5353)),
 				func(c *v1beta1.ClusterNetworkPolicy) {
 					c.Spec.Egress = append(c.Spec.Egress, v1beta1.ClusterNetworkPolicyEgressRule{Name: "deny-egress-to-slytherin-and-nodes-and-internet", Action: deny,
 						To: []v1beta1.ClusterNetworkPolicyEgressPeer{podsPeerOf("slytherin", house("slytherin")), nodesPeer("kubernetes.io/os", "linux"), networksPeer("0.0.0.0/0", "::/0")}})
 				})},
 			flows: []cnpFlow{
-				{harry, nodeA, tcp, 9000, true, "allowed by admin policy node-and-cidr-as-peers-example rule 0"},
-				{harry, nodeAExt, tcp, 9000, true, "rule 0"},
-				{harry, nodeA6, tcp, 9000, true, "rule 0"},
-				{harry, nodeB, udp, 9002, true, "passed by admin policy node-and-cidr-as-peers-example rule 1"},
-				{harry, nodeA, tcp, 9001, false, "denied by admin policy node-and-cidr-as-peers-example rule 2"},
-				{harry, nodeA, sctp, 9002, false, "rule 2"},
-				{harry, nodeW, tcp, 9000, false, "rule 2"}, // not linux: the networks peer denies
+				{harry, nodeA, tcp, 8080, true, "allowed by admin policy node-and-cidr-as-peers-example rule 0"},
+				{harry, nodeAExt, tcp, 8080, true, "rule 0"},
+				{harry, nodeA6, tcp, 8080, true, "rule 0"},
+				{harry, nodeB, udp, 5353, true, "passed by admin policy node-and-cidr-as-peers-example rule 1"},
+				{harry, nodeA, tcp, 9003, false, "denied by admin policy node-and-cidr-as-peers-example rule 2"},
+				{harry, nodeA, sctp, 5353, false, "rule 2"},
+				{harry, nodeW, tcp, 8080, false, "rule 2"}, // not linux: the networks peer denies
 				{harry, draco, tcp, 80, false, "rule 2"},
 			},
 		},
@@ -175,14 +178,14 @@ func expCases() []cnpCase {
 			// a Baseline Accept to some nodes, a Deny to the others.
 			name: "baseline egress node peers by role",
 			cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("default", v1beta1.BaselineTier, 1, nsSubject("gryffindor"),
-				cnpOut("allow-workers-9000", accept, nodesPeer("role", "worker"), cnpTCP(9000)),
+				cnpOut("allow-workers-8080", accept, nodesPeer("role", "worker"), cnpTCP(8080)),
 				cnpOut("deny-nodes", deny, nodesPeer()))},
 			flows: []cnpFlow{
-				{harry, nodeA, tcp, 9000, true, "allowed by baseline policy default rule 0"},
-				{harry, nodeB, tcp, 9000, false, "denied by baseline policy default rule 1"},
+				{harry, nodeA, tcp, 8080, true, "allowed by baseline policy default rule 0"},
+				{harry, nodeB, tcp, 8080, false, "denied by baseline policy default rule 1"},
 				{harry, nodeW, udp, 53, false, "rule 1"},
-				{harry, "198.18.1.4", tcp, 9000, true, "not isolated"}, // no node's address
-				{draco, nodeB, tcp, 9000, true, "not isolated"},
+				{harry, "198.18.1.4", tcp, 8080, true, "not isolated"}, // no node's address
+				{draco, nodeB, tcp, 8080, true, "not isolated"},
 			},
 		},
 		{
@@ -229,7 +232,7 @@ func TestDecideExperimentalOffFailsClosed(t *testing.T) {
 	tc := cnpCase{
 		cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("exp", v1beta1.AdminTier, 1, nsSubject("gryffindor"),
 			cnpOut("", accept, nsPeerOf("hufflepuff"), cnpNamed("web")),
-			cnpOut("", pass, nodesPeer("role", "worker"), cnpTCP(9000)))},
+			cnpOut("", pass, nodesPeer("role", "worker"), cnpTCP(8080)))},
 		flows: []cnpFlow{
 			{harry, cedric, tcp, 80, false, "admin policy exp rule 1 (invalid: denies all)"},
 			{harry, luna, tcp, 8080, false, "rule 1 (invalid: denies all)"},
@@ -238,4 +241,113 @@ func TestDecideExperimentalOffFailsClosed(t *testing.T) {
 		wantErr: "named ports are not supported with the experimental channel off",
 	}
 	tc.check(t, newExpWorld(t, nil, false))
+}
+
+// expGridAddrs are tierGridAddrs with the nodes' addresses and an address
+// next to them that no node has.
+var expGridAddrs = append(slices.Clone(tierGridAddrs), nodeA, nodeAExt, nodeB, nodeW, "198.18.1.4")
+
+// TestCompiledTiersExperimentalMatchDecide compiles each experimental world
+// (nodes peers as points in the class maps, named ports as lookups of the
+// every-pod named sets in the class chains) and holds every traced flow of
+// the grid, nodes' addresses included, against Decide; then again after
+// deleting the CNPs one by one and loading them back.
+func TestCompiledTiersExperimentalMatchDecide(t *testing.T) {
+	for _, tc := range expCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := nft.NewFake(nft.DefaultTable)
+			e := newExpWorld(t, fake, true)
+			tc.load(t, e)
+			checkTiersGridOf(t, e, fake, expGridAddrs)
+			for _, c := range tc.cnps {
+				e.DeleteClusterNetworkPolicy(c.Name)
+				checkTiersGridOf(t, e, fake, expGridAddrs)
+			}
+			for _, c := range tc.cnps {
+				_ = e.UpsertClusterNetworkPolicy(c) // errors checked by TestDecideClusterNetworkPolicyExperimental
+			}
+			checkTiersGridOf(t, e, fake, expGridAddrs)
+		})
+	}
+}
+
+// TestCompiledTiersExperimentalFollowChanges: the class maps follow Node
+// relabels, address changes, deletions and returns; the class chains'
+// named-port lookups follow pods whose named ports change, a CNP that
+// renames its port, and the families of the node's pods (the named sets of
+// IPv6 appear with the first local IPv6 pod). Every step is traced against
+// Decide over IPv4 and IPv6 ends.
+func TestCompiledTiersExperimentalFollowChanges(t *testing.T) {
+	fake := nft.NewFake(nft.DefaultTable)
+	e := newExpWorld(t, fake, true)
+	cases := expCases()
+	for _, tc := range []cnpCase{cases[0], cases[1], cases[4]} {
+		if errs := tc.load(t, e); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	const ginny, ernie = "2001:db8::5", "2001:db8::6"
+	v6 := []string{nodeA6, ginny, ernie, "2001:db8::1:2"}
+	check := func(t *testing.T) {
+		t.Helper()
+		checkTiersGridOf(t, e, fake, expGridAddrs)
+		checkTiersGridOf(t, e, fake, v6)
+	}
+	check(t)
+	web := func(port int32) corev1.ContainerPort {
+		return corev1.ContainerPort{Name: "web", ContainerPort: port, Protocol: corev1.ProtocolTCP}
+	}
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"node-b relabelled worker", func() error {
+			return e.UpsertNode(expNode("node-b", []string{nodeB}, "kubernetes.io/os", "linux", "role", "worker"))
+		}},
+		{"node-a moves to 198.18.1.4", func() error {
+			return e.UpsertNode(expNode("node-a", []string{"198.18.1.4", nodeA6}, "kubernetes.io/os", "linux", "role", "worker"))
+		}},
+		{"node-w deleted", func() error { e.DeleteNode("node-w"); return nil }},
+		{"node-w back as a worker", func() error {
+			return e.UpsertNode(expNode("node-w", []string{nodeW}, "kubernetes.io/os", "windows", "role", "worker"))
+		}},
+		{"cedric's web moves to 8080", func() error {
+			p := expPod(cedric, "198.18.0.3")
+			p.Spec.Containers[0].Ports[0] = web(8080)
+			return e.UpsertPod(p)
+		}},
+		{"cedric names no port", func() error { return e.UpsertPod(cnpPod(cedric, "198.18.0.3")) }},
+		{"egress-tcp's named port renamed dns", func() error {
+			c := cases[0].cnps[0].DeepCopy()
+			c.Spec.Egress[5].Protocols = []v1beta1.ClusterNetworkPolicyProtocol{cnpNamed("dns")}
+			return e.UpsertClusterNetworkPolicy(c)
+		}},
+		{"first IPv6 pods: ginny local, ernie remote", func() error {
+			if err := e.UpsertPod(expPod("gryffindor/ginny", ginny, web(8080))); err != nil {
+				return err
+			}
+			p := expPod("hufflepuff/ernie", ernie)
+			p.Spec.NodeName = "node-b"
+			return e.UpsertPod(p)
+		}},
+		{"ginny leaves", func() error { e.DeletePod("gryffindor", "ginny"); return nil }},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if err := s.do(); err != nil {
+				t.Fatal(err)
+			}
+			check(t)
+		})
+	}
+	// The grid saw the IPv6 named sets used: ginny reaches ernie's web by
+	// name (egress-tcp rule 5 before the rename: dns now).
+	if err := e.UpsertPod(expPod("gryffindor/ginny", ginny)); err != nil {
+		t.Fatal(err)
+	}
+	fl := Flow{Src: netip.MustParseAddr(ginny), Dst: netip.MustParseAddr(ernie), Protocol: corev1.ProtocolUDP, Port: 53}
+	if d := e.Decide(fl); !d.Allowed || !strings.Contains(d.Reason, "egress-tcp rule 5") {
+		t.Fatalf("ginny -> ernie udp/53: %v (%s), want allowed by rule 5", d.Allowed, d.Reason)
+	}
+	check(t)
 }
