@@ -351,3 +351,41 @@ func TestCompiledTiersExperimentalFollowChanges(t *testing.T) {
 	}
 	check(t)
 }
+
+// TestTierNamedSetsFollowLocalSubjects: a CNP's named-port set lives on a
+// node while a class chain of a local subject names it, as a NetworkPolicy's
+// does while it selects a local pod: none for a subject with no pod here, one
+// when the subject moves to a local namespace, none again when the policy
+// goes.
+func TestTierNamedSetsFollowLocalSubjects(t *testing.T) {
+	fake := nft.NewFake(nft.DefaultTable)
+	e := newExpWorld(t, fake, true)
+	named := func() bool {
+		t.Helper()
+		checkTiersGridOf(t, e, fake, expGridAddrs) // flushes
+		return strings.Contains(fake.Dump(), "named ports sctp/web, tcp/web, udp/web of every pod")
+	}
+	p := mkCNP("web", v1beta1.AdminTier, 1, nsSubject("durmstrang"), cnpOut("", accept, nsPeerOf("hufflepuff"), cnpNamed("web")),
+		cnpOut("", deny, nsPeerOf("hufflepuff")))
+	steps := []struct {
+		name string
+		do   func() error
+		want bool
+	}{
+		{"no local subject", func() error { return e.UpsertClusterNetworkPolicy(p) }, false},
+		{"subject gryffindor", func() error {
+			q := p.DeepCopy()
+			q.Spec.Subject = nsSubject("gryffindor")
+			return e.UpsertClusterNetworkPolicy(q)
+		}, true},
+		{"policy deleted", func() error { e.DeleteClusterNetworkPolicy("web"); return nil }, false},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatal(err)
+		}
+		if got := named(); got != s.want {
+			t.Errorf("%s: named set present %v, want %v:\n%s", s.name, got, s.want, fake.Dump())
+		}
+	}
+}

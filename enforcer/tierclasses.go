@@ -97,6 +97,7 @@ func (t *tiers) finishClasses() {
 			c.written = true
 		default:
 			if c.written {
+				t.named.use(c, nil)
 				t.w.deleteChain(c.name)
 			}
 			delete(t.classes, c.key)
@@ -127,6 +128,7 @@ func (t *tiers) putClassChain(c *tierClass) {
 		}
 	}
 	slices.SortFunc(rules, byRulePrecedence)
+	t.named.use(c, rules)
 	var out []nft.Rule
 	refs := make([]string, 0, len(rules))
 	for _, tr := range rules {

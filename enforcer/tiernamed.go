@@ -19,11 +19,16 @@ import (
 // or nodes peers they fail closed), so the set is never asked about an
 // address that is no pod's.
 
-// tierNamedPorts holds the every-pod named-port sets of the tiers' rules.
+// tierNamedPorts holds the every-pod named-port sets that the class chains
+// written on this node match: a set lives while a class chain names it, as
+// a NetworkPolicy rule's lives while its policy selects a local pod, so a
+// node does not mirror every pod's ports for a policy that does not concern
+// it.
 type tierNamedPorts struct {
-	np   *namedPorts
-	sets map[string]*namedSet // by port name
-	refs map[string]int       // rules naming it
+	np      *namedPorts
+	sets    map[string]*namedSet    // by port name
+	refs    map[string]int          // class chains naming it
+	byClass map[*tierClass][]string // the names each class chain matches
 }
 
 // namedPortNames lists the port names of r (each once).
@@ -46,32 +51,45 @@ func anyProtocol(name string) []portName {
 // programs (namedPorts leaves out a family no local pod has).
 var everyFamily = familySet{true, true}
 
-func (tn *tierNamedPorts) acquireName(name string) {
-	if tn.refs[name]++; tn.refs[name] == 1 {
-		ports := anyProtocol(name)
-		tn.sets[name] = tn.np.acquireEveryKey(ports, everyPodNamedKey(ports, everyFamily), everyFamily)
-	}
+// acquireSet creates (or shares) the set of a port name.
+func (tn *tierNamedPorts) acquireSet(name string) {
+	ports := anyProtocol(name)
+	tn.sets[name] = tn.np.acquireEveryKey(ports, everyPodNamedKey(ports, everyFamily), everyFamily)
 }
 
-// acquire counts the named ports of rules (broken ones have none).
-func (tn *tierNamedPorts) acquire(rules []*tierRule) {
+// use makes class c's chain hold the sets of the named ports of rules (nil:
+// the chain goes), taking the new names before dropping the old ones, so
+// that a set both versions name is never deleted in between.
+func (tn *tierNamedPorts) use(c *tierClass, rules []*tierRule) {
+	var names []string
 	for _, r := range rules {
-		for _, name := range namedPortNames(r.r) {
-			tn.acquireName(name)
-		}
-	}
-}
-
-// release drops the rules' uses of their sets, and a set with its last.
-func (tn *tierNamedPorts) release(rules []*tierRule) {
-	for _, r := range rules {
-		for _, name := range namedPortNames(r.r) {
-			if tn.refs[name]--; tn.refs[name] <= 0 {
-				tn.np.releaseEvery(tn.sets[name])
-				delete(tn.sets, name)
-				delete(tn.refs, name)
+		for _, n := range namedPortNames(r.r) {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
 			}
 		}
+	}
+	old := tn.byClass[c]
+	for _, n := range names {
+		if !slices.Contains(old, n) {
+			if tn.refs[n]++; tn.refs[n] == 1 {
+				tn.acquireSet(n)
+			}
+		}
+	}
+	for _, n := range old {
+		if !slices.Contains(names, n) {
+			if tn.refs[n]--; tn.refs[n] <= 0 {
+				tn.np.releaseEvery(tn.sets[n])
+				delete(tn.sets, n)
+				delete(tn.refs, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		delete(tn.byClass, c)
+	} else {
+		tn.byClass[c] = names
 	}
 }
 
@@ -91,21 +109,15 @@ func (tn *tierNamedPorts) rules(name string, v nft.Verdict, ref string) []nft.Ru
 
 // familiesChanged re-creates the sets after the compiler's families changed
 // (compiler.syncFamilies, between the policies' deactivation and their
-// activation, so that both share the new sets), and rewrites the chains of
-// the classes with a named port.
+// activation, so that both share the new sets), and rewrites the chains
+// that name them.
 func (t *tiers) familiesChanged() {
 	tn := &t.named
 	for name := range tn.sets {
 		tn.np.releaseEvery(tn.sets[name])
-		ports := anyProtocol(name)
-		tn.sets[name] = tn.np.acquireEveryKey(ports, everyPodNamedKey(ports, everyFamily), everyFamily)
+		tn.acquireSet(name)
 	}
-	for _, c := range t.classes {
-		for _, id := range c.ids {
-			if r := t.rules[id]; r != nil && len(namedPortNames(r.r)) > 0 {
-				t.touched[c] = struct{}{}
-				break
-			}
-		}
+	for c := range tn.byClass {
+		t.touched[c] = struct{}{}
 	}
 }

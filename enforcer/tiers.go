@@ -273,7 +273,6 @@ func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
 			subjectsChanged[dir][tier] = created && !gone[dir][tier][s.key]
 			delete(gone[dir][tier], s.key)
 			next.rules[dir] = t.newRules(dir, cur)
-			t.named.acquire(next.rules[dir])
 			for _, r := range next.rules[dir] {
 				t.rules[r.id] = r
 			}
@@ -301,7 +300,6 @@ func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
 	}
 	if prev != nil {
 		for _, dir := range directions {
-			t.named.release(prev.rules[dir])
 			for _, r := range prev.rules[dir] {
 				for _, p := range r.peers {
 					t.peers.release(p)
