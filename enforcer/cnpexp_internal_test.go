@@ -11,6 +11,7 @@ package enforcer
 // cedric also names web 9003/SCTP (a name on two protocols).
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
@@ -388,4 +390,96 @@ func TestTierNamedSetsFollowLocalSubjects(t *testing.T) {
 			t.Errorf("%s: named set present %v, want %v:\n%s", s.name, got, s.want, fake.Dump())
 		}
 	}
+}
+
+// expNodeAddrs are the addresses random Nodes take: some are also in the pod
+// pool of tierAddrs (as a hostNetwork pod's would be), 198.19.0.1 and
+// 2001:db8:ff::1 are the flows' addresses of no pod.
+var expNodeAddrs = []string{"198.18.0.6", "198.18.0.5", "198.19.0.1", "2001:db8:1::4", "2001:db8:ff::1"}
+
+// expStep is tierGen.step with the experimental channel's changes mixed in:
+// Node upserts (relabels, address changes) and deletes, CNPs whose egress
+// peers may be nodes peers and whose rules may name ports (with a nodes
+// peer: failing closed), pods naming ports of several protocols.
+func expStep(g tierGen, e *Engine, w *tierWorld) string {
+	switch n := g.r.IntN(10); {
+	case n < 2:
+		name := g.pick([]string{"node-a", "node-b", "node-c"})
+		if g.r.IntN(4) == 0 {
+			delete(w.nodes, name)
+			e.DeleteNode(name)
+			return "delete node " + name
+		}
+		var addrs []string
+		for _, a := range expNodeAddrs {
+			if g.r.IntN(3) == 0 {
+				addrs = append(addrs, a)
+			}
+		}
+		nd := expNode(name, addrs, "role", g.pick([]string{"worker", "infra"}))
+		w.nodes[name] = nd
+		_ = e.UpsertNode(nd)
+		return fmt.Sprintf("upsert node %s %v %v", name, nd.Labels, addrs)
+	case n < 5:
+		c := g.cnp()
+		for i := range c.Spec.Egress {
+			if g.r.IntN(3) == 0 {
+				c.Spec.Egress[i].To = []v1beta1.ClusterNetworkPolicyEgressPeer{g.pick3(nodesPeer(), nodesPeer("role", "worker"), nodesPeer("role", "infra"))}
+			}
+			if g.r.IntN(3) == 0 {
+				c.Spec.Egress[i].Protocols = g.namedPorts()
+			}
+		}
+		for i := range c.Spec.Ingress {
+			if g.r.IntN(3) == 0 {
+				c.Spec.Ingress[i].Protocols = g.namedPorts()
+			}
+		}
+		w.cnps[c.Name] = c
+		_ = e.UpsertClusterNetworkPolicy(c)
+		return "upsert experimental cnp " + c.Name
+	case n < 7:
+		p := g.pod()
+		var ports []corev1.ContainerPort
+		for _, cp := range []corev1.ContainerPort{{Name: "web", ContainerPort: 80}, {Name: "web", ContainerPort: 8081},
+			{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP}, {Name: "web", ContainerPort: 9003, Protocol: corev1.ProtocolSCTP}} {
+			if g.r.IntN(2) == 0 {
+				ports = append(ports, cp)
+			}
+		}
+		p.Spec.Containers = []corev1.Container{{Name: "c", Ports: ports}}
+		w.pods[p.Namespace+"/"+p.Name] = p
+		_ = e.UpsertPod(p)
+		return fmt.Sprintf("upsert pod %s/%s %v %v on %s, ports %v", p.Namespace, p.Name, p.Labels, p.Status.PodIPs, p.Spec.NodeName, ports)
+	}
+	return g.step(e, w)
+}
+
+func (g tierGen) pick3(a, b, c v1beta1.ClusterNetworkPolicyEgressPeer) v1beta1.ClusterNetworkPolicyEgressPeer {
+	return []v1beta1.ClusterNetworkPolicyEgressPeer{a, b, c}[g.r.IntN(3)]
+}
+
+func (g tierGen) namedPorts() []v1beta1.ClusterNetworkPolicyProtocol {
+	if g.r.IntN(2) == 0 {
+		return []v1beta1.ClusterNetworkPolicyProtocol{cnpNamed("web")}
+	}
+	return []v1beta1.ClusterNetworkPolicyProtocol{cnpNamed("dns"), cnpTCP(80)}
+}
+
+// TestTiersExperimentalIncrementalMatchesFreshBuild is
+// TestTiersIncrementalMatchesFreshBuild with the experimental channel on and
+// its changes in the sequences (expStep): after every step both nodes'
+// programs equal a fresh build of the world (Nodes loaded last) and random
+// flows, to node addresses too, equal Decide.
+func TestTiersExperimentalIncrementalMatchesFreshBuild(t *testing.T) {
+	seeds := 8
+	if testing.Short() {
+		seeds = 2
+	}
+	newWorld := func() *tierWorld {
+		return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
+			nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{},
+			nodes: map[string]*corev1.Node{}, experimental: true}
+	}
+	runTierSequences(t, seeds, 150, newWorld, expStep)
 }
