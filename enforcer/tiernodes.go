@@ -33,22 +33,48 @@ func (t *tiers) resolveNodes(rules []*tierRule) {
 	}
 }
 
-// nodeChanged follows a Node change (old or cur nil: added, deleted).
+// nodeChanged follows a Node change (old or cur nil: added, deleted): in
+// each group with a nodes peer whose match of the node or whose view of its
+// addresses changes, the networks part is recomputed (the group's networks
+// and nodes rules: a short sweep) and the class of each address the node
+// had or has is set again, splitting and merging the runs around it; the
+// other runs are unchanged, so this is exact and sends only those elements.
 func (t *tiers) nodeChanged(old, cur *nodeRecord) {
+	var addrs []netip.Addr
+	for _, n := range [2]*nodeRecord{old, cur} {
+		if n != nil {
+			addrs = append(addrs, n.Addrs...)
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(t.groups)) {
 		g := t.groups[id]
-		if slices.ContainsFunc(slices.Collect(maps.Values(g.nets)), func(r *tierRule) bool { return selectsNode(r, old) || selectsNode(r, cur) }) {
-			t.refill(g, nil, true)
+		rules := slices.Collect(maps.Values(g.nets))
+		if !slices.ContainsFunc(rules, func(r *tierRule) bool { return nodeMatters(r, old, cur) }) {
+			continue
 		}
+		t.resolveNodes(rules)
+		for _, cm := range g.maps {
+			cm.net = netRuns(cm.fam, rules)
+		}
+		t.updateAddrs(g, addrs)
 	}
 }
 
-// selectsNode reports whether a nodes peer of rule r selects node n.
-func selectsNode(r *tierRule, n *nodeRecord) bool {
-	if n == nil || r.r.broken {
+// nodeMatters reports whether a nodes peer of rule r selected the node
+// before or after the change and the change moves what it matches: the
+// selection itself, or the node's addresses.
+func nodeMatters(r *tierRule, old, cur *nodeRecord) bool {
+	if r.r.broken {
 		return false
 	}
-	return slices.ContainsFunc(r.r.peers, func(p cnpPeer) bool { return p.nodes != nil && p.nodes.Matches(n.Labels) })
+	return slices.ContainsFunc(r.r.peers, func(p cnpPeer) bool {
+		if p.nodes == nil {
+			return false
+		}
+		was := old != nil && p.nodes.Matches(old.Labels)
+		is := cur != nil && p.nodes.Matches(cur.Labels)
+		return was != is || is && !slices.Equal(old.Addrs, cur.Addrs)
+	})
 }
 
 // nodeChanged compiles a Node change: the tiers' nodes peers only.
