@@ -113,9 +113,9 @@ func tierRateFlush(b *testing.B, e *enforcer.Engine) {
 // point of the build, what Decide and a trace through it say of the
 // measured connection, and the port it goes to.
 type tierRateProgram struct {
-	name    string
-	state   *nft.State
-	port    uint16
+	name  string
+	state *nft.State
+	port  uint16
 	// The tiers Decide must name for b's ingress and a's egress ("": none,
 	// as without ClusterNetworkPolicies).
 	ingress, egress string
