@@ -145,8 +145,13 @@ func tierRateCheck(b *testing.B, e *enforcer.Engine, p tierRateProgram) {
 	if !tr.Accepted() {
 		b.Fatalf("%s: the compiled program drops a -> b:%d:\n%s", p.name, p.port, tr)
 	}
-	st := e.Stats()
-	b.Logf("%s: %d elements, %d chains, %d sets; %s", p.name, st.Elements, st.Chains, st.Sets, d.Reason)
+	st, policyChains := e.Stats(), 0
+	for name := range p.state.Chains {
+		if strings.HasPrefix(name, "pol-") {
+			policyChains++
+		}
+	}
+	b.Logf("%s: %d elements, %d chains (%d of NetworkPolicies), %d sets; %s", p.name, st.Elements, st.Chains, policyChains, st.Sets, d.Reason)
 	if testing.Verbose() {
 		b.Logf("%s: the measured connection's SYN %s", p.name, tr)
 	}
@@ -174,7 +179,8 @@ func tierRateCheck(b *testing.B, e *enforcer.Engine, p tierRateProgram) {
 // BenchmarkTiersProgram does), and each setup's kernel gets the engine's
 // desired state at that point as one transaction: what the engine's first
 // Flush into a Kernel sends (benchKernelApply). Reported: medians of the
-// per-round ratios against no-table (wall and CPU). Needs CAP_NET_ADMIN.
+// per-round ratios against no-table (wall and CPU), and of the wall ratios
+// against cnps=0 (the tiers' own share). Needs CAP_NET_ADMIN.
 func BenchmarkKernelTiersConnRate(b *testing.B) {
 	nfttest.RequireNetAdmin(b)
 	e := tierRateFeed(b)
@@ -222,4 +228,9 @@ func BenchmarkKernelTiersConnRate(b *testing.B) {
 	}
 	nfttest.RunConnRateRounds(b, setups)
 	nfttest.ReportConnRateMedians(b, setups)
+	// The tiers' own share: against the same node without them.
+	np := setups[1]
+	for _, s := range setups[2:] {
+		b.ReportMetric(nfttest.MedianRatio(s.BatchWall, np.BatchWall), s.Name+"/cnps=0-median")
+	}
 }
