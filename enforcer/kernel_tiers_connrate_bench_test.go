@@ -47,13 +47,14 @@ const (
 	tierRateAdminApp  = "a0"
 )
 
-// tierRatePolicies is the NetworkPolicies of the generated cluster that
-// BenchmarkKernelConnRate's loaded node has: ten per namespace (pol-00 to
-// pol-99, benchPolicy's ten kinds over again), 10,000 in 100 namespaces.
+// tierRatePolicies is the number of NetworkPolicies of the generated
+// cluster, as many as nft's BenchmarkKernelConnRate loads: 100 per
+// namespace (pol-00 to pol-99, benchPolicy's ten kinds over again) in 100
+// namespaces.
 const tierRatePolicies = 10_000
 
-// tierRateProbes returns the probing pods' namespaces, pods (b labelled
-// app=bApp) and b's ten NetworkPolicies.
+// tierRateProbes returns the probing pods' namespaces and pods (b labelled
+// app=bApp).
 func tierRateProbes(bApp string) ([]*corev1.Namespace, []*corev1.Pod) {
 	nss := []*corev1.Namespace{
 		mkNamespace(tierRateNSA, "team", "t0", "env", "dev"),
