@@ -159,15 +159,22 @@ func (c *cnpWatch) check(ctx context.Context) bool {
 	switch {
 	case served && !running:
 		c.start(ctx)
-		if first {
+		switch {
+		case c.w.listFailed != nil:
+			// Sync (explain, dump --desired) lists once and watches nothing:
+			// what it says about the daemon's lifecycle is noise on a CLI.
+			c.w.log.Debug("ClusterNetworkPolicy API is served; listing ClusterNetworkPolicies", "api", ClusterNetworkPolicyGroupVersion)
+		case first:
 			c.w.log.Info("ClusterNetworkPolicy API is served; watching ClusterNetworkPolicies", "api", ClusterNetworkPolicyGroupVersion)
-		} else {
+		default:
 			c.w.log.Info("ClusterNetworkPolicy API appeared (CRD installed); watching ClusterNetworkPolicies", "api", ClusterNetworkPolicyGroupVersion)
 		}
 	case !served && running:
 		n := c.stopAndForget()
 		c.w.log.Warn("ClusterNetworkPolicy API is gone (CRD removed): its policies are removed; enforcing NetworkPolicy only until it returns",
 			"api", ClusterNetworkPolicyGroupVersion, "removed", n, "check_every", c.period)
+	case !served && first && c.w.listFailed != nil:
+		c.w.log.Info("ClusterNetworkPolicy API is not served (its CRD is not installed): NetworkPolicy only", "api", ClusterNetworkPolicyGroupVersion)
 	case !served && first:
 		c.w.log.Warn("ClusterNetworkPolicy API is not served (its CRD is not installed): enforcing NetworkPolicy only; watching for it",
 			"api", ClusterNetworkPolicyGroupVersion, "check_every", c.period)
