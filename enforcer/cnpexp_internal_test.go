@@ -19,7 +19,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
@@ -477,9 +476,9 @@ func TestTiersExperimentalIncrementalMatchesFreshBuild(t *testing.T) {
 		seeds = 2
 	}
 	newWorld := func() *tierWorld {
-		return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
-			nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{},
-			nodes: map[string]*corev1.Node{}, experimental: true}
+		w := newTierWorld()
+		w.nodes, w.experimental = map[string]*corev1.Node{}, true
+		return w
 	}
 	runTierSequences(t, seeds, 150, newWorld, expStep)
 }

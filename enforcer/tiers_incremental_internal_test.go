@@ -260,11 +260,13 @@ func TestTiersIncrementalMatchesFreshBuild(t *testing.T) {
 	if testing.Short() {
 		seeds = 3
 	}
-	newWorld := func() *tierWorld {
-		return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
-			nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{}}
-	}
-	runTierSequences(t, seeds, 150, newWorld, tierGen.step)
+	runTierSequences(t, seeds, 150, newTierWorld, tierGen.step)
+}
+
+// newTierWorld is an empty world of the standard channel.
+func newTierWorld() *tierWorld {
+	return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
+		nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{}}
 }
 
 // runTierSequences drives seeds random sequences of steps changes (step)

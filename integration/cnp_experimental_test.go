@@ -40,14 +40,12 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 	env := tp.env
 	admin := clientsFor(t, c.Config)
 	cnps := admin.cnp.PolicyV1beta1().ClusterNetworkPolicies()
-	byName := func(ns string) *metav1.LabelSelector {
-		return &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
-	}
 	create := func(p *policyv1beta1.ClusterNetworkPolicy) {
 		t.Helper()
 		_, err := cnps.Create(ctx, p, metav1.CreateOptions{})
 		must(t, err)
 	}
+	accept, deny := policyv1beta1.ClusterNetworkPolicyRuleActionAccept, policyv1beta1.ClusterNetworkPolicyRuleActionDeny
 
 	t.Run("nodes peers", func(t *testing.T) {
 		server := env.Nodes[len(env.Nodes)-1]
@@ -61,18 +59,12 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 			}
 		}
 		hostname := map[string]string{"kubernetes.io/hostname": server.Name}
-		create(&policyv1beta1.ClusterNetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: env.Name("x-to-nodes")},
-			Spec: policyv1beta1.ClusterNetworkPolicySpec{Tier: policyv1beta1.AdminTier, Priority: 75,
-				Subject: policyv1beta1.ClusterNetworkPolicySubject{Namespaces: byName(tp.x)},
-				Egress: []policyv1beta1.ClusterNetworkPolicyEgressRule{
-					{Name: "allow-8080-to-server", Action: policyv1beta1.ClusterNetworkPolicyRuleActionAccept,
-						To:        []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{MatchLabels: hostname}}},
-						Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{TCP: &policyv1beta1.ClusterNetworkPolicyProtocolTCP{DestinationPort: &policyv1beta1.Port{Number: 8080}}}}},
-					{Name: "deny-nodes", Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
-						To: []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}}},
-				}},
-		})
+		create(cnpOn(env.Name("x-to-nodes"), policyv1beta1.AdminTier, 75, tp.x, nil, []policyv1beta1.ClusterNetworkPolicyEgressRule{
+			{Name: "allow-8080-to-server", Action: accept,
+				To:        []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{MatchLabels: hostname}}},
+				Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{TCP: &policyv1beta1.ClusterNetworkPolicyProtocolTCP{DestinationPort: &policyv1beta1.Port{Number: 8080}}}}},
+			{Name: "deny-nodes", Action: deny, To: []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}}},
+		}))
 		for _, a := range addrs {
 			waitNodeProbe(t, env, tp.a, a, 8080, true)
 			waitNodeProbe(t, env, tp.a, a, 9003, false)
@@ -83,13 +75,8 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 		// A Deny to nodes labelled role=infra-<suffix>: none at first, then the
 		// server's node when the label is put on it, none again when it goes.
 		infra := "infra-" + suffix(env)
-		create(&policyv1beta1.ClusterNetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: env.Name("deny-infra")},
-			Spec: policyv1beta1.ClusterNetworkPolicySpec{Tier: policyv1beta1.BaselineTier, Priority: 1,
-				Subject: policyv1beta1.ClusterNetworkPolicySubject{Namespaces: byName(tp.y)},
-				Egress: []policyv1beta1.ClusterNetworkPolicyEgressRule{{Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
-					To: []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{MatchLabels: map[string]string{"role": infra}}}}}}},
-		})
+		create(cnpOn(env.Name("deny-infra"), policyv1beta1.BaselineTier, 1, tp.y, nil, []policyv1beta1.ClusterNetworkPolicyEgressRule{{Action: deny,
+			To: []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{MatchLabels: map[string]string{"role": infra}}}}}}))
 		waitNodeProbe(t, env, tp.a, server.IPv4, 9003, true)
 		waitNodeProbe(t, env, tp.c, server.IPv4, 9003, true)
 		labelNode(t, ctx, c, server.Name, infra)
@@ -105,17 +92,11 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 	})
 
 	t.Run("named ports", func(t *testing.T) {
-		fromX := []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: byName(tp.x)}}
-		create(&policyv1beta1.ClusterNetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: env.Name("y-dns-from-x")},
-			Spec: policyv1beta1.ClusterNetworkPolicySpec{Tier: policyv1beta1.AdminTier, Priority: 4,
-				Subject: policyv1beta1.ClusterNetworkPolicySubject{Namespaces: byName(tp.y)},
-				Ingress: []policyv1beta1.ClusterNetworkPolicyIngressRule{
-					{Name: "allow-dns-from-x", Action: policyv1beta1.ClusterNetworkPolicyRuleActionAccept, From: fromX,
-						Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{DestinationNamedPort: "dns"}}},
-					{Name: "deny-from-x", Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny, From: fromX},
-				}},
-		})
+		fromX := []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: namespaceNamed(tp.x)}}
+		create(cnpOn(env.Name("y-dns-from-x"), policyv1beta1.AdminTier, 4, tp.y, []policyv1beta1.ClusterNetworkPolicyIngressRule{
+			{Name: "allow-dns-from-x", Action: accept, From: fromX, Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{DestinationNamedPort: "dns"}}},
+			{Name: "deny-from-x", Action: deny, From: fromX},
+		}, nil))
 		xToYDenied := cluster.NewReachability(tp.all, true)
 		for _, from := range []*cluster.Pod{tp.a, tp.b} {
 			for _, to := range []*cluster.Pod{tp.c, tp.d} {
@@ -126,17 +107,11 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 		tp.expect(t, xToYDenied, tcp80v4, tcp80v6)
 		must(t, cnps.Delete(ctx, env.Name("y-dns-from-x"), metav1.DeleteOptions{}))
 
-		toY := []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Namespaces: byName(tp.y)}}
-		create(&policyv1beta1.ClusterNetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: env.Name("x-http-to-y")},
-			Spec: policyv1beta1.ClusterNetworkPolicySpec{Tier: policyv1beta1.AdminTier, Priority: 6,
-				Subject: policyv1beta1.ClusterNetworkPolicySubject{Namespaces: byName(tp.x)},
-				Egress: []policyv1beta1.ClusterNetworkPolicyEgressRule{
-					{Name: "allow-http-to-y", Action: policyv1beta1.ClusterNetworkPolicyRuleActionAccept, To: toY,
-						Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{DestinationNamedPort: "http"}}},
-					{Name: "deny-to-y", Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny, To: toY},
-				}},
-		})
+		toY := []policyv1beta1.ClusterNetworkPolicyEgressPeer{{Namespaces: namespaceNamed(tp.y)}}
+		create(cnpOn(env.Name("x-http-to-y"), policyv1beta1.AdminTier, 6, tp.x, nil, []policyv1beta1.ClusterNetworkPolicyEgressRule{
+			{Name: "allow-http-to-y", Action: accept, To: toY, Protocols: []policyv1beta1.ClusterNetworkPolicyProtocol{{DestinationNamedPort: "http"}}},
+			{Name: "deny-to-y", Action: deny, To: toY},
+		}))
 		tp.expect(t, cluster.NewReachability(tp.all, true), tcp80v4, tcp80v6)
 		tp.expect(t, xToYDenied, tcp81v4, udp53v4, udp53v6)
 		must(t, cnps.Delete(ctx, env.Name("x-http-to-y"), metav1.DeleteOptions{}))
@@ -146,6 +121,19 @@ func TestIntegrationCNPExperimental(t *testing.T) {
 			t.Errorf("a daemon restarted or ended: %v", err)
 		}
 	}
+}
+
+// namespaceNamed selects the namespace named ns.
+func namespaceNamed(ns string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+}
+
+// cnpOn is a ClusterNetworkPolicy of tier and priority whose subject is the
+// namespace ns, with the given rules.
+func cnpOn(name string, tier policyv1beta1.Tier, prio int32, ns string, in []policyv1beta1.ClusterNetworkPolicyIngressRule, out []policyv1beta1.ClusterNetworkPolicyEgressRule) *policyv1beta1.ClusterNetworkPolicy {
+	return &policyv1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: policyv1beta1.ClusterNetworkPolicySpec{Tier: tier, Priority: prio,
+			Subject: policyv1beta1.ClusterNetworkPolicySubject{Namespaces: namespaceNamed(ns)}, Ingress: in, Egress: out}}
 }
 
 // grantNodePeers applies daemon/deploy/rbac-node-peers.yaml as shipped (removed
