@@ -37,6 +37,22 @@ func TestRunClusterNetworkPolicyAPI(t *testing.T) {
 			}},
 		},
 	}
+	// An egress Deny to every node: its address is in the table only with
+	// the experimental channel (with auto the rule fails closed: it denies
+	// every egress of the subject, and Nodes are not watched).
+	toNodes := &v1beta1.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-nodes"},
+		Spec: v1beta1.ClusterNetworkPolicySpec{
+			Tier: v1beta1.AdminTier, Priority: 2,
+			Subject: v1beta1.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{}},
+			Egress: []v1beta1.ClusterNetworkPolicyEgressRule{{
+				Action: v1beta1.ClusterNetworkPolicyRuleActionDeny,
+				To:     []v1beta1.ClusterNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}},
+			}},
+		},
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.3.1"}}}}
 	for _, tc := range []struct {
 		name      string
 		mode      string
@@ -44,13 +60,15 @@ func TestRunClusterNetworkPolicyAPI(t *testing.T) {
 		wantGauge string
 		wantLog   string
 		wantTiers bool
+		wantNode  bool
 	}{
 		{name: "served", mode: cnpAuto, served: true, wantGauge: "1", wantLog: "ClusterNetworkPolicy API is served", wantTiers: true},
+		{name: "experimental", mode: cnpExperimental, served: true, wantGauge: "1", wantLog: "ClusterNetworkPolicy API is served", wantTiers: true, wantNode: true},
 		{name: "CRD not installed", mode: cnpAuto, wantGauge: "0", wantLog: "ClusterNetworkPolicy API is not served"},
 		{name: "off", mode: cnpOff, served: true, wantGauge: "0", wantLog: "ClusterNetworkPolicy support is off"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cnps := cnpfake.NewSimpleClientset(cnp)
+			cnps := cnpfake.NewSimpleClientset(cnp, toNodes)
 			if tc.served {
 				cnps.Resources = []*metav1.APIResourceList{{GroupVersion: podwatch.ClusterNetworkPolicyGroupVersion,
 					APIResources: []metav1.APIResource{{Name: "clusternetworkpolicies"}}}}
@@ -65,7 +83,7 @@ func TestRunClusterNetworkPolicyAPI(t *testing.T) {
 				cfg: runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Minute,
 					ClusterNetworkPolicy: tc.mode, CNPDiscoveryPeriod: time.Minute},
 				log: slog.New(slog.NewTextHandler(&logs, nil)),
-				client: fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
+				client: fake.NewClientset(node, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "backend"}},
 					testPod("backend", "api", "node-a", "198.18.0.20")),
 				cnpClient: cnps,
 				apiHost:   "fake",
@@ -100,6 +118,9 @@ func TestRunClusterNetworkPolicyAPI(t *testing.T) {
 			// The Admin tier of the policy is in the table as it became ready.
 			if got := strings.Contains(dp.Dump(), "deny-web"); got != tc.wantTiers {
 				t.Errorf("table mentions the ClusterNetworkPolicy: %v, want %v:\n%s", got, tc.wantTiers, dp.Dump())
+			}
+			if got := strings.Contains(dp.Dump(), "198.18.3.1"); got != tc.wantNode {
+				t.Errorf("table holds the node's address: %v, want %v:\n%s", got, tc.wantNode, dp.Dump())
 			}
 		})
 	}

@@ -57,18 +57,18 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 // logged by it; they fail closed in the model as in the daemon.
 //
 // ClusterNetworkPolicies are listed when the API server serves them, unless
-// cnpMode is off.
+// cnpMode is off; with the experimental channel, Nodes too.
 func modelEngine(ctx context.Context, kubeconfig, nodeName, cnpMode string, log *slog.Logger) (*enforcer.Engine, error) {
 	routeClientGoLogs(log)
 	clients, err := newClient(kubeconfig, nil)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log})
+	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode)})
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
-	opts := podwatch.Options{Logger: log}
+	opts := podwatch.Options{Logger: log, Nodes: experimentalChannel(cnpMode)}
 	if cnpMode != cnpOff {
 		opts.ClusterNetworkPolicies.Client = clients.cnp
 	}

@@ -28,7 +28,7 @@ import (
 // kinds the files under deploy/ hold.
 var manifestScheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, policyv1beta1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, policyv1beta1.Install} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
@@ -116,6 +116,39 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	}
 	if nsBinding.RoleRef.Kind != "Role" || nsBinding.RoleRef.Name != nsRole.Name || nsBinding.Namespace != sa.Namespace || !bindsSA(nsBinding.Subjects) {
 		t.Errorf("binding %+v does not bind Role %s to service account %s/%s", nsBinding, nsRole.Name, sa.Namespace, sa.Name)
+	}
+}
+
+// TestRBACNodePeersIsLeastPrivilege: the optional role of
+// --cluster-network-policy=experimental adds list and watch on nodes, and
+// nothing else, to the daemon's service account of rbac.yaml.
+func TestRBACNodePeersIsLeastPrivilege(t *testing.T) {
+	var sa *corev1.ServiceAccount
+	for _, o := range decodeManifests(t, "deploy/rbac.yaml") {
+		if o, ok := o.(*corev1.ServiceAccount); ok {
+			sa = o
+		}
+	}
+	var role *rbacv1.ClusterRole
+	var binding *rbacv1.ClusterRoleBinding
+	objs := decodeManifests(t, "deploy/rbac-node-peers.yaml")
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *rbacv1.ClusterRole:
+			role = o
+		case *rbacv1.ClusterRoleBinding:
+			binding = o
+		}
+	}
+	if sa == nil || role == nil || binding == nil || len(objs) != 2 {
+		t.Fatalf("rbac-node-peers.yaml needs exactly a ClusterRole and its binding (got %d objects), rbac.yaml a ServiceAccount", len(objs))
+	}
+	if got, want := grants(t, role.Rules), map[string]string{"/nodes": "get,list,watch"}; !maps.Equal(got, want) {
+		t.Errorf("ClusterRole grants %v, want exactly %v", got, want)
+	}
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 ||
+		binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("binding %+v does not bind ClusterRole %s to service account %s/%s", binding, role.Name, sa.Namespace, sa.Name)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package daemon is the nftwarden command, which enforces Kubernetes
 // NetworkPolicy, and ClusterNetworkPolicy while its CRD is installed
-// (--cluster-network-policy=auto|off), on one node with nftables:
+// (--cluster-network-policy=auto|experimental|off; experimental adds nodes
+// peers and named ports), on one node with nftables:
 //
 //	nftwarden run      watch the API server and program the table (the daemon)
 //	nftwarden cleanup  delete the table

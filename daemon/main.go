@@ -81,8 +81,9 @@ type runConfig struct {
 	// change denies.
 	RevokeEstablished bool
 	// ClusterNetworkPolicy is cnpAuto (watch them while the API server
-	// serves them) or cnpOff; CNPDiscoveryPeriod is how often discovery is
-	// asked whether it does.
+	// serves them), cnpExperimental (the same with the experimental channel:
+	// nodes peers, named ports) or cnpOff; CNPDiscoveryPeriod is how often
+	// discovery is asked whether it does.
 	ClusterNetworkPolicy string
 	CNPDiscoveryPeriod   time.Duration
 }
@@ -111,13 +112,22 @@ const (
 const (
 	cnpAuto = "auto" // enforce them while their CRD is installed
 	cnpOff  = "off"  // NetworkPolicy only
+	// cnpExperimental is auto plus the experimental channel's nodes peers
+	// (Nodes watched) and named ports; under auto they fail closed.
+	cnpExperimental = "experimental"
 )
+
+// experimentalChannel reports whether mode turns on ClusterNetworkPolicy's
+// experimental channel: the engine accepts nodes peers and named ports, and
+// the watcher feeds it Nodes.
+func experimentalChannel(mode string) bool { return mode == cnpExperimental }
 
 func clusterNetworkPolicyFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name: flagClusterNetworkPolicy,
 		Usage: "`MODE` of ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1): auto enforces them whenever " +
-			"their CRD is installed (picked up and dropped without a restart), off enforces NetworkPolicy only",
+			"their CRD is installed (picked up and dropped without a restart), experimental does so with the experimental " +
+			"channel's nodes peers and named ports too (watches Nodes), off enforces NetworkPolicy only",
 		Value:   cnpAuto,
 		EnvVars: []string{"NFTWARDEN_CLUSTER_NETWORK_POLICY"},
 	}
@@ -126,10 +136,10 @@ func clusterNetworkPolicyFlag() cli.Flag {
 // clusterNetworkPolicyMode reads and checks --cluster-network-policy.
 func clusterNetworkPolicyMode(c *cli.Context) (string, error) {
 	switch m := c.String(flagClusterNetworkPolicy); m {
-	case cnpAuto, cnpOff:
+	case cnpAuto, cnpExperimental, cnpOff:
 		return m, nil
 	default:
-		return "", usagef("--%s %q: want %s or %s", flagClusterNetworkPolicy, m, cnpAuto, cnpOff)
+		return "", usagef("--%s %q: want %s, %s or %s", flagClusterNetworkPolicy, m, cnpAuto, cnpExperimental, cnpOff)
 	}
 }
 

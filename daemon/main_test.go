@@ -103,6 +103,11 @@ func TestRunFlags(t *testing.T) {
 			want: tweak(func(c *runConfig) { c.ClusterNetworkPolicy, c.CNPDiscoveryPeriod = "off", time.Second }),
 		},
 		{
+			name: "cluster network policy experimental channel",
+			args: []string{"--cluster-network-policy", "experimental"},
+			want: tweak(func(c *runConfig) { c.ClusterNetworkPolicy = "experimental" }),
+		},
+		{
 			name: "cluster network policy from the environment",
 			env:  map[string]string{"NFTWARDEN_CLUSTER_NETWORK_POLICY": "off", "NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD": "2s"},
 			want: tweak(func(c *runConfig) { c.ClusterNetworkPolicy, c.CNPDiscoveryPeriod = "off", 2*time.Second }),
@@ -146,7 +151,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "table", args: []string{"run", "--table", "a b"}, wantErr: `--table "a b"`},
 		{name: "metrics address", args: []string{"run", "--metrics-address", "9640"}, wantErr: `--metrics-address "9640": want HOST:PORT`},
 		{name: "resync period", args: []string{"run", "--resync-period", "0s"}, wantErr: "--resync-period 0s: must be positive"},
-		{name: "cluster network policy mode", args: []string{"run", "--cluster-network-policy", "on"}, wantErr: `--cluster-network-policy "on": want auto or off`},
+		{name: "cluster network policy mode", args: []string{"run", "--cluster-network-policy", "on"}, wantErr: `--cluster-network-policy "on": want auto, experimental or off`},
 		{name: "explain cluster network policy mode", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "80", "--cluster-network-policy", "yes"}, wantErr: `--cluster-network-policy "yes"`},
 		{name: "discovery period", args: []string{"run", "--cluster-network-policy-discovery-period", "0s"}, wantErr: "--cluster-network-policy-discovery-period 0s: must be positive"},
 		{name: "empty node name", args: []string{"run", "--node-name", ""}, wantErr: "--node-name is empty"},

@@ -160,7 +160,8 @@ type parts struct {
 // assemble builds the engine and the watcher that feeds it, with the hooks
 // that feed metrics, systemd, revocation and drift repair.
 func (d *daemon) assemble() (*parts, error) {
-	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log})
+	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log,
+		ClusterNetworkPolicyExperimental: experimentalChannel(d.cfg.ClusterNetworkPolicy)})
 	if err != nil {
 		return nil, fmt.Errorf("run: create policy engine: %w", err)
 	}
@@ -187,6 +188,7 @@ func (d *daemon) assemble() (*parts, error) {
 	p.w = podwatch.New(d.client, eng, podwatch.Options{
 		ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks,
 		ClusterNetworkPolicies: d.clusterNetworkPolicyOptions(),
+		Nodes:                  experimentalChannel(d.cfg.ClusterNetworkPolicy),
 	})
 	return p, nil
 }

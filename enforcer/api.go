@@ -30,6 +30,11 @@ type Config struct {
 	Dataplane nft.Dataplane
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
+	// ClusterNetworkPolicyExperimental turns on the experimental channel of
+	// ClusterNetworkPolicy: nodes egress peers (matched against the Node
+	// records given to UpsertNode) and destinationNamedPort. Off, both fail
+	// closed as unsupported parts (doc.go, "ClusterNetworkPolicy").
+	ClusterNetworkPolicyExperimental bool
 }
 
 // FlushResult says what a Flush or Reconcile did.

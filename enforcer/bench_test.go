@@ -51,6 +51,9 @@ type genCluster struct {
 	pods       int
 	policies   []*networkingv1.NetworkPolicy
 	nodes      int
+	// experimental builds engines with the experimental channel of
+	// ClusterNetworkPolicy (tiers_exp_bench_test.go).
+	experimental bool
 }
 
 // pod k lives in namespace k/100: the generator lists pods by namespace, as
@@ -153,7 +156,7 @@ func (m *meter) stop() {
 func (g *genCluster) build(tb testing.TB, m *meter) (*enforcer.Engine, *discardDataplane) {
 	m.start()
 	dp := &discardDataplane{}
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-000", Dataplane: dp, Logger: quietLogger})
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-000", Dataplane: dp, Logger: quietLogger, ClusterNetworkPolicyExperimental: g.experimental})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,20 +70,27 @@ type cnpRule struct {
 }
 
 // cnpPeer matches pods (ns and, for a pods peer, pod selectors) or, for
-// egress, addresses in networks.
+// egress, addresses in networks or of nodes (experimental: the addresses of
+// the Node records whose labels nodes selects, nodes.go).
 type cnpPeer struct {
-	ns, pod  labels.Selector // ns nil: a networks peer
+	ns, pod  labels.Selector // ns nil: a networks or nodes peer
+	nodes    labels.Selector // non-nil: a nodes peer
 	networks []netip.Prefix
 }
 
-// cnpPort matches one protocol and a destination port interval.
+// cnpPort matches one protocol and a destination port interval, or
+// (experimental) a named container port of the pod at the destination
+// address, whatever its protocol (named set, proto 0).
 type cnpPort struct {
 	proto  uint8
 	lo, hi uint16
+	named  string
 }
 
 // parseCNP parses a CNP; the error describes every part that fails closed.
-func parseCNP(spec *v1beta1.ClusterNetworkPolicySpec) (*cnpParsed, error) {
+// experimental accepts the experimental channel's nodes peers and named
+// ports; without it they fail closed like any unsupported part.
+func parseCNP(spec *v1beta1.ClusterNetworkPolicySpec, experimental bool) (*cnpParsed, error) {
 	var errs []error
 	p := &cnpParsed{priority: spec.Priority}
 	switch spec.Tier {
@@ -105,14 +113,14 @@ func parseCNP(spec *v1beta1.ClusterNetworkPolicySpec) (*cnpParsed, error) {
 		for j, f := range r.From {
 			peers[j] = v1beta1.ClusterNetworkPolicyEgressPeer{Namespaces: f.Namespaces, Pods: f.Pods}
 		}
-		rule, err := parseCNPRule(i, r.Name, r.Action, peers, r.Protocols)
+		rule, err := parseCNPRule(i, r.Name, r.Action, peers, r.Protocols, experimental)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ingress rule %d: %w", i, err))
 		}
 		p.rules[Ingress] = append(p.rules[Ingress], rule)
 	}
 	for i, r := range spec.Egress {
-		rule, err := parseCNPRule(i, r.Name, r.Action, r.To, r.Protocols)
+		rule, err := parseCNPRule(i, r.Name, r.Action, r.To, r.Protocols, experimental)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("egress rule %d: %w", i, err))
 		}
@@ -150,7 +158,7 @@ func parseNamespacedSelector(namespaces *metav1.LabelSelector, pods *v1beta1.Nam
 // parseCNPRule parses one rule (ingress peers are given as egress peers,
 // which have the same fields and more). Any invalid or unsupported part
 // breaks the whole rule: the API's fail-closed meaning is per rule.
-func parseCNPRule(i int, name string, action v1beta1.ClusterNetworkPolicyRuleAction, peers []v1beta1.ClusterNetworkPolicyEgressPeer, protos []v1beta1.ClusterNetworkPolicyProtocol) (cnpRule, error) {
+func parseCNPRule(i int, name string, action v1beta1.ClusterNetworkPolicyRuleAction, peers []v1beta1.ClusterNetworkPolicyEgressPeer, protos []v1beta1.ClusterNetworkPolicyProtocol, experimental bool) (cnpRule, error) {
 	r := cnpRule{index: i, name: name, action: action}
 	var errs []error
 	switch action {
@@ -162,18 +170,21 @@ func parseCNPRule(i int, name string, action v1beta1.ClusterNetworkPolicyRuleAct
 		errs = append(errs, errors.New("no peers (at least one is required)"))
 	}
 	for j := range peers {
-		peer, err := parseCNPPeer(&peers[j])
+		peer, err := parseCNPPeer(&peers[j], experimental)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("peer %d: %w", j, err))
 		}
 		r.peers = append(r.peers, peer)
 	}
 	for j := range protos {
-		port, err := parseCNPProtocol(&protos[j])
+		port, err := parseCNPProtocol(&protos[j], experimental)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("protocol %d: %w", j, err))
 		}
 		r.ports = append(r.ports, port)
+	}
+	if err := namedPortsNeedPods(r.peers, r.ports); err != nil {
+		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
 	if err != nil {
@@ -188,7 +199,7 @@ func parseCNPRule(i int, name string, action v1beta1.ClusterNetworkPolicyRuleAct
 	return r, err
 }
 
-func parseCNPPeer(p *v1beta1.ClusterNetworkPolicyEgressPeer) (cnpPeer, error) {
+func parseCNPPeer(p *v1beta1.ClusterNetworkPolicyEgressPeer, experimental bool) (cnpPeer, error) {
 	set := 0
 	for _, on := range []bool{p.Namespaces != nil, p.Pods != nil, p.Nodes != nil, len(p.Networks) > 0, len(p.DomainNames) > 0} {
 		if on {
@@ -198,8 +209,14 @@ func parseCNPPeer(p *v1beta1.ClusterNetworkPolicyEgressPeer) (cnpPeer, error) {
 	switch {
 	case set != 1:
 		return cnpPeer{}, fmt.Errorf("%d peer kinds set, exactly one is required (a field this version does not know?)", set)
+	case p.Nodes != nil && !experimental:
+		return cnpPeer{}, errors.New("nodes peers are not supported with the experimental channel off")
 	case p.Nodes != nil:
-		return cnpPeer{}, errors.New("nodes peers are not supported yet")
+		sel, err := metav1.LabelSelectorAsSelector(p.Nodes)
+		if err != nil {
+			return cnpPeer{}, fmt.Errorf("nodes: %w", err)
+		}
+		return cnpPeer{nodes: sel}, nil
 	case len(p.DomainNames) > 0:
 		return cnpPeer{}, errors.New("domainNames peers are not supported")
 	case len(p.Networks) > 0:
@@ -217,7 +234,7 @@ func parseCNPPeer(p *v1beta1.ClusterNetworkPolicyEgressPeer) (cnpPeer, error) {
 	return cnpPeer{ns: ns, pod: pod}, err
 }
 
-func parseCNPProtocol(p *v1beta1.ClusterNetworkPolicyProtocol) (cnpPort, error) {
+func parseCNPProtocol(p *v1beta1.ClusterNetworkPolicyProtocol, experimental bool) (cnpPort, error) {
 	var (
 		proto uint8
 		dport *v1beta1.Port
@@ -233,7 +250,13 @@ func parseCNPProtocol(p *v1beta1.ClusterNetworkPolicyProtocol) (cnpPort, error) 
 		proto, dport, set = nft.ProtoSCTP, p.SCTP.DestinationPort, set+1
 	}
 	if p.DestinationNamedPort != "" {
-		return cnpPort{}, fmt.Errorf("destinationNamedPort %q: named ports are not supported yet", p.DestinationNamedPort)
+		if !experimental {
+			return cnpPort{}, fmt.Errorf("destinationNamedPort %q: named ports are not supported with the experimental channel off", p.DestinationNamedPort)
+		}
+		if set != 0 {
+			return cnpPort{}, fmt.Errorf("destinationNamedPort %q and %d protocols set, exactly one is required", p.DestinationNamedPort, set)
+		}
+		return cnpPort{named: p.DestinationNamedPort}, nil
 	}
 	if set != 1 {
 		return cnpPort{}, fmt.Errorf("%d protocols set, exactly one is required (a field this version does not know?)", set)
@@ -256,4 +279,17 @@ func parseCNPProtocol(p *v1beta1.ClusterNetworkPolicyProtocol) (cnpPort, error) 
 		out.lo, out.hi = uint16(dport.Number), uint16(dport.Number)
 	}
 	return out, nil
+}
+
+// namedPortsNeedPods fails a rule that has a named port and a networks or
+// nodes peer: the API forbids it (a name resolves on a pod), and a rule that
+// breaks it fails closed rather than matching only some of its peers.
+func namedPortsNeedPods(peers []cnpPeer, ports []cnpPort) error {
+	if !slices.ContainsFunc(ports, func(p cnpPort) bool { return p.named != "" }) {
+		return nil
+	}
+	if slices.ContainsFunc(peers, func(p cnpPeer) bool { return p.ns == nil }) {
+		return errors.New("destinationNamedPort with a networks or nodes peer (a named port resolves only on pods)")
+	}
+	return nil
 }

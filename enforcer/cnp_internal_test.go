@@ -48,7 +48,13 @@ func newCNPWorld(t *testing.T, log *slog.Logger) *Engine {
 // newCNPWorldOn is newCNPWorld programming dp (nil: no dataplane).
 func newCNPWorldOn(t *testing.T, log *slog.Logger, dp nft.Dataplane) *Engine {
 	t.Helper()
-	e, err := New(Config{NodeName: "node-a", Logger: log, Dataplane: dp})
+	return newCNPWorldWith(t, Config{NodeName: "node-a", Logger: log, Dataplane: dp})
+}
+
+// newCNPWorldWith is newCNPWorld with the given configuration.
+func newCNPWorldWith(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,13 +467,13 @@ func cnpCases() []cnpCase {
 			wantErr: "domainNames peers are not supported",
 		},
 		{
-			name: "nodes peers and named ports are not supported yet: fail closed",
+			name: "nodes peers and named ports with the experimental channel off: fail closed",
 			cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("exp", v1beta1.AdminTier, 1, nsSubject("gryffindor"),
 				cnpOut("", deny, v1beta1.ClusterNetworkPolicyEgressPeer{Nodes: &metav1.LabelSelector{}}),
 				cnpIn("", accept, nsPeerOf("slytherin"), v1beta1.ClusterNetworkPolicyProtocol{DestinationNamedPort: "web"}))},
 			nps:     []*networkingv1.NetworkPolicy{npAllowingFrom("gryffindor", "")},
 			flows:   []cnpFlow{{harry, luna, tcp, 80, false, "rule 0 (invalid: denies all)"}, {draco, harry, tcp, 80, false, "isolated by gryffindor/np"}},
-			wantErr: "nodes peers are not supported yet",
+			wantErr: "nodes peers are not supported with the experimental channel off",
 		},
 		{
 			name: "unknown tier: admin, denying only",
@@ -505,18 +511,24 @@ func cnpCases() []cnpCase {
 func TestDecideClusterNetworkPolicy(t *testing.T) {
 	for _, tc := range cnpCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newCNPWorld(t, slog.New(slog.DiscardHandler))
-			errs := tc.load(t, e)
-			if got := strings.Join(errs, "\n"); tc.wantErr == "" && got != "" || !strings.Contains(got, tc.wantErr) {
-				t.Errorf("upsert errors %q, want one containing %q", got, tc.wantErr)
-			}
-			for _, fl := range tc.flows {
-				d := e.Decide(fl.flow())
-				if d.Allowed != fl.allowed || !strings.Contains(d.Reason, fl.reason) {
-					t.Errorf("%s -> %s %s/%d: allowed %v (%s), want %v with %q", fl.src, fl.dst, fl.proto, fl.port, d.Allowed, d.Reason, fl.allowed, fl.reason)
-				}
-			}
+			tc.check(t, newCNPWorld(t, slog.New(slog.DiscardHandler)))
 		})
+	}
+}
+
+// check loads the case into e and holds the upsert errors and Decide's
+// answer for each flow against the case's.
+func (tc cnpCase) check(t *testing.T, e *Engine) {
+	t.Helper()
+	errs := tc.load(t, e)
+	if got := strings.Join(errs, "\n"); tc.wantErr == "" && got != "" || !strings.Contains(got, tc.wantErr) {
+		t.Errorf("upsert errors %q, want one containing %q", got, tc.wantErr)
+	}
+	for _, fl := range tc.flows {
+		d := e.Decide(fl.flow())
+		if d.Allowed != fl.allowed || !strings.Contains(d.Reason, fl.reason) {
+			t.Errorf("%s -> %s %s/%d: allowed %v (%s), want %v with %q", fl.src, fl.dst, fl.proto, fl.port, d.Allowed, d.Reason, fl.allowed, fl.reason)
+		}
 	}
 }
 

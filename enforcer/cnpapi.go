@@ -19,7 +19,7 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 		return errors.New("enforcer: upsert clusternetworkpolicy: nil policy or missing name")
 	}
 	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy()}
-	parsed, perr := parseCNP(&rec.Spec)
+	parsed, perr := parseCNP(&rec.Spec, e.cfg.ClusterNetworkPolicyExperimental)
 	rec.parsed = parsed
 	if perr != nil {
 		perr = fmt.Errorf("enforcer: clusternetworkpolicy %s: %w", rec.ID, perr)

@@ -86,17 +86,23 @@ func claimantIDs(pods []*podRecord) []string {
 // address. If they are not all judged alike it returns, sorted, what each
 // was judged by (conflict), and the direction is denied.
 func claimantsOutcome(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pods, others []*podRecord, f Flow) (tierOutcome, []string) {
-	first := evalTier(m, cnps, t, dir, pods[0], others, f)
+	// A named port resolves on the pod at the destination address: the
+	// peer for egress, the subject for ingress; none for several claimants.
+	portPod := only(others)
+	if dir == Ingress {
+		portPod = only(pods)
+	}
+	first := evalTier(m, cnps, t, dir, pods[0], others, portPod, f)
 	same := true
 	for _, p := range pods[1:] {
-		same = same && evalTier(m, cnps, t, dir, p, others, f) == first
+		same = same && evalTier(m, cnps, t, dir, p, others, portPod, f) == first
 	}
 	if same {
 		return first, nil
 	}
 	var judged []string
 	for _, p := range pods {
-		o := evalTier(m, cnps, t, dir, p, others, f)
+		o := evalTier(m, cnps, t, dir, p, others, portPod, f)
 		judged = append(judged, cmp.Or(o.rule, o.pass, "no rule"))
 	}
 	slices.Sort(judged)
@@ -106,7 +112,7 @@ func claimantsOutcome(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod
 // evalTier walks the CNPs of tier t that select pod, in precedence order,
 // and their rules for dir in written order: the first rule that matches
 // decides (Accept, Deny) or ends the tier (Pass).
-func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRecord, others []*podRecord, f Flow) tierOutcome {
+func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRecord, others []*podRecord, portPod *podRecord, f Flow) tierOutcome {
 	far := f.Src
 	if dir == Egress {
 		far = f.Dst
@@ -119,7 +125,7 @@ func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRec
 		for i := range p.rules[dir] {
 			r := &p.rules[dir][i]
 			action, ok := r.effectiveAction(p.degraded)
-			if !ok || !r.matches(m, far, others, f) {
+			if !ok || !r.matches(m, far, others, portPod, f) {
 				continue
 			}
 			ref := ruleRef(t, c.ID, r)
@@ -182,13 +188,14 @@ func namespaceLabels(m *model, name string) labels.Labels {
 }
 
 // matches reports whether a rule applies to the flow; far is the peer's
-// address and others the pods claiming it. A broken rule matches every
-// flow (effectiveAction keeps broken Accepts out).
-func (r *cnpRule) matches(m *model, far netip.Addr, others []*podRecord, f Flow) bool {
+// address, others the pods claiming it, portPod the pod at the destination
+// (named ports). A broken rule matches every flow (effectiveAction keeps
+// broken Accepts out).
+func (r *cnpRule) matches(m *model, far netip.Addr, others []*podRecord, portPod *podRecord, f Flow) bool {
 	if r.broken {
 		return true
 	}
-	if !cnpPortsMatch(r.ports, f) {
+	if !cnpPortsMatch(r.ports, portPod, f) {
 		return false
 	}
 	for i := range r.peers {
@@ -199,7 +206,10 @@ func (r *cnpRule) matches(m *model, far netip.Addr, others []*podRecord, f Flow)
 	return false
 }
 
-func cnpPortsMatch(ports []cnpPort, f Flow) bool {
+// cnpPortsMatch: a named port matches if portPod has a container port of
+// that name with the flow's protocol and port (a pod may name ports of
+// several protocols alike).
+func cnpPortsMatch(ports []cnpPort, portPod *podRecord, f Flow) bool {
 	if ports == nil {
 		return true
 	}
@@ -208,6 +218,12 @@ func cnpPortsMatch(ports []cnpPort, f Flow) bool {
 		return false
 	}
 	for _, p := range ports {
+		if p.named != "" {
+			if portPod != nil && slices.Contains(portPod.resolve(p.named, proto), f.Port) {
+				return true
+			}
+			continue
+		}
 		if p.proto == proto && f.Port >= p.lo && f.Port <= p.hi {
 			return true
 		}
@@ -216,9 +232,13 @@ func cnpPortsMatch(ports []cnpPort, f Flow) bool {
 }
 
 // matches: a networks peer by address (pods' addresses included, as the API
-// says); a selector peer only if pods claim the address and every claimant
-// matches (doc.go, "Two live pods claiming one address").
+// says); a nodes peer if a node it selects has the address; a selector peer
+// only if pods claim the address and every claimant matches (doc.go, "Two
+// live pods claiming one address").
 func (p *cnpPeer) matches(m *model, far netip.Addr, others []*podRecord) bool {
+	if p.nodes != nil {
+		return slices.Contains(m.nodeAddrs(p.nodes), far.Unmap())
+	}
 	if p.ns == nil {
 		return slices.ContainsFunc(p.networks, func(n netip.Prefix) bool { return n.Contains(far.Unmap()) })
 	}

@@ -60,6 +60,7 @@ func newCompiler(node string, m *model) *compiler {
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
 	c.tiers = newTiers(w, m, node)
+	c.tiers.named = tierNamedPorts{np: c.named, sets: map[string]*namedSet{}, refs: map[string]int{}, byClass: map[*tierClass][]string{}}
 	c.dispatch = newDispatch(w, m, node, c.tiers)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named}
 	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))
@@ -274,6 +275,7 @@ func (c *compiler) syncFamilies() {
 		c.chains.deactivate(d)
 	}
 	c.fams = want
+	c.tiers.familiesChanged()
 	for _, d := range active {
 		c.chains.activate(d)
 	}

@@ -136,14 +136,25 @@
 // differently denies.
 //
 // Fail closed: a rule with any invalid or unsupported part (selector, CIDR,
-// port, unknown action, peer or protocol of no or several kinds, nodes
-// peers, named ports, domainNames) matches nothing if it is an Accept and
-// denies every connection of its direction otherwise. A policy whose tier is
-// unknown or whose subject is invalid is evaluated in the Admin tier over
-// every pod and only denies (its Accepts match nothing, its Passes deny).
-// Not supported yet: nodes peers and named ports (experimental channel);
-// domainNames is not planned. TIERS.md beside this file plans their
-// compiled form, with what the kernel's lookups were measured to cost.
+// port, unknown action, peer or protocol of no or several kinds,
+// domainNames, and with the experimental channel off nodes peers and named
+// ports) matches nothing if it is an Accept and denies every connection of
+// its direction otherwise. A policy whose tier is unknown or whose subject
+// is invalid is evaluated in the Admin tier over every pod and only denies
+// (its Accepts match nothing, its Passes deny). domainNames is not
+// supported. TIERS.md beside this file gives the compiled form, with what
+// the kernel's lookups were measured to cost.
+//
+// The experimental channel (Config.ClusterNetworkPolicyExperimental) adds
+// nodes egress peers, which match the InternalIP and ExternalIP addresses of
+// the Nodes whose labels they select (UpsertNode, DeleteNode: nodes.go;
+// compiled as points of the class maps, tiernodes.go), and
+// destinationNamedPort, which matches the container port of that name, of
+// any protocol, of the pod at the destination address (egress: the peer,
+// ingress: the subject; nothing where no single pod has the name; compiled
+// as a lookup of the every-pod named-port set, tiernamed.go). A rule with a
+// named port and a networks or nodes peer fails closed (the API forbids
+// it).
 //
 // # Fail closed
 //

@@ -89,13 +89,21 @@ func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups
 // named ports of r, which a rule without peers or an ipBlock peer matches
 // against: the destination may be any pod, and the name resolves on it.
 func (np *namedPorts) acquireEvery(r *policyRule) *namedSet {
-	if ns := np.every[r.allKey]; ns != nil {
+	return np.acquireEveryKey(r.named, r.allKey, r.allFams)
+}
+
+// acquireEveryKey returns the every-pod named set of key (everyPodNamedKey
+// of ports and fams), creating it for its first user: NetworkPolicy rules
+// (acquireEvery) and the ClusterNetworkPolicy tiers' named ports
+// (tiernamed.go).
+func (np *namedPorts) acquireEveryKey(ports []portName, key string, fams familySet) *namedSet {
+	if ns := np.every[key]; ns != nil {
 		ns.refs++
 		return ns
 	}
-	ns := np.newSet(r.named, r.allKey, r.allKey, r.allFams)
-	ns.all, ns.key, ns.refs = true, r.allKey, 1
-	np.every[r.allKey] = ns
+	ns := np.newSet(ports, key, key, fams)
+	ns.all, ns.key, ns.refs = true, key, 1
+	np.every[key] = ns
 	for _, p := range np.m.pods() {
 		np.refresh(ns, p.ID, p)
 	}

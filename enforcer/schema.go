@@ -22,6 +22,8 @@ const (
 	tablePolicies   = "policies"
 	// tableClusterPolicies holds ClusterNetworkPolicies by name (cnp.go).
 	tableClusterPolicies = "clusterpolicies"
+	// tableNodes holds Nodes by name (nodes.go).
+	tableNodes = "nodes"
 
 	indexID = "id" // every table: "ns/name" (namespaces: name)
 )
@@ -158,6 +160,12 @@ func newSchema() *memdb.DBSchema {
 			Name: tableClusterPolicies,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(c *cnpRecord) string { return c.ID })},
+			},
+		},
+		tableNodes: {
+			Name: tableNodes,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(n *nodeRecord) string { return n.Name })},
 			},
 		},
 	}}

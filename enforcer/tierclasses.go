@@ -97,6 +97,7 @@ func (t *tiers) finishClasses() {
 			c.written = true
 		default:
 			if c.written {
+				t.named.use(c, nil)
 				t.w.deleteChain(c.name)
 			}
 			delete(t.classes, c.key)
@@ -127,6 +128,7 @@ func (t *tiers) putClassChain(c *tierClass) {
 		}
 	}
 	slices.SortFunc(rules, byRulePrecedence)
+	t.named.use(c, rules)
 	var out []nft.Rule
 	refs := make([]string, 0, len(rules))
 	for _, tr := range rules {
@@ -143,6 +145,10 @@ func (t *tiers) putClassChain(c *tierClass) {
 			break
 		}
 		for _, p := range tr.r.ports {
+			if p.named != "" {
+				out = append(out, t.named.rules(p.named, v, tr.ref)...)
+				continue
+			}
 			exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(p.proto)}}
 			switch {
 			case p.lo == 0 && p.hi == 65535:
@@ -341,15 +347,17 @@ func netRuns(f Family, rules []*tierRule) []netRun {
 			events = append(events, event{first, r.id, 1})
 			continue
 		}
+		blocks := slices.Clone(r.nodes)
 		for _, p := range r.r.peers {
-			for _, n := range p.networks {
-				if familyOf(n.Addr()) != f {
-					continue
-				}
-				events = append(events, event{n.Addr(), r.id, 1})
-				if hi := prefixLast(n); hi != last {
-					events = append(events, event{hi.Next(), r.id, -1})
-				}
+			blocks = append(blocks, p.networks...)
+		}
+		for _, n := range blocks {
+			if familyOf(n.Addr()) != f {
+				continue
+			}
+			events = append(events, event{n.Addr(), r.id, 1})
+			if hi := prefixLast(n); hi != last {
+				events = append(events, event{hi.Next(), r.id, -1})
 			}
 		}
 	}

@@ -48,6 +48,8 @@ type tiers struct {
 	m     *model
 	node  string
 	peers *tierPeers
+	// named are the every-pod named-port sets of the rules (tiernamed.go).
+	named tierNamedPorts
 	// cnps are the compiled policies by name.
 	cnps map[string]*tierCNP
 	// rules are the rules of every policy by identity (ruleID).
@@ -103,7 +105,10 @@ type tierRule struct {
 	action v1beta1.ClusterNetworkPolicyRuleAction
 	ref    string
 	peers  []*tierPeer
-	nets   bool // networks peers, or broken: part of a class map's networks part
+	nets   bool // networks or nodes peers, or broken: part of a class map's networks part
+	// nodes are the addresses of the nodes its nodes peers select, as of
+	// the last refill of a group with it (tiernodes.go).
+	nodes []netip.Prefix
 }
 
 func newTiers(w *writer, m *model, node string) *tiers {
@@ -503,6 +508,7 @@ func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
 	}
 	rules := slices.Collect(maps.Values(g.nets))
 	for _, cm := range g.maps {
+		t.resolveNodes(rules)
 		cm.net = netRuns(cm.fam, rules)
 	}
 	for _, a := range addrs {

@@ -37,6 +37,10 @@ type tierWorld struct {
 	pods map[string]*corev1.Pod
 	nps  map[string]*networkingv1.NetworkPolicy
 	cnps map[string]*v1beta1.ClusterNetworkPolicy
+	// nodes and experimental: the experimental channel's world
+	// (cnpexp_internal_test.go); nil and false for the standard one.
+	nodes        map[string]*corev1.Node
+	experimental bool
 }
 
 // load feeds the world to a fresh engine in the order a restart would:
@@ -53,6 +57,9 @@ func (w *tierWorld) load(e *Engine) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(w.cnps)) {
 		_ = e.UpsertClusterNetworkPolicy(w.cnps[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.nodes)) {
+		_ = e.UpsertNode(w.nodes[k])
 	}
 }
 
@@ -249,27 +256,40 @@ func (g tierGen) step(e *Engine, w *tierWorld) string {
 // rules: incremental changes leave nothing behind and miss nothing), and
 // (b) the traced verdict of random flows against Decide.
 func TestTiersIncrementalMatchesFreshBuild(t *testing.T) {
-	seeds, steps := 12, 150
+	seeds := 12
 	if testing.Short() {
 		seeds = 3
 	}
+	runTierSequences(t, seeds, 150, newTierWorld, tierGen.step)
+}
+
+// newTierWorld is an empty world of the standard channel.
+func newTierWorld() *tierWorld {
+	return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
+		nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{}}
+}
+
+// runTierSequences drives seeds random sequences of steps changes (step)
+// through the engines of two nodes, from the world newWorld gives, with the
+// checks of TestTiersIncrementalMatchesFreshBuild after every step.
+func runTierSequences(t *testing.T, seeds, steps int, newWorld func() *tierWorld, step func(tierGen, *Engine, *tierWorld) string) {
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			pcg := rand.NewPCG(uint64(seed), 13)
 			r := rand.New(pcg)
 			g := tierGen{r}
+			w := newWorld()
 			nodes := []string{"node-a", "node-b"}
 			engines, fakes := map[string]*Engine{}, map[string]*nft.Fake{}
 			for _, n := range nodes {
 				fakes[n] = nft.NewFake(nft.DefaultTable)
-				e, err := New(Config{NodeName: n, Dataplane: fakes[n], Logger: slog.New(slog.DiscardHandler)})
+				e, err := New(Config{NodeName: n, Dataplane: fakes[n], Logger: slog.New(slog.DiscardHandler), ClusterNetworkPolicyExperimental: w.experimental})
 				if err != nil {
 					t.Fatal(err)
 				}
+				w.load(e)
 				engines[n] = e
 			}
-			w := &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
-				nps: map[string]*networkingv1.NetworkPolicy{}, cnps: map[string]*v1beta1.ClusterNetworkPolicy{}}
 			var log []string
 			history := func() string { return strings.Join(log, "\n") }
 			for i := range steps {
@@ -279,9 +299,9 @@ func TestTiersIncrementalMatchesFreshBuild(t *testing.T) {
 					if k > 0 {
 						*pcg = state
 					}
-					step := g.step(engines[n], w)
+					done := step(g, engines[n], w)
 					if k == 0 {
-						log = append(log, step)
+						log = append(log, done)
 					}
 				}
 				for _, n := range nodes {
@@ -300,7 +320,7 @@ func checkFreshBuild(t *testing.T, e *Engine, fake *nft.Fake, w *tierWorld, node
 	if _, err := e.Flush(context.Background()); err != nil {
 		t.Fatalf("%s: flush %s: %v", step, node, err)
 	}
-	fresh, err := New(Config{NodeName: node, Logger: slog.New(slog.DiscardHandler)})
+	fresh, err := New(Config{NodeName: node, Logger: slog.New(slog.DiscardHandler), ClusterNetworkPolicyExperimental: w.experimental})
 	if err != nil {
 		t.Fatal(err)
 	}

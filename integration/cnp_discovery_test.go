@@ -98,22 +98,11 @@ func TestIntegrationCNPWithoutCRDThenInstalled(t *testing.T) {
 // denyNamespaceCNP is a ClusterNetworkPolicy of tier whose subject is the namespace
 // subject and whose one ingress rule denies everything from the namespace peer.
 func denyNamespaceCNP(name string, tier policyv1beta1.Tier, subject, peer string) *policyv1beta1.ClusterNetworkPolicy {
-	byName := func(ns string) *metav1.LabelSelector {
-		return &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
-	}
-	return &policyv1beta1.ClusterNetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: policyv1beta1.ClusterNetworkPolicySpec{
-			Tier:     tier,
-			Priority: 10,
-			Subject:  policyv1beta1.ClusterNetworkPolicySubject{Namespaces: byName(subject)},
-			Ingress: []policyv1beta1.ClusterNetworkPolicyIngressRule{{
-				Name:   "deny-" + peer,
-				Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
-				From:   []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: byName(peer)}},
-			}},
-		},
-	}
+	return cnpOn(name, tier, 10, subject, []policyv1beta1.ClusterNetworkPolicyIngressRule{{
+		Name:   "deny-" + peer,
+		Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
+		From:   []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: namespaceNamed(peer)}},
+	}}, nil)
 }
 
 // waitDaemonMetric waits until the node's daemon exports the sample line (name and

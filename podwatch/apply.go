@@ -8,11 +8,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// kindOrder applies namespaces before pods before policies (NetworkPolicies,
-// then ClusterNetworkPolicies) within a batch (and
+// kindOrder applies namespaces and nodes before pods before policies
+// (NetworkPolicies, then ClusterNetworkPolicies) within a batch (and
 // each kind by namespace and name). The engine does not depend on the order; it
 // makes logs and tests deterministic.
-var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4, KindClusterNetworkPolicy: 5}
+var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindNode: 3, KindPod: 4, KindNetworkPolicy: 5, KindClusterNetworkPolicy: 6}
 
 // applyAll hands the objects of a batch to the engine, namespaces first (see
 // kindOrder), and reports whether it holds a reconcile key. Keys taken from
@@ -103,6 +103,16 @@ func (w *Watcher) applyCached(k key) (rejected, err error) {
 			return nil, err
 		}
 		return w.eng.UpsertNetworkPolicy(np), nil
+	case KindNode:
+		n, err := w.nodes.Get(k.Name)
+		if apierrors.IsNotFound(err) {
+			w.eng.DeleteNode(k.Name)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return w.eng.UpsertNode(n), nil
 	case KindClusterNetworkPolicy:
 		cnp, err := w.cnp.get(k.Name)
 		switch {

@@ -1,7 +1,8 @@
 // Package podwatch feeds an enforcer.Engine from the Kubernetes API server.
 //
 // It runs cluster-wide client-go shared informers for Pods, Namespaces and
-// NetworkPolicies, and for ClusterNetworkPolicies (network-policy-api
+// NetworkPolicies, for Nodes with Options.Nodes (the nodes peers of
+// ClusterNetworkPolicy's experimental channel), and for ClusterNetworkPolicies (network-policy-api
 // v1beta1, cluster-scoped) while the API server serves them (below). Transforms (Transform) strip every object down to what the
 // engine reads before it enters the informer cache, so a node agent watching a
 // large cluster keeps a small heap: a pod is cached as its metadata and the

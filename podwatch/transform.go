@@ -18,7 +18,9 @@ import (
 //     the named ports (name, number, protocol) of its containers and restartable
 //     init containers (restartPolicy Always: sidecars), merged into one
 //     container, since policies resolve a port name against their union;
-//   - NetworkPolicy and ClusterNetworkPolicy: the whole spec.
+//   - NetworkPolicy and ClusterNetworkPolicy: the whole spec;
+//   - Node (watched with Options.Nodes): its InternalIP and ExternalIP
+//     addresses (status.addresses).
 //
 // Namespaces and policies stay their own types. A pod becomes an unexported
 // compact type: its metadata and those fields parsed by the engine
@@ -37,6 +39,8 @@ func Transform(obj any) (any, error) {
 		return TransformNetworkPolicy(o), nil
 	case *v1beta1.ClusterNetworkPolicy:
 		return TransformClusterNetworkPolicy(o), nil
+	case *corev1.Node:
+		return TransformNode(o), nil
 	}
 	return obj, nil
 }
@@ -139,4 +143,16 @@ func sameMeta(a, b *metav1.ObjectMeta) bool {
 	return a.UID == b.UID &&
 		equality.Semantic.DeepEqual(a.Labels, b.Labels) &&
 		(a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil)
+}
+
+// TransformNode returns the minimal node described at Transform: what the
+// nodes peers of ClusterNetworkPolicy match (enforcer.Engine.UpsertNode).
+func TransformNode(n *corev1.Node) *corev1.Node {
+	out := &corev1.Node{ObjectMeta: minimalMeta(&n.ObjectMeta)}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+			out.Status.Addresses = append(out.Status.Addresses, a)
+		}
+	}
+	return out
 }

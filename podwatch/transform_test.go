@@ -73,6 +73,11 @@ func TestTransformKinds(t *testing.T) {
 	np.Annotations = map[string]string{"a": "b"}
 	np.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 
+	nodeObj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "infra"}, Annotations: map[string]string{"a": "b"}},
+		Spec: corev1.NodeSpec{PodCIDR: "198.18.16.0/24"},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: "n1"}, {Type: corev1.NodeInternalIP, Address: "198.18.0.1"},
+			{Type: corev1.NodeInternalDNS, Address: "n1.example"}, {Type: corev1.NodeExternalIP, Address: "2001:db8::1"}}, Capacity: corev1.ResourceList{}}}
+
 	tombstone := cache.DeletedFinalStateUnknown{Key: "frontend/x", Obj: TransformPod(pod("frontend", "x", localNode, nil))}
 
 	tests := []struct {
@@ -89,6 +94,12 @@ func TestTransformKinds(t *testing.T) {
 			name: "network policy keeps spec",
 			in:   np,
 			want: &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, UID: np.UID}, Spec: np.Spec},
+		},
+		{
+			name: "node keeps labels and its internal and external addresses",
+			in:   nodeObj,
+			want: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: nodeObj.Labels},
+				Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.0.1"}, {Type: corev1.NodeExternalIP, Address: "2001:db8::1"}}}},
 		},
 		{name: "tombstone passes through", in: tombstone, want: tombstone},
 		{name: "unknown type passes through", in: "not an object", want: "not an object"},

@@ -35,6 +35,9 @@ const (
 	KindNamespace     Kind = "Namespace"
 	KindPod           Kind = "Pod"
 	KindNetworkPolicy Kind = "NetworkPolicy"
+	// KindNode is watched only with Options.Nodes (the experimental
+	// channel's nodes peers of ClusterNetworkPolicy).
+	KindNode Kind = "Node"
 	// KindClusterNetworkPolicy is watched only while the API server serves
 	// it (ClusterNetworkPolicyOptions, cnpwatch.go).
 	KindClusterNetworkPolicy Kind = "ClusterNetworkPolicy"
@@ -106,6 +109,10 @@ type Options struct {
 	// ClusterNetworkPolicies configures their watch; the zero value (no
 	// client) watches none.
 	ClusterNetworkPolicies ClusterNetworkPolicyOptions
+	// Nodes watches Nodes (name, labels, InternalIP and ExternalIP
+	// addresses) for the nodes peers of ClusterNetworkPolicy's experimental
+	// channel; it needs list and watch on nodes (daemon/deploy/rbac.yaml).
+	Nodes bool
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
 	Hooks  Hooks
@@ -122,6 +129,8 @@ type engine interface {
 	DeleteNetworkPolicy(namespace, name string)
 	UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error
 	DeleteClusterNetworkPolicy(name string)
+	UpsertNode(n *corev1.Node) error
+	DeleteNode(name string)
 	Flush(ctx context.Context) (enforcer.FlushResult, error)
 	Reconcile(ctx context.Context) (enforcer.FlushResult, error)
 }
@@ -157,6 +166,7 @@ type Watcher struct {
 	pods       cache.Indexer
 	namespaces corelisters.NamespaceLister
 	policies   networkinglisters.NetworkPolicyLister
+	nodes      corelisters.NodeLister // nil unless Options.Nodes
 	// cnp follows the ClusterNetworkPolicy API; nil when they are off.
 	cnp *cnpWatch
 
@@ -222,6 +232,10 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	w.namespaces = core.Namespaces().Lister()
 	w.pods = w.informers[KindPod].GetIndexer()
 	w.policies = netv1.NetworkPolicies().Lister()
+	if opts.Nodes {
+		w.informers[KindNode] = core.Nodes().Informer()
+		w.nodes = core.Nodes().Lister()
+	}
 	w.cnp = newCNPWatch(w, opts.ClusterNetworkPolicies)
 	return w
 }
@@ -303,7 +317,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // startInformers registers the handlers and watch error handlers and starts
 // the informers until ctx ends.
 func (w *Watcher) startInformers(ctx context.Context) error {
-	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+	for _, kind := range w.kinds() {
 		inf := w.informers[kind]
 		if err := inf.SetWatchErrorHandlerWithContext(w.watchErrorHandler(kind)); err != nil {
 			return fmt.Errorf("set watch error handler for %s informer: %w", kind, err)
@@ -363,10 +377,19 @@ func (w *Watcher) waitForSync(ctx context.Context) bool {
 	}
 }
 
+// kinds are the kinds of the factory's informers (ClusterNetworkPolicies
+// have their own, cnpwatch.go).
+func (w *Watcher) kinds() []Kind {
+	if w.opts.Nodes {
+		return []Kind{KindNamespace, KindNode, KindPod, KindNetworkPolicy}
+	}
+	return []Kind{KindNamespace, KindPod, KindNetworkPolicy}
+}
+
 // pendingKinds lists the kinds whose handler has not seen the initial list yet.
 func (w *Watcher) pendingKinds() []string {
 	var pending []string
-	for _, kind := range []Kind{KindNamespace, KindPod, KindNetworkPolicy} {
+	for _, kind := range w.kinds() {
 		if !w.registrations[kind].HasSynced() {
 			pending = append(pending, string(kind))
 		}
@@ -503,8 +526,8 @@ func (w *Watcher) pause(ctx context.Context) bool {
 // cachedKeys returns the keys of every object in the informer caches, and
 // the reconcile key.
 func (w *Watcher) cachedKeys() []key {
-	kinds := []Kind{KindNamespace, KindPod, KindNetworkPolicy}
-	var listed [3][]string
+	kinds := w.kinds()
+	listed := make([][]string, len(kinds))
 	cnps := w.cnp.cachedNames()
 	n := 1 + len(cnps)
 	for i, kind := range kinds {

@@ -78,6 +78,11 @@ func (r *recorder) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy)
 func (r *recorder) DeleteClusterNetworkPolicy(name string) {
 	r.record("delete", "ClusterNetworkPolicy/"+name, nil)
 }
+func (r *recorder) UpsertNode(n *corev1.Node) error {
+	r.record("upsert", "Node/"+n.Name, n)
+	return nil
+}
+func (r *recorder) DeleteNode(name string) { r.record("delete", "Node/"+name, nil) }
 
 func (r *recorder) sync(kind string) (enforcer.FlushResult, error) {
 	r.mu.Lock()

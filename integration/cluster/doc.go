@@ -12,6 +12,8 @@
 //     TCP, UDP and SCTP ports and answers probes (Pod, Probe, ProbeMatrix);
 //   - API-only pods (AddAPIPod): Pod objects with status Running and addresses, but no
 //     network namespace, for cheap churn and large peer sets;
+//   - a host server in a node's namespace (Node.StartHostServer), as a hostNetwork
+//     pod's, so that pods can probe the node's addresses (Env.ProbeAddr);
 //   - long-lived flows between pods (OpenSession): one TCP connection or UDP 5-tuple
 //     with an exchange every 100 ms, to see whether established traffic survives;
 //   - the real nftwarden daemon, one per node namespace, talking to the API server
