@@ -23,6 +23,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftwarden/nftwarden/integration/cluster"
@@ -282,7 +283,10 @@ func TestConformancePackets(t *testing.T) {
 			t.Errorf("remove ClusterNetworkPolicy CRD: %v", err)
 		}
 	})
-	npa, err := npaclient.NewForConfig(cp.Config)
+	// CRDs speak JSON only: the admin config's protobuf default is replaced.
+	npaConfig := rest.CopyConfig(cp.Config)
+	npaConfig.ContentType = "application/json"
+	npa, err := npaclient.NewForConfig(npaConfig)
 	if err != nil {
 		t.Fatalf("ClusterNetworkPolicy client: %v", err)
 	}
