@@ -111,11 +111,6 @@ func CNPPortRange(proto corev1.Protocol, start, end int32) v1beta1.ClusterNetwor
 	return cnpProtocol(proto, &v1beta1.Port{Range: &v1beta1.PortRange{Start: start, End: end}})
 }
 
-// CNPAnyPort is a protocol with every destination port.
-func CNPAnyPort(proto corev1.Protocol) v1beta1.ClusterNetworkPolicyProtocol {
-	return cnpProtocol(proto, nil)
-}
-
 func cnpProtocol(proto corev1.Protocol, port *v1beta1.Port) v1beta1.ClusterNetworkPolicyProtocol {
 	switch proto {
 	case corev1.ProtocolUDP:

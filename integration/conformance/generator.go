@@ -392,7 +392,8 @@ func (g *gen) cnpPeers(egress bool) []CNPPeer {
 }
 
 // cnpProtocols returns nil (every port of every protocol) or one or two
-// entries: a protocol with all ports, one port, or a range.
+// entries: a protocol with all its ports (the range 1-65535: the CRD rejects a
+// protocol without destinationPort), one port, or a range.
 func (g *gen) cnpProtocols() []v1beta1.ClusterNetworkPolicyProtocol {
 	if g.chance(0.35) {
 		return nil
@@ -402,7 +403,7 @@ func (g *gen) cnpProtocols() []v1beta1.ClusterNetworkPolicyProtocol {
 		proto := pick(g, ModelProtocols...)
 		switch g.rng.IntN(4) {
 		case 0:
-			out = append(out, CNPAnyPort(proto))
+			out = append(out, CNPPortRange(proto, 1, 65535))
 		case 1, 2:
 			out = append(out, CNPPort(proto, pick(g, ModelPorts...)))
 		default:
