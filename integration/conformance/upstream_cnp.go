@@ -170,6 +170,125 @@ func samePriorityRules(h *houses, tier v1beta1.Tier, priority int32, prefix stri
 	return out
 }
 
+// podSelectorSteps are the subtests of both pod-selector tests
+// (admin-network-policy-standard-pod-selector-rules.go,
+// baseline-admin-network-policy-standard-pod-selector-rules.go): the same in
+// both files.
+func podSelectorSteps(h *houses) []Step {
+	return steps(
+		Step{Name: "Should support pod selectors in egress peers", Probes: h.pokes(
+			poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, false},
+			poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
+			poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
+		)},
+		Step{Name: "Should support pod selectors in ingress peers", Probes: h.pokes(
+			poke{"draco-malfoy-1", tcp, "harry-potter-1", 80, false},
+			poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-0", roleLabel, "blocked")), Probes: h.pokes(
+			poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, false},
+			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel)), Probes: h.pokes(
+			poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-1", roleLabel, "blocked")), Probes: h.pokes(
+			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
+		)},
+		// The previous subtest's t.Cleanup; this one's own cleanup
+		// (luna-lovegood-0 and -1 lose conformance-role) is left to
+		// the reset between cases.
+		Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel), h.removePodLabel("cedric-diggory-1", roleLabel)), Probes: h.pokes(
+			poke{"draco-malfoy-0", tcp, "luna-lovegood-1", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-0", roleLabel, "restricted")), Probes: h.pokes(
+			poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, false},
+			poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("luna-lovegood-0", roleLabel)), Probes: h.pokes(
+			poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, true},
+		)},
+		Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-1", roleLabel, "restricted")), Probes: h.pokes(
+			poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, false},
+		)},
+	)
+}
+
+// portRangeSteps are the subtests of both port-range tests
+// (admin-network-policy-standard-port-range-rules.go,
+// baseline-admin-network-policy-standard-port-range-rules.go): the same in
+// both files.
+func portRangeSteps(h *houses) []Step {
+	return steps(
+		Step{Name: "Should support egress port range rules across different protocols", Probes: h.pokes(
+			poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
+			poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, true},
+			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
+			poke{"harry-potter-0", udp, "cedric-diggory-0", 53, true},
+			poke{"harry-potter-0", udp, "cedric-diggory-0", 5353, true},
+			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
+			poke{"harry-potter-0", sctp, "draco-malfoy-0", 9003, true},
+			poke{"harry-potter-0", sctp, "draco-malfoy-0", 9005, true},
+			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
+		)},
+		Step{Name: "Should support ingress port range rules across different protocols", Probes: h.pokes(
+			poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
+			poke{"luna-lovegood-0", tcp, "harry-potter-0", 8080, true},
+			poke{"luna-lovegood-1", udp, "harry-potter-0", 53, false},
+			poke{"cedric-diggory-0", udp, "harry-potter-0", 53, true},
+			poke{"cedric-diggory-0", udp, "harry-potter-0", 5353, true},
+			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
+			poke{"draco-malfoy-0", sctp, "harry-potter-0", 9003, true},
+			poke{"draco-malfoy-0", sctp, "harry-potter-0", 9005, true},
+			poke{"draco-malfoy-1", tcp, "harry-potter-0", 80, false},
+		)},
+	)
+}
+
+// inlineCIDRSteps are the subtests of both inline-CIDR tests
+// (admin-network-policy-standard-egress-inline-cidr-rules.go,
+// baseline-admin-network-policy-standard-egress-inline-cidr-rules.go): the
+// same in both files.
+func inlineCIDRSteps(h *houses, cnp *v1beta1.ClusterNetworkPolicy) []Step {
+	return steps(
+		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Probes: h.pokes(
+			poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, false},
+			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
+			poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, false},
+			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
+			poke{"harry-potter-1", udp, "cedric-diggory-0", 53, false},
+			poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, false},
+			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
+			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
+			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
+		)},
+		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "denied-namespace-label"})), Probes: h.pokes(
+			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
+			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, false},
+			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, false},
+		)},
+		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "slytherin"})), Probes: h.pokes(
+			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
+			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
+			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
+		)},
+		Step{Name: "Should support an 'allow-egress' rule policy for egress-cidr-peer", Actions: do(allowSpecificPodIPs(h, cnp)), Probes: h.pokes(
+			poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, true},
+			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, true},
+			poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, true},
+			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, true},
+			poke{"harry-potter-1", udp, "cedric-diggory-0", 53, true},
+			poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, true},
+			poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
+			poke{"harry-potter-1", udp, "luna-lovegood-1", 53, false},
+			poke{"harry-potter-1", sctp, "luna-lovegood-1", 9003, false},
+			poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
+			poke{"harry-potter-1", udp, "cedric-diggory-1", 53, false},
+			poke{"harry-potter-1", sctp, "cedric-diggory-1", 9003, false},
+		)},
+	)
+}
+
 // UpstreamCNPCases returns the ported ClusterNetworkPolicy cases, Admin tier
 // (and the NetworkPolicy integration test) first, then the Baseline tier.
 func UpstreamCNPCases() []Case {
@@ -179,43 +298,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := inlineCIDRRules("inline-cidr-as-peers-example", admin, 85, SubjectPods(byHouse("gryffindor"), byHouse("gryffindor")))
-				return steps(h.labelled("admin_tier/standard-egress-inline-cidr-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, false},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, false},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-						poke{"harry-potter-1", udp, "cedric-diggory-0", 53, false},
-						poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, false},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "denied-namespace-label"})), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, false},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "slytherin"})), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' rule policy for egress-cidr-peer", Actions: do(allowSpecificPodIPs(h, cnp)), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, true},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, true},
-						poke{"harry-potter-1", udp, "cedric-diggory-0", 53, true},
-						poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-						poke{"harry-potter-1", udp, "luna-lovegood-1", 53, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-1", 9003, false},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-						poke{"harry-potter-1", udp, "cedric-diggory-1", 53, false},
-						poke{"harry-potter-1", sctp, "cedric-diggory-1", 9003, false},
-					)},
-				)
+				return append(steps(h.labelled("admin_tier/standard-egress-inline-cidr-rules.yaml", CreateCNP(cnp))), inlineCIDRSteps(h, cnp)...)
 			}},
 
 		// CNPAdminTierEgressSCTP: conformance/tests/admin-network-policy-standard-egress-sctp-rules.go, manifest conformance/base/admin_tier/standard-egress-sctp-rules.yaml
@@ -551,43 +634,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				rules, labelSelected := podSelectorRules(h, admin, 20, 21)
-				return steps(h.labelled("admin_tier/standard-pod-selector-rules.yaml", CreateCNP(rules), CreateCNP(labelSelected)),
-					Step{Name: "Should support pod selectors in egress peers", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, false},
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Probes: h.pokes(
-						poke{"draco-malfoy-1", tcp, "harry-potter-1", 80, false},
-						poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-0", roleLabel, "blocked")), Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, false},
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel)), Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-1", roleLabel, "blocked")), Probes: h.pokes(
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-					)},
-					// The previous subtest's t.Cleanup; this one's own cleanup
-					// (luna-lovegood-0 and -1 lose conformance-role) is left to
-					// the reset between cases.
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel), h.removePodLabel("cedric-diggory-1", roleLabel)), Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "luna-lovegood-1", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-0", roleLabel, "restricted")), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, false},
-						poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("luna-lovegood-0", roleLabel)), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-1", roleLabel, "restricted")), Probes: h.pokes(
-						poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, false},
-					)},
-				)
+				return append(steps(h.labelled("admin_tier/standard-pod-selector-rules.yaml", CreateCNP(rules), CreateCNP(labelSelected))), podSelectorSteps(h)...)
 			}},
 
 		// CNPAdminTierPortRange: conformance/tests/admin-network-policy-standard-port-range-rules.go, manifest conformance/base/admin_tier/standard-port-range-rules-combined.yaml
@@ -595,30 +642,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := portRangeRules(h, admin, 9)
-				return steps(h.labelled("admin_tier/standard-port-range-rules-combined.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support egress port range rules across different protocols", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, true},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-						poke{"harry-potter-0", udp, "cedric-diggory-0", 53, true},
-						poke{"harry-potter-0", udp, "cedric-diggory-0", 5353, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-						poke{"harry-potter-0", sctp, "draco-malfoy-0", 9003, true},
-						poke{"harry-potter-0", sctp, "draco-malfoy-0", 9005, true},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-					)},
-					Step{Name: "Should support ingress port range rules across different protocols", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 8080, true},
-						poke{"luna-lovegood-1", udp, "harry-potter-0", 53, false},
-						poke{"cedric-diggory-0", udp, "harry-potter-0", 53, true},
-						poke{"cedric-diggory-0", udp, "harry-potter-0", 5353, true},
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-						poke{"draco-malfoy-0", sctp, "harry-potter-0", 9003, true},
-						poke{"draco-malfoy-0", sctp, "harry-potter-0", 9005, true},
-						poke{"draco-malfoy-1", tcp, "harry-potter-0", 80, false},
-					)},
-				)
+				return append(steps(h.labelled("admin_tier/standard-port-range-rules-combined.yaml", CreateCNP(cnp))), portRangeSteps(h)...)
 			}},
 
 		// CNPAdminTierPriorityField: conformance/tests/admin-network-policy-standard-priority.go, manifest conformance/base/admin_tier/standard-priority-field.yaml
@@ -683,43 +707,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := inlineCIDRRules("default", baseline, 10, SubjectNamespaces(h.byName("gryffindor")))
-				return steps(h.labelled("baseline_tier/standard-egress-inline-cidr-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, false},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, false},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-						poke{"harry-potter-1", udp, "cedric-diggory-0", 53, false},
-						poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, false},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "denied-namespace-label"})), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, false},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "slytherin"})), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' rule policy for egress-cidr-peer", Actions: do(allowSpecificPodIPs(h, cnp)), Probes: h.pokes(
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, true},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, true},
-						poke{"harry-potter-1", udp, "cedric-diggory-0", 53, true},
-						poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-						poke{"harry-potter-1", udp, "luna-lovegood-1", 53, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-1", 9003, false},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-						poke{"harry-potter-1", udp, "cedric-diggory-1", 53, false},
-						poke{"harry-potter-1", sctp, "cedric-diggory-1", 9003, false},
-					)},
-				)
+				return append(steps(h.labelled("baseline_tier/standard-egress-inline-cidr-rules.yaml", CreateCNP(cnp))), inlineCIDRSteps(h, cnp)...)
 			}},
 
 		// CNPBaselineTierEgressSCTP: conformance/tests/baseline-admin-network-policy-standard-egress-sctp-rules.go, manifest conformance/base/baseline_tier/standard-egress-sctp-rules.yaml
@@ -944,43 +932,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				rules, labelSelected := podSelectorRules(h, baseline, 10, 10)
-				return steps(h.labelled("baseline_tier/standard-pod-selector-rules.yaml", CreateCNP(rules), CreateCNP(labelSelected)),
-					Step{Name: "Should support pod selectors in egress peers", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, false},
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Probes: h.pokes(
-						poke{"draco-malfoy-1", tcp, "harry-potter-1", 80, false},
-						poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-0", roleLabel, "blocked")), Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, false},
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel)), Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-1", roleLabel, "blocked")), Probes: h.pokes(
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-					)},
-					// The previous subtest's t.Cleanup; this one's own cleanup
-					// (luna-lovegood-0 and -1 lose conformance-role) is left to
-					// the reset between cases.
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel), h.removePodLabel("cedric-diggory-1", roleLabel)), Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "luna-lovegood-1", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-0", roleLabel, "restricted")), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, false},
-						poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("luna-lovegood-0", roleLabel)), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-1", roleLabel, "restricted")), Probes: h.pokes(
-						poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, false},
-					)},
-				)
+				return append(steps(h.labelled("baseline_tier/standard-pod-selector-rules.yaml", CreateCNP(rules), CreateCNP(labelSelected))), podSelectorSteps(h)...)
 			}},
 
 		// CNPBaselineTierPortRange: conformance/tests/baseline-admin-network-policy-standard-port-range-rules.go, manifest conformance/base/baseline_tier/standard-port-range-rules-combined.yaml
@@ -988,30 +940,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := portRangeRules(h, baseline, 10)
-				return steps(h.labelled("baseline_tier/standard-port-range-rules-combined.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support egress port range rules across different protocols", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, true},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-						poke{"harry-potter-0", udp, "cedric-diggory-0", 53, true},
-						poke{"harry-potter-0", udp, "cedric-diggory-0", 5353, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-						poke{"harry-potter-0", sctp, "draco-malfoy-0", 9003, true},
-						poke{"harry-potter-0", sctp, "draco-malfoy-0", 9005, true},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-					)},
-					Step{Name: "Should support ingress port range rules across different protocols", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 8080, true},
-						poke{"luna-lovegood-1", udp, "harry-potter-0", 53, false},
-						poke{"cedric-diggory-0", udp, "harry-potter-0", 53, true},
-						poke{"cedric-diggory-0", udp, "harry-potter-0", 5353, true},
-						poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-						poke{"draco-malfoy-0", sctp, "harry-potter-0", 9003, true},
-						poke{"draco-malfoy-0", sctp, "harry-potter-0", 9005, true},
-						poke{"draco-malfoy-1", tcp, "harry-potter-0", 80, false},
-					)},
-				)
+				return append(steps(h.labelled("baseline_tier/standard-port-range-rules-combined.yaml", CreateCNP(cnp))), portRangeSteps(h)...)
 			}},
 
 		// CNPBaselineTierSamePriority: conformance/tests/baseline-admin-network-policy-standard-same-priority.go, manifest conformance/base/baseline_tier/standard-same-priority.yaml
