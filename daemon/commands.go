@@ -55,9 +55,12 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 // the daemon's own informers (podwatch.Sync): what explain and dump --desired
 // show is what `nftwarden run` would program. Objects the engine rejects are
 // logged by it; they fail closed in the model as in the daemon.
-func modelEngine(ctx context.Context, kubeconfig, nodeName string, log *slog.Logger) (*enforcer.Engine, error) {
+//
+// ClusterNetworkPolicies are listed when the API server serves them, unless
+// cnpMode is off.
+func modelEngine(ctx context.Context, kubeconfig, nodeName, cnpMode string, log *slog.Logger) (*enforcer.Engine, error) {
 	routeClientGoLogs(log)
-	client, host, err := newClient(kubeconfig, nil)
+	clients, err := newClient(kubeconfig, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -65,16 +68,20 @@ func modelEngine(ctx context.Context, kubeconfig, nodeName string, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
-	if err := podwatch.Sync(ctx, client, eng, podwatch.Options{Logger: log}); err != nil {
-		return nil, fmt.Errorf("API server %s: %w", host, err)
+	opts := podwatch.Options{Logger: log}
+	if cnpMode != cnpOff {
+		opts.ClusterNetworkPolicies.Client = clients.cnp
+	}
+	if err := podwatch.Sync(ctx, clients.kube, eng, opts); err != nil {
+		return nil, fmt.Errorf("API server %s: %w", clients.host, err)
 	}
 	return eng, nil
 }
 
 // dumpDesired prints the table that the API server's objects compile to for
 // nodeName, without touching the kernel.
-func dumpDesired(ctx context.Context, kubeconfig, nodeName, table string, log *slog.Logger, out io.Writer) error {
-	eng, err := modelEngine(ctx, kubeconfig, nodeName, log)
+func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode string, log *slog.Logger, out io.Writer) error {
+	eng, err := modelEngine(ctx, kubeconfig, nodeName, cnpMode, log)
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
@@ -112,9 +119,9 @@ func explainQueryFrom(from, to, port string) (explainQuery, error) {
 }
 
 // explainCommand evaluates the query against the cluster and prints the answer.
-func explainCommand(ctx context.Context, kubeconfig string, q explainQuery, log *slog.Logger, out io.Writer) error {
+func explainCommand(ctx context.Context, kubeconfig, cnpMode string, q explainQuery, log *slog.Logger, out io.Writer) error {
 	// The evaluator does not depend on the node: every pod's policies are known.
-	eng, err := modelEngine(ctx, kubeconfig, "", log)
+	eng, err := modelEngine(ctx, kubeconfig, "", cnpMode, log)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}

@@ -20,8 +20,21 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes/scheme"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	policyv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
+
+// manifestScheme knows the Kubernetes types and ClusterNetworkPolicy, the
+// kinds the files under deploy/ hold.
+var manifestScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, policyv1beta1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}()
 
 // decodeManifests decodes every document of a YAML file into typed objects with
 // the strict deserializer, so a misspelt field fails the test.
@@ -32,7 +45,7 @@ func decodeManifests(t *testing.T, path string) []runtime.Object {
 		t.Fatal(err)
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	decoder := serializer.NewCodecFactory(manifestScheme, serializer.EnableStrict).UniversalDeserializer()
 	var objs []runtime.Object
 	for {
 		doc, err := r.Read()

@@ -1,5 +1,6 @@
 // Package daemon is the nftwarden command, which enforces Kubernetes
-// NetworkPolicy on one node with nftables:
+// NetworkPolicy, and ClusterNetworkPolicy while its CRD is installed
+// (--cluster-network-policy=auto|off), on one node with nftables:
 //
 //	nftwarden run      watch the API server and program the table (the daemon)
 //	nftwarden cleanup  delete the table

@@ -134,16 +134,68 @@ func formatDecision(w io.Writer, from, to string, f enforcer.Flow, d enforcer.De
 	}
 }
 
+// describeDirection says in plain words how one direction was decided. With
+// ClusterNetworkPolicies in the model (a Tier, or Pass rules met) it is the
+// chain of tiers that decided, e.g. "passed by admin policy x rule 0, then
+// allowed by NetworkPolicy ns/y (ingress of ns/p)"; a NetworkPolicy-only
+// model reads as it always did.
 func describeDirection(dd enforcer.DirectionDecision, end, dir string, addr netip.Addr) string {
 	switch {
 	case dd.Pod == "":
 		return fmt.Sprintf("allowed (the %s %s is not a pod: no policy applies)", end, addr)
+	case dd.Tier != "" || len(dd.Passes) > 0:
+		return fmt.Sprintf("%s (%s of %s)", tierChain(dd), dir, directionSubject(dd))
 	case !dd.Isolated:
-		return fmt.Sprintf("allowed (%s is not isolated for %s: no policy selects it)", dd.Pod, dir)
+		return fmt.Sprintf("allowed (%s is not isolated for %s: no policy applies)", dd.Pod, dir)
 	case dd.Allowed:
 		return fmt.Sprintf("allowed (%s is isolated for %s; allowed by %s)", dd.Pod, dir, strings.Join(dd.Policies, ", "))
 	default:
 		return fmt.Sprintf("DENIED (%s is isolated for %s by %s, and no rule of theirs allows this flow)",
 			dd.Pod, dir, strings.Join(dd.Policies, ", "))
 	}
+}
+
+// Tiers of enforcer.DirectionDecision.Tier.
+const (
+	tierAdmin         = "admin"
+	tierNetworkPolicy = "networkpolicy"
+	tierBaseline      = "baseline"
+)
+
+// tierChain is the path of one direction through the tiers: the Pass rules
+// that ended a tier, then what decided (a ClusterNetworkPolicy rule,
+// NetworkPolicies, or nothing: the default allow).
+func tierChain(dd enforcer.DirectionDecision) string {
+	steps := make([]string, 0, len(dd.Passes)+1)
+	for _, p := range dd.Passes {
+		steps = append(steps, "passed by "+p)
+	}
+	verdict := "DENIED"
+	if dd.Allowed {
+		verdict = "allowed"
+	}
+	var last string
+	switch {
+	case dd.Conflict && dd.Tier == tierNetworkPolicy:
+		last = "DENIED: the claimants are selected by different NetworkPolicies (" + strings.Join(dd.Policies, ", ") + ")"
+	case dd.Conflict:
+		last = fmt.Sprintf("DENIED: the %s tier judges the claimants differently (%s)", dd.Tier, strings.Join(dd.Policies, "; "))
+	case dd.Tier == tierAdmin || dd.Tier == tierBaseline:
+		last = verdict + " by " + dd.Rule
+	case dd.Tier == tierNetworkPolicy && dd.Allowed:
+		last = "allowed by NetworkPolicy " + strings.Join(dd.Policies, ", ")
+	case dd.Tier == tierNetworkPolicy:
+		last = "DENIED by NetworkPolicy " + strings.Join(dd.Policies, ", ") + ": isolated, and no rule of theirs allows this flow"
+	default:
+		last = "allowed: no policy applies"
+	}
+	return strings.Join(append(steps, last), ", then ")
+}
+
+// directionSubject names the pod of a direction, or its claimants.
+func directionSubject(dd enforcer.DirectionDecision) string {
+	if len(dd.Claimants) > 1 {
+		return "the address claimed by " + strings.Join(dd.Claimants, ", ")
+	}
+	return dd.Pod
 }

@@ -6,12 +6,17 @@ package daemon
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 )
@@ -132,7 +137,7 @@ func TestExplainOutput(t *testing.T) {
 			name: "allowed between pods", from: "frontend/web", to: "backend/api", port: "8080/tcp", decision: allowed, wantFlows: 1,
 			want: `flow:     frontend/web (198.18.0.10) -> backend/api (198.18.1.20), TCP/8080
 verdict:  ALLOWED
-egress:   allowed (frontend/web is not isolated for egress: no policy selects it)
+egress:   allowed (frontend/web is not isolated for egress: no policy applies)
 ingress:  allowed (backend/api is isolated for ingress; allowed by backend/allow-web, backend/allow-all-8080)
 reason:   allowed: egress of frontend/web is not isolated; ingress of backend/api is allowed by backend/allow-web
 `,
@@ -186,6 +191,181 @@ reason:   denied: egress of frontend/web is isolated by frontend/deny-egress and
 				if diff := cmp.Diff(tc.want, out.String()); diff != "" {
 					t.Errorf("output (-want +got):\n%s", diff)
 				}
+			}
+		})
+	}
+}
+
+// tierWorld is a model with both ClusterNetworkPolicy tiers and
+// NetworkPolicies (IP plan: shop/web 198.18.0.10, shop/api 198.18.1.20,
+// secrets/db 198.18.2.30, secrets/cache 198.18.2.31, tools/probe 198.18.3.40):
+//
+//   - admin deny-to-secrets (subject namespace secrets), ingress rules in
+//     order: 0 allow-tools (Accept from tools), 1 pass-shop-db (Pass from
+//     shop on TCP 5432), 2 deny-all (Deny from every namespace);
+//   - baseline default-deny-shop (subject namespace shop): 0 deny-all;
+//   - NetworkPolicy secrets/db-from-web: db admits shop's web on TCP 5432;
+//   - NetworkPolicy shop/api-from-tools: api admits tools.
+func tierWorld(t *testing.T) *enforcer.Engine {
+	t.Helper()
+	eng, err := enforcer.New(enforcer.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsSel := func(ns string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	}
+	for _, ns := range []string{"shop", "secrets", "tools"} {
+		must(t, eng.UpsertNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"kubernetes.io/metadata.name": ns}}}))
+	}
+	for _, p := range []*corev1.Pod{
+		testPod("shop", "web", "node-a", "198.18.0.10"), testPod("shop", "api", "node-b", "198.18.1.20"),
+		testPod("secrets", "db", "node-a", "198.18.2.30"), testPod("secrets", "cache", "node-a", "198.18.2.31"),
+		testPod("tools", "probe", "node-b", "198.18.3.40"),
+	} {
+		must(t, eng.UpsertPod(p))
+	}
+	tcp := corev1.ProtocolTCP
+	port5432 := intstr.FromInt32(5432)
+	for _, np := range []*networkingv1.NetworkPolicy{
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "secrets", Name: "db-from-web"},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{
+					From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsSel("shop"), PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
+					Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port5432}},
+				}},
+			},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-from-tools"},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+				Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: nsSel("tools")}}}},
+			},
+		},
+	} {
+		must(t, eng.UpsertNetworkPolicy(np))
+	}
+	from := func(ns *metav1.LabelSelector) []v1beta1.ClusterNetworkPolicyIngressPeer {
+		return []v1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: ns}}
+	}
+	for _, cnp := range []*v1beta1.ClusterNetworkPolicy{
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "deny-to-secrets"},
+			Spec: v1beta1.ClusterNetworkPolicySpec{
+				Tier: v1beta1.AdminTier, Priority: 10,
+				Subject: v1beta1.ClusterNetworkPolicySubject{Namespaces: nsSel("secrets")},
+				Ingress: []v1beta1.ClusterNetworkPolicyIngressRule{
+					{Name: "allow-tools", Action: v1beta1.ClusterNetworkPolicyRuleActionAccept, From: from(nsSel("tools"))},
+					{Name: "pass-shop-db", Action: v1beta1.ClusterNetworkPolicyRuleActionPass, From: from(nsSel("shop")),
+						Protocols: []v1beta1.ClusterNetworkPolicyProtocol{{TCP: &v1beta1.ClusterNetworkPolicyProtocolTCP{DestinationPort: &v1beta1.Port{Number: 5432}}}}},
+					{Name: "deny-all", Action: v1beta1.ClusterNetworkPolicyRuleActionDeny, From: from(&metav1.LabelSelector{})},
+				},
+			},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "default-deny-shop"},
+			Spec: v1beta1.ClusterNetworkPolicySpec{
+				Tier: v1beta1.BaselineTier, Priority: 10,
+				Subject: v1beta1.ClusterNetworkPolicySubject{Namespaces: nsSel("shop")},
+				Ingress: []v1beta1.ClusterNetworkPolicyIngressRule{
+					{Name: "deny-all", Action: v1beta1.ClusterNetworkPolicyRuleActionDeny, From: from(&metav1.LabelSelector{})},
+				},
+			},
+		},
+	} {
+		must(t, eng.UpsertClusterNetworkPolicy(cnp))
+	}
+	return eng
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExplainTiers explains flows of tierWorld with the real engine's
+// evaluator: each names the tier, policy and rule that decided, in order.
+func TestExplainTiers(t *testing.T) {
+	eng := tierWorld(t)
+	for _, tc := range []struct {
+		name, from, to, port string
+		want                 string // the verdict, egress and ingress lines
+	}{
+		{
+			name: "admin deny", from: "shop/web", to: "secrets/db", port: "80",
+			want: `verdict:  DENIED
+egress:   allowed (shop/web is not isolated for egress: no policy applies)
+ingress:  DENIED by admin policy deny-to-secrets rule 2 (deny-all) (ingress of secrets/db)
+`,
+		},
+		{
+			name: "admin accept", from: "tools/probe", to: "secrets/db", port: "80",
+			want: `verdict:  ALLOWED
+egress:   allowed (tools/probe is not isolated for egress: no policy applies)
+ingress:  allowed by admin policy deny-to-secrets rule 0 (allow-tools) (ingress of secrets/db)
+`,
+		},
+		{
+			name: "admin pass, then a NetworkPolicy allows", from: "shop/web", to: "secrets/db", port: "5432",
+			want: `verdict:  ALLOWED
+egress:   allowed (shop/web is not isolated for egress: no policy applies)
+ingress:  passed by admin policy deny-to-secrets rule 1 (pass-shop-db), then allowed by NetworkPolicy secrets/db-from-web (ingress of secrets/db)
+`,
+		},
+		{
+			name: "admin pass, then a NetworkPolicy isolates", from: "shop/api", to: "secrets/db", port: "5432",
+			want: `verdict:  DENIED
+egress:   allowed (shop/api is not isolated for egress: no policy applies)
+ingress:  passed by admin policy deny-to-secrets rule 1 (pass-shop-db), then DENIED by NetworkPolicy secrets/db-from-web: isolated, and no rule of theirs allows this flow (ingress of secrets/db)
+`,
+		},
+		{
+			name: "admin pass, then no policy", from: "shop/web", to: "secrets/cache", port: "5432",
+			want: `verdict:  ALLOWED
+egress:   allowed (shop/web is not isolated for egress: no policy applies)
+ingress:  passed by admin policy deny-to-secrets rule 1 (pass-shop-db), then allowed: no policy applies (ingress of secrets/cache)
+`,
+		},
+		{
+			name: "baseline deny", from: "tools/probe", to: "shop/web", port: "80",
+			want: `verdict:  DENIED
+egress:   allowed (tools/probe is not isolated for egress: no policy applies)
+ingress:  DENIED by baseline policy default-deny-shop rule 0 (deny-all) (ingress of shop/web)
+`,
+		},
+		{
+			name: "a NetworkPolicy overrides the baseline", from: "tools/probe", to: "shop/api", port: "80",
+			want: `verdict:  ALLOWED
+egress:   allowed (tools/probe is not isolated for egress: no policy applies)
+ingress:  allowed by NetworkPolicy shop/api-from-tools (ingress of shop/api)
+`,
+		},
+		{
+			name: "no policy applies", from: "secrets/db", to: "tools/probe", port: "80",
+			want: `verdict:  ALLOWED
+egress:   allowed (secrets/db is not isolated for egress: no policy applies)
+ingress:  allowed (tools/probe is not isolated for ingress: no policy applies)
+`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := explainQueryFrom(tc.from, tc.to, tc.port)
+			must(t, err)
+			var out bytes.Buffer
+			must(t, explain(eng, q, &out))
+			lines := strings.SplitAfter(out.String(), "\n")
+			if len(lines) < 4 {
+				t.Fatalf("output too short:\n%s", out.String())
+			}
+			if diff := cmp.Diff(tc.want, strings.Join(lines[1:4], "")); diff != "" {
+				t.Errorf("explain (-want +got):\n%s\nwhole output:\n%s", diff, out.String())
 			}
 		})
 	}

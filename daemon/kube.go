@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/transport"
 	"k8s.io/klog/v2"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 )
 
 // routeClientGoLogs sends what client-go logs (through klog: reflectors,
@@ -46,19 +47,38 @@ func restConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// newClient returns a clientset for the kubeconfig at path (in-cluster if empty),
-// with its transport wrapped by wrap when not nil.
-func newClient(path string, wrap transport.WrapperFunc) (kubernetes.Interface, string, error) {
+// apiClients are the clients of one API server: the core clientset, and the
+// network-policy-api clientset of ClusterNetworkPolicies (a CRD).
+type apiClients struct {
+	kube kubernetes.Interface
+	cnp  cnpclient.Interface
+	host string
+}
+
+// newClients builds the clients of cfg. Both share its transport (and so a
+// wrapper such as the API gate). Custom resources are served in JSON only,
+// which is the default of a config without a content type.
+func newClients(cfg *rest.Config) (apiClients, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return apiClients{}, fmt.Errorf("create API client for %s: %w", cfg.Host, err)
+	}
+	cnp, err := cnpclient.NewForConfig(cfg)
+	if err != nil {
+		return apiClients{}, fmt.Errorf("create ClusterNetworkPolicy client for %s: %w", cfg.Host, err)
+	}
+	return apiClients{kube: kube, cnp: cnp, host: cfg.Host}, nil
+}
+
+// newClient returns the clients for the kubeconfig at path (in-cluster if
+// empty), with their transport wrapped by wrap when not nil.
+func newClient(path string, wrap transport.WrapperFunc) (apiClients, error) {
 	cfg, err := restConfig(path)
 	if err != nil {
-		return nil, "", err
+		return apiClients{}, err
 	}
 	if wrap != nil {
 		cfg.Wrap(wrap)
 	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("create API client for %s: %w", cfg.Host, err)
-	}
-	return c, cfg.Host, nil
+	return newClients(cfg)
 }

@@ -80,6 +80,11 @@ type runConfig struct {
 	// RevokeEstablished deletes the conntrack entries of connections that a
 	// change denies.
 	RevokeEstablished bool
+	// ClusterNetworkPolicy is cnpAuto (watch them while the API server
+	// serves them) or cnpOff; CNPDiscoveryPeriod is how often discovery is
+	// asked whether it does.
+	ClusterNetworkPolicy string
+	CNPDiscoveryPeriod   time.Duration
 }
 
 // Flag names.
@@ -97,7 +102,36 @@ const (
 	flagTimeout            = "timeout"
 
 	flagRevokeEstablished = "revoke-established"
+
+	flagClusterNetworkPolicy          = "cluster-network-policy"
+	flagClusterNetworkPolicyDiscovery = "cluster-network-policy-discovery-period"
 )
+
+// Values of --cluster-network-policy.
+const (
+	cnpAuto = "auto" // enforce them while their CRD is installed
+	cnpOff  = "off"  // NetworkPolicy only
+)
+
+func clusterNetworkPolicyFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name: flagClusterNetworkPolicy,
+		Usage: "`MODE` of ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1): auto enforces them whenever " +
+			"their CRD is installed (picked up and dropped without a restart), off enforces NetworkPolicy only",
+		Value:   cnpAuto,
+		EnvVars: []string{"NFTWARDEN_CLUSTER_NETWORK_POLICY"},
+	}
+}
+
+// clusterNetworkPolicyMode reads and checks --cluster-network-policy.
+func clusterNetworkPolicyMode(c *cli.Context) (string, error) {
+	switch m := c.String(flagClusterNetworkPolicy); m {
+	case cnpAuto, cnpOff:
+		return m, nil
+	default:
+		return "", usagef("--%s %q: want %s or %s", flagClusterNetworkPolicy, m, cnpAuto, cnpOff)
+	}
+}
 
 func kubeconfigFlag() cli.Flag {
 	return &cli.StringFlag{
@@ -182,6 +216,14 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 		PodNamespace:       c.String(flagPodNamespace),
 		CleanupOnUninstall: c.Bool(flagCleanupOnUninstall),
 		RevokeEstablished:  c.Bool(flagRevokeEstablished),
+		CNPDiscoveryPeriod: c.Duration(flagClusterNetworkPolicyDiscovery),
+	}
+	var err error
+	if cfg.ClusterNetworkPolicy, err = clusterNetworkPolicyMode(c); err != nil {
+		return cfg, err
+	}
+	if cfg.CNPDiscoveryPeriod <= 0 {
+		return cfg, usagef("--%s %v: must be positive", flagClusterNetworkPolicyDiscovery, cfg.CNPDiscoveryPeriod)
 	}
 	if cfg.NodeName == "" {
 		return cfg, usagef("--%s is empty and the hostname is unknown: set --%s or NODE_NAME", flagNodeName, flagNodeName)
@@ -230,7 +272,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 			{
 				Name:  "run",
 				Usage: "watch the API server and enforce network policy on this node (the daemon)",
-				Description: "Programs the inet table from the cluster's Pods, Namespaces and NetworkPolicies and keeps it\n" +
+				Description: "Programs the inet table from the cluster's Pods, Namespaces, NetworkPolicies and ClusterNetworkPolicies and keeps it\n" +
 					"in sync. On SIGTERM or SIGINT it stops and leaves the rules in place; the next start takes over\n" +
 					"without a gap. Serves /metrics, /healthz and /readyz on --metrics-address.",
 				OnUsageError: onUsageError,
@@ -273,6 +315,14 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 							"established ones stop too (false: they last until they end)",
 						Value:   true,
 						EnvVars: []string{"NFTWARDEN_REVOKE_ESTABLISHED"},
+					},
+					clusterNetworkPolicyFlag(),
+					&cli.DurationFlag{
+						Name: flagClusterNetworkPolicyDiscovery,
+						Usage: "`PERIOD` of the discovery check that notices the ClusterNetworkPolicy CRD installed " +
+							"or removed",
+						Value:   podwatch.DefaultCNPDiscoveryPeriod,
+						EnvVars: []string{"NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD"},
 					},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
@@ -321,6 +371,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					kubeconfigFlag(),
 					nodeNameFlag(hostname),
 					timeoutFlag(),
+					clusterNetworkPolicyFlag(),
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -340,16 +391,20 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					if nodeName(c.String(flagNodeName)) == "" {
 						return usagef("--%s is empty and the hostname is unknown", flagNodeName)
 					}
+					cnpMode, err := clusterNetworkPolicyMode(c)
+					if err != nil {
+						return err
+					}
 					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
 					defer cancel()
-					return dumpDesired(ctx, c.String(flagKubeconfig), nodeName(c.String(flagNodeName)), table, log, env.stdout)
+					return dumpDesired(ctx, c.String(flagKubeconfig), nodeName(c.String(flagNodeName)), table, cnpMode, log, env.stdout)
 				},
 			},
 			{
 				Name:      "explain",
 				Usage:     "say whether a new connection is allowed and which policies decide it",
 				UsageText: "nftwarden explain --from NS/POD|IP --to NS/POD|IP --port PORT[/tcp|udp|sctp]",
-				Description: "Lists Pods, Namespaces and NetworkPolicies from the API server and asks the policy engine's\n" +
+				Description: "Lists Pods, Namespaces, NetworkPolicies and ClusterNetworkPolicies from the API server and asks the policy engine's\n" +
 					"reference evaluator (no kernel involved). Dual-stack pods are explained once per address family.",
 				OnUsageError: onUsageError,
 				Flags: append([]cli.Flag{
@@ -358,6 +413,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					&cli.StringFlag{Name: "port", Usage: "destination `PORT/PROTO`, e.g. 8080/tcp (protocol defaults to tcp)"},
 					kubeconfigFlag(),
 					timeoutFlag(),
+					clusterNetworkPolicyFlag(),
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
@@ -371,9 +427,13 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					if err != nil {
 						return err
 					}
+					cnpMode, err := clusterNetworkPolicyMode(c)
+					if err != nil {
+						return err
+					}
 					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
 					defer cancel()
-					return explainCommand(ctx, c.String(flagKubeconfig), q, log, env.stdout)
+					return explainCommand(ctx, c.String(flagKubeconfig), cnpMode, q, log, env.stdout)
 				},
 			},
 			{

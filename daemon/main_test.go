@@ -30,7 +30,8 @@ func execCLI(t *testing.T, args ...string) (int, *runConfig, string, string) {
 func clearEnv(t *testing.T) {
 	for _, v := range []string{"NFTWARDEN_KUBECONFIG", "KUBECONFIG", "NODE_NAME", "NFTWARDEN_NODE_NAME", "NFTWARDEN_TABLE",
 		"NFTWARDEN_METRICS_ADDRESS", "NFTWARDEN_LOG_FORMAT", "NFTWARDEN_LOG_LEVEL", "NFTWARDEN_RESYNC_PERIOD", "NFTWARDEN_TIMEOUT",
-		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL", "NFTWARDEN_REVOKE_ESTABLISHED"} {
+		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL", "NFTWARDEN_REVOKE_ESTABLISHED",
+		"NFTWARDEN_CLUSTER_NETWORK_POLICY", "NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
@@ -42,7 +43,7 @@ func TestRunFlags(t *testing.T) {
 		t.Skip("no hostname:", err)
 	}
 	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true,
-		RevokeEstablished: true}
+		RevokeEstablished: true, ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)
@@ -59,14 +60,16 @@ func TestRunFlags(t *testing.T) {
 			name: "flags",
 			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug",
 				"--revoke-established=false"},
-			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true},
+			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true,
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second},
 		},
 		{
 			name: "env fallbacks",
 			env: map[string]string{"NFTWARDEN_KUBECONFIG": "/k", "NODE_NAME": "n2", "NFTWARDEN_TABLE": "t2",
 				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json",
 				"NFTWARDEN_REVOKE_ESTABLISHED": "false"},
-			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true},
+			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true,
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second},
 		},
 		{
 			name: "KUBECONFIG and NFTWARDEN_NODE_NAME",
@@ -93,6 +96,16 @@ func TestRunFlags(t *testing.T) {
 			name: "no cleanup on uninstall",
 			args: []string{"--cleanup-on-uninstall=false"},
 			want: tweak(func(c *runConfig) { c.CleanupOnUninstall = false }),
+		},
+		{
+			name: "cluster network policy off, faster discovery",
+			args: []string{"--cluster-network-policy", "off", "--cluster-network-policy-discovery-period", "1s"},
+			want: tweak(func(c *runConfig) { c.ClusterNetworkPolicy, c.CNPDiscoveryPeriod = "off", time.Second }),
+		},
+		{
+			name: "cluster network policy from the environment",
+			env:  map[string]string{"NFTWARDEN_CLUSTER_NETWORK_POLICY": "off", "NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD": "2s"},
+			want: tweak(func(c *runConfig) { c.ClusterNetworkPolicy, c.CNPDiscoveryPeriod = "off", 2*time.Second }),
 		},
 		{
 			name: "metrics disabled",
@@ -133,6 +146,9 @@ func TestUsageErrors(t *testing.T) {
 		{name: "table", args: []string{"run", "--table", "a b"}, wantErr: `--table "a b"`},
 		{name: "metrics address", args: []string{"run", "--metrics-address", "9640"}, wantErr: `--metrics-address "9640": want HOST:PORT`},
 		{name: "resync period", args: []string{"run", "--resync-period", "0s"}, wantErr: "--resync-period 0s: must be positive"},
+		{name: "cluster network policy mode", args: []string{"run", "--cluster-network-policy", "on"}, wantErr: `--cluster-network-policy "on": want auto or off`},
+		{name: "explain cluster network policy mode", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "80", "--cluster-network-policy", "yes"}, wantErr: `--cluster-network-policy "yes"`},
+		{name: "discovery period", args: []string{"run", "--cluster-network-policy-discovery-period", "0s"}, wantErr: "--cluster-network-policy-discovery-period 0s: must be positive"},
 		{name: "empty node name", args: []string{"run", "--node-name", ""}, wantErr: "--node-name is empty"},
 		{name: "bad env duration", env: map[string]string{"NFTWARDEN_RESYNC_PERIOD": "soon"}, args: []string{"run"}, wantErr: `"soon" as duration value from environment variable "NFTWARDEN_RESYNC_PERIOD"`},
 		{name: "explain without port", args: []string{"explain", "--from", "a/b", "--to", "c/d"}, wantErr: "--port is required"},

@@ -38,6 +38,9 @@ type metrics struct {
 	elements, sets, chains prometheus.Gauge
 	lastSync               prometheus.Gauge
 
+	// cnpAPI is 1 while ClusterNetworkPolicies are served and watched.
+	cnpAPI prometheus.Gauge
+
 	// Conntrack sweeps (--revoke-established).
 	conntrackRevoked       prometheus.Counter
 	conntrackSweepDuration prometheus.Histogram
@@ -138,6 +141,11 @@ func newMetrics(src metricSources) *metrics {
 			Namespace: metricsNamespace, Name: "conntrack_revoked_total",
 			Help: "Conntrack entries of established connections that policy denies after a change, deleted so that they stop.",
 		}),
+		cnpAPI: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "cluster_network_policy_api_available",
+			Help: "1 while the ClusterNetworkPolicy API (policy.networking.k8s.io/v1beta1) is served and watched; " +
+				"0 when its CRD is not installed or --cluster-network-policy=off (NetworkPolicy only).",
+		}),
 		conntrackSweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "conntrack_sweep_duration_seconds",
 			Help: "Time to read the conntrack table and delete the entries of denied connections (one sweep).",
@@ -146,7 +154,7 @@ func newMetrics(src metricSources) *metrics {
 		}),
 	}
 	reg.MustRegister(m.syncDuration, m.syncs, m.operations, m.errors, m.events, m.preflight, m.driftDetected, m.driftRepaired,
-		m.elements, m.sets, m.chains, m.lastSync, m.conntrackRevoked, m.conntrackSweepDuration)
+		m.elements, m.sets, m.chains, m.lastSync, m.cnpAPI, m.conntrackRevoked, m.conntrackSweepDuration)
 	// Label values that exist from the start, so rate() and alerts work before
 	// the first error.
 	for _, mode := range []string{modeDelta, modeFull} {
@@ -159,7 +167,7 @@ func newMetrics(src metricSources) *metrics {
 	for _, k := range []string{"conntrack", "dataplane", "object", "watch"} {
 		m.errors.WithLabelValues(k)
 	}
-	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy} {
+	for _, k := range []podwatch.Kind{podwatch.KindNamespace, podwatch.KindPod, podwatch.KindNetworkPolicy, podwatch.KindClusterNetworkPolicy} {
 		m.events.WithLabelValues(string(k))
 	}
 	for _, c := range preflightChecks {
@@ -240,6 +248,13 @@ func (m *metrics) hooks(stats func() enforcer.Stats) podwatch.Hooks {
 		},
 		ObjectError: func(podwatch.Kind, string, error) { m.errors.WithLabelValues("object").Inc() },
 		WatchError:  func(podwatch.Kind, error) { m.errors.WithLabelValues("watch").Inc() },
+		ClusterNetworkPolicyAPI: func(served bool) {
+			v := 0.0
+			if served {
+				v = 1
+			}
+			m.cnpAPI.Set(v)
+		},
 	}
 }
 

@@ -35,6 +35,9 @@ func TestMetricsRegistration(t *testing.T) {
 	h.Flushed(enforcer.FlushResult{}, errors.New("netlink: busy"))
 	h.ObjectError(podwatch.KindNetworkPolicy, "x", errors.New("bad"))
 	h.WatchError(podwatch.KindPod, errors.New("refused"))
+	h.Event(podwatch.KindClusterNetworkPolicy)
+	h.ClusterNetworkPolicyAPI(false)
+	h.ClusterNetworkPolicyAPI(true)
 
 	want := `
 # HELP nftwarden_errors_total Errors by kind: api (a request to the API server failed: it is held and retried when the server answers again), conntrack (a sweep of established connections failed; retried with backoff), dataplane (a sync failed; retried), object (the engine rejected part of an object; it fails closed), watch (a list/watch of the API server failed; retried).
@@ -46,9 +49,13 @@ nftwarden_errors_total{kind="object"} 1
 nftwarden_errors_total{kind="watch"} 1
 # HELP nftwarden_events_total Informer notifications queued, by object kind.
 # TYPE nftwarden_events_total counter
+nftwarden_events_total{kind="ClusterNetworkPolicy"} 1
 nftwarden_events_total{kind="Namespace"} 0
 nftwarden_events_total{kind="NetworkPolicy"} 0
 nftwarden_events_total{kind="Pod"} 2
+# HELP nftwarden_cluster_network_policy_api_available 1 while the ClusterNetworkPolicy API (policy.networking.k8s.io/v1beta1) is served and watched; 0 when its CRD is not installed or --cluster-network-policy=off (NetworkPolicy only).
+# TYPE nftwarden_cluster_network_policy_api_available gauge
+nftwarden_cluster_network_policy_api_available 1
 # HELP nftwarden_sync_operations_total nftables operations applied (each set element, chain, set or rule replacement counts one).
 # TYPE nftwarden_sync_operations_total counter
 nftwarden_sync_operations_total{mode="delta"} 3
@@ -88,7 +95,7 @@ nftwarden_ready 1
 nftwarden_queue_length 9
 `
 	names := []string{
-		"nftwarden_errors_total", "nftwarden_events_total", "nftwarden_sync_operations_total", "nftwarden_syncs_total",
+		"nftwarden_errors_total", "nftwarden_events_total", "nftwarden_cluster_network_policy_api_available", "nftwarden_sync_operations_total", "nftwarden_syncs_total",
 		"nftwarden_programmed_elements", "nftwarden_programmed_chains", "nftwarden_programmed_sets",
 		"nftwarden_pods_known", "nftwarden_local_pods", "nftwarden_namespaces_known", "nftwarden_policies_known",
 		"nftwarden_ready", "nftwarden_queue_length",

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/podwatch"
@@ -30,7 +32,7 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	setHTTP2HealthDefaults()
-	client, gate, host, err := gatedClient(cfg.Kubeconfig, log)
+	clients, gate, err := gatedClient(cfg.Kubeconfig, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
@@ -68,8 +70,9 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	d := &daemon{
 		cfg:       cfg,
 		log:       log,
-		client:    client,
-		apiHost:   host,
+		client:    clients.kube,
+		cnpClient: clients.cnp,
+		apiHost:   clients.host,
 		gate:      gate,
 		dataplane: k,
 		flows:     flows,
@@ -83,10 +86,10 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 // podwatch.APIGate, which holds them while the API server is unreachable, logs
 // the outage, and lets them out when a probe finds the server ready again
 // (client-go's own backoff would wait up to a minute).
-func gatedClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *podwatch.APIGate, string, error) {
+func gatedClient(kubeconfig string, log *slog.Logger) (apiClients, *podwatch.APIGate, error) {
 	restCfg, err := restConfig(kubeconfig)
 	if err != nil {
-		return nil, nil, "", err
+		return apiClients{}, nil, err
 	}
 	gate := podwatch.NewAPIGate(podwatch.APIGateOptions{Logger: log})
 	restCfg.Wrap(gate.Wrap)
@@ -96,11 +99,12 @@ func gatedClient(kubeconfig string, log *slog.Logger) (kubernetes.Interface, *po
 	// during such an outage fails soon and is then held by the gate, which
 	// lets it out within a probe of the server's return.
 	restCfg.Dial = (&net.Dialer{Timeout: apiDialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	client, err := kubernetes.NewForConfig(restCfg)
+	clients, err := newClients(restCfg)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("create API client for %s: %w", restCfg.Host, err)
+		gate.Close()
+		return apiClients{}, nil, err
 	}
-	return client, gate, restCfg.Host, nil
+	return clients, gate, nil
 }
 
 // apiDialTimeout bounds a connect to the API server (client-go's default is 30 s).
@@ -125,9 +129,11 @@ func setHTTP2HealthDefaults() {
 // daemon is the running `nftwarden run`, with its dependencies injected so that
 // tests can use a fake clientset and nft.Fake.
 type daemon struct {
-	cfg       runConfig
-	log       *slog.Logger
-	client    kubernetes.Interface
+	cfg    runConfig
+	log    *slog.Logger
+	client kubernetes.Interface
+	// cnpClient reads ClusterNetworkPolicies; nil (tests) watches none.
+	cnpClient cnpclient.Interface
 	apiHost   string
 	gate      *podwatch.APIGate // nil in tests with a fake clientset
 	dataplane nft.Dataplane
@@ -178,8 +184,23 @@ func (d *daemon) assemble() (*parts, error) {
 	}
 	p.drift = newDriftRepair(d.log, p.m, func() { p.w.RequestReconcile() })
 	hooks = p.drift.hooks(hooks)
-	p.w = podwatch.New(d.client, eng, podwatch.Options{ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks})
+	p.w = podwatch.New(d.client, eng, podwatch.Options{
+		ResyncPeriod: d.cfg.ResyncPeriod, Logger: d.log, Hooks: hooks,
+		ClusterNetworkPolicies: d.clusterNetworkPolicyOptions(),
+	})
 	return p, nil
+}
+
+// clusterNetworkPolicyOptions says how the watcher follows
+// ClusterNetworkPolicies: with --cluster-network-policy=off not at all (said
+// once; the availability gauge stays 0).
+func (d *daemon) clusterNetworkPolicyOptions() podwatch.ClusterNetworkPolicyOptions {
+	if d.cfg.ClusterNetworkPolicy == cnpOff {
+		d.log.Info("ClusterNetworkPolicy support is off: enforcing NetworkPolicy only",
+			"flag", "--"+flagClusterNetworkPolicy+"="+cnpOff)
+		return podwatch.ClusterNetworkPolicyOptions{}
+	}
+	return podwatch.ClusterNetworkPolicyOptions{Client: d.cnpClient, DiscoveryPeriod: d.cfg.CNPDiscoveryPeriod}
 }
 
 // startHelpers starts, on wg, what runs beside the watcher until ctx ends: the
@@ -233,7 +254,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
 		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod,
-		"revoke_established", p.rv != nil)
+		"revoke_established", p.rv != nil, "cluster_network_policy", d.cfg.ClusterNetworkPolicy)
 	d.startHelpers(ctx, &wg, p)
 	d.notify("STATUS=waiting for the API server")
 	watchDone := make(chan error, 1)

@@ -251,7 +251,7 @@ current-context: x
 	}
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	client, gate, host, err := gatedClient(kubeconfig, log)
+	clients, gate, err := gatedClient(kubeconfig, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,8 +264,8 @@ current-context: x
 	d := &daemon{
 		cfg:       runConfig{NodeName: "node-a", Table: "nftwarden", ResyncPeriod: time.Minute},
 		log:       log,
-		client:    client,
-		apiHost:   host,
+		client:    clients.kube,
+		apiHost:   clients.host,
 		gate:      gate,
 		dataplane: dp,
 		notifier:  notifierFromEnv(),

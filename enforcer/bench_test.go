@@ -227,25 +227,30 @@ func benchDelta(b *testing.B, change func(e *enforcer.Engine, g *genCluster, i i
 		b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) {
 			g := newGenCluster(n)
 			e, dp := g.build(b, nil)
-			ctx := context.Background()
-			i := 0
-			var worst time.Duration
-			dp.ops = 0
-			cpu0 := cpuTime()
-			for b.Loop() {
-				start := time.Now()
-				change(e, g, i)
-				if _, err := e.Flush(ctx); err != nil {
-					b.Fatal(err)
-				}
-				worst = max(worst, time.Since(start))
-				i++
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(i), "cpu-ns/op")
-			b.ReportMetric(float64(dp.ops)/float64(i), "nft-ops/op")
-			b.ReportMetric(float64(worst.Nanoseconds()), "worst-ns")
+			measureDelta(b, e, dp, func(i int) { change(e, g, i) })
 		})
 	}
+}
+
+// measureDelta measures change(i) plus its Flush, for i = 0, 1, ...
+func measureDelta(b *testing.B, e *enforcer.Engine, dp *discardDataplane, change func(i int)) {
+	ctx := context.Background()
+	i := 0
+	var worst time.Duration
+	dp.ops = 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		start := time.Now()
+		change(i)
+		if _, err := e.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+		i++
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(i), "cpu-ns/op")
+	b.ReportMetric(float64(dp.ops)/float64(i), "nft-ops/op")
+	b.ReportMetric(float64(worst.Nanoseconds()), "worst-ns")
 }
 
 // BenchmarkEngineResyncTrusted: the periodic Reconcile when the dataplane

@@ -15,8 +15,8 @@ import (
 
 // ClusterNetworkPolicy (CNP) in the model: the record as written and its
 // parsed form, read by the reference evaluator (cnpdecide.go) and the
-// compiler (tiers.go). The compiled form is a first version (TIERS.md), so
-// nothing here is reachable through the exported API yet.
+// compiler (tiers.go, TIERS.md); Engine.UpsertClusterNetworkPolicy and
+// DeleteClusterNetworkPolicy (cnpapi.go) feed them.
 
 // cnpRecord is a CNP as written (ID = its name) with its parsed form.
 type cnpRecord struct {

@@ -41,7 +41,7 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	} else {
 		delete(e.cnpErrs, rec.ID)
 	}
-	e.c.clusterPoliciesChanged()
+	e.c.clusterPolicyChanged(rec.ID, rec)
 	e.c.collectGroups()
 	return perr
 }
@@ -56,6 +56,6 @@ func (e *Engine) DeleteClusterNetworkPolicy(name string) {
 	}
 	e.m.remove(tableClusterPolicies, name)
 	delete(e.cnpErrs, name)
-	e.c.clusterPoliciesChanged()
+	e.c.clusterPolicyChanged(name, nil)
 	e.c.collectGroups()
 }

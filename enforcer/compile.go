@@ -59,7 +59,7 @@ func newCompiler(node string, m *model) *compiler {
 	c.groups = newPeerGroups(w, m, &c.fams)
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
-	c.tiers = newTiers(w, m)
+	c.tiers = newTiers(w, m, node)
 	c.dispatch = newDispatch(w, m, node, c.tiers)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named}
 	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))
@@ -147,30 +147,31 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	}
 	id, ns := p.ID, p.Namespace()
 	c.markClaims(id, old, cur)
+	c.tiers.podChanged(old, cur)
 	refresh := map[*namedSet]struct{}{}
 	c.groups.podChanged(id, ns, cur, refresh)
 	c.named.addEvery(refresh)
 	c.targetChanged(id, ns, cur, refresh)
 	c.named.refreshAll(refresh, id, cur)
 	c.syncFamilies()
-	c.syncTiers(false)
+	c.tiers.finishClasses()
 	c.resyncConflicts()
 }
 
-// syncTiers recompiles the ClusterNetworkPolicy tiers (tiers.go) and the
-// pod chains of the local pods, which start and may end with them;
-// cnpChanged says a CNP was stored or removed.
-func (c *compiler) syncTiers(cnpChanged bool) {
-	if !c.tiers.rebuild(cnpChanged) {
-		return
-	}
-	for _, id := range slices.Sorted(maps.Keys(c.m.local.byID)) {
-		lp := c.m.local.get(id)
-		if lp.rec != nil {
+// tiersMoved ends a tiers change that moved local pods between subject
+// groups (tiers.go): their pod chains name the groups' class maps, and the
+// claimants of an address are judged alike only with the same groups
+// (conflicts.go).
+func (c *compiler) tiersMoved(moved []string) {
+	for _, id := range moved {
+		if lp := c.m.local.get(id); lp != nil && lp.rec != nil {
 			c.dispatch.syncPod(lp, lp.rec)
 		}
 	}
-	c.markAllConflicts()
+	c.tiers.finishClasses()
+	if len(c.tiers.cnps) > 0 || len(moved) > 0 {
+		c.markAllConflicts()
+	}
 }
 
 // targetChanged updates pod id as a policy target of this node: a local
@@ -288,13 +289,13 @@ func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
 	for _, p := range pods {
 		c.named.refreshAll(refresh, p.ID, p)
 	}
-	c.syncTiers(false)
+	c.tiersMoved(c.tiers.namespaceChanged(name))
 	c.resyncConflicts()
 }
 
-// clusterPoliciesChanged recompiles the tiers after a ClusterNetworkPolicy
-// was stored or removed.
-func (c *compiler) clusterPoliciesChanged() {
-	c.syncTiers(true)
+// clusterPolicyChanged compiles a ClusterNetworkPolicy that was stored
+// (cur) or removed (cur nil).
+func (c *compiler) clusterPolicyChanged(name string, cur *cnpRecord) {
+	c.tiersMoved(c.tiers.cnpChanged(name, cur))
 	c.resyncConflicts()
 }

@@ -37,7 +37,8 @@
 // (sharedsets.go), named-port sets (namedports.go), the dispatch maps and pod
 // chains of local pods (dispatch.go), the policy chains, which name what
 // the others own (policychains.go), and the ClusterNetworkPolicy tiers'
-// subject groups, class chains and class maps (tiers.go, TIERS.md). Addresses claimed by several pods are
+// subject groups (tiers.go), class chains and class maps (tierclasses.go)
+// and shared selector peers (tierpeers.go); see TIERS.md. Addresses claimed by several pods are
 // handled across all of them in conflicts.go. Every part writes through one
 // writer (writer.go). A new kind of object is a new part with the same shape.
 //
@@ -123,8 +124,8 @@
 //
 // ClusterNetworkPolicies (sigs.k8s.io/network-policy-api v1beta1) are stored
 // in the model by name and parsed once (cnp.go), Decide evaluates them
-// (cnpdecide.go), and the compiler programs them (tiers.go, TIERS.md) through
-// UpsertClusterNetworkPolicy and DeleteClusterNetworkPolicy. For each direction: the Admin tier, policies by priority (lower
+// (cnpdecide.go), and the compiler programs them incrementally (tiers.go,
+// TIERS.md) through UpsertClusterNetworkPolicy and DeleteClusterNetworkPolicy. For each direction: the Admin tier, policies by priority (lower
 // first; equal priorities by name), rules in written order, first match:
 // Accept allows the direction, Deny denies it, Pass ends the tier; then
 // NetworkPolicy, which decides if one isolates the pod; then the Baseline

@@ -114,6 +114,39 @@ func shrunk(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
 	return np
 }
 
+// recordedChoices takes decisions from a PRNG and records each as the byte
+// byteChoices reads back as the same decision.
+type recordedChoices struct {
+	r rngChoices
+	b []byte
+}
+
+func (c *recordedChoices) intn(n int) int {
+	if n <= 1 {
+		return 0 // byteChoices reads no byte either
+	}
+	v := c.r.intn(n)
+	c.b = append(c.b, byte(v))
+	return v
+}
+
+// mixedSeed is a FuzzEngineAgreesWithEvaluator input whose first two thirds
+// build a world with at least two ClusterNetworkPolicies among
+// NetworkPolicies and pods (genMixedOp and the flush decisions, as the
+// target reads them), and whose last third picks flows.
+func mixedSeed(seed uint64) []byte {
+	rec := &recordedChoices{r: rngChoices{rand.New(rand.NewPCG(seed, 5))}}
+	w := newWorld()
+	for len(rec.b) < 400 || len(w.cnps) < 2 && len(rec.b) < 600 {
+		w.apply(genMixedOp(rec, w))
+		rec.intn(4)
+	}
+	for range len(rec.b) / 2 {
+		rec.intn(256)
+	}
+	return rec.b
+}
+
 // slug turns a case name into a file name.
 func slug(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -139,6 +172,9 @@ func fuzzSeeds() map[string]map[string][]any {
 			b[i] = byte(r.UintN(256))
 		}
 		seeds["FuzzEngineAgreesWithEvaluator"][fmt.Sprintf("random-%02d", seed)] = []any{b}
+	}
+	for seed := range 8 {
+		seeds["FuzzEngineAgreesWithEvaluator"][fmt.Sprintf("mixed-%02d", seed)] = []any{mixedSeed(uint64(seed))}
 	}
 
 	ns := mustJSON(mkNamespace("fz", "env", "dev"))

@@ -8,6 +8,10 @@ package enforcer_test
 // as ordinary tests; to fuzz one target:
 //
 //	go test ./enforcer -run '^$' -fuzz FuzzEngineObjects -fuzztime 2m
+//
+// FuzzEngineAgreesWithEvaluator costs tens of milliseconds per input: add
+// -fuzzminimizetime 0, or the workers spend the run minimizing each new
+// interesting input (the run then reports "execs: ... (0/sec)").
 
 import (
 	"context"
@@ -19,46 +23,59 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
 )
 
 // FuzzEngineAgreesWithEvaluator builds a random cluster (namespaces, pods on
-// three nodes, pods reusing each other's addresses, policies with every kind
-// of selector, peer and port) from the fuzzer's bytes, programs one Fake per
-// node incrementally, and holds the reference evaluator against the compiled
-// rulesets on random flows. It also checks that the incremental result equals
-// a fresh build and that an identical second Flush sends nothing.
+// three nodes, pods reusing each other's addresses, NetworkPolicies with
+// every kind of selector, peer and port, ClusterNetworkPolicies of both
+// tiers: genMixedOp) from the fuzzer's bytes, programs one Fake per node
+// incrementally, and holds the reference evaluator against the compiled
+// rulesets on the flows of the grid (gridFlows), on random flows and on the
+// pods' named ports. It also checks that the incremental result equals a
+// fresh build and that an identical second Flush sends nothing.
 func FuzzEngineAgreesWithEvaluator(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		// Bound the scenario: more bytes add little but cost a lot per run.
-		data = data[:min(len(data), 1024)]
-		c := &byteChoices{b: data}
-		cl := newCluster(t, genNodes...)
-		w := newWorld()
-		// Two thirds of the input build the cluster, the rest picks flows.
-		opsEnd := len(data) * 2 / 3
-		for step := 0; c.i < opsEnd; step++ {
-			for _, call := range w.apply(genOp(c, w)) {
-				_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
-			}
-			if c.intn(4) == 0 {
-				cl.flush()
-			}
-		}
-		cl.flush()
-		checkConverged(t, cl, w, -1)
-		checkIdle(t, cl)
-		for n := 0; c.i < len(data) && n < 64; n++ {
-			src, dst, proto, port := genFlow(c)
-			checkAgreement(t, cl, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
-		}
-		for _, f := range namedPortFlows(w) {
-			checkAgreement(t, cl, f)
-		}
-	})
+	f.Fuzz(agreesWithEvaluator)
 }
+
+// agreesWithEvaluator is FuzzEngineAgreesWithEvaluator's check of one input.
+func agreesWithEvaluator(t *testing.T, data []byte) {
+	// Bound the scenario: more bytes add little but cost a lot per run.
+	data = data[:min(len(data), 1024)]
+	c := &byteChoices{b: data}
+	cl := newCluster(t, genNodes...)
+	w := newWorld()
+	// Two thirds of the input build the cluster, the rest picks flows.
+	opsEnd := len(data) * 2 / 3
+	for step := 0; c.i < opsEnd; step++ {
+		for _, call := range w.apply(genMixedOp(c, w)) {
+			_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
+		}
+		if c.intn(4) == 0 {
+			cl.flush()
+		}
+	}
+	cl.flush()
+	checkConverged(t, cl, w, -1)
+	checkIdle(t, cl)
+	a := agreement{decidedBy: map[string]int{}}
+	for n := 0; c.i < len(data) && n < 64; n++ {
+		src, dst, proto, port := genFlow(c)
+		a.check(t, cl, w, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
+	}
+	for _, f := range append(gridFlows(fuzzGridServices, c.intn(len(gridServices))), namedPortFlows(w)...) {
+		a.check(t, cl, w, f)
+	}
+}
+
+// fuzzGridServices is how many grid services each pair of addresses is
+// checked on per fuzz input: the full grid costs as much as a hundred
+// inputs, and the rotation (from a service the input picks) meets every
+// service of every pair over a few inputs (the generated worlds of TestMixedWorldsAgreeWithEvaluator take the full grid).
+const fuzzGridServices = 2
 
 // maxFuzzJSON bounds each decoded object: larger inputs add nothing the
 // structure does not, and slow every run (TestOddInput has the big lists).
@@ -387,6 +404,12 @@ func (a clusterAPI) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 }
 func (a clusterAPI) DeleteNetworkPolicy(ns, name string) {
 	_ = a.c.each(func(e *enforcer.Engine) error { e.DeleteNetworkPolicy(ns, name); return nil })
+}
+func (a clusterAPI) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
+	return a.c.each(func(e *enforcer.Engine) error { return e.UpsertClusterNetworkPolicy(cnp) })
+}
+func (a clusterAPI) DeleteClusterNetworkPolicy(name string) {
+	_ = a.c.each(func(e *enforcer.Engine) error { e.DeleteClusterNetworkPolicy(name); return nil })
 }
 
 // checkIdle asserts that a Flush and a Reconcile of every engine, right

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 )
@@ -291,18 +292,21 @@ type world struct {
 	namespaces map[string]*corev1.Namespace
 	pods       map[string]*corev1.Pod
 	policies   map[string]*networkingv1.NetworkPolicy
+	cnps       map[string]*v1beta1.ClusterNetworkPolicy
 }
 
 func newWorld() *world {
-	return &world{namespaces: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{}, policies: map[string]*networkingv1.NetworkPolicy{}}
+	return &world{namespaces: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{}, policies: map[string]*networkingv1.NetworkPolicy{},
+		cnps: map[string]*v1beta1.ClusterNetworkPolicy{}}
 }
 
 // op is one generated change, applied to the world and to engines.
 type op struct {
-	kind string // "ns", "pod", "pol", "-ns", "-pod", "-pol"
+	kind string // "ns", "pod", "pol", "cnp", "-ns", "-pod", "-pol", "-cnp"
 	ns   *corev1.Namespace
 	pod  *corev1.Pod
 	pol  *networkingv1.NetworkPolicy
+	cnp  *v1beta1.ClusterNetworkPolicy
 	name [2]string
 }
 
@@ -377,18 +381,27 @@ func (w *world) apply(o op) []func(e engineAPI) {
 			delete(w.policies, o.name[1])
 			calls = append(calls, func(e engineAPI) { e.DeleteNetworkPolicy(old.Namespace, old.Name) })
 		}
+	case "cnp":
+		w.cnps[o.cnp.Name] = o.cnp
+		calls = append(calls, func(e engineAPI) { _ = e.UpsertClusterNetworkPolicy(o.cnp) })
+	case "-cnp":
+		delete(w.cnps, o.name[1])
+		calls = append(calls, func(e engineAPI) { e.DeleteClusterNetworkPolicy(o.name[1]) })
 	}
 	return calls
 }
 
-// load feeds the whole world into an engine (namespaces, then policies, then
-// pods: another order than the incremental one).
+// load feeds the whole world into an engine (namespaces, then policies,
+// then cluster policies, then pods: another order than the incremental one).
 func (w *world) load(e engineAPI) {
 	for _, k := range sortedNames(w.namespaces) {
 		_ = e.UpsertNamespace(w.namespaces[k])
 	}
 	for _, k := range sortedNames(w.policies) {
 		_ = e.UpsertNetworkPolicy(w.policies[k])
+	}
+	for _, k := range sortedNames(w.cnps) {
+		_ = e.UpsertClusterNetworkPolicy(w.cnps[k])
 	}
 	for _, k := range sortedNames(w.pods) {
 		_ = e.UpsertPod(w.pods[k])
@@ -402,6 +415,8 @@ type engineAPI interface {
 	DeletePod(string, string)
 	UpsertNetworkPolicy(*networkingv1.NetworkPolicy) error
 	DeleteNetworkPolicy(string, string)
+	UpsertClusterNetworkPolicy(*v1beta1.ClusterNetworkPolicy) error
+	DeleteClusterNetworkPolicy(string)
 }
 
 func sortedNames[V any](m map[string]V) []string {

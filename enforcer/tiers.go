@@ -13,348 +13,534 @@ import (
 )
 
 // tiers owns the compiled ClusterNetworkPolicy tiers (TIERS.md, "The
-// plan"): for each direction and tier, the subject groups of local pods (the
-// pods selected by the same precedence-ordered list of CNPs of the tier with
-// rules in the direction), and per group its class chains and class maps.
-// A pod chain (dispatch.go) looks the peer address up in its groups' class
-// maps: the element jumps to the chain of the address's peer class, whose
-// rules are the port matches of the class's rules in first-match order,
-// ending in accept, drop or return (Pass); no element, or no port match,
-// returns to the pod chain.
+// plan"): for each direction and tier, the subject groups of local pods, and
+// per group a class map per family whose elements jump to the chains of the
+// peer classes (tierclasses.go). A pod chain (dispatch.go) looks the peer
+// address up in its groups' class maps: the element jumps to the chain of the
+// address's peer class, whose rules are the port matches of the class's rules
+// in first-match order, ending in accept, drop or return (Pass); no element,
+// or no port match, returns to the pod chain.
 //
-// This first version recomputes every group on each change that may affect
-// one (a CNP, a pod, a namespace) and writes the objects whole; the writer's
-// diff sends only what differs. It reads the CNPs as parsed (cnp.go) and
-// follows the evaluator (cnpdecide.go) rule for rule: byPrecedence,
-// selects, effectiveAction, and the peers' matches over an address's
-// claimants.
+// A subject group is keyed by the distinct subjects (selector pairs) of the
+// tier's policies with rules in the direction that select the pod: policies
+// with equal subjects select the same pods, so that set determines the
+// group's policy list, and a policy added to or removed from a subject that
+// exists changes the group's rules without renaming it.
+//
+// Everything is incremental (TIERS.md, "Incremental costs"):
+//   - a pod change re-evaluates the shared selector peers of its namespace
+//     once (tierpeers.go), recomputes the class of each of its addresses in
+//     each group (one element or a few around it), and its own groups;
+//   - a policy change touches the groups whose subjects include the
+//     policy's (old or new): the addresses its peers match get their class
+//     again, the networks part is recomputed only if it has networks peers
+//     or a rule that failed to parse, and the chains of the classes holding
+//     its rules are rewritten; local pods change groups only if a subject
+//     appeared or went away;
+//   - a namespace label change re-evaluates the peers and subjects for that
+//     namespace.
+//
+// It reads the CNPs as parsed (cnp.go) and follows the evaluator
+// (cnpdecide.go) rule for rule: byPrecedence, selects, effectiveAction, and
+// the peers' matches over an address's claimants.
 type tiers struct {
-	w *writer
-	m *model
-	// groups[dir][tier][podID] is the group of a local pod.
-	groups [2][2]map[string]*tierGroup
-	// objects are the chains and sets written last time (true: a set).
-	objects map[string]bool
-	// none: the model held no CNP at the last CNP change, so that pod and
-	// namespace changes skip the tiers without reading the model.
-	none bool
+	w     *writer
+	m     *model
+	node  string
+	peers *tierPeers
+	// cnps are the compiled policies by name.
+	cnps map[string]*tierCNP
+	// rules are the rules of every policy by identity (ruleID).
+	rules map[string]*tierRule
+	// subjects[dir][tier] are the distinct subjects of the policies of the
+	// tier with rules in dir, by selectorKey.
+	subjects [2][2]map[string]*tierSubject
+	// groups by groupID; member[dir][tier][podID] is a local pod's group.
+	groups map[string]*tierGroup
+	member [2][2]map[string]*tierGroup
+	// classes by key; touched are those to write or collect at the end of
+	// the operation (tierclasses.go).
+	classes map[string]*tierClass
+	touched map[*tierClass]struct{}
 }
 
-// tierGroup is one subject group: its class maps, per family ("" where no
-// address has a class).
+// tierCNP is a policy as compiled: its subject and rules per direction
+// (nil and none for a direction without rules).
+type tierCNP struct {
+	rec     *cnpRecord
+	subject [2]*tierSubject
+	rules   [2][]*tierRule
+}
+
+// tierSubject is one distinct subject of a tier and direction, with the
+// policies that have it.
+type tierSubject struct {
+	key  string
+	cnp  *cnpParsed // one of the policies: its selectors (selects)
+	cnps map[string]struct{}
+}
+
+// tierGroup is one subject group.
 type tierGroup struct {
-	maps [2]string
+	dir      Direction
+	tier     cnpTier
+	id       string
+	subjects map[string]bool // selector keys
+	pods     map[string]struct{}
+	// byPeer are the group's rules per selector peer; nets those with
+	// networks peers or that failed to parse.
+	byPeer map[*tierPeer]map[string]struct{}
+	nets   map[string]*tierRule
+	maps   [2]*classMap
 }
 
-// tierRule is one rule of a group's rule list, with the action it takes
-// (effectiveAction: failing closed).
+// tierRule is one rule of a policy with the action it takes
+// (effectiveAction: failing closed) and its shared selector peers.
 type tierRule struct {
+	id     string
+	cnp    *cnpRecord
 	r      *cnpRule
 	action v1beta1.ClusterNetworkPolicyRuleAction
 	ref    string
+	peers  []*tierPeer
+	nets   bool // networks peers, or broken: part of a class map's networks part
 }
 
-func newTiers(w *writer, m *model) *tiers {
-	return &tiers{w: w, m: m, objects: map[string]bool{}, none: true}
-}
-
-// hasGroups reports whether some local pod is in a group.
-func (t *tiers) hasGroups() bool {
+func newTiers(w *writer, m *model, node string) *tiers {
+	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
+		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{}}
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
-			if len(t.groups[dir][tier]) > 0 {
-				return true
-			}
+			t.subjects[dir][tier] = map[string]*tierSubject{}
+			t.member[dir][tier] = map[string]*tierGroup{}
 		}
 	}
-	return false
+	return t
+}
+
+// ruleID identifies a rule across changes: tier, direction, policy, index.
+func ruleID(tier cnpTier, dir Direction, cnp string, index int) string {
+	return tier.String()[:1] + dir.short() + "/" + strconv.Itoa(index) + "/" + cnp
+}
+
+// ruleCNP is the policy of a rule identity.
+func ruleCNP(id string) string {
+	_, rest, _ := strings.Cut(id, "/")
+	_, name, _ := strings.Cut(rest, "/")
+	return name
 }
 
 // concerns reports whether a tier has a group for local pod id in dir.
 func (t *tiers) concerns(id string, dir Direction) bool {
-	return t.groups[dir][tierAdmin][id] != nil || t.groups[dir][tierBaseline][id] != nil
+	return t.member[dir][tierAdmin][id] != nil || t.member[dir][tierBaseline][id] != nil
 }
 
 // podRules are the rules a pod chain starts with (tier Admin) or ends with
 // (tier Baseline, when no NetworkPolicy isolates the pod): a class-map
 // lookup of the peer address per family.
 func (t *tiers) podRules(id string, dir Direction, tier cnpTier) []nft.Rule {
-	g := t.groups[dir][tier][id]
+	g := t.member[dir][tier][id]
 	if g == nil {
 		return nil
 	}
-	var rules []nft.Rule
+	rules := make([]nft.Rule, 0, len(families))
 	for _, f := range families {
-		if g.maps[f] != "" {
-			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.peerField(f)}, Map: g.maps[f]}}})
-		}
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.peerField(f)}, Map: g.maps[f].name}}})
 	}
 	return rules
 }
 
-// selecting lists, in precedence order, the CNPs of tier tier with rules in
-// dir whose subject selects pod (cnps sorted by byPrecedence).
-func (t *tiers) selecting(cnps []*cnpRecord, tier cnpTier, dir Direction, pod *podRecord) []*cnpRecord {
-	var out []*cnpRecord
-	for _, c := range cnps {
-		if c.parsed.tier == tier && len(c.parsed.rules[dir]) > 0 && c.parsed.selects(t.m, pod) {
-			out = append(out, c)
+// signature names the subjects that select pod (local or not) in each tier
+// for dir: claimants with equal signatures are judged by the same policies.
+func (t *tiers) signature(dir Direction, pod *podRecord) string {
+	return t.groupKey(dir, tierAdmin, pod) + "\x01" + t.groupKey(dir, tierBaseline, pod)
+}
+
+// groupKey lists, sorted, the subjects of tier and dir that select pod.
+func (t *tiers) groupKey(dir Direction, tier cnpTier, pod *podRecord) string {
+	var keys []string
+	for key, s := range t.subjects[dir][tier] {
+		if s.cnp.selects(t.m, pod) {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, "\x00")
+}
+
+// isLocal reports whether rec is a pod this node enforces for.
+func (t *tiers) isLocal(rec *podRecord) bool {
+	return rec.active() && t.node != "" && rec.Node.Value() == t.node
+}
+
+// --- changes ---
+
+// podChanged follows a pod change (old or cur nil): its memberships of the
+// shared peers, the class of its addresses in every group, and, for a local
+// pod, its own groups. It reports whether the pod's groups changed.
+func (t *tiers) podChanged(old, cur *podRecord) bool {
+	p := cur
+	if p == nil {
+		p = old
+	}
+	t.peers.podChanged(p.ID, p.Namespace(), old, cur)
+	var addrs []netip.Addr
+	for _, rec := range [2]*podRecord{old, cur} {
+		if rec.active() {
+			addrs = append(addrs, rec.IPs...)
+		}
+	}
+	if len(t.groups) > 0 {
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		addrs = slices.Compact(addrs)
+		for _, id := range slices.Sorted(maps.Keys(t.groups)) {
+			t.updateAddrs(t.groups[id], addrs)
+		}
+	}
+	if !t.isLocal(cur) {
+		cur = nil
+	}
+	return t.assign(p.ID, cur)
+}
+
+// namespaceChanged follows a namespace's labels: the peers matching it and
+// the groups of its local pods. It returns the local pods whose groups
+// changed.
+func (t *tiers) namespaceChanged(name string) []string {
+	addrs := t.peers.namespaceChanged(name)
+	if len(addrs) > 0 {
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		addrs = slices.Compact(addrs)
+		for _, id := range slices.Sorted(maps.Keys(t.groups)) {
+			t.updateAddrs(t.groups[id], addrs)
+		}
+	}
+	var moved []string
+	locals := t.m.local.inNamespace(name)
+	for _, id := range slices.Sorted(maps.Keys(locals)) {
+		if rec := locals[id].rec; rec != nil && t.assign(id, rec) {
+			moved = append(moved, id)
+		}
+	}
+	return moved
+}
+
+// cnpChanged compiles a policy change (old or cur nil: added, deleted) and
+// returns the local pods whose groups changed.
+func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
+	prev := t.cnps[name]
+	var next *tierCNP
+	var affected [2][]netip.Addr
+	var subjectsChanged [2][2]bool
+	if prev != nil {
+		for _, dir := range directions {
+			affected[dir] = append(affected[dir], peerAddrs(prev.rules[dir])...)
+		}
+	}
+	// The previous version leaves its subjects and rule identities first, so
+	// that the new one (often the same subject) takes them back.
+	var gone [2][2]map[string]bool
+	if prev != nil {
+		tier := prev.rec.parsed.tier
+		for _, dir := range directions {
+			if s := prev.subject[dir]; s != nil {
+				if delete(s.cnps, name); len(s.cnps) == 0 {
+					delete(t.subjects[dir][tier], s.key)
+					gone[dir][tier] = map[string]bool{s.key: true}
+				}
+			}
+			for _, r := range prev.rules[dir] {
+				delete(t.rules, r.id)
+			}
+		}
+		delete(t.cnps, name)
+	}
+	if cur != nil {
+		next = &tierCNP{rec: cur}
+		t.cnps[name] = next
+		tier := cur.parsed.tier
+		for _, dir := range directions {
+			if len(cur.parsed.rules[dir]) == 0 {
+				continue
+			}
+			s, created := t.addSubject(dir, cur)
+			next.subject[dir] = s
+			subjectsChanged[dir][tier] = created && !gone[dir][tier][s.key]
+			delete(gone[dir][tier], s.key)
+			next.rules[dir] = t.newRules(dir, cur)
+			for _, r := range next.rules[dir] {
+				t.rules[r.id] = r
+			}
+			affected[dir] = append(affected[dir], peerAddrs(next.rules[dir])...)
+		}
+	}
+	for _, dir := range directions {
+		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
+			subjectsChanged[dir][tier] = subjectsChanged[dir][tier] || len(gone[dir][tier]) > 0
+		}
+	}
+	t.rulesChanged(name)
+	for _, id := range slices.Sorted(maps.Keys(t.groups)) {
+		g := t.groups[id]
+		var removed, added []*tierRule
+		if prev != nil && prev.subject[g.dir] != nil && prev.rec.parsed.tier == g.tier && g.subjects[prev.subject[g.dir].key] {
+			removed = prev.rules[g.dir]
+		}
+		if next != nil && next.subject[g.dir] != nil && cur.parsed.tier == g.tier && g.subjects[next.subject[g.dir].key] {
+			added = next.rules[g.dir]
+		}
+		if removed != nil || added != nil {
+			t.changeRules(g, removed, added, affected[g.dir])
+		}
+	}
+	if prev != nil {
+		for _, dir := range directions {
+			for _, r := range prev.rules[dir] {
+				for _, p := range r.peers {
+					t.peers.release(p)
+				}
+			}
+		}
+	}
+	var moved []string
+	for _, dir := range directions {
+		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
+			if !subjectsChanged[dir][tier] {
+				continue
+			}
+			for _, id := range slices.Sorted(maps.Keys(t.m.local.byID)) {
+				if rec := t.m.local.get(id).rec; rec != nil && t.assignOne(dir, tier, id, rec) {
+					moved = append(moved, id)
+				}
+			}
+		}
+	}
+	slices.Sort(moved)
+	return slices.Compact(moved)
+}
+
+// addSubject adds policy c to its subject of dir, creating the subject
+// (created true) for the first.
+func (t *tiers) addSubject(dir Direction, c *cnpRecord) (s *tierSubject, created bool) {
+	key := selectorKey(c.parsed.subjectNS, c.parsed.subjectPod)
+	subs := t.subjects[dir][c.parsed.tier]
+	s = subs[key]
+	if s == nil {
+		s = &tierSubject{key: key, cnp: c.parsed, cnps: map[string]struct{}{}}
+		subs[key] = s
+		created = true
+	}
+	s.cnps[c.ID] = struct{}{}
+	return s, created
+}
+
+// newRules compiles the rules of c for dir, acquiring their selector peers;
+// an Accept that failed to parse matches nothing and is left out.
+func (t *tiers) newRules(dir Direction, c *cnpRecord) []*tierRule {
+	var out []*tierRule
+	for i := range c.parsed.rules[dir] {
+		r := &c.parsed.rules[dir][i]
+		action, ok := r.effectiveAction(c.parsed.degraded)
+		if !ok {
+			continue
+		}
+		tr := &tierRule{id: ruleID(c.parsed.tier, dir, c.ID, r.index), cnp: c, r: r, action: action, ref: ruleRef(c.parsed.tier, c.ID, r), nets: r.broken}
+		for _, p := range r.peers {
+			if p.ns == nil {
+				tr.nets = true
+				continue
+			}
+			tr.peers = append(tr.peers, t.peers.acquire(p.ns, p.pod))
+		}
+		out = append(out, tr)
+	}
+	return out
+}
+
+// peerAddrs are the addresses of the members of the rules' selector peers.
+func peerAddrs(rules []*tierRule) []netip.Addr {
+	var out []netip.Addr
+	for _, r := range rules {
+		for _, p := range r.peers {
+			for _, rec := range p.members {
+				out = append(out, rec.IPs...)
+			}
 		}
 	}
 	return out
 }
 
-// signature names the CNP lists that select pod (local or not) in each
-// tier for dir: claimants with equal signatures are judged alike.
-func (t *tiers) signature(dir Direction, pod *podRecord) string {
-	cnps := t.m.clusterPolicies()
-	byPrecedence(cnps)
-	var b strings.Builder
-	for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
-		b.WriteString(groupKey(dir, tier, t.selecting(cnps, tier, dir, pod)))
-		b.WriteByte(0)
-	}
-	return b.String()
-}
+// --- groups ---
 
-// rebuild recomputes every group of every local pod and writes what
-// changed; cnpChanged says a CNP was stored or removed. It reports whether
-// tiers had or have anything (false: nothing to resync).
-func (t *tiers) rebuild(cnpChanged bool) bool {
-	if t.none && !cnpChanged && len(t.objects) == 0 {
-		return false
-	}
-	cnps := t.m.clusterPolicies()
-	t.none = len(cnps) == 0
-	if t.none && len(t.objects) == 0 && !t.hasGroups() {
-		return false
-	}
-	byPrecedence(cnps)
-	objects := map[string]bool{}
-	built := map[string]*tierGroup{}
-	var groups [2][2]map[string]*tierGroup
+// assign puts local pod id (rec nil: not local any more) in its groups and
+// reports whether one changed.
+func (t *tiers) assign(id string, rec *podRecord) bool {
+	changed := false
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
-			groups[dir][tier] = map[string]*tierGroup{}
+			changed = t.assignOne(dir, tier, id, rec) || changed
 		}
 	}
-	ids := slices.Sorted(maps.Keys(t.m.local.byID))
-	for _, id := range ids {
-		rec := t.m.local.get(id).rec
-		if rec == nil || !rec.active() {
-			continue
-		}
-		for _, dir := range directions {
-			for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
-				sel := t.selecting(cnps, tier, dir, rec)
-				if len(sel) == 0 {
-					continue
-				}
-				key := groupKey(dir, tier, sel)
-				g := built[key]
-				if g == nil {
-					g = t.build(dir, tier, sel, key, objects)
-					built[key] = g
-				}
-				groups[dir][tier][id] = g
-			}
+	return changed
+}
+
+func (t *tiers) assignOne(dir Direction, tier cnpTier, id string, rec *podRecord) bool {
+	var key string
+	if rec != nil {
+		key = t.groupKey(dir, tier, rec)
+	}
+	old := t.member[dir][tier][id]
+	gid := tier.String() + " " + dir.String() + " " + key
+	if old != nil && old.id == gid {
+		return false
+	}
+	if old != nil {
+		delete(old.pods, id)
+		delete(t.member[dir][tier], id)
+		if len(old.pods) == 0 {
+			t.destroy(old)
 		}
 	}
-	for name, isSet := range t.objects {
-		if _, keep := objects[name]; keep {
-			continue
-		}
-		if isSet {
-			t.w.deleteSet(name)
-		} else {
-			t.w.deleteChain(name)
-		}
+	if key == "" {
+		return old != nil
 	}
-	t.objects, t.groups = objects, groups
+	g := t.groups[gid]
+	if g == nil {
+		g = t.create(dir, tier, gid, strings.Split(key, "\x00"))
+	}
+	g.pods[id] = struct{}{}
+	t.member[dir][tier][id] = g
 	return true
 }
 
-// groupKey identifies a group: direction, tier and its CNPs in order.
-func groupKey(dir Direction, tier cnpTier, sel []*cnpRecord) string {
-	names := make([]string, len(sel))
-	for i, c := range sel {
-		names[i] = c.ID
-	}
-	return tier.String() + " " + dir.String() + " " + strings.Join(names, ",")
-}
-
-// groupName is a group's name prefix, e.g. "adm-in-<hash>".
-func groupName(dir Direction, tier cnpTier, key string) string {
-	return tier.String()[:3] + "-" + dir.short() + "-" + shortHash(key)
-}
-
-// build writes a group's class chains and class maps.
-func (t *tiers) build(dir Direction, tier cnpTier, sel []*cnpRecord, key string, objects map[string]bool) *tierGroup {
-	var rules []tierRule
-	for _, c := range sel {
-		for i := range c.parsed.rules[dir] {
-			r := &c.parsed.rules[dir][i]
-			if action, ok := r.effectiveAction(c.parsed.degraded); ok {
-				rules = append(rules, tierRule{r: r, action: action, ref: ruleRef(tier, c.ID, r)})
-			}
+// create builds a group: its rules, and its class maps from the peers'
+// members and the networks.
+func (t *tiers) create(dir Direction, tier cnpTier, gid string, subjects []string) *tierGroup {
+	g := &tierGroup{dir: dir, tier: tier, id: gid, subjects: map[string]bool{}, pods: map[string]struct{}{},
+		byPeer: map[*tierPeer]map[string]struct{}{}, nets: map[string]*tierRule{}}
+	var addrs []netip.Addr
+	for _, key := range subjects {
+		g.subjects[key] = true
+		s := t.subjects[dir][tier][key]
+		for _, name := range slices.Sorted(maps.Keys(s.cnps)) {
+			rules := t.cnps[name].rules[dir]
+			t.addRules(g, rules)
+			addrs = append(addrs, peerAddrs(rules)...)
 		}
 	}
-	name := groupName(dir, tier, key)
-	g := &tierGroup{}
+	t.groups[gid] = g
+	name := tier.String()[:3] + "-" + dir.short() + "-" + shortHash(gid)
+	desc := make([]string, len(subjects))
+	for i, key := range subjects {
+		desc[i] = "{" + key + "}"
+	}
 	for _, f := range families {
-		elems := t.partition(rules, f)
-		if len(elems) == 0 {
-			continue
-		}
-		g.maps[f] = name + "-" + f.String()
-		t.w.putSet(nft.Set{Name: g.maps[f], Key: []nft.KeyType{f.addrType()}, Interval: true, VerdictMap: true,
-			Comment: "peer classes of " + key}, len(elems))
-		objects[g.maps[f]] = true
-		for _, e := range elems {
-			chain := classChainName(name, e.class)
-			if _, done := objects[chain]; !done {
-				t.putClassChain(chain, rules, e.members)
-				objects[chain] = false
-			}
-			el := nft.Element{Key: []nft.Value{nft.AddrValue(e.lo)}, Verdict: &nft.Verdict{Kind: nft.VerdictJump, Chain: chain}}
-			if e.hi != e.lo {
-				el.KeyEnd = []nft.Value{nft.AddrValue(e.hi)}
-			}
-			t.w.addElement(g.maps[f], el)
-		}
+		cm := newClassMap(name+"-"+f.String(), f)
+		g.maps[f] = cm
+		t.w.putSet(nft.Set{Name: cm.name, Key: []nft.KeyType{f.addrType()}, Interval: true, VerdictMap: true,
+			Comment: "peer classes of " + tier.String() + " " + dir.String() + " for subjects " + strings.Join(desc, " ")}, 0)
 	}
+	t.refill(g, addrs, true)
 	return g
 }
 
-// putClassChain writes the chain of a peer class: the port matches of its
-// rules in order, each ending in the rule's verdict; a rule without ports
-// decides every packet, so the rules after it are left out.
-func (t *tiers) putClassChain(name string, rules []tierRule, members []int) {
-	var out []nft.Rule
-	var refs []string
-	for _, i := range members {
-		tr := rules[i]
-		refs = append(refs, strconv.Itoa(i))
-		v := nft.Verdict{Kind: nft.VerdictDrop}
-		switch tr.action {
-		case v1beta1.ClusterNetworkPolicyRuleActionAccept:
-			v.Kind = nft.VerdictAccept
-		case v1beta1.ClusterNetworkPolicyRuleActionPass:
-			v.Kind = nft.VerdictReturn
+// destroy deletes a group that lost its last pod.
+func (t *tiers) destroy(g *tierGroup) {
+	delete(t.groups, g.id)
+	for _, cm := range g.maps {
+		for _, r := range cm.runs {
+			t.useClass(r.class, -1)
 		}
-		if tr.r.broken || tr.r.ports == nil {
-			out = append(out, nft.Rule{Exprs: []nft.Expr{v}, Comment: tr.ref})
-			break
+		t.w.deleteSet(cm.name)
+	}
+}
+
+func (t *tiers) addRules(g *tierGroup, rules []*tierRule) {
+	for _, r := range rules {
+		if r.nets {
+			g.nets[r.id] = r
 		}
-		for _, p := range tr.r.ports {
-			exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(p.proto)}}
-			switch {
-			case p.lo == 0 && p.hi == 65535:
-			case p.lo == p.hi:
-				exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(p.lo)})
-			default:
-				exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(p.lo), To: nft.PortValue(p.hi)})
+		for _, p := range r.peers {
+			ids := g.byPeer[p]
+			if ids == nil {
+				ids = map[string]struct{}{}
+				g.byPeer[p] = ids
 			}
-			out = append(out, nft.Rule{Exprs: append(exprs, v), Comment: tr.ref})
+			ids[r.id] = struct{}{}
 		}
-	}
-	if old := t.w.chain(name); old == nil || !sameRuleList(old.Rules, out) {
-		t.w.putChain(&nft.Chain{Name: name, Comment: "peer class: rules " + strings.Join(refs, ","), Rules: out})
 	}
 }
 
-// classRange is one element of a class map: an address interval whose
-// addresses match the same rules (members, indexes into the rule list).
-type classRange struct {
-	lo, hi  netip.Addr
-	members []int
-	class   string // members as a name part, e.g. "0.2"
-}
-
-// partition splits the address space of family f into intervals of equal
-// peer class and returns those with a non-empty class: networks peers are
-// intervals (a broken rule's covers the whole family), cut around each pod
-// address whose claimants make its class differ from the networks'.
-func (t *tiers) partition(rules []tierRule, f Family) []classRange {
-	first, last := familyBounds(f)
-	cuts := map[netip.Addr]struct{}{first: {}}
-	cut := func(lo, hi netip.Addr) {
-		cuts[lo] = struct{}{}
-		if hi != last {
-			cuts[hi.Next()] = struct{}{}
+func (t *tiers) removeRules(g *tierGroup, rules []*tierRule) {
+	for _, r := range rules {
+		delete(g.nets, r.id)
+		for _, p := range r.peers {
+			removeFrom(g.byPeer, p, r.id)
 		}
 	}
-	for _, tr := range rules {
-		if tr.r.broken {
-			continue // the whole family: no cut
-		}
-		for _, p := range tr.r.peers {
-			for _, n := range p.networks {
-				if familyOf(n.Addr()) == f {
-					cut(n.Addr(), prefixLast(n))
+}
+
+// changeRules replaces a policy's rules in a group and updates the classes
+// of the addresses they concern.
+func (t *tiers) changeRules(g *tierGroup, removed, added []*tierRule, affected []netip.Addr) {
+	nets := slices.ContainsFunc(removed, func(r *tierRule) bool { return r.nets }) ||
+		slices.ContainsFunc(added, func(r *tierRule) bool { return r.nets })
+	t.removeRules(g, removed)
+	t.addRules(g, added)
+	t.refill(g, affected, nets)
+}
+
+// refill recomputes the selector part of the given addresses and, with
+// nets, the networks part, then the class maps: every run after a networks
+// change, else the addresses one by one.
+func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
+	// Peers of several rules share members: each address once (a copy:
+	// the caller passes the same addresses to every group).
+	addrs = slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))
+	if !nets {
+		t.updateAddrs(g, addrs)
+		return
+	}
+	rules := slices.Collect(maps.Values(g.nets))
+	for _, cm := range g.maps {
+		cm.net = netRuns(cm.fam, rules)
+	}
+	for _, a := range addrs {
+		t.setSel(g, a)
+	}
+	for _, cm := range g.maps {
+		t.rebuildRuns(g, cm)
+	}
+}
+
+// updateAddrs recomputes the class of each address in g.
+func (t *tiers) updateAddrs(g *tierGroup, addrs []netip.Addr) {
+	for _, a := range addrs {
+		cm := t.setSel(g, a)
+		t.setAt(cm, a, t.classAt(g, cm, a))
+	}
+}
+
+// setSel recomputes the rules of g whose selector peers match address a
+// (every claimant a member, as cnpPeer.matches) and returns a's class map.
+func (t *tiers) setSel(g *tierGroup, a netip.Addr) *classMap {
+	cm := g.maps[familyOf(a)]
+	claimants := t.m.podsByIP(a)
+	var ids []string
+	if len(claimants) > 0 {
+		for p := range t.peers.of[claimants[0].ID] {
+			if rules := g.byPeer[p]; len(rules) > 0 && p.allMember(claimants) {
+				for id := range rules {
+					ids = append(ids, id)
 				}
 			}
 		}
 	}
-	for _, p := range t.m.pods() {
-		if !p.active() {
-			continue
-		}
-		for _, a := range p.IPs {
-			if familyOf(a) == f && !slices.Equal(classOf(t.m, rules, a, t.m.podsByIP(a)), classOf(t.m, rules, a, nil)) {
-				cut(a, a)
-			}
-		}
+	if len(ids) == 0 {
+		delete(cm.sel, a)
+		return cm
 	}
-	starts := slices.SortedFunc(maps.Keys(cuts), netip.Addr.Compare)
-	var out []classRange
-	for k, lo := range starts {
-		hi := last
-		if k+1 < len(starts) {
-			hi = starts[k+1].Prev()
-		}
-		members := classOf(t.m, rules, lo, t.m.podsByIP(lo))
-		if n := len(out); n > 0 && out[n-1].hi.Next() == lo && slices.Equal(out[n-1].members, members) {
-			out[n-1].hi = hi
-			continue
-		}
-		if len(members) == 0 {
-			continue
-		}
-		parts := make([]string, len(members))
-		for i, m := range members {
-			parts[i] = strconv.Itoa(m)
-		}
-		out = append(out, classRange{lo: lo, hi: hi, members: members, class: strings.Join(parts, ".")})
-	}
-	return out
-}
-
-// classOf lists the rules whose peers match address a claimed by claimants,
-// as the evaluator's cnpRule.matches does without the ports.
-func classOf(m *model, rules []tierRule, a netip.Addr, claimants []*podRecord) []int {
-	var out []int
-	for i, tr := range rules {
-		if tr.r.broken || slices.ContainsFunc(tr.r.peers, func(p cnpPeer) bool { return p.matches(m, a, claimants) }) {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
-// familyBounds are the first and last addresses of a family.
-func familyBounds(f Family) (netip.Addr, netip.Addr) {
-	if f == IPv6 {
-		return netip.IPv6Unspecified(), netip.AddrFrom16([16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	}
-	return netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
-}
-
-// classChainName names a class chain after its rules ("<group>-c0.2"), or
-// a hash of them when they are many.
-func classChainName(group, class string) string {
-	if len(class) > 32 {
-		class = shortHash(class)
-	}
-	return group + "-c" + class
+	slices.Sort(ids)
+	cm.sel[a] = slices.Compact(ids)
+	return cm
 }

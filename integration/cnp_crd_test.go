@@ -6,7 +6,6 @@ package integration
 // an unknown field with the standard one. API only.
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -19,13 +18,7 @@ import (
 func TestIntegrationCNPCRDChannels(t *testing.T) {
 	c := controlPlane(t)
 	ctx := testCtx(t)
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.RemoveClusterNetworkPolicyCRD(cctx); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	removeCNPCRDAtCleanup(t, c)
 	admin := clientsFor(t, c.Config)
 	nodesPeer := adminCNP("nodes-peer", "team-a", func(p *policyv1beta1.ClusterNetworkPolicy) {
 		p.Spec.Egress = []policyv1beta1.ClusterNetworkPolicyEgressRule{{

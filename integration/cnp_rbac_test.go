@@ -8,7 +8,9 @@ package integration
 // and watches ClusterNetworkPolicies and writes none. People are impersonated by the
 // admin (rest.Config.Impersonate); the daemon uses its own token. Also: the CRD's
 // schema and CEL rules refuse invalid objects, so later code may rely on them.
-// No packets: ClusterNetworkPolicy is not enforced yet. No node or pod addresses.
+// TestIntegrationCNPRBAC is API only; TestIntegrationCNPRBACPackets shows the split
+// with packets: alice's NetworkPolicy cannot lift carol's Admin-tier Deny, and does
+// override carol's Baseline-tier Deny (team-a/server on node 0, team-b/client on node 1).
 
 import (
 	"context"
@@ -87,61 +89,9 @@ func TestIntegrationCNPRBAC(t *testing.T) {
 	env := cluster.StartForTest(t, c, cluster.Options{})
 	admin := clientsFor(t, c.Config)
 
-	start := time.Now()
-	must(t, c.InstallClusterNetworkPolicyCRD(ctx, cluster.StandardChannel))
-	t.Logf("CRD established and served in %s", time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.RemoveClusterNetworkPolicyCRD(cctx); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	installCNPCRD(t, ctx, c)
 
-	roles, err := cluster.DeployManifest("network-policy-roles.yaml")
-	must(t, err)
-	applied, err := c.ApplyManifests(ctx, roles)
-	must(t, err)
-	teamA, teamB := env.Name("team-a"), env.Name("team-b")
-	for _, ns := range []string{teamA, teamB} {
-		must(t, env.CreateNamespace(ctx, ns, nil))
-	}
-	carolBinding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: env.Name("carol-cluster-network-admin")},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-network-admin"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "carol"}},
-	}
-	_, err = admin.kube.RbacV1().ClusterRoleBindings().Create(ctx, carolBinding, metav1.CreateOptions{})
-	must(t, err)
-	aliceBinding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: teamA, Name: "alice-namespace-network-editor"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "namespace-network-editor"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "alice"}},
-	}
-	_, err = admin.kube.RbacV1().RoleBindings(teamA).Create(ctx, aliceBinding, metav1.CreateOptions{})
-	must(t, err)
-	t.Cleanup(func() {
-		// Without a namespace controller, a deleted namespace's role bindings would stay.
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		rbac := admin.kube.RbacV1()
-		for _, err := range []error{
-			rbac.RoleBindings(teamA).Delete(cctx, aliceBinding.Name, metav1.DeleteOptions{}),
-			rbac.ClusterRoleBindings().Delete(cctx, carolBinding.Name, metav1.DeleteOptions{}),
-		} {
-			if err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("cleanup: %v", err)
-			}
-		}
-		for _, r := range applied {
-			if err := rbac.ClusterRoles().Delete(cctx, r.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("cleanup: %v", err)
-			}
-		}
-	})
-	// The authorizer sees new bindings through a cache.
-	waitAllowed(t, ctx, admin.kube, "carol", "create", "policy.networking.k8s.io", "clusternetworkpolicies", "")
-	waitAllowed(t, ctx, admin.kube, "alice", "create", "networking.k8s.io", "networkpolicies", teamA)
+	teamA, teamB := grantRoleSplit(t, ctx, c, env)
 
 	carol, alice, daemon := impersonating(t, c, "carol"), impersonating(t, c, "alice"), clientsFor(t, c.DaemonConfig)
 
@@ -307,6 +257,141 @@ func TestIntegrationCNPRBAC(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestIntegrationCNPRBACPackets(t *testing.T) {
+	c := controlPlane(t)
+	ctx := testCtx(t)
+	installCNPCRD(t, ctx, c)
+	env := cluster.StartForTest(t, c, cluster.Options{Nodes: 2})
+	teamA, teamB := grantRoleSplit(t, ctx, c, env)
+	server, err := env.AddPod(ctx, cluster.PodSpec{Namespace: teamA, Name: "server", Node: env.Nodes[0], Labels: app("server"), Ports: agentPorts})
+	must(t, err)
+	client, err := env.AddPod(ctx, cluster.PodSpec{Namespace: teamB, Name: "client", Node: env.Nodes[1], Labels: app("client"), Ports: agentPorts})
+	must(t, err)
+	startDaemons(t, env)
+	carol, alice := impersonating(t, c, "carol"), impersonating(t, c, "alice")
+	pods := []*cluster.Pod{server, client}
+	open := cluster.NewReachability(pods, true)
+	clientBlocked := cluster.NewReachability(pods, true)
+	clientBlocked.Expect(client, server, false)
+	expect := func(step string, want *cluster.Reachability) {
+		t.Helper()
+		for _, f := range []cluster.Flow{tcp80v4, tcp80v6, udp53v4} {
+			if err := env.WaitMatrix(ctx, want, f, converge); err != nil {
+				t.Fatalf("%s: %v", step, err)
+			}
+		}
+	}
+	expect("no policy", open)
+
+	cnps := carol.cnp.PolicyV1beta1().ClusterNetworkPolicies()
+	adminDeny := denyNamespaceCNP(env.Name("admin-deny-team-b"), policyv1beta1.AdminTier, teamA, teamB)
+	_, err = cnps.Create(ctx, adminDeny, metav1.CreateOptions{})
+	must(t, err)
+	expect("carol's Admin-tier Deny", clientBlocked)
+
+	// alice allows everything into her namespace: the Admin tier comes first.
+	allowAll := policy(teamA, "allow-all", selecting(nil), ingress(from(nil)))
+	_, err = alice.kube.NetworkingV1().NetworkPolicies(teamA).Create(ctx, allowAll, metav1.CreateOptions{})
+	must(t, err)
+	// Once each kernel holds what the cluster compiles to (alice's policy included),
+	// a wrong allow would show in the packets.
+	for _, n := range env.Nodes {
+		must(t, n.WaitConverged(ctx, converge))
+	}
+	expect("alice's allow-all under carol's Admin-tier Deny", clientBlocked)
+
+	// The same Deny in the Baseline tier is a default that alice's policy overrides.
+	must(t, cnps.Delete(ctx, adminDeny.Name, metav1.DeleteOptions{}))
+	baselineDeny := denyNamespaceCNP(env.Name("baseline-deny-team-b"), policyv1beta1.BaselineTier, teamA, teamB)
+	_, err = cnps.Create(ctx, baselineDeny, metav1.CreateOptions{})
+	must(t, err)
+	expect("alice's allow-all over carol's Baseline-tier Deny", open)
+
+	// Without alice's policy the Baseline Deny holds by itself.
+	must(t, alice.kube.NetworkingV1().NetworkPolicies(teamA).Delete(ctx, allowAll.Name, metav1.DeleteOptions{}))
+	expect("carol's Baseline-tier Deny alone", clientBlocked)
+	must(t, cnps.Delete(ctx, baselineDeny.Name, metav1.DeleteOptions{}))
+	expect("no policy again", open)
+}
+
+// installCNPCRD installs the standard channel of the ClusterNetworkPolicy CRD for the
+// test's duration.
+func installCNPCRD(t *testing.T, ctx context.Context, c *cluster.ControlPlane) {
+	t.Helper()
+	removeCNPCRDAtCleanup(t, c)
+	start := time.Now()
+	must(t, c.InstallClusterNetworkPolicyCRD(ctx, cluster.StandardChannel))
+	t.Logf("CRD established and served in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// removeCNPCRDAtCleanup removes the ClusterNetworkPolicy CRD (and so every
+// ClusterNetworkPolicy) when the test ends: the control plane is shared.
+func removeCNPCRDAtCleanup(t *testing.T, c *cluster.ControlPlane) {
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.RemoveClusterNetworkPolicyCRD(cctx); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+// grantRoleSplit applies daemon/deploy/network-policy-roles.yaml, creates the
+// namespaces team-a and team-b (with the env's suffix), binds carol as
+// cluster-network-admin (ClusterRoleBinding) and alice as namespace-network-editor
+// of team-a (RoleBinding), and waits until the authorizer sees both. Bindings and
+// roles are removed when the test ends.
+func grantRoleSplit(t *testing.T, ctx context.Context, c *cluster.ControlPlane, env *cluster.Env) (teamA, teamB string) {
+	t.Helper()
+	admin := clientsFor(t, c.Config)
+	roles, err := cluster.DeployManifest("network-policy-roles.yaml")
+	must(t, err)
+	applied, err := c.ApplyManifests(ctx, roles)
+	must(t, err)
+	teamA, teamB = env.Name("team-a"), env.Name("team-b")
+	for _, ns := range []string{teamA, teamB} {
+		must(t, env.CreateNamespace(ctx, ns, nil))
+	}
+	carolBinding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: env.Name("carol-cluster-network-admin")},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-network-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "carol"}},
+	}
+	_, err = admin.kube.RbacV1().ClusterRoleBindings().Create(ctx, carolBinding, metav1.CreateOptions{})
+	must(t, err)
+	aliceBinding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: teamA, Name: "alice-namespace-network-editor"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "namespace-network-editor"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "alice"}},
+	}
+	_, err = admin.kube.RbacV1().RoleBindings(teamA).Create(ctx, aliceBinding, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		// Without a namespace controller, a deleted namespace's role bindings would stay.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		rbac := admin.kube.RbacV1()
+		for _, err := range []error{
+			rbac.RoleBindings(teamA).Delete(cctx, aliceBinding.Name, metav1.DeleteOptions{}),
+			rbac.ClusterRoleBindings().Delete(cctx, carolBinding.Name, metav1.DeleteOptions{}),
+		} {
+			if err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		for _, r := range applied {
+			if err := rbac.ClusterRoles().Delete(cctx, r.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
+	// The authorizer sees new bindings through a cache.
+	waitAllowed(t, ctx, admin.kube, "carol", "create", "policy.networking.k8s.io", "clusternetworkpolicies", "")
+	waitAllowed(t, ctx, admin.kube, "alice", "create", "networking.k8s.io", "networkpolicies", teamA)
+
+	return teamA, teamB
 }
 
 // waitAllowed waits until the authorizer lets user do verb on group/resource in

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
-	"golang.org/x/sys/unix"
 )
 
 // nodeState builds a node program shaped as the engine compiles one
@@ -140,25 +139,6 @@ func benchWatch(b *testing.B, ns *nfttest.NetNS, k *nft.Kernel, mode string) (dr
 	}
 }
 
-// cpuTime is the process's user plus system CPU time. The machine running the
-// benchmarks is shared, so wall time mostly measures the queue for a CPU;
-// CPU time (which includes the kernel's work in our netlink calls) does not.
-func cpuTime(b *testing.B) time.Duration {
-	u, s := cpuTimes(b)
-	return u + s
-}
-
-// cpuTimes returns user and system CPU time apart: system time is the
-// kernel's work for our netlink messages, which a Go CPU profile cannot see
-// (one long sendmsg yields one sample).
-func cpuTimes(b *testing.B) (user, sys time.Duration) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		b.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
-}
-
 // BenchmarkKernelProgram programs a whole node state into an empty table (one
 // batch), the cost of a first start, for a single-stack (IPv4) node and a
 // dual-stack one, and for a dual-stack node whose policies all allow port
@@ -185,13 +165,13 @@ func benchKernelProgram(b *testing.B, st *nft.State, name, watch string) {
 		var user, sys time.Duration
 		b.ResetTimer()
 		for range b.N {
-			u0, s0 := cpuTimes(b)
+			u0, s0 := nfttest.CPUTimes(b)
 			if err := k.Apply(ctx, tx); err != nil {
 				b.Fatalf("Apply: %v", err)
 			}
 			drain()
 			b.StopTimer()
-			u1, s1 := cpuTimes(b)
+			u1, s1 := nfttest.CPUTimes(b)
 			user, sys = user+u1-u0, sys+s1-s0
 			if err := k.Cleanup(ctx); err != nil {
 				b.Fatalf("Cleanup: %v", err)
@@ -228,13 +208,13 @@ func BenchmarkKernelElements(b *testing.B) {
 			var cpu time.Duration
 			b.ResetTimer()
 			for range b.N {
-				c0 := cpuTime(b)
+				c0 := nfttest.CPUTime(b)
 				if err := k.Apply(ctx, tx); err != nil {
 					b.Fatalf("Apply: %v", err)
 				}
 				drain()
 				b.StopTimer()
-				cpu += cpuTime(b) - c0
+				cpu += nfttest.CPUTime(b) - c0
 				if err := k.Cleanup(ctx); err != nil {
 					b.Fatalf("Cleanup: %v", err)
 				}
@@ -277,7 +257,7 @@ func benchKernelDelta(b *testing.B, st *nft.State, policies int, watch string) {
 		}
 		lat := make([]time.Duration, 0, b.N)
 		drain()
-		c0 := cpuTime(b)
+		c0 := nfttest.CPUTime(b)
 		b.ResetTimer()
 		for i := range b.N {
 			var tx nft.Transaction
@@ -296,7 +276,7 @@ func benchKernelDelta(b *testing.B, st *nft.State, policies int, watch string) {
 		}
 		drain()
 		b.StopTimer()
-		cpu := cpuTime(b) - c0
+		cpu := nfttest.CPUTime(b) - c0
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
@@ -313,7 +293,7 @@ func BenchmarkKernelReconcileNoop(b *testing.B) {
 			_, k := newKernel(b)
 			ctx := context.Background()
 			applyState(b, k, st)
-			c0 := cpuTime(b)
+			c0 := nfttest.CPUTime(b)
 			b.ResetTimer()
 			for range b.N {
 				tx, err := k.Reconcile(ctx, st)
@@ -325,7 +305,7 @@ func BenchmarkKernelReconcileNoop(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime(b)-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64((nfttest.CPUTime(b)-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
 		})
 	}
 }

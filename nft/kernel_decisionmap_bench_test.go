@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 // decisionMapState is connRateLoaded(true) with, first in b's pod chain, a
@@ -83,7 +84,7 @@ func classMapState(n int) *nft.State {
 // with no table and loaded-dual alone; reported as medians of per-round
 // ratios against no table.
 func BenchmarkKernelDecisionMap(b *testing.B) {
-	setups := []*connRateSetup{
+	setups := []*nfttest.ConnRateSetup{
 		newConnRateSetup(b, "no-table", nil, false, connRatePort),
 		newConnRateSetup(b, "loaded-dual", connRateLoaded(true), true, connRatePort),
 	}
@@ -91,11 +92,6 @@ func BenchmarkKernelDecisionMap(b *testing.B) {
 		setups = append(setups, newConnRateSetup(b, fmt.Sprintf("decide-%d", n), decisionMapState(n), true, connRatePort))
 	}
 	setups = append(setups, newConnRateSetup(b, "class-100000", classMapState(100_000), true, connRatePort))
-	runConnRateRounds(b, setups)
-	base := setups[0]
-	b.ReportMetric(0, "ns/op")
-	for _, s := range setups[1:] {
-		b.ReportMetric(medianRatio(s.batchWall, base.batchWall), s.name+"/no-table-median")
-		b.ReportMetric(medianRatio(s.batchCPU, base.batchCPU), s.name+"/no-table-cpu-median")
-	}
+	nfttest.RunConnRateRounds(b, setups)
+	nfttest.ReportConnRateMedians(b, setups)
 }

@@ -8,10 +8,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// kindOrder applies namespaces before pods before policies within a batch (and
+// kindOrder applies namespaces before pods before policies (NetworkPolicies,
+// then ClusterNetworkPolicies) within a batch (and
 // each kind by namespace and name). The engine does not depend on the order; it
 // makes logs and tests deterministic.
-var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4}
+var kindOrder = map[Kind]int{kindReconcile: 0, kindFlush: 1, KindNamespace: 2, KindPod: 3, KindNetworkPolicy: 4, KindClusterNetworkPolicy: 5}
 
 // applyAll hands the objects of a batch to the engine, namespaces first (see
 // kindOrder), and reports whether it holds a reconcile key. Keys taken from
@@ -102,6 +103,17 @@ func (w *Watcher) applyCached(k key) (rejected, err error) {
 			return nil, err
 		}
 		return w.eng.UpsertNetworkPolicy(np), nil
+	case KindClusterNetworkPolicy:
+		cnp, err := w.cnp.get(k.Name)
+		switch {
+		case err != nil:
+			return nil, err
+		case cnp == nil:
+			// Deleted, or its API is gone (the CRD's removal deleted it).
+			w.eng.DeleteClusterNetworkPolicy(k.Name)
+			return nil, nil
+		}
+		return w.eng.UpsertClusterNetworkPolicy(cnp), nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", k.Kind)
 }

@@ -1,7 +1,8 @@
 // Package podwatch feeds an enforcer.Engine from the Kubernetes API server.
 //
 // It runs cluster-wide client-go shared informers for Pods, Namespaces and
-// NetworkPolicies. Transforms (Transform) strip every object down to what the
+// NetworkPolicies, and for ClusterNetworkPolicies (network-policy-api
+// v1beta1, cluster-scoped) while the API server serves them (below). Transforms (Transform) strip every object down to what the
 // engine reads before it enters the informer cache, so a node agent watching a
 // large cluster keeps a small heap: a pod is cached as its metadata and the
 // engine's own parsed form (enforcer.NewPod), which the engine then keeps as
@@ -24,6 +25,21 @@
 // someone else changed the table). A change that reaches an idle watcher is
 // flushed at once; changes that arrive while a flush runs form the next batch.
 // A failed Flush or Reconcile is retried with exponential backoff.
+//
+// ClusterNetworkPolicies exist only while their CRD is installed, and an
+// informer for a resource that is not served would never sync. So, when
+// Options.ClusterNetworkPolicies has a client, discovery is asked at start
+// whether policy.networking.k8s.io/v1beta1 serves clusternetworkpolicies, and
+// again every DiscoveryPeriod (30 s; at once when their list finds them
+// gone). While it does, an informer of its own feeds them to the engine like
+// NetworkPolicies; when the API appears the informer starts (no restart),
+// and when it goes the informer stops and every policy it held is deleted
+// from the engine (the API server deleted them with their CRD). Each change,
+// and the first answer, is logged once and reported to
+// Hooks.ClusterNetworkPolicyAPI. Readiness waits for discovery's first answer
+// and, if the API is served, for their initial list: the first reconcile
+// holds them, so a starting node never enforces NetworkPolicies without the
+// Admin tier.
 //
 // Sync is the one-shot form of the same path, for commands that only read the
 // cluster (nftwarden explain, dump --desired): the same informers, transforms

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 const (
@@ -86,6 +87,27 @@ func ingressPolicy(ns, name, target, from string, port int32) *networkingv1.Netw
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
 				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": from}}}},
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &p}},
+			}},
+		},
+	}
+}
+
+// denyFromCNP is an Admin-tier ClusterNetworkPolicy whose subject is the
+// namespace subject and whose one ingress rule denies the namespace peer.
+func denyFromCNP(name, subject, peer string) *v1beta1.ClusterNetworkPolicy {
+	byName := func(ns string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	}
+	return &v1beta1.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-cnp-" + name)},
+		Spec: v1beta1.ClusterNetworkPolicySpec{
+			Tier:     v1beta1.AdminTier,
+			Priority: 10,
+			Subject:  v1beta1.ClusterNetworkPolicySubject{Namespaces: byName(subject)},
+			Ingress: []v1beta1.ClusterNetworkPolicyIngressRule{{
+				Name:   "deny-" + peer,
+				Action: v1beta1.ClusterNetworkPolicyRuleActionDeny,
+				From:   []v1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: byName(peer)}},
 			}},
 		},
 	}

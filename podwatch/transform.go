@@ -5,6 +5,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 // Transform is the informer transform (cache.TransformFunc) for the objects
@@ -17,7 +18,7 @@ import (
 //     the named ports (name, number, protocol) of its containers and restartable
 //     init containers (restartPolicy Always: sidecars), merged into one
 //     container, since policies resolve a port name against their union;
-//   - NetworkPolicy: the whole spec.
+//   - NetworkPolicy and ClusterNetworkPolicy: the whole spec.
 //
 // Namespaces and policies stay their own types. A pod becomes an unexported
 // compact type: its metadata and those fields parsed by the engine
@@ -34,6 +35,8 @@ func Transform(obj any) (any, error) {
 		return TransformNamespace(o), nil
 	case *networkingv1.NetworkPolicy:
 		return TransformNetworkPolicy(o), nil
+	case *v1beta1.ClusterNetworkPolicy:
+		return TransformClusterNetworkPolicy(o), nil
 	}
 	return obj, nil
 }
@@ -102,6 +105,13 @@ func TransformNetworkPolicy(np *networkingv1.NetworkPolicy) *networkingv1.Networ
 	return &networkingv1.NetworkPolicy{ObjectMeta: minimalMeta(&np.ObjectMeta), Spec: np.Spec}
 }
 
+// TransformClusterNetworkPolicy returns the minimal copy of cnp: its metadata
+// and spec (its status, conditions written by other implementations, is not
+// read).
+func TransformClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) *v1beta1.ClusterNetworkPolicy {
+	return &v1beta1.ClusterNetworkPolicy{ObjectMeta: minimalMeta(&cnp.ObjectMeta), Spec: cnp.Spec}
+}
+
 // sameForEngine reports whether two transformed versions of one object carry the
 // same information for the engine, so that an update that only bumped the
 // resourceVersion (kubelet status heartbeats, relists) is not queued.
@@ -115,6 +125,10 @@ func sameForEngine(oldObj, newObj any) bool {
 		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta)
 	case *networkingv1.NetworkPolicy:
 		n, ok := newObj.(*networkingv1.NetworkPolicy)
+		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
+			equality.Semantic.DeepEqual(o.Spec, n.Spec)
+	case *v1beta1.ClusterNetworkPolicy:
+		n, ok := newObj.(*v1beta1.ClusterNetworkPolicy)
 		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
 			equality.Semantic.DeepEqual(o.Spec, n.Spec)
 	}

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
 	"github.com/nftwarden/nftwarden/enforcer"
 )
 
@@ -33,6 +35,9 @@ const (
 	KindNamespace     Kind = "Namespace"
 	KindPod           Kind = "Pod"
 	KindNetworkPolicy Kind = "NetworkPolicy"
+	// KindClusterNetworkPolicy is watched only while the API server serves
+	// it (ClusterNetworkPolicyOptions, cnpwatch.go).
+	KindClusterNetworkPolicy Kind = "ClusterNetworkPolicy"
 )
 
 // Internal queue keys that are not objects: a full reconcile (start, timer,
@@ -76,6 +81,10 @@ type Hooks struct {
 	// WatchError is called when a list or watch failed (API server unreachable,
 	// forbidden, ...). client-go retries it with backoff.
 	WatchError func(kind Kind, err error)
+	// ClusterNetworkPolicyAPI is called when discovery first answers whether
+	// the ClusterNetworkPolicy API is served, and whenever that changes
+	// (its CRD installed or removed). Not called when they are off.
+	ClusterNetworkPolicyAPI func(served bool)
 }
 
 // Options configure a Watcher. The zero value is usable.
@@ -94,6 +103,9 @@ type Options struct {
 	// SyncLogInterval is how often to log, while waiting for the initial sync,
 	// which informers have not synced yet; 0 means DefaultSyncLogInterval.
 	SyncLogInterval time.Duration
+	// ClusterNetworkPolicies configures their watch; the zero value (no
+	// client) watches none.
+	ClusterNetworkPolicies ClusterNetworkPolicyOptions
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
 	Hooks  Hooks
@@ -108,6 +120,8 @@ type engine interface {
 	DeletePod(namespace, name string)
 	UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error
 	DeleteNetworkPolicy(namespace, name string)
+	UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error
+	DeleteClusterNetworkPolicy(name string)
 	Flush(ctx context.Context) (enforcer.FlushResult, error)
 	Reconcile(ctx context.Context) (enforcer.FlushResult, error)
 }
@@ -143,6 +157,8 @@ type Watcher struct {
 	pods       cache.Indexer
 	namespaces corelisters.NamespaceLister
 	policies   networkinglisters.NetworkPolicyLister
+	// cnp follows the ClusterNetworkPolicy API; nil when they are off.
+	cnp *cnpWatch
 
 	queue workqueue.TypedRateLimitingInterface[key]
 
@@ -206,6 +222,7 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	w.namespaces = core.Namespaces().Lister()
 	w.pods = w.informers[KindPod].GetIndexer()
 	w.policies = netv1.NetworkPolicies().Lister()
+	w.cnp = newCNPWatch(w, opts.ClusterNetworkPolicies)
 	return w
 }
 
@@ -298,6 +315,9 @@ func (w *Watcher) startInformers(ctx context.Context) error {
 		w.registrations[kind] = reg
 	}
 	w.factory.Start(ctx.Done())
+	if w.cnp != nil {
+		go w.cnp.run(ctx)
+	}
 	return nil
 }
 
@@ -307,6 +327,7 @@ const shutdownGrace = 3 * time.Second
 func (w *Watcher) shutdownInformers() {
 	done := make(chan struct{})
 	go func() {
+		w.cnp.stop()
 		w.factory.Shutdown()
 		close(done)
 	}()
@@ -350,6 +371,9 @@ func (w *Watcher) pendingKinds() []string {
 			pending = append(pending, string(kind))
 		}
 	}
+	if w.cnp.pending() {
+		pending = append(pending, string(KindClusterNetworkPolicy))
+	}
 	return pending
 }
 
@@ -363,6 +387,12 @@ func (w *Watcher) watchErrorHandler(kind Kind) cache.WatchErrorHandlerWithContex
 			return
 		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
 			w.log.Info("watch expired; relisting", "kind", kind, "error", err)
+			return
+		case kind == KindClusterNetworkPolicy && apierrors.IsNotFound(err):
+			// The CRD was removed: discovery confirms it and stops the
+			// informer, which would otherwise retry for good.
+			w.log.Debug("ClusterNetworkPolicies not found; asking discovery whether the API is gone", "error", err)
+			w.cnp.askAgain()
 			return
 		case w.listFailed != nil:
 			w.listFailed(kind, err)
@@ -475,7 +505,8 @@ func (w *Watcher) pause(ctx context.Context) bool {
 func (w *Watcher) cachedKeys() []key {
 	kinds := []Kind{KindNamespace, KindPod, KindNetworkPolicy}
 	var listed [3][]string
-	n := 1
+	cnps := w.cnp.cachedNames()
+	n := 1 + len(cnps)
 	for i, kind := range kinds {
 		listed[i] = w.informers[kind].GetStore().ListKeys()
 		n += len(listed[i])
@@ -491,6 +522,9 @@ func (w *Watcher) cachedKeys() []key {
 			}
 			keys = append(keys, key{Kind: kind, Namespace: name.Namespace, Name: name.Name})
 		}
+	}
+	for _, name := range cnps {
+		keys = append(keys, key{Kind: KindClusterNetworkPolicy, Name: name})
 	}
 	return keys
 }

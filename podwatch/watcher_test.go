@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 )
@@ -69,6 +70,13 @@ func (r *recorder) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 }
 func (r *recorder) DeleteNetworkPolicy(ns, name string) {
 	r.record("delete", "NetworkPolicy/"+ns+"/"+name, nil)
+}
+func (r *recorder) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) error {
+	r.record("upsert", "ClusterNetworkPolicy/"+cnp.Name, cnp)
+	return nil
+}
+func (r *recorder) DeleteClusterNetworkPolicy(name string) {
+	r.record("delete", "ClusterNetworkPolicy/"+name, nil)
 }
 
 func (r *recorder) sync(kind string) (enforcer.FlushResult, error) {

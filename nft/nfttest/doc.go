@@ -5,6 +5,10 @@
 // ConnectRouted and ConnectBridged), lists tables in them with the real nft
 // binary, normalizes nft listings so that golden comparisons do not depend on
 // element or block order, and reads (or, on -update, writes) golden files.
+// For benchmarks it measures the new-connection rate between two pods of a
+// routed node against other setups in interleaved batches (NewConnRateSetup,
+// RunConnRateRounds), whatever programs the node: nft's synthetic states and
+// enforcer's compiled programs alike.
 //
 // It is for tests only; the library never runs the nft binary.
 package nfttest

@@ -2,7 +2,8 @@
 // real kube-apiserver and etcd, simulates two nodes and four pods in two namespaces
 // with network namespaces, runs the nftwarden daemon on each node, and prints who can
 // reach whom before and after a default-deny policy and an allow policy, followed by
-// `nftwarden explain` for two flows. Everything is removed at the end, also on Ctrl-C.
+// `nftwarden explain` for two flows, then after an Admin-tier ClusterNetworkPolicy
+// that overrides an allow of the namespace's own policy. Everything is removed at the end, also on Ctrl-C.
 //
 // Run it through scripts/demo.sh (as root), which builds the control plane first.
 package main
@@ -20,6 +21,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
+	policyv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
+	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftwarden/nftwarden/integration/cluster"
 )
@@ -71,6 +75,13 @@ func run() error {
 	defer env.Close()
 	for _, n := range env.Nodes {
 		fmt.Printf("    node %-16s %s  %s\n", n.Name, n.IPv4, n.IPv6)
+	}
+
+	// The ClusterNetworkPolicy CRD (network-policy-api, standard channel) goes in
+	// before the daemons start, so that they watch the API from the first moment
+	// (installed later, they would notice it within their discovery period).
+	if err := cp.InstallClusterNetworkPolicyCRD(ctx, cluster.StandardChannel); err != nil {
+		return err
 	}
 
 	step("Creating namespaces shop and tools, and four pods (each serves TCP 80 \"http\" and TCP 5432 \"postgres\")")
@@ -167,6 +178,15 @@ func run() error {
 		}
 	}
 
+	if err := adminTier(ctx, env, cp, pods, wantHTTP, http); err != nil {
+		return err
+	}
+	out, err := explain(ctx, daemon, cp.AdminKubeconfig, debug, web, 80)
+	fmt.Printf("\n$ nftwarden explain --from %s --to %s --port 80/tcp\n%s", debug, web, indent(out))
+	if err != nil {
+		fmt.Printf("    (explain failed: %v)\n", err)
+	}
+
 	if err := tamper(ctx, db.Node, daemon); err != nil {
 		return err
 	}
@@ -176,7 +196,7 @@ func run() error {
 
 	// nftwarden lists its table itself: the demo needs no nft binary.
 	step("The ruleset the daemon programmed on %s (table inet nftwarden in nft syntax: nftwarden dump)", db.Node.Name)
-	out, err := db.Node.DumpKernel(ctx)
+	out, err = db.Node.DumpKernel(ctx)
 	if err != nil {
 		fmt.Printf("    (nftwarden dump failed: %v)\n", err)
 	} else {
@@ -185,6 +205,47 @@ func run() error {
 
 	step("Cleaning up: daemons, pods, nodes, network namespaces, control plane")
 	return nil
+}
+
+// adminTier has a cluster admin write an Admin-tier ClusterNetworkPolicy that
+// keeps namespace tools out of namespace shop: web-public, shop's own
+// NetworkPolicy, lets every namespace reach web on http, but the Admin tier is
+// evaluated first and namespace owners cannot write it (README, "Who may write
+// which policy").
+func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, pods []*cluster.Pod, before *cluster.Reachability, http cluster.Flow) error {
+	step("A cluster admin adds an Admin-tier ClusterNetworkPolicy: tools may not reach shop, whatever shop's NetworkPolicies allow")
+	fmt.Print(`    tools-out-of-shop: tier Admin, priority 10, subject namespaces {team: shop}
+                       ingress: Deny from namespaces {team: tools}
+`)
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.ContentType = "application/json" // custom resources are served in JSON only
+	client, err := npaclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cnp := &policyv1beta1.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "tools-out-of-shop"},
+		Spec: policyv1beta1.ClusterNetworkPolicySpec{
+			Tier:     policyv1beta1.AdminTier,
+			Priority: 10,
+			Subject:  policyv1beta1.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}}},
+			Ingress: []policyv1beta1.ClusterNetworkPolicyIngressRule{{
+				Name:   "deny-tools",
+				Action: policyv1beta1.ClusterNetworkPolicyRuleActionDeny,
+				From:   []policyv1beta1.ClusterNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "tools"}}}},
+			}},
+		},
+	}
+	if _, err := client.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create clusternetworkpolicy: %w", err)
+	}
+	want := cluster.NewReachability(pods, true)
+	for _, from := range pods {
+		for _, to := range pods {
+			want.Expect(from, to, before.Allowed(from, to) && !(from.Namespace == "tools" && to.Namespace == "shop"))
+		}
+	}
+	return show(ctx, env, "", want, http)
 }
 
 // tamper deletes the node's table behind the daemon's back, as an operator or

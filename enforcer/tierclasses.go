@@ -1,0 +1,384 @@
+package enforcer
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// Peer classes and class maps of the ClusterNetworkPolicy tiers (tiers.go).
+//
+// A peer class is a set of rules (of one tier and direction) whose peers
+// match an address; its chain holds those rules' port matches in precedence
+// order. A class is named by a hash of its rules' identities (policy, rule
+// index), not their positions in a group's list, so that a policy added to or
+// removed from a group renames nothing else, and classes equal in two groups
+// share one chain. A chain lives while a class-map element jumps to it.
+//
+// A class map is the function address -> class of one group and family,
+// kept as its canonical partition: maximal runs of equal class covering the
+// family (runs with no class have no element). The canonical form is unique,
+// so an update that changes the class of one address (a pod change) splits
+// and merges runs around it, sending a few elements, and still ends in
+// exactly what a build from scratch gives.
+
+// tierClass is a peer class: the sorted identities of its rules.
+type tierClass struct {
+	key     string
+	ids     []string
+	refs    int  // class-map elements jumping to its chain
+	written bool // its chain is in the desired state
+	name    string
+}
+
+// classRun is one run of a class map: from lo to the next run's lo (or the
+// end of the family), class nil: no rule matches.
+type classRun struct {
+	lo    netip.Addr
+	class *tierClass
+}
+
+// netRun is one run of the networks part of a class map: the rules whose
+// networks peers (or whose failing to parse: the whole family) cover it.
+type netRun struct {
+	lo  netip.Addr
+	ids []string
+}
+
+// classMap is one group's class map of one family.
+type classMap struct {
+	name string
+	fam  Family
+	net  []netRun
+	// sel are the pod addresses some selector peer of the group matches,
+	// with those rules (sorted identities).
+	sel  map[netip.Addr][]string
+	runs []classRun
+}
+
+// intern returns the class of a sorted list of rule identities (nil for
+// none). It lives until the end of the operation or while an element uses it.
+func (t *tiers) intern(dir Direction, tier cnpTier, ids []string) *tierClass {
+	if len(ids) == 0 {
+		return nil
+	}
+	key := strings.Join(ids, "\x00")
+	if c := t.classes[key]; c != nil {
+		return c
+	}
+	c := &tierClass{key: key, ids: ids, name: tier.String()[:3] + "-" + dir.short() + "-c" + shortHash(key)}
+	t.classes[key] = c
+	t.touched[c] = struct{}{}
+	return c
+}
+
+// useClass counts an element more (delta 1) or less (-1) for c.
+func (t *tiers) useClass(c *tierClass, delta int) {
+	if c != nil {
+		c.refs += delta
+		t.touched[c] = struct{}{}
+	}
+}
+
+// finishClasses writes the chains of the classes an element started using
+// or whose rules changed, and deletes those no element uses.
+func (t *tiers) finishClasses() {
+	for c := range t.touched {
+		switch {
+		case c.refs > 0:
+			t.putClassChain(c)
+			c.written = true
+		default:
+			if c.written {
+				t.w.deleteChain(c.name)
+			}
+			delete(t.classes, c.key)
+		}
+	}
+	clear(t.touched)
+}
+
+// rulesChanged marks the live classes holding a rule of policy name for a
+// rewrite of their chains (ports, actions or precedence changed).
+func (t *tiers) rulesChanged(name string) {
+	for _, c := range t.classes {
+		if slices.ContainsFunc(c.ids, func(id string) bool { return ruleCNP(id) == name }) {
+			t.touched[c] = struct{}{}
+		}
+	}
+}
+
+// putClassChain writes the chain of a class: its rules' port matches in
+// precedence order, each ending in the rule's verdict (accept, drop, return
+// for Pass); a rule without ports decides every packet, so the rules after
+// it are left out.
+func (t *tiers) putClassChain(c *tierClass) {
+	rules := make([]*tierRule, 0, len(c.ids))
+	for _, id := range c.ids {
+		if r := t.rules[id]; r != nil {
+			rules = append(rules, r)
+		}
+	}
+	slices.SortFunc(rules, byRulePrecedence)
+	var out []nft.Rule
+	refs := make([]string, 0, len(rules))
+	for _, tr := range rules {
+		refs = append(refs, tr.ref)
+		v := nft.Verdict{Kind: nft.VerdictDrop}
+		switch tr.action {
+		case v1beta1.ClusterNetworkPolicyRuleActionAccept:
+			v.Kind = nft.VerdictAccept
+		case v1beta1.ClusterNetworkPolicyRuleActionPass:
+			v.Kind = nft.VerdictReturn
+		}
+		if tr.r.broken || tr.r.ports == nil {
+			out = append(out, nft.Rule{Exprs: []nft.Expr{v}, Comment: tr.ref})
+			break
+		}
+		for _, p := range tr.r.ports {
+			exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(p.proto)}}
+			switch {
+			case p.lo == 0 && p.hi == 65535:
+			case p.lo == p.hi:
+				exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(p.lo)})
+			default:
+				exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(p.lo), To: nft.PortValue(p.hi)})
+			}
+			out = append(out, nft.Rule{Exprs: append(exprs, v), Comment: tr.ref})
+		}
+	}
+	if len(rules) < len(c.ids) {
+		// A rule of the class is gone without the class being dropped:
+		// never expected; deny rather than let the rest decide.
+		out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictDrop}}})
+	}
+	comm := "peer class: " + strings.Join(refs, "; ")
+	if old := t.w.chain(c.name); old == nil || old.Comment != comment(comm) || !sameRuleList(old.Rules, out) {
+		t.w.putChain(&nft.Chain{Name: c.name, Comment: comm, Rules: out})
+	}
+}
+
+// byRulePrecedence orders rules as the evaluator walks them: policies by
+// priority then name (byPrecedence), rules in written order.
+func byRulePrecedence(a, b *tierRule) int {
+	return cmp.Or(cmp.Compare(a.cnp.parsed.priority, b.cnp.parsed.priority), strings.Compare(a.cnp.ID, b.cnp.ID),
+		cmp.Compare(a.r.index, b.r.index))
+}
+
+// unionIDs merges two sorted identity lists.
+func unionIDs(a, b []string) []string {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]string, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// --- class maps ---
+
+// newClassMap is an empty class map: one run with no class.
+func newClassMap(name string, f Family) *classMap {
+	first, _ := familyBounds(f)
+	return &classMap{name: name, fam: f, sel: map[netip.Addr][]string{}, runs: []classRun{{lo: first}}, net: []netRun{{lo: first}}}
+}
+
+// end is the last address of run i.
+func (cm *classMap) end(i int) netip.Addr {
+	if i+1 < len(cm.runs) {
+		return cm.runs[i+1].lo.Prev()
+	}
+	_, last := familyBounds(cm.fam)
+	return last
+}
+
+// netAt is the networks part of the class at a.
+func (cm *classMap) netAt(a netip.Addr) []string {
+	i := sort.Search(len(cm.net), func(i int) bool { return cm.net[i].lo.Compare(a) > 0 }) - 1
+	return cm.net[i].ids
+}
+
+// classAt is the class address a should have.
+func (t *tiers) classAt(g *tierGroup, cm *classMap, a netip.Addr) *tierClass {
+	return t.intern(g.dir, g.tier, unionIDs(cm.netAt(a), cm.sel[a]))
+}
+
+// setAt gives address a class c, splitting and merging the runs around it,
+// and sends the elements that change.
+func (t *tiers) setAt(cm *classMap, a netip.Addr, c *tierClass) {
+	i := sort.Search(len(cm.runs), func(i int) bool { return cm.runs[i].lo.Compare(a) > 0 }) - 1
+	cur := cm.runs[i]
+	if cur.class == c {
+		return
+	}
+	from, to := max(i-1, 0), min(i+1, len(cm.runs)-1)
+	pts := make([]classRun, 0, 5)
+	for j := from; j <= to; j++ {
+		if j != i {
+			pts = append(pts, cm.runs[j])
+			continue
+		}
+		if cur.lo != a {
+			pts = append(pts, cur)
+		}
+		pts = append(pts, classRun{lo: a, class: c})
+		if end := cm.end(i); end != a {
+			pts = append(pts, classRun{lo: a.Next(), class: cur.class})
+		}
+	}
+	merged := pts[:1]
+	for _, p := range pts[1:] {
+		if p.class != merged[len(merged)-1].class {
+			merged = append(merged, p)
+		}
+	}
+	last := cm.end(to)
+	oldRuns := slices.Clone(cm.runs[from : to+1])
+	cm.runs = slices.Replace(cm.runs, from, to+1, merged...)
+	t.sendRuns(cm, oldRuns, last, merged, last)
+}
+
+// rebuildRuns recomputes every run from the networks part and the selector
+// addresses, and sends the elements that change.
+func (t *tiers) rebuildRuns(g *tierGroup, cm *classMap) {
+	first, last := familyBounds(cm.fam)
+	starts := map[netip.Addr]struct{}{first: {}}
+	for _, n := range cm.net {
+		starts[n.lo] = struct{}{}
+	}
+	for a := range cm.sel {
+		starts[a] = struct{}{}
+		if a != last {
+			starts[a.Next()] = struct{}{}
+		}
+	}
+	var runs []classRun
+	for _, lo := range slices.SortedFunc(maps.Keys(starts), netip.Addr.Compare) {
+		c := t.classAt(g, cm, lo)
+		if n := len(runs); n > 0 && runs[n-1].class == c {
+			continue
+		}
+		runs = append(runs, classRun{lo: lo, class: c})
+	}
+	old := cm.runs
+	cm.runs = runs
+	t.sendRuns(cm, old, last, runs, last)
+}
+
+// sendRuns sends the difference between the elements of two run lists
+// covering the same addresses (each ending at its given last address).
+func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur []classRun, curLast netip.Addr) {
+	type span struct {
+		lo, hi netip.Addr
+		class  *tierClass
+	}
+	spans := func(runs []classRun, last netip.Addr) map[span]struct{} {
+		out := make(map[span]struct{}, len(runs))
+		for i, r := range runs {
+			if r.class == nil {
+				continue
+			}
+			hi := last
+			if i+1 < len(runs) {
+				hi = runs[i+1].lo.Prev()
+			}
+			out[span{r.lo, hi, r.class}] = struct{}{}
+		}
+		return out
+	}
+	was, now := spans(old, oldLast), spans(cur, curLast)
+	for s := range was {
+		if _, keep := now[s]; !keep {
+			t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
+			t.useClass(s.class, -1)
+		}
+	}
+	for s := range now {
+		if _, had := was[s]; !had {
+			t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
+			t.useClass(s.class, +1)
+		}
+	}
+}
+
+// classElement is the element of an address interval jumping to c's chain.
+func classElement(lo, hi netip.Addr, c *tierClass) nft.Element {
+	e := nft.Element{Key: []nft.Value{nft.AddrValue(lo)}}
+	if hi != lo {
+		e.KeyEnd = []nft.Value{nft.AddrValue(hi)}
+	}
+	if c != nil {
+		e.Verdict = &nft.Verdict{Kind: nft.VerdictJump, Chain: c.name}
+	}
+	return e
+}
+
+// netRuns computes the networks part of a class map from the rules with
+// networks peers or that failed to parse (the whole family): a sweep over
+// the intervals' ends.
+func netRuns(f Family, rules []*tierRule) []netRun {
+	first, last := familyBounds(f)
+	type event struct {
+		at    netip.Addr
+		id    string
+		delta int
+	}
+	var events []event
+	for _, r := range rules {
+		if r.r.broken {
+			events = append(events, event{first, r.id, 1})
+			continue
+		}
+		for _, p := range r.r.peers {
+			for _, n := range p.networks {
+				if familyOf(n.Addr()) != f {
+					continue
+				}
+				events = append(events, event{n.Addr(), r.id, 1})
+				if hi := prefixLast(n); hi != last {
+					events = append(events, event{hi.Next(), r.id, -1})
+				}
+			}
+		}
+	}
+	slices.SortFunc(events, func(a, b event) int { return a.at.Compare(b.at) })
+	count := map[string]int{}
+	runs := []netRun{{lo: first}}
+	for k := 0; k < len(events); {
+		at := events[k].at
+		for ; k < len(events) && events[k].at == at; k++ {
+			if count[events[k].id] += events[k].delta; count[events[k].id] == 0 {
+				delete(count, events[k].id)
+			}
+		}
+		ids := slices.Sorted(maps.Keys(count))
+		if n := len(runs); slices.Equal(runs[n-1].ids, ids) {
+			continue
+		} else if runs[n-1].lo == at {
+			runs[n-1].ids = ids
+			continue
+		}
+		runs = append(runs, netRun{lo: at, ids: ids})
+	}
+	return runs
+}
+
+// familyBounds are the first and last addresses of a family.
+func familyBounds(f Family) (netip.Addr, netip.Addr) {
+	if f == IPv6 {
+		return netip.IPv6Unspecified(), netip.AddrFrom16([16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	}
+	return netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
+}
