@@ -78,11 +78,13 @@ if [[ -n ${INTEGRATION_RUN:-} ]]; then
 	exit 0
 fi
 
-section "conformance: upstream NetworkPolicy e2e cases and generated cases"
-# The ported upstream cases with real packets over IPv4 and over IPv6 (the pods are
+section "conformance: upstream NetworkPolicy e2e, network-policy-api ClusterNetworkPolicy and generated cases"
+# The ported upstream cases (49 NetworkPolicy e2e, 2 named-port, 24 ClusterNetworkPolicy
+# conformance tests) with real packets over IPv4 and over IPv6 (the pods are
 # dual-stack: both addresses are in the API and in the sets), plus a
-# sample of generated cases; scripts/conformance.sh runs every variant and more
-# generated cases. Model-level runs (evaluator + compiled ruleset) cover all of them.
+# sample of generated cases mixing NetworkPolicies and ClusterNetworkPolicies;
+# scripts/conformance.sh runs every variant and 300 generated cases per variant.
+# Model-level runs (evaluator + compiled ruleset) cover all of them.
 start=$SECONDS
 export NFTW_CONFORMANCE=${NFTW_CONFORMANCE:-ipv4,ipv6}
 export NFTW_CONFORMANCE_GENERATED=${NFTW_CONFORMANCE_GENERATED:-30}

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 // Case is one conformance test: the pods it needs and the steps it runs.
@@ -49,8 +50,9 @@ type Step struct {
 }
 
 // Probe checks every flow between the case's pods (self excluded) on one
-// destination port and protocol. A nil Reach means the expected table comes from
-// the reference evaluator (generated cases).
+// destination port and protocol, or only the flows its table expects something
+// of (NewPokes). A nil Reach means the expected table comes from the reference
+// evaluator (generated cases).
 type Probe struct {
 	Port     int
 	Protocol corev1.Protocol
@@ -67,18 +69,23 @@ const (
 	CreatePolicy       ActionKind = "create-policy"
 	UpdatePolicy       ActionKind = "update-policy"
 	DeletePolicy       ActionKind = "delete-policy"
-	DeleteAllPolicies  ActionKind = "delete-all-policies"  // in the model's namespaces
+	DeleteAllPolicies  ActionKind = "delete-all-policies"  // in the model's namespaces, and every ClusterNetworkPolicy
 	SetPodLabels       ActionKind = "set-pod-labels"       // replaces all labels
 	SetNamespaceLabels ActionKind = "set-namespace-labels" // replaces all labels but the name label
+	// ClusterNetworkPolicy (cluster-scoped, sigs.k8s.io/network-policy-api v1beta1).
+	CreateClusterPolicy ActionKind = "create-cluster-policy"
+	UpdateClusterPolicy ActionKind = "update-cluster-policy"
+	DeleteClusterPolicy ActionKind = "delete-cluster-policy"
 )
 
 // Action is one change to the cluster.
 type Action struct {
-	Kind      ActionKind
-	Policy    *networkingv1.NetworkPolicy // create, update (Namespace set)
-	Namespace string                      // delete policy, pod and namespace labels
-	Name      string                      // delete policy, pod labels
-	Labels    map[string]string
+	Kind          ActionKind
+	Policy        *networkingv1.NetworkPolicy   // create, update (Namespace set)
+	ClusterPolicy *v1beta1.ClusterNetworkPolicy // create, update cluster policy
+	Namespace     string                        // delete policy, pod and namespace labels
+	Name          string                        // delete policy or cluster policy, pod labels
+	Labels        map[string]string
 }
 
 func (a Action) String() string {
@@ -87,6 +94,10 @@ func (a Action) String() string {
 		return fmt.Sprintf("%s %s/%s", a.Kind, a.Policy.Namespace, a.Policy.Name)
 	case DeletePolicy:
 		return fmt.Sprintf("%s %s/%s", a.Kind, a.Namespace, a.Name)
+	case CreateClusterPolicy, UpdateClusterPolicy:
+		return fmt.Sprintf("%s %s", a.Kind, a.ClusterPolicy.Name)
+	case DeleteClusterPolicy:
+		return fmt.Sprintf("%s %s", a.Kind, a.Name)
 	case DeleteAllPolicies:
 		return string(a.Kind)
 	case SetPodLabels:
@@ -122,7 +133,22 @@ func Update(ns string, policy *networkingv1.NetworkPolicy) Action {
 // Delete returns the action deleting policy ns/name.
 func Delete(ns, name string) Action { return Action{Kind: DeletePolicy, Namespace: ns, Name: name} }
 
-// DeleteAll returns upstream's cleanNetworkPolicies.
+// CreateCNP returns the action creating a ClusterNetworkPolicy.
+func CreateCNP(policy *v1beta1.ClusterNetworkPolicy) Action {
+	return Action{Kind: CreateClusterPolicy, ClusterPolicy: policy.DeepCopy()}
+}
+
+// UpdateCNP returns the action replacing the spec of a ClusterNetworkPolicy
+// (upstream's PatchClusterNetworkPolicy).
+func UpdateCNP(policy *v1beta1.ClusterNetworkPolicy) Action {
+	return Action{Kind: UpdateClusterPolicy, ClusterPolicy: policy.DeepCopy()}
+}
+
+// DeleteCNP returns the action deleting the ClusterNetworkPolicy name.
+func DeleteCNP(name string) Action { return Action{Kind: DeleteClusterPolicy, Name: name} }
+
+// DeleteAll returns upstream's cleanNetworkPolicies (and deletes every
+// ClusterNetworkPolicy too).
 func DeleteAll() Action { return Action{Kind: DeleteAllPolicies} }
 
 // PodLabels returns the action setting a pod's labels to exactly labels.

@@ -79,6 +79,22 @@ func TestConformanceModel(t *testing.T) {
 	}
 }
 
+// TestConformanceModelCNP runs every ported network-policy-api
+// ClusterNetworkPolicy case (upstream_cnp.go) the same way, for each family.
+func TestConformanceModelCNP(t *testing.T) {
+	cases := UpstreamCNPCases()
+	if len(cases) != 24 {
+		t.Fatalf("ported %d ClusterNetworkPolicy cases, want 24 (13 Admin tier and integration, 11 Baseline tier)", len(cases))
+	}
+	for _, fam := range families() {
+		t.Run(string(fam), func(t *testing.T) {
+			runModel(t, fam, cases, false, func(c Case) string {
+				return fmt.Sprintf("go test ./conformance -run 'TestConformanceModelCNP/%s/%s' -family %s", fam, testNamePattern(c.Name), fam)
+			})
+		})
+	}
+}
+
 // TestGenerated runs Cyclonus-style generated cases: the dataplane (Fake
 // trace) must agree with the reference evaluator at every step.
 func TestGenerated(t *testing.T) {

@@ -4,19 +4,27 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 // Generated cases in the style of Cyclonus: policies are drawn from the cross
 // product of targets × peers × ports × protocols × policy types, and steps
 // between probes change the cluster (create, update, delete policies; relabel
-// pods and namespaces). Case k of seed s depends on (s, k) alone, so any case
-// can be rerun by itself. Expected tables come from the reference evaluator
-// (Oracle); the case checks that the cluster agrees with it.
+// pods and namespaces). About half of the policies are ClusterNetworkPolicies
+// of either tier (priorities from a small set, so equal priorities are common;
+// subjects namespaces or pods; Accept, Deny and Pass rules; namespaces, pods
+// and, for egress, networks built from pod addresses as peers; ports and
+// ranges), mixed with NetworkPolicies. Case k of seed s depends on (s, k)
+// alone, so any case can be rerun by itself. Expected tables come from the
+// reference evaluator (Oracle), cross-checked by the naive reading of
+// semantics.go; the case checks that the cluster agrees with it. (Since
+// ClusterNetworkPolicies joined, a seed draws other cases than before.)
 
 // Generate returns n cases for seed.
 func Generate(seed uint64, n int) []Case {
@@ -48,7 +56,8 @@ type gen struct {
 	e        *Env
 	rng      *rand.Rand
 	seq      int
-	policies []*networkingv1.NetworkPolicy // live policies, with namespace
+	policies []*networkingv1.NetworkPolicy   // live policies, with namespace
+	cnps     []*v1beta1.ClusterNetworkPolicy // live cluster policies
 	pods     map[PodRef]map[string]string
 	ns       map[string]map[string]string
 }
@@ -90,19 +99,45 @@ func (g *gen) probes() []Probe {
 	return all[:3]
 }
 
+// create draws a NetworkPolicy or a ClusterNetworkPolicy, half and half.
 func (g *gen) create() Action {
 	g.seq++
+	if g.chance(0.5) {
+		p := g.clusterPolicy(fmt.Sprintf("gen-cnp-%d", g.seq))
+		g.cnps = append(g.cnps, p)
+		return CreateCNP(p)
+	}
 	p := g.policy(fmt.Sprintf("gen-%d", g.seq))
-	p.Namespace = pick(g, g.e.Namespaces()...)
+	p.Namespace = g.e.Real(pick(g, ModelNamespaces...))
 	g.policies = append(g.policies, p)
 	return Create(p.Namespace, p)
 }
 
 func (g *gen) mutate() Action {
 	for {
-		switch g.rng.IntN(7) {
+		switch g.rng.IntN(9) {
 		case 0:
 			return g.create()
+		case 7: // a cluster policy changes: a new spec, or only its priority
+			if len(g.cnps) == 0 {
+				continue
+			}
+			i := g.rng.IntN(len(g.cnps))
+			p := g.clusterPolicy(g.cnps[i].Name)
+			if g.chance(0.3) {
+				p = g.cnps[i].DeepCopy()
+				p.Spec.Priority = g.priority()
+			}
+			g.cnps[i] = p
+			return UpdateCNP(p)
+		case 8:
+			if len(g.cnps) == 0 {
+				continue
+			}
+			i := g.rng.IntN(len(g.cnps))
+			p := g.cnps[i]
+			g.cnps = slices.Delete(g.cnps, i, i+1)
+			return DeleteCNP(p.Name)
 		case 1: // update: same name, new spec
 			if len(g.policies) == 0 {
 				continue
@@ -136,7 +171,7 @@ func (g *gen) mutate() Action {
 			g.pods[ref] = l
 			return PodLabels(ref, l)
 		case 5: // relabel a namespace (the name label stays)
-			ns := pick(g, g.e.Namespaces()...)
+			ns := g.e.Real(pick(g, ModelNamespaces...))
 			l := maps.Clone(g.ns[ns])
 			switch g.rng.IntN(3) {
 			case 0:
@@ -149,10 +184,10 @@ func (g *gen) mutate() Action {
 			g.ns[ns] = l
 			return NamespaceLabels(ns, l)
 		case 6:
-			if len(g.policies) == 0 || !g.chance(0.3) {
+			if len(g.policies)+len(g.cnps) == 0 || !g.chance(0.3) {
 				continue
 			}
-			g.policies = nil
+			g.policies, g.cnps = nil, nil
 			return DeleteAll()
 		}
 	}
@@ -302,6 +337,77 @@ func (g *gen) ports() []networkingv1.NetworkPolicyPort {
 			out = append(out, PortRange(proto, 80, pick(g, int32(80), 81, 1000)))
 		default:
 			out = append(out, AnyPort(pick(g, ModelProtocols...)))
+		}
+	}
+	return out
+}
+
+// clusterPolicy draws a ClusterNetworkPolicy: tier, priority, subject, and up
+// to three rules per direction, each with one or two peers and maybe ports.
+func (g *gen) clusterPolicy(name string) *v1beta1.ClusterNetworkPolicy {
+	subject := SubjectNamespaces(g.nsSelector())
+	if g.chance(0.5) {
+		subject = SubjectPods(g.nsSelector(), g.podSelector(true))
+	}
+	p := NewCNP(name, pick(g, v1beta1.AdminTier, v1beta1.BaselineTier), g.priority(), subject)
+	for range g.rng.IntN(4) {
+		p.Spec.Ingress = append(p.Spec.Ingress, CNPIn("", g.action(), g.cnpPeers(false), g.cnpProtocols()...))
+	}
+	for range g.rng.IntN(4) {
+		p.Spec.Egress = append(p.Spec.Egress, CNPOut("", g.action(), g.cnpPeers(true), g.cnpProtocols()...))
+	}
+	return p
+}
+
+// priority comes from a small set, so that policies often share one (their
+// order is then nftwarden's documented one, by name).
+func (g *gen) priority() int32 { return pick(g, int32(0), 1, 1, 2, 1000) }
+
+func (g *gen) action() v1beta1.ClusterNetworkPolicyRuleAction { return pick(g, Accept, Deny, Pass) }
+
+// cnpPeers returns one or two peers; networks (egress only) are built from
+// pod addresses like the ipBlocks of NetworkPolicies.
+func (g *gen) cnpPeers(egress bool) []CNPPeer {
+	var out []CNPPeer
+	for range 1 + g.rng.IntN(2) {
+		switch g.rng.IntN(5) {
+		case 0, 1:
+			out = append(out, NsCNPPeer(g.nsSelector()))
+		case 2, 3:
+			out = append(out, PodsCNPPeer(g.nsSelector(), g.podSelector(false)))
+		default:
+			if !egress {
+				out = append(out, NsCNPPeer(g.nsSelector()))
+				continue
+			}
+			ip := g.e.PodIP(pick(g, g.e.Pods...))
+			nets := []netip.Prefix{pick(g, HostPrefix(ip), LargePrefix(ip), netip.PrefixFrom(ip, ip.BitLen()-4).Masked())}
+			if g.chance(0.3) {
+				nets = append(nets, HostPrefix(g.e.PodIP(pick(g, g.e.Pods...))))
+			}
+			out = append(out, NetsCNPPeer(nets...))
+		}
+	}
+	return out
+}
+
+// cnpProtocols returns nil (every port of every protocol) or one or two
+// entries: a protocol with all its ports (the range 1-65535: the CRD rejects a
+// protocol without destinationPort), one port, or a range.
+func (g *gen) cnpProtocols() []v1beta1.ClusterNetworkPolicyProtocol {
+	if g.chance(0.35) {
+		return nil
+	}
+	var out []v1beta1.ClusterNetworkPolicyProtocol
+	for range 1 + g.rng.IntN(2) {
+		proto := pick(g, ModelProtocols...)
+		switch g.rng.IntN(4) {
+		case 0:
+			out = append(out, CNPPortRange(proto, 1, 65535))
+		case 1, 2:
+			out = append(out, CNPPort(proto, pick(g, ModelPorts...)))
+		default:
+			out = append(out, CNPPortRange(proto, pick(g, int32(1), 80), pick(g, int32(81), 1000))) // the API wants start < end
 		}
 	}
 	return out

@@ -19,6 +19,26 @@ var (
 	ModelProtocols  = []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}
 )
 
+// HouseNamespace is a fourth namespace, "w", for the ported network-policy-api
+// cases (upstream_cnp.go), whose topology has four namespaces ("houses"). It
+// exists in every cluster; only cases that list its pods (w/a, w/b, w/c) have
+// pods there, so the NetworkPolicy cases and the generator never see it.
+const HouseNamespace = "w"
+
+// allNamespaces are the model names of every namespace of a Model, in order.
+var allNamespaces = append(slices.Clone(ModelNamespaces), HouseNamespace)
+
+// HousePorts are the ports the network-policy-api conformance servers listen
+// on (conformance/base/manifests.yaml: TCP 80 and 8080, UDP 53 and 5353, SCTP
+// 9003 and 9005). Every model pod serves them besides ModelPorts, so that the
+// ported ClusterNetworkPolicy cases probe the ports upstream probes and their
+// port numbers and ranges need no translation.
+var HousePorts = map[corev1.Protocol][]int32{
+	corev1.ProtocolTCP:  {80, 8080},
+	corev1.ProtocolUDP:  {53, 5353},
+	corev1.ProtocolSCTP: {9003, 9005},
+}
+
 // Label keys the model uses. The namespace-name label is set by the API server
 // on real clusters; model-only clusters set it themselves (KubeNamespace).
 const (
@@ -43,16 +63,16 @@ func PortName(port int32, proto corev1.Protocol) string {
 	return fmt.Sprintf("serve-%d-%s", port, strings.ToLower(string(proto)))
 }
 
-// Model is one run's concrete topology: the real names of x, y, z and the pods
-// present (upstream creates only the pods a test lists).
+// Model is one run's concrete topology: the real names of x, y, z (and w) and
+// the pods present (upstream creates only the pods a test lists).
 type Model struct {
-	X, Y, Z string
-	Pods    []PodRef
+	X, Y, Z, W string
+	Pods       []PodRef
 }
 
 // NewModel maps the model namespaces to real names by appending suffix
 // ("x-<suffix>"; no suffix keeps "x") and creates the pods listed as "x/a";
-// no pods means all nine.
+// no pods means the nine of x, y and z.
 func NewModel(suffix string, pods []string) (*Model, error) {
 	name := func(base string) string {
 		if suffix == "" {
@@ -60,7 +80,7 @@ func NewModel(suffix string, pods []string) (*Model, error) {
 		}
 		return base + "-" + suffix
 	}
-	m := &Model{X: name("x"), Y: name("y"), Z: name("z")}
+	m := &Model{X: name("x"), Y: name("y"), Z: name("z"), W: name(HouseNamespace)}
 	if len(pods) == 0 {
 		for _, ns := range ModelNamespaces {
 			for _, p := range ModelPods {
@@ -70,8 +90,8 @@ func NewModel(suffix string, pods []string) (*Model, error) {
 	}
 	for _, s := range pods {
 		ns, pod, ok := strings.Cut(s, "/")
-		if !ok || !slices.Contains(ModelNamespaces, ns) || !slices.Contains(ModelPods, pod) {
-			return nil, fmt.Errorf("model pod %q: want <x|y|z>/<a|b|c>", s)
+		if !ok || !slices.Contains(allNamespaces, ns) || !slices.Contains(ModelPods, pod) {
+			return nil, fmt.Errorf("model pod %q: want <x|y|z|w>/<a|b|c>", s)
 		}
 		ref := PodRef{Namespace: m.Real(ns), Name: pod}
 		if slices.Contains(m.Pods, ref) {
@@ -84,10 +104,11 @@ func NewModel(suffix string, pods []string) (*Model, error) {
 	return m, nil
 }
 
-// Namespaces returns the real names of x, y, z.
-func (m *Model) Namespaces() []string { return []string{m.X, m.Y, m.Z} }
+// Namespaces returns the real names of x, y, z and w: every namespace of a
+// cluster, whether or not the case has pods in it.
+func (m *Model) Namespaces() []string { return []string{m.X, m.Y, m.Z, m.W} }
 
-// Real maps a model namespace name (x, y, z) to its real name.
+// Real maps a model namespace name (x, y, z, w) to its real name.
 func (m *Model) Real(model string) string {
 	switch model {
 	case "x":
@@ -96,15 +117,17 @@ func (m *Model) Real(model string) string {
 		return m.Y
 	case "z":
 		return m.Z
+	case HouseNamespace:
+		return m.W
 	}
 	panic(fmt.Sprintf("unknown model namespace %q", model))
 }
 
-// ModelName maps a real namespace name back to x, y or z.
+// ModelName maps a real namespace name back to x, y, z or w.
 func (m *Model) ModelName(real string) string {
 	for i, ns := range m.Namespaces() {
 		if ns == real {
-			return ModelNamespaces[i]
+			return allNamespaces[i]
 		}
 	}
 	panic(fmt.Sprintf("namespace %q is not part of the model", real))
@@ -113,13 +136,14 @@ func (m *Model) ModelName(real string) string {
 // Pod returns the reference of model pod ns/name ("x", "a").
 func (m *Model) Pod(ns, name string) PodRef { return PodRef{Namespace: m.Real(ns), Name: name} }
 
-// ordinal is a pod's position among all nine model pods (x/a = 0 ... z/c = 8).
+// ordinal is a pod's position among all model pods (x/a = 0 ... z/c = 8,
+// w/a = 9 ... w/c = 11).
 func (m *Model) ordinal(p PodRef) int {
-	return slices.Index(ModelNamespaces, m.ModelName(p.Namespace))*len(ModelPods) + slices.Index(ModelPods, p.Name)
+	return slices.Index(allNamespaces, m.ModelName(p.Namespace))*len(ModelPods) + slices.Index(ModelPods, p.Name)
 }
 
 // Node is the index (0 or 1) of the node a pod runs on. Pods alternate between
-// two nodes by their position among the nine model pods, so that in every
+// two nodes by their position among the model pods, so that in every
 // upstream topology about half of the flows cross nodes and every namespace has
 // pods on both nodes.
 func (m *Model) Node(p PodRef) int { return m.ordinal(p) % 2 }
@@ -147,12 +171,18 @@ func KubeNamespace(name string, labels map[string]string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
 }
 
-// ContainerPorts are the named ports of a model server (serve-<port>-<proto>).
+// ContainerPorts are the named ports of a model server (serve-<port>-<proto>):
+// ModelPorts and HousePorts on each protocol.
 func ContainerPorts() []corev1.ContainerPort {
 	var ports []corev1.ContainerPort
 	for _, proto := range ModelProtocols {
 		for _, port := range ModelPorts {
 			ports = append(ports, corev1.ContainerPort{Name: PortName(port, proto), ContainerPort: port, Protocol: proto})
+		}
+		for _, port := range HousePorts[proto] {
+			if !slices.Contains(ModelPorts, port) {
+				ports = append(ports, corev1.ContainerPort{Name: PortName(port, proto), ContainerPort: port, Protocol: proto})
+			}
 		}
 	}
 	return ports

@@ -2,10 +2,12 @@ package conformance
 
 // IP plan of the packet runs (package cluster): node i has 198.18.0.(i+1) and
 // 2001:db8::(i+1) on the underlay; its pods get 198.18.(16+i).n and
-// 2001:db8:1:i::n. Nine dual-stack pods x/a ... z/c alternate between two nodes
-// (Model.Node) and serve ports 80 and 81 on TCP, UDP and SCTP. One environment
-// serves all cases of a variant; between cases every policy is deleted and every
-// label restored.
+// 2001:db8:1:i::n. Eleven dual-stack pods x/a ... z/c, w/a and w/b alternate
+// between two nodes (Model.Node) and serve ports 80 and 81 and HousePorts on
+// TCP, UDP and SCTP. One environment serves all cases of a variant; between
+// cases every policy and every ClusterNetworkPolicy is deleted and every label
+// restored. The ClusterNetworkPolicy CRD (standard channel) is installed for
+// the whole test and removed at its end.
 
 import (
 	"context"
@@ -20,6 +22,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
 	"github.com/nftwarden/nftwarden/integration/cluster"
 )
@@ -36,6 +41,7 @@ func TestMain(m *testing.M) {
 // actions, real connections for probes.
 type packetCluster struct {
 	env    *cluster.Env
+	npa    npaclient.Interface // ClusterNetworkPolicy, typed
 	m      *Model
 	family int // family of the primary address: 4 or 6
 	pods   map[PodRef]*cluster.Pod
@@ -47,13 +53,25 @@ type packetCluster struct {
 
 var _ Cluster = (*packetCluster)(nil)
 
-// newPacketCluster creates the namespaces and all nine pods on env.
-func newPacketCluster(ctx context.Context, env *cluster.Env, family int) (*packetCluster, error) {
-	m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), nil)
+// packetPods are the pods of a packet environment: the nine of x, y, z and the
+// ones of w the ported ClusterNetworkPolicy cases use.
+var packetPods = func() []string {
+	var pods []string
+	for _, ns := range ModelNamespaces {
+		for _, p := range ModelPods {
+			pods = append(pods, ns+"/"+p)
+		}
+	}
+	return append(pods, HouseNamespace+"/a", HouseNamespace+"/b")
+}()
+
+// newPacketCluster creates the namespaces and packetPods on env.
+func newPacketCluster(ctx context.Context, env *cluster.Env, npa npaclient.Interface, family int) (*packetCluster, error) {
+	m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), packetPods)
 	if err != nil {
 		return nil, err
 	}
-	c := &packetCluster{env: env, m: m, family: family, pods: map[PodRef]*cluster.Pod{},
+	c := &packetCluster{env: env, npa: npa, m: m, family: family, pods: map[PodRef]*cluster.Pod{},
 		policies: map[string][2]string{}, podLabels: map[PodRef]map[string]string{}, nsLabels: map[string]map[string]string{}}
 	for _, ns := range m.Namespaces() {
 		c.nsLabels[ns] = m.DefaultNamespaceLabels(ns)
@@ -103,6 +121,12 @@ func (c *packetCluster) Apply(ctx context.Context, actions []Action) error {
 			if err = c.env.DeletePolicy(ctx, a.Namespace, a.Name); err == nil {
 				delete(c.policies, a.Namespace+"/"+a.Name)
 			}
+		case CreateClusterPolicy:
+			_, err = c.npa.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, a.ClusterPolicy.DeepCopy(), metav1.CreateOptions{})
+		case UpdateClusterPolicy:
+			err = c.updateClusterPolicy(ctx, a)
+		case DeleteClusterPolicy:
+			err = c.npa.PolicyV1beta1().ClusterNetworkPolicies().Delete(ctx, a.Name, metav1.DeleteOptions{})
 		case DeleteAllPolicies:
 			err = c.deleteAllPolicies(ctx)
 		case SetPodLabels:
@@ -129,6 +153,22 @@ func (c *packetCluster) Apply(ctx context.Context, actions []Action) error {
 	return nil
 }
 
+// updateClusterPolicy replaces the spec of a ClusterNetworkPolicy, as
+// upstream's PatchClusterNetworkPolicy does.
+func (c *packetCluster) updateClusterPolicy(ctx context.Context, a Action) error {
+	cnps := c.npa.PolicyV1beta1().ClusterNetworkPolicies()
+	cur, err := cnps.Get(ctx, a.ClusterPolicy.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	cur.Spec = *a.ClusterPolicy.Spec.DeepCopy()
+	_, err = cnps.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// deleteAllPolicies deletes the environment's policies and every
+// ClusterNetworkPolicy of the API server (they are cluster-scoped: one left by
+// an earlier case or variant would select this one's pods).
 func (c *packetCluster) deleteAllPolicies(ctx context.Context) error {
 	for _, key := range slices.Sorted(maps.Keys(c.policies)) {
 		p := c.policies[key]
@@ -136,6 +176,10 @@ func (c *packetCluster) deleteAllPolicies(ctx context.Context) error {
 			return err
 		}
 		delete(c.policies, key)
+	}
+	err := c.npa.PolicyV1beta1().ClusterNetworkPolicies().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("delete cluster network policies: %w", err)
 	}
 	return nil
 }
@@ -195,12 +239,13 @@ func packetVariants(sel string) []packetVariant {
 	return out
 }
 
-// TestConformancePackets runs the ported upstream cases (and nftwarden's
-// named-port-to-ipBlock cases) with real packets
-// between network namespaces, nftwarden daemons on two nodes and a real API
-// server. It needs root, scripts/build-control-plane.sh, and
-// NFTW_CONFORMANCE=ipv4|all|<list> (it takes minutes). Generated cases run too
-// when NFTW_CONFORMANCE_GENERATED=<n> is set.
+// TestConformancePackets runs the ported upstream cases (NetworkPolicy e2e,
+// nftwarden's named-port-to-ipBlock cases, and the network-policy-api
+// ClusterNetworkPolicy cases) with real packets between network namespaces,
+// nftwarden daemons on two nodes and a real API server. It needs root,
+// scripts/build-control-plane.sh, and NFTW_CONFORMANCE=ipv4|all|<list> (it
+// takes minutes). Generated cases run too when NFTW_CONFORMANCE_GENERATED=<n>
+// is set.
 func TestConformancePackets(t *testing.T) {
 	sel := os.Getenv("NFTW_CONFORMANCE")
 	if sel == "" {
@@ -214,6 +259,7 @@ func TestConformancePackets(t *testing.T) {
 		t.Fatalf("NFTW_CONFORMANCE=%q selects no variant (ipv4, ipv6, bridged, all)", sel)
 	}
 	cases := append(UpstreamCases(), NamedPortIPBlockCases()...)
+	cases = append(cases, UpstreamCNPCases()...)
 	if n := os.Getenv("NFTW_CONFORMANCE_GENERATED"); n != "" {
 		var count int
 		if _, err := fmt.Sscan(n, &count); err != nil {
@@ -229,11 +275,26 @@ func TestConformancePackets(t *testing.T) {
 		t.Fatalf("control plane: %v", err)
 	}
 	t.Cleanup(cp.Stop)
+	if err := cp.InstallClusterNetworkPolicyCRD(ctx, cluster.StandardChannel); err != nil {
+		t.Fatalf("ClusterNetworkPolicy CRD: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cp.RemoveClusterNetworkPolicyCRD(context.Background()); err != nil {
+			t.Errorf("remove ClusterNetworkPolicy CRD: %v", err)
+		}
+	})
+	// CRDs speak JSON only: the admin config's protobuf default is replaced.
+	npaConfig := rest.CopyConfig(cp.Config)
+	npaConfig.ContentType = "application/json"
+	npa, err := npaclient.NewForConfig(npaConfig)
+	if err != nil {
+		t.Fatalf("ClusterNetworkPolicy client: %v", err)
+	}
 
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			env := cluster.StartForTest(t, cp, cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond})
-			pc, err := newPacketCluster(ctx, env, v.family)
+			pc, err := newPacketCluster(ctx, env, npa, v.family)
 			if err != nil {
 				t.Fatalf("pods: %v", err)
 			}

@@ -141,7 +141,7 @@ func RunCase(ctx context.Context, cl Cluster, m *Model, c Case, oracle *Oracle, 
 			if wrong := r.Wrong(); wrong > 0 || len(errs) > 0 {
 				var b strings.Builder
 				fmt.Fprintf(&b, "%s, actions %v: probe %s: %d wrong of %d\n%s", label, st.Actions, pr, wrong,
-					len(m.Pods)*(len(m.Pods)-1), r.Diff())
+					r.Checked(), r.Diff())
 				for _, e := range errs {
 					fmt.Fprintf(&b, "  %v\n", e)
 				}
@@ -177,7 +177,7 @@ func probeAll(ctx context.Context, cl Cluster, r *Reachability, pr Probe, worker
 	go func() {
 		for _, from := range pods {
 			for _, to := range pods {
-				if from != to {
+				if r.Probed(from, to) {
 					jobs <- job{from, to}
 				}
 			}

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 )
@@ -23,6 +24,7 @@ type world struct {
 	nsLabels map[string]map[string]string
 	pods     map[PodRef]map[string]string
 	policies map[string]*networkingv1.NetworkPolicy // "ns/name"
+	cnps     map[string]*v1beta1.ClusterNetworkPolicy
 }
 
 func newWorld(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) *world {
@@ -31,6 +33,7 @@ func newWorld(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) *
 		nsLabels: map[string]map[string]string{},
 		pods:     map[PodRef]map[string]string{},
 		policies: map[string]*networkingv1.NetworkPolicy{},
+		cnps:     map[string]*v1beta1.ClusterNetworkPolicy{},
 	}
 	for _, ns := range m.Namespaces() {
 		w.nsLabels[ns] = m.DefaultNamespaceLabels(ns)
@@ -80,12 +83,33 @@ func (w *world) apply(a Action) ([]func(*enforcer.Engine) error, error) {
 		}
 		delete(w.policies, key)
 		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { e.DeleteNetworkPolicy(a.Namespace, a.Name); return nil }}, nil
+	case CreateClusterPolicy, UpdateClusterPolicy:
+		_, exists := w.cnps[a.ClusterPolicy.Name]
+		if a.Kind == CreateClusterPolicy && exists {
+			return nil, fmt.Errorf("%s: cluster policy already exists", a)
+		}
+		if a.Kind == UpdateClusterPolicy && !exists {
+			return nil, fmt.Errorf("%s: no such cluster policy", a)
+		}
+		p := a.ClusterPolicy.DeepCopy()
+		w.cnps[p.Name] = p
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { return e.UpsertClusterNetworkPolicy(p.DeepCopy()) }}, nil
+	case DeleteClusterPolicy:
+		if _, ok := w.cnps[a.Name]; !ok {
+			return nil, fmt.Errorf("%s: no such cluster policy", a)
+		}
+		delete(w.cnps, a.Name)
+		return []func(*enforcer.Engine) error{func(e *enforcer.Engine) error { e.DeleteClusterNetworkPolicy(a.Name); return nil }}, nil
 	case DeleteAllPolicies:
 		var fns []func(*enforcer.Engine) error
 		for _, key := range slices.Sorted(maps.Keys(w.policies)) {
 			p := w.policies[key]
 			delete(w.policies, key)
 			fns = append(fns, func(e *enforcer.Engine) error { e.DeleteNetworkPolicy(p.Namespace, p.Name); return nil })
+		}
+		for _, name := range slices.Sorted(maps.Keys(w.cnps)) {
+			delete(w.cnps, name)
+			fns = append(fns, func(e *enforcer.Engine) error { e.DeleteClusterNetworkPolicy(name); return nil })
 		}
 		return fns, nil
 	case SetPodLabels:
