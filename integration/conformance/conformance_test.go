@@ -80,12 +80,18 @@ func TestConformanceModel(t *testing.T) {
 }
 
 // TestConformanceModelCNP runs every ported network-policy-api
-// ClusterNetworkPolicy case (upstream_cnp.go) the same way, for each family.
+// ClusterNetworkPolicy case (upstream_cnp.go, and the experimental channel's
+// upstream_cnp_experimental.go) the same way, for each family.
 func TestConformanceModelCNP(t *testing.T) {
 	cases := UpstreamCNPCases()
 	if len(cases) != 24 {
 		t.Fatalf("ported %d ClusterNetworkPolicy cases, want 24 (13 Admin tier and integration, 11 Baseline tier)", len(cases))
 	}
+	experimental := UpstreamCNPExperimentalCases()
+	if len(experimental) != 6 {
+		t.Fatalf("ported %d experimental ClusterNetworkPolicy cases, want 6 (2 node-peer, 4 named-port)", len(experimental))
+	}
+	cases = append(cases, experimental...)
 	for _, fam := range families() {
 		t.Run(string(fam), func(t *testing.T) {
 			runModel(t, fam, cases, false, func(c Case) string {
