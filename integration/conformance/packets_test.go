@@ -7,7 +7,11 @@ package conformance
 // TCP, UDP and SCTP. One environment serves all cases of a variant; between
 // cases every policy and every ClusterNetworkPolicy is deleted and every label
 // restored. The ClusterNetworkPolicy CRD (standard channel) is installed for
-// the whole test and removed at its end.
+// the whole test and removed at its end; after the standard variants the
+// experimental CRD replaces it for the experimental-<variant> runs (routed
+// ones only), on fresh environments with experimental daemons and a server
+// on NodeServerPorts in each node's own network namespace (NodeAddrs are
+// the underlay addresses above).
 
 import (
 	"context"

@@ -25,13 +25,8 @@ import (
 // SCTP's handshake over raw IP sockets (cmd/podagent, sctp.go), so the SCTP
 // cases and pokes run with packets as well as at model level.
 //
-// Not ported yet (experimental channel, not supported by nftwarden yet):
-//   - CNPAdminTierEgressNodePeers (admin-network-policy-experimental-egress-rules.go)
-//   - CNPBaselineTierEgressNodePeers (baseline-admin-network-policy-experimental-egress-rules.go)
-//   - CNPAdminTierIngressNamedPort, CNPAdminTierEgressNamedPort
-//     (admin-network-policy-experimental-{ingress,egress}-rules.go)
-//   - CNPBaselineTierIngressNamedPort, CNPBaselineTierEgressNamedPort
-//     (baseline-admin-network-policy-experimental-{ingress,egress}-rules.go)
+// The six experimental-channel tests (nodes peers, named ports) are ported in
+// upstream_cnp_experimental.go.
 
 var (
 	admin    = v1beta1.AdminTier
