@@ -49,18 +49,29 @@ func runModel(t *testing.T, fam Family, cases []Case, withOracle bool, repro fun
 					t.Fatalf("oracle: %v", err)
 				}
 			}
-			res := RunCase(ctx, cl, m, c, oracle, RunOptions{Repro: repro(c)})
-			sum.Add(res)
-			if !res.Passed() {
-				t.Error(res.Report())
-			}
+			record(t, &sum, RunCase(ctx, cl, m, c, oracle, RunOptions{Repro: repro(c)}))
 		})
 	}
+	printSummary(t, &sum, fmt.Sprintf("%s, %s", t.Name(), fam))
+}
+
+// record adds a case's result to sum and fails t with its report.
+func record(t *testing.T, sum *Summary, res Result) {
+	t.Helper()
+	sum.Add(res)
+	if !res.Passed() {
+		t.Error(res.Report())
+	}
+}
+
+// printSummary prints the closing summary of a run, labelled.
+func printSummary(t *testing.T, sum *Summary, label string) {
+	t.Helper()
 	var b strings.Builder
 	if err := sum.Write(&b); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(os.Stdout, "--- conformance summary (%s, %s)\n%s", t.Name(), fam, b.String())
+	fmt.Fprintf(os.Stdout, "--- conformance summary (%s)\n%s", label, b.String())
 }
 
 // TestConformanceModel runs every ported upstream case on the reference

@@ -427,19 +427,11 @@ func runPacketVariant(ctx context.Context, t *testing.T, cp *cluster.ControlPlan
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := RunCase(ctx, pc, m, c, oracle, RunOptions{
+			record(t, &sum, RunCase(ctx, pc, m, c, oracle, RunOptions{
 				Workers: 24, Attempts: 30, RetryDelay: 300 * time.Millisecond,
 				Repro: fmt.Sprintf("NFTW_CONFORMANCE=%s go test ./conformance -run '%s/%s' -v", v.name, run, testNamePattern(c.Name)),
-			})
-			sum.Add(res)
-			if !res.Passed() {
-				t.Error(res.Report())
-			}
+			}))
 		})
 	}
-	var b strings.Builder
-	if err := sum.Write(&b); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(os.Stdout, "--- conformance summary (%s)\n%s", t.Name(), b.String())
+	printSummary(t, &sum, t.Name())
 }

@@ -66,6 +66,25 @@ func namedPortCase(name string, tier v1beta1.Tier, pm protocolManifest, manifest
 	}}
 }
 
+// subtest is one upstream t.Run of a node-peer test: its name and pokes.
+type subtest struct {
+	name  string
+	pokes []nodePoke
+}
+
+// nodePeersCase is one of the two node-peer tests: the manifest of tier,
+// then one step per subtest.
+func nodePeersCase(name string, tier v1beta1.Tier, manifest string, subtests ...subtest) Case {
+	return Case{Name: name, Pods: HousePods, Steps: func(e *Env) []Step {
+		h := newHouses(e)
+		out := steps(h.labelled(manifest, CreateCNP(nodePeersRules(h, tier))))
+		for _, st := range subtests {
+			out = append(out, Step{Name: st.name, NodePokes: h.nodePokes(st.pokes...)})
+		}
+		return out
+	}}
+}
+
 // UpstreamCNPExperimentalCases returns the ported experimental-channel cases,
 // Admin tier first, in upstream's file order.
 func UpstreamCNPExperimentalCases() []Case {
@@ -77,23 +96,18 @@ func UpstreamCNPExperimentalCases() []Case {
 			poke{"harry-potter-1", tcp, "cedric-diggory-1", 8080, false}),
 
 		// CNPAdminTierEgressNodePeers: conformance/tests/admin-network-policy-experimental-egress-rules.go, manifest conformance/base/admin_tier/experimental-egress-selector-rules.yaml
-		{Name: "CNPAdminTierEgressNodePeers", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				return steps(h.labelled("admin_tier/experimental-egress-selector-rules.yaml", CreateCNP(nodePeersRules(h, admin))),
-					Step{Name: "Should support an 'allow-egress' rule policy for egress-node-peer", NodePokes: h.nodePokes(
-						nodePoke{"harry-potter-1", tcp, "centaur-1", 0, true},
-					)},
-					Step{Name: "Should support a 'pass-egress' rule policy for egress-node-peer", NodePokes: h.nodePokes(
-						nodePoke{"harry-potter-1", udp, "centaur-1", 2, true},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-node-peer", NodePokes: h.nodePokes(
-						nodePoke{"harry-potter-1", tcp, "centaur-1", 1, false},
-						nodePoke{"harry-potter-1", udp, "centaur-1", 4, false},
-						nodePoke{"harry-potter-1", sctp, "centaur-1", 6, false},
-					)},
-				)
+		nodePeersCase("CNPAdminTierEgressNodePeers", admin, "admin_tier/experimental-egress-selector-rules.yaml",
+			subtest{"Should support an 'allow-egress' rule policy for egress-node-peer", []nodePoke{
+				{"harry-potter-1", tcp, "centaur-1", 0, true},
 			}},
+			subtest{"Should support a 'pass-egress' rule policy for egress-node-peer", []nodePoke{
+				{"harry-potter-1", udp, "centaur-1", 2, true},
+			}},
+			subtest{"Should support a 'deny-egress' rule policy for egress-node-peer", []nodePoke{
+				{"harry-potter-1", tcp, "centaur-1", 1, false},
+				{"harry-potter-1", udp, "centaur-1", 4, false},
+				{"harry-potter-1", sctp, "centaur-1", 6, false},
+			}}),
 
 		// CNPAdminTierIngressNamedPort: conformance/tests/admin-network-policy-experimental-ingress-rules.go, manifest conformance/base/admin_tier/standard-ingress-udp-rules.yaml
 		namedPortCase("CNPAdminTierIngressNamedPort", admin, ingressUDPManifest, "admin_tier/standard-ingress-udp-rules.yaml", 5, "dns",
@@ -108,20 +122,15 @@ func UpstreamCNPExperimentalCases() []Case {
 			poke{"cedric-diggory-1", udp, "harry-potter-1", 5353, false}),
 
 		// CNPBaselineTierEgressNodePeers: conformance/tests/baseline-admin-network-policy-experimental-egress-rules.go, manifest conformance/base/baseline_tier/experimental-egress-selector-rules.yaml
-		{Name: "CNPBaselineTierEgressNodePeers", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				return steps(h.labelled("baseline_tier/experimental-egress-selector-rules.yaml", CreateCNP(nodePeersRules(h, baseline))),
-					Step{Name: "Should support an 'allow-egress' rule policy for egress-node-peer", NodePokes: h.nodePokes(
-						nodePoke{"harry-potter-0", tcp, "centaur-1", 0, true},
-						nodePoke{"harry-potter-1", tcp, "centaur-1", 1, true},
-					)},
-					Step{Name: "Should support a 'deny-egress' rule policy for egress-node-peer", NodePokes: h.nodePokes(
-						nodePoke{"harry-potter-1", udp, "centaur-1", 4, false},
-						nodePoke{"harry-potter-1", sctp, "centaur-1", 6, false},
-					)},
-				)
+		nodePeersCase("CNPBaselineTierEgressNodePeers", baseline, "baseline_tier/experimental-egress-selector-rules.yaml",
+			subtest{"Should support an 'allow-egress' rule policy for egress-node-peer", []nodePoke{
+				{"harry-potter-0", tcp, "centaur-1", 0, true},
+				{"harry-potter-1", tcp, "centaur-1", 1, true},
 			}},
+			subtest{"Should support a 'deny-egress' rule policy for egress-node-peer", []nodePoke{
+				{"harry-potter-1", udp, "centaur-1", 4, false},
+				{"harry-potter-1", sctp, "centaur-1", 6, false},
+			}}),
 
 		// CNPBaselineTierIngressNamedPort: conformance/tests/baseline-admin-network-policy-experimental-ingress-rules.go, manifest conformance/base/baseline_tier/standard-ingress-tcp-rules.yaml
 		namedPortCase("CNPBaselineTierIngressNamedPort", baseline, ingressTCPManifest, "baseline_tier/standard-ingress-tcp-rules.yaml", 3, "web",
