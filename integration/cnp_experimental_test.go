@@ -142,10 +142,7 @@ func cnpOn(name string, tier policyv1beta1.Tier, prio int32, ns string, in []pol
 func grantNodePeers(t *testing.T, ctx context.Context, c *cluster.ControlPlane) {
 	t.Helper()
 	must(t, c.ApplyDaemonRBAC())
-	path, err := cluster.DeployManifest("rbac-node-peers.yaml")
-	must(t, err)
-	applied, err := c.ApplyManifests(ctx, path)
-	must(t, err)
+	applied, err := c.ApplyDaemonNodePeersRBAC(ctx)
 	admin := clientsFor(t, c.Config)
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -164,6 +161,7 @@ func grantNodePeers(t *testing.T, ctx context.Context, c *cluster.ControlPlane) 
 			}
 		}
 	})
+	must(t, err)
 	waitAllowed(t, ctx, admin.kube, cluster.DaemonUser, "watch", "", "nodes", "")
 }
 

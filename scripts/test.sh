@@ -80,7 +80,8 @@ fi
 
 section "conformance: upstream NetworkPolicy e2e, network-policy-api ClusterNetworkPolicy and generated cases"
 # The ported upstream cases (49 NetworkPolicy e2e, 2 named-port, 24 ClusterNetworkPolicy
-# conformance tests) with real packets over IPv4 and over IPv6 (the pods are
+# conformance tests, then the 6 experimental-channel ones with the experimental CRD and
+# daemons) with real packets over IPv4 and over IPv6 (the pods are
 # dual-stack: both addresses are in the API and in the sets), plus a
 # sample of generated cases mixing NetworkPolicies and ClusterNetworkPolicies;
 # scripts/conformance.sh runs every variant and 300 generated cases per variant.

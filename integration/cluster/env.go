@@ -272,7 +272,9 @@ func (e *Env) addNode(ctx context.Context, k int) (*Node, error) {
 		return nil, err
 	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
+		// The labels a kubelet puts on its Node (network-policy-api's node-peer
+		// conformance tests select kubernetes.io/os: linux).
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux"}},
 		// Canonical text (RFC 5952), which the API server asks for.
 		Spec: corev1.NodeSpec{PodCIDRs: []string{n.PodCIDRv4().String(), n.PodCIDRv6().String()}},
 	}

@@ -121,6 +121,34 @@ func (cp *ControlPlane) applyDaemonRBAC(ctx context.Context) error {
 	if _, err := cp.ApplyManifests(ctx, path); err != nil {
 		return fmt.Errorf("daemon RBAC: %w", err)
 	}
+	return cp.waitDaemonMayList(ctx, path, "pods", func(ctx context.Context, c kubernetes.Interface) error {
+		_, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1})
+		return err
+	})
+}
+
+// ApplyDaemonNodePeersRBAC applies daemon/deploy/rbac-node-peers.yaml as written
+// (what `--cluster-network-policy=experimental` needs beside rbac.yaml) and waits
+// until DaemonUser may list nodes. It returns the objects as stored, for a test
+// that removes them again.
+func (cp *ControlPlane) ApplyDaemonNodePeersRBAC(ctx context.Context) ([]*unstructured.Unstructured, error) {
+	path, err := DeployManifest("rbac-node-peers.yaml")
+	if err != nil {
+		return nil, err
+	}
+	applied, err := cp.ApplyManifests(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon node-peers RBAC: %w", err)
+	}
+	return applied, cp.waitDaemonMayList(ctx, path, "nodes", func(ctx context.Context, c kubernetes.Interface) error {
+		_, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+		return err
+	})
+}
+
+// waitDaemonMayList waits until list, made as DaemonUser, is no longer
+// forbidden: the authorizer sees new bindings through a cache.
+func (cp *ControlPlane) waitDaemonMayList(ctx context.Context, path, what string, list func(context.Context, kubernetes.Interface) error) error {
 	client, err := kubernetes.NewForConfig(cp.DaemonConfig)
 	if err != nil {
 		return fmt.Errorf("daemon client: %w", err)
@@ -128,13 +156,13 @@ func (cp *ControlPlane) applyDaemonRBAC(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, apiTimeout)
-		_, err := client.CoreV1().Pods("").List(actx, metav1.ListOptions{Limit: 1})
+		err := list(actx, client)
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
-			return fmt.Errorf("daemon RBAC applied from %s, but %s cannot list pods: %w", path, DaemonUser, err)
+			return fmt.Errorf("RBAC applied from %s, but %s cannot list %s: %w", path, DaemonUser, what, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -285,6 +285,9 @@ func (e *Env) preparePod(spec PodSpec) (_ *Pod, _ *corev1.Pod, link int, err err
 			sctp = append(sctp, s)
 		}
 	}
+	// Two names may declare one port (a container port per name, as
+	// upstream's network-policy-api pods have); the agent listens once.
+	tcp, udp, sctp = distinct(tcp), distinct(udp), distinct(sctp)
 	e.mu.Lock()
 	n.nextLink++
 	link = n.nextLink
@@ -427,3 +430,9 @@ func (e *Env) teardownPod(p *Pod) {
 
 // errNoAgent is returned for probes and sessions from a pod without an agent.
 var errNoAgent = errors.New("pod has no agent (API-only or deleted)")
+
+// distinct returns ports sorted, each once.
+func distinct(ports []string) []string {
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}

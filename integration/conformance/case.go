@@ -42,11 +42,30 @@ func (e *Env) PodIP(p PodRef) netip.Addr { return e.podIP(p) }
 // upstream's NewReachability(k8s.AllPodStrings(), true).
 func (e *Env) Reach() *Reachability { return NewReachability(e.Pods, true) }
 
-// Step applies its actions in order, then runs its probes.
+// Step applies its actions in order, then runs its probes and its node pokes.
 type Step struct {
 	Name    string // upstream's ginkgo.By text when there is one
 	Actions []Action
 	Probes  []Probe
+	// NodePokes probe servers that run in a node's own network namespace
+	// (upstream's hostNetwork pods), for ClusterNetworkPolicy nodes peers.
+	NodePokes []NodePoke
+}
+
+// NodePoke is one connection from a pod to the primary-family address of a
+// node (0 or 1, Model.Node's numbering), where a server in the node's own
+// network namespace listens on NodeServerPorts; Allowed is whether it must
+// get through.
+type NodePoke struct {
+	From     PodRef
+	Node     int
+	Port     int
+	Protocol corev1.Protocol
+	Allowed  bool
+}
+
+func (p NodePoke) String() string {
+	return fmt.Sprintf("%s -> node %d %s/%d", p.From, p.Node, p.Protocol, p.Port)
 }
 
 // Probe checks every flow between the case's pods (self excluded) on one

@@ -46,11 +46,13 @@ func namespacedPod(namespaces, pods *metav1.LabelSelector) *v1beta1.NamespacedPo
 	return &v1beta1.NamespacedPod{NamespaceSelector: *namespaces, PodSelector: *pods}
 }
 
-// CNPPeer is a peer of either direction; Networks only in egress rules.
+// CNPPeer is a peer of either direction; Networks and Nodes (experimental
+// channel) only in egress rules.
 type CNPPeer struct {
 	Namespaces *metav1.LabelSelector
 	Pods       *v1beta1.NamespacedPod
 	Networks   []v1beta1.CIDR
+	Nodes      *metav1.LabelSelector
 }
 
 // NsCNPPeer selects every pod of the selected namespaces.
@@ -69,6 +71,10 @@ func NetsCNPPeer(cidrs ...netip.Prefix) CNPPeer {
 	}
 	return p
 }
+
+// NodesCNPPeer is an egress peer of the addresses of the selected Nodes
+// (experimental channel).
+func NodesCNPPeer(nodes *metav1.LabelSelector) CNPPeer { return CNPPeer{Nodes: nodes} }
 
 // CNPIngress appends ingress rules (in order: the first match decides).
 func CNPIngress(rules ...v1beta1.ClusterNetworkPolicyIngressRule) CNPOption {
@@ -93,7 +99,7 @@ func CNPIn(name string, action v1beta1.ClusterNetworkPolicyRuleAction, from []CN
 func CNPOut(name string, action v1beta1.ClusterNetworkPolicyRuleAction, to []CNPPeer, protocols ...v1beta1.ClusterNetworkPolicyProtocol) v1beta1.ClusterNetworkPolicyEgressRule {
 	r := v1beta1.ClusterNetworkPolicyEgressRule{Name: name, Action: action, Protocols: protocols}
 	for _, p := range to {
-		r.To = append(r.To, v1beta1.ClusterNetworkPolicyEgressPeer{Namespaces: p.Namespaces, Pods: p.Pods, Networks: p.Networks})
+		r.To = append(r.To, v1beta1.ClusterNetworkPolicyEgressPeer{Namespaces: p.Namespaces, Pods: p.Pods, Networks: p.Networks, Nodes: p.Nodes})
 	}
 	return r
 }
@@ -109,6 +115,12 @@ func CNPPort(proto corev1.Protocol, port int32) v1beta1.ClusterNetworkPolicyProt
 // CNPPortRange is a protocol with the destination ports start..end.
 func CNPPortRange(proto corev1.Protocol, start, end int32) v1beta1.ClusterNetworkPolicyProtocol {
 	return cnpProtocol(proto, &v1beta1.Port{Range: &v1beta1.PortRange{Start: start, End: end}})
+}
+
+// CNPNamedPort is the destination port of that name, whatever its protocol
+// (experimental channel).
+func CNPNamedPort(name string) v1beta1.ClusterNetworkPolicyProtocol {
+	return v1beta1.ClusterNetworkPolicyProtocol{DestinationNamedPort: name}
 }
 
 func cnpProtocol(proto corev1.Protocol, port *v1beta1.Port) v1beta1.ClusterNetworkPolicyProtocol {

@@ -49,18 +49,29 @@ func runModel(t *testing.T, fam Family, cases []Case, withOracle bool, repro fun
 					t.Fatalf("oracle: %v", err)
 				}
 			}
-			res := RunCase(ctx, cl, m, c, oracle, RunOptions{Repro: repro(c)})
-			sum.Add(res)
-			if !res.Passed() {
-				t.Error(res.Report())
-			}
+			record(t, &sum, RunCase(ctx, cl, m, c, oracle, RunOptions{Repro: repro(c)}))
 		})
 	}
+	printSummary(t, &sum, fmt.Sprintf("%s, %s", t.Name(), fam))
+}
+
+// record adds a case's result to sum and fails t with its report.
+func record(t *testing.T, sum *Summary, res Result) {
+	t.Helper()
+	sum.Add(res)
+	if !res.Passed() {
+		t.Error(res.Report())
+	}
+}
+
+// printSummary prints the closing summary of a run, labelled.
+func printSummary(t *testing.T, sum *Summary, label string) {
+	t.Helper()
 	var b strings.Builder
 	if err := sum.Write(&b); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(os.Stdout, "--- conformance summary (%s, %s)\n%s", t.Name(), fam, b.String())
+	fmt.Fprintf(os.Stdout, "--- conformance summary (%s)\n%s", label, b.String())
 }
 
 // TestConformanceModel runs every ported upstream case on the reference
@@ -80,12 +91,18 @@ func TestConformanceModel(t *testing.T) {
 }
 
 // TestConformanceModelCNP runs every ported network-policy-api
-// ClusterNetworkPolicy case (upstream_cnp.go) the same way, for each family.
+// ClusterNetworkPolicy case (upstream_cnp.go, and the experimental channel's
+// upstream_cnp_experimental.go) the same way, for each family.
 func TestConformanceModelCNP(t *testing.T) {
 	cases := UpstreamCNPCases()
 	if len(cases) != 24 {
 		t.Fatalf("ported %d ClusterNetworkPolicy cases, want 24 (13 Admin tier and integration, 11 Baseline tier)", len(cases))
 	}
+	experimental := UpstreamCNPExperimentalCases()
+	if len(experimental) != 6 {
+		t.Fatalf("ported %d experimental ClusterNetworkPolicy cases, want 6 (2 node-peer, 4 named-port)", len(experimental))
+	}
+	cases = append(cases, experimental...)
 	for _, fam := range families() {
 		t.Run(string(fam), func(t *testing.T) {
 			runModel(t, fam, cases, false, func(c Case) string {

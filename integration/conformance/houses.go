@@ -27,9 +27,19 @@ import (
 // (keeping ours), so the policies keep upstream's selectors verbatim; only
 // kubernetes.io/metadata.name values name our namespaces. Upstream's servers
 // listen on TCP 80, 8080, UDP 53, 5353 and SCTP 9003, 9005: ours serve those
-// ports too (HousePorts), so ports and ranges are upstream's. The fifth
-// namespace, forbidden-forrest (hostNetwork pods), is used only by the
-// experimental node-peer cases, which are not ported.
+// ports too (HousePorts), so ports and ranges are upstream's, and name TCP 80
+// "web" and UDP 53 "dns" as upstream's do (HouseNamedPorts).
+//
+// The fifth namespace, forbidden-forrest, holds upstream's StatefulSet centaur
+// of two hostNetwork pods, centaur-0 and -1, whose servers listen on the
+// node's address at HostNetworkPorts; only the experimental node-peer tests
+// use them, and only centaur-1. Ours are servers in the nodes' own network
+// namespaces (NodePoke): centaur-1 is the one on node 0, centaur-0 the one on
+// node 1, the other node than harry-potter-<i>'s (x/a on node 0, x/b on node
+// 1). Upstream leaves placement to the scheduler; this one makes every denied
+// poke (all from harry-potter-1) cross nodes, because a pod's traffic to its
+// own node never passes the forward hook and is not filtered
+// (enforcer/PROGRAM.md).
 
 // house is one upstream namespace and the model namespace standing for it.
 type house struct{ name, ns, character string }
@@ -132,6 +142,46 @@ func (h *houses) removePodLabel(pod, key string) Action {
 // labels replaced (the API server keeps the name label).
 func (h *houses) setNamespaceLabels(houseName string, l map[string]string) Action {
 	return NamespaceLabels(h.namespace(houseName), l)
+}
+
+// HostNetworkPorts are upstream's suite.HostNetworkPorts at their default
+// (HostNetworkPortRangeStart 34345, eight ports), which its experimental
+// manifests index as {{ index .HostNetworkPorts i }}.
+var HostNetworkPorts = [8]int32{34345, 34346, 34347, 34348, 34349, 34350, 34351, 34352}
+
+// NodeServerPorts are the ports centaur's containers listen on
+// (conformance/base/manifests.yaml): TCP 0 and 1 (serve-hostname), UDP 2 and
+// 4 with their netexec HTTP ports TCP 3 and 5, SCTP 6 and 7 (porter).
+var NodeServerPorts = map[corev1.Protocol][]int32{
+	corev1.ProtocolTCP:  {HostNetworkPorts[0], HostNetworkPorts[1], HostNetworkPorts[3], HostNetworkPorts[5]},
+	corev1.ProtocolUDP:  {HostNetworkPorts[2], HostNetworkPorts[4]},
+	corev1.ProtocolSCTP: {HostNetworkPorts[6], HostNetworkPorts[7]},
+}
+
+// centaurNode maps upstream's hostNetwork server pods to our nodes.
+var centaurNode = map[string]int{"centaur-0": 1, "centaur-1": 0}
+
+// nodePoke is one upstream PokeServer to a centaur pod's address (its node's)
+// at HostNetworkPorts[portIndex].
+type nodePoke struct {
+	client    string
+	proto     corev1.Protocol
+	server    string
+	portIndex int
+	allowed   bool
+}
+
+// nodePokes turns upstream's PokeServer calls to centaur into NodePokes.
+func (h *houses) nodePokes(ps ...nodePoke) []NodePoke {
+	var out []NodePoke
+	for _, p := range ps {
+		n, ok := centaurNode[p.server]
+		if !ok {
+			panic(fmt.Sprintf("unknown hostNetwork pod %q", p.server))
+		}
+		out = append(out, NodePoke{From: h.pod(p.client), Node: n, Port: int(HostNetworkPorts[p.portIndex]), Protocol: p.proto, Allowed: p.allowed})
+	}
+	return out
 }
 
 // poke is one upstream PokeServer: client pod, protocol, server pod, port,

@@ -39,6 +39,16 @@ var HousePorts = map[corev1.Protocol][]int32{
 	corev1.ProtocolSCTP: {9003, 9005},
 }
 
+// HouseNamedPorts are the names upstream's server containers give two of
+// HousePorts (conformance/base/manifests.yaml: "web" is TCP 80, "dns" UDP 53),
+// which the experimental named-port cases use. Every model pod declares them
+// besides its serve-<port>-<proto> names (a second name for the same port, as
+// upstream's pods have one name per port).
+var HouseNamedPorts = []corev1.ContainerPort{
+	{Name: "web", ContainerPort: 80, Protocol: corev1.ProtocolTCP},
+	{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+}
+
 // Label keys the model uses. The namespace-name label is set by the API server
 // on real clusters; model-only clusters set it themselves (KubeNamespace).
 const (
@@ -172,7 +182,7 @@ func KubeNamespace(name string, labels map[string]string) *corev1.Namespace {
 }
 
 // ContainerPorts are the named ports of a model server (serve-<port>-<proto>):
-// ModelPorts and HousePorts on each protocol.
+// ModelPorts and HousePorts on each protocol, then HouseNamedPorts.
 func ContainerPorts() []corev1.ContainerPort {
 	var ports []corev1.ContainerPort
 	for _, proto := range ModelProtocols {
@@ -185,7 +195,37 @@ func ContainerPorts() []corev1.ContainerPort {
 			}
 		}
 	}
-	return ports
+	return append(ports, HouseNamedPorts...)
+}
+
+// NodeAddrs are the addresses of node n (0 or 1) in every cluster of this
+// package, IPv4 then IPv6: 198.18.0.<n+1> and 2001:db8::<n+1>, the underlay
+// addresses of the packet harness (package cluster).
+func NodeAddrs(n int) []netip.Addr {
+	return []netip.Addr{
+		netip.AddrFrom4([4]byte{198, 18, 0, byte(n + 1)}),
+		netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(n + 1)}),
+	}
+}
+
+// nodeAddrLike is node n's address of addr's family.
+func nodeAddrLike(n int, addr netip.Addr) netip.Addr {
+	if addr.Is4() {
+		return NodeAddrs(n)[0]
+	}
+	return NodeAddrs(n)[1]
+}
+
+// KubeNode builds a Node with the labels a kubelet sets (hostname, and
+// kubernetes.io/os: linux, which upstream's node-peer tests select) and its
+// addresses as InternalIPs.
+func KubeNode(name string, addrs []netip.Addr) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelOSStable: "linux"}}}
+	for _, a := range addrs {
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a.String()})
+	}
+	return n
 }
 
 // KubePod builds a running pod on node with the given addresses (first is the

@@ -79,7 +79,7 @@ func NewModelCluster(ctx context.Context, m *Model, fam Family) (*ModelCluster, 
 	c.w = newWorld(m, c.ips, c.NodeOf)
 	for n := range 2 {
 		fake := nft.NewFake("nftwarden")
-		eng, err := enforcer.New(enforcer.Config{NodeName: NodeName(n), Dataplane: fake})
+		eng, err := newEngine(NodeName(n), fake)
 		if err != nil {
 			return nil, fmt.Errorf("engine for %s: %w", NodeName(n), err)
 		}
@@ -169,6 +169,40 @@ func (c *ModelCluster) Probe(ctx context.Context, from, to PodRef, port int, pro
 		// only the evaluator and the dataplane must agree.
 		if i == 0 {
 			verdict = ok
+		}
+	}
+	return verdict, errors.Join(errs...)
+}
+
+// ProbeNode implements Cluster: the flow leaves through the source node's
+// forward hook only; the destination node receives it on input, where nothing
+// is filtered. A pod's connection to its own node never crosses forward
+// (enforcer/PROGRAM.md: always allowed), so it is allowed without a check.
+// Dual-stack pods are probed on both families; the verdict is the primary's.
+func (c *ModelCluster) ProbeNode(ctx context.Context, from PodRef, node, port int, proto corev1.Protocol) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	src := c.ips[from]
+	if len(src) == 0 || node < 0 || node >= len(c.nodes) {
+		return false, fmt.Errorf("probe %s -> node %d: unknown pod or node", from, node)
+	}
+	if c.m.Node(from) == node {
+		return true, nil
+	}
+	sn := c.nodes[c.m.Node(from)]
+	var verdict bool
+	var errs []error
+	for i, a := range src {
+		dst := nodeAddrLike(node, a)
+		d := sn.eng.Decide(enforcer.Flow{Src: a, Dst: dst, Protocol: proto, Port: uint16(port)})
+		traced, why, err := tracePath(sn, sn, a, dst, port, proto)
+		if err != nil {
+			errs = append(errs, err)
+		} else if traced != d.Allowed {
+			errs = append(errs, fmt.Errorf("%s -> %s: dataplane says %v (%s) but evaluator says %v (%s)", a, dst, traced, why, d.Allowed, d.Reason))
+		}
+		if i == 0 {
+			verdict = traced
 		}
 	}
 	return verdict, errors.Join(errs...)

@@ -7,7 +7,11 @@ package conformance
 // TCP, UDP and SCTP. One environment serves all cases of a variant; between
 // cases every policy and every ClusterNetworkPolicy is deleted and every label
 // restored. The ClusterNetworkPolicy CRD (standard channel) is installed for
-// the whole test and removed at its end.
+// the whole test and removed at its end; after the standard variants the
+// experimental CRD replaces it for the experimental-<variant> runs (routed
+// ones only), on fresh environments with experimental daemons and a server
+// on NodeServerPorts in each node's own network namespace (NodeAddrs are
+// the underlay addresses above).
 
 import (
 	"context"
@@ -211,6 +215,56 @@ func (c *packetCluster) Probe(ctx context.Context, from, to PodRef, port int, pr
 	return c.env.Probe(ctx, a, b, cluster.Flow{Port: uint16(port), Protocol: proto, Family: c.family})
 }
 
+// ProbeNode implements Cluster: a probe of the node's address of the primary
+// family, which only the node's own server may answer.
+func (c *packetCluster) ProbeNode(ctx context.Context, from PodRef, node, port int, proto corev1.Protocol) (bool, error) {
+	a := c.pods[from]
+	if a == nil || node < 0 || node >= len(c.env.Nodes) {
+		return false, fmt.Errorf("probe %s -> node %d: unknown pod or node", from, node)
+	}
+	n := c.env.Nodes[node]
+	addr := n.IPv4
+	if c.family == 6 {
+		addr = n.IPv6
+	}
+	r, err := c.env.ProbeAddr(ctx, a, addr, uint16(port), proto)
+	if err != nil {
+		return false, err
+	}
+	if r.Reachable && r.Peer != "host/"+n.Name {
+		return false, fmt.Errorf("probe %s -> %s (%s/%d) answered by %q", from, addr, proto, port, r.Peer)
+	}
+	return r.Reachable, nil
+}
+
+// startNodeServers runs a server on NodeServerPorts in each node's own
+// network namespace (stopped when the test ends), and waits until a pod of
+// the other node reaches every one of them: a denied node poke must mean a
+// policy, not a server that is not up.
+func (c *packetCluster) startNodeServers(ctx context.Context, t *testing.T) error {
+	var ports []cluster.Port
+	for _, proto := range ModelProtocols {
+		for _, p := range NodeServerPorts[proto] {
+			ports = append(ports, cluster.Port{Port: uint16(p), Protocol: proto})
+		}
+	}
+	for i, n := range c.env.Nodes {
+		stop, err := n.StartHostServer(ports...)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(stop)
+		from := c.m.Pods[slices.IndexFunc(c.m.Pods, func(p PodRef) bool { return c.m.Node(p) != i })]
+		for _, p := range ports {
+			np := NodePoke{From: from, Node: i, Port: int(p.Port), Protocol: p.Protocol, Allowed: true}
+			if err := pokeNode(ctx, c, np, RunOptions{Attempts: 20, RetryDelay: 250 * time.Millisecond}); err != nil {
+				return fmt.Errorf("node server of %s: %w", n.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
 type packetVariant struct {
 	name    string
 	family  int
@@ -292,59 +346,92 @@ func TestConformancePackets(t *testing.T) {
 	}
 
 	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			env := cluster.StartForTest(t, cp, cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond})
-			pc, err := newPacketCluster(ctx, env, npa, v.family)
-			if err != nil {
-				t.Fatalf("pods: %v", err)
-			}
-			if err := env.StartDaemons(); err != nil {
-				t.Fatalf("daemons: %v", err)
-			}
-			var sum Summary
-			for _, c := range cases {
-				t.Run(c.Name, func(t *testing.T) {
-					if err := pc.reset(ctx); err != nil {
-						t.Fatalf("reset: %v", err)
-					}
-					// Wait until the reset is enforced, so a stale ruleset cannot
-					// pass (or fail) the next case's first probe.
-					settled := Case{Name: "reset", Steps: func(e *Env) []Step {
-						return steps(Step{Probes: probes(probe(80, tcp, e.Reach()), probe(81, udp, e.Reach()))})
-					}}
-					if res := RunCase(ctx, pc, pc.m, settled, nil, RunOptions{Workers: 24, Attempts: 50, RetryDelay: 300 * time.Millisecond}); !res.Passed() {
-						t.Fatalf("cluster did not return to all-allowed after reset:\n%s", res.Report())
-					}
-					// The case sees its own pods; the others exist but are not probed.
-					m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), c.Pods)
-					if err != nil {
-						t.Fatal(err)
-					}
-					// Generated cases take their expectations from a model-only
-					// engine that follows the same actions.
-					ips := map[PodRef][]netip.Addr{}
-					for _, p := range pc.m.Pods {
-						ips[p], _ = pc.PodIPs(p)
-					}
-					oracle, err := NewOracle(pc.m, ips, func(p PodRef) string { return pc.pods[p].Node.Name })
-					if err != nil {
-						t.Fatal(err)
-					}
-					res := RunCase(ctx, pc, m, c, oracle, RunOptions{
-						Workers: 24, Attempts: 30, RetryDelay: 300 * time.Millisecond,
-						Repro: fmt.Sprintf("NFTW_CONFORMANCE=%s go test ./conformance -run 'TestConformancePackets/%s/%s' -v", v.name, v.name, testNamePattern(c.Name)),
-					})
-					sum.Add(res)
-					if !res.Passed() {
-						t.Error(res.Report())
-					}
-				})
-			}
-			var b strings.Builder
-			if err := sum.Write(&b); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(os.Stdout, "--- conformance summary (%s)\n%s", t.Name(), b.String())
+		t.Run(v.name, func(t *testing.T) { runPacketVariant(ctx, t, cp, npa, v, cases, false) })
+	}
+
+	// The experimental channel (upstream_cnp_experimental.go): its CRD replaces
+	// the standard one, the daemons' role gains rbac-node-peers.yaml, and each
+	// routed variant runs again with experimental daemons and servers in the
+	// nodes' own network namespaces.
+	var routed []packetVariant
+	for _, v := range variants {
+		if !v.bridged {
+			routed = append(routed, v)
+		}
+	}
+	if len(routed) == 0 {
+		return
+	}
+	if err := cp.InstallClusterNetworkPolicyCRD(ctx, cluster.ExperimentalChannel); err != nil {
+		t.Fatalf("ClusterNetworkPolicy CRD (experimental): %v", err)
+	}
+	if _, err := cp.ApplyDaemonNodePeersRBAC(ctx); err != nil {
+		t.Fatalf("node-peers RBAC: %v", err)
+	}
+	for _, v := range routed {
+		t.Run("experimental-"+v.name, func(t *testing.T) {
+			runPacketVariant(ctx, t, cp, npa, v, UpstreamCNPExperimentalCases(), true)
 		})
 	}
+}
+
+// runPacketVariant runs cases on a fresh two-node environment of variant v.
+// Experimental runs start the daemons with --cluster-network-policy=experimental
+// and a server on NodeServerPorts in each node's own network namespace, for
+// the node pokes.
+func runPacketVariant(ctx context.Context, t *testing.T, cp *cluster.ControlPlane, npa npaclient.Interface, v packetVariant, cases []Case, experimental bool) {
+	opts := cluster.Options{Nodes: 2, Bridged: v.bridged, ProbeTimeout: 750 * time.Millisecond}
+	if experimental {
+		opts.DaemonArgs = []string{"--cluster-network-policy", "experimental"}
+	}
+	env := cluster.StartForTest(t, cp, opts)
+	pc, err := newPacketCluster(ctx, env, npa, v.family)
+	if err != nil {
+		t.Fatalf("pods: %v", err)
+	}
+	if experimental {
+		if err := pc.startNodeServers(ctx, t); err != nil {
+			t.Fatalf("node servers: %v", err)
+		}
+	}
+	run := t.Name()
+	if err := env.StartDaemons(); err != nil {
+		t.Fatalf("daemons: %v", err)
+	}
+	var sum Summary
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			if err := pc.reset(ctx); err != nil {
+				t.Fatalf("reset: %v", err)
+			}
+			// Wait until the reset is enforced, so a stale ruleset cannot
+			// pass (or fail) the next case's first probe.
+			settled := Case{Name: "reset", Steps: func(e *Env) []Step {
+				return steps(Step{Probes: probes(probe(80, tcp, e.Reach()), probe(81, udp, e.Reach()))})
+			}}
+			if res := RunCase(ctx, pc, pc.m, settled, nil, RunOptions{Workers: 24, Attempts: 50, RetryDelay: 300 * time.Millisecond}); !res.Passed() {
+				t.Fatalf("cluster did not return to all-allowed after reset:\n%s", res.Report())
+			}
+			// The case sees its own pods; the others exist but are not probed.
+			m, err := NewModel(strings.TrimPrefix(env.Name(""), "-"), c.Pods)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Generated cases take their expectations from a model-only
+			// engine that follows the same actions.
+			ips := map[PodRef][]netip.Addr{}
+			for _, p := range pc.m.Pods {
+				ips[p], _ = pc.PodIPs(p)
+			}
+			oracle, err := NewOracle(pc.m, ips, func(p PodRef) string { return pc.pods[p].Node.Name })
+			if err != nil {
+				t.Fatal(err)
+			}
+			record(t, &sum, RunCase(ctx, pc, m, c, oracle, RunOptions{
+				Workers: 24, Attempts: 30, RetryDelay: 300 * time.Millisecond,
+				Repro: fmt.Sprintf("NFTW_CONFORMANCE=%s go test ./conformance -run '%s/%s' -v", v.name, run, testNamePattern(c.Name)),
+			}))
+		})
+	}
+	printSummary(t, &sum, t.Name())
 }

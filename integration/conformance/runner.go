@@ -31,6 +31,10 @@ type Cluster interface {
 	// primary address on port/proto gets through. An error means the probe
 	// could not be made or the cluster is inconsistent; it fails the case.
 	Probe(ctx context.Context, from, to PodRef, port int, proto corev1.Protocol) (bool, error)
+	// ProbeNode reports whether a new connection from a pod to node's address
+	// of the pod's primary family gets through to the server that runs in the
+	// node's own network namespace (NodePoke).
+	ProbeNode(ctx context.Context, from PodRef, node, port int, proto corev1.Protocol) (bool, error)
 }
 
 // RunOptions tune RunCase.
@@ -148,8 +152,37 @@ func RunCase(ctx context.Context, cl Cluster, m *Model, c Case, oracle *Oracle, 
 				fail("%s", strings.TrimRight(b.String(), "\n"))
 			}
 		}
+		for _, np := range st.NodePokes {
+			if err := pokeNode(ctx, cl, np, opts); err != nil {
+				fail("%s, actions %v: %v", label, st.Actions, err)
+			}
+		}
 	}
 	return res
+}
+
+// pokeNode makes one NodePoke, again after RetryDelay while the answer is
+// wrong, up to Attempts times.
+func pokeNode(ctx context.Context, cl Cluster, np NodePoke, opts RunOptions) error {
+	var got bool
+	var err error
+	for attempt := range max(opts.Attempts, 1) {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w", np, ctx.Err())
+			case <-time.After(opts.RetryDelay):
+			}
+		}
+		got, err = cl.ProbeNode(ctx, np.From, np.Node, np.Port, np.Protocol)
+		if err == nil && got == np.Allowed {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", np, err)
+	}
+	return fmt.Errorf("%s: allowed %v, want %v", np, got, np.Allowed)
 }
 
 // probeAll fills r.Observed for every flow between distinct pods.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
@@ -24,13 +25,8 @@ import (
 // SCTP's handshake over raw IP sockets (cmd/podagent, sctp.go), so the SCTP
 // cases and pokes run with packets as well as at model level.
 //
-// Not ported yet (experimental channel, not supported by nftwarden yet):
-//   - CNPAdminTierEgressNodePeers (admin-network-policy-experimental-egress-rules.go)
-//   - CNPBaselineTierEgressNodePeers (baseline-admin-network-policy-experimental-egress-rules.go)
-//   - CNPAdminTierIngressNamedPort, CNPAdminTierEgressNamedPort
-//     (admin-network-policy-experimental-{ingress,egress}-rules.go)
-//   - CNPBaselineTierIngressNamedPort, CNPBaselineTierEgressNamedPort
-//     (baseline-admin-network-policy-experimental-{ingress,egress}-rules.go)
+// The six experimental-channel tests (nodes peers, named ports) are ported in
+// upstream_cnp_experimental.go.
 
 var (
 	admin    = v1beta1.AdminTier
@@ -67,6 +63,40 @@ func setAction(cnp *v1beta1.ClusterNetworkPolicy, dir networkingv1.PolicyType, i
 func setPriority(cnp *v1beta1.ClusterNetworkPolicy, priority int32) Action {
 	cnp.Spec.Priority = priority
 	return UpdateCNP(cnp)
+}
+
+// protocolManifest is one standard-{ingress,egress}-<protocol>-rules.yaml
+// that both tiers have with the same rules (protocolRules, without Pass in
+// the Baseline tier): the Admin tier's policy is named and prioritised per
+// manifest, the Baseline tier's is "default" at priority 10. The named-port
+// cases (upstream_cnp_experimental.go) start from four of them.
+type protocolManifest struct {
+	adminName     string
+	adminPriority int32
+	subject       string // house
+	dir           networkingv1.PolicyType
+	proto         corev1.Protocol
+	a, b          string
+	denyPort      int32
+	c             string
+	acceptPort    int32
+}
+
+var (
+	egressTCPManifest  = protocolManifest{"egress-tcp", 6, "gryffindor", dirOut, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 8080}
+	egressUDPManifest  = protocolManifest{"egress-udp", 7, "hufflepuff", dirOut, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53}
+	ingressTCPManifest = protocolManifest{"ingress-tcp", 3, "gryffindor", dirIn, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 80}
+	ingressUDPManifest = protocolManifest{"ingress-udp", 4, "hufflepuff", dirIn, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53}
+)
+
+// cnp is the manifest's policy of tier.
+func (pm protocolManifest) cnp(h *houses, tier v1beta1.Tier) *v1beta1.ClusterNetworkPolicy {
+	name, priority := pm.adminName, pm.adminPriority
+	if tier == baseline {
+		name, priority = "default", 10
+	}
+	return NewCNP(name, tier, priority, SubjectNamespaces(h.byName(pm.subject)),
+		h.rules(pm.dir, protocolRules(tier, pm.dir, pm.proto, pm.a, pm.b, pm.denyPort, pm.c, pm.acceptPort)...))
 }
 
 // gressRules is standard-gress-rules-combined.yaml of either tier.
@@ -339,8 +369,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPAdminTierEgressTCP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("egress-tcp", admin, 6, SubjectNamespaces(h.byName("gryffindor")),
-					h.rules(dirOut, protocolRules(admin, dirOut, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 8080)...))
+				cnp := egressTCPManifest.cnp(h, admin)
 				return steps(h.labelled("admin_tier/standard-egress-tcp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
@@ -377,8 +406,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPAdminTierEgressUDP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("egress-udp", admin, 7, SubjectNamespaces(h.byName("hufflepuff")),
-					h.rules(dirOut, protocolRules(admin, dirOut, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53)...))
+				cnp := egressUDPManifest.cnp(h, admin)
 				return steps(h.labelled("admin_tier/standard-egress-udp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-egress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"cedric-diggory-0", udp, "luna-lovegood-0", 53, true},
@@ -520,8 +548,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPAdminTierIngressTCP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("ingress-tcp", admin, 3, SubjectNamespaces(h.byName("gryffindor")),
-					h.rules(dirIn, protocolRules(admin, dirIn, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 80)...))
+				cnp := ingressTCPManifest.cnp(h, admin)
 				return steps(h.labelled("admin_tier/standard-ingress-tcp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
@@ -558,8 +585,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPAdminTierIngressUDP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("ingress-udp", admin, 4, SubjectNamespaces(h.byName("hufflepuff")),
-					h.rules(dirIn, protocolRules(admin, dirIn, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53)...))
+				cnp := ingressUDPManifest.cnp(h, admin)
 				return steps(h.labelled("admin_tier/standard-ingress-udp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"luna-lovegood-0", udp, "cedric-diggory-0", 53, true},
@@ -740,8 +766,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPBaselineTierEgressTCP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("gryffindor")),
-					h.rules(dirOut, protocolRules(baseline, dirOut, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 8080)...))
+				cnp := egressTCPManifest.cnp(h, baseline)
 				return steps(h.labelled("baseline_tier/standard-egress-tcp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
@@ -770,8 +795,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPBaselineTierEgressUDP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("hufflepuff")),
-					h.rules(dirOut, protocolRules(baseline, dirOut, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53)...))
+				cnp := egressUDPManifest.cnp(h, baseline)
 				return steps(h.labelled("baseline_tier/standard-egress-udp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-egress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"cedric-diggory-0", udp, "luna-lovegood-0", 53, true},
@@ -875,8 +899,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPBaselineTierIngressTCP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("gryffindor")),
-					h.rules(dirIn, protocolRules(baseline, dirIn, tcp, "ravenclaw", "slytherin", 80, "hufflepuff", 80)...))
+				cnp := ingressTCPManifest.cnp(h, baseline)
 				return steps(h.labelled("baseline_tier/standard-ingress-tcp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
@@ -905,8 +928,7 @@ func UpstreamCNPCases() []Case {
 		{Name: "CNPBaselineTierIngressUDP", Pods: HousePods,
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("hufflepuff")),
-					h.rules(dirIn, protocolRules(baseline, dirIn, udp, "ravenclaw", "slytherin", 5353, "gryffindor", 53)...))
+				cnp := ingressUDPManifest.cnp(h, baseline)
 				return steps(h.labelled("baseline_tier/standard-ingress-udp-rules.yaml", CreateCNP(cnp)),
 					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
 						poke{"luna-lovegood-0", udp, "cedric-diggory-0", 53, true},

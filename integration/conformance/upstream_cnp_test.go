@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/template"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -19,14 +20,16 @@ import (
 // module (the version integration/go.mod selects), maps upstream's namespace
 // names to the model's (houses.go), and requires the policies the case creates
 // to be exactly the manifest's: the cases are transcribed by hand, this keeps
-// the transcription honest.
+// the transcription honest. Manifests are templates of upstream's
+// suite.HostNetworkPorts (experimental-egress-selector-rules.yaml), executed
+// with HostNetworkPorts as upstream's applyTemplate does.
 func TestPortedCNPsMatchUpstreamManifests(t *testing.T) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/network-policy-api").Output()
 	if err != nil {
 		t.Fatalf("locate sigs.k8s.io/network-policy-api: %v", err)
 	}
 	base := filepath.Join(strings.TrimSpace(string(out)), "conformance", "base")
-	for _, c := range UpstreamCNPCases() {
+	for _, c := range append(UpstreamCNPCases(), UpstreamCNPExperimentalCases()...) {
 		t.Run(c.Name, func(t *testing.T) {
 			// A suffix, as in packet runs: a bare "y" would read as true in YAML.
 			m, err := NewModel("conf", c.Pods)
@@ -38,7 +41,15 @@ func TestPortedCNPsMatchUpstreamManifests(t *testing.T) {
 			if err != nil {
 				t.Fatalf("first step must name its manifest: %v", err)
 			}
-			text := string(raw)
+			tmpl, err := template.New(first.Name).Parse(string(raw))
+			if err != nil {
+				t.Fatalf("%s: %v", first.Name, err)
+			}
+			var executed strings.Builder
+			if err := tmpl.Execute(&executed, struct{ HostNetworkPorts []int32 }{HostNetworkPorts[:]}); err != nil {
+				t.Fatalf("%s: %v", first.Name, err)
+			}
+			text := executed.String()
 			for _, h := range hogwarts {
 				text = strings.ReplaceAll(text, "network-policy-conformance-"+h.name, m.Real(h.ns))
 			}

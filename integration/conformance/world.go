@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
 )
 
 // world is the desired cluster of an in-process run: the objects an API server
@@ -25,6 +26,7 @@ type world struct {
 	pods     map[PodRef]map[string]string
 	policies map[string]*networkingv1.NetworkPolicy // "ns/name"
 	cnps     map[string]*v1beta1.ClusterNetworkPolicy
+	nodes    []*corev1.Node // the model's two nodes, for nodes peers
 }
 
 func newWorld(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) *world {
@@ -41,7 +43,17 @@ func newWorld(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) *
 	for _, p := range m.Pods {
 		w.pods[p] = DefaultPodLabels(p.Name)
 	}
+	for n := range 2 {
+		w.nodes = append(w.nodes, KubeNode(NodeName(n), NodeAddrs(n)))
+	}
 	return w
+}
+
+// newEngine is an engine of a model-level run: ClusterNetworkPolicy's
+// experimental channel on (nodes peers, named ports), as the packet runs
+// of the experimental cases turn it on in the daemons.
+func newEngine(node string, dp nft.Dataplane) (*enforcer.Engine, error) {
+	return enforcer.New(enforcer.Config{NodeName: node, Dataplane: dp, ClusterNetworkPolicyExperimental: true})
 }
 
 func (w *world) pod(p PodRef) *corev1.Pod { return KubePod(p, w.node(p), w.pods[p], w.ips[p]) }
@@ -51,6 +63,11 @@ func (w *world) load(e *enforcer.Engine) error {
 	for _, ns := range slices.Sorted(maps.Keys(w.nsLabels)) {
 		if err := e.UpsertNamespace(KubeNamespace(ns, w.nsLabels[ns])); err != nil {
 			return fmt.Errorf("upsert namespace %s: %w", ns, err)
+		}
+	}
+	for _, n := range w.nodes {
+		if err := e.UpsertNode(n.DeepCopy()); err != nil {
+			return fmt.Errorf("upsert node %s: %w", n.Name, err)
 		}
 	}
 	for _, p := range w.m.Pods {
@@ -143,7 +160,7 @@ type Oracle struct {
 // NewOracle builds the oracle for model m whose pods have addresses ips (all
 // families, primary first) and run on nodes given by node.
 func NewOracle(m *Model, ips map[PodRef][]netip.Addr, node func(PodRef) string) (*Oracle, error) {
-	eng, err := enforcer.New(enforcer.Config{NodeName: "conformance-oracle"})
+	eng, err := newEngine("conformance-oracle", nil)
 	if err != nil {
 		return nil, fmt.Errorf("oracle engine: %w", err)
 	}
