@@ -76,6 +76,14 @@ func (t *tiers) intern(dir Direction, tier cnpTier, ids []string) *tierClass {
 	c := &tierClass{key: key, ids: ids, name: tier.String()[:3] + "-" + dir.short() + "-c" + shortHash(key)}
 	t.classes[key] = c
 	t.touched[c] = struct{}{}
+	for _, id := range ids {
+		byID := t.byRule[id]
+		if byID == nil {
+			byID = map[*tierClass]struct{}{}
+			t.byRule[id] = byID
+		}
+		byID[c] = struct{}{}
+	}
 	return c
 }
 
@@ -100,17 +108,23 @@ func (t *tiers) finishClasses() {
 				t.w.deleteChain(c.name)
 			}
 			delete(t.classes, c.key)
+			for _, id := range c.ids {
+				removeFrom(t.byRule, id, c)
+			}
 		}
 	}
 	clear(t.touched)
 }
 
-// rulesChanged marks the live classes holding a rule of policy name for a
-// rewrite of their chains (ports, actions or precedence changed).
-func (t *tiers) rulesChanged(name string) {
-	for _, c := range t.classes {
-		if slices.ContainsFunc(c.ids, func(id string) bool { return ruleCNP(id) == name }) {
-			t.touched[c] = struct{}{}
+// rulesChanged marks the live classes holding a rule of a policy's previous
+// version for a rewrite of their chains (ports, actions or precedence
+// changed, or the rule gone).
+func (t *tiers) rulesChanged(prev *tierCNP) {
+	for _, rules := range prev.rules {
+		for _, r := range rules {
+			for c := range t.byRule[r.id] {
+				t.touched[c] = struct{}{}
+			}
 		}
 	}
 }

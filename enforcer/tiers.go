@@ -62,6 +62,9 @@ type tiers struct {
 	// the operation (tierclasses.go).
 	classes map[string]*tierClass
 	touched map[*tierClass]struct{}
+	// byRule indexes the live classes by the identities of their rules: a
+	// policy change rewrites the chains of its rules' classes only.
+	byRule map[string]map[*tierClass]struct{}
 }
 
 // tierCNP is a policy as compiled: its subject and rules per direction
@@ -108,7 +111,8 @@ type tierRule struct {
 
 func newTiers(w *writer, m *model, node string) *tiers {
 	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
-		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{}}
+		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
+		byRule: map[string]map[*tierClass]struct{}{}}
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
 			t.subjects[dir][tier] = map[string]*tierSubject{}
@@ -121,13 +125,6 @@ func newTiers(w *writer, m *model, node string) *tiers {
 // ruleID identifies a rule across changes: tier, direction, policy, index.
 func ruleID(tier cnpTier, dir Direction, cnp string, index int) string {
 	return tier.String()[:1] + dir.short() + "/" + strconv.Itoa(index) + "/" + cnp
-}
-
-// ruleCNP is the policy of a rule identity.
-func ruleCNP(id string) string {
-	_, rest, _ := strings.Cut(id, "/")
-	_, name, _ := strings.Cut(rest, "/")
-	return name
 }
 
 // concerns reports whether a tier has a group for local pod id in dir.
@@ -279,7 +276,9 @@ func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
 			subjectsChanged[dir][tier] = subjectsChanged[dir][tier] || len(gone[dir][tier]) > 0
 		}
 	}
-	t.rulesChanged(name)
+	if prev != nil {
+		t.rulesChanged(prev)
+	}
 	for _, id := range slices.Sorted(maps.Keys(t.groups)) {
 		g := t.groups[id]
 		var removed, added []*tierRule
@@ -481,13 +480,27 @@ func (t *tiers) removeRules(g *tierGroup, rules []*tierRule) {
 }
 
 // changeRules replaces a policy's rules in a group and updates the classes
-// of the addresses they concern.
+// of the addresses they concern. Rules that match what they matched before
+// (a change of ports, action or priority) leave every class as it is: only
+// the chains change (rulesChanged).
 func (t *tiers) changeRules(g *tierGroup, removed, added []*tierRule, affected []netip.Addr) {
 	nets := slices.ContainsFunc(removed, func(r *tierRule) bool { return r.nets }) ||
 		slices.ContainsFunc(added, func(r *tierRule) bool { return r.nets })
 	t.removeRules(g, removed)
 	t.addRules(g, added)
-	t.refill(g, affected, nets)
+	if !slices.EqualFunc(removed, added, sameMatch) {
+		t.refill(g, affected, nets)
+	}
+}
+
+// sameMatch reports whether two versions of a rule have one identity and
+// match the same addresses: the same selector peers, networks, and parse
+// failure.
+func sameMatch(a, b *tierRule) bool {
+	return a.id == b.id && a.nets == b.nets && a.r.broken == b.r.broken && slices.Equal(a.peers, b.peers) &&
+		slices.EqualFunc(a.r.peers, b.r.peers, func(p, q cnpPeer) bool {
+			return (p.ns == nil) == (q.ns == nil) && slices.Equal(p.networks, q.networks)
+		})
 }
 
 // refill recomputes the selector part of the given addresses and, with
