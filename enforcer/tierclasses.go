@@ -29,11 +29,15 @@ import (
 // and merges runs around it, sending a few elements, and still ends in
 // exactly what a build from scratch gives.
 
-// tierClass is a peer class: the sorted identities of its rules.
+// tierClass is a peer class: the sorted identities of its rules. Classes
+// are interned (tiers.classes) and compared by pointer; the selector part of
+// an address (classMap.sel) and the runs of a networks part are classes too,
+// whose union is the address's class.
 type tierClass struct {
 	key     string
 	ids     []string
 	refs    int  // class-map elements jumping to its chain
+	holds   int  // selector parts and networks runs naming it
 	written bool // its chain is in the desired state
 	name    string
 }
@@ -46,10 +50,12 @@ type classRun struct {
 }
 
 // netRun is one run of the networks part of a class map: the rules whose
-// networks peers (or whose failing to parse: the whole family) cover it.
+// networks peers (or whose failing to parse: the whole family) cover it, and
+// their class once interned (setNet).
 type netRun struct {
-	lo  netip.Addr
-	ids []string
+	lo    netip.Addr
+	ids   []string
+	class *tierClass
 }
 
 // classMap is one group's class map of one family.
@@ -58,8 +64,8 @@ type classMap struct {
 	fam  Family
 	net  []netRun
 	// sel are the pod addresses some selector peer of the group matches,
-	// with those rules (sorted identities).
-	sel  map[netip.Addr][]string
+	// with the class of those rules.
+	sel  map[netip.Addr]*tierClass
 	runs []classRun
 }
 
@@ -95,18 +101,30 @@ func (t *tiers) useClass(c *tierClass, delta int) {
 	}
 }
 
+// holdClass counts a selector part or networks run more (delta 1) or less
+// (-1) naming c.
+func (t *tiers) holdClass(c *tierClass, delta int) {
+	if c != nil {
+		c.holds += delta
+		t.touched[c] = struct{}{}
+	}
+}
+
 // finishClasses writes the chains of the classes an element started using
-// or whose rules changed, and deletes those no element uses.
+// or whose rules changed, deletes the chains no element uses, and forgets
+// the classes nothing names. The memos of the operation (they may name a
+// class forgotten here) go with it.
 func (t *tiers) finishClasses() {
 	for c := range t.touched {
 		switch {
 		case c.refs > 0:
 			t.putClassChain(c)
 			c.written = true
-		default:
-			if c.written {
-				t.w.deleteChain(c.name)
-			}
+		case c.written:
+			t.w.deleteChain(c.name)
+			c.written = false
+		}
+		if c.refs == 0 && c.holds == 0 {
 			delete(t.classes, c.key)
 			for _, id := range c.ids {
 				removeFrom(t.byRule, id, c)
@@ -114,6 +132,62 @@ func (t *tiers) finishClasses() {
 		}
 	}
 	clear(t.touched)
+	clear(t.unions)
+	clear(t.selMemo)
+}
+
+// union is the class of the rules of a and b, memoised for the operation:
+// most addresses of a change share a few pairs.
+func (t *tiers) union(g *tierGroup, a, b *tierClass) *tierClass {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || a == b:
+		return a
+	}
+	key := [2]*tierClass{a, b}
+	c, ok := t.unions[key]
+	if !ok {
+		c = t.intern(g.dir, g.tier, unionIDs(a.ids, b.ids))
+		t.unions[key] = c
+	}
+	return c
+}
+
+// selClass is the class of the rules of g naming one of the selector peers
+// matched, memoised per group for the operation (or until the group's rules
+// change): the addresses of a change share a few sets of peers.
+func (t *tiers) selClass(g *tierGroup, matched []*tierPeer) *tierClass {
+	if len(matched) == 0 {
+		return nil
+	}
+	key := matched[0].key
+	if len(matched) > 1 {
+		slices.SortFunc(matched, func(p, q *tierPeer) int { return strings.Compare(p.key, q.key) })
+		keys := make([]string, len(matched))
+		for i, p := range matched {
+			keys[i] = p.key
+		}
+		key = strings.Join(keys, "\x00")
+	}
+	memo := t.selMemo[g]
+	if c, ok := memo[key]; ok {
+		return c
+	}
+	if memo == nil {
+		memo = map[string]*tierClass{}
+		t.selMemo[g] = memo
+	}
+	var ids []string
+	for _, p := range matched {
+		for id := range g.byPeer[p] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	c := t.intern(g.dir, g.tier, slices.Compact(ids))
+	memo[key] = c
+	return c
 }
 
 // rulesChanged marks the live classes holding a rule of a policy's previous
@@ -206,7 +280,7 @@ func unionIDs(a, b []string) []string {
 // newClassMap is an empty class map: one run with no class.
 func newClassMap(name string, f Family) *classMap {
 	first, _ := familyBounds(f)
-	return &classMap{name: name, fam: f, sel: map[netip.Addr][]string{}, runs: []classRun{{lo: first}}, net: []netRun{{lo: first}}}
+	return &classMap{name: name, fam: f, sel: map[netip.Addr]*tierClass{}, runs: []classRun{{lo: first}}, net: []netRun{{lo: first}}}
 }
 
 // end is the last address of run i.
@@ -219,14 +293,27 @@ func (cm *classMap) end(i int) netip.Addr {
 }
 
 // netAt is the networks part of the class at a.
-func (cm *classMap) netAt(a netip.Addr) []string {
+func (cm *classMap) netAt(a netip.Addr) *tierClass {
 	i := sort.Search(len(cm.net), func(i int) bool { return cm.net[i].lo.Compare(a) > 0 }) - 1
-	return cm.net[i].ids
+	return cm.net[i].class
+}
+
+// setNet makes runs (netRuns) the networks part of cm, interning their
+// classes.
+func (t *tiers) setNet(g *tierGroup, cm *classMap, runs []netRun) {
+	for i := range runs {
+		runs[i].class = t.intern(g.dir, g.tier, runs[i].ids)
+		t.holdClass(runs[i].class, +1)
+	}
+	for _, r := range cm.net {
+		t.holdClass(r.class, -1)
+	}
+	cm.net = runs
 }
 
 // classAt is the class address a should have.
 func (t *tiers) classAt(g *tierGroup, cm *classMap, a netip.Addr) *tierClass {
-	return t.intern(g.dir, g.tier, unionIDs(cm.netAt(a), cm.sel[a]))
+	return t.union(g, cm.netAt(a), cm.sel[a])
 }
 
 // setAt gives address a class c, splitting and merging the runs around it,

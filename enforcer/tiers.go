@@ -65,6 +65,9 @@ type tiers struct {
 	// byRule indexes the live classes by the identities of their rules: a
 	// policy change rewrites the chains of its rules' classes only.
 	byRule map[string]map[*tierClass]struct{}
+	// unions and selMemo are the memos of one operation (union, selClass).
+	unions  map[[2]*tierClass]*tierClass
+	selMemo map[*tierGroup]map[string]*tierClass
 }
 
 // tierCNP is a policy as compiled: its subject and rules per direction
@@ -112,7 +115,7 @@ type tierRule struct {
 func newTiers(w *writer, m *model, node string) *tiers {
 	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
 		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
-		byRule: map[string]map[*tierClass]struct{}{}}
+		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{}}
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
 			t.subjects[dir][tier] = map[string]*tierSubject{}
@@ -446,15 +449,23 @@ func (t *tiers) create(dir Direction, tier cnpTier, gid string, subjects []strin
 // destroy deletes a group that lost its last pod.
 func (t *tiers) destroy(g *tierGroup) {
 	delete(t.groups, g.id)
+	delete(t.selMemo, g)
 	for _, cm := range g.maps {
 		for _, r := range cm.runs {
 			t.useClass(r.class, -1)
+		}
+		for _, c := range cm.sel {
+			t.holdClass(c, -1)
+		}
+		for _, r := range cm.net {
+			t.holdClass(r.class, -1)
 		}
 		t.w.deleteSet(cm.name)
 	}
 }
 
 func (t *tiers) addRules(g *tierGroup, rules []*tierRule) {
+	delete(t.selMemo, g)
 	for _, r := range rules {
 		if r.nets {
 			g.nets[r.id] = r
@@ -471,6 +482,7 @@ func (t *tiers) addRules(g *tierGroup, rules []*tierRule) {
 }
 
 func (t *tiers) removeRules(g *tierGroup, rules []*tierRule) {
+	delete(t.selMemo, g)
 	for _, r := range rules {
 		delete(g.nets, r.id)
 		for _, p := range r.peers {
@@ -516,7 +528,7 @@ func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
 	}
 	rules := slices.Collect(maps.Values(g.nets))
 	for _, cm := range g.maps {
-		cm.net = netRuns(cm.fam, rules)
+		t.setNet(g, cm, netRuns(cm.fam, rules))
 	}
 	for _, a := range addrs {
 		t.setSel(g, a)
@@ -539,21 +551,24 @@ func (t *tiers) updateAddrs(g *tierGroup, addrs []netip.Addr) {
 func (t *tiers) setSel(g *tierGroup, a netip.Addr) *classMap {
 	cm := g.maps[familyOf(a)]
 	claimants := t.m.podsByIP(a)
-	var ids []string
+	var matched []*tierPeer
 	if len(claimants) > 0 {
 		for p := range t.peers.of[claimants[0].ID] {
-			if rules := g.byPeer[p]; len(rules) > 0 && p.allMember(claimants) {
-				for id := range rules {
-					ids = append(ids, id)
-				}
+			if len(g.byPeer[p]) > 0 && p.allMember(claimants) {
+				matched = append(matched, p)
 			}
 		}
 	}
-	if len(ids) == 0 {
-		delete(cm.sel, a)
+	c, old := t.selClass(g, matched), cm.sel[a]
+	if c == old {
 		return cm
 	}
-	slices.Sort(ids)
-	cm.sel[a] = slices.Compact(ids)
+	if c == nil {
+		delete(cm.sel, a)
+	} else {
+		cm.sel[a] = c
+	}
+	t.holdClass(c, +1)
+	t.holdClass(old, -1)
 	return cm
 }
