@@ -65,6 +65,8 @@ type tiers struct {
 	// byRule indexes the live classes by the identities of their rules: a
 	// policy change rewrites the chains of its rules' classes only.
 	byRule map[string]map[*tierClass]struct{}
+	// pending are the groups whose class maps wait for settle (refill).
+	pending map[*tierGroup]*tierFill
 	// unions and selMemo are the memos of one operation (union, selClass).
 	unions  map[[2]*tierClass]*tierClass
 	selMemo map[*tierGroup]map[string]*tierClass
@@ -115,7 +117,8 @@ type tierRule struct {
 func newTiers(w *writer, m *model, node string) *tiers {
 	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
 		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
-		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{}}
+		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{},
+		pending: map[*tierGroup]*tierFill{}}
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
 			t.subjects[dir][tier] = map[string]*tierSubject{}
@@ -450,6 +453,7 @@ func (t *tiers) create(dir Direction, tier cnpTier, gid string, subjects []strin
 func (t *tiers) destroy(g *tierGroup) {
 	delete(t.groups, g.id)
 	delete(t.selMemo, g)
+	delete(t.pending, g)
 	for _, cm := range g.maps {
 		for _, r := range cm.runs {
 			t.useClass(r.class, -1)
@@ -515,27 +519,53 @@ func sameMatch(a, b *tierRule) bool {
 		})
 }
 
-// refill recomputes the selector part of the given addresses and, with
-// nets, the networks part, then the class maps: every run after a networks
-// change, else the addresses one by one.
+// tierFill is what a group's class maps wait for: the addresses whose
+// selector part to recompute, and whether the networks part is too.
+type tierFill struct {
+	addrs map[netip.Addr]struct{}
+	nets  bool
+}
+
+// refill records that the selector part of the given addresses and, with
+// nets, the networks part of g are to be recomputed by settle. Changes that
+// come together (a first build, a full list of policies, a burst before a
+// Flush) are then computed once: each address once, the networks part and
+// the runs once, instead of once per policy.
 func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
-	// Peers of several rules share members: each address once (a copy:
-	// the caller passes the same addresses to every group).
-	addrs = slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))
-	if !nets {
-		t.updateAddrs(g, addrs)
-		return
-	}
-	rules := slices.Collect(maps.Values(g.nets))
-	for _, cm := range g.maps {
-		t.setNet(g, cm, netRuns(cm.fam, rules))
+	f := t.pending[g]
+	if f == nil {
+		f = &tierFill{addrs: make(map[netip.Addr]struct{}, len(addrs))}
+		t.pending[g] = f
 	}
 	for _, a := range addrs {
-		t.setSel(g, a)
+		f.addrs[a] = struct{}{}
 	}
-	for _, cm := range g.maps {
-		t.rebuildRuns(g, cm)
+	f.nets = f.nets || nets
+}
+
+// settle brings the class maps of the groups that wait for it up to date:
+// every run after a networks change, else the addresses one by one. The
+// engine calls it (compiler.settle) before it reads the desired state.
+func (t *tiers) settle() {
+	for _, g := range slices.SortedFunc(maps.Keys(t.pending), func(a, b *tierGroup) int { return strings.Compare(a.id, b.id) }) {
+		f := t.pending[g]
+		addrs := slices.SortedFunc(maps.Keys(f.addrs), netip.Addr.Compare)
+		if !f.nets {
+			t.updateAddrs(g, addrs)
+			continue
+		}
+		rules := slices.Collect(maps.Values(g.nets))
+		for _, cm := range g.maps {
+			t.setNet(g, cm, netRuns(cm.fam, rules))
+		}
+		for _, a := range addrs {
+			t.setSel(g, a)
+		}
+		for _, cm := range g.maps {
+			t.rebuildRuns(g, cm)
+		}
 	}
+	clear(t.pending)
 }
 
 // updateAddrs recomputes the class of each address in g.
