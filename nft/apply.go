@@ -30,16 +30,61 @@ import (
 // chains, sets or slices of rules.
 func (s *State) Apply(tx *Transaction) error {
 	var undo journal
+	var refs chainRefs
 	for i, op := range tx.opsOrNil() {
 		if op.Kind == OpAddElements || op.Kind == OpDeleteElements {
 			op.Elements = canonicalElements(op.Elements)
 		}
-		if err := s.applyOp(op, &undo); err != nil {
+		if err := s.applyOp(op, &undo, &refs); err != nil {
 			undo.revert(s)
 			return &OpError{Index: i, Op: op, Err: err}
 		}
+		refs.follow(op.Kind)
 	}
 	return nil
+}
+
+// chainRefs caches, within one Apply, the chains a rule or a verdict-map
+// element jumps to: a batch deletes the chains no longer wanted one after
+// another (Diff: deleteUnwanted), and a walk over the whole state for each
+// would cost the size of the table per chain.
+type chainRefs struct {
+	jumped map[string]bool // nil: not known
+}
+
+// has reports whether something in s jumps to chain name.
+func (r *chainRefs) has(s *State, name string) bool {
+	if r.jumped == nil {
+		r.jumped = map[string]bool{}
+		for _, c := range s.Chains {
+			for _, rule := range c.Rules {
+				for _, e := range rule.Exprs {
+					if v, ok := e.(Verdict); ok && v.Chain != "" {
+						r.jumped[v.Chain] = true
+					}
+				}
+			}
+		}
+		for _, set := range s.Sets {
+			if !set.VerdictMap {
+				continue
+			}
+			for _, e := range set.Elements {
+				if e.Verdict != nil && e.Verdict.Chain != "" {
+					r.jumped[e.Verdict.Chain] = true
+				}
+			}
+		}
+	}
+	return r.jumped[name]
+}
+
+// follow forgets the cache after an operation that may change what jumps
+// where: new chains and sets are empty, and a deleted chain had no rules.
+func (r *chainRefs) follow(k OpKind) {
+	if k != OpAddChain && k != OpAddSet && k != OpDeleteChain {
+		r.jumped = nil
+	}
 }
 
 // journal records how to undo the changes Apply made, in order.
@@ -86,10 +131,10 @@ func (j journal) revert(s *State) {
 	}
 }
 
-func (s *State) applyOp(op Op, undo *journal) error {
+func (s *State) applyOp(op Op, undo *journal, refs *chainRefs) error {
 	switch op.Kind {
 	case OpAddChain, OpReplaceRules, OpDeleteChain:
-		return s.applyChainOp(op, undo)
+		return s.applyChainOp(op, undo, refs)
 	case OpAddSet, OpDeleteSet:
 		return s.applySetOp(op, undo)
 	case OpAddElements:
@@ -101,7 +146,7 @@ func (s *State) applyOp(op Op, undo *journal) error {
 }
 
 // applyChainOp applies AddChain, ReplaceRules or DeleteChain.
-func (s *State) applyChainOp(op Op, undo *journal) error {
+func (s *State) applyChainOp(op Op, undo *journal, refs *chainRefs) error {
 	switch op.Kind {
 	case OpAddChain:
 		if op.Chain == nil || op.Chain.Name == "" {
@@ -137,7 +182,7 @@ func (s *State) applyChainOp(op Op, undo *journal) error {
 		if c == nil {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
 		}
-		if len(c.Rules) > 0 || chainReferenced(s, op.Name) {
+		if len(c.Rules) > 0 || refs.has(s, op.Name) {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrBusy)
 		}
 		delete(s.Chains, op.Name)
@@ -319,26 +364,6 @@ func fieldsMatchKey(fields []Field, key []KeyType) bool {
 	return true
 }
 
-func chainReferenced(s *State, name string) bool {
-	target := map[string]bool{name: true}
-	for _, c := range s.Chains {
-		if referencesAny(c, nil, target) {
-			return true
-		}
-	}
-	for _, set := range s.Sets {
-		if !set.VerdictMap {
-			continue
-		}
-		for _, e := range set.Elements {
-			if e.Verdict != nil && e.Verdict.Chain == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func setReferenced(s *State, name string) bool {
 	target := map[string]bool{name: true}
 	for _, c := range s.Chains {
@@ -356,11 +381,15 @@ type span struct {
 }
 
 func spanOf(set *Set, e Element) span {
-	to := e.KeyEnd
-	if to == nil {
-		to = e.Key
+	return span{id: ElementID(set, e), from: e.Key, to: endOf(e)}
+}
+
+// endOf is the last key of an element's range (its key if it is no range).
+func endOf(e Element) []Value {
+	if e.KeyEnd == nil {
+		return e.Key
 	}
-	return span{id: ElementID(set, e), from: e.Key, to: to}
+	return e.KeyEnd
 }
 
 func checkIntervals(set *Set, add []Element) error {
@@ -388,25 +417,29 @@ func checkIntervals(set *Set, add []Element) error {
 	overlap := func(a, b span) error {
 		return fmt.Errorf("set %q: element %s overlaps %s: %w", set.Name, a.id, b.id, ErrExists)
 	}
-	if len(set.Key) == 1 && len(fresh) > 8 {
-		// Many new elements in one component: sort everything by start; an
-		// overlap is always between neighbours. What the set holds already does
-		// not overlap.
-		all := slices.Clone(fresh)
-		for _, e := range set.Elements {
-			all = append(all, spanOf(set, e))
+	if len(set.Key) == 1 {
+		// One component: sorted by start, new elements overlap each other only
+		// between neighbours, and once they do not, they are sorted by end too,
+		// so each element the set holds finds the only new one it could overlap
+		// by a binary search (the set is large, the batch often small: no sort
+		// of the set, no ID per element it holds).
+		slices.SortFunc(fresh, func(a, b span) int { return bytes.Compare(a.from[0], b.from[0]) })
+		for i := 1; i < len(fresh); i++ {
+			if bytes.Compare(fresh[i-1].to[0], fresh[i].from[0]) >= 0 {
+				return overlap(fresh[i], fresh[i-1])
+			}
 		}
-		sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].from[0], all[j].from[0]) < 0 })
-		for i := 1; i < len(all); i++ {
-			if bytes.Compare(all[i-1].to[0], all[i].from[0]) >= 0 {
-				return overlap(all[i], all[i-1])
+		for _, e := range set.Elements {
+			from, to := e.Key[0], endOf(e)[0]
+			i := sort.Search(len(fresh), func(i int) bool { return bytes.Compare(fresh[i].to[0], from) >= 0 })
+			if i < len(fresh) && bytes.Compare(fresh[i].from[0], to) <= 0 {
+				return overlap(fresh[i], spanOf(set, e))
 			}
 		}
 		return nil
 	}
-	// Ranges overlap when every component does. Few new elements (or a
-	// concatenated set, which holds ports and stays small): compare each new
-	// element with all others.
+	// Ranges overlap when every component does. A concatenated set (it
+	// holds ports and stays small): compare each new element with all others.
 	intersects := func(a, b span) bool {
 		for c := range a.from {
 			if bytes.Compare(a.to[c], b.from[c]) < 0 || bytes.Compare(b.to[c], a.from[c]) < 0 {
@@ -422,8 +455,8 @@ func checkIntervals(set *Set, add []Element) error {
 			}
 		}
 		for _, e := range set.Elements {
-			if b := spanOf(set, e); intersects(a, b) {
-				return overlap(a, b)
+			if b := (span{from: e.Key, to: endOf(e)}); intersects(a, b) {
+				return overlap(a, spanOf(set, e))
 			}
 		}
 	}

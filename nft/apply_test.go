@@ -31,6 +31,14 @@ func TestStateApplyIsAtomic(t *testing.T) {
 			tx.ReplaceRules("pod-in-db", nil)
 			tx.DeleteChain("pod-in-db")
 		}, func(tx *Transaction) { tx.DeleteSet("peer-v4-frontend") }, ErrBusy},
+		{"a chain jumped to after another chain's deletion in the batch", func(tx *Transaction) {
+			tx.DeleteElements("ingress-v4", fxVmapElem(fxAddr("198.18.0.30"), fxGoto("pod-in-db")))
+			tx.DeleteElements("ingress-v6", fxVmapElem(fxAddr("2001:db8::30"), fxGoto("pod-in-db")))
+			tx.ReplaceRules("pod-in-db", nil)
+			tx.DeleteChain("pod-in-db")
+			tx.AddChain(Chain{Name: "pod-in-new"})
+			tx.AddElements("ingress-v4", fxVmapElem(fxAddr("198.18.0.31"), fxGoto("pod-in-new")))
+		}, func(tx *Transaction) { tx.DeleteChain("pod-in-new") }, ErrBusy},
 		{"new set and elements", func(tx *Transaction) {
 			tx.AddSet(Set{Name: "peer-v4-new", Key: []KeyType{TypeIPv4Addr}})
 			tx.AddElements("peer-v4-new", fxElem(fxAddr("198.18.0.40")))
