@@ -316,39 +316,74 @@ func (t *tiers) classAt(g *tierGroup, cm *classMap, a netip.Addr) *tierClass {
 	return t.union(g, cm.netAt(a), cm.sel[a])
 }
 
-// setAt gives address a class c, splitting and merging the runs around it,
-// and sends the elements that change.
+// setAt gives address a class c (setClasses).
 func (t *tiers) setAt(cm *classMap, a netip.Addr, c *tierClass) {
-	i := sort.Search(len(cm.runs), func(i int) bool { return cm.runs[i].lo.Compare(a) > 0 }) - 1
-	cur := cm.runs[i]
-	if cur.class == c {
+	t.setClasses(cm, []classRun{{lo: a, class: c}})
+}
+
+// runAt is the index of the run holding address a.
+func (cm *classMap) runAt(a netip.Addr) int {
+	return sort.Search(len(cm.runs), func(i int) bool { return cm.runs[i].lo.Compare(a) > 0 }) - 1
+}
+
+// setClasses gives each address of pts (sorted, distinct; lo the address)
+// its class, splitting and merging the runs around them, and sends the
+// elements that change. Points whose runs are near each other (a namespace
+// whose pods' class changed together) form one window, recomputed and sent
+// at once; the runs are copied once for all windows.
+func (t *tiers) setClasses(cm *classMap, pts []classRun) {
+	pts = slices.DeleteFunc(pts, func(p classRun) bool { return cm.runs[cm.runAt(p.lo)].class == p.class })
+	if len(pts) == 0 {
 		return
 	}
-	from, to := max(i-1, 0), min(i+1, len(cm.runs)-1)
-	pts := make([]classRun, 0, 5)
-	for j := from; j <= to; j++ {
-		if j != i {
-			pts = append(pts, cm.runs[j])
-			continue
+	out := make([]classRun, 0, len(cm.runs)+2*len(pts))
+	next := 0 // the first old run not yet copied
+	for k := 0; k < len(pts); {
+		first := cm.runAt(pts[k].lo)
+		last, m := first, k+1
+		for ; m < len(pts); m++ {
+			r := cm.runAt(pts[m].lo)
+			if r > last+2 { // its window would not touch this one
+				break
+			}
+			last = r
 		}
-		if cur.lo != a {
-			pts = append(pts, cur)
+		from, to := max(first-1, next), min(last+1, len(cm.runs)-1)
+		merged := cm.window(from, to, pts[k:m])
+		end := cm.end(to)
+		t.sendRuns(cm, cm.runs[from:to+1], end, merged, end)
+		out = append(append(out, cm.runs[next:from]...), merged...)
+		next, k = to+1, m
+	}
+	cm.runs = append(out, cm.runs[next:]...)
+}
+
+// window is the canonical list of runs that old runs from..to become with
+// the classes of pts (all inside them).
+func (cm *classMap) window(from, to int, pts []classRun) []classRun {
+	var raw []classRun
+	for r := from; r <= to; r++ {
+		lo, end, open := cm.runs[r].lo, cm.end(r), true
+		for ; len(pts) > 0 && pts[0].lo.Compare(end) <= 0; pts = pts[1:] {
+			if pts[0].lo != lo {
+				raw = append(raw, classRun{lo: lo, class: cm.runs[r].class})
+			}
+			raw = append(raw, pts[0])
+			if open = pts[0].lo != end; open {
+				lo = pts[0].lo.Next()
+			}
 		}
-		pts = append(pts, classRun{lo: a, class: c})
-		if end := cm.end(i); end != a {
-			pts = append(pts, classRun{lo: a.Next(), class: cur.class})
+		if open {
+			raw = append(raw, classRun{lo: lo, class: cm.runs[r].class})
 		}
 	}
-	merged := pts[:1]
-	for _, p := range pts[1:] {
+	merged := raw[:1]
+	for _, p := range raw[1:] {
 		if p.class != merged[len(merged)-1].class {
 			merged = append(merged, p)
 		}
 	}
-	last := cm.end(to)
-	oldRuns := slices.Clone(cm.runs[from : to+1])
-	cm.runs = slices.Replace(cm.runs, from, to+1, merged...)
-	t.sendRuns(cm, oldRuns, last, merged, last)
+	return merged
 }
 
 // rebuildRuns recomputes every run from the networks part and the selector

@@ -568,11 +568,15 @@ func (t *tiers) settle() {
 	clear(t.pending)
 }
 
-// updateAddrs recomputes the class of each address in g.
+// updateAddrs recomputes the class of each address (sorted) in g.
 func (t *tiers) updateAddrs(g *tierGroup, addrs []netip.Addr) {
+	var pts [2][]classRun
 	for _, a := range addrs {
 		cm := t.setSel(g, a)
-		t.setAt(cm, a, t.classAt(g, cm, a))
+		pts[cm.fam] = append(pts[cm.fam], classRun{lo: a, class: t.classAt(g, cm, a)})
+	}
+	for _, cm := range g.maps {
+		t.setClasses(cm, pts[cm.fam])
 	}
 }
 
