@@ -30,60 +30,62 @@ import (
 // chains, sets or slices of rules.
 func (s *State) Apply(tx *Transaction) error {
 	var undo journal
-	var refs chainRefs
 	for i, op := range tx.opsOrNil() {
 		if op.Kind == OpAddElements || op.Kind == OpDeleteElements {
 			op.Elements = canonicalElements(op.Elements)
 		}
-		if err := s.applyOp(op, &undo, &refs); err != nil {
+		if err := s.applyOp(op, &undo); err != nil {
 			undo.revert(s)
 			return &OpError{Index: i, Op: op, Err: err}
 		}
-		refs.follow(op.Kind)
 	}
 	return nil
 }
 
-// chainRefs caches, within one Apply, the chains a rule or a verdict-map
-// element jumps to: a batch deletes the chains no longer wanted one after
-// another (Diff: deleteUnwanted), and a walk over the whole state for each
-// would cost the size of the table per chain.
-type chainRefs struct {
-	jumped map[string]bool // nil: not known
-}
-
-// has reports whether something in s jumps to chain name.
-func (r *chainRefs) has(s *State, name string) bool {
-	if r.jumped == nil {
-		r.jumped = map[string]bool{}
+// jumpedTo reports whether a rule or a verdict-map element jumps or goes to
+// chain name. The first call counts every reference (State.jumps); the
+// operations keep the count, so that a batch deleting many chains, or many
+// batches, do not walk the whole table for each.
+func (s *State) jumpedTo(name string) bool {
+	if s.jumps == nil {
+		s.jumps = map[string]int{}
 		for _, c := range s.Chains {
-			for _, rule := range c.Rules {
-				for _, e := range rule.Exprs {
-					if v, ok := e.(Verdict); ok && v.Chain != "" {
-						r.jumped[v.Chain] = true
-					}
-				}
-			}
+			s.countJumps(c.Rules, +1)
 		}
 		for _, set := range s.Sets {
-			if !set.VerdictMap {
-				continue
-			}
 			for _, e := range set.Elements {
-				if e.Verdict != nil && e.Verdict.Chain != "" {
-					r.jumped[e.Verdict.Chain] = true
-				}
+				s.countElementJump(set, e, +1)
 			}
 		}
 	}
-	return r.jumped[name]
+	return s.jumps[name] > 0
 }
 
-// follow forgets the cache after an operation that may change what jumps
-// where: new chains and sets are empty, and a deleted chain had no rules.
-func (r *chainRefs) follow(k OpKind) {
-	if k != OpAddChain && k != OpAddSet && k != OpDeleteChain {
-		r.jumped = nil
+// countJumps adds delta per jump or goto of rules to the count, if kept.
+func (s *State) countJumps(rules []Rule, delta int) {
+	if s.jumps == nil {
+		return
+	}
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if v, ok := e.(Verdict); ok && v.Chain != "" {
+				s.addJumps(v.Chain, delta)
+			}
+		}
+	}
+}
+
+// countElementJump adds delta to the count if e is an element of a verdict
+// map that jumps or goes to a chain and the count is kept.
+func (s *State) countElementJump(set *Set, e Element, delta int) {
+	if s.jumps != nil && set.VerdictMap && e.Verdict != nil && e.Verdict.Chain != "" {
+		s.addJumps(e.Verdict.Chain, delta)
+	}
+}
+
+func (s *State) addJumps(chain string, delta int) {
+	if s.jumps[chain] += delta; s.jumps[chain] <= 0 {
+		delete(s.jumps, chain)
 	}
 }
 
@@ -106,6 +108,7 @@ type undoStep struct {
 
 // revert undoes every recorded change, the last first.
 func (j journal) revert(s *State) {
+	s.jumps = nil // counted again when needed
 	for i := len(j) - 1; i >= 0; i-- {
 		u := j[i]
 		switch u.kind {
@@ -131,10 +134,10 @@ func (j journal) revert(s *State) {
 	}
 }
 
-func (s *State) applyOp(op Op, undo *journal, refs *chainRefs) error {
+func (s *State) applyOp(op Op, undo *journal) error {
 	switch op.Kind {
 	case OpAddChain, OpReplaceRules, OpDeleteChain:
-		return s.applyChainOp(op, undo, refs)
+		return s.applyChainOp(op, undo)
 	case OpAddSet, OpDeleteSet:
 		return s.applySetOp(op, undo)
 	case OpAddElements:
@@ -146,7 +149,7 @@ func (s *State) applyOp(op Op, undo *journal, refs *chainRefs) error {
 }
 
 // applyChainOp applies AddChain, ReplaceRules or DeleteChain.
-func (s *State) applyChainOp(op Op, undo *journal, refs *chainRefs) error {
+func (s *State) applyChainOp(op Op, undo *journal) error {
 	switch op.Kind {
 	case OpAddChain:
 		if op.Chain == nil || op.Chain.Name == "" {
@@ -176,13 +179,15 @@ func (s *State) applyChainOp(op Op, undo *journal, refs *chainRefs) error {
 			}
 		}
 		*undo = append(*undo, undoStep{kind: OpReplaceRules, chain: c, rules: c.Rules})
+		s.countJumps(c.Rules, -1)
 		c.Rules = slices.Clone(op.Chain.Rules)
+		s.countJumps(c.Rules, +1)
 	case OpDeleteChain:
 		c := s.Chains[op.Name]
 		if c == nil {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
 		}
-		if len(c.Rules) > 0 || refs.has(s, op.Name) {
+		if len(c.Rules) > 0 || s.jumpedTo(op.Name) {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrBusy)
 		}
 		delete(s.Chains, op.Name)
@@ -216,6 +221,9 @@ func (s *State) applySetOp(op Op, undo *journal) error {
 		if setReferenced(s, op.Name) {
 			return fmt.Errorf("set %q: %w", op.Name, ErrBusy)
 		}
+		for _, e := range set.Elements {
+			s.countElementJump(set, e, -1)
+		}
 		delete(s.Sets, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteSet, name: op.Name, set: set})
 	}
@@ -248,6 +256,7 @@ func (s *State) addElements(op Op, undo *journal) error {
 		}
 		set.Elements[id] = e
 		u.ids = append(u.ids, id)
+		s.countElementJump(set, e, +1)
 	}
 	return nil
 }
@@ -269,6 +278,7 @@ func (s *State) deleteElements(op Op, undo *journal) error {
 		delete(set.Elements, id)
 		u.ids = append(u.ids, id)
 		u.deleted = append(u.deleted, cur)
+		s.countElementJump(set, cur, -1)
 	}
 	return nil
 }

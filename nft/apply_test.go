@@ -86,3 +86,63 @@ func TestStateApplyIsAtomic(t *testing.T) {
 		})
 	}
 }
+
+// TestStateApplyCountsJumpsAcrossBatches: the count of references that
+// makes a chain busy (State.jumps) follows rules and verdict-map elements
+// from batch to batch once counted, and a failed batch leaves no trace in it.
+func TestStateApplyCountsJumpsAcrossBatches(t *testing.T) {
+	s := fxProgram()
+	jumpTo := func(addr, chain string) Element { return fxVmapElem(fxAddr(addr), fxGoto(chain)) }
+	// count makes the batch count the references first (after a failed
+	// batch they are not counted): a free chain created and deleted.
+	count := func(tx *Transaction) {
+		tx.AddChain(Chain{Name: "pod-in-free"})
+		tx.DeleteChain("pod-in-free")
+	}
+	for i, step := range []struct {
+		name string
+		tx   func(tx *Transaction)
+		want error
+	}{
+		{"a free chain deleted: the references are counted", count, nil},
+		{"an element jumps to a new chain", func(tx *Transaction) {
+			tx.AddChain(Chain{Name: "pod-in-new"})
+			tx.AddElements("ingress-v4", jumpTo("198.18.0.31", "pod-in-new"))
+		}, nil},
+		{"so it is busy", func(tx *Transaction) { tx.DeleteChain("pod-in-new") }, ErrBusy},
+		{"a second element, then a failure", func(tx *Transaction) {
+			tx.AddElements("ingress-v4", jumpTo("198.18.0.32", "pod-in-new"))
+			tx.DeleteElements("ingress-v4", jumpTo("198.18.0.99", "pod-in-new"))
+		}, ErrNotFound},
+		{"its one element deleted, it is free", func(tx *Transaction) {
+			count(tx)
+			tx.DeleteElements("ingress-v4", jumpTo("198.18.0.31", "pod-in-new"))
+			tx.DeleteChain("pod-in-new")
+		}, nil},
+		{"a rule jumps to a new chain", func(tx *Transaction) {
+			tx.AddChain(Chain{Name: "pod-in-a"})
+			tx.AddChain(Chain{Name: "pod-in-b"})
+			tx.ReplaceRules("pod-in-a", []Rule{fxRule(fxGoto("pod-in-b"))})
+		}, nil},
+		{"so it is busy too", func(tx *Transaction) { tx.DeleteChain("pod-in-b") }, ErrBusy},
+		{"the rule gone, it is free", func(tx *Transaction) {
+			count(tx)
+			tx.ReplaceRules("pod-in-a", nil)
+			tx.DeleteChain("pod-in-b")
+		}, nil},
+		{"a verdict map deleted with its elements frees their chains", func(tx *Transaction) {
+			count(tx)
+			tx.AddChain(Chain{Name: "pod-in-c"})
+			tx.AddSet(Set{Name: "vm", Key: []KeyType{TypeIPv4Addr}, VerdictMap: true})
+			tx.AddElements("vm", jumpTo("198.18.0.33", "pod-in-c"))
+			tx.DeleteSet("vm")
+			tx.DeleteChain("pod-in-c")
+		}, nil},
+	} {
+		tx := &Transaction{}
+		step.tx(tx)
+		if err := s.Apply(tx); !errors.Is(err, step.want) || (err == nil) != (step.want == nil) {
+			t.Fatalf("step %d (%s): Apply = %v, want %v", i, step.name, err, step.want)
+		}
+	}
+}

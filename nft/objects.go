@@ -392,6 +392,11 @@ func FormatValue(t KeyType, v Value) string {
 type State struct {
 	Chains map[string]*Chain
 	Sets   map[string]*Set
+	// jumps counts, per chain, the rules and verdict-map elements that jump
+	// or go to it, for the busy check of a chain's deletion (Apply); nil: not
+	// counted yet. Apply keeps it once counted; a revert and Clone drop it. A
+	// state changed other than by Apply must not have been Applied to before.
+	jumps map[string]int
 }
 
 // NewState returns an empty state.
