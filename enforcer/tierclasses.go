@@ -336,9 +336,13 @@ func (t *tiers) setClasses(cm *classMap, pts []classRun) {
 	if len(pts) == 0 {
 		return
 	}
-	out := make([]classRun, 0, len(cm.runs)+2*len(pts))
-	next := 0 // the first old run not yet copied
-	for k := 0; k < len(pts); {
+	type window struct {
+		from, to int
+		runs     []classRun
+	}
+	var windows []window
+	grows := false
+	for k, next := 0, 0; k < len(pts); {
 		first := cm.runAt(pts[k].lo)
 		last, m := first, k+1
 		for ; m < len(pts); m++ {
@@ -348,12 +352,25 @@ func (t *tiers) setClasses(cm *classMap, pts []classRun) {
 			}
 			last = r
 		}
-		from, to := max(first-1, next), min(last+1, len(cm.runs)-1)
-		merged := cm.window(from, to, pts[k:m])
-		end := cm.end(to)
-		t.sendRuns(cm, cm.runs[from:to+1], end, merged, end)
-		out = append(append(out, cm.runs[next:from]...), merged...)
-		next, k = to+1, m
+		w := window{from: max(first-1, next), to: min(last+1, len(cm.runs)-1)}
+		w.runs = cm.window(w.from, w.to, pts[k:m])
+		end := cm.end(w.to)
+		t.sendRuns(cm, cm.runs[w.from:w.to+1], end, w.runs, end)
+		grows = grows || len(w.runs) != w.to-w.from+1
+		windows = append(windows, w)
+		next, k = w.to+1, m
+	}
+	if !grows { // a class changes, the runs stay: most changes, no copy
+		for _, w := range windows {
+			copy(cm.runs[w.from:], w.runs)
+		}
+		return
+	}
+	out := make([]classRun, 0, len(cm.runs)+2*len(pts))
+	next := 0 // the first old run not yet copied
+	for _, w := range windows {
+		out = append(append(out, cm.runs[next:w.from]...), w.runs...)
+		next = w.to + 1
 	}
 	cm.runs = append(out, cm.runs[next:]...)
 }
