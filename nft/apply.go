@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
-	"sort"
+
+	"github.com/google/btree"
 )
 
 // Apply applies tx to s with the semantics documented on OpKind, the kernel's,
@@ -108,7 +109,7 @@ type undoStep struct {
 
 // revert undoes every recorded change, the last first.
 func (j journal) revert(s *State) {
-	s.jumps = nil // counted again when needed
+	s.jumps, s.ranges = nil, nil // counted and ordered again when needed
 	for i := len(j) - 1; i >= 0; i-- {
 		u := j[i]
 		switch u.kind {
@@ -224,6 +225,7 @@ func (s *State) applySetOp(op Op, undo *journal) error {
 		for _, e := range set.Elements {
 			s.countElementJump(set, e, -1)
 		}
+		delete(s.ranges, set.Name)
 		delete(s.Sets, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteSet, name: op.Name, set: set})
 	}
@@ -237,7 +239,7 @@ func (s *State) addElements(op Op, undo *journal) error {
 		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
 	}
 	if set.Interval {
-		if err := checkIntervals(set, op.Elements); err != nil {
+		if err := s.checkIntervals(set, op.Elements); err != nil {
 			return err
 		}
 	}
@@ -257,6 +259,9 @@ func (s *State) addElements(op Op, undo *journal) error {
 		set.Elements[id] = e
 		u.ids = append(u.ids, id)
 		s.countElementJump(set, e, +1)
+		if r := s.ranges[set.Name]; r != nil {
+			r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
+		}
 	}
 	return nil
 }
@@ -279,6 +284,9 @@ func (s *State) deleteElements(op Op, undo *journal) error {
 		u.ids = append(u.ids, id)
 		u.deleted = append(u.deleted, cur)
 		s.countElementJump(set, cur, -1)
+		if r := s.ranges[set.Name]; r != nil {
+			r.Delete(rangeItem{cur.Key, cur.KeyEnd})
+		}
 	}
 	return nil
 }
@@ -402,7 +410,7 @@ func endOf(e Element) []Value {
 	return e.KeyEnd
 }
 
-func checkIntervals(set *Set, add []Element) error {
+func (s *State) checkIntervals(set *Set, add []Element) error {
 	var fresh []span
 	seen := map[string]bool{}
 	for _, e := range add {
@@ -429,21 +437,24 @@ func checkIntervals(set *Set, add []Element) error {
 	}
 	if len(set.Key) == 1 {
 		// One component: sorted by start, new elements overlap each other only
-		// between neighbours, and once they do not, they are sorted by end too,
-		// so each element the set holds finds the only new one it could overlap
-		// by a binary search (the set is large, the batch often small: no sort
-		// of the set, no ID per element it holds).
+		// between neighbours; what the set holds does not overlap itself, so
+		// the only element a new one can overlap is the one that starts last
+		// at or before its end (State.ranges: no walk over the set).
 		slices.SortFunc(fresh, func(a, b span) int { return bytes.Compare(a.from[0], b.from[0]) })
 		for i := 1; i < len(fresh); i++ {
 			if bytes.Compare(fresh[i-1].to[0], fresh[i].from[0]) >= 0 {
 				return overlap(fresh[i], fresh[i-1])
 			}
 		}
-		for _, e := range set.Elements {
-			from, to := e.Key[0], endOf(e)[0]
-			i := sort.Search(len(fresh), func(i int) bool { return bytes.Compare(fresh[i].to[0], from) >= 0 })
-			if i < len(fresh) && bytes.Compare(fresh[i].from[0], to) <= 0 {
-				return overlap(fresh[i], spanOf(set, e))
+		ordered := s.ordered(set)
+		for _, a := range fresh {
+			var before *rangeItem
+			ordered.DescendLessOrEqual(rangeItem{key: a.to}, func(r rangeItem) bool {
+				before = &r
+				return false
+			})
+			if before != nil && bytes.Compare(before.end(), a.from[0]) >= 0 {
+				return overlap(a, spanOf(set, Element{Key: before.key, KeyEnd: before.keyEnd}))
 			}
 		}
 		return nil
@@ -471,6 +482,38 @@ func checkIntervals(set *Set, add []Element) error {
 		}
 	}
 	return nil
+}
+
+// rangeItem is an element of an interval set of one component, as
+// State.ranges orders it: by start.
+type rangeItem struct {
+	key, keyEnd []Value
+}
+
+func (r rangeItem) end() Value {
+	if r.keyEnd == nil {
+		return r.key[0]
+	}
+	return r.keyEnd[0]
+}
+
+func rangeLess(a, b rangeItem) bool { return bytes.Compare(a.key[0], b.key[0]) < 0 }
+
+// ordered returns the elements of set (an interval set of one component)
+// ordered by start, ordering them the first time.
+func (s *State) ordered(set *Set) *btree.BTreeG[rangeItem] {
+	if r := s.ranges[set.Name]; r != nil {
+		return r
+	}
+	if s.ranges == nil {
+		s.ranges = map[string]*btree.BTreeG[rangeItem]{}
+	}
+	r := btree.NewG(16, rangeLess)
+	for _, e := range set.Elements {
+		r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
+	}
+	s.ranges[set.Name] = r
+	return r
 }
 
 // canonicalElements returns elems with single-value ranges (KeyEnd equal to Key

@@ -146,3 +146,42 @@ func TestStateApplyCountsJumpsAcrossBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestStateApplyOrdersRangesAcrossBatches: the order of an interval set's
+// elements that the overlap check uses (State.ranges) follows additions and
+// deletions from batch to batch once made, and a failed batch leaves no
+// trace in it.
+func TestStateApplyOrdersRangesAcrossBatches(t *testing.T) {
+	s := fxProgram()
+	const set = "cidr-v4-external"
+	for i, step := range []struct {
+		name string
+		tx   func(tx *Transaction)
+		want error
+	}{
+		{"a range: the set is ordered", func(tx *Transaction) { tx.AddElements(set, fxPrefix("198.18.64.0/24")) }, nil},
+		{"one overlapping it", func(tx *Transaction) { tx.AddElements(set, fxPrefix("198.18.64.128/25")) }, ErrExists},
+		{"it deleted, the other fits", func(tx *Transaction) {
+			tx.AddElements(set, fxPrefix("198.18.70.0/24")) // ordered again after the failure
+			tx.DeleteElements(set, fxPrefix("198.18.64.0/24"))
+			tx.AddElements(set, fxPrefix("198.18.64.128/25"))
+		}, nil},
+		{"a range added by a batch that fails", func(tx *Transaction) {
+			tx.AddElements(set, fxPrefix("198.18.65.0/24"))
+			tx.DeleteElements(set, fxPrefix("198.18.66.0/24"))
+		}, ErrNotFound},
+		{"so one overlapping it fits", func(tx *Transaction) { tx.AddElements(set, fxPrefix("198.18.65.0/25")) }, nil},
+		{"the set deleted and made again is empty", func(tx *Transaction) {
+			tx.ReplaceRules("pol-in-allow-web", nil) // the rules that use it
+			tx.DeleteSet(set)
+			tx.AddSet(Set{Name: set, Key: []KeyType{TypeIPv4Addr}, Interval: true})
+			tx.AddElements(set, fxPrefix("198.18.65.0/24"))
+		}, nil},
+	} {
+		tx := &Transaction{}
+		step.tx(tx)
+		if err := s.Apply(tx); !errors.Is(err, step.want) || (err == nil) != (step.want == nil) {
+			t.Fatalf("step %d (%s): Apply = %v, want %v", i, step.name, err, step.want)
+		}
+	}
+}

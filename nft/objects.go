@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/google/btree"
 )
 
 // DefaultTable is the name of the inet table nftwarden owns when none is configured.
@@ -397,6 +399,10 @@ type State struct {
 	// counted yet. Apply keeps it once counted; a revert and Clone drop it. A
 	// state changed other than by Apply must not have been Applied to before.
 	jumps map[string]int
+	// ranges orders the elements of each interval set of one component by
+	// start, for the overlap check of new elements (checkIntervals); a set
+	// without an entry: not ordered yet. Kept and dropped as jumps is.
+	ranges map[string]*btree.BTreeG[rangeItem]
 }
 
 // NewState returns an empty state.
