@@ -356,6 +356,13 @@ func writeKey(b *strings.Builder, types []KeyType, vals []Value) {
 		if i < len(types) {
 			t = types[i]
 		}
+		if t == TypeIPv4Addr || t == TypeIPv6Addr {
+			if a, ok := netip.AddrFromSlice(v); ok { // as FormatValue, without a string per address
+				var buf [64]byte
+				b.Write(a.AppendTo(buf[:0]))
+				continue
+			}
+		}
 		b.WriteString(FormatValue(t, v))
 	}
 }
