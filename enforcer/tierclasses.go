@@ -437,8 +437,10 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 		lo, hi netip.Addr
 		class  *tierClass
 	}
-	spans := func(runs []classRun, last netip.Addr) map[span]struct{} {
-		out := make(map[span]struct{}, len(runs))
+	// The spans of runs with a class, in address order: the two lists merge
+	// like sorted lists (no map per window).
+	spans := func(runs []classRun, last netip.Addr) []span {
+		out := make([]span, 0, len(runs))
 		for i, r := range runs {
 			if r.class == nil {
 				continue
@@ -447,21 +449,33 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 			if i+1 < len(runs) {
 				hi = runs[i+1].lo.Prev()
 			}
-			out[span{r.lo, hi, r.class}] = struct{}{}
+			out = append(out, span{r.lo, hi, r.class})
 		}
 		return out
 	}
-	was, now := spans(old, oldLast), spans(cur, curLast)
-	for s := range was {
-		if _, keep := now[s]; !keep {
-			t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
-			t.useClass(s.class, -1)
-		}
+	del := func(s span) {
+		t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
+		t.useClass(s.class, -1)
 	}
-	for s := range now {
-		if _, had := was[s]; !had {
-			t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
-			t.useClass(s.class, +1)
+	add := func(s span) {
+		t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
+		t.useClass(s.class, +1)
+	}
+	was, now := spans(old, oldLast), spans(cur, curLast)
+	for len(was) > 0 || len(now) > 0 {
+		switch {
+		case len(now) == 0 || (len(was) > 0 && was[0].lo.Less(now[0].lo)):
+			del(was[0])
+			was = was[1:]
+		case len(was) == 0 || now[0].lo.Less(was[0].lo):
+			add(now[0])
+			now = now[1:]
+		default: // the same start: kept, or deleted before its successor is added
+			if was[0] != now[0] {
+				del(was[0])
+				add(now[0])
+			}
+			was, now = was[1:], now[1:]
 		}
 	}
 }
