@@ -238,18 +238,22 @@ func (s *State) addElements(op Op, undo *journal) error {
 	if set == nil {
 		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
 	}
+	ids := make([]string, len(op.Elements)) // once for the check and the insertion
+	for i, e := range op.Elements {
+		ids[i] = ElementID(set, e)
+	}
 	if set.Interval {
-		if err := s.checkIntervals(set, op.Elements); err != nil {
+		if err := s.checkIntervals(set, op.Elements, ids); err != nil {
 			return err
 		}
 	}
 	u := undoStep{kind: OpAddElements, set: set}
 	defer func() { *undo = append(*undo, u) }()
-	for _, e := range op.Elements {
+	for i, e := range op.Elements {
 		if err := validateElement(s, set, e); err != nil {
 			return err
 		}
-		id := ElementID(set, e)
+		id := ids[i]
 		if cur, ok := set.Elements[id]; ok {
 			if !sameVerdict(cur.Verdict, e.Verdict) {
 				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
@@ -410,14 +414,14 @@ func endOf(e Element) []Value {
 	return e.KeyEnd
 }
 
-func (s *State) checkIntervals(set *Set, add []Element) error {
+func (s *State) checkIntervals(set *Set, add []Element, ids []string) error {
 	var fresh []span
 	seen := map[string]bool{}
-	for _, e := range add {
+	for i, e := range add {
 		if len(e.Key) != len(set.Key) || (e.KeyEnd != nil && len(e.KeyEnd) != len(set.Key)) {
 			continue // validateElement reports malformed keys
 		}
-		sp := spanOf(set, e)
+		sp := span{id: ids[i], from: e.Key, to: endOf(e)}
 		for c := range sp.from {
 			if bytes.Compare(sp.from[c], sp.to[c]) > 0 {
 				return fmt.Errorf("set %q: range %s ends before it starts: %w", set.Name, sp.id, ErrInvalid)
