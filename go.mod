@@ -3,6 +3,7 @@ module github.com/nftwarden/nftwarden
 go 1.26.8
 
 require (
+	github.com/google/btree v1.1.3
 	github.com/google/go-cmp v0.7.0
 	github.com/google/nftables v0.3.0
 	github.com/hashicorp/go-memdb v1.3.5

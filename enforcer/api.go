@@ -428,6 +428,7 @@ func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.m.commit()
+	e.c.settle()
 	tx = nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
 	return tx, restricts(tx, e.c.w.desired)
 }
@@ -439,6 +440,7 @@ func (e *Engine) takeDesired() *nft.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.m.commit()
+	e.c.settle()
 	e.c.w.takeScope()
 	e.c.w.untracked = false
 	return e.c.w.desired.Clone()
@@ -458,6 +460,7 @@ func (e *Engine) failed() {
 func (e *Engine) Desired() *nft.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.c.settle()
 	return e.c.w.desired.Clone()
 }
 
@@ -465,6 +468,7 @@ func (e *Engine) Desired() *nft.State {
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.c.settle()
 	s := Stats{
 		Pods:       e.nPods,
 		LocalPods:  e.c.m.local.len(),

@@ -72,6 +72,14 @@ func newCompiler(node string, m *model) *compiler {
 // reacquired during it.
 func (c *compiler) collectGroups() { c.groups.collect() }
 
+// settle finishes what the compiler leaves for the moment the desired state
+// is read: the class maps of the tiers (tiers.settle) and the chains of the
+// classes they use.
+func (c *compiler) settle() {
+	c.tiers.settle()
+	c.tiers.finishClasses()
+}
+
 // --- policies ---
 
 // addPolicy compiles in a policy: finds its local targets and activates it.

@@ -60,7 +60,9 @@
 // groups by namespace, policies by namespace), and records them in an
 // nft.Scope. Flush diffs the programmed state against the desired state within
 // that scope and sends one transaction; an identical upsert sends nothing. Any failure makes the next Flush a full
-// Reconcile.
+// Reconcile. One part waits for the Flush: the class maps of the
+// ClusterNetworkPolicy tiers whose policies changed are computed when the
+// desired state is read (compiler.settle), once for a burst of changes.
 //
 // # Cost
 //

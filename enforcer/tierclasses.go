@@ -29,11 +29,15 @@ import (
 // and merges runs around it, sending a few elements, and still ends in
 // exactly what a build from scratch gives.
 
-// tierClass is a peer class: the sorted identities of its rules.
+// tierClass is a peer class: the sorted identities of its rules. Classes
+// are interned (tiers.classes) and compared by pointer; the selector part of
+// an address (classMap.sel) and the runs of a networks part are classes too,
+// whose union is the address's class.
 type tierClass struct {
 	key     string
 	ids     []string
 	refs    int  // class-map elements jumping to its chain
+	holds   int  // selector parts and networks runs naming it
 	written bool // its chain is in the desired state
 	name    string
 }
@@ -46,10 +50,12 @@ type classRun struct {
 }
 
 // netRun is one run of the networks part of a class map: the rules whose
-// networks peers (or whose failing to parse: the whole family) cover it.
+// networks peers (or whose failing to parse: the whole family) cover it, and
+// their class once interned (setNet).
 type netRun struct {
-	lo  netip.Addr
-	ids []string
+	lo    netip.Addr
+	ids   []string
+	class *tierClass
 }
 
 // classMap is one group's class map of one family.
@@ -58,8 +64,8 @@ type classMap struct {
 	fam  Family
 	net  []netRun
 	// sel are the pod addresses some selector peer of the group matches,
-	// with those rules (sorted identities).
-	sel  map[netip.Addr][]string
+	// with the class of those rules.
+	sel  map[netip.Addr]*tierClass
 	runs []classRun
 }
 
@@ -76,6 +82,14 @@ func (t *tiers) intern(dir Direction, tier cnpTier, ids []string) *tierClass {
 	c := &tierClass{key: key, ids: ids, name: tier.String()[:3] + "-" + dir.short() + "-c" + shortHash(key)}
 	t.classes[key] = c
 	t.touched[c] = struct{}{}
+	for _, id := range ids {
+		byID := t.byRule[id]
+		if byID == nil {
+			byID = map[*tierClass]struct{}{}
+			t.byRule[id] = byID
+		}
+		byID[c] = struct{}{}
+	}
 	return c
 }
 
@@ -87,31 +101,105 @@ func (t *tiers) useClass(c *tierClass, delta int) {
 	}
 }
 
+// holdClass counts a selector part or networks run more (delta 1) or less
+// (-1) naming c.
+func (t *tiers) holdClass(c *tierClass, delta int) {
+	if c != nil {
+		c.holds += delta
+		t.touched[c] = struct{}{}
+	}
+}
+
 // finishClasses writes the chains of the classes an element started using
-// or whose rules changed, and deletes those no element uses.
+// or whose rules changed, deletes the chains no element uses, and forgets
+// the classes nothing names. The memos of the operation (they may name a
+// class forgotten here) go with it.
 func (t *tiers) finishClasses() {
 	for c := range t.touched {
 		switch {
 		case c.refs > 0:
 			t.putClassChain(c)
 			c.written = true
-		default:
-			if c.written {
-				t.named.use(c, nil)
-				t.w.deleteChain(c.name)
-			}
+		case c.written:
+			t.named.use(c, nil)
+			t.w.deleteChain(c.name)
+			c.written = false
+		}
+		if c.refs == 0 && c.holds == 0 {
 			delete(t.classes, c.key)
+			for _, id := range c.ids {
+				removeFrom(t.byRule, id, c)
+			}
 		}
 	}
 	clear(t.touched)
+	clear(t.unions)
+	clear(t.selMemo)
 }
 
-// rulesChanged marks the live classes holding a rule of policy name for a
-// rewrite of their chains (ports, actions or precedence changed).
-func (t *tiers) rulesChanged(name string) {
-	for _, c := range t.classes {
-		if slices.ContainsFunc(c.ids, func(id string) bool { return ruleCNP(id) == name }) {
-			t.touched[c] = struct{}{}
+// union is the class of the rules of a and b, memoised for the operation:
+// most addresses of a change share a few pairs.
+func (t *tiers) union(g *tierGroup, a, b *tierClass) *tierClass {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || a == b:
+		return a
+	}
+	key := [2]*tierClass{a, b}
+	c, ok := t.unions[key]
+	if !ok {
+		c = t.intern(g.dir, g.tier, unionIDs(a.ids, b.ids))
+		t.unions[key] = c
+	}
+	return c
+}
+
+// selClass is the class of the rules of g naming one of the selector peers
+// matched, memoised per group for the operation (or until the group's rules
+// change): the addresses of a change share a few sets of peers.
+func (t *tiers) selClass(g *tierGroup, matched []*tierPeer) *tierClass {
+	if len(matched) == 0 {
+		return nil
+	}
+	key := matched[0].key
+	if len(matched) > 1 {
+		slices.SortFunc(matched, func(p, q *tierPeer) int { return strings.Compare(p.key, q.key) })
+		keys := make([]string, len(matched))
+		for i, p := range matched {
+			keys[i] = p.key
+		}
+		key = strings.Join(keys, "\x00")
+	}
+	memo := t.selMemo[g]
+	if c, ok := memo[key]; ok {
+		return c
+	}
+	if memo == nil {
+		memo = map[string]*tierClass{}
+		t.selMemo[g] = memo
+	}
+	var ids []string
+	for _, p := range matched {
+		for id := range g.byPeer[p] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	c := t.intern(g.dir, g.tier, slices.Compact(ids))
+	memo[key] = c
+	return c
+}
+
+// rulesChanged marks the live classes holding a rule of a policy's previous
+// version for a rewrite of their chains (ports, actions or precedence
+// changed, or the rule gone).
+func (t *tiers) rulesChanged(prev *tierCNP) {
+	for _, rules := range prev.rules {
+		for _, r := range rules {
+			for c := range t.byRule[r.id] {
+				t.touched[c] = struct{}{}
+			}
 		}
 	}
 }
@@ -198,7 +286,7 @@ func unionIDs(a, b []string) []string {
 // newClassMap is an empty class map: one run with no class.
 func newClassMap(name string, f Family) *classMap {
 	first, _ := familyBounds(f)
-	return &classMap{name: name, fam: f, sel: map[netip.Addr][]string{}, runs: []classRun{{lo: first}}, net: []netRun{{lo: first}}}
+	return &classMap{name: name, fam: f, sel: map[netip.Addr]*tierClass{}, runs: []classRun{{lo: first}}, net: []netRun{{lo: first}}}
 }
 
 // end is the last address of run i.
@@ -211,49 +299,114 @@ func (cm *classMap) end(i int) netip.Addr {
 }
 
 // netAt is the networks part of the class at a.
-func (cm *classMap) netAt(a netip.Addr) []string {
+func (cm *classMap) netAt(a netip.Addr) *tierClass {
 	i := sort.Search(len(cm.net), func(i int) bool { return cm.net[i].lo.Compare(a) > 0 }) - 1
-	return cm.net[i].ids
+	return cm.net[i].class
+}
+
+// setNet makes runs (netRuns) the networks part of cm, interning their
+// classes.
+func (t *tiers) setNet(g *tierGroup, cm *classMap, runs []netRun) {
+	for i := range runs {
+		runs[i].class = t.intern(g.dir, g.tier, runs[i].ids)
+		t.holdClass(runs[i].class, +1)
+	}
+	for _, r := range cm.net {
+		t.holdClass(r.class, -1)
+	}
+	cm.net = runs
 }
 
 // classAt is the class address a should have.
 func (t *tiers) classAt(g *tierGroup, cm *classMap, a netip.Addr) *tierClass {
-	return t.intern(g.dir, g.tier, unionIDs(cm.netAt(a), cm.sel[a]))
+	return t.union(g, cm.netAt(a), cm.sel[a])
 }
 
-// setAt gives address a class c, splitting and merging the runs around it,
-// and sends the elements that change.
+// setAt gives address a class c (setClasses).
 func (t *tiers) setAt(cm *classMap, a netip.Addr, c *tierClass) {
-	i := sort.Search(len(cm.runs), func(i int) bool { return cm.runs[i].lo.Compare(a) > 0 }) - 1
-	cur := cm.runs[i]
-	if cur.class == c {
+	t.setClasses(cm, []classRun{{lo: a, class: c}})
+}
+
+// runAt is the index of the run holding address a.
+func (cm *classMap) runAt(a netip.Addr) int {
+	return sort.Search(len(cm.runs), func(i int) bool { return cm.runs[i].lo.Compare(a) > 0 }) - 1
+}
+
+// setClasses gives each address of pts (sorted, distinct; lo the address)
+// its class, splitting and merging the runs around them, and sends the
+// elements that change. Points whose runs are near each other (a namespace
+// whose pods' class changed together) form one window, recomputed and sent
+// at once; the runs are copied once for all windows.
+func (t *tiers) setClasses(cm *classMap, pts []classRun) {
+	pts = slices.DeleteFunc(pts, func(p classRun) bool { return cm.runs[cm.runAt(p.lo)].class == p.class })
+	if len(pts) == 0 {
 		return
 	}
-	from, to := max(i-1, 0), min(i+1, len(cm.runs)-1)
-	pts := make([]classRun, 0, 5)
-	for j := from; j <= to; j++ {
-		if j != i {
-			pts = append(pts, cm.runs[j])
-			continue
+	type window struct {
+		from, to int
+		runs     []classRun
+	}
+	var windows []window
+	grows := false
+	for k, next := 0, 0; k < len(pts); {
+		first := cm.runAt(pts[k].lo)
+		last, m := first, k+1
+		for ; m < len(pts); m++ {
+			r := cm.runAt(pts[m].lo)
+			if r > last+2 { // its window would not touch this one
+				break
+			}
+			last = r
 		}
-		if cur.lo != a {
-			pts = append(pts, cur)
+		w := window{from: max(first-1, next), to: min(last+1, len(cm.runs)-1)}
+		w.runs = cm.window(w.from, w.to, pts[k:m])
+		end := cm.end(w.to)
+		t.sendRuns(cm, cm.runs[w.from:w.to+1], end, w.runs, end)
+		grows = grows || len(w.runs) != w.to-w.from+1
+		windows = append(windows, w)
+		next, k = w.to+1, m
+	}
+	if !grows { // a class changes, the runs stay: most changes, no copy
+		for _, w := range windows {
+			copy(cm.runs[w.from:], w.runs)
 		}
-		pts = append(pts, classRun{lo: a, class: c})
-		if end := cm.end(i); end != a {
-			pts = append(pts, classRun{lo: a.Next(), class: cur.class})
+		return
+	}
+	out := make([]classRun, 0, len(cm.runs)+2*len(pts))
+	next := 0 // the first old run not yet copied
+	for _, w := range windows {
+		out = append(append(out, cm.runs[next:w.from]...), w.runs...)
+		next = w.to + 1
+	}
+	cm.runs = append(out, cm.runs[next:]...)
+}
+
+// window is the canonical list of runs that old runs from..to become with
+// the classes of pts (all inside them).
+func (cm *classMap) window(from, to int, pts []classRun) []classRun {
+	var raw []classRun
+	for r := from; r <= to; r++ {
+		lo, end, open := cm.runs[r].lo, cm.end(r), true
+		for ; len(pts) > 0 && pts[0].lo.Compare(end) <= 0; pts = pts[1:] {
+			if pts[0].lo != lo {
+				raw = append(raw, classRun{lo: lo, class: cm.runs[r].class})
+			}
+			raw = append(raw, pts[0])
+			if open = pts[0].lo != end; open {
+				lo = pts[0].lo.Next()
+			}
+		}
+		if open {
+			raw = append(raw, classRun{lo: lo, class: cm.runs[r].class})
 		}
 	}
-	merged := pts[:1]
-	for _, p := range pts[1:] {
+	merged := raw[:1]
+	for _, p := range raw[1:] {
 		if p.class != merged[len(merged)-1].class {
 			merged = append(merged, p)
 		}
 	}
-	last := cm.end(to)
-	oldRuns := slices.Clone(cm.runs[from : to+1])
-	cm.runs = slices.Replace(cm.runs, from, to+1, merged...)
-	t.sendRuns(cm, oldRuns, last, merged, last)
+	return merged
 }
 
 // rebuildRuns recomputes every run from the networks part and the selector
@@ -290,8 +443,10 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 		lo, hi netip.Addr
 		class  *tierClass
 	}
-	spans := func(runs []classRun, last netip.Addr) map[span]struct{} {
-		out := make(map[span]struct{}, len(runs))
+	// The spans of runs with a class, in address order: the two lists merge
+	// like sorted lists (no map per window).
+	spans := func(runs []classRun, last netip.Addr) []span {
+		out := make([]span, 0, len(runs))
 		for i, r := range runs {
 			if r.class == nil {
 				continue
@@ -300,21 +455,33 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 			if i+1 < len(runs) {
 				hi = runs[i+1].lo.Prev()
 			}
-			out[span{r.lo, hi, r.class}] = struct{}{}
+			out = append(out, span{r.lo, hi, r.class})
 		}
 		return out
 	}
-	was, now := spans(old, oldLast), spans(cur, curLast)
-	for s := range was {
-		if _, keep := now[s]; !keep {
-			t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
-			t.useClass(s.class, -1)
-		}
+	del := func(s span) {
+		t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
+		t.useClass(s.class, -1)
 	}
-	for s := range now {
-		if _, had := was[s]; !had {
-			t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
-			t.useClass(s.class, +1)
+	add := func(s span) {
+		t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
+		t.useClass(s.class, +1)
+	}
+	was, now := spans(old, oldLast), spans(cur, curLast)
+	for len(was) > 0 || len(now) > 0 {
+		switch {
+		case len(now) == 0 || (len(was) > 0 && was[0].lo.Less(now[0].lo)):
+			del(was[0])
+			was = was[1:]
+		case len(was) == 0 || now[0].lo.Less(was[0].lo):
+			add(now[0])
+			now = now[1:]
+		default: // the same start: kept, or deleted before its successor is added
+			if was[0] != now[0] {
+				del(was[0])
+				add(now[0])
+			}
+			was, now = was[1:], now[1:]
 		}
 	}
 }

@@ -1,7 +1,10 @@
 package enforcer
 
 import (
+	"maps"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,5 +116,52 @@ func TestNetRuns(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestClassMapSetClassesInOneGo: classes given to many addresses at once
+// (near ones in one window, far ones in their own) end in the same runs,
+// elements and class references as the same classes given one by one.
+func TestClassMapSetClassesInOneGo(t *testing.T) {
+	for seed := range 50 {
+		r := rand.New(rand.NewPCG(uint64(seed), 7))
+		one, batch := newTiers(newWriter(), nil, "node-a"), newTiers(newWriter(), nil, "node-a")
+		cms := [2]*classMap{newClassMap("m", IPv4), newClassMap("m", IPv4)}
+		for _, tr := range []*tiers{one, batch} {
+			tr.w.putSet(nft.Set{Name: "m", Key: []nft.KeyType{IPv4.addrType()}, Interval: true, VerdictMap: true}, 0)
+		}
+		for range 5 {
+			picked := map[netip.Addr]string{}
+			for range 1 + r.IntN(12) {
+				a := netip.AddrFrom4([4]byte{198, 18, 0, byte(r.IntN(24))})
+				if r.IntN(6) == 0 {
+					a = netip.AddrFrom4([4]byte{255, 255, 255, byte(250 + r.IntN(6))})
+				}
+				picked[a] = []string{"", "a", "b"}[r.IntN(3)]
+			}
+			var pts []classRun
+			for _, a := range slices.SortedFunc(maps.Keys(picked), netip.Addr.Compare) {
+				var ids []string
+				if picked[a] != "" {
+					ids = []string{picked[a]}
+				}
+				one.setAt(cms[0], a, one.intern(Ingress, tierAdmin, ids))
+				pts = append(pts, classRun{lo: a, class: batch.intern(Ingress, tierAdmin, ids)})
+			}
+			batch.setClasses(cms[1], pts)
+			one.finishClasses()
+			batch.finishClasses()
+			if a, b := renderRuns(cms[0]), renderRuns(cms[1]); a != b {
+				t.Fatalf("seed %d: one by one %s, in one go %s", seed, a, b)
+			}
+			if a, b := nft.Render("t", one.w.desired), nft.Render("t", batch.w.desired); a != b {
+				t.Fatalf("seed %d: elements differ:\n%s\n%s", seed, a, b)
+			}
+			for k, c := range one.classes {
+				if batch.classes[k] == nil || batch.classes[k].refs != c.refs {
+					t.Fatalf("seed %d: class %s has %d refs one by one, %v in one go", seed, k, c.refs, batch.classes[k])
+				}
+			}
+		}
 	}
 }

@@ -46,6 +46,8 @@ func (t *tiers) nodeChanged(old, cur *nodeRecord) {
 			addrs = append(addrs, n.Addrs...)
 		}
 	}
+	// updateAddrs takes each address once, in order.
+	addrs = slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))
 	for _, id := range slices.Sorted(maps.Keys(t.groups)) {
 		g := t.groups[id]
 		rules := slices.Collect(maps.Values(g.nets))
@@ -54,7 +56,7 @@ func (t *tiers) nodeChanged(old, cur *nodeRecord) {
 		}
 		t.resolveNodes(rules)
 		for _, cm := range g.maps {
-			cm.net = netRuns(cm.fam, rules)
+			t.setNet(g, cm, netRuns(cm.fam, rules))
 		}
 		t.updateAddrs(g, addrs)
 	}

@@ -64,6 +64,14 @@ type tiers struct {
 	// the operation (tierclasses.go).
 	classes map[string]*tierClass
 	touched map[*tierClass]struct{}
+	// byRule indexes the live classes by the identities of their rules: a
+	// policy change rewrites the chains of its rules' classes only.
+	byRule map[string]map[*tierClass]struct{}
+	// pending are the groups whose class maps wait for settle (refill).
+	pending map[*tierGroup]*tierFill
+	// unions and selMemo are the memos of one operation (union, selClass).
+	unions  map[[2]*tierClass]*tierClass
+	selMemo map[*tierGroup]map[string]*tierClass
 }
 
 // tierCNP is a policy as compiled: its subject and rules per direction
@@ -113,7 +121,9 @@ type tierRule struct {
 
 func newTiers(w *writer, m *model, node string) *tiers {
 	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
-		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{}}
+		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
+		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{},
+		pending: map[*tierGroup]*tierFill{}}
 	for _, dir := range directions {
 		for _, tier := range []cnpTier{tierAdmin, tierBaseline} {
 			t.subjects[dir][tier] = map[string]*tierSubject{}
@@ -126,13 +136,6 @@ func newTiers(w *writer, m *model, node string) *tiers {
 // ruleID identifies a rule across changes: tier, direction, policy, index.
 func ruleID(tier cnpTier, dir Direction, cnp string, index int) string {
 	return tier.String()[:1] + dir.short() + "/" + strconv.Itoa(index) + "/" + cnp
-}
-
-// ruleCNP is the policy of a rule identity.
-func ruleCNP(id string) string {
-	_, rest, _ := strings.Cut(id, "/")
-	_, name, _ := strings.Cut(rest, "/")
-	return name
 }
 
 // concerns reports whether a tier has a group for local pod id in dir.
@@ -284,7 +287,9 @@ func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
 			subjectsChanged[dir][tier] = subjectsChanged[dir][tier] || len(gone[dir][tier]) > 0
 		}
 	}
-	t.rulesChanged(name)
+	if prev != nil {
+		t.rulesChanged(prev)
+	}
 	for _, id := range slices.Sorted(maps.Keys(t.groups)) {
 		g := t.groups[id]
 		var removed, added []*tierRule
@@ -452,15 +457,24 @@ func (t *tiers) create(dir Direction, tier cnpTier, gid string, subjects []strin
 // destroy deletes a group that lost its last pod.
 func (t *tiers) destroy(g *tierGroup) {
 	delete(t.groups, g.id)
+	delete(t.selMemo, g)
+	delete(t.pending, g)
 	for _, cm := range g.maps {
 		for _, r := range cm.runs {
 			t.useClass(r.class, -1)
+		}
+		for _, c := range cm.sel {
+			t.holdClass(c, -1)
+		}
+		for _, r := range cm.net {
+			t.holdClass(r.class, -1)
 		}
 		t.w.deleteSet(cm.name)
 	}
 }
 
 func (t *tiers) addRules(g *tierGroup, rules []*tierRule) {
+	delete(t.selMemo, g)
 	for _, r := range rules {
 		if r.nets {
 			g.nets[r.id] = r
@@ -477,6 +491,7 @@ func (t *tiers) addRules(g *tierGroup, rules []*tierRule) {
 }
 
 func (t *tiers) removeRules(g *tierGroup, rules []*tierRule) {
+	delete(t.selMemo, g)
 	for _, r := range rules {
 		delete(g.nets, r.id)
 		for _, p := range r.peers {
@@ -486,44 +501,88 @@ func (t *tiers) removeRules(g *tierGroup, rules []*tierRule) {
 }
 
 // changeRules replaces a policy's rules in a group and updates the classes
-// of the addresses they concern.
+// of the addresses they concern. Rules that match what they matched before
+// (a change of ports, action or priority) leave every class as it is: only
+// the chains change (rulesChanged).
 func (t *tiers) changeRules(g *tierGroup, removed, added []*tierRule, affected []netip.Addr) {
 	nets := slices.ContainsFunc(removed, func(r *tierRule) bool { return r.nets }) ||
 		slices.ContainsFunc(added, func(r *tierRule) bool { return r.nets })
 	t.removeRules(g, removed)
 	t.addRules(g, added)
-	t.refill(g, affected, nets)
+	if !slices.EqualFunc(removed, added, sameMatch) {
+		t.refill(g, affected, nets)
+	}
 }
 
-// refill recomputes the selector part of the given addresses and, with
-// nets, the networks part, then the class maps: every run after a networks
-// change, else the addresses one by one.
+// sameMatch reports whether two versions of a rule have one identity and
+// match the same addresses: the same selector peers, networks, and parse
+// failure.
+func sameMatch(a, b *tierRule) bool {
+	return a.id == b.id && a.nets == b.nets && a.r.broken == b.r.broken && slices.Equal(a.peers, b.peers) &&
+		slices.EqualFunc(a.r.peers, b.r.peers, func(p, q cnpPeer) bool {
+			return (p.ns == nil) == (q.ns == nil) && slices.Equal(p.networks, q.networks)
+		})
+}
+
+// tierFill is what a group's class maps wait for: the addresses whose
+// selector part to recompute, and whether the networks part is too.
+type tierFill struct {
+	addrs map[netip.Addr]struct{}
+	nets  bool
+}
+
+// refill records that the selector part of the given addresses and, with
+// nets, the networks part of g are to be recomputed by settle. Changes that
+// come together (a first build, a full list of policies, a burst before a
+// Flush) are then computed once: each address once, the networks part and
+// the runs once, instead of once per policy.
 func (t *tiers) refill(g *tierGroup, addrs []netip.Addr, nets bool) {
-	// Peers of several rules share members: each address once (a copy:
-	// the caller passes the same addresses to every group).
-	addrs = slices.Compact(slices.SortedFunc(slices.Values(addrs), netip.Addr.Compare))
-	if !nets {
-		t.updateAddrs(g, addrs)
-		return
-	}
-	rules := slices.Collect(maps.Values(g.nets))
-	for _, cm := range g.maps {
-		t.resolveNodes(rules)
-		cm.net = netRuns(cm.fam, rules)
+	f := t.pending[g]
+	if f == nil {
+		f = &tierFill{addrs: make(map[netip.Addr]struct{}, len(addrs))}
+		t.pending[g] = f
 	}
 	for _, a := range addrs {
-		t.setSel(g, a)
+		f.addrs[a] = struct{}{}
 	}
-	for _, cm := range g.maps {
-		t.rebuildRuns(g, cm)
-	}
+	f.nets = f.nets || nets
 }
 
-// updateAddrs recomputes the class of each address in g.
+// settle brings the class maps of the groups that wait for it up to date:
+// every run after a networks change, else the addresses one by one. The
+// engine calls it (compiler.settle) before it reads the desired state.
+func (t *tiers) settle() {
+	for _, g := range slices.SortedFunc(maps.Keys(t.pending), func(a, b *tierGroup) int { return strings.Compare(a.id, b.id) }) {
+		f := t.pending[g]
+		addrs := slices.SortedFunc(maps.Keys(f.addrs), netip.Addr.Compare)
+		if !f.nets {
+			t.updateAddrs(g, addrs)
+			continue
+		}
+		rules := slices.Collect(maps.Values(g.nets))
+		t.resolveNodes(rules)
+		for _, cm := range g.maps {
+			t.setNet(g, cm, netRuns(cm.fam, rules))
+		}
+		for _, a := range addrs {
+			t.setSel(g, a)
+		}
+		for _, cm := range g.maps {
+			t.rebuildRuns(g, cm)
+		}
+	}
+	clear(t.pending)
+}
+
+// updateAddrs recomputes the class of each address (sorted) in g.
 func (t *tiers) updateAddrs(g *tierGroup, addrs []netip.Addr) {
+	var pts [2][]classRun
 	for _, a := range addrs {
 		cm := t.setSel(g, a)
-		t.setAt(cm, a, t.classAt(g, cm, a))
+		pts[cm.fam] = append(pts[cm.fam], classRun{lo: a, class: t.classAt(g, cm, a)})
+	}
+	for _, cm := range g.maps {
+		t.setClasses(cm, pts[cm.fam])
 	}
 }
 
@@ -532,21 +591,24 @@ func (t *tiers) updateAddrs(g *tierGroup, addrs []netip.Addr) {
 func (t *tiers) setSel(g *tierGroup, a netip.Addr) *classMap {
 	cm := g.maps[familyOf(a)]
 	claimants := t.m.podsByIP(a)
-	var ids []string
+	var matched []*tierPeer
 	if len(claimants) > 0 {
 		for p := range t.peers.of[claimants[0].ID] {
-			if rules := g.byPeer[p]; len(rules) > 0 && p.allMember(claimants) {
-				for id := range rules {
-					ids = append(ids, id)
-				}
+			if len(g.byPeer[p]) > 0 && p.allMember(claimants) {
+				matched = append(matched, p)
 			}
 		}
 	}
-	if len(ids) == 0 {
-		delete(cm.sel, a)
+	c, old := t.selClass(g, matched), cm.sel[a]
+	if c == old {
 		return cm
 	}
-	slices.Sort(ids)
-	cm.sel[a] = slices.Compact(ids)
+	if c == nil {
+		delete(cm.sel, a)
+	} else {
+		cm.sel[a] = c
+	}
+	t.holdClass(c, +1)
+	t.holdClass(old, -1)
 	return cm
 }

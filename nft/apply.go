@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
-	"sort"
+
+	"github.com/google/btree"
 )
 
 // Apply applies tx to s with the semantics documented on OpKind, the kernel's,
@@ -42,6 +43,53 @@ func (s *State) Apply(tx *Transaction) error {
 	return nil
 }
 
+// jumpedTo reports whether a rule or a verdict-map element jumps or goes to
+// chain name. The first call counts every reference (State.jumps); the
+// operations keep the count, so that a batch deleting many chains, or many
+// batches, do not walk the whole table for each.
+func (s *State) jumpedTo(name string) bool {
+	if s.jumps == nil {
+		s.jumps = map[string]int{}
+		for _, c := range s.Chains {
+			s.countJumps(c.Rules, +1)
+		}
+		for _, set := range s.Sets {
+			for _, e := range set.Elements {
+				s.countElementJump(set, e, +1)
+			}
+		}
+	}
+	return s.jumps[name] > 0
+}
+
+// countJumps adds delta per jump or goto of rules to the count, if kept.
+func (s *State) countJumps(rules []Rule, delta int) {
+	if s.jumps == nil {
+		return
+	}
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if v, ok := e.(Verdict); ok && v.Chain != "" {
+				s.addJumps(v.Chain, delta)
+			}
+		}
+	}
+}
+
+// countElementJump adds delta to the count if e is an element of a verdict
+// map that jumps or goes to a chain and the count is kept.
+func (s *State) countElementJump(set *Set, e Element, delta int) {
+	if s.jumps != nil && set.VerdictMap && e.Verdict != nil && e.Verdict.Chain != "" {
+		s.addJumps(e.Verdict.Chain, delta)
+	}
+}
+
+func (s *State) addJumps(chain string, delta int) {
+	if s.jumps[chain] += delta; s.jumps[chain] <= 0 {
+		delete(s.jumps, chain)
+	}
+}
+
 // journal records how to undo the changes Apply made, in order.
 type journal []undoStep
 
@@ -61,6 +109,7 @@ type undoStep struct {
 
 // revert undoes every recorded change, the last first.
 func (j journal) revert(s *State) {
+	s.jumps, s.ranges = nil, nil // counted and ordered again when needed
 	for i := len(j) - 1; i >= 0; i-- {
 		u := j[i]
 		switch u.kind {
@@ -131,13 +180,15 @@ func (s *State) applyChainOp(op Op, undo *journal) error {
 			}
 		}
 		*undo = append(*undo, undoStep{kind: OpReplaceRules, chain: c, rules: c.Rules})
+		s.countJumps(c.Rules, -1)
 		c.Rules = slices.Clone(op.Chain.Rules)
+		s.countJumps(c.Rules, +1)
 	case OpDeleteChain:
 		c := s.Chains[op.Name]
 		if c == nil {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
 		}
-		if len(c.Rules) > 0 || chainReferenced(s, op.Name) {
+		if len(c.Rules) > 0 || s.jumpedTo(op.Name) {
 			return fmt.Errorf("chain %q: %w", op.Name, ErrBusy)
 		}
 		delete(s.Chains, op.Name)
@@ -171,6 +222,10 @@ func (s *State) applySetOp(op Op, undo *journal) error {
 		if setReferenced(s, op.Name) {
 			return fmt.Errorf("set %q: %w", op.Name, ErrBusy)
 		}
+		for _, e := range set.Elements {
+			s.countElementJump(set, e, -1)
+		}
+		delete(s.ranges, set.Name)
 		delete(s.Sets, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteSet, name: op.Name, set: set})
 	}
@@ -183,18 +238,22 @@ func (s *State) addElements(op Op, undo *journal) error {
 	if set == nil {
 		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
 	}
+	ids := make([]string, len(op.Elements)) // once for the check and the insertion
+	for i, e := range op.Elements {
+		ids[i] = ElementID(set, e)
+	}
 	if set.Interval {
-		if err := checkIntervals(set, op.Elements); err != nil {
+		if err := s.checkIntervals(set, op.Elements, ids); err != nil {
 			return err
 		}
 	}
 	u := undoStep{kind: OpAddElements, set: set}
 	defer func() { *undo = append(*undo, u) }()
-	for _, e := range op.Elements {
+	for i, e := range op.Elements {
 		if err := validateElement(s, set, e); err != nil {
 			return err
 		}
-		id := ElementID(set, e)
+		id := ids[i]
 		if cur, ok := set.Elements[id]; ok {
 			if !sameVerdict(cur.Verdict, e.Verdict) {
 				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
@@ -203,6 +262,10 @@ func (s *State) addElements(op Op, undo *journal) error {
 		}
 		set.Elements[id] = e
 		u.ids = append(u.ids, id)
+		s.countElementJump(set, e, +1)
+		if r := s.ranges[set.Name]; r != nil {
+			r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
+		}
 	}
 	return nil
 }
@@ -224,6 +287,10 @@ func (s *State) deleteElements(op Op, undo *journal) error {
 		delete(set.Elements, id)
 		u.ids = append(u.ids, id)
 		u.deleted = append(u.deleted, cur)
+		s.countElementJump(set, cur, -1)
+		if r := s.ranges[set.Name]; r != nil {
+			r.Delete(rangeItem{cur.Key, cur.KeyEnd})
+		}
 	}
 	return nil
 }
@@ -319,26 +386,6 @@ func fieldsMatchKey(fields []Field, key []KeyType) bool {
 	return true
 }
 
-func chainReferenced(s *State, name string) bool {
-	target := map[string]bool{name: true}
-	for _, c := range s.Chains {
-		if referencesAny(c, nil, target) {
-			return true
-		}
-	}
-	for _, set := range s.Sets {
-		if !set.VerdictMap {
-			continue
-		}
-		for _, e := range set.Elements {
-			if e.Verdict != nil && e.Verdict.Chain == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func setReferenced(s *State, name string) bool {
 	target := map[string]bool{name: true}
 	for _, c := range s.Chains {
@@ -356,21 +403,25 @@ type span struct {
 }
 
 func spanOf(set *Set, e Element) span {
-	to := e.KeyEnd
-	if to == nil {
-		to = e.Key
-	}
-	return span{id: ElementID(set, e), from: e.Key, to: to}
+	return span{id: ElementID(set, e), from: e.Key, to: endOf(e)}
 }
 
-func checkIntervals(set *Set, add []Element) error {
+// endOf is the last key of an element's range (its key if it is no range).
+func endOf(e Element) []Value {
+	if e.KeyEnd == nil {
+		return e.Key
+	}
+	return e.KeyEnd
+}
+
+func (s *State) checkIntervals(set *Set, add []Element, ids []string) error {
 	var fresh []span
 	seen := map[string]bool{}
-	for _, e := range add {
+	for i, e := range add {
 		if len(e.Key) != len(set.Key) || (e.KeyEnd != nil && len(e.KeyEnd) != len(set.Key)) {
 			continue // validateElement reports malformed keys
 		}
-		sp := spanOf(set, e)
+		sp := span{id: ids[i], from: e.Key, to: endOf(e)}
 		for c := range sp.from {
 			if bytes.Compare(sp.from[c], sp.to[c]) > 0 {
 				return fmt.Errorf("set %q: range %s ends before it starts: %w", set.Name, sp.id, ErrInvalid)
@@ -388,25 +439,32 @@ func checkIntervals(set *Set, add []Element) error {
 	overlap := func(a, b span) error {
 		return fmt.Errorf("set %q: element %s overlaps %s: %w", set.Name, a.id, b.id, ErrExists)
 	}
-	if len(set.Key) == 1 && len(fresh) > 8 {
-		// Many new elements in one component: sort everything by start; an
-		// overlap is always between neighbours. What the set holds already does
-		// not overlap.
-		all := slices.Clone(fresh)
-		for _, e := range set.Elements {
-			all = append(all, spanOf(set, e))
+	if len(set.Key) == 1 {
+		// One component: sorted by start, new elements overlap each other only
+		// between neighbours; what the set holds does not overlap itself, so
+		// the only element a new one can overlap is the one that starts last
+		// at or before its end (State.ranges: no walk over the set).
+		slices.SortFunc(fresh, func(a, b span) int { return bytes.Compare(a.from[0], b.from[0]) })
+		for i := 1; i < len(fresh); i++ {
+			if bytes.Compare(fresh[i-1].to[0], fresh[i].from[0]) >= 0 {
+				return overlap(fresh[i], fresh[i-1])
+			}
 		}
-		sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].from[0], all[j].from[0]) < 0 })
-		for i := 1; i < len(all); i++ {
-			if bytes.Compare(all[i-1].to[0], all[i].from[0]) >= 0 {
-				return overlap(all[i], all[i-1])
+		ordered := s.ordered(set)
+		for _, a := range fresh {
+			var before *rangeItem
+			ordered.DescendLessOrEqual(rangeItem{key: a.to}, func(r rangeItem) bool {
+				before = &r
+				return false
+			})
+			if before != nil && bytes.Compare(before.end(), a.from[0]) >= 0 {
+				return overlap(a, spanOf(set, Element{Key: before.key, KeyEnd: before.keyEnd}))
 			}
 		}
 		return nil
 	}
-	// Ranges overlap when every component does. Few new elements (or a
-	// concatenated set, which holds ports and stays small): compare each new
-	// element with all others.
+	// Ranges overlap when every component does. A concatenated set (it
+	// holds ports and stays small): compare each new element with all others.
 	intersects := func(a, b span) bool {
 		for c := range a.from {
 			if bytes.Compare(a.to[c], b.from[c]) < 0 || bytes.Compare(b.to[c], a.from[c]) < 0 {
@@ -422,12 +480,44 @@ func checkIntervals(set *Set, add []Element) error {
 			}
 		}
 		for _, e := range set.Elements {
-			if b := spanOf(set, e); intersects(a, b) {
-				return overlap(a, b)
+			if b := (span{from: e.Key, to: endOf(e)}); intersects(a, b) {
+				return overlap(a, spanOf(set, e))
 			}
 		}
 	}
 	return nil
+}
+
+// rangeItem is an element of an interval set of one component, as
+// State.ranges orders it: by start.
+type rangeItem struct {
+	key, keyEnd []Value
+}
+
+func (r rangeItem) end() Value {
+	if r.keyEnd == nil {
+		return r.key[0]
+	}
+	return r.keyEnd[0]
+}
+
+func rangeLess(a, b rangeItem) bool { return bytes.Compare(a.key[0], b.key[0]) < 0 }
+
+// ordered returns the elements of set (an interval set of one component)
+// ordered by start, ordering them the first time.
+func (s *State) ordered(set *Set) *btree.BTreeG[rangeItem] {
+	if r := s.ranges[set.Name]; r != nil {
+		return r
+	}
+	if s.ranges == nil {
+		s.ranges = map[string]*btree.BTreeG[rangeItem]{}
+	}
+	r := btree.NewG(16, rangeLess)
+	for _, e := range set.Elements {
+		r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
+	}
+	s.ranges[set.Name] = r
+	return r
 }
 
 // canonicalElements returns elems with single-value ranges (KeyEnd equal to Key

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/google/btree"
 )
 
 // DefaultTable is the name of the inet table nftwarden owns when none is configured.
@@ -354,6 +356,13 @@ func writeKey(b *strings.Builder, types []KeyType, vals []Value) {
 		if i < len(types) {
 			t = types[i]
 		}
+		if t == TypeIPv4Addr || t == TypeIPv6Addr {
+			if a, ok := netip.AddrFromSlice(v); ok { // as FormatValue, without a string per address
+				var buf [64]byte
+				b.Write(a.AppendTo(buf[:0]))
+				continue
+			}
+		}
 		b.WriteString(FormatValue(t, v))
 	}
 }
@@ -392,6 +401,15 @@ func FormatValue(t KeyType, v Value) string {
 type State struct {
 	Chains map[string]*Chain
 	Sets   map[string]*Set
+	// jumps counts, per chain, the rules and verdict-map elements that jump
+	// or go to it, for the busy check of a chain's deletion (Apply); nil: not
+	// counted yet. Apply keeps it once counted; a revert and Clone drop it. A
+	// state changed other than by Apply must not have been Applied to before.
+	jumps map[string]int
+	// ranges orders the elements of each interval set of one component by
+	// start, for the overlap check of new elements (checkIntervals); a set
+	// without an entry: not ordered yet. Kept and dropped as jumps is.
+	ranges map[string]*btree.BTreeG[rangeItem]
 }
 
 // NewState returns an empty state.
