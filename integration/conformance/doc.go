@@ -4,7 +4,8 @@
 // v0.3.0 (standard channel: Admin and Baseline tiers, ingress and egress per
 // protocol, combined rules, pod selectors, port ranges, inline CIDR egress,
 // priority and same priority, integration with NetworkPolicy; 24 tests,
-// UpstreamCNPCases in upstream_cnp.go, on the topology mapping of houses.go;
+// UpstreamCNPCases in upstream_cnp.go (Admin tier), upstream_cnp_baseline.go and
+// upstream_cnp_steps.go (the subtests both tiers share), on the topology mapping of houses.go;
 // and the experimental channel's 6 node-peer and named-port tests,
 // UpstreamCNPExperimentalCases in upstream_cnp_experimental.go) and a
 // Cyclonus-style generator that mixes NetworkPolicies and ClusterNetworkPolicies

@@ -200,128 +200,15 @@ func samePriorityRules(h *houses, tier v1beta1.Tier, priority int32, prefix stri
 	return out
 }
 
-// podSelectorSteps are the subtests of both pod-selector tests
-// (admin-network-policy-standard-pod-selector-rules.go,
-// baseline-admin-network-policy-standard-pod-selector-rules.go): the same in
-// both files.
-func podSelectorSteps(h *houses) []Step {
-	return steps(
-		Step{Name: "Should support pod selectors in egress peers", Probes: h.pokes(
-			poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, false},
-			poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-			poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-		)},
-		Step{Name: "Should support pod selectors in ingress peers", Probes: h.pokes(
-			poke{"draco-malfoy-1", tcp, "harry-potter-1", 80, false},
-			poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-0", roleLabel, "blocked")), Probes: h.pokes(
-			poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, false},
-			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel)), Probes: h.pokes(
-			poke{"cedric-diggory-0", tcp, "harry-potter-0", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in ingress peers", Actions: do(h.setPodLabel("cedric-diggory-1", roleLabel, "blocked")), Probes: h.pokes(
-			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-		)},
-		// The previous subtest's t.Cleanup; this one's own cleanup
-		// (luna-lovegood-0 and -1 lose conformance-role) is left to
-		// the reset between cases.
-		Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("cedric-diggory-0", roleLabel), h.removePodLabel("cedric-diggory-1", roleLabel)), Probes: h.pokes(
-			poke{"draco-malfoy-0", tcp, "luna-lovegood-1", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-0", roleLabel, "restricted")), Probes: h.pokes(
-			poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, false},
-			poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in the subject", Actions: do(h.removePodLabel("luna-lovegood-0", roleLabel)), Probes: h.pokes(
-			poke{"luna-lovegood-0", tcp, "draco-malfoy-0", 80, true},
-		)},
-		Step{Name: "Should support pod selectors in the subject", Actions: do(h.setPodLabel("luna-lovegood-1", roleLabel, "restricted")), Probes: h.pokes(
-			poke{"luna-lovegood-1", tcp, "draco-malfoy-0", 80, false},
-		)},
-	)
-}
-
-// portRangeSteps are the subtests of both port-range tests
-// (admin-network-policy-standard-port-range-rules.go,
-// baseline-admin-network-policy-standard-port-range-rules.go): the same in
-// both files.
-func portRangeSteps(h *houses) []Step {
-	return steps(
-		Step{Name: "Should support egress port range rules across different protocols", Probes: h.pokes(
-			poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-			poke{"harry-potter-0", tcp, "luna-lovegood-0", 8080, true},
-			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-			poke{"harry-potter-0", udp, "cedric-diggory-0", 53, true},
-			poke{"harry-potter-0", udp, "cedric-diggory-0", 5353, true},
-			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-			poke{"harry-potter-0", sctp, "draco-malfoy-0", 9003, true},
-			poke{"harry-potter-0", sctp, "draco-malfoy-0", 9005, true},
-			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-		)},
-		Step{Name: "Should support ingress port range rules across different protocols", Probes: h.pokes(
-			poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-			poke{"luna-lovegood-0", tcp, "harry-potter-0", 8080, true},
-			poke{"luna-lovegood-1", udp, "harry-potter-0", 53, false},
-			poke{"cedric-diggory-0", udp, "harry-potter-0", 53, true},
-			poke{"cedric-diggory-0", udp, "harry-potter-0", 5353, true},
-			poke{"cedric-diggory-1", tcp, "harry-potter-0", 80, false},
-			poke{"draco-malfoy-0", sctp, "harry-potter-0", 9003, true},
-			poke{"draco-malfoy-0", sctp, "harry-potter-0", 9005, true},
-			poke{"draco-malfoy-1", tcp, "harry-potter-0", 80, false},
-		)},
-	)
-}
-
-// inlineCIDRSteps are the subtests of both inline-CIDR tests
-// (admin-network-policy-standard-egress-inline-cidr-rules.go,
-// baseline-admin-network-policy-standard-egress-inline-cidr-rules.go): the
-// same in both files.
-func inlineCIDRSteps(h *houses, cnp *v1beta1.ClusterNetworkPolicy) []Step {
-	return steps(
-		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Probes: h.pokes(
-			poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, false},
-			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, false},
-			poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, false},
-			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, false},
-			poke{"harry-potter-1", udp, "cedric-diggory-0", 53, false},
-			poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, false},
-			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-		)},
-		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "denied-namespace-label"})), Probes: h.pokes(
-			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, false},
-			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, false},
-			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, false},
-		)},
-		Step{Name: "Should support a 'deny-egress' rule policy for egress-cidr-peer", Actions: do(h.setNamespaceLabels("slytherin", map[string]string{houseLabel: "slytherin"})), Probes: h.pokes(
-			poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-			poke{"harry-potter-1", udp, "draco-malfoy-0", 53, true},
-			poke{"harry-potter-1", sctp, "draco-malfoy-0", 9003, true},
-		)},
-		Step{Name: "Should support an 'allow-egress' rule policy for egress-cidr-peer", Actions: do(allowSpecificPodIPs(h, cnp)), Probes: h.pokes(
-			poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, true},
-			poke{"harry-potter-1", udp, "luna-lovegood-0", 53, true},
-			poke{"harry-potter-1", sctp, "luna-lovegood-0", 9003, true},
-			poke{"harry-potter-1", tcp, "cedric-diggory-0", 80, true},
-			poke{"harry-potter-1", udp, "cedric-diggory-0", 53, true},
-			poke{"harry-potter-1", sctp, "cedric-diggory-0", 9003, true},
-			poke{"harry-potter-1", tcp, "luna-lovegood-1", 80, false},
-			poke{"harry-potter-1", udp, "luna-lovegood-1", 53, false},
-			poke{"harry-potter-1", sctp, "luna-lovegood-1", 9003, false},
-			poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-			poke{"harry-potter-1", udp, "cedric-diggory-1", 53, false},
-			poke{"harry-potter-1", sctp, "cedric-diggory-1", 9003, false},
-		)},
-	)
-}
-
 // UpstreamCNPCases returns the ported ClusterNetworkPolicy cases, Admin tier
-// (and the NetworkPolicy integration test) first, then the Baseline tier.
+// (and the NetworkPolicy integration test) first, then the Baseline tier
+// (upstream_cnp_baseline.go).
 func UpstreamCNPCases() []Case {
+	return append(adminTierCNPCases(), baselineTierCNPCases()...)
+}
+
+// adminTierCNPCases are upstream's admin-network-policy-standard-*.go tests.
+func adminTierCNPCases() []Case {
 	return []Case{
 		// CNPAdminTierEgressInlineCIDRPeers: conformance/tests/admin-network-policy-standard-egress-inline-cidr-rules.go, manifest conformance/base/admin_tier/standard-egress-inline-cidr-rules.yaml
 		{Name: "CNPAdminTierEgressInlineCIDRPeers", Pods: HousePods,
@@ -337,23 +224,7 @@ func UpstreamCNPCases() []Case {
 				h := newHouses(e)
 				cnp := NewCNP("egress-sctp", admin, 8, SubjectNamespaces(h.byName("ravenclaw")),
 					h.rules(dirOut, protocolRules(admin, dirOut, sctp, "gryffindor", "slytherin", 9003, "hufflepuff", 9003)...))
-				return steps(h.labelled("admin_tier/standard-egress-sctp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for SCTP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "harry-potter-0", 9003, true},
-						poke{"luna-lovegood-1", sctp, "harry-potter-0", 9005, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "cedric-diggory-1", 9003, true},
-						poke{"luna-lovegood-1", sctp, "cedric-diggory-1", 9005, false},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "harry-potter-1", 9003, false},
-						poke{"luna-lovegood-1", sctp, "harry-potter-1", 9005, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "draco-malfoy-0", 9003, false},
-						poke{"luna-lovegood-1", sctp, "draco-malfoy-0", 9005, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-egress-sctp-rules.yaml", CreateCNP(cnp))), egressSCTPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-egress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirOut)), Probes: h.pokes(
 						poke{"luna-lovegood-0", sctp, "harry-potter-1", 9003, true},
 						poke{"luna-lovegood-1", sctp, "harry-potter-1", 9005, true},
@@ -370,27 +241,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := egressTCPManifest.cnp(h, admin)
-				return steps(h.labelled("admin_tier/standard-egress-tcp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 8080, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "cedric-diggory-1", 8080, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-					)},
-					Step{Name: "Should not affect ingress traffic when only egress rules are specified", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"draco-malfoy-0", tcp, "harry-potter-1", 80, true},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-1", 80, false},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 8080, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "draco-malfoy-0", 80, false},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 8080, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-egress-tcp-rules.yaml", CreateCNP(cnp))), egressTCPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-egress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirOut)), Probes: h.pokes(
 						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
 						poke{"harry-potter-1", tcp, "luna-lovegood-0", 8080, true},
@@ -407,23 +258,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := egressUDPManifest.cnp(h, admin)
-				return steps(h.labelled("admin_tier/standard-egress-udp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "luna-lovegood-0", 53, true},
-						poke{"cedric-diggory-1", udp, "luna-lovegood-0", 5353, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "harry-potter-1", 53, true},
-						poke{"cedric-diggory-1", udp, "harry-potter-1", 5353, false},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "luna-lovegood-1", 53, false},
-						poke{"cedric-diggory-1", udp, "luna-lovegood-1", 5353, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "draco-malfoy-0", 5353, false},
-						poke{"cedric-diggory-1", udp, "draco-malfoy-0", 53, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-egress-udp-rules.yaml", CreateCNP(cnp))), egressUDPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-egress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirOut)), Probes: h.pokes(
 						poke{"cedric-diggory-0", udp, "luna-lovegood-1", 5353, true},
 						poke{"cedric-diggory-1", udp, "luna-lovegood-1", 53, true},
@@ -516,23 +351,7 @@ func UpstreamCNPCases() []Case {
 				h := newHouses(e)
 				cnp := NewCNP("ingress-sctp", admin, 5, SubjectNamespaces(h.byName("ravenclaw")),
 					h.rules(dirIn, protocolRules(admin, dirIn, sctp, "gryffindor", "slytherin", 9003, "hufflepuff", 9003)...))
-				return steps(h.labelled("admin_tier/standard-ingress-sctp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for SCTP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"harry-potter-0", sctp, "luna-lovegood-0", 9003, true},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9005, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", sctp, "luna-lovegood-1", 9003, true},
-						poke{"cedric-diggory-1", sctp, "luna-lovegood-1", 9005, false},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"harry-potter-0", sctp, "luna-lovegood-1", 9003, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-1", 9005, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", sctp, "luna-lovegood-0", 9003, false},
-						poke{"draco-malfoy-1", sctp, "luna-lovegood-0", 9005, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-ingress-sctp-rules.yaml", CreateCNP(cnp))), ingressSCTPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-ingress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirIn)), Probes: h.pokes(
 						poke{"harry-potter-0", sctp, "luna-lovegood-1", 9003, true},
 						poke{"harry-potter-1", sctp, "luna-lovegood-1", 9005, true},
@@ -549,27 +368,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := ingressTCPManifest.cnp(h, admin)
-				return steps(h.labelled("admin_tier/standard-ingress-tcp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"luna-lovegood-1", tcp, "harry-potter-0", 8080, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-1", 80, true},
-						poke{"cedric-diggory-1", tcp, "harry-potter-1", 8080, false},
-					)},
-					Step{Name: "Should not affect egress traffic when only ingress rules are specified", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-1", 80, false},
-						poke{"luna-lovegood-1", tcp, "harry-potter-1", 8080, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, false},
-						poke{"draco-malfoy-1", tcp, "harry-potter-0", 8080, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-ingress-tcp-rules.yaml", CreateCNP(cnp))), ingressTCPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-ingress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirIn)), Probes: h.pokes(
 						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
 						poke{"luna-lovegood-1", tcp, "harry-potter-0", 8080, true},
@@ -586,23 +385,7 @@ func UpstreamCNPCases() []Case {
 			Steps: func(e *Env) []Step {
 				h := newHouses(e)
 				cnp := ingressUDPManifest.cnp(h, admin)
-				return steps(h.labelled("admin_tier/standard-ingress-udp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", udp, "cedric-diggory-0", 53, true},
-						poke{"luna-lovegood-1", udp, "cedric-diggory-0", 5353, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", udp, "cedric-diggory-1", 53, true},
-						poke{"harry-potter-1", udp, "cedric-diggory-1", 5353, false},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"luna-lovegood-0", udp, "cedric-diggory-1", 53, false},
-						poke{"luna-lovegood-1", udp, "cedric-diggory-1", 5353, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", udp, "cedric-diggory-0", 5353, false},
-						poke{"draco-malfoy-1", udp, "cedric-diggory-0", 53, true},
-					)},
+				return append(append(steps(h.labelled("admin_tier/standard-ingress-udp-rules.yaml", CreateCNP(cnp))), ingressUDPSteps(h, cnp)...),
 					Step{Name: "Should support an 'pass-ingress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 2, dirIn)), Probes: h.pokes(
 						poke{"luna-lovegood-0", udp, "cedric-diggory-1", 5353, true},
 						poke{"luna-lovegood-1", udp, "cedric-diggory-1", 53, true},
@@ -724,270 +507,6 @@ func UpstreamCNPCases() []Case {
 					Step{Name: "Should not affect traffic matching no same-priority policy", Probes: h.pokes(
 						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
 						poke{"harry-potter-1", tcp, "luna-lovegood-0", 80, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierEgressInlineCIDRPeers: conformance/tests/baseline-admin-network-policy-standard-egress-inline-cidr-rules.go, manifest conformance/base/baseline_tier/standard-egress-inline-cidr-rules.yaml
-		{Name: "CNPBaselineTierEgressInlineCIDRPeers", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := inlineCIDRRules("default", baseline, 10, SubjectNamespaces(h.byName("gryffindor")))
-				return append(steps(h.labelled("baseline_tier/standard-egress-inline-cidr-rules.yaml", CreateCNP(cnp))), inlineCIDRSteps(h, cnp)...)
-			}},
-
-		// CNPBaselineTierEgressSCTP: conformance/tests/baseline-admin-network-policy-standard-egress-sctp-rules.go, manifest conformance/base/baseline_tier/standard-egress-sctp-rules.yaml
-		{Name: "CNPBaselineTierEgressSCTP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("ravenclaw")),
-					h.rules(dirOut, protocolRules(baseline, dirOut, sctp, "gryffindor", "slytherin", 9003, "hufflepuff", 9003)...))
-				return steps(h.labelled("baseline_tier/standard-egress-sctp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for SCTP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "harry-potter-0", 9003, true},
-						poke{"luna-lovegood-1", sctp, "harry-potter-0", 9005, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "cedric-diggory-1", 9003, true},
-						poke{"luna-lovegood-1", sctp, "cedric-diggory-1", 9005, false},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "harry-potter-1", 9003, false},
-						poke{"luna-lovegood-1", sctp, "harry-potter-1", 9005, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"luna-lovegood-0", sctp, "draco-malfoy-0", 9003, false},
-						poke{"luna-lovegood-1", sctp, "draco-malfoy-0", 9005, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierEgressTCP: conformance/tests/baseline-admin-network-policy-standard-egress-tcp-rules.go, manifest conformance/base/baseline_tier/standard-egress-tcp-rules.yaml
-		{Name: "CNPBaselineTierEgressTCP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := egressTCPManifest.cnp(h, baseline)
-				return steps(h.labelled("baseline_tier/standard-egress-tcp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "luna-lovegood-0", 8080, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "cedric-diggory-1", 8080, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-					)},
-					Step{Name: "Should not affect ingress traffic when only egress rules are specified", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"draco-malfoy-0", tcp, "harry-potter-1", 80, true},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-1", 80, false},
-						poke{"harry-potter-1", tcp, "luna-lovegood-1", 8080, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "draco-malfoy-0", 80, false},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 8080, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierEgressUDP: conformance/tests/baseline-admin-network-policy-standard-egress-udp-rules.go, manifest conformance/base/baseline_tier/standard-egress-udp-rules.yaml
-		{Name: "CNPBaselineTierEgressUDP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := egressUDPManifest.cnp(h, baseline)
-				return steps(h.labelled("baseline_tier/standard-egress-udp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-egress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "luna-lovegood-0", 53, true},
-						poke{"cedric-diggory-1", udp, "luna-lovegood-0", 5353, true},
-					)},
-					Step{Name: "Should support an 'allow-egress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "harry-potter-1", 53, true},
-						poke{"cedric-diggory-1", udp, "harry-potter-1", 5353, false},
-					)},
-					Step{Name: "Should support an 'deny-egress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirOut)), Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "luna-lovegood-1", 53, false},
-						poke{"cedric-diggory-1", udp, "luna-lovegood-1", 5353, false},
-					)},
-					Step{Name: "Should support a 'deny-egress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", udp, "draco-malfoy-0", 5353, false},
-						poke{"cedric-diggory-1", udp, "draco-malfoy-0", 53, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierGress: conformance/tests/baseline-admin-network-policy-standard-gress-rules.go, manifest conformance/base/baseline_tier/standard-gress-rules-combined.yaml
-		{Name: "CNPBaselineTierGress", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := gressRules(h, baseline)
-				return steps(h.labelled("baseline_tier/standard-gress-rules-combined.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-gress' policy across different protocols", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", udp, "luna-lovegood-0", 53, true},
-						poke{"harry-potter-0", sctp, "luna-lovegood-0", 9003, true},
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"luna-lovegood-1", udp, "harry-potter-0", 53, true},
-						poke{"luna-lovegood-1", sctp, "harry-potter-0", 9003, true},
-					)},
-					Step{Name: "Should support an 'allow-gress' policy across different protocols at the specified ports", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "cedric-diggory-1", 8080, true},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-						poke{"harry-potter-0", udp, "cedric-diggory-1", 5353, true},
-						poke{"harry-potter-1", udp, "cedric-diggory-1", 53, false},
-						poke{"harry-potter-0", sctp, "cedric-diggory-1", 9003, true},
-						poke{"harry-potter-1", sctp, "cedric-diggory-1", 9005, false},
-						poke{"cedric-diggory-0", tcp, "harry-potter-1", 80, true},
-						poke{"cedric-diggory-1", tcp, "harry-potter-1", 8080, false},
-						poke{"cedric-diggory-0", udp, "harry-potter-1", 5353, true},
-						poke{"cedric-diggory-1", udp, "harry-potter-1", 53, false},
-						poke{"cedric-diggory-0", sctp, "harry-potter-1", 9003, true},
-						poke{"cedric-diggory-1", sctp, "harry-potter-1", 9005, false},
-					)},
-					Step{Name: "Should support an 'deny-gress' policy across different protocols", Actions: do(reorder(cnp, 0, 1, dirOut, dirIn)), Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-1", 80, false},
-						poke{"harry-potter-1", udp, "luna-lovegood-1", 53, false},
-						poke{"harry-potter-0", sctp, "luna-lovegood-1", 9003, false},
-						poke{"luna-lovegood-0", tcp, "harry-potter-1", 80, false},
-						poke{"luna-lovegood-1", udp, "harry-potter-1", 53, false},
-						poke{"luna-lovegood-1", sctp, "harry-potter-1", 9003, false},
-					)},
-					Step{Name: "Should support a 'deny-gress' policy across different protocols at the specified ports", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "draco-malfoy-0", 80, false},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 8080, true},
-						poke{"harry-potter-0", udp, "draco-malfoy-0", 53, false},
-						poke{"harry-potter-1", udp, "draco-malfoy-0", 5353, true},
-						poke{"harry-potter-0", sctp, "draco-malfoy-0", 9003, false},
-						poke{"harry-potter-1", sctp, "draco-malfoy-0", 9005, true},
-						poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, false},
-						poke{"draco-malfoy-1", tcp, "harry-potter-0", 8080, true},
-						poke{"draco-malfoy-0", udp, "harry-potter-0", 53, false},
-						poke{"draco-malfoy-1", udp, "harry-potter-0", 5353, true},
-						poke{"draco-malfoy-0", sctp, "harry-potter-0", 9003, false},
-						poke{"draco-malfoy-1", sctp, "harry-potter-0", 9005, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierIngressSCTP: conformance/tests/baseline-admin-network-policy-standard-ingress-sctp-rules.go, manifest conformance/base/baseline_tier/standard-ingress-sctp-rules.yaml
-		{Name: "CNPBaselineTierIngressSCTP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := NewCNP("default", baseline, 10, SubjectNamespaces(h.byName("ravenclaw")),
-					h.rules(dirIn, protocolRules(baseline, dirIn, sctp, "gryffindor", "slytherin", 9003, "hufflepuff", 9003)...))
-				return steps(h.labelled("baseline_tier/standard-ingress-sctp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for SCTP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"harry-potter-0", sctp, "luna-lovegood-0", 9003, true},
-						poke{"harry-potter-1", sctp, "luna-lovegood-0", 9005, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", sctp, "luna-lovegood-1", 9003, true},
-						poke{"cedric-diggory-1", sctp, "luna-lovegood-1", 9005, false},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for SCTP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"harry-potter-0", sctp, "luna-lovegood-1", 9003, false},
-						poke{"harry-potter-1", sctp, "luna-lovegood-1", 9005, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for SCTP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", sctp, "luna-lovegood-0", 9003, false},
-						poke{"draco-malfoy-1", sctp, "luna-lovegood-0", 9005, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierIngressTCP: conformance/tests/baseline-admin-network-policy-standard-ingress-tcp-rules.go, manifest conformance/base/baseline_tier/standard-ingress-tcp-rules.yaml
-		{Name: "CNPBaselineTierIngressTCP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := ingressTCPManifest.cnp(h, baseline)
-				return steps(h.labelled("baseline_tier/standard-ingress-tcp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-0", 80, true},
-						poke{"luna-lovegood-1", tcp, "harry-potter-0", 8080, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"cedric-diggory-0", tcp, "harry-potter-1", 80, true},
-						poke{"cedric-diggory-1", tcp, "harry-potter-1", 8080, false},
-					)},
-					Step{Name: "Should not affect egress traffic when only ingress rules are specified", Probes: h.pokes(
-						poke{"harry-potter-0", tcp, "luna-lovegood-0", 80, true},
-						poke{"harry-potter-1", tcp, "draco-malfoy-0", 80, true},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for TCP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-1", 80, false},
-						poke{"luna-lovegood-1", tcp, "harry-potter-1", 8080, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for TCP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "harry-potter-0", 80, false},
-						poke{"draco-malfoy-1", tcp, "harry-potter-0", 8080, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierIngressUDP: conformance/tests/baseline-admin-network-policy-standard-ingress-udp-rules.go, manifest conformance/base/baseline_tier/standard-ingress-udp-rules.yaml
-		{Name: "CNPBaselineTierIngressUDP", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := ingressUDPManifest.cnp(h, baseline)
-				return steps(h.labelled("baseline_tier/standard-ingress-udp-rules.yaml", CreateCNP(cnp)),
-					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected", Probes: h.pokes(
-						poke{"luna-lovegood-0", udp, "cedric-diggory-0", 53, true},
-						poke{"luna-lovegood-1", udp, "cedric-diggory-0", 5353, true},
-					)},
-					Step{Name: "Should support an 'allow-ingress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"harry-potter-0", udp, "cedric-diggory-1", 53, true},
-						poke{"harry-potter-1", udp, "cedric-diggory-1", 5353, false},
-					)},
-					Step{Name: "Should support an 'deny-ingress' policy for UDP protocol; ensure rule ordering is respected", Actions: do(reorder(cnp, 0, 1, dirIn)), Probes: h.pokes(
-						poke{"luna-lovegood-0", udp, "cedric-diggory-1", 53, false},
-						poke{"luna-lovegood-1", udp, "cedric-diggory-1", 5353, false},
-					)},
-					Step{Name: "Should support a 'deny-ingress' policy for UDP protocol at the specified port", Probes: h.pokes(
-						poke{"draco-malfoy-0", udp, "cedric-diggory-0", 5353, false},
-						poke{"draco-malfoy-1", udp, "cedric-diggory-0", 53, true},
-					)},
-				)
-			}},
-
-		// CNPBaselineTierPodSelector: conformance/tests/baseline-admin-network-policy-standard-pod-selector-rules.go, manifest conformance/base/baseline_tier/standard-pod-selector-rules.yaml
-		{Name: "CNPBaselineTierPodSelector", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				rules, labelSelected := podSelectorRules(h, baseline, 10, 10)
-				return append(steps(h.labelled("baseline_tier/standard-pod-selector-rules.yaml", CreateCNP(rules), CreateCNP(labelSelected))), podSelectorSteps(h)...)
-			}},
-
-		// CNPBaselineTierPortRange: conformance/tests/baseline-admin-network-policy-standard-port-range-rules.go, manifest conformance/base/baseline_tier/standard-port-range-rules-combined.yaml
-		{Name: "CNPBaselineTierPortRange", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				cnp := portRangeRules(h, baseline, 10)
-				return append(steps(h.labelled("baseline_tier/standard-port-range-rules-combined.yaml", CreateCNP(cnp))), portRangeSteps(h)...)
-			}},
-
-		// CNPBaselineTierSamePriority: conformance/tests/baseline-admin-network-policy-standard-same-priority.go, manifest conformance/base/baseline_tier/standard-same-priority.yaml
-		{Name: "CNPBaselineTierSamePriority", Pods: HousePods,
-			Steps: func(e *Env) []Step {
-				h := newHouses(e)
-				policies := samePriorityRules(h, baseline, 10, "baseline-same-priority-")
-				return steps(h.labelled("baseline_tier/standard-same-priority.yaml", policies...),
-					Step{Name: "Should deny traffic in both directions for each same-priority policy", Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "harry-potter-1", 80, false},
-						poke{"harry-potter-0", tcp, "draco-malfoy-1", 80, false},
-						poke{"cedric-diggory-0", tcp, "harry-potter-1", 80, false},
-						poke{"harry-potter-1", tcp, "cedric-diggory-1", 80, false},
-						poke{"draco-malfoy-1", tcp, "cedric-diggory-1", 8080, false},
-						poke{"cedric-diggory-1", tcp, "draco-malfoy-1", 8080, false},
-					)},
-					Step{Name: "Should not apply one same-priority policy's rules to another policy's subject", Probes: h.pokes(
-						poke{"draco-malfoy-0", tcp, "harry-potter-1", 8080, true},
-						poke{"harry-potter-0", tcp, "draco-malfoy-1", 8080, true},
-						poke{"draco-malfoy-1", tcp, "cedric-diggory-1", 80, true},
-						poke{"cedric-diggory-0", tcp, "draco-malfoy-1", 80, true},
-					)},
-					Step{Name: "Should not affect traffic matching no same-priority policy", Probes: h.pokes(
-						poke{"luna-lovegood-0", tcp, "harry-potter-1", 80, true},
-						poke{"harry-potter-0", tcp, "luna-lovegood-1", 80, true},
 					)},
 				)
 			}},
