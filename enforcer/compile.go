@@ -59,8 +59,7 @@ func newCompiler(node string, m *model) *compiler {
 	c.groups = newPeerGroups(w, m, &c.fams)
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
-	c.tiers = newTiers(w, m, node)
-	c.tiers.named = tierNamedPorts{np: c.named, sets: map[string]*namedSet{}, refs: map[string]int{}, byClass: map[*tierClass][]string{}}
+	c.tiers = newTiers(w, m, node, c.named)
 	c.dispatch = newDispatch(w, m, node, c.tiers)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named}
 	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))

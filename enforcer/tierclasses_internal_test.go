@@ -44,7 +44,7 @@ func TestClassMapSetAt(t *testing.T) {
 		{"first and last addresses", []string{"0.0.0.0=a", "255.255.255.255=a"}, "0.0.0.0:a 0.0.0.1:- 255.255.255.255:a", map[string]int{"a": 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := newTiers(newWriter(), nil, "node-a")
+			tr := newTiers(newWriter(), nil, "node-a", nil)
 			cm := newClassMap("m", IPv4)
 			tr.w.putSet(nft.Set{Name: cm.name, Key: []nft.KeyType{IPv4.addrType()}, Interval: true, VerdictMap: true}, 0)
 			for _, s := range tc.sets {
@@ -125,7 +125,7 @@ func TestNetRuns(t *testing.T) {
 func TestClassMapSetClassesInOneGo(t *testing.T) {
 	for seed := range 50 {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		one, batch := newTiers(newWriter(), nil, "node-a"), newTiers(newWriter(), nil, "node-a")
+		one, batch := newTiers(newWriter(), nil, "node-a", nil), newTiers(newWriter(), nil, "node-a", nil)
 		cms := [2]*classMap{newClassMap("m", IPv4), newClassMap("m", IPv4)}
 		for _, tr := range []*tiers{one, batch} {
 			tr.w.putSet(nft.Set{Name: "m", Key: []nft.KeyType{IPv4.addrType()}, Interval: true, VerdictMap: true}, 0)

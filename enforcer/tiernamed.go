@@ -31,6 +31,10 @@ type tierNamedPorts struct {
 	byClass map[*tierClass][]string // the names each class chain matches
 }
 
+func newTierNamedPorts(np *namedPorts) tierNamedPorts {
+	return tierNamedPorts{np: np, sets: map[string]*namedSet{}, refs: map[string]int{}, byClass: map[*tierClass][]string{}}
+}
+
 // namedPortNames lists the port names of r (each once).
 func namedPortNames(r *cnpRule) []string {
 	var out []string

@@ -119,8 +119,8 @@ type tierRule struct {
 	nodes []netip.Prefix
 }
 
-func newTiers(w *writer, m *model, node string) *tiers {
-	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
+func newTiers(w *writer, m *model, node string, named *namedPorts) *tiers {
+	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), named: newTierNamedPorts(named), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
 		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
 		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{},
 		pending: map[*tierGroup]*tierFill{}}
