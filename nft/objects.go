@@ -285,8 +285,28 @@ type VerdictMapLookup struct {
 // Counter counts the packets and bytes that reach it.
 type Counter struct{}
 
-// Log logs packets that reach it with a prefix.
-type Log struct{ Prefix string }
+// Log logs packets that reach it with a prefix: to the kernel log, or with
+// NFLog to the NFLOG group Group (`log prefix "p" group 5`), where a
+// userspace reader (nft/nflog) receives them. The prefix is at most
+// MaxLogPrefix bytes.
+type Log struct {
+	Prefix string
+	Group  uint16
+	NFLog  bool
+}
+
+// MaxLogPrefix is the longest log prefix the kernel keeps (NF_LOG_PREFIXLEN
+// less its NUL).
+const MaxLogPrefix = 127
+
+// CounterRef counts the packets and bytes that reach it in the table's named
+// counter object Name (`counter name "x"`).
+type CounterRef struct{ Name string }
+
+// LimitRef matches while the table's named limit object Name has tokens
+// left (`limit name "x"`); over the limit the rule stops there, as any
+// match that does not match. Rules that name one object share its bucket.
+type LimitRef struct{ Name string }
 
 func (MatchCtState) isExpr()     {}
 func (MatchTCPFlags) isExpr()    {}
@@ -296,6 +316,8 @@ func (Lookup) isExpr()           {}
 func (VerdictMapLookup) isExpr() {}
 func (Counter) isExpr()          {}
 func (Log) isExpr()              {}
+func (CounterRef) isExpr()       {}
+func (LimitRef) isExpr()         {}
 func (Verdict) isExpr()          {}
 
 // Value constructors.
@@ -396,11 +418,46 @@ func FormatValue(t KeyType, v Value) string {
 	return fmt.Sprintf("0x%x", []byte(v))
 }
 
+// Object is a named stateful object of the table that rules name
+// (CounterRef, LimitRef): exactly one of Counter and Limit is set. Objects
+// are not changed in place: a different definition is a different object
+// (delete the old one once no rule names it).
+type Object struct {
+	Name    string
+	Comment string
+	Counter *CounterObject
+	Limit   *LimitObject
+}
+
+// CounterObject is a named counter. Packets and Bytes are what the kernel had
+// counted when a state was read back; a desired state leaves them zero, and
+// they are never compared (Diff, Reconcile, the busy and sameness checks).
+type CounterObject struct{ Packets, Bytes uint64 }
+
+// LimitObject is a named token bucket on packets: Rate packets per Unit,
+// Burst packets more at once (`limit rate 100/second burst 50 packets`).
+type LimitObject struct {
+	Rate  uint64
+	Unit  LimitUnit
+	Burst uint32
+}
+
+// LimitUnit is the time unit of a limit's rate.
+type LimitUnit int
+
+// Limit units.
+const (
+	PerSecond LimitUnit = iota + 1
+	PerMinute
+)
+
 // State is the complete content of the table: what nftwarden wants programmed, or
 // what a dataplane read back.
 type State struct {
 	Chains map[string]*Chain
 	Sets   map[string]*Set
+	// Objects by name (named counters and limits).
+	Objects map[string]*Object
 	// jumps counts, per chain, the rules and verdict-map elements that jump
 	// or go to it, for the busy check of a chain's deletion (Apply); nil: not
 	// counted yet. Apply keeps it once counted; a revert and Clone drop it. A
