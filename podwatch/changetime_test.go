@@ -10,7 +10,9 @@ import (
 )
 
 // at is 2026-12-06 11:00:00 UTC plus s seconds: API timestamps are whole seconds.
-func at(s int) time.Time { return time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC).Add(time.Duration(s) * time.Second) }
+func at(s int) time.Time {
+	return time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC).Add(time.Duration(s) * time.Second)
+}
 
 func mt(s int) *metav1.Time { t := metav1.NewTime(at(s)); return &t }
 
