@@ -131,7 +131,7 @@ func formatTrace(w io.Writer, t *flowTrace, d enforcer.Decision) {
 	if !t.Agree() {
 		fmt.Fprintf(w, "!!! DISAGREEMENT: the kernel's table %sS this flow, the model compiled for node %s %sS it.\n",
 			verdictWord(t.Kernel), tt.Node, verdictWord(t.Expected))
-		fmt.Fprintf(w, "!!! The kernel does not hold what the cluster's objects compile to: a change not yet programmed, a failed sync\n" +
+		fmt.Fprintf(w, "!!! The kernel does not hold what the cluster's objects compile to: a change not yet programmed, a failed sync\n"+
 			"!!! (nftwarden_errors_total{kind=\"dataplane\"}), or someone else's change; compare `nftwarden dump` with `nftwarden dump --desired`.\n")
 		return
 	}
