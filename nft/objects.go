@@ -467,11 +467,14 @@ type State struct {
 	// start, for the overlap check of new elements (checkIntervals); a set
 	// without an entry: not ordered yet. Kept and dropped as jumps is.
 	ranges map[string]*btree.BTreeG[rangeItem]
+	// objectRefs counts, per object, the rules that name it, for the busy
+	// check of an object's deletion. Kept and dropped as jumps is.
+	objectRefs map[string]int
 }
 
 // NewState returns an empty state.
 func NewState() *State {
-	return &State{Chains: map[string]*Chain{}, Sets: map[string]*Set{}}
+	return &State{Chains: map[string]*Chain{}, Sets: map[string]*Set{}, Objects: map[string]*Object{}}
 }
 
 // ChainNames returns the chain names sorted.
