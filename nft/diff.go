@@ -410,10 +410,13 @@ func sameRules(a, b []Rule) bool {
 }
 
 // RuleKey is a canonical text of a rule's expressions and comment, equal for
-// rules that program the same thing.
+// rules that program the same thing: a counter's values are left out.
 func RuleKey(r Rule) string {
 	var b strings.Builder
 	for _, e := range r.Exprs {
+		if _, ok := e.(Counter); ok {
+			e = Counter{}
+		}
 		fmt.Fprintf(&b, "%T%v;", e, e)
 	}
 	b.WriteString("#")

@@ -282,8 +282,12 @@ type VerdictMapLookup struct {
 	Map    string
 }
 
-// Counter counts the packets and bytes that reach it.
-type Counter struct{}
+// Counter counts the packets and bytes that reach it. Packets and Bytes are
+// what the kernel had counted when a state was read back (a desired state
+// leaves them zero; a rule's counter starts at zero whenever its chain's
+// rules are replaced); like a CounterObject's they are never compared:
+// RuleKey, and so Diff and Reconcile, leave them out.
+type Counter struct{ Packets, Bytes uint64 }
 
 // Log logs packets that reach it with a prefix: to the kernel log, or with
 // NFLog to the NFLOG group Group (`log prefix "p" group 5`), where a

@@ -485,7 +485,7 @@ func RenderRule(r Rule) string {
 		case VerdictMapLookup:
 			parts = append(parts, fmt.Sprintf("%s vmap @%s", fieldList(e.Fields), e.Map))
 		case Counter:
-			parts = append(parts, "counter packets 0 bytes 0")
+			parts = append(parts, fmt.Sprintf("counter packets %d bytes %d", e.Packets, e.Bytes))
 		case Log:
 			parts = append(parts, renderLog(e))
 		case CounterRef:

@@ -229,7 +229,7 @@ type TamperEvident interface {
 // leaves TamperEvident.Untouched as it is, and may run beside Apply.
 type CounterReader interface {
 	// Counters returns the values of every named counter of the table by
-	// name; a missing table is ErrNotFound.
+	// name; a missing table has none (an empty map).
 	Counters(ctx context.Context) (map[string]CounterObject, error)
 }
 
