@@ -159,9 +159,18 @@ func TestKernelObjectsPackets(t *testing.T) {
 		t.Errorf("Render(Read()) differs from nft list (-nft +render):\n%s", diff)
 	}
 
-	// The counts make no difference to a reconcile.
+	// The counts make no difference to a reconcile, and adding a counter
+	// that exists keeps its counts.
 	if tx, err := k.Reconcile(ctx, desired); err != nil || !tx.Empty() {
 		t.Fatalf("Reconcile of the same state = %v, %v; want a no-op", tx, err)
+	}
+	var again nft.Transaction
+	again.AddObject(*desired.Objects[denyCounter])
+	if err := k.Apply(ctx, &again); err != nil {
+		t.Fatalf("adding the counter again: %v", err)
+	}
+	if got, err := k.Counters(ctx); err != nil || got[denyCounter] != want {
+		t.Errorf("after adding the counter again: %v, %v; want %s at %+v", got, err, denyCounter, want)
 	}
 
 	// One delta adds a counter and a rule that names it, the next removes

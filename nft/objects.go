@@ -310,6 +310,7 @@ type CounterRef struct{ Name string }
 // LimitRef matches while the table's named limit object Name has tokens
 // left (`limit name "x"`); over the limit the rule stops there, as any
 // match that does not match. Rules that name one object share its bucket.
+// Trace has no clock: there it always matches.
 type LimitRef struct{ Name string }
 
 func (MatchCtState) isExpr()     {}
