@@ -143,16 +143,15 @@ func formatTrace(w io.Writer, t *flowTrace, d enforcer.Decision) {
 	}
 }
 
-// countersText shows the counters of a rule: "  [counter: 5 packets, 300
-// bytes]", or with a named counter "[counter x: ...]".
+// countersText shows the named counters a rule counts in: "  [counter x:
+// 5 packets, 300 bytes]". The rule's own counter shows in its text already
+// (`counter packets 5 bytes 300`).
 func countersText(cs []ruleCounter) string {
 	var b strings.Builder
 	for _, c := range cs {
-		name := ""
 		if c.Name != "" {
-			name = " " + c.Name
+			fmt.Fprintf(&b, "  [counter %s: %d packets, %d bytes]", c.Name, c.Packets, c.Bytes)
 		}
-		fmt.Fprintf(&b, "  [counter%s: %d packets, %d bytes]", name, c.Packets, c.Bytes)
 	}
 	return b.String()
 }

@@ -97,15 +97,18 @@ func stepsOf(st *nft.State, path []string) []traceStep {
 	return steps
 }
 
-// countersOf returns the values of the counters in r as st holds them.
-// TODO(i14): the rule's own counters (nft.Counter) once the kernel read-back
-// carries their values (stream A, i14-nft).
+// countersOf returns the values of the counters in r as st holds them: the
+// rule's own (nft.Counter, Name "") and the named counter objects it counts
+// in (nft.CounterRef).
 func countersOf(st *nft.State, r nft.Rule) []ruleCounter {
 	var out []ruleCounter
 	for _, e := range r.Exprs {
-		if ref, ok := e.(nft.CounterRef); ok {
-			c := ruleCounter{Name: ref.Name}
-			if o := st.Objects[ref.Name]; o != nil && o.Counter != nil {
+		switch e := e.(type) {
+		case nft.Counter:
+			out = append(out, ruleCounter{Packets: e.Packets, Bytes: e.Bytes})
+		case nft.CounterRef:
+			c := ruleCounter{Name: e.Name}
+			if o := st.Objects[e.Name]; o != nil && o.Counter != nil {
 				c.Packets, c.Bytes = o.Counter.Packets, o.Counter.Bytes
 			}
 			out = append(out, c)

@@ -67,6 +67,20 @@ func TestPrivilegedExplainTrace(t *testing.T) {
 		}
 	}
 
+	// The probe of 9090 was dropped by a rule with a counter: the trace
+	// shows what that rule counted.
+	var counted explainJSON
+	must(t, json.Unmarshal([]byte(explainTraced("9090", outputJSON)), &counted))
+	var packets uint64
+	for _, s := range counted.Flows[0].Trace.Kernel.Path {
+		for _, c := range s.Counters {
+			packets += c.Packets
+		}
+	}
+	if packets == 0 {
+		t.Errorf("no counter on the kernel's path of 9090 counted the dropped probe: %+v", counted.Flows[0].Trace.Kernel.Path)
+	}
+
 	// The model changes (the policy deleted) and the kernel does not: the
 	// kernel still drops 9090, the model would accept it.
 	model.DeleteNetworkPolicy("backend", "allow-web")
