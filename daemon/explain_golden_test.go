@@ -137,3 +137,32 @@ func TestResolveQueryPort(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkExplainRange explains every port of a range between two pods of
+// tierWorld (one Decide per port, runs merged), without and with --trace
+// (tables: the table compiled for node-a, as kernel and as expected).
+func BenchmarkExplainRange(b *testing.B) {
+	eng := tierWorld(b)
+	desired := eng.Desired()
+	for _, ports := range []string{"1-100", "1-1000", "1-65535"} {
+		for _, traced := range []bool{false, true} {
+			var tables *traceTables
+			name := "ports=" + ports
+			if traced {
+				tables = &traceTables{Node: "node-a", Table: "nftwarden", Kernel: desired, Expected: desired}
+				name += "/trace"
+			}
+			b.Run(name, func(b *testing.B) {
+				q, err := explainQueryFrom("shop/web", "secrets/db", ports)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if _, err := explainFlows(eng, q, tables); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -217,7 +217,7 @@ reason:   denied: egress of frontend/web is isolated by frontend/deny-egress and
 //   - baseline default-deny-shop (subject namespace shop): 0 deny-all;
 //   - NetworkPolicy secrets/db-from-web: db admits shop's web on TCP 5432;
 //   - NetworkPolicy shop/api-from-tools: api admits tools.
-func tierWorld(t *testing.T) *enforcer.Engine {
+func tierWorld(t testing.TB) *enforcer.Engine {
 	t.Helper()
 	eng, err := enforcer.New(enforcer.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -294,7 +294,7 @@ func tierWorld(t *testing.T) *enforcer.Engine {
 	return eng
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -47,8 +47,9 @@ func (f explainedFlow) portLabel() string {
 // for a range of ports once per run of consecutive ports with the same
 // answer (the same Decision and, with tr, the same verdicts of the kernel's
 // table and of the table compiled for the node), which is reported with its
-// first port's path. Every port of the range is evaluated: a range of all
-// 65535 ports takes a second or so (a trace per port with --trace).
+// first port's path. Every port of the range is evaluated: all 65535 ports
+// take 0.3 s in a small model, 0.8 s with --trace (BenchmarkExplainRange),
+// and grow with the cost of one Decide.
 func explainFlows(eng decider, q explainQuery, tr *traceTables) ([]explainedFlow, error) {
 	src, err := addresses(eng, q.From)
 	if err != nil {
