@@ -35,6 +35,30 @@ type Config struct {
 	// records given to UpsertNode) and destinationNamedPort. Off, both fail
 	// closed as unsupported parts (doc.go, "ClusterNetworkPolicy").
 	ClusterNetworkPolicyExperimental bool
+
+	// The verdict log and counters (PROGRAM.md, "Logging, audit and
+	// counters"). All off, the program is what it always was.
+
+	// LogGroup is the NFLOG group the log rules copy packets to.
+	LogGroup uint16
+	// LogDenied logs every new connection policy drops ("nftw deny ..."),
+	// at most LogRate per second per node (the drop still happens).
+	LogDenied bool
+	// LogAllowed logs every new connection the policy chains let through
+	// ("nftw allow - flow"), with a bucket of its own of the same size.
+	LogAllowed bool
+	// LogRate is the packets per second the deny and audit log take at most
+	// on this node (0: DefaultLogRate); LogBurst how many more at once (0:
+	// DefaultLogBurst).
+	LogRate  uint64
+	LogBurst uint32
+	// Audit puts every policy in audit mode: what policy would drop is
+	// logged ("nftw audit ...") and accepted. A policy annotated
+	// EnforcementAnnotation: EnforcementAudit is in audit mode alone.
+	Audit bool
+	// Counters gives every NetworkPolicy chain, default deny and
+	// ClusterNetworkPolicy rule a named counter (CounterInfo).
+	Counters bool
 }
 
 // FlushResult says what a Flush or Reconcile did.
@@ -170,7 +194,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		log:        log,
 		m:          m,
-		c:          newCompiler(cfg.NodeName, m),
+		c:          newCompiler(&cfg, m),
 		programmed: nft.NewState(),
 		// Start with a full reconcile: we know nothing about the table yet.
 		needFull: true,
@@ -289,7 +313,8 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.policy(rec.ID)
-	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+	rec.Audit = auditAnnotated(np.Annotations)
+	if old != nil && old.Audit == rec.Audit && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.polErrs[rec.ID]
 	}
 	if err := e.m.put(tablePolicies, rec.ID, rec); err != nil {
@@ -300,6 +325,7 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	if old == nil {
 		e.nPolicies++
 	}
+	warnEnforcement(e.log, np.Annotations, KindNetworkPolicy, rec.ID)
 	pol, err := parsePolicy(rec)
 	if err != nil {
 		err = fmt.Errorf("enforcer: %w", err)

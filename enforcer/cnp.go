@@ -21,8 +21,10 @@ import (
 
 // cnpRecord is a CNP as written (ID = its name) with its parsed form.
 type cnpRecord struct {
-	ID     string
-	Spec   v1beta1.ClusterNetworkPolicySpec
+	ID   string
+	Spec v1beta1.ClusterNetworkPolicySpec
+	// Audit: annotated for audit mode (EnforcementAnnotation).
+	Audit  bool
 	parsed *cnpParsed
 }
 

@@ -134,6 +134,8 @@ type namespaceRecord struct {
 type policyRecord struct {
 	ID, Namespace, Name string
 	Spec                networkingv1.NetworkPolicySpec
+	// Audit: annotated for audit mode (EnforcementAnnotation).
+	Audit bool
 }
 
 func newSchema() *memdb.DBSchema {

@@ -206,8 +206,9 @@ func (t *tiers) rulesChanged(prev *tierCNP) {
 
 // putClassChain writes the chain of a class: its rules' port matches in
 // precedence order, each ending in the rule's verdict (accept, drop, return
-// for Pass); a rule without ports decides every packet, so the rules after
-// it are left out.
+// for Pass; a Deny goes to its logging chain when the deny log is on); a
+// rule without ports decides every packet, so the rules after it are left
+// out. Rules of audited policies decide nothing (auditRules).
 func (t *tiers) putClassChain(c *tierClass) {
 	rules := make([]*tierRule, 0, len(c.ids))
 	for _, id := range c.ids {
@@ -219,33 +220,27 @@ func (t *tiers) putClassChain(c *tierClass) {
 	t.named.use(c, rules)
 	var out []nft.Rule
 	refs := make([]string, 0, len(rules))
+	var audited portCover // what earlier audited rules of the class match
 	for _, tr := range rules {
 		refs = append(refs, tr.ref)
-		v := nft.Verdict{Kind: nft.VerdictDrop}
-		switch tr.action {
-		case v1beta1.ClusterNetworkPolicyRuleActionAccept:
-			v.Kind = nft.VerdictAccept
-		case v1beta1.ClusterNetworkPolicyRuleActionPass:
-			v.Kind = nft.VerdictReturn
+		if tr.audited {
+			out = append(out, t.auditRules(tr, &audited)...)
+			continue
+		}
+		tail := []nft.Expr{t.ruleVerdict(tr)}
+		if tr.counter != "" {
+			tail = []nft.Expr{nft.CounterRef{Name: tr.counter}, tail[0]}
 		}
 		if tr.r.broken || tr.r.ports == nil {
-			out = append(out, nft.Rule{Exprs: []nft.Expr{v}, Comment: tr.ref})
+			out = append(out, nft.Rule{Exprs: tail, Comment: tr.ref})
 			break
 		}
 		for _, p := range tr.r.ports {
 			if p.named != "" {
-				out = append(out, t.named.rules(p.named, v, tr.ref)...)
+				out = append(out, t.named.rules(p.named, tail, tr.ref)...)
 				continue
 			}
-			exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(p.proto)}}
-			switch {
-			case p.lo == 0 && p.hi == 65535:
-			case p.lo == p.hi:
-				exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(p.lo)})
-			default:
-				exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(p.lo), To: nft.PortValue(p.hi)})
-			}
-			out = append(out, nft.Rule{Exprs: append(exprs, v), Comment: tr.ref})
+			out = append(out, nft.Rule{Exprs: append(portExprs(p.proto, p.lo, p.hi), tail...), Comment: tr.ref})
 		}
 	}
 	if len(rules) < len(c.ids) {
@@ -257,6 +252,79 @@ func (t *tiers) putClassChain(c *tierClass) {
 	if old := t.w.chain(c.name); old == nil || old.Comment != comment(comm) || !sameRuleList(old.Rules, out) {
 		t.w.putChain(&nft.Chain{Name: c.name, Comment: comm, Rules: out})
 	}
+}
+
+// ruleVerdict is how an enforced rule ends: accept, return (Pass), or its
+// tier's drop site (Deny).
+func (t *tiers) ruleVerdict(tr *tierRule) nft.Verdict {
+	switch tr.action {
+	case v1beta1.ClusterNetworkPolicyRuleActionAccept:
+		return nft.Verdict{Kind: nft.VerdictAccept}
+	case v1beta1.ClusterNetworkPolicyRuleActionPass:
+		return nft.Verdict{Kind: nft.VerdictReturn}
+	}
+	return t.log.dropVerdict(tr.dir, tierSite(tr.cnp.parsed.tier))
+}
+
+// tierSite is the drop site of a tier's Deny rules.
+func tierSite(tier cnpTier) string {
+	if tier == tierBaseline {
+		return siteBaseline
+	}
+	return siteAdmin
+}
+
+// portExprs match one protocol and port range (the whole range: the
+// protocol alone).
+func portExprs(proto uint8, lo, hi uint16) []nft.Expr {
+	exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(proto)}}
+	switch {
+	case lo == 0 && hi == 65535:
+	case lo == hi:
+		exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(lo)})
+	default:
+		exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(lo), To: nft.PortValue(hi)})
+	}
+	return exprs
+}
+
+// auditRules are the rules of an audited policy's rule in a class chain:
+// nothing for an Accept or a Pass, and for a Deny a log rule ("nftw audit")
+// without verdict, over the ports no earlier audited rule of the class
+// matches (cover, which the rule then joins). So the log fires exactly
+// when the rule would decide the connection were the audited policies
+// enforced: the enforced rules before it end the chain when they match,
+// and an earlier audited rule that matches would have decided first. One
+// over-report is left: named ports take no part in the subtraction (a
+// named-port audited rule before an audited Deny of the same port).
+func (t *tiers) auditRules(tr *tierRule, cover *portCover) []nft.Rule {
+	deny := tr.action == v1beta1.ClusterNetworkPolicyRuleActionDeny
+	logTail := t.log.auditLog(tr.dir, tierSite(tr.cnp.parsed.tier))
+	var out []nft.Rule
+	if tr.r.broken || tr.r.ports == nil {
+		if deny {
+			for _, m := range cover.rest() {
+				out = append(out, nft.Rule{Exprs: append(m, logTail...), Comment: tr.ref})
+			}
+		}
+		cover.all = true
+		return out
+	}
+	for _, p := range tr.r.ports {
+		if p.named != "" {
+			if deny && !cover.all {
+				out = append(out, t.named.rules(p.named, logTail, tr.ref)...)
+			}
+			continue
+		}
+		if deny {
+			for _, iv := range cover.restOf(p.proto, p.lo, p.hi) {
+				out = append(out, nft.Rule{Exprs: append(portExprs(p.proto, iv[0], iv[1]), logTail...), Comment: tr.ref})
+			}
+		}
+		cover.add(p.proto, p.lo, p.hi)
+	}
+	return out
 }
 
 // byRulePrecedence orders rules as the evaluator walks them: policies by

@@ -98,15 +98,16 @@ func (tn *tierNamedPorts) use(c *tierClass, rules []*tierRule) {
 }
 
 // rules are a class chain's rules for a named port: a lookup per family
-// whose set exists, each ending in v.
-func (tn *tierNamedPorts) rules(name string, v nft.Verdict, ref string) []nft.Rule {
+// whose set exists, each followed by tail (a verdict, or a log).
+func (tn *tierNamedPorts) rules(name string, tail []nft.Expr, ref string) []nft.Rule {
 	ns := tn.sets[name]
 	var out []nft.Rule
 	for _, f := range families {
 		if ns == nil || ns.names[f] == "" {
 			continue
 		}
-		out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}, Set: ns.names[f]}, v}, Comment: ref})
+		out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}, Set: ns.names[f]}}, Comment: ref})
+		out[len(out)-1].Exprs = append(out[len(out)-1].Exprs, tail...)
 	}
 	return out
 }
