@@ -131,6 +131,16 @@ type DirectionDecision struct {
 	// Passes lists the Pass rules that ended a tier before the decision,
 	// e.g. "admin policy p rule 0".
 	Passes []string
+	// Audit is set when a policy in audit mode would deny the direction
+	// (the program then logs "nftw audit ..."): the decision the first
+	// such tier would give, with Tier, Rule or Policies naming what would
+	// deny. Policies in audit mode change no verdict; an audited
+	// NetworkPolicy counts when audited ones alone isolate the pod, an
+	// audited ClusterNetworkPolicy rule when it would be its tier's first
+	// match, in each tier the connection reaches. With Config.Audit every
+	// direction is allowed and Audit is the verdict policy would give,
+	// when it denies.
+	Audit *DirectionDecision
 }
 
 // ErrNoDataplane is returned by Flush and Reconcile of a model-only engine.
@@ -516,7 +526,7 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) Decide(f Flow) Decision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return decide(e.m, f)
+	return decide(e.m, f, e.cfg.Audit)
 }
 
 // PodIPs returns the addresses of a pod as the engine knows them.
@@ -528,4 +538,30 @@ func (e *Engine) PodIPs(namespace, name string) ([]netip.Addr, bool) {
 		return nil, false
 	}
 	return slices.Clone(p.IPs), true
+}
+
+// PodByIP returns the active pod that has address a (of any node), for
+// naming the ends of a logged connection. While several live pods claim
+// the address (IP reuse) it returns the one of lowest "ns/name".
+func (e *Engine) PodByIP(a netip.Addr) (namespace, name string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pods := claimantsAt(e.m, a)
+	if len(pods) == 0 {
+		return "", "", false
+	}
+	return pods[0].Namespace(), pods[0].Name(), true
+}
+
+// CounterInfo says what each named counter of the node's program counts
+// now (Config.Counters; none when off), sorted by name. A counter keeps its
+// name while it counts the same thing: a NetworkPolicy direction's chain
+// while the policy's namespace has a pod here, a pod's default deny while
+// NetworkPolicies isolate it (Policies follows them), a
+// ClusterNetworkPolicy rule while it exists with that action.
+func (e *Engine) CounterInfo() []CounterInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.c.settle()
+	return e.c.counters.list()
 }

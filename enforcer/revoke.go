@@ -163,7 +163,7 @@ func (e *Engine) deniedHere(f Flow, egress, ingress bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	node := unique.Make(e.cfg.NodeName)
-	d := decide(e.m, f)
+	d := decide(e.m, f, e.cfg.Audit)
 	return egress && !d.Egress.Allowed && e.isLocalPod(d.Egress.Pod, node) ||
 		ingress && !d.Ingress.Allowed && e.isLocalPod(d.Ingress.Pod, node)
 }
