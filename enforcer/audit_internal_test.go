@@ -1,0 +1,192 @@
+package enforcer
+
+// IP plan: the conformance world of cnp_internal_test.go (one pod per house
+// namespace on node-a, 198.18.0.1-5).
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// auditAnnotation is the annotation that puts a policy in audit mode.
+var auditAnnotation = map[string]string{EnforcementAnnotation: EnforcementAudit}
+
+func auditedCNP(c *v1beta1.ClusterNetworkPolicy) *v1beta1.ClusterNetworkPolicy {
+	c.Annotations = auditAnnotation
+	return c
+}
+
+func auditedNP(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
+	np.Annotations = auditAnnotation
+	return np
+}
+
+// namedNP renames a policy (npAllowingFrom names them all "np").
+func namedNP(name string, np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
+	np.Name = name
+	return np
+}
+
+// auditFlow is a flow with its enforced verdict and what audit mode says:
+// the tier of the first finding ("" for none) and a substring of the reason.
+type auditFlow struct {
+	src, dst   string
+	proto      corev1.Protocol
+	port       uint16
+	allowed    bool
+	auditTier  string
+	reasonPart string
+}
+
+// auditCases are worlds of audited and enforced policies over the
+// conformance world, with flows whose decisions are known.
+func auditCases() []struct {
+	name  string
+	cfg   Config
+	cnps  []*v1beta1.ClusterNetworkPolicy
+	nps   []*networkingv1.NetworkPolicy
+	flows []auditFlow
+} {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	return []struct {
+		name  string
+		cfg   Config
+		cnps  []*v1beta1.ClusterNetworkPolicy
+		nps   []*networkingv1.NetworkPolicy
+		flows []auditFlow
+	}{
+		{
+			name: "audited NetworkPolicy alone",
+			nps:  []*networkingv1.NetworkPolicy{auditedNP(npAllowingFrom("gryffindor", "slytherin"))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, "", ""},
+				{luna, harry, tcp, 80, true, tierNameNetworkPolicy, "(audit mode: would be denied by NetworkPolicy gryffindor/np, isolated and no rule allows it)"},
+			},
+		},
+		{
+			name: "an enforced NetworkPolicy isolates: the audited one is left out",
+			nps: []*networkingv1.NetworkPolicy{auditedNP(npAllowingFrom("gryffindor", "ravenclaw")),
+				namedNP("enforced", npAllowingFrom("gryffindor", "slytherin"))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, "", "allowed by gryffindor/enforced"},
+				{luna, harry, tcp, 80, false, "", "isolated by gryffindor/enforced"},
+			},
+		},
+		{
+			name: "audited NetworkPolicy before a Baseline deny: logged, then dropped",
+			cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("base", v1beta1.BaselineTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("ravenclaw")))},
+			nps:  []*networkingv1.NetworkPolicy{auditedNP(npAllowingFrom("gryffindor", "slytherin"))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, "", ""},
+				{luna, harry, tcp, 80, false, tierNameNetworkPolicy, "denied by baseline policy base rule 0"},
+				{cedric, harry, udp, 53, true, tierNameNetworkPolicy, ""},
+			},
+		},
+		{
+			name: "audited Admin deny",
+			cnps: []*v1beta1.ClusterNetworkPolicy{auditedCNP(mkCNP("try", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("no-web", deny, nsPeerOf("slytherin"), cnpTCP(80))))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, tierNameAdmin, "(audit mode: would be denied by admin policy try rule 0 (no-web))"},
+				{draco, harry, tcp, 81, true, "", ""},
+				{luna, harry, tcp, 80, true, "", ""},
+			},
+		},
+		{
+			name: "audited Accept before an audited Deny: its ports are not logged",
+			cnps: []*v1beta1.ClusterNetworkPolicy{auditedCNP(mkCNP("try", v1beta1.AdminTier, 1, nsSubject("gryffindor"),
+				cnpIn("web", accept, nsPeerOf("slytherin"), cnpTCPRange(80, 90)), cnpIn("rest", deny, nsPeerOf("slytherin"))))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, "", ""},
+				{draco, harry, tcp, 90, true, "", ""},
+				{draco, harry, tcp, 91, true, tierNameAdmin, "rule 1 (rest)"},
+				{draco, harry, udp, 80, true, tierNameAdmin, "rule 1 (rest)"},
+			},
+		},
+		{
+			name: "audited Deny before an enforced one: logged and dropped",
+			cnps: []*v1beta1.ClusterNetworkPolicy{
+				auditedCNP(mkCNP("try", v1beta1.AdminTier, 0, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin"), cnpTCPRange(80, 81)))),
+				mkCNP("real", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin"), cnpTCP(80))),
+			},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, false, tierNameAdmin, "denied by admin policy real rule 0"},
+				{draco, harry, tcp, 81, true, tierNameAdmin, "would be denied by admin policy try rule 0"},
+			},
+		},
+		{
+			name: "an enforced Accept first: nothing to log",
+			cnps: []*v1beta1.ClusterNetworkPolicy{
+				mkCNP("real", v1beta1.AdminTier, 0, nsSubject("gryffindor"), cnpIn("", accept, nsPeerOf("slytherin"), cnpTCP(80))),
+				auditedCNP(mkCNP("try", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin")))),
+			},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, "", "allowed by admin policy real rule 0"},
+				{draco, harry, tcp, 81, true, tierNameAdmin, ""},
+			},
+		},
+		{
+			name: "node-wide audit: nothing is denied",
+			cfg:  Config{Audit: true, LogDenied: true},
+			cnps: []*v1beta1.ClusterNetworkPolicy{mkCNP("real", v1beta1.AdminTier, 0, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("slytherin"), cnpTCP(80)))},
+			nps:  []*networkingv1.NetworkPolicy{auditedNP(npAllowingFrom("gryffindor", "hufflepuff"))},
+			flows: []auditFlow{
+				{draco, harry, tcp, 80, true, tierNameAdmin, "(audit mode: would be denied by admin policy real rule 0)"},
+				{luna, harry, tcp, 80, true, tierNameNetworkPolicy, ""},
+				{cedric, harry, tcp, 80, true, "", ""},
+			},
+		},
+	}
+}
+
+// TestAuditDecideAndProgram holds Decide's enforced verdict and audit view
+// to the known answers, and the program traced in nft.Fake to the verdict,
+// under the deny log and counters (plain policies otherwise) or the case's
+// configuration.
+func TestAuditDecideAndProgram(t *testing.T) {
+	for _, tc := range auditCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := nft.NewFake(nft.DefaultTable)
+			cfg := tc.cfg
+			if !cfg.Audit {
+				cfg.LogDenied, cfg.Counters = true, true
+			}
+			cfg.NodeName, cfg.Logger, cfg.Dataplane = "node-a", slog.New(slog.DiscardHandler), fake
+			e := newCNPWorldWith(t, cfg)
+			for _, c := range tc.cnps {
+				if err := e.UpsertClusterNetworkPolicy(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, np := range tc.nps {
+				if err := e.UpsertNetworkPolicy(np); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := e.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for _, af := range tc.flows {
+				f := cnpFlow{src: af.src, dst: af.dst, proto: af.proto, port: af.port}.flow()
+				d := e.Decide(f)
+				audit := d.Ingress.Audit
+				if d.Allowed != af.allowed || (audit == nil) != (af.auditTier == "") || audit != nil && audit.Tier != af.auditTier {
+					t.Errorf("%s -> %s %s/%d: Decide allowed %v audit %+v (%s), want allowed %v audit tier %q",
+						af.src, af.dst, af.proto, af.port, d.Allowed, audit, d.Reason, af.allowed, af.auditTier)
+				}
+				if !strings.Contains(d.Reason, af.reasonPart) {
+					t.Errorf("%s -> %s %s/%d: reason %q lacks %q", af.src, af.dst, af.proto, af.port, d.Reason, af.reasonPart)
+				}
+				if ok, path := TraceFlow(fake, f); ok != d.Allowed {
+					t.Errorf("%s -> %s %s/%d: traced %v, Decide %v:\n%s", af.src, af.dst, af.proto, af.port, ok, d.Allowed, path)
+				}
+			}
+		})
+	}
+}
