@@ -5,6 +5,7 @@ package enforcer
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,10 +184,29 @@ func TestAuditDecideAndProgram(t *testing.T) {
 				if !strings.Contains(d.Reason, af.reasonPart) {
 					t.Errorf("%s -> %s %s/%d: reason %q lacks %q", af.src, af.dst, af.proto, af.port, d.Reason, af.reasonPart)
 				}
-				if ok, path := TraceFlow(fake, f); ok != d.Allowed {
+				ok, logs, path := TraceFlowLogs(fake, f)
+				if ok != d.Allowed {
 					t.Errorf("%s -> %s %s/%d: traced %v, Decide %v:\n%s", af.src, af.dst, af.proto, af.port, ok, d.Allowed, path)
+				}
+				if want := wantLogs(cfg, d); !slices.Equal(logs, want) {
+					t.Errorf("%s -> %s %s/%d: logged %q, want %q:\n%s", af.src, af.dst, af.proto, af.port, logs, want, path)
 				}
 			}
 		})
 	}
+}
+
+// wantLogs are the log prefixes the program should write for a flow of an
+// ingress decision d: the audit finding's site, then the drop site's when
+// the deny log is on and the flow is denied (node-wide audit: the first
+// drop site, audited).
+func wantLogs(cfg Config, d Decision) []string {
+	var out []string
+	if a := d.Ingress.Audit; a != nil {
+		out = append(out, "nftw audit in "+DropSite(*a))
+	}
+	if !d.Allowed && cfg.LogDenied {
+		out = append(out, "nftw deny in "+DropSite(d.Ingress))
+	}
+	return out
 }
