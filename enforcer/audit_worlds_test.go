@@ -175,3 +175,41 @@ func isSubsequence(sub, s []string) bool {
 	}
 	return true
 }
+
+// FuzzAuditAgreesWithEvaluator is FuzzEngineAgreesWithEvaluator over worlds
+// with policies in audit mode (genAuditOp), under the configuration of
+// auditConfigs the first byte picks: the incremental result equals a fresh
+// build, the traced verdicts equal Decide's and the log lines its audit
+// view (checkLogs).
+func FuzzAuditAgreesWithEvaluator(f *testing.F) {
+	for i := range auditConfigs {
+		f.Add(append([]byte{byte(i)}, []byte("audit worlds: every config, some policies audited and flipped")...))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		ac := auditConfigs[int(data[0])%len(auditConfigs)]
+		data = data[1:min(len(data), 1024)]
+		c := &byteChoices{b: data}
+		cl := newClusterWith(t, ac.cfg, genNodes...)
+		w := newWorld()
+		opsEnd := len(data) * 2 / 3
+		for c.i < opsEnd {
+			for _, call := range w.apply(genAuditOp(c, w)) {
+				_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
+			}
+			if c.intn(4) == 0 {
+				cl.flush()
+			}
+		}
+		cl.flush()
+		checkConverged(t, cl, w, -1)
+		checkIdle(t, cl)
+		a := agreement{decidedBy: map[string]int{}}
+		for _, f := range append(gridFlows(fuzzGridServices, c.intn(len(gridServices))), namedPortFlows(w)...) {
+			a.check(t, cl, w, f)
+			checkLogs(t, cl, f, cl.engines[cl.nodes[0]].Decide(f))
+		}
+	})
+}
