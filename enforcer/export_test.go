@@ -46,18 +46,13 @@ func FlushToKernel(t *testing.T, step string, e *Engine, k *nft.Kernel) FlushRes
 	return res
 }
 
-// TraceFlowLogs is TraceFlow with the prefixes of the log rules the packet
-// passed (read from the trace's path, where every rule that matched is
-// rendered), in order.
+// TraceFlowLogs is TraceFlow with the prefixes of the log statements the
+// packet reached, in order.
 func TraceFlowLogs(f *nft.Fake, fl Flow) (ok bool, logs []string, path string) {
 	proto, _ := protoNumber(fl.Protocol)
 	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
-	for _, step := range r.Path {
-		if _, rest, found := strings.Cut(step, `log prefix "`); found {
-			if p, _, ok := strings.Cut(rest, `"`); ok {
-				logs = append(logs, p)
-			}
-		}
+	for _, l := range r.Logged {
+		logs = append(logs, l.Prefix)
 	}
 	return r.Accepted(), logs, strings.Join(r.Path, "; ")
 }

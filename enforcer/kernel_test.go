@@ -107,6 +107,13 @@ func TestPrivilegedProgramAsScript(t *testing.T) {
 	for _, tc := range oddCases() {
 		_ = tc.apply(e)
 	}
+	checkProgramAsScript(t, ns, e)
+}
+
+// checkProgramAsScript feeds e's program as an nft script to `nft -f` in
+// ns and holds the table nft lists against the program.
+func checkProgramAsScript(t *testing.T, ns *nfttest.NetNS, e *enforcer.Engine) {
+	t.Helper()
 	const table = "nftw-script"
 	tx := nft.Diff(nil, e.Desired(), nil)
 	script := filepath.Join(t.TempDir(), "program.nft")

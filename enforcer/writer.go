@@ -114,6 +114,6 @@ func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value
 // markObject records that a named object may have changed.
 func (w *writer) markObject(name string) {
 	if !w.untracked {
-		_ = name // nft.Scope learns objects with stream A's Diff (issue #14)
+		w.scope.MarkObject(name)
 	}
 }
