@@ -330,5 +330,10 @@ func (c *compiler) clusterPolicyChanged(name string, cur *cnpRecord) {
 		c.log.countAudited(+1)
 	}
 	c.tiersMoved(c.tiers.cnpChanged(name, cur))
+	// Claimants are judged alike only with the same subjects
+	// (conflicts.go): a policy change can change a claimant's on another
+	// node, also when it deletes the last policy (tiersMoved marks them
+	// while policies are left).
+	c.markAllConflicts()
 	c.resyncConflicts()
 }
