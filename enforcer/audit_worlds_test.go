@@ -86,28 +86,18 @@ func TestAuditWorldsAgreeWithEvaluator(t *testing.T) {
 				r := rngChoices{rand.New(rand.NewPCG(uint64(seed), 14))}
 				c := newClusterWith(t, ac.cfg, genNodes...)
 				w := newWorld()
-				for step := range steps {
-					for _, call := range w.apply(genAuditOp(r, w)) {
-						_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
-					}
-					if r.intn(4) == 0 || step == steps-1 {
-						c.flush()
-						checkConverged(t, c, w, step)
-					}
-					if step == steps/2 || step == steps-1 {
-						c.flush()
-						for _, f := range append(grid, namedPortFlows(w)...) {
-							a.check(t, c, w, f)
-							d := c.engines[c.nodes[0]].Decide(f)
-							for _, dd := range []enforcer.DirectionDecision{d.Egress, d.Ingress} {
-								if dd.Audit != nil {
-									findings[enforcer.DropSite(*dd.Audit)]++
-								}
+				driveWorld(t, c, w, r, steps, genAuditOp, func() {
+					for _, f := range append(grid, namedPortFlows(w)...) {
+						a.check(t, c, w, f)
+						d := c.engines[c.nodes[0]].Decide(f)
+						for _, dd := range []enforcer.DirectionDecision{d.Egress, d.Ingress} {
+							if dd.Audit != nil {
+								findings[enforcer.DropSite(*dd.Audit)]++
 							}
-							checkLogs(t, c, f, d)
 						}
+						checkLogs(t, c, f, d)
 					}
-				}
+				})
 				checkIdle(t, c)
 			})
 		}
@@ -190,26 +180,8 @@ func FuzzAuditAgreesWithEvaluator(f *testing.F) {
 			return
 		}
 		ac := auditConfigs[int(data[0])%len(auditConfigs)]
-		data = data[1:min(len(data), 1024)]
-		c := &byteChoices{b: data}
-		cl := newClusterWith(t, ac.cfg, genNodes...)
-		w := newWorld()
-		opsEnd := len(data) * 2 / 3
-		for c.i < opsEnd {
-			for _, call := range w.apply(genAuditOp(c, w)) {
-				_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
-			}
-			if c.intn(4) == 0 {
-				cl.flush()
-			}
-		}
-		cl.flush()
-		checkConverged(t, cl, w, -1)
-		checkIdle(t, cl)
-		a := agreement{decidedBy: map[string]int{}}
-		for _, f := range append(gridFlows(fuzzGridServices, c.intn(len(gridServices))), namedPortFlows(w)...) {
-			a.check(t, cl, w, f)
-			checkLogs(t, cl, f, cl.engines[cl.nodes[0]].Decide(f))
-		}
+		worldAgreesWithEvaluator(t, data[1:], ac.cfg, genAuditOp, func(c *cluster, f enforcer.Flow) {
+			checkLogs(t, c, f, c.engines[c.nodes[0]].Decide(f))
+		})
 	})
 }

@@ -29,17 +29,7 @@ func TestPrivilegedPacketsDenyLogAndAudit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
-	ns := nfttest.NewNetNS(t)
-	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-enforcer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Close() })
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger,
-		LogDenied: true, LogAllowed: true, LogGroup: 100, Counters: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, k, e := newKernelEngineWith(t, enforcer.Config{LogDenied: true, LogAllowed: true, LogGroup: 100, Counters: true})
 	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.1.10")}
 	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.1.20")}
 	x := &nfttest.Pod{Name: "x", V4: netip.MustParseAddr("198.18.1.30")}
@@ -121,18 +111,7 @@ func TestPrivilegedPacketsDenyLogAndAudit(t *testing.T) {
 func TestPrivilegedKernelAcceptsShapes(t *testing.T) {
 	for _, tc := range shapeCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := nfttest.NewNetNS(t)
-			k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-enforcer"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = k.Close() })
-			cfg := tc.cfg
-			cfg.NodeName, cfg.Dataplane, cfg.Logger = "node-a", k, quietLogger
-			e, err := enforcer.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ns, k, e := newKernelEngineWith(t, tc.cfg)
 			loadBaseWorld(e)
 			for _, np := range tc.pols {
 				_ = e.UpsertNetworkPolicy(np)
