@@ -323,8 +323,8 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.policy(rec.ID)
-	rec.Audit = auditAnnotated(np.Annotations)
-	if old != nil && old.Audit == rec.Audit && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+	rec.Audit, rec.Enforcement = auditAnnotated(np.Annotations), np.Annotations[EnforcementAnnotation]
+	if old != nil && old.Enforcement == rec.Enforcement && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.polErrs[rec.ID]
 	}
 	if err := e.m.put(tablePolicies, rec.ID, rec); err != nil {

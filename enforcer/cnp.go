@@ -23,9 +23,11 @@ import (
 type cnpRecord struct {
 	ID   string
 	Spec v1beta1.ClusterNetworkPolicySpec
-	// Audit: annotated for audit mode (EnforcementAnnotation).
-	Audit  bool
-	parsed *cnpParsed
+	// Audit: annotated for audit mode; Enforcement is the annotation's
+	// value as written (EnforcementAnnotation).
+	Audit       bool
+	Enforcement string
+	parsed      *cnpParsed
 }
 
 // cnpTier is the tier a CNP sits in; an unknown tier is evaluated as Admin,

@@ -18,7 +18,8 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	if cnp == nil || cnp.Name == "" {
 		return errors.New("enforcer: upsert clusternetworkpolicy: nil policy or missing name")
 	}
-	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy(), Audit: auditAnnotated(cnp.Annotations)}
+	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy(), Audit: auditAnnotated(cnp.Annotations),
+		Enforcement: cnp.Annotations[EnforcementAnnotation]}
 	parsed, perr := parseCNP(&rec.Spec, e.cfg.ClusterNetworkPolicyExperimental)
 	rec.parsed = parsed
 	if perr != nil {
@@ -27,7 +28,7 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.clusterPolicy(rec.ID)
-	if old != nil && old.Audit == rec.Audit && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+	if old != nil && old.Enforcement == rec.Enforcement && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.cnpErrs[rec.ID] // logged when this version arrived
 	}
 	if err := e.m.put(tableClusterPolicies, rec.ID, rec); err != nil {
