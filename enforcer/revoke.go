@@ -187,8 +187,11 @@ func (e *Engine) isLocalPod(id string, node unique.Handle[string]) bool {
 // or dispatch element reaches them, and adding one of those is classified on
 // its own), new sets, and elements added to a plain set, which can only
 // allow more: every plain set of the program is matched by rules that accept
-// (TestPlainSetsOnlyAllow holds the compiler to this). Most changes on a node
-// whose pods a change does not concern are of this kind.
+// (TestPlainSetsOnlyAllow holds the compiler to this; the audit chains'
+// rules that return instead only decide whether to log). Named objects
+// (counters, limits), added or deleted, decide nothing: the rules that
+// name them are classified on their own. Most changes on a node whose pods
+// a change does not concern are of this kind.
 func restricts(tx *nft.Transaction, state *nft.State) bool {
 	created := map[string]bool{}
 	for _, op := range tx.Ops {
@@ -198,7 +201,7 @@ func restricts(tx *nft.Transaction, state *nft.State) bool {
 				return true
 			}
 			created[op.Name] = true
-		case nft.OpAddSet:
+		case nft.OpAddSet, nft.OpAddObject, nft.OpDeleteObject:
 		case nft.OpReplaceRules:
 			if !created[op.Name] {
 				return true
