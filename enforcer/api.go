@@ -54,7 +54,9 @@ type Config struct {
 	LogBurst uint32
 	// Audit puts every policy in audit mode: what policy would drop is
 	// logged ("nftw audit ...") and accepted. A policy annotated
-	// EnforcementAnnotation: EnforcementAudit is in audit mode alone.
+	// EnforcementAnnotation: EnforcementAudit is in audit mode alone (its
+	// audit lines are logged whether or not LogDenied is on, under the
+	// same limit).
 	Audit bool
 	// Counters gives every NetworkPolicy chain, default deny and
 	// ClusterNetworkPolicy rule a named counter (CounterInfo).
