@@ -560,7 +560,8 @@ func (e *Engine) PodByIP(a netip.Addr) (namespace, name string, ok bool) {
 // name while it counts the same thing: a NetworkPolicy direction's chain
 // while the policy's namespace has a pod here, a pod's default deny while
 // NetworkPolicies isolate it (Policies follows them), a
-// ClusterNetworkPolicy rule while it exists with that action.
+// ClusterNetworkPolicy rule while a class chain of this node holds it with
+// that action (a policy whose subjects have no pod here has none).
 func (e *Engine) CounterInfo() []CounterInfo {
 	e.mu.Lock()
 	defer e.mu.Unlock()

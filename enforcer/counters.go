@@ -67,10 +67,45 @@ type counters struct {
 	w    *writer
 	on   bool
 	info map[string]CounterInfo
+	// The counters of ClusterNetworkPolicy rules live while a class chain
+	// counts into them: refs counts the chains naming each, byClass the
+	// counters of each chain.
+	refs    map[string]int
+	byClass map[*tierClass][]string
 }
 
 func newCounters(w *writer, on bool) *counters {
-	return &counters{w: w, on: on, info: map[string]CounterInfo{}}
+	return &counters{w: w, on: on, info: map[string]CounterInfo{}, refs: map[string]int{}, byClass: map[*tierClass][]string{}}
+}
+
+// use makes class c's chain count into cis (nil: the chain goes), taking
+// the new counters before releasing the old ones.
+func (cs *counters) use(c *tierClass, cis []CounterInfo) {
+	old := cs.byClass[c]
+	names := make([]string, 0, len(cis))
+	for _, ci := range cis {
+		if slices.Contains(names, ci.Name) {
+			continue // one rule, several ports
+		}
+		names = append(names, ci.Name)
+		if !slices.Contains(old, ci.Name) {
+			cs.refs[ci.Name]++
+		}
+		cs.ref(ci)
+	}
+	for _, n := range old {
+		if !slices.Contains(names, n) {
+			if cs.refs[n]--; cs.refs[n] <= 0 {
+				delete(cs.refs, n)
+				cs.drop(n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		delete(cs.byClass, c)
+	} else {
+		cs.byClass[c] = names
+	}
 }
 
 // ref puts the counter described by ci (its meaning may change, the

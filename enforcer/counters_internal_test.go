@@ -18,12 +18,15 @@ import (
 // TestCounterInfo: with Config.Counters every enforced NetworkPolicy chain,
 // default deny and ClusterNetworkPolicy rule has a named counter of the
 // desired state that a rule names, and CounterInfo says what each counts;
-// audited policies have none, and the counters follow changes.
+// audited policies have none, nor rules no class chain of the node holds,
+// and the counters follow changes.
 func TestCounterInfo(t *testing.T) {
 	e := newCNPWorldWith(t, Config{NodeName: "node-a", Logger: slog.New(slog.DiscardHandler), Counters: true})
 	for _, c := range []*v1beta1.ClusterNetworkPolicy{
 		mkCNP("deny-sly", v1beta1.AdminTier, 1, nsSubject("gryffindor"), cnpIn("web", deny, nsPeerOf("slytherin"), cnpTCP(80)), cnpIn("", pass, nsPeerOf("ravenclaw"))),
 		auditedCNP(mkCNP("try", v1beta1.BaselineTier, 1, nsSubject("gryffindor"), cnpIn("", deny, nsPeerOf("hufflepuff")))),
+		// No pod of this node is its subject: no class chain, no counter.
+		mkCNP("elsewhere", v1beta1.AdminTier, 1, nsSubject("durmstrang"), cnpIn("", deny, nsPeerOf("slytherin"))),
 	} {
 		if err := e.UpsertClusterNetworkPolicy(c); err != nil {
 			t.Fatal(err)
@@ -79,6 +82,7 @@ func TestCounterInfo(t *testing.T) {
 	e.DeleteNetworkPolicy("hufflepuff", "audited")
 	e.DeleteClusterNetworkPolicy("deny-sly")
 	e.DeleteClusterNetworkPolicy("try")
+	e.DeleteClusterNetworkPolicy("elsewhere")
 	if got := e.CounterInfo(); len(got) != 0 {
 		t.Errorf("counters left: %+v", got)
 	}

@@ -122,6 +122,7 @@ func (t *tiers) finishClasses() {
 			c.written = true
 		case c.written:
 			t.named.use(c, nil)
+			t.counters.use(c, nil)
 			t.w.deleteChain(c.name)
 			c.written = false
 		}
@@ -221,6 +222,7 @@ func (t *tiers) putClassChain(c *tierClass) {
 	var out []nft.Rule
 	refs := make([]string, 0, len(rules))
 	var audited portCover // what earlier audited rules of the class match
+	var counted []CounterInfo
 	for _, tr := range rules {
 		refs = append(refs, tr.ref)
 		if tr.audited {
@@ -228,8 +230,9 @@ func (t *tiers) putClassChain(c *tierClass) {
 			continue
 		}
 		tail := []nft.Expr{t.ruleVerdict(tr)}
-		if tr.counter != "" {
-			tail = []nft.Expr{nft.CounterRef{Name: tr.counter}, tail[0]}
+		if tr.counter.Name != "" {
+			tail = []nft.Expr{nft.CounterRef{Name: tr.counter.Name}, tail[0]}
+			counted = append(counted, tr.counter)
 		}
 		if tr.r.broken || tr.r.ports == nil {
 			out = append(out, nft.Rule{Exprs: tail, Comment: tr.ref})
@@ -243,6 +246,7 @@ func (t *tiers) putClassChain(c *tierClass) {
 			out = append(out, nft.Rule{Exprs: append(portExprs(p.proto, p.lo, p.hi), tail...), Comment: tr.ref})
 		}
 	}
+	t.counters.use(c, counted)
 	if len(rules) < len(c.ids) {
 		// A rule of the class is gone without the class being dropped:
 		// never expected; deny rather than let the rest decide.

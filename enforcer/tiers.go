@@ -118,9 +118,10 @@ type tierRule struct {
 	action v1beta1.ClusterNetworkPolicyRuleAction
 	ref    string
 	// audited: the policy is in audit mode (the rule decides nothing);
-	// counter names the rule's named counter ("" without counters).
+	// counter is the rule's named counter (Name "" without counters),
+	// which exists while a class chain counts into it.
 	audited bool
-	counter string
+	counter CounterInfo
 	peers   []*tierPeer
 	nets    bool // networks or nodes peers, or broken: part of a class map's networks part
 	// nodes are the addresses of the nodes its nodes peers select, as of
@@ -268,9 +269,6 @@ func (t *tiers) cnpChanged(name string, cur *cnpRecord) []string {
 			}
 			for _, r := range prev.rules[dir] {
 				delete(t.rules, r.id)
-				if r.counter != "" {
-					t.counters.drop(r.counter)
-				}
 			}
 		}
 		delete(t.cnps, name)
@@ -369,8 +367,8 @@ func (t *tiers) newRules(dir Direction, c *cnpRecord) []*tierRule {
 		tr := &tierRule{id: ruleID(c.parsed.tier, dir, c.ID, r.index), dir: dir, cnp: c, r: r, action: action, ref: ruleRef(c.parsed.tier, c.ID, r), nets: r.broken,
 			audited: t.log.audited(c.Audit)}
 		if t.counters.on && !tr.audited {
-			tr.counter = t.counters.ref(CounterInfo{Name: ruleCounterName(tr), Kind: KindClusterNetworkPolicy, Policy: c.ID,
-				Direction: dir, Role: CounterRule, Rule: r.index, Action: string(action)})
+			tr.counter = CounterInfo{Name: ruleCounterName(tr), Kind: KindClusterNetworkPolicy, Policy: c.ID,
+				Direction: dir, Role: CounterRule, Rule: r.index, Action: string(action)}
 		}
 		for _, p := range r.peers {
 			if p.ns == nil {
