@@ -8,11 +8,13 @@ import (
 )
 
 // portCover is the (protocol, port) space some rules match: all, or per
-// protocol sorted disjoint port intervals. The audit rules of a class chain
+// protocol sorted disjoint port intervals and port names. The audit rules of a class chain
 // (tiers.auditRules) log only over what it leaves.
 type portCover struct {
 	all     bool
 	byProto map[uint8][][2]uint16
+	// named are the port names matched (tierNamedPorts' sets).
+	named []string
 }
 
 // add joins protocol proto's ports lo..hi.

@@ -188,7 +188,9 @@ func (e *Engine) isLocalPod(id string, node unique.Handle[string]) bool {
 // its own), new sets, and elements added to a plain set, which can only
 // allow more: every plain set of the program is matched by rules that accept
 // (TestPlainSetsOnlyAllow holds the compiler to this; the audit chains'
-// rules that return instead only decide whether to log). Named objects
+// rules that return instead, and the audit log rules of class chains, which
+// may look a named-port set up with != and have no verdict, only decide
+// whether to log). Named objects
 // (counters, limits), added or deleted, decide nothing: the rules that
 // name them are classified on their own. Most changes on a node whose pods
 // a change does not concern are of this kind.

@@ -293,40 +293,80 @@ func portExprs(proto uint8, lo, hi uint16) []nft.Expr {
 }
 
 // auditRules are the rules of an audited policy's rule in a class chain:
-// nothing for an Accept or a Pass, and for a Deny a log rule ("nftw audit")
+// nothing for an Accept or a Pass, and for a Deny log rules ("nftw audit")
 // without verdict, over the ports no earlier audited rule of the class
-// matches (cover, which the rule then joins). So the log fires exactly
-// when the rule would decide the connection were the audited policies
-// enforced: the enforced rules before it end the chain when they match,
-// and an earlier audited rule that matches would have decided first. One
-// over-report is left: named ports take no part in the subtraction (a
-// named-port audited rule before an audited Deny of the same port).
+// matches (cover, which the rule then joins): numeric ports are subtracted
+// as intervals per protocol, named ports by a negated lookup of their set
+// per family. So the log fires exactly when the rule would decide the
+// connection were the audited policies enforced: the enforced rules before
+// it end the chain when they match, and an earlier audited rule that
+// matches would have decided first.
 func (t *tiers) auditRules(tr *tierRule, cover *portCover) []nft.Rule {
 	deny := tr.action == v1beta1.ClusterNetworkPolicyRuleActionDeny
 	logTail := t.log.auditLog(tr.dir, tierSite(tr.cnp.parsed.tier))
 	var out []nft.Rule
+	emit := func(named string, m []nft.Expr) {
+		for _, exprs := range t.auditMatches(named, m, cover.named) {
+			out = append(out, nft.Rule{Exprs: append(exprs, logTail...), Comment: tr.ref})
+		}
+	}
 	if tr.r.broken || tr.r.ports == nil {
 		if deny {
 			for _, m := range cover.rest() {
-				out = append(out, nft.Rule{Exprs: append(m, logTail...), Comment: tr.ref})
+				emit("", m)
 			}
 		}
 		cover.all = true
 		return out
 	}
 	for _, p := range tr.r.ports {
-		if p.named != "" {
-			if deny && !cover.all {
-				out = append(out, t.named.rules(p.named, logTail, tr.ref)...)
+		switch {
+		case p.named != "":
+			if deny {
+				for _, m := range cover.rest() {
+					emit(p.named, m)
+				}
 			}
-			continue
+			cover.named = append(cover.named, p.named)
+		default:
+			if deny {
+				for _, iv := range cover.restOf(p.proto, p.lo, p.hi) {
+					emit("", portExprs(p.proto, iv[0], iv[1]))
+				}
+			}
+			cover.add(p.proto, p.lo, p.hi)
 		}
-		if deny {
-			for _, iv := range cover.restOf(p.proto, p.lo, p.hi) {
-				out = append(out, nft.Rule{Exprs: append(portExprs(p.proto, iv[0], iv[1]), logTail...), Comment: tr.ref})
+	}
+	return out
+}
+
+// auditMatches are the matches of an audit log rule: m, with the lookup of
+// the named-port set of named ("" for none) and a negated lookup of the set
+// of each name in except, per family where sets are involved (nothing for a
+// family without named's set: the name matches nothing there).
+func (t *tiers) auditMatches(named string, m []nft.Expr, except []string) [][]nft.Expr {
+	if named == "" && len(except) == 0 {
+		return [][]nft.Expr{slices.Clone(m)}
+	}
+	var out [][]nft.Expr
+	for _, f := range families {
+		exprs := slices.Clone(m)
+		fields := []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}
+		if named != "" {
+			set := t.named.setName(named, f)
+			if set == "" {
+				continue
+			}
+			exprs = append(exprs, nft.Lookup{Fields: fields, Set: set})
+		} else {
+			exprs = append(exprs, nft.Cmp{Field: nft.FieldNfproto, Value: nft.Value{f.nfproto()}})
+		}
+		for _, n := range except {
+			if set := t.named.setName(n, f); set != "" {
+				exprs = append(exprs, nft.Lookup{Fields: fields, Set: set, Neq: true})
 			}
 		}
-		cover.add(p.proto, p.lo, p.hi)
+		out = append(out, exprs)
 	}
 	return out
 }
