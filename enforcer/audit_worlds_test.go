@@ -4,6 +4,7 @@ package enforcer_test
 // networks of generated ClusterNetworkPolicies).
 
 import (
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/nftwarden/nftwarden/enforcer"
 )
+
+var auditWorlds = flag.Int("auditworlds", 0, "worlds TestAuditWorldsAgreeWithEvaluator generates per configuration (0: its default)")
 
 // auditConfigs are the program shapes the audit worlds run under: the
 // verdict log, counters and per-policy audit together, node-wide audit, and
@@ -70,11 +73,16 @@ func flipAudit(a map[string]string) map[string]string {
 // audit mode (genAuditOp) under each of auditConfigs, applies them
 // incrementally, holds the programmed state at every flush against a fresh
 // build with the same configuration, and twice per world every flow of the
-// grid against Decide: the traced verdict is Decide's enforced one.
+// grid against Decide: the traced verdict is Decide's enforced one, and the
+// log lines its audit view (checkLogs). -auditworlds N generates N worlds
+// per configuration.
 func TestAuditWorldsAgreeWithEvaluator(t *testing.T) {
 	worlds := 4
 	if testing.Short() {
 		worlds = 2
+	}
+	if *auditWorlds > 0 {
+		worlds = *auditWorlds
 	}
 	const steps = 60
 	grid := gridFlows(len(gridServices), 0)
