@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 // Transform is the informer transform (cache.TransformFunc) for the objects
@@ -65,16 +67,12 @@ func minimalMeta(m *metav1.ObjectMeta, changed time.Time) metav1.ObjectMeta {
 	}
 }
 
-// EnforcementAnnotation is the annotation of a NetworkPolicy or
-// ClusterNetworkPolicy that puts it in audit mode; the transforms keep it.
-// TODO(i14): use enforcer.EnforcementAnnotation once the engine exports it.
-const enforcementAnnotation = "nftwarden.io/enforcement"
-
-// policyMeta is minimalMeta of a policy, with its enforcement annotation.
+// policyMeta is minimalMeta of a policy, with its enforcement annotation
+// (enforcer.EnforcementAnnotation: audit mode).
 func policyMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	out := minimalMeta(m, apiChangeTime(m))
-	if v, ok := m.Annotations[enforcementAnnotation]; ok {
-		out.Annotations = map[string]string{enforcementAnnotation: v}
+	if v, ok := m.Annotations[enforcer.EnforcementAnnotation]; ok {
+		out.Annotations = map[string]string{enforcer.EnforcementAnnotation: v}
 	}
 	return out
 }
@@ -172,7 +170,7 @@ func sameMeta(a, b *metav1.ObjectMeta) bool {
 // samePolicyMeta is sameMeta of policies, which also compares their
 // enforcement annotation (audit or enforced).
 func samePolicyMeta(a, b *metav1.ObjectMeta) bool {
-	return sameMeta(a, b) && a.Annotations[enforcementAnnotation] == b.Annotations[enforcementAnnotation]
+	return sameMeta(a, b) && a.Annotations[enforcer.EnforcementAnnotation] == b.Annotations[enforcer.EnforcementAnnotation]
 }
 
 // TransformNode returns the minimal node described at Transform: what the

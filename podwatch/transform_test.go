@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 func TestTransformPod(t *testing.T) {
@@ -74,12 +76,12 @@ func TestTransformKinds(t *testing.T) {
 	ns.Status.Phase = corev1.NamespaceActive
 
 	np := ingressPolicy("frontend", "allow-web", "web", "lb", 80)
-	np.Annotations = map[string]string{"a": "b", enforcementAnnotation: "audit"}
+	np.Annotations = map[string]string{"a": "b", enforcer.EnforcementAnnotation: "audit"}
 	changed := metav1.NewTime(time.Date(2026, 12, 6, 11, 0, 7, 0, time.UTC))
 	np.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &changed, FieldsType: "FieldsV1"}}
 
 	cnp := denyFromCNP("deny-all", "backend", "frontend")
-	cnp.Annotations = map[string]string{"a": "b", enforcementAnnotation: "audit"}
+	cnp.Annotations = map[string]string{"a": "b", enforcer.EnforcementAnnotation: "audit"}
 
 	nodeObj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "infra"}, Annotations: map[string]string{"a": "b"}},
 		Spec: corev1.NodeSpec{PodCIDR: "198.18.16.0/24"},
@@ -102,14 +104,14 @@ func TestTransformKinds(t *testing.T) {
 			name: "network policy keeps spec",
 			in:   np,
 			want: &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, UID: np.UID,
-				Annotations:   map[string]string{enforcementAnnotation: "audit"},
+				Annotations:   map[string]string{enforcer.EnforcementAnnotation: "audit"},
 				ManagedFields: []metav1.ManagedFieldsEntry{{Time: &changed}}}, Spec: np.Spec},
 		},
 		{
 			name: "cluster network policy keeps spec and the enforcement annotation",
 			in:   cnp,
 			want: &v1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: cnp.Name, UID: cnp.UID,
-				Annotations: map[string]string{enforcementAnnotation: "audit"}}, Spec: cnp.Spec},
+				Annotations: map[string]string{enforcer.EnforcementAnnotation: "audit"}}, Spec: cnp.Spec},
 		},
 		{
 			name: "node keeps labels and its internal and external addresses",
@@ -175,13 +177,13 @@ func TestSameForEngine(t *testing.T) {
 		t.Error("policies with different ports compare the same")
 	}
 	audited := np.DeepCopy()
-	audited.Annotations = map[string]string{enforcementAnnotation: "audit"}
+	audited.Annotations = map[string]string{enforcer.EnforcementAnnotation: "audit"}
 	if sameForEngine(TransformNetworkPolicy(np), TransformNetworkPolicy(audited)) {
 		t.Error("a policy put in audit mode compares the same")
 	}
 	cnp := denyFromCNP("p", "backend", "frontend")
 	cnpAudited := cnp.DeepCopy()
-	cnpAudited.Annotations = map[string]string{enforcementAnnotation: "audit"}
+	cnpAudited.Annotations = map[string]string{enforcer.EnforcementAnnotation: "audit"}
 	if sameForEngine(TransformClusterNetworkPolicy(cnp), TransformClusterNetworkPolicy(cnpAudited)) {
 		t.Error("a cluster network policy put in audit mode compares the same")
 	}
