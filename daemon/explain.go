@@ -106,6 +106,16 @@ func formatFlow(w io.Writer, f explainedFlow) {
 	fmt.Fprintf(w, "verdict:  %s\n", verdict)
 	fmt.Fprintf(w, "egress:   %s\n", describeDirection(d.Egress, "source", "egress", f.Flow.Src))
 	fmt.Fprintf(w, "ingress:  %s\n", describeDirection(d.Ingress, "destination", "ingress", f.Flow.Dst))
+	for _, a := range []struct {
+		dd       enforcer.DirectionDecision
+		end, dir string
+		addr     netip.Addr
+	}{{d.Egress, "source", "egress", f.Flow.Src}, {d.Ingress, "destination", "ingress", f.Flow.Dst}} {
+		if a.dd.Audit != nil {
+			fmt.Fprintf(w, "audit:    %s would be %s; audit mode logs it and accepts\n",
+				a.dir, describeDirection(*a.dd.Audit, a.end, a.dir, a.addr))
+		}
+	}
 	if d.Reason != "" {
 		fmt.Fprintf(w, "reason:   %s\n", d.Reason)
 	}

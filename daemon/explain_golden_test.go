@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of explain's output")
@@ -74,6 +78,33 @@ func TestExplainGolden(t *testing.T) {
 				golden(t, tc.name+"."+output, out.Bytes())
 			}
 		})
+	}
+}
+
+// TestExplainAuditGolden: a policy in audit mode changes no verdict, and
+// explain says what it would deny (IP plan: shop/web 198.18.0.10, shop/api
+// 198.18.1.20; shop/api-quarantine, annotated for audit, isolates api for
+// ingress and admits nothing).
+func TestExplainAuditGolden(t *testing.T) {
+	eng, err := enforcer.New(enforcer.Config{Logger: slog.New(slog.DiscardHandler)})
+	must(t, err)
+	must(t, eng.UpsertNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}))
+	must(t, eng.UpsertPod(testPod("shop", "web", "node-a", "198.18.0.10")))
+	must(t, eng.UpsertPod(testPod("shop", "api", "node-b", "198.18.1.20")))
+	must(t, eng.UpsertNetworkPolicy(&networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-quarantine",
+			Annotations: map[string]string{enforcer.EnforcementAnnotation: enforcer.EnforcementAudit}},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+	}))
+	q, err := explainQueryFrom("shop/web", "shop/api", "80")
+	must(t, err)
+	for _, output := range []string{outputText, outputJSON} {
+		var out bytes.Buffer
+		must(t, explain(eng, q, nil, output, &out))
+		golden(t, "audit."+output, out.Bytes())
 	}
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"io"
+	"net/netip"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
@@ -32,7 +33,9 @@ import (
 //	{"pod": "ns/name" or "", "isolated": bool, "allowed": bool,
 //	 "policies": [...], "claimants": [...], "conflict": bool,
 //	 "tier": "admin" | "networkpolicy" | "baseline" | "", "rule": "",
-//	 "passes": [...], "description": "allowed (...)"}
+//	 "passes": [...], "description": "allowed (...)",
+//	 "audit": null | direction}   what policies in audit mode would decide
+//	                              when they would deny (its own audit null)
 //
 // trace is the flow's first packet through the forward hook:
 //
@@ -67,16 +70,17 @@ type endpointJSON struct {
 }
 
 type directionJSON struct {
-	Pod         string   `json:"pod"`
-	Isolated    bool     `json:"isolated"`
-	Allowed     bool     `json:"allowed"`
-	Policies    []string `json:"policies"`
-	Claimants   []string `json:"claimants"`
-	Conflict    bool     `json:"conflict"`
-	Tier        string   `json:"tier"`
-	Rule        string   `json:"rule"`
-	Passes      []string `json:"passes"`
-	Description string   `json:"description"`
+	Pod         string         `json:"pod"`
+	Isolated    bool           `json:"isolated"`
+	Allowed     bool           `json:"allowed"`
+	Policies    []string       `json:"policies"`
+	Claimants   []string       `json:"claimants"`
+	Conflict    bool           `json:"conflict"`
+	Tier        string         `json:"tier"`
+	Rule        string         `json:"rule"`
+	Passes      []string       `json:"passes"`
+	Description string         `json:"description"`
+	Audit       *directionJSON `json:"audit"`
 }
 
 type traceJSON struct {
@@ -124,8 +128,8 @@ func writeExplainJSON(w io.Writer, flows []explainedFlow) error {
 			PortName: f.PortName,
 			Verdict:  verdict,
 			Reason:   f.Decision.Reason,
-			Egress:   directionOf(f.Decision.Egress, describeDirection(f.Decision.Egress, "source", "egress", f.Flow.Src)),
-			Ingress:  directionOf(f.Decision.Ingress, describeDirection(f.Decision.Ingress, "destination", "ingress", f.Flow.Dst)),
+			Egress:   directionOf(f.Decision.Egress, "source", "egress", f.Flow.Src),
+			Ingress:  directionOf(f.Decision.Ingress, "destination", "ingress", f.Flow.Dst),
 			Trace:    traceOf(f.Trace),
 		})
 	}
@@ -141,12 +145,19 @@ func podOf(e endpoint) string {
 	return ""
 }
 
-func directionOf(dd enforcer.DirectionDecision, description string) directionJSON {
-	return directionJSON{
+// directionOf is the JSON of one direction (end and dir name it in the
+// description, addr is the address of its end).
+func directionOf(dd enforcer.DirectionDecision, end, dir string, addr netip.Addr) directionJSON {
+	out := directionJSON{
 		Pod: dd.Pod, Isolated: dd.Isolated, Allowed: dd.Allowed,
 		Policies: nonNil(dd.Policies), Claimants: nonNil(dd.Claimants), Conflict: dd.Conflict,
-		Tier: dd.Tier, Rule: dd.Rule, Passes: nonNil(dd.Passes), Description: description,
+		Tier: dd.Tier, Rule: dd.Rule, Passes: nonNil(dd.Passes), Description: describeDirection(dd, end, dir, addr),
 	}
+	if dd.Audit != nil {
+		audit := directionOf(*dd.Audit, end, dir, addr)
+		out.Audit = &audit
+	}
+	return out
 }
 
 func nonNil[T any](s []T) []T {
