@@ -58,10 +58,12 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 // logged by it; they fail closed in the model as in the daemon.
 //
 // ClusterNetworkPolicies are listed when the API server serves them, unless
-// cnpMode is off; with the experimental channel, Nodes too.
-func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode string, log *slog.Logger) (*enforcer.Engine, error) {
+// cnpMode is off; with the experimental channel, Nodes too. audit puts every
+// policy in audit mode (run's --audit).
+func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode string, audit bool, log *slog.Logger) (*enforcer.Engine, error) {
 	routeClientGoLogs(log)
-	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode)})
+	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode),
+		Audit: audit})
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
@@ -82,7 +84,7 @@ func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode strin
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
-	eng, err := modelEngine(ctx, clients, nodeName, cnpMode, log)
+	eng, err := modelEngine(ctx, clients, nodeName, cnpMode, false, log)
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
@@ -119,6 +121,9 @@ type explainOptions struct {
 	// (Node) too.
 	Trace       bool
 	Node, Table string
+	// Audit evaluates and compiles as a daemon run with --audit (node-wide
+	// audit mode) does.
+	Audit bool
 }
 
 // Values of explain's --output.
@@ -150,7 +155,7 @@ func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, lo
 	if opts.Trace {
 		node = opts.Node
 	}
-	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, log)
+	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Audit, log)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}

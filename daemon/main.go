@@ -106,6 +106,9 @@ const (
 
 	flagOutput = "output"
 	flagTrace  = "trace"
+	// flagExplainAudit is explain's --audit: the name and meaning of run's
+	// --audit (node-wide audit mode), for the model of such a node.
+	flagExplainAudit = "audit"
 
 	flagClusterNetworkPolicy          = "cluster-network-policy"
 	flagClusterNetworkPolicyDiscovery = "cluster-network-policy-discovery-period"
@@ -430,6 +433,8 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						"destination pod's container ports (http/tcp); the protocol defaults to tcp"},
 					&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "output `FORMAT`: text or json (a stable shape, see the README)", Value: outputText},
 					&cli.BoolFlag{Name: flagTrace, Usage: "also trace the flow through the table programmed in this node's kernel (needs CAP_NET_ADMIN)"},
+					&cli.BoolFlag{Name: flagExplainAudit, Usage: "evaluate as a daemon run with --audit does (every policy in audit mode: " +
+						"what policy would deny is allowed, and said); give it with --trace on such a node"},
 					kubeconfigFlag(),
 					nodeNameFlag(hostname),
 					tableFlag(),
@@ -479,6 +484,7 @@ func explainOptionsFrom(c *cli.Context) (explainOptions, error) {
 		Kubeconfig: c.String(flagKubeconfig),
 		Output:     c.String(flagOutput),
 		Trace:      c.Bool(flagTrace),
+		Audit:      c.Bool(flagExplainAudit),
 		Node:       nodeName(c.String(flagNodeName)),
 		Table:      c.String(flagTable),
 	}
