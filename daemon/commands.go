@@ -144,11 +144,6 @@ func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, lo
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	if err := resolveQueryPort(&q, func(ns, name string) (*corev1.Pod, error) {
-		return clients.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	}); err != nil {
-		return err
-	}
 	// The evaluator does not depend on the node: every pod's policies are
 	// known. The node matters only to the table traced, compiled for it.
 	node := ""
@@ -158,6 +153,12 @@ func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, lo
 	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Audit, log)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
+	}
+	// A port name is resolved once the API server has answered the lists.
+	if err := resolveQueryPort(&q, func(ns, name string) (*corev1.Pod, error) {
+		return clients.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	}); err != nil {
+		return err
 	}
 	var tables *traceTables
 	if opts.Trace {
