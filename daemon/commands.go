@@ -110,6 +110,9 @@ func explainQueryFrom(from, to, port string) (explainQuery, error) {
 	if q.Port, err = parsePort(port); err != nil {
 		return q, usagef("explain: --port %w", err)
 	}
+	if q.Port.Name != "" && !q.To.isPod() {
+		return q, usagef("explain: --port %s: a port name needs a destination pod (--to NS/POD), whose container ports name it", q.Port)
+	}
 	return q, nil
 }
 

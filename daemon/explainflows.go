@@ -100,14 +100,11 @@ func sameAnswer(a, b *explainedFlow) bool {
 	return a.Trace.Kernel.Verdict == b.Trace.Kernel.Verdict && a.Trace.Expected.Verdict == b.Trace.Expected.Verdict
 }
 
-// resolveQueryPort resolves a port name of q on the destination pod, which
-// getPod reads from the API server.
+// resolveQueryPort resolves a port name of q on the destination pod (a pod:
+// explainQueryFrom checks), which getPod reads from the API server.
 func resolveQueryPort(q *explainQuery, getPod func(namespace, name string) (*corev1.Pod, error)) error {
 	if q.Port.Name == "" || q.Port.From != 0 {
 		return nil
-	}
-	if !q.To.isPod() {
-		return usagef("explain: --port %s: a port name needs a destination pod (--to NS/POD), whose container ports name it", q.Port)
 	}
 	pod, err := getPod(q.To.Namespace, q.To.Name)
 	if err != nil {
