@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 // nftwarden runs the nftwarden command with args inside the node's namespace and
@@ -48,14 +50,15 @@ func (n *Node) DumpDesired(ctx context.Context) (string, error) {
 const maxDiffLines = 80
 
 // WaitConverged polls until the kernel's table (DumpKernel) equals the desired one
-// (DumpDesired), chain comments aside, and fails after bound with the last difference,
+// (DumpDesired), chain comments and counter values aside, and fails after bound with the last difference,
 // lines of the desired table marked "-" and of the kernel's "+".
 func (n *Node) WaitConverged(ctx context.Context, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
 	for {
 		desired, derr := n.DumpDesired(ctx)
 		kernel, kerr := n.DumpKernel(ctx)
-		desired, kernel = withoutChainComments(desired), withoutChainComments(kernel)
+		// The kernel counts traffic; what was programmed counts nothing.
+		desired, kernel = withoutChainComments(desired), nfttest.ZeroCounters(withoutChainComments(kernel))
 		if derr == nil && kerr == nil && desired == kernel {
 			return nil
 		}

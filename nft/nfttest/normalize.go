@@ -12,6 +12,27 @@ var (
 	namedCounterRE = regexp.MustCompile(`^packets \d+ bytes \d+$`)
 )
 
+// ZeroCounters sets every counter value of an nft listing to 0 (of rules
+// and of named counters), so that a listing of the kernel's table, which
+// counts traffic, compares equal to the listing of what was programmed.
+func ZeroCounters(listing string) string {
+	lines := strings.Split(listing, "\n")
+	for i, l := range lines {
+		lines[i] = zeroCounterLine(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// zeroCounterLine zeroes the counter values of one line.
+func zeroCounterLine(line string) string {
+	line = counterRE.ReplaceAllString(line, "counter packets 0 bytes 0")
+	trimmed := strings.TrimSpace(line)
+	if namedCounterRE.MatchString(trimmed) {
+		return strings.Replace(line, trimmed, "packets 0 bytes 0", 1)
+	}
+	return line
+}
+
 // Normalize rewrites an `nft list table` listing so that two listings of the
 // same content compare equal: indentation and blank lines are canonical, the
 // blocks (named objects, sets, maps, chains) of each table are sorted, set
@@ -31,8 +52,7 @@ func Normalize(listing string) string {
 		if line == "" {
 			continue
 		}
-		line = counterRE.ReplaceAllString(line, "counter packets 0 bytes 0")
-		line = namedCounterRE.ReplaceAllString(line, "packets 0 bytes 0")
+		line = zeroCounterLine(line)
 		opens := strings.HasSuffix(line, "{")
 		closes := line == "}"
 		if closes {
