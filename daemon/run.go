@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,18 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		flows = ct
 	}
 
+	verdicts, verdictOut, err := openVerdictLog(cfg.VerdictLog, os.Stdout, log)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return fmt.Errorf("run: %w", err)
+	}
+	if verdicts != nil {
+		defer verdicts.Close()
+		defer verdictOut.Close()
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d := &daemon{
@@ -78,6 +91,9 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		flows:     flows,
 		notifier:  notifierFromEnv(),
 		listener:  ln,
+	}
+	if verdicts != nil {
+		d.verdicts, d.verdictOut = verdicts, verdictOut
 	}
 	return d.run(ctx)
 }
@@ -145,6 +161,10 @@ type daemon struct {
 	flows enforcer.FlowTable
 	// owner is the DaemonSet of the daemon's pod, for the uninstall check.
 	owner ownerWatch
+	// verdicts are the packets the program's log rules copy to the NFLOG
+	// group, written as lines to verdictOut; nil: no deny/flow log.
+	verdicts   eventSource
+	verdictOut io.Writer
 }
 
 // parts are what run starts: the engine and its watcher, the metrics, and
@@ -155,6 +175,7 @@ type parts struct {
 	m     *metrics
 	rv    *revoker // nil with --revoke-established=false
 	drift *driftRepair
+	flows *flowLog // nil without an NFLOG reader
 }
 
 // assemble builds the engine and the watcher that feeds it, with the hooks
@@ -182,6 +203,14 @@ func (d *daemon) assemble() (*parts, error) {
 	if d.cfg.RevokeEstablished && d.flows != nil {
 		p.rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, p.m)
 		hooks = p.rv.hooks(hooks)
+	}
+	if d.verdicts != nil {
+		w, err := newFlowLogWriter(d.verdictOut, d.cfg.VerdictLog.Format)
+		if err != nil {
+			return nil, fmt.Errorf("run: %w", err)
+		}
+		p.flows = newFlowLog(eng, w, d.verdicts, d.log)
+		p.m.registry.MustRegister(p.flows)
 	}
 	p.drift = newDriftRepair(d.log, p.m, func() { p.w.RequestReconcile() })
 	hooks = p.drift.hooks(hooks)
@@ -217,6 +246,13 @@ func (d *daemon) startHelpers(ctx context.Context, wg *sync.WaitGroup, p *parts)
 		wg.Go(func() { d.watchChanges(ctx, cw, p.drift.changed) })
 	}
 	wg.Go(func() { d.preflight(ctx, p.m.setPreflight) })
+	if p.flows != nil {
+		wg.Go(func() {
+			if err := p.flows.run(ctx); err != nil {
+				d.log.Error("the deny/flow log stopped: reading its NFLOG group failed", "error", err)
+			}
+		})
+	}
 	if d.cfg.PodName != "" && d.cfg.PodNamespace != "" && d.cfg.CleanupOnUninstall {
 		wg.Go(func() { d.owner.learn(ctx, d) })
 	}
