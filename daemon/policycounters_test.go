@@ -112,7 +112,7 @@ func TestPolicyCounters(t *testing.T) {
 			want: map[policySeries]float64{
 				np("shop", "web", "ingress", counterAllowed): 10, np("shop", "web", "ingress", counterDenied): 5,
 				np("shop", "default-deny", "ingress", counterDenied): 5,
-				other("ingress", counterAllowed): 3,
+				other("ingress", counterAllowed):                     3,
 			},
 		},
 		{
@@ -122,7 +122,7 @@ func TestPolicyCounters(t *testing.T) {
 			want: map[policySeries]float64{
 				np("shop", "web", "ingress", counterAllowed): 11, np("shop", "web", "ingress", counterDenied): 5,
 				np("shop", "default-deny", "ingress", counterDenied): 5,
-				other("ingress", counterAllowed): 3,
+				other("ingress", counterAllowed):                     3,
 			},
 		},
 		{
@@ -132,7 +132,7 @@ func TestPolicyCounters(t *testing.T) {
 			want: map[policySeries]float64{
 				np("shop", "web", "ingress", counterAllowed): 11, np("shop", "web", "ingress", counterDenied): 6,
 				np("shop", "api", "ingress", counterAllowed): 13,
-				other("ingress", counterAllowed): 3,
+				other("ingress", counterAllowed):             3,
 				// default-deny left the top 2: its difference (1) goes to _other from now on.
 				other("ingress", counterDenied): 1,
 			},
