@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -74,7 +75,7 @@ type policyCounters struct {
 	limit    int
 	ttl      time.Duration
 	now      func() time.Time
-	onError  func(error)
+	log      *slog.Logger
 
 	mu sync.Mutex
 	// last is each counter's value at the previous read.
@@ -86,6 +87,10 @@ type policyCounters struct {
 	other    map[policySeries]*counterPair
 	snapshot []prometheus.Metric
 	readAt   time.Time
+	// readErrors counts failed reads; failing is set while they fail, so
+	// that a failure is logged once.
+	readErrors float64
+	failing    bool
 }
 
 // counterPair is packets and bytes.
@@ -101,10 +106,12 @@ type seriesTotal struct {
 const policyCountersTTL = 5 * time.Second
 
 var (
-	policyLabels        = []string{"kind", "namespace", "policy", "direction", "verdict"}
-	policyPacketsDesc   = prometheus.NewDesc(metricsNamespace+"_policy_packets_total", policyCountersHelp("New connections"), policyLabels, nil)
-	policyBytesDesc     = prometheus.NewDesc(metricsNamespace+"_policy_bytes_total", policyCountersHelp("Bytes of the first packets of new connections"), policyLabels, nil)
-	policyCountersBound = " Only the --policy-metrics-limit policies with most packets have series; the others are summed as policy=\"_other\"."
+	policyLabels         = []string{"kind", "namespace", "policy", "direction", "verdict"}
+	policyPacketsDesc    = prometheus.NewDesc(metricsNamespace+"_policy_packets_total", policyCountersHelp("New connections"), policyLabels, nil)
+	policyBytesDesc      = prometheus.NewDesc(metricsNamespace+"_policy_bytes_total", policyCountersHelp("Bytes of the first packets of new connections"), policyLabels, nil)
+	policyCountersBound  = " Only the --policy-metrics-limit policies with most packets have series; the others are summed as policy=\"_other\"."
+	policyReadErrorsDesc = prometheus.NewDesc(metricsNamespace+"_policy_counters_read_errors_total",
+		"Reads of the named counters that failed (the per-policy series keep their last values meanwhile).", nil, nil)
 )
 
 func policyCountersHelp(what string) string {
@@ -112,9 +119,9 @@ func policyCountersHelp(what string) string {
 		"or a ClusterNetworkPolicy Deny rule, passed: a ClusterNetworkPolicy Pass rule), from the program's named counters." + policyCountersBound
 }
 
-func newPolicyCounters(r counterReader, meanings func() map[string][]counterTerm, limit int, onError func(error)) *policyCounters {
+func newPolicyCounters(r counterReader, meanings func() map[string][]counterTerm, limit int, log *slog.Logger) *policyCounters {
 	return &policyCounters{
-		read: r.Counters, meanings: meanings, limit: limit, ttl: policyCountersTTL, now: time.Now, onError: onError,
+		read: r.Counters, meanings: meanings, limit: limit, ttl: policyCountersTTL, now: time.Now, log: log,
 		last: map[string]nft.CounterObject{}, totals: map[policySeries]*seriesTotal{}, other: map[policySeries]*counterPair{},
 	}
 }
@@ -122,6 +129,7 @@ func newPolicyCounters(r counterReader, meanings func() map[string][]counterTerm
 func (pc *policyCounters) Describe(ch chan<- *prometheus.Desc) {
 	ch <- policyPacketsDesc
 	ch <- policyBytesDesc
+	ch <- policyReadErrorsDesc
 }
 
 func (pc *policyCounters) Collect(ch chan<- prometheus.Metric) {
@@ -134,6 +142,7 @@ func (pc *policyCounters) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range pc.snapshot {
 		ch <- m
 	}
+	ch <- prometheus.MustNewConstMetric(policyReadErrorsDesc, prometheus.CounterValue, pc.readErrors)
 }
 
 // refreshTimeout bounds one read of the counters.
@@ -146,10 +155,16 @@ func (pc *policyCounters) refresh() {
 	defer cancel()
 	values, err := pc.read(ctx)
 	if err != nil {
-		if pc.onError != nil {
-			pc.onError(err)
+		pc.readErrors++
+		if !pc.failing {
+			pc.failing = true
+			pc.log.Warn("cannot read the per-policy counters; their metrics keep their last values", "error", err)
 		}
 		return
+	}
+	if pc.failing {
+		pc.failing = false
+		pc.log.Info("the per-policy counters are read again")
 	}
 	meanings := pc.meanings()
 	before := make(map[policySeries]counterPair, len(pc.totals))

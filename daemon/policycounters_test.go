@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,7 +168,7 @@ func TestPolicyCounters(t *testing.T) {
 	}
 	fc := &fakeCounters{meanings: baseMeanings}
 	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, 2, nil)
+	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, 2, slog.New(slog.DiscardHandler))
 	pc.now = func() time.Time { return clock }
 	var prev map[policySeries]float64
 	for i, st := range steps {
@@ -195,9 +198,9 @@ func TestPolicyCounters(t *testing.T) {
 func TestPolicyCountersCacheAndErrors(t *testing.T) {
 	fc := &fakeCounters{values: map[string]nft.CounterObject{"c": packets(5)},
 		meanings: map[string][]counterTerm{"c": {{Series: np("a", "p", "egress", counterAllowed), Sign: 1}}}}
-	var reported []error
+	var logs bytes.Buffer
 	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, 10, func(err error) { reported = append(reported, err) })
+	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, 10, slog.New(slog.NewTextHandler(&logs, nil)))
 	pc.now = func() time.Time { return clock }
 	want := map[policySeries]float64{np("a", "p", "egress", counterAllowed): 5}
 	for range 3 {
@@ -209,12 +212,17 @@ func TestPolicyCountersCacheAndErrors(t *testing.T) {
 		t.Errorf("%d reads for 3 scrapes within the TTL, want 1", fc.reads)
 	}
 	fc.err = errors.New("netlink: no buffer space")
-	clock = clock.Add(policyCountersTTL)
-	if got := scrape(t, pc); !cmp.Equal(got, want) {
-		t.Errorf("after a failed read: %v, want the last metrics %v", got, want)
+	for range 2 {
+		clock = clock.Add(policyCountersTTL)
+		if got := scrape(t, pc); !cmp.Equal(got, want) {
+			t.Errorf("after a failed read: %v, want the last metrics %v", got, want)
+		}
 	}
-	if len(reported) != 1 {
-		t.Errorf("errors reported: %v, want one", reported)
+	if pc.readErrors != 2 {
+		t.Errorf("%v read errors counted, want 2", pc.readErrors)
+	}
+	if n := strings.Count(logs.String(), "cannot read"); n != 1 {
+		t.Errorf("the failure logged %d times, want once:\n%s", n, logs.String())
 	}
 }
 
@@ -231,7 +239,7 @@ func TestPolicyCountersBound(t *testing.T) {
 			}
 		}
 	}
-	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, limit, nil)
+	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, limit, slog.New(slog.DiscardHandler))
 	got := scrape(t, pc)
 	if max := (limit + 1) * 2 * 3; len(got) != max {
 		t.Errorf("%d series, want the bound %d", len(got), max)
