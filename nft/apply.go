@@ -103,13 +103,14 @@ type undoStep struct {
 	chain   *Chain
 	rules   []Rule
 	set     *Set
+	object  *Object
 	ids     []string
 	deleted []Element
 }
 
 // revert undoes every recorded change, the last first.
 func (j journal) revert(s *State) {
-	s.jumps, s.ranges = nil, nil // counted and ordered again when needed
+	s.jumps, s.ranges, s.objectRefs = nil, nil, nil // counted and ordered again when needed
 	for i := len(j) - 1; i >= 0; i-- {
 		u := j[i]
 		switch u.kind {
@@ -123,6 +124,10 @@ func (j journal) revert(s *State) {
 			delete(s.Sets, u.name)
 		case OpDeleteSet:
 			s.Sets[u.name] = u.set
+		case OpAddObject:
+			delete(s.Objects, u.name)
+		case OpDeleteObject:
+			s.Objects[u.name] = u.object
 		case OpAddElements:
 			for _, id := range u.ids {
 				delete(u.set.Elements, id)
@@ -145,6 +150,8 @@ func (s *State) applyOp(op Op, undo *journal) error {
 		return s.addElements(op, undo)
 	case OpDeleteElements:
 		return s.deleteElements(op, undo)
+	case OpAddObject, OpDeleteObject:
+		return s.applyObjectOp(op, undo)
 	}
 	return fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid)
 }
@@ -181,8 +188,10 @@ func (s *State) applyChainOp(op Op, undo *journal) error {
 		}
 		*undo = append(*undo, undoStep{kind: OpReplaceRules, chain: c, rules: c.Rules})
 		s.countJumps(c.Rules, -1)
+		s.countObjectRefs(c.Rules, -1)
 		c.Rules = slices.Clone(op.Chain.Rules)
 		s.countJumps(c.Rules, +1)
+		s.countObjectRefs(c.Rules, +1)
 	case OpDeleteChain:
 		c := s.Chains[op.Name]
 		if c == nil {
@@ -344,6 +353,14 @@ func validateRule(s *State, r Rule) error {
 			}
 		case MatchTCPFlags:
 			if err := e.validate(); err != nil {
+				return err
+			}
+		case Log:
+			if err := e.validate(); err != nil {
+				return err
+			}
+		case CounterRef, LimitRef:
+			if err := validateObjectRef(s, e); err != nil {
 				return err
 			}
 		case VerdictMapLookup:

@@ -70,13 +70,21 @@ func (k *Kernel) queue(b *pendingBatch, op int, step func(*nftables.Conn) error)
 		return nil // the step queued nothing
 	}
 	// Flush wrapped the step in its own batch begin and end; drop them.
-	for _, m := range k.captured[1 : len(k.captured)-1] {
-		m.Header.Flags &^= netlink.Acknowledge | netlink.Echo
+	msgs := k.captured[1 : len(k.captured)-1]
+	for i := range msgs {
+		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
+	}
+	b.queueRaw(op, msgs)
+	return nil
+}
+
+// queueRaw adds messages built without the library to b.
+func (b *pendingBatch) queueRaw(op int, msgs []netlink.Message) {
+	for _, m := range msgs {
 		b.msgs = append(b.msgs, m)
 		b.op = append(b.op, op)
 		b.bytes += nlmsgAlign(16 + len(m.Data))
 	}
-	return nil
 }
 
 func nlmsgAlign(n int) int { return (n + 3) &^ 3 }

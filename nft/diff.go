@@ -17,11 +17,14 @@ type Scope struct {
 	Sets map[string]bool
 	// Elements of a set (by ElementID) that may differ; used for sets not in Sets.
 	Elements map[string]map[string]bool
+	// Objects (named counters and limits) that may have been added or
+	// removed.
+	Objects map[string]bool
 }
 
 // Empty reports whether the scope names nothing.
 func (sc *Scope) Empty() bool {
-	return sc != nil && len(sc.Chains) == 0 && len(sc.Sets) == 0 && len(sc.Elements) == 0
+	return sc != nil && len(sc.Chains) == 0 && len(sc.Sets) == 0 && len(sc.Elements) == 0 && len(sc.Objects) == 0
 }
 
 // MarkChain, MarkSet and MarkElement record that an object may have changed.
@@ -29,6 +32,9 @@ func (sc *Scope) MarkChain(name string) { markIn(&sc.Chains, name) }
 
 // MarkSet records that a set's definition or content may have changed.
 func (sc *Scope) MarkSet(name string) { markIn(&sc.Sets, name) }
+
+// MarkObject records that a named object may have been added or removed.
+func (sc *Scope) MarkObject(name string) { markIn(&sc.Objects, name) }
 
 // MarkElement records that one element of a set may have changed.
 func (sc *Scope) MarkElement(set, id string) {
@@ -59,11 +65,19 @@ func markIn(m *map[string]bool, name string) {
 
 // Diff returns the transaction that turns from into to, restricted to scope (nil:
 // everything). The operations are ordered so the kernel accepts them in one batch:
-// new chains and sets first, then element deletions and additions, then rule
-// replacements, then deletion of the sets and then the chains (flushed first) no
-// longer wanted.
-// Objects whose definition changed are flushed, deleted and recreated within the
-// same batch.
+// new named objects, chains and sets first, then element deletions and
+// additions, then rule replacements, then deletion of the sets, the named
+// objects and then the chains (flushed first) no longer wanted.
+// Chains and sets whose definition changed are flushed, deleted and recreated
+// within the same batch.
+//
+// Named objects are compared by definition only (sameObjectDef): counter
+// values and comments never make a difference. A named object whose
+// definition changed is deleted and added again only if no rule of from
+// names it; otherwise Diff adds the new definition under the old name,
+// which Apply refuses with ErrExists: a caller must give a changed
+// definition a new name (an object is not recreated under the rules that
+// count or limit with it, which would lose its counts).
 func Diff(from, to *State, scope *Scope) *Transaction {
 	if from == nil {
 		from = NewState()
@@ -73,14 +87,17 @@ func Diff(from, to *State, scope *Scope) *Transaction {
 	if scope == nil {
 		d.chainNames = union(from.Chains, to.Chains)
 		d.setNames = union(from.Sets, to.Sets)
+		d.objectNames = union(from.Objects, to.Objects)
 	} else {
 		d.chainNames = slices.Sorted(maps.Keys(scope.Chains))
 		d.setNames = slices.Sorted(maps.Keys(scope.Sets))
+		d.objectNames = slices.Sorted(maps.Keys(scope.Objects))
 	}
 	d.findRecreated()
 	if len(d.recreateSets) > 0 || len(d.recreateChains) > 0 {
 		d.clearRecreated()
 	}
+	d.createObjects()
 	d.create()
 	d.elements()
 	d.rules()
@@ -95,6 +112,7 @@ type differ struct {
 	scope                *Scope
 	tx                   Transaction
 	chainNames, setNames []string // in scope, sorted
+	objectNames          []string // in scope, sorted
 	// Objects whose definition changed: deleted and created again.
 	recreateChains, recreateSets map[string]bool
 	flushed                      map[string]bool // chains whose rules were flushed
@@ -156,6 +174,27 @@ func (d *differ) clearRecreated() {
 	}
 	for _, n := range slices.Sorted(maps.Keys(d.recreateChains)) {
 		d.tx.DeleteChain(n)
+	}
+}
+
+// createObjects adds the named objects that are new, and those whose
+// definition changed: after deleting the old one if no rule names it, else
+// as an addition that Apply refuses (see Diff).
+func (d *differ) createObjects() {
+	for _, n := range d.objectNames {
+		t := d.to.Objects[n]
+		if t == nil {
+			continue
+		}
+		if f := d.from.Objects[n]; f != nil {
+			if sameObjectDef(f, t) {
+				continue
+			}
+			if !d.from.namesAnyObject(map[string]bool{n: true}) {
+				d.tx.Ops = append(d.tx.Ops, deleteObjectOp(f))
+			}
+		}
+		d.tx.AddObject(*t)
 	}
 }
 
@@ -302,6 +341,12 @@ func (d *differ) deleteUnwanted() {
 			d.tx.DeleteSet(n)
 		}
 	}
+	// No rule names a doomed object any more, for the same reason.
+	for _, n := range d.objectNames {
+		if f := d.from.Objects[n]; f != nil && d.to.Objects[n] == nil {
+			d.tx.Ops = append(d.tx.Ops, deleteObjectOp(f))
+		}
+	}
 	for _, n := range doomed {
 		d.tx.DeleteChain(n)
 	}
@@ -365,10 +410,13 @@ func sameRules(a, b []Rule) bool {
 }
 
 // RuleKey is a canonical text of a rule's expressions and comment, equal for
-// rules that program the same thing.
+// rules that program the same thing: a counter's values are left out.
 func RuleKey(r Rule) string {
 	var b strings.Builder
 	for _, e := range r.Exprs {
+		if _, ok := e.(Counter); ok {
+			e = Counter{}
+		}
 		fmt.Fprintf(&b, "%T%v;", e, e)
 	}
 	b.WriteString("#")
@@ -416,6 +464,9 @@ func (s *State) Clone() *State {
 			cs.Elements[id] = e
 		}
 		out.Sets[n] = &cs
+	}
+	for n, o := range s.Objects {
+		out.Objects[n] = cloneObject(o)
 	}
 	return out
 }

@@ -5,11 +5,13 @@
 //
 // What it provides:
 //
-//   - A typed description of the table (objects.go): State holds chains and
-//     sets; rules are built from a small closed vocabulary of expressions
-//     (conntrack state, TCP flags, comparisons and ranges on a few packet fields,
-//     lookups in named sets and verdict maps, counters, logs, verdicts), so that every
-//     consumer of a State (kernel lowering, renderer, tracer) handles every case.
+//   - A typed description of the table (objects.go): State holds chains, sets
+//     and named objects (counters and limits, namedobj.go); rules are built
+//     from a small closed vocabulary of expressions (conntrack state, TCP
+//     flags, comparisons and ranges on a few packet fields, lookups in named
+//     sets and verdict maps, counters, named counters and limits, logs to the
+//     kernel log or to NFLOG, verdicts), so that every consumer of a State
+//     (kernel lowering, renderer, tracer) handles every case.
 //   - Transactions (transaction.go): ordered operations applied as one atomic
 //     batch, and Diff (diff.go), which computes the smallest correctly ordered
 //     transaction from one State to another, optionally limited to a Scope of

@@ -13,3 +13,10 @@ func WithBufferLimit(bytes int) KernelOption { return func(k *Kernel) { k.bufLim
 // SetMutedHook makes f run before each batch sent with the change monitors
 // unsubscribed, so that a test can commit another batch in that window.
 func (k *Kernel) SetMutedHook(f func()) { k.mutedHook = f }
+
+// HoldLock takes the lock an Apply holds for its whole batch, as a long
+// batch in flight would, until release is called.
+func (k *Kernel) HoldLock() (release func()) {
+	k.mu.Lock()
+	return k.mu.Unlock
+}

@@ -36,6 +36,7 @@ type Fake struct {
 var (
 	_ Dataplane     = (*Fake)(nil)
 	_ TamperEvident = (*Fake)(nil)
+	_ CounterReader = (*Fake)(nil)
 )
 
 // NewFake returns a Fake for table name. The table does not exist until the first
@@ -138,6 +139,21 @@ func (f *Fake) Read(ctx context.Context) (*State, error) {
 		return nil, fmt.Errorf("read table %q: %w", f.table, ErrNotFound)
 	}
 	return f.state.Clone(), nil
+}
+
+// Counters implements CounterReader: the values of the named counters, which
+// Trace moves. Like the Kernel's it is no full read: Untouched stays as it
+// is.
+func (f *Fake) Counters(ctx context.Context) (map[string]CounterObject, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read counters of table %q: %w", f.table, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		return map[string]CounterObject{}, nil
+	}
+	return f.state.counterValues(), nil
 }
 
 // Cleanup deletes the table; a missing table is not an error. The history is

@@ -35,6 +35,12 @@ import (
 // node; Kernel therefore creates the sets a batch refers to most first. A
 // one-element change stays well under a millisecond.
 //
+// Named counters and limits (kernel_objects.go) go in the same atomic
+// batches as everything else; Kernel remembers which objects the table holds
+// to refuse a changed definition under an old name (the kernel would keep
+// the old one silently). Counters reads the named counters' values in one
+// dump without waiting for a batch in flight.
+//
 // WatchChanges reports changes others make to the table (monitor.go), and
 // Untouched says when nobody did since the last full read (untouched.go).
 //
@@ -55,7 +61,10 @@ type Kernel struct {
 	builder  *nftables.Conn
 	captured []netlink.Message
 	sets     map[string]setDef
-	bufSize  int
+	// objects are the named objects of the table (kernel_objects.go); nil:
+	// not listed yet.
+	objects map[string]kernelObject
+	bufSize int
 	// tamper records what may have changed the table behind this Kernel's
 	// back (see Untouched); monitorBuf is the change monitor's receive
 	// buffer.
@@ -67,9 +76,16 @@ type Kernel struct {
 	// mutedHook, for tests, runs before a batch sent with the monitors
 	// unsubscribed (mute.go).
 	mutedHook func()
+	// countersConn is the socket of Counters, which countersMu guards
+	// instead of mu, so that reading counters never waits for a batch.
+	countersMu   sync.Mutex
+	countersConn *netlink.Conn
 }
 
-var _ Dataplane = (*Kernel)(nil)
+var (
+	_ Dataplane     = (*Kernel)(nil)
+	_ CounterReader = (*Kernel)(nil)
+)
 
 // KernelOption configures NewKernel.
 type KernelOption func(*Kernel)
@@ -172,7 +188,7 @@ func (k *Kernel) dial() error {
 func (k *Kernel) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.closeConns()
+	return errors.Join(k.closeConns(), k.closeCounters())
 }
 
 func (k *Kernel) closeConns() error {
@@ -225,12 +241,16 @@ type queued struct {
 	// cache when it succeeds.
 	added   map[string]setDef
 	deleted map[string]bool
+	// objects added (and deleted: nil) by the batch, likewise.
+	objects map[string]*kernelObject
 }
 
-// step is the library calls of one transaction operation.
+// step is the library calls of one transaction operation, or the messages
+// it is (raw) when the library cannot build them.
 type step struct {
-	op int
-	fn func(*nftables.Conn) error
+	op  int
+	fn  func(*nftables.Conn) error
+	raw []netlink.Message
 }
 
 // apply is applyOnce that records a failure for Untouched: the caller's
@@ -266,6 +286,7 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 	for n, d := range q.added {
 		k.sets[n] = d
 	}
+	k.commitObjects(q.objects)
 	return nil
 }
 
@@ -276,6 +297,10 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 	b := &pendingBatch{}
 	for _, s := range steps {
+		if s.fn == nil {
+			b.queueRaw(s.op, s.raw)
+			continue
+		}
 		if err := k.queue(b, s.op, s.fn); err != nil {
 			_ = k.reset()
 			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
@@ -307,7 +332,7 @@ func (t *Transaction) opsOrNil() []Op {
 }
 
 func (k *Kernel) build(tx *Transaction) (*queued, error) {
-	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}}
+	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, objects: map[string]*kernelObject{}}
 	def := func(name string) (setDef, error) {
 		if d, ok := q.added[name]; ok {
 			return d, nil
@@ -332,16 +357,16 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.AddChain(c); return nil }})
+			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.AddChain(c); return nil }})
 		case OpReplaceRules:
 			send, err := k.replaceRules(op)
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, step{i, send})
+			q.steps = append(q.steps, step{op: i, fn: send})
 		case OpDeleteChain:
 			c := &nftables.Chain{Name: op.Name, Table: k.table}
-			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
+			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
 		case OpAddSet:
 			if op.Set == nil {
 				return nil, opErr(fmt.Errorf("no set definition: %w", ErrInvalid))
@@ -353,12 +378,12 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			ks.ID = setIDs.Add(1)
 			q.added[op.Name] = defOf(op.Set)
 			delete(q.deleted, op.Name)
-			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { return cc.AddSet(ks, nil) }})
+			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { return cc.AddSet(ks, nil) }})
 		case OpDeleteSet:
 			s := &nftables.Set{Name: op.Name, Table: k.table}
 			delete(q.added, op.Name)
 			q.deleted[op.Name] = true
-			q.steps = append(q.steps, step{i, func(cc *nftables.Conn) error { cc.DelSet(s); return nil }})
+			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.DelSet(s); return nil }})
 		case OpAddElements, OpDeleteElements:
 			d, err := def(op.Name)
 			if err != nil {
@@ -369,8 +394,14 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 				return nil, opErr(err)
 			}
 			for _, send := range sends {
-				q.steps = append(q.steps, step{i, send})
+				q.steps = append(q.steps, step{op: i, fn: send})
 			}
+		case OpAddObject, OpDeleteObject:
+			m, err := k.objectOp(op, q.objects)
+			if err != nil {
+				return nil, opErr(err)
+			}
+			q.steps = append(q.steps, step{op: i, raw: []netlink.Message{m}})
 		default:
 			return nil, opErr(fmt.Errorf("unknown operation %d: %w", op.Kind, ErrInvalid))
 		}
@@ -585,6 +616,7 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 		return err
 	}
 	k.sets = map[string]setDef{}
+	k.objects = nil
 	delTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }}
 	// A table that is not there is already cleaned up.
 	if err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {

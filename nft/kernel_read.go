@@ -17,6 +17,10 @@ import (
 // Read implements Dataplane. Rules the vocabulary cannot express (written by
 // someone else) read back as a rule without expressions whose comment says
 // why, so they never compare equal to a wanted rule and Reconcile replaces them.
+// Counters, of rules and named, read back with the values the kernel
+// counted (Counter, CounterObject), which Diff never compares; named objects
+// of a kind nftwarden does not use read back with neither Counter nor Limit,
+// so that Reconcile deletes them or recreates them as wanted.
 //
 // The listing is consistent: it starts over when the ruleset generation
 // changes while it runs, and it dumps a hash set again when the kernel tore
@@ -81,6 +85,7 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 	if _, err := k.conn.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			k.sets = map[string]setDef{}
+			k.objects = map[string]kernelObject{}
 			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, ErrNotFound)
 		}
 		return nil, k.wrap("list table", err)
@@ -131,6 +136,9 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 		}
 	}
 	k.sets = fresh
+	if err := k.readObjects(st); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -446,6 +454,8 @@ func decodeExprs(fam byte, b []byte) ([]expr.Any, error) {
 			e = &expr.Counter{}
 		case "log":
 			e = &expr.Log{}
+		case "objref":
+			e = &expr.Objref{}
 		case "immediate":
 			e = &expr.Immediate{}
 		default:

@@ -255,6 +255,7 @@ var goldenPrograms = []struct {
 	{"program", program},
 	{"edge-ranges", edgeRanges},
 	{"tcp-flags", tcpFlags},
+	{"objects", objectsProgram},
 }
 
 func TestKernelGolden(t *testing.T) {
@@ -283,6 +284,7 @@ func TestKernelReadRoundTrip(t *testing.T) {
 		{"program", program},
 		{"edge ranges", edgeRanges},
 		{"tcp flags", tcpFlags},
+		{"objects", objectsProgram},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, k := newKernel(t)

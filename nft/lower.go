@@ -285,14 +285,24 @@ func (b *ruleBuilder) add(e Expr) error {
 		b.out = append(b.out, &expr.Lookup{SourceRegister: reg, SetName: e.Map,
 			DestRegister: unix.NFT_REG_VERDICT, IsDestRegSet: true})
 	case Counter:
+		// A new rule's counter starts at zero, whatever a read gave it.
 		b.out = append(b.out, &expr.Counter{})
 	case Log:
-		l := &expr.Log{}
-		if e.Prefix != "" {
-			l.Key = 1 << unix.NFTA_LOG_PREFIX
-			l.Data = []byte(e.Prefix)
+		l, err := lowerLog(e)
+		if err != nil {
+			return err
 		}
 		b.out = append(b.out, l)
+	case CounterRef, LimitRef:
+		name, counter, _ := objectRef(e)
+		if name == "" {
+			return fmt.Errorf("%T without a name: %w", e, ErrInvalid)
+		}
+		typ := unix.NFT_OBJECT_LIMIT
+		if counter {
+			typ = unix.NFT_OBJECT_COUNTER
+		}
+		b.out = append(b.out, &expr.Objref{Type: typ, Name: name})
 	case Verdict:
 		v, err := lowerVerdict(e)
 		if err != nil {
@@ -303,6 +313,45 @@ func (b *ruleBuilder) add(e Expr) error {
 		return fmt.Errorf("expression %T is not in the vocabulary: %w", e, ErrInvalid)
 	}
 	return nil
+}
+
+// lowerLog is a log statement as nft 1.0.6 sends it: the prefix, if any,
+// and for NFLOG the group (no level: the kernel fills in warning for the
+// kernel log, and NFLOG has none).
+func lowerLog(e Log) (*expr.Log, error) {
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	l := &expr.Log{}
+	if e.Prefix != "" {
+		l.Key |= 1 << unix.NFTA_LOG_PREFIX
+		l.Data = []byte(e.Prefix)
+	}
+	if e.NFLog {
+		l.Key |= 1 << unix.NFTA_LOG_GROUP
+		l.Group = e.Group
+	}
+	return l, nil
+}
+
+// liftLog is the inverse of lowerLog. The kernel reports the default level
+// (warning) it filled in for the kernel log; any other option makes the
+// statement one the vocabulary does not have.
+func liftLog(e *expr.Log) (Log, error) {
+	const (
+		prefix = 1 << unix.NFTA_LOG_PREFIX
+		group  = 1 << unix.NFTA_LOG_GROUP
+		level  = 1 << unix.NFTA_LOG_LEVEL
+		flags  = 1 << unix.NFTA_LOG_FLAGS
+	)
+	known := uint32(prefix | level | flags)
+	if e.Key&group != 0 {
+		known = prefix | group
+	}
+	if e.Key&^known != 0 || (e.Key&level != 0 && e.Level != expr.LogLevelWarning) || e.Flags != 0 {
+		return Log{}, fmt.Errorf("unsupported log options %#x level %d flags %#x", e.Key, e.Level, e.Flags)
+	}
+	return Log{Prefix: string(e.Data), Group: e.Group, NFLog: e.Key&group != 0}, nil
 }
 
 // lowerRule returns the kernel expressions and userdata (comment) of a rule.
@@ -441,14 +490,22 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 				return nil, err
 			}
 		case *expr.Counter:
-			l.emit(Counter{})
+			l.emit(Counter{Packets: e.Packets, Bytes: e.Bytes})
 		case *expr.Log:
-			// The kernel reports the default level (warning) it filled in.
-			known := uint32(1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_LEVEL | 1<<unix.NFTA_LOG_FLAGS)
-			if e.Key&^known != 0 || (e.Key&(1<<unix.NFTA_LOG_LEVEL) != 0 && e.Level != expr.LogLevelWarning) || e.Flags != 0 {
-				return nil, fmt.Errorf("unsupported log options %#x level %d flags %#x", e.Key, e.Level, e.Flags)
+			lg, err := liftLog(e)
+			if err != nil {
+				return nil, err
 			}
-			l.emit(Log{Prefix: string(e.Data)})
+			l.emit(lg)
+		case *expr.Objref:
+			switch e.Type {
+			case unix.NFT_OBJECT_COUNTER:
+				l.emit(CounterRef{Name: e.Name})
+			case unix.NFT_OBJECT_LIMIT:
+				l.emit(LimitRef{Name: e.Name})
+			default:
+				return nil, fmt.Errorf("unsupported reference to an object of type %d", e.Type)
+			}
 		case *expr.Verdict:
 			v, err := liftVerdict(*e)
 			if err != nil {

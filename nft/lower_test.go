@@ -36,6 +36,8 @@ func TestLowerLiftRoundTrip(t *testing.T) {
 		{"interfaces", []Expr{Cmp{Field: FieldIifname, Value: IfnameValue("eth0")}, Cmp{Field: FieldOifname, Neq: true, Value: IfnameValue("lo")}}},
 		{"counter log jump", []Expr{Counter{}, Log{Prefix: "x "}, Verdict{Kind: VerdictJump, Chain: "c"}}},
 		{"log without prefix", []Expr{Log{}, Verdict{Kind: VerdictGoto, Chain: "c"}}},
+		{"named objects and nflog", []Expr{CounterRef{Name: "np/a:b"}, LimitRef{Name: "deny-log"}, Log{Prefix: "nftw deny in np", Group: 100, NFLog: true}, Verdict{Kind: VerdictDrop}}},
+		{"nflog group 0 without prefix", []Expr{Log{NFLog: true}}},
 		{"tcp flags", []Expr{MatchCtState{States: CtNew}, MatchTCPFlags{Flags: TCPSyn, Mask: TCPStartMask, Neq: true},
 			Lookup{Fields: []Field{FieldIPSaddr}, Set: "ingress-v4"}, Verdict{Kind: VerdictDrop}}},
 		{"tcp flags without mask", []Expr{MatchTCPFlags{Flags: TCPSyn, Mask: 0xff}}},
@@ -118,6 +120,13 @@ func TestLowerMatchesNft(t *testing.T) {
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{2}},
 		}},
+		{`counter name "c" limit name "l" log prefix "p" group 5`, []Expr{CounterRef{Name: "c"}, LimitRef{Name: "l"}, Log{Prefix: "p", Group: 5, NFLog: true}}, []expr.Any{
+			&expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: "c"},
+			&expr.Objref{Type: unix.NFT_OBJECT_LIMIT, Name: "l"},
+			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: 5, Data: []byte("p")},
+		}},
+		{"log group 0", []Expr{Log{NFLog: true}}, []expr.Any{&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP}}},
+		{"counter (read values are not sent)", []Expr{Counter{Packets: 5, Bytes: 300}}, []expr.Any{&expr.Counter{}}},
 		{"th dport 1000-2000", []Expr{Range{Field: FieldTHDport, From: PortValue(1000), To: PortValue(2000)}}, []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{0x03, 0xe8}},
@@ -149,6 +158,10 @@ func TestLowerRejects(t *testing.T) {
 		{"empty ct state", []Expr{MatchCtState{}}},
 		{"tcp flags without a mask", []Expr{MatchTCPFlags{Flags: 0}}},
 		{"tcp flags outside the mask", []Expr{MatchTCPFlags{Flags: TCPSyn | TCPAck, Mask: TCPSyn}}},
+		{"log prefix too long", []Expr{Log{Prefix: string(make([]byte, MaxLogPrefix+1))}}},
+		{"log group without nflog", []Expr{Log{Group: 1}}},
+		{"counter name empty", []Expr{CounterRef{}}},
+		{"limit name empty", []Expr{LimitRef{}}},
 		{"concatenation too long", []Expr{Lookup{Set: "s", Fields: []Field{FieldIP6Saddr, FieldIP6Daddr, FieldIP6Saddr, FieldIP6Daddr, FieldL4Proto}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,5 +311,27 @@ func TestChunkElements(t *testing.T) {
 	}
 	if n != len(kes) {
 		t.Errorf("chunks hold %d elements, want %d", n, len(kes))
+	}
+}
+
+// TestLiftCounterValues: a read keeps the values of rule counters, which
+// RuleKey (and so Diff) ignores.
+func TestLiftCounterValues(t *testing.T) {
+	got, err := liftRule([]expr.Any{&expr.Counter{Packets: 7, Bytes: 420}, &expr.Verdict{Kind: expr.VerdictDrop}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Expr{Counter{Packets: 7, Bytes: 420}, Verdict{Kind: VerdictDrop}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("liftRule (-want +got):\n%s", d)
+	}
+	if RuleKey(Rule{Exprs: got}) != RuleKey(Rule{Exprs: []Expr{Counter{}, Verdict{Kind: VerdictDrop}}}) {
+		t.Error("RuleKey tells rules apart by their counter values")
+	}
+	if _, err := liftRule([]expr.Any{&expr.Objref{Type: unix.NFT_OBJECT_QUOTA, Name: "q"}}); err == nil {
+		t.Error("a reference to a quota lifted without error")
+	}
+	if _, err := liftRule([]expr.Any{&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Snaplen: 64}}); err == nil {
+		t.Error("an NFLOG statement with a snaplen lifted without error")
 	}
 }

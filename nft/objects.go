@@ -282,8 +282,12 @@ type VerdictMapLookup struct {
 	Map    string
 }
 
-// Counter counts the packets and bytes that reach it.
-type Counter struct{}
+// Counter counts the packets and bytes that reach it. Packets and Bytes are
+// what the kernel had counted when a state was read back (a desired state
+// leaves them zero; a rule's counter starts at zero whenever its chain's
+// rules are replaced); like a CounterObject's they are never compared:
+// RuleKey, and so Diff and Reconcile, leave them out.
+type Counter struct{ Packets, Bytes uint64 }
 
 // Log logs packets that reach it with a prefix: to the kernel log, or with
 // NFLog to the NFLOG group Group (`log prefix "p" group 5`), where a
@@ -306,6 +310,7 @@ type CounterRef struct{ Name string }
 // LimitRef matches while the table's named limit object Name has tokens
 // left (`limit name "x"`); over the limit the rule stops there, as any
 // match that does not match. Rules that name one object share its bucket.
+// Trace has no clock: there it always matches.
 type LimitRef struct{ Name string }
 
 func (MatchCtState) isExpr()     {}
@@ -467,11 +472,14 @@ type State struct {
 	// start, for the overlap check of new elements (checkIntervals); a set
 	// without an entry: not ordered yet. Kept and dropped as jumps is.
 	ranges map[string]*btree.BTreeG[rangeItem]
+	// objectRefs counts, per object, the rules that name it, for the busy
+	// check of an object's deletion. Kept and dropped as jumps is.
+	objectRefs map[string]int
 }
 
 // NewState returns an empty state.
 func NewState() *State {
-	return &State{Chains: map[string]*Chain{}, Sets: map[string]*Set{}}
+	return &State{Chains: map[string]*Chain{}, Sets: map[string]*Set{}, Objects: map[string]*Object{}}
 }
 
 // ChainNames returns the chain names sorted.

@@ -14,10 +14,13 @@ import (
 // simplifications nft applies when it decompiles a rule, so that the text can be
 // compared with the kernel's listing and read in reviews and golden files.
 //
-// Objects are printed in a deterministic order (sets, then verdict maps, then
-// chains, each sorted by name; elements sorted by key) where nft prints them in
-// kernel order; compare with an order-insensitive normalization. Counters print
-// as zero, since the state does not carry packet counts.
+// Objects are printed in a deterministic order (named counters and limits,
+// sets, then verdict maps, then chains, each sorted by name; elements sorted
+// by key) where nft prints them in kernel order; compare with an
+// order-insensitive normalization. Counters print the values the state
+// carries: zero in a desired state, what the kernel counted in one read back.
+// Names of objects are printed bare in their declaration and quoted where a
+// rule names them, as nft does.
 //
 // What nft does and Render mirrors:
 //   - an explicit `meta nfproto ipv4|ipv6` match followed by an ip/ip6 field of the
@@ -49,6 +52,10 @@ func Render(table string, s *State) string {
 		}
 		first = false
 	}
+	for _, n := range s.ObjectNames() {
+		block()
+		renderObject(&b, s.Objects[n])
+	}
 	names := s.SetNames()
 	for _, vmaps := range []bool{false, true} {
 		for _, n := range names {
@@ -65,6 +72,52 @@ func Render(table string, s *State) string {
 	b.WriteString("}\n")
 	return b.String()
 }
+
+// renderObject prints a named counter or limit block as nft 1.0.6 lists it:
+// the comment first, then the counter's values or the limit's rate.
+func renderObject(b *strings.Builder, o *Object) {
+	kind := objectKind(o)
+	if kind == "" {
+		fmt.Fprintf(b, "\t# object %s of a kind nftwarden does not use\n", o.Name)
+		return
+	}
+	fmt.Fprintf(b, "\t%s %s {\n", kind, o.Name)
+	for _, line := range objectDefinition(o) {
+		b.WriteString("\t\t" + line + "\n")
+	}
+	if o.Counter != nil {
+		fmt.Fprintf(b, "\t\tpackets %d bytes %d\n", o.Counter.Packets, o.Counter.Bytes)
+	}
+	b.WriteString("\t}\n")
+}
+
+// objectDefinition is the definition of a named object as nft lists it
+// inside its block, one statement per line: the comment, then a limit's
+// rate (a counter's values are state, not definition).
+func objectDefinition(o *Object) []string {
+	var lines []string
+	if o.Comment != "" {
+		lines = append(lines, "comment "+quote(o.Comment))
+	}
+	if o.Limit != nil {
+		lines = append(lines, limitDefinition(o.Limit))
+	}
+	return lines
+}
+
+// limitDefinition is a limit's rate as nft prints it: the burst only when it
+// is not the kernel's default of 5 packets.
+func limitDefinition(l *LimitObject) string {
+	def := fmt.Sprintf("rate %d/%s", l.Rate, l.Unit)
+	if l.Burst != defaultLimitBurst {
+		def += fmt.Sprintf(" burst %d packets", l.Burst)
+	}
+	return def
+}
+
+// defaultLimitBurst is the burst the kernel gives a packet limit without one
+// (NFT_LIMIT_PKT_BURST_DEFAULT), which nft does not print.
+const defaultLimitBurst = 5
 
 func renderSet(b *strings.Builder, s *Set) {
 	fmt.Fprintf(b, "\t%s %s {\n", setKind(s), s.Name)
@@ -432,13 +485,13 @@ func RenderRule(r Rule) string {
 		case VerdictMapLookup:
 			parts = append(parts, fmt.Sprintf("%s vmap @%s", fieldList(e.Fields), e.Map))
 		case Counter:
-			parts = append(parts, "counter packets 0 bytes 0")
+			parts = append(parts, fmt.Sprintf("counter packets %d bytes %d", e.Packets, e.Bytes))
 		case Log:
-			if e.Prefix == "" {
-				parts = append(parts, "log")
-			} else {
-				parts = append(parts, "log prefix "+quote(e.Prefix))
-			}
+			parts = append(parts, renderLog(e))
+		case CounterRef:
+			parts = append(parts, "counter name "+quote(e.Name))
+		case LimitRef:
+			parts = append(parts, "limit name "+quote(e.Name))
 		case Verdict:
 			parts = append(parts, renderVerdict(e))
 		default:
@@ -449,6 +502,19 @@ func RenderRule(r Rule) string {
 		parts = append(parts, "comment "+quote(r.Comment))
 	}
 	return strings.Join(parts, " ")
+}
+
+// renderLog prints a log statement: `log`, then the prefix, then the NFLOG
+// group, as nft 1.0.6 orders them (`log prefix "p" group 5`).
+func renderLog(l Log) string {
+	out := "log"
+	if l.Prefix != "" {
+		out += " prefix " + quote(l.Prefix)
+	}
+	if l.NFLog {
+		out += " group " + strconv.Itoa(int(l.Group))
+	}
+	return out
 }
 
 // hiddenDependencies marks the protocol matches nft treats as dependencies of a

@@ -181,9 +181,18 @@ func renderVocabulary() *State {
 			fxRule(Log{}, fxJump("leaf")),
 			fxRule(Log{Prefix: "a"}, Counter{}),
 			fxRule(Counter{}),
+			fxRule(CounterRef{Name: "per-policy/in"}, LimitRef{Name: "deny-log-100-200"}, Log{Prefix: "nftw deny in np", Group: 100, NFLog: true}, fxDrop()),
+			fxRule(Log{NFLog: true}, LimitRef{Name: "slow"}),
 			fxRule(fxDrop()),
 		}},
 	)
+	for _, o := range []Object{
+		{Name: "per-policy/in", Comment: "prod/allow-web ingress", Counter: &CounterObject{Packets: 3, Bytes: 180}},
+		{Name: "deny-log-100-200", Limit: &LimitObject{Rate: 100, Unit: PerSecond, Burst: 200}},
+		{Name: "slow", Comment: "default burst", Limit: &LimitObject{Rate: 6, Unit: PerMinute, Burst: 5}},
+	} {
+		s.Objects[o.Name] = &o
+	}
 	return s
 }
 
@@ -234,6 +243,9 @@ func TestRenderRule(t *testing.T) {
 		{"neq lookup", fxRule(Lookup{Fields: []Field{FieldIPDaddr}, Set: "s", Neq: true}), "ip daddr != @s"},
 		{"ifname", fxRule(Cmp{Field: FieldOifname, Value: IfnameValue("eth0")}), `oifname "eth0"`},
 		{"log and comment", Rule{Exprs: []Expr{Log{Prefix: "p "}}, Comment: "c"}, `log prefix "p " comment "c"`},
+		{"nflog", fxRule(Log{Prefix: "p", Group: 5, NFLog: true}), `log prefix "p" group 5`},
+		{"nflog group 0", fxRule(Log{NFLog: true}), `log group 0`},
+		{"named objects", fxRule(CounterRef{Name: "a/b"}, LimitRef{Name: "c:d"}, fxDrop()), `counter name "a/b" limit name "c:d" drop`},
 		{"range", fxRule(Range{Field: FieldTHDport, From: PortValue(80), To: PortValue(90)}), "th dport 80-90"},
 		{"tcp flags mid-stream", fxRule(MatchCtState{States: CtNew}, MatchTCPFlags{Flags: TCPSyn, Mask: TCPStartMask, Neq: true},
 			Lookup{Fields: []Field{FieldIPSaddr}, Set: "ingress-v4"}, fxDrop()),

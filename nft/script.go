@@ -21,6 +21,9 @@ func (t *Transaction) String() string { return t.Format(DefaultTable) }
 //	delete set inet T name                       (maps too)
 //	add element inet T name { e1, e2 }
 //	delete element inet T name { e1, e2 }
+//	add counter inet T name { comment "…"; }
+//	add limit inet T name { comment "…"; rate 100/second burst 200 packets; }
+//	delete counter|limit inet T name
 //
 // Definitions, rules and elements are written as Render lists them, which nft
 // reads back as the same objects. An element's key is written in its set's
@@ -32,7 +35,7 @@ func (t *Transaction) String() string { return t.Format(DefaultTable) }
 // What nft lists it does not always read back as the same bytecode, and so
 // neither does a script: names are written bare, and nft cannot read a name
 // that is one of its keywords (such as fwd or flags), nor a comment with a
-// double quote; and an explicit `meta l4proto tcp` before a tcp flags match is
+// double quote, nor an object name with a colon; and an explicit `meta l4proto tcp` before a tcp flags match is
 // read as the match's own dependency, one protocol match where the batch has
 // two (same verdicts). TestKernelScriptMatchesApply checks the rest against
 // the nft binary.
@@ -85,6 +88,20 @@ func (t *Transaction) Format(table string) string {
 				elems[i] = renderElement(s, e)
 			}
 			b.WriteString(verb + " element " + target + op.Name + " { " + strings.Join(elems, ", ") + " }\n")
+		case OpAddObject, OpDeleteObject:
+			kind := ""
+			if op.Object != nil {
+				kind = objectKind(op.Object)
+			}
+			if kind == "" {
+				b.WriteString("# " + op.Kind.String() + " " + op.Name + " without a definition\n")
+				continue
+			}
+			if op.Kind == OpDeleteObject {
+				b.WriteString("delete " + kind + " " + target + op.Name + "\n")
+				continue
+			}
+			b.WriteString("add " + kind + " " + target + op.Name + block(objectDefinition(op.Object)) + "\n")
 		default:
 			b.WriteString("# " + op.Kind.String() + " " + op.Name + "\n")
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -30,6 +31,9 @@ type Packet struct {
 	// packet has none (an output packet has no input interface), so iifname
 	// (oifname) matches do not match it.
 	Iifname, Oifname string
+	// Len is the packet's length in bytes (IP header included), what a
+	// counter adds to its bytes (Fake.Trace); zero counts no bytes.
+	Len int
 }
 
 // TraceResult is the outcome of a Trace.
@@ -40,6 +44,19 @@ type TraceResult struct {
 	// rule that matched (chain, rule index, rule text, comment) and how each base
 	// chain ended.
 	Path []string
+	// Logged lists the log statements the packet reached, in order: a log
+	// statement logs as soon as the packet reaches it, also when a later
+	// match of its rule does not match.
+	Logged []Log
+	// Counted names the named counters (CounterRef) the packet reached, in
+	// order, once per statement reached.
+	Counted []string
+}
+
+// LoggedWith reports whether the packet reached a log statement with
+// prefix (to NFLOG or to the kernel log).
+func (r TraceResult) LoggedWith(prefix string) bool {
+	return slices.ContainsFunc(r.Logged, func(l Log) bool { return l.Prefix == prefix })
 }
 
 // Accepted reports whether the packet got through.
@@ -64,6 +81,9 @@ const maxGotos = 1 << 12
 
 // Trace follows the packet through the table as the kernel would and returns the
 // verdict, reading the current table (a missing table accepts everything).
+// Like the kernel it counts the packet (one packet, p.Len bytes) in each
+// named counter it reaches, so that a test sees Read and Counters move;
+// counting is no change to the table (Untouched stays as it is).
 func (f *Fake) Trace(p Packet) TraceResult {
 	// Apply changes the state in place: the trace runs under the lock, and
 	// sees the table before or after a transaction, never a part of it.
@@ -72,7 +92,15 @@ func (f *Fake) Trace(p Packet) TraceResult {
 	if f.state == nil {
 		return TraceResult{Verdict: VerdictAccept, Path: []string{"table does not exist: accept"}}
 	}
-	return Trace(f.state, p)
+	r := Trace(f.state, p)
+	for _, n := range r.Counted {
+		// The state holds its own copies of objects (State.Apply, Clone).
+		if o := f.state.Objects[n]; o != nil && o.Counter != nil {
+			o.Counter.Packets++
+			o.Counter.Bytes += uint64(max(p.Len, 0))
+		}
+	}
+	return r
 }
 
 // Trace evaluates a packet against a state with the semantics of nftables:
@@ -97,7 +125,12 @@ func (f *Fake) Trace(p Packet) TraceResult {
 //     runs; otherwise the element's verdict applies;
 //   - jump pushes a return point, goto does not, return pops one (return in a
 //     base chain applies the policy), continue goes on with the next rule, and
-//     the end of a regular chain returns; counter and log do nothing here;
+//     the end of a regular chain returns;
+//   - counter and log statements do not change the verdict; the log
+//     statements and named counters a packet reaches are listed in the
+//     result (Logged, Counted), also in a rule that then does not match;
+//   - a named limit (LimitRef) always matches: the tracer has no clock, so
+//     it traces every packet as one within the rate;
 //   - a jump deeper than the kernel's stack (16) drops the packet.
 func Trace(s *State, p Packet) TraceResult {
 	t := tracer{s: s, p: p}
@@ -127,19 +160,23 @@ func Trace(s *State, p Packet) TraceResult {
 		t.logf("no base chain on hook %s: accept", p.Hook)
 		return TraceResult{Verdict: VerdictAccept, Path: t.path}
 	}
+	verdict := VerdictAccept
 	for _, base := range bases {
 		if t.runBase(base) == VerdictDrop {
-			return TraceResult{Verdict: VerdictDrop, Path: t.path}
+			verdict = VerdictDrop
+			break
 		}
 	}
-	return TraceResult{Verdict: VerdictAccept, Path: t.path}
+	return TraceResult{Verdict: verdict, Path: t.path, Logged: t.logged, Counted: t.counted}
 }
 
 type tracer struct {
-	s     *State
-	p     Packet
-	path  []string
-	gotos int
+	s       *State
+	p       Packet
+	path    []string
+	gotos   int
+	logged  []Log
+	counted []string
 }
 
 func (t *tracer) logf(format string, args ...any) {
@@ -268,7 +305,11 @@ func (t *tracer) evalRule(r Rule) (bool, *Verdict, string) {
 			}
 			v := *el.Verdict
 			return true, &v, " -> " + renderVerdict(v)
-		case Counter, Log:
+		case Log:
+			t.logged = append(t.logged, e)
+		case CounterRef:
+			t.counted = append(t.counted, e.Name)
+		case Counter, LimitRef:
 		case Verdict:
 			v := e
 			return true, &v, ""

@@ -21,6 +21,12 @@ type OpKind int
 //   - AddElements adds elements; adding one that exists with the same verdict is a
 //     no-op, with another verdict ErrExists.
 //   - DeleteElements deletes elements; deleting a missing one is ErrNotFound.
+//   - AddObject creates a named counter or limit; adding an existing object
+//     with the same definition (Counter values and the comment aside) is a
+//     no-op, with another definition ErrExists: objects are never changed in
+//     place, a different definition takes a different name.
+//   - DeleteObject deletes an existing object that no rule names (ErrBusy
+//     otherwise); deleting a missing object is ErrNotFound.
 const (
 	OpAddChain OpKind = iota + 1
 	OpReplaceRules
@@ -29,6 +35,8 @@ const (
 	OpDeleteSet
 	OpAddElements
 	OpDeleteElements
+	OpAddObject
+	OpDeleteObject
 )
 
 func (k OpKind) String() string {
@@ -47,6 +55,10 @@ func (k OpKind) String() string {
 		return "add elements"
 	case OpDeleteElements:
 		return "delete elements"
+	case OpAddObject:
+		return "add object"
+	case OpDeleteObject:
+		return "delete object"
 	}
 	return fmt.Sprintf("OpKind(%d)", int(k))
 }
@@ -57,13 +69,17 @@ func (k OpKind) String() string {
 // DeleteElements, with Elements for the last two. AddElements and
 // DeleteElements may carry their set's definition in Set (Diff's do), which
 // only Format reads: it writes the keys in the set's types. Dataplanes go by
-// the definition the table holds.
+// the definition the table holds. Object for AddObject (the definition) and,
+// optionally, DeleteObject (Diff's carry the deleted object's definition,
+// which Format needs to name its kind; a dataplane without it looks the
+// kind up in the table).
 type Op struct {
 	Kind     OpKind
 	Name     string
 	Chain    *Chain
 	Set      *Set
 	Elements []Element
+	Object   *Object
 }
 
 // Transaction is an ordered list of operations that a Dataplane applies as one
@@ -122,6 +138,23 @@ func (t *Transaction) DeleteElements(name string, elems ...Element) {
 		return
 	}
 	t.Ops = append(t.Ops, Op{Kind: OpDeleteElements, Name: name, Elements: elems})
+}
+
+// AddObject adds a named counter or limit (a counter's values are ignored:
+// a new counter starts at zero).
+func (t *Transaction) AddObject(o Object) {
+	t.Ops = append(t.Ops, Op{Kind: OpAddObject, Name: o.Name, Object: cloneObject(&o)})
+}
+
+// DeleteObject deletes the named object name.
+func (t *Transaction) DeleteObject(name string) {
+	t.Ops = append(t.Ops, Op{Kind: OpDeleteObject, Name: name})
+}
+
+// deleteObjectOp is a DeleteObject operation that carries the object's
+// definition.
+func deleteObjectOp(o *Object) Op {
+	return Op{Kind: OpDeleteObject, Name: o.Name, Object: cloneObject(o)}
 }
 
 // Empty reports whether the transaction does nothing.
@@ -190,6 +223,16 @@ type TamperEvident interface {
 	Untouched() bool
 }
 
+// CounterReader reads the values of the table's named counters (State.Objects
+// with a Counter) cheaply, for metrics: Kernel in one netlink dump of the
+// counters alone, Fake from memory. It is no full read and no change: it
+// leaves TamperEvident.Untouched as it is, and may run beside Apply.
+type CounterReader interface {
+	// Counters returns the values of every named counter of the table by
+	// name; a missing table has none (an empty map).
+	Counters(ctx context.Context) (map[string]CounterObject, error)
+}
+
 // Sentinel errors, matched with errors.Is (or the Is* predicates).
 var (
 	// ErrNotFound: an object the operation needs does not exist.
@@ -200,7 +243,7 @@ var (
 	// set in a rule, verdict to a missing chain, ...).
 	ErrInvalid = errors.New("invalid")
 	// ErrBusy: the object is still in use (a set referenced by a rule, a chain
-	// with rules or referenced by a jump).
+	// with rules or referenced by a jump, a named object a rule names).
 	ErrBusy = errors.New("in use")
 )
 

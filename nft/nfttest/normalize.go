@@ -6,12 +6,17 @@ import (
 	"strings"
 )
 
-var counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+var (
+	counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+	// namedCounterRE is the values line of a named counter's block.
+	namedCounterRE = regexp.MustCompile(`^packets \d+ bytes \d+$`)
+)
 
 // Normalize rewrites an `nft list table` listing so that two listings of the
 // same content compare equal: indentation and blank lines are canonical, the
-// blocks (sets, maps, chains) of each table are sorted, set elements are put on
-// one line in sorted order, and counter values are zeroed. Rule order within a
+// blocks (named objects, sets, maps, chains) of each table are sorted, set
+// elements are put on one line in sorted order, and counter values (of rules
+// and of named counters) are zeroed. Rule order within a
 // chain is kept: it is meaningful.
 func Normalize(listing string) string {
 	var (
@@ -27,6 +32,7 @@ func Normalize(listing string) string {
 			continue
 		}
 		line = counterRE.ReplaceAllString(line, "counter packets 0 bytes 0")
+		line = namedCounterRE.ReplaceAllString(line, "packets 0 bytes 0")
 		opens := strings.HasSuffix(line, "{")
 		closes := line == "}"
 		if closes {

@@ -17,6 +17,9 @@ func TestNormalize(t *testing.T) {
 	set a {
 		type ipv4_addr
 	}
+	counter n {
+		packets 3 bytes 99
+	}
 }
 `
 	b := `table inet t {
@@ -30,6 +33,9 @@ func TestNormalize(t *testing.T) {
     set b {
         type ipv4_addr
         elements = { 198.18.0.1, 198.18.0.3, 198.18.0.2 }
+    }
+    counter n {
+        packets 0 bytes 0
     }
 }`
 	if Normalize(a) != Normalize(b) {
