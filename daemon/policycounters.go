@@ -61,11 +61,6 @@ type counterTerm struct {
 	Sign   int
 }
 
-// counterReader reads the named counters' values (nft.CounterReader).
-type counterReader interface {
-	Counters(ctx context.Context) (map[string]nft.CounterObject, error)
-}
-
 // policyCounters is the prometheus.Collector of the two metrics. A scrape
 // reads the kernel at most once per ttl (one netlink dump of the counters);
 // scrapes in between get the last result.
@@ -119,7 +114,7 @@ func policyCountersHelp(what string) string {
 		"or a ClusterNetworkPolicy Deny rule, passed: a ClusterNetworkPolicy Pass rule), from the program's named counters." + policyCountersBound
 }
 
-func newPolicyCounters(r counterReader, meanings func() map[string][]counterTerm, limit int, log *slog.Logger) *policyCounters {
+func newPolicyCounters(r nft.CounterReader, meanings func() map[string][]counterTerm, limit int, log *slog.Logger) *policyCounters {
 	return &policyCounters{
 		read: r.Counters, meanings: meanings, limit: limit, ttl: policyCountersTTL, now: time.Now, log: log,
 		last: map[string]nft.CounterObject{}, totals: map[policySeries]*seriesTotal{}, other: map[policySeries]*counterPair{},
