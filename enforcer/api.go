@@ -35,6 +35,32 @@ type Config struct {
 	// records given to UpsertNode) and destinationNamedPort. Off, both fail
 	// closed as unsupported parts (doc.go, "ClusterNetworkPolicy").
 	ClusterNetworkPolicyExperimental bool
+
+	// The verdict log and counters (PROGRAM.md, "Logging, audit and
+	// counters"). All off, the program is what it always was.
+
+	// LogGroup is the NFLOG group the log rules copy packets to.
+	LogGroup uint16
+	// LogDenied logs every new connection policy drops ("nftw deny ..."),
+	// at most LogRate per second per node (the drop still happens).
+	LogDenied bool
+	// LogAllowed logs every new connection the policy chains let through
+	// ("nftw allow - flow"), with a bucket of its own of the same size.
+	LogAllowed bool
+	// LogRate is the packets per second the deny and audit log take at most
+	// on this node (0: DefaultLogRate); LogBurst how many more at once (0:
+	// DefaultLogBurst).
+	LogRate  uint64
+	LogBurst uint32
+	// Audit puts every policy in audit mode: what policy would drop is
+	// logged ("nftw audit ...") and accepted. A policy annotated
+	// EnforcementAnnotation: EnforcementAudit is in audit mode alone (its
+	// audit lines are logged whether or not LogDenied is on, under the
+	// same limit).
+	Audit bool
+	// Counters gives every NetworkPolicy chain, default deny and
+	// ClusterNetworkPolicy rule a named counter (CounterInfo).
+	Counters bool
 }
 
 // FlushResult says what a Flush or Reconcile did.
@@ -107,6 +133,16 @@ type DirectionDecision struct {
 	// Passes lists the Pass rules that ended a tier before the decision,
 	// e.g. "admin policy p rule 0".
 	Passes []string
+	// Audit is set when a policy in audit mode would deny the direction
+	// (the program then logs "nftw audit ..."): the decision the first
+	// such tier would give, with Tier, Rule or Policies naming what would
+	// deny. Policies in audit mode change no verdict; an audited
+	// NetworkPolicy counts when audited ones alone isolate the pod, an
+	// audited ClusterNetworkPolicy rule when it would be its tier's first
+	// match, in each tier the connection reaches. With Config.Audit every
+	// direction is allowed and Audit is the verdict policy would give,
+	// when it denies.
+	Audit *DirectionDecision
 }
 
 // ErrNoDataplane is returned by Flush and Reconcile of a model-only engine.
@@ -170,7 +206,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		log:        log,
 		m:          m,
-		c:          newCompiler(cfg.NodeName, m),
+		c:          newCompiler(&cfg, m),
 		programmed: nft.NewState(),
 		// Start with a full reconcile: we know nothing about the table yet.
 		needFull: true,
@@ -289,7 +325,8 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.policy(rec.ID)
-	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+	rec.Audit, rec.Enforcement = auditAnnotated(np.Annotations), np.Annotations[EnforcementAnnotation]
+	if old != nil && old.Enforcement == rec.Enforcement && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.polErrs[rec.ID]
 	}
 	if err := e.m.put(tablePolicies, rec.ID, rec); err != nil {
@@ -300,6 +337,7 @@ func (e *Engine) UpsertNetworkPolicy(np *networkingv1.NetworkPolicy) error {
 	if old == nil {
 		e.nPolicies++
 	}
+	warnEnforcement(e.log, np.Annotations, KindNetworkPolicy, rec.ID)
 	pol, err := parsePolicy(rec)
 	if err != nil {
 		err = fmt.Errorf("enforcer: %w", err)
@@ -490,7 +528,7 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) Decide(f Flow) Decision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return decide(e.m, f)
+	return decide(e.m, f, e.cfg.Audit)
 }
 
 // PodIPs returns the addresses of a pod as the engine knows them.
@@ -502,4 +540,31 @@ func (e *Engine) PodIPs(namespace, name string) ([]netip.Addr, bool) {
 		return nil, false
 	}
 	return slices.Clone(p.IPs), true
+}
+
+// PodByIP returns the active pod that has address a (of any node), for
+// naming the ends of a logged connection. While several live pods claim
+// the address (IP reuse) it returns the one of lowest "ns/name".
+func (e *Engine) PodByIP(a netip.Addr) (namespace, name string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pods := claimantsAt(e.m, a)
+	if len(pods) == 0 {
+		return "", "", false
+	}
+	return pods[0].Namespace(), pods[0].Name(), true
+}
+
+// CounterInfo says what each named counter of the node's program counts
+// now (Config.Counters; none when off), sorted by name. A counter keeps its
+// name while it counts the same thing: a NetworkPolicy direction's chain
+// while the policy's namespace has a pod here, a pod's default deny while
+// NetworkPolicies isolate it (Policies follows them), a
+// ClusterNetworkPolicy rule while a class chain of this node holds it with
+// that action (a policy whose subjects have no pod here has none).
+func (e *Engine) CounterInfo() []CounterInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.c.settle()
+	return e.c.counters.list()
 }

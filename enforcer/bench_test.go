@@ -54,6 +54,8 @@ type genCluster struct {
 	// experimental builds engines with the experimental channel of
 	// ClusterNetworkPolicy (tiers_exp_bench_test.go).
 	experimental bool
+	// cfg is the rest of the engines' configuration (the log and counters).
+	cfg enforcer.Config
 }
 
 // pod k lives in namespace k/100: the generator lists pods by namespace, as
@@ -156,7 +158,9 @@ func (m *meter) stop() {
 func (g *genCluster) build(tb testing.TB, m *meter) (*enforcer.Engine, *discardDataplane) {
 	m.start()
 	dp := &discardDataplane{}
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-000", Dataplane: dp, Logger: quietLogger, ClusterNetworkPolicyExperimental: g.experimental})
+	cfg := g.cfg
+	cfg.NodeName, cfg.Dataplane, cfg.Logger, cfg.ClusterNetworkPolicyExperimental = "node-000", dp, quietLogger, g.experimental
+	e, err := enforcer.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

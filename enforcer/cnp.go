@@ -21,9 +21,13 @@ import (
 
 // cnpRecord is a CNP as written (ID = its name) with its parsed form.
 type cnpRecord struct {
-	ID     string
-	Spec   v1beta1.ClusterNetworkPolicySpec
-	parsed *cnpParsed
+	ID   string
+	Spec v1beta1.ClusterNetworkPolicySpec
+	// Audit: annotated for audit mode; Enforcement is the annotation's
+	// value as written (EnforcementAnnotation).
+	Audit       bool
+	Enforcement string
+	parsed      *cnpParsed
 }
 
 // cnpTier is the tier a CNP sits in; an unknown tier is evaluated as Admin,

@@ -18,7 +18,8 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	if cnp == nil || cnp.Name == "" {
 		return errors.New("enforcer: upsert clusternetworkpolicy: nil policy or missing name")
 	}
-	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy()}
+	rec := &cnpRecord{ID: cnp.Name, Spec: *cnp.Spec.DeepCopy(), Audit: auditAnnotated(cnp.Annotations),
+		Enforcement: cnp.Annotations[EnforcementAnnotation]}
 	parsed, perr := parseCNP(&rec.Spec, e.cfg.ClusterNetworkPolicyExperimental)
 	rec.parsed = parsed
 	if perr != nil {
@@ -27,7 +28,7 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.m.clusterPolicy(rec.ID)
-	if old != nil && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
+	if old != nil && old.Enforcement == rec.Enforcement && equality.Semantic.DeepEqual(old.Spec, rec.Spec) {
 		return e.cnpErrs[rec.ID] // logged when this version arrived
 	}
 	if err := e.m.put(tableClusterPolicies, rec.ID, rec); err != nil {
@@ -35,6 +36,7 @@ func (e *Engine) UpsertClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) e
 		e.log.Error("cluster network policy not stored", "policy", rec.ID, "error", err)
 		return err
 	}
+	warnEnforcement(e.log, cnp.Annotations, KindClusterNetworkPolicy, rec.ID)
 	if perr != nil {
 		e.log.Error("invalid cluster network policy evaluated to fail closed", "policy", rec.ID, "error", perr)
 		e.cnpErrs[rec.ID] = perr

@@ -28,25 +28,39 @@ type tierOutcome struct {
 	decided, allowed bool
 	rule             string // the deciding rule, "" if undecided
 	pass             string // the Pass rule that ended the tier, if any
+	audited          bool   // the deciding rule's policy is in audit mode
 }
 
 // decideTiers evaluates one direction with the CNPs of the model: Admin
 // tier, then NetworkPolicy (if one isolates the pod), then Baseline, then
 // allowed. Several claimants of the subject address are judged as one: a
-// tier that judges them differently denies.
-func decideTiers(m *model, cnps []*cnpRecord, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
+// tier that judges them differently denies. With honorAudit, policies in
+// audit mode decide nothing, and the first tier the connection reaches
+// that they would decide as a deny (their rule its first match, or audited
+// NetworkPolicies alone isolating the pod and none allowing) is the
+// decision's Audit.
+func decideTiers(m *model, cnps []*cnpRecord, dir Direction, pods, others []*podRecord, f Flow, honorAudit bool) DirectionDecision {
 	byPrecedence(cnps)
 	var passes []string
+	var audit *DirectionDecision
 	for _, t := range []cnpTier{tierAdmin, tierBaseline} {
 		if t == tierBaseline {
-			np := decideNetworkPolicies(m, dir, pods, others, f)
+			np := decideNetworkPolicies(m, dir, pods, others, f, honorAudit)
+			if audit == nil {
+				audit = np.Audit
+			}
 			if np.Isolated || np.Conflict {
-				np.Tier, np.Passes = tierNameNetworkPolicy, passes
+				np.Tier, np.Passes, np.Audit = tierNameNetworkPolicy, passes, audit
 				return np
 			}
 		}
-		out, conflict := claimantsOutcome(m, cnps, t, dir, pods, others, f)
-		dd := DirectionDecision{Pod: pods[0].ID, Claimants: claimantIDs(pods), Tier: t.String(), Passes: passes}
+		out, conflict := claimantsOutcome(m, cnps, t, dir, pods, others, f, honorAudit)
+		if honorAudit && conflict == nil && audit == nil {
+			if would, wc := claimantsOutcome(m, cnps, t, dir, pods, others, f, false); wc == nil && would.decided && !would.allowed && would.audited {
+				audit = &DirectionDecision{Pod: pods[0].ID, Claimants: claimantIDs(pods), Tier: t.String(), Rule: would.rule, Passes: passes}
+			}
+		}
+		dd := DirectionDecision{Pod: pods[0].ID, Claimants: claimantIDs(pods), Tier: t.String(), Passes: passes, Audit: audit}
 		switch {
 		case conflict != nil:
 			dd.Conflict, dd.Policies = true, conflict
@@ -59,7 +73,7 @@ func decideTiers(m *model, cnps []*cnpRecord, dir Direction, pods, others []*pod
 		}
 	}
 	// No tier decided (and no NetworkPolicy isolates the pod): allowed.
-	return DirectionDecision{Pod: pods[0].ID, Claimants: claimantIDs(pods), Allowed: true, Passes: passes}
+	return DirectionDecision{Pod: pods[0].ID, Claimants: claimantIDs(pods), Allowed: true, Passes: passes, Audit: audit}
 }
 
 // byPrecedence sorts CNPs by priority, lower first; equal priorities by
@@ -83,26 +97,27 @@ func claimantIDs(pods []*podRecord) []string {
 }
 
 // claimantsOutcome evaluates tier t for every claimant of the subject
-// address. If they are not all judged alike it returns, sorted, what each
-// was judged by (conflict), and the direction is denied.
-func claimantsOutcome(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pods, others []*podRecord, f Flow) (tierOutcome, []string) {
+// address (without the policies in audit mode, with skipAudited). If they
+// are not all judged alike it returns, sorted, what each was judged by
+// (conflict), and the direction is denied.
+func claimantsOutcome(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pods, others []*podRecord, f Flow, skipAudited bool) (tierOutcome, []string) {
 	// A named port resolves on the pod at the destination address: the
 	// peer for egress, the subject for ingress; none for several claimants.
 	portPod := only(others)
 	if dir == Ingress {
 		portPod = only(pods)
 	}
-	first := evalTier(m, cnps, t, dir, pods[0], others, portPod, f)
+	first := evalTier(m, cnps, t, dir, pods[0], others, portPod, f, skipAudited)
 	same := true
 	for _, p := range pods[1:] {
-		same = same && evalTier(m, cnps, t, dir, p, others, portPod, f) == first
+		same = same && evalTier(m, cnps, t, dir, p, others, portPod, f, skipAudited) == first
 	}
 	if same {
 		return first, nil
 	}
 	var judged []string
 	for _, p := range pods {
-		o := evalTier(m, cnps, t, dir, p, others, portPod, f)
+		o := evalTier(m, cnps, t, dir, p, others, portPod, f, skipAudited)
 		judged = append(judged, cmp.Or(o.rule, o.pass, "no rule"))
 	}
 	slices.Sort(judged)
@@ -111,15 +126,16 @@ func claimantsOutcome(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod
 
 // evalTier walks the CNPs of tier t that select pod, in precedence order,
 // and their rules for dir in written order: the first rule that matches
-// decides (Accept, Deny) or ends the tier (Pass).
-func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRecord, others []*podRecord, portPod *podRecord, f Flow) tierOutcome {
+// decides (Accept, Deny) or ends the tier (Pass). skipAudited leaves the
+// policies in audit mode out.
+func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRecord, others []*podRecord, portPod *podRecord, f Flow, skipAudited bool) tierOutcome {
 	far := f.Src
 	if dir == Egress {
 		far = f.Dst
 	}
 	for _, c := range cnps {
 		p := c.parsed
-		if p.tier != t || !p.selects(m, pod) {
+		if p.tier != t || skipAudited && c.Audit || !p.selects(m, pod) {
 			continue
 		}
 		for i := range p.rules[dir] {
@@ -131,11 +147,11 @@ func evalTier(m *model, cnps []*cnpRecord, t cnpTier, dir Direction, pod *podRec
 			ref := ruleRef(t, c.ID, r)
 			switch action {
 			case v1beta1.ClusterNetworkPolicyRuleActionAccept:
-				return tierOutcome{decided: true, allowed: true, rule: ref}
+				return tierOutcome{decided: true, allowed: true, rule: ref, audited: c.Audit}
 			case v1beta1.ClusterNetworkPolicyRuleActionPass:
-				return tierOutcome{pass: ref}
+				return tierOutcome{pass: ref, audited: c.Audit}
 			default:
-				return tierOutcome{decided: true, rule: ref}
+				return tierOutcome{decided: true, rule: ref, audited: c.Audit}
 			}
 		}
 	}

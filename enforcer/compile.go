@@ -20,7 +20,11 @@ import (
 //     direction, which names what the others own;
 //   - tiers (tiers.go): the ClusterNetworkPolicy tiers' subject groups,
 //     class chains and class maps;
-//   - conflicts.go: addresses claimed by several pods, across all of them.
+//   - conflicts.go: addresses claimed by several pods, across all of them;
+//   - logging (logs.go): what the drop sites end in, the deny and audit
+//     log chains, the limits and the flow log; counters (counters.go): the
+//     named counters and what they mean; npAudits (audit.go): the chains
+//     of audited NetworkPolicies.
 //
 // Each writes through one writer (writer.go), which records what every
 // change touched so that Flush diffs only that. The compiler reads the
@@ -36,6 +40,9 @@ type compiler struct {
 	dispatch *dispatch
 	chains   *policyChains
 	tiers    *tiers
+	log      *logging
+	counters *counters
+	audits   *npAudits
 
 	// fams are the address families the policy rules and peer sets are
 	// compiled for: those in which a local active pod has an address
@@ -53,15 +60,19 @@ type compiler struct {
 	dirty map[netip.Addr][]string
 }
 
-func newCompiler(node string, m *model) *compiler {
+func newCompiler(cfg *Config, m *model) *compiler {
 	w := newWriter()
+	node := cfg.NodeName
 	c := &compiler{node: node, m: m, w: w}
+	c.log = newLogging(w, cfg)
+	c.counters = newCounters(w, cfg.Counters)
+	c.audits = newNPAudits(w, &c.fams, c.log)
 	c.groups = newPeerGroups(w, m, &c.fams)
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
-	c.tiers = newTiers(w, m, node, c.named)
-	c.dispatch = newDispatch(w, m, node, c.tiers)
-	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named}
+	c.tiers = newTiers(w, m, node, c.named, c.log, c.counters)
+	c.dispatch = newDispatch(w, m, node, c.tiers, c.log, c.counters, c.audits)
+	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named, log: c.log, counters: c.counters}
 	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))
 	w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods"))
 	return c
@@ -84,6 +95,9 @@ func (c *compiler) settle() {
 // addPolicy compiles in a policy: finds its local targets and activates it.
 func (c *compiler) addPolicy(p *policy) {
 	c.m.policies.put(p)
+	if p.rec.Audit {
+		c.log.countAudited(+1)
+	}
 	var touched []*localPod
 	locals := c.m.local.inNamespace(p.ns)
 	for _, id := range slices.Sorted(maps.Keys(locals)) { // ID order: deterministic transactions
@@ -120,6 +134,9 @@ func (c *compiler) removePolicy(id string) {
 	p := c.m.policies.remove(id)
 	if p == nil {
 		return
+	}
+	if p.rec.Audit {
+		c.log.countAudited(-1)
 	}
 	touched := map[string]*localPod{}
 	for dir, d := range p.dirs {
@@ -287,6 +304,7 @@ func (c *compiler) syncFamilies() {
 		c.chains.activate(d)
 	}
 	c.groups.syncFamilies()
+	c.audits.refresh()
 }
 
 // --- namespaces ---
@@ -305,6 +323,17 @@ func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
 // clusterPolicyChanged compiles a ClusterNetworkPolicy that was stored
 // (cur) or removed (cur nil).
 func (c *compiler) clusterPolicyChanged(name string, cur *cnpRecord) {
+	if prev := c.tiers.cnps[name]; prev != nil && prev.rec.Audit {
+		c.log.countAudited(-1)
+	}
+	if cur != nil && cur.Audit {
+		c.log.countAudited(+1)
+	}
 	c.tiersMoved(c.tiers.cnpChanged(name, cur))
+	// Claimants are judged alike only with the same subjects
+	// (conflicts.go): a policy change can change a claimant's on another
+	// node, also when it deletes the last policy (tiersMoved marks them
+	// while policies are left).
+	c.markAllConflicts()
 	c.resyncConflicts()
 }

@@ -250,6 +250,16 @@ func (dp *dispatch) drop(dir Direction, a netip.Addr) {
 	dp.w.delElement(vmapName(dir, f), addrElement(a))
 }
 
+// claimDrop is the chain of a denied claimed address: claimed-drop, or
+// with the deny log (or node-wide audit) on the shared chain of the
+// claimed site (logs.go), which logs.
+func (dp *dispatch) claimDrop(dir Direction) string {
+	if v := dp.log.dropVerdict(dir, siteClaimed); v.Kind == nft.VerdictGoto {
+		return v.Chain
+	}
+	return chainClaimDrop
+}
+
 // claimChain is where the conflict rule sends new connections of direction
 // dir from or to an address the claimants share ("" for no dispatch element).
 func (dp *dispatch) claimChain(dir Direction, claimants []*podRecord) string {
@@ -269,7 +279,7 @@ func (dp *dispatch) claimChain(dir Direction, claimants []*podRecord) string {
 		if !slices.Equal(dp.m.selectingPolicies(dir, p), pols) || dp.tiers.signature(dir, p) != tiers {
 			// Judged by different policies or ClusterNetworkPolicies
 			// (whose tiers might then judge them differently).
-			return chainClaimDrop
+			return dp.claimDrop(dir)
 		}
 	}
 	switch {
@@ -278,7 +288,7 @@ func (dp *dispatch) claimChain(dir Direction, claimants []*podRecord) string {
 	case dp.chain(local, dir) == "":
 		// The same policies select the local claimant, so its chain
 		// exists; should it not, drop rather than let traffic through.
-		return chainClaimDrop
+		return dp.claimDrop(dir)
 	}
 	return dp.chain(local, dir)
 }

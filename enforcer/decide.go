@@ -17,12 +17,13 @@ import (
 // policies as written, and never the compiled state, so that tests can hold the
 // compiler against it. Keep it simple and literal rather than fast.
 
-// decide evaluates a flow. The caller holds the engine lock.
-func decide(m *model, f Flow) Decision {
+// decide evaluates a flow; nodeAudit is Config.Audit (every policy in
+// audit mode). The caller holds the engine lock.
+func decide(m *model, f Flow, nodeAudit bool) Decision {
 	src, dst := claimantsAt(m, f.Src), claimantsAt(m, f.Dst)
 	d := Decision{
-		Egress:  decideDirection(m, Egress, src, dst, f),
-		Ingress: decideDirection(m, Ingress, dst, src, f),
+		Egress:  decideDirection(m, Egress, src, dst, f, nodeAudit),
+		Ingress: decideDirection(m, Ingress, dst, src, f, nodeAudit),
 	}
 	d.Allowed = d.Egress.Allowed && d.Ingress.Allowed
 	d.Reason = reason(d)
@@ -53,20 +54,36 @@ func only(claimants []*podRecord) *podRecord {
 // claim the far end. An address no pod claims is not subject to policy.
 // With ClusterNetworkPolicies in the model, their tiers surround the
 // NetworkPolicies (cnpdecide.go).
-func decideDirection(m *model, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
+//
+// Audit mode: policies annotated for audit (honoured unless nodeAudit)
+// change no verdict, and Audit says what they would deny; with nodeAudit
+// every direction is allowed, and Audit is the verdict policy would give
+// when it denies.
+func decideDirection(m *model, dir Direction, pods, others []*podRecord, f Flow, nodeAudit bool) DirectionDecision {
 	if len(pods) == 0 {
 		return DirectionDecision{Allowed: true}
 	}
+	var dd DirectionDecision
 	if cnps := m.clusterPolicies(); len(cnps) > 0 {
-		return decideTiers(m, cnps, dir, pods, others, f)
+		dd = decideTiers(m, cnps, dir, pods, others, f, !nodeAudit)
+	} else {
+		dd = decideNetworkPolicies(m, dir, pods, others, f, !nodeAudit)
 	}
-	return decideNetworkPolicies(m, dir, pods, others, f)
+	if nodeAudit && !dd.Allowed {
+		would := dd
+		return DirectionDecision{Pod: dd.Pod, Claimants: dd.Claimants, Allowed: true, Audit: &would}
+	}
+	return dd
 }
 
 // decideNetworkPolicies evaluates the NetworkPolicies of one direction for
 // pods (at least one). Several claimants are judged as one: by the policies
-// that select them if these are the same for all, otherwise denied.
-func decideNetworkPolicies(m *model, dir Direction, pods, others []*podRecord, f Flow) DirectionDecision {
+// that select them (audited or not) if these are the same for all, otherwise
+// denied. With honorAudit, audited policies decide nothing: they are left
+// out when an enforced policy isolates the pod (they could only allow
+// more), and when they alone isolate it the direction is not isolated and
+// Audit is set if none of them allows the flow.
+func decideNetworkPolicies(m *model, dir Direction, pods, others []*podRecord, f Flow, honorAudit bool) DirectionDecision {
 	dd := DirectionDecision{Pod: pods[0].ID}
 	isolating, usable := selectingPolicies(m, dir, pods[0])
 	if len(pods) > 1 {
@@ -87,13 +104,19 @@ func decideNetworkPolicies(m *model, dir Direction, pods, others []*podRecord, f
 			return dd
 		}
 	}
-	var allowing []string
-	for _, pr := range usable {
-		if policyAllows(m, pr, dir, pods, others, f) {
-			allowing = append(allowing, pr.ID)
+	if honorAudit {
+		enforcedIDs, auditedIDs := splitAuditedIDs(m, isolating)
+		usableEnforced, usableAudited := splitAuditedRecords(usable)
+		if len(enforcedIDs) == 0 && len(auditedIDs) > 0 {
+			dd.Allowed = true
+			if len(allowingPolicies(m, usableAudited, dir, pods, others, f)) == 0 {
+				dd.Audit = &DirectionDecision{Pod: dd.Pod, Claimants: dd.Claimants, Isolated: true, Policies: auditedIDs, Tier: tierNameNetworkPolicy}
+			}
+			return dd
 		}
+		isolating, usable = enforcedIDs, usableEnforced
 	}
-	sort.Strings(allowing)
+	allowing := allowingPolicies(m, usable, dir, pods, others, f)
 	dd.Isolated = len(isolating) > 0
 	switch {
 	case !dd.Isolated:
@@ -105,6 +128,45 @@ func decideNetworkPolicies(m *model, dir Direction, pods, others []*podRecord, f
 		dd.Policies = isolating
 	}
 	return dd
+}
+
+// allowingPolicies lists, sorted, the policies of usable that allow the
+// flow.
+func allowingPolicies(m *model, usable []*policyRecord, dir Direction, pods, others []*podRecord, f Flow) []string {
+	var allowing []string
+	for _, pr := range usable {
+		if policyAllows(m, pr, dir, pods, others, f) {
+			allowing = append(allowing, pr.ID)
+		}
+	}
+	sort.Strings(allowing)
+	return allowing
+}
+
+// splitAuditedIDs splits policy IDs (sorted) into those enforced and those
+// in audit mode.
+func splitAuditedIDs(m *model, ids []string) (enforced, audited []string) {
+	for _, id := range ids {
+		if pr := m.policy(id); pr != nil && pr.Audit {
+			audited = append(audited, id)
+		} else {
+			enforced = append(enforced, id)
+		}
+	}
+	return enforced, audited
+}
+
+// splitAuditedRecords splits policies into those enforced and those in
+// audit mode.
+func splitAuditedRecords(prs []*policyRecord) (enforced, audited []*policyRecord) {
+	for _, pr := range prs {
+		if pr.Audit {
+			audited = append(audited, pr)
+		} else {
+			enforced = append(enforced, pr)
+		}
+	}
+	return enforced, audited
 }
 
 // selectingPolicies returns the IDs of the policies that select pod for
@@ -297,9 +359,13 @@ func reason(d Decision) string {
 		}
 	}
 	var parts []string
-	for _, p := range []string{part("egress", d.Egress, d.Ingress.Claimants), part("ingress", d.Ingress, d.Egress.Claimants)} {
-		if p != "" {
-			parts = append(parts, p)
+	for _, p := range []struct {
+		name string
+		dd   DirectionDecision
+		far  []string
+	}{{"egress", d.Egress, d.Ingress.Claimants}, {"ingress", d.Ingress, d.Egress.Claimants}} {
+		if s := part(p.name, p.dd, p.far); s != "" {
+			parts = append(parts, s+auditNote(p.dd.Audit))
 		}
 	}
 	verdict := "allowed"
@@ -310,6 +376,21 @@ func reason(d Decision) string {
 		return "allowed: neither address is a pod, so no policy applies"
 	}
 	return verdict + ": " + strings.Join(parts, "; ")
+}
+
+// auditNote says what policies in audit mode would deny ("" for nothing).
+func auditNote(a *DirectionDecision) string {
+	switch {
+	case a == nil:
+		return ""
+	case a.Conflict:
+		return " (audit mode: would be denied, the claimants being judged differently: " + strings.Join(a.Policies, ", ") + ")"
+	case a.Tier == tierNameAdmin || a.Tier == tierNameBaseline:
+		return " (audit mode: would be denied by " + a.Rule + ")"
+	case a.Isolated && len(a.Policies) > 0:
+		return " (audit mode: would be denied by NetworkPolicy " + strings.Join(a.Policies, ", ") + ", isolated and no rule allows it)"
+	}
+	return " (audit mode: would be denied)"
 }
 
 // tieredVerdict says how the tiers decided a direction: the Pass rules met,

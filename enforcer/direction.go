@@ -94,6 +94,14 @@ func (f Family) daddr() nft.Field {
 	return nft.FieldIPDaddr
 }
 
+// nfproto is the family's value of nft.FieldNfproto.
+func (f Family) nfproto() byte {
+	if f == IPv6 {
+		return nft.NfprotoIPv6
+	}
+	return nft.NfprotoIPv4
+}
+
 // familyOf is the family of an address.
 func familyOf(a netip.Addr) Family {
 	if a.Is4() {

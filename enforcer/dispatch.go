@@ -3,7 +3,6 @@ package enforcer
 import (
 	"net/netip"
 	"slices"
-	"sort"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -27,10 +26,15 @@ type dispatch struct {
 	// drops counts those that go to chainClaimDrop (conflicts.go).
 	claimed [2]map[netip.Addr]string
 	drops   int
+	// log ends the default deny; counters count it; audits are the chains
+	// of pods only audited NetworkPolicies isolate.
+	log      *logging
+	counters *counters
+	audits   *npAudits
 }
 
-func newDispatch(w *writer, m *model, node string, t *tiers) *dispatch {
-	dp := &dispatch{w: w, m: m, node: node, tiers: t, chains: map[string][2]string{}}
+func newDispatch(w *writer, m *model, node string, t *tiers, log *logging, cs *counters, audits *npAudits) *dispatch {
+	dp := &dispatch{w: w, m: m, node: node, tiers: t, log: log, counters: cs, audits: audits, chains: map[string][2]string{}}
 	for _, dir := range directions {
 		for _, f := range families {
 			dp.owner[dir][f] = map[netip.Addr]string{}
@@ -66,6 +70,8 @@ func (dp *dispatch) syncPod(lp *localPod, prev *podRecord) {
 			if chains[dir] != "" {
 				dp.w.deleteChain(chains[dir])
 				chains[dir] = ""
+				dp.audits.release(id, dir)
+				dp.counters.drop(defaultDenyName(dir, id))
 			}
 			continue
 		}
@@ -96,26 +102,39 @@ func (dp *dispatch) dropStale(dir Direction, id string, prev, cur *podRecord, wa
 // (tiers.go), then a jump to each selecting policy's chain (in policy ID
 // order) and drop if a policy isolates the pod, else the Baseline tier's
 // lookups; what none of them decides falls off the chain (allowed).
+// Audited policies (audit.go) take no part in that: when they alone isolate
+// the pod, the chain jumps to their audit chain, which logs what they would
+// deny and returns, before the Baseline tier.
 func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string]*policy) {
-	ids := make([]string, 0, len(pols))
-	for pid := range pols {
-		ids = append(ids, pid)
-	}
-	sort.Strings(ids)
+	enforced, audited := dp.log.splitAudited(pols)
 	rules := dp.tiers.podRules(id, dir, tierAdmin)
-	if len(ids) == 0 {
+	if len(enforced) == 0 {
+		if len(audited) > 0 {
+			rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: dp.audits.use(id, dir, audited)}}})
+		} else {
+			dp.audits.release(id, dir)
+		}
+		dp.counters.drop(defaultDenyName(dir, id))
 		rules = append(rules, dp.tiers.podRules(id, dir, tierBaseline)...)
 		dp.putChainIfChanged(dir, id, chain, rules)
 		return
 	}
-	for _, pid := range ids {
-		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: pols[pid].dirs[dir].chain}}}
-		if !wholeName(pols[pid].dirs[dir].chain) {
-			r.Comment = comment(pid)
+	dp.audits.release(id, dir)
+	ids := make([]string, len(enforced))
+	for i, p := range enforced {
+		ids[i] = p.id
+		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: p.dirs[dir].chain}}}
+		if !wholeName(p.dirs[dir].chain) {
+			r.Comment = comment(p.id)
 		}
 		rules = append(rules, r)
 	}
-	rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
+	count := nft.Expr(nft.Counter{})
+	if dp.counters.on {
+		count = nft.CounterRef{Name: dp.counters.ref(CounterInfo{Name: defaultDenyName(dir, id), Kind: KindNetworkPolicy,
+			Namespace: enforced[0].ns, Direction: dir, Role: CounterDefaultDeny, Pod: id, Policies: ids})}
+	}
+	rules = append(rules, nft.Rule{Exprs: []nft.Expr{count, dp.log.dropVerdict(dir, siteNP)}})
 	dp.putChainIfChanged(dir, id, chain, rules)
 }
 

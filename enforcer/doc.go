@@ -42,6 +42,20 @@
 // handled across all of them in conflicts.go. Every part writes through one
 // writer (writer.go). A new kind of object is a new part with the same shape.
 //
+// # Logging, audit and counters
+//
+// Off by default, the program can log what policy drops (Config.LogDenied:
+// every drop site goes to a shared chain that copies the packet to an NFLOG
+// group under one per-node limit, then drops), what it allows
+// (Config.LogAllowed: a third base chain logs new connections the policy
+// chains let through), put every policy (Config.Audit) or the policies
+// annotated EnforcementAnnotation: EnforcementAudit in audit mode (what they
+// would deny is logged and accepted; they change no verdict), and count per
+// policy and rule in named counters (Config.Counters; CounterInfo says what
+// each counts). Decide's DirectionDecision.Audit is what audit mode would
+// deny, exactly when the program logs it. PROGRAM.md, "Logging, audit and
+// counters", gives the compiled form.
+//
 // # The model
 //
 // The records (pods, namespaces, policies as written) live in go-memdb,

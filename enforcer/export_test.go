@@ -45,3 +45,28 @@ func FlushToKernel(t *testing.T, step string, e *Engine, k *nft.Kernel) FlushRes
 	}
 	return res
 }
+
+// TraceFlowLogs is TraceFlow with the prefixes of the log statements the
+// packet reached, in order.
+func TraceFlowLogs(f *nft.Fake, fl Flow) (ok bool, logs []string, path string) {
+	proto, _ := protoNumber(fl.Protocol)
+	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
+	for _, l := range r.Logged {
+		logs = append(logs, l.Prefix)
+	}
+	return r.Accepted(), logs, strings.Join(r.Path, "; ")
+}
+
+// DropSite is the drop site ("np", "admin", "baseline", "claimed") where the
+// program drops (or, in audit mode, logs) a direction Decide denies.
+func DropSite(dd DirectionDecision) string {
+	switch {
+	case dd.Conflict && dd.Tier != tierNameAdmin && dd.Tier != tierNameBaseline:
+		return siteClaimed
+	case dd.Tier == tierNameAdmin:
+		return siteAdmin
+	case dd.Tier == tierNameBaseline:
+		return siteBaseline
+	}
+	return siteNP
+}

@@ -43,15 +43,22 @@ func FuzzEngineAgreesWithEvaluator(f *testing.F) {
 
 // agreesWithEvaluator is FuzzEngineAgreesWithEvaluator's check of one input.
 func agreesWithEvaluator(t *testing.T, data []byte) {
+	worldAgreesWithEvaluator(t, data, enforcer.Config{}, genMixedOp, nil)
+}
+
+// worldAgreesWithEvaluator builds the world the input's changes (drawn by
+// gen) make in a cluster of engines configured as cfg, and holds it against
+// a fresh build and Decide; more, if not nil, checks every flow further.
+func worldAgreesWithEvaluator(t *testing.T, data []byte, cfg enforcer.Config, gen func(choices, *world) op, more func(*cluster, enforcer.Flow)) {
 	// Bound the scenario: more bytes add little but cost a lot per run.
 	data = data[:min(len(data), 1024)]
 	c := &byteChoices{b: data}
-	cl := newCluster(t, genNodes...)
+	cl := newClusterWith(t, cfg, genNodes...)
 	w := newWorld()
 	// Two thirds of the input build the cluster, the rest picks flows.
 	opsEnd := len(data) * 2 / 3
 	for step := 0; c.i < opsEnd; step++ {
-		for _, call := range w.apply(genMixedOp(c, w)) {
+		for _, call := range w.apply(gen(c, w)) {
 			_ = cl.each(func(e *enforcer.Engine) error { call(e); return nil })
 		}
 		if c.intn(4) == 0 {
@@ -62,12 +69,18 @@ func agreesWithEvaluator(t *testing.T, data []byte) {
 	checkConverged(t, cl, w, -1)
 	checkIdle(t, cl)
 	a := agreement{decidedBy: map[string]int{}}
+	check := func(f enforcer.Flow) {
+		a.check(t, cl, w, f)
+		if more != nil {
+			more(cl, f)
+		}
+	}
 	for n := 0; c.i < len(data) && n < 64; n++ {
 		src, dst, proto, port := genFlow(c)
-		a.check(t, cl, w, enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
+		check(enforcer.Flow{Src: src, Dst: dst, Protocol: proto, Port: port})
 	}
 	for _, f := range append(gridFlows(fuzzGridServices, c.intn(len(gridServices))), namedPortFlows(w)...) {
-		a.check(t, cl, w, f)
+		check(f)
 	}
 }
 

@@ -162,6 +162,7 @@ func protoOnly(proto corev1.Protocol) networkingv1.NetworkPolicyPort {
 // cluster is one model programmed into one engine per node, each with its Fake.
 type cluster struct {
 	t       testing.TB
+	cfg     enforcer.Config // of every engine, but its node and dataplane
 	engines map[string]*enforcer.Engine
 	fakes   map[string]*nft.Fake
 	nodes   []string
@@ -171,10 +172,19 @@ var testNodes = []string{"node-a", "node-b"}
 
 func newCluster(t testing.TB, nodes ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, engines: map[string]*enforcer.Engine{}, fakes: map[string]*nft.Fake{}, nodes: nodes}
+	return newClusterWith(t, enforcer.Config{}, nodes...)
+}
+
+// newClusterWith is newCluster with the engines configured as cfg (its
+// node, dataplane and logger set for each).
+func newClusterWith(t testing.TB, cfg enforcer.Config, nodes ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, cfg: cfg, engines: map[string]*enforcer.Engine{}, fakes: map[string]*nft.Fake{}, nodes: nodes}
 	for _, n := range nodes {
 		f := nft.NewFake(nft.DefaultTable)
-		e, err := enforcer.New(enforcer.Config{NodeName: n, Dataplane: f, Logger: quietLogger})
+		ecfg := cfg
+		ecfg.NodeName, ecfg.Dataplane, ecfg.Logger = n, f, quietLogger
+		e, err := enforcer.New(ecfg)
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

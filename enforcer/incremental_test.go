@@ -19,9 +19,10 @@ import (
 )
 
 // freshDesired builds a new engine from the world and returns its desired state.
-func freshDesired(t testing.TB, w *world, node string) *nft.State {
+func freshDesired(t testing.TB, w *world, cfg enforcer.Config, node string) *nft.State {
 	t.Helper()
-	e, err := enforcer.New(enforcer.Config{NodeName: node, Logger: quietLogger})
+	cfg.NodeName, cfg.Logger, cfg.Dataplane = node, quietLogger, nil
+	e, err := enforcer.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func checkConverged(t testing.TB, c *cluster, w *world, step int) {
 		if err != nil {
 			t.Fatalf("step %d: read %s: %v", step, n, err)
 		}
-		want := freshDesired(t, w, n)
+		want := freshDesired(t, w, c.cfg, n)
 		if tx := nft.Diff(got, want, nil); !tx.Empty() {
 			t.Fatalf("step %d, node %s: programmed state differs from a fresh build (%d operations to fix):\n--- programmed\n%s\n--- fresh\n%s",
 				step, n, tx.Size(), nft.Render("t", got), nft.Render("t", want))

@@ -63,13 +63,21 @@ func TestPrivilegedKernelAcceptsProgram(t *testing.T) {
 // programs that Kernel.
 func newKernelEngine(t *testing.T) (*nfttest.NetNS, *nft.Kernel, *enforcer.Engine) {
 	t.Helper()
+	return newKernelEngineWith(t, enforcer.Config{})
+}
+
+// newKernelEngineWith is newKernelEngine with the engine configured as cfg
+// (its node, dataplane and logger set).
+func newKernelEngineWith(t *testing.T, cfg enforcer.Config) (*nfttest.NetNS, *nft.Kernel, *enforcer.Engine) {
+	t.Helper()
 	ns := nfttest.NewNetNS(t)
 	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-enforcer"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = k.Close() })
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: k, Logger: quietLogger})
+	cfg.NodeName, cfg.Dataplane, cfg.Logger = "node-a", k, quietLogger
+	e, err := enforcer.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +115,13 @@ func TestPrivilegedProgramAsScript(t *testing.T) {
 	for _, tc := range oddCases() {
 		_ = tc.apply(e)
 	}
+	checkProgramAsScript(t, ns, e)
+}
+
+// checkProgramAsScript feeds e's program as an nft script to `nft -f` in
+// ns and holds the table nft lists against the program.
+func checkProgramAsScript(t *testing.T, ns *nfttest.NetNS, e *enforcer.Engine) {
+	t.Helper()
 	const table = "nftw-script"
 	tx := nft.Diff(nil, e.Desired(), nil)
 	script := filepath.Join(t.TempDir(), "program.nft")

@@ -71,11 +71,12 @@ func tierRatePodB(app string) *corev1.Pod {
 	return mkPod(tierRateNSB, "b", podLabels("app", app, "role", "server"), onNode("node-000"), podIPs(nfttest.ConnRateB.String()))
 }
 
-// tierRateFeed builds an engine of the node: the generated cluster of
-// 10,000 pods with tierRatePolicies NetworkPolicies, the probing pods and
-// b's policies, flushed into a discarding dataplane.
-func tierRateFeed(b *testing.B) *enforcer.Engine {
+// tierRateFeed builds an engine of the node configured as cfg: the
+// generated cluster of 10,000 pods with tierRatePolicies NetworkPolicies,
+// the probing pods and b's policies, flushed into a discarding dataplane.
+func tierRateFeed(b *testing.B, cfg enforcer.Config) *enforcer.Engine {
 	g := newGenCluster(tierBenchPods)
+	g.cfg = cfg
 	for i := range g.namespaces {
 		for j := 10; j < tierRatePolicies/len(g.namespaces); j++ {
 			g.policies = append(g.policies, benchPolicy(i, j, len(g.namespaces)))
@@ -184,7 +185,7 @@ func tierRateCheck(b *testing.B, e *enforcer.Engine, p tierRateProgram) {
 // against cnps=0 (the tiers' own share). Needs CAP_NET_ADMIN.
 func BenchmarkKernelTiersConnRate(b *testing.B) {
 	nfttest.RequireNetAdmin(b)
-	e := tierRateFeed(b)
+	e := tierRateFeed(b, enforcer.Config{})
 	var programs []tierRateProgram
 	// snapshot takes the engine's desired state now and checks it.
 	snapshot := func(p tierRateProgram) {
@@ -216,16 +217,7 @@ func BenchmarkKernelTiersConnRate(b *testing.B) {
 
 	setups := []*nfttest.ConnRateSetup{nfttest.NewConnRateSetup(b, "no-table", nil, false, tierRatePort)}
 	for _, p := range programs {
-		setups = append(setups, nfttest.NewConnRateSetup(b, p.name, func(node *nfttest.NetNS) {
-			k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-bench"))
-			if err != nil {
-				b.Fatalf("%s: NewKernel: %v", p.name, err)
-			}
-			b.Cleanup(func() { _ = k.Close() })
-			if err := k.Apply(context.Background(), nft.Diff(nil, p.state, nil)); err != nil {
-				b.Fatalf("%s: Apply: %v", p.name, err)
-			}
-		}, true, p.port))
+		setups = append(setups, programSetup(b, p.name, p.state, p.port))
 	}
 	nfttest.RunConnRateRounds(b, setups)
 	nfttest.ReportConnRateMedians(b, setups)
@@ -234,4 +226,19 @@ func BenchmarkKernelTiersConnRate(b *testing.B) {
 	for _, s := range setups[2:] {
 		b.ReportMetric(nfttest.MedianRatio(s.BatchWall, np.BatchWall), s.Name+"/cnps=0-median")
 	}
+}
+
+// programSetup is a connection-rate setup whose node holds state, loaded
+// as one transaction (what an engine's first Flush into a Kernel sends).
+func programSetup(b *testing.B, name string, state *nft.State, port uint16) *nfttest.ConnRateSetup {
+	return nfttest.NewConnRateSetup(b, name, func(node *nfttest.NetNS) {
+		k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-bench"))
+		if err != nil {
+			b.Fatalf("%s: NewKernel: %v", name, err)
+		}
+		b.Cleanup(func() { _ = k.Close() })
+		if err := k.Apply(context.Background(), nft.Diff(nil, state, nil)); err != nil {
+			b.Fatalf("%s: Apply: %v", name, err)
+		}
+	}, true, port)
 }

@@ -40,30 +40,41 @@ func TestMixedWorldsAgreeWithEvaluator(t *testing.T) {
 			r := rngChoices{rand.New(rand.NewPCG(uint64(seed), 13))}
 			c := newCluster(t, genNodes...)
 			w := newWorld()
-			for step := range steps {
-				for _, call := range w.apply(genMixedOp(r, w)) {
-					_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
+			driveWorld(t, c, w, r, steps, genMixedOp, func() {
+				if len(w.cnps) > 0 && len(w.policies) > 0 {
+					mixed++
 				}
-				if r.intn(4) == 0 || step == steps-1 {
-					c.flush()
-					checkConverged(t, c, w, step)
+				for _, f := range append(grid, namedPortFlows(w)...) {
+					a.check(t, c, w, f)
 				}
-				if step == steps/2 || step == steps-1 {
-					c.flush()
-					if len(w.cnps) > 0 && len(w.policies) > 0 {
-						mixed++
-					}
-					for _, f := range append(grid, namedPortFlows(w)...) {
-						a.check(t, c, w, f)
-					}
-				}
-			}
+			})
 			checkIdle(t, c)
 		})
 	}
 	t.Logf("%d worlds, %d states checked with both CNPs and NetworkPolicies, %d flows agree with Decide (%d dropped for claimants, fail closed)",
 		worlds, mixed, a.flows, a.closed)
 	t.Logf("directions decided by: %v", a.decidedBy)
+}
+
+// driveWorld applies steps changes drawn by gen to the world and to the
+// cluster's engines; at random steps and the last it flushes and holds the
+// programmed state against a fresh build (checkConverged), and at the
+// middle and last steps it flushes and calls probe.
+func driveWorld(t *testing.T, c *cluster, w *world, r choices, steps int, gen func(choices, *world) op, probe func()) {
+	t.Helper()
+	for step := range steps {
+		for _, call := range w.apply(gen(r, w)) {
+			_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
+		}
+		if r.intn(4) == 0 || step == steps-1 {
+			c.flush()
+			checkConverged(t, c, w, step)
+		}
+		if step == steps/2 || step == steps-1 {
+			c.flush()
+			probe()
+		}
+	}
 }
 
 // agreement counts the flows check held against Decide.

@@ -16,6 +16,10 @@ type policyChains struct {
 	groups *peerGroups
 	shared *sharedSets
 	named  *namedPorts
+	// log says which policies are audited apart; counters count the
+	// chains of the others (when on).
+	log      *logging
+	counters *counters
 }
 
 // activate creates the chain and sets of a policy direction that just got its
@@ -43,7 +47,15 @@ func (pc *policyChains) activate(d *policyDir) {
 			r.namedSet = pc.named.newRuleSet(d, r, pc.groups)
 		}
 	}
-	pc.w.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + d.dir.String() + " rule list", Rules: d.buildRules(*pc.fams)})
+	rules := d.buildRules(*pc.fams)
+	if pc.counters.on && !pc.log.audited(d.pol.rec.Audit) {
+		// The accepts are in the rules and the shared peer chains: what
+		// the policy allowed is what entered less what reached its end.
+		entered, notAllowed := pc.counters.policyCounters(d)
+		rules = append(append([]nft.Rule{{Exprs: []nft.Expr{nft.CounterRef{Name: entered}}}}, rules...),
+			nft.Rule{Exprs: []nft.Expr{nft.CounterRef{Name: notAllowed}}})
+	}
+	pc.w.putChain(&nft.Chain{Name: d.chain, Comment: d.pol.id + " " + d.dir.String() + " rule list", Rules: rules})
 }
 
 // deactivate removes the chain of a policy direction and releases what its
@@ -51,6 +63,7 @@ func (pc *policyChains) activate(d *policyDir) {
 func (pc *policyChains) deactivate(d *policyDir) {
 	d.active = false
 	pc.w.deleteChain(d.chain)
+	pc.counters.dropPolicyCounters(d)
 	for _, r := range d.rules {
 		for _, p := range r.peers {
 			if p.group != nil {
@@ -114,8 +127,17 @@ type peerMatch struct {
 // ports, which match the port and jump to the group's peer chain (that chain
 // matches the addresses of every family and accepts).
 func (d *policyDir) buildRules(fams familySet) []nft.Rule {
+	return d.buildRulesEnding(fams, nft.Verdict{Kind: nft.VerdictAccept})
+}
+
+// buildRulesEnding is buildRules with the rules ending in verdict v. With
+// another verdict than accept (an audit chain's return, npAudits) selector
+// peers are looked up in their peer sets in the rule itself, per family:
+// the peer chain would accept.
+func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
 	var out []nft.Rule
 	first := fams.first()
+	inline := v.Kind != nft.VerdictAccept
 	for _, r := range d.rules {
 		ports := r.lowerPorts() // the same in every family
 		for _, f := range families {
@@ -123,11 +145,14 @@ func (d *policyDir) buildRules(fams familySet) []nft.Rule {
 				continue
 			}
 			for _, pm := range r.lowerPeers(d.dir, f) {
+				if inline {
+					pm.chain = ""
+				}
 				for _, po := range ports {
 					if (pm.anyFam || pm.chain != "") && !po.named && f != first {
 						continue // family independent: emitted in the first pass
 					}
-					out = append(out, d.lowerRule(r, f, pm, po))
+					out = append(out, d.lowerRule(r, f, pm, po, v))
 				}
 			}
 		}
@@ -174,8 +199,9 @@ func (r *policyRule) lowerPeers(dir Direction, f Family) []peerMatch {
 	return peers
 }
 
-// lowerRule is the rule of r that matches peer pm and port po in family f.
-func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch) nft.Rule {
+// lowerRule is the rule of r that matches peer pm and port po in family f,
+// ending in v.
+func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch, v nft.Verdict) nft.Rule {
 	if pm.chain != "" && !po.named {
 		// The peer chain's name is a hash of its selectors: the comment
 		// says which peers it matches.
@@ -204,6 +230,6 @@ func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatc
 		exprs = append(exprs, pm.expr...)
 		exprs = append(exprs, portExpr...)
 	}
-	exprs = append(exprs, nft.Verdict{Kind: nft.VerdictAccept})
+	exprs = append(exprs, v)
 	return nft.Rule{Exprs: exprs}
 }

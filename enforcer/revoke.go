@@ -163,7 +163,7 @@ func (e *Engine) deniedHere(f Flow, egress, ingress bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	node := unique.Make(e.cfg.NodeName)
-	d := decide(e.m, f)
+	d := decide(e.m, f, e.cfg.Audit)
 	return egress && !d.Egress.Allowed && e.isLocalPod(d.Egress.Pod, node) ||
 		ingress && !d.Ingress.Allowed && e.isLocalPod(d.Ingress.Pod, node)
 }
@@ -187,8 +187,13 @@ func (e *Engine) isLocalPod(id string, node unique.Handle[string]) bool {
 // or dispatch element reaches them, and adding one of those is classified on
 // its own), new sets, and elements added to a plain set, which can only
 // allow more: every plain set of the program is matched by rules that accept
-// (TestPlainSetsOnlyAllow holds the compiler to this). Most changes on a node
-// whose pods a change does not concern are of this kind.
+// (TestPlainSetsOnlyAllow holds the compiler to this; the audit chains'
+// rules that return instead, and the audit log rules of class chains, which
+// may look a named-port set up with != and have no verdict, only decide
+// whether to log). Named objects
+// (counters, limits), added or deleted, decide nothing: the rules that
+// name them are classified on their own. Most changes on a node whose pods
+// a change does not concern are of this kind.
 func restricts(tx *nft.Transaction, state *nft.State) bool {
 	created := map[string]bool{}
 	for _, op := range tx.Ops {
@@ -198,7 +203,7 @@ func restricts(tx *nft.Transaction, state *nft.State) bool {
 				return true
 			}
 			created[op.Name] = true
-		case nft.OpAddSet:
+		case nft.OpAddSet, nft.OpAddObject, nft.OpDeleteObject:
 		case nft.OpReplaceRules:
 			if !created[op.Name] {
 				return true

@@ -134,6 +134,10 @@ type namespaceRecord struct {
 type policyRecord struct {
 	ID, Namespace, Name string
 	Spec                networkingv1.NetworkPolicySpec
+	// Audit: annotated for audit mode; Enforcement is the annotation's
+	// value as written (EnforcementAnnotation).
+	Audit       bool
+	Enforcement string
 }
 
 func newSchema() *memdb.DBSchema {

@@ -122,6 +122,7 @@ func (t *tiers) finishClasses() {
 			c.written = true
 		case c.written:
 			t.named.use(c, nil)
+			t.counters.use(c, nil)
 			t.w.deleteChain(c.name)
 			c.written = false
 		}
@@ -206,8 +207,9 @@ func (t *tiers) rulesChanged(prev *tierCNP) {
 
 // putClassChain writes the chain of a class: its rules' port matches in
 // precedence order, each ending in the rule's verdict (accept, drop, return
-// for Pass); a rule without ports decides every packet, so the rules after
-// it are left out.
+// for Pass; a Deny goes to its logging chain when the deny log is on); a
+// rule without ports decides every packet, so the rules after it are left
+// out. Rules of audited policies decide nothing (auditRules).
 func (t *tiers) putClassChain(c *tierClass) {
 	rules := make([]*tierRule, 0, len(c.ids))
 	for _, id := range c.ids {
@@ -219,35 +221,32 @@ func (t *tiers) putClassChain(c *tierClass) {
 	t.named.use(c, rules)
 	var out []nft.Rule
 	refs := make([]string, 0, len(rules))
+	var audited portCover // what earlier audited rules of the class match
+	var counted []CounterInfo
 	for _, tr := range rules {
 		refs = append(refs, tr.ref)
-		v := nft.Verdict{Kind: nft.VerdictDrop}
-		switch tr.action {
-		case v1beta1.ClusterNetworkPolicyRuleActionAccept:
-			v.Kind = nft.VerdictAccept
-		case v1beta1.ClusterNetworkPolicyRuleActionPass:
-			v.Kind = nft.VerdictReturn
+		if tr.audited {
+			out = append(out, t.auditRules(tr, &audited)...)
+			continue
+		}
+		tail := []nft.Expr{t.ruleVerdict(tr)}
+		if tr.counter.Name != "" {
+			tail = []nft.Expr{nft.CounterRef{Name: tr.counter.Name}, tail[0]}
+			counted = append(counted, tr.counter)
 		}
 		if tr.r.broken || tr.r.ports == nil {
-			out = append(out, nft.Rule{Exprs: []nft.Expr{v}, Comment: tr.ref})
+			out = append(out, nft.Rule{Exprs: tail, Comment: tr.ref})
 			break
 		}
 		for _, p := range tr.r.ports {
 			if p.named != "" {
-				out = append(out, t.named.rules(p.named, v, tr.ref)...)
+				out = append(out, t.named.rules(p.named, tail, tr.ref)...)
 				continue
 			}
-			exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(p.proto)}}
-			switch {
-			case p.lo == 0 && p.hi == 65535:
-			case p.lo == p.hi:
-				exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(p.lo)})
-			default:
-				exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(p.lo), To: nft.PortValue(p.hi)})
-			}
-			out = append(out, nft.Rule{Exprs: append(exprs, v), Comment: tr.ref})
+			out = append(out, nft.Rule{Exprs: append(portExprs(p.proto, p.lo, p.hi), tail...), Comment: tr.ref})
 		}
 	}
+	t.counters.use(c, counted)
 	if len(rules) < len(c.ids) {
 		// A rule of the class is gone without the class being dropped:
 		// never expected; deny rather than let the rest decide.
@@ -257,6 +256,119 @@ func (t *tiers) putClassChain(c *tierClass) {
 	if old := t.w.chain(c.name); old == nil || old.Comment != comment(comm) || !sameRuleList(old.Rules, out) {
 		t.w.putChain(&nft.Chain{Name: c.name, Comment: comm, Rules: out})
 	}
+}
+
+// ruleVerdict is how an enforced rule ends: accept, return (Pass), or its
+// tier's drop site (Deny).
+func (t *tiers) ruleVerdict(tr *tierRule) nft.Verdict {
+	switch tr.action {
+	case v1beta1.ClusterNetworkPolicyRuleActionAccept:
+		return nft.Verdict{Kind: nft.VerdictAccept}
+	case v1beta1.ClusterNetworkPolicyRuleActionPass:
+		return nft.Verdict{Kind: nft.VerdictReturn}
+	}
+	return t.log.dropVerdict(tr.dir, tierSite(tr.cnp.parsed.tier))
+}
+
+// tierSite is the drop site of a tier's Deny rules.
+func tierSite(tier cnpTier) string {
+	if tier == tierBaseline {
+		return siteBaseline
+	}
+	return siteAdmin
+}
+
+// portExprs match one protocol and port range (the whole range: the
+// protocol alone).
+func portExprs(proto uint8, lo, hi uint16) []nft.Expr {
+	exprs := []nft.Expr{nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(proto)}}
+	switch {
+	case lo == 0 && hi == 65535:
+	case lo == hi:
+		exprs = append(exprs, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(lo)})
+	default:
+		exprs = append(exprs, nft.Range{Field: nft.FieldTHDport, From: nft.PortValue(lo), To: nft.PortValue(hi)})
+	}
+	return exprs
+}
+
+// auditRules are the rules of an audited policy's rule in a class chain:
+// nothing for an Accept or a Pass, and for a Deny log rules ("nftw audit")
+// without verdict, over the ports no earlier audited rule of the class
+// matches (cover, which the rule then joins): numeric ports are subtracted
+// as intervals per protocol, named ports by a negated lookup of their set
+// per family. So the log fires exactly when the rule would decide the
+// connection were the audited policies enforced: the enforced rules before
+// it end the chain when they match, and an earlier audited rule that
+// matches would have decided first.
+func (t *tiers) auditRules(tr *tierRule, cover *portCover) []nft.Rule {
+	deny := tr.action == v1beta1.ClusterNetworkPolicyRuleActionDeny
+	logTail := t.log.auditLog(tr.dir, tierSite(tr.cnp.parsed.tier))
+	var out []nft.Rule
+	emit := func(named string, m []nft.Expr) {
+		for _, exprs := range t.auditMatches(named, m, cover.named) {
+			out = append(out, nft.Rule{Exprs: append(exprs, logTail...), Comment: tr.ref})
+		}
+	}
+	if tr.r.broken || tr.r.ports == nil {
+		if deny {
+			for _, m := range cover.rest() {
+				emit("", m)
+			}
+		}
+		cover.all = true
+		return out
+	}
+	for _, p := range tr.r.ports {
+		switch {
+		case p.named != "":
+			if deny {
+				for _, m := range cover.rest() {
+					emit(p.named, m)
+				}
+			}
+			cover.named = append(cover.named, p.named)
+		default:
+			if deny {
+				for _, iv := range cover.restOf(p.proto, p.lo, p.hi) {
+					emit("", portExprs(p.proto, iv[0], iv[1]))
+				}
+			}
+			cover.add(p.proto, p.lo, p.hi)
+		}
+	}
+	return out
+}
+
+// auditMatches are the matches of an audit log rule: m, with the lookup of
+// the named-port set of named ("" for none) and a negated lookup of the set
+// of each name in except, per family where sets are involved (nothing for a
+// family without named's set: the name matches nothing there).
+func (t *tiers) auditMatches(named string, m []nft.Expr, except []string) [][]nft.Expr {
+	if named == "" && len(except) == 0 {
+		return [][]nft.Expr{slices.Clone(m)}
+	}
+	var out [][]nft.Expr
+	for _, f := range families {
+		exprs := slices.Clone(m)
+		fields := []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}
+		if named != "" {
+			set := t.named.setName(named, f)
+			if set == "" {
+				continue
+			}
+			exprs = append(exprs, nft.Lookup{Fields: fields, Set: set})
+		} else {
+			exprs = append(exprs, nft.Cmp{Field: nft.FieldNfproto, Value: nft.Value{f.nfproto()}})
+		}
+		for _, n := range except {
+			if set := t.named.setName(n, f); set != "" {
+				exprs = append(exprs, nft.Lookup{Fields: fields, Set: set, Neq: true})
+			}
+		}
+		out = append(out, exprs)
+	}
+	return out
 }
 
 // byRulePrecedence orders rules as the evaluator walks them: policies by

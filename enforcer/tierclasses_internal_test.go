@@ -44,7 +44,7 @@ func TestClassMapSetAt(t *testing.T) {
 		{"first and last addresses", []string{"0.0.0.0=a", "255.255.255.255=a"}, "0.0.0.0:a 0.0.0.1:- 255.255.255.255:a", map[string]int{"a": 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := newTiers(newWriter(), nil, "node-a", nil)
+			tr := newTestTiers()
 			cm := newClassMap("m", IPv4)
 			tr.w.putSet(nft.Set{Name: cm.name, Key: []nft.KeyType{IPv4.addrType()}, Interval: true, VerdictMap: true}, 0)
 			for _, s := range tc.sets {
@@ -125,7 +125,7 @@ func TestNetRuns(t *testing.T) {
 func TestClassMapSetClassesInOneGo(t *testing.T) {
 	for seed := range 50 {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
-		one, batch := newTiers(newWriter(), nil, "node-a", nil), newTiers(newWriter(), nil, "node-a", nil)
+		one, batch := newTestTiers(), newTestTiers()
 		cms := [2]*classMap{newClassMap("m", IPv4), newClassMap("m", IPv4)}
 		for _, tr := range []*tiers{one, batch} {
 			tr.w.putSet(nft.Set{Name: "m", Key: []nft.KeyType{IPv4.addrType()}, Interval: true, VerdictMap: true}, 0)
@@ -164,4 +164,10 @@ func TestClassMapSetClassesInOneGo(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newTestTiers is a tiers part on its own, with the log and counters off.
+func newTestTiers() *tiers {
+	w := newWriter()
+	return newTiers(w, nil, "node-a", nil, newLogging(w, &Config{}), newCounters(w, false))
 }

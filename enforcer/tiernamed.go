@@ -98,17 +98,25 @@ func (tn *tierNamedPorts) use(c *tierClass, rules []*tierRule) {
 }
 
 // rules are a class chain's rules for a named port: a lookup per family
-// whose set exists, each ending in v.
-func (tn *tierNamedPorts) rules(name string, v nft.Verdict, ref string) []nft.Rule {
-	ns := tn.sets[name]
+// whose set exists, each followed by tail (a verdict, or a log).
+func (tn *tierNamedPorts) rules(name string, tail []nft.Expr, ref string) []nft.Rule {
 	var out []nft.Rule
 	for _, f := range families {
-		if ns == nil || ns.names[f] == "" {
-			continue
+		if set := tn.setName(name, f); set != "" {
+			exprs := []nft.Expr{nft.Lookup{Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}, Set: set}}
+			out = append(out, nft.Rule{Exprs: append(exprs, tail...), Comment: ref})
 		}
-		out = append(out, nft.Rule{Exprs: []nft.Expr{nft.Lookup{Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}, Set: ns.names[f]}, v}, Comment: ref})
 	}
 	return out
+}
+
+// setName is the set of family f of a port name a class chain names (""
+// when the family has none).
+func (tn *tierNamedPorts) setName(name string, f Family) string {
+	if ns := tn.sets[name]; ns != nil {
+		return ns.names[f]
+	}
+	return ""
 }
 
 // familiesChanged re-creates the sets after the compiler's families changed

@@ -72,6 +72,10 @@ type tiers struct {
 	// unions and selMemo are the memos of one operation (union, selClass).
 	unions  map[[2]*tierClass]*tierClass
 	selMemo map[*tierGroup]map[string]*tierClass
+	// log ends the Deny rules (drop sites) and logs the audited ones;
+	// counters count the enforced rules (logs.go, counters.go).
+	log      *logging
+	counters *counters
 }
 
 // tierCNP is a policy as compiled: its subject and rules per direction
@@ -108,19 +112,25 @@ type tierGroup struct {
 // (effectiveAction: failing closed) and its shared selector peers.
 type tierRule struct {
 	id     string
+	dir    Direction
 	cnp    *cnpRecord
 	r      *cnpRule
 	action v1beta1.ClusterNetworkPolicyRuleAction
 	ref    string
-	peers  []*tierPeer
-	nets   bool // networks or nodes peers, or broken: part of a class map's networks part
+	// audited: the policy is in audit mode (the rule decides nothing);
+	// counter is the rule's named counter (Name "" without counters),
+	// which exists while a class chain counts into it.
+	audited bool
+	counter CounterInfo
+	peers   []*tierPeer
+	nets    bool // networks or nodes peers, or broken: part of a class map's networks part
 	// nodes are the addresses of the nodes its nodes peers select, as of
 	// the last refill of a group with it (tiernodes.go).
 	nodes []netip.Prefix
 }
 
-func newTiers(w *writer, m *model, node string, named *namedPorts) *tiers {
-	t := &tiers{w: w, m: m, node: node, peers: newTierPeers(m), named: newTierNamedPorts(named), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
+func newTiers(w *writer, m *model, node string, named *namedPorts, log *logging, cs *counters) *tiers {
+	t := &tiers{w: w, m: m, node: node, log: log, counters: cs, peers: newTierPeers(m), named: newTierNamedPorts(named), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
 		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
 		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{},
 		pending: map[*tierGroup]*tierFill{}}
@@ -354,7 +364,12 @@ func (t *tiers) newRules(dir Direction, c *cnpRecord) []*tierRule {
 		if !ok {
 			continue
 		}
-		tr := &tierRule{id: ruleID(c.parsed.tier, dir, c.ID, r.index), cnp: c, r: r, action: action, ref: ruleRef(c.parsed.tier, c.ID, r), nets: r.broken}
+		tr := &tierRule{id: ruleID(c.parsed.tier, dir, c.ID, r.index), dir: dir, cnp: c, r: r, action: action, ref: ruleRef(c.parsed.tier, c.ID, r), nets: r.broken,
+			audited: t.log.audited(c.Audit)}
+		if t.counters.on && !tr.audited {
+			tr.counter = CounterInfo{Name: ruleCounterName(tr), Kind: KindClusterNetworkPolicy, Policy: c.ID,
+				Direction: dir, Role: CounterRule, Rule: r.index, Action: string(action)}
+		}
 		for _, p := range r.peers {
 			if p.ns == nil {
 				tr.nets = true

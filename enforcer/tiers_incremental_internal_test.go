@@ -41,6 +41,16 @@ type tierWorld struct {
 	// (cnpexp_internal_test.go); nil and false for the standard one.
 	nodes        map[string]*corev1.Node
 	experimental bool
+	// cfg is the rest of the engines' configuration (the log, audit and
+	// counters; node, dataplane and logger are set per engine).
+	cfg Config
+}
+
+// config is the world's configuration for an engine of node over dp.
+func (w *tierWorld) config(node string, dp nft.Dataplane) Config {
+	cfg := w.cfg
+	cfg.NodeName, cfg.Dataplane, cfg.Logger, cfg.ClusterNetworkPolicyExperimental = node, dp, slog.New(slog.DiscardHandler), w.experimental
+	return cfg
 }
 
 // load feeds the world to a fresh engine in the order a restart would:
@@ -266,6 +276,54 @@ func TestTiersIncrementalMatchesFreshBuild(t *testing.T) {
 	runTierSequences(t, seeds, 150, newTierWorld, tierGen.step)
 }
 
+// TestTiersIncrementalWithLogAuditAndCounters is
+// TestTiersIncrementalMatchesFreshBuild with the deny log and counters on,
+// and policies (ClusterNetworkPolicies and NetworkPolicies) put in audit
+// mode and back (auditStep): the incremental program, its counter and
+// limit objects included, equals a fresh build after every step.
+func TestTiersIncrementalWithLogAuditAndCounters(t *testing.T) {
+	seeds := 6
+	if testing.Short() {
+		seeds = 2
+	}
+	runTierSequences(t, seeds, 150, func() *tierWorld {
+		w := newTierWorld()
+		w.cfg = Config{LogDenied: true, LogAllowed: true, Counters: true, LogGroup: 3}
+		return w
+	}, auditStep)
+}
+
+// auditStep is tierGen.step, or one time in five the audit annotation of a
+// policy of the world set or cleared (as drawn: the same draw on every node
+// gives the same world).
+func auditStep(g tierGen, e *Engine, w *tierWorld) string {
+	if g.r.IntN(5) > 0 {
+		return g.step(e, w)
+	}
+	audit := g.r.IntN(2) == 0
+	var ann map[string]string
+	if audit {
+		ann = auditAnnotation
+	}
+	if g.r.IntN(2) == 0 && len(w.cnps) > 0 {
+		name := g.pick(slices.Sorted(maps.Keys(w.cnps)))
+		c := w.cnps[name].DeepCopy()
+		c.Annotations = ann
+		w.cnps[name] = c
+		_ = e.UpsertClusterNetworkPolicy(c)
+		return fmt.Sprintf("cnp %s audit %v", name, audit)
+	}
+	if len(w.nps) == 0 {
+		return g.step(e, w)
+	}
+	name := g.pick(slices.Sorted(maps.Keys(w.nps)))
+	np := w.nps[name].DeepCopy()
+	np.Annotations = ann
+	w.nps[name] = np
+	_ = e.UpsertNetworkPolicy(np)
+	return fmt.Sprintf("np %s audit %v", name, audit)
+}
+
 // newTierWorld is an empty world of the standard channel.
 func newTierWorld() *tierWorld {
 	return &tierWorld{nss: map[string]*corev1.Namespace{}, pods: map[string]*corev1.Pod{},
@@ -286,7 +344,7 @@ func runTierSequences(t *testing.T, seeds, steps int, newWorld func() *tierWorld
 			engines, fakes := map[string]*Engine{}, map[string]*nft.Fake{}
 			for _, n := range nodes {
 				fakes[n] = nft.NewFake(nft.DefaultTable)
-				e, err := New(Config{NodeName: n, Dataplane: fakes[n], Logger: slog.New(slog.DiscardHandler), ClusterNetworkPolicyExperimental: w.experimental})
+				e, err := New(w.config(n, fakes[n]))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -327,7 +385,7 @@ func checkFreshBuild(t *testing.T, e *Engine, fake *nft.Fake, w *tierWorld, node
 	if _, err := e.Flush(context.Background()); err != nil {
 		t.Fatalf("%s: flush %s: %v", step, node, err)
 	}
-	fresh, err := New(Config{NodeName: node, Logger: slog.New(slog.DiscardHandler), ClusterNetworkPolicyExperimental: w.experimental})
+	fresh, err := New(w.config(node, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

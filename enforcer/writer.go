@@ -91,4 +91,29 @@ func (w *writer) hasElement(set string, e nft.Element) bool {
 	return ok
 }
 
+func (w *writer) object(name string) *nft.Object { return w.desired.Objects[name] }
+
+// putObject puts a named object (counter or limit). Objects are immutable in
+// the kernel: a caller changes one by giving it another name.
+func (w *writer) putObject(o *nft.Object) {
+	if w.desired.Objects == nil {
+		w.desired.Objects = map[string]*nft.Object{}
+	}
+	o.Comment = comment(o.Comment)
+	w.desired.Objects[o.Name] = o
+	w.markObject(o.Name)
+}
+
+func (w *writer) deleteObject(name string) {
+	delete(w.desired.Objects, name)
+	w.markObject(name)
+}
+
 func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }
+
+// markObject records that a named object may have changed.
+func (w *writer) markObject(name string) {
+	if !w.untracked {
+		w.scope.MarkObject(name)
+	}
+}

@@ -1,0 +1,56 @@
+package enforcer_test
+
+// IP plan: the generated cluster of bench_test.go and the probing pods of
+// kernel_tiers_connrate_bench_test.go (pod a 198.19.250.10, pod b
+// 198.19.250.11).
+
+import (
+	"testing"
+
+	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
+)
+
+// BenchmarkKernelLoggedConnRate measures new TCP connections per second
+// between two real pods through the program of BenchmarkKernelTiersConnRate's
+// node (10,000 NetworkPolicies, no ClusterNetworkPolicy; b's ingress walks
+// ten policy chains, the last allows), against no table, in interleaved
+// batches, with the log and counters off and on:
+//
+//   - off: the program as it always was;
+//   - log+counters: Config.LogDenied, LogAllowed and Counters: every policy
+//     chain b's connection walks counts it on entry and (but the last) on
+//     its way out, and the flow log's base chain logs it to an NFLOG group
+//     nobody reads, within its limit (100/s, burst 200), which the
+//     benchmark's rate exceeds: most connections meet an empty bucket.
+//
+// Reported: medians of the per-round ratios against no-table (wall and
+// CPU), and log+counters against off. Needs CAP_NET_ADMIN.
+func BenchmarkKernelLoggedConnRate(b *testing.B) {
+	nfttest.RequireNetAdmin(b)
+	type program struct {
+		name  string
+		state *nft.State
+	}
+	var programs []program
+	for _, p := range []struct {
+		name string
+		cfg  enforcer.Config
+	}{
+		{"off", enforcer.Config{}},
+		{"log+counters", enforcer.Config{LogDenied: true, LogAllowed: true, Counters: true, LogGroup: 100}},
+	} {
+		e := tierRateFeed(b, p.cfg)
+		tierRateCheck(b, e, tierRateProgram{name: p.name, state: e.Desired(), port: tierRatePort,
+			through: []string{"pol-in-" + tierRateNSB + "/allow-0", "pol-in-" + tierRateNSB + "/allow-9"}})
+		programs = append(programs, program{p.name, e.Desired()})
+	}
+	setups := []*nfttest.ConnRateSetup{nfttest.NewConnRateSetup(b, "no-table", nil, false, tierRatePort)}
+	for _, p := range programs {
+		setups = append(setups, programSetup(b, p.name, p.state, tierRatePort))
+	}
+	nfttest.RunConnRateRounds(b, setups)
+	nfttest.ReportConnRateMedians(b, setups)
+	b.ReportMetric(nfttest.MedianRatio(setups[2].BatchWall, setups[1].BatchWall), "log+counters/off-median")
+}
