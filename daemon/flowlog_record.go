@@ -89,10 +89,18 @@ func buildRecord(eng flowDecider, ev nflog.Event, p logPrefix) flowRecord {
 	if p.Direction == enforcer.Egress {
 		dd = d.Egress
 	}
-	r.Policies, r.Rule, r.Reason = dd.Policies, dd.Rule, denyReason(dd)
-	if dd.Allowed {
+	if p.Action == actionAudit {
+		// What the policies in audit mode would have done; the enforced
+		// decision allowed it.
+		if dd.Audit == nil {
+			r.Note = "the policy model now would not deny this connection (a change since the packet)"
+		} else {
+			dd = *dd.Audit
+		}
+	} else if dd.Allowed {
 		r.Note = "the policy model now allows this connection (a change since the packet)"
 	}
+	r.Policies, r.Rule, r.Reason = dd.Policies, dd.Rule, denyReason(dd)
 	return r
 }
 
@@ -131,6 +139,10 @@ func denyReason(dd enforcer.DirectionDecision) string {
 	switch {
 	case dd.Pod == "":
 		return "not a pod: no policy applies"
+	case dd.Tier == tierNetworkPolicy && len(dd.Passes) == 0 && !dd.Conflict && !dd.Allowed:
+		// The NetworkPolicy tier decided alone (an audit view has it even
+		// without ClusterNetworkPolicies).
+		return "default deny of " + strings.Join(dd.Policies, ", ")
 	case dd.Tier != "" || len(dd.Passes) > 0:
 		return tierChain(dd)
 	case dd.Conflict:

@@ -35,7 +35,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // npWorld: team-b/db is isolated for ingress by two NetworkPolicies,
 // db-from-client (team-a's client on TCP 5432) and db-default-deny (no
 // rules); team-a/client is isolated for egress by client-egress, which allows
-// TCP 5432 and UDP 53 anywhere.
+// TCP 5432 and UDP 53 anywhere; team-b/cache-lockdown, in audit mode, would
+// isolate team-b/cache for ingress.
 func npWorld(t testing.TB) *enforcer.Engine {
 	t.Helper()
 	eng, err := enforcer.New(enforcer.Config{Logger: slog.New(slog.DiscardHandler)})
@@ -77,6 +78,15 @@ func npWorld(t testing.TB) *enforcer.Engine {
 			ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "db-default-deny"},
 			Spec: networkingv1.NetworkPolicySpec{
 				PodSelector: selectApp("db"),
+				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			},
+		},
+		{
+			// In audit mode: it would isolate cache, and denies nothing.
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "cache-lockdown",
+				Annotations: map[string]string{enforcer.EnforcementAnnotation: enforcer.EnforcementAudit}},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: selectApp("cache"),
 				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			},
 		},
@@ -133,8 +143,10 @@ func goldenEvents() []struct {
 		{"np", event("nftw deny eg np", "198.18.0.2", "198.19.0.1", nflog.ProtocolTCP, 40002, 443)},
 		// ICMP has no ports; no rule without ports allows it.
 		{"np", event("nftw deny in np", "198.19.0.1", "198.18.1.3", nflog.ProtocolICMP, 0, 0)},
-		// Audit mode: what the same default deny would drop.
-		{"np", event("nftw audit in np", "198.19.0.1", "198.18.1.3", nflog.ProtocolTCP, 40003, 5432)},
+		// Audit mode: what cache-lockdown would drop, and a packet the
+		// model no longer says it would (changed since).
+		{"np", event("nftw audit in np", "198.19.0.1", "198.18.1.4", nflog.ProtocolTCP, 40003, 6379)},
+		{"np", event("nftw audit in np", "198.18.0.2", "198.18.1.3", nflog.ProtocolTCP, 40011, 5432)},
 		// The flow log: allowed both ways, by two policies.
 		{"np", event("nftw allow - flow", "198.18.0.2", "198.18.1.3", nflog.ProtocolTCP, 40004, 5432)},
 		// The flow log of a pod that no policy isolates.
@@ -227,7 +239,7 @@ func TestFlowLogRunAndMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(fl)
 
-	for _, e := range goldenEvents()[:7] { // 3+1 denied, 1 audit, 2 allowed
+	for _, e := range goldenEvents()[:8] { // 4 denied, 2 audit, 2 allowed
 		fl.handle(e.ev)
 	}
 	fl.handle(event("nftw nonsense", "198.18.0.2", "198.18.1.3", nflog.ProtocolTCP, 1, 2))
@@ -261,13 +273,13 @@ nftwarden_log_events_dropped_total{reason="write_error"} 2
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "nftwarden_log_events_dropped_total"); err != nil {
 		t.Error(err)
 	}
-	for verdict, n := range map[string]float64{verdictDenied: 5, verdictWouldDeny: 1, verdictAllowed: 2} {
+	for verdict, n := range map[string]float64{verdictDenied: 5, verdictWouldDeny: 2, verdictAllowed: 2} {
 		if got := testutil.ToFloat64(fl.lines.WithLabelValues(verdict)); got != n {
 			t.Errorf("log_events_total{verdict=%q} = %v, want %v", verdict, got, n)
 		}
 	}
-	if lines := strings.Count(out.buf.String(), "\n"); lines != 8 {
-		t.Errorf("%d lines written, want 8:\n%s", lines, out.buf.String())
+	if lines := strings.Count(out.buf.String(), "\n"); lines != 9 {
+		t.Errorf("%d lines written, want 9:\n%s", lines, out.buf.String())
 	}
 	// The failure is said once, and its end once.
 	if n := strings.Count(logs.String(), "cannot write"); n != 1 {

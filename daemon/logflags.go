@@ -4,6 +4,8 @@ import (
 	"math"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 // Flags of the deny/flow log, audit mode and the per-policy counters
@@ -114,4 +116,12 @@ func verdictLogConfigFrom(c *cli.Context) (verdictLogConfig, error) {
 	}
 	v.Burst, v.Group = uint32(burst), uint16(group)
 	return v, nil
+}
+
+// engineConfig sets the engine's log, audit and counter settings: the
+// program's log rules, their limit and group, and its named counters.
+func (v verdictLogConfig) engineConfig(c *enforcer.Config) {
+	c.LogGroup, c.LogDenied, c.LogAllowed = v.Group, v.LogDenied, v.LogAllowed
+	c.LogRate, c.LogBurst = v.Rate, v.Burst
+	c.Audit, c.Counters = v.Audit, v.Counters
 }

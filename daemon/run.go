@@ -181,8 +181,10 @@ type parts struct {
 // assemble builds the engine and the watcher that feeds it, with the hooks
 // that feed metrics, systemd, revocation and drift repair.
 func (d *daemon) assemble() (*parts, error) {
-	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log,
-		ClusterNetworkPolicyExperimental: experimentalChannel(d.cfg.ClusterNetworkPolicy)})
+	cfg := enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log,
+		ClusterNetworkPolicyExperimental: experimentalChannel(d.cfg.ClusterNetworkPolicy)}
+	d.cfg.VerdictLog.engineConfig(&cfg)
+	eng, err := enforcer.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run: create policy engine: %w", err)
 	}
@@ -204,13 +206,8 @@ func (d *daemon) assemble() (*parts, error) {
 		p.rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, p.m)
 		hooks = p.rv.hooks(hooks)
 	}
-	if d.verdicts != nil {
-		w, err := newFlowLogWriter(d.verdictOut, d.cfg.VerdictLog.Format)
-		if err != nil {
-			return nil, fmt.Errorf("run: %w", err)
-		}
-		p.flows = newFlowLog(eng, w, d.verdicts, d.log)
-		p.m.registry.MustRegister(p.flows)
+	if err := d.addVerdictParts(p); err != nil {
+		return nil, err
 	}
 	p.drift = newDriftRepair(d.log, p.m, func() { p.w.RequestReconcile() })
 	hooks = p.drift.hooks(hooks)
@@ -220,6 +217,25 @@ func (d *daemon) assemble() (*parts, error) {
 		Nodes:                  experimentalChannel(d.cfg.ClusterNetworkPolicy),
 	})
 	return p, nil
+}
+
+// addVerdictParts adds the deny/flow log (when the NFLOG group is read) and
+// the per-policy counters (--policy-counters, with a dataplane that reads
+// counters) to p, their metrics to p's registry.
+func (d *daemon) addVerdictParts(p *parts) error {
+	if d.verdicts != nil {
+		w, err := newFlowLogWriter(d.verdictOut, d.cfg.VerdictLog.Format)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		p.flows = newFlowLog(p.eng, w, d.verdicts, d.log)
+		p.m.registry.MustRegister(p.flows)
+	}
+	if cr, ok := d.dataplane.(nft.CounterReader); ok && d.cfg.VerdictLog.Counters {
+		meanings := func() map[string][]counterTerm { return counterTerms(p.eng.CounterInfo()) }
+		p.m.registry.MustRegister(newPolicyCounters(cr, meanings, d.cfg.VerdictLog.MetricsLimit, d.log))
+	}
+	return nil
 }
 
 // clusterNetworkPolicyOptions says how the watcher follows
