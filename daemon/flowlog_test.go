@@ -30,7 +30,9 @@ import (
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+// updateFlowLog rewrites testdata/flowlog.{text,json} (a flag of its own: other
+// golden tests of this package have theirs).
+var updateFlowLog = flag.Bool("update-flowlog", false, "rewrite the golden files of the deny/flow log")
 
 // npWorld: team-b/db is isolated for ingress by two NetworkPolicies,
 // db-from-client (team-a's client on TCP 5432) and db-default-deny (no
@@ -179,7 +181,7 @@ func TestFlowLogGolden(t *testing.T) {
 				newFlowLog(worlds[e.world], w, src, slog.New(slog.DiscardHandler)).handle(e.ev)
 			}
 			path := "testdata/flowlog." + format
-			if want := nfttest.Golden(t, path, buf.String(), *update); buf.String() != want {
+			if want := nfttest.Golden(t, path, buf.String(), *updateFlowLog); buf.String() != want {
 				t.Errorf("lines differ from %s (-want +got):\n%s", path, cmp.Diff(want, buf.String()))
 			}
 		})
