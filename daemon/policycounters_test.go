@@ -40,9 +40,9 @@ func other(dir, verdict string) policySeries {
 	return policySeries{Policy: otherPolicy, Direction: dir, Verdict: verdict}
 }
 
-// scrape collects the metrics and returns packets (and bytes, which the
+// scrapePolicyCounters collects the metrics and returns packets (and bytes, which the
 // tests set to 100 × packets) by series.
-func scrape(t *testing.T, pc *policyCounters) map[policySeries]float64 {
+func scrapePolicyCounters(t *testing.T, pc *policyCounters) map[policySeries]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(pc)
@@ -177,7 +177,7 @@ func TestPolicyCounters(t *testing.T) {
 			fc.meanings = st.meanings
 		}
 		clock = clock.Add(policyCountersTTL)
-		got := scrape(t, pc)
+		got := scrapePolicyCounters(t, pc)
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Errorf("step %d (%s): series (-want +got):\n%s", i, st.name, diff)
 		}
@@ -204,7 +204,7 @@ func TestPolicyCountersCacheAndErrors(t *testing.T) {
 	pc.now = func() time.Time { return clock }
 	want := map[policySeries]float64{np("a", "p", "egress", counterAllowed): 5}
 	for range 3 {
-		if got := scrape(t, pc); !cmp.Equal(got, want) {
+		if got := scrapePolicyCounters(t, pc); !cmp.Equal(got, want) {
 			t.Errorf("scrape %v, want %v", got, want)
 		}
 	}
@@ -214,7 +214,7 @@ func TestPolicyCountersCacheAndErrors(t *testing.T) {
 	fc.err = errors.New("netlink: no buffer space")
 	for range 2 {
 		clock = clock.Add(policyCountersTTL)
-		if got := scrape(t, pc); !cmp.Equal(got, want) {
+		if got := scrapePolicyCounters(t, pc); !cmp.Equal(got, want) {
 			t.Errorf("after a failed read: %v, want the last metrics %v", got, want)
 		}
 	}
@@ -240,7 +240,7 @@ func TestPolicyCountersBound(t *testing.T) {
 		}
 	}
 	pc := newPolicyCounters(fc, func() map[string][]counterTerm { return fc.meanings }, limit, slog.New(slog.DiscardHandler))
-	got := scrape(t, pc)
+	got := scrapePolicyCounters(t, pc)
 	if max := (limit + 1) * 2 * 3; len(got) != max {
 		t.Errorf("%d series, want the bound %d", len(got), max)
 	}
