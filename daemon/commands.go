@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
@@ -57,14 +58,12 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 // logged by it; they fail closed in the model as in the daemon.
 //
 // ClusterNetworkPolicies are listed when the API server serves them, unless
-// cnpMode is off; with the experimental channel, Nodes too.
-func modelEngine(ctx context.Context, kubeconfig, nodeName, cnpMode string, log *slog.Logger) (*enforcer.Engine, error) {
+// cnpMode is off; with the experimental channel, Nodes too. audit puts every
+// policy in audit mode (run's --audit).
+func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode string, audit bool, log *slog.Logger) (*enforcer.Engine, error) {
 	routeClientGoLogs(log)
-	clients, err := newClient(kubeconfig, nil)
-	if err != nil {
-		return nil, err
-	}
-	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode)})
+	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode),
+		Audit: audit})
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
@@ -81,7 +80,11 @@ func modelEngine(ctx context.Context, kubeconfig, nodeName, cnpMode string, log 
 // dumpDesired prints the table that the API server's objects compile to for
 // nodeName, without touching the kernel.
 func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode string, log *slog.Logger, out io.Writer) error {
-	eng, err := modelEngine(ctx, kubeconfig, nodeName, cnpMode, log)
+	clients, err := newClient(kubeconfig, nil)
+	if err != nil {
+		return fmt.Errorf("dump --desired: %w", err)
+	}
+	eng, err := modelEngine(ctx, clients, nodeName, cnpMode, false, log)
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
@@ -89,13 +92,7 @@ func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode strin
 	return err
 }
 
-// explainQuery is a parsed `nftwarden explain`.
-type explainQuery struct {
-	From, To endpoint
-	Protocol corev1.Protocol
-	Port     uint16
-}
-
+// explainQueryFrom checks and parses the --from, --to and --port of explain.
 func explainQueryFrom(from, to, port string) (explainQuery, error) {
 	var q explainQuery
 	for _, f := range []struct{ name, val string }{{"from", from}, {"to", to}, {"port", port}} {
@@ -110,22 +107,74 @@ func explainQueryFrom(from, to, port string) (explainQuery, error) {
 	if q.To, err = parseEndpoint(to); err != nil {
 		return q, usagef("explain: --to %w", err)
 	}
-	proto, n, err := parsePort(port)
-	if err != nil {
+	if q.Port, err = parsePort(port); err != nil {
 		return q, usagef("explain: --port %w", err)
 	}
-	q.Protocol, q.Port = proto, n
+	if q.Port.Name != "" && !q.To.isPod() {
+		return q, usagef("explain: --port %s: a port name needs a destination pod (--to NS/POD), whose container ports name it", q.Port)
+	}
 	return q, nil
 }
 
-// explainCommand evaluates the query against the cluster and prints the answer.
-func explainCommand(ctx context.Context, kubeconfig, cnpMode string, q explainQuery, log *slog.Logger, out io.Writer) error {
-	// The evaluator does not depend on the node: every pod's policies are known.
-	eng, err := modelEngine(ctx, kubeconfig, "", cnpMode, log)
+// explainOptions are the flags of explain besides the query.
+type explainOptions struct {
+	Kubeconfig, CNPMode string
+	Output              string // outputText or outputJSON
+	// Trace follows the flow through the kernel's table Table of this node
+	// (Node) too.
+	Trace       bool
+	Node, Table string
+	// Audit evaluates and compiles as a daemon run with --audit (node-wide
+	// audit mode) does.
+	Audit bool
+}
+
+// Values of explain's --output.
+const (
+	outputText = "text"
+	outputJSON = "json"
+)
+
+// explainCommand evaluates the query against the cluster and prints the
+// answer; with opts.Trace beside the kernel's.
+func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, log *slog.Logger, out io.Writer) error {
+	if opts.Trace {
+		if err := requireNetAdmin(); err != nil {
+			return fmt.Errorf("explain --trace: %w", err)
+		}
+	}
+	clients, err := newClient(opts.Kubeconfig, nil)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	return explain(eng, q, out)
+	// The evaluator does not depend on the node: every pod's policies are
+	// known. The node matters only to the table traced, compiled for it.
+	node := ""
+	if opts.Trace {
+		node = opts.Node
+	}
+	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Audit, log)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	// A port name is resolved once the API server has answered the lists.
+	if err := resolveQueryPort(&q, func(ns, name string) (*corev1.Pod, error) {
+		return clients.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	}); err != nil {
+		return err
+	}
+	var tables *traceTables
+	if opts.Trace {
+		k, err := nft.NewKernel(nft.WithTable(opts.Table))
+		if err != nil {
+			return fmt.Errorf("explain --trace: %w", err)
+		}
+		defer k.Close()
+		if tables, err = readTraceTables(ctx, k, opts.Node, opts.Table, eng.Desired()); err != nil {
+			return fmt.Errorf("explain --trace: %w", err)
+		}
+	}
+	return explain(eng, q, tables, opts.Output, out)
 }
 
 // decider is what explain needs of the engine.
@@ -134,25 +183,21 @@ type decider interface {
 	Decide(f enforcer.Flow) enforcer.Decision
 }
 
-func explain(eng decider, q explainQuery, out io.Writer) error {
-	src, err := addresses(eng, q.From)
+// explain answers q from eng (and tables, with --trace) and writes the
+// answer as output (text or json).
+func explain(eng decider, q explainQuery, tables *traceTables, output string, out io.Writer) error {
+	flows, err := explainFlows(eng, q, tables)
 	if err != nil {
-		return fmt.Errorf("explain: --from: %w", err)
+		return fmt.Errorf("explain: %w", err)
 	}
-	dst, err := addresses(eng, q.To)
-	if err != nil {
-		return fmt.Errorf("explain: --to: %w", err)
+	if output == outputJSON {
+		return writeExplainJSON(out, flows)
 	}
-	pairs := addressPairs(src, dst)
-	if len(pairs) == 0 {
-		return fmt.Errorf("explain: %s %v and %s %v have no address family in common", q.From, src, q.To, dst)
-	}
-	for i, p := range pairs {
+	for i, f := range flows {
 		if i > 0 {
 			fmt.Fprintln(out)
 		}
-		f := enforcer.Flow{Src: p[0], Dst: p[1], Protocol: q.Protocol, Port: q.Port}
-		formatDecision(out, label(q.From, p[0]), label(q.To, p[1]), f, eng.Decide(f))
+		formatFlow(out, f)
 	}
 	return nil
 }

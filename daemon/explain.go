@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
 )
 
 // endpoint is one end of an explained flow: a pod (Namespace/Name) or an address.
@@ -44,29 +43,6 @@ func parseEndpoint(s string) (endpoint, error) {
 		return endpoint{}, fmt.Errorf("%q: want NAMESPACE/POD or an IP address", s)
 	}
 	return endpoint{Addr: a.Unmap()}, nil
-}
-
-// parsePort parses PORT[/PROTO] (PROTO: tcp, udp, sctp; default tcp).
-func parsePort(s string) (corev1.Protocol, uint16, error) {
-	num, proto, hasProto := strings.Cut(s, "/")
-	p := corev1.ProtocolTCP
-	if hasProto {
-		switch strings.ToUpper(proto) {
-		case "TCP":
-			p = corev1.ProtocolTCP
-		case "UDP":
-			p = corev1.ProtocolUDP
-		case "SCTP":
-			p = corev1.ProtocolSCTP
-		default:
-			return "", 0, fmt.Errorf("%q: protocol must be tcp, udp or sctp", s)
-		}
-	}
-	n, err := strconv.ParseUint(num, 10, 16)
-	if err != nil || n == 0 {
-		return "", 0, fmt.Errorf("%q: want PORT/PROTO with PORT 1-65535, e.g. 8080/tcp", s)
-	}
-	return p, uint16(n), nil
 }
 
 // podIPs is what explain needs of the engine to resolve pods.
@@ -119,19 +95,75 @@ func label(e endpoint, a netip.Addr) string {
 	return a.String()
 }
 
-// formatDecision writes one decision in readable, aligned text.
-func formatDecision(w io.Writer, from, to string, f enforcer.Flow, d enforcer.Decision) {
+// formatFlow writes one answer in readable, aligned text, with its trace.
+func formatFlow(w io.Writer, f explainedFlow) {
+	d := f.Decision
 	verdict := "DENIED"
 	if d.Allowed {
 		verdict = "ALLOWED"
 	}
-	fmt.Fprintf(w, "flow:     %s -> %s, %s/%d\n", from, to, f.Protocol, f.Port)
+	fmt.Fprintf(w, "flow:     %s -> %s, %s/%s\n", f.fromLabel(), f.toLabel(), f.Flow.Protocol, f.portLabel())
 	fmt.Fprintf(w, "verdict:  %s\n", verdict)
-	fmt.Fprintf(w, "egress:   %s\n", describeDirection(d.Egress, "source", "egress", f.Src))
-	fmt.Fprintf(w, "ingress:  %s\n", describeDirection(d.Ingress, "destination", "ingress", f.Dst))
+	fmt.Fprintf(w, "egress:   %s\n", describeDirection(d.Egress, "source", "egress", f.Flow.Src))
+	fmt.Fprintf(w, "ingress:  %s\n", describeDirection(d.Ingress, "destination", "ingress", f.Flow.Dst))
+	for _, a := range []struct {
+		dd       enforcer.DirectionDecision
+		end, dir string
+		addr     netip.Addr
+	}{{d.Egress, "source", "egress", f.Flow.Src}, {d.Ingress, "destination", "ingress", f.Flow.Dst}} {
+		if a.dd.Audit != nil {
+			fmt.Fprintf(w, "audit:    %s would be %s; audit mode logs it and accepts\n",
+				a.dir, describeDirection(*a.dd.Audit, a.end, a.dir, a.addr))
+		}
+	}
 	if d.Reason != "" {
 		fmt.Fprintf(w, "reason:   %s\n", d.Reason)
 	}
+	if f.Trace != nil {
+		formatTrace(w, f.Trace, d)
+	}
+}
+
+// formatTrace writes the kernel's path with its counters, the verdict of the
+// table compiled for the node, and, loudly, a disagreement between them.
+func formatTrace(w io.Writer, t *flowTrace, d enforcer.Decision) {
+	tt := t.tables
+	fmt.Fprintf(w, "trace:    first packet through the %s hook of node %s, table inet %s\n", nft.HookForward, tt.Node, tt.Table)
+	if tt.KernelMissing {
+		fmt.Fprintf(w, "kernel:   %s (the table does not exist on this node: nothing is enforced)\n", verdictWord(t.Kernel))
+	} else {
+		fmt.Fprintf(w, "kernel:   %s\n", verdictWord(t.Kernel))
+	}
+	for _, s := range t.KernelSteps {
+		fmt.Fprintf(w, "          %s%s\n", s.Text, countersText(s.Counters))
+	}
+	fmt.Fprintf(w, "model:    %s (the table the cluster's objects compile to for node %s)\n", verdictWord(t.Expected), tt.Node)
+	if !t.Agree() {
+		fmt.Fprintf(w, "!!! DISAGREEMENT: the kernel's table %sS this flow, the model compiled for node %s %sS it.\n",
+			verdictWord(t.Kernel), tt.Node, verdictWord(t.Expected))
+		fmt.Fprintf(w, "!!! The kernel does not hold what the cluster's objects compile to: a change not yet programmed, a failed sync\n"+
+			"!!! (nftwarden_errors_total{kind=\"dataplane\"}), or someone else's change; compare `nftwarden dump` with `nftwarden dump --desired`.\n")
+		return
+	}
+	switch {
+	case !d.Allowed && t.Expected.Accepted():
+		fmt.Fprintf(w, "note:     this node's table accepts: the direction that denies is of a pod on another node, whose table drops the flow\n")
+	case d.Allowed && !t.Expected.Accepted():
+		fmt.Fprintf(w, "!!! The table compiled for node %s drops a flow the model allows: a bug of nftwarden's compiler; please report it.\n", tt.Node)
+	}
+}
+
+// countersText shows the named counters a rule counts in: "  [counter x:
+// 5 packets, 300 bytes]". The rule's own counter shows in its text already
+// (`counter packets 5 bytes 300`).
+func countersText(cs []ruleCounter) string {
+	var b strings.Builder
+	for _, c := range cs {
+		if c.Name != "" {
+			fmt.Fprintf(&b, "  [counter %s: %d packets, %d bytes]", c.Name, c.Packets, c.Bytes)
+		}
+	}
+	return b.String()
 }
 
 // describeDirection says in plain words how one direction was decided. With

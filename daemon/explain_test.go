@@ -53,30 +53,41 @@ func TestParseEndpoint(t *testing.T) {
 
 func TestParsePort(t *testing.T) {
 	tests := []struct {
-		in        string
-		wantProto corev1.Protocol
-		wantPort  uint16
-		wantErr   bool
+		in      string
+		want    portSpec
+		wantErr bool
 	}{
-		{in: "8080", wantProto: corev1.ProtocolTCP, wantPort: 8080},
-		{in: "53/udp", wantProto: corev1.ProtocolUDP, wantPort: 53},
-		{in: "53/UDP", wantProto: corev1.ProtocolUDP, wantPort: 53},
-		{in: "9/sctp", wantProto: corev1.ProtocolSCTP, wantPort: 9},
-		{in: "65535/tcp", wantProto: corev1.ProtocolTCP, wantPort: 65535},
+		{in: "8080", want: portSpec{Protocol: corev1.ProtocolTCP, From: 8080, To: 8080}},
+		{in: "53/udp", want: portSpec{Protocol: corev1.ProtocolUDP, From: 53, To: 53}},
+		{in: "53/UDP", want: portSpec{Protocol: corev1.ProtocolUDP, From: 53, To: 53}},
+		{in: "9/sctp", want: portSpec{Protocol: corev1.ProtocolSCTP, From: 9, To: 9}},
+		{in: "65535/tcp", want: portSpec{Protocol: corev1.ProtocolTCP, From: 65535, To: 65535}},
+		{in: "8000-8100/tcp", want: portSpec{Protocol: corev1.ProtocolTCP, From: 8000, To: 8100}},
+		{in: "1-65535/udp", want: portSpec{Protocol: corev1.ProtocolUDP, From: 1, To: 65535}},
+		{in: "80-80", want: portSpec{Protocol: corev1.ProtocolTCP, From: 80, To: 80}},
+		{in: "http", want: portSpec{Protocol: corev1.ProtocolTCP, Name: "http"}},
+		{in: "dns-udp/udp", want: portSpec{Protocol: corev1.ProtocolUDP, Name: "dns-udp"}},
 		{in: "0", wantErr: true},
 		{in: "65536", wantErr: true},
-		{in: "http", wantErr: true},
+		{in: "8100-8000", wantErr: true},
+		{in: "0-10", wantErr: true},
+		{in: "10-", wantErr: true},
+		{in: "-10", wantErr: true},
+		{in: "10-x", wantErr: true},
+		{in: "Http", wantErr: true},
+		{in: "a-name-too-long-for-a-port", wantErr: true},
 		{in: "80/icmp", wantErr: true},
+		{in: "http/icmp", wantErr: true},
 		{in: "", wantErr: true},
 	}
 	for _, tc := range tests {
-		proto, port, err := parsePort(tc.in)
+		got, err := parsePort(tc.in)
 		if (err != nil) != tc.wantErr {
 			t.Errorf("parsePort(%q) error = %v, want error %v", tc.in, err, tc.wantErr)
 			continue
 		}
-		if proto != tc.wantProto || port != tc.wantPort {
-			t.Errorf("parsePort(%q) = %s %d, want %s %d", tc.in, proto, port, tc.wantProto, tc.wantPort)
+		if got != tc.want {
+			t.Errorf("parsePort(%q) = %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
 }
@@ -169,7 +180,7 @@ reason:   denied: egress of frontend/web is isolated by frontend/deny-egress and
 			}
 			f := &fakeDecider{pods: pods, d: tc.decision}
 			var out bytes.Buffer
-			err = explain(f, q, &out)
+			err = explain(f, q, nil, outputText, &out)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("explain error = %v, want %q", err, tc.wantErr)
@@ -206,7 +217,7 @@ reason:   denied: egress of frontend/web is isolated by frontend/deny-egress and
 //   - baseline default-deny-shop (subject namespace shop): 0 deny-all;
 //   - NetworkPolicy secrets/db-from-web: db admits shop's web on TCP 5432;
 //   - NetworkPolicy shop/api-from-tools: api admits tools.
-func tierWorld(t *testing.T) *enforcer.Engine {
+func tierWorld(t testing.TB) *enforcer.Engine {
 	t.Helper()
 	eng, err := enforcer.New(enforcer.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -283,7 +294,7 @@ func tierWorld(t *testing.T) *enforcer.Engine {
 	return eng
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +370,7 @@ ingress:  allowed (tools/probe is not isolated for ingress: no policy applies)
 			q, err := explainQueryFrom(tc.from, tc.to, tc.port)
 			must(t, err)
 			var out bytes.Buffer
-			must(t, explain(eng, q, &out))
+			must(t, explain(eng, q, nil, outputText, &out))
 			lines := strings.SplitAfter(out.String(), "\n")
 			if len(lines) < 4 {
 				t.Fatalf("output too short:\n%s", out.String())

@@ -107,6 +107,12 @@ const (
 
 	flagRevokeEstablished = "revoke-established"
 
+	flagOutput = "output"
+	flagTrace  = "trace"
+	// flagExplainAudit is explain's --audit: the name and meaning of run's
+	// --audit (node-wide audit mode), for the model of such a node.
+	flagExplainAudit = "audit"
+
 	flagClusterNetworkPolicy          = "cluster-network-policy"
 	flagClusterNetworkPolicyDiscovery = "cluster-network-policy-discovery-period"
 )
@@ -419,15 +425,25 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 			{
 				Name:      "explain",
 				Usage:     "say whether a new connection is allowed and which policies decide it",
-				UsageText: "nftwarden explain --from NS/POD|IP --to NS/POD|IP --port PORT[/tcp|udp|sctp]",
+				UsageText: "nftwarden explain --from NS/POD|IP --to NS/POD|IP --port PORT|FROM-TO|NAME[/tcp|udp|sctp] [-o text|json] [--trace]",
 				Description: "Lists Pods, Namespaces, NetworkPolicies and ClusterNetworkPolicies from the API server and asks the policy engine's\n" +
-					"reference evaluator (no kernel involved). Dual-stack pods are explained once per address family.",
+					"reference evaluator. Dual-stack pods are explained once per address family; a port range once per run of ports\n" +
+					"answered alike; a port name is resolved on the destination pod's container ports. With --trace (on the node,\n" +
+					"as root) the flow's first packet is also traced through the table the kernel holds, printing each rule it passes\n" +
+					"with its counters, and through the table the cluster compiles to for --node-name; a disagreement is reported.",
 				OnUsageError: onUsageError,
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "from", Usage: "source: `NS/POD` or an IP address"},
 					&cli.StringFlag{Name: "to", Usage: "destination: `NS/POD` or an IP address"},
-					&cli.StringFlag{Name: "port", Usage: "destination `PORT/PROTO`, e.g. 8080/tcp (protocol defaults to tcp)"},
+					&cli.StringFlag{Name: "port", Usage: "destination `PORT/PROTO`: a number (8080/tcp), a range (8000-8100/tcp) or a name of the " +
+						"destination pod's container ports (http/tcp); the protocol defaults to tcp"},
+					&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "output `FORMAT`: text or json (a stable shape, see the README)", Value: outputText},
+					&cli.BoolFlag{Name: flagTrace, Usage: "also trace the flow through the table programmed in this node's kernel (needs CAP_NET_ADMIN)"},
+					&cli.BoolFlag{Name: flagExplainAudit, Usage: "evaluate as a daemon run with --audit does (every policy in audit mode: " +
+						"what policy would deny is allowed, and said); give it with --trace on such a node"},
 					kubeconfigFlag(),
+					nodeNameFlag(hostname),
+					tableFlag(),
 					timeoutFlag(),
 					clusterNetworkPolicyFlag(),
 				}, logFlags()...),
@@ -443,13 +459,13 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					if err != nil {
 						return err
 					}
-					cnpMode, err := clusterNetworkPolicyMode(c)
+					opts, err := explainOptionsFrom(c)
 					if err != nil {
 						return err
 					}
 					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
 					defer cancel()
-					return explainCommand(ctx, c.String(flagKubeconfig), cnpMode, q, log, env.stdout)
+					return explainCommand(ctx, opts, q, log, env.stdout)
 				},
 			},
 			{
@@ -466,6 +482,34 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 		},
 	}
 	return app, notFound
+}
+
+// explainOptionsFrom reads and checks explain's flags besides the query.
+func explainOptionsFrom(c *cli.Context) (explainOptions, error) {
+	opts := explainOptions{
+		Kubeconfig: c.String(flagKubeconfig),
+		Output:     c.String(flagOutput),
+		Trace:      c.Bool(flagTrace),
+		Audit:      c.Bool(flagExplainAudit),
+		Node:       nodeName(c.String(flagNodeName)),
+		Table:      c.String(flagTable),
+	}
+	var err error
+	if opts.CNPMode, err = clusterNetworkPolicyMode(c); err != nil {
+		return opts, err
+	}
+	if opts.Output != outputText && opts.Output != outputJSON {
+		return opts, usagef("explain: --%s %q: want %s or %s", flagOutput, opts.Output, outputText, outputJSON)
+	}
+	if opts.Trace {
+		if opts.Node == "" {
+			return opts, usagef("explain --%s: --%s is empty and the hostname is unknown", flagTrace, flagNodeName)
+		}
+		if err := validTable(opts.Table); err != nil {
+			return opts, err
+		}
+	}
+	return opts, nil
 }
 
 func noArgs(c *cli.Context) error {

@@ -159,6 +159,9 @@ func TestUsageErrors(t *testing.T) {
 		{name: "explain without port", args: []string{"explain", "--from", "a/b", "--to", "c/d"}, wantErr: "--port is required"},
 		{name: "explain bad from", args: []string{"explain", "--from", "a/b/c", "--to", "c/d", "--port", "80"}, wantErr: `--from "a/b/c": want NAMESPACE/POD or an IP address`},
 		{name: "explain bad port", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "80/icmp"}, wantErr: "protocol must be tcp, udp or sctp"},
+		{name: "explain bad range", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "90-80"}, wantErr: `--port "90-80": want PORT, FROM-TO or a port NAME`},
+		{name: "explain bad output", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "80", "-o", "yaml"}, wantErr: `--output "yaml": want text or json`},
+		{name: "explain trace without node", args: []string{"explain", "--from", "a/b", "--to", "c/d", "--port", "80", "--trace", "--node-name", " "}, wantErr: "--node-name is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

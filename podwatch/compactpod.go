@@ -38,12 +38,16 @@ func (c *compactPod) DeepCopyObject() runtime.Object {
 }
 
 // compactPodOf returns the compact form of p; it keeps p's resourceVersion
-// string and nothing else of p, which becomes garbage.
+// string, its change time (podChangeTime) and nothing else of p, which
+// becomes garbage.
 func compactPodOf(p *corev1.Pod) *compactPod {
 	ep := enforcer.NewPod(p)
 	m := podMetaOf(&p.ObjectMeta)
 	// The engine's ID "namespace/name" holds both strings already.
 	m.Namespace, m.Name = ep.Namespace(), ep.Name()
+	if t := podChangeTime(p); !t.IsZero() {
+		m.changed = t.Unix()
+	}
 	return &compactPod{podMeta: m, pod: ep}
 }
 

@@ -27,6 +27,13 @@
 // flushed at once; changes that arrive while a flush runs form the next batch.
 // A failed Flush or Reconcile is retried with exponential backoff.
 //
+// Programming latency: the transforms keep, of what they strip, the time of
+// the object's last change as the API server stamped it (changetime.go:
+// managed fields, creation, deletion request, a pod's condition transitions;
+// whole seconds), and Hooks.Programmed reports each change delivered after the
+// initial sync once, at the end of the first successful Flush or Reconcile
+// that carried it, with that time and the moment the informer delivered it.
+//
 // ClusterNetworkPolicies exist only while their CRD is installed, and an
 // informer for a resource that is not served would never sync. So, when
 // Options.ClusterNetworkPolicies has a client, discovery is asked at start

@@ -264,3 +264,27 @@ func TestTransformKeepsEngineView(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAuditAnnotationReachesEngine: the transform keeps a policy's
+// enforcement annotation, so the engine audits what the annotated policy
+// would deny (allowed, Audit set); removing the annotation enforces at once.
+func TestAuditAnnotationReachesEngine(t *testing.T) {
+	ctx := context.Background()
+	deny := ingressPolicy("backend", "allow-lb", "api", "lb", 8080)
+	deny.Annotations = map[string]string{enforcer.EnforcementAnnotation: enforcer.EnforcementAudit, "other": "x"}
+	client := fake.NewClientset(
+		namespace("backend"),
+		pod("backend", "api", localNode, []string{"198.18.0.20"}),
+		pod("backend", "web", remoteNode, []string{"198.18.1.10"}),
+		deny,
+	)
+	h := startEngine(t, client, nft.NewFake(nft.DefaultTable))
+	if d := h.decide("198.18.1.10", "198.18.0.20"); !d.Allowed || d.Ingress.Audit == nil || d.Ingress.Audit.Allowed {
+		t.Fatalf("web -> api with the policy in audit mode: allowed %v, audit %+v; want allowed with a would-deny audit (%s)", d.Allowed, d.Ingress.Audit, d.Reason)
+	}
+	deny.Annotations = nil
+	if _, err := client.NetworkingV1().NetworkPolicies("backend").Update(ctx, deny, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy enforced", func() bool { return !h.decide("198.18.1.10", "198.18.0.20").Allowed })
+}

@@ -7,9 +7,10 @@ import (
 
 // podMeta is the object metadata a cached pod keeps: what client-go's cache
 // reads (name and namespace for keys, resourceVersion) and the deletion
-// timestamp. A metav1.ObjectMeta is 232 bytes, most of them for fields the
-// cache never sets; this is 56. Not even the UID is kept (a 36-character
-// string per pod): client-go's cache does not read it, and the engine keys
+// timestamp, and the time of its last change. A metav1.ObjectMeta is 232
+// bytes, most of them for fields the cache never sets; this is 64. Not even
+// the UID is kept (a 36-character string per pod): client-go's cache does
+// not read it, and the engine keys
 // pods by namespace and name, so a pod recreated under the same name with
 // the same content needs no change.
 //
@@ -21,6 +22,9 @@ type podMeta struct {
 	Name, Namespace   string
 	ResourceVersion   string
 	DeletionTimestamp *metav1.Time
+	// changed is the Unix time (whole seconds, the API's resolution) of the
+	// pod's last change (podChangeTime); 0 if unknown.
+	changed int64
 }
 
 func podMetaOf(m *metav1.ObjectMeta) podMeta {

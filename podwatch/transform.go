@@ -1,11 +1,15 @@
 package podwatch
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 // Transform is the informer transform (cache.TransformFunc) for the objects
@@ -13,12 +17,15 @@ import (
 // reads, so that everything else (managed fields, annotations, most of spec and
 // status) becomes garbage before the object enters the informer cache:
 //
-//   - every kind: name, namespace, UID, resourceVersion, labels, deletionTimestamp;
+//   - every kind: name, namespace, UID, resourceVersion, labels, deletionTimestamp
+//     and deletionGracePeriodSeconds, and the time of the object's last change
+//     (changetime.go) as its one managed fields entry, which holds nothing else;
 //   - Pod: spec.nodeName, spec.hostNetwork, status.phase, status.podIP(s), and
 //     the named ports (name, number, protocol) of its containers and restartable
 //     init containers (restartPolicy Always: sidecars), merged into one
 //     container, since policies resolve a port name against their union;
-//   - NetworkPolicy and ClusterNetworkPolicy: the whole spec;
+//   - NetworkPolicy and ClusterNetworkPolicy: the whole spec, and the
+//     annotation nftwarden.io/enforcement (audit mode) if set;
 //   - Node (watched with Options.Nodes): its InternalIP and ExternalIP
 //     addresses (status.addresses).
 //
@@ -45,15 +52,29 @@ func Transform(obj any) (any, error) {
 	return obj, nil
 }
 
-func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+// minimalMeta keeps of m what every kind keeps (see Transform); changed is
+// the time of the object's last change (apiChangeTime, podChangeTime).
+func minimalMeta(m *metav1.ObjectMeta, changed time.Time) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
-		UID:               m.UID,
-		ResourceVersion:   m.ResourceVersion,
-		Labels:            m.Labels,
-		DeletionTimestamp: m.DeletionTimestamp,
+		Name:                       m.Name,
+		Namespace:                  m.Namespace,
+		UID:                        m.UID,
+		ResourceVersion:            m.ResourceVersion,
+		Labels:                     m.Labels,
+		DeletionTimestamp:          m.DeletionTimestamp,
+		DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
+		ManagedFields:              changeStamp(changed),
 	}
+}
+
+// policyMeta is minimalMeta of a policy, with its enforcement annotation
+// (enforcer.EnforcementAnnotation: audit mode).
+func policyMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	out := minimalMeta(m, apiChangeTime(m))
+	if v, ok := m.Annotations[enforcer.EnforcementAnnotation]; ok {
+		out.Annotations = map[string]string{enforcer.EnforcementAnnotation: v}
+	}
+	return out
 }
 
 // TransformPod returns the minimal pod described at Transform: what the
@@ -61,7 +82,7 @@ func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 // cache holds the engine's parsed form instead (compactPod).
 func TransformPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
-		ObjectMeta: minimalMeta(&p.ObjectMeta),
+		ObjectMeta: minimalMeta(&p.ObjectMeta, podChangeTime(p)),
 		Spec: corev1.PodSpec{
 			NodeName:    p.Spec.NodeName,
 			HostNetwork: p.Spec.HostNetwork,
@@ -101,19 +122,20 @@ func TransformPod(p *corev1.Pod) *corev1.Pod {
 
 // TransformNamespace returns the minimal copy of ns: its metadata (labels).
 func TransformNamespace(ns *corev1.Namespace) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: minimalMeta(&ns.ObjectMeta)}
+	return &corev1.Namespace{ObjectMeta: minimalMeta(&ns.ObjectMeta, apiChangeTime(&ns.ObjectMeta))}
 }
 
-// TransformNetworkPolicy returns the minimal copy of np: its metadata and spec.
+// TransformNetworkPolicy returns the minimal copy of np: its metadata
+// (with the enforcement annotation) and spec.
 func TransformNetworkPolicy(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
-	return &networkingv1.NetworkPolicy{ObjectMeta: minimalMeta(&np.ObjectMeta), Spec: np.Spec}
+	return &networkingv1.NetworkPolicy{ObjectMeta: policyMeta(&np.ObjectMeta), Spec: np.Spec}
 }
 
 // TransformClusterNetworkPolicy returns the minimal copy of cnp: its metadata
-// and spec (its status, conditions written by other implementations, is not
-// read).
+// (with the enforcement annotation) and spec (its status, conditions written
+// by other implementations, is not read).
 func TransformClusterNetworkPolicy(cnp *v1beta1.ClusterNetworkPolicy) *v1beta1.ClusterNetworkPolicy {
-	return &v1beta1.ClusterNetworkPolicy{ObjectMeta: minimalMeta(&cnp.ObjectMeta), Spec: cnp.Spec}
+	return &v1beta1.ClusterNetworkPolicy{ObjectMeta: policyMeta(&cnp.ObjectMeta), Spec: cnp.Spec}
 }
 
 // sameForEngine reports whether two transformed versions of one object carry the
@@ -129,11 +151,11 @@ func sameForEngine(oldObj, newObj any) bool {
 		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta)
 	case *networkingv1.NetworkPolicy:
 		n, ok := newObj.(*networkingv1.NetworkPolicy)
-		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
+		return ok && samePolicyMeta(&o.ObjectMeta, &n.ObjectMeta) &&
 			equality.Semantic.DeepEqual(o.Spec, n.Spec)
 	case *v1beta1.ClusterNetworkPolicy:
 		n, ok := newObj.(*v1beta1.ClusterNetworkPolicy)
-		return ok && sameMeta(&o.ObjectMeta, &n.ObjectMeta) &&
+		return ok && samePolicyMeta(&o.ObjectMeta, &n.ObjectMeta) &&
 			equality.Semantic.DeepEqual(o.Spec, n.Spec)
 	}
 	return false
@@ -145,10 +167,16 @@ func sameMeta(a, b *metav1.ObjectMeta) bool {
 		(a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil)
 }
 
+// samePolicyMeta is sameMeta of policies, which also compares their
+// enforcement annotation (audit or enforced).
+func samePolicyMeta(a, b *metav1.ObjectMeta) bool {
+	return sameMeta(a, b) && a.Annotations[enforcer.EnforcementAnnotation] == b.Annotations[enforcer.EnforcementAnnotation]
+}
+
 // TransformNode returns the minimal node described at Transform: what the
 // nodes peers of ClusterNetworkPolicy match (enforcer.Engine.UpsertNode).
 func TransformNode(n *corev1.Node) *corev1.Node {
-	out := &corev1.Node{ObjectMeta: minimalMeta(&n.ObjectMeta)}
+	out := &corev1.Node{ObjectMeta: minimalMeta(&n.ObjectMeta, apiChangeTime(&n.ObjectMeta))}
 	for _, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
 			out.Status.Addresses = append(out.Status.Addresses, a)

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
+
+	"github.com/nftwarden/nftwarden/enforcer"
 )
 
 func TestTransformPod(t *testing.T) {
@@ -34,6 +38,8 @@ func TestTransformPod(t *testing.T) {
 			ResourceVersion:   in.ResourceVersion,
 			Labels:            in.Labels,
 			DeletionTimestamp: in.DeletionTimestamp,
+			// The newest time of its managed fields and conditions.
+			ManagedFields: []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: podChangeTime(in)}}},
 		},
 		Spec: corev1.PodSpec{
 			NodeName: in.Spec.NodeName,
@@ -70,8 +76,12 @@ func TestTransformKinds(t *testing.T) {
 	ns.Status.Phase = corev1.NamespaceActive
 
 	np := ingressPolicy("frontend", "allow-web", "web", "lb", 80)
-	np.Annotations = map[string]string{"a": "b"}
-	np.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	np.Annotations = map[string]string{"a": "b", enforcer.EnforcementAnnotation: "audit"}
+	changed := metav1.NewTime(time.Date(2026, 12, 6, 11, 0, 7, 0, time.UTC))
+	np.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &changed, FieldsType: "FieldsV1"}}
+
+	cnp := denyFromCNP("deny-all", "backend", "frontend")
+	cnp.Annotations = map[string]string{"a": "b", enforcer.EnforcementAnnotation: "audit"}
 
 	nodeObj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "infra"}, Annotations: map[string]string{"a": "b"}},
 		Spec: corev1.NodeSpec{PodCIDR: "198.18.16.0/24"},
@@ -93,7 +103,15 @@ func TestTransformKinds(t *testing.T) {
 		{
 			name: "network policy keeps spec",
 			in:   np,
-			want: &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, UID: np.UID}, Spec: np.Spec},
+			want: &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, UID: np.UID,
+				Annotations:   map[string]string{enforcer.EnforcementAnnotation: "audit"},
+				ManagedFields: []metav1.ManagedFieldsEntry{{Time: &changed}}}, Spec: np.Spec},
+		},
+		{
+			name: "cluster network policy keeps spec and the enforcement annotation",
+			in:   cnp,
+			want: &v1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: cnp.Name, UID: cnp.UID,
+				Annotations: map[string]string{enforcer.EnforcementAnnotation: "audit"}}, Spec: cnp.Spec},
 		},
 		{
 			name: "node keeps labels and its internal and external addresses",
@@ -157,6 +175,17 @@ func TestSameForEngine(t *testing.T) {
 	np2.Spec.Ingress[0].Ports = nil
 	if sameForEngine(TransformNetworkPolicy(np), TransformNetworkPolicy(np2)) {
 		t.Error("policies with different ports compare the same")
+	}
+	audited := np.DeepCopy()
+	audited.Annotations = map[string]string{enforcer.EnforcementAnnotation: "audit"}
+	if sameForEngine(TransformNetworkPolicy(np), TransformNetworkPolicy(audited)) {
+		t.Error("a policy put in audit mode compares the same")
+	}
+	cnp := denyFromCNP("p", "backend", "frontend")
+	cnpAudited := cnp.DeepCopy()
+	cnpAudited.Annotations = map[string]string{enforcer.EnforcementAnnotation: "audit"}
+	if sameForEngine(TransformClusterNetworkPolicy(cnp), TransformClusterNetworkPolicy(cnpAudited)) {
+		t.Error("a cluster network policy put in audit mode compares the same")
 	}
 	ns2 := namespace("frontend", nsLabel("team", "web"))
 	if sameForEngine(TransformNamespace(namespace("frontend")), TransformNamespace(ns2)) {

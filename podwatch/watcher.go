@@ -84,6 +84,14 @@ type Hooks struct {
 	// WatchError is called when a list or watch failed (API server unreachable,
 	// forbidden, ...). client-go retries it with backoff.
 	WatchError func(kind Kind, err error)
+	// Programmed is called after a Flush or Reconcile succeeded, at the end of
+	// its kernel batch (at), with the object changes it carried: each change
+	// the informers delivered once they had synced (the initial list is not a
+	// change), once, in the first successful flush after the batch that
+	// applied it (a failed flush carries its changes over to the retry). A
+	// change that modified nothing the engine reads is not delivered at all.
+	// The latency metrics (daemon) measure at.Sub(Changed) and at.Sub(Seen).
+	Programmed func(at time.Time, changes []Change)
 	// ClusterNetworkPolicyAPI is called when discovery first answers whether
 	// the ClusterNetworkPolicy API is served, and whenever that changes
 	// (its CRD installed or removed). Not called when they are off.
@@ -171,6 +179,8 @@ type Watcher struct {
 	cnp *cnpWatch
 
 	queue workqueue.TypedRateLimitingInterface[key]
+	// changes follows changes to their flush; nil without Hooks.Programmed.
+	changes *changeLog
 
 	started atomic.Bool
 	ready   atomic.Bool
@@ -237,6 +247,9 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 		w.nodes = core.Nodes().Lister()
 	}
 	w.cnp = newCNPWatch(w, opts.ClusterNetworkPolicies)
+	if opts.Hooks.Programmed != nil {
+		w.changes = newChangeLog()
+	}
 	return w
 }
 
@@ -430,8 +443,11 @@ func (w *Watcher) watchErrorHandler(kind Kind) cache.WatchErrorHandlerWithContex
 }
 
 func (w *Watcher) handler(kind Kind) cache.ResourceEventHandler {
-	enqueue := func(obj any) {
+	enqueue := func(obj any, deleted bool) {
+		seen := time.Now()
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			// The deletion was missed: its object is stale, and when it went
+			// is known only from now.
 			obj = d.Obj
 		}
 		m, err := metaOf(obj)
@@ -440,21 +456,25 @@ func (w *Watcher) handler(kind Kind) cache.ResourceEventHandler {
 			return
 		}
 		if w.listing.Load() {
-			w.queue.Add(key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()})
+			k := key{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()}
+			if w.changes != nil {
+				w.changes.record(k, Change{Kind: kind, Changed: changeTimeOf(obj, deleted, seen), Seen: seen})
+			}
+			w.queue.Add(k)
 		}
 		if h := w.opts.Hooks.Event; h != nil {
 			h(kind)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue,
+		AddFunc: func(obj any) { enqueue(obj, false) },
 		UpdateFunc: func(oldObj, newObj any) {
 			if sameForEngine(oldObj, newObj) {
 				return
 			}
-			enqueue(newObj)
+			enqueue(newObj, false)
 		},
-		DeleteFunc: enqueue,
+		DeleteFunc: func(obj any) { enqueue(obj, true) },
 	}
 }
 
@@ -557,6 +577,9 @@ func (w *Watcher) cachedKeys() []key {
 func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 	w.busySince.Store(time.Now().UnixNano())
 	defer w.busySince.Store(0)
+	if w.changes != nil {
+		w.changes.take(batch)
+	}
 	full := w.applyAll(batch, queued) || !w.ready.Load()
 	if ctx.Err() != nil {
 		return
@@ -576,6 +599,7 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	} else {
 		res, err = w.eng.Flush(ctx)
 	}
+	end := time.Now()
 	// A failed Reconcile may return a zero result: still report it as full.
 	res.Full = res.Full || full
 	if h := w.opts.Hooks.Flushed; h != nil {
@@ -596,6 +620,11 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	}
 	w.queue.Forget(key{Kind: kindFlush})
 	w.queue.Forget(key{Kind: kindReconcile})
+	if w.changes != nil {
+		if cs := w.changes.flushed(); len(cs) > 0 {
+			w.opts.Hooks.Programmed(end, cs)
+		}
+	}
 	if full {
 		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", batchLen)
 		if w.ready.CompareAndSwap(false, true) {
