@@ -10,6 +10,12 @@
 //	nftwarden explain  say whether a flow is allowed and which policies decide it
 //	nftwarden version  print the version
 //
+// With --log-denied, --log-allowed, --audit or a policy annotated for audit
+// mode, the daemon reads the NFLOG group its program's log rules copy packets
+// to (nft/nflog) and writes one line per packet naming the pods and the
+// policy or rule that decided (flowlog*.go); with --policy-counters it exports
+// the program's named counters per policy (policycounters*.go).
+//
 // The daemon serves Prometheus metrics on /metrics and health on /healthz and
 // /readyz (ready once the first full reconcile has programmed the table), notifies
 // systemd (READY, WATCHDOG, STOPPING) when NOTIFY_SOCKET is set, and on SIGTERM or

@@ -46,6 +46,13 @@ const kernelNodeTable = "nftw-daemon"
 // ports; it stops the daemon when the test ends.
 func startKernelNode(t *testing.T, serve func(api *nfttest.Pod), ports ...networkingv1.NetworkPolicyPort) *kernelNode {
 	t.Helper()
+	return startKernelNodeWith(t, nil, serve, ports...)
+}
+
+// startKernelNodeWith is startKernelNode with tweak changing the daemon
+// before it starts (nil: none).
+func startKernelNodeWith(t *testing.T, tweak func(*kernelNode, *daemon), serve func(api *nfttest.Pod), ports ...networkingv1.NetworkPolicyPort) *kernelNode {
+	t.Helper()
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
 	node := nfttest.NewNetNS(t)
@@ -81,6 +88,9 @@ func startKernelNode(t *testing.T, serve func(api *nfttest.Pod), ports ...networ
 		dataplane: k,
 		flows:     ct,
 		notifier:  notifierFromEnv(),
+	}
+	if tweak != nil {
+		tweak(n, d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx = ctx

@@ -86,6 +86,9 @@ type runConfig struct {
 	// discovery is asked whether it does.
 	ClusterNetworkPolicy string
 	CNPDiscoveryPeriod   time.Duration
+	// VerdictLog configures the deny/flow log, audit mode and the
+	// per-policy counters (logflags.go).
+	VerdictLog verdictLogConfig
 }
 
 // Flag names.
@@ -192,7 +195,7 @@ func timeoutFlag() cli.Flag {
 
 func logFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagLogFormat, Usage: "log `FORMAT`: text or json", Value: "text", EnvVars: []string{"NFTWARDEN_LOG_FORMAT"}},
+		&cli.StringFlag{Name: flagLogFormat, Usage: "log `FORMAT`: text or json (of the deny/flow log of run too)", Value: "text", EnvVars: []string{"NFTWARDEN_LOG_FORMAT"}},
 		&cli.StringFlag{Name: flagLogLevel, Usage: "log `LEVEL`: debug, info, warn or error", Value: "info", EnvVars: []string{"NFTWARDEN_LOG_LEVEL"}},
 	}
 }
@@ -236,6 +239,9 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 	}
 	var err error
 	if cfg.ClusterNetworkPolicy, err = clusterNetworkPolicyMode(c); err != nil {
+		return cfg, err
+	}
+	if cfg.VerdictLog, err = verdictLogConfigFrom(c); err != nil {
 		return cfg, err
 	}
 	if cfg.CNPDiscoveryPeriod <= 0 {
@@ -340,7 +346,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						Value:   podwatch.DefaultCNPDiscoveryPeriod,
 						EnvVars: []string{"NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD"},
 					},
-				}, logFlags()...),
+				}, append(verdictLogFlags(), logFlags()...)...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err

@@ -43,7 +43,7 @@ func TestRunFlags(t *testing.T) {
 		t.Skip("no hostname:", err)
 	}
 	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true,
-		RevokeEstablished: true, ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second}
+		RevokeEstablished: true, ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatText)}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)
@@ -61,7 +61,7 @@ func TestRunFlags(t *testing.T) {
 			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug",
 				"--revoke-established=false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true,
-				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second},
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON)},
 		},
 		{
 			name: "env fallbacks",
@@ -69,7 +69,7 @@ func TestRunFlags(t *testing.T) {
 				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json",
 				"NFTWARDEN_REVOKE_ESTABLISHED": "false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true,
-				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second},
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON)},
 		},
 		{
 			name: "KUBECONFIG and NFTWARDEN_NODE_NAME",

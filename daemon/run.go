@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,18 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		flows = ct
 	}
 
+	verdicts, verdictOut, err := openVerdictLog(cfg.VerdictLog, os.Stdout, log)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return fmt.Errorf("run: %w", err)
+	}
+	if verdicts != nil {
+		defer verdicts.Close()
+		defer verdictOut.Close()
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d := &daemon{
@@ -78,6 +91,9 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		flows:     flows,
 		notifier:  notifierFromEnv(),
 		listener:  ln,
+	}
+	if verdicts != nil {
+		d.verdicts, d.verdictOut = verdicts, verdictOut
 	}
 	return d.run(ctx)
 }
@@ -145,6 +161,10 @@ type daemon struct {
 	flows enforcer.FlowTable
 	// owner is the DaemonSet of the daemon's pod, for the uninstall check.
 	owner ownerWatch
+	// verdicts are the packets the program's log rules copy to the NFLOG
+	// group, written as lines to verdictOut; nil: no deny/flow log.
+	verdicts   eventSource
+	verdictOut io.Writer
 }
 
 // parts are what run starts: the engine and its watcher, the metrics, and
@@ -155,13 +175,16 @@ type parts struct {
 	m     *metrics
 	rv    *revoker // nil with --revoke-established=false
 	drift *driftRepair
+	flows *flowLog // nil without an NFLOG reader
 }
 
 // assemble builds the engine and the watcher that feeds it, with the hooks
 // that feed metrics, systemd, revocation and drift repair.
 func (d *daemon) assemble() (*parts, error) {
-	eng, err := enforcer.New(enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log,
-		ClusterNetworkPolicyExperimental: experimentalChannel(d.cfg.ClusterNetworkPolicy)})
+	cfg := enforcer.Config{NodeName: d.cfg.NodeName, Dataplane: d.dataplane, Logger: d.log,
+		ClusterNetworkPolicyExperimental: experimentalChannel(d.cfg.ClusterNetworkPolicy)}
+	d.cfg.VerdictLog.engineConfig(&cfg)
+	eng, err := enforcer.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run: create policy engine: %w", err)
 	}
@@ -183,6 +206,9 @@ func (d *daemon) assemble() (*parts, error) {
 		p.rv = newRevoker(func(ctx context.Context) (enforcer.RevokeResult, error) { return eng.RevokeDenied(ctx, d.flows) }, d.log, p.m)
 		hooks = p.rv.hooks(hooks)
 	}
+	if err := d.addVerdictParts(p); err != nil {
+		return nil, err
+	}
 	p.drift = newDriftRepair(d.log, p.m, func() { p.w.RequestReconcile() })
 	hooks = p.drift.hooks(hooks)
 	p.w = podwatch.New(d.client, eng, podwatch.Options{
@@ -191,6 +217,25 @@ func (d *daemon) assemble() (*parts, error) {
 		Nodes:                  experimentalChannel(d.cfg.ClusterNetworkPolicy),
 	})
 	return p, nil
+}
+
+// addVerdictParts adds the deny/flow log (when the NFLOG group is read) and
+// the per-policy counters (--policy-counters, with a dataplane that reads
+// counters) to p, their metrics to p's registry.
+func (d *daemon) addVerdictParts(p *parts) error {
+	if d.verdicts != nil {
+		w, err := newFlowLogWriter(d.verdictOut, d.cfg.VerdictLog.Format)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		p.flows = newFlowLog(p.eng, w, d.verdicts, d.log)
+		p.m.registry.MustRegister(p.flows)
+	}
+	if cr, ok := d.dataplane.(nft.CounterReader); ok && d.cfg.VerdictLog.Counters {
+		meanings := func() map[string][]counterTerm { return counterTerms(p.eng.CounterInfo()) }
+		p.m.registry.MustRegister(newPolicyCounters(cr, meanings, d.cfg.VerdictLog.MetricsLimit, d.log))
+	}
+	return nil
 }
 
 // clusterNetworkPolicyOptions says how the watcher follows
@@ -217,6 +262,13 @@ func (d *daemon) startHelpers(ctx context.Context, wg *sync.WaitGroup, p *parts)
 		wg.Go(func() { d.watchChanges(ctx, cw, p.drift.changed) })
 	}
 	wg.Go(func() { d.preflight(ctx, p.m.setPreflight) })
+	if p.flows != nil {
+		wg.Go(func() {
+			if err := p.flows.run(ctx); err != nil {
+				d.log.Error("the deny/flow log stopped: reading its NFLOG group failed", "error", err)
+			}
+		})
+	}
 	if d.cfg.PodName != "" && d.cfg.PodNamespace != "" && d.cfg.CleanupOnUninstall {
 		wg.Go(func() { d.owner.learn(ctx, d) })
 	}
