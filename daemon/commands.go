@@ -58,12 +58,13 @@ func dumpKernel(ctx context.Context, table string, out io.Writer) error {
 // logged by it; they fail closed in the model as in the daemon.
 //
 // ClusterNetworkPolicies are listed when the API server serves them, unless
-// cnpMode is off; with the experimental channel, Nodes too. audit puts every
-// policy in audit mode (run's --audit).
-func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode string, audit bool, log *slog.Logger) (*enforcer.Engine, error) {
+// cnpMode is off; with the experimental channel, Nodes too. prog is the
+// program's shape as run's flags set it (log rules, audit mode, counters).
+func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode string, prog programConfig, log *slog.Logger) (*enforcer.Engine, error) {
 	routeClientGoLogs(log)
-	eng, err := enforcer.New(enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode),
-		Audit: audit})
+	cfg := enforcer.Config{NodeName: nodeName, Logger: log, ClusterNetworkPolicyExperimental: experimentalChannel(cnpMode)}
+	prog.engineConfig(&cfg)
+	eng, err := enforcer.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create policy engine: %w", err)
 	}
@@ -78,13 +79,13 @@ func modelEngine(ctx context.Context, clients apiClients, nodeName, cnpMode stri
 }
 
 // dumpDesired prints the table that the API server's objects compile to for
-// nodeName, without touching the kernel.
-func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode string, log *slog.Logger, out io.Writer) error {
+// nodeName, without touching the kernel, shaped by prog as the daemon's is.
+func dumpDesired(ctx context.Context, kubeconfig, nodeName, table, cnpMode string, prog programConfig, log *slog.Logger, out io.Writer) error {
 	clients, err := newClient(kubeconfig, nil)
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
-	eng, err := modelEngine(ctx, clients, nodeName, cnpMode, false, log)
+	eng, err := modelEngine(ctx, clients, nodeName, cnpMode, prog, log)
 	if err != nil {
 		return fmt.Errorf("dump --desired: %w", err)
 	}
@@ -124,9 +125,10 @@ type explainOptions struct {
 	// (Node) too.
 	Trace       bool
 	Node, Table string
-	// Audit evaluates and compiles as a daemon run with --audit (node-wide
-	// audit mode) does.
-	Audit bool
+	// Program evaluates and compiles as a daemon run with the same flags
+	// does (--audit: node-wide audit mode; the log rules and counters that
+	// --trace compares).
+	Program programConfig
 }
 
 // Values of explain's --output.
@@ -153,7 +155,7 @@ func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, lo
 	if opts.Trace {
 		node = opts.Node
 	}
-	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Audit, log)
+	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Program, log)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}

@@ -18,7 +18,7 @@ import (
 // it would deny passes and is logged as would-deny; without the annotation
 // the next one is dropped (and logged as denied).
 func TestKernelPolicyAuditAnnotation(t *testing.T) {
-	n, lines := startLoggingNode(t, verdictLogConfig{LogDenied: true, Rate: 100, Burst: 200})
+	n, lines := startLoggingNode(t, verdictLogConfig{programConfig: programConfig{LogDenied: true, Rate: 100, Burst: 200}})
 	setAnnotation := func(value string) {
 		t.Helper()
 		p := allowWeb(portOf(corev1.ProtocolTCP, 8080))

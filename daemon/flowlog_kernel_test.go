@@ -75,7 +75,7 @@ func waitLines(t *testing.T, buf *syncBuffer, n int) []map[string]any {
 // A denied connection attempt is one line naming both pods, the policy and
 // the site; an allowed one none; the drop still happens.
 func TestKernelDenyLogLine(t *testing.T) {
-	n, lines := startLoggingNode(t, verdictLogConfig{LogDenied: true, Rate: 100, Burst: 200})
+	n, lines := startLoggingNode(t, verdictLogConfig{programConfig: programConfig{LogDenied: true, Rate: 100, Burst: 200}})
 	if ok, err := nfttest.Probe(n.web, "tcp", netip.AddrPortFrom(n.api.V4, 8080)); err != nil || !ok {
 		t.Fatalf("allowed probe to 8080: ok %v, err %v", ok, err)
 	}
@@ -108,7 +108,7 @@ func TestKernelDenyLogLine(t *testing.T) {
 // limit: burst, then rate per second) and every packet is still dropped.
 func TestKernelDenyLogRateLimit(t *testing.T) {
 	const rate, burst, rounds, perRound = 10, 20, 10, 200
-	n, lines := startLoggingNode(t, verdictLogConfig{LogDenied: true, Rate: rate, Burst: burst})
+	n, lines := startLoggingNode(t, verdictLogConfig{programConfig: programConfig{LogDenied: true, Rate: rate, Burst: burst}})
 	start := time.Now()
 	for range rounds {
 		if err := nfttest.SprayUDP(n.web, n.api.V4, perRound); err != nil {
@@ -135,7 +135,7 @@ func TestKernelDenyLogRateLimit(t *testing.T) {
 // Node-wide audit mode: the connection policy would drop passes, and its
 // line says would-deny and names the policy.
 func TestKernelAuditLogLine(t *testing.T) {
-	n, lines := startLoggingNode(t, verdictLogConfig{Audit: true, Rate: 100, Burst: 200})
+	n, lines := startLoggingNode(t, verdictLogConfig{programConfig: programConfig{Audit: true, Rate: 100, Burst: 200}})
 	client, _ := nfttest.MustConnect(t, n.web, n.api, netip.AddrPortFrom(n.api.V4, 9999))
 	got := waitLines(t, lines, 1)[0]
 	want := map[string]any{"verdict": "would-deny", "direction": "ingress", "src": "backend/web", "dst": "backend/api", "proto": "tcp",
@@ -151,7 +151,7 @@ func TestKernelAuditLogLine(t *testing.T) {
 // The flow log: an allowed new connection is one line naming the policy
 // that allowed it.
 func TestKernelFlowLogLine(t *testing.T) {
-	n, lines := startLoggingNode(t, verdictLogConfig{LogAllowed: true, Rate: 100, Burst: 200})
+	n, lines := startLoggingNode(t, verdictLogConfig{programConfig: programConfig{LogAllowed: true, Rate: 100, Burst: 200}})
 	client := nfttest.MustDial(t, n.web, "tcp", netip.AddrPortFrom(n.api.V4, 8080))
 	if err := nfttest.Echo(client, "hello"); err != nil {
 		t.Fatalf("the allowed connection: %v", err)
@@ -174,7 +174,7 @@ func TestKernelFlowLogLine(t *testing.T) {
 func TestKernelPolicyCountersMetrics(t *testing.T) {
 	var addr string
 	n := startKernelNodeWith(t, func(_ *kernelNode, d *daemon) {
-		d.cfg.VerdictLog = verdictLogConfig{Counters: true, MetricsLimit: 10, Rate: 100, Burst: 200, Group: kernelLogGroup}
+		d.cfg.VerdictLog = verdictLogConfig{programConfig: programConfig{Counters: true, Rate: 100, Burst: 200, Group: kernelLogGroup}, MetricsLimit: 10}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

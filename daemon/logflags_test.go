@@ -11,7 +11,8 @@ import (
 // defaultVerdictLog is the configuration of the log flags left alone.
 func defaultVerdictLog(format string) verdictLogConfig {
 	return verdictLogConfig{Format: format, FileMaxSize: defaultLogFileMaxSize, FileMaxBacks: defaultLogFileMaxBackups,
-		Rate: defaultLogRate, Burst: defaultLogBurst, Group: defaultLogGroup, Counters: true, MetricsLimit: defaultPolicyMetricsLimit}
+		programConfig: programConfig{Rate: defaultLogRate, Burst: defaultLogBurst, Group: defaultLogGroup, Counters: true},
+		MetricsLimit:  defaultPolicyMetricsLimit}
 }
 
 // clearVerdictLogEnv unsets the variables of the log flags for the test.
@@ -42,8 +43,9 @@ func TestVerdictLogFlags(t *testing.T) {
 			args: []string{"--log-denied", "--log-allowed", "--log-format", "json", "--log-file", "/var/log/nftwarden/verdicts.log",
 				"--log-file-max-size", "10", "--log-file-max-backups", "0", "--log-rate", "20", "--log-burst", "5", "--log-group", "65535",
 				"--audit", "--policy-counters=false", "--policy-metrics-limit", "7"},
-			want: verdictLogConfig{LogDenied: true, LogAllowed: true, Format: formatJSON, File: "/var/log/nftwarden/verdicts.log",
-				FileMaxSize: 10, FileMaxBacks: 0, Rate: 20, Burst: 5, Group: 65535, Audit: true, Counters: false, MetricsLimit: 7},
+			want: verdictLogConfig{Format: formatJSON, File: "/var/log/nftwarden/verdicts.log", FileMaxSize: 10, FileMaxBacks: 0,
+				programConfig: programConfig{LogDenied: true, LogAllowed: true, Rate: 20, Burst: 5, Group: 65535, Audit: true, Counters: false},
+				MetricsLimit:  7},
 		},
 		{
 			name: "environment",
@@ -62,7 +64,7 @@ func TestVerdictLogFlags(t *testing.T) {
 			if code != exitOK || got == nil {
 				t.Fatalf("exit %d, ran %v; stderr:\n%s", code, got != nil, stderr)
 			}
-			if diff := cmp.Diff(tc.want, got.VerdictLog); diff != "" {
+			if diff := cmp.Diff(tc.want, got.VerdictLog, cmp.AllowUnexported(verdictLogConfig{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

@@ -109,9 +109,6 @@ const (
 
 	flagOutput = "output"
 	flagTrace  = "trace"
-	// flagExplainAudit is explain's --audit: the name and meaning of run's
-	// --audit (node-wide audit mode), for the model of such a node.
-	flagExplainAudit = "audit"
 
 	flagClusterNetworkPolicy          = "cluster-network-policy"
 	flagClusterNetworkPolicyDiscovery = "cluster-network-policy-discovery-period"
@@ -394,7 +391,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					nodeNameFlag(hostname),
 					timeoutFlag(),
 					clusterNetworkPolicyFlag(),
-				}, logFlags()...),
+				}, append(programFlags(), logFlags()...)...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -419,7 +416,11 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					}
 					ctx, cancel := context.WithTimeout(c.Context, c.Duration(flagTimeout))
 					defer cancel()
-					return dumpDesired(ctx, c.String(flagKubeconfig), nodeName(c.String(flagNodeName)), table, cnpMode, log, env.stdout)
+					prog, err := programConfigFrom(c)
+					if err != nil {
+						return err
+					}
+					return dumpDesired(ctx, c.String(flagKubeconfig), nodeName(c.String(flagNodeName)), table, cnpMode, prog, log, env.stdout)
 				},
 			},
 			{
@@ -439,14 +440,12 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						"destination pod's container ports (http/tcp); the protocol defaults to tcp"},
 					&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "output `FORMAT`: text or json (a stable shape, see the README)", Value: outputText},
 					&cli.BoolFlag{Name: flagTrace, Usage: "also trace the flow through the table programmed in this node's kernel (needs CAP_NET_ADMIN)"},
-					&cli.BoolFlag{Name: flagExplainAudit, Usage: "evaluate as a daemon run with --audit does (every policy in audit mode: " +
-						"what policy would deny is allowed, and said); give it with --trace on such a node"},
 					kubeconfigFlag(),
 					nodeNameFlag(hostname),
 					tableFlag(),
 					timeoutFlag(),
 					clusterNetworkPolicyFlag(),
-				}, logFlags()...),
+				}, append(programFlags(), logFlags()...)...),
 				Action: func(c *cli.Context) error {
 					if err := noArgs(c); err != nil {
 						return err
@@ -490,12 +489,14 @@ func explainOptionsFrom(c *cli.Context) (explainOptions, error) {
 		Kubeconfig: c.String(flagKubeconfig),
 		Output:     c.String(flagOutput),
 		Trace:      c.Bool(flagTrace),
-		Audit:      c.Bool(flagExplainAudit),
 		Node:       nodeName(c.String(flagNodeName)),
 		Table:      c.String(flagTable),
 	}
 	var err error
 	if opts.CNPMode, err = clusterNetworkPolicyMode(c); err != nil {
+		return opts, err
+	}
+	if opts.Program, err = programConfigFrom(c); err != nil {
 		return opts, err
 	}
 	if opts.Output != outputText && opts.Output != outputJSON {

@@ -128,7 +128,7 @@ func TestRunFlags(t *testing.T) {
 			if code != exitOK || got == nil {
 				t.Fatalf("exit %d, ran %v; stderr:\n%s", code, got != nil, stderr)
 			}
-			if diff := cmp.Diff(tc.want, *got); diff != "" {
+			if diff := cmp.Diff(tc.want, *got, cmp.AllowUnexported(verdictLogConfig{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

@@ -40,9 +40,36 @@ func (n *Node) DumpKernel(ctx context.Context) (string, error) {
 // DumpDesired returns the table that the API server's objects compile to for this node
 // (`nftwarden dump --desired`, with the daemons' kubeconfig and the node's name). It
 // programs nothing.
+// The daemons' flags that shape the program (--audit, the log rules, the counters)
+// are given to it too.
 func (n *Node) DumpDesired(ctx context.Context) (string, error) {
-	return n.nftwarden(ctx, "dump", "--desired", "--kubeconfig", n.env.opts.DaemonKubeconfig,
-		"--node-name", n.Name, "--timeout", "20s")
+	args := append([]string{"dump", "--desired", "--kubeconfig", n.env.opts.DaemonKubeconfig,
+		"--node-name", n.Name, "--timeout", "20s"}, programArgs(n.env.opts.DaemonArgs)...)
+	return n.nftwarden(ctx, args...)
+}
+
+// programFlags are the flags of `nftwarden run` that shape the compiled program,
+// which `dump --desired` takes as well (daemon/logflags.go, programFlags), with
+// whether they take a separate value.
+var programFlags = map[string]bool{"--log-denied": false, "--log-allowed": false, "--audit": false,
+	"--policy-counters": false, "--log-rate": true, "--log-burst": true, "--log-group": true}
+
+// programArgs picks the program's flags (and their values) out of daemon args.
+func programArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		name, _, inline := strings.Cut(args[i], "=")
+		takesValue, ok := programFlags[name]
+		if !ok {
+			continue
+		}
+		out = append(out, args[i])
+		if takesValue && !inline && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
 }
 
 // maxDiffLines bounds the diff in WaitConverged's error: a peer set of thousands of
