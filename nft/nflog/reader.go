@@ -266,7 +266,7 @@ func (r *Reader) readFailed(err error) int {
 }
 
 // handle turns one packet message into an event and queues it without
-// blocking.
+// blocking. Only one goroutine at a time may call it.
 func (r *Reader) handle(a gonflog.Attribute, received time.Time) {
 	if a.Seq != nil {
 		r.countGap(*a.Seq)
@@ -276,12 +276,15 @@ func (r *Reader) handle(a gonflog.Attribute, received time.Time) {
 		r.malformed.Add(1)
 		return
 	}
-	select {
-	case r.events <- ev:
-		r.received.Add(1)
-	default:
+	// Count before the send, so that the consumer never holds an event
+	// that Stats does not count yet. handle is the only sender (go-nflog
+	// calls deliver from one goroutine), so room seen here stays.
+	if len(r.events) == cap(r.events) {
 		r.queueFull.Add(1)
+		return
 	}
+	r.received.Add(1)
+	r.events <- ev
 }
 
 // countGap adds the packets missing before seq to Lost. The group's
