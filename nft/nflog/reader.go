@@ -303,9 +303,14 @@ func (r *Reader) countGap(seq uint32) {
 func (r *Reader) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
-		// go-nflog's Close waits for its goroutine watching ctx.
+		// Ending ctx ends go-nflog's goroutines; closing the socket makes
+		// its receiving one return if it is in a read. go-nflog's own
+		// Close would also wait for its goroutine watching ctx, but that
+		// goroutine joins go-nflog's WaitGroup only once it runs, so a
+		// Close soon after Open races with it (the race detector says
+		// so): close the socket alone.
 		r.cancel()
-		err = r.nf.Close()
+		err = r.nf.Con.Close()
 	})
 	return err
 }
