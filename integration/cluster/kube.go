@@ -119,7 +119,8 @@ func (e *Env) SetPodLabels(ctx context.Context, p *Pod, labels map[string]string
 	return nil
 }
 
-// ApplyPolicy creates the NetworkPolicy, or replaces its spec and labels if it exists.
+// ApplyPolicy creates the NetworkPolicy, or replaces its spec, labels and annotations
+// if it exists.
 func (e *Env) ApplyPolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
@@ -135,6 +136,7 @@ func (e *Env) ApplyPolicy(ctx context.Context, np *networkingv1.NetworkPolicy) e
 		}
 		cur.Spec = *np.Spec.DeepCopy()
 		cur.Labels = maps.Clone(np.Labels)
+		cur.Annotations = maps.Clone(np.Annotations)
 		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})

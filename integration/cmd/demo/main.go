@@ -3,7 +3,8 @@
 // with network namespaces, runs the nftwarden daemon on each node, and prints who can
 // reach whom before and after a default-deny policy and an allow policy, followed by
 // `nftwarden explain` for two flows, then after an Admin-tier ClusterNetworkPolicy
-// that overrides an allow of the namespace's own policy. Everything is removed at the end, also on Ctrl-C.
+// that overrides an allow of the namespace's own policy, with the deny log's lines and a
+// policy tried in audit mode. Everything is removed at the end, also on Ctrl-C.
 //
 // Run it through scripts/demo.sh (as root), which builds the control plane first.
 package main
@@ -25,6 +26,7 @@ import (
 	policyv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 
+	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/integration/cluster"
 )
 
@@ -68,7 +70,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	env, err := cluster.NewEnv(ctx, cp, cluster.Options{Nodes: 2})
+	// --log-denied: each connection policy drops is a line in the daemon's output
+	// (its log file here), naming the pods and the policy.
+	env, err := cluster.NewEnv(ctx, cp, cluster.Options{Nodes: 2, DaemonArgs: []string{"--log-denied"}})
 	if err != nil {
 		return err
 	}
@@ -178,13 +182,21 @@ func run() error {
 		}
 	}
 
-	if err := adminTier(ctx, env, cp, pods, wantHTTP, http); err != nil {
+	step("The deny log (run --log-denied): the daemon of %s wrote a line for each connection it dropped", db.Node.Name)
+	printLogLines(db.Node, 2, "verdict=denied", "src="+debug.String(), "dst="+db.String())
+
+	wantAdmin, err := adminTier(ctx, env, cp, pods, wantHTTP, http)
+	if err != nil {
 		return err
 	}
 	out, err := explain(ctx, daemon, cp.AdminKubeconfig, debug, web, 80)
 	fmt.Printf("\n$ nftwarden explain --from %s --to %s --port 80/tcp\n%s", debug, web, indent(out))
 	if err != nil {
 		fmt.Printf("    (explain failed: %v)\n", err)
+	}
+
+	if err := auditLockdown(ctx, env, debug, wantAdmin, http); err != nil {
+		return err
 	}
 
 	if err := tamper(ctx, db.Node, daemon); err != nil {
@@ -212,7 +224,7 @@ func run() error {
 // NetworkPolicy, lets every namespace reach web on http, but the Admin tier is
 // evaluated first and namespace owners cannot write it (README, "Who may write
 // which policy").
-func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, pods []*cluster.Pod, before *cluster.Reachability, http cluster.Flow) error {
+func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, pods []*cluster.Pod, before *cluster.Reachability, http cluster.Flow) (*cluster.Reachability, error) {
 	step("A cluster admin adds an Admin-tier ClusterNetworkPolicy: tools may not reach shop, whatever shop's NetworkPolicies allow")
 	fmt.Print(`    tools-out-of-shop: tier Admin, priority 10, subject namespaces {team: shop}
                        ingress: Deny from namespaces {team: tools}
@@ -221,7 +233,7 @@ func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, 
 	cfg.ContentType = "application/json" // custom resources are served in JSON only
 	client, err := npaclient.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cnp := &policyv1beta1.ClusterNetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "tools-out-of-shop"},
@@ -237,7 +249,7 @@ func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, 
 		},
 	}
 	if _, err := client.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create clusternetworkpolicy: %w", err)
+		return nil, fmt.Errorf("create clusternetworkpolicy: %w", err)
 	}
 	want := cluster.NewReachability(pods, true)
 	for _, from := range pods {
@@ -245,7 +257,73 @@ func adminTier(ctx context.Context, env *cluster.Env, cp *cluster.ControlPlane, 
 			want.Expect(from, to, before.Allowed(from, to) && !(from.Namespace == "tools" && to.Namespace == "shop"))
 		}
 	}
-	return show(ctx, env, "", want, http)
+	return want, show(ctx, env, "", want, http)
+}
+
+// auditLockdown has tools' owner try an egress lockdown in audit mode
+// (annotation nftwarden.io/enforcement: audit): nothing changes for the packets,
+// and the deny log says what the policy would have dropped.
+func auditLockdown(ctx context.Context, env *cluster.Env, debug *cluster.Pod, want *cluster.Reachability, http cluster.Flow) error {
+	step("tools' owner tries an egress lockdown in audit mode before it drops anything (annotation nftwarden.io/enforcement: audit)")
+	fmt.Print(`    tools-lockdown: podSelector {}  policyTypes [Egress]  (no egress at all), in audit mode
+`)
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "tools", Name: "tools-lockdown",
+			Annotations: map[string]string{enforcer.EnforcementAnnotation: enforcer.EnforcementAudit}},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}},
+	}
+	if err := env.ApplyPolicy(ctx, np); err != nil {
+		return err
+	}
+	// The packets do not change; the daemon logs what would have been dropped.
+	deadline := time.Now().Add(20 * time.Second)
+	for countLogLines(debug.Node, "verdict=would-deny", "src="+debug.String()) == 0 {
+		if _, err := env.ProbeMatrix(ctx, want.Pods, http); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no would-deny line from %s after 20s", debug)
+		}
+	}
+	if err := show(ctx, env, "", want, http); err != nil {
+		return err
+	}
+	fmt.Printf("\n    the daemon of %s logged:\n", debug.Node.Name)
+	printLogLines(debug.Node, 2, "verdict=would-deny", "src="+debug.String())
+	return nil
+}
+
+// logLinesWith returns the lines of the node daemon's output that contain every
+// one of parts.
+func logLinesWith(n *cluster.Node, parts ...string) []string {
+	data, err := os.ReadFile(n.DaemonLog())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func countLogLines(n *cluster.Node, parts ...string) int { return len(logLinesWith(n, parts...)) }
+
+// printLogLines prints the first max lines of the node daemon's output that
+// contain every one of parts.
+func printLogLines(n *cluster.Node, max int, parts ...string) {
+	lines := logLinesWith(n, parts...)
+	if len(lines) == 0 {
+		fmt.Printf("    (no line with %s in %s)\n", strings.Join(parts, " "), n.DaemonLog())
+		return
+	}
+	fmt.Print(indent(strings.Join(lines[:min(max, len(lines))], "\n")))
 }
 
 // tamper deletes the node's table behind the daemon's back, as an operator or
