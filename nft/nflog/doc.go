@@ -48,6 +48,9 @@
 //     longer holds.
 //   - A message it cannot decode it skips without telling; such a packet is
 //     counted in Stats.Lost (by the sequence gap), not in Stats.Malformed.
+//   - Its Close races with its own goroutine right after the bind (a
+//     WaitGroup joined inside the goroutine), so Reader.Close ends that
+//     goroutine's context and closes go-nflog's socket itself.
 //
 // Until Run is called, go-nflog's goroutine holds the first batch it read
 // and the kernel's further packets wait in the socket buffer, as they did.
