@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	gonflog "github.com/florianl/go-nflog/v2"
 	"github.com/google/go-cmp/cmp"
-	"github.com/mdlayher/netlink"
 )
 
 // Addresses of the crafted packets: documentation ranges only.
@@ -163,69 +163,57 @@ func TestParsePacket(t *testing.T) {
 	}
 }
 
-// packetMessageData encodes a packet message as the kernel does.
-func packetMessageData(t *testing.T, prefix string, seq uint32, ts time.Time, payload []byte) []byte {
-	t.Helper()
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.BigEndian
-	ae.Bytes(1, []byte{0x08, 0x00, 2, 0}) // NFULA_PACKET_HDR: ignored
+// attribute is a packet message as go-nflog decodes it; a zero ts or a nil
+// payload leaves the attribute out.
+func attribute(prefix string, seq uint32, ts time.Time, payload []byte) gonflog.Attribute {
+	a := gonflog.Attribute{Prefix: &prefix, Seq: &seq}
 	if !ts.IsZero() {
-		b := make([]byte, 16)
-		binary.BigEndian.PutUint64(b[:8], uint64(ts.Unix()))
-		binary.BigEndian.PutUint64(b[8:], uint64(ts.Nanosecond()/1000))
-		ae.Bytes(attrTimestamp, b)
+		a.Timestamp = &ts
 	}
 	if payload != nil {
-		ae.Bytes(attrPayload, payload)
+		a.Payload = &payload
 	}
-	ae.Bytes(attrPrefix, append([]byte(prefix), 0))
-	ae.Uint32(attrSeq, seq)
-	attrs, err := ae.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte{2, 0, 0, 100}, attrs...)
+	return a
 }
 
-func TestDecodePacketMessage(t *testing.T) {
+func TestEventOf(t *testing.T) {
 	received := time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)
 	stamped := time.Date(2026, 12, 6, 10, 59, 59, 123456000, time.UTC)
 	tests := []struct {
 		name    string
-		data    []byte
+		attr    gonflog.Attribute
 		want    Event
-		wantSeq uint32
 		wantErr bool
 	}{
 		{
-			name:    "with timestamp",
-			data:    packetMessageData(t, "nftw deny in np", 7, stamped, ipv4Packet(ProtocolTCP, 0, 0, ports(40000, 80))),
-			want:    Event{Time: stamped, Prefix: "nftw deny in np", Family: IPv4, Src: src4, Dst: dst4, Protocol: ProtocolTCP, SrcPort: 40000, DstPort: 80, Length: 128},
-			wantSeq: 7,
+			name: "with timestamp",
+			attr: attribute("nftw deny in np", 7, stamped, ipv4Packet(ProtocolTCP, 0, 0, ports(40000, 80))),
+			want: Event{Time: stamped, Prefix: "nftw deny in np", Family: IPv4, Src: src4, Dst: dst4, Protocol: ProtocolTCP, SrcPort: 40000, DstPort: 80, Length: 128},
 		},
 		{
-			name:    "without timestamp: the time of receipt",
-			data:    packetMessageData(t, "nftw allow - flow", 8, time.Time{}, ipv6Packet(ProtocolUDP, ports(1, 53))),
-			want:    Event{Time: received, Prefix: "nftw allow - flow", Family: IPv6, Src: src6, Dst: dst6, Protocol: ProtocolUDP, SrcPort: 1, DstPort: 53, Length: 108},
-			wantSeq: 8,
+			name: "without timestamp: the time of receipt",
+			attr: attribute("nftw allow - flow", 8, time.Time{}, ipv6Packet(ProtocolUDP, ports(1, 53))),
+			want: Event{Time: received, Prefix: "nftw allow - flow", Family: IPv6, Src: src6, Dst: dst6, Protocol: ProtocolUDP, SrcPort: 1, DstPort: 53, Length: 108},
 		},
-		{name: "no payload", data: packetMessageData(t, "p", 9, time.Time{}, nil), wantSeq: 9, wantErr: true},
-		{name: "bad payload", data: packetMessageData(t, "p", 10, time.Time{}, []byte{0x10}), wantSeq: 10, wantErr: true},
-		{name: "short", data: []byte{2, 0}, wantErr: true},
+		{
+			name: "without prefix",
+			attr: gonflog.Attribute{Payload: &[]byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, ProtocolICMP, 0, 0, 198, 18, 0, 2, 198, 18, 1, 3}},
+			want: Event{Time: received, Family: IPv4, Src: src4, Dst: dst4, Protocol: ProtocolICMP, Length: 20},
+		},
+		{name: "no payload", attr: attribute("p", 9, time.Time{}, nil), wantErr: true},
+		{name: "bad payload", attr: attribute("p", 10, time.Time{}, []byte{0x10}), wantErr: true},
+		{name: "nothing", attr: gonflog.Attribute{}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pm, err := decodePacketMessage(tt.data, received)
+			got, err := eventOf(tt.attr, received)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("decodePacketMessage: error %v, want error %v", err, tt.wantErr)
-			}
-			if pm.seq != tt.wantSeq {
-				t.Errorf("seq %d, want %d (kept even for a bad packet, to count gaps)", pm.seq, tt.wantSeq)
+				t.Fatalf("eventOf: error %v, want error %v", err, tt.wantErr)
 			}
 			if tt.wantErr {
 				return
 			}
-			if diff := cmp.Diff(tt.want, pm.event, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 		})
@@ -256,16 +244,16 @@ func TestCountGap(t *testing.T) {
 	}
 }
 
+// A full queue drops and counts; a bad packet counts as malformed and its
+// sequence number still closes the gap before it; a gap counts as lost.
 func TestHandleQueueFull(t *testing.T) {
 	r := &Reader{events: make(chan Event, 2)}
-	var msgs []netlink.Message
 	for i := range 5 {
-		msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: msgPacket},
-			Data: packetMessageData(t, "p", uint32(i), time.Time{}, ipv4Packet(ProtocolUDP, 0, 0, ports(1, 2)))})
+		r.handle(attribute("p", uint32(i), time.Time{}, ipv4Packet(ProtocolUDP, 0, 0, ports(1, 2))), time.Now())
 	}
-	msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: msgPacket}, Data: packetMessageData(t, "p", 5, time.Time{}, []byte{0x10})})
-	r.handle(msgs, time.Now())
-	want := Stats{Received: 2, QueueFull: 3, Malformed: 1}
+	r.handle(attribute("p", 5, time.Time{}, []byte{0x10}), time.Now())
+	r.handle(attribute("p", 8, time.Time{}, ipv4Packet(ProtocolUDP, 0, 0, ports(1, 2))), time.Now())
+	want := Stats{Received: 2, QueueFull: 4, Lost: 2, Malformed: 1}
 	if got := r.Stats(); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}

@@ -279,3 +279,18 @@ func TestKernelReaderGroupTaken(t *testing.T) {
 		t.Logf("second reader: %v", err)
 	}
 }
+
+// Close releases the group at once, also right after Open (with -race this
+// also checks Close against go-nflog's goroutines starting).
+func TestKernelReaderCloseReleasesGroup(t *testing.T) {
+	node := nfttest.NewNetNS(t)
+	for i := range 100 {
+		r, err := nflog.Open(nflog.Config{Group: testGroup, NetNS: node.FD})
+		if err != nil {
+			t.Fatalf("open %d of the group after closing the one before: %v", i, err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+	}
+}

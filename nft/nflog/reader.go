@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mdlayher/netlink"
+	gonflog "github.com/florianl/go-nflog/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,21 +32,21 @@ type Config struct {
 	CopyRange uint32
 	// QueueThreshold and FlushTimeout say when the kernel sends its batch
 	// of packets: after QueueThreshold packets (default 32) or FlushTimeout
-	// (default 50 ms, in steps of 10 ms) after the first, whichever comes
-	// first. KernelBatchBytes caps one batch (default 64 KiB).
-	QueueThreshold   uint32
-	FlushTimeout     time.Duration
-	KernelBatchBytes uint32
+	// (default 50 ms, in steps of 10 ms, at least 10 ms) after the first,
+	// whichever comes first. A batch is also sent when it fills the
+	// kernel's buffer for the group, which go-nflog leaves at the kernel's
+	// default (about a page).
+	QueueThreshold uint32
+	FlushTimeout   time.Duration
 }
 
 // Defaults of Config.
 const (
-	DefaultQueueSize        = 4096
-	DefaultReadBuffer       = 4 << 20
-	DefaultCopyRange        = 128
-	DefaultQueueThreshold   = 32
-	DefaultFlushTimeout     = 50 * time.Millisecond
-	DefaultKernelBatchBytes = 64 << 10
+	DefaultQueueSize      = 4096
+	DefaultReadBuffer     = 4 << 20
+	DefaultCopyRange      = 128
+	DefaultQueueThreshold = 32
+	DefaultFlushTimeout   = 50 * time.Millisecond
 )
 
 func (c Config) withDefaults() Config {
@@ -65,23 +65,41 @@ func (c Config) withDefaults() Config {
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = DefaultFlushTimeout
 	}
-	if c.KernelBatchBytes == 0 {
-		c.KernelBatchBytes = DefaultKernelBatchBytes
-	}
 	return c
 }
 
+// flushTimeoutUnit is the kernel's unit of the flush timeout (1/100 s).
+const flushTimeoutUnit = 10 * time.Millisecond
+
+// goNflogConfig is the group's configuration as go-nflog takes it.
+func (c Config) goNflogConfig() *gonflog.Config {
+	// go-nflog leaves a timeout of 0 unset, and the kernel's default is a
+	// whole second: round up to the kernel's unit instead.
+	timeout := max(uint32((c.FlushTimeout+flushTimeoutUnit-1)/flushTimeoutUnit), 1)
+	return &gonflog.Config{
+		Group:    c.Group,
+		NetNS:    c.NetNS,
+		Copymode: gonflog.CopyPacket,
+		Bufsize:  c.CopyRange, // go-nflog's name for the copy range
+		QThresh:  c.QueueThreshold,
+		Timeout:  timeout,
+		// Per-group sequence numbers: their gaps count the lost packets.
+		Flags: gonflog.FlagSeq,
+	}
+}
+
 // Stats counts what the Reader saw since Open. Every packet the rules logged
-// is in exactly one of Received, QueueFull and Lost, except the lost ones
-// after the last packet received (a gap shows only when a later packet
-// arrives).
+// is in exactly one of Received, QueueFull, Lost and Malformed, except the
+// lost ones after the last packet received (a gap shows only when a later
+// packet arrives).
 type Stats struct {
 	// Received events were parsed and queued for the consumer.
 	Received uint64
 	// QueueFull events were dropped because the consumer was behind.
 	QueueFull uint64
-	// Lost events never reached the socket: gaps in the group's sequence
-	// numbers, left by the kernel when the receive buffer was full.
+	// Lost events never reached the consumer: gaps in the group's sequence
+	// numbers, left by the kernel when the receive buffer was full (and by
+	// the rare message that go-nflog could not decode and skipped).
 	Lost uint64
 	// Overruns counts the reads that failed with ENOBUFS (each means one
 	// or more lost batches).
@@ -95,77 +113,65 @@ type Stats struct {
 // events from Events.
 type Reader struct {
 	cfg    Config
-	conn   *netlink.Conn
+	nf     *gonflog.Nflog
 	events chan Event
-	// pending are packet messages that arrived before the bind's ack.
-	pending []netlink.Message
+
+	// ctx ends the reading: go-nflog stops its receiving goroutine when it
+	// ends. Run cancels it when its own context ends or it returns, Close
+	// when it is called.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// started is closed by Run: until then go-nflog's goroutine waits in
+	// deliver with the first batch and the kernel's further packets wait
+	// in the socket buffer (or are lost when it is full, as without a
+	// reader).
+	started chan struct{}
+	// failed carries the error that stopped go-nflog's goroutine.
+	failed chan error
+	// mu orders deliver's sends with Run's closing of events (go-nflog's
+	// goroutine may still be in deliver when Run returns).
+	mu           sync.Mutex
+	eventsClosed bool
 
 	received, queueFull, lost, overruns, malformed atomic.Uint64
-	lastSeq                                        uint32
-	seenSeq                                        bool
-	closeOnce                                      sync.Once
+	// lastSeq and seenSeq belong to go-nflog's goroutine (deliver).
+	lastSeq   uint32
+	seenSeq   bool
+	closeOnce sync.Once
 }
 
 // Open binds the group in the configured network namespace. The kernel
 // starts copying packets to the socket at once; they wait in the socket
-// buffer until Run reads them.
+// buffer until Run reads them. A group of a network namespace has one
+// reader: the kernel refuses a second one with EPERM ("operation not
+// permitted", which is also what a missing CAP_NET_ADMIN gives).
 func Open(cfg Config) (*Reader, error) {
 	cfg = cfg.withDefaults()
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: cfg.NetNS})
+	nf, err := gonflog.Open(cfg.goNflogConfig())
 	if err != nil {
 		return nil, fmt.Errorf("nflog: open a netfilter netlink socket: %w", err)
 	}
-	r := &Reader{cfg: cfg, conn: conn, events: make(chan Event, cfg.QueueSize)}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Reader{cfg: cfg, nf: nf, events: make(chan Event, cfg.QueueSize),
+		ctx: ctx, cancel: cancel, started: make(chan struct{}), failed: make(chan error, 1)}
 	if err := r.setReadBuffer(); err != nil {
-		conn.Close()
+		r.Close()
 		return nil, err
 	}
-	if err := r.bind(); err != nil {
-		conn.Close()
-		return nil, err
+	// go-nflog binds the group and configures it here, then receives in
+	// a goroutine of its own until ctx ends.
+	if err := nf.RegisterWithErrorFunc(ctx, r.deliver, r.readFailed); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("nflog: bind group %d (\"operation not permitted\": another socket reads it, e.g. another nftwarden or ulogd, or CAP_NET_ADMIN is missing): %w", cfg.Group, err)
 	}
 	return r, nil
 }
 
-// bindTimeout bounds the wait for the kernel's answer to the bind.
-const bindTimeout = 5 * time.Second
-
-// bind sends the configuration and waits for its acknowledgement, keeping
-// any packet message that the kernel sends before it.
-func (r *Reader) bind() error {
-	req, err := configMessage(r.cfg)
-	if err != nil {
-		return err
-	}
-	sent, err := r.conn.Send(req)
-	if err != nil {
-		return fmt.Errorf("nflog: bind group %d: %w", r.cfg.Group, err)
-	}
-	if err := r.conn.SetReadDeadline(time.Now().Add(bindTimeout)); err != nil {
-		return fmt.Errorf("nflog: bind group %d: %w", r.cfg.Group, err)
-	}
-	defer func() { _ = r.conn.SetReadDeadline(time.Time{}) }()
-	for {
-		msgs, err := r.conn.Receive()
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("nflog: bind group %d: another socket reads it (another nftwarden, ulogd?), or CAP_NET_ADMIN is missing: %w", r.cfg.Group, err)
-		}
-		if err != nil {
-			return fmt.Errorf("nflog: bind group %d: %w", r.cfg.Group, err)
-		}
-		for _, m := range msgs {
-			if m.Header.Type == netlink.Error && m.Header.Sequence == sent.Header.Sequence {
-				return nil
-			}
-			r.pending = append(r.pending, m)
-		}
-	}
-}
-
 // setReadBuffer sizes the receive buffer, beyond net.core.rmem_max when
-// allowed (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which reading NFLOG needs too).
+// allowed (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which reading NFLOG needs
+// too). go-nflog has no setting for it; its socket is go-nflog's Con.
 func (r *Reader) setReadBuffer() error {
-	rc, err := r.conn.SyscallConn()
+	rc, err := r.nf.Con.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("nflog: socket: %w", err)
 	}
@@ -197,57 +203,92 @@ func (r *Reader) Stats() Stats {
 	}
 }
 
-// Run reads the group until ctx ends (it then returns nil) or the socket
-// fails, and closes Events when it returns. Call it once.
+// Run reads the group until ctx ends or Close is called (it then returns
+// nil) or the socket fails, and closes Events when it returns. Call it once.
 func (r *Reader) Run(ctx context.Context) error {
-	defer close(r.events)
-	stop := context.AfterFunc(ctx, func() { _ = r.conn.SetReadDeadline(time.Now()) })
+	defer r.closeEvents()
+	defer r.cancel()
+	stop := context.AfterFunc(ctx, r.cancel)
 	defer stop()
-	r.handle(r.pending, time.Now())
-	r.pending = nil
-	for {
-		msgs, err := r.conn.Receive()
-		if ctx.Err() != nil {
-			return nil
-		}
-		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			// The kernel dropped batches for want of buffer space; the
-			// sequence gap at the next packet says how many packets.
-			r.overruns.Add(1)
-			continue
-		case err != nil:
-			return fmt.Errorf("nflog: read group %d: %w", r.cfg.Group, err)
-		}
-		r.handle(msgs, time.Now())
+	close(r.started)
+	select {
+	case <-r.ctx.Done():
+		return nil
+	case err := <-r.failed:
+		return fmt.Errorf("nflog: read group %d: %w", r.cfg.Group, err)
 	}
 }
 
-// handle turns packet messages into events and queues them without blocking.
-func (r *Reader) handle(msgs []netlink.Message, received time.Time) {
-	for _, m := range msgs {
-		if m.Header.Type != msgPacket {
-			continue
-		}
-		pm, err := decodePacketMessage(m.Data, received)
-		if pm.hasSeq {
-			r.countGap(pm.seq)
-		}
-		if err != nil {
-			r.malformed.Add(1)
-			continue
-		}
-		select {
-		case r.events <- pm.event:
-			r.received.Add(1)
-		default:
-			r.queueFull.Add(1)
-		}
+// closeEvents closes Events once no deliver can send to it any more.
+func (r *Reader) closeEvents() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.eventsClosed = true
+	close(r.events)
+}
+
+// deliver is go-nflog's hook, called on its goroutine for each packet
+// message; a result other than 0 stops that goroutine.
+func (r *Reader) deliver(a gonflog.Attribute) int {
+	select {
+	case <-r.started:
+	case <-r.ctx.Done():
+		return 1
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.eventsClosed {
+		return 1
+	}
+	r.handle(a, time.Now())
+	return 0
+}
+
+// readFailed is go-nflog's error hook, called on its goroutine when a read
+// of the socket fails; a result other than 0 stops that goroutine.
+func (r *Reader) readFailed(err error) int {
+	if r.ctx.Err() != nil {
+		// go-nflog stops a read with a deadline in the past when ctx ends.
+		return 1
+	}
+	if errors.Is(err, unix.ENOBUFS) {
+		// The kernel dropped batches for want of buffer space; the
+		// sequence gap at the next packet says how many packets. The
+		// socket stays good: read on.
+		r.overruns.Add(1)
+		return 0
+	}
+	select {
+	case r.failed <- err:
+	default:
+	}
+	return 1
+}
+
+// handle turns one packet message into an event and queues it without
+// blocking. Only one goroutine at a time may call it.
+func (r *Reader) handle(a gonflog.Attribute, received time.Time) {
+	if a.Seq != nil {
+		r.countGap(*a.Seq)
+	}
+	ev, err := eventOf(a, received)
+	if err != nil {
+		r.malformed.Add(1)
+		return
+	}
+	// Count before the send, so that the consumer never holds an event
+	// that Stats does not count yet. handle is the only sender (go-nflog
+	// calls deliver from one goroutine), so room seen here stays.
+	if len(r.events) == cap(r.events) {
+		r.queueFull.Add(1)
+		return
+	}
+	r.received.Add(1)
+	r.events <- ev
 }
 
 // countGap adds the packets missing before seq to Lost. The group's
-// sequence starts at 0 when it is bound and wraps at 2^32.
+// sequence starts at 0 when it is configured and wraps at 2^32.
 func (r *Reader) countGap(seq uint32) {
 	expected := uint32(0)
 	if r.seenSeq {
@@ -257,10 +298,19 @@ func (r *Reader) countGap(seq uint32) {
 	r.lastSeq, r.seenSeq = seq, true
 }
 
-// Close unbinds the group (the kernel drops it with the socket). Call it
-// after Run has returned, or instead of Run.
+// Close stops the reading and closes the socket, which unbinds the group.
+// Call it after Run has returned, or instead of Run.
 func (r *Reader) Close() error {
 	var err error
-	r.closeOnce.Do(func() { err = r.conn.Close() })
+	r.closeOnce.Do(func() {
+		// Ending ctx ends go-nflog's goroutines; closing the socket makes
+		// its receiving one return if it is in a read. go-nflog's own
+		// Close would also wait for its goroutine watching ctx, but that
+		// goroutine joins go-nflog's WaitGroup only once it runs, so a
+		// Close soon after Open races with it (the race detector says
+		// so): close the socket alone.
+		r.cancel()
+		err = r.nf.Con.Close()
+	})
 	return err
 }
