@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -158,6 +159,32 @@ func TestIntegrationDenyLog(t *testing.T) {
 	}
 }
 
+// waitOneLine sends one datagram from pod from to addr:port until the node's log
+// shows exactly one line for it that match accepts (the daemon may still be
+// programming the change that makes it so), and returns that line. Two lines for
+// one datagram fail the test.
+func waitOneLine(t *testing.T, env *cluster.Env, node *cluster.Node, from *cluster.Pod, addr netip.Addr, port uint16, match func(logLine) bool) logLine {
+	t.Helper()
+	deadline := time.Now().Add(converge)
+	for {
+		skip := len(logLines(t, node))
+		must(t, env.SendDatagrams(from, addr, port, 1))
+		time.Sleep(300 * time.Millisecond)
+		var hit []logLine
+		for _, l := range logLines(t, node)[skip:] {
+			if l.Port == int(port) {
+				hit = append(hit, l)
+			}
+		}
+		if len(hit) == 1 && match(hit[0]) {
+			return hit[0]
+		}
+		if len(hit) > 1 || time.Now().After(deadline) {
+			t.Fatalf("lines of %s for one datagram %s -> %s:%d: %+v; none as wanted", node.Name, from, addr, port, hit)
+		}
+	}
+}
+
 // env0 is the node of x/a and y/c.
 func env0(tp *topology) *cluster.Node { return tp.env.Nodes[0] }
 
@@ -174,25 +201,9 @@ func TestIntegrationAuditMode(t *testing.T) {
 	// Nothing changes for the packets; wait for the policy to be programmed by its
 	// log line.
 	open := cluster.NewReachability(tp.all, true)
-	deadline := time.Now().Add(converge)
-	for {
-		skip := len(logLines(t, node))
-		must(t, env.SendDatagrams(tp.a, tp.c.Addr(4), 5301, 1))
-		time.Sleep(300 * time.Millisecond)
-		var hit []logLine
-		for _, l := range logLines(t, node)[skip:] {
-			if l.Port == 5301 {
-				hit = append(hit, l)
-			}
-		}
-		if len(hit) == 1 && hit[0].Verdict == "would-deny" && hit[0].Src == tp.a.String() && hit[0].Dst == tp.c.String() &&
-			strings.Contains(hit[0].Policy+" "+hit[0].Reason, tp.y+"/c-from-d") {
-			break
-		}
-		if len(hit) > 1 || time.Now().After(deadline) {
-			t.Fatalf("audited policy: lines for one datagram: %+v; want one would-deny naming %s/c-from-d", hit, tp.y)
-		}
-	}
+	waitOneLine(t, env, node, tp.a, tp.c.Addr(4), 5301, func(l logLine) bool {
+		return l.Verdict == "would-deny" && l.Src == tp.a.String() && l.Dst == tp.c.String() && strings.Contains(l.Policy+" "+l.Reason, tp.y+"/c-from-d")
+	})
 	tp.expect(t, open, tcp80v4, tcp80v6)
 
 	// Enforced: the annotation goes, the drop comes.
@@ -212,24 +223,9 @@ func TestIntegrationNodeAudit(t *testing.T) {
 	ctx := testCtx(t)
 	env, node := tp.env, env0(tp)
 	must(t, env.ApplyPolicy(ctx, policy(tp.y, "deny-all", selecting(nil), ingress(), egress())))
-	deadline := time.Now().Add(converge)
-	for {
-		skip := len(logLines(t, node))
-		must(t, env.SendDatagrams(tp.a, tp.c.Addr(6), 5302, 1))
-		time.Sleep(300 * time.Millisecond)
-		var hit []logLine
-		for _, l := range logLines(t, node)[skip:] {
-			if l.Port == 5302 && l.Verdict == "would-deny" {
-				hit = append(hit, l)
-			}
-		}
-		if len(hit) == 1 && strings.Contains(hit[0].Policy+" "+hit[0].Reason, tp.y+"/deny-all") {
-			break
-		}
-		if len(hit) > 1 || time.Now().After(deadline) {
-			t.Fatalf("node-wide audit: lines for one datagram: %+v; want one would-deny naming %s/deny-all", hit, tp.y)
-		}
-	}
+	waitOneLine(t, env, node, tp.a, tp.c.Addr(6), 5302, func(l logLine) bool {
+		return l.Verdict == "would-deny" && strings.Contains(l.Policy+" "+l.Reason, tp.y+"/deny-all")
+	})
 	tp.expect(t, cluster.NewReachability(tp.all, true), tcp80v4, udp53v6)
 }
 
@@ -319,26 +315,10 @@ func TestIntegrationAuditClusterNetworkPolicy(t *testing.T) {
 	created, err := cnps.Create(ctx, deny, metav1.CreateOptions{})
 	must(t, err)
 	// y/c -> x/a stays open (both on node 0), logged as what the policy would deny.
-	deadline := time.Now().Add(converge)
-	for {
-		skip := len(logLines(t, node))
-		must(t, env.SendDatagrams(tp.c, tp.a.Addr(4), 5304, 1))
-		time.Sleep(300 * time.Millisecond)
-		var hit []logLine
-		for _, l := range logLines(t, node)[skip:] {
-			if l.Port == 5304 {
-				hit = append(hit, l)
-			}
-		}
-		if len(hit) == 1 && hit[0].Verdict == "would-deny" && hit[0].Src == tp.c.String() && hit[0].Dst == tp.a.String() &&
-			strings.Contains(hit[0].Rule+" "+hit[0].Reason, deny.Name) {
-			t.Logf("audit line: %+v", hit[0])
-			break
-		}
-		if len(hit) > 1 || time.Now().After(deadline) {
-			t.Fatalf("audited ClusterNetworkPolicy: lines for one datagram: %+v; want one would-deny naming %s", hit, deny.Name)
-		}
-	}
+	l := waitOneLine(t, env, node, tp.c, tp.a.Addr(4), 5304, func(l logLine) bool {
+		return l.Verdict == "would-deny" && l.Src == tp.c.String() && l.Dst == tp.a.String() && strings.Contains(l.Rule+" "+l.Reason, deny.Name)
+	})
+	t.Logf("audit line: %+v", l)
 	tp.expect(t, cluster.NewReachability(tp.all, true), tcp80v4, tcp80v6)
 
 	// Enforced: the annotation goes, y's connections to x are dropped.
