@@ -5,7 +5,6 @@ package daemon
 // local (node-a), backend/web 198.18.1.10 remote.
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -91,15 +90,7 @@ func TestRunClusterNetworkPolicyAPI(t *testing.T) {
 				notifier:  notifierFromEnv(),
 				listener:  ln,
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- d.run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}()
+			runUntilCleanup(t, d)
 			base := "http://" + ln.Addr().String()
 			deadline := time.Now().Add(10 * time.Second)
 			for code, _ := httpGet(t, base+"/readyz"); code != http.StatusOK; code, _ = httpGet(t, base+"/readyz") {

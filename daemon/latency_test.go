@@ -144,15 +144,7 @@ func TestDaemonProgrammingLatency(t *testing.T) {
 		notifier:  notifierFromEnv(),
 		listener:  ln,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	runUntilCleanup(t, d)
 	waitMetrics(t, base, "\nnftwarden_ready 1\n")
 	for _, want := range []string{
 		`nftwarden_policy_programming_duration_seconds_count{kind="pod"} 0`,
@@ -170,7 +162,7 @@ func TestDaemonProgrammingLatency(t *testing.T) {
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 		},
 	}
-	if _, err := client.NetworkingV1().NetworkPolicies("backend").Create(ctx, isolate, metav1.CreateOptions{}); err != nil {
+	if _, err := client.NetworkingV1().NetworkPolicies("backend").Create(context.Background(), isolate, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	metrics := waitMetrics(t, base, `nftwarden_policy_programming_duration_seconds_count{kind="networkpolicy"} 1`)

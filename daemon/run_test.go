@@ -37,6 +37,21 @@ func testPod(ns, name, node, ip string) *corev1.Pod {
 	}
 }
 
+// runUntilCleanup runs the daemon until the test ends; an error of its run
+// fails the test.
+func runUntilCleanup(t *testing.T, d *daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+}
+
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
