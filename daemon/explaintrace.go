@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -55,7 +53,9 @@ func (t *flowTrace) Agree() bool { return t.Kernel.Verdict == t.Expected.Verdict
 
 // trace sends the first packet of f through both tables.
 func (tt *traceTables) trace(f enforcer.Flow) *flowTrace {
-	p := nft.Packet{Hook: nft.HookForward, Src: f.Src, Dst: f.Dst, Proto: protoNumber(f.Protocol), Dport: f.Port}
+	// explain's --port admits TCP, UDP and SCTP only, which all map.
+	proto, _ := enforcer.ProtocolNumber(f.Protocol)
+	p := nft.Packet{Hook: nft.HookForward, Src: f.Src, Dst: f.Dst, Proto: proto, Dport: f.Port}
 	kernel := nft.Trace(tt.Kernel, p)
 	return &flowTrace{
 		tables:      tt,
@@ -63,17 +63,6 @@ func (tt *traceTables) trace(f enforcer.Flow) *flowTrace {
 		Expected:    nft.Trace(tt.Expected, p),
 		KernelSteps: stepsOf(tt.Kernel, kernel.Path),
 	}
-}
-
-// protoNumber is the IP protocol number of a policy protocol.
-func protoNumber(p corev1.Protocol) uint8 {
-	switch p {
-	case corev1.ProtocolUDP:
-		return nft.ProtoUDP
-	case corev1.ProtocolSCTP:
-		return nft.ProtoSCTP
-	}
-	return nft.ProtoTCP
 }
 
 // ruleStep matches the lines of nft.TraceResult.Path that name a matched

@@ -229,7 +229,7 @@ func cnpPortsMatch(ports []cnpPort, portPod *podRecord, f Flow) bool {
 	if ports == nil {
 		return true
 	}
-	proto, ok := protoNumber(f.Protocol)
+	proto, ok := ProtocolNumber(f.Protocol)
 	if !ok {
 		return false
 	}

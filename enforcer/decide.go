@@ -297,7 +297,7 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 	if fproto == "" {
 		fproto = corev1.ProtocolTCP
 	}
-	if _, ok := protoNumber(proto); !ok || proto != fproto && !(proto == "" && fproto == corev1.ProtocolTCP) {
+	if _, ok := ProtocolNumber(proto); !ok || proto != fproto && !(proto == "" && fproto == corev1.ProtocolTCP) {
 		return false, false
 	}
 	if p.Port == nil {
@@ -309,7 +309,7 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 		}
 		for _, c := range portPod.Ports {
 			if c.Name.Value() == p.Port.StrVal && c.Port == f.Port {
-				if pn, _ := protoNumber(proto); pn == c.Proto {
+				if pn, _ := ProtocolNumber(proto); pn == c.Proto {
 					return false, true
 				}
 			}

@@ -22,7 +22,7 @@ func (e *Engine) Programmed() *nft.State {
 // messages. The tests of both packages (enforcer and enforcer_test) trace
 // with it.
 func TraceFlow(f *nft.Fake, fl Flow) (bool, string) {
-	proto, _ := protoNumber(fl.Protocol)
+	proto, _ := ProtocolNumber(fl.Protocol)
 	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
 	return r.Accepted(), strings.Join(r.Path, "; ")
 }
@@ -49,7 +49,7 @@ func FlushToKernel(t *testing.T, step string, e *Engine, k *nft.Kernel) FlushRes
 // TraceFlowLogs is TraceFlow with the prefixes of the log statements the
 // packet reached, in order.
 func TraceFlowLogs(f *nft.Fake, fl Flow) (ok bool, logs []string, path string) {
-	proto, _ := protoNumber(fl.Protocol)
+	proto, _ := ProtocolNumber(fl.Protocol)
 	r := f.Trace(nft.Packet{Hook: nft.HookForward, Src: fl.Src, Dst: fl.Dst, Proto: proto, Dport: fl.Port})
 	for _, l := range r.Logged {
 		logs = append(logs, l.Prefix)

@@ -266,15 +266,5 @@ func (c *cluster) checkFlow(src, dst string, proto corev1.Protocol, port uint16,
 	}
 }
 
-func protoNum(p corev1.Protocol) uint8 {
-	switch p {
-	case corev1.ProtocolUDP:
-		return nft.ProtoUDP
-	case corev1.ProtocolSCTP:
-		return nft.ProtoSCTP
-	}
-	return nft.ProtoTCP
-}
-
 // quietLogger keeps the expected fail-closed errors out of the test output.
 var quietLogger = slog.New(slog.DiscardHandler)

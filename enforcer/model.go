@@ -155,7 +155,7 @@ func namedPortsOf(p *corev1.Pod) []namedPort {
 			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
 				continue
 			}
-			proto, ok := protoNumber(cp.Protocol)
+			proto, ok := ProtocolNumber(cp.Protocol)
 			if !ok {
 				continue
 			}
@@ -189,8 +189,9 @@ func namedPortsOf(p *corev1.Pod) []namedPort {
 	return ports
 }
 
-// protoNumber maps a Kubernetes protocol to its IP protocol number; empty is TCP.
-func protoNumber(p corev1.Protocol) (uint8, bool) {
+// ProtocolNumber maps a Kubernetes protocol to its IP protocol number (the
+// nft.Packet and set-key value); empty is TCP; false for an unknown one.
+func ProtocolNumber(p corev1.Protocol) (uint8, bool) {
 	switch p {
 	case "", corev1.ProtocolTCP:
 		return nft.ProtoTCP, true

@@ -211,7 +211,7 @@ func parseRule(r *policyRecord, dir Direction, idx int, peers []networkingv1.Net
 		if pp.Protocol != nil {
 			proto = *pp.Protocol
 		}
-		pn, ok := protoNumber(proto)
+		pn, ok := ProtocolNumber(proto)
 		if !ok {
 			errs = append(errs, fmt.Errorf("port %d: unknown protocol %q", i, proto))
 			continue

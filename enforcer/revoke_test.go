@@ -83,7 +83,8 @@ func flowTable(c *cluster) (*fakeFlowTable, map[nft.Flow]string) {
 	names := map[nft.Flow]string{}
 	t := &fakeFlowTable{}
 	for i, rc := range revokeConns {
-		f := nft.Flow{Protocol: protoNum(rc.proto), Src: c.endpoint(rc.src), SrcPort: uint16(40000 + i),
+		proto, _ := enforcer.ProtocolNumber(rc.proto)
+		f := nft.Flow{Protocol: proto, Src: c.endpoint(rc.src), SrcPort: uint16(40000 + i),
 			Dst: c.endpoint(rc.dst), DstPort: rc.port, Local: rc.local}
 		t.flows = append(t.flows, f)
 		names[f] = rc.name
