@@ -31,7 +31,7 @@ type cniScene struct {
 
 // newCNIScene makes the scene on a two-node env and starts the daemons (after the
 // policies exist, so that their first full reconcile carries them).
-func newCNIScene(t *testing.T, opts cluster.Options) *cniScene {
+func newCNIScene(t testing.TB, opts cluster.Options) *cniScene {
 	t.Helper()
 	opts.Nodes = 2
 	env := cluster.StartForTest(t, controlPlane(t), opts)

@@ -42,6 +42,8 @@ type CNIPod struct {
 	*Pod
 	// UID is the Pod object's UID, which the chain gets as K8S_POD_UID.
 	UID k8stypes.UID
+	// Created is when the request that created the Pod object returned.
+	Created time.Time
 	// AddTook is how long the last successful ADD took, every plugin of the chain.
 	AddTook time.Duration
 	// Added is when the last successful ADD returned.
@@ -132,7 +134,7 @@ func (e *Env) CreateCNIPod(ctx context.Context, spec PodSpec) (_ *CNIPod, err er
 	if err != nil {
 		return nil, err
 	}
-	return &CNIPod{Pod: p, UID: created.UID, env: e, created: created}, nil
+	return &CNIPod{Pod: p, UID: created.UID, Created: time.Now(), env: e, created: created}, nil
 }
 
 // nodeIndex is n's position in e.Nodes, which names its pods' namespaces.
