@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -60,6 +61,7 @@ type CNIPod struct {
 type cniSandbox struct {
 	node    *Node
 	cni     *libcni.CNIConfig
+	exec    invoke.Exec
 	list    *libcni.NetworkConfigList
 	rt      *libcni.RuntimeConf
 	result  cnitypes.Result
@@ -176,9 +178,13 @@ func (p *CNIPod) Add(ctx context.Context, opts CNIPodOptions) error {
 		return fmt.Errorf("container id: %w", err)
 	}
 	containerID := hex.EncodeToString(id)
+	// The plugins' stderr (their warnings) goes to the node's CNI log, not the
+	// test's output.
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: n.cniLog()}}
 	sb := &cniSandbox{
 		node: n,
-		cni:  libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(p.env.Dir, "cni-cache"), nil),
+		exec: exec,
+		cni:  libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(p.env.Dir, "cni-cache"), exec),
 		list: list,
 		rt: &libcni.RuntimeConf{
 			ContainerID: containerID,
@@ -340,7 +346,7 @@ func (p *CNIPod) CheckPlugin(ctx context.Context, pluginType string) error {
 		args := &invoke.Args{Command: "CHECK", ContainerID: sb.rt.ContainerID, NetNS: sb.rt.NetNS,
 			PluginArgs: sb.rt.Args, IfName: sb.rt.IfName, Path: strings.Join(sb.cni.Path, string(os.PathListSeparator))}
 		return inNetns(sb.node.Netns, func() error {
-			return invoke.ExecPluginWithoutResult(ctx, path, conf.Bytes, args, nil)
+			return invoke.ExecPluginWithoutResult(ctx, path, conf.Bytes, args, sb.exec)
 		})
 	}
 	return fmt.Errorf("CNI CHECK %s: no plugin of type %q in the chain", p, pluginType)
@@ -374,4 +380,18 @@ func (sb *cniSandbox) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = sb.del(ctx)
+}
+
+// cniLog receives the stderr of the node's CNI plugins: <Env.Dir>/cni-<node>.log.
+func (n *Node) cniLog() io.Writer {
+	return appendWriter(filepath.Join(n.env.Dir, "cni-"+n.Name+".log"))
+}
+
+// appendWriter appends each Write to the file it names (appendLine): a writer that
+// holds no file open, for output that comes now and then from short-lived processes.
+type appendWriter string
+
+func (w appendWriter) Write(b []byte) (int, error) {
+	appendLine(string(w), string(b))
+	return len(b), nil
 }
