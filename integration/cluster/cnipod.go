@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +116,7 @@ func (e *Env) CreateCNIPod(ctx context.Context, spec PodSpec) (_ *CNIPod, err er
 		return nil, fmt.Errorf("pod %s/%s: %w", spec.Namespace, spec.Name, err)
 	}
 	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, Node: n, Ports: spec.Ports, IPv4: spec.IPv4, IPv6: spec.IPv6}
-	p.Netns = fmt.Sprintf("%s-n%d-c%d", e.id, nodeIndex(e, n), link)
+	p.Netns = fmt.Sprintf("%s-n%d-c%d", e.id, slices.Index(e.Nodes, n), link)
 	defer func() {
 		if err != nil {
 			e.teardownPod(p)
@@ -137,16 +138,6 @@ func (e *Env) CreateCNIPod(ctx context.Context, spec PodSpec) (_ *CNIPod, err er
 		return nil, err
 	}
 	return &CNIPod{Pod: p, UID: created.UID, Created: time.Now(), env: e, created: created}, nil
-}
-
-// nodeIndex is n's position in e.Nodes, which names its pods' namespaces.
-func nodeIndex(e *Env, n *Node) int {
-	for i, m := range e.Nodes {
-		if m == n {
-			return i
-		}
-	}
-	return -1
 }
 
 // Add runs CNI ADD of the node's chain for the pod, with a new container ID (a new
