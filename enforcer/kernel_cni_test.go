@@ -36,6 +36,40 @@ func TestPrivilegedKernelStartPod(t *testing.T) {
 	}
 	listing := func() string { return nfttest.ListTable(t, ns, "nftw-enforcer") }
 
+	// A peer: its address joins app=cli's peer set (prod/web admits it).
+	cli2 := enforcer.NewPod(mkPod("prod", "cli2", podLabels("app", "cli")))
+	if _, err := e.StartPod(ctx, cli2, []netip.Addr{cli2v4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := listing(); !regexp.MustCompile(`comment "pods of namespace prod matching \{app=cli\}"\s+elements = \{[^}]*\b198\.18\.1\.50\b`).MatchString(got) {
+		t.Fatalf("after StartPod prod/cli2 the kernel's app=cli peer set lacks 198.18.1.50:\n%s", got)
+	}
+
+	// Targets: each address dispatches to its pod chain on return, first
+	// with nobody else flushing, then with a Flush loop beside.
+	startStop := func(i int) {
+		t.Helper()
+		name := fmt.Sprintf("web-%d", i)
+		addr := netip.AddrFrom4([4]byte{198, 18, 1, byte(100 + i)})
+		p := enforcer.NewPod(mkPod("prod", name, podLabels("app", "web")))
+		if _, err := e.StartPod(ctx, p, []netip.Addr{addr}); err != nil {
+			t.Fatalf("StartPod %s: %v", name, err)
+		}
+		element := regexp.MustCompile(regexp.QuoteMeta(addr.String()) + ` : goto "?pod-in-prod/` + name + `"?`)
+		if got := listing(); !element.MatchString(got) {
+			t.Fatalf("after StartPod %s the kernel has no dispatch element %s:\n%s", name, element, got)
+		}
+		if _, err := e.StopPod(ctx, "prod", name, nil); err != nil {
+			t.Fatalf("StopPod %s: %v", name, err)
+		}
+		if got := listing(); regexp.MustCompile(`\b` + regexp.QuoteMeta(addr.String()) + `\b`).MatchString(got) {
+			t.Fatalf("after StopPod %s the kernel still holds %s:\n%s", name, addr, got)
+		}
+	}
+	for i := range 3 {
+		startStop(i)
+	}
+
 	stop := make(chan struct{})
 	var loop sync.WaitGroup
 	loop.Add(1)
@@ -54,33 +88,7 @@ func TestPrivilegedKernelStartPod(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); loop.Wait() }()
-
-	// A peer: its address joins app=cli's peer set (prod/web admits it).
-	cli2 := enforcer.NewPod(mkPod("prod", "cli2", podLabels("app", "cli")))
-	if _, err := e.StartPod(ctx, cli2, []netip.Addr{cli2v4}); err != nil {
-		t.Fatal(err)
-	}
-	if got := listing(); !regexp.MustCompile(`comment "pods of namespace prod matching \{app=cli\}"\s+elements = \{[^}]*\b198\.18\.1\.50\b`).MatchString(got) {
-		t.Fatalf("after StartPod prod/cli2 the kernel's app=cli peer set lacks 198.18.1.50:\n%s", got)
-	}
-
-	// Targets: each address dispatches to its pod chain on return.
-	for i := range 5 {
-		name := fmt.Sprintf("web-%d", i)
-		addr := netip.AddrFrom4([4]byte{198, 18, 1, byte(100 + i)})
-		p := enforcer.NewPod(mkPod("prod", name, podLabels("app", "web")))
-		if _, err := e.StartPod(ctx, p, []netip.Addr{addr}); err != nil {
-			t.Fatalf("StartPod %s: %v", name, err)
-		}
-		element := regexp.MustCompile(regexp.QuoteMeta(addr.String()) + ` : goto "?pod-in-prod/` + name + `"?`)
-		if got := listing(); !element.MatchString(got) {
-			t.Fatalf("after StartPod %s the kernel has no dispatch element %s:\n%s", name, element, got)
-		}
-		if _, err := e.StopPod(ctx, "prod", name, nil); err != nil {
-			t.Fatalf("StopPod %s: %v", name, err)
-		}
-		if got := listing(); regexp.MustCompile(`\b` + regexp.QuoteMeta(addr.String()) + `\b`).MatchString(got) {
-			t.Fatalf("after StopPod %s the kernel still holds %s:\n%s", name, addr, got)
-		}
+	for i := 3; i < 8; i++ {
+		startStop(i)
 	}
 }
