@@ -20,8 +20,8 @@ import (
 // pod (read back with the nft binary, which shares no code with the
 // engine's netlink writer): its address dispatches to its pod chain and sits
 // in the peer sets of its groups. StopPod's return means they are gone.
-// Flushes run in a loop all along, so StartPod's batch is often another
-// caller's.
+// First nothing else flushes (StartPod's own batch must carry the pod), then
+// a Flush loop runs beside, so StartPod's batch is often another caller's.
 func TestPrivilegedKernelStartPod(t *testing.T) {
 	ns, _, e := newKernelEngine(t)
 	loadBaseWorld(e)
