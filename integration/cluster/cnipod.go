@@ -53,9 +53,11 @@ type CNIPod struct {
 
 	env     *Env
 	created *corev1.Pod
-	status  chan struct{} // closed when the status write of the last Add has ended
-	statusT time.Time
-	statErr error
+
+	statusMu sync.Mutex    // the delayed write and the test's may meet
+	status   chan struct{} // closed when the status write of the last Add has ended
+	statusT  time.Time
+	statErr  error
 }
 
 // cniSandbox is one CNI attachment of a pod: what DEL and CHECK need.
@@ -221,8 +223,10 @@ func (p *CNIPod) Add(ctx context.Context, opts CNIPodOptions) error {
 		return fmt.Errorf("CNI ADD %s: %w", p, err)
 	}
 	p.IPv4, p.IPv6 = v4, v6
+	p.statusMu.Lock()
 	p.status = make(chan struct{})
 	p.statusT, p.statErr = time.Time{}, nil
+	p.statusMu.Unlock()
 	switch {
 	case opts.NoStatus:
 	case opts.StatusDelay > 0:
@@ -272,6 +276,8 @@ func (p *CNIPod) WriteStatus(ctx context.Context) error {
 }
 
 func (p *CNIPod) finishStatus(err error) {
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
 	select {
 	case <-p.status:
 		return // written already (a test wrote it itself before the delayed write)
@@ -284,11 +290,16 @@ func (p *CNIPod) finishStatus(err error) {
 // WaitStatus waits until the status write of the last Add has ended and returns when
 // it did, or its error.
 func (p *CNIPod) WaitStatus(ctx context.Context) (time.Time, error) {
-	if p.status == nil {
+	p.statusMu.Lock()
+	status := p.status
+	p.statusMu.Unlock()
+	if status == nil {
 		return time.Time{}, fmt.Errorf("pod %s: no ADD yet", p)
 	}
 	select {
-	case <-p.status:
+	case <-status:
+		p.statusMu.Lock()
+		defer p.statusMu.Unlock()
 		return p.statusT, p.statErr
 	case <-ctx.Done():
 		return time.Time{}, ctx.Err()
