@@ -123,7 +123,7 @@ type fakeCall struct {
 
 // shortTempDir is a temporary directory with a short path: a unix socket's
 // path is limited to 108 bytes, and t.TempDir's carry the test's name.
-func shortTempDir(t *testing.T) string {
+func shortTempDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "nwcni")
 	if err != nil {
@@ -133,7 +133,7 @@ func shortTempDir(t *testing.T) string {
 	return dir
 }
 
-func startFakeDaemon(t *testing.T, status int, answer string, delay time.Duration) *fakeDaemon {
+func startFakeDaemon(t testing.TB, status int, answer string, delay time.Duration) *fakeDaemon {
 	t.Helper()
 	d := &fakeDaemon{socket: filepath.Join(shortTempDir(t), "cni.sock"), status: status, answer: answer, delay: delay}
 	l, err := net.Listen("unix", d.socket)
@@ -187,7 +187,7 @@ type cniError struct {
 	Msg  string `json:"msg"`
 }
 
-func runPlugin(t *testing.T, command, cniArgs string, stdin []byte, extraEnv ...string) pluginRun {
+func runPlugin(t testing.TB, command, cniArgs string, stdin []byte, extraEnv ...string) pluginRun {
 	t.Helper()
 	cmd := exec.Command(pluginBin)
 	cmd.Env = append([]string{
