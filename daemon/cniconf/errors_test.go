@@ -22,6 +22,9 @@ func TestInstallRefusesAndLeavesAlone(t *testing.T) {
 		{name: "not an object", files: map[string]string{"10-x.conf": `["ptp"]`}, wantErr: "not a JSON object"},
 		{name: "plugins not a list", files: map[string]string{"10-x.conflist": `{"name": "n", "plugins": {"type": "ptp"}}`}, wantErr: "not a list"},
 		{name: "a plugin not an object", files: map[string]string{"10-x.conflist": `{"name": "n", "plugins": ["ptp"]}`}, wantErr: "plugin 0"},
+		{name: "a .conf beside the .conflist of its stem", files: map[string]string{
+			"10-x.conf": `{"name": "n", "type": "ptp"}`, "10-x.conflist": `{"name": "m", "plugins": [{"type": "bridge"}]}`},
+			wantErr: "not ours"},
 		{name: "trailing data", files: map[string]string{"10-x.conf": `{"type": "ptp"} {}`}, wantErr: "after the object"},
 	}
 	for _, tt := range tests {

@@ -73,6 +73,11 @@ func Install(confDir, binDir, pluginBinary string, entry Entry) (string, error) 
 	if target == file && bytes.Equal(out, data) {
 		return file, nil // installed already, exactly so
 	}
+	if target != file {
+		if _, err := os.Lstat(target); err == nil {
+			return "", fmt.Errorf("install nftwarden-cni: converting %s would replace %s, which is not ours", file, target)
+		}
+	}
 	// The backup is the file as the main CNI wrote it: taken when our entry
 	// is not in it (the first install, or the CNI rewrote its file since).
 	if !list.hasOurs() {
