@@ -14,11 +14,11 @@ import (
 
 // Flags of `nftwarden cni install|uninstall`.
 const (
-	flagCNIConfDirOfCmd = "conf-dir"
-	flagCNIBinDir       = "bin-dir"
-	flagPluginBinary    = "plugin-binary"
-	flagPluginSocket    = "socket"
-	flagPluginTimeout   = "plugin-timeout"
+	flagConfDir       = "conf-dir"
+	flagCNIBinDir     = "bin-dir"
+	flagPluginBinary  = "plugin-binary"
+	flagPluginSocket  = "socket"
+	flagPluginTimeout = "plugin-timeout"
 )
 
 // Where runtimes keep CNI configurations and plugins unless told otherwise.
@@ -27,9 +27,9 @@ const (
 	defaultCNIBinDir  = "/opt/cni/bin"
 )
 
-func cniConfDirFlagOfCmd() cli.Flag {
+func confDirFlag() cli.Flag {
 	return &cli.StringFlag{
-		Name:  flagCNIConfDirOfCmd,
+		Name:  flagConfDir,
 		Usage: "the runtime's CNI configuration `DIR`: its first *.conf, *.conflist or *.json file is the one edited",
 		Value: defaultCNIConfDir,
 	}
@@ -60,11 +60,11 @@ func (env *cliEnv) cniCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 				Usage:        "copy nftwarden-cni into the CNI bin directory and chain it last in the node's network configuration",
 				OnUsageError: onUsageError,
 				Flags: append([]cli.Flag{
-					cniConfDirFlagOfCmd(),
+					confDirFlag(),
 					&cli.StringFlag{Name: flagCNIBinDir, Usage: "the runtime's CNI plugin `DIR`", Value: defaultCNIBinDir},
-					&cli.StringFlag{Name: flagPluginBinary, Usage: "the nftwarden-cni binary to install (`PATH`)", Value: defaultPluginBinary()},
+					&cli.StringFlag{Name: flagPluginBinary, Usage: "`PATH` of the nftwarden-cni binary to install", Value: defaultPluginBinary()},
 					&cli.StringFlag{Name: flagPluginSocket, Usage: "the daemon's CNI socket `PATH` (run's --cni-socket)", Value: cniwire.DefaultSocket},
-					&cli.DurationFlag{Name: flagPluginTimeout, Usage: "how long the plugin waits for the daemon (`DURATION`; 0: its default, 10s)"},
+					&cli.DurationFlag{Name: flagPluginTimeout, Usage: "`DURATION` the plugin waits for the daemon at most (0: its default, 10s)"},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
 					log, err := env.cniLogger(c)
@@ -78,7 +78,7 @@ func (env *cliEnv) cniCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 					if !filepath.IsAbs(entry.Socket) {
 						return usagef("cni install: --%s %q: want an absolute path", flagPluginSocket, entry.Socket)
 					}
-					file, err := cniconf.Install(c.String(flagCNIConfDirOfCmd), c.String(flagCNIBinDir), c.String(flagPluginBinary), entry)
+					file, err := cniconf.Install(c.String(flagConfDir), c.String(flagCNIBinDir), c.String(flagPluginBinary), entry)
 					if err != nil {
 						return err
 					}
@@ -92,7 +92,7 @@ func (env *cliEnv) cniCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 				Usage:        "take nftwarden-cni out of the node's network configuration and remove its binary",
 				OnUsageError: onUsageError,
 				Flags: append([]cli.Flag{
-					cniConfDirFlagOfCmd(),
+					confDirFlag(),
 					&cli.StringFlag{Name: flagCNIBinDir, Usage: "the runtime's CNI plugin `DIR` (empty: leave the binary)", Value: defaultCNIBinDir},
 				}, logFlags()...),
 				Action: func(c *cli.Context) error {
@@ -100,7 +100,7 @@ func (env *cliEnv) cniCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 					if err != nil {
 						return err
 					}
-					changed, err := cniconf.Uninstall(c.String(flagCNIConfDirOfCmd), c.String(flagCNIBinDir))
+					changed, err := cniconf.Uninstall(c.String(flagConfDir), c.String(flagCNIBinDir))
 					if err != nil {
 						return err
 					}
