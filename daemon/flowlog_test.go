@@ -6,7 +6,6 @@ package daemon
 // tierWorld (explain_test.go) has its own plan. firstPacketWorld is npWorld
 // with the pod CIDR 198.18.1.0/24, in which 198.18.1.9 is no pod's.
 
-
 import (
 	"bytes"
 	"context"
