@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -31,8 +32,14 @@ import (
 // family gains or loses its pod CIDRs.
 
 // podCIDRsSet and localPodsSet name the sets of a family.
-func podCIDRsSet(f Family) string  { return "pod-cidrs-" + f.String() }
+func podCIDRsSet(f Family) string  { return podCIDRsPrefix + f.String() }
 func localPodsSet(f Family) string { return "local-pods-" + f.String() }
+
+const podCIDRsPrefix = "pod-cidrs-"
+
+// isPodCIDRsSet reports whether a set of the program is a pod-CIDRs set,
+// whose additions restrict (restricts, revoke.go).
+func isPodCIDRsSet(name string) bool { return strings.HasPrefix(name, podCIDRsPrefix) }
 
 // unknownComments[dir] say what the rule of the base chain of dir drops.
 var unknownComments = [2]string{

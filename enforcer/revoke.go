@@ -212,7 +212,7 @@ func restricts(tx *nft.Transaction, state *nft.State) bool {
 				return true
 			}
 		case nft.OpAddElements:
-			if s := state.Sets[op.Name]; s == nil || s.VerdictMap || s.Name == podCIDRsSet(IPv4) || s.Name == podCIDRsSet(IPv6) {
+			if s := state.Sets[op.Name]; s == nil || s.VerdictMap || isPodCIDRsSet(s.Name) {
 				return true
 			}
 		default:
