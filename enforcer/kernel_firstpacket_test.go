@@ -22,7 +22,9 @@ import (
 // way and in both families, while the node's own traffic and addresses
 // outside the CIDRs are unaffected; once its pod is upserted and flushed it
 // is reachable (no policy isolates it), and when the pod is deleted it is
-// cut off again; with the pod CIDRs removed nothing is isolated.
+// cut off again; announced by StartPod (the CNI path: the pod object has no
+// address yet) it is reachable when StartPod returns, and cut off again
+// when StopPod returns; with the pod CIDRs removed nothing is isolated.
 func TestPrivilegedFirstPacketIsolation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
@@ -88,6 +90,15 @@ func TestPrivilegedFirstPacketIsolation(t *testing.T) {
 	e.DeletePod("prod", fresh.Name)
 	flush("fresh deleted")
 	probeAll(t, "fresh deleted", cases(false))
+
+	if _, err := e.StartPod(ctx, enforcer.NewPod(mkPod("prod", fresh.Name, podLabels("app", fresh.Name))), []netip.Addr{fresh.V4, fresh.V6}); err != nil {
+		t.Fatalf("StartPod: %v", err)
+	}
+	probeAll(t, "fresh started (StartPod)", cases(true))
+	if _, err := e.StopPod(ctx, "prod", fresh.Name, nil); err != nil {
+		t.Fatalf("StopPod: %v", err)
+	}
+	probeAll(t, "fresh stopped (StopPod)", cases(false))
 
 	if err := e.SetPodCIDRs(nil); err != nil {
 		t.Fatal(err)
