@@ -61,9 +61,9 @@ const (
 	// DefaultPodWait is Options.PodWait's default: the informer delivers a
 	// new pod within milliseconds of its creation, long before its sandbox
 	// is set up, unless the watch lags.
-	DefaultPodWait = 2 * time.Second
-	defaultRetryBaseDelay  = 200 * time.Millisecond
-	defaultRetryMaxDelay   = 30 * time.Second
+	DefaultPodWait        = 2 * time.Second
+	defaultRetryBaseDelay = 200 * time.Millisecond
+	defaultRetryMaxDelay  = 30 * time.Second
 )
 
 // Hooks are optional callbacks, for metrics and logging by the embedder. They are
