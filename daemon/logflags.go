@@ -50,6 +50,8 @@ type programConfig struct {
 	Audit bool
 	// Counters gives policies named counters.
 	Counters bool
+	// FirstPacket configures first-packet isolation (podcidrs_flags.go).
+	FirstPacket firstPacketConfig
 }
 
 // verdictLogConfig is what run's flags of the deny/flow log, audit mode and
@@ -69,7 +71,7 @@ type verdictLogConfig struct {
 
 // programFlags are the flags of programConfig.
 func programFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.BoolFlag{Name: flagLogDenied, EnvVars: []string{"NFTWARDEN_LOG_DENIED"},
 			Usage: "write a line for every new connection that policy drops (the pods, the policy or rule, the reason); the drop still happens"},
 		&cli.BoolFlag{Name: flagLogAllowed, EnvVars: []string{"NFTWARDEN_LOG_ALLOWED"},
@@ -85,7 +87,7 @@ func programFlags() []cli.Flag {
 				"(a policy annotated nftwarden.io/enforcement=audit is in audit mode alone)"},
 		&cli.BoolFlag{Name: flagPolicyCounters, Value: true, EnvVars: []string{"NFTWARDEN_POLICY_COUNTERS"},
 			Usage: "count the new connections each policy allows and denies (nftables named counters) and export them on /metrics"},
-	}
+	}, firstPacketFlags()...)
 }
 
 // verdictLogFlags are run's flags of verdictLogConfig.
@@ -121,7 +123,9 @@ func programConfigFrom(c *cli.Context) (programConfig, error) {
 		return v, usagef("--%s %d: want 0-65535", flagLogGroup, group)
 	}
 	v.Burst, v.Group = uint32(burst), uint16(group)
-	return v, nil
+	var err error
+	v.FirstPacket, err = firstPacketConfigFrom(c)
+	return v, err
 }
 
 // verdictLogConfigFrom reads and checks the flags of verdictLogFlags.

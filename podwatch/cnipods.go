@@ -27,6 +27,10 @@ var (
 	// ErrPodNotFound: the API server has no pod of that namespace and name,
 	// or one with another UID (the sandbox's pod was deleted and replaced).
 	ErrPodNotFound = errors.New("podwatch: pod not found")
+	// ErrFlushFailed: the engine took the call but the kernel batch that
+	// was to carry it failed; the watcher flushes again with backoff, and
+	// the caller may retry.
+	ErrFlushFailed = errors.New("podwatch: programming the dataplane failed")
 )
 
 // podStarter is the engine's synchronous pod API, which StartPod, StopPod
@@ -61,9 +65,7 @@ func (w *Watcher) StartPod(ctx context.Context, namespace, name, uid string, add
 	if err != nil {
 		return enforcer.FlushResult{}, err
 	}
-	res, err := eng.StartPod(ctx, p, addrs)
-	w.reportPodFlush(res, err)
-	return res, err
+	return w.reportPodFlush(eng.StartPod(ctx, p, addrs))
 }
 
 // StopPod takes addrs (all the pod's addresses when empty) of pod
@@ -79,9 +81,7 @@ func (w *Watcher) StopPod(ctx context.Context, namespace, name string, addrs []n
 	if err := w.waitReady(ctx); err != nil {
 		return enforcer.FlushResult{}, err
 	}
-	res, err := eng.StopPod(ctx, namespace, name, addrs)
-	w.reportPodFlush(res, err)
-	return res, err
+	return w.reportPodFlush(eng.StopPod(ctx, namespace, name, addrs))
 }
 
 // PodProgrammed reports whether pod namespace/name is programmed with every
@@ -119,20 +119,24 @@ func (w *Watcher) waitReady(ctx context.Context) error {
 }
 
 // reportPodFlush reports the flush of a StartPod or StopPod as the worker
-// reports its own. A failed kernel batch leaves the engine's changes for the
-// next flush (a full reconcile, after a failure): the worker is asked for one,
-// so the kernel converges whether or not the runtime retries. An error
-// without a flush (a refused pod, no Duration) is the caller's alone.
-func (w *Watcher) reportPodFlush(res enforcer.FlushResult, err error) {
+// reports its own, and returns its result, a failed flush's error marked
+// ErrFlushFailed. A failed kernel batch leaves the engine's changes for the
+// next flush (a full reconcile, after a failure): the worker is asked for
+// one, so the kernel converges whether or not the runtime retries. An error
+// without a flush (the engine refused the call: no Duration) is the
+// caller's alone.
+func (w *Watcher) reportPodFlush(res enforcer.FlushResult, err error) (enforcer.FlushResult, error) {
 	if err != nil && res.Duration == 0 {
-		return
+		return res, err
 	}
 	if h := w.opts.Hooks.Flushed; h != nil {
 		h(res, err)
 	}
 	if err != nil {
 		w.queue.Add(key{Kind: kindFlush})
+		err = fmt.Errorf("%w: %w", ErrFlushFailed, err)
 	}
+	return res, err
 }
 
 // resolvePod returns the engine's form of pod namespace/name (with UID uid,

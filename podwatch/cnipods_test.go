@@ -257,8 +257,8 @@ func TestPodCallsReportTheirFlush(t *testing.T) {
 
 	_, flushes, _ := h.rec.snapshot()
 	h.rec.setFail(1)
-	if _, err := h.w.StartPod(ctx, "frontend", "web", "uid-1", webAddrs); err == nil {
-		t.Fatal("StartPod succeeded with a failing flush")
+	if _, err := h.w.StartPod(ctx, "frontend", "web", "uid-1", webAddrs); !errors.Is(err, ErrFlushFailed) {
+		t.Fatalf("StartPod with a failing flush = %v, want ErrFlushFailed", err)
 	}
 	eventually(t, "the worker's retry", func() bool {
 		_, n, _ := h.rec.snapshot()
