@@ -13,7 +13,7 @@ func defaultVerdictLog(format string) verdictLogConfig {
 	return verdictLogConfig{Format: format, FileMaxSize: defaultLogFileMaxSize, FileMaxBacks: defaultLogFileMaxBackups,
 		programConfig: programConfig{Rate: defaultLogRate, Burst: defaultLogBurst, Group: defaultLogGroup, Counters: true,
 			FirstPacket: firstPacketConfig{On: true}},
-		MetricsLimit:  defaultPolicyMetricsLimit}
+		MetricsLimit: defaultPolicyMetricsLimit}
 }
 
 // clearVerdictLogEnv unsets the variables of the log flags for the test.
@@ -47,7 +47,7 @@ func TestVerdictLogFlags(t *testing.T) {
 			want: verdictLogConfig{Format: formatJSON, File: "/var/log/nftwarden/verdicts.log", FileMaxSize: 10, FileMaxBacks: 0,
 				programConfig: programConfig{LogDenied: true, LogAllowed: true, Rate: 20, Burst: 5, Group: 65535, Audit: true, Counters: false,
 					FirstPacket: firstPacketConfig{On: true}},
-				MetricsLimit:  7},
+				MetricsLimit: 7},
 		},
 		{
 			name: "environment",
