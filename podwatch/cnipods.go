@@ -129,14 +129,36 @@ func (w *Watcher) reportPodFlush(res enforcer.FlushResult, err error) (enforcer.
 	if err != nil && res.Duration == 0 {
 		return res, err
 	}
-	if h := w.opts.Hooks.Flushed; h != nil {
-		h(res, err)
-	}
+	w.reportFlushed(res, err)
 	if err != nil {
 		w.queue.Add(key{Kind: kindFlush})
 		err = fmt.Errorf("%w: %w", ErrFlushFailed, err)
 	}
 	return res, err
+}
+
+// reportFlushed calls Hooks.Flushed once per kernel batch. The engine hands
+// the result of a successful batch to every caller it carried: concurrent
+// StartPods share one, and a StartPod whose change the worker's batch
+// carried gets that batch's result. Reported by each, it would count twice in
+// the metrics and the revoker, so a successful result equal to the last one
+// reported is not reported again (two batches with equal results, to the
+// nanosecond of their duration, would count once).
+func (w *Watcher) reportFlushed(res enforcer.FlushResult, err error) {
+	h := w.opts.Hooks.Flushed
+	if h == nil {
+		return
+	}
+	if err == nil {
+		w.reportMu.Lock()
+		again := res == w.lastReported
+		w.lastReported = res
+		w.reportMu.Unlock()
+		if again {
+			return
+		}
+	}
+	h(res, err)
 }
 
 // resolvePod returns the engine's form of pod namespace/name (with UID uid,

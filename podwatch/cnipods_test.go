@@ -41,7 +41,9 @@ func (r *recorder) StopPod(_ context.Context, namespace, name string, addrs []ne
 
 func (r *recorder) podFlush() (enforcer.FlushResult, error) {
 	res, err := r.sync("flush")
-	res.Duration = time.Millisecond
+	if err != nil {
+		res.Duration = time.Millisecond
+	}
 	return res, err
 }
 

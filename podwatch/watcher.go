@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -199,6 +200,10 @@ type Watcher struct {
 	readyC chan struct{}
 	// podWaiters are StartPod's calls waiting for their pod (cnipods.go).
 	podWaiters podWaiters
+	// lastReported is the last successful batch reported to Hooks.Flushed
+	// (reportFlushed).
+	reportMu     sync.Mutex
+	lastReported enforcer.FlushResult
 	// listing is set once the informers have synced: from then on handlers
 	// queue keys. Before, Run applies the synced caches as one batch instead:
 	// queueing the initial list would grow the queue's sets to the size of
@@ -628,9 +633,7 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	end := time.Now()
 	// A failed Reconcile may return a zero result: still report it as full.
 	res.Full = res.Full || full
-	if h := w.opts.Hooks.Flushed; h != nil {
-		h(res, err)
-	}
+	w.reportFlushed(res, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // stopping: the interrupted change is applied at the next start
