@@ -167,7 +167,8 @@ var ErrNoDataplane = errors.New("enforcer: engine has no dataplane")
 type Engine struct {
 	// applyMu serialises Flush and Reconcile (the dataplane's Apply and
 	// Reconcile are called by one caller at a time), and guards programmed
-	// and needFull. It is taken before mu, never after.
+	// and needFull. It is taken before mu, never after, and released with
+	// unlockApply, which wakes the StartPods and StopPods waiting for it.
 	applyMu sync.Mutex
 	mu      sync.Mutex
 	cfg     Config
@@ -189,6 +190,20 @@ type Engine struct {
 	// revivals are the UDP flows RevokeDenied deleted recently, whose
 	// reversal its next sweeps delete (revival.go).
 	revivals revivalWatch
+
+	// The synchronous pod API's bookkeeping (cnipods.go), under mu.
+	// changes numbers the changes of local pods; flushedChanges is the
+	// number the last successful Flush or Reconcile carried, lastFlush its
+	// result, and synced says that one has succeeded. podSyncs holds each
+	// local pod's last change number and what StartPod and StopPod said of
+	// its addresses (local pods only: memory per pod matters).
+	changes, flushedChanges uint64
+	lastFlush               FlushResult
+	synced                  bool
+	podSyncs                map[string]*podSync
+	// applyFreed is closed when applyMu is next released (nil while nobody
+	// waits for it): StartPod and StopPod wait on it for their turn.
+	applyFreed chan struct{}
 }
 
 // New returns an engine with an empty model. The first Flush programs the
@@ -268,38 +283,68 @@ func (e *Engine) UpsertPod(p *corev1.Pod) error {
 // UpsertParsedPod adds or updates a pod parsed by NewPod, as UpsertPod does.
 // The engine keeps p itself (it is immutable): a caller that holds its pods
 // anyway shares them with the engine instead of both holding a copy.
+//
+// A local pod's addresses are those StartPod announced while its upserts
+// carry none, and leave out those StopPod released (cnipods.go); the engine
+// then keeps a copy of p with them.
 func (e *Engine) UpsertParsedPod(p *Pod) error {
-	if p == nil || p.rec.ID == "" || p.rec.nsLen == 0 || p.Name() == "" {
-		return errors.New("enforcer: upsert pod: nil pod or missing name/namespace (use NewPod)")
+	if err := checkParsedPod(p); err != nil {
+		return fmt.Errorf("enforcer: upsert pod: %w", err)
 	}
-	rec := &p.rec
 	perr := p.Err()
 	if perr != nil {
 		perr = fmt.Errorf("enforcer: upsert pod: %w", perr)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.m.pod(rec.ID)
+	if err := e.upsertPod(&p.rec, perr); err != nil {
+		return errors.Join(perr, err)
+	}
+	return perr
+}
+
+// checkParsedPod refuses a pod that NewPod did not make from a named pod.
+func checkParsedPod(p *Pod) error {
+	if p == nil || p.rec.ID == "" || p.rec.nsLen == 0 || p.Name() == "" {
+		return errors.New("nil pod or missing name/namespace (use NewPod)")
+	}
+	return nil
+}
+
+// upsertPod stores pod raw as its caller gives it (the caller holds mu),
+// logging perr, its malformed fields, once per version (an identical upsert
+// changes nothing and logs nothing). It returns the model's error.
+func (e *Engine) upsertPod(raw *podRecord, perr error) error {
+	old := e.m.pod(raw.ID)
+	rec := e.storedPod(raw)
 	if samePod(old, rec) {
-		return perr // logged when this version arrived
+		return nil
 	}
 	if perr != nil {
 		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)
 	}
+	return e.storePod(old, rec)
+}
+
+// storePod puts rec in the place of old (nil: none) in the model and the
+// compiler, and numbers the change. The caller holds mu.
+func (e *Engine) storePod(old, rec *podRecord) error {
 	if err := e.m.putPod(old, rec); err != nil {
 		err = fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err)
 		e.log.Error("pod not stored", "pod", rec.ID, "error", err)
-		return errors.Join(perr, err)
+		return err
 	}
 	if old == nil {
 		e.nPods++
 	}
 	e.c.podChanged(old, rec)
 	e.c.collectGroups()
-	return perr
+	e.podStored(old, rec)
+	return nil
 }
 
-// DeletePod removes a pod; a missing pod is not an error.
+// DeletePod removes a pod; a missing pod is not an error. It forgets what
+// StartPod and StopPod said of the pod.
 func (e *Engine) DeletePod(namespace, name string) {
 	id := namespace + "/" + name
 	e.mu.Lock()
@@ -312,6 +357,7 @@ func (e *Engine) DeletePod(namespace, name string) {
 	e.nPods--
 	e.c.podChanged(old, nil)
 	e.c.collectGroups()
+	e.podStored(old, nil)
 }
 
 // UpsertNetworkPolicy adds or updates a policy. Invalid parts are returned as an
@@ -379,21 +425,39 @@ func (e *Engine) Flush(ctx context.Context) (FlushResult, error) {
 		return FlushResult{}, fmt.Errorf("enforcer: flush: %w", ErrNoDataplane)
 	}
 	e.applyMu.Lock()
-	defer e.applyMu.Unlock()
+	defer e.unlockApply()
+	return e.sync(ctx)
+}
+
+// sync is Flush; the caller holds applyMu.
+func (e *Engine) sync(ctx context.Context) (FlushResult, error) {
 	if e.needFull {
 		return e.reconcile(ctx)
 	}
-	return e.flush(ctx)
+	return e.flush(ctx, false)
 }
 
-// flush sends what changed within the recorded scope. The caller holds
-// applyMu.
-func (e *Engine) flush(ctx context.Context) (FlushResult, error) {
+// unlockApply releases applyMu and wakes the callers waiting for it
+// (flushUpTo).
+func (e *Engine) unlockApply() {
+	e.applyMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.applyFreed != nil {
+		close(e.applyFreed)
+		e.applyFreed = nil
+	}
+}
+
+// flush sends what changed within the recorded scope (full: as a Reconcile
+// that trusts the record). The caller holds applyMu.
+func (e *Engine) flush(ctx context.Context, full bool) (FlushResult, error) {
 	start := time.Now()
-	tx, restricting := e.takeDelta()
-	res := FlushResult{Operations: tx.Size()}
+	tx, restricting, upTo := e.takeDelta()
+	res := FlushResult{Full: full, Operations: tx.Size()}
 	if tx.Empty() {
 		res.Duration = time.Since(start)
+		e.carried(upTo, res)
 		return res, nil
 	}
 	if err := e.cfg.Dataplane.Apply(ctx, tx); err != nil {
@@ -409,7 +473,19 @@ func (e *Engine) flush(ctx context.Context) (FlushResult, error) {
 		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)
 	}
 	res.Duration = time.Since(start)
+	// The dataplane holds the batch even when the record disagrees.
+	e.carried(upTo, res)
 	return res, nil
+}
+
+// carried records that the dataplane holds the changes numbered up to upTo
+// after a successful batch that res describes (StartPod, PodProgrammed).
+func (e *Engine) carried(upTo uint64, res FlushResult) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.flushedChanges = max(e.flushedChanges, upTo)
+	e.lastFlush = res
+	e.synced = true
 }
 
 // Reconcile converges the dataplane to the full desired state (start-up, timer,
@@ -419,7 +495,7 @@ func (e *Engine) Reconcile(ctx context.Context) (FlushResult, error) {
 		return FlushResult{}, fmt.Errorf("enforcer: reconcile: %w", ErrNoDataplane)
 	}
 	e.applyMu.Lock()
-	defer e.applyMu.Unlock()
+	defer e.unlockApply()
 	return e.reconcile(ctx)
 }
 
@@ -431,13 +507,11 @@ func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 		// succeeded: the table holds exactly the engine's record, so a
 		// Reconcile is a Flush. The dataplane reads the kernel again at
 		// least every nft.UntouchedMaxAge, which also checks the record.
-		res, err := e.flush(ctx)
-		res.Full = true
-		return res, err
+		return e.flush(ctx, true)
 	}
 	start := time.Now()
 	expected := e.needFull
-	want := e.takeDesired()
+	want, upTo := e.takeDesired()
 	tx, err := e.cfg.Dataplane.Reconcile(ctx, want)
 	res := FlushResult{Full: true, ReadDataplane: true, Operations: tx.Size(), Duration: time.Since(start)}
 	if err != nil {
@@ -448,6 +522,7 @@ func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 	res.Repaired = !expected && !tx.Empty()
 	e.programmed = want
 	e.needFull = false
+	e.carried(upTo, res)
 	return res, nil
 }
 
@@ -460,28 +535,30 @@ func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 // are read safely without mu.
 
 // takeDelta returns the difference between the record and the desired state
-// within the recorded scope, and whether it may deny connections allowed
-// before; it starts a new scope.
-func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool) {
+// within the recorded scope, whether it may deny connections allowed before,
+// and the number of the last change of a local pod it carries; it starts a
+// new scope.
+func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool, upTo uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.m.commit()
 	e.c.settle()
 	tx = nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
-	return tx, restricts(tx, e.c.w.desired)
+	return tx, restricts(tx, e.c.w.desired), e.changes
 }
 
 // takeDesired returns a copy of the whole desired state for a reconcile, and
 // starts recording changes in a new scope: what changes while the reconcile
-// runs is the next Flush's.
-func (e *Engine) takeDesired() *nft.State {
+// runs is the next Flush's. upTo is the number of the last change of a local
+// pod it carries.
+func (e *Engine) takeDesired() (desired *nft.State, upTo uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.m.commit()
 	e.c.settle()
 	e.c.w.takeScope()
 	e.c.w.untracked = false
-	return e.c.w.desired.Clone()
+	return e.c.w.desired.Clone(), e.changes
 }
 
 // failed makes the next Flush a full reconcile; until then the compiler

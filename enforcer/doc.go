@@ -96,6 +96,25 @@
 // (see BenchmarkEngineDelta*); the first full build of a 100,000-pod cluster is
 // dominated by the memdb inserts.
 //
+// # The CNI path
+//
+// A pod's status, which gives the engine its addresses, is written after
+// its sandbox is up, so without help a new pod talks freely until that
+// status arrives. A CNI plugin, or an agent that embeds the engine, closes
+// that window with the synchronous pod API (cnipods.go): StartPod gives a
+// local pod the addresses of its CNI result, which the pod keeps while its
+// upserts carry none (the first status with IPs ends that; a mismatch is
+// logged and the status wins), flushes, and returns once a successful kernel
+// batch carried the pod; StopPod (CNI DEL) takes addresses away although the
+// pod object may still list them, until a new sandbox's address or a
+// StartPod; PodProgrammed (CNI CHECK) says whether the kernel holds the
+// pod's latest change. DeletePod forgets all of it. Changes of local pods
+// are numbered and each successful Flush or Reconcile records the number it
+// carried, so concurrent StartPods share one batch and wait for it within
+// their context. Before the first successful Flush or Reconcile the calls
+// answer ErrNotSynced: a batch of a model the caller has not filled yet
+// would empty the table. Only local pods carry this bookkeeping.
+//
 // # Two live pods claiming one address
 //
 // During IP reuse a new pod can be given the address of a pod whose deletion
