@@ -3,6 +3,7 @@ module github.com/nftwarden/nftwarden
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.1
 	github.com/florianl/go-nflog/v2 v2.3.0
 	github.com/google/btree v1.1.3
 	github.com/google/go-cmp v0.7.0

@@ -79,6 +79,7 @@ type runConfig struct {
 	// CleanupOnUninstall deletes the table at shutdown when the pod's
 	// DaemonSet is being deleted (see uninstalling).
 	CleanupOnUninstall bool
+	CNIConfDir         string // cniflags.go: take nftwarden-cni out of it on uninstall
 	// RevokeEstablished deletes the conntrack entries of connections that a
 	// change denies.
 	RevokeEstablished bool
@@ -242,6 +243,7 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 		PodName:            c.String(flagPodName),
 		PodNamespace:       c.String(flagPodNamespace),
 		CleanupOnUninstall: c.Bool(flagCleanupOnUninstall),
+		CNIConfDir:         c.String(flagCNIConfDir),
 		RevokeEstablished:  c.Bool(flagRevokeEstablished),
 		CNPDiscoveryPeriod: c.Duration(flagClusterNetworkPolicyDiscovery),
 		CNISocket:          c.String(flagCNISocket),
@@ -343,6 +345,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 						Value:   true,
 						EnvVars: []string{"NFTWARDEN_CLEANUP_ON_UNINSTALL"},
 					},
+					cniConfDirFlag(),
 					&cli.BoolFlag{
 						Name: flagRevokeEstablished,
 						Usage: "when a change denies connections that were allowed, delete their conntrack entries so that " +
@@ -489,6 +492,7 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 					return explainCommand(ctx, opts, q, log, env.stdout)
 				},
 			},
+			env.cniCommand(onUsageError),
 			{
 				Name:  "version",
 				Usage: "print the version",

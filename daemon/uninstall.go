@@ -136,6 +136,9 @@ func (d *daemon) cleanupIfUninstalled() {
 		d.log.Info("stopping; the programmed rules stay in place", "reason", why)
 		return
 	}
+	// The plugin first: from here on no daemon answers it, and a conflist
+	// that still names it would keep every new pod of the node from starting.
+	uninstallCNIPlugin(d.cfg.CNIConfDir, d.log.With("reason", why))
 	if err := d.dataplane.Cleanup(ctx); err != nil {
 		d.log.Error("uninstalling, but deleting the table failed; run `nftwarden cleanup` on this node",
 			"reason", why, "table", "inet "+d.cfg.Table, "error", err)

@@ -13,7 +13,7 @@ import (
 // a failure leaves it alone.
 func (e *Engine) Programmed() *nft.State {
 	e.applyMu.Lock()
-	defer e.applyMu.Unlock()
+	defer e.unlockApply()
 	return e.programmed.Clone()
 }
 
