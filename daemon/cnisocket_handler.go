@@ -181,8 +181,8 @@ func classifyCNIError(err error) *cniError {
 		return nil
 	case errors.Is(err, podwatch.ErrPodNotFound):
 		return &cniError{status: http.StatusNotFound, err: err}
-	case errors.Is(err, podwatch.ErrNotReady), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, podwatch.ErrFlushFailed):
+	case errors.Is(err, podwatch.ErrNotReady), errors.Is(err, enforcer.ErrNotSynced), errors.Is(err, podwatch.ErrFlushFailed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &cniError{status: http.StatusServiceUnavailable, retry: true, err: err}
 	}
 	return &cniError{status: http.StatusUnprocessableEntity, err: err}

@@ -33,8 +33,8 @@ var (
 	ErrFlushFailed = errors.New("podwatch: programming the dataplane failed")
 )
 
-// podStarter is the engine's synchronous pod API, which StartPod, StopPod
-// and PodProgrammed hand their calls to.
+// podStarter is the engine's synchronous pod API (part of engine), which
+// StartPod, StopPod and PodProgrammed hand their calls to.
 type podStarter interface {
 	StartPod(ctx context.Context, p *enforcer.Pod, addrs []netip.Addr) (enforcer.FlushResult, error)
 	StopPod(ctx context.Context, namespace, name string, addrs []netip.Addr) (enforcer.FlushResult, error)
@@ -54,10 +54,6 @@ type podStarter interface {
 // the pod's status lists its own (enforcer.Engine.StartPod). The flush is
 // reported to Hooks.Flushed like the worker's. Everything is bounded by ctx.
 func (w *Watcher) StartPod(ctx context.Context, namespace, name, uid string, addrs []netip.Addr) (enforcer.FlushResult, error) {
-	eng, err := w.podStarter()
-	if err != nil {
-		return enforcer.FlushResult{}, err
-	}
 	if err := w.waitReady(ctx); err != nil {
 		return enforcer.FlushResult{}, err
 	}
@@ -65,7 +61,7 @@ func (w *Watcher) StartPod(ctx context.Context, namespace, name, uid string, add
 	if err != nil {
 		return enforcer.FlushResult{}, err
 	}
-	return w.reportPodFlush(eng.StartPod(ctx, p, addrs))
+	return w.reportPodFlush(w.eng.StartPod(ctx, p, addrs))
 }
 
 // StopPod takes addrs (all the pod's addresses when empty) of pod
@@ -74,37 +70,20 @@ func (w *Watcher) StartPod(ctx context.Context, namespace, name, uid string, add
 // has carried that. It waits for Ready first, bounded by ctx; an unknown
 // pod or address is not an error. The flush is reported to Hooks.Flushed.
 func (w *Watcher) StopPod(ctx context.Context, namespace, name string, addrs []netip.Addr) (enforcer.FlushResult, error) {
-	eng, err := w.podStarter()
-	if err != nil {
-		return enforcer.FlushResult{}, err
-	}
 	if err := w.waitReady(ctx); err != nil {
 		return enforcer.FlushResult{}, err
 	}
-	return w.reportPodFlush(eng.StopPod(ctx, namespace, name, addrs))
+	return w.reportPodFlush(w.eng.StopPod(ctx, namespace, name, addrs))
 }
 
 // PodProgrammed reports whether pod namespace/name is programmed with every
 // address of addrs (CNI CHECK): nil if so, ErrNotReady before the first full
 // reconcile, otherwise the engine's error saying what is missing.
 func (w *Watcher) PodProgrammed(namespace, name string, addrs []netip.Addr) error {
-	eng, err := w.podStarter()
-	if err != nil {
-		return err
-	}
 	if !w.Ready() {
 		return ErrNotReady
 	}
-	return eng.PodProgrammed(namespace, name, addrs)
-}
-
-// podStarter returns the engine's synchronous pod API.
-func (w *Watcher) podStarter() (podStarter, error) {
-	eng, ok := w.eng.(podStarter)
-	if !ok {
-		return nil, fmt.Errorf("podwatch: the engine (%T) has no synchronous pod API", w.eng)
-	}
-	return eng, nil
+	return w.eng.PodProgrammed(namespace, name, addrs)
 }
 
 // waitReady returns nil once the watcher is Ready, ErrNotReady when ctx ends

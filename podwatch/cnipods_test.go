@@ -20,9 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
 )
 
 // The recorder's synchronous pod API: it records the call with the pod's
@@ -273,5 +275,72 @@ func TestPodCallsReportTheirFlush(t *testing.T) {
 func TestCompactPodSize(t *testing.T) {
 	if n := unsafe.Sizeof(compactPod{}); n > 80 {
 		t.Errorf("compactPod is %d bytes, want at most 80", n)
+	}
+}
+
+// TestStartPodRealEngine runs StartPods of ten new pods at once against the
+// real engine over nft.Fake: each returns with its address in the dispatch
+// map, and Hooks.Flushed hears of each kernel batch once, although the
+// engine hands a shared batch's result to every StartPod it carried.
+func TestStartPodRealEngine(t *testing.T) {
+	const n = 10
+	objs := []runtime.Object{namespace("backend"), ingressPolicy("backend", "allow-web", "api", "web", 8080)}
+	for i := range n {
+		objs = append(objs, pod("backend", fmt.Sprintf("api-%d", i), localNode, nil, func(p *corev1.Pod) {
+			p.Labels["app"] = "api"
+			p.Status.Phase = corev1.PodPending
+		}))
+	}
+	dp := nft.NewFake(nft.DefaultTable)
+	eng, err := enforcer.New(enforcer.Config{NodeName: localNode, Dataplane: dp, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reported atomic.Int32
+	w := New(fake.NewClientset(objs...), eng, Options{Logger: testLogger(t), ResyncPeriod: -1,
+		Hooks: Hooks{Flushed: func(_ enforcer.FlushResult, err error) {
+			if err == nil {
+				reported.Add(1)
+			}
+		}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(t, "ready", w.Ready)
+	time.Sleep(100 * time.Millisecond) // the worker idle
+	dp.ResetHistory()
+	reported.Store(0)
+
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := w.StartPod(ctx, "backend", fmt.Sprintf("api-%d", i), "", []netip.Addr{netip.MustParseAddr(fmt.Sprintf("198.18.0.%d", 30+i))})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("StartPod: %v", err)
+		}
+	}
+	st, err := dp.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if addr := fmt.Sprintf("198.18.0.%d", 30+i); !hasVmap(holders(st, addr), "ingress-v4") {
+			t.Errorf("%s not in the ingress-v4 dispatch map after its StartPod returned", addr)
+		}
+	}
+	batches := len(dp.Transactions())
+	t.Logf("%d StartPods in %d kernel batches", n, batches)
+	if got := int(reported.Load()); got != batches {
+		t.Errorf("Hooks.Flushed reported %d batches, the dataplane got %d", got, batches)
 	}
 }

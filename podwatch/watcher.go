@@ -152,6 +152,7 @@ type engine interface {
 	DeleteNode(name string)
 	Flush(ctx context.Context) (enforcer.FlushResult, error)
 	Reconcile(ctx context.Context) (enforcer.FlushResult, error)
+	podStarter
 }
 
 var _ engine = (*enforcer.Engine)(nil)
