@@ -173,6 +173,8 @@ func countersText(cs []ruleCounter) string {
 // model reads as it always did.
 func describeDirection(dd enforcer.DirectionDecision, end, dir string, addr netip.Addr) string {
 	switch {
+	case dd.Unknown:
+		return fmt.Sprintf("DENIED (the %s %s is in the node's pod CIDRs but is no known pod of this node: first-packet isolation drops it until its pod is programmed)", end, addr)
 	case dd.Pod == "":
 		return fmt.Sprintf("allowed (the %s %s is not a pod: no policy applies)", end, addr)
 	case dd.Tier != "" || len(dd.Passes) > 0:

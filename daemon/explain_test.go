@@ -163,6 +163,20 @@ reason:   denied: egress of frontend/web is isolated by frontend/deny-egress and
 `,
 		},
 		{
+			name: "to an address of the pod CIDRs that is no known pod's", from: "frontend/web", to: "198.18.1.9", port: "8080/tcp", wantFlows: 1,
+			decision: enforcer.Decision{
+				Egress:  enforcer.DirectionDecision{Pod: "frontend/web", Allowed: true},
+				Ingress: enforcer.DirectionDecision{Unknown: true},
+				Reason:  "denied: egress of frontend/web is not isolated; ingress of 198.18.1.9 is denied: the address is in the node's pod CIDRs but is no known pod's",
+			},
+			want: `flow:     frontend/web (198.18.0.10) -> 198.18.1.9, TCP/8080
+verdict:  DENIED
+egress:   allowed (frontend/web is not isolated for egress: no policy applies)
+ingress:  DENIED (the destination 198.18.1.9 is in the node's pod CIDRs but is no known pod of this node: first-packet isolation drops it until its pod is programmed)
+reason:   denied: egress of frontend/web is not isolated; ingress of 198.18.1.9 is denied: the address is in the node's pod CIDRs but is no known pod's
+`,
+		},
+		{
 			name: "dual stack to dual stack: once per family", from: "frontend/web", to: "frontend/web", port: "80", decision: allowed, wantFlows: 2,
 		},
 		{

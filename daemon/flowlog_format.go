@@ -29,7 +29,7 @@ import (
 //	reason     the decision in words: "default deny of ns/a, ns/b", or the
 //	           tiers' path as explain says it
 //	note       when the model now disagrees with the kernel (a change since)
-//	site       where the kernel decided: np | admin | baseline | claimed | flow
+//	site       where the kernel decided: np | admin | baseline | claimed | unknown | flow
 //	src_ip, dst_ip  the addresses
 //	len        the packet's IP length in bytes
 //

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/nftwarden/nftwarden/enforcer"
@@ -9,13 +10,15 @@ import (
 // The NFLOG prefixes of the compiled program (enforcer/PROGRAM.md, "Logging,
 // audit and counters"), exactly:
 //
-//	nftw <deny|audit|allow> <in|eg|-> <np|admin|baseline|claimed|flow>
+//	nftw <deny|audit|allow> <in|eg|-> <np|admin|baseline|claimed|unknown|flow>
 //
 // deny: dropped by policy; audit: policy would drop it, accepted (audit
 // mode); allow: a new connection let through (the flow log, direction "-",
 // site "flow"). The site is where the program decided: a pod chain's default
 // deny (np), a tier's Deny rule (admin, baseline), an address claimed by
-// pods that policy judges differently (claimed).
+// pods that policy judges differently (claimed), an address of the node's
+// pod CIDRs that is no known pod's (unknown: first-packet isolation; eg for
+// the source, in for the destination).
 
 // logAction is the first word after "nftw".
 type logAction string
@@ -40,8 +43,12 @@ const (
 	siteAdmin         = "admin"
 	siteBaseline      = "baseline"
 	siteClaimed       = "claimed"
+	siteUnknown       = "unknown"
 	siteFlow          = "flow"
 )
+
+// dropSites are the sites of deny and audit lines.
+var dropSites = []string{siteNetworkPolicy, siteAdmin, siteBaseline, siteClaimed, siteUnknown}
 
 // logPrefix is a parsed prefix. HasDirection is false for the flow log,
 // which logs a connection once for both of its directions.
@@ -83,7 +90,7 @@ func parseLogPrefix(s string) (logPrefix, bool) {
 	}
 	switch p.Action {
 	case actionDeny, actionAudit:
-		ok := p.HasDirection && (p.Site == siteNetworkPolicy || p.Site == siteAdmin || p.Site == siteBaseline || p.Site == siteClaimed)
+		ok := p.HasDirection && slices.Contains(dropSites, p.Site)
 		return p, ok
 	case actionAllow:
 		return p, !p.HasDirection && p.Site == siteFlow

@@ -40,8 +40,8 @@ type flowRecord struct {
 	// Note says when the engine's model disagrees with the kernel's
 	// verdict: a policy or pod changed after the packet.
 	Note string
-	// Site is the kernel's, from the prefix: np, admin, baseline, claimed
-	// or flow.
+	// Site is the kernel's, from the prefix: np, admin, baseline, claimed,
+	// unknown or flow.
 	Site   string
 	Length int
 }
@@ -137,6 +137,10 @@ func allowedBy(d enforcer.Decision) (policies []string, rules string) {
 // <policies>" where the NetworkPolicies isolating a pod allowed nothing.
 func denyReason(dd enforcer.DirectionDecision) string {
 	switch {
+	case dd.Unknown && dd.Pod != "":
+		return "first-packet isolation: the address is in the node's pod CIDRs but " + dd.Pod + " claims it from another node"
+	case dd.Unknown:
+		return "first-packet isolation: the address is in the node's pod CIDRs but is no known pod's (not programmed yet)"
 	case dd.Pod == "":
 		return "not a pod: no policy applies"
 	case dd.Tier == tierNetworkPolicy && len(dd.Passes) == 0 && !dd.Conflict && !dd.Allowed:

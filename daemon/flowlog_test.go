@@ -3,7 +3,8 @@ package daemon
 // IP plan of npWorld (NetworkPolicy only): team-a/client 198.18.0.2 and
 // 2001:db8:a::2, team-b/db 198.18.1.3 and 2001:db8:b::3, team-b/cache
 // 198.18.1.4 (not isolated); 198.19.0.1 is a host outside the cluster.
-// tierWorld (explain_test.go) has its own plan.
+// tierWorld (explain_test.go) has its own plan. firstPacketWorld is npWorld
+// with the pod CIDR 198.18.1.0/24, in which 198.18.1.9 is no pod's.
 
 import (
 	"bytes"
@@ -108,6 +109,15 @@ func npWorld(t testing.TB) *enforcer.Engine {
 	return eng
 }
 
+// firstPacketWorld is npWorld with first-packet isolation on
+// (enforcer.Engine.SetPodCIDRs).
+func firstPacketWorld(t testing.TB) *enforcer.Engine {
+	t.Helper()
+	eng := npWorld(t)
+	mustOK(t, eng.SetPodCIDRs([]netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")}))
+	return eng
+}
+
 func mustOK(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
@@ -160,6 +170,10 @@ func goldenEvents() []struct {
 		{"tier", event("nftw deny in baseline", "198.18.3.40", "198.18.0.10", nflog.ProtocolTCP, 40008, 80)},
 		// Passed by the admin tier, allowed by a NetworkPolicy.
 		{"tier", event("nftw allow - flow", "198.18.0.10", "198.18.2.30", nflog.ProtocolTCP, 40009, 5432)},
+		// First-packet isolation: an address of the pod CIDRs that is no
+		// known pod's, as destination and as source.
+		{"fp", event("nftw deny in unknown", "198.18.0.2", "198.18.1.9", nflog.ProtocolTCP, 40012, 8080)},
+		{"fp", event("nftw deny eg unknown", "198.18.1.9", "198.19.0.1", nflog.ProtocolUDP, 40013, 53)},
 		// Not nftwarden's prefix: no line.
 		{"np", event("DROP: ", "198.18.0.2", "198.18.1.3", nflog.ProtocolTCP, 40010, 1)},
 	}
@@ -168,7 +182,7 @@ func goldenEvents() []struct {
 // TestFlowLogGolden writes the golden events in both formats with the real
 // engine's Decide and compares with testdata/flowlog.{text,json}.
 func TestFlowLogGolden(t *testing.T) {
-	worlds := map[string]*enforcer.Engine{"np": npWorld(t), "tier": tierWorld(t)}
+	worlds := map[string]*enforcer.Engine{"np": npWorld(t), "tier": tierWorld(t), "fp": firstPacketWorld(t)}
 	for _, format := range []string{formatText, formatJSON} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer

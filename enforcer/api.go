@@ -61,6 +61,14 @@ type Config struct {
 	// Counters gives every NetworkPolicy chain, default deny and
 	// ClusterNetworkPolicy rule a named counter (CounterInfo).
 	Counters bool
+
+	// PodCIDRs turns on first-packet isolation (PROGRAM.md, "First-packet
+	// isolation"): a new connection from or to an address inside them that
+	// is not the address of a known local pod (active, not hostNetwork) is
+	// dropped until the pod is programmed. Empty: off (the program is
+	// byte-identical to before). An invalid prefix is logged and left out
+	// (SetPodCIDRs reports it as an error); a non-canonical one is masked.
+	PodCIDRs []netip.Prefix
 }
 
 // FlushResult says what a Flush or Reconcile did.
@@ -120,6 +128,11 @@ type DirectionDecision struct {
 	// direction, which is then denied; Policies lists every one of those
 	// (for a ClusterNetworkPolicy tier: the rules each claimant met).
 	Conflict bool
+	// Unknown: the address is inside the node's pod CIDRs but is no known
+	// local pod's; first-packet isolation drops the connection (PROGRAM.md,
+	// "First-packet isolation"). Pod names a claimant of another node, if
+	// any; no policy is evaluated for the direction.
+	Unknown bool
 	// Tier is the tier that decided when the model holds
 	// ClusterNetworkPolicies: "admin", "networkpolicy" or "baseline"; ""
 	// for the default allow, and always "" without ClusterNetworkPolicies

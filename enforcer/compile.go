@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -24,7 +25,9 @@ import (
 //   - logging (logs.go): what the drop sites end in, the deny and audit
 //     log chains, the limits and the flow log; counters (counters.go): the
 //     named counters and what they mean; npAudits (audit.go): the chains
-//     of audited NetworkPolicies.
+//     of audited NetworkPolicies;
+//   - firstPacket (firstpacket.go): the pod CIDRs and known local addresses
+//     of first-packet isolation, and its rules in the base chains.
 //
 // Each writes through one writer (writer.go), which records what every
 // change touched so that Flush diffs only that. The compiler reads the
@@ -43,6 +46,7 @@ type compiler struct {
 	log      *logging
 	counters *counters
 	audits   *npAudits
+	first    *firstPacket
 
 	// fams are the address families the policy rules and peer sets are
 	// compiled for: those in which a local active pod has an address
@@ -73,9 +77,29 @@ func newCompiler(cfg *Config, m *model) *compiler {
 	c.tiers = newTiers(w, m, node, c.named, c.log, c.counters)
 	c.dispatch = newDispatch(w, m, node, c.tiers, c.log, c.counters, c.audits)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named, log: c.log, counters: c.counters}
-	w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods"))
-	w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods"))
+	c.first = newFirstPacket(w, m, c.log)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c.first.set(configPodCIDRs(cfg.PodCIDRs, log))
+	c.putBaseChains()
 	return c
+}
+
+// putBaseChains puts the base chains (skeleton.go) with the rules of
+// first-packet isolation in force.
+func (c *compiler) putBaseChains() {
+	c.w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods", c.first.rules(Egress)))
+	c.w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods", c.first.rules(Ingress)))
+}
+
+// setPodCIDRs puts new pod CIDRs in force (Engine.SetPodCIDRs); the base
+// chains are rewritten only when a family gains or loses its CIDRs.
+func (c *compiler) setPodCIDRs(cidrs []netip.Prefix) {
+	if c.first.set(cidrs) {
+		c.putBaseChains()
+	}
 }
 
 // collectGroups ends an operation: it deletes the peer groups nobody
@@ -218,12 +242,16 @@ func (c *compiler) targetChanged(id, ns string, cur *podRecord, refresh map[*nam
 	}
 	prev := lp.rec
 	lp.rec = cur
+	var was, is *podRecord // the records while local, for first-packet isolation
 	if wasLocal {
 		c.countLocalFamilies(prev, -1)
+		was = prev
 	}
 	if isLocal {
 		c.countLocalFamilies(cur, +1)
+		is = cur
 	}
+	c.first.localChanged(was, is)
 	c.retarget(lp, id, ns, cur, isLocal, refresh)
 	c.dispatch.syncPod(lp, prev)
 	if !isLocal {

@@ -22,12 +22,37 @@ import (
 func decide(m *model, f Flow, nodeAudit bool) Decision {
 	src, dst := claimantsAt(m, f.Src), claimantsAt(m, f.Dst)
 	d := Decision{
-		Egress:  decideDirection(m, Egress, src, dst, f, nodeAudit),
-		Ingress: decideDirection(m, Ingress, dst, src, f, nodeAudit),
+		Egress:  decideEnd(m, Egress, f.Src, src, dst, f, nodeAudit),
+		Ingress: decideEnd(m, Ingress, f.Dst, dst, src, f, nodeAudit),
 	}
 	d.Allowed = d.Egress.Allowed && d.Ingress.Allowed
-	d.Reason = reason(d)
+	d.Reason = reason(d, f)
 	return d
+}
+
+// decideEnd evaluates the direction of the end at addr (the source for
+// egress, the destination for ingress), claimed by pods: first-packet
+// isolation (firstpacket.go) drops it when addr is in the node's pod CIDRs
+// and no local pod claims it, before any policy; otherwise its policies
+// decide (decideDirection).
+func decideEnd(m *model, dir Direction, addr netip.Addr, pods, others []*podRecord, f Flow, nodeAudit bool) DirectionDecision {
+	if !unknownAt(m, addr, pods) {
+		return decideDirection(m, dir, pods, others, f, nodeAudit)
+	}
+	dd := DirectionDecision{Unknown: true}
+	if len(pods) > 0 {
+		dd.Pod = pods[0].ID
+	}
+	if len(pods) > 1 {
+		for _, p := range pods {
+			dd.Claimants = append(dd.Claimants, p.ID)
+		}
+	}
+	if nodeAudit {
+		would := dd
+		return DirectionDecision{Pod: dd.Pod, Claimants: dd.Claimants, Allowed: true, Audit: &would}
+	}
+	return dd
 }
 
 // claimantsAt returns the active pods claiming an address, sorted by ID:
@@ -326,9 +351,9 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 	return int32(f.Port) >= lo && int32(f.Port) <= hi, false
 }
 
-func reason(d Decision) string {
+func reason(d Decision, f Flow) string {
 	// far lists the claimants of the other end when there are several.
-	part := func(name string, dd DirectionDecision, far []string) string {
+	part := func(name string, dd DirectionDecision, far []string, addr netip.Addr) string {
 		who := dd.Pod
 		if len(dd.Claimants) > 1 {
 			who = fmt.Sprintf("the address claimed by %s", strings.Join(dd.Claimants, ", "))
@@ -337,6 +362,10 @@ func reason(d Decision) string {
 			}
 		}
 		switch {
+		case dd.Unknown:
+			return name + " of " + unknownPart(dd, addr)
+		case dd.Audit != nil && dd.Audit.Unknown:
+			return fmt.Sprintf("%s of %s is allowed", name, addr)
 		case dd.Pod == "":
 			return ""
 		case dd.Conflict && (dd.Tier == tierNameAdmin || dd.Tier == tierNameBaseline):
@@ -363,8 +392,9 @@ func reason(d Decision) string {
 		name string
 		dd   DirectionDecision
 		far  []string
-	}{{"egress", d.Egress, d.Ingress.Claimants}, {"ingress", d.Ingress, d.Egress.Claimants}} {
-		if s := part(p.name, p.dd, p.far); s != "" {
+		addr netip.Addr
+	}{{"egress", d.Egress, d.Ingress.Claimants, f.Src}, {"ingress", d.Ingress, d.Egress.Claimants, f.Dst}} {
+		if s := part(p.name, p.dd, p.far, p.addr); s != "" {
 			parts = append(parts, s+auditNote(p.dd.Audit))
 		}
 	}
@@ -378,11 +408,27 @@ func reason(d Decision) string {
 	return verdict + ": " + strings.Join(parts, "; ")
 }
 
+// unknownPart says why first-packet isolation drops the end at addr
+// (dd.Unknown): "198.18.1.7 is denied: ...".
+func unknownPart(dd DirectionDecision, addr netip.Addr) string {
+	whose := "is no known pod's"
+	if dd.Pod != "" {
+		pods := dd.Pod
+		if len(dd.Claimants) > 1 {
+			pods = strings.Join(dd.Claimants, ", ")
+		}
+		whose = "is no local pod's (" + pods + " claims it from another node)"
+	}
+	return fmt.Sprintf("%s is denied: the address is in the node's pod CIDRs but %s, so its new connections are dropped until its pod is programmed (first-packet isolation)", addr, whose)
+}
+
 // auditNote says what policies in audit mode would deny ("" for nothing).
 func auditNote(a *DirectionDecision) string {
 	switch {
 	case a == nil:
 		return ""
+	case a.Unknown:
+		return " (audit mode: would be denied: the address is in the node's pod CIDRs but no known local pod's, first-packet isolation)"
 	case a.Conflict:
 		return " (audit mode: would be denied, the claimants being judged differently: " + strings.Join(a.Policies, ", ") + ")"
 	case a.Tier == tierNameAdmin || a.Tier == tierNameBaseline:

@@ -18,9 +18,14 @@ package enforcer_test
 // Policies: shop/db-from-web (db accepts web on tcp 5432), shop/web-from-dev
 // (web accepts pods of namespaces env=dev on its port http), tools/probe-out
 // (probe may reach 198.19.0.0/16 except 198.19.1.0/24 only).
+//
+// With first-packet isolation, n1's pod CIDRs are 198.18.1.0/24 and
+// 2001:db8:1::/64 (nodeAPodCIDRs).
 
 import (
+	"cmp"
 	"context"
+	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -32,11 +37,11 @@ import (
 )
 
 // deltaWorld returns an engine for node n1 over a Fake, with the world of the
-// IP plan flushed to it.
-func deltaWorld(t *testing.T) (*enforcer.Engine, *nft.Fake) {
+// IP plan flushed to it (first-packet isolation on with podCIDRs).
+func deltaWorld(t *testing.T, podCIDRs []netip.Prefix) (*enforcer.Engine, *nft.Fake) {
 	t.Helper()
 	f := nft.NewFake(nft.DefaultTable)
-	e, err := enforcer.New(enforcer.Config{NodeName: "n1", Dataplane: f, Logger: quietLogger})
+	e, err := enforcer.New(enforcer.Config{NodeName: "n1", Dataplane: f, Logger: quietLogger, PodCIDRs: podCIDRs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,31 +90,56 @@ func deltaPolicies() []*networkingv1.NetworkPolicy {
 }
 
 // TestDeltaGolden makes one change to the flushed world, flushes, and compares
-// the one transaction sent with testdata/delta/<name>.golden.
+// the one transaction sent with testdata/delta/<golden or name>.golden. The
+// cases with podCIDRs run with first-packet isolation: a pod change sends
+// the elements of the known local addresses whose presence changes (a label
+// change none: the same golden as without), and SetPodCIDRs the elements
+// that differ, rewriting the base chains only when a family's isolation
+// turns on or off.
 func TestDeltaGolden(t *testing.T) {
+	webToDB := func(e *enforcer.Engine) error {
+		// web (local) becomes a db: isolated by db-from-web instead of
+		// web-from-dev, and a peer of db-from-web no more.
+		return e.UpsertPod(mkPod("shop", "web", podLabels("app", "db"), onNode("n1"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8080)))
+	}
+	addWeb3 := func(e *enforcer.Engine) error {
+		return e.UpsertPod(mkPod("shop", "web-3", podLabels("app", "web"), onNode("n1"), podIPs("198.18.1.12", "2001:db8:1::12"), containerPort("http", TCP, 8081)))
+	}
+	setPodCIDRs := func(cidrs ...string) func(e *enforcer.Engine) error {
+		return func(e *enforcer.Engine) error {
+			var ps []netip.Prefix
+			for _, c := range cidrs {
+				ps = append(ps, netip.MustParsePrefix(c))
+			}
+			return e.SetPodCIDRs(ps)
+		}
+	}
 	for _, tc := range []struct {
-		name   string
-		change func(e *enforcer.Engine) error
+		name     string
+		change   func(e *enforcer.Engine) error
+		podCIDRs []netip.Prefix
+		golden   string // "": name
 	}{
-		{"pod-label-change", func(e *enforcer.Engine) error {
-			// web (local) becomes a db: isolated by db-from-web instead of
-			// web-from-dev, and a peer of db-from-web no more.
-			return e.UpsertPod(mkPod("shop", "web", podLabels("app", "db"), onNode("n1"), podIPs("198.18.1.10", "2001:db8:1::10"), containerPort("http", TCP, 8080)))
-		}},
-		{"pod-add", func(e *enforcer.Engine) error {
-			return e.UpsertPod(mkPod("shop", "web-3", podLabels("app", "web"), onNode("n1"), podIPs("198.18.1.12", "2001:db8:1::12"), containerPort("http", TCP, 8081)))
-		}},
-		{"policy-add", func(e *enforcer.Engine) error {
+		{name: "pod-label-change", change: webToDB},
+		{name: "pod-add", change: addWeb3},
+		{name: "policy-add", change: func(e *enforcer.Engine) error {
 			return e.UpsertNetworkPolicy(mkPolicy("shop", "web-to-db", selecting(sel("app", "web")), types(networkingv1.PolicyTypeEgress),
 				egress(peers(podPeer(sel("app", "db"))), tcp(5432))))
 		}},
-		{"namespace-label-change", func(e *enforcer.Engine) error {
+		{name: "namespace-label-change", change: func(e *enforcer.Engine) error {
 			// tools is no longer env=dev: its pods lose web's port http.
 			return e.UpsertNamespace(deltaNamespaces("staging")[1])
 		}},
+		{name: "first-packet-pod-label-change", change: webToDB, podCIDRs: nodeAPodCIDRs, golden: "pod-label-change"},
+		{name: "first-packet-pod-add", change: addWeb3, podCIDRs: nodeAPodCIDRs},
+		{name: "first-packet-pod-delete", change: func(e *enforcer.Engine) error { e.DeletePod("tools", "debug"); return nil }, podCIDRs: nodeAPodCIDRs},
+		{name: "first-packet-on", change: setPodCIDRs("198.18.1.0/24", "2001:db8:1::/64")},
+		{name: "first-packet-cidrs-change", change: setPodCIDRs("198.18.1.0/25", "198.18.3.0/24", "2001:db8:1::/64"), podCIDRs: nodeAPodCIDRs},
+		{name: "first-packet-v6-off", change: setPodCIDRs("198.18.1.0/24"), podCIDRs: nodeAPodCIDRs},
+		{name: "first-packet-off", change: setPodCIDRs(), podCIDRs: nodeAPodCIDRs},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, f := deltaWorld(t)
+			e, f := deltaWorld(t, tc.podCIDRs)
 			f.ResetHistory()
 			if err := tc.change(e); err != nil {
 				t.Fatal(err)
@@ -122,7 +152,7 @@ func TestDeltaGolden(t *testing.T) {
 			if len(sent) != 1 {
 				t.Fatalf("the flush sent %d transactions, want one", len(sent))
 			}
-			checkGolden(t, filepath.Join("testdata", "delta", tc.name+".golden"), sent[0].String())
+			checkGolden(t, filepath.Join("testdata", "delta", cmp.Or(tc.golden, tc.name)+".golden"), sent[0].String())
 			checkProgrammed(t, f, e)
 		})
 	}

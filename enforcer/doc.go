@@ -56,6 +56,16 @@
 // deny, exactly when the program logs it. PROGRAM.md, "Logging, audit and
 // counters", gives the compiled form.
 //
+// # First-packet isolation
+//
+// With the node's pod CIDRs (Config.PodCIDRs, Engine.SetPodCIDRs), a new
+// connection from or to an address inside them that no known local pod has
+// (active, on this node, not hostNetwork) is dropped until its pod is
+// upserted and flushed: a pod whose status has not reached the engine yet
+// is not open to the world meanwhile (firstpacket.go). Decide answers such
+// a direction DirectionDecision.Unknown. PROGRAM.md, "First-packet
+// isolation", gives the compiled form.
+//
 // # The model
 //
 // The records (pods, namespaces, policies as written) live in go-memdb,

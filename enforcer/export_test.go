@@ -57,10 +57,13 @@ func TraceFlowLogs(f *nft.Fake, fl Flow) (ok bool, logs []string, path string) {
 	return r.Accepted(), logs, strings.Join(r.Path, "; ")
 }
 
-// DropSite is the drop site ("np", "admin", "baseline", "claimed") where the
-// program drops (or, in audit mode, logs) a direction Decide denies.
+// DropSite is the drop site ("np", "admin", "baseline", "claimed",
+// "unknown") where the program drops (or, in audit mode, logs) a direction
+// Decide denies.
 func DropSite(dd DirectionDecision) string {
 	switch {
+	case dd.Unknown:
+		return siteUnknown
 	case dd.Conflict && dd.Tier != tierNameAdmin && dd.Tier != tierNameBaseline:
 		return siteClaimed
 	case dd.Tier == tierNameAdmin:

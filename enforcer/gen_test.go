@@ -57,6 +57,21 @@ func genPodAddrs(i int) (string, string) {
 	return fmt.Sprintf("198.18.128.%d", i+1), fmt.Sprintf("2001:db8:100::%x", i+1)
 }
 
+// genPodCIDRs are the first node's pod CIDRs in worlds with first-packet
+// isolation: address slots 0-6 of each family are inside, the rest (and
+// the grid's unused address) outside; genPodCIDRChoices are what
+// TestIncrementalMatchesFreshBuild changes them to (nil: off).
+var (
+	genPodCIDRs       = []netip.Prefix{netip.MustParsePrefix("198.18.128.0/29"), netip.MustParsePrefix("2001:db8:100::/125")}
+	genPodCIDRChoices = [][]netip.Prefix{
+		nil,
+		genPodCIDRs,
+		{netip.MustParsePrefix("198.18.128.0/28")},
+		{netip.MustParsePrefix("198.18.128.0/29"), netip.MustParsePrefix("198.18.128.8/30"), netip.MustParsePrefix("2001:db8:100::/125")},
+		{netip.MustParsePrefix("2001:db8:100::/120")},
+	}
+)
+
 func genNamespace(c choices, i int) *corev1.Namespace {
 	kv := []string{}
 	if v := pick(c, "", "a", "b"); v != "" {

@@ -161,8 +161,10 @@ func protoOnly(proto corev1.Protocol) networkingv1.NetworkPolicyPort {
 
 // cluster is one model programmed into one engine per node, each with its Fake.
 type cluster struct {
-	t       testing.TB
-	cfg     enforcer.Config // of every engine, but its node and dataplane
+	t testing.TB
+	// cfg is of every engine, but its node and dataplane, and PodCIDRs,
+	// which are the first node's alone (config).
+	cfg     enforcer.Config
 	engines map[string]*enforcer.Engine
 	fakes   map[string]*nft.Fake
 	nodes   []string
@@ -176,14 +178,15 @@ func newCluster(t testing.TB, nodes ...string) *cluster {
 }
 
 // newClusterWith is newCluster with the engines configured as cfg (its
-// node, dataplane and logger set for each).
+// node, dataplane and logger set for each; cfg.PodCIDRs for the first node
+// only: see config).
 func newClusterWith(t testing.TB, cfg enforcer.Config, nodes ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, cfg: cfg, engines: map[string]*enforcer.Engine{}, fakes: map[string]*nft.Fake{}, nodes: nodes}
 	for _, n := range nodes {
 		f := nft.NewFake(nft.DefaultTable)
-		ecfg := cfg
-		ecfg.NodeName, ecfg.Dataplane, ecfg.Logger = n, f, quietLogger
+		ecfg := c.config(n)
+		ecfg.Dataplane = f
 		e, err := enforcer.New(ecfg)
 		if err != nil {
 			t.Fatalf("New: %v", err)
@@ -191,6 +194,31 @@ func newClusterWith(t testing.TB, cfg enforcer.Config, nodes ...string) *cluster
 		c.engines[n], c.fakes[n] = e, f
 	}
 	return c
+}
+
+// config is the configuration of node n's engine, without a dataplane.
+// The pod CIDRs of first-packet isolation (cfg.PodCIDRs) are the first
+// node's: a node's pod CIDRs are its own, the generated worlds place pods
+// on any node whatever their address, and with one node isolating, its
+// Decide answers for the cluster (an address in its CIDRs that a pod of
+// another node claims is unknown there, and dropped: fail closed).
+func (c *cluster) config(n string) enforcer.Config {
+	cfg := c.cfg
+	cfg.NodeName, cfg.Logger = n, quietLogger
+	if n != c.nodes[0] {
+		cfg.PodCIDRs = nil
+	}
+	return cfg
+}
+
+// setPodCIDRs changes the first node's pod CIDRs (Engine.SetPodCIDRs) and
+// the configuration fresh builds are compared with.
+func (c *cluster) setPodCIDRs(cidrs []netip.Prefix) {
+	c.t.Helper()
+	if err := c.engines[c.nodes[0]].SetPodCIDRs(cidrs); err != nil {
+		c.t.Fatal(err)
+	}
+	c.cfg.PodCIDRs = cidrs
 }
 
 func (c *cluster) each(fn func(*enforcer.Engine) error) error {

@@ -19,9 +19,8 @@ import (
 )
 
 // freshDesired builds a new engine from the world and returns its desired state.
-func freshDesired(t testing.TB, w *world, cfg enforcer.Config, node string) *nft.State {
+func freshDesired(t testing.TB, w *world, cfg enforcer.Config) *nft.State {
 	t.Helper()
-	cfg.NodeName, cfg.Logger, cfg.Dataplane = node, quietLogger, nil
 	e, err := enforcer.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +38,7 @@ func checkConverged(t testing.TB, c *cluster, w *world, step int) {
 		if err != nil {
 			t.Fatalf("step %d: read %s: %v", step, n, err)
 		}
-		want := freshDesired(t, w, c.cfg, n)
+		want := freshDesired(t, w, c.config(n))
 		if tx := nft.Diff(got, want, nil); !tx.Empty() {
 			t.Fatalf("step %d, node %s: programmed state differs from a fresh build (%d operations to fix):\n--- programmed\n%s\n--- fresh\n%s",
 				step, n, tx.Size(), nft.Render("t", got), nft.Render("t", want))
@@ -57,11 +56,18 @@ func TestIncrementalMatchesFreshBuild(t *testing.T) {
 	}
 	for seed := range seeds {
 		r := rngChoices{rand.New(rand.NewPCG(uint64(seed), 7))}
+		// The first node's pod CIDRs change now and then (first-packet
+		// isolation on, changed, off), from choices of their own: the
+		// worlds stay those of r.
+		cidrs := rngChoices{rand.New(rand.NewPCG(uint64(seed), 15))}
 		c := newCluster(t, genNodes...)
 		w := newWorld()
 		for step := range 120 {
 			for _, call := range w.apply(genOp(r, w)) {
 				_ = c.each(func(e *enforcer.Engine) error { call(e); return nil })
+			}
+			if cidrs.intn(10) == 0 {
+				c.setPodCIDRs(pick(cidrs, genPodCIDRChoices...))
 			}
 			if r.intn(3) == 0 || step == 119 {
 				c.flush()

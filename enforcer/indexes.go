@@ -148,6 +148,10 @@ type localPod struct {
 type localIndex struct {
 	byID map[string]*localPod
 	byNS map[string]map[string]*localPod
+	// podCIDRs are the node's pod CIDRs while first-packet isolation is
+	// on (firstpacket.go): an address in them that no local pod claims is
+	// unknown, for Decide as for the program.
+	podCIDRs []netip.Prefix
 }
 
 func (x *localIndex) get(id string) *localPod { return x.byID[id] }

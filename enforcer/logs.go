@@ -19,8 +19,14 @@ const (
 	siteAdmin    = "admin"    // a Deny rule of the Admin tier
 	siteBaseline = "baseline" // a Deny rule of the Baseline tier
 	siteClaimed  = "claimed"  // an address claimed by pods judged differently (conflicts.go)
+	// siteUnknown: an address of the node's pod CIDRs that is no known
+	// local pod's (firstpacket.go). Its chains exist only while
+	// first-packet isolation is on.
+	siteUnknown = "unknown"
 )
 
+// dropSites are the sites whose chains exist while the log (or node-wide
+// audit) is on, whatever the program holds.
 var dropSites = []string{siteNP, siteAdmin, siteBaseline, siteClaimed}
 
 // Defaults of Config.LogRate and Config.LogBurst.
@@ -33,7 +39,7 @@ const (
 	DefaultLogBurst = 200
 )
 
-// Log prefixes: "nftw <deny|audit|allow> <in|eg|-> <np|admin|baseline|claimed|flow>".
+// Log prefixes: "nftw <deny|audit|allow> <in|eg|-> <np|admin|baseline|claimed|unknown|flow>".
 const logPrefix = "nftw "
 
 // chainFlowLog is the base chain of the flow log.
@@ -67,21 +73,8 @@ func newLogging(w *writer, cfg *Config) *logging {
 	}
 	l := &logging{w: w, group: cfg.LogGroup, denied: cfg.LogDenied, audit: cfg.Audit, rate: rate, burst: burst,
 		limit: limitName("deny-log", rate, burst)}
-	if l.audit || l.denied {
-		verdict, mode, what := nft.VerdictDrop, "deny", "drops"
-		if l.audit {
-			verdict, mode, what = nft.VerdictAccept, "audit", "would drop (audit mode: accepted)"
-		}
-		for _, dir := range directions {
-			for _, site := range dropSites {
-				w.putChain(&nft.Chain{Name: l.siteChain(dir, site),
-					Comment: "new connections policy " + what + ", logged: " + dir.String() + " " + site,
-					Rules: []nft.Rule{
-						{Exprs: l.logExprs(mode, dir.short(), site)},
-						{Exprs: []nft.Expr{nft.Verdict{Kind: verdict}}},
-					}})
-			}
-		}
+	for _, site := range dropSites {
+		l.putSiteChains(site)
 	}
 	l.syncLimit()
 	if cfg.LogAllowed {
@@ -99,6 +92,38 @@ func newLogging(w *writer, cfg *Config) *logging {
 // another rate is another object).
 func limitName(role string, rate uint64, burst uint32) string {
 	return role + "-" + strconv.FormatUint(rate, 10) + "-" + strconv.FormatUint(uint64(burst), 10)
+}
+
+// putSiteChains puts the shared chains of a drop site, one per direction,
+// while the log or node-wide audit is on: they log the connection and drop
+// it (audit: accept it).
+func (l *logging) putSiteChains(site string) {
+	if !l.audit && !l.denied {
+		return
+	}
+	verdict, mode, what := nft.VerdictDrop, "deny", "drops"
+	if l.audit {
+		verdict, mode, what = nft.VerdictAccept, "audit", "would drop (audit mode: accepted)"
+	}
+	for _, dir := range directions {
+		l.w.putChain(&nft.Chain{Name: l.siteChain(dir, site),
+			Comment: "new connections policy " + what + ", logged: " + dir.String() + " " + site,
+			Rules: []nft.Rule{
+				{Exprs: l.logExprs(mode, dir.short(), site)},
+				{Exprs: []nft.Expr{nft.Verdict{Kind: verdict}}},
+			}})
+	}
+}
+
+// deleteSiteChains deletes the shared chains of a drop site that exists
+// only while part of the program does (siteUnknown).
+func (l *logging) deleteSiteChains(site string) {
+	if !l.audit && !l.denied {
+		return
+	}
+	for _, dir := range directions {
+		l.w.deleteChain(l.siteChain(dir, site))
+	}
 }
 
 // siteChain is the shared chain a drop site goes to when logging.

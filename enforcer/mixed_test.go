@@ -96,6 +96,9 @@ type agreement struct {
 // rule ended a tier first, "invalid" when the deciding rule failed to parse,
 // and the verdict.
 func decidedBy(dd enforcer.DirectionDecision) string {
+	if dd.Unknown {
+		return "unknown deny" // first-packet isolation
+	}
 	k := cmp.Or(dd.Tier, "default")
 	if len(dd.Passes) > 0 {
 		k += " pass"

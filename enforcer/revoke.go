@@ -190,7 +190,10 @@ func (e *Engine) isLocalPod(id string, node unique.Handle[string]) bool {
 // (TestPlainSetsOnlyAllow holds the compiler to this; the audit chains'
 // rules that return instead, and the audit log rules of class chains, which
 // may look a named-port set up with != and have no verdict, only decide
-// whether to log). Named objects
+// whether to log), but for those of first-packet isolation (firstpacket.go):
+// an address added to the pod CIDRs is dropped unless a local pod has it
+// (a restriction), one added to the known local addresses can only allow
+// more (it is matched with !=). Named objects
 // (counters, limits), added or deleted, decide nothing: the rules that
 // name them are classified on their own. Most changes on a node whose pods
 // a change does not concern are of this kind.
@@ -209,7 +212,7 @@ func restricts(tx *nft.Transaction, state *nft.State) bool {
 				return true
 			}
 		case nft.OpAddElements:
-			if s := state.Sets[op.Name]; s == nil || s.VerdictMap {
+			if s := state.Sets[op.Name]; s == nil || s.VerdictMap || isPodCIDRsSet(s.Name) {
 				return true
 			}
 		default:

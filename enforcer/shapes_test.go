@@ -3,6 +3,7 @@ package enforcer_test
 // IP plan: see helpers_test.go and semantics_test.go (the base world).
 
 import (
+	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -45,5 +46,11 @@ func shapeCases() []shapeCase {
 			enforcer.Config{LogDenied: true, LogAllowed: true, LogGroup: 100, Counters: true}, basePolicies()},
 		{"a policy in audit mode", "audit-np-node-a.nft", enforcer.Config{LogGroup: 100}, audited},
 		{"node-wide audit", "node-audit-node-a.nft", enforcer.Config{Audit: true, LogGroup: 100, LogRate: 50, LogBurst: 10}, basePolicies()},
+		{"first-packet isolation", "first-packet-node-a.nft", enforcer.Config{PodCIDRs: nodeAPodCIDRs}, basePolicies()},
+		{"first-packet isolation, deny log", "first-packet-logged-node-a.nft",
+			enforcer.Config{PodCIDRs: nodeAPodCIDRs, LogDenied: true, LogGroup: 100}, basePolicies()},
 	}
 }
+
+// nodeAPodCIDRs are node-a's pod CIDRs (the IP plan of helpers_test.go).
+var nodeAPodCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("2001:db8:1::/64")}

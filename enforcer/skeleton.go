@@ -7,9 +7,10 @@ import "github.com/nftwarden/nftwarden/nft"
 
 // baseChain is the base chain of a direction (PROGRAM.md): established
 // connections first, invalid packets dropped, mid-stream TCP segments of
-// lost connections dropped, then dispatch by the local pod's address (the
-// source for egress, the destination for ingress).
-func baseChain(dir Direction, name string, prio int, comment string) *nft.Chain {
+// lost connections dropped, the rules of first-packet isolation (unknown:
+// none while it is off; firstpacket.go), then dispatch by the local pod's
+// address (the source for egress, the destination for ingress).
+func baseChain(dir Direction, name string, prio int, comment string, unknown []nft.Rule) *nft.Chain {
 	rules := []nft.Rule{
 		{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtEstablished | nft.CtRelated}, nft.Verdict{Kind: nft.VerdictAccept}}},
 		{Exprs: []nft.Expr{nft.MatchCtState{States: nft.CtInvalid}, nft.Verdict{Kind: nft.VerdictDrop}}},
@@ -30,6 +31,11 @@ func baseChain(dir Direction, name string, prio int, comment string) *nft.Chain 
 			nft.Verdict{Kind: nft.VerdictDrop},
 		}, Comment: pickupComments[dir]})
 	}
+	// After the mid-stream rules: those drop whatever the log and audit
+	// settings, and an address of the pod CIDRs that no local pod has is
+	// in no dispatch map, so an accept of the audit chain of the unknown
+	// site skips nothing of its direction.
+	rules = append(rules, unknown...)
 	for _, f := range families {
 		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.VerdictMapLookup{Fields: []nft.Field{dir.podField(f)}, Map: vmapName(dir, f)}}})
 	}
