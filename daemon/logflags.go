@@ -153,9 +153,14 @@ func verdictLogConfigFrom(c *cli.Context) (verdictLogConfig, error) {
 }
 
 // engineConfig sets the engine's log, audit and counter settings: the
-// program's log rules, their limit and group, and its named counters.
+// program's log rules, their limit and group, and its named counters; and
+// the pod CIDRs of first-packet isolation when given by flag (run reads
+// the Node's otherwise: podcidrs.go).
 func (v programConfig) engineConfig(c *enforcer.Config) {
 	c.LogGroup, c.LogDenied, c.LogAllowed = v.Group, v.LogDenied, v.LogAllowed
 	c.LogRate, c.LogBurst = v.Rate, v.Burst
 	c.Audit, c.Counters = v.Audit, v.Counters
+	if v.FirstPacket.On {
+		c.PodCIDRs = v.FirstPacket.PodCIDRs
+	}
 }

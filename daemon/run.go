@@ -169,6 +169,8 @@ type daemon struct {
 	cniListener *cniListener
 	// stallLimit overrides the package's stallLimit (tests).
 	stallLimit time.Duration
+	// podCIDRRetry overrides the package's podCIDRRetry (tests).
+	podCIDRRetry time.Duration
 	// flows is the node's conntrack table, swept when cfg.RevokeEstablished.
 	flows enforcer.FlowTable
 	// owner is the DaemonSet of the daemon's pod, for the uninstall check.
@@ -322,6 +324,7 @@ func (d *daemon) run(ctx context.Context) error {
 		"first_packet_isolation", d.cfg.firstPacket().On, "cni_socket", d.cfg.CNISocket)
 	d.startHelpers(ctx, &wg, p)
 	d.notify("STATUS=waiting for the API server")
+	d.startPodCIDRs(ctx, &wg, p)
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- p.w.Run(ctx) }()
 
@@ -363,6 +366,29 @@ func serveHTTP(wg *sync.WaitGroup, srv *http.Server, ln net.Listener, what strin
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
+}
+
+// startPodCIDRs gives first-packet isolation the node's pod CIDRs when
+// --pod-cidr does not: from the Node, read before the watcher starts so that
+// its first reconcile carries them, or later (podCIDRDiscovery).
+func (d *daemon) startPodCIDRs(ctx context.Context, wg *sync.WaitGroup, p *parts) {
+	fp := d.cfg.firstPacket()
+	switch {
+	case !fp.On:
+		d.log.Info("first-packet isolation is off: a new pod is open until its status reaches the daemon",
+			"flag", "--"+flagFirstPacketIsolation+"=false")
+		return
+	case len(fp.PodCIDRs) > 0:
+		d.log.Info("first-packet isolation on: addresses of this node's pod CIDRs that are no known pod's are dropped",
+			"pod_cidrs", fp.PodCIDRs, "source", "--"+flagPodCIDR)
+		return
+	}
+	pd := &podCIDRDiscovery{client: d.client, node: d.cfg.NodeName, log: d.log,
+		set: p.eng.SetPodCIDRs, reconcile: p.w.RequestReconcile, firstWait: podCIDRFirstWait, retry: podCIDRRetry}
+	if d.podCIDRRetry > 0 {
+		pd.retry = d.podCIDRRetry
+	}
+	pd.start(ctx, wg)
 }
 
 // watchChanges runs the dataplane's change monitor until ctx ends, starting it
