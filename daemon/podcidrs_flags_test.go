@@ -135,3 +135,27 @@ func TestFirstPacketFlagsShared(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestExplainModelPodCIDRs: explain compiles first-packet isolation only for
+// the node it traces; without --trace it answers for no node, where every
+// address of the pod CIDRs would be unknown.
+func TestExplainModelPodCIDRs(t *testing.T) {
+	fp := firstPacketConfig{On: true, PodCIDRs: prefixes("198.18.4.0/24")}
+	for _, tc := range []struct {
+		trace    bool
+		wantNode string
+		want     []netip.Prefix
+	}{
+		{trace: true, wantNode: "node-a", want: fp.PodCIDRs},
+		{trace: false},
+	} {
+		opts := explainOptions{Trace: tc.trace, Node: "node-a", Program: programConfig{FirstPacket: fp}}
+		node, prog := opts.model()
+		if node != tc.wantNode || !slices.Equal(prog.FirstPacket.PodCIDRs, tc.want) || !prog.FirstPacket.On {
+			t.Errorf("trace %v: node %q, pod CIDRs %v; want %q, %v", tc.trace, node, prog.FirstPacket.PodCIDRs, tc.wantNode, tc.want)
+		}
+	}
+	if len(fp.PodCIDRs) != 1 {
+		t.Error("model changed the options' pod CIDRs")
+	}
+}
