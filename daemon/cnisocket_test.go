@@ -437,3 +437,47 @@ func TestCNIRequestLogged(t *testing.T) {
 		}
 	}
 }
+
+// nopCNIBackend programs nothing, at once.
+type nopCNIBackend struct{}
+
+func (nopCNIBackend) StartPod(context.Context, string, string, string, []netip.Addr) (enforcer.FlushResult, error) {
+	return enforcer.FlushResult{}, nil
+}
+func (nopCNIBackend) StopPod(context.Context, string, string, []netip.Addr) (enforcer.FlushResult, error) {
+	return enforcer.FlushResult{}, nil
+}
+func (nopCNIBackend) PodProgrammed(string, string, []netip.Addr) error { return nil }
+
+// BenchmarkCNISocketAdd is what the socket adds to an ADD: a connection,
+// the request and the answer over the unix socket, the checks, the metrics
+// and the log, around a backend that takes no time (the engine's share is
+// enforcer's BenchmarkStartPod). Each ADD opens its own connection, as the
+// plugin's process does.
+func BenchmarkCNISocketAdd(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "cni.sock")
+	ln, err := listenCNISocket(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: newCNIHandler(nopCNIBackend{}, slog.New(slog.DiscardHandler), newCNIMetrics(prometheus.NewRegistry()))}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer serveHTTP(&wg, srv, ln, "the CNI socket", make(chan error, 1))()
+	body, err := json.Marshal(webReq)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		c := unixClient(path)
+		c.Transport.(*http.Transport).DisableKeepAlives = true
+		resp, err := c.Post("http://nftwarden"+cniwire.PathAdd, "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
+}
