@@ -149,6 +149,11 @@ func TestCNISocketProgramsPods(t *testing.T) {
 	if cd.holds(t, "local-pods-v4", "198.18.0.11") {
 		t.Error("the unknown pod's address was programmed")
 	}
+	// An address no pod can have: the engine refuses it.
+	multicast := tweakReq(func(r *cniwire.Request) { r.IPs = []netip.Addr{netip.MustParseAddr("224.0.0.1")} })
+	if status, resp := cd.post(t, cniwire.PathAdd, multicast); status != http.StatusUnprocessableEntity || resp.Retry {
+		t.Errorf("ADD with a multicast address: %d retry %v %q, want 422 without retry", status, resp.Retry, resp.Error)
+	}
 }
 
 // TestCNISocketNotReady: while the API server has not been listed, ADD is

@@ -183,7 +183,6 @@ func TestCNIHandler(t *testing.T) {
 		{name: "no name", path: cniwire.PathAdd, body: mustJSON(t, tweakReq(func(r *cniwire.Request) { r.Name = "" })), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
 		{name: "bad namespace", path: cniwire.PathAdd, body: mustJSON(t, tweakReq(func(r *cniwire.Request) { r.Namespace = "Front_End" })), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
 		{name: "ADD without addresses", path: cniwire.PathAdd, body: mustJSON(t, tweakReq(func(r *cniwire.Request) { r.IPs = nil })), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
-		{name: "unspecified address", path: cniwire.PathAdd, body: []byte(`{"namespace":"frontend","name":"web","ips":["0.0.0.0"]}`), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
 		{name: "bad address", path: cniwire.PathAdd, body: []byte(`{"namespace":"frontend","name":"web","ips":["198.18.0.300"]}`), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
 		{name: "empty address", path: cniwire.PathAdd, body: []byte(`{"namespace":"frontend","name":"web","ips":[""]}`), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
 		{name: "negative timeout", path: cniwire.PathAdd, body: mustJSON(t, tweakReq(func(r *cniwire.Request) { r.Timeout = -time.Second })), wantStatus: http.StatusBadRequest, wantResult: "bad_request"},
