@@ -8,7 +8,10 @@ package daemon
 // written it yet). Policy frontend/web-isolated isolates it for ingress.
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -17,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/skel"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/nftwarden/nftwarden/daemon/cniplugin"
 	"github.com/nftwarden/nftwarden/daemon/cniwire"
 	"github.com/nftwarden/nftwarden/nft"
 )
@@ -236,5 +242,44 @@ func TestDaemonPodCIDRsLater(t *testing.T) {
 	})
 	if !cd.holds(t, "local-pods-v4", "198.18.0.10") {
 		t.Errorf("the started pod is not a known local pod:\n%s", cd.dp.Dump())
+	}
+}
+
+// TestCNIPluginAgainstTheDaemon runs the plugin's commands (package
+// cniplugin, as the runtime's exec of nftwarden-cni would) against the
+// daemon's socket: the two ends of cniwire agree.
+func TestCNIPluginAgainstTheDaemon(t *testing.T) {
+	cd := newCNIDaemon(t, fake.NewClientset(cniCluster()...),
+		firstPacketConfig{On: true, PodCIDRs: prefixes("198.18.0.0/24", "2001:db8:a::/64")})
+	runUntilCleanup(t, cd.d)
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pods", "type": "nftwarden-cni", "socket": %q, "timeout": "10s",
+		"prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/web"}],
+			"ips": [{"interface": 0, "address": "198.18.0.10/24"}, {"interface": 0, "address": "2001:db8:a::10/64"}]}}`, cd.d.cfg.CNISocket)
+	args := &skel.CmdArgs{ContainerID: "c0ffee", Netns: "/var/run/netns/web", IfName: "eth0",
+		Args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=frontend;K8S_POD_NAME=web;K8S_POD_UID=uid-1", StdinData: []byte(conf)}
+	var out, warnings bytes.Buffer
+	p := &cniplugin.Plugin{Stdout: &out, Stderr: &warnings}
+
+	if err := p.Add(args); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if !cd.holds(t, "local-pods-v4", "198.18.0.10") || !cd.holds(t, "ingress-v6", "2001:db8:a::10") {
+		t.Errorf("after ADD the kernel lacks the pod:\n%s", cd.dp.Dump())
+	}
+	if !strings.Contains(out.String(), `"198.18.0.10/24"`) {
+		t.Errorf("ADD did not pass prevResult on: %s", out.String())
+	}
+	if err := p.Check(args); err != nil {
+		t.Errorf("CHECK after ADD: %v", err)
+	}
+	if err := p.Del(args); err != nil || warnings.Len() > 0 {
+		t.Fatalf("DEL: %v, warnings %q", err, warnings.String())
+	}
+	if cd.holds(t, "local-pods-v4", "198.18.0.10") {
+		t.Errorf("after DEL the kernel still has the pod:\n%s", cd.dp.Dump())
+	}
+	var cniErr *cnitypes.Error
+	if err := p.Check(args); !errors.As(err, &cniErr) {
+		t.Errorf("CHECK after DEL = %v, want a CNI error", err)
 	}
 }
