@@ -201,8 +201,8 @@ type Watcher struct {
 	readyC chan struct{}
 	// podWaiters are StartPod's calls waiting for their pod (cnipods.go).
 	podWaiters podWaiters
-	// lastReported is the last successful batch reported to Hooks.Flushed
-	// (reportFlushed).
+	// reportMu guards lastReported, the last successful batch reported to
+	// Hooks.Flushed (reportFlushed).
 	reportMu     sync.Mutex
 	lastReported enforcer.FlushResult
 	// listing is set once the informers have synced: from then on handlers
