@@ -97,7 +97,9 @@ func (r *recorder) sync(kind string) (enforcer.FlushResult, error) {
 		r.failFlush--
 		return enforcer.FlushResult{}, errors.New("test: netlink said no")
 	}
-	return enforcer.FlushResult{Full: kind == "reconcile", Operations: 1, Duration: time.Millisecond}, nil
+	// Each batch takes its own time, as the engine's do (podwatch reports a
+	// result equal to the last one reported once: reportFlushed).
+	return enforcer.FlushResult{Full: kind == "reconcile", Operations: 1, Duration: time.Duration(r.flushes+r.reconciles) * time.Millisecond}, nil
 }
 func (r *recorder) Flush(ctx context.Context) (enforcer.FlushResult, error) {
 	r.mu.Lock()
