@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,18 +121,22 @@ func (w *Watcher) reportPodFlush(res enforcer.FlushResult, err error) (enforcer.
 // the result of a successful batch to every caller it carried: concurrent
 // StartPods share one, and a StartPod whose change the worker's batch
 // carried gets that batch's result. Reported by each, it would count twice in
-// the metrics and the revoker, so a successful result equal to the last one
-// reported is not reported again (two batches with equal results, to the
-// nanosecond of their duration, would count once).
+// the metrics and the revoker, so a successful result whose batch number
+// (enforcer.FlushResult.Batch) was reported recently is not reported again.
+// Results without a number (a failure, an engine that does not number its
+// batches) are always reported.
 func (w *Watcher) reportFlushed(res enforcer.FlushResult, err error) {
 	h := w.opts.Hooks.Flushed
 	if h == nil {
 		return
 	}
-	if err == nil {
+	if err == nil && res.Batch != 0 {
 		w.reportMu.Lock()
-		again := res == w.lastReported
-		w.lastReported = res
+		again := slices.Contains(w.reported[:], res.Batch)
+		if !again {
+			w.reported[w.reportedNext%len(w.reported)] = res.Batch
+			w.reportedNext++
+		}
 		w.reportMu.Unlock()
 		if again {
 			return

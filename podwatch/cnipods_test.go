@@ -344,3 +344,32 @@ func TestStartPodRealEngine(t *testing.T) {
 		t.Errorf("Hooks.Flushed reported %d batches, the dataplane got %d", got, batches)
 	}
 }
+
+// TestReportFlushedOncePerBatch: a batch's result reported by several
+// callers reaches Hooks.Flushed once, also when a caller reports it after a
+// later batch was reported; failures and unnumbered results always do.
+func TestReportFlushedOncePerBatch(t *testing.T) {
+	var got []uint64
+	w := &Watcher{opts: Options{Hooks: Hooks{Flushed: func(res enforcer.FlushResult, err error) {
+		if err != nil {
+			got = append(got, 999)
+			return
+		}
+		got = append(got, res.Batch)
+	}}}}
+	for _, r := range []struct {
+		batch uint64
+		err   error
+	}{
+		{1, nil}, {1, nil}, // two StartPods carried by batch 1
+		{2, nil}, {3, nil}, {2, nil}, // a StartPod of batch 2 reports after the worker's batch 3
+		{0, nil}, {0, nil}, // unnumbered: each reported
+		{0, errors.New("apply failed")},
+		{4, nil},
+	} {
+		w.reportFlushed(enforcer.FlushResult{Batch: r.batch}, r.err)
+	}
+	if want := []uint64{1, 2, 3, 0, 0, 999, 4}; !slices.Equal(got, want) {
+		t.Errorf("reported batches %v, want %v", got, want)
+	}
+}

@@ -201,10 +201,12 @@ type Watcher struct {
 	readyC chan struct{}
 	// podWaiters are StartPod's calls waiting for their pod (cnipods.go).
 	podWaiters podWaiters
-	// reportMu guards lastReported, the last successful batch reported to
-	// Hooks.Flushed (reportFlushed).
+	// reportMu guards reported, the numbers of the last batches reported
+	// to Hooks.Flushed (a ring: a StartPod may report a batch after the
+	// worker reported a later one), and reportedNext, the next slot.
 	reportMu     sync.Mutex
-	lastReported enforcer.FlushResult
+	reported     [16]uint64
+	reportedNext int
 	// listing is set once the informers have synced: from then on handlers
 	// queue keys. Before, Run applies the synced caches as one batch instead:
 	// queueing the initial list would grow the queue's sets to the size of
