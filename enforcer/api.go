@@ -218,8 +218,8 @@ type Engine struct {
 	// batches counts the successful Flushes and Reconciles (FlushResult.Batch).
 	changes, flushedChanges, batches uint64
 	lastFlush                        FlushResult
-	synced                  bool
-	podSyncs                map[string]*podSync
+	synced                           bool
+	podSyncs                         map[string]*podSync
 	// applyFreed is closed when applyMu is next released (nil while nobody
 	// waits for it): StartPod and StopPod wait on it for their turn.
 	applyFreed chan struct{}
