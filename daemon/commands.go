@@ -131,6 +131,20 @@ type explainOptions struct {
 	Program programConfig
 }
 
+// model returns the node and the program shape explain compiles for. The
+// evaluator does not depend on the node: every pod's policies are known.
+// The node matters only to the table traced, compiled for it, and so does
+// first-packet isolation (a pod is known where it is local: without a node,
+// every address of the pod CIDRs would be unknown, and denied).
+func (opts explainOptions) model() (node string, prog programConfig) {
+	prog = opts.Program
+	if !opts.Trace {
+		prog.FirstPacket.PodCIDRs = nil
+		return "", prog
+	}
+	return opts.Node, prog
+}
+
 // Values of explain's --output.
 const (
 	outputText = "text"
@@ -149,13 +163,8 @@ func explainCommand(ctx context.Context, opts explainOptions, q explainQuery, lo
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	// The evaluator does not depend on the node: every pod's policies are
-	// known. The node matters only to the table traced, compiled for it.
-	node := ""
-	if opts.Trace {
-		node = opts.Node
-	}
-	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, opts.Program, log)
+	node, prog := opts.model()
+	eng, err := modelEngine(ctx, clients, node, opts.CNPMode, prog, log)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}

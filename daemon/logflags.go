@@ -50,6 +50,8 @@ type programConfig struct {
 	Audit bool
 	// Counters gives policies named counters.
 	Counters bool
+	// FirstPacket configures first-packet isolation (podcidrs_flags.go).
+	FirstPacket firstPacketConfig
 }
 
 // verdictLogConfig is what run's flags of the deny/flow log, audit mode and
@@ -69,7 +71,7 @@ type verdictLogConfig struct {
 
 // programFlags are the flags of programConfig.
 func programFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.BoolFlag{Name: flagLogDenied, EnvVars: []string{"NFTWARDEN_LOG_DENIED"},
 			Usage: "write a line for every new connection that policy drops (the pods, the policy or rule, the reason); the drop still happens"},
 		&cli.BoolFlag{Name: flagLogAllowed, EnvVars: []string{"NFTWARDEN_LOG_ALLOWED"},
@@ -85,7 +87,7 @@ func programFlags() []cli.Flag {
 				"(a policy annotated nftwarden.io/enforcement=audit is in audit mode alone)"},
 		&cli.BoolFlag{Name: flagPolicyCounters, Value: true, EnvVars: []string{"NFTWARDEN_POLICY_COUNTERS"},
 			Usage: "count the new connections each policy allows and denies (nftables named counters) and export them on /metrics"},
-	}
+	}, firstPacketFlags()...)
 }
 
 // verdictLogFlags are run's flags of verdictLogConfig.
@@ -121,7 +123,9 @@ func programConfigFrom(c *cli.Context) (programConfig, error) {
 		return v, usagef("--%s %d: want 0-65535", flagLogGroup, group)
 	}
 	v.Burst, v.Group = uint32(burst), uint16(group)
-	return v, nil
+	var err error
+	v.FirstPacket, err = firstPacketConfigFrom(c)
+	return v, err
 }
 
 // verdictLogConfigFrom reads and checks the flags of verdictLogFlags.
@@ -149,9 +153,14 @@ func verdictLogConfigFrom(c *cli.Context) (verdictLogConfig, error) {
 }
 
 // engineConfig sets the engine's log, audit and counter settings: the
-// program's log rules, their limit and group, and its named counters.
+// program's log rules, their limit and group, and its named counters; and
+// the pod CIDRs of first-packet isolation when given by flag (run reads
+// the Node's otherwise: podcidrs.go).
 func (v programConfig) engineConfig(c *enforcer.Config) {
 	c.LogGroup, c.LogDenied, c.LogAllowed = v.Group, v.LogDenied, v.LogAllowed
 	c.LogRate, c.LogBurst = v.Rate, v.Burst
 	c.Audit, c.Counters = v.Audit, v.Counters
+	if v.FirstPacket.On {
+		c.PodCIDRs = v.FirstPacket.PodCIDRs
+	}
 }

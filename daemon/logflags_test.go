@@ -11,8 +11,9 @@ import (
 // defaultVerdictLog is the configuration of the log flags left alone.
 func defaultVerdictLog(format string) verdictLogConfig {
 	return verdictLogConfig{Format: format, FileMaxSize: defaultLogFileMaxSize, FileMaxBacks: defaultLogFileMaxBackups,
-		programConfig: programConfig{Rate: defaultLogRate, Burst: defaultLogBurst, Group: defaultLogGroup, Counters: true},
-		MetricsLimit:  defaultPolicyMetricsLimit}
+		programConfig: programConfig{Rate: defaultLogRate, Burst: defaultLogBurst, Group: defaultLogGroup, Counters: true,
+			FirstPacket: firstPacketConfig{On: true}},
+		MetricsLimit: defaultPolicyMetricsLimit}
 }
 
 // clearVerdictLogEnv unsets the variables of the log flags for the test.
@@ -44,8 +45,9 @@ func TestVerdictLogFlags(t *testing.T) {
 				"--log-file-max-size", "10", "--log-file-max-backups", "0", "--log-rate", "20", "--log-burst", "5", "--log-group", "65535",
 				"--audit", "--policy-counters=false", "--policy-metrics-limit", "7"},
 			want: verdictLogConfig{Format: formatJSON, File: "/var/log/nftwarden/verdicts.log", FileMaxSize: 10, FileMaxBacks: 0,
-				programConfig: programConfig{LogDenied: true, LogAllowed: true, Rate: 20, Burst: 5, Group: 65535, Audit: true, Counters: false},
-				MetricsLimit:  7},
+				programConfig: programConfig{LogDenied: true, LogAllowed: true, Rate: 20, Burst: 5, Group: 65535, Audit: true, Counters: false,
+					FirstPacket: firstPacketConfig{On: true}},
+				MetricsLimit: 7},
 		},
 		{
 			name: "environment",

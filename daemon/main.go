@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nftwarden/nftwarden/daemon/cniwire"
 	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/podwatch"
 )
@@ -88,9 +90,16 @@ type runConfig struct {
 	ClusterNetworkPolicy string
 	CNPDiscoveryPeriod   time.Duration
 	// VerdictLog configures the deny/flow log, audit mode and the
-	// per-policy counters (logflags.go).
+	// per-policy counters (logflags.go), and first-packet isolation
+	// (podcidrs_flags.go), which dump --desired and explain share.
 	VerdictLog verdictLogConfig
+	// CNISocket is where the chained CNI plugin reaches the daemon
+	// (cnisocket.go); "" serves no socket.
+	CNISocket string
 }
+
+// firstPacket is the configuration of first-packet isolation.
+func (c runConfig) firstPacket() firstPacketConfig { return c.VerdictLog.FirstPacket }
 
 // Flag names.
 const (
@@ -113,6 +122,8 @@ const (
 
 	flagClusterNetworkPolicy          = "cluster-network-policy"
 	flagClusterNetworkPolicyDiscovery = "cluster-network-policy-discovery-period"
+
+	flagCNISocket = "cni-socket"
 )
 
 // Values of --cluster-network-policy.
@@ -235,6 +246,7 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 		CNIConfDir:         c.String(flagCNIConfDir),
 		RevokeEstablished:  c.Bool(flagRevokeEstablished),
 		CNPDiscoveryPeriod: c.Duration(flagClusterNetworkPolicyDiscovery),
+		CNISocket:          c.String(flagCNISocket),
 	}
 	var err error
 	if cfg.ClusterNetworkPolicy, err = clusterNetworkPolicyMode(c); err != nil {
@@ -259,6 +271,9 @@ func runConfigFrom(c *cli.Context) (runConfig, error) {
 	}
 	if cfg.ResyncPeriod <= 0 {
 		return cfg, usagef("--%s %v: must be positive", flagResyncPeriod, cfg.ResyncPeriod)
+	}
+	if s := cfg.CNISocket; s != "" && (!filepath.IsAbs(s) || len(s) > maxCNISocketPath) {
+		return cfg, usagef("--%s %q: want an absolute path of at most %d bytes (or empty to serve no socket)", flagCNISocket, s, maxCNISocketPath)
 	}
 	return cfg, nil
 }
@@ -345,6 +360,13 @@ func (env *cliEnv) newApp() (*cli.App, *string) {
 							"or removed",
 						Value:   podwatch.DefaultCNPDiscoveryPeriod,
 						EnvVars: []string{"NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD"},
+					},
+					&cli.StringFlag{
+						Name: flagCNISocket,
+						Usage: "unix socket `PATH` (root only) where the chained CNI plugin nftwarden-cni asks the daemon to program " +
+							"a new pod before it starts (empty serves none)",
+						Value:   cniwire.DefaultSocket,
+						EnvVars: []string{"NFTWARDEN_CNI_SOCKET"},
 					},
 				}, append(verdictLogFlags(), logFlags()...)...),
 				Action: func(c *cli.Context) error {

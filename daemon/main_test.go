@@ -31,7 +31,8 @@ func clearEnv(t *testing.T) {
 	for _, v := range []string{"NFTWARDEN_KUBECONFIG", "KUBECONFIG", "NODE_NAME", "NFTWARDEN_NODE_NAME", "NFTWARDEN_TABLE",
 		"NFTWARDEN_METRICS_ADDRESS", "NFTWARDEN_LOG_FORMAT", "NFTWARDEN_LOG_LEVEL", "NFTWARDEN_RESYNC_PERIOD", "NFTWARDEN_TIMEOUT",
 		"POD_NAME", "POD_NAMESPACE", "NFTWARDEN_CLEANUP_ON_UNINSTALL", "NFTWARDEN_REVOKE_ESTABLISHED",
-		"NFTWARDEN_CLUSTER_NETWORK_POLICY", "NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD"} {
+		"NFTWARDEN_CLUSTER_NETWORK_POLICY", "NFTWARDEN_CLUSTER_NETWORK_POLICY_DISCOVERY_PERIOD",
+		"NFTWARDEN_CNI_SOCKET", "NFTWARDEN_FIRST_PACKET_ISOLATION", "NFTWARDEN_POD_CIDRS"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
@@ -43,7 +44,8 @@ func TestRunFlags(t *testing.T) {
 		t.Skip("no hostname:", err)
 	}
 	defaults := runConfig{NodeName: nodeName(hostname), Table: "nftwarden", MetricsAddress: "127.0.0.1:9640", ResyncPeriod: 10 * time.Second, CleanupOnUninstall: true,
-		RevokeEstablished: true, ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatText)}
+		RevokeEstablished: true, ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatText),
+		CNISocket: "/run/nftwarden/cni.sock"}
 	tweak := func(f func(*runConfig)) runConfig {
 		c := defaults
 		f(&c)
@@ -61,7 +63,7 @@ func TestRunFlags(t *testing.T) {
 			args: []string{"--kubeconfig", "/k", "--node-name", "n1", "--table", "t1", "--metrics-address", "[::1]:9", "--resync-period", "1m", "--log-format", "json", "--log-level", "debug",
 				"--revoke-established=false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n1", Table: "t1", MetricsAddress: "[::1]:9", ResyncPeriod: time.Minute, CleanupOnUninstall: true,
-				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON)},
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON), CNISocket: "/run/nftwarden/cni.sock"},
 		},
 		{
 			name: "env fallbacks",
@@ -69,7 +71,7 @@ func TestRunFlags(t *testing.T) {
 				"NFTWARDEN_METRICS_ADDRESS": "0.0.0.0:1", "NFTWARDEN_RESYNC_PERIOD": "30s", "NFTWARDEN_LOG_FORMAT": "json",
 				"NFTWARDEN_REVOKE_ESTABLISHED": "false"},
 			want: runConfig{Kubeconfig: "/k", NodeName: "n2", Table: "t2", MetricsAddress: "0.0.0.0:1", ResyncPeriod: 30 * time.Second, CleanupOnUninstall: true,
-				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON)},
+				ClusterNetworkPolicy: "auto", CNPDiscoveryPeriod: 30 * time.Second, VerdictLog: defaultVerdictLog(formatJSON), CNISocket: "/run/nftwarden/cni.sock"},
 		},
 		{
 			name: "KUBECONFIG and NFTWARDEN_NODE_NAME",

@@ -38,29 +38,41 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	defer gate.Close()
+	// The listeners are served (and closed) by the daemon; until it runs,
+	// a failed start closes them.
+	var listeners []io.Closer
+	fail := func(err error) error {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return fmt.Errorf("run: %w", err)
+	}
+	// Listen before anything else starts, so a taken port or socket fails
+	// the start.
 	var ln net.Listener
 	if cfg.MetricsAddress != "" {
-		// Listen before anything else starts, so a taken port fails the start.
 		if ln, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
-			return fmt.Errorf("run: listen on --%s: %w", flagMetricsAddress, err)
+			return fail(fmt.Errorf("listen on --%s: %w", flagMetricsAddress, err))
 		}
+		listeners = append(listeners, ln)
+	}
+	var cniLn *cniListener
+	if cfg.CNISocket != "" {
+		if cniLn, err = listenCNISocket(cfg.CNISocket); err != nil {
+			return fail(fmt.Errorf("%w (or set --%s=\"\")", err, flagCNISocket))
+		}
+		listeners = append(listeners, cniLn)
 	}
 	k, err := nft.NewKernel(nft.WithTable(cfg.Table))
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		return fmt.Errorf("run: %w", err)
+		return fail(err)
 	}
 	defer k.Close()
 	var flows enforcer.FlowTable
 	if cfg.RevokeEstablished {
 		ct, err := nft.NewConntrack()
 		if err != nil {
-			if ln != nil {
-				ln.Close()
-			}
-			return fmt.Errorf("run: %w (or set --%s=false)", err, flagRevokeEstablished)
+			return fail(fmt.Errorf("%w (or set --%s=false)", err, flagRevokeEstablished))
 		}
 		defer ct.Close()
 		flows = ct
@@ -68,10 +80,7 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 
 	verdicts, verdictOut, err := openVerdictLog(cfg.VerdictLog, os.Stdout, log)
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		return fmt.Errorf("run: %w", err)
+		return fail(err)
 	}
 	if verdicts != nil {
 		defer verdicts.Close()
@@ -81,16 +90,17 @@ func runCommand(ctx context.Context, cfg runConfig, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d := &daemon{
-		cfg:       cfg,
-		log:       log,
-		client:    clients.kube,
-		cnpClient: clients.cnp,
-		apiHost:   clients.host,
-		gate:      gate,
-		dataplane: k,
-		flows:     flows,
-		notifier:  notifierFromEnv(),
-		listener:  ln,
+		cfg:         cfg,
+		log:         log,
+		client:      clients.kube,
+		cnpClient:   clients.cnp,
+		apiHost:     clients.host,
+		gate:        gate,
+		dataplane:   k,
+		flows:       flows,
+		notifier:    notifierFromEnv(),
+		listener:    ln,
+		cniListener: cniLn,
 	}
 	if verdicts != nil {
 		d.verdicts, d.verdictOut = verdicts, verdictOut
@@ -155,8 +165,12 @@ type daemon struct {
 	dataplane nft.Dataplane
 	notifier  *notifier
 	listener  net.Listener // nil: no HTTP server
+	// cniListener is the CNI socket (--cni-socket); nil serves none.
+	cniListener *cniListener
 	// stallLimit overrides the package's stallLimit (tests).
 	stallLimit time.Duration
+	// podCIDRRetry overrides the package's podCIDRRetry (tests).
+	podCIDRRetry time.Duration
 	// flows is the node's conntrack table, swept when cfg.RevokeEstablished.
 	flows enforcer.FlowTable
 	// owner is the DaemonSet of the daemon's pod, for the uninstall check.
@@ -292,25 +306,25 @@ func (d *daemon) run(ctx context.Context) error {
 
 	if d.listener != nil {
 		srv := &http.Server{Handler: d.handler(p.m, p.w), ReadHeaderTimeout: 10 * time.Second}
-		wg.Go(func() {
-			if err := srv.Serve(d.listener); !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("run: serve metrics on %s: %w", d.listener.Addr(), err)
-			}
-		})
-		defer func() {
-			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer scancel()
-			_ = srv.Shutdown(sctx)
-		}()
+		defer serveHTTP(&wg, srv, d.listener, "metrics", fatal)()
+	}
+	if d.cniListener != nil {
+		// Requests end with the daemon (503: the plugin fails the command
+		// and the runtime retries it with the next daemon).
+		srv := &http.Server{Handler: newCNIHandler(p.w, d.log, newCNIMetrics(p.m.registry)),
+			ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+		defer serveHTTP(&wg, srv, d.cniListener, "the CNI socket", fatal)()
 	}
 	if err := d.startWatchdog(ctx, &wg, p.w); err != nil {
 		return err
 	}
 	d.log.Info("starting", "version", buildVersion(), "node", d.cfg.NodeName, "table", "inet "+d.cfg.Table,
 		"api_server", d.apiHost, "metrics", d.cfg.MetricsAddress, "resync_period", d.cfg.ResyncPeriod,
-		"revoke_established", p.rv != nil, "cluster_network_policy", d.cfg.ClusterNetworkPolicy)
+		"revoke_established", p.rv != nil, "cluster_network_policy", d.cfg.ClusterNetworkPolicy,
+		"first_packet_isolation", d.cfg.firstPacket().On, "cni_socket", d.cfg.CNISocket)
 	d.startHelpers(ctx, &wg, p)
 	d.notify("STATUS=waiting for the API server")
+	d.startPodCIDRs(ctx, &wg, p)
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- p.w.Run(ctx) }()
 
@@ -336,6 +350,45 @@ func (d *daemon) run(ctx context.Context) error {
 		d.cleanupIfUninstalled()
 	}
 	return runErr
+}
+
+// serveHTTP serves srv on ln on wg, reporting a failure to fatal, and
+// returns the function that shuts it down (waiting up to 5 s for the
+// requests in progress).
+func serveHTTP(wg *sync.WaitGroup, srv *http.Server, ln net.Listener, what string, fatal chan<- error) (shutdown func()) {
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("run: serve %s on %s: %w", what, ln.Addr(), err)
+		}
+	})
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}
+
+// startPodCIDRs gives first-packet isolation the node's pod CIDRs when
+// --pod-cidr does not: from the Node, read before the watcher starts so that
+// its first reconcile carries them, or later (podCIDRDiscovery).
+func (d *daemon) startPodCIDRs(ctx context.Context, wg *sync.WaitGroup, p *parts) {
+	fp := d.cfg.firstPacket()
+	switch {
+	case !fp.On:
+		d.log.Info("first-packet isolation is off: a new pod is open until its status reaches the daemon",
+			"flag", "--"+flagFirstPacketIsolation+"=false")
+		return
+	case len(fp.PodCIDRs) > 0:
+		d.log.Info("first-packet isolation on: addresses of this node's pod CIDRs that are no known pod's are dropped",
+			"pod_cidrs", fp.PodCIDRs, "source", "--"+flagPodCIDR)
+		return
+	}
+	pd := &podCIDRDiscovery{client: d.client, node: d.cfg.NodeName, log: d.log,
+		set: p.eng.SetPodCIDRs, reconcile: p.w.RequestReconcile, firstWait: podCIDRFirstWait, retry: podCIDRRetry}
+	if d.podCIDRRetry > 0 {
+		pd.retry = d.podCIDRRetry
+	}
+	pd.start(ctx, wg)
 }
 
 // watchChanges runs the dataplane's change monitor until ctx ends, starting it

@@ -81,6 +81,11 @@ type FlushResult struct {
 	// before, whose conntrack entries RevokeDenied then deletes (false after
 	// pure additions of peers, ports and blocks, and after a failure).
 	Restricts bool
+	// Batch numbers the engine's successful Flushes and Reconciles from 1 (0
+	// after a failure). StartPod and StopPod return the result of the batch
+	// that carried their change, which may be another caller's: the same
+	// number in two results is the same batch, to be counted once.
+	Batch uint64
 	// ReadDataplane: a Reconcile that read the table from the dataplane.
 	// False for one that trusted the engine's record of what it programmed,
 	// because the dataplane proved that nobody else changed the table since
@@ -210,10 +215,11 @@ type Engine struct {
 	// result, and synced says that one has succeeded. podSyncs holds each
 	// local pod's last change number and what StartPod and StopPod said of
 	// its addresses (local pods only: memory per pod matters).
-	changes, flushedChanges uint64
-	lastFlush               FlushResult
-	synced                  bool
-	podSyncs                map[string]*podSync
+	// batches counts the successful Flushes and Reconciles (FlushResult.Batch).
+	changes, flushedChanges, batches uint64
+	lastFlush                        FlushResult
+	synced                           bool
+	podSyncs                         map[string]*podSync
 	// applyFreed is closed when applyMu is next released (nil while nobody
 	// waits for it): StartPod and StopPod wait on it for their turn.
 	applyFreed chan struct{}
@@ -470,8 +476,7 @@ func (e *Engine) flush(ctx context.Context, full bool) (FlushResult, error) {
 	res := FlushResult{Full: full, Operations: tx.Size()}
 	if tx.Empty() {
 		res.Duration = time.Since(start)
-		e.carried(upTo, res)
-		return res, nil
+		return e.carried(upTo, res), nil
 	}
 	if err := e.cfg.Dataplane.Apply(ctx, tx); err != nil {
 		e.failed()
@@ -487,18 +492,21 @@ func (e *Engine) flush(ctx context.Context, full bool) (FlushResult, error) {
 	}
 	res.Duration = time.Since(start)
 	// The dataplane holds the batch even when the record disagrees.
-	e.carried(upTo, res)
-	return res, nil
+	return e.carried(upTo, res), nil
 }
 
 // carried records that the dataplane holds the changes numbered up to upTo
-// after a successful batch that res describes (StartPod, PodProgrammed).
-func (e *Engine) carried(upTo uint64, res FlushResult) {
+// after a successful batch that res describes (StartPod, PodProgrammed), and
+// returns res with the batch's number.
+func (e *Engine) carried(upTo uint64, res FlushResult) FlushResult {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.batches++
+	res.Batch = e.batches
 	e.flushedChanges = max(e.flushedChanges, upTo)
 	e.lastFlush = res
 	e.synced = true
+	return res
 }
 
 // Reconcile converges the dataplane to the full desired state (start-up, timer,
@@ -535,8 +543,7 @@ func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 	res.Repaired = !expected && !tx.Empty()
 	e.programmed = want
 	e.needFull = false
-	e.carried(upTo, res)
-	return res, nil
+	return e.carried(upTo, res), nil
 }
 
 // The three helpers below are the only places where a sync touches the

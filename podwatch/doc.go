@@ -49,6 +49,16 @@
 // holds them, so a starting node never enforces NetworkPolicies without the
 // Admin tier.
 //
+// StartPod, StopPod and PodProgrammed are the CNI path (the daemon's CNI
+// socket calls them; an agent that embeds the watcher may too): a pod coming
+// up is programmed with the addresses of its CNI result before its status
+// lists them, and the call returns when a kernel batch has carried it. The
+// pod's labels still come from the API server: from the informer cache,
+// with the UID the runtime gives (a hash of it is kept per cached pod), or,
+// when the informer has not delivered the pod within Options.PodWait, from
+// one GET through Transform. They wait for Ready, are bounded by their
+// context, and report their batches to Hooks.Flushed like the worker's.
+//
 // Sync is the one-shot form of the same path, for commands that only read the
 // cluster (nftwarden explain, dump --desired): the same informers, transforms
 // and handlers, every listed object handed to the engine as Run's first batch,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,8 +59,12 @@ const (
 	// in memory, and a full read of the kernel only when drift is possible.
 	DefaultResyncPeriod    = 10 * time.Second
 	DefaultSyncLogInterval = 10 * time.Second
-	defaultRetryBaseDelay  = 200 * time.Millisecond
-	defaultRetryMaxDelay   = 30 * time.Second
+	// DefaultPodWait is Options.PodWait's default: the informer delivers a
+	// new pod within milliseconds of its creation, long before its sandbox
+	// is set up, unless the watch lags.
+	DefaultPodWait        = 2 * time.Second
+	defaultRetryBaseDelay = 200 * time.Millisecond
+	defaultRetryMaxDelay  = 30 * time.Second
 )
 
 // Hooks are optional callbacks, for metrics and logging by the embedder. They are
@@ -75,7 +80,9 @@ type Hooks struct {
 	// that change nothing the engine reads are dropped before).
 	Event func(kind Kind)
 	// Flushed is called after every engine Flush or Reconcile with its result;
-	// err is non-nil when it failed (it is retried with backoff).
+	// err is non-nil when it failed (it is retried with backoff). The
+	// flushes of StartPod and StopPod are reported too, from their callers'
+	// goroutines: Flushed may be called concurrently.
 	Flushed func(res enforcer.FlushResult, err error)
 	// ObjectError is called when the engine rejected (part of) an object. The
 	// engine fails closed for what it rejected and logs it (the watcher does
@@ -121,6 +128,10 @@ type Options struct {
 	// addresses) for the nodes peers of ClusterNetworkPolicy's experimental
 	// channel; it needs list and watch on nodes (daemon/deploy/rbac.yaml).
 	Nodes bool
+	// PodWait bounds how long StartPod waits for the informer to deliver
+	// the pod before it reads it from the API server once; 0 means
+	// DefaultPodWait.
+	PodWait time.Duration
 	// Logger is optional; nil means slog.Default().
 	Logger *slog.Logger
 	Hooks  Hooks
@@ -141,6 +152,7 @@ type engine interface {
 	DeleteNode(name string)
 	Flush(ctx context.Context) (enforcer.FlushResult, error)
 	Reconcile(ctx context.Context) (enforcer.FlushResult, error)
+	podStarter
 }
 
 var _ engine = (*enforcer.Engine)(nil)
@@ -162,9 +174,10 @@ func (k key) String() string {
 // Watcher keeps an engine in sync with the API server. Create it with New and
 // start it once with Run.
 type Watcher struct {
-	eng  engine
-	opts Options
-	log  *slog.Logger
+	eng    engine
+	opts   Options
+	log    *slog.Logger
+	client kubernetes.Interface
 
 	factory       informers.SharedInformerFactory
 	informers     map[Kind]cache.SharedIndexInformer
@@ -184,6 +197,16 @@ type Watcher struct {
 
 	started atomic.Bool
 	ready   atomic.Bool
+	// readyC is closed when ready turns true.
+	readyC chan struct{}
+	// podWaiters are StartPod's calls waiting for their pod (cnipods.go).
+	podWaiters podWaiters
+	// reportMu guards reported, the numbers of the last batches reported
+	// to Hooks.Flushed (a ring: a StartPod may report a batch after the
+	// worker reported a later one), and reportedNext, the next slot.
+	reportMu     sync.Mutex
+	reported     [16]uint64
+	reportedNext int
 	// listing is set once the informers have synced: from then on handlers
 	// queue keys. Before, Run applies the synced caches as one batch instead:
 	// queueing the initial list would grow the queue's sets to the size of
@@ -212,14 +235,19 @@ func newWatcher(client kubernetes.Interface, eng engine, opts Options) *Watcher 
 	if opts.SyncLogInterval <= 0 {
 		opts.SyncLogInterval = DefaultSyncLogInterval
 	}
+	if opts.PodWait <= 0 {
+		opts.PodWait = DefaultPodWait
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	w := &Watcher{
-		eng:  eng,
-		opts: opts,
-		log:  log.With("component", "podwatch"),
+		eng:    eng,
+		opts:   opts,
+		log:    log.With("component", "podwatch"),
+		client: client,
+		readyC: make(chan struct{}),
 		// Informer resync is off (0): informer resyncs only replay the cache to
 		// the handlers. Our own periodic Reconcile repairs the kernel instead.
 		factory:       informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(Transform)),
@@ -467,8 +495,14 @@ func (w *Watcher) handler(kind Kind) cache.ResourceEventHandler {
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { enqueue(obj, false) },
+		AddFunc: func(obj any) {
+			w.podWaiters.arrived(obj)
+			enqueue(obj, false)
+		},
 		UpdateFunc: func(oldObj, newObj any) {
+			// Before the filter: a pod recreated under its name with the
+			// same content is another pod (UID) to StartPod.
+			w.podWaiters.arrived(newObj)
 			if sameForEngine(oldObj, newObj) {
 				return
 			}
@@ -602,9 +636,7 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	end := time.Now()
 	// A failed Reconcile may return a zero result: still report it as full.
 	res.Full = res.Full || full
-	if h := w.opts.Hooks.Flushed; h != nil {
-		h(res, err)
-	}
+	w.reportFlushed(res, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // stopping: the interrupted change is applied at the next start
@@ -628,6 +660,7 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 	if full {
 		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", batchLen)
 		if w.ready.CompareAndSwap(false, true) {
+			close(w.readyC)
 			w.log.Info("ready: the dataplane enforces the cluster's policies")
 			if h := w.opts.Hooks.Ready; h != nil {
 				h()

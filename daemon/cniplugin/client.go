@@ -98,6 +98,8 @@ func answerError(status int, ans cniwire.Response) error {
 		return errorf(ErrPodNotFound, "nftwarden-cni: %s", why)
 	case status == http.StatusConflict:
 		return errorf(ErrNotProgrammed, "nftwarden-cni: %s", why)
+	case status == http.StatusUnprocessableEntity:
+		return errorf(ErrPodRefused, "nftwarden-cni: the nftwarden daemon cannot program the pod: %s", why)
 	}
 	return errorf(ErrDaemonAnswer, "nftwarden-cni: the nftwarden daemon answered %d: %s", status, why)
 }

@@ -52,6 +52,8 @@
 //	102  ErrPodNotFound      the API server does not know the pod (404)
 //	103  ErrNotProgrammed    CHECK: the pod's addresses are not programmed as asked (409)
 //	104  ErrDaemonAnswer     the daemon answered with another status or an unreadable body
+//	105  ErrPodRefused       the daemon cannot program this pod as asked (422): on another
+//	                         node, hostNetwork, finished, or an address no pod can have
 //
 // The package must not panic on any input, must not keep state between
 // calls, and must not import the daemon (the plugin binary stays small).

@@ -20,6 +20,10 @@ const (
 	// ErrDaemonAnswer: the daemon answered with an unexpected status or a
 	// body that does not parse.
 	ErrDaemonAnswer uint = 104
+	// ErrPodRefused: the daemon cannot program this pod as asked (422): the
+	// API server puts it on another node, it uses the host's network or has
+	// finished, or an address is one no pod can have.
+	ErrPodRefused uint = 105
 )
 
 // errorf is a CNI error with code and a formatted message.

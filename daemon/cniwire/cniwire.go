@@ -11,6 +11,9 @@
 //	400 Bad Request          the request is malformed (a bug in the plugin or a version skew)
 //	404 Not Found            the pod is not known to the API server (ADD, CHECK)
 //	409 Conflict             CHECK: the pod's addresses are not programmed as asked
+//	422 Unprocessable Entity the daemon cannot program this pod as asked: the API server
+//	                         puts it on another node, it uses the host's network or has
+//	                         finished, or an address is one no pod can have
 //	503 Service Unavailable  the daemon cannot do it now (not ready yet, the pod's labels
 //	                         not seen in time, the kernel batch failed, the bound ran out);
 //	                         Response.Retry is set and the runtime should try again
