@@ -19,6 +19,11 @@
 //
 //	cd integration && NFTW_RESTARTS=100 go test -count=1 -v -run 'TestIntegrationRestarts$' .
 //
+// cni_test.go creates pods through a real CNI chain (ptp + host-local, then
+// nftwarden-cni) and shows first-packet isolation with and without the plugin;
+// scripts/bench-cni.sh runs BenchmarkIntegrationCNIAdd (the time ADD takes with and
+// without nftwarden-cni, and pod creation to reachable from another node).
+//
 // This module is separate from the library's (with a replace of the root module) so
 // that test-only dependencies never reach programs that embed nftwarden.
 package integration

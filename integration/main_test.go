@@ -41,7 +41,7 @@ func runTests(m *testing.M) int {
 }
 
 // needRoot skips t unless it runs as root.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("integration tests need root (network namespaces, nftables)")
@@ -49,7 +49,7 @@ func needRoot(t *testing.T) {
 }
 
 // controlPlane starts the shared control plane on first use.
-func controlPlane(t *testing.T) *cluster.ControlPlane {
+func controlPlane(t testing.TB) *cluster.ControlPlane {
 	t.Helper()
 	needRoot(t)
 	cpOnce.Do(func() {
@@ -68,21 +68,21 @@ func controlPlane(t *testing.T) *cluster.ControlPlane {
 }
 
 // startDaemons runs the nftwarden daemon on every node of env.
-func startDaemons(t *testing.T, env *cluster.Env) {
+func startDaemons(t testing.TB, env *cluster.Env) {
 	t.Helper()
 	if err := env.StartDaemons(); err != nil {
 		t.Fatalf("start daemons: %v", err)
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	return ctx

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ func (n *Node) nftwarden(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Netns, bin}, args...)...)
+	// The daemon's environment: its NFTWARDEN_* settings shape the program too.
+	cmd.Env = n.daemonEnviron()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -44,15 +47,27 @@ func (n *Node) DumpKernel(ctx context.Context) (string, error) {
 // are given to it too.
 func (n *Node) DumpDesired(ctx context.Context) (string, error) {
 	args := append([]string{"dump", "--desired", "--kubeconfig", n.env.opts.DaemonKubeconfig,
-		"--node-name", n.Name, "--timeout", "20s"}, programArgs(n.env.opts.DaemonArgs)...)
+		"--node-name", n.Name, "--timeout", "20s"}, n.programArgs()...)
 	return n.nftwarden(ctx, args...)
+}
+
+// programArgs are the daemons' flags that shape the program (programFlags), and the
+// node's pod CIDRs unless they give them: the daemon reads its Node's spec.podCIDRs
+// for first-packet isolation, dump --desired and explain take them only by flag.
+func (n *Node) programArgs() []string {
+	args := programArgs(n.env.opts.DaemonArgs)
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pod-cidr") }) {
+		args = append(args, "--pod-cidr", n.PodCIDRv4().String(), "--pod-cidr", n.PodCIDRv6().String())
+	}
+	return args
 }
 
 // programFlags are the flags of `nftwarden run` that shape the compiled program,
 // which `dump --desired` takes as well (daemon/logflags.go, programFlags), with
 // whether they take a separate value.
 var programFlags = map[string]bool{"--log-denied": false, "--log-allowed": false, "--audit": false,
-	"--policy-counters": false, "--log-rate": true, "--log-burst": true, "--log-group": true}
+	"--policy-counters": false, "--log-rate": true, "--log-burst": true, "--log-group": true,
+	"--first-packet-isolation": false, "--pod-cidr": true}
 
 // programArgs picks the program's flags (and their values) out of daemon args.
 func programArgs(args []string) []string {

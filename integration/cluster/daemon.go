@@ -141,10 +141,19 @@ func (n *Node) StartDaemon() error {
 	argv := append([]string{"ip", "netns", "exec", n.Netns, bin, "run",
 		"--kubeconfig", n.env.opts.DaemonKubeconfig, "--node-name", n.Name,
 		"--metrics-address", daemonHealthAddr}, n.env.opts.DaemonArgs...)
-	env := append(append(os.Environ(), n.env.opts.DaemonEnv...), n.daemonEnv...)
 	appendLine(n.DaemonLog(), fmt.Sprintf("=== %s %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " ")))
-	n.daemon, err = startProcess("nftwarden daemon of "+n.Name, n.DaemonLog(), argv, env)
+	n.daemon, err = startProcess("nftwarden daemon of "+n.Name, n.DaemonLog(), argv, n.daemonEnviron())
 	return err
+}
+
+// daemonEnviron is the environment of the node's daemon: the test process's, then
+// Options.DaemonEnv, then SetDaemonEnv's.
+func (n *Node) daemonEnviron() []string {
+	// Every daemon serves the chained CNI plugin on a socket of its own (CNISocket),
+	// not on the node-wide default path that the daemons of all nodes would share;
+	// a test can still turn it off with "NFTWARDEN_CNI_SOCKET=" in DaemonEnv.
+	env := append(os.Environ(), "NFTWARDEN_CNI_SOCKET="+n.CNISocket())
+	return append(append(env, n.env.opts.DaemonEnv...), n.daemonEnv...)
 }
 
 // SetDaemonEnv sets environment variables ("KEY=value") for this node's daemon, added

@@ -27,6 +27,12 @@
 //   - the ClusterNetworkPolicy CRD of sigs.k8s.io/network-policy-api, standard or
 //     experimental channel, installed from the module's own manifests and waited for
 //     until served (InstallClusterNetworkPolicyCRD);
+//   - pods whose network a real CNI chain makes (AddCNIPod, CNIPod): ptp with host-local
+//     IPAM from github.com/containernetworking/plugins (the version integration/go.mod
+//     pins as tools), optionally followed by nftwarden-cni with the node's daemon socket,
+//     run by libcni inside the node namespace as a kubelet's runtime runs it, with the
+//     kubelet's CNI_ARGS; ADD is timed, the status follows at once, later or never, and
+//     DEL runs when the pod goes (cniconf.go, cnipod.go);
 //   - as an option, the admission of a managed cluster that limits critical pods to
 //     namespaces with a matching ResourceQuota (ControlPlaneOptions.LimitCriticalPods).
 //
@@ -43,13 +49,15 @@
 //	pods of node i           198.18.(16+i).n/32       2001:db8:1:i::n/128   (routed)
 //	                         198.18.(16+i).n/24       2001:db8:1:i::n/64    (bridged)
 //	bridge gateway (bridged) 198.18.(16+i).254        2001:db8:1:i::fffe
+//	CNI pods (host-local)    198.18.(16+i).128-250    2001:db8:1:i::1:80-1:fa
+//	ptp gateway (CNI pods)   198.18.(16+i).251        2001:db8:1:i::1:fb
 //	API-only pods, unrouted  198.18.224.0/19          2001:db8:ff::/64      (UnroutedAddrs)
 //	service range            198.19.0.0/16 (given to the API server, unused)
 //
 // with i < 200, so that the node ranges end below the unrouted one. Pods take the
 // addresses n = 1, 2, ... of their node unless the test chooses them (PodSpec.IPv4,
 // IPv6; a pod with a network namespace only from its own node's ranges, since they are
-// routed per node).
+// routed per node); on a node with CNI pods, n stays below 128.
 //
 // Everything this package creates is named with the prefix "nftw-it-<pid>-", is
 // registered with a Janitor, and is removed by Close, by the Janitor on SIGINT, and

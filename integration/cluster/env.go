@@ -77,10 +77,12 @@ type Node struct {
 	// nextPod is the last pod address number handed out (PodAddrs); nextLink numbers
 	// pod namespaces and veths, which a pod with a chosen address needs too.
 	nextPod, nextLink int
-	daemonEnv         []string
-	relay             *relay
-	daemon            *process
-	rmNetns           func()
+	// cniUsed: host-local hands out the top of the node's ranges (cniconf.go).
+	cniUsed   bool
+	daemonEnv []string
+	relay     *relay
+	daemon    *process
+	rmNetns   func()
 }
 
 // Port is a container port a pod serves.
@@ -122,6 +124,7 @@ type Pod struct {
 	agent   *agent
 	hostIf  string // the node's end of the pod's veth
 	rmNetns func()
+	cni     *cniSandbox // the CNI attachment of a pod made by AddCNIPod (cnipod.go)
 }
 
 // String is "namespace/name".

@@ -6,6 +6,7 @@ import "context"
 // the daemons' kubeconfig and the node's name (which --trace reads the table
 // of), and returns its standard output.
 func (n *Node) Explain(ctx context.Context, args ...string) (string, error) {
-	return n.nftwarden(ctx, append([]string{"explain", "--kubeconfig", n.env.opts.DaemonKubeconfig,
-		"--node-name", n.Name, "--timeout", "20s"}, args...)...)
+	base := append([]string{"explain", "--kubeconfig", n.env.opts.DaemonKubeconfig,
+		"--node-name", n.Name, "--timeout", "20s"}, n.programArgs()...)
+	return n.nftwarden(ctx, append(base, args...)...)
 }

@@ -77,7 +77,11 @@ func (e *Env) newPod(spec PodSpec) (*Pod, *corev1.Pod, error) {
 	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, Node: n, IPv4: spec.IPv4, IPv6: spec.IPv6, Ports: spec.Ports}
 	if !p.IPv4.IsValid() && !p.IPv6.IsValid() {
 		e.mu.Lock()
-		if n.nextPod >= maxPodAddrs {
+		limit := maxPodAddrs
+		if n.cniUsed { // the top of the range is host-local's (cniconf.go)
+			limit = cniFirstHost - 1
+		}
+		if n.nextPod >= limit {
 			e.mu.Unlock()
 			return nil, nil, fmt.Errorf("pod %s: node %s has no pod addresses left", p, n.Name)
 		}
@@ -86,6 +90,16 @@ func (e *Env) newPod(spec PodSpec) (*Pod, *corev1.Pod, error) {
 		e.mu.Unlock()
 		p.IPv4, p.IPv6 = n.PodAddrs(k)
 	}
+	obj, err := podObject(spec, n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pod %s: %w", p, err)
+	}
+	return p, obj, nil
+}
+
+// podObject builds the Pod object of spec on node n, scheduled and pending (no
+// status), with its container ports (for named-port policies).
+func podObject(spec PodSpec, n *Node) (*corev1.Pod, error) {
 	var containerPorts []corev1.ContainerPort
 	for _, port := range spec.Ports {
 		proto := port.Protocol
@@ -95,7 +109,7 @@ func (e *Env) newPod(spec PodSpec) (*Pod, *corev1.Pod, error) {
 		switch proto {
 		case corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
 		default:
-			return nil, nil, fmt.Errorf("pod %s: unknown protocol %q", p, proto)
+			return nil, fmt.Errorf("unknown protocol %q", proto)
 		}
 		containerPorts = append(containerPorts, corev1.ContainerPort{Name: port.Name, ContainerPort: int32(port.Port), Protocol: proto})
 	}
@@ -112,7 +126,7 @@ func (e *Env) newPod(spec PodSpec) (*Pod, *corev1.Pod, error) {
 			}},
 		},
 	}
-	return p, obj, nil
+	return obj, nil
 }
 
 // createPod writes the Pod object (spec.nodeName set, like a scheduled pod) and
@@ -273,21 +287,6 @@ func (e *Env) preparePod(spec PodSpec) (_ *Pod, _ *corev1.Pod, link int, err err
 		return nil, nil, 0, err
 	}
 	n := p.Node
-	var tcp, udp, sctp []string
-	for _, port := range obj.Spec.Containers[0].Ports {
-		s := strconv.Itoa(int(port.ContainerPort))
-		switch port.Protocol {
-		case corev1.ProtocolTCP:
-			tcp = append(tcp, s)
-		case corev1.ProtocolUDP:
-			udp = append(udp, s)
-		case corev1.ProtocolSCTP:
-			sctp = append(sctp, s)
-		}
-	}
-	// Two names may declare one port (a container port per name, as
-	// upstream's network-policy-api pods have); the agent listens once.
-	tcp, udp, sctp = distinct(tcp), distinct(udp), distinct(sctp)
 	e.mu.Lock()
 	n.nextLink++
 	link = n.nextLink
@@ -346,10 +345,33 @@ func (e *Env) preparePod(spec PodSpec) (_ *Pod, _ *corev1.Pod, link int, err err
 	if err := ipBatch(p.Netns, podCmds); err != nil {
 		return nil, nil, 0, err
 	}
-	if p.agent, err = startAgent(e.agentBin, p.Netns, p.String(), filepath.Join(e.Dir, "agent-"+p.Namespace+"-"+p.Name+".log"), tcp, udp, sctp); err != nil {
+	if err := e.startPodAgent(p, obj); err != nil {
 		return nil, nil, 0, err
 	}
 	return p, obj, link, nil
+}
+
+// startPodAgent starts the podagent of p in its namespace, serving the container
+// ports of obj.
+func (e *Env) startPodAgent(p *Pod, obj *corev1.Pod) error {
+	var tcp, udp, sctp []string
+	for _, port := range obj.Spec.Containers[0].Ports {
+		s := strconv.Itoa(int(port.ContainerPort))
+		switch port.Protocol {
+		case corev1.ProtocolTCP:
+			tcp = append(tcp, s)
+		case corev1.ProtocolUDP:
+			udp = append(udp, s)
+		case corev1.ProtocolSCTP:
+			sctp = append(sctp, s)
+		}
+	}
+	// Two names may declare one port (a container port per name, as
+	// upstream's network-policy-api pods have); the agent listens once.
+	tcp, udp, sctp = distinct(tcp), distinct(udp), distinct(sctp)
+	var err error
+	p.agent, err = startAgent(e.agentBin, p.Netns, p.String(), filepath.Join(e.Dir, "agent-"+p.Namespace+"-"+p.Name+".log"), tcp, udp, sctp)
+	return err
 }
 
 // wirePod runs the ip(8) commands first in the node's namespace, then wires a
@@ -411,6 +433,10 @@ func (e *Env) forgetPods(match func(*Pod) bool, teardown bool) {
 }
 
 func (e *Env) teardownPod(p *Pod) {
+	if p.cni != nil {
+		// The kubelet's CNI DEL, while the pod's namespace still exists (cnipod.go).
+		p.cni.teardown()
+	}
 	if p.agent != nil {
 		p.agent.stop()
 		p.agent = nil
