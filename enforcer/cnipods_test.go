@@ -544,23 +544,7 @@ func TestStartPodWaitsWithinContext(t *testing.T) {
 // the outsider is dropped at its address.
 func TestStartPodConcurrent(t *testing.T) {
 	w := newFakeCNIWorld(t)
-	stop := make(chan struct{})
-	var loop sync.WaitGroup
-	loop.Add(1)
-	go func() {
-		defer loop.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := w.e.Flush(context.Background()); err != nil {
-				t.Errorf("flush loop: %v", err)
-				return
-			}
-		}
-	}()
+	stopFlushing := flushLoop(t, w.e)
 	const pods = 40
 	var wg sync.WaitGroup
 	for i := range pods {
@@ -592,7 +576,28 @@ func TestStartPodConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	loop.Wait()
+	stopFlushing()
 	checkProgrammed(t, w.f, w.e)
+}
+
+// flushLoop flushes e over and over, as a daemon's worker would beside the
+// calls under test, until the returned function is called.
+func flushLoop(t *testing.T, e *enforcer.Engine) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := e.Flush(context.Background()); err != nil {
+				t.Errorf("flush loop: %v", err)
+				return
+			}
+		}
+	})
+	return func() { close(done); loop.Wait() }
 }

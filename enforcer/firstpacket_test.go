@@ -146,7 +146,7 @@ func TestSetPodCIDRsRefusesBadPrefixes(t *testing.T) {
 
 	// New: the same program from canonical prefixes, from sloppy ones,
 	// from overlapping ones, with an invalid one left out.
-	want := freshDesired(t, newWorldOfBase(), c.config("node-a"))
+	want := freshDesired(t, baseKeyedWorld(), c.config("node-a"))
 	for _, cidrs := range [][]netip.Prefix{
 		{netip.MustParsePrefix("198.18.1.77/24"), netip.MustParsePrefix("2001:db8:1::1/64")},
 		{netip.MustParsePrefix("198.18.1.128/25"), netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("2001:db8:1::/64"), netip.MustParsePrefix("198.18.1.0/24")},
@@ -154,27 +154,10 @@ func TestSetPodCIDRsRefusesBadPrefixes(t *testing.T) {
 	} {
 		cfg := c.config("node-a")
 		cfg.PodCIDRs = cidrs
-		if tx := nft.Diff(want, freshDesired(t, newWorldOfBase(), cfg), nil); !tx.Empty() {
+		if tx := nft.Diff(want, freshDesired(t, baseKeyedWorld(), cfg), nil); !tx.Empty() {
 			t.Errorf("Config.PodCIDRs %v: the program differs from the canonical one's:\n%s", cidrs, tx)
 		}
 	}
-}
-
-// newWorldOfBase is the base world with its policies as a world (for
-// fresh builds).
-func newWorldOfBase() *world {
-	w := newWorld()
-	nss, pods := baseWorld()
-	for _, ns := range nss {
-		w.namespaces[ns.Name] = ns
-	}
-	for _, p := range pods {
-		w.pods[p.Namespace+"/"+p.Name] = p
-	}
-	for _, np := range basePolicies() {
-		w.policies[np.Namespace+"/"+np.Name] = np
-	}
-	return w
 }
 
 // TestSetPodCIDRsRestricts: a flush that adds pod CIDRs, or forgets a known

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sync"
 	"testing"
 
 	"github.com/nftwarden/nftwarden/enforcer"
@@ -70,24 +69,7 @@ func TestPrivilegedKernelStartPod(t *testing.T) {
 		startStop(i)
 	}
 
-	stop := make(chan struct{})
-	var loop sync.WaitGroup
-	loop.Add(1)
-	go func() {
-		defer loop.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := e.Flush(ctx); err != nil {
-				t.Errorf("flush loop: %v", err)
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); loop.Wait() }()
+	defer flushLoop(t, e)()
 	for i := 3; i < 8; i++ {
 		startStop(i)
 	}
