@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The nftwarden demo on one Linux machine (run as root): a real kube-apiserver and etcd,
 # two simulated nodes and four pods as network namespaces, the nftwarden daemon on each
-# node, the reachability matrix before and after a default-deny and an allow policy, and the
-# table restored at once after someone deletes it behind the daemon's back.
+# node, the reachability matrix before and after a default-deny and an allow policy, the
+# table restored at once after someone deletes it behind the daemon's back, and a new pod
+# brought up through the CNI chain ptp + host-local + nftwarden-cni (built by the demo),
+# isolated as policy says the moment ADD returns, before its status is written.
 # Everything it creates is removed at the end, also on Ctrl-C.
 set -euo pipefail
 

@@ -4,7 +4,10 @@
 // reach whom before and after a default-deny policy and an allow policy, followed by
 // `nftwarden explain` for two flows, then after an Admin-tier ClusterNetworkPolicy
 // that overrides an allow of the namespace's own policy, with the deny log's lines and a
-// policy tried in audit mode. Everything is removed at the end, also on Ctrl-C.
+// policy tried in audit mode; then a new pod comes up through the CNI chain
+// ptp + host-local + nftwarden-cni (libcni, as a kubelet's runtime runs it) and is
+// isolated as policy says from the moment ADD returns, before its status is written.
+// Everything is removed at the end, also on Ctrl-C.
 //
 // Run it through scripts/demo.sh (as root), which builds the control plane first.
 package main
@@ -203,6 +206,10 @@ func run() error {
 		return err
 	}
 	if err := show(ctx, env, "", wantPG, pg); err != nil {
+		return err
+	}
+
+	if err := firstPacket(ctx, env, web, debug, ports); err != nil {
 		return err
 	}
 
