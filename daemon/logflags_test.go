@@ -26,6 +26,38 @@ func clearVerdictLogEnv(t *testing.T) {
 	}
 }
 
+// runFlags runs `nftwarden run --node-name n ARGS` with a clean environment
+// plus env, and returns the configuration run was given (the test fails if
+// the command did not run).
+func runFlags(t *testing.T, args []string, env map[string]string) *runConfig {
+	t.Helper()
+	clearEnv(t)
+	clearVerdictLogEnv(t)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	code, got, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, args...)...)
+	if code != exitOK || got == nil {
+		t.Fatalf("exit %d, ran %v; stderr:\n%s", code, got != nil, stderr)
+	}
+	return got
+}
+
+// runFlagsRefused checks that `nftwarden run --node-name n ARGS` is a usage
+// error whose message contains wantErr.
+func runFlagsRefused(t *testing.T, args []string, wantErr string) {
+	t.Helper()
+	clearEnv(t)
+	clearVerdictLogEnv(t)
+	code, ran, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, args...)...)
+	if code != exitUsage || ran != nil {
+		t.Errorf("exit %d (ran %v), want %d", code, ran != nil, exitUsage)
+	}
+	if !strings.Contains(stderr, wantErr) {
+		t.Errorf("stderr does not contain %q:\n%s", wantErr, stderr)
+	}
+}
+
 func TestVerdictLogFlags(t *testing.T) {
 	tweak := func(f func(*verdictLogConfig)) verdictLogConfig {
 		v := defaultVerdictLog(formatText)
@@ -57,15 +89,7 @@ func TestVerdictLogFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
-			clearVerdictLogEnv(t)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			code, got, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, tc.args...)...)
-			if code != exitOK || got == nil {
-				t.Fatalf("exit %d, ran %v; stderr:\n%s", code, got != nil, stderr)
-			}
+			got := runFlags(t, tc.args, tc.env)
 			if diff := cmp.Diff(tc.want, got.VerdictLog, cmp.AllowUnexported(verdictLogConfig{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
@@ -88,15 +112,7 @@ func TestVerdictLogUsageErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			clearEnv(t)
-			clearVerdictLogEnv(t)
-			code, ran, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, tc.args...)...)
-			if code != exitUsage || ran != nil {
-				t.Errorf("exit %d (ran %v), want %d", code, ran != nil, exitUsage)
-			}
-			if !strings.Contains(stderr, tc.wantErr) {
-				t.Errorf("stderr does not contain %q:\n%s", tc.wantErr, stderr)
-			}
+			runFlagsRefused(t, tc.args, tc.wantErr)
 		})
 	}
 }

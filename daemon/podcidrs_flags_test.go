@@ -58,15 +58,7 @@ func TestFirstPacketFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
-			clearVerdictLogEnv(t)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			code, got, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, tc.args...)...)
-			if code != exitOK || got == nil {
-				t.Fatalf("exit %d, ran %v; stderr:\n%s", code, got != nil, stderr)
-			}
+			got := runFlags(t, tc.args, tc.env)
 			if diff := cmp.Diff(tc.want, got.firstPacket(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("first-packet config (-want +got):\n%s", diff)
 			}
@@ -91,15 +83,7 @@ func TestFirstPacketUsageErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			clearEnv(t)
-			clearVerdictLogEnv(t)
-			code, ran, _, stderr := execCLI(t, append([]string{"run", "--node-name", "n"}, tc.args...)...)
-			if code != exitUsage || ran != nil {
-				t.Errorf("exit %d (ran %v), want %d", code, ran != nil, exitUsage)
-			}
-			if !strings.Contains(stderr, tc.wantErr) {
-				t.Errorf("stderr does not contain %q:\n%s", tc.wantErr, stderr)
-			}
+			runFlagsRefused(t, tc.args, tc.wantErr)
 		})
 	}
 }

@@ -79,17 +79,7 @@ type cniWorld struct {
 func newCNIWorld(t *testing.T, dp nft.Dataplane, f *nft.Fake) *cniWorld {
 	t.Helper()
 	logs := &recordedLogs{}
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: dp, Logger: slog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	loadBaseWorld(e)
-	for _, np := range basePolicies() {
-		_ = e.UpsertNetworkPolicy(np)
-	}
-	if _, err := e.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	e := loadBaseLogging(t, dp, slog.New(logs))
 	return &cniWorld{t: t, e: e, f: f, logs: logs}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -244,7 +245,13 @@ func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // policies, flushed.
 func loadBaseInto(t *testing.T, dp nft.Dataplane) *enforcer.Engine {
 	t.Helper()
-	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: dp, Logger: quietLogger})
+	return loadBaseLogging(t, dp, quietLogger)
+}
+
+// loadBaseLogging is loadBaseInto with the engine logging to log.
+func loadBaseLogging(t *testing.T, dp nft.Dataplane, log *slog.Logger) *enforcer.Engine {
+	t.Helper()
+	e, err := enforcer.New(enforcer.Config{NodeName: "node-a", Dataplane: dp, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
