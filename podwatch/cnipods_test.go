@@ -121,7 +121,9 @@ func TestStartPodFindsThePod(t *testing.T) {
 			if tc.cached != nil {
 				objs = append(objs, tc.cached)
 			}
-			h := startHarness(t, Options{PodWait: 300 * time.Millisecond}, objs...)
+			// PodWait leaves a loaded machine's informer time to deliver a pod
+			// created 50 ms into it (the cases expecting no GET).
+			h := startHarness(t, Options{PodWait: time.Second}, objs...)
 			if tc.hide {
 				h.client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 					return true, &corev1.PodList{}, nil
