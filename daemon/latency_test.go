@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -174,13 +175,18 @@ func TestDaemonProgrammingLatency(t *testing.T) {
 		`workqueue_depth{name="nftwarden"}`,
 		`workqueue_queue_duration_seconds_count{name="nftwarden"}`,
 		`workqueue_work_duration_seconds_count{name="nftwarden"}`,
-		`workqueue_retries_total{name="nftwarden"} 1`,
+		`workqueue_retries_total{name="nftwarden"} `,
 		`workqueue_unfinished_work_seconds{name="nftwarden"}`,
 		`workqueue_longest_running_processor_seconds{name="nftwarden"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// client-go's workqueue metrics are the process's (one provider, by
+	// queue name): other daemons of this test binary may have retried too.
+	if m := regexp.MustCompile(`workqueue_retries_total\{name="nftwarden"\} (\d+)`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+		t.Errorf("workqueue_retries_total of nftwarden: %v, want the failed flush's retry counted", m)
 	}
 	// The retry waits the queue's backoff (200 ms): the event latency covers it.
 	count, sum := histogram(t, scrape(t, base), "nftwarden_event_programming_duration_seconds", "networkpolicy")
