@@ -293,7 +293,8 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	return del, add
 }
 
-// rules replaces the rules of the chains whose rules changed. Chains flushed
+// rules edits the rules of the chains whose rules changed: rule by rule
+// where that is short (ruleEdits), else by replacing them all. Chains flushed
 // above get their rules back even when the scope does not name them.
 func (d *differ) rules() {
 	ruleChains := d.chainNames
@@ -310,12 +311,30 @@ func (d *differ) rules() {
 			continue
 		}
 		f := d.from.Chains[n]
+		if f != nil && !d.flushed[n] {
+			if del, ins, ok := ruleEdits(f.Rules, t.Rules); ok {
+				d.editRules(n, f.Rules, t.Rules, del, ins)
+				continue
+			}
+		}
 		if f == nil || d.flushed[n] || !sameRules(f.Rules, t.Rules) {
 			if (f == nil || d.flushed[n]) && len(t.Rules) == 0 {
 				continue
 			}
 			d.tx.ReplaceRules(n, t.Rules)
 		}
+	}
+}
+
+// editRules deletes the rules del of from (the last first, so that each
+// position is still that of from), then inserts the rules ins of to (the
+// first first, each at its final position).
+func (d *differ) editRules(n string, from, to []Rule, del, ins []int) {
+	for i := len(del) - 1; i >= 0; i-- {
+		d.tx.DeleteRule(n, del[i], &from[del[i]])
+	}
+	for _, j := range ins {
+		d.tx.InsertRule(n, j, to[j])
 	}
 }
 

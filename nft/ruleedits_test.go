@@ -1,0 +1,103 @@
+package nft
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// jumpChain is a chain of n jumps to policy chains p<ids[i]> and a final drop,
+// the shape of a pod chain.
+func jumpChain(ids ...int) []Rule {
+	var rules []Rule
+	for _, id := range ids {
+		rules = append(rules, fxRule(fxJump(fmt.Sprintf("p%d", id))))
+	}
+	return append(rules, fxRule(Counter{}, fxDrop()))
+}
+
+// editState is a state with chain c holding rules and the chains its jumps
+// name.
+func editState(rules []Rule) *State {
+	s := NewState()
+	s.Chains["c"] = &Chain{Name: "c", Rules: rules}
+	for i := range 64 {
+		n := fmt.Sprintf("p%d", i)
+		s.Chains[n] = &Chain{Name: n}
+	}
+	return s
+}
+
+func TestDiffRuleEdits(t *testing.T) {
+	ids := func(from, to int) []int {
+		var out []int
+		for i := from; i < to; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	without := func(s []int, drop ...int) []int {
+		return slices.DeleteFunc(slices.Clone(s), func(i int) bool { return slices.Contains(drop, i) })
+	}
+	all := ids(0, 40)
+	cases := []struct {
+		name     string
+		from, to []int
+		want     string
+	}{
+		{"one jump added in the middle", without(all, 17), all, "insert rule c@17"},
+		{"one jump removed in the middle", all, without(all, 17), "delete rule c@17"},
+		{"first and last jumps added", without(all, 0, 39), all, "insert rule c@0; insert rule c@39"},
+		{"two places: one out, one in", without(all, 30), without(all, 5), "delete rule c@5; insert rule c@29"},
+		{"swap of neighbours", all, append(append(ids(0, 10), 11, 10), ids(12, 40)...), "delete rule c@10; insert rule c@11"},
+		{"many changes: rewritten whole", ids(0, 40), ids(20, 60), "replace rules c/41"},
+		{"short chain: rewritten whole", []int{1}, []int{2}, "replace rules c/2"},
+		{"all jumps gone", ids(0, 3), nil, "replace rules c/1"},
+		{"no change", all, all, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := editState(jumpChain(tc.from...)), editState(jumpChain(tc.to...))
+			tx, got := applyDiff(t, from, to, &Scope{Chains: map[string]bool{"c": true}})
+			if s := opSummary(tx); s != tc.want {
+				t.Fatalf("transaction:\n got %s\nwant %s\n%s", s, tc.want, tx)
+			}
+			if !sameRules(got.Chains["c"].Rules, to.Chains["c"].Rules) {
+				t.Fatalf("result differs:\n%s", lineDiff(Render("t", to), Render("t", got)))
+			}
+		})
+	}
+}
+
+// TestDiffRuleEditsProperty: random edits of a long chain (rules repeated,
+// so that the matching is ambiguous) always turn it into the target, in at
+// most as many operations as the edits made and never more than a rewrite.
+func TestDiffRuleEditsProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 16))
+	for i := range 3000 {
+		n := rng.IntN(60)
+		from := make([]int, n)
+		for j := range from {
+			from[j] = rng.IntN(12)
+		}
+		to := slices.Clone(from)
+		edits := rng.IntN(6)
+		for range edits {
+			if len(to) > 0 && rng.IntN(2) == 0 {
+				j := rng.IntN(len(to))
+				to = slices.Delete(to, j, j+1)
+				continue
+			}
+			to = slices.Insert(to, rng.IntN(len(to)+1), rng.IntN(12))
+		}
+		fs, ts := editState(jumpChain(from...)), editState(jumpChain(to...))
+		tx, got := applyDiff(t, fs, ts, nil)
+		if !sameRules(got.Chains["c"].Rules, ts.Chains["c"].Rules) {
+			t.Fatalf("case %d: %v -> %v: result differs:\n%s\ntransaction:\n%s", i, from, to, lineDiff(Render("t", ts), Render("t", got)), tx)
+		}
+		if tx.Size() > edits && tx.Ops[0].Kind != OpReplaceRules {
+			t.Fatalf("case %d: %v -> %v: %d rule edits for %d edits:\n%s", i, from, to, tx.Size(), edits, tx)
+		}
+	}
+}
