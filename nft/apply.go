@@ -104,10 +104,10 @@ type undoStep struct {
 	chain    *Chain
 	position int
 	rules    []Rule
-	set     *Set
-	object  *Object
-	ids     []string
-	deleted []Element
+	set      *Set
+	object   *Object
+	ids      []string
+	deleted  []Element
 }
 
 // revert undoes every recorded change, the last first.
