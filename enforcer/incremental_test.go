@@ -192,7 +192,7 @@ func TestPodLabelChangeTouchesOnlyElementsAndItsChains(t *testing.T) {
 				for _, o := range tx.Ops {
 					switch o.Kind {
 					case nft.OpAddElements, nft.OpDeleteElements:
-					case nft.OpAddChain, nft.OpReplaceRules, nft.OpDeleteChain:
+					case nft.OpAddChain, nft.OpReplaceRules, nft.OpDeleteChain, nft.OpInsertRule, nft.OpDeleteRule:
 						if !own(o.Name) {
 							t.Errorf("label change touched chain %s (%s)", o.Name, o.Kind)
 						}

@@ -129,6 +129,10 @@ func (t *Transaction) InsertRule(name string, position int, r Rule) {
 // DeleteRule deletes the rule at position (from 0) of chain name; r is that
 // rule, for Format (nil: not known).
 func (t *Transaction) DeleteRule(name string, position int, r *Rule) {
+	if r != nil {
+		c := *r // the caller's rule slice may change under a pointer into it
+		r = &c
+	}
 	t.Ops = append(t.Ops, Op{Kind: OpDeleteRule, Name: name, Position: position, Rule: r})
 }
 
