@@ -562,29 +562,33 @@ func (t *tiers) rebuildRuns(g *tierGroup, cm *classMap) {
 	t.sendRuns(cm, old, last, runs, last)
 }
 
-// sendRuns records (for finishClasses) the difference between the elements of two run lists
-// covering the same addresses (each ending at its given last address).
-func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur []classRun, curLast netip.Addr) {
-	type span struct {
-		lo, hi netip.Addr
-		class  *tierClass
-	}
-	// The spans of runs with a class, in address order: the two lists merge
-	// like sorted lists (no map per window).
-	spans := func(runs []classRun, last netip.Addr) []span {
-		out := make([]span, 0, len(runs))
-		for i, r := range runs {
-			if r.class == nil {
-				continue
-			}
-			hi := last
-			if i+1 < len(runs) {
-				hi = runs[i+1].lo.Prev()
-			}
-			out = append(out, span{r.lo, hi, r.class})
+// classSpan is a run with a class as the interval of its element.
+type classSpan struct {
+	lo, hi netip.Addr
+	class  *tierClass
+}
+
+// appendSpans appends the spans of the runs with a class, in address order.
+func appendSpans(out []classSpan, runs []classRun, last netip.Addr) []classSpan {
+	for i, r := range runs {
+		if r.class == nil {
+			continue
 		}
-		return out
+		hi := last
+		if i+1 < len(runs) {
+			hi = runs[i+1].lo.Prev()
+		}
+		out = append(out, classSpan{r.lo, hi, r.class})
 	}
+	return out
+}
+
+// sendRuns records (for finishClasses) the difference between the elements
+// of two run lists covering the same addresses (each ending at its given
+// last address). Their spans merge like sorted lists, in buffers reused
+// from call to call (a policy change makes hundreds of small windows).
+func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur []classRun, curLast netip.Addr) {
+	type span = classSpan
 	del := func(s span) {
 		t.sent = append(t.sent, sentElement{cm: cm, lo: s.lo, hi: s.hi, class: s.class})
 		t.useClass(s.class, -1)
@@ -593,7 +597,9 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 		t.sent = append(t.sent, sentElement{cm: cm, lo: s.lo, hi: s.hi, class: s.class, add: true})
 		t.useClass(s.class, +1)
 	}
-	was, now := spans(old, oldLast), spans(cur, curLast)
+	t.spans[0] = appendSpans(t.spans[0][:0], old, oldLast)
+	t.spans[1] = appendSpans(t.spans[1][:0], cur, curLast)
+	was, now := t.spans[0], t.spans[1]
 	for len(was) > 0 || len(now) > 0 {
 		switch {
 		case len(now) == 0 || (len(was) > 0 && was[0].lo.Less(now[0].lo)):

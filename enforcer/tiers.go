@@ -70,6 +70,8 @@ type tiers struct {
 	// class-map element changes of the operation (finishClasses).
 	chains map[string]*tierClass
 	sent   []sentElement
+	// spans are sendRuns's buffers.
+	spans [2][]classSpan
 	// byRule indexes the live classes by the identities of their rules: a
 	// policy change rewrites the chains of its rules' classes only.
 	byRule map[string]map[*tierClass]struct{}
