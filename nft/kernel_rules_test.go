@@ -217,3 +217,42 @@ func TestKernelRuleEditsInOneBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelReconcileConvergesDriftedChain: someone else deletes a rule of
+// the chain and inserts one of their own; Reconcile edits it back rule by
+// rule, and the next delta lands right on the handles it learnt.
+func TestKernelReconcileConvergesDriftedChain(t *testing.T) {
+	ns, k := newKernel(t)
+	ctx := context.Background()
+	ids := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	record := nft.NewState()
+	applyBoth(t, k, record, nft.Diff(record, jumpState(ids), nil), "program")
+	stranger, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
+	if err != nil {
+		t.Fatalf("NewKernel: %v", err)
+	}
+	defer stranger.Close()
+	drift := &nft.Transaction{}
+	drift.DeleteRule("pod", 3, nil)
+	drift.InsertRule("pod", 7, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictAccept}}, Comment: "foreign"})
+	if err := stranger.Apply(ctx, drift); err != nil {
+		t.Fatalf("drift: %v", err)
+	}
+	tx, err := k.Reconcile(ctx, record)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if s := tx.String(); tx.Size() != 2 || tx.Ops[0].Kind != nft.OpDeleteRule || tx.Ops[1].Kind != nft.OpInsertRule {
+		t.Fatalf("Reconcile sent %d operations, want the foreign rule deleted and the lost one inserted:\n%s", tx.Size(), s)
+	}
+	got, err := k.Read(ctx)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if d := nft.Diff(got, record, nil); !d.Empty() {
+		t.Fatalf("after Reconcile the kernel differs from the record:\n%s", d)
+	}
+	checkHandles(t, k, "pod", "after Reconcile")
+	applyBoth(t, k, record, nft.Diff(record, jumpState(append(ids[:5:5], append([]int{40}, ids[5:]...)...)), nil), "delta after Reconcile")
+	checkHandles(t, k, "pod", "delta after Reconcile")
+}
