@@ -165,5 +165,5 @@ func (dp *dispatch) addElements(dir Direction, id, chain string, addrs []netip.A
 }
 
 func sameRuleList(a, b []nft.Rule) bool {
-	return slices.EqualFunc(a, b, func(x, y nft.Rule) bool { return nft.RuleKey(x) == nft.RuleKey(y) })
+	return slices.EqualFunc(a, b, nft.SameRule)
 }

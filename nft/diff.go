@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -421,11 +422,41 @@ func sameRules(a, b []Rule) bool {
 		return false
 	}
 	for i := range a {
-		if RuleKey(a[i]) != RuleKey(b[i]) {
+		if !SameRule(a[i], b[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// SameRule reports whether a and b program the same thing: whether their
+// RuleKeys are equal, without writing them out (equal expressions are
+// compared directly; only those that differ so are printed, since a nil and
+// an empty list print alike).
+func SameRule(a, b Rule) bool {
+	if a.Comment != b.Comment || len(a.Exprs) != len(b.Exprs) {
+		return false
+	}
+	for i, x := range a.Exprs {
+		if !sameExpr(x, b.Exprs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameExpr(x, y Expr) bool {
+	tx := reflect.TypeOf(x)
+	if tx != reflect.TypeOf(y) {
+		return false
+	}
+	if _, ok := x.(Counter); ok {
+		return true // a counter's values are left out
+	}
+	if tx != nil && tx.Comparable() && x == y || reflect.DeepEqual(x, y) {
+		return true
+	}
+	return fmt.Sprintf("%v", x) == fmt.Sprintf("%v", y)
 }
 
 // RuleKey is a canonical text of a rule's expressions and comment, equal for

@@ -8,7 +8,7 @@ import "slices"
 const maxRuleEdits = 256
 
 // ruleEdits returns a shortest edit script from the rules from to the rules
-// to, compared by RuleKey: the indexes into from of the rules to delete,
+// to, compared by SameRule: the indexes into from of the rules to delete,
 // ascending, and the indexes into to of the rules to insert, ascending; the
 // others are kept in order. ok is false when rewriting the chain whole
 // costs as little (it sends 1 + len(to) operations) or the script is
@@ -18,16 +18,15 @@ const maxRuleEdits = 256
 // from; then insertions from the first, each at its index in to), every
 // operation's position is valid where it stands in the transaction.
 func ruleEdits(from, to []Rule) (del, ins []int, ok bool) {
-	fk, tk := ruleKeys(from), ruleKeys(to)
 	pre := 0
-	for pre < len(fk) && pre < len(tk) && fk[pre] == tk[pre] {
+	for pre < len(from) && pre < len(to) && SameRule(from[pre], to[pre]) {
 		pre++
 	}
 	suf := 0
-	for suf < len(fk)-pre && suf < len(tk)-pre && fk[len(fk)-1-suf] == tk[len(tk)-1-suf] {
+	for suf < len(from)-pre && suf < len(to)-pre && SameRule(from[len(from)-1-suf], to[len(to)-1-suf]) {
 		suf++
 	}
-	a, b := fk[pre:len(fk)-suf], tk[pre:len(tk)-suf]
+	a, b := from[pre:len(from)-suf], to[pre:len(to)-suf]
 	budget := min(maxRuleEdits, len(to)/2)
 	if len(a) == 0 || len(b) == 0 {
 		if len(a)+len(b) > budget && len(a)+len(b) > 0 {
@@ -35,7 +34,7 @@ func ruleEdits(from, to []Rule) (del, ins []int, ok bool) {
 		}
 		return indexRun(pre, len(a)), indexRun(pre, len(b)), true
 	}
-	del, ins, ok = shortestEdits(a, b, budget)
+	del, ins, ok = shortestEdits(len(a), len(b), func(i, j int) bool { return SameRule(a[i], b[j]) }, budget)
 	for i := range del {
 		del[i] += pre
 	}
@@ -43,14 +42,6 @@ func ruleEdits(from, to []Rule) (del, ins []int, ok bool) {
 		ins[i] += pre
 	}
 	return del, ins, ok
-}
-
-func ruleKeys(rules []Rule) []string {
-	keys := make([]string, len(rules))
-	for i, r := range rules {
-		keys[i] = RuleKey(r)
-	}
-	return keys
 }
 
 // indexRun returns from, from+1, ..., from+n-1.
@@ -63,11 +54,11 @@ func indexRun(from, n int) []int {
 }
 
 // shortestEdits is Myers' O((N+M)D) difference algorithm (E. W. Myers, "An
-// O(ND) Difference Algorithm and Its Variations", 1986) on a and b, giving
-// up beyond maxD edits. It returns the deleted indexes of a and the inserted
-// indexes of b, ascending.
-func shortestEdits(a, b []string, maxD int) (del, ins []int, ok bool) {
-	n, m := len(a), len(b)
+// O(ND) Difference Algorithm and Its Variations", 1986) on sequences a and b
+// of lengths n and m whose elements a[i] and b[j] are equal when eq(i, j),
+// giving up beyond maxD edits. It returns the deleted indexes of a and the
+// inserted indexes of b, ascending.
+func shortestEdits(n, m int, eq func(i, j int) bool, maxD int) (del, ins []int, ok bool) {
 	off := maxD + 1
 	v := make([]int, 2*maxD+3)
 	var trace [][]int // trace[d]: v after round d
@@ -80,7 +71,7 @@ func shortestEdits(a, b []string, maxD int) (del, ins []int, ok bool) {
 				x = v[off+k-1] + 1 // from the diagonal left: a deletion
 			}
 			y := x - k
-			for x < n && y < m && a[x] == b[y] {
+			for x < n && y < m && eq(x, y) {
 				x++
 				y++
 			}

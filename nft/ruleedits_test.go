@@ -101,3 +101,34 @@ func TestDiffRuleEditsProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestSameRuleIsRuleKey: SameRule answers as comparing RuleKeys does, on
+// rules that differ in each way a rule can and on lists that print alike.
+func TestSameRuleIsRuleKey(t *testing.T) {
+	rules := []Rule{
+		fxRule(fxJump("p1")),
+		fxRule(fxJump("p2")),
+		{Exprs: []Expr{fxJump("p1")}, Comment: "c"},
+		fxRule(Counter{}, fxDrop()),
+		fxRule(Counter{Packets: 3, Bytes: 99}, fxDrop()),
+		fxRule(CounterRef{Name: "n"}, fxDrop()),
+		fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "s"}, fxAccept()),
+		fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "s", Neq: true}, fxAccept()),
+		fxRule(Lookup{Set: "s"}, fxAccept()),
+		fxRule(Lookup{Fields: []Field{}, Set: "s"}, fxAccept()),
+		fxRule(Cmp{Field: FieldTHDport, Value: PortValue(80)}, fxDrop()),
+		fxRule(Cmp{Field: FieldTHDport, Value: PortValue(81)}, fxDrop()),
+		fxRule(Cmp{Field: FieldTHDport}, fxDrop()),
+		fxRule(Cmp{Field: FieldTHDport, Value: Value{}}, fxDrop()),
+		fxRule(MatchCtState{States: CtEstablished}, fxAccept()),
+		fxRule(MatchCtState{States: CtEstablished}),
+		{},
+	}
+	for i, a := range rules {
+		for j, b := range rules {
+			if got, want := SameRule(a, b), RuleKey(a) == RuleKey(b); got != want {
+				t.Errorf("rules %d and %d: SameRule %v, RuleKeys equal %v:\n%s\n%s", i, j, got, want, RuleKey(a), RuleKey(b))
+			}
+		}
+	}
+}
