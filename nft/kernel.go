@@ -346,7 +346,7 @@ func (t *Transaction) opsOrNil() []Op {
 
 func (k *Kernel) build(tx *Transaction) (*queued, error) {
 	ops := tx.opsOrNil()
-	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, objects: map[string]*kernelObject{}, rules: newRuleBatch(ops)}
+	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, objects: map[string]*kernelObject{}, rules: newRuleBatch(tx)}
 	def := func(name string) (setDef, error) {
 		if d, ok := q.added[name]; ok {
 			return d, nil

@@ -20,11 +20,12 @@ import (
 // a dump of the one chain when a batch edits a chain whose handles it does
 // not know, and after each batch from the handles the kernel echoes for the
 // rules it inserted (the NEWRULE notifications of the batch's own messages,
-// which arrive before the batch's sync answer). A chain whose rules were
-// replaced is forgotten (dumped again when next edited: a ReplaceRules
-// does not ask for echoes, which would double the answers of a node
-// program). Any failed batch, and any event that may have changed the table
-// behind Kernel's back (the tamper log's epoch), forgets all of them.
+// which arrive before the batch's sync answer). The rules of a ReplaceRules
+// are echoed too in a batch smaller than muteMinSize (a delta); in a larger
+// one (a node program, whose answers the echoes would double) the chain is
+// forgotten and dumped when next edited. Any failed batch, and any event
+// that may have changed the table behind Kernel's back (the tamper log's
+// epoch), forgets all of them.
 //
 // Lowering: a rule inserted at position 0 is inserted before the chain's
 // first rule; else it is added after its predecessor, by the predecessor's
@@ -53,6 +54,8 @@ type ruleEcho struct {
 // ruleBatch is what a batch being built does to the rules of the chains it
 // edits.
 type ruleBatch struct {
+	// echoAll: the batch asks for the echo of every rule it adds.
+	echoAll bool
 	edited  map[string]bool        // chains with InsertRule or DeleteRule in the transaction
 	entries map[string][]ruleEntry // their rules as the batch leaves them
 	forget  map[string]bool        // chains whose handles are unknown after the batch
@@ -66,8 +69,9 @@ type insertedRule struct {
 	id    uint32
 }
 
-func newRuleBatch(ops []Op) *ruleBatch {
-	rb := &ruleBatch{edited: map[string]bool{}, entries: map[string][]ruleEntry{}, forget: map[string]bool{}}
+func newRuleBatch(tx *Transaction) *ruleBatch {
+	ops := tx.opsOrNil()
+	rb := &ruleBatch{echoAll: tx.Size() < muteMinSize, edited: map[string]bool{}, entries: map[string][]ruleEntry{}, forget: map[string]bool{}}
 	for _, op := range ops {
 		if op.Kind == OpInsertRule || op.Kind == OpDeleteRule {
 			rb.edited[op.Name] = true
@@ -187,16 +191,23 @@ func (k *Kernel) ruleOp(rb *ruleBatch, op Op) (step, error) {
 	return step{fn: fn, post: func(msgs []netlink.Message) error { return appendAttrs(msgs, extra, true) }}, nil
 }
 
-// replacedEntries records that a ReplaceRules of an edited chain adds rules:
-// they get IDs, which the returned post step puts on the messages.
+// replacedEntries records that a ReplaceRules adds n rules to chain. They
+// get IDs when the batch echoes them or edits the chain later, which the
+// returned post step puts on the messages (with the echo flag if echoed);
+// else the chain's handles are forgotten.
 func (rb *ruleBatch) replacedEntries(chain string, n int) func([]netlink.Message) error {
-	rb.forget[chain] = true
-	if !rb.edited[chain] {
-		return nil
+	if !rb.echoAll {
+		rb.forget[chain] = true
+		if !rb.edited[chain] {
+			return nil
+		}
 	}
 	entries := make([]ruleEntry, n)
 	for i := range entries {
 		entries[i].id = ruleIDs.Add(1)
+		if rb.echoAll {
+			rb.inserted = append(rb.inserted, insertedRule{chain: chain, id: entries[i].id})
+		}
 	}
 	rb.entries[chain] = entries
 	return func(msgs []netlink.Message) error {
@@ -209,7 +220,7 @@ func (rb *ruleBatch) replacedEntries(chain string, n int) func([]netlink.Message
 				return fmt.Errorf("chain %q: more rule messages than rules", chain)
 			}
 			attr := []netlink.Attribute{{Type: unix.NFTA_RULE_ID, Data: binary.BigEndian.AppendUint32(nil, entries[i].id)}}
-			if err := appendAttrs(msgs[j:j+1], attr, false); err != nil {
+			if err := appendAttrs(msgs[j:j+1], attr, rb.echoAll); err != nil {
 				return err
 			}
 			i++
@@ -220,7 +231,6 @@ func (rb *ruleBatch) replacedEntries(chain string, n int) func([]netlink.Message
 
 // deletedChain records a DeleteChain: the chain has no rules after it.
 func (rb *ruleBatch) deletedChain(chain string) {
-	rb.forget[chain] = true
 	rb.entries[chain] = nil
 }
 
@@ -262,9 +272,6 @@ func (k *Kernel) commitRules(rb *ruleBatch, echoes []ruleEcho) {
 	for chain := range rb.forget {
 		delete(k.handles, chain)
 	}
-	if len(rb.edited) == 0 {
-		return
-	}
 	byID := map[uint32]uint64{}
 	if len(echoes) == len(rb.inserted) {
 		for i, e := range echoes {
@@ -273,11 +280,10 @@ func (k *Kernel) commitRules(rb *ruleBatch, echoes []ruleEcho) {
 			}
 		}
 	}
-	for chain := range rb.edited {
+	for chain, entries := range rb.entries {
 		if rb.forget[chain] {
 			continue
 		}
-		entries := rb.entries[chain]
 		handles := make([]uint64, len(entries))
 		for i, e := range entries {
 			if handles[i] = e.handle; e.handle == 0 {

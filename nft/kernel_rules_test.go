@@ -128,9 +128,7 @@ func TestKernelRuleEditsRandom(t *testing.T) {
 			}
 		}
 		applyBoth(t, dp, record, tx, fmt.Sprintf("step %d", step))
-		if tx.Size() < 10 {
-			checkHandles(t, dp, "pod", fmt.Sprintf("step %d", step))
-		}
+		checkHandles(t, dp, "pod", fmt.Sprintf("step %d", step)) // also after a rewrite: echoed in a small batch
 	}
 	if edited < 100 {
 		t.Fatalf("only %d rule edits in 120 steps: the test does not exercise them", edited)
@@ -205,13 +203,11 @@ func TestKernelRuleEditsInOneBatch(t *testing.T) {
 				return
 			}
 			for _, chain := range []string{"pod", "fresh"} {
-				edited, replaced := false, false
 				for _, op := range tx.Ops {
-					edited = edited || op.Name == chain && (op.Kind == nft.OpInsertRule || op.Kind == nft.OpDeleteRule)
-					replaced = replaced || op.Name == chain && op.Kind == nft.OpReplaceRules
-				}
-				if edited && !replaced {
-					checkHandles(t, k, chain, tc.name)
+					if op.Name == chain && (op.Kind == nft.OpInsertRule || op.Kind == nft.OpDeleteRule || op.Kind == nft.OpReplaceRules) {
+						checkHandles(t, k, chain, tc.name)
+						break
+					}
 				}
 			}
 		})
@@ -255,4 +251,34 @@ func TestKernelReconcileConvergesDriftedChain(t *testing.T) {
 	checkHandles(t, k, "pod", "after Reconcile")
 	applyBoth(t, k, record, nft.Diff(record, jumpState(append(ids[:5:5], append([]int{40}, ids[5:]...)...)), nil), "delta after Reconcile")
 	checkHandles(t, k, "pod", "delta after Reconcile")
+}
+
+// TestKernelRuleEditsAfterLargeBatch: a batch as large as a node program
+// does not ask for the echoes of its rules; the chain's handles are dumped
+// when a later batch edits it.
+func TestKernelRuleEditsAfterLargeBatch(t *testing.T) {
+	_, k := newKernel(t)
+	ids := make([]int, 1200)
+	for i := range ids {
+		ids[i] = i % editTargets
+	}
+	record := nft.NewState()
+	program := nft.Diff(record, jumpState(ids), nil)
+	if err := k.Apply(context.Background(), program); err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	if err := record.Apply(program); err != nil {
+		t.Fatal(err)
+	}
+	if recorded, _, err := k.RuleHandles("pod"); err != nil || recorded != nil {
+		t.Fatalf("after a large batch: recorded handles %v (%v), want none", len(recorded), err)
+	}
+	ids = slices.Insert(ids, 600, 7)
+	ids = slices.Delete(ids, 100, 101)
+	tx := nft.Diff(record, jumpState(ids), nil)
+	if tx.Size() != 2 {
+		t.Fatalf("%d operations, want a deletion and an insertion:\n%s", tx.Size(), tx)
+	}
+	applyBoth(t, k, record, tx, "edit")
+	checkHandles(t, k, "pod", "edit")
 }
