@@ -41,6 +41,11 @@ import (
 // the old one silently). Counters reads the named counters' values in one
 // dump without waiting for a batch in flight.
 //
+// Rules inserted or deleted by position (InsertRule, DeleteRule) are sent by
+// the handles of their neighbours or their own, which Kernel keeps per chain
+// (kernel_rules.go): like a caller's record of what it programmed, they are
+// trusted until a batch fails or the change monitor reports a foreign change.
+//
 // WatchChanges reports changes others make to the table (monitor.go), and
 // Untouched says when nobody did since the last full read (untouched.go).
 //
