@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
 // Rule edits in the kernel (kernel_rules.go): every batch leaves the kernel
@@ -73,6 +74,25 @@ func checkHandles(t *testing.T, k *nft.Kernel, chain, step string) {
 	}
 }
 
+// programJumps programs jumpState(ids) with k and returns it as the record.
+func programJumps(t *testing.T, k *nft.Kernel, ids []int) *nft.State {
+	t.Helper()
+	record := nft.NewState()
+	applyBoth(t, k, record, nft.Diff(record, jumpState(ids), nil), "program")
+	return record
+}
+
+// sameTableKernel is a second Kernel on the test table of ns.
+func sameTableKernel(t *testing.T, ns *nfttest.NetNS) *nft.Kernel {
+	t.Helper()
+	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
+	if err != nil {
+		t.Fatalf("NewKernel: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	return k
+}
+
 // TestKernelRuleEditsRandom edits a pod chain of 40 jumps at random, a few
 // rules per batch and now and then many (a rewrite, after which the handles
 // of the chain are dumped when next needed), and every fifth batch through a
@@ -86,13 +106,8 @@ func TestKernelRuleEditsRandom(t *testing.T) {
 	for i := range ids {
 		ids[i] = i
 	}
-	record := nft.NewState()
-	applyBoth(t, k, record, nft.Diff(record, jumpState(ids), nil), "program")
-	other, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
-	if err != nil {
-		t.Fatalf("NewKernel: %v", err)
-	}
-	defer other.Close()
+	record := programJumps(t, k, ids)
+	other := sameTableKernel(t, ns)
 	rng := rand.New(rand.NewPCG(3, 5))
 	edited := 0
 	for step := range 120 {
@@ -141,8 +156,7 @@ func TestKernelRuleEditsRandom(t *testing.T) {
 // gives too.
 func TestKernelRuleEditsInOneBatch(t *testing.T) {
 	_, k := newKernel(t)
-	record := nft.NewState()
-	applyBoth(t, k, record, nft.Diff(record, jumpState([]int{1, 2, 3}), nil), "program")
+	record := programJumps(t, k, []int{1, 2, 3})
 	ins := func(tx *nft.Transaction, chain string, pos, id int) { tx.InsertRule(chain, pos, jumpRule(id)) }
 	cases := []struct {
 		name string
@@ -221,13 +235,8 @@ func TestKernelReconcileConvergesDriftedChain(t *testing.T) {
 	ns, k := newKernel(t)
 	ctx := context.Background()
 	ids := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
-	record := nft.NewState()
-	applyBoth(t, k, record, nft.Diff(record, jumpState(ids), nil), "program")
-	stranger, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(ns.FD))
-	if err != nil {
-		t.Fatalf("NewKernel: %v", err)
-	}
-	defer stranger.Close()
+	record := programJumps(t, k, ids)
+	stranger := sameTableKernel(t, ns)
 	drift := &nft.Transaction{}
 	drift.DeleteRule("pod", 3, nil)
 	drift.InsertRule("pod", 7, nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictAccept}}, Comment: "foreign"})
