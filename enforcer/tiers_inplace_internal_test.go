@@ -29,7 +29,7 @@ func classChains(e *Engine) map[string]string {
 // rule joins the class of every address it matches (the addresses of the
 // class all move to the class plus that rule), added and then deleted,
 // sends no class-map element: each class chain is rewritten in place under
-// its name (moveChains). The traced verdicts follow Decide at every step.
+// its name (moveChains), the policy's rule inserted or deleted alone. The traced verdicts follow Decide at every step.
 func TestTiersPolicyRewritesClassChainsInPlace(t *testing.T) {
 	fake := nft.NewFake(nft.DefaultTable)
 	e := newCNPWorldOn(t, slog.New(slog.DiscardHandler), fake)
@@ -66,6 +66,11 @@ func TestTiersPolicyRewritesClassChainsInPlace(t *testing.T) {
 			}
 			if text := sent[0].String(); strings.Contains(text, " element ") {
 				t.Errorf("the change sent elements:\n%s", text)
+			}
+			for _, op := range sent[0].Ops {
+				if _, class := before[op.Name]; class && op.Kind == nft.OpReplaceRules {
+					t.Errorf("class chain %s rewritten whole, not rule by rule:\n%s", op.Name, sent[0])
+				}
 			}
 			now := classChains(e)
 			if !slices.Equal(slices.Sorted(maps.Keys(now)), slices.Sorted(maps.Keys(before))) {

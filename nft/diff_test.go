@@ -106,7 +106,7 @@ func TestDiff(t *testing.T) {
 			delete(s.Sets, "peer-v4-web")
 			delete(s.Sets, "peer-v6-web")
 			delete(s.Sets, "ports-http")
-		}, nil, "replace rules pod-eg-frontend/1; replace rules pol-eg-frontend-egress/0; " +
+		}, nil, "delete rule pod-eg-frontend@0; replace rules pol-eg-frontend-egress/0; " +
 			"delete set peer-v4-web; delete set peer-v6-web; delete set ports-http; delete chain pol-eg-frontend-egress"},
 		{"recreated set definition", func(s *State) {
 			// peer-v4-web becomes an interval set: the rule using it is flushed,

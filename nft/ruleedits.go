@@ -27,7 +27,7 @@ func ruleEdits(from, to []Rule) (del, ins []int, ok bool) {
 		suf++
 	}
 	a, b := from[pre:len(from)-suf], to[pre:len(to)-suf]
-	budget := min(maxRuleEdits, len(to)/2)
+	budget := min(maxRuleEdits, len(to))
 	if len(a) == 0 || len(b) == 0 {
 		if len(a)+len(b) > budget && len(a)+len(b) > 0 {
 			return nil, nil, false

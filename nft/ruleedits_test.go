@@ -51,8 +51,10 @@ func TestDiffRuleEdits(t *testing.T) {
 		{"first and last jumps added", without(all, 0, 39), all, "insert rule c@0; insert rule c@39"},
 		{"two places: one out, one in", without(all, 30), without(all, 5), "delete rule c@5; insert rule c@29"},
 		{"swap of neighbours", all, append(append(ids(0, 10), 11, 10), ids(12, 40)...), "delete rule c@10; insert rule c@11"},
-		{"many changes: rewritten whole", ids(0, 40), ids(20, 60), "replace rules c/41"},
-		{"short chain: rewritten whole", []int{1}, []int{2}, "replace rules c/2"},
+		{"many changes: rewritten whole", ids(0, 30), ids(25, 60), "replace rules c/36"},
+		{"as many changes as rules: edited", ids(0, 40), ids(20, 60), "delete rule c@19; delete rule c@18; delete rule c@17; delete rule c@16; delete rule c@15; delete rule c@14; delete rule c@13; delete rule c@12; delete rule c@11; delete rule c@10; delete rule c@9; delete rule c@8; delete rule c@7; delete rule c@6; delete rule c@5; delete rule c@4; delete rule c@3; delete rule c@2; delete rule c@1; delete rule c@0; insert rule c@20; insert rule c@21; insert rule c@22; insert rule c@23; insert rule c@24; insert rule c@25; insert rule c@26; insert rule c@27; insert rule c@28; insert rule c@29; insert rule c@30; insert rule c@31; insert rule c@32; insert rule c@33; insert rule c@34; insert rule c@35; insert rule c@36; insert rule c@37; insert rule c@38; insert rule c@39"},
+		{"short chain: one rule replaced", []int{1}, []int{2}, "delete rule c@0; insert rule c@0"},
+		{"the one jump gone", []int{1}, nil, "delete rule c@0"},
 		{"all jumps gone", ids(0, 3), nil, "replace rules c/1"},
 		{"no change", all, all, ""},
 	}
