@@ -67,7 +67,9 @@ func markIn(m *map[string]bool, name string) {
 // Diff returns the transaction that turns from into to, restricted to scope (nil:
 // everything). The operations are ordered so the kernel accepts them in one batch:
 // new named objects, chains and sets first, then element deletions and
-// additions, then rule replacements, then deletion of the sets, the named
+// additions, then the rules (a chain whose rules differ in a few places
+// gets those deleted and inserted, see ruleEdits; another is rewritten
+// whole), then deletion of the sets, the named
 // objects and then the chains (flushed first) no longer wanted.
 // Chains and sets whose definition changed are flushed, deleted and recreated
 // within the same batch.
