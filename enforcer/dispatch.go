@@ -120,14 +120,11 @@ func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols []*policy)
 		return
 	}
 	dp.audits.release(id, dir)
+	rules = slices.Grow(rules, len(enforced)+1)
 	ids := make([]string, len(enforced))
 	for i, p := range enforced {
 		ids[i] = p.id
-		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: p.dirs[dir].chain}}}
-		if !wholeName(p.dirs[dir].chain) {
-			r.Comment = comment(p.id)
-		}
-		rules = append(rules, r)
+		rules = append(rules, p.dirs[dir].jump)
 	}
 	count := nft.Expr(nft.Counter{})
 	if dp.counters.on {
