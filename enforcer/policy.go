@@ -29,9 +29,9 @@ type policy struct {
 // policyDir is one direction of a policy. It is active (its chain and sets exist
 // in the desired state) while the policy's namespace has a local pod.
 type policyDir struct {
-	pol     *policy
-	dir     Direction
-	chain   string
+	pol   *policy
+	dir   Direction
+	chain string
 	// jump is the rule of a selected pod's chain that jumps to chain, made
 	// once: a pod that thousands of policies select has its chain listed
 	// again on each change of them.
