@@ -2,7 +2,6 @@ package enforcer
 
 import (
 	"log/slog"
-	"slices"
 	"strings"
 
 	"github.com/nftwarden/nftwarden/nft"
@@ -133,9 +132,9 @@ func (na *npAudits) write(ac *audChain) {
 	}
 }
 
-// splitAudited splits the policies selecting a pod into those enforced and
-// those audited apart, each sorted by ID.
-func (l *logging) splitAudited(pols map[string]*policy) (enforced, audited []*policy) {
+// splitAudited splits the policies selecting a pod (sorted by ID) into those
+// enforced and those audited apart, each sorted by ID.
+func (l *logging) splitAudited(pols []*policy) (enforced, audited []*policy) {
 	for _, p := range pols {
 		if l.audited(p.rec.Audit) {
 			audited = append(audited, p)
@@ -143,8 +142,5 @@ func (l *logging) splitAudited(pols map[string]*policy) (enforced, audited []*po
 			enforced = append(enforced, p)
 		}
 	}
-	byID := func(a, b *policy) int { return strings.Compare(a.id, b.id) }
-	slices.SortFunc(enforced, byID)
-	slices.SortFunc(audited, byID)
 	return enforced, audited
 }

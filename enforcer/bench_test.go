@@ -156,8 +156,13 @@ func (m *meter) stop() {
 // build feeds the cluster into a new engine and flushes it. Pods are generated
 // in chunks with the meter (if any) paused.
 func (g *genCluster) build(tb testing.TB, m *meter) (*enforcer.Engine, *discardDataplane) {
-	m.start()
 	dp := &discardDataplane{}
+	return g.buildOn(tb, m, dp), dp
+}
+
+// buildOn is build onto the dataplane dp.
+func (g *genCluster) buildOn(tb testing.TB, m *meter, dp nft.Dataplane) *enforcer.Engine {
+	m.start()
 	cfg := g.cfg
 	cfg.NodeName, cfg.Dataplane, cfg.Logger, cfg.ClusterNetworkPolicyExperimental = "node-000", dp, quietLogger, g.experimental
 	e, err := enforcer.New(cfg)
@@ -193,7 +198,7 @@ func (g *genCluster) build(tb testing.TB, m *meter) (*enforcer.Engine, *discardD
 		tb.Fatal(err)
 	}
 	m.stop()
-	return e, dp
+	return e
 }
 
 var benchSizes = []int{1_000, 10_000, 100_000}

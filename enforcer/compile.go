@@ -135,7 +135,7 @@ func (c *compiler) addPolicy(p *policy) {
 				continue
 			}
 			d.targets[rec.ID] = rec
-			lp.pols[dir][p.id] = p
+			lp.pols[dir].put(p)
 		}
 		touched = append(touched, lp)
 	}
@@ -169,7 +169,7 @@ func (c *compiler) removePolicy(id string) {
 		}
 		for pid := range d.targets {
 			if lp := c.m.local.get(pid); lp != nil {
-				delete(lp.pols[dir], id)
+				lp.pols[dir].remove(id)
 				touched[pid] = lp
 			}
 		}
@@ -276,10 +276,10 @@ func (c *compiler) retarget(lp *localPod, id, ns string, cur *podRecord, isLocal
 			switch {
 			case sel:
 				d.targets[id] = cur
-				lp.pols[dir][p.id] = p
+				lp.pols[dir].put(p)
 			case had:
 				delete(d.targets, id)
-				delete(lp.pols[dir], p.id)
+				lp.pols[dir].remove(p.id)
 			}
 			if d.dir == Ingress && d.active && (sel || had) {
 				for _, r := range d.rules {

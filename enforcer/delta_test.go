@@ -25,8 +25,10 @@ package enforcer_test
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -89,13 +91,76 @@ func deltaPolicies() []*networkingv1.NetworkPolicy {
 	}
 }
 
+// extraDBPolicy is a policy selecting db (web may reach its port 6000+i).
+func extraDBPolicy(i int) *networkingv1.NetworkPolicy {
+	return mkPolicy("shop", fmt.Sprintf("db-extra-%d", i), selecting(sel("app", "db")), ingress(peers(podPeer(sel("app", "web"))), tcp(int32(6000+i))))
+}
+
+// selectDB makes n more policies select db.
+func selectDB(e *enforcer.Engine, n int) error {
+	for i := range n {
+		if err := e.UpsertNetworkPolicy(extraDBPolicy(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestDeltaBusyPodPolicyConstant: a policy selecting a pod that many
+// policies select, created or deleted, costs the same few operations
+// whatever their number (one jump of the pod's chain, plus the policy's own
+// chain), and the record stays exact.
+func TestDeltaBusyPodPolicyConstant(t *testing.T) {
+	sizes := map[string][]int{}
+	for _, n := range []int{10, 100, 400} {
+		e, f := deltaWorld(t, nil)
+		if err := selectDB(e, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []struct {
+			name   string
+			change func()
+		}{
+			{"add", func() { _ = e.UpsertNetworkPolicy(extraDBPolicy(n / 2 * 10)) }},
+			{"delete", func() { e.DeleteNetworkPolicy("shop", fmt.Sprintf("db-extra-%d", n/2)) }},
+		} {
+			f.ResetHistory()
+			step.change()
+			if res, err := e.Flush(context.Background()); err != nil || res.Full {
+				t.Fatalf("%d policies, %s: flush %+v %v, want a delta", n, step.name, res, err)
+			}
+			sent := f.Transactions()
+			if len(sent) != 1 {
+				t.Fatalf("%d policies, %s: %d transactions, want one", n, step.name, len(sent))
+			}
+			for _, op := range sent[0].Ops {
+				if op.Kind == nft.OpReplaceRules && op.Name == "pod-in-shop/db" {
+					t.Fatalf("%d policies, %s: db's chain rewritten whole:\n%s", n, step.name, sent[0])
+				}
+			}
+			sizes[step.name] = append(sizes[step.name], sent[0].Size())
+			checkProgrammed(t, f, e)
+		}
+	}
+	for name, s := range sizes {
+		if s[0] > 6 || slices.Max(s) != slices.Min(s) {
+			t.Errorf("policy %s: operations at 10, 100, 400 policies on the pod: %v, want the same few", name, s)
+		}
+	}
+}
+
 // TestDeltaGolden makes one change to the flushed world, flushes, and compares
 // the one transaction sent with testdata/delta/<golden or name>.golden. The
 // cases with podCIDRs run with first-packet isolation: a pod change sends
 // the elements of the known local addresses whose presence changes (a label
 // change none: the same golden as without), and SetPodCIDRs the elements
-// that differ, rewriting the base chains only when a family's isolation
-// turns on or off.
+// that differ, inserting or deleting the base chains' rules of a family
+// whose isolation turns on or off. The busy-pod cases first select db by
+// eight more policies: a policy that selects it too, created or deleted,
+// inserts or deletes one jump of db's chain, not the chain.
 func TestDeltaGolden(t *testing.T) {
 	webToDB := func(e *enforcer.Engine) error {
 		// web (local) becomes a db: isolated by db-from-web instead of
@@ -114,12 +179,20 @@ func TestDeltaGolden(t *testing.T) {
 			return e.SetPodCIDRs(ps)
 		}
 	}
+	dbPolicy := extraDBPolicy
+	busyDB := func(e *enforcer.Engine) error { return selectDB(e, 8) }
 	for _, tc := range []struct {
 		name     string
+		before   func(e *enforcer.Engine) error // flushed before the change
 		change   func(e *enforcer.Engine) error
 		podCIDRs []netip.Prefix
 		golden   string // "": name
 	}{
+		{name: "busy-pod-policy-add", before: busyDB, change: func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(dbPolicy(35)) }},
+		{name: "busy-pod-policy-delete", before: busyDB, change: func(e *enforcer.Engine) error {
+			e.DeleteNetworkPolicy("shop", "db-extra-3")
+			return nil
+		}},
 		{name: "pod-label-change", change: webToDB},
 		{name: "pod-add", change: addWeb3},
 		{name: "policy-add", change: func(e *enforcer.Engine) error {
@@ -140,6 +213,14 @@ func TestDeltaGolden(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, f := deltaWorld(t, tc.podCIDRs)
+			if tc.before != nil {
+				if err := tc.before(e); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
 			f.ResetHistory()
 			if err := tc.change(e); err != nil {
 				t.Fatal(err)

@@ -61,7 +61,7 @@ func (dp *dispatch) syncPod(lp *localPod, prev *podRecord) {
 	}
 	chains := dp.chains[id]
 	for _, dir := range directions {
-		want := cur != nil && cur.active() && cur.Node.Value() == dp.node && (len(lp.pols[dir]) > 0 || dp.tiers.concerns(id, dir))
+		want := cur != nil && cur.active() && cur.Node.Value() == dp.node && (len(lp.pols[dir].byID) > 0 || dp.tiers.concerns(id, dir))
 		// Dispatch elements of the previous addresses go first.
 		if prev != nil && chains[dir] != "" {
 			dp.dropStale(dir, id, prev, cur, want)
@@ -76,7 +76,7 @@ func (dp *dispatch) syncPod(lp *localPod, prev *podRecord) {
 			continue
 		}
 		chains[dir] = podChainName(dir, id)
-		dp.putPodChain(dir, id, chains[dir], lp.pols[dir])
+		dp.putPodChain(dir, id, chains[dir], lp.pols[dir].byID)
 		dp.addElements(dir, id, chains[dir], cur.IPs)
 	}
 	if chains == [2]string{} {
@@ -105,7 +105,7 @@ func (dp *dispatch) dropStale(dir Direction, id string, prev, cur *podRecord, wa
 // Audited policies (audit.go) take no part in that: when they alone isolate
 // the pod, the chain jumps to their audit chain, which logs what they would
 // deny and returns, before the Baseline tier.
-func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string]*policy) {
+func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols []*policy) {
 	enforced, audited := dp.log.splitAudited(pols)
 	rules := dp.tiers.podRules(id, dir, tierAdmin)
 	if len(enforced) == 0 {
@@ -120,14 +120,11 @@ func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols map[string
 		return
 	}
 	dp.audits.release(id, dir)
+	rules = slices.Grow(rules, len(enforced)+1)
 	ids := make([]string, len(enforced))
 	for i, p := range enforced {
 		ids[i] = p.id
-		r := nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: p.dirs[dir].chain}}}
-		if !wholeName(p.dirs[dir].chain) {
-			r.Comment = comment(p.id)
-		}
-		rules = append(rules, r)
+		rules = append(rules, p.dirs[dir].jump)
 	}
 	count := nft.Expr(nft.Counter{})
 	if dp.counters.on {
@@ -165,5 +162,5 @@ func (dp *dispatch) addElements(dir Direction, id, chain string, addrs []netip.A
 }
 
 func sameRuleList(a, b []nft.Rule) bool {
-	return slices.EqualFunc(a, b, func(x, y nft.Rule) bool { return nft.RuleKey(x) == nft.RuleKey(y) })
+	return slices.EqualFunc(a, b, nft.SameRule)
 }

@@ -83,7 +83,10 @@
 // indexes (pods by namespace, as a prefix of their ID, and by IP, selector
 // groups by namespace, policies by namespace), and records them in an
 // nft.Scope. Flush diffs the programmed state against the desired state within
-// that scope and sends one transaction; an identical upsert sends nothing. Any failure makes the next Flush a full
+// that scope and sends one transaction; an identical upsert sends nothing. A
+// chain whose rules changed in a few places gets those rules inserted or
+// deleted (nft.Diff), not rewritten: a policy created or deleted on a pod
+// that 2,000 others select changes one jump of the pod's chain. Any failure makes the next Flush a full
 // Reconcile. One part waits for the Flush: the class maps of the
 // ClusterNetworkPolicy tiers whose policies changed are computed when the
 // desired state is read (compiler.settle), once for a burst of changes.

@@ -73,3 +73,74 @@ func DropSite(dd DirectionDecision) string {
 	}
 	return siteNP
 }
+
+// AsNamedIn is a copy of st whose class chains (tierclasses.go) take the
+// names of the chains of want that the same elements jump to: an
+// incremental build may keep a chain under an earlier class's name
+// (moveChains), which a build from scratch does not. The renaming is one to
+// one (a chain of st named after two of want, or two after one, keeps its
+// name), so st equals want after it only if the two programs are the same
+// but for those names. The fresh-build comparisons of both test packages
+// use it.
+func AsNamedIn(st, want *nft.State) *nft.State {
+	isClass := func(s *nft.State, name string) bool {
+		ch := s.Chains[name]
+		return ch != nil && strings.HasPrefix(ch.Comment, "peer class: ")
+	}
+	to, from := map[string]string{}, map[string]string{}
+	bad := map[string]bool{}
+	for name, set := range st.Sets {
+		other := want.Sets[name]
+		if other == nil {
+			continue
+		}
+		for id, e := range set.Elements {
+			o, ok := other.Elements[id]
+			if !ok || e.Verdict == nil || o.Verdict == nil || !isClass(st, e.Verdict.Chain) || !isClass(want, o.Verdict.Chain) {
+				continue
+			}
+			g, w := e.Verdict.Chain, o.Verdict.Chain
+			if prev, seen := to[g]; seen && prev != w {
+				bad[g] = true
+			}
+			if prev, seen := from[w]; seen && prev != g {
+				bad[prev], bad[g] = true, true
+			}
+			to[g], from[w] = w, g
+		}
+	}
+	out := st.Clone()
+	rename := map[string]string{}
+	for g, w := range to {
+		if !bad[g] && from[w] == g {
+			rename[g] = w
+		}
+	}
+	chains := map[string]*nft.Chain{}
+	for g, w := range rename {
+		c := *out.Chains[g]
+		c.Name = w
+		chains[w] = &c
+	}
+	for name, ch := range out.Chains {
+		if _, renamed := rename[name]; renamed {
+			continue
+		}
+		if _, taken := chains[name]; taken { // kept apart, to differ from want
+			name += " (not renamed)"
+		}
+		chains[name] = ch
+	}
+	out.Chains = chains
+	for _, set := range out.Sets {
+		for id, e := range set.Elements {
+			if e.Verdict != nil && rename[e.Verdict.Chain] != "" {
+				v := *e.Verdict
+				v.Chain = rename[v.Chain]
+				e.Verdict = &v
+				set.Elements[id] = e
+			}
+		}
+	}
+	return out
+}

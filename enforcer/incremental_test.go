@@ -39,11 +39,12 @@ func checkConverged(t testing.TB, c *cluster, w *world, step int) {
 			t.Fatalf("step %d: read %s: %v", step, n, err)
 		}
 		want := freshDesired(t, w, c.config(n))
+		got = enforcer.AsNamedIn(got, want)
 		if tx := nft.Diff(got, want, nil); !tx.Empty() {
 			t.Fatalf("step %d, node %s: programmed state differs from a fresh build (%d operations to fix):\n--- programmed\n%s\n--- fresh\n%s",
 				step, n, tx.Size(), nft.Render("t", got), nft.Render("t", want))
 		}
-		if tx := nft.Diff(c.engines[n].Desired(), want, nil); !tx.Empty() {
+		if tx := nft.Diff(enforcer.AsNamedIn(c.engines[n].Desired(), want), want, nil); !tx.Empty() {
 			t.Fatalf("step %d, node %s: desired state differs from a fresh build", step, n)
 		}
 	}
@@ -192,7 +193,7 @@ func TestPodLabelChangeTouchesOnlyElementsAndItsChains(t *testing.T) {
 				for _, o := range tx.Ops {
 					switch o.Kind {
 					case nft.OpAddElements, nft.OpDeleteElements:
-					case nft.OpAddChain, nft.OpReplaceRules, nft.OpDeleteChain:
+					case nft.OpAddChain, nft.OpReplaceRules, nft.OpDeleteChain, nft.OpInsertRule, nft.OpDeleteRule:
 						if !own(o.Name) {
 							t.Errorf("label change touched chain %s (%s)", o.Name, o.Kind)
 						}

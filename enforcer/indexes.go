@@ -139,7 +139,30 @@ func (x *policyIndex) ids() []string { return slices.Sorted(maps.Keys(x.byID)) }
 // network), with the policies that select it.
 type localPod struct {
 	rec  *podRecord
-	pols [2]map[string]*policy // per Direction, by policy ID
+	pols [2]policySet // per Direction
+}
+
+// policySet is the policies selecting a local pod in one direction, sorted
+// by ID as its chain jumps to them: a pod that thousands of policies select
+// gains or loses one without a sort of all of them.
+type policySet struct{ byID []*policy }
+
+func comparePolicyID(p *policy, id string) int { return strings.Compare(p.id, id) }
+
+// put adds p, or replaces the policy of its ID.
+func (ps *policySet) put(p *policy) {
+	if i, found := slices.BinarySearchFunc(ps.byID, p.id, comparePolicyID); found {
+		ps.byID[i] = p
+	} else {
+		ps.byID = slices.Insert(ps.byID, i, p)
+	}
+}
+
+// remove removes the policy of ID id, if there.
+func (ps *policySet) remove(id string) {
+	if i, found := slices.BinarySearchFunc(ps.byID, id, comparePolicyID); found {
+		ps.byID = slices.Delete(ps.byID, i, i+1)
+	}
 }
 
 // localIndex holds the local pods by ID and by namespace: the pods a new
@@ -162,7 +185,7 @@ func (x *localIndex) add(id, ns string) *localPod {
 		x.byID = map[string]*localPod{}
 		x.byNS = map[string]map[string]*localPod{}
 	}
-	lp := &localPod{pols: [2]map[string]*policy{{}, {}}}
+	lp := &localPod{}
 	x.byID[id] = lp
 	if x.byNS[ns] == nil {
 		x.byNS[ns] = map[string]*localPod{}

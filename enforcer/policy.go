@@ -29,9 +29,13 @@ type policy struct {
 // policyDir is one direction of a policy. It is active (its chain and sets exist
 // in the desired state) while the policy's namespace has a local pod.
 type policyDir struct {
-	pol     *policy
-	dir     Direction
-	chain   string
+	pol   *policy
+	dir   Direction
+	chain string
+	// jump is the rule of a selected pod's chain that jumps to chain, made
+	// once: a pod that thousands of policies select has its chain listed
+	// again on each change of them.
+	jump    nft.Rule
 	rules   []*policyRule
 	targets map[string]*podRecord
 	active  bool
@@ -133,6 +137,10 @@ func parsePolicy(r *policyRecord) (*policy, error) {
 			continue
 		}
 		d := &policyDir{pol: p, dir: dir, chain: policyChainName(dir, r.ID), targets: map[string]*podRecord{}}
+		d.jump = nft.Rule{Exprs: []nft.Expr{nft.Verdict{Kind: nft.VerdictJump, Chain: d.chain}}}
+		if !wholeName(d.chain) {
+			d.jump.Comment = comment(p.id)
+		}
 		if !invalid {
 			for i, sr := range specRules(&r.Spec, dir) {
 				rule, err := parseRule(r, dir, i, sr.peers, sr.ports)

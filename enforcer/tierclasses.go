@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/network-policy-api/apis/v1beta1"
@@ -17,10 +18,19 @@ import (
 //
 // A peer class is a set of rules (of one tier and direction) whose peers
 // match an address; its chain holds those rules' port matches in precedence
-// order. A class is named by a hash of its rules' identities (policy, rule
-// index), not their positions in a group's list, so that a policy added to or
-// removed from a group renames nothing else, and classes equal in two groups
-// share one chain. A chain lives while a class-map element jumps to it.
+// order. A class is keyed by its rules' identities (policy, rule index), not
+// their positions in a group's list, so that a policy added to or removed
+// from a group changes no other class, and classes equal in two groups share
+// one chain. A chain lives while a class-map element jumps to it.
+//
+// A chain's name is not a function of its class: when the elements jumping
+// to a class's chain all move away, in one operation, to classes that have
+// no chain yet (typically all to one: a cluster-wide policy added or deleted
+// makes each class its rule joins the class plus that rule, in every group
+// at once), the class that took most of them takes the chain over and it is
+// rewritten in place, instead of those elements being sent again to a new
+// chain (moveChains). A class otherwise gets the name hashed from its rules
+// (tierClass.base), or that name with a suffix while another class holds it.
 //
 // A class map is the function address -> class of one group and family,
 // kept as its canonical partition: maximal runs of equal class covering the
@@ -38,8 +48,19 @@ type tierClass struct {
 	ids     []string
 	refs    int  // class-map elements jumping to its chain
 	holds   int  // selector parts and networks runs naming it
-	written bool // its chain is in the desired state
-	name    string
+	written bool // its chain (name) is in the desired state
+	// base is the chain name hashed from the rules; name is the chain's
+	// name while written (finishClasses).
+	base, name string
+}
+
+// sentElement is a class-map element change of the operation, sent by
+// finishClasses once the classes' chains are named.
+type sentElement struct {
+	cm     *classMap
+	lo, hi netip.Addr
+	class  *tierClass
+	add    bool
 }
 
 // classRun is one run of a class map: from lo to the next run's lo (or the
@@ -67,6 +88,9 @@ type classMap struct {
 	// with the class of those rules.
 	sel  map[netip.Addr]*tierClass
 	runs []classRun
+	// gone: the group was destroyed (its elements of the operation are
+	// not sent).
+	gone bool
 }
 
 // intern returns the class of a sorted list of rule identities (nil for
@@ -79,7 +103,7 @@ func (t *tiers) intern(dir Direction, tier cnpTier, ids []string) *tierClass {
 	if c := t.classes[key]; c != nil {
 		return c
 	}
-	c := &tierClass{key: key, ids: ids, name: tier.String()[:3] + "-" + dir.short() + "-c" + shortHash(key)}
+	c := &tierClass{key: key, ids: ids, base: tier.String()[:3] + "-" + dir.short() + "-c" + shortHash(key)}
 	t.classes[key] = c
 	t.touched[c] = struct{}{}
 	for _, id := range ids {
@@ -110,23 +134,49 @@ func (t *tiers) holdClass(c *tierClass, delta int) {
 	}
 }
 
-// finishClasses writes the chains of the classes an element started using
-// or whose rules changed, deletes the chains no element uses, and forgets
-// the classes nothing names. The memos of the operation (they may name a
-// class forgotten here) go with it.
+// finishClasses names the chains of the classes an element started using
+// (taking over the chains of classes whose every element moved to them),
+// sends the operation's elements, writes the chains of those classes and of
+// the classes whose rules changed (rewrite), deletes the chains no element
+// uses, and
+// forgets the classes nothing names. The memos of the operation (they may
+// name a class forgotten here) go with it.
 func (t *tiers) finishClasses() {
+	if len(t.pending) > 0 {
+		// Groups wait for settle, which ends with this: the classes and
+		// elements of this operation are finished with theirs (a policy
+		// deleted would otherwise have its classes' chains written without
+		// its rules, then moved in place by settle).
+		return
+	}
+	t.moveChains()
 	for c := range t.touched {
-		switch {
-		case c.refs > 0:
-			t.putClassChain(c)
-			c.written = true
-		case c.written:
-			t.named.use(c, nil)
-			t.counters.use(c, nil)
+		if c.refs == 0 && c.written {
 			t.w.deleteChain(c.name)
-			c.written = false
+			delete(t.chains, c.name)
+			c.written, c.name = false, ""
 		}
-		if c.refs == 0 && c.holds == 0 {
+	}
+	for c := range t.touched {
+		if c.refs > 0 && !c.written {
+			t.nameChain(c)
+		}
+	}
+	t.sendElements()
+	for c := range t.rewrite {
+		if c.refs > 0 {
+			t.putClassChain(c)
+		}
+	}
+	// Named-port sets are released after the chains that keep them took
+	// them, so that a chain rewritten in place keeps its sets.
+	for c := range t.touched {
+		if c.refs > 0 {
+			continue
+		}
+		t.named.use(c, nil)
+		t.counters.use(c, nil)
+		if c.holds == 0 {
 			delete(t.classes, c.key)
 			for _, id := range c.ids {
 				removeFrom(t.byRule, id, c)
@@ -134,8 +184,83 @@ func (t *tiers) finishClasses() {
 		}
 	}
 	clear(t.touched)
+	clear(t.rewrite)
 	clear(t.unions)
 	clear(t.selMemo)
+}
+
+// moveChains gives the chain of each class no element jumps to any more to
+// the class without a chain that took over most of its elements (the same
+// interval of the same map, sendRuns sending the two changes in a row):
+// those elements then stay as they are, and only the chain is rewritten.
+func (t *tiers) moveChains() {
+	moved := map[*tierClass]map[*tierClass]int{}
+	for i := 0; i+1 < len(t.sent); i++ {
+		d, a := t.sent[i], t.sent[i+1]
+		if d.add || !a.add || d.cm != a.cm || d.lo != a.lo || d.hi != a.hi {
+			continue
+		}
+		if from, to := d.class, a.class; from.written && from.refs == 0 && !to.written && to.refs > 0 {
+			if moved[from] == nil {
+				moved[from] = map[*tierClass]int{}
+			}
+			moved[from][to]++
+		}
+	}
+	for _, from := range slices.SortedFunc(maps.Keys(moved), func(a, b *tierClass) int { return strings.Compare(a.name, b.name) }) {
+		var to *tierClass
+		for c, n := range moved[from] {
+			if !c.written && (to == nil || n > moved[from][to] || n == moved[from][to] && c.key < to.key) {
+				to = c
+			}
+		}
+		if to == nil {
+			continue
+		}
+		to.name, to.written = from.name, true
+		t.chains[to.name] = to
+		t.rewrite[to] = struct{}{}
+		from.name, from.written = "", false
+	}
+}
+
+// nameChain gives c's chain its hashed name, or while another class holds
+// that name, the first free one with a suffix.
+func (t *tiers) nameChain(c *tierClass) {
+	name := c.base
+	for n := 2; t.chains[name] != nil; n++ {
+		name = c.base + "-" + strconv.Itoa(n)
+	}
+	c.name, c.written = name, true
+	t.chains[name] = c
+	t.rewrite[c] = struct{}{}
+}
+
+// sendElements sends the class-map elements of the operation, but not an
+// element deleted and added again jumping to the same chain, nor those of a
+// destroyed group.
+func (t *tiers) sendElements() {
+	sent := t.sent
+	for i := 0; i < len(sent); i++ {
+		e := sent[i]
+		if e.cm.gone {
+			continue
+		}
+		if !e.add && i+1 < len(sent) {
+			a := sent[i+1]
+			if a.add && a.cm == e.cm && a.lo == e.lo && a.hi == e.hi && t.jumpsTo(e.cm, e.lo, e.hi) == a.class.name {
+				i++
+				continue
+			}
+		}
+		if e.add {
+			t.w.addElement(e.cm.name, classElement(e.lo, e.hi, e.class))
+		} else {
+			t.w.delElement(e.cm.name, classElement(e.lo, e.hi, nil))
+		}
+	}
+	clear(t.sent)
+	t.sent = t.sent[:0]
 }
 
 // union is the class of the rules of a and b, memoised for the operation:
@@ -200,6 +325,7 @@ func (t *tiers) rulesChanged(prev *tierCNP) {
 		for _, r := range rules {
 			for c := range t.byRule[r.id] {
 				t.touched[c] = struct{}{}
+				t.rewrite[c] = struct{}{}
 			}
 		}
 	}
@@ -548,38 +674,44 @@ func (t *tiers) rebuildRuns(g *tierGroup, cm *classMap) {
 	t.sendRuns(cm, old, last, runs, last)
 }
 
-// sendRuns sends the difference between the elements of two run lists
-// covering the same addresses (each ending at its given last address).
-func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur []classRun, curLast netip.Addr) {
-	type span struct {
-		lo, hi netip.Addr
-		class  *tierClass
-	}
-	// The spans of runs with a class, in address order: the two lists merge
-	// like sorted lists (no map per window).
-	spans := func(runs []classRun, last netip.Addr) []span {
-		out := make([]span, 0, len(runs))
-		for i, r := range runs {
-			if r.class == nil {
-				continue
-			}
-			hi := last
-			if i+1 < len(runs) {
-				hi = runs[i+1].lo.Prev()
-			}
-			out = append(out, span{r.lo, hi, r.class})
+// classSpan is a run with a class as the interval of its element.
+type classSpan struct {
+	lo, hi netip.Addr
+	class  *tierClass
+}
+
+// appendSpans appends the spans of the runs with a class, in address order.
+func appendSpans(out []classSpan, runs []classRun, last netip.Addr) []classSpan {
+	for i, r := range runs {
+		if r.class == nil {
+			continue
 		}
-		return out
+		hi := last
+		if i+1 < len(runs) {
+			hi = runs[i+1].lo.Prev()
+		}
+		out = append(out, classSpan{r.lo, hi, r.class})
 	}
+	return out
+}
+
+// sendRuns records (for finishClasses) the difference between the elements
+// of two run lists covering the same addresses (each ending at its given
+// last address). Their spans merge like sorted lists, in buffers reused
+// from call to call (a policy change makes hundreds of small windows).
+func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur []classRun, curLast netip.Addr) {
+	type span = classSpan
 	del := func(s span) {
-		t.w.delElement(cm.name, classElement(s.lo, s.hi, nil))
+		t.sent = append(t.sent, sentElement{cm: cm, lo: s.lo, hi: s.hi, class: s.class})
 		t.useClass(s.class, -1)
 	}
 	add := func(s span) {
-		t.w.addElement(cm.name, classElement(s.lo, s.hi, s.class))
+		t.sent = append(t.sent, sentElement{cm: cm, lo: s.lo, hi: s.hi, class: s.class, add: true})
 		t.useClass(s.class, +1)
 	}
-	was, now := spans(old, oldLast), spans(cur, curLast)
+	t.spans[0] = appendSpans(t.spans[0][:0], old, oldLast)
+	t.spans[1] = appendSpans(t.spans[1][:0], cur, curLast)
+	was, now := t.spans[0], t.spans[1]
 	for len(was) > 0 || len(now) > 0 {
 		switch {
 		case len(now) == 0 || (len(was) > 0 && was[0].lo.Less(now[0].lo)):
@@ -596,6 +728,16 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 			was, now = was[1:], now[1:]
 		}
 	}
+}
+
+// jumpsTo is the chain the element of cm for an interval jumps to in the
+// desired state ("" for none).
+func (t *tiers) jumpsTo(cm *classMap, lo, hi netip.Addr) string {
+	s := t.w.set(cm.name)
+	if e, ok := s.Elements[nft.ElementID(s, classElement(lo, hi, nil))]; ok && e.Verdict != nil {
+		return e.Verdict.Chain
+	}
+	return ""
 }
 
 // classElement is the element of an address interval jumping to c's chain.

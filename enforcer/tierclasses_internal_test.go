@@ -55,6 +55,7 @@ func TestClassMapSetAt(t *testing.T) {
 				}
 				tr.setAt(cm, netip.MustParseAddr(addr), tr.intern(Ingress, tierAdmin, ids))
 			}
+			tr.finishClasses() // sends the elements
 			if got := renderRuns(cm); got != tc.want {
 				t.Errorf("runs %s, want %s", got, tc.want)
 			}

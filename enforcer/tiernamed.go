@@ -131,5 +131,6 @@ func (t *tiers) familiesChanged() {
 	}
 	for c := range tn.byClass {
 		t.touched[c] = struct{}{}
+		t.rewrite[c] = struct{}{}
 	}
 }

@@ -61,9 +61,17 @@ type tiers struct {
 	groups map[string]*tierGroup
 	member [2][2]map[string]*tierGroup
 	// classes by key; touched are those to write or collect at the end of
-	// the operation (tierclasses.go).
+	// the operation (tierclasses.go), rewrite those whose chain's content
+	// may have changed (new chain, rules or named-port sets changed).
 	classes map[string]*tierClass
 	touched map[*tierClass]struct{}
+	rewrite map[*tierClass]struct{}
+	// chains are the written classes by chain name; sent are the
+	// class-map element changes of the operation (finishClasses).
+	chains map[string]*tierClass
+	sent   []sentElement
+	// spans are sendRuns's buffers.
+	spans [2][]classSpan
 	// byRule indexes the live classes by the identities of their rules: a
 	// policy change rewrites the chains of its rules' classes only.
 	byRule map[string]map[*tierClass]struct{}
@@ -131,7 +139,7 @@ type tierRule struct {
 
 func newTiers(w *writer, m *model, node string, named *namedPorts, log *logging, cs *counters) *tiers {
 	t := &tiers{w: w, m: m, node: node, log: log, counters: cs, peers: newTierPeers(m), named: newTierNamedPorts(named), cnps: map[string]*tierCNP{}, rules: map[string]*tierRule{},
-		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{},
+		groups: map[string]*tierGroup{}, classes: map[string]*tierClass{}, touched: map[*tierClass]struct{}{}, rewrite: map[*tierClass]struct{}{}, chains: map[string]*tierClass{},
 		byRule: map[string]map[*tierClass]struct{}{}, unions: map[[2]*tierClass]*tierClass{}, selMemo: map[*tierGroup]map[string]*tierClass{},
 		pending: map[*tierGroup]*tierFill{}}
 	for _, dir := range directions {
@@ -484,6 +492,7 @@ func (t *tiers) destroy(g *tierGroup) {
 		for _, r := range cm.net {
 			t.holdClass(r.class, -1)
 		}
+		cm.gone = true
 		t.w.deleteSet(cm.name)
 	}
 }

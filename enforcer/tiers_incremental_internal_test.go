@@ -396,6 +396,7 @@ func checkFreshBuild(t *testing.T, e *Engine, fake *nft.Fake, w *tierWorld, node
 	}
 	want := fresh.Desired()
 	for what, st := range map[string]*nft.State{"programmed": got, "desired": e.Desired()} {
+		st = AsNamedIn(st, want)
 		if tx := nft.Diff(st, want, nil); !tx.Empty() {
 			t.Fatalf("%s, %s: %s state differs from a fresh build (%d operations) after:\n%s\n(-%s +fresh):\n%s",
 				step, node, what, tx.Size(), history(), what, cmp.Diff(nft.Render("t", st), nft.Render("t", want)))

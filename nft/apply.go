@@ -96,16 +96,18 @@ type journal []undoStep
 // undoStep undoes one change, of the kind of operation that made it: the
 // creation of the chain or set name, a chain's previous rules (rules of
 // chain), a deleted chain or set, or the elements added to or deleted from set
-// (by ids; deleted holds their values).
+// (by ids; deleted holds their values), or one rule inserted into or deleted
+// from chain at position (rules holds a deleted rule).
 type undoStep struct {
-	kind    OpKind
-	name    string
-	chain   *Chain
-	rules   []Rule
-	set     *Set
-	object  *Object
-	ids     []string
-	deleted []Element
+	kind     OpKind
+	name     string
+	chain    *Chain
+	position int
+	rules    []Rule
+	set      *Set
+	object   *Object
+	ids      []string
+	deleted  []Element
 }
 
 // revert undoes every recorded change, the last first.
@@ -118,6 +120,10 @@ func (j journal) revert(s *State) {
 			delete(s.Chains, u.name)
 		case OpReplaceRules:
 			u.chain.Rules = u.rules
+		case OpInsertRule:
+			u.chain.Rules = slices.Delete(u.chain.Rules, u.position, u.position+1)
+		case OpDeleteRule:
+			u.chain.Rules = slices.Insert(u.chain.Rules, u.position, u.rules[0])
 		case OpDeleteChain:
 			s.Chains[u.name] = u.chain
 		case OpAddSet:
@@ -144,6 +150,8 @@ func (s *State) applyOp(op Op, undo *journal) error {
 	switch op.Kind {
 	case OpAddChain, OpReplaceRules, OpDeleteChain:
 		return s.applyChainOp(op, undo)
+	case OpInsertRule, OpDeleteRule:
+		return s.applyRuleOp(op, undo)
 	case OpAddSet, OpDeleteSet:
 		return s.applySetOp(op, undo)
 	case OpAddElements:
@@ -203,6 +211,37 @@ func (s *State) applyChainOp(op Op, undo *journal) error {
 		delete(s.Chains, op.Name)
 		*undo = append(*undo, undoStep{kind: OpDeleteChain, name: op.Name, chain: c})
 	}
+	return nil
+}
+
+// applyRuleOp applies InsertRule or DeleteRule. A chain's rule slice belongs
+// to the state (ReplaceRules copies it), so it is changed in place.
+func (s *State) applyRuleOp(op Op, undo *journal) error {
+	c := s.Chains[op.Name]
+	if c == nil {
+		return fmt.Errorf("chain %q: %w", op.Name, ErrNotFound)
+	}
+	if op.Kind == OpDeleteRule {
+		if op.Position < 0 || op.Position >= len(c.Rules) {
+			return fmt.Errorf("chain %q has no rule %d: %w", op.Name, op.Position, ErrNotFound)
+		}
+		r := c.Rules[op.Position]
+		s.countJumps(c.Rules[op.Position:op.Position+1], -1)
+		s.countObjectRefs(c.Rules[op.Position:op.Position+1], -1)
+		c.Rules = slices.Delete(c.Rules, op.Position, op.Position+1)
+		*undo = append(*undo, undoStep{kind: OpDeleteRule, chain: c, position: op.Position, rules: []Rule{r}})
+		return nil
+	}
+	if op.Rule == nil || op.Position < 0 || op.Position > len(c.Rules) {
+		return fmt.Errorf("chain %q: no rule, or position %d beyond its %d rules: %w", op.Name, op.Position, len(c.Rules), ErrInvalid)
+	}
+	if err := validateRule(s, *op.Rule); err != nil {
+		return fmt.Errorf("chain %q: %w", op.Name, err)
+	}
+	c.Rules = slices.Insert(c.Rules, op.Position, *op.Rule)
+	s.countJumps(c.Rules[op.Position:op.Position+1], +1)
+	s.countObjectRefs(c.Rules[op.Position:op.Position+1], +1)
+	*undo = append(*undo, undoStep{kind: OpInsertRule, chain: c, position: op.Position})
 	return nil
 }
 

@@ -42,6 +42,9 @@ type pendingBatch struct {
 	echoGen   bool
 	gen       uint32
 	committed bool
+	// ruleEchoes are the rules the kernel echoed (kernel_rules.go), in
+	// batch order.
+	ruleEchoes []ruleEcho
 }
 
 // newBuilder returns a google/nftables connection that only marshals: every
@@ -58,8 +61,8 @@ func newBuilder(captured *[]netlink.Message) (*nftables.Conn, error) {
 }
 
 // queue marshals one step (the library calls of one operation) into b.
-func (k *Kernel) queue(b *pendingBatch, op int, step func(*nftables.Conn) error) error {
-	if err := step(k.builder); err != nil {
+func (k *Kernel) queue(b *pendingBatch, s step) error {
+	if err := s.fn(k.builder); err != nil {
 		return err
 	}
 	k.captured = k.captured[:0]
@@ -74,7 +77,12 @@ func (k *Kernel) queue(b *pendingBatch, op int, step func(*nftables.Conn) error)
 	for i := range msgs {
 		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
 	}
-	b.queueRaw(op, msgs)
+	if s.post != nil {
+		if err := s.post(msgs); err != nil {
+			return err
+		}
+	}
+	b.queueRaw(s.op, msgs)
 	return nil
 }
 
@@ -165,8 +173,14 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 				}
 				return errs, nil
 			}
-			if a.Header.Type == unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN {
+			switch a.Header.Type {
+			case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN:
 				b.gen, b.committed = genIDOf(a.Data)
+				continue
+			case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE:
+				if chain, handle, err := ruleHandleOf(netlink.Message{Data: a.Data}); err == nil {
+					b.ruleEchoes = append(b.ruleEchoes, ruleEcho{chain: chain, handle: handle})
+				}
 				continue
 			}
 			if a.Header.Type != unix.NLMSG_ERROR {

@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -66,7 +67,9 @@ func markIn(m *map[string]bool, name string) {
 // Diff returns the transaction that turns from into to, restricted to scope (nil:
 // everything). The operations are ordered so the kernel accepts them in one batch:
 // new named objects, chains and sets first, then element deletions and
-// additions, then rule replacements, then deletion of the sets, the named
+// additions, then the rules (a chain whose rules differ in a few places
+// gets those deleted and inserted, see ruleEdits; another is rewritten
+// whole), then deletion of the sets, the named
 // objects and then the chains (flushed first) no longer wanted.
 // Chains and sets whose definition changed are flushed, deleted and recreated
 // within the same batch.
@@ -293,7 +296,8 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	return del, add
 }
 
-// rules replaces the rules of the chains whose rules changed. Chains flushed
+// rules edits the rules of the chains whose rules changed: rule by rule
+// where that is short (ruleEdits), else by replacing them all. Chains flushed
 // above get their rules back even when the scope does not name them.
 func (d *differ) rules() {
 	ruleChains := d.chainNames
@@ -310,12 +314,30 @@ func (d *differ) rules() {
 			continue
 		}
 		f := d.from.Chains[n]
+		if f != nil && !d.flushed[n] {
+			if del, ins, ok := ruleEdits(f.Rules, t.Rules); ok {
+				d.editRules(n, f.Rules, t.Rules, del, ins)
+				continue
+			}
+		}
 		if f == nil || d.flushed[n] || !sameRules(f.Rules, t.Rules) {
 			if (f == nil || d.flushed[n]) && len(t.Rules) == 0 {
 				continue
 			}
 			d.tx.ReplaceRules(n, t.Rules)
 		}
+	}
+}
+
+// editRules deletes the rules del of from (the last first, so that each
+// position is still that of from), then inserts the rules ins of to (the
+// first first, each at its final position).
+func (d *differ) editRules(n string, from, to []Rule, del, ins []int) {
+	for i := len(del) - 1; i >= 0; i-- {
+		d.tx.DeleteRule(n, del[i], &from[del[i]])
+	}
+	for _, j := range ins {
+		d.tx.InsertRule(n, j, to[j])
 	}
 }
 
@@ -402,11 +424,41 @@ func sameRules(a, b []Rule) bool {
 		return false
 	}
 	for i := range a {
-		if RuleKey(a[i]) != RuleKey(b[i]) {
+		if !SameRule(a[i], b[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// SameRule reports whether a and b program the same thing: whether their
+// RuleKeys are equal, without writing them out (equal expressions are
+// compared directly; only those that differ so are printed, since a nil and
+// an empty list print alike).
+func SameRule(a, b Rule) bool {
+	if a.Comment != b.Comment || len(a.Exprs) != len(b.Exprs) {
+		return false
+	}
+	for i, x := range a.Exprs {
+		if !sameExpr(x, b.Exprs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameExpr(x, y Expr) bool {
+	tx := reflect.TypeOf(x)
+	if tx != reflect.TypeOf(y) {
+		return false
+	}
+	if _, ok := x.(Counter); ok {
+		return true // a counter's values are left out
+	}
+	if tx != nil && tx.Comparable() && x == y || reflect.DeepEqual(x, y) {
+		return true
+	}
+	return fmt.Sprintf("%v", x) == fmt.Sprintf("%v", y)
 }
 
 // RuleKey is a canonical text of a rule's expressions and comment, equal for

@@ -13,8 +13,8 @@ import (
 )
 
 // opSummary is the compact form of a transaction that TestDiff's cases expect:
-// one "kind name[/n]" per operation, n being the element or rule count where
-// it applies (failure messages print the whole transaction, as nft text).
+// one "kind name[/n][@p]" per operation, n being the element or rule count
+// where it applies, p a rule's position (failure messages print the whole transaction, as nft text).
 func opSummary(tx *Transaction) string {
 	var out []string
 	for _, op := range tx.Ops {
@@ -24,6 +24,8 @@ func opSummary(tx *Transaction) string {
 			s += fmt.Sprintf("/%d", len(op.Elements))
 		case OpReplaceRules:
 			s += fmt.Sprintf("/%d", len(op.Chain.Rules))
+		case OpInsertRule, OpDeleteRule:
+			s += fmt.Sprintf("@%d", op.Position)
 		}
 		out = append(out, s)
 	}
@@ -80,7 +82,7 @@ func TestDiff(t *testing.T) {
 		{"rules of one chain", func(s *State) {
 			c := s.Chains["pod-in-db"]
 			c.Rules = append([]Rule{fxRule(fxJump("pol-in-allow-web"))}, c.Rules...)
-		}, nil, "replace rules pod-in-db/2"},
+		}, nil, "insert rule pod-in-db@0"},
 		{"rule comment change", func(s *State) {
 			s.Chains["pod-in-db"].Rules = []Rule{{Exprs: []Expr{Counter{}, fxDrop()}, Comment: "default deny"}}
 		}, nil, "replace rules pod-in-db/1"},
@@ -92,7 +94,7 @@ func TestDiff(t *testing.T) {
 			fxAdd(s, fxSet("peer-v4-db", []KeyType{TypeIPv4Addr}, []Element{fxElem(fxAddr("198.18.0.30"))}))
 			fxAddChains(s, &Chain{Name: "pol-in-db", Rules: []Rule{fxRule(Lookup{Fields: []Field{FieldIPSaddr}, Set: "peer-v4-db"}, fxAccept())}})
 			s.Chains["pod-in-db"].Rules = []Rule{fxRule(fxJump("pol-in-db")), fxRule(Counter{}, fxDrop())}
-		}, nil, "add chain pol-in-db; add set peer-v4-db; add elements peer-v4-db/1; replace rules pod-in-db/2; replace rules pol-in-db/1"},
+		}, nil, "add chain pol-in-db; add set peer-v4-db; add elements peer-v4-db/1; insert rule pod-in-db@0; replace rules pol-in-db/1"},
 		{"pod gone: element, then flush and delete chain", func(s *State) {
 			delete(s.Sets["ingress-v4"].Elements, "198.18.0.30")
 			delete(s.Sets["ingress-v6"].Elements, "2001:db8::30")
@@ -104,7 +106,7 @@ func TestDiff(t *testing.T) {
 			delete(s.Sets, "peer-v4-web")
 			delete(s.Sets, "peer-v6-web")
 			delete(s.Sets, "ports-http")
-		}, nil, "replace rules pod-eg-frontend/1; replace rules pol-eg-frontend-egress/0; " +
+		}, nil, "delete rule pod-eg-frontend@0; replace rules pol-eg-frontend-egress/0; " +
 			"delete set peer-v4-web; delete set peer-v6-web; delete set ports-http; delete chain pol-eg-frontend-egress"},
 		{"recreated set definition", func(s *State) {
 			// peer-v4-web becomes an interval set: the rule using it is flushed,

@@ -15,7 +15,10 @@
 //   - Transactions (transaction.go): ordered operations applied as one atomic
 //     batch, and Diff (diff.go), which computes the smallest correctly ordered
 //     transaction from one State to another, optionally limited to a Scope of
-//     objects the caller knows it touched.
+//     objects the caller knows it touched. A chain whose rules differ in a
+//     few places gets those rules inserted or deleted by position
+//     (ruleedits.go), not all of them rewritten; Kernel turns positions into
+//     the kernel's rule handles, which it keeps (kernel_rules.go).
 //   - Dataplane, implemented by Kernel (netlink through github.com/google/nftables,
 //     no nft binary at run time) and by Fake (memory, same transaction rules),
 //     with Apply for deltas and Reconcile to converge the table to a full desired

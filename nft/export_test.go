@@ -20,3 +20,25 @@ func (k *Kernel) HoldLock() (release func()) {
 	k.mu.Lock()
 	return k.mu.Unlock
 }
+
+// RuleHandles returns the handles Kernel records for the rules of chain (nil
+// when it does not know them) and those a dump of the chain lists now.
+func (k *Kernel) RuleHandles(chain string) (recorded, dumped []uint64, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h, ok := k.handles[chain]; ok {
+		recorded = append([]uint64{}, h...)
+	}
+	msgs, err := k.dumpRuleMessages(chain)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range msgs {
+		_, h, err := ruleHandleOf(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		dumped = append(dumped, h)
+	}
+	return recorded, dumped, nil
+}

@@ -354,9 +354,9 @@ func TestFakeReconcileRepairsDrift(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	// One element back, one chain's rules back (1 + 2 rules).
-	if got := tx.Size(); got != 1+3 {
-		t.Fatalf("repair transaction has size %d, want 4:\n%+v", got, tx.Ops)
+	// One element back, one chain's two rules inserted back.
+	if got := tx.Size(); got != 1+2 {
+		t.Fatalf("repair transaction has size %d, want 3:\n%+v", got, tx.Ops)
 	}
 	if f.Dump() != Render("t", want) {
 		t.Fatal("table not repaired")

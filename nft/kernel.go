@@ -41,6 +41,11 @@ import (
 // the old one silently). Counters reads the named counters' values in one
 // dump without waiting for a batch in flight.
 //
+// Rules inserted or deleted by position (InsertRule, DeleteRule) are sent by
+// the handles of their neighbours or their own, which Kernel keeps per chain
+// (kernel_rules.go): like a caller's record of what it programmed, they are
+// trusted until a batch fails or the change monitor reports a foreign change.
+//
 // WatchChanges reports changes others make to the table (monitor.go), and
 // Untouched says when nobody did since the last full read (untouched.go).
 //
@@ -61,6 +66,11 @@ type Kernel struct {
 	builder  *nftables.Conn
 	captured []netlink.Message
 	sets     map[string]setDef
+	// handles are the handles of the rules of the chains, in order, where
+	// known (kernel_rules.go); handlesEpoch is the tamper log's epoch when
+	// they were last all known good.
+	handles      map[string][]uint64
+	handlesEpoch uint64
 	// objects are the named objects of the table (kernel_objects.go); nil:
 	// not listed yet.
 	objects map[string]kernelObject
@@ -243,6 +253,8 @@ type queued struct {
 	deleted map[string]bool
 	// objects added (and deleted: nil) by the batch, likewise.
 	objects map[string]*kernelObject
+	// rules: what the batch does to the rules of chains, for the handles.
+	rules *ruleBatch
 }
 
 // step is the library calls of one transaction operation, or the messages
@@ -251,6 +263,9 @@ type step struct {
 	op  int
 	fn  func(*nftables.Conn) error
 	raw []netlink.Message
+	// post, if set, completes the messages fn marshalled (attributes the
+	// library does not know).
+	post func([]netlink.Message) error
 }
 
 // apply is applyOnce that records a failure for Untouched: the caller's
@@ -259,6 +274,7 @@ func (k *Kernel) apply(ctx context.Context, tx *Transaction) error {
 	err := k.applyOnce(ctx, tx)
 	if err != nil {
 		k.tamper.touch()
+		k.knowHandles(nil)
 	}
 	return err
 }
@@ -277,9 +293,11 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 		return err
 	}
 	addTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.AddTable(k.table); return nil }}
-	if err := k.commit(tx, append([]step{addTable}, q.steps...), fmt.Sprintf("apply %d operations", len(tx.opsOrNil()))); err != nil {
+	echoes, err := k.commit(tx, append([]step{addTable}, q.steps...), fmt.Sprintf("apply %d operations", len(tx.opsOrNil())))
+	if err != nil {
 		return err
 	}
+	k.commitRules(q.rules, echoes)
 	for n := range q.deleted {
 		delete(k.sets, n)
 	}
@@ -290,20 +308,20 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 	return nil
 }
 
-// commit marshals steps into one batch and sends it. On any failure it resets
-// the connections and returns the error: what failed to marshal, what the
-// socket refused (wrapped as what), or the kernel's answer naming the
-// operation of tx that it refused.
-func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
+// commit marshals steps into one batch and sends it, and returns the rules the
+// kernel echoed. On any failure it resets the connections and returns the
+// error: what failed to marshal, what the socket refused (wrapped as what),
+// or the kernel's answer naming the operation of tx that it refused.
+func (k *Kernel) commit(tx *Transaction, steps []step, what string) ([]ruleEcho, error) {
 	b := &pendingBatch{}
 	for _, s := range steps {
 		if s.fn == nil {
 			b.queueRaw(s.op, s.raw)
 			continue
 		}
-		if err := k.queue(b, s.op, s.fn); err != nil {
+		if err := k.queue(b, s); err != nil {
 			_ = k.reset()
-			return fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
+			return nil, fmt.Errorf("nft: marshal batch for table inet %s: %w", k.table.Name, err)
 		}
 	}
 	muted := k.mute(tx)
@@ -316,12 +334,12 @@ func (k *Kernel) commit(tx *Transaction, steps []step, what string) error {
 	switch {
 	case len(errs) > 0:
 		_ = k.reset()
-		return k.batchErr(tx, b, errs, err)
+		return nil, k.batchErr(tx, b, errs, err)
 	case err != nil:
 		_ = k.reset()
-		return k.wrap(what, err)
+		return nil, k.wrap(what, err)
 	}
-	return nil
+	return b.ruleEchoes, nil
 }
 
 func (t *Transaction) opsOrNil() []Op {
@@ -332,7 +350,8 @@ func (t *Transaction) opsOrNil() []Op {
 }
 
 func (k *Kernel) build(tx *Transaction) (*queued, error) {
-	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, objects: map[string]*kernelObject{}}
+	ops := tx.opsOrNil()
+	q := &queued{added: map[string]setDef{}, deleted: map[string]bool{}, objects: map[string]*kernelObject{}, rules: newRuleBatch(tx)}
 	def := func(name string) (setDef, error) {
 		if d, ok := q.added[name]; ok {
 			return d, nil
@@ -342,7 +361,6 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 		}
 		return k.setDef(name)
 	}
-	ops := tx.opsOrNil()
 	for _, i := range busySetsFirst(ops) {
 		op := ops[i]
 		opErr := func(err error) error {
@@ -363,9 +381,17 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, step{op: i, fn: send})
+			q.steps = append(q.steps, step{op: i, fn: send, post: q.rules.replacedEntries(op.Name, len(op.Chain.Rules))})
+		case OpInsertRule, OpDeleteRule:
+			s, err := k.ruleOp(q.rules, op)
+			if err != nil {
+				return nil, opErr(err)
+			}
+			s.op = i
+			q.steps = append(q.steps, s)
 		case OpDeleteChain:
 			c := &nftables.Chain{Name: op.Name, Table: k.table}
+			q.rules.deletedChain(op.Name)
 			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
 		case OpAddSet:
 			if op.Set == nil {
@@ -617,9 +643,10 @@ func (k *Kernel) Cleanup(ctx context.Context) error {
 	}
 	k.sets = map[string]setDef{}
 	k.objects = nil
+	k.knowHandles(nil)
 	delTable := step{op: -1, fn: func(cc *nftables.Conn) error { cc.DelTable(k.table); return nil }}
 	// A table that is not there is already cleaned up.
-	if err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {
+	if _, err := k.commit(nil, []step{delTable}, "delete table"); err != nil && !errors.Is(err, unix.ENOENT) {
 		k.tamper.touch()
 		return err
 	}

@@ -86,6 +86,7 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 		if errors.Is(err, unix.ENOENT) {
 			k.sets = map[string]setDef{}
 			k.objects = map[string]kernelObject{}
+			k.knowHandles(map[string][]uint64{})
 			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, ErrNotFound)
 		}
 		return nil, k.wrap("list table", err)
@@ -104,10 +105,11 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 		}
 		st.Chains[kc.Name] = &Chain{Name: kc.Name, Base: liftBase(kc)}
 	}
-	rules, err := k.dumpRules()
+	rules, handles, err := k.dumpRules()
 	if err != nil {
 		return nil, err
 	}
+	k.knowHandles(handles)
 	for name, rs := range rules {
 		if c := st.Chains[name]; c != nil {
 			c.Rules = rs
@@ -343,10 +345,32 @@ func keyLenOf(key []KeyType) uint32 {
 }
 
 // dumpRules lists every rule of the table in one dump, grouped by chain in
-// kernel order. (google/nftables lists one chain per request, which costs a
-// round trip per chain.)
-func (k *Kernel) dumpRules() (map[string][]Rule, error) {
-	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(k.table.Name + "\x00")}})
+// kernel order, with their handles. (google/nftables lists one chain per
+// request, which costs a round trip per chain.)
+func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
+	msgs, err := k.dumpRuleMessages("")
+	if err != nil {
+		return nil, nil, err
+	}
+	out, handles := map[string][]Rule{}, map[string][]uint64{}
+	for _, m := range msgs {
+		chain, handle, r, err := parseRuleMsg(byte(k.table.Family), m)
+		if err != nil {
+			return nil, nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+		}
+		out[chain] = append(out[chain], r)
+		handles[chain] = append(handles[chain], handle)
+	}
+	return out, handles, nil
+}
+
+// dumpRuleMessages dumps the rules of the table, or of one chain of it.
+func (k *Kernel) dumpRuleMessages(chain string) ([]netlink.Message, error) {
+	attrs := []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(k.table.Name + "\x00")}}
+	if chain != "" {
+		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")})
+	}
+	data, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
 		return nil, fmt.Errorf("nft: list rules: %w", err)
 	}
@@ -360,24 +384,16 @@ func (k *Kernel) dumpRules() (map[string][]Rule, error) {
 	if err != nil {
 		return nil, k.wrap("list rules", err)
 	}
-	out := map[string][]Rule{}
-	for _, m := range msgs {
-		chain, r, err := parseRuleMsg(byte(k.table.Family), m)
-		if err != nil {
-			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
-		}
-		out[chain] = append(out[chain], r)
-	}
-	return out, nil
+	return msgs, nil
 }
 
-func parseRuleMsg(fam byte, m netlink.Message) (string, Rule, error) {
+func parseRuleMsg(fam byte, m netlink.Message) (string, uint64, Rule, error) {
 	if len(m.Data) < 4 {
-		return "", Rule{}, fmt.Errorf("short rule message")
+		return "", 0, Rule{}, fmt.Errorf("short rule message")
 	}
 	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
 	if err != nil {
-		return "", Rule{}, fmt.Errorf("rule message: %w", err)
+		return "", 0, Rule{}, fmt.Errorf("rule message: %w", err)
 	}
 	ad.ByteOrder = binary.BigEndian
 	var (
@@ -398,13 +414,13 @@ func parseRuleMsg(fam byte, m netlink.Message) (string, Rule, error) {
 		}
 	}
 	if err := ad.Err(); err != nil {
-		return "", Rule{}, fmt.Errorf("rule message: %w", err)
+		return "", 0, Rule{}, fmt.Errorf("rule message: %w", err)
 	}
 	if exprErr != nil {
 		r := Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, exprErr)}
-		return chain, r, nil
+		return chain, kr.Handle, r, nil
 	}
-	return chain, liftKernelRule(&kr), nil
+	return chain, kr.Handle, liftKernelRule(&kr), nil
 }
 
 // decodeExprs decodes the expressions of the vocabulary's kernel shapes with

@@ -41,12 +41,19 @@ func TestKernelScriptMatchesApply(t *testing.T) {
 	for _, p := range goldenPrograms {
 		steps = append(steps, step{p.name, func() *nft.State { return nftReadable(p.state()) }})
 	}
-	steps = append(steps, step{"empty", nft.NewState})
+	// Rules inserted first, in the middle and last: InsertRule as text.
+	steps = append(steps,
+		step{"jumps", func() *nft.State { return jumpState([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) }},
+		step{"jumps inserted", func() *nft.State { return jumpState([]int{20, 0, 1, 2, 3, 21, 22, 4, 5, 6, 7, 8, 9, 23}) }},
+		step{"empty", nft.NewState})
 	prev := nft.NewState()
 	for _, st := range steps {
 		next := st.state()
 		tx := nft.Diff(prev, next, nil)
 		prev = next
+		if st.name == "jumps inserted" && tx.Size() != 4 {
+			t.Fatalf("to %s: %d operations, want 4 insertions:\n%s", st.name, tx.Size(), tx)
+		}
 		script := filepath.Join(t.TempDir(), "tx.nft")
 		if err := os.WriteFile(script, []byte(tx.Format(testTable)), 0o600); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,9 @@ func (t *Transaction) String() string { return t.Format(DefaultTable) }
 //	add chain inet T name { comment "…"; type filter hook … priority …; policy …; }
 //	flush chain inet T name                      (ReplaceRules, followed by
 //	add rule inet T name <rule>                   one add rule per rule)
+//	insert rule inet T name <rule>              (InsertRule at position 0,
+//	add rule inet T name index P-1 <rule>         else after rule P-1)
+//	# delete rule P of chain inet T name: <rule>
 //	delete chain inet T name
 //	add set|map inet T name { type …; flags interval; comment "…"; }
 //	delete set inet T name                       (maps too)
@@ -37,8 +41,10 @@ func (t *Transaction) String() string { return t.Format(DefaultTable) }
 // that is one of its keywords (such as fwd or flags), nor a comment with a
 // double quote, nor an object name with a colon; and an explicit `meta l4proto tcp` before a tcp flags match is
 // read as the match's own dependency, one protocol match where the batch has
-// two (same verdicts). TestKernelScriptMatchesApply checks the rest against
-// the nft binary.
+// two (same verdicts). nft deletes a rule only by its handle, which a
+// transaction does not know (Kernel finds it): a DeleteRule is written as a
+// comment, so a script with one does not have Apply's effect.
+// TestKernelScriptMatchesApply checks the rest against the nft binary.
 func (t *Transaction) Format(table string) string {
 	var b strings.Builder
 	target := "inet " + table + " "
@@ -59,6 +65,22 @@ func (t *Transaction) Format(table string) string {
 					b.WriteString("add rule " + target + op.Name + " " + RenderRule(r) + "\n")
 				}
 			}
+		case OpInsertRule:
+			rule := ""
+			if op.Rule != nil {
+				rule = RenderRule(*op.Rule)
+			}
+			if op.Position == 0 {
+				b.WriteString("insert rule " + target + op.Name + " " + rule + "\n")
+				continue
+			}
+			b.WriteString("add rule " + target + op.Name + " index " + strconv.Itoa(op.Position-1) + " " + rule + "\n")
+		case OpDeleteRule:
+			rule := ""
+			if op.Rule != nil {
+				rule = ": " + RenderRule(*op.Rule)
+			}
+			b.WriteString("# delete rule " + strconv.Itoa(op.Position) + " of chain " + target + op.Name + rule + "\n")
 		case OpDeleteChain:
 			b.WriteString("delete chain " + target + op.Name + "\n")
 		case OpAddSet:

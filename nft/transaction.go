@@ -27,6 +27,18 @@ type OpKind int
 //     place, a different definition takes a different name.
 //   - DeleteObject deletes an existing object that no rule names (ErrBusy
 //     otherwise); deleting a missing object is ErrNotFound.
+//   - InsertRule inserts Rule into an existing chain so that it becomes rule
+//     Position (from 0) of the chain as it is at that point of the
+//     transaction: 0 puts it first, the chain's length last. A position
+//     beyond that is ErrInvalid, a missing chain ErrNotFound.
+//   - DeleteRule deletes rule Position (from 0) of the chain as it is at that
+//     point of the transaction; a position the chain does not have is
+//     ErrNotFound. Rule, if set, is the rule deleted, for Format only: the
+//     kernel deletes by position (Kernel keeps each chain's rule handles).
+//
+// The two rule operations change one rule of a chain where ReplaceRules
+// rewrites all of them: a chain of 2,000 rules gains a rule in one message,
+// not 2,001.
 const (
 	OpAddChain OpKind = iota + 1
 	OpReplaceRules
@@ -37,6 +49,8 @@ const (
 	OpDeleteElements
 	OpAddObject
 	OpDeleteObject
+	OpInsertRule
+	OpDeleteRule
 )
 
 func (k OpKind) String() string {
@@ -59,6 +73,10 @@ func (k OpKind) String() string {
 		return "add object"
 	case OpDeleteObject:
 		return "delete object"
+	case OpInsertRule:
+		return "insert rule"
+	case OpDeleteRule:
+		return "delete rule"
 	}
 	return fmt.Sprintf("OpKind(%d)", int(k))
 }
@@ -72,7 +90,8 @@ func (k OpKind) String() string {
 // the definition the table holds. Object for AddObject (the definition) and,
 // optionally, DeleteObject (Diff's carry the deleted object's definition,
 // which Format needs to name its kind; a dataplane without it looks the
-// kind up in the table).
+// kind up in the table). Name, Position and Rule for InsertRule and
+// DeleteRule (Rule optional there).
 type Op struct {
 	Kind     OpKind
 	Name     string
@@ -80,6 +99,8 @@ type Op struct {
 	Set      *Set
 	Elements []Element
 	Object   *Object
+	Position int
+	Rule     *Rule
 }
 
 // Transaction is an ordered list of operations that a Dataplane applies as one
@@ -98,6 +119,21 @@ func (t *Transaction) AddChain(c Chain) {
 // ReplaceRules sets the complete rule list of chain name.
 func (t *Transaction) ReplaceRules(name string, rules []Rule) {
 	t.Ops = append(t.Ops, Op{Kind: OpReplaceRules, Name: name, Chain: &Chain{Name: name, Rules: rules}})
+}
+
+// InsertRule inserts r into chain name as its rule at position (from 0).
+func (t *Transaction) InsertRule(name string, position int, r Rule) {
+	t.Ops = append(t.Ops, Op{Kind: OpInsertRule, Name: name, Position: position, Rule: &r})
+}
+
+// DeleteRule deletes the rule at position (from 0) of chain name; r is that
+// rule, for Format (nil: not known).
+func (t *Transaction) DeleteRule(name string, position int, r *Rule) {
+	if r != nil {
+		c := *r // the caller's rule slice may change under a pointer into it
+		r = &c
+	}
+	t.Ops = append(t.Ops, Op{Kind: OpDeleteRule, Name: name, Position: position, Rule: r})
 }
 
 // DeleteChain deletes chain name.

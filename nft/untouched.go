@@ -90,6 +90,14 @@ func (t *tamperLog) ownPorts() []uint32 {
 	return t.ports
 }
 
+// currentEpoch returns the count of events that may have changed the table
+// behind the Kernel's back.
+func (t *tamperLog) currentEpoch() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch
+}
+
 // touch records that the table may have changed behind the Kernel's back.
 func (t *tamperLog) touch() {
 	t.mu.Lock()
