@@ -7,8 +7,6 @@ import (
 	"slices"
 
 	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/nftwarden/nftwarden/nft"
 )
 
 // compiler maintains the desired nft state incrementally. It orchestrates
@@ -87,11 +85,11 @@ func newCompiler(cfg *Config, m *model) *compiler {
 	return c
 }
 
-// putBaseChains puts the base chains (skeleton.go) with the rules of
-// first-packet isolation in force.
+// putBaseChains puts the base chain and the ingress chain (skeleton.go)
+// with the rules of first-packet isolation in force.
 func (c *compiler) putBaseChains() {
-	c.w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods", c.first.rules(Egress)))
-	c.w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods", c.first.rules(Ingress)))
+	c.w.putChain(forwardChain(c.first.rules(Egress)))
+	c.w.putChain(ingressChain(c.first.rules(Ingress)))
 }
 
 // setPodCIDRs puts new pod CIDRs in force (Engine.SetPodCIDRs); the base
