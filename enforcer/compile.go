@@ -25,7 +25,7 @@ import (
 //     named counters and what they mean; npAudits (audit.go): the chains
 //     of audited NetworkPolicies;
 //   - firstPacket (firstpacket.go): the pod CIDRs and known local addresses
-//     of first-packet isolation, and its rules in the base chains.
+//     of first-packet isolation, and its rules on both sides of the base chain.
 //
 // Each writes through one writer (writer.go), which records what every
 // change touched so that Flush diffs only that. The compiler reads the
@@ -52,7 +52,7 @@ type compiler struct {
 	// chain only through a dispatch element of a local pod's address, so rules
 	// of another family could never match; on a single-stack node leaving
 	// them out spares the kernel that family's rules and sets, and a new
-	// connection its rules. Dispatch maps and base chains stay dual-stack.
+	// connection its rules. Dispatch maps and the base and ingress chains stay dual-stack.
 	fams      familySet
 	localFams [2]int
 

@@ -24,7 +24,7 @@ import (
 // filter and ingress at filter + 1, each with its own conntrack-state
 // rules, and every verdict that now goes on to the ingress chain an accept
 // (which ended the egress base chain, and the ingress base chain ran next).
-func twoBaseChains(t *testing.T, s *nft.State) *nft.State {
+func twoBaseChains(t testing.TB, s *nft.State) *nft.State {
 	t.Helper()
 	old := s.Clone()
 	fwd, in := old.Chains["forward"], old.Chains["ingress"]

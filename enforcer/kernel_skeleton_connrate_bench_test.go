@@ -5,8 +5,6 @@ package enforcer_test
 
 import (
 	"fmt"
-	"reflect"
-	"slices"
 	"testing"
 
 	"github.com/nftwarden/nftwarden/enforcer"
@@ -29,22 +27,6 @@ func floorState() *nft.State {
 	return s
 }
 
-// oneChainSkeleton is skeleton's rules in one base chain: the egress chain's,
-// then the ingress chain's but its conntrack-state rules (the same two as
-// egress's). With empty dispatch maps it judges every packet as skeleton
-// does; it measures what merging the base chains would save.
-func oneChainSkeleton(b *testing.B, skeleton *nft.State) *nft.State {
-	s := skeleton.Clone()
-	eg, in := s.Chains["egress"], s.Chains["ingress"]
-	if eg == nil || in == nil || len(in.Rules) < 2 || !reflect.DeepEqual(eg.Rules[:2], in.Rules[:2]) {
-		b.Fatalf("the skeleton's base chains do not start with the same two rules: %+v, %+v", eg, in)
-	}
-	delete(s.Chains, "egress")
-	delete(s.Chains, "ingress")
-	s.Chains["forward"] = &nft.Chain{Name: "forward", Base: eg.Base, Rules: append(slices.Clone(eg.Rules), in.Rules[2:]...)}
-	return s
-}
-
 // BenchmarkKernelSkeletonConnRate measures what the fixed part of the
 // program costs per new connection, against no table and against the floor
 // any stateful filter pays, beside the 10,000-policy node, for new TCP
@@ -53,16 +35,18 @@ func oneChainSkeleton(b *testing.B, skeleton *nft.State) *nft.State {
 //
 //   - no-table: no nftables in the node (so no conntrack either);
 //   - floor: floorState;
-//   - skeleton: the engine's program with no pod and no policy (two base
-//     chains, empty dispatch maps);
-//   - one-chain: oneChainSkeleton;
+//   - skeleton: the engine's program with no pod and no policy (one base
+//     chain, empty dispatch maps);
 //   - policies=10000: the node of BenchmarkKernelTiersConnRate's cnps=0
 //     (tierRateFeed: b's ingress walks ten policy chains, the last allows;
 //     a's egress is not isolated), plus a policy that allows a's UDP to b's
 //     port, which sorts after them: a UDP flow walks the ten, which fail on
-//     the protocol, and then it.
+//     the protocol, and then it;
+//   - two-chains and policies=10000-two-chains: the same two programs in the
+//     shape of the releases before the single base chain (twoBaseChains:
+//     a base chain per direction, each asking conntrack's state).
 //
-// All fifteen setup-load pairs run in one loop of rounds (b.N connections
+// All eighteen setup-load pairs run in one loop of rounds (b.N connections
 // or flows each, in batches of nfttest.ConnRateBatch, the order rotating
 // every round). Reported per load and setup: the median over rounds of the
 // per-round rate ratio against no-table and against floor, with its 95%
@@ -89,8 +73,9 @@ func BenchmarkKernelSkeletonConnRate(b *testing.B) {
 	nodes := []*nfttest.ConnRateSetup{
 		nfttest.NewConnRateSetup(b, "no-table", nil, false, tierRatePort),
 		programSetup(b, "floor", floorState(), tierRatePort, false),
+		programSetup(b, "two-chains", twoBaseChains(b, skeleton), tierRatePort, false),
 		programSetup(b, "skeleton", skeleton, tierRatePort, false),
-		programSetup(b, "one-chain", oneChainSkeleton(b, skeleton), tierRatePort, false),
+		programSetup(b, loaded.name+"-two-chains", twoBaseChains(b, loaded.state), tierRatePort, true),
 		programSetup(b, loaded.name, loaded.state, tierRatePort, true),
 	}
 	byLoad := make([][]*nfttest.ConnRateSetup, len(skeletonRateLoads))
