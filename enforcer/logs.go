@@ -80,7 +80,7 @@ func newLogging(w *writer, cfg *Config) *logging {
 	if cfg.LogAllowed {
 		flow := limitName("flow-log", rate, burst)
 		w.putObject(&nft.Object{Name: flow, Comment: "flow log: allowed new connections per node", Limit: &nft.LimitObject{Rate: rate, Unit: nft.PerSecond, Burst: burst}})
-		w.putChain(&nft.Chain{Name: chainFlowLog, Comment: "flow log: new connections both policy chains let through",
+		w.putChain(&nft.Chain{Name: chainFlowLog, Comment: "flow log: new connections the policy (egress and ingress) let through",
 			Base: &nft.BaseChain{Hook: nft.HookForward, Priority: nft.PriorityFilter + 2, Policy: nft.VerdictAccept},
 			Rules: []nft.Rule{{Exprs: append([]nft.Expr{nft.MatchCtState{States: nft.CtNew}, nft.LimitRef{Name: flow}},
 				nft.Log{Prefix: logPrefix + "allow - flow", Group: l.group, NFLog: true})}}})
