@@ -54,7 +54,7 @@ func TestPrivilegedExplainTrace(t *testing.T) {
 		verdict string
 	}{{8080, "ACCEPT"}, {9090, "DROP"}} {
 		text := explainTraced(fmt.Sprint(tc.port), outputText)
-		for _, want := range []string{"kernel:   " + tc.verdict + "\n", "model:    " + tc.verdict + " ", "forward: base chain ingress"} {
+		for _, want := range []string{"kernel:   " + tc.verdict + "\n", "model:    " + tc.verdict + " ", "forward: base chain forward", ": goto ingress\n"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("port %d: output lacks %q:\n%s", tc.port, want, text)
 			}

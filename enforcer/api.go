@@ -226,7 +226,7 @@ type Engine struct {
 }
 
 // New returns an engine with an empty model. The first Flush programs the
-// static part of the table (base chains and dispatch maps).
+// static part of the table (base chain, ingress chain and dispatch maps).
 func New(cfg Config) (*Engine, error) {
 	m, err := newModel()
 	if err != nil {

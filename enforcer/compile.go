@@ -7,8 +7,6 @@ import (
 	"slices"
 
 	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/nftwarden/nftwarden/nft"
 )
 
 // compiler maintains the desired nft state incrementally. It orchestrates
@@ -27,7 +25,7 @@ import (
 //     named counters and what they mean; npAudits (audit.go): the chains
 //     of audited NetworkPolicies;
 //   - firstPacket (firstpacket.go): the pod CIDRs and known local addresses
-//     of first-packet isolation, and its rules in the base chains.
+//     of first-packet isolation, and its rules on both sides of the base chain.
 //
 // Each writes through one writer (writer.go), which records what every
 // change touched so that Flush diffs only that. The compiler reads the
@@ -54,7 +52,7 @@ type compiler struct {
 	// chain only through a dispatch element of a local pod's address, so rules
 	// of another family could never match; on a single-stack node leaving
 	// them out spares the kernel that family's rules and sets, and a new
-	// connection its rules. Dispatch maps and base chains stay dual-stack.
+	// connection its rules. Dispatch maps and the base and ingress chains stay dual-stack.
 	fams      familySet
 	localFams [2]int
 
@@ -87,11 +85,11 @@ func newCompiler(cfg *Config, m *model) *compiler {
 	return c
 }
 
-// putBaseChains puts the base chains (skeleton.go) with the rules of
-// first-packet isolation in force.
+// putBaseChains puts the base chain and the ingress chain (skeleton.go)
+// with the rules of first-packet isolation in force.
 func (c *compiler) putBaseChains() {
-	c.w.putChain(baseChain(Egress, chainEgress, nft.PriorityFilter, "egress policy of local pods", c.first.rules(Egress)))
-	c.w.putChain(baseChain(Ingress, chainIngress, nft.PriorityFilter+1, "ingress policy of local pods", c.first.rules(Ingress)))
+	c.w.putChain(forwardChain(c.first.rules(Egress)))
+	c.w.putChain(ingressChain(c.first.rules(Ingress)))
 }
 
 // setPodCIDRs puts new pod CIDRs in force (Engine.SetPodCIDRs); the base

@@ -101,7 +101,7 @@ func (dp *dispatch) dropStale(dir Direction, id string, prev, cur *podRecord, wa
 // putPodChain writes the pod chain: the Admin tier's class-map lookups
 // (tiers.go), then a jump to each selecting policy's chain (in policy ID
 // order) and drop if a policy isolates the pod, else the Baseline tier's
-// lookups; what none of them decides falls off the chain (allowed).
+// lookups and an allow (allowVerdict) for what none of them decides.
 // Audited policies (audit.go) take no part in that: when they alone isolate
 // the pod, the chain jumps to their audit chain, which logs what they would
 // deny and returns, before the Baseline tier.
@@ -116,6 +116,11 @@ func (dp *dispatch) putPodChain(dir Direction, id, chain string, pols []*policy)
 		}
 		dp.counters.drop(defaultDenyName(dir, id))
 		rules = append(rules, dp.tiers.podRules(id, dir, tierBaseline)...)
+		// What nothing decides is allowed, by a verdict: a dispatch
+		// element went to this chain, so falling off its end would return
+		// to the last jump (an egress chain whose allow went on to the
+		// ingress side) or end the base chain before the ingress side.
+		rules = append(rules, nft.Rule{Exprs: []nft.Expr{allowVerdict(dir)}})
 		dp.putChainIfChanged(dir, id, chain, rules)
 		return
 	}

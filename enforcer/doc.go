@@ -5,8 +5,9 @@
 //
 // # What it emits
 //
-// The program is described in PROGRAM.md beside this file: two base chains on
-// the forward hook (egress, then ingress) dispatch new connections through
+// The program is described in PROGRAM.md beside this file: one base chain on
+// the forward hook (egress side, then the ingress chain, which an egress allow
+// goes on to) dispatches new connections through
 // verdict maps keyed by local pod IP to one chain per isolated local pod
 // (pod-in-<ns>/<pod>); that chain jumps to one chain per selecting policy
 // (pol-in-<ns>/<policy>) and ends in drop. A policy chain matches ports with
@@ -17,8 +18,8 @@
 // set of (pod IP, protocol, port). Per-packet work does not grow with the number of
 // policies or pods in the cluster.
 //
-// The base chains accept established connections first. RevokeDenied deletes
-// the conntrack entries of those a change denies; the base chains drop the TCP
+// The base chain accepts established connections first. RevokeDenied deletes
+// the conntrack entries of those a change denies; the program drops the TCP
 // segments that would revive them reversed (picked up as new mid-stream, from
 // a pod isolated for ingress or to one isolated for egress), and RevokeDenied
 // deletes the UDP flows that an answer in flight revived, when it is called

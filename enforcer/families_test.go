@@ -13,7 +13,8 @@ import (
 
 // v6Objects lists what a state holds for IPv6 policy matching: peer, ipBlock
 // and named-port sets of the family and the policy-chain rules that match an
-// IPv6 address. The dispatch maps and base chains are dual-stack always.
+// IPv6 address. The dispatch maps, the base chain and the ingress chain (the
+// skeleton) are dual-stack always.
 func v6Objects(s *nft.State) []string {
 	var out []string
 	for name := range s.Sets {
@@ -24,7 +25,7 @@ func v6Objects(s *nft.State) []string {
 		}
 	}
 	for name, ch := range s.Chains {
-		if ch.Base != nil {
+		if ch.Base != nil || name == "ingress" {
 			continue
 		}
 		for i, r := range ch.Rules {

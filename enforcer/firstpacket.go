@@ -22,9 +22,9 @@ import (
 //
 // The program: per family an interval set of the pod CIDRs and a plain set
 // of the addresses of the node's known pods (active, local, not
-// hostNetwork), and in each base chain one rule per family that has pod
+// hostNetwork), and on each side one rule per family that has pod
 // CIDRs, `ip saddr @pod-cidrs-v4 ip saddr != @local-pods-v4 counter drop`
-// in the egress chain (the source), the same on daddr in the ingress chain
+// on the egress side of the base chain (the source), the same on daddr in the ingress chain
 // (the destination). The drop goes through the drop sites (logs.go, site
 // "unknown"): logged with Config.LogDenied, logged and accepted with
 // Config.Audit. Pod changes send only the elements of the known set whose
@@ -48,7 +48,7 @@ var unknownComments = [2]string{
 }
 
 // firstPacket is the compiler part that owns first-packet isolation: the
-// sets above, the rules the base chains take from it, and the site chains
+// sets above, the rules the base chain and the ingress chain take from it, and the site chains
 // of the unknown site.
 type firstPacket struct {
 	w   *writer
@@ -91,7 +91,7 @@ func (fp *firstPacket) rules(dir Direction) []nft.Rule {
 }
 
 // set makes cidrs (valid, canonical: checkPodCIDRs) the pod CIDRs in
-// force and reports whether the base chains' rules change (a family gained
+// force and reports whether the rules of the base and ingress chains change (a family gained
 // or lost its CIDRs). The sets change by the elements that differ.
 func (fp *firstPacket) set(cidrs []netip.Prefix) (rulesChanged bool) {
 	next := podCIDRsByFamily(cidrs)
@@ -242,7 +242,7 @@ func configPodCIDRs(cidrs []netip.Prefix, log *slog.Logger) []netip.Prefix {
 // learns them from its Node after start); nil or empty turns first-packet
 // isolation off. Invalid or non-canonical prefixes are an error, and
 // nothing changes. It takes effect at the next Flush, which sends the
-// elements that differ (the base chains' rules change only when isolation
+// elements that differ (the base and ingress chains' rules change only when isolation
 // turns on or off for a family).
 func (e *Engine) SetPodCIDRs(cidrs []netip.Prefix) error {
 	if err := checkPodCIDRs(cidrs); err != nil {

@@ -55,7 +55,7 @@ func BenchmarkKernelLoggedConnRate(b *testing.B) {
 	}
 	setups := []*nfttest.ConnRateSetup{nfttest.NewConnRateSetup(b, "no-table", nil, false, tierRatePort)}
 	for _, p := range programs {
-		setups = append(setups, programSetup(b, p.name, p.state, tierRatePort))
+		setups = append(setups, programSetup(b, p.name, p.state, tierRatePort, true))
 	}
 	nfttest.RunConnRateRounds(b, setups)
 	nfttest.ReportConnRateMedians(b, setups)

@@ -118,23 +118,28 @@ type tierRateProgram struct {
 	name  string
 	state *nft.State
 	port  uint16
+	udp   bool // the measured flows are UDP, not TCP
 	// The tiers Decide must name for b's ingress and a's egress ("": none,
 	// as without ClusterNetworkPolicies).
 	ingress, egress string
 	through         []string
 }
 
-// tierRateCheck fails unless the measured connection is what the setup
-// claims: allowed by Decide with the ingress decided by NetworkPolicy and
+// tierRateCheck fails unless the measured connection (or UDP flow) is what
+// the setup claims: allowed by Decide with the ingress decided by NetworkPolicy and
 // the egress by the expected tier, and, traced through the compiled
 // program, accepted after passing the chains named in through (in order;
 // the trace, logged with -v, lists the rules that matched).
 func tierRateCheck(b *testing.B, e *enforcer.Engine, p tierRateProgram) {
-	d := e.Decide(enforcer.Flow{Src: nfttest.ConnRateA, Dst: nfttest.ConnRateB, Protocol: TCP, Port: p.port})
-	if !d.Allowed || d.Ingress.Tier != p.ingress || d.Egress.Tier != p.egress {
-		b.Fatalf("%s: Decide a -> b:%d = %+v; want allowed, ingress tier %q, egress tier %q", p.name, p.port, d, p.ingress, p.egress)
+	proto, l4 := TCP, uint8(nft.ProtoTCP)
+	if p.udp {
+		proto, l4 = UDP, nft.ProtoUDP
 	}
-	tr := nft.Trace(p.state, nft.Packet{Hook: nft.HookForward, Src: nfttest.ConnRateA, Dst: nfttest.ConnRateB, Proto: nft.ProtoTCP, Dport: p.port})
+	d := e.Decide(enforcer.Flow{Src: nfttest.ConnRateA, Dst: nfttest.ConnRateB, Protocol: proto, Port: p.port})
+	if !d.Allowed || d.Ingress.Tier != p.ingress || d.Egress.Tier != p.egress {
+		b.Fatalf("%s: Decide a -> b:%s/%d = %+v; want allowed, ingress tier %q, egress tier %q", p.name, proto, p.port, d, p.ingress, p.egress)
+	}
+	tr := nft.Trace(p.state, nft.Packet{Hook: nft.HookForward, Src: nfttest.ConnRateA, Dst: nfttest.ConnRateB, Proto: l4, Dport: p.port})
 	path := strings.Join(tr.Path, "\n")
 	rest := path
 	for _, c := range p.through {
@@ -145,7 +150,7 @@ func tierRateCheck(b *testing.B, e *enforcer.Engine, p tierRateProgram) {
 		rest = rest[i+len(c):]
 	}
 	if !tr.Accepted() {
-		b.Fatalf("%s: the compiled program drops a -> b:%d:\n%s", p.name, p.port, tr)
+		b.Fatalf("%s: the compiled program drops a -> b:%s/%d:\n%s", p.name, proto, p.port, tr)
 	}
 	st, policyChains := e.Stats(), 0
 	for name := range p.state.Chains {
@@ -217,7 +222,7 @@ func BenchmarkKernelTiersConnRate(b *testing.B) {
 
 	setups := []*nfttest.ConnRateSetup{nfttest.NewConnRateSetup(b, "no-table", nil, false, tierRatePort)}
 	for _, p := range programs {
-		setups = append(setups, programSetup(b, p.name, p.state, p.port))
+		setups = append(setups, programSetup(b, p.name, p.state, p.port, true))
 	}
 	nfttest.RunConnRateRounds(b, setups)
 	nfttest.ReportConnRateMedians(b, setups)
@@ -229,8 +234,9 @@ func BenchmarkKernelTiersConnRate(b *testing.B) {
 }
 
 // programSetup is a connection-rate setup whose node holds state, loaded
-// as one transaction (what an engine's first Flush into a Kernel sends).
-func programSetup(b *testing.B, name string, state *nft.State, port uint16) *nfttest.ConnRateSetup {
+// as one transaction (what an engine's first Flush into a Kernel sends),
+// isolated as nfttest.NewConnRateSetup's.
+func programSetup(b *testing.B, name string, state *nft.State, port uint16, isolated bool) *nfttest.ConnRateSetup {
 	return nfttest.NewConnRateSetup(b, name, func(node *nfttest.NetNS) {
 		k, err := nft.NewKernel(nft.WithNetNS(node.FD), nft.WithTable("nftw-bench"))
 		if err != nil {
@@ -240,5 +246,5 @@ func programSetup(b *testing.B, name string, state *nft.State, port uint16) *nft
 		if err := k.Apply(context.Background(), nft.Diff(nil, state, nil)); err != nil {
 			b.Fatalf("%s: Apply: %v", name, err)
 		}
-	}, true, port)
+	}, isolated, port)
 }

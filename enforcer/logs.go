@@ -80,7 +80,7 @@ func newLogging(w *writer, cfg *Config) *logging {
 	if cfg.LogAllowed {
 		flow := limitName("flow-log", rate, burst)
 		w.putObject(&nft.Object{Name: flow, Comment: "flow log: allowed new connections per node", Limit: &nft.LimitObject{Rate: rate, Unit: nft.PerSecond, Burst: burst}})
-		w.putChain(&nft.Chain{Name: chainFlowLog, Comment: "flow log: new connections both policy chains let through",
+		w.putChain(&nft.Chain{Name: chainFlowLog, Comment: "flow log: new connections the policy (egress and ingress) let through",
 			Base: &nft.BaseChain{Hook: nft.HookForward, Priority: nft.PriorityFilter + 2, Policy: nft.VerdictAccept},
 			Rules: []nft.Rule{{Exprs: append([]nft.Expr{nft.MatchCtState{States: nft.CtNew}, nft.LimitRef{Name: flow}},
 				nft.Log{Prefix: logPrefix + "allow - flow", Group: l.group, NFLog: true})}}})
@@ -96,21 +96,25 @@ func limitName(role string, rate uint64, burst uint32) string {
 
 // putSiteChains puts the shared chains of a drop site, one per direction,
 // while the log or node-wide audit is on: they log the connection and drop
-// it (audit: accept it).
+// it (audit: let it through, allowVerdict).
 func (l *logging) putSiteChains(site string) {
 	if !l.audit && !l.denied {
 		return
 	}
-	verdict, mode, what := nft.VerdictDrop, "deny", "drops"
+	mode, what := "deny", "drops"
 	if l.audit {
-		verdict, mode, what = nft.VerdictAccept, "audit", "would drop (audit mode: accepted)"
+		mode, what = "audit", "would drop (audit mode: accepted)"
 	}
 	for _, dir := range directions {
+		verdict := nft.Verdict{Kind: nft.VerdictDrop}
+		if l.audit {
+			verdict = allowVerdict(dir)
+		}
 		l.w.putChain(&nft.Chain{Name: l.siteChain(dir, site),
 			Comment: "new connections policy " + what + ", logged: " + dir.String() + " " + site,
 			Rules: []nft.Rule{
 				{Exprs: l.logExprs(mode, dir.short(), site)},
-				{Exprs: []nft.Expr{nft.Verdict{Kind: verdict}}},
+				{Exprs: []nft.Expr{verdict}},
 			}})
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // Names of the fixed objects of the program (PROGRAM.md).
 const (
-	chainEgress  = "egress"
+	chainForward = "forward"
 	chainIngress = "ingress"
 )
 

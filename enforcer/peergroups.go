@@ -227,7 +227,7 @@ func (pg *peerGroups) putChain(g *group, dir Direction) {
 		if g.setNames[f] != "" {
 			rules = append(rules, nft.Rule{Exprs: []nft.Expr{
 				nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: g.setNames[f]},
-				nft.Verdict{Kind: nft.VerdictAccept},
+				allowVerdict(dir),
 			}})
 		}
 	}

@@ -127,7 +127,7 @@ type peerMatch struct {
 // ports, which match the port and jump to the group's peer chain (that chain
 // matches the addresses of every family and accepts).
 func (d *policyDir) buildRules(fams familySet) []nft.Rule {
-	return d.buildRulesEnding(fams, nft.Verdict{Kind: nft.VerdictAccept})
+	return d.buildRulesEnding(fams, allowVerdict(d.dir))
 }
 
 // buildRulesEnding is buildRules with the rules ending in verdict v. With
@@ -137,7 +137,7 @@ func (d *policyDir) buildRules(fams familySet) []nft.Rule {
 func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
 	var out []nft.Rule
 	first := fams.first()
-	inline := v.Kind != nft.VerdictAccept
+	inline := v != allowVerdict(d.dir)
 	for _, r := range d.rules {
 		ports := r.lowerPorts() // the same in every family
 		for _, f := range families {

@@ -40,7 +40,7 @@ type RevokeResult struct {
 
 // RevokeDenied deletes the conntrack entries of the connections that this
 // node's program denies now, so that connections opened before a policy
-// change stop: the base chains accept established connections before any
+// change stop: the base chain accepts established connections before any
 // policy, and an entry lives for days. After the delete, the connection's
 // next packet is new to conntrack and the policy chains drop it.
 //

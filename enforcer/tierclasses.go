@@ -389,7 +389,7 @@ func (t *tiers) putClassChain(c *tierClass) {
 func (t *tiers) ruleVerdict(tr *tierRule) nft.Verdict {
 	switch tr.action {
 	case v1beta1.ClusterNetworkPolicyRuleActionAccept:
-		return nft.Verdict{Kind: nft.VerdictAccept}
+		return allowVerdict(tr.dir)
 	case v1beta1.ClusterNetworkPolicyRuleActionPass:
 		return nft.Verdict{Kind: nft.VerdictReturn}
 	}

@@ -13,14 +13,21 @@ package nfttest
 // each at once with SO_LINGER 0 (an RST: no TIME_WAIT, so the client's ports
 // never run out); pod b accepts and closes. Every connection is a new
 // conntrack entry in the node, so its SYN is judged by the policy chains, not
-// by the established fast path.
+// by the established fast path. A setup derived with WithLoad opens them from
+// several clients at once, or opens UDP flows instead: one datagram from a
+// source port of its own to b's UDP echo server on the same port, and the
+// echo.
 
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,9 +59,45 @@ type ConnRateSetup struct {
 	// Per batch, in order: wall and CPU time per connection.
 	BatchWall, BatchCPU []float64
 
-	a    *NetNS
-	port uint16 // b's port the connections go to
+	a, node  *NetNS
+	port     uint16 // b's port the connections go to
+	isolated bool   // the program must drop connections to ConnRateDeniedPort
+	load     ConnRateLoad
+	// nextUDPPort is the source port of the next UDP flow, shared by the
+	// setups of one node (see udpFlow).
+	nextUDPPort *atomic.Uint32
 }
+
+// ConnRateLoad is what the batches of a setup open.
+type ConnRateLoad struct {
+	// UDP: UDP flows (a datagram and its echo) instead of TCP connections.
+	UDP bool
+	// Workers is how many clients in pod a open them at the same time (0:
+	// one).
+	Workers int
+}
+
+// String names the load as "tcp-1", "tcp-4", "udp-1".
+func (l ConnRateLoad) String() string {
+	proto := "tcp"
+	if l.UDP {
+		proto = "udp"
+	}
+	return fmt.Sprintf("%s-%d", proto, l.workers())
+}
+
+func (l ConnRateLoad) workers() int { return max(l.Workers, 1) }
+
+// The source ports of UDP flows: a flow's conntrack entry outlives it (by
+// udpConnRateTimeout), so each flow takes the next port of this range, and a
+// port comes back only after as many flows as the range holds, long after
+// its last entry expired. Random ephemeral ports would sometimes land on a
+// live entry, and that flow would pass as established.
+const (
+	udpConnRateFirstPort = 20000
+	udpConnRatePorts     = 40000
+	udpConnRateTimeout   = "1" // seconds, both UDP conntrack timeouts of the node
+)
 
 // NewConnRateSetup wires a node with pods a and b, starts the
 // accept-and-close server in b on port, and calls program (nil: no nftables
@@ -93,68 +136,144 @@ func NewConnRateSetup(b *testing.B, name string, program func(node *NetNS), isol
 		}
 	}()
 
+	ServeUDPEcho(b, &Pod{Name: "b", V4: ConnRateB, NS: pb}, int(port))
+
 	if program != nil {
 		program(node)
 	}
-	if isolated {
-		if err := pa.Run(func() error {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(ConnRateB, ConnRateDeniedPort).String(), 300*time.Millisecond)
-			if err == nil {
-				c.Close()
-				return fmt.Errorf("connected to a port no policy allows")
+	s := &ConnRateSetup{Name: name, a: pa, node: node, port: port, isolated: isolated, nextUDPPort: new(atomic.Uint32)}
+	return s.WithLoad(b, name, ConnRateLoad{})
+}
+
+// WithLoad returns a setup named name on the same node and pods as s (same
+// program, same servers) whose batches open load, with nothing measured yet.
+// Like NewConnRateSetup, it proves first that an isolated setup drops what
+// load sends to ConnRateDeniedPort, and makes a warm-up batch.
+func (s *ConnRateSetup) WithLoad(b *testing.B, name string, load ConnRateLoad) *ConnRateSetup {
+	b.Helper()
+	d := &ConnRateSetup{Name: name, a: s.a, node: s.node, port: s.port, isolated: s.isolated, load: load, nextUDPPort: s.nextUDPPort}
+	if load.UDP {
+		for _, key := range []string{"net/netfilter/nf_conntrack_udp_timeout", "net/netfilter/nf_conntrack_udp_timeout_stream"} {
+			// Absent when conntrack is not loaded: no entry then outlives
+			// its flow.
+			if err := SetSysctl(d.node, key, udpConnRateTimeout); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				b.Fatalf("%s: %v", name, err)
 			}
-			if IsTimeout(err) {
-				return nil
-			}
-			return fmt.Errorf("want the SYN dropped (a timeout), got %w", err)
-		}); err != nil {
+		}
+	}
+	if d.isolated {
+		if err := d.a.Run(d.deniedProbe); err != nil {
 			b.Fatalf("%s: denied probe: %v", name, err)
 		}
 	}
-	s := &ConnRateSetup{Name: name, a: pa, port: port}
-	s.batch(b, 100)
-	*s = ConnRateSetup{Name: s.Name, a: s.a, port: port}
-	return s
+	d.batch(b, 100)
+	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU = 0, 0, 0, 0, nil, nil
+	return d
 }
 
-// batch opens and closes n connections from a to b, one at a time.
+// deniedProbe (run in pod a) fails unless a connection or flow of the load
+// to ConnRateDeniedPort goes unanswered: dropped, not refused.
+func (s *ConnRateSetup) deniedProbe() error {
+	dst := netip.AddrPortFrom(ConnRateB, ConnRateDeniedPort).String()
+	if !s.load.UDP {
+		c, err := net.DialTimeout("tcp", dst, 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("connected to a port no policy allows")
+		}
+		if IsTimeout(err) {
+			return nil
+		}
+		return fmt.Errorf("want the SYN dropped (a timeout), got %w", err)
+	}
+	c, err := net.Dial("udp", dst)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// Nobody listens there: a datagram let through is refused (ICMP).
+	if err := EchoWithin(c, "probe", 300*time.Millisecond); !IsTimeout(err) {
+		return fmt.Errorf("want the datagram dropped (no answer), got %v", err)
+	}
+	return nil
+}
+
+// batch opens and closes n connections (or flows) from a to b, split over
+// the load's workers, each one after another.
 func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	b.Helper()
-	dst := netip.AddrPortFrom(ConnRateB, s.port).String()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	var slow int
+	dst := netip.AddrPortFrom(ConnRateB, s.port)
+	open := s.tcpConn
+	if s.load.UDP {
+		open = s.udpFlow
+	}
+	var slow atomic.Int64
+	var wg sync.WaitGroup
+	workers := s.load.workers()
+	errs := make([]error, workers)
 	c0, t0 := CPUTime(b), time.Now()
-	err := s.a.Run(func() error {
-		for range n {
-			start := time.Now()
-			c, err := d.Dial("tcp", dst)
-			if err != nil {
-				return err
-			}
-			if time.Since(start) >= time.Second {
-				slow++
-			}
-			tc := c.(*net.TCPConn)
-			if err := tc.SetLinger(0); err != nil {
-				tc.Close()
-				return fmt.Errorf("SO_LINGER 0: %w", err)
-			}
-			if err := tc.Close(); err != nil {
-				return err
-			}
+	for w := range workers {
+		share := n / workers
+		if w < n%workers {
+			share++
 		}
-		return nil
-	})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each worker its own thread in a's namespace (Run).
+			errs[w] = s.a.Run(func() error {
+				for range share {
+					start := time.Now()
+					if err := open(dst); err != nil {
+						return err
+					}
+					if time.Since(start) >= time.Second {
+						slow.Add(1)
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
 	wall, cpu := time.Since(t0), CPUTime(b)-c0
+	err := errors.Join(errs...)
 	s.Wall += wall
 	s.CPU += cpu
 	s.BatchWall = append(s.BatchWall, wall.Seconds()/float64(n))
 	s.BatchCPU = append(s.BatchCPU, cpu.Seconds()/float64(n))
 	if err != nil {
-		b.Fatalf("%s: connect a -> %s: %v", s.Name, dst, err)
+		b.Fatalf("%s: %s a -> %s: %v", s.Name, s.load, dst, err)
 	}
 	s.Conns += n
-	s.SlowConns += slow
+	s.SlowConns += int(slow.Load())
+}
+
+// tcpConn connects to dst and resets the connection at once.
+func (s *ConnRateSetup) tcpConn(dst netip.AddrPort) error {
+	c, err := net.DialTimeout("tcp", dst.String(), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	tc := c.(*net.TCPConn)
+	if err := tc.SetLinger(0); err != nil {
+		tc.Close()
+		return fmt.Errorf("SO_LINGER 0: %w", err)
+	}
+	return tc.Close()
+}
+
+// udpFlow sends a datagram to dst from the next source port and waits for
+// its echo.
+func (s *ConnRateSetup) udpFlow(dst netip.AddrPort) error {
+	src := udpConnRateFirstPort + int(s.nextUDPPort.Add(1)%udpConnRatePorts)
+	d := net.Dialer{LocalAddr: &net.UDPAddr{IP: ConnRateA.AsSlice(), Port: src}}
+	c, err := d.Dial("udp", dst.String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return EchoWithin(c, "flow", 5*time.Second)
 }
 
 // Rate is the setup's connections per second (wall time).
@@ -170,15 +289,32 @@ func (s *ConnRateSetup) CPUPerConn() float64 {
 // A round's batches ran back to back, so their ratio is little affected by
 // load that drifts between rounds.
 func MedianRatio(s, base []float64) float64 {
+	m, _, _ := MedianRatioInterval(s, base)
+	return m
+}
+
+// MedianRatioInterval is MedianRatio with a 95% confidence interval of the
+// median [lo, hi]: the order statistics of the ratios whose ranks the
+// binomial distribution (normal approximation) gives, with no assumption
+// on how the ratios are distributed. With fewer than about ten rounds it is
+// the whole range.
+func MedianRatioInterval(s, base []float64) (median, lo, hi float64) {
 	r := make([]float64, len(s))
 	for i := range s {
 		r[i] = base[i] / s[i]
 	}
 	slices.Sort(r)
-	if len(r)%2 == 1 {
-		return r[len(r)/2]
+	n := len(r)
+	if n == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
 	}
-	return (r[len(r)/2-1] + r[len(r)/2]) / 2
+	median = r[n/2]
+	if n%2 == 0 {
+		median = (r[n/2-1] + r[n/2]) / 2
+	}
+	// 1-based ranks l and n+1-l.
+	l := int(math.Floor(float64(n)/2 - 0.98*math.Sqrt(float64(n))))
+	return median, r[max(l-1, 0)], r[min(n-l, n-1)]
 }
 
 // RunConnRateRounds runs b.N connections per setup in rounds of one batch

@@ -1,0 +1,140 @@
+package enforcer_test
+
+// IP plan (one routed node namespace, every pod on node-a):
+//
+//	web  198.18.2.10  app=web, serves tcp 8080, 9090
+//	cli  198.18.2.20  app=cli
+//	x    198.18.2.30  app=x
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nftwarden/nftwarden/nft"
+	"github.com/nftwarden/nftwarden/nft/nfttest"
+)
+
+// twoBaseChains is the program of releases before the single base chain
+// for the same cluster: a base chain per direction, egress at priority
+// filter and ingress at filter + 1, each with its own conntrack-state
+// rules, and every verdict that now goes on to the ingress chain an accept
+// (which ended the egress base chain, and the ingress base chain ran next).
+func twoBaseChains(t testing.TB, s *nft.State) *nft.State {
+	t.Helper()
+	old := s.Clone()
+	fwd, in := old.Chains["forward"], old.Chains["ingress"]
+	if fwd == nil || in == nil || fwd.Base == nil || in.Base != nil || len(fwd.Rules) < 3 {
+		t.Fatalf("no forward base chain and ingress chain in %v", slices.Sorted(maps.Keys(old.Chains)))
+	}
+	toIngress := nft.Verdict{Kind: nft.VerdictGoto, Chain: "ingress"}
+	for _, c := range old.Chains {
+		rules := make([]nft.Rule, len(c.Rules))
+		for i, r := range c.Rules {
+			rules[i] = nft.Rule{Comment: r.Comment, Exprs: slices.Clone(r.Exprs)}
+			if n := len(r.Exprs); n > 0 && r.Exprs[n-1] == toIngress {
+				rules[i].Exprs[n-1] = nft.Verdict{Kind: nft.VerdictAccept}
+			}
+		}
+		c.Rules = rules
+	}
+	delete(old.Chains, "forward")
+	ctRules := fwd.Rules[:2]
+	old.Chains["egress"] = &nft.Chain{Name: "egress", Comment: "egress policy of local pods", Base: fwd.Base,
+		Rules: fwd.Rules[:len(fwd.Rules)-1]} // without the goto ingress
+	old.Chains["ingress"] = &nft.Chain{Name: "ingress", Comment: in.Comment,
+		Base:  &nft.BaseChain{Hook: nft.HookForward, Priority: nft.PriorityFilter + 1, Policy: nft.VerdictAccept},
+		Rules: append(slices.Clone(ctRules), in.Rules[:len(in.Rules)-1]...)} // without the final accept
+	return old
+}
+
+// TestPrivilegedRestartFromTwoBaseChains: a node still holding the program
+// of two base chains (an older release) is converged by the restarted
+// engine's reconcile in one transaction, which adds the new base chain
+// before it deletes the old ones: no moment without a base chain, and an
+// established connection keeps flowing. Before and after, real connections
+// get the same verdicts, egress then ingress: cli's egress allows web:8080
+// and web's ingress admits it; web's ingress admits cli on 9090 too but
+// cli's egress does not; x's egress allows web:8080 but web's ingress does
+// not admit x (an egress allow leaves the destination's ingress to judge).
+func TestPrivilegedRestartFromTwoBaseChains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packet test skipped in -short mode")
+	}
+	node, k, e := newKernelEngine(t)
+	ctx := context.Background()
+	web := &nfttest.Pod{Name: "web", V4: netip.MustParseAddr("198.18.2.10")}
+	cli := &nfttest.Pod{Name: "cli", V4: netip.MustParseAddr("198.18.2.20")}
+	x := &nfttest.Pod{Name: "x", V4: netip.MustParseAddr("198.18.2.30")}
+	nfttest.WirePods(t, node, false, web, cli, x)
+	nfttest.Serve(t, web, []int{8080, 9090}, 0)
+	if err := e.UpsertNamespace(mkNamespace("prod")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*nfttest.Pod{web, cli, x} {
+		if err := e.UpsertPod(mkPod("prod", p.Name, podLabels("app", p.Name), podIPs(p.V4.String()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, np := range []struct{ name, app string }{{"cli", "cli"}, {"x", "x"}} {
+		if err := e.UpsertNetworkPolicy(mkPolicy("prod", np.name, selecting(sel("app", np.app)),
+			egress(peers(podPeer(sel("app", "web"))), tcp(8080)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.UpsertNetworkPolicy(mkPolicy("prod", "web", selecting(sel("app", "web")),
+		ingress(peers(podPeer(sel("app", "cli"))), tcp(8080), tcp(9090)))); err != nil {
+		t.Fatal(err)
+	}
+	cases := []packetCase{
+		{cli, web.V4, 8080, true},
+		{cli, web.V4, 9090, false},
+		{x, web.V4, 8080, false},
+	}
+
+	desired := e.Desired()
+	if err := k.Apply(ctx, nft.Diff(nil, twoBaseChains(t, desired), nil)); err != nil {
+		t.Fatalf("program the two base chains: %v", err)
+	}
+	probeAll(t, "two base chains", cases)
+	established := nfttest.MustDial(t, cli, "tcp", netip.AddrPortFrom(web.V4, 8080))
+	if err := nfttest.EchoWithin(established, "before", time.Second); err != nil {
+		t.Fatalf("connection through the two base chains: %v", err)
+	}
+
+	// What the restarted engine's first flush does (a full reconcile).
+	tx, err := k.Reconcile(ctx, desired)
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	added, deleted := -1, -1
+	for i, op := range tx.Ops {
+		switch {
+		case op.Kind == nft.OpAddChain && op.Name == "forward":
+			added = i
+		case op.Kind == nft.OpDeleteChain && op.Name == "egress":
+			deleted = i
+		}
+	}
+	if added < 0 || deleted < 0 || added > deleted {
+		t.Errorf("the reconcile adds the forward chain at op %d and deletes the egress chain at op %d of one transaction; want both, the add first", added, deleted)
+	}
+	if listing := nfttest.ListTable(t, node, "nftw-enforcer"); strings.Contains(listing, "chain egress") || !strings.Contains(listing, "chain forward") ||
+		strings.Count(listing, "hook forward") != 1 {
+		t.Errorf("after the reconcile, want one base chain, forward:\n%s", listing)
+	}
+	if tx, err := k.Reconcile(ctx, desired); err != nil || !tx.Empty() {
+		t.Errorf("second reconcile: %v, %d operations; want none", err, tx.Size())
+	}
+	if err := nfttest.EchoWithin(established, "after", time.Second); err != nil {
+		t.Errorf("the connection established through the two base chains: %v", err)
+	}
+	probeAll(t, "one base chain", cases)
+	if res, err := e.Flush(ctx); err != nil || res.Operations != 0 {
+		t.Errorf("the engine's first flush after the reconcile: %+v, %v; want nothing to do", res, err)
+	}
+}
