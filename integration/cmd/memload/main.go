@@ -117,7 +117,7 @@ func run(cfg config) error {
 	if _, err := cluster.RemoveStale(); err != nil {
 		return err
 	}
-	fmt.Printf("# memload: %d pods, load average %s on %d-CPU machine\n", cfg.pods, loadAvg(), runtime.NumCPU())
+	fmt.Printf("# memload: %d pods, load average %s on %d-CPU machine\n", cfg.pods, bulk.LoadAvg(), runtime.NumCPU())
 
 	start := time.Now()
 	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{
@@ -188,7 +188,7 @@ func run(cfg config) error {
 	// Right after the forced GC of the settle period, allocated heap is close to the
 	// live heap: what the daemon really keeps per pod, before GC headroom.
 	res.LivePerPod = float64(res.Loaded.HeapAlloc-res.Baseline.HeapAlloc) / float64(cfg.pods)
-	res.LoadAvg = loadAvg()
+	res.LoadAvg = bulk.LoadAvg()
 	fmt.Printf("\n== result: %d pods, %d namespaces, %d policies, %d node names\n", cfg.pods, nsCount, res.Policies, cfg.nodes)
 	fmt.Printf("creation: namespaces+policies %.0fs, pods (create + status) %.0fs\n", res.CreateNSPolSec, res.CreatePodsSec)
 	fmt.Printf("%-22s %10s %10s %10s %10s %10s\n", "", "ready", "RSS", "peak RSS", "heap inuse", "next GC")
@@ -300,11 +300,3 @@ func metric(body []byte, name string) (int64, error) {
 func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}

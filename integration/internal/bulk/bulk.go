@@ -1,12 +1,14 @@
 // Package bulk loads a large cluster into a real API server for the
 // benchmarks (integration/cmd/memload, integration/cmd/latencybench): the
 // namespaces, NetworkPolicies and pods of podwatch/podwatchtest, written by
-// many concurrent clients with retries.
+// many concurrent clients with retries; and LoadAvg, which their results
+// print.
 package bulk
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,4 +121,14 @@ func CreatePods(ctx context.Context, client kubernetes.Interface, workers, n, pe
 		}
 		return nil
 	})
+}
+
+// LoadAvg is the machine's load average (1, 5 and 15 minutes), which a
+// benchmark prints with its results.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
