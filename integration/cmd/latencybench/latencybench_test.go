@@ -117,3 +117,26 @@ func TestTrackerMatches(t *testing.T) {
 		t.Errorf("other batches %v, pending %d; want [1], 0", others, len(tr.pending))
 	}
 }
+
+func TestCountsOf(t *testing.T) {
+	body := []byte(`# HELP nftwarden_events_total Informer notifications queued, by object kind.
+nftwarden_events_total{kind="Pod"} 12
+nftwarden_events_total{kind="Namespace"} 3
+nftwarden_events_total_other 100
+nftwarden_syncs_total{mode="delta",result="success"} 7
+nftwarden_syncs_total{mode="full",result="success"} 2
+`)
+	c, err := countsOf(body)
+	if err != nil || c != (daemonCounts{events: 15, syncs: 9}) {
+		t.Errorf("countsOf = %+v, %v; want 15 events, 9 syncs", c, err)
+	}
+	if _, err := countsOf([]byte("nftwarden_events_total{kind=\"Pod\"} 1\n")); err == nil {
+		t.Error("countsOf accepted metrics without syncs")
+	}
+	var p phase
+	p.N = 4
+	p.perWrite(daemonCounts{events: 10, syncs: 1}, daemonCounts{events: 18, syncs: 9})
+	if p.EventsPerWrite != 2 || p.FlushesPerWrite != 2 {
+		t.Errorf("per write: %v events, %v syncs; want 2, 2", p.EventsPerWrite, p.FlushesPerWrite)
+	}
+}

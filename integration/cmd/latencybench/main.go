@@ -199,14 +199,23 @@ func run(cfg config) error {
 				return err
 			}
 			t.takeOthers()
+			before, err := readCounts(ctx, node)
+			if err != nil {
+				return err
+			}
 			samples, err := t.runMode(ctx, mode, writes, o)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w (daemon log: %s)", mode, kind, err, node.DaemonLog())
 			}
 			ph := summarize(mode, kind, samples, t.takeOthers())
+			after, err := readCounts(ctx, node)
+			if err != nil {
+				return err
+			}
+			ph.perWrite(before, after)
 			res.Phases = append(res.Phases, ph)
-			fmt.Printf("%-8s %-16s %5d writes: after response p50 %.2f ms, p99 %.2f ms; %d batches of %.0f messages (p50)\n",
-				mode, kind, ph.N, ph.AfterResponse.P50, ph.AfterResponse.P99, ph.Batches, ph.Messages.P50)
+			fmt.Printf("%-8s %-13s %4d writes: after response p50 %.2f ms, p99 %.2f ms; %d batches of %.0f messages (p50); %.2f events, %.2f syncs per write\n",
+				mode, kind, ph.N, ph.AfterResponse.P50, ph.AfterResponse.P99, ph.Batches, ph.Messages.P50, ph.EventsPerWrite, ph.FlushesPerWrite)
 		}
 	}
 	res.LoadAvg = bulk.LoadAvg()
@@ -231,4 +240,13 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// readCounts reads the daemon's event and sync counters.
+func readCounts(ctx context.Context, n *cluster.Node) (daemonCounts, error) {
+	body, err := n.DaemonGet(ctx, "/metrics")
+	if err != nil {
+		return daemonCounts{}, err
+	}
+	return countsOf(body)
 }

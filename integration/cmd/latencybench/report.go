@@ -7,6 +7,8 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -48,6 +50,11 @@ type phase struct {
 	// messages.
 	OtherBatches  int `json:"other_batches"`
 	OtherMessages int `json:"other_messages"`
+	// The daemon's informer notifications queued (nftwarden_events_total)
+	// and syncs (nftwarden_syncs_total: flushes and reconciles, also those
+	// that changed nothing in the kernel) per write during the phase.
+	EventsPerWrite  float64 `json:"events_per_write"`
+	FlushesPerWrite float64 `json:"syncs_per_write"`
 	// Burst: from the first request to the end of the last carrying batch,
 	// and from the last response to it.
 	AllInKernelMS   float64 `json:"all_in_kernel_ms,omitempty"`
@@ -88,17 +95,59 @@ func summarize(mode, kind string, samples []*sample, others []int) phase {
 
 // printTable writes the phases as a Markdown table.
 func printTable(out io.Writer, phases []phase) {
-	fmt.Fprintln(out, "| mode | kind | writes | after response p50 / p90 / p99 (ms) | after request p50 / p90 / p99 (ms) | batches | messages per batch p50 / max | other batches | burst: all in kernel (ms) | burst: after last response (ms) |")
-	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(out, "| mode | kind | writes | after response p50 / p90 / p99 (ms) | after request p50 / p90 / p99 (ms) | batches | messages per batch p50 / max | other batches | daemon events / syncs per write | burst: all in kernel (ms) | burst: after last response (ms) |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, p := range phases {
 		burst, lag := "", ""
 		if p.Mode == modeBurst {
 			burst, lag = fmt.Sprintf("%.0f", p.AllInKernelMS), fmt.Sprintf("%.0f", p.AfterLastRespMS)
 		}
-		fmt.Fprintf(out, "| %s | %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %d | %.0f / %.0f | %d | %s | %s |\n",
+		fmt.Fprintf(out, "| %s | %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %d | %.0f / %.0f | %d | %.2f / %.2f | %s | %s |\n",
 			p.Mode, p.Kind, p.N,
 			p.AfterResponse.P50, p.AfterResponse.P90, p.AfterResponse.P99,
 			p.AfterRequest.P50, p.AfterRequest.P90, p.AfterRequest.P99,
-			p.Batches, p.Messages.P50, p.Messages.Max, p.OtherBatches, burst, lag)
+			p.Batches, p.Messages.P50, p.Messages.Max, p.OtherBatches, p.EventsPerWrite, p.FlushesPerWrite, burst, lag)
 	}
+}
+
+// daemonCounts are counters of the daemon's /metrics, summed over their
+// labels.
+type daemonCounts struct{ events, syncs float64 }
+
+// countsOf reads them from a /metrics body (Prometheus text format).
+func countsOf(body []byte) (daemonCounts, error) {
+	var c daemonCounts
+	found := map[string]bool{}
+	for line := range strings.Lines(string(body)) {
+		var dst *float64
+		switch {
+		case strings.HasPrefix(line, "nftwarden_events_total{"):
+			dst = &c.events
+		case strings.HasPrefix(line, "nftwarden_syncs_total{"):
+			dst = &c.syncs
+		default:
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return c, fmt.Errorf("metrics line %q: %w", strings.TrimSpace(line), err)
+		}
+		*dst += v
+		found[line[:strings.IndexByte(line, '{')]] = true
+	}
+	if len(found) != 2 {
+		return c, fmt.Errorf("/metrics lacks nftwarden_events_total or nftwarden_syncs_total")
+	}
+	return c, nil
+}
+
+// perWrite sets the phase's counts per write from the counters before and
+// after it.
+func (p *phase) perWrite(before, after daemonCounts) {
+	if p.N == 0 {
+		return
+	}
+	p.EventsPerWrite = (after.events - before.events) / float64(p.N)
+	p.FlushesPerWrite = (after.syncs - before.syncs) / float64(p.N)
 }
