@@ -131,15 +131,23 @@ func (t *tracker) wait(f *inFlight, what string, limit *time.Timer) error {
 	}
 }
 
+// quietLimit bounds a wait for a quiet gap: a daemon that sends batches
+// all the time cannot be measured this way.
+const quietLimit = time.Minute
+
 // quiet returns once no batch has ended for gap: the daemon is idle, the
 // previous write's batches are all in.
 func (t *tracker) quiet(ctx context.Context, gap time.Duration) error {
+	start := time.Now()
 	for {
 		t.mu.Lock()
 		left := gap - time.Since(t.lastEnd)
 		t.mu.Unlock()
 		if left <= 0 {
 			return nil
+		}
+		if time.Since(start) > quietLimit {
+			return fmt.Errorf("the node's table never stayed unchanged for %v within %v", gap, quietLimit)
 		}
 		select {
 		case <-ctx.Done():
