@@ -86,9 +86,11 @@ func newWriter(p *plan, client kubernetes.Interface, workers int) *writer {
 }
 
 // prepare returns n writes of kind, after the unmeasured work they need
-// (pod-ip creates its pods without status). A kind may offer fewer writes
-// than asked (namespace label: one per prod namespace in a burst, since
-// writes in flight together must change different objects).
+// (pod-ip creates its pods without status). With distinct (a burst, whose
+// writes are all in flight together), each write changes another object, so
+// a kind may offer fewer writes than asked (namespace label: one per prod
+// namespace); otherwise a namespace's label may flip again once its last
+// flip is in the kernel.
 func (w *writer) prepare(ctx context.Context, kind string, n int, distinct bool) ([]write, error) {
 	switch kind {
 	case kindPodLabel:

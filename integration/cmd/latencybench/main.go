@@ -187,7 +187,7 @@ func run(cfg config) error {
 			n = cfg.burst
 		}
 		for _, kind := range selected {
-			writes, err := w.prepare(ctx, kind, n, mode != modeIsolated)
+			writes, err := w.prepare(ctx, kind, n, mode == modeBurst)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", mode, kind, err)
 			}
