@@ -77,31 +77,41 @@ const (
 	NFTDelete
 )
 
-// NFTChange describes the kernel messages that show one expected change: a
-// message of the op, of elements (Elements) or of anything else (rules,
-// chains, sets), whose attributes contain Needle. An address is an element's
-// key bytes (4 for IPv4, in network order); a chain's name is a string with
-// its terminating NUL, which a rule that jumps to the chain carries too.
+// NFTChange describes the kernel messages that show one expected change:
+// messages of elements (Elements) or of anything else (rules, chains, sets)
+// whose attributes contain Needle, added (NFTAdd), deleted (NFTDelete) or
+// either. An address is an element's key bytes (4 for IPv4, in network
+// order); a chain's name is a string with its terminating NUL, which a rule
+// in the chain and a rule that jumps to it carry too.
 type NFTChange struct {
 	Elements bool
 	Op       NFTOp
 	Needle   []byte
 }
 
-// Carries reports whether one of the batch's messages matches c.
+// Carries reports whether the batch made change c: it holds a message of c
+// of c's op, and, for NFTAdd or NFTDelete, none of the other op. A batch that
+// rewrites a chain deletes and adds the rules it keeps, so a rule deleted and
+// added again is not a deletion (nor an addition).
 func (b *NFTBatch) Carries(c NFTChange) bool {
+	var added, deleted bool
 	for _, m := range b.Messages {
-		if m.Element() != c.Elements {
+		if m.Element() != c.Elements || !bytes.Contains(m.Attrs, c.Needle) {
 			continue
 		}
-		if (c.Op == NFTAdd && m.Deletes()) || (c.Op == NFTDelete && !m.Deletes()) {
-			continue
-		}
-		if bytes.Contains(m.Attrs, c.Needle) {
-			return true
+		if m.Deletes() {
+			deleted = true
+		} else {
+			added = true
 		}
 	}
-	return false
+	switch c.Op {
+	case NFTAdd:
+		return added && !deleted
+	case NFTDelete:
+		return deleted && !added
+	}
+	return added || deleted
 }
 
 // ErrNFTNotificationsLost means the kernel dropped notifications of the

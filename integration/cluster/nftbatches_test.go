@@ -19,6 +19,8 @@ func TestNFTBatchCarries(t *testing.T) {
 	batch := NFTBatch{Messages: []NFTMessage{
 		{Type: unix.NFT_MSG_NEWSETELEM, Attrs: append([]byte("set-a\x00"), addr...)},
 		{Type: unix.NFT_MSG_DELRULE, Attrs: []byte("pol-in-ns/gone\x00")},
+		{Type: unix.NFT_MSG_DELRULE, Attrs: []byte("jump pol-in-ns/kept\x00")},
+		{Type: unix.NFT_MSG_NEWRULE, Attrs: []byte("jump pol-in-ns/kept\x00")},
 	}}
 	for _, tc := range []struct {
 		name   string
@@ -33,6 +35,8 @@ func TestNFTBatchCarries(t *testing.T) {
 		{"chain of a deleted rule", NFTChange{Op: NFTDelete, Needle: []byte("ns/gone\x00")}, true},
 		{"chain name is whole", NFTChange{Op: NFTDelete, Needle: []byte("ns/gon\x00")}, false},
 		{"rule added: none", NFTChange{Op: NFTAdd, Needle: []byte("ns/gone\x00")}, false},
+		{"rule of a rewritten chain: neither added nor deleted", NFTChange{Op: NFTDelete, Needle: []byte("ns/kept\x00")}, false},
+		{"rule of a rewritten chain: changed", NFTChange{Needle: []byte("ns/kept\x00")}, true},
 	} {
 		if got := batch.Carries(tc.change); got != tc.want {
 			t.Errorf("%s: Carries = %v, want %v", tc.name, got, tc.want)
