@@ -5,7 +5,10 @@
 // The tests need root on Linux and the control plane binaries built by
 // scripts/build-control-plane.sh; run them with scripts/test.sh. Test names start with
 // TestIntegration. The harness itself lives in ./cluster; the podagent that serves and
-// probes inside each pod namespace in ./cmd/podagent; the demo in ./cmd/demo.
+// probes inside each pod namespace in ./cmd/podagent; the demo in ./cmd/demo; the
+// benchmarks against a large cluster in ./cmd/memload (daemon memory,
+// scripts/bench-daemon-memory.sh) and ./cmd/latencybench (API write to kernel,
+// scripts/bench-latency.sh, method and figures in LATENCY.md).
 //
 // The reliability scenarios (restart_test.go, outage_test.go, churn_test.go,
 // drift_test.go, revocation_test.go, uninstall_test.go, install_test.go,

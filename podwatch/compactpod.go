@@ -52,8 +52,11 @@ func compactPodOf(p *corev1.Pod) *compactPod {
 }
 
 // samePodForEngine reports whether two compact pods carry the same information
-// for the engine (see sameForEngine).
+// for the engine (see sameForEngine). A pod being deleted is the same: the
+// engine enforces for a terminating pod as before (it may serve through its
+// grace period), and the API server removes even a pod deleted with grace
+// period 0 in two writes (deletionTimestamp set, then the removal), whose
+// first would only cost a batch that the removal waits behind.
 func samePodForEngine(a, b *compactPod) bool {
-	return (a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil) &&
-		a.pod.Equal(b.pod)
+	return a.pod.Equal(b.pod)
 }

@@ -155,7 +155,8 @@ func TestSameForEngine(t *testing.T) {
 		{"phase", tweak(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), false},
 		{"node", tweak(func(p *corev1.Pod) { p.Spec.NodeName = remoteNode }), false},
 		{"port", tweak(func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].ContainerPort = 81 }), false},
-		{"terminating", tweak(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }), false},
+		// The engine reads nothing of a deletion request (TestGracelessDeletionIsOneChange).
+		{"terminating", tweak(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }), true},
 		// The engine keys pods by name: the same content under a new UID changes nothing.
 		{"recreated (new UID)", tweak(func(p *corev1.Pod) { p.UID = "other" }), true},
 		{"other kind", namespace("frontend"), false},

@@ -21,6 +21,9 @@
 //     as the service account of daemon/deploy/rbac.yaml with that file applied as
 //     written; it can be stopped (SIGTERM) or killed (SIGKILL), and its kernel table
 //     compared with the one the API server's objects compile to (WaitConverged);
+//   - the nf_tables batches committed to a node's table, read from the kernel's
+//     notifications in the node's namespace (Node.WatchNFTBatches, nftbatches.go), to
+//     time when an API change is in force without sleeping or polling;
 //   - outages of the control plane (StopAPIServer, StartAPIServer), and a node's loss
 //     of the API server, with its connections closed (Node.CutAPI) or silently
 //     (Node.BlackholeAPI: packets dropped, as with a dead host or a partition);

@@ -32,17 +32,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/nftwarden/nftwarden/integration/cluster"
-	"github.com/nftwarden/nftwarden/podwatch/podwatchtest"
+	"github.com/nftwarden/nftwarden/integration/internal/bulk"
 )
 
 type config struct {
@@ -121,7 +117,7 @@ func run(cfg config) error {
 	if _, err := cluster.RemoveStale(); err != nil {
 		return err
 	}
-	fmt.Printf("# memload: %d pods, load average %s on %d-CPU machine\n", cfg.pods, loadAvg(), runtime.NumCPU())
+	fmt.Printf("# memload: %d pods, load average %s on %d-CPU machine\n", cfg.pods, bulk.LoadAvg(), runtime.NumCPU())
 
 	start := time.Now()
 	cp, err := cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{
@@ -152,35 +148,11 @@ func run(cfg config) error {
 
 	nsCount := (cfg.pods + cfg.podsPerNS - 1) / cfg.podsPerNS
 	res := result{Pods: cfg.pods, Namespaces: nsCount, Policies: nsCount * cfg.policiesPerNS, Nodes: cfg.nodes}
-	namespaces := make([]string, nsCount)
-	for i := range namespaces {
-		namespaces[i] = podwatchtest.NamespaceName(i)
-	}
-
 	start = time.Now()
-	err = parallel(ctx, cfg.workers, nsCount, "namespaces", func(ctx context.Context, i int) error {
-		ns := podwatchtest.Namespace(i)
-		if _, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create namespace %s: %w", ns.Name, err)
-		}
-		// No controller-manager runs; pods cannot be created without this account.
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}}
-		if _, err := client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create service account in %s: %w", ns.Name, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := bulk.CreateNamespaces(ctx, client, cfg.workers, nsCount); err != nil {
 		return err
 	}
-	err = parallel(ctx, cfg.workers, res.Policies, "policies", func(ctx context.Context, i int) error {
-		np := podwatchtest.Policy(namespaces[i/cfg.policiesPerNS], i%cfg.policiesPerNS)
-		if _, err := client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create policy %s/%s: %w", np.Namespace, np.Name, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := bulk.CreatePolicies(ctx, client, cfg.workers, nsCount, cfg.policiesPerNS); err != nil {
 		return err
 	}
 	res.CreateNSPolSec = time.Since(start).Seconds()
@@ -197,19 +169,7 @@ func run(cfg config) error {
 		nodeNames[i] = fmt.Sprintf("bench-node-%03d", i)
 	}
 	start = time.Now()
-	err = parallel(ctx, cfg.workers, cfg.pods, "pods", func(ctx context.Context, i int) error {
-		p := podwatchtest.Pod(namespaces[i/cfg.podsPerNS], i, nodeNames[i%cfg.nodes])
-		created, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("create pod %s/%s: %w", p.Namespace, p.Name, err)
-		}
-		created.Status = podwatchtest.PodStatus(i, created.CreationTimestamp)
-		if _, err := client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("status of pod %s/%s: %w", p.Namespace, p.Name, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := bulk.CreatePods(ctx, client, cfg.workers, cfg.pods, cfg.podsPerNS, func(i int) string { return nodeNames[i%cfg.nodes] }); err != nil {
 		return err
 	}
 	res.CreatePodsSec = time.Since(start).Seconds()
@@ -228,7 +188,7 @@ func run(cfg config) error {
 	// Right after the forced GC of the settle period, allocated heap is close to the
 	// live heap: what the daemon really keeps per pod, before GC headroom.
 	res.LivePerPod = float64(res.Loaded.HeapAlloc-res.Baseline.HeapAlloc) / float64(cfg.pods)
-	res.LoadAvg = loadAvg()
+	res.LoadAvg = bulk.LoadAvg()
 	fmt.Printf("\n== result: %d pods, %d namespaces, %d policies, %d node names\n", cfg.pods, nsCount, res.Policies, cfg.nodes)
 	fmt.Printf("creation: namespaces+policies %.0fs, pods (create + status) %.0fs\n", res.CreateNSPolSec, res.CreatePodsSec)
 	fmt.Printf("%-22s %10s %10s %10s %10s %10s\n", "", "ready", "RSS", "peak RSS", "heap inuse", "next GC")
@@ -337,68 +297,6 @@ func metric(body []byte, name string) (int64, error) {
 	return 0, fmt.Errorf("metric %s not served", name)
 }
 
-// parallel runs f(0..n-1) on workers goroutines, prints progress every 15 s, and
-// returns the first error (the rest of the work is then skipped).
-func parallel(ctx context.Context, workers, n int, what string, f func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next, done atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := withRetry(ctx, func(ctx context.Context) error { return f(ctx, i) }); err != nil {
-					cancel(err)
-					return
-				}
-				done.Add(1)
-			}
-		})
-	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	start := time.Now()
-	tick := time.NewTicker(15 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-finished:
-			return context.Cause(ctx)
-		case <-tick.C:
-			d := done.Load()
-			fmt.Printf("  %s: %d/%d (%.0f/s)\n", what, d, n, float64(d)/time.Since(start).Seconds())
-		}
-	}
-}
-
-// withRetry retries a call that timed out or met a busy API server a few times; a
-// loaded 2-core machine makes single requests slow now and then.
-func withRetry(ctx context.Context, f func(context.Context) error) error {
-	var err error
-	for attempt := range 5 {
-		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		err = f(actx)
-		cancel()
-		if err == nil || ctx.Err() != nil || strings.Contains(err.Error(), "already exists") {
-			return err
-		}
-		time.Sleep(time.Duration(attempt+1) * time.Second)
-	}
-	return err
-}
-
 func since(t time.Time) time.Duration { return time.Since(t).Round(100 * time.Millisecond) }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
