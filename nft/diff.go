@@ -264,13 +264,16 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	if d.recreateSets[n] {
 		f = nil
 	}
+	removed := d.removed.Elements[n]
 	var ids []string
 	if d.scope == nil || d.scope.Sets[n] {
+		if len(removed) == 0 && sameElements(f, t) {
+			return nil, nil // the common case of a full Diff: sorting no IDs
+		}
 		ids = unionElems(f, t)
 	} else {
 		ids = slices.Sorted(maps.Keys(d.scope.Elements[n]))
 	}
-	removed := d.removed.Elements[n]
 	if len(removed) > 0 && d.scope != nil && !d.scope.Sets[n] {
 		ids = union(d.scope.Elements[n], removed)
 	}
@@ -399,6 +402,20 @@ func unionElems(f, t *Set) []string {
 		b = t.Elements
 	}
 	return union(a, b)
+}
+
+// sameElements reports whether sets f and t hold elements of the same IDs
+// with the same verdicts (f nil: no).
+func sameElements(f, t *Set) bool {
+	if f == nil || len(f.Elements) != len(t.Elements) {
+		return false
+	}
+	for id, te := range t.Elements {
+		if fe, ok := f.Elements[id]; !ok || !sameVerdict(fe.Verdict, te.Verdict) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameSetDef(a, b *Set) bool {

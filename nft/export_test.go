@@ -1,5 +1,10 @@
 package nft
 
+import (
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
 // Test hooks, compiled only into this package's tests.
 
 // WithMonitorBuffer sets the change monitor's receive buffer, so that a test
@@ -41,4 +46,34 @@ func (k *Kernel) RuleHandles(chain string) (recorded, dumped []uint64, err error
 		dumped = append(dumped, h)
 	}
 	return recorded, dumped, nil
+}
+
+// RuleExpressions returns the NFTA_RULE_EXPRESSIONS of each rule of chain,
+// as the kernel lists them.
+func (k *Kernel) RuleExpressions(chain string) ([][]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	msgs, err := k.dumpRuleMessages(chain)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, m := range msgs {
+		var exprs []byte
+		for a := (attrs{b: m.Data[4:]}); a.next(); {
+			if a.typ == unix.NFTA_RULE_EXPRESSIONS {
+				exprs = a.val
+			}
+		}
+		out = append(out, exprs)
+	}
+	return out, nil
+}
+
+// DecodeExprs decodes a rule's expressions as Kernel does (ours) and as
+// google/nftables' decoders do (library), for tests that compare them.
+func DecodeExprs(b []byte) (ours, library []expr.Any, oursErr, libraryErr error) {
+	ours, oursErr = decodeExprs(b)
+	library, libraryErr = libraryDecodeExprs(unix.NFPROTO_INET, b)
+	return ours, library, oursErr, libraryErr
 }
