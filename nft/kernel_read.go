@@ -261,12 +261,19 @@ func (er *elementReader) keep(b []byte) []byte {
 func (k *Kernel) readElements(ctx context.Context, er *elementReader, s *Set, def setDef) error {
 	backoff := elementDumpBackoff
 	whole := def.Interval && !def.concat()
+	plain := len(def.Key) == 1 && !def.Interval && !def.VerdictMap
 	decode := func(kes []nftables.SetElement) error {
-		elems, err := def.decodeElements(kes)
+		var err error
+		if plain {
+			er.elems, err = appendPlainElements(er.elems, kes, def.Key[0])
+		} else {
+			var elems []Element
+			elems, err = def.decodeElements(kes)
+			er.elems = append(er.elems, elems...)
+		}
 		if err != nil {
 			return fmt.Errorf("nft: table inet %s: set %q: %w", k.table.Name, s.Name, err)
 		}
-		er.elems = append(er.elems, elems...)
 		return nil
 	}
 	for attempt := 1; ; attempt++ {
@@ -315,6 +322,25 @@ func (k *Kernel) readElements(ctx context.Context, er *elementReader, s *Set, de
 		}
 		backoff *= 2
 	}
+}
+
+// appendPlainElements appends the elements kes of a set of one key field
+// of type key, without intervals or verdicts (the peer address sets that
+// hold most of a node's elements), as setDef.decodeElements decodes them,
+// but with the keys of all in two allocations instead of two per element.
+func appendPlainElements(out []Element, kes []nftables.SetElement, key KeyType) ([]Element, error) {
+	n := key.Len()
+	vals := make([]Value, len(kes))
+	slab := make([]byte, 0, n*len(kes))
+	for i, ke := range kes {
+		if len(ke.Key) != n {
+			return nil, fmt.Errorf("key %x is not a %v (%d bytes)", ke.Key, key, n)
+		}
+		slab = append(slab, ke.Key...)
+		vals[i] = Value(slab[len(slab)-n : len(slab) : len(slab)])
+		out = append(out, Element{Key: vals[i : i+1 : i+1]})
+	}
+	return out, nil
 }
 
 // appendKernelElements appends the elements of one NEWSETELEM message (data
@@ -526,18 +552,39 @@ func keyLenOf(key []KeyType) uint32 {
 // request, which costs a round trip per chain.)
 func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
 	out, handles := map[string][]Rule{}, map[string][]uint64{}
+	// The kernel lists the rules chain by chain: they are collected per
+	// run of one chain, whose name is decoded once.
+	var (
+		chain string
+		rules []Rule
+		hs    []uint64
+	)
+	flush := func() {
+		switch {
+		case len(rules) == 0:
+		case out[chain] == nil:
+			out[chain], handles[chain] = rules, hs
+		default: // not listed in one run: never seen, but harmless
+			out[chain] = append(out[chain], rules...)
+			handles[chain] = append(handles[chain], hs...)
+		}
+	}
 	err := k.rd.request(unix.NFT_MSG_GETRULE, byte(k.table.Family), true, k.nameAttr(unix.NFTA_RULE_TABLE), func(typ uint16, data []byte) error {
 		if typ != unix.NFT_MSG_NEWRULE {
 			return nil
 		}
-		chain, handle, r, err := parseRuleMsg(data)
+		name, handle, r, err := parseRuleMsg(data)
 		if err != nil {
 			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
 		}
-		out[chain] = append(out[chain], r)
-		handles[chain] = append(handles[chain], handle)
+		if len(rules) == 0 || string(name) != chain {
+			flush()
+			chain, rules, hs = string(name), nil, nil
+		}
+		rules, hs = append(rules, r), append(hs, handle)
 		return nil
 	})
+	flush()
 	if err != nil {
 		if errors.Is(err, errDumpInterrupted) {
 			return nil, nil, err
@@ -564,11 +611,11 @@ func (k *Kernel) dumpRuleMessages(chain string) ([]netlink.Message, error) {
 }
 
 // parseRuleMsg decodes one rule of a listing (data after the nfgenmsg
-// header): its chain, handle and rule, which says why in its comment if the
-// vocabulary cannot express it.
-func parseRuleMsg(data []byte) (string, uint64, Rule, error) {
+// header): its chain's name (aliasing data), handle and rule, which says why
+// in its comment if the vocabulary cannot express it.
+func parseRuleMsg(data []byte) ([]byte, uint64, Rule, error) {
 	var (
-		chain   string
+		chain   []byte
 		kr      nftables.Rule
 		exprErr error
 	)
@@ -576,7 +623,7 @@ func parseRuleMsg(data []byte) (string, uint64, Rule, error) {
 	for a.next() {
 		switch a.typ {
 		case unix.NFTA_RULE_CHAIN:
-			chain = a.str()
+			chain = bytes.TrimRight(a.val, "\x00")
 		case unix.NFTA_RULE_HANDLE:
 			kr.Handle = a.u64()
 		case unix.NFTA_RULE_USERDATA:
@@ -586,7 +633,7 @@ func parseRuleMsg(data []byte) (string, uint64, Rule, error) {
 		}
 	}
 	if a.err != nil {
-		return "", 0, Rule{}, fmt.Errorf("rule message: %w", a.err)
+		return nil, 0, Rule{}, fmt.Errorf("rule message: %w", a.err)
 	}
 	if exprErr != nil {
 		r := Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, exprErr)}
