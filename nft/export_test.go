@@ -2,6 +2,7 @@ package nft
 
 import (
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,4 +77,50 @@ func DecodeExprs(b []byte) (ours, library []expr.Any, oursErr, libraryErr error)
 	ours, oursErr = decodeExprs(b)
 	library, libraryErr = libraryDecodeExprs(unix.NFPROTO_INET, b)
 	return ours, library, oursErr, libraryErr
+}
+
+// ListRaw sends the requests of a full Read and reads their answers without
+// decoding them (but the set names it needs), the floor under Read's cost:
+// the kernel's work and the system calls. It returns how many messages the
+// kernel answered.
+func (k *Kernel) ListRaw() (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	msgs := 0
+	count := func(uint16, []byte) error { msgs++; return nil }
+	fam := byte(k.table.Family)
+	var sets []string
+	for _, r := range []struct {
+		msg  uint16
+		fam  byte
+		dump bool
+		attr []netlink.Attribute
+		fn   func(uint16, []byte) error
+	}{
+		{unix.NFT_MSG_GETGEN, unix.AF_UNSPEC, false, nil, count},
+		{unix.NFT_MSG_GETTABLE, fam, false, k.nameAttr(unix.NFTA_TABLE_NAME), count},
+		{unix.NFT_MSG_GETCHAIN, fam, true, nil, count},
+		{unix.NFT_MSG_GETRULE, fam, true, k.nameAttr(unix.NFTA_RULE_TABLE), count},
+		{unix.NFT_MSG_GETSET, fam, true, k.nameAttr(unix.NFTA_SET_TABLE), func(typ uint16, data []byte) error {
+			msgs++
+			for a := (attrs{b: data}); a.next(); {
+				if a.typ == unix.NFTA_SET_NAME {
+					sets = append(sets, a.str())
+				}
+			}
+			return nil
+		}},
+		{unix.NFT_MSG_GETOBJ, fam, true, k.nameAttr(unix.NFTA_OBJ_TABLE), count},
+		{unix.NFT_MSG_GETGEN, unix.AF_UNSPEC, false, nil, count},
+	} {
+		if err := k.rd.request(r.msg, r.fam, r.dump, r.attr, r.fn); err != nil {
+			return msgs, err
+		}
+	}
+	for _, s := range sets {
+		if err := k.rd.request(unix.NFT_MSG_GETSETELEM, fam, true, k.nameAttr(unix.NFTA_SET_ELEM_LIST_TABLE, s), count); err != nil {
+			return msgs, err
+		}
+	}
+	return msgs, nil
 }

@@ -86,3 +86,42 @@ func showExprs(exprs []expr.Any) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
+
+// TestKernelReadSharedRules reads chains whose rules repeat byte for byte,
+// or differ only by their comment, the way a node's policy chains do, and
+// then the same after an outsider changed one of the copies: every chain
+// reads back as itself.
+func TestKernelReadSharedRules(t *testing.T) {
+	ns, k := newKernel(t)
+	tcp := nft.Cmp{Field: nft.FieldL4Proto, Value: nft.ProtoValue(nft.ProtoTCP)}
+	rule := func(comment string) nft.Rule {
+		return nft.Rule{Comment: comment, Exprs: []nft.Expr{tcp, nft.Cmp{Field: nft.FieldTHDport, Value: nft.PortValue(80)}, accept()}}
+	}
+	want := nft.NewState()
+	for _, c := range []struct {
+		name  string
+		rules []nft.Rule
+	}{
+		{"a", []nft.Rule{rule(""), rule("")}},
+		{"b", []nft.Rule{rule(""), rule("")}},
+		{"c", []nft.Rule{rule("c"), rule("")}},
+	} {
+		addChain(want, nft.Chain{Name: c.name, Rules: c.rules})
+	}
+	applyState(t, k, want)
+	assertConverged(t, k, want)
+	nftScript(t, ns, "add rule inet "+testTable+" b tcp dport 81 accept")
+	got := readState(t, k)
+	if n := len(got.Chains["b"].Rules); n != 3 {
+		t.Fatalf("chain b reads back with %d rules, want 3", n)
+	}
+	for _, c := range []string{"a", "c"} {
+		if !reflect.DeepEqual(got.Chains[c].Rules, want.Chains[c].Rules) {
+			t.Errorf("chain %s reads back as %v, want %v", c, got.Chains[c].Rules, want.Chains[c].Rules)
+		}
+	}
+	if tx, err := k.Reconcile(context.Background(), want); err != nil || tx.Size() != 1 {
+		t.Fatalf("Reconcile: %v, %v; want the one added rule deleted", tx, err)
+	}
+	assertConverged(t, k, want)
+}

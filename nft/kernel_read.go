@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/nftables"
@@ -424,18 +425,6 @@ func liftBase(kc *nftables.Chain) *BaseChain {
 	return b
 }
 
-func liftKernelRule(kr *nftables.Rule) Rule {
-	var r Rule
-	if c, ok := userdata.GetString(kr.UserData, userdata.TypeComment); ok {
-		r.Comment = c
-	}
-	exprs, err := liftRule(kr.Exprs)
-	if err != nil {
-		return Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, err)}
-	}
-	r.Exprs = exprs
-	return r
-}
 
 // rawSet is a set as the kernel describes it. google/nftables v0.3.0 decodes
 // the key type of verdict maps as "verdict" and drops set comments, so sets are
@@ -569,11 +558,12 @@ func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
 			handles[chain] = append(handles[chain], hs...)
 		}
 	}
+	var dec ruleDecoder
 	err := k.rd.request(unix.NFT_MSG_GETRULE, byte(k.table.Family), true, k.nameAttr(unix.NFTA_RULE_TABLE), func(typ uint16, data []byte) error {
 		if typ != unix.NFT_MSG_NEWRULE {
 			return nil
 		}
-		name, handle, r, err := parseRuleMsg(data)
+		name, handle, r, err := dec.parse(data)
 		if err != nil {
 			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
 		}
@@ -610,14 +600,26 @@ func (k *Kernel) dumpRuleMessages(chain string) ([]netlink.Message, error) {
 	return msgs, nil
 }
 
-// parseRuleMsg decodes one rule of a listing (data after the nfgenmsg
-// header): its chain's name (aliasing data), handle and rule, which says why
-// in its comment if the vocabulary cannot express it.
-func parseRuleMsg(data []byte) ([]byte, uint64, Rule, error) {
+// ruleDecoder decodes the rules of one listing. A rule whose expressions
+// and comment are, byte for byte, those of a rule decoded before gets that
+// rule's decoding: many rules of a node repeat (the policies of one peer
+// group allow the same ports and jump to the same peer chain, every pod
+// chain ends with the same counter and drop), and a Rule is never modified
+// in place, so they share it. The memo lives for one listing.
+type ruleDecoder struct {
+	memo map[string]Rule
+	key  []byte
+}
+
+// parse decodes one rule message (data after the nfgenmsg header): its
+// chain's name (aliasing data), handle and rule, which says why in its
+// comment if the vocabulary cannot express it.
+func (d *ruleDecoder) parse(data []byte) ([]byte, uint64, Rule, error) {
 	var (
 		chain   []byte
-		kr      nftables.Rule
-		exprErr error
+		handle  uint64
+		exprs   []byte
+		comment []byte
 	)
 	a := attrs{b: data}
 	for a.next() {
@@ -625,21 +627,50 @@ func parseRuleMsg(data []byte) ([]byte, uint64, Rule, error) {
 		case unix.NFTA_RULE_CHAIN:
 			chain = bytes.TrimRight(a.val, "\x00")
 		case unix.NFTA_RULE_HANDLE:
-			kr.Handle = a.u64()
+			handle = a.u64()
 		case unix.NFTA_RULE_USERDATA:
-			kr.UserData = a.val
+			comment = a.val
 		case unix.NFTA_RULE_EXPRESSIONS:
-			kr.Exprs, exprErr = decodeExprs(a.val)
+			exprs = a.val
 		}
 	}
 	if a.err != nil {
 		return nil, 0, Rule{}, fmt.Errorf("rule message: %w", a.err)
 	}
-	if exprErr != nil {
-		r := Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, exprErr)}
-		return chain, kr.Handle, r, nil
+	d.key = append(binary.AppendUvarint(d.key[:0], uint64(len(comment))), comment...)
+	d.key = append(d.key, exprs...)
+	if r, ok := d.memo[string(d.key)]; ok {
+		return chain, handle, r, nil
 	}
-	return chain, kr.Handle, liftKernelRule(&kr), nil
+	r, err := liftKernelRule(exprs, comment)
+	if err != nil {
+		// Not kept: the comment names the handle.
+		return chain, handle, Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", handle, err)}, nil
+	}
+	if d.memo == nil {
+		d.memo = map[string]Rule{}
+	}
+	d.memo[string(d.key)] = r
+	return chain, handle, r, nil
+}
+
+// liftKernelRule is the rule of the vocabulary that a kernel rule's
+// expressions and userdata express.
+func liftKernelRule(exprs, userData []byte) (Rule, error) {
+	var r Rule
+	if c, ok := userdata.GetString(userData, userdata.TypeComment); ok {
+		r.Comment = c
+	}
+	kexprs, err := decodeExprs(exprs)
+	if err != nil {
+		return Rule{}, err
+	}
+	if r.Exprs, err = liftRule(kexprs); err != nil {
+		return Rule{}, err
+	}
+	// Clipped: rules that share it (ruleDecoder) must not share appends.
+	r.Exprs = slices.Clip(r.Exprs)
+	return r, nil
 }
 
 // generation returns the ruleset generation, which changes with every
