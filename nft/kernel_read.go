@@ -425,7 +425,6 @@ func liftBase(kc *nftables.Chain) *BaseChain {
 	return b
 }
 
-
 // rawSet is a set as the kernel describes it. google/nftables v0.3.0 decodes
 // the key type of verdict maps as "verdict" and drops set comments, so sets are
 // listed with a dump of our own.
