@@ -123,25 +123,35 @@ func (d *dumper) request(msg uint16, fam byte, dump bool, attrs []netlink.Attrib
 
 // receive reads one datagram into d.buf, waiting for it.
 func (d *dumper) receive() (int, error) {
-	rc, err := d.conn.SyscallConn()
+	n, err := receiveFrom(d.conn, d.buf)
+	if err != nil {
+		return 0, err
+	}
+	if n > len(d.buf) {
+		// Cannot happen with the kernel's dump part size; the datagram
+		// is lost, so the answer is incomplete.
+		return 0, fmt.Errorf("netlink datagram of %d bytes truncated to %d", n, len(d.buf))
+	}
+	return n, nil
+}
+
+// receiveFrom reads one datagram from c into buf, waiting for one; n is its
+// full length (MSG_TRUNC), which may exceed the buffer.
+func receiveFrom(c *netlink.Conn, buf []byte) (int, error) {
+	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
 	var n int
 	var rerr error
 	if err := rc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), d.buf, unix.MSG_TRUNC)
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
 		return rerr != unix.EAGAIN
 	}); err != nil {
 		return 0, err
 	}
 	if rerr != nil {
 		return 0, os.NewSyscallError("recvfrom", rerr)
-	}
-	if n > len(d.buf) {
-		// Cannot happen with the kernel's dump part size; the datagram
-		// is lost, so the answer is incomplete.
-		return 0, fmt.Errorf("netlink datagram of %d bytes truncated to %d", n, len(d.buf))
 	}
 	return n, nil
 }

@@ -174,16 +174,11 @@ func decodeExpr(name string, data []byte) (expr.Any, error) {
 		}
 		e = l
 	case "counter":
-		c := &expr.Counter{}
-		for a.next() {
-			switch a.typ {
-			case unix.NFTA_COUNTER_BYTES:
-				c.Bytes = a.u64()
-			case unix.NFTA_COUNTER_PACKETS:
-				c.Packets = a.u64()
-			}
+		c, err := parseCounterData(data) // a counter object's data, the same attributes
+		if err != nil {
+			return nil, fmt.Errorf("expression %q: %w", name, err)
 		}
-		e = c
+		e = &expr.Counter{Bytes: c.Bytes, Packets: c.Packets}
 	case "log":
 		l, err := decodeLog(data)
 		if err != nil {
