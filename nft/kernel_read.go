@@ -539,25 +539,20 @@ func keyLenOf(key []KeyType) uint32 {
 // kernel order, with their handles. (google/nftables lists one chain per
 // request, which costs a round trip per chain.)
 func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
-	out, handles := map[string][]Rule{}, map[string][]uint64{}
-	// The kernel lists the rules chain by chain: they are collected per
-	// run of one chain, whose name is decoded once.
-	var (
-		chain string
-		rules []Rule
-		hs    []uint64
-	)
-	flush := func() {
-		switch {
-		case len(rules) == 0:
-		case out[chain] == nil:
-			out[chain], handles[chain] = rules, hs
-		default: // not listed in one run: never seen, but harmless
-			out[chain] = append(out[chain], rules...)
-			handles[chain] = append(handles[chain], hs...)
-		}
+	// The kernel lists the rules chain by chain: they go into one slice,
+	// cut per run of one chain (each with its capacity, so that appending
+	// to one chain's rules never writes over the next's), whose name is
+	// decoded once.
+	type run struct {
+		chain      string
+		start, end int
 	}
-	var dec ruleDecoder
+	var (
+		runs    []run
+		rules   []Rule
+		handles []uint64
+		dec     ruleDecoder
+	)
 	err := k.rd.request(unix.NFT_MSG_GETRULE, byte(k.table.Family), true, k.nameAttr(unix.NFTA_RULE_TABLE), func(typ uint16, data []byte) error {
 		if typ != unix.NFT_MSG_NEWRULE {
 			return nil
@@ -566,21 +561,28 @@ func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
 		if err != nil {
 			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
 		}
-		if len(rules) == 0 || string(name) != chain {
-			flush()
-			chain, rules, hs = string(name), nil, nil
+		if len(runs) == 0 || string(name) != runs[len(runs)-1].chain {
+			runs = append(runs, run{chain: string(name), start: len(rules)})
 		}
-		rules, hs = append(rules, r), append(hs, handle)
+		rules, handles = append(rules, r), append(handles, handle)
+		runs[len(runs)-1].end = len(rules)
 		return nil
 	})
-	flush()
 	if err != nil {
 		if errors.Is(err, errDumpInterrupted) {
 			return nil, nil, err
 		}
 		return nil, nil, k.wrap("list rules", err)
 	}
-	return out, handles, nil
+	byChain, handlesByChain := make(map[string][]Rule, len(runs)), make(map[string][]uint64, len(runs))
+	for _, r := range runs {
+		rs, hs := rules[r.start:r.end:r.end], handles[r.start:r.end:r.end]
+		if prev, ok := byChain[r.chain]; ok { // a chain listed in two runs: never seen
+			rs, hs = append(prev, rs...), append(handlesByChain[r.chain], hs...)
+		}
+		byChain[r.chain], handlesByChain[r.chain] = rs, hs
+	}
+	return byChain, handlesByChain, nil
 }
 
 // dumpRuleMessages dumps the rules of one chain of the table, each message
