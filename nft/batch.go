@@ -214,23 +214,7 @@ func appendMessage(buf []byte, m netlink.Message, seq uint32) []byte {
 }
 
 // sendRaw writes one datagram to the kernel on the batch socket.
-func (k *Kernel) sendRaw(buf []byte) error {
-	rc, err := k.batches.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return serr != unix.EAGAIN
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return os.NewSyscallError("sendto", serr)
-	}
-	return nil
-}
+func (k *Kernel) sendRaw(buf []byte) error { return sendTo(k.batches, buf) }
 
 // errnoOf returns the error code of an NLMSG_ERROR answer (0: acknowledgement).
 func errnoOf(m syscall.NetlinkMessage) unix.Errno {

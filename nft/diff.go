@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"reflect"
@@ -264,13 +265,16 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	if d.recreateSets[n] {
 		f = nil
 	}
+	removed := d.removed.Elements[n]
 	var ids []string
 	if d.scope == nil || d.scope.Sets[n] {
+		if len(removed) == 0 && sameElements(f, t) {
+			return nil, nil // the common case of a full Diff: sorting no IDs
+		}
 		ids = unionElems(f, t)
 	} else {
 		ids = slices.Sorted(maps.Keys(d.scope.Elements[n]))
 	}
-	removed := d.removed.Elements[n]
 	if len(removed) > 0 && d.scope != nil && !d.scope.Sets[n] {
 		ids = union(d.scope.Elements[n], removed)
 	}
@@ -401,6 +405,20 @@ func unionElems(f, t *Set) []string {
 	return union(a, b)
 }
 
+// sameElements reports whether sets f and t hold elements of the same IDs
+// with the same verdicts (f nil: no).
+func sameElements(f, t *Set) bool {
+	if f == nil || len(f.Elements) != len(t.Elements) {
+		return false
+	}
+	for id, te := range t.Elements {
+		if fe, ok := f.Elements[id]; !ok || !sameVerdict(fe.Verdict, te.Verdict) {
+			return false
+		}
+	}
+	return true
+}
+
 func sameSetDef(a, b *Set) bool {
 	return slices.Equal(a.Key, b.Key) && a.Interval == b.Interval && a.VerdictMap == b.VerdictMap
 }
@@ -448,6 +466,27 @@ func SameRule(a, b Rule) bool {
 }
 
 func sameExpr(x, y Expr) bool {
+	// The kinds with slices first, compared field by field: reflect's
+	// DeepEqual was most of diffing a table of 20,000 unchanged rules. A
+	// nil and an empty slice are equal, as below.
+	switch a := x.(type) {
+	case Cmp:
+		if b, ok := y.(Cmp); ok && a.Field == b.Field && a.Neq == b.Neq && bytes.Equal(a.Value, b.Value) {
+			return true
+		}
+	case Range:
+		if b, ok := y.(Range); ok && a.Field == b.Field && bytes.Equal(a.From, b.From) && bytes.Equal(a.To, b.To) {
+			return true
+		}
+	case Lookup:
+		if b, ok := y.(Lookup); ok && a.Set == b.Set && a.Neq == b.Neq && slices.Equal(a.Fields, b.Fields) {
+			return true
+		}
+	case VerdictMapLookup:
+		if b, ok := y.(VerdictMapLookup); ok && a.Map == b.Map && slices.Equal(a.Fields, b.Fields) {
+			return true
+		}
+	}
 	tx := reflect.TypeOf(x)
 	if tx != reflect.TypeOf(y) {
 		return false

@@ -18,8 +18,8 @@ import (
 //
 // google/nftables marshals every message; Kernel sends batches on its own
 // netlink socket without per-message acknowledgements (see batch.go), and
-// reads listings through google/nftables plus a raw socket for what the
-// library decodes lossily. It remembers the definitions of the sets it created
+// reads listings on another with its own decoding (dump.go, kernel_read.go):
+// the library's decodes lossily in places and allocates heavily. It remembers the definitions of the sets it created
 // or read, because element operations need a set's key layout; on a miss it
 // asks the kernel once. After a failed batch it reconnects, so no stale answer
 // or half-built batch survives.
@@ -56,10 +56,9 @@ type Kernel struct {
 	mu      sync.Mutex
 	table   *nftables.Table
 	netns   int
-	conn    *nftables.Conn // listings
-	nl      *netlink.Conn  // the socket under conn
-	reader  *netlink.Conn  // raw dumps the library decodes lossily (sets)
-	batches *netlink.Conn  // sends batches, reads only their errors
+	reader  *netlink.Conn // listings, through rd
+	rd      *dumper
+	batches *netlink.Conn // sends batches, reads only their errors
 	recvBuf []byte
 	seq     uint32 // last sequence number used on batches
 	// builder marshals batches into captured; it never touches a socket.
@@ -90,6 +89,7 @@ type Kernel struct {
 	// instead of mu, so that reading counters never waits for a batch.
 	countersMu   sync.Mutex
 	countersConn *netlink.Conn
+	countersRd   *dumper
 }
 
 var (
@@ -145,19 +145,11 @@ func NewKernel(opts ...KernelOption) (*Kernel, error) {
 }
 
 func (k *Kernel) dial() error {
-	conn, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(k.netns),
-		nftables.WithSockOptions(func(c *netlink.Conn) error {
-			k.nl = c
-			return nil
-		}))
-	if err != nil {
-		return fmt.Errorf("nft: open netlink connection: %w", err)
-	}
-	k.conn = conn
+	var err error
 	if k.reader, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns}); err != nil {
-		_ = k.closeConns()
 		return fmt.Errorf("nft: open netlink connection: %w", err)
 	}
+	k.rd = newDumper(k.reader)
 	if k.batches, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: k.netns}); err != nil {
 		_ = k.closeConns()
 		return fmt.Errorf("nft: open netlink connection: %w", err)
@@ -185,11 +177,9 @@ func (k *Kernel) dial() error {
 		return fmt.Errorf("nft: prepare batch builder: %w", err)
 	}
 	k.recvBuf = make([]byte, 64<<10)
-	for _, c := range []*netlink.Conn{k.nl, k.reader} {
-		if err := primeDumpSize(c); err != nil {
-			_ = k.closeConns()
-			return fmt.Errorf("nft: prepare netlink connection: %w", err)
-		}
+	if err := primeDumpSize(k.reader); err != nil {
+		_ = k.closeConns()
+		return fmt.Errorf("nft: prepare netlink connection: %w", err)
 	}
 	return nil
 }
@@ -203,17 +193,13 @@ func (k *Kernel) Close() error {
 
 func (k *Kernel) closeConns() error {
 	var errs []error
-	if k.conn != nil {
-		errs = append(errs, k.conn.CloseLasting())
-		k.conn = nil
-	}
 	for _, c := range []**netlink.Conn{&k.reader, &k.batches} {
 		if *c != nil {
 			errs = append(errs, (*c).Close())
 			*c = nil
 		}
 	}
-	k.builder, k.nl = nil, nil
+	k.builder, k.rd = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -226,7 +212,7 @@ func (k *Kernel) reset() error {
 }
 
 func (k *Kernel) ready() error {
-	if k.conn == nil {
+	if k.reader == nil {
 		return k.dial()
 	}
 	return nil

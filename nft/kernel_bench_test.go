@@ -240,14 +240,20 @@ func BenchmarkKernelDelta(b *testing.B) {
 }
 
 func benchKernelDelta(b *testing.B, st *nft.State, policies int, watch string) {
-	b.Run(fmt.Sprintf("policies=%d/elements=%d/watch=%s", policies, countElements(st), watch), func(b *testing.B) {
+	set := fmt.Sprintf("peer-v4-%05d", max(policies/10, 1)-1)
+	benchKernelDeltaOn(b, fmt.Sprintf("policies=%d/elements=%d/watch=%s", policies, countElements(st), watch), st, set, watch)
+}
+
+// benchKernelDeltaOn measures one-element deltas on set of st (see
+// BenchmarkKernelDelta).
+func benchKernelDeltaOn(b *testing.B, name string, st *nft.State, set, watch string) {
+	b.Run(name, func(b *testing.B) {
 		ns, k := newKernel(b)
 		ctx := context.Background()
 		applyState(b, k, st)
 		drain := benchWatch(b, ns, k, watch)
 		// The set created last: the kernel finds a set by a walk over
 		// the table's sets in creation order, so this is the slowest.
-		set := fmt.Sprintf("peer-v4-%05d", max(policies/10, 1)-1)
 		a := nft.Element{Key: []nft.Value{addr("198.19.200.1")}}
 		c := nft.Element{Key: []nft.Value{addr("198.19.200.2")}}
 		var first nft.Transaction
@@ -257,7 +263,7 @@ func benchKernelDelta(b *testing.B, st *nft.State, policies int, watch string) {
 		}
 		lat := make([]time.Duration, 0, b.N)
 		drain()
-		c0 := nfttest.CPUTime(b)
+		u0, s0 := nfttest.CPUTimes(b)
 		b.ResetTimer()
 		for i := range b.N {
 			var tx nft.Transaction
@@ -276,16 +282,57 @@ func benchKernelDelta(b *testing.B, st *nft.State, policies int, watch string) {
 		}
 		drain()
 		b.StopTimer()
-		cpu := nfttest.CPUTime(b) - c0
+		u1, s1 := nfttest.CPUTimes(b)
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64((u1-u0+s1-s0).Microseconds())/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64((s1-s0).Microseconds())/float64(b.N), "sys-µs/op")
 	})
 }
 
+// BenchmarkKernelDeltaFloor is what the kernel alone makes a one-element
+// delta (BenchmarkKernelDelta's transaction) cost: in a table holding only
+// the set, and in tables that hold only what the 10,000-policy node has more
+// of, 2,002 sets (the kernel finds the set of each element message by a walk
+// over the table's sets, from the oldest, and this set is the last) or
+// 12,003 chains (every commit walks all chains of all tables to publish
+// their rule blobs, nf_tables_commit). sys-µs/op is the kernel's share.
+func BenchmarkKernelDeltaFloor(b *testing.B) {
+	peers := func(s *nft.State, name string) {
+		elems := make([]nft.Element, 100)
+		for i := range elems {
+			elems[i] = nft.Element{Key: []nft.Value{nft.AddrValue(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))}}
+		}
+		addSet(s, nft.Set{Name: name, Key: []nft.KeyType{nft.TypeIPv4Addr}}, elems...)
+	}
+	const set = "peer-v4-last"
+	minimal := nft.NewState()
+	peers(minimal, set)
+	sets := nft.NewState()
+	for i := range 2001 {
+		addSet(sets, nft.Set{Name: fmt.Sprintf("other-%05d", i), Key: []nft.KeyType{nft.TypeIPv4Addr}})
+	}
+	peers(sets, set)
+	chains := nft.NewState()
+	peers(chains, set)
+	for i := range 12003 {
+		addChain(chains, nft.Chain{Name: fmt.Sprintf("chain-%05d", i)})
+	}
+	for _, v := range []struct {
+		name string
+		st   *nft.State
+	}{{"minimal", minimal}, {"sets=2002", sets}, {"chains=12003", chains}} {
+		benchKernelDeltaOn(b, v.name, v.st, set, "off")
+	}
+}
+
 // BenchmarkKernelReconcileNoop measures a Reconcile that finds nothing to do:
-// listing the whole table and diffing it (the periodic safety net).
+// listing the whole table and diffing it (a restart against the table the
+// previous run left, and the periodic safety net). CPU time is the process's
+// (getrusage), so the garbage collector's work and the kernel's (sys-ms) for
+// the dumps count too. floor-cpu-ms is the floor measured beside it: the
+// same netlink requests with their answers read but not decoded (ListRaw).
 func BenchmarkKernelReconcileNoop(b *testing.B) {
 	for _, policies := range benchSizes {
 		st := nodeState(policies, true, false)
@@ -293,7 +340,7 @@ func BenchmarkKernelReconcileNoop(b *testing.B) {
 			_, k := newKernel(b)
 			ctx := context.Background()
 			applyState(b, k, st)
-			c0 := nfttest.CPUTime(b)
+			u0, s0 := nfttest.CPUTimes(b)
 			b.ResetTimer()
 			for range b.N {
 				tx, err := k.Reconcile(ctx, st)
@@ -305,7 +352,20 @@ func BenchmarkKernelReconcileNoop(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64((nfttest.CPUTime(b)-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
+			u1, s1 := nfttest.CPUTimes(b)
+			b.ReportMetric(float64((u1-u0+s1-s0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64((s1-s0).Microseconds())/1000/float64(b.N), "sys-ms/op")
+			// The floor beside it: the same requests, their answers
+			// read but not decoded.
+			u0, s0 = nfttest.CPUTimes(b)
+			for range b.N {
+				if _, err := k.ListRaw(); err != nil {
+					b.Fatalf("ListRaw: %v", err)
+				}
+			}
+			u1, s1 = nfttest.CPUTimes(b)
+			b.ReportMetric(float64((u1-u0+s1-s0).Microseconds())/1000/float64(b.N), "floor-cpu-ms/op")
+			b.ReportMetric(float64((s1-s0).Microseconds())/1000/float64(b.N), "floor-sys-ms/op")
 		})
 	}
 }

@@ -2,7 +2,7 @@ package nft
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/google/nftables/binaryutil"
@@ -131,7 +131,7 @@ func (k *Kernel) objectIn(name string, seen map[string]*kernelObject) (*kernelOb
 		return o, nil
 	}
 	if k.objects == nil {
-		objs, err := k.dumpObjects(k.reader, 0)
+		objs, err := k.dumpObjects(k.rd, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -182,66 +182,56 @@ func (r rawObject) known() *Object {
 	return r.obj
 }
 
-// dumpObjects lists the table's objects on conn in one dump, only those of
+// dumpObjects lists the table's objects through d in one dump, only those of
 // type typ unless it is 0 (NFT_OBJECT_UNSPEC). A missing table has none.
-func (k *Kernel) dumpObjects(conn *netlink.Conn, typ uint32) ([]rawObject, error) {
-	attrs := []netlink.Attribute{{Type: unix.NFTA_OBJ_TABLE, Data: []byte(k.table.Name + "\x00")}}
+func (k *Kernel) dumpObjects(d *dumper, typ uint32) ([]rawObject, error) {
+	attrs := k.nameAttr(unix.NFTA_OBJ_TABLE)
 	if typ != 0 {
 		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_OBJ_TYPE, Data: binaryutil.BigEndian.PutUint32(typ)})
 	}
-	data, err := netlink.MarshalAttributes(attrs)
-	if err != nil {
-		return nil, fmt.Errorf("nft: list objects: %w", err)
-	}
-	msgs, err := conn.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETOBJ),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
-	})
-	if err != nil {
-		return nil, k.wrap("list objects", err)
-	}
-	out := make([]rawObject, 0, len(msgs))
-	for _, m := range msgs {
-		o, err := parseObjectMsg(m)
+	var out []rawObject
+	err := d.request(unix.NFT_MSG_GETOBJ, byte(k.table.Family), true, attrs, func(mtyp uint16, data []byte) error {
+		if mtyp != unix.NFT_MSG_NEWOBJ {
+			return nil
+		}
+		o, err := parseObjectMsg(data)
 		if err != nil {
-			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
 		}
 		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errDumpInterrupted) {
+			return nil, err
+		}
+		return nil, k.wrap("list objects", err)
 	}
 	return out, nil
 }
 
-// parseObjectMsg decodes one object of a listing.
-func parseObjectMsg(m netlink.Message) (rawObject, error) {
-	if len(m.Data) < 4 {
-		return rawObject{}, fmt.Errorf("short object message")
-	}
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return rawObject{}, fmt.Errorf("object message: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
+// parseObjectMsg decodes one object of a listing (data after the nfgenmsg
+// header).
+func parseObjectMsg(msg []byte) (rawObject, error) {
 	r := rawObject{obj: &Object{}}
 	var data []byte
-	for ad.Next() {
-		switch ad.Type() {
+	a := attrs{b: msg}
+	for a.next() {
+		switch a.typ {
 		case unix.NFTA_OBJ_NAME:
-			r.obj.Name = ad.String()
+			r.obj.Name = a.str()
 		case unix.NFTA_OBJ_TYPE:
-			r.typ = ad.Uint32()
+			r.typ = a.u32()
 		case unix.NFTA_OBJ_DATA:
-			data = ad.Bytes()
+			data = a.val
 		case nftaObjUserdata:
-			if c, ok := userdata.GetString(ad.Bytes(), udataObjComment); ok {
+			if c, ok := userdata.GetString(a.val, udataObjComment); ok {
 				r.obj.Comment = c
 			}
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return rawObject{}, fmt.Errorf("object message: %w", err)
+	if a.err != nil {
+		return rawObject{}, fmt.Errorf("object message: %w", a.err)
 	}
 	switch r.typ {
 	case unix.NFT_OBJECT_COUNTER:
@@ -261,51 +251,43 @@ func parseObjectMsg(m netlink.Message) (rawObject, error) {
 }
 
 func parseCounterData(data []byte) (CounterObject, error) {
-	ad, err := netlink.NewAttributeDecoder(data)
-	if err != nil {
-		return CounterObject{}, err
-	}
-	ad.ByteOrder = binary.BigEndian
 	var c CounterObject
-	for ad.Next() {
-		switch ad.Type() {
+	a := attrs{b: data}
+	for a.next() {
+		switch a.typ {
 		case unix.NFTA_COUNTER_PACKETS:
-			c.Packets = ad.Uint64()
+			c.Packets = a.u64()
 		case unix.NFTA_COUNTER_BYTES:
-			c.Bytes = ad.Uint64()
+			c.Bytes = a.u64()
 		}
 	}
-	return c, ad.Err()
+	return c, a.err
 }
 
 // parseLimitData decodes a limit object's data; nil for a limit the
 // vocabulary cannot express (on bytes, inverted, per hour or longer).
 func parseLimitData(data []byte) (*LimitObject, error) {
-	ad, err := netlink.NewAttributeDecoder(data)
-	if err != nil {
-		return nil, err
-	}
-	ad.ByteOrder = binary.BigEndian
 	var (
 		l                 LimitObject
 		unit, typ, limFlg uint64
 	)
-	for ad.Next() {
-		switch ad.Type() {
+	a := attrs{b: data}
+	for a.next() {
+		switch a.typ {
 		case unix.NFTA_LIMIT_RATE:
-			l.Rate = ad.Uint64()
+			l.Rate = a.u64()
 		case unix.NFTA_LIMIT_UNIT:
-			unit = ad.Uint64()
+			unit = a.u64()
 		case unix.NFTA_LIMIT_BURST:
-			l.Burst = ad.Uint32()
+			l.Burst = a.u32()
 		case unix.NFTA_LIMIT_TYPE:
-			typ = uint64(ad.Uint32())
+			typ = uint64(a.u32())
 		case unix.NFTA_LIMIT_FLAGS:
-			limFlg = uint64(ad.Uint32())
+			limFlg = uint64(a.u32())
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return nil, err
+	if a.err != nil {
+		return nil, a.err
 	}
 	for _, u := range []LimitUnit{PerSecond, PerMinute} {
 		if u.seconds() == unit {
@@ -323,7 +305,7 @@ func parseLimitData(data []byte) (*LimitObject, error) {
 // (the kernel keys them by name and type; nftwarden never makes two), the
 // one of a kind the vocabulary has is kept.
 func (k *Kernel) readObjects(st *State) error {
-	objs, err := k.dumpObjects(k.reader, 0)
+	objs, err := k.dumpObjects(k.rd, 0)
 	if err != nil {
 		return err
 	}
@@ -359,14 +341,14 @@ func (k *Kernel) Counters(ctx context.Context) (map[string]CounterObject, error)
 		if err != nil {
 			return nil, fmt.Errorf("nft: open netlink connection: %w", err)
 		}
-		k.countersConn = c
+		k.countersConn, k.countersRd = c, newDumper(c)
 	}
-	objs, err := k.dumpObjects(k.countersConn, unix.NFT_OBJECT_COUNTER)
+	objs, err := k.dumpObjects(k.countersRd, unix.NFT_OBJECT_COUNTER)
 	if err != nil {
 		// A socket that failed may hold a half-read answer: dial again
 		// next time.
 		_ = k.countersConn.Close()
-		k.countersConn = nil
+		k.countersConn, k.countersRd = nil, nil
 		return nil, err
 	}
 	out := make(map[string]CounterObject, len(objs))
@@ -386,6 +368,6 @@ func (k *Kernel) closeCounters() error {
 		return nil
 	}
 	err := k.countersConn.Close()
-	k.countersConn = nil
+	k.countersConn, k.countersRd = nil, nil
 	return err
 }

@@ -1,14 +1,15 @@
 package nft
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -63,14 +64,15 @@ func (k *Kernel) readConsistent(ctx context.Context) (*State, error) {
 			return nil, err
 		}
 		st, err := k.readOnce(ctx)
-		if err != nil {
+		interrupted := errors.Is(err, errDumpInterrupted)
+		if err != nil && !interrupted {
 			return nil, err
 		}
 		after, err := k.generation()
 		if err != nil {
 			return nil, err
 		}
-		if before == after {
+		if before == after && !interrupted {
 			return st, nil
 		}
 		if attempt == readAttempts {
@@ -82,28 +84,23 @@ func (k *Kernel) readConsistent(ctx context.Context) (*State, error) {
 // readOnce lists the table; the result is consistent only if the generation
 // did not change meanwhile.
 func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
-	if _, err := k.conn.ListTableOfFamily(k.table.Name, k.table.Family); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			k.sets = map[string]setDef{}
-			k.objects = map[string]kernelObject{}
-			k.knowHandles(map[string][]uint64{})
-			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, ErrNotFound)
-		}
+	fam := byte(k.table.Family)
+	err := k.rd.request(unix.NFT_MSG_GETTABLE, fam, false, k.nameAttr(unix.NFTA_TABLE_NAME), func(uint16, []byte) error { return nil })
+	if errors.Is(err, unix.ENOENT) {
+		k.sets = map[string]setDef{}
+		k.objects = map[string]kernelObject{}
+		k.knowHandles(map[string][]uint64{})
+		return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, ErrNotFound)
+	}
+	if err != nil {
 		return nil, k.wrap("list table", err)
 	}
 	st := NewState()
-	chains, err := k.conn.ListChainsOfTableFamily(k.table.Family)
-	if err != nil {
-		return nil, k.wrap("list chains", err)
+	if err := k.readChains(st); err != nil {
+		return nil, err
 	}
-	for _, kc := range chains {
-		if kc.Table == nil || kc.Table.Name != k.table.Name {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("nft: read: %w", err)
-		}
-		st.Chains[kc.Name] = &Chain{Name: kc.Name, Base: liftBase(kc)}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nft: read: %w", err)
 	}
 	rules, handles, err := k.dumpRules()
 	if err != nil {
@@ -120,20 +117,22 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 		return nil, err
 	}
 	fresh := map[string]setDef{}
+	var er elementReader
 	for _, rs := range sets {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("nft: read: %w", err)
 		}
 		s := &Set{Name: rs.name, Key: rs.def.Key, Interval: rs.def.Interval, VerdictMap: rs.def.VerdictMap,
-			Comment: rs.comment, Elements: map[string]Element{}}
+			Comment: rs.comment}
 		st.Sets[s.Name] = s
 		if rs.def.Key == nil {
+			s.Elements = map[string]Element{}
 			// A set of a kind nftwarden never creates: leave it empty so
 			// that Diff recreates it if the name is wanted.
 			continue
 		}
 		fresh[s.Name] = rs.def
-		if err := k.readElements(ctx, s, rs.def); err != nil {
+		if err := k.readElements(ctx, &er, s, rs.def); err != nil {
 			return nil, err
 		}
 	}
@@ -144,33 +143,177 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 	return st, nil
 }
 
+// nameAttr is a request's table name attribute (of type typ), plus the
+// name of an object in the table (type typ+1) when one is given.
+func (k *Kernel) nameAttr(typ uint16, name ...string) []netlink.Attribute {
+	out := []netlink.Attribute{{Type: typ, Data: []byte(k.table.Name + "\x00")}}
+	for _, n := range name {
+		out = append(out, netlink.Attribute{Type: typ + 1, Data: []byte(n + "\x00")})
+	}
+	return out
+}
+
+// readChains lists the table's chains into st. The kernel dumps the chains
+// of every table of the family; the others are skipped.
+func (k *Kernel) readChains(st *State) error {
+	err := k.rd.request(unix.NFT_MSG_GETCHAIN, byte(k.table.Family), true, nil, func(typ uint16, data []byte) error {
+		if typ != unix.NFT_MSG_NEWCHAIN {
+			return nil
+		}
+		c, ours, err := k.parseChainMsg(data)
+		if err != nil || !ours {
+			return err
+		}
+		st.Chains[c.Name] = c
+		return nil
+	})
+	if err != nil {
+		return k.wrap("list chains", err)
+	}
+	return nil
+}
+
+// parseChainMsg decodes one chain of a listing (data after the nfgenmsg
+// header); ours is false for a chain of another table.
+func (k *Kernel) parseChainMsg(data []byte) (c *Chain, ours bool, err error) {
+	var (
+		kc             nftables.Chain
+		hook           nftables.ChainHook
+		prio           nftables.ChainPriority
+		policy         nftables.ChainPolicy
+		name, tableNam []byte
+	)
+	a := attrs{b: data}
+	for a.next() {
+		switch a.typ {
+		case unix.NFTA_CHAIN_TABLE:
+			tableNam = a.val
+		case unix.NFTA_CHAIN_NAME:
+			name = a.val
+		case unix.NFTA_CHAIN_TYPE:
+			kc.Type = nftables.ChainType(a.str())
+		case unix.NFTA_CHAIN_POLICY:
+			policy = nftables.ChainPolicy(a.u32())
+			kc.Policy = &policy
+		case unix.NFTA_CHAIN_HOOK:
+			for h := a.nested(); h.next(); {
+				switch h.typ {
+				case unix.NFTA_HOOK_HOOKNUM:
+					hook = nftables.ChainHook(h.u32())
+				case unix.NFTA_HOOK_PRIORITY:
+					prio = nftables.ChainPriority(h.u32())
+				}
+				if h.err != nil {
+					a.err = h.err
+				}
+			}
+			kc.Hooknum, kc.Priority = &hook, &prio
+		}
+	}
+	if a.err != nil {
+		return nil, false, fmt.Errorf("nft: table inet %s: chain message: %w", k.table.Name, a.err)
+	}
+	if string(bytes.TrimRight(tableNam, "\x00")) != k.table.Name {
+		return nil, false, nil
+	}
+	return &Chain{Name: string(bytes.TrimRight(name, "\x00")), Base: liftBase(&kc)}, true, nil
+}
+
 // Dumps of a hash set that the kernel is resizing are retried this often.
 const (
 	elementDumpAttempts = 10
 	elementDumpBackoff  = 20 * time.Millisecond
 )
 
+// elementReader holds what reading the elements of one set after another
+// reuses: the kernel's elements of the current datagram, for interval sets
+// (whose ranges are paired up only once all are listed) all of them with
+// their bytes copied out of the receive buffer, and the decoded elements,
+// which go into a map of the right size at the end (growing it element by
+// element cost more than decoding them).
+type elementReader struct {
+	batch, all []nftables.SetElement
+	slab       []byte
+	elems      []Element
+}
+
+// keep copies b out of the receive buffer into the reader's slab.
+func (er *elementReader) keep(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > cap(er.slab)-len(er.slab) {
+		er.slab = make([]byte, 0, max(64<<10, len(b)))
+	}
+	n := len(er.slab)
+	er.slab = append(er.slab, b...)
+	return er.slab[n:len(er.slab):len(er.slab)]
+}
+
 // readElements fills s.Elements from the kernel. A hash set walk that crosses
 // a resize of the table (the kernel grows or shrinks it in the background
 // after bulk changes) restarts in the new order while the dump keeps counting,
 // so it lists some elements twice and as many not at all. Duplicates are
 // therefore an exact sign of a torn dump: dump again until there are none.
-func (k *Kernel) readElements(ctx context.Context, s *Set, def setDef) error {
+//
+// Elements are decoded datagram by datagram, straight from the receive
+// buffer, except in single-field interval sets, whose start and end
+// elements are paired after sorting them all (setDef.decodeElements).
+func (k *Kernel) readElements(ctx context.Context, er *elementReader, s *Set, def setDef) error {
 	backoff := elementDumpBackoff
-	for attempt := 1; ; attempt++ {
-		kes, err := k.conn.GetSetElements(&nftables.Set{Table: k.table, Name: s.Name})
-		if err != nil {
-			return k.wrap(fmt.Sprintf("list elements of set %q", s.Name), err)
+	whole := def.Interval && !def.concat()
+	plain := len(def.Key) == 1 && !def.Interval && !def.VerdictMap
+	decode := func(kes []nftables.SetElement) error {
+		var err error
+		if plain {
+			er.elems, err = appendPlainElements(er.elems, kes, def.Key[0])
+		} else {
+			var elems []Element
+			elems, err = def.decodeElements(kes)
+			er.elems = append(er.elems, elems...)
 		}
-		elems, err := def.decodeElements(kes)
 		if err != nil {
 			return fmt.Errorf("nft: table inet %s: set %q: %w", k.table.Name, s.Name, err)
 		}
-		clear(s.Elements)
-		for _, e := range elems {
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		er.all, er.elems, er.slab = er.all[:0], er.elems[:0], er.slab[:0]
+		err := k.rd.request(unix.NFT_MSG_GETSETELEM, byte(k.table.Family), true, k.nameAttr(unix.NFTA_SET_ELEM_LIST_TABLE, s.Name),
+			func(typ uint16, data []byte) error {
+				if typ != unix.NFT_MSG_NEWSETELEM {
+					return nil
+				}
+				var err error
+				if er.batch, err = appendKernelElements(er.batch[:0], data); err != nil {
+					return fmt.Errorf("nft: table inet %s: set %q: %w", k.table.Name, s.Name, err)
+				}
+				if !whole {
+					return decode(er.batch)
+				}
+				for _, ke := range er.batch {
+					ke.Key, ke.KeyEnd, ke.Val = er.keep(ke.Key), er.keep(ke.KeyEnd), er.keep(ke.Val)
+					er.all = append(er.all, ke)
+				}
+				return nil
+			})
+		if err != nil {
+			if errors.Is(err, errDumpInterrupted) {
+				return err
+			}
+			return k.wrap(fmt.Sprintf("list elements of set %q", s.Name), err)
+		}
+		if whole {
+			if err := decode(er.all); err != nil {
+				return err
+			}
+		}
+		s.Elements = make(map[string]Element, len(er.elems))
+		for _, e := range er.elems {
 			s.Elements[ElementID(s, e)] = e
 		}
-		if len(s.Elements) == len(elems) || def.Interval || attempt == elementDumpAttempts {
+		clear(er.elems) // drop the references to the keys
+		if len(s.Elements) == len(er.elems) || def.Interval || attempt == elementDumpAttempts {
 			return nil
 		}
 		select {
@@ -180,6 +323,79 @@ func (k *Kernel) readElements(ctx context.Context, s *Set, def setDef) error {
 		}
 		backoff *= 2
 	}
+}
+
+// appendPlainElements appends the elements kes of a set of one key field
+// of type key, without intervals or verdicts (the peer address sets that
+// hold most of a node's elements), as setDef.decodeElements decodes them,
+// but with the keys of all in two allocations instead of two per element.
+func appendPlainElements(out []Element, kes []nftables.SetElement, key KeyType) ([]Element, error) {
+	n := key.Len()
+	vals := make([]Value, len(kes))
+	slab := make([]byte, 0, n*len(kes))
+	for i, ke := range kes {
+		if len(ke.Key) != n {
+			return nil, fmt.Errorf("key %x is not a %v (%d bytes)", ke.Key, key, n)
+		}
+		slab = append(slab, ke.Key...)
+		vals[i] = Value(slab[len(slab)-n : len(slab) : len(slab)])
+		out = append(out, Element{Key: vals[i : i+1 : i+1]})
+	}
+	return out, nil
+}
+
+// appendKernelElements appends the elements of one NEWSETELEM message (data
+// after the nfgenmsg header) to out, as google/nftables decodes them (key,
+// key end, data, interval end flag), their bytes aliasing data.
+func appendKernelElements(out []nftables.SetElement, data []byte) ([]nftables.SetElement, error) {
+	a := attrs{b: data}
+	for a.next() {
+		if a.typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			continue
+		}
+		for list := a.nested(); list.next(); {
+			var ke nftables.SetElement
+			if list.typ == unix.NFTA_LIST_ELEM {
+				for e := list.nested(); e.next(); {
+					var err error
+					switch e.typ {
+					case unix.NFTA_SET_ELEM_KEY:
+						ke.Key, err = elementData(e.val)
+					case nftables.NFTA_SET_ELEM_KEY_END:
+						ke.KeyEnd, err = elementData(e.val)
+					case unix.NFTA_SET_ELEM_DATA:
+						ke.Val, err = elementData(e.val)
+					case unix.NFTA_SET_ELEM_FLAGS:
+						ke.IntervalEnd = e.u32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
+					}
+					if err == nil {
+						err = e.err
+					}
+					if err != nil {
+						return nil, fmt.Errorf("element: %w", err)
+					}
+				}
+			}
+			out = append(out, ke)
+			if list.err != nil {
+				return nil, list.err
+			}
+		}
+	}
+	return out, a.err
+}
+
+// elementData is what google/nftables takes from an element's key or data:
+// the contents of its last NFTA_DATA_VALUE or NFTA_DATA_VERDICT attribute.
+func elementData(b []byte) ([]byte, error) {
+	var v []byte
+	a := attrs{b: b}
+	for a.next() {
+		if a.typ == unix.NFTA_DATA_VALUE || a.typ == unix.NFTA_DATA_VERDICT {
+			v = a.val
+		}
+	}
+	return v, a.err
 }
 
 func liftBase(kc *nftables.Chain) *BaseChain {
@@ -209,19 +425,6 @@ func liftBase(kc *nftables.Chain) *BaseChain {
 	return b
 }
 
-func liftKernelRule(kr *nftables.Rule) Rule {
-	var r Rule
-	if c, ok := userdata.GetString(kr.UserData, userdata.TypeComment); ok {
-		r.Comment = c
-	}
-	exprs, err := liftRule(kr.Exprs)
-	if err != nil {
-		return Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, err)}
-	}
-	r.Exprs = exprs
-	return r
-}
-
 // rawSet is a set as the kernel describes it. google/nftables v0.3.0 decodes
 // the key type of verdict maps as "verdict" and drops set comments, so sets are
 // listed with a dump of our own.
@@ -233,73 +436,61 @@ type rawSet struct {
 
 // dumpSets lists the table's named sets, or the one set called name.
 func (k *Kernel) dumpSets(name string) ([]rawSet, error) {
-	attrs := []netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: []byte(k.table.Name + "\x00")}}
-	flags := netlink.Request | netlink.Dump
+	attrs := k.nameAttr(unix.NFTA_SET_TABLE)
 	if name != "" {
-		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_SET_NAME, Data: []byte(name + "\x00")})
-		flags = netlink.Request
+		attrs = k.nameAttr(unix.NFTA_SET_TABLE, name)
 	}
-	data, err := netlink.MarshalAttributes(attrs)
-	if err != nil {
-		return nil, fmt.Errorf("nft: list sets: %w", err)
-	}
-	msgs, err := k.reader.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSET),
-			Flags: flags,
-		},
-		Data: append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
+	var out []rawSet
+	err := k.rd.request(unix.NFT_MSG_GETSET, byte(k.table.Family), name == "", attrs, func(typ uint16, data []byte) error {
+		if typ != unix.NFT_MSG_NEWSET {
+			return nil
+		}
+		rs, anonymous, err := parseSetMsg(data)
+		if err != nil {
+			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+		}
+		if !anonymous {
+			out = append(out, rs)
+		}
+		return nil
 	})
 	if err != nil {
 		if name != "" && errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
+		if errors.Is(err, errDumpInterrupted) {
+			return nil, err
+		}
 		return nil, k.wrap("list sets", err)
-	}
-	var out []rawSet
-	for _, m := range msgs {
-		rs, anonymous, err := parseSetMsg(m)
-		if err != nil {
-			return nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
-		}
-		if !anonymous {
-			out = append(out, rs)
-		}
 	}
 	return out, nil
 }
 
-func parseSetMsg(m netlink.Message) (rawSet, bool, error) {
+// parseSetMsg decodes one set of a listing (data after the nfgenmsg header).
+func parseSetMsg(data []byte) (rawSet, bool, error) {
 	var rs rawSet
-	if len(m.Data) < 4 {
-		return rs, false, fmt.Errorf("short set message")
-	}
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return rs, false, fmt.Errorf("set message: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
 	var flags, keyMagic, keyLen, dataType uint32
-	for ad.Next() {
-		switch ad.Type() {
+	a := attrs{b: data}
+	for a.next() {
+		switch a.typ {
 		case unix.NFTA_SET_NAME:
-			rs.name = ad.String()
+			rs.name = a.str()
 		case unix.NFTA_SET_FLAGS:
-			flags = ad.Uint32()
+			flags = a.u32()
 		case unix.NFTA_SET_KEY_TYPE:
-			keyMagic = ad.Uint32()
+			keyMagic = a.u32()
 		case unix.NFTA_SET_KEY_LEN:
-			keyLen = ad.Uint32()
+			keyLen = a.u32()
 		case unix.NFTA_SET_DATA_TYPE:
-			dataType = ad.Uint32()
+			dataType = a.u32()
 		case unix.NFTA_SET_USERDATA:
-			if c, ok := userdata.GetString(ad.Bytes(), userdata.NFTNL_UDATA_SET_COMMENT); ok {
+			if c, ok := userdata.GetString(a.val, userdata.NFTNL_UDATA_SET_COMMENT); ok {
 				rs.comment = c
 			}
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return rs, false, fmt.Errorf("set message: %w", err)
+	if a.err != nil {
+		return rs, false, fmt.Errorf("set message: %w", a.err)
 	}
 	rs.def.Interval = flags&unix.NFT_SET_INTERVAL != 0
 	rs.def.VerdictMap = flags&unix.NFT_SET_MAP != 0
@@ -348,38 +539,61 @@ func keyLenOf(key []KeyType) uint32 {
 // kernel order, with their handles. (google/nftables lists one chain per
 // request, which costs a round trip per chain.)
 func (k *Kernel) dumpRules() (map[string][]Rule, map[string][]uint64, error) {
-	msgs, err := k.dumpRuleMessages("")
-	if err != nil {
-		return nil, nil, err
+	// The kernel lists the rules chain by chain: they go into one slice,
+	// cut per run of one chain (each with its capacity, so that appending
+	// to one chain's rules never writes over the next's), whose name is
+	// decoded once.
+	type run struct {
+		chain      string
+		start, end int
 	}
-	out, handles := map[string][]Rule{}, map[string][]uint64{}
-	for _, m := range msgs {
-		chain, handle, r, err := parseRuleMsg(byte(k.table.Family), m)
-		if err != nil {
-			return nil, nil, fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+	var (
+		runs    []run
+		rules   []Rule
+		handles []uint64
+		dec     ruleDecoder
+	)
+	err := k.rd.request(unix.NFT_MSG_GETRULE, byte(k.table.Family), true, k.nameAttr(unix.NFTA_RULE_TABLE), func(typ uint16, data []byte) error {
+		if typ != unix.NFT_MSG_NEWRULE {
+			return nil
 		}
-		out[chain] = append(out[chain], r)
-		handles[chain] = append(handles[chain], handle)
+		name, handle, r, err := dec.parse(data)
+		if err != nil {
+			return fmt.Errorf("nft: table inet %s: %w", k.table.Name, err)
+		}
+		if len(runs) == 0 || string(name) != runs[len(runs)-1].chain {
+			runs = append(runs, run{chain: string(name), start: len(rules)})
+		}
+		rules, handles = append(rules, r), append(handles, handle)
+		runs[len(runs)-1].end = len(rules)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errDumpInterrupted) {
+			return nil, nil, err
+		}
+		return nil, nil, k.wrap("list rules", err)
 	}
-	return out, handles, nil
+	byChain, handlesByChain := make(map[string][]Rule, len(runs)), make(map[string][]uint64, len(runs))
+	for _, r := range runs {
+		rs, hs := rules[r.start:r.end:r.end], handles[r.start:r.end:r.end]
+		if prev, ok := byChain[r.chain]; ok { // a chain listed in two runs: never seen
+			rs, hs = append(prev, rs...), append(handlesByChain[r.chain], hs...)
+		}
+		byChain[r.chain], handlesByChain[r.chain] = rs, hs
+	}
+	return byChain, handlesByChain, nil
 }
 
-// dumpRuleMessages dumps the rules of the table, or of one chain of it.
+// dumpRuleMessages dumps the rules of one chain of the table, each message
+// copied out of the receive buffer.
 func (k *Kernel) dumpRuleMessages(chain string) ([]netlink.Message, error) {
-	attrs := []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(k.table.Name + "\x00")}}
-	if chain != "" {
-		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")})
-	}
-	data, err := netlink.MarshalAttributes(attrs)
-	if err != nil {
-		return nil, fmt.Errorf("nft: list rules: %w", err)
-	}
-	msgs, err := k.reader.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
+	var msgs []netlink.Message
+	err := k.rd.request(unix.NFT_MSG_GETRULE, byte(k.table.Family), true, k.nameAttr(unix.NFTA_RULE_TABLE, chain), func(typ uint16, data []byte) error {
+		if typ == unix.NFT_MSG_NEWRULE {
+			msgs = append(msgs, netlink.Message{Data: append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...)})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, k.wrap("list rules", err)
@@ -387,127 +601,102 @@ func (k *Kernel) dumpRuleMessages(chain string) ([]netlink.Message, error) {
 	return msgs, nil
 }
 
-func parseRuleMsg(fam byte, m netlink.Message) (string, uint64, Rule, error) {
-	if len(m.Data) < 4 {
-		return "", 0, Rule{}, fmt.Errorf("short rule message")
-	}
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return "", 0, Rule{}, fmt.Errorf("rule message: %w", err)
-	}
-	ad.ByteOrder = binary.BigEndian
-	var (
-		chain   string
-		kr      nftables.Rule
-		exprErr error
-	)
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_RULE_CHAIN:
-			chain = ad.String()
-		case unix.NFTA_RULE_HANDLE:
-			kr.Handle = ad.Uint64()
-		case unix.NFTA_RULE_USERDATA:
-			kr.UserData = ad.Bytes()
-		case unix.NFTA_RULE_EXPRESSIONS:
-			kr.Exprs, exprErr = decodeExprs(fam, ad.Bytes())
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return "", 0, Rule{}, fmt.Errorf("rule message: %w", err)
-	}
-	if exprErr != nil {
-		r := Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", kr.Handle, exprErr)}
-		return chain, kr.Handle, r, nil
-	}
-	return chain, kr.Handle, liftKernelRule(&kr), nil
+// ruleDecoder decodes the rules of one listing. A rule whose expressions
+// and comment are, byte for byte, those of a rule decoded before gets that
+// rule's decoding: many rules of a node repeat (the policies of one peer
+// group allow the same ports and jump to the same peer chain, every pod
+// chain ends with the same counter and drop), and a Rule is never modified
+// in place, so they share it. The memo lives for one listing.
+type ruleDecoder struct {
+	memo map[string]Rule
+	key  []byte
 }
 
-// decodeExprs decodes the expressions of the vocabulary's kernel shapes with
-// google/nftables' decoders; any other expression makes the rule unreadable.
-func decodeExprs(fam byte, b []byte) ([]expr.Any, error) {
-	list, err := netlink.NewAttributeDecoder(b)
+// parse decodes one rule message (data after the nfgenmsg header): its
+// chain's name (aliasing data), handle and rule, which says why in its
+// comment if the vocabulary cannot express it.
+func (d *ruleDecoder) parse(data []byte) ([]byte, uint64, Rule, error) {
+	var (
+		chain   []byte
+		handle  uint64
+		exprs   []byte
+		comment []byte
+	)
+	a := attrs{b: data}
+	for a.next() {
+		switch a.typ {
+		case unix.NFTA_RULE_CHAIN:
+			chain = bytes.TrimRight(a.val, "\x00")
+		case unix.NFTA_RULE_HANDLE:
+			handle = a.u64()
+		case unix.NFTA_RULE_USERDATA:
+			comment = a.val
+		case unix.NFTA_RULE_EXPRESSIONS:
+			exprs = a.val
+		}
+	}
+	if a.err != nil {
+		return nil, 0, Rule{}, fmt.Errorf("rule message: %w", a.err)
+	}
+	d.key = append(binary.AppendUvarint(d.key[:0], uint64(len(comment))), comment...)
+	d.key = append(d.key, exprs...)
+	if r, ok := d.memo[string(d.key)]; ok {
+		return chain, handle, r, nil
+	}
+	r, err := liftKernelRule(exprs, comment)
 	if err != nil {
-		return nil, err
+		// Not kept: the comment names the handle.
+		return chain, handle, Rule{Comment: fmt.Sprintf("nftwarden: unreadable rule (handle %d): %v", handle, err)}, nil
 	}
-	var out []expr.Any
-	for list.Next() {
-		ad, err := netlink.NewAttributeDecoder(list.Bytes())
-		if err != nil {
-			return nil, err
-		}
-		ad.ByteOrder = binary.BigEndian
-		var name string
-		var data []byte
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_EXPR_NAME:
-				name = ad.String()
-			case unix.NFTA_EXPR_DATA:
-				data = ad.Bytes()
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return nil, err
-		}
-		var e expr.Any
-		switch name {
-		case "meta":
-			e = &expr.Meta{}
-		case "payload":
-			e = &expr.Payload{}
-		case "cmp":
-			e = &expr.Cmp{}
-		case "bitwise":
-			e = &expr.Bitwise{}
-		case "ct":
-			e = &expr.Ct{}
-		case "range":
-			e = &expr.Range{}
-		case "lookup":
-			e = &expr.Lookup{}
-		case "counter":
-			e = &expr.Counter{}
-		case "log":
-			e = &expr.Log{}
-		case "objref":
-			e = &expr.Objref{}
-		case "immediate":
-			e = &expr.Immediate{}
-		default:
-			return nil, fmt.Errorf("unsupported expression %q", name)
-		}
-		if err := expr.Unmarshal(fam, data, e); err != nil {
-			return nil, fmt.Errorf("expression %q: %w", name, err)
-		}
-		if imm, ok := e.(*expr.Immediate); ok {
-			// A verdict is an immediate into the verdict register.
-			if imm.Register != unix.NFT_REG_VERDICT || len(imm.Data) != 0 {
-				return nil, fmt.Errorf("unsupported immediate into register %d", imm.Register)
-			}
-			e = &expr.Verdict{}
-			if err := expr.Unmarshal(fam, data, e); err != nil {
-				return nil, fmt.Errorf("verdict: %w", err)
-			}
-		}
-		out = append(out, e)
+	if d.memo == nil {
+		d.memo = map[string]Rule{}
 	}
-	return out, list.Err()
+	d.memo[string(d.key)] = r
+	return chain, handle, r, nil
+}
+
+// liftKernelRule is the rule of the vocabulary that a kernel rule's
+// expressions and userdata express.
+func liftKernelRule(exprs, userData []byte) (Rule, error) {
+	var r Rule
+	if c, ok := userdata.GetString(userData, userdata.TypeComment); ok {
+		r.Comment = c
+	}
+	kexprs, err := decodeExprs(exprs)
+	if err != nil {
+		return Rule{}, err
+	}
+	if r.Exprs, err = liftRule(kexprs); err != nil {
+		return Rule{}, err
+	}
+	// Clipped: rules that share it (ruleDecoder) must not share appends.
+	r.Exprs = slices.Clip(r.Exprs)
+	return r, nil
 }
 
 // generation returns the ruleset generation, which changes with every
 // committed batch.
 func (k *Kernel) generation() (uint32, error) {
-	msgs, err := k.reader.Execute(getgenRequest())
+	var gen uint32
+	found := false
+	err := k.rd.request(unix.NFT_MSG_GETGEN, unix.AF_UNSPEC, false, nil, func(typ uint16, data []byte) error {
+		if typ != unix.NFT_MSG_NEWGEN {
+			return nil
+		}
+		for a := (attrs{b: data}); a.next(); {
+			if a.typ == unix.NFTA_GEN_ID {
+				gen, found = a.u32(), a.err == nil
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, k.wrap("read generation", err)
 	}
-	for _, m := range msgs {
-		if gen, ok := genIDOf(m.Data); ok {
-			return gen, nil
-		}
+	if !found {
+		return 0, fmt.Errorf("nft: no generation in the kernel's answer")
 	}
-	return 0, fmt.Errorf("nft: no generation in the kernel's answer")
+	return gen, nil
 }
 
 // getgenRequest asks for the ruleset generation (NFT_MSG_GETGEN).

@@ -224,24 +224,7 @@ func (m *monitor) filter() error {
 
 // receive reads one datagram; n is its full length (MSG_TRUNC), which may
 // exceed the buffer.
-func (m *monitor) receive() (int, error) {
-	rc, err := m.conn.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), m.buf, unix.MSG_TRUNC)
-		return rerr != unix.EAGAIN
-	}); err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, os.NewSyscallError("recvfrom", rerr)
-	}
-	return n, nil
-}
+func (m *monitor) receive() (int, error) { return receiveFrom(m.conn, m.buf) }
 
 // lost reports a gap: the batch being collected is incomplete and others may
 // be missing entirely.
