@@ -31,6 +31,11 @@ func objectKey(resource, namespace, name string) string {
 	return resource + "/" + namespace + "/" + name
 }
 
+// deletedSuffix makes an object's key name only its deletion events: a
+// scheduled pod's deletion comes as an update (deletionTimestamp set) and
+// then the deletion, which is the event the write's change waits for.
+const deletedSuffix = " deleted"
+
 // watchAPI starts watching the three resources from their current
 // resource versions (no events for what exists already).
 func watchAPI(ctx context.Context, client kubernetes.Interface) (*apiWatch, error) {
@@ -93,6 +98,9 @@ func (w *apiWatch) read(resource string, events <-chan watch.Event) {
 		k := objectKey(resource, m.GetNamespace(), m.GetName())
 		w.mu.Lock()
 		w.events[k] = append(w.events[k], at)
+		if ev.Type == watch.Deleted {
+			w.events[k+deletedSuffix] = append(w.events[k+deletedSuffix], at)
+		}
 		w.mu.Unlock()
 	}
 }
@@ -140,20 +148,35 @@ func (w *apiWatch) close() {
 	}
 }
 
-// stamp sets each sample's delivered time: the first event of its write's
-// object at or after the write's request.
-func (w *apiWatch) stamp(ctx context.Context, writes []write, samples []*sample, limit time.Duration) error {
+// arrivals returns, for each write, when the first event of its object at
+// or after its request (samples[k].sent) arrived.
+func (w *apiWatch) arrivals(ctx context.Context, writes []write, samples []*sample, limit time.Duration) ([]time.Time, error) {
 	keys := make([]string, len(writes))
 	after := make([]time.Time, len(writes))
 	for k, wr := range writes {
 		keys[k], after[k] = wr.object, samples[k].sent
 	}
-	at, err := w.waitFor(ctx, keys, after, limit)
+	return w.waitFor(ctx, keys, after, limit)
+}
+
+// stamp sets the samples' delivered times from api and viaNode (nil: not
+// watched that way).
+func stamp(ctx context.Context, api, viaNode *apiWatch, writes []write, samples []*sample, limit time.Duration) error {
+	at, err := api.arrivals(ctx, writes, samples, limit)
 	if err != nil {
 		return err
 	}
 	for k, s := range samples {
 		s.delivered = at[k]
+	}
+	if viaNode == nil {
+		return nil
+	}
+	if at, err = viaNode.arrivals(ctx, writes, samples, limit); err != nil {
+		return fmt.Errorf("through the node: %w", err)
+	}
+	for k, s := range samples {
+		s.deliveredViaNode = at[k]
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ func measureFloor(ctx context.Context, api *apiWatch, kind string, writes []writ
 	if err := errors.Join(errs...); err != nil {
 		return apiFloor{}, err
 	}
-	if err := api.stamp(ctx, writes, samples, limit); err != nil {
+	if err := stamp(ctx, api, nil, writes, samples, limit); err != nil {
 		return apiFloor{}, err
 	}
 	f := apiFloor{Kind: kind, N: len(writes)}

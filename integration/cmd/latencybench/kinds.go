@@ -254,7 +254,7 @@ func (w *writer) podDeletes(n int) []write {
 	for k, p := range w.addressed[:n] {
 		out[k] = write{
 			what:   fmt.Sprintf("deletion of pod %s/%s", p.obj.Namespace, p.obj.Name),
-			object: objectKey("pods", p.obj.Namespace, p.obj.Name),
+			object: objectKey("pods", p.obj.Namespace, p.obj.Name) + deletedSuffix,
 			do: func(ctx context.Context) error {
 				return w.client.CoreV1().Pods(p.obj.Namespace).Delete(ctx, p.obj.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 			},

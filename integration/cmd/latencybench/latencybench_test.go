@@ -176,7 +176,7 @@ func TestAPIWatchStamp(t *testing.T) {
 	}}
 	writes := []write{{object: "pods/ns/a"}, {object: "pods/ns/a"}, {object: "pods/ns/b"}}
 	samples := []*sample{{sent: at(3)}, {sent: at(5)}, {sent: at(0)}}
-	if err := w.stamp(t.Context(), writes, samples, time.Second); err != nil {
+	if err := stamp(t.Context(), w, nil, writes, samples, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for k, want := range []time.Time{at(5), at(5), at(2)} {
@@ -184,7 +184,7 @@ func TestAPIWatchStamp(t *testing.T) {
 			t.Errorf("write %d delivered at +%v, want +%v", k, samples[k].delivered.Sub(t0), want.Sub(t0))
 		}
 	}
-	if err := w.stamp(t.Context(), writes[2:], []*sample{{sent: at(3)}}, 10*time.Millisecond); err == nil {
+	if err := stamp(t.Context(), w, nil, writes[2:], []*sample{{sent: at(3)}}, 10*time.Millisecond); err == nil {
 		t.Error("stamp found an event of pods/ns/b after its last one")
 	}
 }

@@ -195,6 +195,20 @@ func run(cfg config) error {
 	res.ReadySec = time.Since(start).Seconds()
 	fmt.Printf("daemon ready in %.1fs (log %s)\n", res.ReadySec, node.DaemonLog())
 
+	// The same watch by the daemon's path to the API server: the node's
+	// namespace and relay.
+	nodeRC := rest.CopyConfig(rc)
+	nodeRC.Dial = node.DialAPI
+	nodeClient, err := kubernetes.NewForConfig(nodeRC)
+	if err != nil {
+		return fmt.Errorf("client through the node: %w", err)
+	}
+	viaNode, err := watchAPI(ctx, nodeClient)
+	if err != nil {
+		return fmt.Errorf("through the node: %w", err)
+	}
+	defer viaNode.close()
+
 	watch, err := node.WatchNFTBatches(cfg.table)
 	if err != nil {
 		return err
@@ -237,7 +251,7 @@ func run(cfg config) error {
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w (daemon log: %s)", mode, kind, err, node.DaemonLog())
 			}
-			if err := api.stamp(ctx, writes, samples, cfg.timeout); err != nil {
+			if err := stamp(ctx, api, viaNode, writes, samples, cfg.timeout); err != nil {
 				return fmt.Errorf("%s, %s: %w", mode, kind, err)
 			}
 			ph := summarize(mode, kind, samples, t.takeOthers())

@@ -18,6 +18,9 @@ type sample struct {
 	// delivered: when the benchmark's own watch of the object (apiWatch)
 	// received the write's event.
 	delivered time.Time
+	// deliveredViaNode: likewise, by a watch that reaches the API server
+	// the daemon's way (from the node's namespace, through its relay).
+	deliveredViaNode time.Time
 	// messages in the carrying batch (about the table), and its number.
 	messages, batch int
 	what            string // the write, as errors name it

@@ -80,6 +80,7 @@ type sampleJSON struct {
 	Answered int64  `json:"answered_unix_ns"`
 	InKernel int64  `json:"in_kernel_unix_ns"`
 	Watched  int64  `json:"watch_event_unix_ns"`
+	ViaNode  int64  `json:"watch_event_via_node_unix_ns"`
 	Batch    int    `json:"batch"`
 	Messages int    `json:"messages"`
 }
@@ -95,7 +96,7 @@ func summarize(mode, kind string, samples []*sample, others []int) phase {
 	var first, lastResp, lastKernel time.Time
 	for _, s := range samples {
 		p.Samples = append(p.Samples, sampleJSON{What: s.what, Sent: s.sent.UnixNano(), Answered: s.answered.UnixNano(),
-			InKernel: s.inKernel.UnixNano(), Watched: s.delivered.UnixNano(), Batch: s.batch, Messages: s.messages})
+			InKernel: s.inKernel.UnixNano(), Watched: s.delivered.UnixNano(), ViaNode: s.deliveredViaNode.UnixNano(), Batch: s.batch, Messages: s.messages})
 		afterResp = append(afterResp, s.inKernel.Sub(s.answered))
 		afterReq = append(afterReq, s.inKernel.Sub(s.sent))
 		watchAfterResp = append(watchAfterResp, s.delivered.Sub(s.answered))
