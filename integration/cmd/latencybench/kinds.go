@@ -20,6 +20,7 @@ import (
 // write is one measured API write and the kernel change that shows it.
 type write struct {
 	what   string // for errors: "zone of pod team-0001/app-3-..."
+	object string // the object written (objectKey), as the API watch names it
 	do     func(context.Context) error
 	change cluster.NFTChange
 }
@@ -34,9 +35,11 @@ const (
 	kindPodDelete    = "pod-delete"
 	kindPolicyCreate = "policy-create"
 	kindPolicyDelete = "policy-delete"
+	kindBusyCreate   = "busy-policy-create"
+	kindBusyDelete   = "busy-policy-delete"
 )
 
-var kinds = []string{kindPodLabel, kindNSLabel, kindPodIP, kindPodDelete, kindPolicyCreate, kindPolicyDelete}
+var kinds = []string{kindPodLabel, kindNSLabel, kindPodIP, kindPodDelete, kindPolicyCreate, kindPolicyDelete, kindBusyCreate, kindBusyDelete}
 
 // writer makes the writes of each kind, keeping what earlier writes changed.
 type writer struct {
@@ -64,6 +67,14 @@ type writer struct {
 	hosting    []int
 	nextPolicy int
 	created    []policyRef
+	// busy is how many policies select the busy pod (the local pod of the
+	// first hosting namespace) before the busy kinds' writes, which add
+	// and remove more; busyLoaded: those are in the API server.
+	// busyCreated are the measured ones not yet deleted.
+	busy        int
+	busyLoaded  bool
+	nextBusy    int
+	busyCreated []policyRef
 }
 
 type createdPod struct {
@@ -73,9 +84,9 @@ type createdPod struct {
 
 type policyRef struct{ namespace, name string }
 
-func newWriter(p *plan, client kubernetes.Interface, workers int) *writer {
+func newWriter(p *plan, client kubernetes.Interface, workers, busy int) *writer {
 	return &writer{
-		plan: p, client: client, workers: workers,
+		plan: p, client: client, workers: workers, busy: busy,
 		labelPods: p.remotePods(p.ofEnv("staging")),
 		zoneFlip:  map[int]bool{},
 		prodNS:    p.ofEnv("prod"),
@@ -107,7 +118,14 @@ func (w *writer) prepare(ctx context.Context, kind string, n int, distinct bool)
 	case kindPolicyCreate:
 		return w.policyCreates(n), nil
 	case kindPolicyDelete:
-		return w.policyDeletes(n), nil
+		return w.policyDeletes(n, &w.created), nil
+	case kindBusyCreate:
+		if err := w.loadBusy(ctx); err != nil {
+			return nil, err
+		}
+		return w.busyCreates(n), nil
+	case kindBusyDelete:
+		return w.policyDeletes(n, &w.busyCreated), nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -136,7 +154,8 @@ func (w *writer) podLabels(n int) []write {
 		ns, name := podName(i, w.plan)
 		patch := fmt.Appendf(nil, `{"metadata":{"labels":{"security.example.com/zone":%q}}}`, zone)
 		out = append(out, write{
-			what: fmt.Sprintf("zone=%s on pod %s/%s", zone, ns, name),
+			what:   fmt.Sprintf("zone=%s on pod %s/%s", zone, ns, name),
+			object: objectKey("pods", ns, name),
 			do: func(ctx context.Context) error {
 				_, err := w.client.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 				return err
@@ -170,7 +189,8 @@ func (w *writer) nsLabels(n int) []write {
 		name := podwatchtest.NamespaceName(j)
 		patch := fmt.Appendf(nil, `{"metadata":{"labels":{"env":%q}}}`, labels["env"])
 		out = append(out, write{
-			what: fmt.Sprintf("env=%s on namespace %s", labels["env"], name),
+			what:   fmt.Sprintf("env=%s on namespace %s", labels["env"], name),
+			object: objectKey("namespaces", "", name),
 			do: func(ctx context.Context) error {
 				_, err := w.client.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 				return err
@@ -214,7 +234,8 @@ func (w *writer) podIPs(ctx context.Context, n int) ([]write, error) {
 		pod.Status = podwatchtest.PodStatus(i, pod.CreationTimestamp)
 		w.addressed = append(w.addressed, createdPod{index: i, obj: pod})
 		out[k] = write{
-			what: fmt.Sprintf("status with %s of pod %s/%s", podwatchtest.PodIP(i), pod.Namespace, pod.Name),
+			what:   fmt.Sprintf("status with %s of pod %s/%s", podwatchtest.PodIP(i), pod.Namespace, pod.Name),
+			object: objectKey("pods", pod.Namespace, pod.Name),
 			do: func(ctx context.Context) error {
 				_, err := w.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 				return err
@@ -232,7 +253,8 @@ func (w *writer) podDeletes(n int) []write {
 	out := make([]write, n)
 	for k, p := range w.addressed[:n] {
 		out[k] = write{
-			what: fmt.Sprintf("deletion of pod %s/%s", p.obj.Namespace, p.obj.Name),
+			what:   fmt.Sprintf("deletion of pod %s/%s", p.obj.Namespace, p.obj.Name),
+			object: objectKey("pods", p.obj.Namespace, p.obj.Name) + deletedSuffix,
 			do: func(ctx context.Context) error {
 				return w.client.CoreV1().Pods(p.obj.Namespace).Delete(ctx, p.obj.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 			},
@@ -249,54 +271,113 @@ func (w *writer) podDeletes(n int) []write {
 func policyChain(p policyRef) []byte { return fmt.Appendf(nil, "%s/%s\x00", p.namespace, p.name) }
 
 // policyCreates creates n policies in turn in the namespaces with a local
-// pod, each selecting that pod for ingress from the namespace's frontend
-// pods on port 8080: a policy chain and a jump to it in the pod's chain.
+// pod, each selecting that pod (and the namespace's other pods of its app)
+// for ingress from the namespace's frontend pods on port 8080: a policy
+// chain and a jump to it in the pod's chain.
 func (w *writer) policyCreates(n int) []write {
 	out := make([]write, n)
-	tcp := corev1.ProtocolTCP
-	port := intstr.FromInt32(8080)
 	for k := range out {
 		j := w.hosting[w.nextPolicy%len(w.hosting)]
 		ref := policyRef{namespace: podwatchtest.NamespaceName(j), name: fmt.Sprintf("lat-%06d", w.nextPolicy)}
 		w.nextPolicy++
 		r, _ := w.plan.localPod(j)
-		app := fmt.Sprintf("app-%d", (j*w.plan.perNS+r)%10)
-		np := &networkingv1.NetworkPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ref.namespace, Name: ref.name},
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": app}},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "frontend"}}}},
-					Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
-				}},
-			},
-		}
+		app := podwatchtest.Pod(ref.namespace, j*w.plan.perNS+r, "").Labels["app.kubernetes.io/name"]
 		w.created = append(w.created, ref)
-		out[k] = write{
-			what: "creation of policy " + ref.namespace + "/" + ref.name,
-			do: func(ctx context.Context) error {
-				_, err := w.client.NetworkingV1().NetworkPolicies(ref.namespace).Create(ctx, np, metav1.CreateOptions{})
-				return err
-			},
-			change: cluster.NFTChange{Op: cluster.NFTAdd, Needle: policyChain(ref)},
-		}
+		out[k] = w.policyCreate(ref, map[string]string{"app.kubernetes.io/name": app})
 	}
 	return out
 }
 
-// policyDeletes deletes up to n of the policies policyCreates made.
-func (w *writer) policyDeletes(n int) []write {
-	n = min(n, len(w.created))
+// busyPod is the busy pod's selector: the local pod of the first hosting
+// namespace, and only it (its app label is unique among the pods that share
+// its pod-template-hash).
+func (w *writer) busyPod() (namespace int, selector map[string]string) {
+	j := w.hosting[0]
+	r, _ := w.plan.localPod(j)
+	l := podwatchtest.Pod(podwatchtest.NamespaceName(j), j*w.plan.perNS+r, "").Labels
+	return j, map[string]string{"app.kubernetes.io/name": l["app.kubernetes.io/name"], "pod-template-hash": l["pod-template-hash"]}
+}
+
+// loadBusy creates, once and unmeasured, the w.busy policies that select
+// the busy pod, so that its chain holds a jump to each of them.
+func (w *writer) loadBusy(ctx context.Context) error {
+	if w.busyLoaded {
+		return nil
+	}
+	j, sel := w.busyPod()
+	ns := podwatchtest.NamespaceName(j)
+	err := bulk.Parallel(ctx, w.workers, w.busy, "policies of the busy pod", func(ctx context.Context, k int) error {
+		np := policyFor(policyRef{namespace: ns, name: fmt.Sprintf("busy-base-%05d", k)}, sel)
+		if _, err := w.client.NetworkingV1().NetworkPolicies(ns).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create policy %s/%s: %w", np.Namespace, np.Name, err)
+		}
+		return nil
+	})
+	w.busyLoaded = err == nil
+	return err
+}
+
+// busyCreates creates n more policies that select the busy pod: each adds
+// a policy chain and one jump among the busy pod's w.busy others.
+func (w *writer) busyCreates(n int) []write {
+	j, sel := w.busyPod()
 	out := make([]write, n)
-	for k, ref := range w.created[:n] {
+	for k := range out {
+		ref := policyRef{namespace: podwatchtest.NamespaceName(j), name: fmt.Sprintf("busy-%06d", w.nextBusy)}
+		w.nextBusy++
+		w.busyCreated = append(w.busyCreated, ref)
+		out[k] = w.policyCreate(ref, sel)
+	}
+	return out
+}
+
+// policyFor is a policy that selects the pods matching selector for
+// ingress from their namespace's frontend pods on TCP 8080.
+func policyFor(ref policyRef, selector map[string]string) *networkingv1.NetworkPolicy {
+	tcp := corev1.ProtocolTCP
+	port := intstr.FromInt32(8080)
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ref.namespace, Name: ref.name},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: selector},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "frontend"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
+			}},
+		},
+	}
+}
+
+// policyCreate is the creation of policyFor(ref, selector), shown by its
+// chain (or a jump to it) added.
+func (w *writer) policyCreate(ref policyRef, selector map[string]string) write {
+	np := policyFor(ref, selector)
+	return write{
+		what:   "creation of policy " + ref.namespace + "/" + ref.name,
+		object: objectKey("networkpolicies", ref.namespace, ref.name),
+		do: func(ctx context.Context) error {
+			_, err := w.client.NetworkingV1().NetworkPolicies(ref.namespace).Create(ctx, np, metav1.CreateOptions{})
+			return err
+		},
+		change: cluster.NFTChange{Op: cluster.NFTAdd, Needle: policyChain(ref)},
+	}
+}
+
+// policyDeletes deletes up to n of the policies in created (made by
+// policyCreates or busyCreates), and forgets them.
+func (w *writer) policyDeletes(n int, created *[]policyRef) []write {
+	n = min(n, len(*created))
+	out := make([]write, n)
+	for k, ref := range (*created)[:n] {
 		out[k] = write{
-			what: "deletion of policy " + ref.namespace + "/" + ref.name,
+			what:   "deletion of policy " + ref.namespace + "/" + ref.name,
+			object: objectKey("networkpolicies", ref.namespace, ref.name),
 			do: func(ctx context.Context) error {
 				return w.client.NetworkingV1().NetworkPolicies(ref.namespace).Delete(ctx, ref.name, metav1.DeleteOptions{})
 			},
 			change: cluster.NFTChange{Op: cluster.NFTDelete, Needle: policyChain(ref)},
 		}
 	}
-	w.created = w.created[n:]
+	*created = (*created)[n:]
 	return out
 }

@@ -140,3 +140,51 @@ nftwarden_syncs_total{mode="full",result="success"} 2
 		t.Errorf("per write: %v events, %v syncs; want 2, 2", p.EventsPerWrite, p.FlushesPerWrite)
 	}
 }
+
+// TestBusyPodSelector: the busy pod's selector matches the local pod of its
+// namespace and no other pod of the cluster's namespace, at both sizes.
+func TestBusyPodSelector(t *testing.T) {
+	for _, tc := range []struct{ pods, policies int }{{10000, 1000}, {100000, 10000}} {
+		p, err := newPlan(tc.pods, 100, tc.policies, 100, 100, "measured")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := newWriter(p, nil, 1, 2000)
+		j, sel := w.busyPod()
+		var matched []int
+		for r := range p.perNS {
+			i := j*p.perNS + r
+			labels := podwatchtest.Pod(podwatchtest.NamespaceName(j), i, "").Labels
+			if labels["app.kubernetes.io/name"] == sel["app.kubernetes.io/name"] && labels["pod-template-hash"] == sel["pod-template-hash"] {
+				matched = append(matched, i)
+			}
+		}
+		if len(matched) != 1 || p.nodeOf(matched[0]) != "measured" {
+			t.Errorf("%d pods: busy selector %v matches pods %v of namespace %d, want its one local pod", tc.pods, sel, matched, j)
+		}
+	}
+}
+
+// TestAPIWatchStamp: a write's event is the first of its object at or after
+// its request; events before it (what prepare did) are not its.
+func TestAPIWatchStamp(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	w := &apiWatch{events: map[string][]time.Time{
+		"pods/ns/a": {at(1), at(5), at(9)},
+		"pods/ns/b": {at(2)},
+	}}
+	writes := []write{{object: "pods/ns/a"}, {object: "pods/ns/a"}, {object: "pods/ns/b"}}
+	samples := []*sample{{sent: at(3)}, {sent: at(5)}, {sent: at(0)}}
+	if err := stamp(t.Context(), w, nil, writes, samples, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range []time.Time{at(5), at(5), at(2)} {
+		if !samples[k].delivered.Equal(want) {
+			t.Errorf("write %d delivered at +%v, want +%v", k, samples[k].delivered.Sub(t0), want.Sub(t0))
+		}
+	}
+	if err := stamp(t.Context(), w, nil, writes[2:], []*sample{{sent: at(3)}}, 10*time.Millisecond); err == nil {
+		t.Error("stamp found an event of pods/ns/b after its last one")
+	}
+}

@@ -11,18 +11,22 @@
 // message.
 //
 // For each kind of change (kinds.go: pod label, namespace label, pod IP
-// appearing, pod deleted, policy created, policy deleted) it makes API writes
-// in three modes: isolated (one at a time; the next after the previous one's
-// batch and a quiet gap), spaced (one every -spacing, 20 ms, whatever the
-// answers) and a burst (-burst writes at once from -clients clients). A write
+// appearing, pod deleted, policy created, policy deleted, and a policy
+// created or deleted that selects a pod -busy other policies select) it
+// makes API writes in three modes: isolated (one at a time; the next after
+// the previous one's batch and a quiet gap), spaced (one every -spacing,
+// 20 ms, whatever the answers) and a burst (-burst writes at once from -clients clients). A write
 // is in the kernel at the end (NEWGEN) of the first batch, committed after the
 // write's request was sent, that holds the message its change must produce:
 // the pod's address added to or deleted from a set, or the policy's chain
 // (or a jump to it) added or deleted (measure.go). Latency is measured from
 // the write's response and from its request to that moment; nothing sleeps
-// to measure. Per kind and mode it prints p50/p90/p99, the messages of the
-// batches that carried the writes, and for a burst the time until all were in
-// the kernel.
+// to measure. The benchmark also watches the written objects itself
+// (apiwatch.go): the arrival of a write's event splits its latency into the
+// API server's part and the rest. Before the daemon starts, -api-floor times
+// each kind's burst with no daemon running (floor.go). Per kind and mode it
+// prints p50/p90/p99, the messages of the batches that carried the writes,
+// and for a burst the time until all were in the kernel.
 //
 // Run it through scripts/bench-latency.sh (as root), which builds the control
 // plane first. Everything is removed at the end, also on Ctrl-C.
@@ -49,10 +53,11 @@ import (
 
 type config struct {
 	pods, podsPerNS, policies, local, nodes, workers int
-	samples, burst, clients                          int
+	samples, burst, clients, busy                    int
 	spacing, gap, timeout, readyTimeout              time.Duration
 	kinds, modes, table, jsonOut                     string
 	daemonArgs                                       string
+	apiFloor                                         bool
 }
 
 func main() {
@@ -65,6 +70,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 32, "concurrent API clients while loading")
 	flag.IntVar(&cfg.samples, "samples", 200, "writes per kind, isolated and spaced")
 	flag.IntVar(&cfg.burst, "burst", 1000, "writes per kind in a burst (namespace label: at most one per prod namespace)")
+	flag.IntVar(&cfg.busy, "busy", 2000, "policies that select the busy pod before the busy-policy kinds add and delete more (created unmeasured)")
 	flag.IntVar(&cfg.clients, "clients", 32, "concurrent API clients of a burst")
 	flag.DurationVar(&cfg.spacing, "spacing", 20*time.Millisecond, "time between writes in spaced mode")
 	flag.DurationVar(&cfg.gap, "gap", 100*time.Millisecond, "quiet time (no batch) before an isolated write")
@@ -74,6 +80,7 @@ func main() {
 	flag.StringVar(&cfg.modes, "modes", strings.Join([]string{modeIsolated, modeSpaced, modeBurst}, ","), "modes, comma-separated")
 	flag.StringVar(&cfg.table, "table", "nftwarden", "the daemon's table")
 	flag.StringVar(&cfg.daemonArgs, "daemon-args", "", "more arguments for `nftwarden run`, space-separated (e.g. --log-level=debug)")
+	flag.BoolVar(&cfg.apiFloor, "api-floor", true, "before the daemon starts, time a burst of each kind with no daemon running (the API server's own pace)")
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write the results to this file as JSON")
 	flag.Parse()
 
@@ -88,16 +95,17 @@ func main() {
 }
 
 type result struct {
-	Pods       int     `json:"pods"`
-	Policies   int     `json:"policies"`
-	Namespaces int     `json:"namespaces"`
-	LocalPods  int     `json:"local_pods"`
-	LoadSec    float64 `json:"load_seconds"`
-	ReadySec   float64 `json:"ready_seconds"`
-	CPUs       int     `json:"cpus"`
-	Kernel     string  `json:"kernel"`
-	LoadAvg    string  `json:"loadavg_at_end"`
-	Phases     []phase `json:"phases"`
+	Pods       int        `json:"pods"`
+	Policies   int        `json:"policies"`
+	Namespaces int        `json:"namespaces"`
+	LocalPods  int        `json:"local_pods"`
+	LoadSec    float64    `json:"load_seconds"`
+	ReadySec   float64    `json:"ready_seconds"`
+	CPUs       int        `json:"cpus"`
+	Kernel     string     `json:"kernel"`
+	LoadAvg    string     `json:"loadavg_at_end"`
+	Floors     []apiFloor `json:"api_floors"`
+	Phases     []phase    `json:"phases"`
 }
 
 func run(cfg config) error {
@@ -153,6 +161,29 @@ func run(cfg config) error {
 	}
 	res.LoadSec = time.Since(start).Seconds()
 	fmt.Printf("loaded in %.0fs\n", res.LoadSec)
+	api, err := watchAPI(ctx, client)
+	if err != nil {
+		return err
+	}
+	defer api.close()
+	w := newWriter(p, client, cfg.workers, cfg.busy)
+	if cfg.apiFloor {
+		for _, kind := range selected {
+			writes, err := w.prepare(ctx, kind, cfg.burst, true)
+			if err != nil {
+				return fmt.Errorf("API floor, %s: %w", kind, err)
+			}
+			if len(writes) == 0 {
+				continue
+			}
+			f, err := measureFloor(ctx, api, kind, writes, cfg.clients, cfg.timeout)
+			if err != nil {
+				return fmt.Errorf("API floor, %s: %w", kind, err)
+			}
+			res.Floors = append(res.Floors, f)
+			fmt.Printf("no daemon %-18s %4d writes: accepted in %.0f ms, delivered to a watch in %.0f ms\n", kind, f.N, f.AcceptedMS, f.DeliveredMS)
+		}
+	}
 
 	start = time.Now()
 	if err := node.StartDaemon(); err != nil {
@@ -163,6 +194,20 @@ func run(cfg config) error {
 	}
 	res.ReadySec = time.Since(start).Seconds()
 	fmt.Printf("daemon ready in %.1fs (log %s)\n", res.ReadySec, node.DaemonLog())
+
+	// The same watch by the daemon's path to the API server: the node's
+	// namespace and relay.
+	nodeRC := rest.CopyConfig(rc)
+	nodeRC.Dial = node.DialAPI
+	nodeClient, err := kubernetes.NewForConfig(nodeRC)
+	if err != nil {
+		return fmt.Errorf("client through the node: %w", err)
+	}
+	viaNode, err := watchAPI(ctx, nodeClient)
+	if err != nil {
+		return fmt.Errorf("through the node: %w", err)
+	}
+	defer viaNode.close()
 
 	watch, err := node.WatchNFTBatches(cfg.table)
 	if err != nil {
@@ -180,7 +225,6 @@ func run(cfg config) error {
 		return err
 	}
 	t.takeOthers()
-	w := newWriter(p, client, cfg.workers)
 	for _, mode := range modes {
 		n := cfg.samples
 		if mode == modeBurst {
@@ -207,6 +251,9 @@ func run(cfg config) error {
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w (daemon log: %s)", mode, kind, err, node.DaemonLog())
 			}
+			if err := stamp(ctx, api, viaNode, writes, samples, cfg.timeout); err != nil {
+				return fmt.Errorf("%s, %s: %w", mode, kind, err)
+			}
 			ph := summarize(mode, kind, samples, t.takeOthers())
 			after, err := readCounts(ctx, node)
 			if err != nil {
@@ -221,6 +268,10 @@ func run(cfg config) error {
 	res.LoadAvg = bulk.LoadAvg()
 	fmt.Printf("\n== %d pods, %d policies, %d namespaces, %d pods on the node; %d CPUs, kernel %s; load average at end %s\n\n",
 		res.Pods, res.Policies, res.Namespaces, res.LocalPods, res.CPUs, res.Kernel, res.LoadAvg)
+	if len(res.Floors) > 0 {
+		printFloors(os.Stdout, res.Floors)
+		fmt.Println()
+	}
 	printTable(os.Stdout, res.Phases)
 	if cfg.jsonOut != "" {
 		b, err := json.MarshalIndent(res, "", "  ")

@@ -15,8 +15,15 @@ type sample struct {
 	// sent: just before the request; answered: when its response was read;
 	// inKernel: when the watch read the NEWGEN of the batch that carried it.
 	sent, answered, inKernel time.Time
+	// delivered: when the benchmark's own watch of the object (apiWatch)
+	// received the write's event.
+	delivered time.Time
+	// deliveredViaNode: likewise, by a watch that reaches the API server
+	// the daemon's way (from the node's namespace, through its relay).
+	deliveredViaNode time.Time
 	// messages in the carrying batch (about the table), and its number.
 	messages, batch int
+	what            string // the write, as errors name it
 }
 
 // tracker matches the node's batches to the writes in flight. A batch
@@ -87,7 +94,7 @@ func (t *tracker) batch(b *cluster.NFTBatch) {
 
 // send makes the write, measured, and returns its sample and what to wait for.
 func (t *tracker) send(ctx context.Context, w write) (*sample, *inFlight, error) {
-	f := &inFlight{change: w.change, s: &sample{}, done: make(chan struct{})}
+	f := &inFlight{change: w.change, s: &sample{what: w.what}, done: make(chan struct{})}
 	t.mu.Lock()
 	f.s.sent = time.Now()
 	t.pending = append(t.pending, f)
@@ -213,18 +220,7 @@ func (t *tracker) runMode(ctx context.Context, mode string, writes []write, o mo
 		}
 		tick.Stop()
 	case modeBurst:
-		next := make(chan int, len(writes))
-		for k := range writes {
-			next <- k
-		}
-		close(next)
-		for range min(o.clients, len(writes)) {
-			wg.Go(func() {
-				for k := range next {
-					sendOne(k)
-				}
-			})
-		}
+		concurrently(len(writes), o.clients, sendOne)
 	default:
 		return nil, fmt.Errorf("unknown mode %q", mode)
 	}
@@ -253,4 +249,23 @@ func (t *tracker) runMode(ctx context.Context, mode string, writes []write, o mo
 type modeOptions struct {
 	gap, spacing, timeout time.Duration
 	clients               int
+}
+
+// concurrently calls f(0..n-1) from clients goroutines, each taking the
+// next k when it is done with its last, and returns when all are done.
+func concurrently(n, clients int, f func(k int)) {
+	next := make(chan int, n)
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(clients, n) {
+		wg.Go(func() {
+			for k := range next {
+				f(k)
+			}
+		})
+	}
+	wg.Wait()
 }

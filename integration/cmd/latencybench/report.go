@@ -31,6 +31,9 @@ func quantilesOf[T cmp.Ordered](xs []T, unit func(T) float64) quantiles {
 	return quantiles{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: unit(xs[len(xs)-1])}
 }
 
+// String is "p50 / p90 / p99", in the unit of the values.
+func (q quantiles) String() string { return fmt.Sprintf("%.2f / %.2f / %.2f", q.P50, q.P90, q.P99) }
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // phase is the result of one kind in one mode.
@@ -43,6 +46,12 @@ type phase struct {
 	// that carried it.
 	AfterResponse quantiles `json:"after_response_ms"`
 	AfterRequest  quantiles `json:"after_request_ms"`
+	// The API server's part: from the response to the event of the
+	// benchmark's own watch; the rest: from that event to the end of the
+	// carrying batch (the daemon's informer, engine and kernel, and the
+	// scheduling of both watchers).
+	WatchAfterResponse quantiles `json:"watch_event_after_response_ms"`
+	KernelAfterWatch   quantiles `json:"kernel_after_watch_event_ms"`
 	// Messages of the carrying batches (one per batch).
 	Messages quantiles `json:"batch_messages"`
 	Batches  int       `json:"batches"`
@@ -59,6 +68,21 @@ type phase struct {
 	// and from the last response to it.
 	AllInKernelMS   float64 `json:"all_in_kernel_ms,omitempty"`
 	AfterLastRespMS float64 `json:"after_last_response_ms,omitempty"`
+	// Samples are the writes one by one (JSON only), to be matched with
+	// what the daemon did at the time (its log, a trace).
+	Samples []sampleJSON `json:"samples"`
+}
+
+// sampleJSON is one write's sample: wall-clock times in Unix nanoseconds.
+type sampleJSON struct {
+	What     string `json:"what"`
+	Sent     int64  `json:"sent_unix_ns"`
+	Answered int64  `json:"answered_unix_ns"`
+	InKernel int64  `json:"in_kernel_unix_ns"`
+	Watched  int64  `json:"watch_event_unix_ns"`
+	ViaNode  int64  `json:"watch_event_via_node_unix_ns"`
+	Batch    int    `json:"batch"`
+	Messages int    `json:"messages"`
 }
 
 // summarize makes the phase of the samples.
@@ -67,24 +91,24 @@ func summarize(mode, kind string, samples []*sample, others []int) phase {
 	for _, n := range others {
 		p.OtherMessages += n
 	}
-	var afterResp, afterReq []time.Duration
+	var afterResp, afterReq, watchAfterResp, kernelAfterWatch []time.Duration
 	batchSize := map[int]int{}
 	var first, lastResp, lastKernel time.Time
 	for _, s := range samples {
+		p.Samples = append(p.Samples, sampleJSON{What: s.what, Sent: s.sent.UnixNano(), Answered: s.answered.UnixNano(),
+			InKernel: s.inKernel.UnixNano(), Watched: s.delivered.UnixNano(), ViaNode: s.deliveredViaNode.UnixNano(), Batch: s.batch, Messages: s.messages})
 		afterResp = append(afterResp, s.inKernel.Sub(s.answered))
 		afterReq = append(afterReq, s.inKernel.Sub(s.sent))
+		watchAfterResp = append(watchAfterResp, s.delivered.Sub(s.answered))
+		kernelAfterWatch = append(kernelAfterWatch, s.inKernel.Sub(s.delivered))
 		batchSize[s.batch] = s.messages
 		if first.IsZero() || s.sent.Before(first) {
 			first = s.sent
 		}
-		if s.answered.After(lastResp) {
-			lastResp = s.answered
-		}
-		if s.inKernel.After(lastKernel) {
-			lastKernel = s.inKernel
-		}
+		lastResp, lastKernel = later(lastResp, s.answered), later(lastKernel, s.inKernel)
 	}
 	p.AfterResponse, p.AfterRequest = quantilesOf(afterResp, ms), quantilesOf(afterReq, ms)
+	p.WatchAfterResponse, p.KernelAfterWatch = quantilesOf(watchAfterResp, ms), quantilesOf(kernelAfterWatch, ms)
 	p.Batches = len(batchSize)
 	p.Messages = quantilesOf(slices.Collect(maps.Values(batchSize)), func(n int) float64 { return float64(n) })
 	if mode == modeBurst && len(samples) > 0 {
@@ -95,17 +119,15 @@ func summarize(mode, kind string, samples []*sample, others []int) phase {
 
 // printTable writes the phases as a Markdown table.
 func printTable(out io.Writer, phases []phase) {
-	fmt.Fprintln(out, "| mode | kind | writes | after response p50 / p90 / p99 (ms) | after request p50 / p90 / p99 (ms) | batches | messages per batch p50 / max | other batches | daemon events / syncs per write | burst: all in kernel (ms) | burst: after last response (ms) |")
-	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(out, "| mode | kind | writes | after response p50 / p90 / p99 (ms) | after request p50 / p90 / p99 (ms) | API watch event after response p50 / p90 / p99 (ms) | kernel after watch event p50 / p90 / p99 (ms) | batches | messages per batch p50 / max | other batches | daemon events / syncs per write | burst: all in kernel (ms) | burst: after last response (ms) |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, p := range phases {
 		burst, lag := "", ""
 		if p.Mode == modeBurst {
 			burst, lag = fmt.Sprintf("%.0f", p.AllInKernelMS), fmt.Sprintf("%.0f", p.AfterLastRespMS)
 		}
-		fmt.Fprintf(out, "| %s | %s | %d | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %d | %.0f / %.0f | %d | %.2f / %.2f | %s | %s |\n",
-			p.Mode, p.Kind, p.N,
-			p.AfterResponse.P50, p.AfterResponse.P90, p.AfterResponse.P99,
-			p.AfterRequest.P50, p.AfterRequest.P90, p.AfterRequest.P99,
+		fmt.Fprintf(out, "| %s | %s | %d | %s | %s | %s | %s | %d | %.0f / %.0f | %d | %.2f / %.2f | %s | %s |\n",
+			p.Mode, p.Kind, p.N, p.AfterResponse, p.AfterRequest, p.WatchAfterResponse, p.KernelAfterWatch,
 			p.Batches, p.Messages.P50, p.Messages.Max, p.OtherBatches, p.EventsPerWrite, p.FlushesPerWrite, burst, lag)
 	}
 }
