@@ -127,7 +127,7 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 		}
 	}
 	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
-	r.Ports = namedPortsOf(p)
+	r.Ports = sharedPortList(namedPortsOf(p))
 	if len(r.IPs) == 0 {
 		r.IPs = nil // as if never allocated: every IP was malformed
 	}
@@ -209,13 +209,13 @@ func samePod(a, b *podRecord) bool {
 		return a == nil && b == nil
 	}
 	return a.ID == b.ID && a.Node == b.Node && a.HostNetwork == b.HostNetwork && a.Finished == b.Finished &&
-		slices.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports, b.Ports)
+		slices.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports.list(), b.Ports.list())
 }
 
 // resolve returns the ports of a pod named name with protocol proto.
 func (p *podRecord) resolve(name string, proto uint8) []uint16 {
 	var out []uint16
-	for _, np := range p.Ports {
+	for _, np := range p.Ports.list() {
 		if np.Name.Value() == name && np.Proto == proto {
 			out = append(out, np.Port)
 		}

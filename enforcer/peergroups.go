@@ -111,7 +111,7 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 	var addrs [2]int
 	for _, ns := range nss {
 		for _, p := range pg.m.podsInNamespace(ns) {
-			if p.active() && spec.podSel.Matches(p.Labels) {
+			if p.active() && spec.podSel.Matches(p.selectable()) {
 				members = append(members, p)
 				for _, a := range p.IPs {
 					addrs[familyOf(a)]++
@@ -292,7 +292,7 @@ func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (
 // updateMember makes p's membership in g match its current record (inactive:
 // not a member) and reports whether anything changed.
 func (pg *peerGroups) updateMember(g *group, p *podRecord) bool {
-	return pg.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.Labels) && g.hasNamespace(p.Namespace()))
+	return pg.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.selectable()) && g.hasNamespace(p.Namespace()))
 }
 
 func (g *group) hasNamespace(ns string) bool {
@@ -339,5 +339,5 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			}
 		}
 	}
-	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
+	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports.list(), p.Ports.list())
 }

@@ -46,8 +46,9 @@ type podRecord struct {
 	Labels labelList
 	// IPs are the pod's parsed addresses (unmapped, deduplicated, sorted v4 first).
 	IPs []netip.Addr
-	// Ports are the named container ports, restartable init containers included.
-	Ports []namedPort
+	// Ports are the named container ports, restartable init containers
+	// included, shared with the pods that have the same (portlists.go).
+	Ports *portList
 	// nsLen is the length of the namespace at the start of ID.
 	nsLen       uint32
 	HostNetwork bool
@@ -107,6 +108,12 @@ func (l labelList) Get(k string) string {
 }
 
 var _ labels.Labels = labelList(nil)
+
+// selectable returns p's labels for a selector's Matches: a pointer to the
+// list, because a slice converted to an interface is copied to the heap, and
+// the hot paths (a new peer group over every pod of its namespaces, a pod
+// change over the groups of its namespace) match many times.
+func (p *podRecord) selectable() labels.Labels { return &p.Labels }
 
 // namedPort is one named container port. The name is interned: pods of a
 // workload repeat the same few names.
