@@ -3,6 +3,7 @@ package enforcer
 import (
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"sync"
 	"weak"
 )
@@ -31,7 +32,8 @@ var portLists = struct {
 	byKey map[string]weak.Pointer[portList]
 }{byKey: map[string]weak.Pointer[portList]{}}
 
-// sharedPortList returns the canonical list holding ports (nil for none).
+// sharedPortList returns the canonical list holding ports (nil for none); a
+// new list holds a copy of ports.
 func sharedPortList(ports []namedPort) *portList {
 	if len(ports) == 0 {
 		return nil
@@ -43,7 +45,7 @@ func sharedPortList(ports []namedPort) *portList {
 	if l := portLists.byKey[string(key)].Value(); l != nil {
 		return l
 	}
-	l := &portList{ports: ports}
+	l := &portList{ports: slices.Clone(ports)}
 	k := string(key)
 	portLists.byKey[k] = weak.Make(l)
 	runtime.AddCleanup(l, dropPortList, k)
