@@ -316,9 +316,7 @@ func (e *Engine) UpsertParsedPod(p *Pod) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.upsertPod(&p.rec, perr); err != nil {
-		return errors.Join(perr, err)
-	}
+	e.upsertPod(&p.rec, perr)
 	return perr
 }
 
@@ -332,34 +330,29 @@ func checkParsedPod(p *Pod) error {
 
 // upsertPod stores pod raw as its caller gives it (the caller holds mu),
 // logging perr, its malformed fields, once per version (an identical upsert
-// changes nothing and logs nothing). It returns the model's error.
-func (e *Engine) upsertPod(raw *podRecord, perr error) error {
+// changes nothing and logs nothing).
+func (e *Engine) upsertPod(raw *podRecord, perr error) {
 	old := e.m.pod(raw.ID)
 	rec := e.storedPod(raw)
 	if samePod(old, rec) {
-		return nil
+		return
 	}
 	if perr != nil {
 		e.log.Warn("pod has invalid fields", "pod", rec.ID, "error", perr)
 	}
-	return e.storePod(old, rec)
+	e.storePod(old, rec)
 }
 
 // storePod puts rec in the place of old (nil: none) in the model and the
 // compiler, and numbers the change. The caller holds mu.
-func (e *Engine) storePod(old, rec *podRecord) error {
-	if err := e.m.putPod(old, rec); err != nil {
-		err = fmt.Errorf("enforcer: upsert pod %s: %w", rec.ID, err)
-		e.log.Error("pod not stored", "pod", rec.ID, "error", err)
-		return err
-	}
+func (e *Engine) storePod(old, rec *podRecord) {
+	e.m.putPod(old, rec)
 	if old == nil {
 		e.nPods++
 	}
 	e.c.podChanged(old, rec)
 	e.c.collectGroups()
 	e.podStored(old, rec)
-	return nil
 }
 
 // DeletePod removes a pod; a missing pod is not an error. It forgets what

@@ -142,13 +142,10 @@ func (e *Engine) StartPod(ctx context.Context, p *Pod, addrs []netip.Addr) (Flus
 	}
 	s := e.podSyncOf(rec.ID)
 	s.announced, s.released, s.known = ips, nil, nil
-	err = e.upsertPod(rec, perr)
+	e.upsertPod(rec, perr)
 	want := s.changed
 	e.dropIdlePodSync(rec.ID)
 	e.mu.Unlock()
-	if err != nil {
-		return FlushResult{}, fmt.Errorf("enforcer: start pod %s: %w", rec.ID, err)
-	}
 	res, err := e.flushUpTo(ctx, want)
 	if err != nil {
 		return res, fmt.Errorf("enforcer: start pod %s: %w", rec.ID, err)
@@ -187,14 +184,11 @@ func (e *Engine) StopPod(ctx context.Context, namespace, name string, addrs []ne
 		if kept := without(rec.IPs, s.released); len(kept) != len(rec.IPs) {
 			cp := *rec
 			cp.IPs = kept
-			err = e.storePod(rec, &cp)
+			e.storePod(rec, &cp)
 		}
 	}
 	want := e.changes
 	e.mu.Unlock()
-	if err != nil {
-		return FlushResult{}, fmt.Errorf("enforcer: stop pod %s: %w", id, err)
-	}
 	res, err := e.flushUpTo(ctx, want)
 	if err != nil {
 		return res, fmt.Errorf("enforcer: stop pod %s: %w", id, err)

@@ -125,7 +125,7 @@ func (c *compiler) addPolicy(p *policy) {
 	for _, id := range slices.Sorted(maps.Keys(locals)) { // ID order: deterministic transactions
 		lp := locals[id]
 		rec := lp.rec
-		if !p.podSel.Matches(rec.Labels) {
+		if !p.podSel.Matches(rec.selectable()) {
 			continue
 		}
 		for dir, d := range p.dirs {
@@ -265,7 +265,7 @@ func (c *compiler) targetChanged(id, ns string, cur *podRecord, refresh map[*nam
 // named-port sets of those that selected it or do now.
 func (c *compiler) retarget(lp *localPod, id, ns string, cur *podRecord, isLocal bool, refresh map[*namedSet]struct{}) {
 	for _, p := range c.m.policies.inNamespace(ns) {
-		sel := isLocal && p.podSel.Matches(cur.Labels)
+		sel := isLocal && p.podSel.Matches(cur.selectable())
 		for dir, d := range p.dirs {
 			if d == nil {
 				continue

@@ -332,7 +332,7 @@ func portMatches(p networkingv1.NetworkPolicyPort, portPod *podRecord, f Flow) (
 		if p.EndPort != nil || p.Port.StrVal == "" || portPod == nil {
 			return false, false
 		}
-		for _, c := range portPod.Ports {
+		for _, c := range portPod.Ports.list() {
 			if c.Name.Value() == p.Port.StrVal && c.Port == f.Port {
 				if pn, _ := ProtocolNumber(proto); pn == c.Proto {
 					return false, true

@@ -127,29 +127,18 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 		}
 	}
 	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
-	r.Ports = namedPortsOf(p)
+	var ports [8]namedPort // most pods name a few ports: no allocation unless a new list
+	r.Ports = sharedPortList(namedPortsOf(p, ports[:0]))
 	if len(r.IPs) == 0 {
 		r.IPs = nil // as if never allocated: every IP was malformed
 	}
 	return errors.Join(errs...)
 }
 
-// namedPortsOf returns the named ports of p's containers and restartable init
-// containers, deduplicated and sorted (nil if none).
-func namedPortsOf(p *corev1.Pod) []namedPort {
-	var ports []namedPort
-	// One allocation for the ports (containers are walked by index: they are
-	// large structs).
-	nports := 0
-	for i := range p.Spec.InitContainers {
-		nports += len(p.Spec.InitContainers[i].Ports)
-	}
-	for i := range p.Spec.Containers {
-		nports += len(p.Spec.Containers[i].Ports)
-	}
-	if nports > 0 {
-		ports = make([]namedPort, 0, nports)
-	}
+// namedPortsOf appends the named ports of p's containers and restartable
+// init containers to ports, deduplicated and sorted (nil if none).
+// Containers are walked by index: they are large structs.
+func namedPortsOf(p *corev1.Pod, ports []namedPort) []namedPort {
 	add := func(c *corev1.Container) {
 		for _, cp := range c.Ports {
 			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
@@ -209,13 +198,13 @@ func samePod(a, b *podRecord) bool {
 		return a == nil && b == nil
 	}
 	return a.ID == b.ID && a.Node == b.Node && a.HostNetwork == b.HostNetwork && a.Finished == b.Finished &&
-		slices.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports, b.Ports)
+		slices.Equal(a.Labels, b.Labels) && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Ports.list(), b.Ports.list())
 }
 
 // resolve returns the ports of a pod named name with protocol proto.
 func (p *podRecord) resolve(name string, proto uint8) []uint16 {
 	var out []uint16
-	for _, np := range p.Ports {
+	for _, np := range p.Ports.list() {
 		if np.Name.Value() == name && np.Proto == proto {
 			out = append(out, np.Port)
 		}

@@ -104,7 +104,7 @@ func (np *namedPorts) acquireEveryKey(ports []portName, key string, fams familyS
 	ns := np.newSet(ports, key, key, fams)
 	ns.all, ns.key, ns.refs = true, key, 1
 	np.every[key] = ns
-	for _, p := range np.m.pods() {
+	for p := range np.m.pods.all() {
 		np.refresh(ns, p.ID, p)
 	}
 	return ns

@@ -90,10 +90,10 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 	}
 	g := &group{spec: spec, refs: 1, dependents: map[*namedSet]struct{}{}}
 	pg.byKey[spec.key] = g
-	var pods []*podRecord
+	var nss []string
 	if spec.nsSel == nil {
 		addTo(pg.local, spec.local, g)
-		pods = pg.m.podsInNamespace(spec.local)
+		nss = []string{spec.local}
 	} else {
 		g.nsMatch = map[string]bool{}
 		pg.nsSel[g] = struct{}{}
@@ -101,19 +101,21 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 			if spec.nsSel.Matches(ns.Labels) {
 				g.nsMatch[ns.Name] = true
 				addTo(pg.byNS, ns.Name, g)
-				pods = append(pods, pg.m.podsInNamespace(ns.Name)...)
+				nss = append(nss, ns.Name)
 			}
 		}
 	}
 	// Find the members first and allocate the member map and the sets at their
 	// final size: growing them pod by pod was most of the cost of a large group.
-	members := pods[:0]
+	var members []*podRecord
 	var addrs [2]int
-	for _, p := range pods {
-		if p.active() && spec.podSel.Matches(p.Labels) {
-			members = append(members, p)
-			for _, a := range p.IPs {
-				addrs[familyOf(a)]++
+	for _, ns := range nss {
+		for _, p := range pg.m.podsInNamespace(ns) {
+			if p.active() && spec.podSel.Matches(p.selectable()) {
+				members = append(members, p)
+				for _, a := range p.IPs {
+					addrs[familyOf(a)]++
+				}
 			}
 		}
 	}
@@ -256,19 +258,16 @@ func (pg *peerGroups) podChanged(id, ns string, cur *podRecord, refresh map[*nam
 // namespaceChanged re-evaluates the namespace-selector groups for namespace
 // name (exists false: deleted). It returns the namespace's pods if a group
 // changed, with the named-port sets to refresh for them.
-func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) ([]*podRecord, map[*namedSet]struct{}) {
-	var pods []*podRecord
-	loaded := false
+func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (map[string]*podRecord, map[*namedSet]struct{}) {
+	pods := pg.m.podsInNamespace(name)
+	changed := false
 	refresh := map[*namedSet]struct{}{}
 	for g := range pg.nsSel {
 		match := exists && g.spec.nsSel.Matches(l)
 		if match == g.nsMatch[name] {
 			continue
 		}
-		if !loaded {
-			pods = pg.m.podsInNamespace(name)
-			loaded = true
-		}
+		changed = true
 		if match {
 			g.nsMatch[name] = true
 			addTo(pg.byNS, name, g)
@@ -284,13 +283,16 @@ func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (
 			}
 		}
 	}
+	if !changed {
+		return nil, refresh
+	}
 	return pods, refresh
 }
 
 // updateMember makes p's membership in g match its current record (inactive:
 // not a member) and reports whether anything changed.
 func (pg *peerGroups) updateMember(g *group, p *podRecord) bool {
-	return pg.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.Labels) && g.hasNamespace(p.Namespace()))
+	return pg.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.selectable()) && g.hasNamespace(p.Namespace()))
 }
 
 func (g *group) hasNamespace(ns string) bool {
@@ -337,5 +339,5 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			}
 		}
 	}
-	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports, p.Ports)
+	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports.list(), p.Ports.list())
 }

@@ -17,7 +17,6 @@ import (
 // field names as strings).
 
 const (
-	tablePods       = "pods"
 	tableNamespaces = "namespaces"
 	tablePolicies   = "policies"
 	// tableClusterPolicies holds ClusterNetworkPolicies by name (cnp.go).
@@ -25,16 +24,17 @@ const (
 	// tableNodes holds Nodes by name (nodes.go).
 	tableNodes = "nodes"
 
-	indexID = "id" // every table: "ns/name" (namespaces: name)
+	indexID = "id" // every table: "ns/name" (namespaces, nodes, cluster policies: name)
 )
 
 // Every table has only the ID index; the secondary indexes are typed maps of
-// the model (indexes.go). Every memdb index costs a radix insert per record
-// (the biggest part of building the model for 100,000 pods) and a radix leaf
-// and node per record for as long as it lives, about 400 bytes each, which is
-// the largest part of the engine's memory per pod; and reading an index inside
-// the open write transaction clones it (see model). Pods of a namespace are
-// found by ID prefix (the ID "ns/name" starts with it).
+// the model (indexes.go). Pods are not in memdb at all but in a map by
+// namespace and name (podIndex): a memdb index costs a radix insert per
+// record (it was the biggest part of building the model for 100,000 pods)
+// and a radix leaf and node per record for as long as it lives, about 480
+// bytes, against about 40 for a map entry; and a node agent holds every pod
+// of the cluster. memdb keeps the tables of which a cluster has thousands at
+// most (namespaces, policies, cluster policies, nodes).
 
 // podRecord is what the engine keeps of a pod. Records are immutable once
 // inserted: an update inserts a new record.
@@ -46,8 +46,9 @@ type podRecord struct {
 	Labels labelList
 	// IPs are the pod's parsed addresses (unmapped, deduplicated, sorted v4 first).
 	IPs []netip.Addr
-	// Ports are the named container ports, restartable init containers included.
-	Ports []namedPort
+	// Ports are the named container ports, restartable init containers
+	// included, shared with the pods that have the same (portlists.go).
+	Ports *portList
 	// nsLen is the length of the namespace at the start of ID.
 	nsLen       uint32
 	HostNetwork bool
@@ -108,6 +109,12 @@ func (l labelList) Get(k string) string {
 
 var _ labels.Labels = labelList(nil)
 
+// selectable returns p's labels for a selector's Matches: a pointer to the
+// list, because a slice converted to an interface is copied to the heap, and
+// the hot paths (a new peer group over every pod of its namespaces, a pod
+// change over the groups of its namespace) match many times.
+func (p *podRecord) selectable() labels.Labels { return &p.Labels }
+
 // namedPort is one named container port. The name is interned: pods of a
 // workload repeat the same few names.
 type namedPort struct {
@@ -142,12 +149,6 @@ type policyRecord struct {
 
 func newSchema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tablePods: {
-			Name: tablePods,
-			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: stringIndex(func(p *podRecord) string { return p.ID })},
-			},
-		},
 		tableNamespaces: {
 			Name: tableNamespaces,
 			Indexes: map[string]*memdb.IndexSchema{
@@ -197,14 +198,6 @@ func (ix *typedStringIndex[T]) FromObject(obj any) (bool, []byte, error) {
 
 func (ix *typedStringIndex[T]) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
 
-func (ix *typedStringIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
-	b, err := stringArg(args)
-	if err != nil {
-		return nil, err
-	}
-	return b[:len(b)-1], nil // no terminator: a prefix
-}
-
 func stringArg(args []any) ([]byte, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("index: want one argument, got %d", len(args))
@@ -239,6 +232,8 @@ type model struct {
 	// cold start: then a lookup of every new record costs nothing).
 	committed      *memdb.Txn
 	committedEmpty map[string]bool
+	// pods holds every pod (indexes.go, see newSchema).
+	pods podIndex
 	// The secondary indexes (indexes.go): the active pods by address, the
 	// parsed policies by namespace, the local pods by namespace.
 	ips      ipIndex
@@ -349,7 +344,7 @@ func all[T any](m *model, table, index string, args ...any) []T {
 	return out
 }
 
-func (m *model) pod(id string) *podRecord { return byID[*podRecord](m, tablePods, id) }
+func (m *model) pod(id string) *podRecord { return m.pods.get(id) }
 func (m *model) namespace(name string) *namespaceRecord {
 	return byID[*namespaceRecord](m, tableNamespaces, name)
 }
@@ -362,27 +357,21 @@ func (m *model) policy(id string) *policyRecord {
 func (m *model) podsByIP(a netip.Addr) []*podRecord { return m.ips.get(a) }
 
 // putPod inserts or replaces pod rec (old is the record it replaces, or nil).
-func (m *model) putPod(old, rec *podRecord) error {
-	if err := m.put(tablePods, rec.ID, rec); err != nil {
-		return err
-	}
+func (m *model) putPod(old, rec *podRecord) {
+	m.pods.put(rec)
 	m.ips.update(old, rec)
-	return nil
 }
 
 // removePod removes pod old.
 func (m *model) removePod(old *podRecord) {
-	m.remove(tablePods, old.ID)
+	m.pods.remove(old)
 	m.ips.update(old, nil)
 }
 
-func (m *model) podsInNamespace(ns string) []*podRecord {
-	pods := all[*podRecord](m, tablePods, indexID+"_prefix", ns+"/")
-	// The prefix also finds a namespace "ns/x" (not a valid name, but the
-	// engine does not reject it).
-	return slices.DeleteFunc(pods, func(p *podRecord) bool { return p.Namespace() != ns })
-}
+// podsInNamespace returns the pods of namespace ns by name, in no order
+// (not to be modified).
+func (m *model) podsInNamespace(ns string) map[string]*podRecord { return m.pods.inNamespace(ns) }
+
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)
 }
-func (m *model) pods() []*podRecord { return all[*podRecord](m, tablePods, indexID) }

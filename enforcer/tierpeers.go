@@ -171,8 +171,7 @@ func (tp *tierPeers) podChanged(id, ns string, old, cur *podRecord) bool {
 // changed.
 func (tp *tierPeers) namespaceChanged(name string) []netip.Addr {
 	delete(tp.byNS, name)
-	var pods []*podRecord
-	loaded := false
+	pods := tp.m.podsInNamespace(name)
 	var addrs []netip.Addr
 	for _, p := range tp.byKey {
 		was := p.nsMatch[name]
@@ -180,9 +179,6 @@ func (tp *tierPeers) namespaceChanged(name string) []netip.Addr {
 		now := tp.matchesNS(p, name)
 		if was == now {
 			continue
-		}
-		if !loaded {
-			pods, loaded = tp.m.podsInNamespace(name), true
 		}
 		for _, rec := range pods {
 			if tp.setMember(p, rec.ID, rec, now && p.admits(rec)) && rec.active() {

@@ -210,13 +210,15 @@ func (t *tiers) podChanged(old, cur *podRecord) bool {
 		p = old
 	}
 	t.peers.podChanged(p.ID, p.Namespace(), old, cur)
-	var addrs []netip.Addr
-	for _, rec := range [2]*podRecord{old, cur} {
-		if rec.active() {
-			addrs = append(addrs, rec.IPs...)
-		}
-	}
 	if len(t.groups) > 0 {
+		// Gathered only here: without ClusterNetworkPolicy subjects on this
+		// node every pod change would allocate the list for nothing.
+		var addrs []netip.Addr
+		for _, rec := range [2]*podRecord{old, cur} {
+			if rec.active() {
+				addrs = append(addrs, rec.IPs...)
+			}
+		}
 		slices.SortFunc(addrs, netip.Addr.Compare)
 		addrs = slices.Compact(addrs)
 		for _, id := range slices.Sorted(maps.Keys(t.groups)) {

@@ -274,7 +274,7 @@ func (pw *podWaiters) arrived(obj any) {
 	if !ok {
 		return
 	}
-	k := cache.NewObjectName(c.Namespace, c.Name).String()
+	k := cache.NewObjectName(c.GetNamespace(), c.GetName()).String()
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	if wt := pw.byKey[k]; wt != nil {

@@ -43,8 +43,6 @@ func (c *compactPod) DeepCopyObject() runtime.Object {
 func compactPodOf(p *corev1.Pod) *compactPod {
 	ep := enforcer.NewPod(p)
 	m := podMetaOf(&p.ObjectMeta)
-	// The engine's ID "namespace/name" holds both strings already.
-	m.Namespace, m.Name = ep.Namespace(), ep.Name()
 	if t := podChangeTime(p); !t.IsZero() {
 		m.changed = t.Unix()
 	}

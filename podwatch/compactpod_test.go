@@ -41,8 +41,8 @@ func TestCompactPodInCache(t *testing.T) {
 	if !enforcer.NewPod(TransformPod(in)).Equal(c.pod) {
 		t.Error("the cached pod differs from the engine's parse of TransformPod")
 	}
-	if c.Namespace != in.Namespace || c.Name != in.Name || c.ResourceVersion != in.ResourceVersion {
-		t.Errorf("cached metadata %+v, want the pod's name, namespace and resourceVersion", c.podMeta)
+	if c.GetNamespace() != in.Namespace || c.GetName() != in.Name || c.ResourceVersion != in.ResourceVersion {
+		t.Errorf("cached metadata %s/%s %+v, want the pod's name, namespace and resourceVersion", c.GetNamespace(), c.GetName(), c.podMeta)
 	}
 	if diff := cmp.Diff(in.Labels, c.GetLabels()); diff != "" {
 		t.Errorf("GetLabels (-pod +cached):\n%s", diff)

@@ -7,24 +7,23 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// podMeta is the object metadata a cached pod keeps: what client-go's cache
-// reads (name and namespace for keys, resourceVersion) and the deletion
-// timestamp, the time of its last change, and a hash of its UID. A
+// podMeta is the object metadata a cached pod keeps besides its name and
+// namespace (the compact pod reads those from the engine's pod, whose ID
+// holds both): what client-go's cache reads (resourceVersion) and the
+// deletion timestamp, the time of its last change, and a hash of its UID. A
 // metav1.ObjectMeta is 232 bytes, most of them for fields the cache never
-// sets; this is 72. The UID itself is not kept (a 36-character string per
+// sets; this is 40. The UID itself is not kept (a 36-character string per
 // pod): client-go's cache does not read it, and the engine keys pods by
 // namespace and name, so a pod recreated under the same name with the same
 // content needs no change. Only StartPod asks whether the cached pod is the
 // one whose sandbox the CNI plugin set up (a StatefulSet's pod recreated
-// under its name is another pod); its hash answers that, and the 8 bytes
-// fit in the size class the compact pod was already allocated in.
+// under its name is another pod); its hash answers that in 8 bytes.
 //
-// Together with compactPod's label methods it implements metav1.Object, the
+// Together with compactPod's name and label methods it implements metav1.Object, the
 // interface client-go reaches objects' metadata through (meta.Accessor). The
 // fields it does not keep read as zero values and ignore writes: the
 // transform drops them anyway.
 type podMeta struct {
-	Name, Namespace   string
 	ResourceVersion   string
 	DeletionTimestamp *metav1.Time
 	// changed is the Unix time (whole seconds, the API's resolution) of the
@@ -36,8 +35,6 @@ type podMeta struct {
 
 func podMetaOf(m *metav1.ObjectMeta) podMeta {
 	return podMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
 		ResourceVersion:   m.ResourceVersion,
 		DeletionTimestamp: m.DeletionTimestamp,
 		uid:               uidHash(m.UID),
@@ -63,10 +60,6 @@ func (m *podMeta) deepCopy() podMeta {
 
 var _ metav1.Object = (*compactPod)(nil)
 
-func (m *podMeta) GetNamespace() string                { return m.Namespace }
-func (m *podMeta) SetNamespace(namespace string)       { m.Namespace = namespace }
-func (m *podMeta) GetName() string                     { return m.Name }
-func (m *podMeta) SetName(name string)                 { m.Name = name }
 func (m *podMeta) GetResourceVersion() string          { return m.ResourceVersion }
 func (m *podMeta) SetResourceVersion(version string)   { m.ResourceVersion = version }
 func (m *podMeta) GetDeletionTimestamp() *metav1.Time  { return m.DeletionTimestamp }
@@ -95,6 +88,17 @@ func (m *podMeta) GetOwnerReferences() []metav1.OwnerReference                { 
 func (m *podMeta) SetOwnerReferences([]metav1.OwnerReference)                 {}
 func (m *podMeta) GetManagedFields() []metav1.ManagedFieldsEntry              { return nil }
 func (m *podMeta) SetManagedFields(managedFields []metav1.ManagedFieldsEntry) {}
+
+// GetNamespace returns the pod's namespace (a part of the engine pod's ID).
+func (c *compactPod) GetNamespace() string { return c.pod.Namespace() }
+
+// GetName returns the pod's name (a part of the engine pod's ID).
+func (c *compactPod) GetName() string { return c.pod.Name() }
+
+// SetNamespace and SetName ignore writes: the name is part of the immutable
+// enforcer.Pod, and client-go never renames cached objects.
+func (c *compactPod) SetNamespace(string) {}
+func (c *compactPod) SetName(string)      {}
 
 // GetLabels returns a new map of the pod's labels.
 func (c *compactPod) GetLabels() map[string]string { return c.pod.Labels() }
