@@ -80,7 +80,7 @@ func BenchmarkDecodePods(b *testing.B) {
 		p.Status = podwatchtest.PodStatus(i, metav1.Now())
 		list.Items = append(list.Items, *p)
 	}
-	for _, mediaType := range []string{runtime.ContentTypeJSON, runtime.ContentTypeProtobuf} {
+	for name, mediaType := range map[string]string{"json": runtime.ContentTypeJSON, "protobuf": runtime.ContentTypeProtobuf} {
 		info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), mediaType)
 		if !ok {
 			b.Fatalf("no serializer for %s", mediaType)
@@ -91,7 +91,7 @@ func BenchmarkDecodePods(b *testing.B) {
 			b.Fatal(err)
 		}
 		decoder := codecs.DecoderToVersion(info.Serializer, corev1.SchemeGroupVersion)
-		b.Run(mediaType, func(b *testing.B) {
+		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				var out corev1.PodList
