@@ -212,7 +212,7 @@ func (b *bench) command(ctx context.Context, args []string) error {
 		return measureFloor(ctx, b.cp.Config, b.cfg.pods)
 	case "run":
 		if len(args) < 3 {
-			return errors.New("usage: run ROUNDS NAME=BIN ...")
+			return errors.New("usage: run ROUNDS NAME=BIN [NAME=BIN]")
 		}
 		rounds, err := strconv.Atoi(args[1])
 		if err != nil {
