@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -66,32 +65,6 @@ func TestClientsContentTypes(t *testing.T) {
 		if got := accepts[path]; got != want {
 			t.Errorf("Accept of %s = %q, want %q", path, got, want)
 		}
-	}
-}
-
-// TestGatedClientWithoutCompression: the daemon's client does not ask for
-// gzip, so the API server does not compress the lists and watches of every
-// pod for it.
-func TestGatedClientWithoutCompression(t *testing.T) {
-	encodings := make(chan string, 10)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/api/v1/pods" {
-			encodings <- r.Header.Get("Accept-Encoding")
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"kind":"PodList","items":[]}`))
-	}))
-	defer srv.Close()
-	clients, gate, err := gatedClient(writeKubeconfig(t, srv.URL), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gate.Close()
-	if _, err := clients.kube.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{}); err != nil {
-		t.Fatalf("list pods: %v", err)
-	}
-	if got := <-encodings; strings.Contains(got, "gzip") {
-		t.Errorf("Accept-Encoding = %q, want no gzip", got)
 	}
 }
 

@@ -125,14 +125,6 @@ func gatedClient(kubeconfig string, log *slog.Logger) (apiClients, *podwatch.API
 	// during such an outage fails soon and is then held by the gate, which
 	// lets it out within a probe of the server's return.
 	restCfg.Dial = (&net.Dialer{Timeout: apiDialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	// The daemon runs on the cluster's nodes, next to the API server: gzip
-	// would cost the API server and the daemon CPU to save bandwidth the
-	// cluster network has. At start the daemon receives every pod of the
-	// cluster (about 160 MB of protobuf at 100,000 pods), and the API server
-	// compresses a large response or watch stream whenever the client accepts
-	// gzip; on a restart of every node that is CPU taken from the server when
-	// it is busiest (scripts/bench-restart.sh).
-	restCfg.DisableCompression = true
 	clients, err := newClients(restCfg)
 	if err != nil {
 		gate.Close()

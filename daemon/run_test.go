@@ -241,23 +241,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// writeKubeconfig writes a kubeconfig for server (TLS not verified) into a
-// temporary directory and returns its path.
-func writeKubeconfig(t *testing.T, server string) string {
-	t.Helper()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "`+server+`", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return kubeconfig
-}
-
 // TestRunWithUnreachableAPIServer points the daemon at a loopback port where
 // nothing listens: it must say so in the log, stay unready, program nothing, and
 // stop promptly when asked.
@@ -271,7 +254,16 @@ func TestRunWithUnreachableAPIServer(t *testing.T) {
 	}
 	server := "https://" + probe.Addr().String()
 	probe.Close()
-	kubeconfig := writeKubeconfig(t, server)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+server+`", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	clients, gate, err := gatedClient(kubeconfig, log)
