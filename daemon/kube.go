@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -56,26 +55,15 @@ type apiClients struct {
 	host string
 }
 
-// newClients builds the clients of cfg. Both share one HTTP client, and so its
-// connections and a wrapper such as the API gate. Built-in kinds are read as
-// protobuf: at start the daemon receives every pod of the cluster, and the API
-// server encodes and the daemon decodes protobuf several times faster than
-// JSON (readiness at 100,000 pods, scripts/bench-restart.sh). Custom resources
-// are served in JSON only, which is the default of a config without a content
-// type, so their client keeps cfg's.
+// newClients builds the clients of cfg. Both share its transport (and so a
+// wrapper such as the API gate). Custom resources are served in JSON only,
+// which is the default of a config without a content type.
 func newClients(cfg *rest.Config) (apiClients, error) {
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return apiClients{}, fmt.Errorf("create HTTP client for %s: %w", cfg.Host, err)
-	}
-	builtin := rest.CopyConfig(cfg)
-	builtin.ContentType = runtime.ContentTypeProtobuf
-	builtin.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	kube, err := kubernetes.NewForConfigAndClient(builtin, hc)
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return apiClients{}, fmt.Errorf("create API client for %s: %w", cfg.Host, err)
 	}
-	cnp, err := cnpclient.NewForConfigAndClient(cfg, hc)
+	cnp, err := cnpclient.NewForConfig(cfg)
 	if err != nil {
 		return apiClients{}, fmt.Errorf("create ClusterNetworkPolicy client for %s: %w", cfg.Host, err)
 	}

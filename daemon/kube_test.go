@@ -17,10 +17,12 @@ import (
 	"github.com/nftwarden/nftwarden/podwatch/podwatchtest"
 )
 
-// TestClientsContentTypes: the core client asks for protobuf (cheaper to
-// encode and decode for every pod of the cluster at start), the
-// ClusterNetworkPolicy client for JSON (custom resources have no protobuf),
-// and both go through the one wrapped transport of cfg (the API gate).
+// TestClientsContentTypes: the core client reads protobuf (client-go's
+// generated clients prefer it for built-in kinds when the config names no
+// content type; at start the daemon decodes every pod of the cluster, and a
+// bare watch-list of 100,000 pods takes 8 s in protobuf against 67 s in JSON,
+// daemon/README.md "Time to ready"), the ClusterNetworkPolicy client JSON
+// (custom resources have no protobuf).
 func TestClientsContentTypes(t *testing.T) {
 	var mu sync.Mutex
 	accepts := map[string]string{}
@@ -38,13 +40,7 @@ func TestClientsContentTypes(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	wrapped := 0
-	cfg := &rest.Config{Host: srv.URL}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		wrapped++
-		return rt
-	})
-	clients, err := newClients(cfg)
+	clients, err := newClients(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,9 +50,6 @@ func TestClientsContentTypes(t *testing.T) {
 	}
 	if _, err := clients.cnp.PolicyV1beta1().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{}); err != nil {
 		t.Fatalf("list ClusterNetworkPolicies: %v", err)
-	}
-	if wrapped != 1 {
-		t.Errorf("the transport was wrapped %d times, want once (one HTTP client shared by both)", wrapped)
 	}
 	for path, want := range map[string]string{
 		"/api/v1/pods": "application/vnd.kubernetes.protobuf,application/json",
