@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,8 +401,10 @@ func (w *Watcher) waitForSync(ctx context.Context) bool {
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	lastLog := start
+	synced := map[string]bool{}
 	for {
 		pending := w.pendingKinds()
+		w.logSynced(synced, pending, start)
 		if len(pending) == 0 {
 			return true
 		}
@@ -415,6 +418,21 @@ func (w *Watcher) waitForSync(ctx context.Context) bool {
 			return false
 		case <-poll.C:
 		}
+	}
+}
+
+// logSynced logs, once per kind, that its informer has synced and how long
+// after start: at start-up, the lists of a large cluster take most of the time
+// to ready. synced holds the kinds already logged.
+func (w *Watcher) logSynced(synced map[string]bool, pending []string, start time.Time) {
+	kinds := append(w.kinds(), KindClusterNetworkPolicy)
+	for _, kind := range kinds {
+		k := string(kind)
+		if synced[k] || slices.Contains(pending, k) || (kind == KindClusterNetworkPolicy && w.cnp == nil) {
+			continue
+		}
+		synced[k] = true
+		w.log.Info("informer synced", "kind", k, "after", time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -614,16 +632,18 @@ func (w *Watcher) process(ctx context.Context, batch []key, queued bool) {
 	if w.changes != nil {
 		w.changes.take(batch)
 	}
+	start := time.Now()
 	full := w.applyAll(batch, queued) || !w.ready.Load()
 	if ctx.Err() != nil {
 		return
 	}
-	w.flush(ctx, len(batch), full)
+	w.flush(ctx, len(batch), time.Since(start), full)
 }
 
-// flush ends a batch of batchLen keys with one engine Flush, or a Reconcile
-// when full, and schedules a retry when it fails.
-func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
+// flush ends a batch of batchLen keys, which took applied to hand to the
+// engine, with one engine Flush, or a Reconcile when full, and schedules a
+// retry when it fails.
+func (w *Watcher) flush(ctx context.Context, batchLen int, applied time.Duration, full bool) {
 	var (
 		res enforcer.FlushResult
 		err error
@@ -658,7 +678,8 @@ func (w *Watcher) flush(ctx context.Context, batchLen int, full bool) {
 		}
 	}
 	if full {
-		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", batchLen)
+		w.log.Info("full reconcile done", "operations", res.Operations, "duration", res.Duration, "batch", batchLen,
+			"applied_in", applied.Round(time.Millisecond))
 		if w.ready.CompareAndSwap(false, true) {
 			close(w.readyC)
 			w.log.Info("ready: the dataplane enforces the cluster's policies")
