@@ -28,8 +28,8 @@ package integration
 // API server's watch: such early allows are counted and reported, and each one's
 // removal must follow. They happen when the deletion takes longer to reach the node's
 // table than the new status takes to be written: both take tens of ms on a loaded
-// machine, mostly in the API server (the daemon's own part, from its informer's
-// delivery to the end of the kernel batch, is reported beside the deletion's delay;
+// machine, mostly before the daemon's informer delivers the deletion (the daemon's
+// own part, from that delivery to the end of the kernel batch, is reported beside;
 // TestIntegrationChurnUnseenDeletion opens the window at will). An allowed holder
 // that does not get through is a false deny (the first packets of a pod not yet
 // programmed, which first-packet isolation drops): counted and reported. At the end
