@@ -89,6 +89,22 @@ func TestIPReuse(t *testing.T) {
 				reason: "ingress of prod/web is isolated by prod/web and no rule allows it (the other end is claimed by prod/cli-old, prod/intruder"},
 			{ops: []op{gone("cli-old")}, flows: []flow{deny(shared, "prod/web", TCP, 80)}},
 		}},
+		// TestIntegrationChurn's replacement: the new pod exists first, pending
+		// without an address; the allowed holder is deleted; then the new
+		// pod's status gives it the address. Whether the engine gets the
+		// deletion and the status in two flushes or in one (in either order:
+		// a batch applies pods by name), the address is denied from then on.
+		{name: "a pending pod the policy denies takes a deleted allowed pod's address", steps: []reuseStep{
+			{ops: []op{up(cliOld), up(mkPod("prod", "intruder", podLabels("app", "other"), onNode("node-b")))},
+				flows: []flow{allow(shared, "prod/web", TCP, 80)}},
+			{ops: []op{gone("cli-old")}, flows: []flow{deny(shared, "prod/web", TCP, 80)}},
+			{ops: []op{up(intruder)}, flows: []flow{deny(shared, "prod/web", TCP, 80)}},
+		}},
+		{name: "the deletion and the new pod's address in one flush, the new pod first", steps: []reuseStep{
+			{ops: []op{up(cliOld), up(mkPod("prod", "intruder", podLabels("app", "other"), onNode("node-b")))},
+				flows: []flow{allow(shared, "prod/web", TCP, 80)}},
+			{ops: []op{up(intruder), gone("cli-old")}, flows: []flow{deny(shared, "prod/web", TCP, 80)}},
+		}},
 		{name: "the same labels keep the verdict, on another node too", steps: []reuseStep{
 			{ops: []op{up(cliOld)}, flows: []flow{allow(shared, "prod/web", TCP, 80)}},
 			{ops: []op{up(mkPod("prod", "cli-new", podLabels("app", "cli"), onNode("node-a"), podIPs(shared)))},
