@@ -2,8 +2,11 @@ package enforcer_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/nftwarden/nftwarden/enforcer"
 	"github.com/nftwarden/nftwarden/nft"
@@ -13,21 +16,46 @@ import (
 // BenchmarkKernelEngineProgram programs what the engine compiles for one node
 // of the generated clusters into a real kernel (a fresh network namespace):
 // the first start of a node, with the program shaped by real policies rather
-// than nft's synthetic node state. Needs CAP_NET_ADMIN.
+// than nft's synthetic node state. Each iteration also programs the floor
+// the figure is read against (elementsFloor) into the same namespace just
+// before, and the benchmark reports the medians of the per-iteration ratios
+// (x-floor-cpu, x-floor-wall): the machine's speed drifts between runs much
+// more than between two batches a moment apart. Needs CAP_NET_ADMIN.
 func BenchmarkKernelEngineProgram(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) {
 			g := newGenCluster(n)
 			e, _ := g.build(b, nil)
-			benchKernelApply(b, e)
+			benchKernelApply(b, e, true)
 		})
 	}
 }
 
+// floorElements is the size of the floor's set.
+const floorElements = 100_000
+
+// elementsFloor is the floor a node program is read against: one set of
+// 100,000 IPv4 addresses programmed in one batch (nft's
+// BenchmarkKernelElements), what getting that many elements into the
+// kernel costs at the least.
+func elementsFloor() *nft.Transaction {
+	s := nft.NewState()
+	set := &nft.Set{Name: "floor", Key: []nft.KeyType{nft.TypeIPv4Addr}, Elements: map[string]nft.Element{}}
+	base := binary.BigEndian.Uint32(netip.MustParseAddr("198.18.0.0").AsSlice())
+	for i := range floorElements {
+		e := nft.Element{Key: []nft.Value{binary.BigEndian.AppendUint32(nil, base+uint32(i))}}
+		set.Elements[nft.ElementID(set, e)] = e
+	}
+	s.Sets[set.Name] = set
+	return nft.Diff(nil, s, nil)
+}
+
 // benchKernelApply applies e's whole desired state to a fresh network
 // namespace's kernel per iteration (removing it in between) and reports the
-// CPU time and the program's size. Needs CAP_NET_ADMIN.
-func benchKernelApply(b *testing.B, e *enforcer.Engine) {
+// CPU time and the program's size; withFloor also programs elementsFloor
+// before each (outside the timer) and reports the ratios to it. Needs
+// CAP_NET_ADMIN.
+func benchKernelApply(b *testing.B, e *enforcer.Engine, withFloor bool) {
 	st := e.Stats()
 	tx := nft.Diff(nil, e.Desired(), nil)
 	ns := nfttest.NewNetNS(b) // skips without CAP_NET_ADMIN
@@ -37,20 +65,51 @@ func benchKernelApply(b *testing.B, e *enforcer.Engine) {
 	}
 	b.Cleanup(func() { _ = k.Close() })
 	ctx := context.Background()
-	m := &meter{b: b}
-	b.ResetTimer()
-	for range b.N {
-		m.start()
+	// apply programs tx and removes it again, and returns the CPU and wall
+	// time of the Apply.
+	apply := func(tx *nft.Transaction) (cpu, wall float64) {
+		c0, t0 := cpuTime(), time.Now()
 		if err := k.Apply(ctx, tx); err != nil {
 			b.Fatalf("Apply: %v", err)
 		}
-		m.stop()
+		cpu, wall = float64(cpuTime()-c0), float64(time.Since(t0))
 		if err := k.Cleanup(ctx); err != nil {
 			b.Fatalf("Cleanup: %v", err)
 		}
+		return cpu, wall
 	}
-	b.ReportMetric(float64(m.cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+	var floor *nft.Transaction
+	if withFloor {
+		floor = elementsFloor()
+	}
+	var cpu, wall, floorCPU, floorWall []float64
+	b.ResetTimer()
+	for range b.N {
+		if withFloor {
+			b.StopTimer()
+			c, w := apply(floor)
+			floorCPU, floorWall = append(floorCPU, c), append(floorWall, w)
+			b.StartTimer()
+		}
+		c, w := apply(tx)
+		cpu, wall = append(cpu, c), append(wall, w)
+	}
+	b.StopTimer()
+	b.ReportMetric(sum(cpu)/1e6/float64(b.N), "cpu-ms/op")
+	if withFloor {
+		b.ReportMetric(sum(floorCPU)/1e6/float64(b.N), "floor-cpu-ms/op")
+		b.ReportMetric(nfttest.MedianRatio(floorCPU, cpu), "x-floor-cpu")
+		b.ReportMetric(nfttest.MedianRatio(floorWall, wall), "x-floor-wall")
+	}
 	b.ReportMetric(float64(st.Elements), "elements")
 	b.ReportMetric(float64(st.Chains), "chains")
 	b.ReportMetric(float64(st.Sets), "sets")
+}
+
+func sum(v []float64) float64 {
+	t := 0.0
+	for _, x := range v {
+		t += x
+	}
+	return t
 }

@@ -182,5 +182,5 @@ func BenchmarkTiersProgram(b *testing.B) {
 func BenchmarkKernelTiersProgram(b *testing.B) {
 	g := newGenCluster(tierBenchPods)
 	e, _ := buildTiers(b, g, tierBenchCNPs, nil)
-	benchKernelApply(b, e)
+	benchKernelApply(b, e, false)
 }

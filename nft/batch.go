@@ -111,7 +111,21 @@ type batchError struct {
 }
 
 // send sends b as one atomic batch and returns the kernel's errors for it.
+// The element messages of sets the batch creates go by set ID (setid.go);
+// if the kernel refuses one as not found, the set existed already, and b is
+// sent again by name.
 func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
+	byID := elementsBySetID(b)
+	errs, err := k.sendOnce(b)
+	if byID.refused(errs) {
+		byID.restore(b)
+		return k.sendOnce(b)
+	}
+	return errs, err
+}
+
+// sendOnce sends b as one atomic batch and returns the kernel's errors for it.
+func (k *Kernel) sendOnce(b *pendingBatch) ([]batchError, error) {
 	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
 	size := b.bytes + nlmsgAlign(16+len(begin.Data)) + nlmsgAlign(16+len(end.Data))
 	if size+64<<10 > k.bufSize {
