@@ -30,10 +30,12 @@ import (
 // the kernel refused (or that could not be lowered).
 //
 // Cost to know: the kernel finds a set by name with a linear walk over the
-// table's sets (oldest first), for every rule lookup and element message, so
-// with thousands of sets that walk is a large part of programming a whole
-// node; Kernel therefore creates the sets a batch refers to most first. A
-// one-element change stays well under a millisecond.
+// table's sets (oldest first), for every new set, rule lookup and element
+// message, so with thousands of sets that walk is a large part of
+// programming a whole node; Kernel therefore creates the sets a batch refers
+// to most first, and element messages of a set the same batch creates name
+// it by its batch ID instead (setid.go), which skips the walk. A one-element
+// change stays well under a millisecond.
 //
 // Named counters and limits (kernel_objects.go) go in the same atomic
 // batches as everything else; Kernel remembers which objects the table holds
