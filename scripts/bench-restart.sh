@@ -8,7 +8,8 @@
 # range), the daemon's and the control plane's CPU until then, and the
 # daemon's log lines of its start. `floor` prints what bare client-go lists of
 # the same pods cost. Everything it creates is removed at the end, also on
-# Ctrl-C. Loading and each measurement hold /tmp/i16-heavy.lock (flock).
+# Ctrl-C. With NFTW_BENCH_LOCK=FILE, loading and each measurement hold that
+# file (flock), so that other heavy jobs on the machine wait.
 #
 # Usage: scripts/bench-restart.sh [PODS] [ROUNDS] [NAME=BINARY ...]
 #   (PODS default 100000, ROUNDS default 3; without binaries: this checkout's
@@ -45,4 +46,4 @@ if [[ ${#DAEMONS[@]} == 0 ]]; then
 	DAEMONS=("this=$RUN/nftwarden")
 fi
 LIST=$(IFS=,; echo "${DAEMONS[*]}")
-NFTW_REPO=$REPO "$RUN/readybench" -pods "$PODS" -rounds "$ROUNDS" -daemon "$LIST"
+NFTW_REPO=$REPO "$RUN/readybench" -pods "$PODS" -rounds "$ROUNDS" -lock "${NFTW_BENCH_LOCK:-}" -daemon "$LIST"

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"sort"
@@ -65,6 +66,21 @@ func (j *janitor) runAll() {
 // CleanupAll removes everything still alive that this process created (namespaces,
 // processes, control planes). Safe to call more than once.
 func CleanupAll() { defaultJanitor.runAll() }
+
+// Main runs a command's body the way every main of this module does: SIGINT and
+// SIGTERM clean up and exit (HandleSignals), everything the body created is
+// removed when it returns (also after an error), and an error is printed as
+// "<name> failed: ..." with exit status 1.
+func Main(name string, body func() error) {
+	stop := HandleSignals()
+	err := body()
+	CleanupAll()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+" failed:", err)
+		os.Exit(1)
+	}
+}
 
 // HandleSignals makes SIGINT and SIGTERM remove everything this process created and
 // then exit with status 130 (the conventional status for an interrupted program). It is

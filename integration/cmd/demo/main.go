@@ -34,14 +34,7 @@ import (
 )
 
 func main() {
-	stop := cluster.HandleSignals()
-	err := run()
-	cluster.CleanupAll()
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo failed:", err)
-		os.Exit(1)
-	}
+	cluster.Main("demo", run)
 }
 
 func step(format string, args ...any) {

@@ -84,14 +84,7 @@ func main() {
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write the results to this file as JSON")
 	flag.Parse()
 
-	stop := cluster.HandleSignals()
-	err := run(cfg)
-	cluster.CleanupAll()
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "latencybench failed:", err)
-		os.Exit(1)
-	}
+	cluster.Main("latencybench", func() error { return run(cfg) })
 }
 
 type result struct {

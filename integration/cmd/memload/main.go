@@ -61,14 +61,7 @@ func main() {
 	flag.StringVar(&cfg.jsonOut, "json", "", "also write the results to this file as JSON")
 	flag.Parse()
 
-	stop := cluster.HandleSignals()
-	err := run(cfg)
-	cluster.CleanupAll()
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "memload failed:", err)
-		os.Exit(1)
-	}
+	cluster.Main("memload", func() error { return run(cfg) })
 }
 
 // measure is one reading of the daemon.

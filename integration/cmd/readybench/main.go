@@ -68,18 +68,11 @@ func main() {
 	flag.StringVar(&cfg.daemons, "daemon", "", "daemon binaries to measure, NAME=PATH,NAME=PATH (without -commands)")
 	flag.BoolVar(&cfg.floor, "floor", true, "also measure the floor before the rounds (without -commands)")
 	flag.StringVar(&cfg.commands, "commands", "", "named pipe to read commands from (see the package doc); created if missing")
-	flag.StringVar(&cfg.lock, "lock", "/tmp/i16-heavy.lock", "file locked (flock) while loading and during each command; empty locks nothing")
+	flag.StringVar(&cfg.lock, "lock", "", "a file to lock (flock) while loading and during each command, so that other heavy jobs on the machine wait; empty locks nothing")
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 10*time.Minute, "bound for the daemon's /readyz")
 	flag.Parse()
 
-	stop := cluster.HandleSignals()
-	err := run(cfg)
-	cluster.CleanupAll()
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "readybench failed:", err)
-		os.Exit(1)
-	}
+	cluster.Main("readybench", func() error { return run(cfg) })
 }
 
 // bench is the loaded cluster and its one node.
