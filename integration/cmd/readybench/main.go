@@ -84,14 +84,8 @@ type bench struct {
 }
 
 func run(cfg config) error {
-	if os.Geteuid() != 0 {
-		return errors.New("run as root: the daemon runs in a network namespace and programs nftables there")
-	}
-	if cfg.pods < 1 || cfg.podsPerNS < 1 || cfg.nodes < 1 || cfg.workers < 1 {
-		return errors.New("-pods, -pods-per-namespace, -nodes and -workers must be positive")
-	}
-	if max := (256 - 64 + 256) * 254; cfg.pods > max {
-		return fmt.Errorf("at most %d pods fit in 198.18.64.0-198.19.255.255", max)
+	if err := bulk.CheckShape(cfg.pods, cfg.podsPerNS, cfg.nodes, cfg.workers); err != nil {
+		return err
 	}
 	ctx := context.Background()
 	if _, err := cluster.RemoveStale(); err != nil {

@@ -7,6 +7,7 @@ package bulk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -131,4 +132,24 @@ func LoadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// MaxPods is how many pods CreatePods can address: 198.18.64.0 up to
+// 198.19.255.255, skipping .0 and .255 of every /24.
+const MaxPods = (256 - 64 + 256) * 254
+
+// CheckShape checks what a loading command is about to do: it runs as root
+// (the daemon runs in a network namespace and programs nftables there), the
+// cluster's shape is positive, and its pods fit the address plan.
+func CheckShape(pods, podsPerNS, nodes, workers int) error {
+	if os.Geteuid() != 0 {
+		return errors.New("run as root: the daemon runs in a network namespace and programs nftables there")
+	}
+	if pods < 1 || podsPerNS < 1 || nodes < 1 || workers < 1 {
+		return errors.New("-pods, -pods-per-namespace, -nodes and -workers must be positive")
+	}
+	if pods > MaxPods {
+		return fmt.Errorf("at most %d pods fit in 198.18.64.0-198.19.255.255", MaxPods)
+	}
+	return nil
 }
