@@ -61,6 +61,9 @@ type ConnRateSetup struct {
 	// thread that sleeps and is woken again costs far more wall time than
 	// the CPU it uses, so this tells a latency-bound batch from a busy one.
 	BatchWall, BatchCPU, BatchSwitches []float64
+	// Per batch, in order: packets the node forwarded, and packets its
+	// conntrack found invalid, per connection.
+	BatchForwarded, BatchInvalid []float64
 
 	a, node  *NetNS
 	port     uint16 // b's port the connections go to
@@ -181,7 +184,7 @@ func (s *ConnRateSetup) WithLoad(b *testing.B, name string, load ConnRateLoad) *
 		}
 	}
 	d.batch(b, 100)
-	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU, d.BatchSwitches = 0, 0, 0, 0, nil, nil, nil
+	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU, d.BatchSwitches, d.BatchForwarded, d.BatchInvalid = 0, 0, 0, 0, nil, nil, nil, nil, nil
 	return d
 }
 
@@ -228,6 +231,10 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	var wg sync.WaitGroup
 	workers := s.load.workers()
 	errs := make([]error, workers)
+	n0, err := readNodeCounters(s.node)
+	if err != nil {
+		b.Fatal(err)
+	}
 	c0, sw0, t0 := CPUTime(b), contextSwitches(b), time.Now()
 	for w := range workers {
 		share := n / workers
@@ -254,12 +261,15 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	}
 	wg.Wait()
 	wall, cpu, sw := time.Since(t0), CPUTime(b)-c0, contextSwitches(b)-sw0
-	err := errors.Join(errs...)
+	n1, nerr := readNodeCounters(s.node)
+	err = errors.Join(append(errs, nerr)...)
 	s.Wall += wall
 	s.CPU += cpu
 	s.BatchWall = append(s.BatchWall, wall.Seconds()/float64(n))
 	s.BatchCPU = append(s.BatchCPU, cpu.Seconds()/float64(n))
 	s.BatchSwitches = append(s.BatchSwitches, float64(sw)/float64(n))
+	s.BatchForwarded = append(s.BatchForwarded, float64(n1.forwarded-n0.forwarded)/float64(n))
+	s.BatchInvalid = append(s.BatchInvalid, float64(n1.invalid-n0.invalid)/float64(n))
 	if err != nil {
 		b.Fatalf("%s: %s a -> %s: %v", s.Name, s.load, dst, err)
 	}
