@@ -94,7 +94,7 @@ func BenchmarkKernelSkeletonConnRate(b *testing.B) {
 	b.ReportMetric(0, "ns/op") // the loop's time per op mixes the setups
 	for _, setups := range byLoad {
 		base, floor := setups[0], setups[1]
-		line := fmt.Sprintf("%d rounds of %d (no-table %.0f/s; per conn %.2f switches, %.2f forwarded):", len(base.BatchWall), nfttest.ConnRateBatch, base.Rate(), nfttest.Median(base.BatchSwitches), nfttest.Median(base.BatchForwarded))
+		line := fmt.Sprintf("%d rounds of %d (no-table %.0f/s; per conn %.2f switches, %.2f wake IPIs, %.2f forwarded):", len(base.BatchWall), nfttest.ConnRateBatch, base.Rate(), nfttest.Median(base.BatchSwitches), nfttest.Median(base.BatchWakeIPIs), nfttest.Median(base.BatchForwarded))
 		for _, s := range setups[1:] {
 			m, lo, hi := nfttest.MedianRatioInterval(s.BatchWall, base.BatchWall)
 			fm, flo, fhi := nfttest.MedianRatioInterval(s.BatchWall, floor.BatchWall)
@@ -104,8 +104,8 @@ func BenchmarkKernelSkeletonConnRate(b *testing.B) {
 			if s != floor {
 				b.ReportMetric(fm, s.Name+"/floor-median")
 			}
-			line += fmt.Sprintf("\n  %-26s %6.0f/s  against no-table %.3f [%.3f, %.3f] (cpu %.3f), against floor %.3f [%.3f, %.3f]; per conn %.2f switches, %.2f forwarded, %.2f invalid",
-				s.Name, s.Rate(), m, lo, hi, cpu, fm, flo, fhi, nfttest.Median(s.BatchSwitches), nfttest.Median(s.BatchForwarded), nfttest.Median(s.BatchInvalid))
+			line += fmt.Sprintf("\n  %-26s %6.0f/s  against no-table %.3f [%.3f, %.3f] (cpu %.3f), against floor %.3f [%.3f, %.3f]; per conn %.2f switches, %.2f wake IPIs, %.2f forwarded, %.2f invalid",
+				s.Name, s.Rate(), m, lo, hi, cpu, fm, flo, fhi, nfttest.Median(s.BatchSwitches), nfttest.Median(s.BatchWakeIPIs), nfttest.Median(s.BatchForwarded), nfttest.Median(s.BatchInvalid))
 		}
 		b.Log(line)
 	}
@@ -202,8 +202,10 @@ func BenchmarkKernelConnRateOneSetup(b *testing.B) {
 		b.ReportMetric(s.Rate(), s.Name+"/conns/s")
 		b.ReportMetric(s.CPUPerConn(), s.Name+"/cpu-µs/conn")
 		b.ReportMetric(nfttest.Median(s.BatchSwitches), s.Name+"/switches/conn")
+		b.ReportMetric(nfttest.Median(s.BatchWakeIPIs), s.Name+"/wake-ipis/conn")
 		b.ReportMetric(nfttest.Median(s.BatchForwarded), s.Name+"/forwarded/conn")
 		b.ReportMetric(nfttest.Median(s.BatchInvalid), s.Name+"/invalid/conn")
+		b.ReportMetric(nfttest.Median(s.BatchWakeIPIs), s.Name+"/wake-ipis/conn")
 		if s != setups[0] {
 			b.ReportMetric(nfttest.MedianRatio(s.BatchWall, setups[0].BatchWall), s.Name+"/first-median")
 			b.ReportMetric(nfttest.MedianRatio(s.BatchCPU, setups[0].BatchCPU), s.Name+"/first-cpu-median")

@@ -62,8 +62,9 @@ type ConnRateSetup struct {
 	// the CPU it uses, so this tells a latency-bound batch from a busy one.
 	BatchWall, BatchCPU, BatchSwitches []float64
 	// Per batch, in order: packets the node forwarded, and packets its
-	// conntrack found invalid, per connection.
-	BatchForwarded, BatchInvalid []float64
+	// conntrack found invalid, per connection; the machine's wake-up
+	// interrupts per connection (wakeIPIs).
+	BatchForwarded, BatchInvalid, BatchWakeIPIs []float64
 
 	a, node  *NetNS
 	port     uint16 // b's port the connections go to
@@ -184,7 +185,7 @@ func (s *ConnRateSetup) WithLoad(b *testing.B, name string, load ConnRateLoad) *
 		}
 	}
 	d.batch(b, 100)
-	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU, d.BatchSwitches, d.BatchForwarded, d.BatchInvalid = 0, 0, 0, 0, nil, nil, nil, nil, nil
+	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU, d.BatchSwitches, d.BatchForwarded, d.BatchInvalid, d.BatchWakeIPIs = 0, 0, 0, 0, nil, nil, nil, nil, nil, nil
 	return d
 }
 
@@ -235,6 +236,10 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ipi0, err := wakeIPIs()
+	if err != nil {
+		b.Fatal(err)
+	}
 	c0, sw0, t0 := CPUTime(b), contextSwitches(b), time.Now()
 	for w := range workers {
 		share := n / workers
@@ -262,7 +267,8 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	wg.Wait()
 	wall, cpu, sw := time.Since(t0), CPUTime(b)-c0, contextSwitches(b)-sw0
 	n1, nerr := readNodeCounters(s.node)
-	err = errors.Join(append(errs, nerr)...)
+	ipi1, ierr := wakeIPIs()
+	err = errors.Join(append(errs, nerr, ierr)...)
 	s.Wall += wall
 	s.CPU += cpu
 	s.BatchWall = append(s.BatchWall, wall.Seconds()/float64(n))
@@ -270,6 +276,7 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	s.BatchSwitches = append(s.BatchSwitches, float64(sw)/float64(n))
 	s.BatchForwarded = append(s.BatchForwarded, float64(n1.forwarded-n0.forwarded)/float64(n))
 	s.BatchInvalid = append(s.BatchInvalid, float64(n1.invalid-n0.invalid)/float64(n))
+	s.BatchWakeIPIs = append(s.BatchWakeIPIs, float64(ipi1-ipi0)/float64(n))
 	if err != nil {
 		b.Fatalf("%s: %s a -> %s: %v", s.Name, s.load, dst, err)
 	}

@@ -94,3 +94,31 @@ func conntrackInvalid(stat string) (uint64, error) {
 	}
 	return sum, nil
 }
+
+// wakeIPIs is the machine's count of rescheduling and function-call
+// interrupts (the RES and CAL rows of /proc/interrupts, all CPUs): one CPU
+// waking a thread on, or asking work of, another. In a VM each is an exit
+// of the sender and, when the target vCPU was halted, a host wake-up: the
+// latency a one-client benchmark pays per connection beside its packets.
+// Machine-wide: other processes' wake-ups count too.
+func wakeIPIs() (uint64, error) {
+	b, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		return 0, err
+	}
+	var sum uint64
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || (f[0] != "RES:" && f[0] != "CAL:") {
+			continue
+		}
+		for _, v := range f[1:] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				break // the row's description
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}
