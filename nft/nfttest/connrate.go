@@ -82,9 +82,9 @@ type ConnRateLoad struct {
 	// Workers is how many clients in pod a open them at the same time (0:
 	// one).
 	Workers int
-	// Blocking: each TCP client opens its connections with blocking system
-	// calls on its own thread (socket, connect, close), as a C client
-	// does, instead of through Go's netpoller. A client runs on a thread
+	// Blocking (TCP only): each client opens its connections with
+	// blocking system calls on its own thread (socket, connect, close), as
+	// a C client does, instead of through Go's netpoller. A client runs on a thread
 	// locked into pod a's namespace, and a goroutine of a locked thread
 	// that waits for the poller puts the thread to sleep and has it woken
 	// again (futex) for every connection; with one client that chain of
