@@ -83,6 +83,13 @@ func tierRateFeed(b *testing.B, cfg enforcer.Config) *enforcer.Engine {
 		}
 	}
 	e, _ := g.build(b, nil)
+	tierRateAddProbes(b, e)
+	return e
+}
+
+// tierRateAddProbes adds the probing pods, their namespaces and b's ten
+// policies to e, and flushes.
+func tierRateAddProbes(b *testing.B, e *enforcer.Engine) {
 	nss, pods := tierRateProbes(tierRateBaseApp)
 	for _, ns := range nss {
 		if err := e.UpsertNamespace(ns); err != nil {
@@ -102,7 +109,6 @@ func tierRateFeed(b *testing.B, cfg enforcer.Config) *enforcer.Engine {
 		}
 	}
 	tierRateFlush(b, e)
-	return e
 }
 
 func tierRateFlush(b *testing.B, e *enforcer.Engine) {

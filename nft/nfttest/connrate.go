@@ -56,8 +56,15 @@ type ConnRateSetup struct {
 	Wall, CPU time.Duration // their wall and process CPU time
 	SlowConns int           // connects that took a SYN retransmission (≥ 1 s)
 
-	// Per batch, in order: wall and CPU time per connection.
-	BatchWall, BatchCPU []float64
+	// Per batch, in order: wall and CPU time per connection, and the
+	// process's context switches (voluntary and not) per connection: a
+	// thread that sleeps and is woken again costs far more wall time than
+	// the CPU it uses, so this tells a latency-bound batch from a busy one.
+	BatchWall, BatchCPU, BatchSwitches []float64
+	// Per batch, in order: packets the node forwarded, and packets its
+	// conntrack found invalid, per connection; the machine's wake-up
+	// interrupts per connection (wakeIPIs).
+	BatchForwarded, BatchInvalid, BatchWakeIPIs []float64
 
 	a, node  *NetNS
 	port     uint16 // b's port the connections go to
@@ -75,6 +82,14 @@ type ConnRateLoad struct {
 	// Workers is how many clients in pod a open them at the same time (0:
 	// one).
 	Workers int
+	// Blocking (TCP only): each client opens its connections with
+	// blocking system calls on its own thread (socket, connect, close), as
+	// a C client does, instead of through Go's netpoller. A client runs on a thread
+	// locked into pod a's namespace, and a goroutine of a locked thread
+	// that waits for the poller puts the thread to sleep and has it woken
+	// again (futex) for every connection; with one client that chain of
+	// wake-ups, not the packets, sets the pace.
+	Blocking bool
 }
 
 // String names the load as "tcp-1", "tcp-4", "udp-1".
@@ -82,6 +97,9 @@ func (l ConnRateLoad) String() string {
 	proto := "tcp"
 	if l.UDP {
 		proto = "udp"
+	}
+	if l.Blocking {
+		return fmt.Sprintf("%s-%d-blocking", proto, l.workers())
 	}
 	return fmt.Sprintf("%s-%d", proto, l.workers())
 }
@@ -167,7 +185,7 @@ func (s *ConnRateSetup) WithLoad(b *testing.B, name string, load ConnRateLoad) *
 		}
 	}
 	d.batch(b, 100)
-	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU = 0, 0, 0, 0, nil, nil
+	d.Conns, d.Wall, d.CPU, d.SlowConns, d.BatchWall, d.BatchCPU, d.BatchSwitches, d.BatchForwarded, d.BatchInvalid, d.BatchWakeIPIs = 0, 0, 0, 0, nil, nil, nil, nil, nil, nil
 	return d
 }
 
@@ -204,14 +222,25 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 	b.Helper()
 	dst := netip.AddrPortFrom(ConnRateB, s.port)
 	open := s.tcpConn
-	if s.load.UDP {
+	switch {
+	case s.load.UDP:
 		open = s.udpFlow
+	case s.load.Blocking:
+		open = tcpConnBlocking
 	}
 	var slow atomic.Int64
 	var wg sync.WaitGroup
 	workers := s.load.workers()
 	errs := make([]error, workers)
-	c0, t0 := CPUTime(b), time.Now()
+	n0, err := readNodeCounters(s.node)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ipi0, err := wakeIPIs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c0, sw0, t0 := CPUTime(b), contextSwitches(b), time.Now()
 	for w := range workers {
 		share := n / workers
 		if w < n%workers {
@@ -236,12 +265,18 @@ func (s *ConnRateSetup) batch(b *testing.B, n int) {
 		}()
 	}
 	wg.Wait()
-	wall, cpu := time.Since(t0), CPUTime(b)-c0
-	err := errors.Join(errs...)
+	wall, cpu, sw := time.Since(t0), CPUTime(b)-c0, contextSwitches(b)-sw0
+	n1, nerr := readNodeCounters(s.node)
+	ipi1, ierr := wakeIPIs()
+	err = errors.Join(append(errs, nerr, ierr)...)
 	s.Wall += wall
 	s.CPU += cpu
 	s.BatchWall = append(s.BatchWall, wall.Seconds()/float64(n))
 	s.BatchCPU = append(s.BatchCPU, cpu.Seconds()/float64(n))
+	s.BatchSwitches = append(s.BatchSwitches, float64(sw)/float64(n))
+	s.BatchForwarded = append(s.BatchForwarded, float64(n1.forwarded-n0.forwarded)/float64(n))
+	s.BatchInvalid = append(s.BatchInvalid, float64(n1.invalid-n0.invalid)/float64(n))
+	s.BatchWakeIPIs = append(s.BatchWakeIPIs, float64(ipi1-ipi0)/float64(n))
 	if err != nil {
 		b.Fatalf("%s: %s a -> %s: %v", s.Name, s.load, dst, err)
 	}
@@ -261,6 +296,56 @@ func (s *ConnRateSetup) tcpConn(dst netip.AddrPort) error {
 		return fmt.Errorf("SO_LINGER 0: %w", err)
 	}
 	return tc.Close()
+}
+
+// tcpConnBlocking is tcpConn with blocking system calls on the calling
+// thread: no goroutine parks, so the thread sleeps only if the kernel has
+// not finished the handshake when connect returns.
+func tcpConnBlocking(dst netip.AddrPort) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	if err := connectBlocking(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("connect %s: %w", dst, err)
+	}
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("SO_LINGER 0: %w", err)
+	}
+	return unix.Close(fd)
+}
+
+// connectBlocking connects the blocking socket fd to sa within 5 s. A
+// signal (the Go runtime preempts with SIGURG) can interrupt connect while
+// the handshake goes on: then it waits for the socket to be writable and
+// takes the handshake's outcome from SO_ERROR.
+func connectBlocking(fd int, sa unix.Sockaddr) error {
+	err := unix.Connect(fd, sa)
+	if !errors.Is(err, unix.EINTR) {
+		return err
+	}
+	for {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 5000)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
 }
 
 // udpFlow sends a datagram to dst from the next source port and waits for
@@ -366,6 +451,16 @@ func CPUTime(tb testing.TB) time.Duration {
 	return u + s
 }
 
+// contextSwitches is the number of times the process's threads gave up a
+// CPU, waiting (voluntary) or preempted (involuntary).
+func contextSwitches(tb testing.TB) int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return ru.Nvcsw + ru.Nivcsw
+}
+
 // CPUTimes returns user and system CPU time apart: system time is the
 // kernel's work for our netlink messages, which a Go CPU profile cannot see
 // (one long sendmsg yields one sample).
@@ -375,4 +470,16 @@ func CPUTimes(tb testing.TB) (user, sys time.Duration) {
 		tb.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// Median is the median of xs (NaN when empty).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }

@@ -8,7 +8,9 @@
 // For benchmarks it measures the new-connection rate between two pods of a
 // routed node against other setups in interleaved batches (NewConnRateSetup,
 // RunConnRateRounds), whatever programs the node: nft's synthetic states and
-// enforcer's compiled programs alike.
+// enforcer's compiled programs alike, with what each batch cost beside its
+// wall time (CPU, context switches, wake-up interrupts, packets forwarded);
+// PerfWindow limits a perf recording of the machine to the measured part.
 //
 // It is for tests only; the library never runs the nft binary.
 package nfttest
