@@ -57,7 +57,26 @@ func elementsFloor() *nft.Transaction {
 // CAP_NET_ADMIN.
 func benchKernelApply(b *testing.B, e *enforcer.Engine, withFloor bool) {
 	st := e.Stats()
-	tx := nft.Diff(nil, e.Desired(), nil)
+	benchKernelProgram(b, nft.Diff(nil, e.Desired(), nil), withFloor)
+	b.ReportMetric(float64(st.Elements), "elements")
+	b.ReportMetric(float64(st.Chains), "chains")
+	b.ReportMetric(float64(st.Sets), "sets")
+}
+
+// benchKernelStateApply is benchKernelApply for a state that is no engine's,
+// always beside the floor.
+func benchKernelStateApply(b *testing.B, s *nft.State) {
+	benchKernelProgram(b, nft.Diff(nil, s, nil), true)
+	n := 0
+	for _, set := range s.Sets {
+		n += len(set.Elements)
+	}
+	b.ReportMetric(float64(n), "elements")
+	b.ReportMetric(float64(len(s.Sets)), "sets")
+}
+
+// benchKernelProgram programs tx per iteration (see benchKernelApply).
+func benchKernelProgram(b *testing.B, tx *nft.Transaction, withFloor bool) {
 	ns := nfttest.NewNetNS(b) // skips without CAP_NET_ADMIN
 	k, err := nft.NewKernel(nft.WithNetNS(ns.FD), nft.WithTable("nftw-bench"))
 	if err != nil {
@@ -101,9 +120,6 @@ func benchKernelApply(b *testing.B, e *enforcer.Engine, withFloor bool) {
 		b.ReportMetric(nfttest.MedianRatio(floorCPU, cpu), "x-floor-cpu")
 		b.ReportMetric(nfttest.MedianRatio(floorWall, wall), "x-floor-wall")
 	}
-	b.ReportMetric(float64(st.Elements), "elements")
-	b.ReportMetric(float64(st.Chains), "chains")
-	b.ReportMetric(float64(st.Sets), "sets")
 }
 
 func sum(v []float64) float64 {
