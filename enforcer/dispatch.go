@@ -35,6 +35,8 @@ type dispatch struct {
 
 func newDispatch(w *writer, m *model, node string, t *tiers, log *logging, cs *counters, audits *npAudits) *dispatch {
 	dp := &dispatch{w: w, m: m, node: node, tiers: t, log: log, counters: cs, audits: audits, chains: map[string][2]string{}}
+	w.putChain(&nft.Chain{Name: chainEgressAllowed, Comment: "egress allowed by a policy rule: on to the ingress side",
+		Rules: []nft.Rule{{Exprs: []nft.Expr{allowVerdict(Egress)}}}})
 	for _, dir := range directions {
 		for _, f := range families {
 			dp.owner[dir][f] = map[netip.Addr]string{}

@@ -11,6 +11,9 @@ import (
 const (
 	chainForward = "forward"
 	chainIngress = "ingress"
+	// chainEgressAllowed is where the policy chains' egress allows go
+	// (policyAllow), on to the ingress side.
+	chainEgressAllowed = "allow-egress"
 )
 
 // vmapName is the dispatch verdict map of a direction and family, e.g.

@@ -127,7 +127,25 @@ type peerMatch struct {
 // ports, which match the port and jump to the group's peer chain (that chain
 // matches the addresses of every family and accepts).
 func (d *policyDir) buildRules(fams familySet) []nft.Rule {
-	return d.buildRulesEnding(fams, allowVerdict(d.dir))
+	return d.buildRulesEnding(fams, policyAllow(d.dir))
+}
+
+// policyAllow is the verdict of a policy chain's rules that allow: an
+// ingress allow accepts; an egress allow goes to the ingress side through
+// the chain allow-egress (dispatch.go), so that, as through a peer chain,
+// it reaches the ingress chain three chains below the base chain. Why: a
+// batch that adds a rule with a jump or goto makes the kernel validate the
+// whole table (nft_table_validate), a walk from the base chain that skips
+// a chain it has already walked at that depth or deeper, but walks it again
+// from a deeper one. The ingress chain, with everything below it (every
+// ingress pod chain and the policy chains they jump to), was walked once
+// for the first egress allow it found and again for the first deeper one.
+// Every egress path now reaches it at the same depth: one walk.
+func policyAllow(dir Direction) nft.Verdict {
+	if dir == Egress {
+		return nft.Verdict{Kind: nft.VerdictGoto, Chain: chainEgressAllowed}
+	}
+	return allowVerdict(dir)
 }
 
 // buildRulesEnding is buildRules with the rules ending in verdict v. With
@@ -137,7 +155,7 @@ func (d *policyDir) buildRules(fams familySet) []nft.Rule {
 func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
 	var out []nft.Rule
 	first := fams.first()
-	inline := v != allowVerdict(d.dir)
+	inline := v != policyAllow(d.dir)
 	for _, r := range d.rules {
 		ports := r.lowerPorts() // the same in every family
 		for _, f := range families {
