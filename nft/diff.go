@@ -268,6 +268,9 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	removed := d.removed.Elements[n]
 	var ids []string
 	if d.scope == nil || d.scope.Sets[n] {
+		if f == nil {
+			return nil, elementsByID(t) // a new set: nothing to compare
+		}
 		if len(removed) == 0 && sameElements(f, t) {
 			return nil, nil // the common case of a full Diff: sorting no IDs
 		}
@@ -403,6 +406,19 @@ func unionElems(f, t *Set) []string {
 		b = t.Elements
 	}
 	return union(a, b)
+}
+
+// elementsByID returns the elements of t in the order of their IDs (a
+// whole table's elements are diffed this way on a first sync: no IDs of
+// another set to merge with).
+func elementsByID(t *Set) []Element {
+	ids := slices.AppendSeq(make([]string, 0, len(t.Elements)), maps.Keys(t.Elements))
+	slices.Sort(ids)
+	out := make([]Element, len(ids))
+	for i, id := range ids {
+		out[i] = t.Elements[id]
+	}
+	return out
 }
 
 // sameElements reports whether sets f and t hold elements of the same IDs
@@ -550,9 +566,11 @@ func (s *State) Clone() *State {
 	}
 	for n, set := range s.Sets {
 		cs := *set
-		cs.Elements = make(map[string]Element, len(set.Elements))
-		for id, e := range set.Elements {
-			cs.Elements[id] = e
+		// maps.Clone copies the map's table as it is, without hashing and
+		// inserting each element again: most of cloning a large state.
+		cs.Elements = maps.Clone(set.Elements)
+		if cs.Elements == nil {
+			cs.Elements = map[string]Element{}
 		}
 		out.Sets[n] = &cs
 	}
