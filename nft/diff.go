@@ -557,8 +557,19 @@ func referencesAny(c *Chain, sets, chains map[string]bool) bool {
 
 // Clone returns a deep copy of the state's maps (rules and values are shared:
 // they are never mutated in place).
-func (s *State) Clone() *State {
-	out := NewState()
+func (s *State) Clone() *State { return s.clone(true) }
+
+// CloneSharingElements is Clone except that each set of the copy shares its
+// element map with the set of s: no element is copied, however large the
+// table. Neither state may then change a set's element map in place while
+// the other holds it: the owner of s copies a set's map (maps.Clone) before
+// it first adds or deletes an element of it, and the holder of the copy
+// only changes sets (State.Apply) after their owner has done so.
+func (s *State) CloneSharingElements() *State { return s.clone(false) }
+
+func (s *State) clone(elements bool) *State {
+	out := &State{Chains: make(map[string]*Chain, len(s.Chains)), Sets: make(map[string]*Set, len(s.Sets)),
+		Objects: make(map[string]*Object, len(s.Objects))}
 	for n, c := range s.Chains {
 		cc := *c
 		cc.Rules = slices.Clone(c.Rules)
@@ -566,11 +577,13 @@ func (s *State) Clone() *State {
 	}
 	for n, set := range s.Sets {
 		cs := *set
-		// maps.Clone copies the map's table as it is, without hashing and
-		// inserting each element again: most of cloning a large state.
-		cs.Elements = maps.Clone(set.Elements)
-		if cs.Elements == nil {
-			cs.Elements = map[string]Element{}
+		if elements || cs.Elements == nil {
+			// maps.Clone copies the map's table as it is, without hashing
+			// and inserting each element again.
+			cs.Elements = maps.Clone(set.Elements)
+			if cs.Elements == nil {
+				cs.Elements = map[string]Element{}
+			}
 		}
 		out.Sets[n] = &cs
 	}
