@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -557,13 +558,44 @@ func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool, upTo uint64
 	e.m.commit()
 	e.c.settle()
 	tx = nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
+	e.unshare(tx)
 	return tx, restricts(tx, e.c.w.desired), e.changes
+}
+
+// unshare gives each set of the record whose elements tx changes a map of
+// its own if the desired state may still share it (writer.snapshot): Apply
+// changes them in place. The compiler has copied every set it changed, so
+// this copies only for a Diff that deletes and adds back elements of a set
+// nobody changed (a verdict map pointing at a recreated base chain). The
+// caller holds mu and applyMu.
+func (e *Engine) unshare(tx *nft.Transaction) {
+	var copied map[string]bool
+	for _, op := range tx.Ops {
+		if op.Kind != nft.OpAddElements && op.Kind != nft.OpDeleteElements || copied[op.Name] {
+			continue
+		}
+		if _, ok := e.c.w.owned[op.Name]; ok {
+			continue
+		}
+		if s := e.programmed.Sets[op.Name]; s != nil {
+			cp := *s
+			cp.Elements = maps.Clone(s.Elements)
+			e.programmed.Sets[op.Name] = &cp
+		}
+		if copied == nil {
+			copied = map[string]bool{}
+		}
+		copied[op.Name] = true
+	}
 }
 
 // takeDesired returns a copy of the whole desired state for a reconcile, and
 // starts recording changes in a new scope: what changes while the reconcile
 // runs is the next Flush's. upTo is the number of the last change of a local
-// pod it carries.
+// pod it carries. The copy shares the sets' elements with the desired state
+// until the compiler changes a set (writer.snapshot); it becomes the record
+// of what the dataplane holds, which Apply changes only in sets the
+// compiler changed (those a Flush sends), so never a shared one.
 func (e *Engine) takeDesired() (desired *nft.State, upTo uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -571,7 +603,7 @@ func (e *Engine) takeDesired() (desired *nft.State, upTo uint64) {
 	e.c.settle()
 	e.c.w.takeScope()
 	e.c.w.untracked = false
-	return e.c.w.desired.Clone(), e.changes
+	return e.c.w.snapshot(), e.changes
 }
 
 // failed makes the next Flush a full reconcile; until then the compiler

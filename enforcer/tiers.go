@@ -425,6 +425,9 @@ func (t *tiers) assignOne(dir Direction, tier cnpTier, id string, rec *podRecord
 		key = t.groupKey(dir, tier, rec)
 	}
 	old := t.member[dir][tier][id]
+	if key == "" && old == nil {
+		return false // the common case of a pod that no subject selects: no group ID to build
+	}
 	gid := tier.String() + " " + dir.String() + " " + key
 	if old != nil && old.id == gid {
 		return false

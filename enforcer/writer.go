@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"maps"
 	"net/netip"
 
 	"github.com/nftwarden/nftwarden/nft"
@@ -15,9 +16,39 @@ type writer struct {
 	// untracked turns scope marking off while a full reconcile is pending
 	// anyway (start-up, after a failure): the initial build does not pay for it.
 	untracked bool
+	// owned names the sets whose element map the writer alone holds: those
+	// it created or copied since the last snapshot. The others share their
+	// map with the snapshot (the state a reconcile sends and then keeps as
+	// what the dataplane holds), and are copied before their first change.
+	owned map[string]struct{}
 }
 
-func newWriter() *writer { return &writer{desired: nft.NewState(), scope: &nft.Scope{}} }
+func newWriter() *writer {
+	return &writer{desired: nft.NewState(), scope: &nft.Scope{}, owned: map[string]struct{}{}}
+}
+
+// snapshot returns a copy of the desired state that shares the sets'
+// element maps with it (nft.State.CloneSharingElements): a reconcile no
+// longer copies every element of the table, only the sets that change after
+// it, each once.
+func (w *writer) snapshot() *nft.State {
+	clear(w.owned)
+	return w.desired.CloneSharingElements()
+}
+
+// ownedSet returns set name of the desired state with an element map of its
+// own, copying it if the last snapshot shares it.
+func (w *writer) ownedSet(name string) *nft.Set {
+	s := w.desired.Sets[name]
+	if _, ok := w.owned[name]; ok {
+		return s
+	}
+	cp := *s
+	cp.Elements = maps.Clone(s.Elements)
+	w.desired.Sets[name] = &cp
+	w.owned[name] = struct{}{}
+	return &cp
+}
 
 // takeScope returns what was touched since the last call and starts a new scope.
 func (w *writer) takeScope() *nft.Scope {
@@ -50,6 +81,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
 	w.desired.Sets[s.Name] = &s
+	w.owned[s.Name] = struct{}{}
 	if !w.untracked {
 		w.scope.MarkSet(s.Name)
 	}
@@ -58,13 +90,14 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 
 func (w *writer) deleteSet(name string) {
 	delete(w.desired.Sets, name)
+	delete(w.owned, name)
 	if !w.untracked {
 		w.scope.MarkSet(name)
 	}
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
-	s := w.desired.Sets[set]
+	s := w.ownedSet(set)
 	id := nft.ElementID(s, e)
 	s.Elements[id] = e
 	if !w.untracked {
@@ -73,7 +106,7 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
-	s := w.desired.Sets[set]
+	s := w.ownedSet(set)
 	id := nft.ElementID(s, e)
 	delete(s.Elements, id)
 	if !w.untracked {

@@ -268,6 +268,9 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 	removed := d.removed.Elements[n]
 	var ids []string
 	if d.scope == nil || d.scope.Sets[n] {
+		if f == nil {
+			return nil, elementsByID(t) // a new set: nothing to compare
+		}
 		if len(removed) == 0 && sameElements(f, t) {
 			return nil, nil // the common case of a full Diff: sorting no IDs
 		}
@@ -403,6 +406,19 @@ func unionElems(f, t *Set) []string {
 		b = t.Elements
 	}
 	return union(a, b)
+}
+
+// elementsByID returns the elements of t in the order of their IDs (a
+// whole table's elements are diffed this way on a first sync: no IDs of
+// another set to merge with).
+func elementsByID(t *Set) []Element {
+	ids := slices.AppendSeq(make([]string, 0, len(t.Elements)), maps.Keys(t.Elements))
+	slices.Sort(ids)
+	out := make([]Element, len(ids))
+	for i, id := range ids {
+		out[i] = t.Elements[id]
+	}
+	return out
 }
 
 // sameElements reports whether sets f and t hold elements of the same IDs
@@ -541,8 +557,19 @@ func referencesAny(c *Chain, sets, chains map[string]bool) bool {
 
 // Clone returns a deep copy of the state's maps (rules and values are shared:
 // they are never mutated in place).
-func (s *State) Clone() *State {
-	out := NewState()
+func (s *State) Clone() *State { return s.clone(true) }
+
+// CloneSharingElements is Clone except that each set of the copy shares its
+// element map with the set of s: no element is copied, however large the
+// table. Neither state may then change a set's element map in place while
+// the other holds it: the owner of s copies a set's map (maps.Clone) before
+// it first adds or deletes an element of it, and the holder of the copy
+// only changes sets (State.Apply) after their owner has done so.
+func (s *State) CloneSharingElements() *State { return s.clone(false) }
+
+func (s *State) clone(elements bool) *State {
+	out := &State{Chains: make(map[string]*Chain, len(s.Chains)), Sets: make(map[string]*Set, len(s.Sets)),
+		Objects: make(map[string]*Object, len(s.Objects))}
 	for n, c := range s.Chains {
 		cc := *c
 		cc.Rules = slices.Clone(c.Rules)
@@ -550,9 +577,13 @@ func (s *State) Clone() *State {
 	}
 	for n, set := range s.Sets {
 		cs := *set
-		cs.Elements = make(map[string]Element, len(set.Elements))
-		for id, e := range set.Elements {
-			cs.Elements[id] = e
+		if elements || cs.Elements == nil {
+			// maps.Clone copies the map's table as it is, without hashing
+			// and inserting each element again.
+			cs.Elements = maps.Clone(set.Elements)
+			if cs.Elements == nil {
+				cs.Elements = map[string]Element{}
+			}
 		}
 		out.Sets[n] = &cs
 	}

@@ -1,0 +1,75 @@
+package enforcer
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/nftwarden/nftwarden/nft"
+)
+
+// TestWriterSnapshotUnchangedByLaterChanges: the snapshot a reconcile takes
+// shares the sets' elements with the desired state (writer.snapshot); every
+// change made after it, of any kind, leaves the snapshot as it was, and a
+// set is copied once, at its first change.
+func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
+	a1, a2, a3 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	for _, tc := range []struct {
+		name   string
+		change func(w *writer)
+		want   []netip.Addr // set "s" of the desired state after the change (nil: no set)
+	}{
+		{"add an element", func(w *writer) { w.addElement("s", addrElement(a3)) }, []netip.Addr{a1, a2, a3}},
+		{"delete an element", func(w *writer) { w.delElement("s", addrElement(a1)) }, []netip.Addr{a2}},
+		{"add then delete", func(w *writer) {
+			w.addElement("s", addrElement(a3))
+			w.delElement("s", addrElement(a2))
+		}, []netip.Addr{a1, a3}},
+		{"put the set again", func(w *writer) {
+			w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 1)
+			w.addElement("s", addrElement(a3))
+		}, []netip.Addr{a3}},
+		{"delete the set", func(w *writer) { w.deleteSet("s") }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWriter()
+			w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 2)
+			w.addElement("s", addrElement(a1))
+			w.addElement("s", addrElement(a2))
+			snap := w.snapshot()
+			tc.change(w)
+			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
+			checkSetAddrs(t, "desired", w.desired, tc.want)
+			if s := w.desired.Sets["s"]; s != nil {
+				before := reflect.ValueOf(s.Elements).UnsafePointer()
+				w.addElement("s", addrElement(a2))
+				if after := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); after != before {
+					t.Error("a second change after the snapshot copied the set again")
+				}
+				checkSetAddrs(t, "snapshot after a second change", snap, []netip.Addr{a1, a2})
+			}
+		})
+	}
+}
+
+func checkSetAddrs(t *testing.T, what string, st *nft.State, want []netip.Addr) {
+	t.Helper()
+	s := st.Sets["s"]
+	if want == nil {
+		if s != nil {
+			t.Errorf("%s: set s still there with %d elements", what, len(s.Elements))
+		}
+		return
+	}
+	if s == nil {
+		t.Fatalf("%s: no set s", what)
+	}
+	if len(s.Elements) != len(want) {
+		t.Errorf("%s: %d elements, want %d", what, len(s.Elements), len(want))
+	}
+	for _, a := range want {
+		if _, ok := s.Elements[nft.ElementID(s, addrElement(a))]; !ok {
+			t.Errorf("%s: %v missing", what, a)
+		}
+	}
+}
