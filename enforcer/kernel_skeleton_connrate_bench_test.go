@@ -157,8 +157,9 @@ func skeletonState(b *testing.B) *nft.State {
 // BenchmarkKernelConnRateOneSetup runs b.N new connections (or flows) of
 // one load through one setup of BenchmarkKernelSkeletonConnRate alone, so
 // that a profiler of the whole machine can attribute them: the setup is
-// named by NFTW_CONNRATE_SETUP (no-table, floor, skeleton, policies=10000),
-// the load by NFTW_CONNRATE_LOAD (tcp-1, tcp-4, udp-1). With
+// named by NFTW_CONNRATE_SETUP (no-table, floor, skeleton, walk-only,
+// policies=10000; several, comma-separated, run in rounds), the load by
+// NFTW_CONNRATE_LOAD (tcp-1, tcp-4, udp-1, tcp-1-blocking). With
 // NFTW_PERF_CTL=<ctl fifo>,<ack fifo> (perf record --control
 // fifo:<ctl>,<ack> -D -1), the profiler records only the measured
 // connections, not the setup. Reports conns/s and the process's CPU per
@@ -205,7 +206,6 @@ func BenchmarkKernelConnRateOneSetup(b *testing.B) {
 		b.ReportMetric(nfttest.Median(s.BatchWakeIPIs), s.Name+"/wake-ipis/conn")
 		b.ReportMetric(nfttest.Median(s.BatchForwarded), s.Name+"/forwarded/conn")
 		b.ReportMetric(nfttest.Median(s.BatchInvalid), s.Name+"/invalid/conn")
-		b.ReportMetric(nfttest.Median(s.BatchWakeIPIs), s.Name+"/wake-ipis/conn")
 		if s != setups[0] {
 			b.ReportMetric(nfttest.MedianRatio(s.BatchWall, setups[0].BatchWall), s.Name+"/first-median")
 			b.ReportMetric(nfttest.MedianRatio(s.BatchCPU, setups[0].BatchCPU), s.Name+"/first-cpu-median")

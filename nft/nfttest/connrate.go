@@ -393,10 +393,7 @@ func MedianRatioInterval(s, base []float64) (median, lo, hi float64) {
 	if n == 0 {
 		return math.NaN(), math.NaN(), math.NaN()
 	}
-	median = r[n/2]
-	if n%2 == 0 {
-		median = (r[n/2-1] + r[n/2]) / 2
-	}
+	median = sortedMedian(r)
 	// 1-based ranks l and n+1-l.
 	l := int(math.Floor(float64(n)/2 - 0.98*math.Sqrt(float64(n))))
 	return median, r[max(l-1, 0)], r[min(n-l, n-1)]
@@ -454,10 +451,7 @@ func CPUTime(tb testing.TB) time.Duration {
 // contextSwitches is the number of times the process's threads gave up a
 // CPU, waiting (voluntary) or preempted (involuntary).
 func contextSwitches(tb testing.TB) int64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
+	ru := rusage(tb)
 	return ru.Nvcsw + ru.Nivcsw
 }
 
@@ -465,11 +459,17 @@ func contextSwitches(tb testing.TB) int64 {
 // kernel's work for our netlink messages, which a Go CPU profile cannot see
 // (one long sendmsg yields one sample).
 func CPUTimes(tb testing.TB) (user, sys time.Duration) {
+	ru := rusage(tb)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// rusage is the process's resource usage.
+func rusage(tb testing.TB) unix.Rusage {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		tb.Fatalf("getrusage: %v", err)
 	}
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+	return ru
 }
 
 // Median is the median of xs (NaN when empty).
@@ -477,7 +477,11 @@ func Median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
-	s := slices.Sorted(slices.Values(xs))
+	return sortedMedian(slices.Sorted(slices.Values(xs)))
+}
+
+// sortedMedian is the median of the sorted, non-empty s.
+func sortedMedian(s []float64) float64 {
 	if n := len(s); n%2 == 0 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
