@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -578,9 +577,7 @@ func (e *Engine) unshare(tx *nft.Transaction) {
 			continue
 		}
 		if s := e.programmed.Sets[op.Name]; s != nil {
-			cp := *s
-			cp.Elements = maps.Clone(s.Elements)
-			e.programmed.Sets[op.Name] = &cp
+			e.programmed.Sets[op.Name] = s.WithOwnElements()
 		}
 		if copied == nil {
 			copied = map[string]bool{}

@@ -1,7 +1,6 @@
 package enforcer
 
 import (
-	"maps"
 	"net/netip"
 
 	"github.com/nftwarden/nftwarden/nft"
@@ -43,11 +42,10 @@ func (w *writer) ownedSet(name string) *nft.Set {
 	if _, ok := w.owned[name]; ok {
 		return s
 	}
-	cp := *s
-	cp.Elements = maps.Clone(s.Elements)
-	w.desired.Sets[name] = &cp
+	cp := s.WithOwnElements()
+	w.desired.Sets[name] = cp
 	w.owned[name] = struct{}{}
-	return &cp
+	return cp
 }
 
 // takeScope returns what was touched since the last call and starts a new scope.

@@ -562,10 +562,23 @@ func (s *State) Clone() *State { return s.clone(true) }
 // CloneSharingElements is Clone except that each set of the copy shares its
 // element map with the set of s: no element is copied, however large the
 // table. Neither state may then change a set's element map in place while
-// the other holds it: the owner of s copies a set's map (maps.Clone) before
+// the other holds it: the owner of s copies a set (Set.WithOwnElements) before
 // it first adds or deletes an element of it, and the holder of the copy
 // only changes sets (State.Apply) after their owner has done so.
 func (s *State) CloneSharingElements() *State { return s.clone(false) }
+
+// WithOwnElements returns a copy of s with an element map of its own (the
+// elements themselves are shared: they are never changed in place).
+// maps.Clone copies the map's table as it is, without hashing and inserting
+// each element again.
+func (s *Set) WithOwnElements() *Set {
+	cs := *s
+	cs.Elements = maps.Clone(s.Elements)
+	if cs.Elements == nil {
+		cs.Elements = map[string]Element{}
+	}
+	return &cs
+}
 
 func (s *State) clone(elements bool) *State {
 	out := &State{Chains: make(map[string]*Chain, len(s.Chains)), Sets: make(map[string]*Set, len(s.Sets)),
@@ -576,15 +589,11 @@ func (s *State) clone(elements bool) *State {
 		out.Chains[n] = &cc
 	}
 	for n, set := range s.Sets {
-		cs := *set
-		if elements || cs.Elements == nil {
-			// maps.Clone copies the map's table as it is, without hashing
-			// and inserting each element again.
-			cs.Elements = maps.Clone(set.Elements)
-			if cs.Elements == nil {
-				cs.Elements = map[string]Element{}
-			}
+		if elements || set.Elements == nil {
+			out.Sets[n] = set.WithOwnElements()
+			continue
 		}
+		cs := *set
 		out.Sets[n] = &cs
 	}
 	for n, o := range s.Objects {
