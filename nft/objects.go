@@ -67,6 +67,11 @@ const (
 	TypeInetProto                      // inet_proto, 1 byte
 	TypeInetService                    // inet_service, 2 bytes (a port)
 	TypeIfname                         // ifname, 16 bytes
+	// TypeTag is a 4-byte constant that names a group inside a set shared by
+	// many groups: the set's key ends in it, and a Lookup with Tag supplies it
+	// (`ip saddr . 0x0000002a @peers-v4`). nft has no type of its own for it;
+	// its name is that of a 32-bit integer nft prints in hex ("mark").
+	TypeTag
 )
 
 // Len is the length in bytes of a value of the type.
@@ -82,6 +87,8 @@ func (t KeyType) Len() int {
 		return 2
 	case TypeIfname:
 		return 16
+	case TypeTag:
+		return 4
 	}
 	return 0
 }
@@ -99,6 +106,8 @@ func (t KeyType) String() string {
 		return "inet_service"
 	case TypeIfname:
 		return "ifname"
+	case TypeTag:
+		return "mark"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(t))
 }
@@ -268,10 +277,19 @@ type Range struct {
 // `ip daddr . meta l4proto . th dport @ports`); with Neq when it is not. Set
 // may be a verdict map: the lookup then asks only whether the key is in it
 // (`ip saddr @ingress-v4`), and the element's verdict is not applied.
+//
+// Tag, when not nil, is a constant of TypeTag (TagValue) appended to the key
+// after Fields: the set's key is then Fields' types followed by TypeTag, and
+// the rule asks whether (the packet's fields, this tag) is an element
+// (`ip saddr . 0x0000002a @peers-v4`). Many groups share one such set, each
+// with its own tag, instead of a set each: the kernel finds a set by a walk
+// over the table's set list, so thousands of small sets cost it a quadratic
+// walk that one shared set does not.
 type Lookup struct {
 	Fields []Field
 	Set    string
 	Neq    bool
+	Tag    Value
 }
 
 // VerdictMapLookup looks the concatenation of Fields up in the verdict map Map and
@@ -337,6 +355,10 @@ func AddrValue(a netip.Addr) Value {
 
 // ProtoValue is the key value of an IP protocol number.
 func ProtoValue(p uint8) Value { return Value{p} }
+
+// TagValue is the key value of a tag (TypeTag), big-endian as nft keeps a
+// 32-bit integer in a set key.
+func TagValue(t uint32) Value { return Value{byte(t >> 24), byte(t >> 16), byte(t >> 8), byte(t)} }
 
 // PortValue is the key value of a port.
 func PortValue(p uint16) Value { return Value{byte(p >> 8), byte(p)} }
