@@ -42,8 +42,13 @@ type taggedSets struct {
 }
 
 func newTaggedSets(w *writer, prefix, comment string, key func(Family) []nft.KeyType) *taggedSets {
-	return &taggedSets{w: w, prefix: prefix, key: key, comment: comment, hash: fnvTag,
+	ts := &taggedSets{w: w, prefix: prefix, key: key, comment: comment, hash: fnvTag,
 		tags: map[string]uint32{}, keys: map[uint32]string{}, refs: map[string]int{}}
+	for _, f := range families {
+		// Too big to copy at the first change after a snapshot.
+		w.journal(ts.name(f))
+	}
+	return ts
 }
 
 // fnvTag is the preferred tag of a key: its 32-bit FNV-1a hash.
