@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -127,8 +128,8 @@ type Set struct {
 	Elements map[string]Element
 }
 
-// Value is one component of an element key in network byte order, exactly as long
-// as its KeyType.
+// Value is one component of an element key in network byte order (a tag in
+// host byte order: TagValue), exactly as long as its KeyType.
 type Value []byte
 
 // Element is one member of a set or one entry of a verdict map.
@@ -356,9 +357,11 @@ func AddrValue(a netip.Addr) Value {
 // ProtoValue is the key value of an IP protocol number.
 func ProtoValue(p uint8) Value { return Value{p} }
 
-// TagValue is the key value of a tag (TypeTag), big-endian as nft keeps a
-// 32-bit integer in a set key.
-func TagValue(t uint32) Value { return Value{byte(t >> 24), byte(t >> 16), byte(t >> 8), byte(t)} }
+// TagValue is the key value of a tag (TypeTag), in host byte order as nft
+// keeps a mark: so `nft list` prints an element's tag as the number it is
+// (`198.18.0.5 . 0x0000002a` for tag 42), and an element nft adds from text
+// has the bytes the rule compares with.
+func TagValue(t uint32) Value { return binary.NativeEndian.AppendUint32(make(Value, 0, 4), t) }
 
 // PortValue is the key value of a port.
 func PortValue(p uint16) Value { return Value{byte(p >> 8), byte(p)} }
@@ -441,6 +444,10 @@ func FormatValue(t KeyType, v Value) string {
 		}
 	case TypeIfname:
 		return fmt.Sprintf("%q", strings.TrimRight(string(v), "\x00"))
+	case TypeTag:
+		if len(v) == 4 {
+			return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(v))
+		}
 	}
 	return fmt.Sprintf("0x%x", []byte(v))
 }
