@@ -21,7 +21,8 @@ import "github.com/nftwarden/nftwarden/nft"
 // desired. Nothing else writes M: the record's Apply leaves the journaled
 // sets' element operations to the landing (recordable), and a reconcile,
 // which reads its snapshot without the compiler's lock, holds the dataplane
-// lock the landing needs. A snapshot lands everything first. Putting or
+// lock the landing needs. A snapshot gives a set with changes not landed a
+// map of its own (ownPending). Putting or
 // deleting the set ends its journal: the new set is the writer's own, and
 // changes in flight still land in the record's map.
 //
@@ -167,14 +168,34 @@ func (w *writer) land() {
 	w.inflight = w.inflight[:0]
 }
 
-// landAll lands the changes in flight and the overlays: the desired state's
-// maps are then whole, for a snapshot. The caller holds mu and applyMu.
-func (w *writer) landAll() {
-	w.land()
+// ownPending gives each journaled set with changes not landed a map of its
+// own that holds them, for a snapshot, and ends the journals. The maps the
+// record shares stay as they are: a reconcile that fails leaves the record
+// as it was, and one that succeeds replaces it. That copies a big set, but
+// only for a reconcile that finds changes no Flush sent (made since the
+// last one, or that a failed one did not), not at the first change after
+// every reconcile.
+func (w *writer) ownPending() {
+	for _, p := range w.inflight {
+		if !p.detached {
+			w.ownCopy(p.name)
+			apply(w.desired.Sets[p.name].Elements, p.changes)
+		}
+	}
+	w.inflight = nil
 	for name, ov := range w.overlay {
+		w.ownCopy(name)
 		apply(w.desired.Sets[name].Elements, ov)
 	}
 	clear(w.overlay)
+}
+
+// ownCopy gives set name of the desired state a map of its own, once.
+func (w *writer) ownCopy(name string) {
+	if _, ok := w.owned[name]; !ok {
+		w.desired.Sets[name] = w.desired.Sets[name].WithOwnElements()
+		w.owned[name] = struct{}{}
+	}
 }
 
 func apply(elems map[string]nft.Element, changes overlay) {

@@ -40,11 +40,10 @@ func newWriter() *writer {
 // snapshot returns a copy of the desired state that shares the sets'
 // element maps with it (nft.State.CloneSharingElements): a reconcile no
 // longer copies every element of the table, only the sets that change after
-// it, each once (or, journaled ones, never). The overlays land first: the
-// snapshot is the whole desired state, and the record that shared the maps
-// is replaced by it (the caller holds mu and applyMu).
+// it, each once (journaled ones, only if changes wait in their overlays:
+// ownPending). The caller holds mu and applyMu.
 func (w *writer) snapshot() *nft.State {
-	w.landAll()
+	w.ownPending()
 	clear(w.owned)
 	return w.desired.CloneSharingElements()
 }
