@@ -189,3 +189,12 @@ func (e *Engine) EveryPodNamedTag(key string) (nft.Value, bool) {
 	}
 	return nil, false
 }
+
+// CollideTags makes every key of e's shared tagged sets hash to one value,
+// so that every group and named-port set after the first gets its tag by
+// probing. Call it before the engine holds anything.
+func CollideTags(e *Engine) {
+	collide := func(string) uint32 { return 42 }
+	e.c.groups.sets.hash = collide
+	e.c.named.sets.hash = collide
+}
