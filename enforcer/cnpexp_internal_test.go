@@ -375,7 +375,7 @@ func TestTierNamedSetsFollowLocalSubjects(t *testing.T) {
 			for _, r := range c.Rules {
 				if slices.ContainsFunc(r.Exprs, func(x nft.Expr) bool {
 					l, ok := x.(nft.Lookup)
-					return ok && l.Set == "named-v4" && bytes.Equal(l.Tag, nft.TagValue(ns.tag))
+					return ok && strings.HasPrefix(l.Set, "named-v4-") && bytes.Equal(l.Tag, nft.TagValue(ns.tag))
 				}) {
 					return true
 				}

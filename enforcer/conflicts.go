@@ -121,7 +121,7 @@ func (pg *peerGroups) syncAddrOf(g *group, a netip.Addr, claimants []*podRecord)
 	if !g.fams.has(f) {
 		return
 	}
-	set, e := pg.sets.name(f), g.element(a)
+	set, e := pg.sets.name(f, g.tag), g.element(a)
 	has := pg.w.hasElement(set, e)
 	switch want := groupWants(g, a, claimants); {
 	case want && !has:

@@ -42,7 +42,7 @@ func TestPrivilegedKernelStartPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	tag, _ := e.PeerGroupTag("pods of namespace prod matching {app=cli}")
-	if got, err := k.Read(ctx); err != nil || !hasElement(got, "peers-v4", nft.Element{Key: []nft.Value{nft.AddrValue(cli2v4), tag}}) {
+	if got, err := k.Read(ctx); err != nil || !hasTaggedElement(got, "peers-v4-", nft.Element{Key: []nft.Value{nft.AddrValue(cli2v4), tag}}) {
 		t.Fatalf("after StartPod prod/cli2 the kernel's peer set lacks 198.18.1.50 with app=cli's tag %x (%v):\n%s", tag, err, listing())
 	}
 

@@ -59,7 +59,7 @@ func (np *namedPorts) newSet(ports []portName, key string, fams familySet) *name
 		}
 		ns.fams[f] = true
 		ns.count[f] = map[string]int{}
-		np.sets.use(f)
+		np.sets.use(f, ns.tag)
 	}
 	return ns
 }
@@ -137,14 +137,14 @@ func (np *namedPorts) drop(ns *namedSet) {
 	ns.dead = true
 	for _, elems := range ns.contrib {
 		for _, e := range elems {
-			if f := familyOfValue(e.Key[0]); np.sets.users[f] > 1 {
-				np.w.delElement(np.sets.name(f), e)
+			if f := familyOfValue(e.Key[0]); !np.sets.last(f, ns.tag) {
+				np.w.delElement(np.sets.name(f, ns.tag), e)
 			}
 		}
 	}
 	for _, f := range families {
 		if ns.fams.has(f) {
-			np.sets.unuse(f)
+			np.sets.unuse(f, ns.tag)
 		}
 	}
 	np.sets.releaseTag(ns.key)
@@ -226,7 +226,7 @@ func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
 // for the first and deleting it after the last.
 func (np *namedPorts) count(ns *namedSet, e nft.Element, delta int) {
 	f := familyOfValue(e.Key[0])
-	set := np.sets.name(f)
+	set := np.sets.name(f, ns.tag)
 	eid := nft.ElementID(np.w.set(set), e)
 	n := ns.count[f][eid] + delta
 	switch {

@@ -181,7 +181,7 @@ func (g *group) element(a netip.Addr) nft.Element {
 // peer set.
 func (pg *peerGroups) useFamily(g *group, f Family) {
 	g.fams[f] = true
-	pg.sets.use(f)
+	pg.sets.use(f, g.tag)
 }
 
 // dropFamily takes g's addresses of family f out of the family's peer set.
@@ -189,9 +189,9 @@ func (pg *peerGroups) useFamily(g *group, f Family) {
 // may not, conflicts.go); deleting an absent element is no change.
 // The last group of the family takes the set with it, elements and all.
 func (pg *peerGroups) dropFamily(g *group, f Family) {
-	set := pg.sets.name(f)
+	set := pg.sets.name(f, g.tag)
 	for _, p := range g.members {
-		if pg.sets.users[f] == 1 {
+		if pg.sets.last(f, g.tag) {
 			break
 		}
 		for _, a := range p.IPs {
@@ -201,7 +201,7 @@ func (pg *peerGroups) dropFamily(g *group, f Family) {
 		}
 	}
 	g.fams[f] = false
-	pg.sets.unuse(f)
+	pg.sets.unuse(f, g.tag)
 }
 
 // syncFamilies puts every group's addresses in the peer sets of exactly the
@@ -226,7 +226,7 @@ func (pg *peerGroups) syncGroupFamilies(g *group) {
 					case pg.m.ips.conflicted(a):
 						pg.syncAddr(g, a)
 					default:
-						pg.w.addElement(pg.sets.name(f), g.element(a))
+						pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
 					}
 				}
 			}
@@ -358,7 +358,7 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			if pg.m.ips.claimedByOther(a, id) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.delElement(pg.sets.name(f), g.element(a))
+				pg.w.delElement(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}
@@ -367,7 +367,7 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			if pg.m.ips.conflicted(a) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.addElement(pg.sets.name(f), g.element(a))
+				pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}

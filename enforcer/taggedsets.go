@@ -2,21 +2,31 @@ package enforcer
 
 import (
 	"hash/fnv"
+	"strconv"
 
 	"github.com/nftwarden/nftwarden/nft"
 )
 
-// taggedSets is one kind of set shared by many groups: one set per family
-// ("peers-v4", "named-v6", ...) whose key ends in a tag (nft.TypeTag), and a
-// tag per group (a peer group, a named-port set), carried by each of its
-// elements and supplied by each lookup that asks about the group
-// (`ip saddr . 0x0000002a @peers-v4`).
+// taggedSets is one kind of set shared by many groups: a few sets per
+// family ("peers-v4-0" ... "peers-v4-7", "named-v6-3", ...) whose key ends in
+// a tag (nft.TypeTag), and a tag per group (a peer group, a named-port set),
+// carried by each of its elements and supplied by each lookup that asks
+// about the group (`ip saddr . 0x0000002a @peers-v4-2`). A group's share is
+// in the set of its tag modulo tagShards.
 //
 // Why: the kernel finds a set by walking the table's set list and comparing
 // names, to create one and to resolve each set a rule or an element message
 // names. A node with a thousand peer groups and a thousand named-port sets
 // paid that walk per set and per rule, quadratically; merged, it walks past
 // a handful (PROGRAM.md, "What loading the 100,000-pod node ... costs").
+//
+// Why a few sets rather than one: the kernel's hash sets (rhashtable) grow
+// by doubling while a batch fills them, and an element inserted while a
+// resize is under way takes the slow path; one set of 166,000 peer
+// addresses (the 100,000-pod node) spends most of its load there, eight of
+// a 21,000 each do not: the node's tagged elements load at 1.58x the floor
+// in one set per family and kind, at 1.14x in eight (BenchmarkKernelProgramShapes'
+// floor, PROGRAM.md).
 //
 // A tag is a hash of the group's key, so that the same cluster gives the same
 // table after a restart; on a collision with the live tag of another key it
@@ -26,9 +36,8 @@ import (
 // reconcile rewrites their elements and rules, which is correct, only not
 // free. With 32-bit tags that needs two live keys out of ~4 billion values.)
 //
-// The set of a family exists while some group uses the family (use and
-// unuse), so a family no local pod has costs nothing (PROGRAM.md,
-// "Families").
+// A set exists while some group uses it (use and unuse), so a family no
+// local pod has costs nothing (PROGRAM.md, "Families").
 type taggedSets struct {
 	w       *writer
 	prefix  string // the sets' names: prefix + "-" + family
@@ -38,15 +47,21 @@ type taggedSets struct {
 	tags    map[string]uint32 // live key -> its tag
 	keys    map[uint32]string // live tag -> its key
 	refs    map[string]int    // live key -> its users
-	users   [2]int            // per Family: groups using the family's set
+	users   map[string]int    // set name -> groups with a share in it
 }
+
+// tagShards is the number of sets of a family a kind of tagged set is cut
+// into (by tag).
+const tagShards = 8
 
 func newTaggedSets(w *writer, prefix, comment string, key func(Family) []nft.KeyType) *taggedSets {
 	ts := &taggedSets{w: w, prefix: prefix, key: key, comment: comment, hash: fnvTag,
-		tags: map[string]uint32{}, keys: map[uint32]string{}, refs: map[string]int{}}
+		tags: map[string]uint32{}, keys: map[uint32]string{}, refs: map[string]int{}, users: map[string]int{}}
 	for _, f := range families {
-		// Too big to copy at the first change after a snapshot.
-		w.journal(ts.name(f))
+		for shard := range uint32(tagShards) {
+			// Too big to copy at the first change after a snapshot.
+			w.journal(ts.name(f, shard))
+		}
 	}
 	return ts
 }
@@ -58,8 +73,10 @@ func fnvTag(key string) uint32 {
 	return h.Sum32()
 }
 
-// name is the shared set of family f.
-func (ts *taggedSets) name(f Family) string { return ts.prefix + "-" + f.String() }
+// name is the shared set of family f that holds the elements of tag t.
+func (ts *taggedSets) name(f Family, t uint32) string {
+	return ts.prefix + "-" + f.String() + "-" + strconv.Itoa(int(t%tagShards))
+}
 
 // acquireTag counts one more user of key's tag, allocating it for the first:
 // the key's hash, or the next value no live key holds.
@@ -100,22 +117,31 @@ func (ts *taggedSets) tag(key string) uint32 {
 }
 
 // lookup is the match of fields (of family f) followed by key's tag in the
-// family's set.
+// family's set of that tag.
 func (ts *taggedSets) lookup(f Family, key string, fields ...nft.Field) nft.Lookup {
-	return nft.Lookup{Fields: fields, Set: ts.name(f), Tag: nft.TagValue(ts.tag(key))}
+	t := ts.tag(key)
+	return nft.Lookup{Fields: fields, Set: ts.name(f, t), Tag: nft.TagValue(t)}
 }
 
-// use counts one more group using family f's set, creating it for the first.
-func (ts *taggedSets) use(f Family) {
-	if ts.users[f]++; ts.users[f] == 1 {
-		ts.w.putSet(nft.Set{Name: ts.name(f), Key: ts.key(f), Comment: ts.comment + " (" + f.String() + ")"}, 0)
+// use counts one more group with a share (tag t) in family f's set of t,
+// creating the set for the first.
+func (ts *taggedSets) use(f Family, t uint32) {
+	name := ts.name(f, t)
+	if ts.users[name]++; ts.users[name] == 1 {
+		ts.w.putSet(nft.Set{Name: name, Key: ts.key(f), Comment: ts.comment + " (" + f.String() + ")"}, 0)
 	}
 }
 
-// unuse counts one group less using family f's set, deleting it with the
-// last (whose elements are gone by then).
-func (ts *taggedSets) unuse(f Family) {
-	if ts.users[f]--; ts.users[f] == 0 {
-		ts.w.deleteSet(ts.name(f))
+// unuse counts one group less with a share in family f's set of tag t,
+// deleting the set with the last.
+func (ts *taggedSets) unuse(f Family, t uint32) {
+	name := ts.name(f, t)
+	if ts.users[name]--; ts.users[name] == 0 {
+		delete(ts.users, name)
+		ts.w.deleteSet(name)
 	}
 }
+
+// last reports whether the share of tag t is the only one in family f's
+// set: dropping it drops the set, elements and all.
+func (ts *taggedSets) last(f Family, t uint32) bool { return ts.users[ts.name(f, t)] == 1 }

@@ -1,17 +1,20 @@
 package enforcer_test
 
 import (
+	"strings"
+
 	"github.com/nftwarden/nftwarden/nft"
 )
 
-// hasElement reports whether set of s holds e.
-func hasElement(s *nft.State, set string, e nft.Element) bool {
-	st := s.Sets[set]
-	if st == nil {
-		return false
+// hasTaggedElement reports whether a set of s whose name starts with
+// prefix (a kind and family of the shared tagged sets, "peers-v4-") holds e.
+func hasTaggedElement(s *nft.State, prefix string, e nft.Element) bool {
+	for name, st := range s.Sets {
+		if _, ok := st.Elements[nft.ElementID(st, e)]; ok && strings.HasPrefix(name, prefix) {
+			return true
+		}
 	}
-	_, ok := st.Elements[nft.ElementID(st, e)]
-	return ok
+	return false
 }
 
 // withoutTaggedRules is s without the rules that look a tag up in a shared
