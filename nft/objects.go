@@ -71,7 +71,8 @@ const (
 	// TypeTag is a 4-byte constant that names a group inside a set shared by
 	// many groups: the set's key ends in it, and a Lookup with Tag supplies it
 	// (`ip saddr . 0x0000002a @peers-v4`). nft has no type of its own for it;
-	// its name is that of a 32-bit integer nft prints in hex ("mark").
+	// its name is that of a 32-bit host-order integer nft prints in hex
+	// ("mark"), in which order TagValue writes it.
 	TypeTag
 )
 
@@ -285,7 +286,9 @@ type Range struct {
 // (`ip saddr . 0x0000002a @peers-v4`). Many groups share one such set, each
 // with its own tag, instead of a set each: the kernel finds a set by a walk
 // over the table's set list, so thousands of small sets cost it a quadratic
-// walk that one shared set does not.
+// walk that one shared set does not. The kernel gets the tag as an immediate
+// into the 32-bit register after the fields; nft 1.0.6 lists that constant
+// without a type and cannot parse the rule back (Render, Transaction.Format).
 type Lookup struct {
 	Fields []Field
 	Set    string
