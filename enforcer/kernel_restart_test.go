@@ -103,6 +103,36 @@ func newRestartNode(t *testing.T) (*nfttest.NetNS, *nft.Kernel, *enforcer.Engine
 // established connection keeps flowing. Before and after, real connections
 // get the same verdicts (newRestartNode).
 func TestPrivilegedRestartFromTwoBaseChains(t *testing.T) {
+	restartFrom(t, "two base chains", func(desired *nft.State) *nft.State { return twoBaseChains(t, desired) },
+		func(tx *nft.Transaction, _, _ *nft.State, listing string) {
+			added, deleted := -1, -1
+			for i, op := range tx.Ops {
+				switch {
+				case op.Kind == nft.OpAddChain && op.Name == "forward":
+					added = i
+				case op.Kind == nft.OpDeleteChain && op.Name == "egress":
+					deleted = i
+				}
+			}
+			if added < 0 || deleted < 0 || added > deleted {
+				t.Errorf("the reconcile adds the forward chain at op %d and deletes the egress chain at op %d of one transaction; want both, the add first", added, deleted)
+			}
+			if strings.Contains(listing, "chain egress") || !strings.Contains(listing, "chain forward") ||
+				strings.Count(listing, "hook forward") != 1 {
+				t.Errorf("after the reconcile, want one base chain, forward:\n%s", listing)
+			}
+		})
+}
+
+// restartFrom programs the node of newRestartNode as an older release left
+// it (old of the desired state), checks the verdicts and establishes a
+// connection, then does what the restarted engine's first flush does (a
+// full reconcile, one transaction) and hands its transaction, the desired
+// and the old state and the table nft lists after it to check; then the
+// table must be converged (a second reconcile and the engine's flush do
+// nothing), the connection still flow and the verdicts be the same.
+func restartFrom(t *testing.T, shape string, old func(*nft.State) *nft.State, check func(tx *nft.Transaction, desired, old *nft.State, listing string)) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("packet test skipped in -short mode")
 	}
@@ -111,43 +141,28 @@ func TestPrivilegedRestartFromTwoBaseChains(t *testing.T) {
 	web, cli := pods[0], pods[1]
 
 	desired := e.Desired()
-	if err := k.Apply(ctx, nft.Diff(nil, twoBaseChains(t, desired), nil)); err != nil {
-		t.Fatalf("program the two base chains: %v", err)
+	before := old(desired)
+	if err := k.Apply(ctx, nft.Diff(nil, before, nil)); err != nil {
+		t.Fatalf("program the %s: %v", shape, err)
 	}
-	probeAll(t, "two base chains", cases)
+	probeAll(t, shape, cases)
 	established := nfttest.MustDial(t, cli, "tcp", netip.AddrPortFrom(web.V4, 8080))
 	if err := nfttest.EchoWithin(established, "before", time.Second); err != nil {
-		t.Fatalf("connection through the two base chains: %v", err)
+		t.Fatalf("connection through the %s: %v", shape, err)
 	}
 
-	// What the restarted engine's first flush does (a full reconcile).
 	tx, err := k.Reconcile(ctx, desired)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}
-	added, deleted := -1, -1
-	for i, op := range tx.Ops {
-		switch {
-		case op.Kind == nft.OpAddChain && op.Name == "forward":
-			added = i
-		case op.Kind == nft.OpDeleteChain && op.Name == "egress":
-			deleted = i
-		}
-	}
-	if added < 0 || deleted < 0 || added > deleted {
-		t.Errorf("the reconcile adds the forward chain at op %d and deletes the egress chain at op %d of one transaction; want both, the add first", added, deleted)
-	}
-	if listing := nfttest.ListTable(t, node, "nftw-enforcer"); strings.Contains(listing, "chain egress") || !strings.Contains(listing, "chain forward") ||
-		strings.Count(listing, "hook forward") != 1 {
-		t.Errorf("after the reconcile, want one base chain, forward:\n%s", listing)
-	}
+	check(tx, desired, before, nfttest.ListTable(t, node, "nftw-enforcer"))
 	if tx, err := k.Reconcile(ctx, desired); err != nil || !tx.Empty() {
 		t.Errorf("second reconcile: %v, %d operations; want none", err, tx.Size())
 	}
 	if err := nfttest.EchoWithin(established, "after", time.Second); err != nil {
-		t.Errorf("the connection established through the two base chains: %v", err)
+		t.Errorf("the connection established through the %s: %v", shape, err)
 	}
-	probeAll(t, "one base chain", cases)
+	probeAll(t, "after the reconcile", cases)
 	if res, err := e.Flush(ctx); err != nil || res.Operations != 0 {
 		t.Errorf("the engine's first flush after the reconcile: %+v, %v; want nothing to do", res, err)
 	}
@@ -209,65 +224,29 @@ func perGroupSets(t testing.TB, s *nft.State) *nft.State {
 // connections get the same verdicts before and after (newRestartNode), and
 // an established one keeps flowing.
 func TestPrivilegedRestartFromPerGroupSets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("packet test skipped in -short mode")
-	}
-	node, k, e, pods, cases := newRestartNode(t)
-	ctx := context.Background()
-	web, cli := pods[0], pods[1]
-
-	desired := e.Desired()
-	old := perGroupSets(t, desired)
-	if err := k.Apply(ctx, nft.Diff(nil, old, nil)); err != nil {
-		t.Fatalf("program the per-group sets: %v", err)
-	}
-	probeAll(t, "per-group sets", cases)
-	established := nfttest.MustDial(t, cli, "tcp", netip.AddrPortFrom(web.V4, 8080))
-	if err := nfttest.EchoWithin(established, "before", time.Second); err != nil {
-		t.Fatalf("connection through the per-group sets: %v", err)
-	}
-
-	// What the restarted engine's first flush does (a full reconcile).
-	tx, err := k.Reconcile(ctx, desired)
-	if err != nil {
-		t.Fatalf("reconcile: %v", err)
-	}
-	gone, added := map[string]bool{}, map[string]bool{}
-	for _, op := range tx.Ops {
-		switch op.Kind {
-		case nft.OpDeleteSet:
-			gone[op.Name] = true
-		case nft.OpAddSet:
-			added[op.Name] = true
-		}
-	}
-	for name := range old.Sets {
-		if desired.Sets[name] == nil && !gone[name] {
-			t.Errorf("the reconcile leaves the per-group set %s", name)
-		}
-	}
-	for name, s := range desired.Sets {
-		if n := len(s.Key); s.Key[n-1] == nft.TypeTag && !added[name] {
-			t.Errorf("the reconcile does not add the shared set %s (ops %v)", name, tx.Ops)
-		}
-	}
-	if len(added) == 0 {
-		t.Errorf("the reconcile adds no shared set (ops %v)", tx.Ops)
-	}
-	listing := nfttest.ListTable(t, node, "nftw-enforcer")
-	for name := range old.Sets {
-		if desired.Sets[name] == nil && strings.Contains(listing, "set "+name+" ") {
-			t.Errorf("after the reconcile the table still holds %s:\n%s", name, listing)
-		}
-	}
-	if tx, err := k.Reconcile(ctx, desired); err != nil || !tx.Empty() {
-		t.Errorf("second reconcile: %v, %d operations; want none", err, tx.Size())
-	}
-	if err := nfttest.EchoWithin(established, "after", time.Second); err != nil {
-		t.Errorf("the connection established through the per-group sets: %v", err)
-	}
-	probeAll(t, "shared sets", cases)
-	if res, err := e.Flush(ctx); err != nil || res.Operations != 0 {
-		t.Errorf("the engine's first flush after the reconcile: %+v, %v; want nothing to do", res, err)
-	}
+	restartFrom(t, "per-group sets", func(desired *nft.State) *nft.State { return perGroupSets(t, desired) },
+		func(tx *nft.Transaction, desired, old *nft.State, listing string) {
+			gone, added := map[string]bool{}, map[string]bool{}
+			for _, op := range tx.Ops {
+				switch op.Kind {
+				case nft.OpDeleteSet:
+					gone[op.Name] = true
+				case nft.OpAddSet:
+					added[op.Name] = true
+				}
+			}
+			for name := range old.Sets {
+				if desired.Sets[name] == nil && (!gone[name] || strings.Contains(listing, "set "+name+" ")) {
+					t.Errorf("the reconcile leaves the per-group set %s:\n%s", name, listing)
+				}
+			}
+			for name, s := range desired.Sets {
+				if n := len(s.Key); s.Key[n-1] == nft.TypeTag && !added[name] {
+					t.Errorf("the reconcile does not add the shared set %s (ops %v)", name, tx.Ops)
+				}
+			}
+			if len(added) == 0 {
+				t.Errorf("the reconcile adds no shared set (ops %v)", tx.Ops)
+			}
+		})
 }
