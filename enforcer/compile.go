@@ -11,7 +11,8 @@ import (
 
 // compiler maintains the desired nft state incrementally. It orchestrates
 // the parts that own the objects of the program, each in its own file:
-//   - peerGroups (peergroups.go): selector groups, their peer sets and chains;
+//   - peerGroups (peergroups.go): selector groups, their share of the peer
+//     sets (tags in sets shared by every group: taggedsets.go) and chains;
 //   - sharedSets (sharedsets.go): ipBlock and port-list interval sets;
 //   - namedPorts (namedports.go): named-port sets;
 //   - dispatch (dispatch.go): verdict maps and pod chains of local pods;
