@@ -8,25 +8,26 @@ import (
 )
 
 // taggedSets is one kind of set shared by many groups: a few sets per
-// family ("peers-v4-0" ... "peers-v4-7", "named-v6-3", ...) whose key ends in
-// a tag (nft.TypeTag), and a tag per group (a peer group, a named-port set),
-// carried by each of its elements and supplied by each lookup that asks
-// about the group (`ip saddr . 0x0000002a @peers-v4-2`). A group's share is
-// in the set of its tag modulo tagShards.
+// family ("peers-v4-0" ... "peers-v4-31", "named-v6-3", ...) whose key ends
+// in a tag (nft.TypeTag), and a tag per group (a peer group, a named-port
+// set), carried by each of its elements and supplied by each lookup that
+// asks about the group (`ip saddr . 0x0000002a @peers-v4-10`). A group's
+// share is in the set of its tag modulo tagShards.
 //
 // Why: the kernel finds a set by walking the table's set list and comparing
 // names, to create one and to resolve each set a rule or an element message
 // names. A node with a thousand peer groups and a thousand named-port sets
 // paid that walk per set and per rule, quadratically; merged, it walks past
-// a handful (PROGRAM.md, "What loading the 100,000-pod node ... costs").
+// a few dozen (PROGRAM.md, "Tagged sets").
 //
-// Why a few sets rather than one: the kernel's hash sets (rhashtable) grow
-// by doubling while a batch fills them, and an element inserted while a
-// resize is under way takes the slow path; one set of 166,000 peer
-// addresses (the 100,000-pod node) spends most of its load there, eight of
-// a 21,000 each do not: the node's tagged elements load at 1.58x the floor
-// in one set per family and kind, at 1.14x in eight (BenchmarkKernelProgramShapes'
-// floor, PROGRAM.md).
+// Why a few dozen sets rather than one per family: the kernel's hash sets
+// (rhashtable) grow by doubling while a batch fills them, and an element
+// inserted while a resize is under way takes the slow path; one set of the
+// 166,000 IPv4 peer addresses of the 100,000-pod node spends most of its
+// load there, smaller ones do not. That node's tagged elements alone load
+// at 1.58x the floor in one set per family and kind and 1.14x in eight; the
+// whole node takes about 20% less CPU in eight sets than in one, and 10%
+// less again in 32 (PROGRAM.md).
 //
 // A tag is a hash of the group's key, so that the same cluster gives the same
 // table after a restart; on a collision with the live tag of another key it
@@ -52,7 +53,7 @@ type taggedSets struct {
 
 // tagShards is the number of sets of a family a kind of tagged set is cut
 // into (by tag).
-const tagShards = 8
+const tagShards = 32
 
 func newTaggedSets(w *writer, prefix, comment string, key func(Family) []nft.KeyType) *taggedSets {
 	ts := &taggedSets{w: w, prefix: prefix, key: key, comment: comment, hash: fnvTag,
