@@ -7,11 +7,12 @@ import "github.com/nftwarden/nftwarden/nft"
 // selector peer pods of the rule (egress), or every active pod (egress rules
 // without peers, and ipBlock peers).
 type namedSet struct {
-	tag   uint32    // its elements in the shared named-port sets
-	key   string    // the key of its tag
-	fams  familySet // the families whose named-port set holds its elements
-	ports []portName
-	dir   *policyDir // ingress source
+	tag    uint32    // its elements in the shared named-port sets
+	tagKey nft.Value // tag as a key value, one for all its elements (never changed in place)
+	key    string    // the key of its tag
+	fams   familySet // the families whose named-port set holds its elements
+	ports  []portName
+	dir    *policyDir // ingress source
 	// groups are the egress source; each lists the set among its dependents.
 	groups []*group
 	all    bool // every active pod (key is then its key in namedPorts.every)
@@ -52,7 +53,8 @@ func namedSetKey(f Family) []nft.KeyType {
 // newSet creates a named-port set of key with a share of the named-port set
 // of each family in fams that the rules are compiled for.
 func (np *namedPorts) newSet(ports []portName, key string, fams familySet) *namedSet {
-	ns := &namedSet{ports: ports, key: key, tag: np.sets.acquireTag(key), contrib: map[string][]nft.Element{}}
+	tag := np.sets.acquireTag(key)
+	ns := &namedSet{ports: ports, key: key, tag: tag, tagKey: nft.TagValue(tag), contrib: map[string][]nft.Element{}}
 	for _, f := range families {
 		if !fams.has(f) || !np.fams.has(f) {
 			continue
@@ -200,7 +202,7 @@ func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
 					if !ns.fams.has(familyOf(a)) || np.m.ips.conflicted(a) {
 						continue
 					}
-					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port), nft.TagValue(ns.tag)}})
+					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port), ns.tagKey}})
 				}
 			}
 		}

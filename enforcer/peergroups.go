@@ -21,6 +21,7 @@ type group struct {
 	members map[string]*podRecord
 	nsMatch map[string]bool // namespace-selector groups: matching namespaces
 	tag     uint32          // the group's elements in the shared peer sets
+	tagKey  nft.Value       // tag as a key value, one for all its elements (never changed in place)
 	fams    familySet       // the families whose peer set holds the group's addresses
 	// dependents are the named-port sets over the group's members.
 	dependents map[*namedSet]struct{}
@@ -95,7 +96,8 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 		delete(pg.gc, g)
 		return g
 	}
-	g := &group{spec: spec, refs: 1, tag: pg.sets.acquireTag(spec.key), dependents: map[*namedSet]struct{}{}}
+	tag := pg.sets.acquireTag(spec.key)
+	g := &group{spec: spec, refs: 1, tag: tag, tagKey: nft.TagValue(tag), dependents: map[*namedSet]struct{}{}}
 	pg.byKey[spec.key] = g
 	var nss []string
 	if spec.nsSel == nil {
@@ -174,7 +176,7 @@ func peerSetKey(f Family) []nft.KeyType { return []nft.KeyType{f.addrType(), nft
 
 // element is the element of address a in g's share of the peer set.
 func (g *group) element(a netip.Addr) nft.Element {
-	return nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.TagValue(g.tag)}}
+	return nft.Element{Key: []nft.Value{nft.AddrValue(a), g.tagKey}}
 }
 
 // useFamily makes g hold addresses of family f (none yet) in the family's
