@@ -28,7 +28,7 @@ func TestPrivilegedDaemonRepairsDrift(t *testing.T) {
 		{"delete a vmap element", "delete element " + table + " ingress-v4 { 198.18.1.10 }"},
 		{"flush a pod chain", "flush chain " + table + " " + programName(t, n.kernel, "chain", "pod-in-")},
 		{"accept at the top of a base chain", "insert rule " + table + " ingress accept"},
-		{"flush a peer set", "flush set " + table + " " + programName(t, n.kernel, "set", "peer-v4-")},
+		{"flush a peer set", "flush set " + table + " " + programName(t, n.kernel, "set", "peers-v4")},
 	} {
 		time.Sleep(driftRepairInterval) // each change alone, not paced behind the last
 		start := time.Now()

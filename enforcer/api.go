@@ -465,9 +465,10 @@ func (e *Engine) unlockApply() {
 // that trusts the record). The caller holds applyMu.
 func (e *Engine) flush(ctx context.Context, full bool) (FlushResult, error) {
 	start := time.Now()
-	tx, restricting, upTo := e.takeDelta()
+	tx, record, restricting, upTo := e.takeDelta()
 	res := FlushResult{Full: full, Operations: tx.Size()}
 	if tx.Empty() {
+		e.landed() // changes that cancelled out
 		res.Duration = time.Since(start)
 		return e.carried(upTo, res), nil
 	}
@@ -478,10 +479,12 @@ func (e *Engine) flush(ctx context.Context, full bool) (FlushResult, error) {
 		return res, fmt.Errorf("enforcer: flush (%d operations): %w", tx.Size(), err)
 	}
 	res.Restricts = restricting
-	if err := e.programmed.Apply(tx); err != nil {
+	if err := e.programmed.Apply(record); err != nil {
 		// The dataplane took it but our record disagrees: resync next time.
 		e.failed()
 		e.log.Error("programmed state out of sync; next flush reconciles", "error", err)
+	} else {
+		e.landed()
 	}
 	res.Duration = time.Since(start)
 	// The dataplane holds the batch even when the record disagrees.
@@ -548,25 +551,38 @@ func (e *Engine) reconcile(ctx context.Context) (FlushResult, error) {
 // are read safely without mu.
 
 // takeDelta returns the difference between the record and the desired state
-// within the recorded scope, whether it may deny connections allowed before,
-// and the number of the last change of a local pod it carries; it starts a
-// new scope.
-func (e *Engine) takeDelta() (tx *nft.Transaction, restricting bool, upTo uint64) {
+// within the recorded scope, what of it the record's Apply does (the
+// journaled sets' changes land instead: journal.go), whether it may deny
+// connections allowed before, and the number of the last change of a local
+// pod it carries; it starts a new scope.
+func (e *Engine) takeDelta() (tx, record *nft.Transaction, restricting bool, upTo uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.m.commit()
 	e.c.settle()
-	tx = nft.Diff(e.programmed, e.c.w.desired, e.c.w.takeScope())
-	e.unshare(tx)
-	return tx, restricts(tx, e.c.w.desired), e.changes
+	scope := e.c.w.takeScope()
+	e.c.w.withOverlays(func() { tx = nft.Diff(e.programmed, e.c.w.desired, scope) })
+	e.c.w.freeze()
+	record = e.c.w.recordable(tx)
+	e.unshare(record)
+	return tx, record, restricts(tx, e.c.w.desired), e.changes
+}
+
+// landed lands the journaled sets' changes a Flush sent in the maps the
+// record shares with the desired state. The caller holds applyMu.
+func (e *Engine) landed() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.c.w.land()
 }
 
 // unshare gives each set of the record whose elements tx changes a map of
 // its own if the desired state may still share it (writer.snapshot): Apply
-// changes them in place. The compiler has copied every set it changed, so
-// this copies only for a Diff that deletes and adds back elements of a set
-// nobody changed (a verdict map pointing at a recreated base chain). The
-// caller holds mu and applyMu.
+// changes them in place. The compiler has copied every set it changed but
+// the journaled ones, which tx (recordable) leaves out, so this copies only
+// for a Diff that deletes and adds back elements of a set nobody changed (a
+// verdict map pointing at a recreated base chain). The caller holds mu and
+// applyMu.
 func (e *Engine) unshare(tx *nft.Transaction) {
 	var copied map[string]bool
 	for _, op := range tx.Ops {
@@ -618,7 +634,7 @@ func (e *Engine) Desired() *nft.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.c.settle()
-	return e.c.w.desired.Clone()
+	return e.c.w.withPending(e.c.w.desired.Clone())
 }
 
 // Stats counts the model and the desired state.
@@ -637,6 +653,7 @@ func (e *Engine) Stats() Stats {
 	for _, set := range e.c.w.desired.Sets {
 		s.Elements += len(set.Elements)
 	}
+	s.Elements += e.c.w.pendingCount()
 	return s
 }
 

@@ -51,6 +51,7 @@ func warnEnforcement(log *slog.Logger, annotations map[string]string, kind, id s
 type npAudits struct {
 	w      *writer
 	fams   *familySet
+	sets   ruleSets
 	log    *logging
 	chains map[string]*audChain
 	// byPod[dir] is the chain each local pod uses.
@@ -65,8 +66,8 @@ type audChain struct {
 	users int
 }
 
-func newNPAudits(w *writer, fams *familySet, log *logging) *npAudits {
-	return &npAudits{w: w, fams: fams, log: log, chains: map[string]*audChain{},
+func newNPAudits(w *writer, fams *familySet, sets ruleSets, log *logging) *npAudits {
+	return &npAudits{w: w, fams: fams, sets: sets, log: log, chains: map[string]*audChain{},
 		byPod: [2]map[string]*audChain{{}, {}}}
 }
 
@@ -123,7 +124,7 @@ func (na *npAudits) write(ac *audChain) {
 	for i, p := range ac.pols {
 		ids[i] = p.id
 		if d := p.dirs[ac.dir]; d != nil {
-			rules = append(rules, d.buildRulesEnding(*na.fams, nft.Verdict{Kind: nft.VerdictReturn})...)
+			rules = append(rules, d.buildRulesEnding(*na.fams, nft.Verdict{Kind: nft.VerdictReturn}, na.sets)...)
 		}
 	}
 	rules = append(rules, nft.Rule{Exprs: na.log.auditLog(ac.dir, siteNP), Comment: "no audited policy allows it"})

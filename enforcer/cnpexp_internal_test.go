@@ -11,6 +11,8 @@ package enforcer
 // cedric also names web 9003/SCTP (a name on two protocols).
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -364,7 +366,22 @@ func TestTierNamedSetsFollowLocalSubjects(t *testing.T) {
 	named := func() bool {
 		t.Helper()
 		checkTiersGridOf(t, e, fake, expGridAddrs) // flushes
-		return strings.Contains(fake.Dump(), "named ports sctp/web, tcp/web, udp/web of every pod")
+		ns := e.c.named.every["named ports sctp/web, tcp/web, udp/web of every pod (v4, v6)"]
+		st, err := fake.Read(context.Background())
+		if ns == nil || err != nil {
+			return false
+		}
+		for _, c := range st.Chains {
+			for _, r := range c.Rules {
+				if slices.ContainsFunc(r.Exprs, func(x nft.Expr) bool {
+					l, ok := x.(nft.Lookup)
+					return ok && strings.HasPrefix(l.Set, "named-v4-") && bytes.Equal(l.Tag, nft.TagValue(ns.tag))
+				}) {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	p := mkCNP("web", v1beta1.AdminTier, 1, nsSubject("durmstrang"), cnpOut("", accept, nsPeerOf("hufflepuff"), cnpNamed("web")),
 		cnpOut("", deny, nsPeerOf("hufflepuff")))

@@ -11,7 +11,8 @@ import (
 
 // compiler maintains the desired nft state incrementally. It orchestrates
 // the parts that own the objects of the program, each in its own file:
-//   - peerGroups (peergroups.go): selector groups, their peer sets and chains;
+//   - peerGroups (peergroups.go): selector groups, their share of the peer
+//     sets (tags in sets shared by every group: taggedsets.go) and chains;
 //   - sharedSets (sharedsets.go): ipBlock and port-list interval sets;
 //   - namedPorts (namedports.go): named-port sets;
 //   - dispatch (dispatch.go): verdict maps and pod chains of local pods;
@@ -68,10 +69,10 @@ func newCompiler(cfg *Config, m *model) *compiler {
 	c := &compiler{node: node, m: m, w: w}
 	c.log = newLogging(w, cfg)
 	c.counters = newCounters(w, cfg.Counters)
-	c.audits = newNPAudits(w, &c.fams, c.log)
 	c.groups = newPeerGroups(w, m, &c.fams)
 	c.shared = newSharedSets(w)
 	c.named = newNamedPorts(w, m, &c.fams)
+	c.audits = newNPAudits(w, &c.fams, ruleSets{c.groups.sets, c.named.sets}, c.log)
 	c.tiers = newTiers(w, m, node, c.named, c.log, c.counters)
 	c.dispatch = newDispatch(w, m, node, c.tiers, c.log, c.counters, c.audits)
 	c.chains = &policyChains{w: w, fams: &c.fams, groups: c.groups, shared: c.shared, named: c.named, log: c.log, counters: c.counters}

@@ -110,18 +110,18 @@ func groupWants(g *group, a netip.Addr, claimants []*podRecord) bool {
 	return len(claimants) > 0
 }
 
-// syncAddr puts address a in g's peer set or takes it out, as its
-// claimants say.
+// syncAddr puts address a (with g's tag) in the peer set of its family or
+// takes it out, as its claimants say.
 func (pg *peerGroups) syncAddr(g *group, a netip.Addr) {
 	pg.syncAddrOf(g, a, pg.m.podsByIP(a))
 }
 
 func (pg *peerGroups) syncAddrOf(g *group, a netip.Addr, claimants []*podRecord) {
-	set := g.setNames[familyOf(a)]
-	if set == "" {
+	f := familyOf(a)
+	if !g.fams.has(f) {
 		return
 	}
-	e := addrElement(a)
+	set, e := pg.sets.name(f, g.tag), g.element(a)
 	has := pg.w.hasElement(set, e)
 	switch want := groupWants(g, a, claimants); {
 	case want && !has:

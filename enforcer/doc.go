@@ -12,11 +12,14 @@
 // (pod-in-<ns>/<pod>); that chain jumps to one chain per selecting policy
 // (pol-in-<ns>/<policy>) and ends in drop. A policy chain matches ports with
 // inline comparisons (a set for lists of more than four), then peers: a
-// selector pair by a jump to its peer chain, which looks the address up in
-// the pair's peer sets (shared by every policy that names the pair); an
-// ipBlock in an interval set with the excepts carved out; a named port in a
-// set of (pod IP, protocol, port). Per-packet work does not grow with the number of
-// policies or pods in the cluster.
+// selector pair by a jump to its peer chain, which looks the address up,
+// with the pair's tag, in the peer sets every pair shares (each shared by
+// every policy that names the pair: `ip saddr . <tag> @peers-v4-<n>`); an
+// ipBlock in an interval set with the excepts carved out; a named port in the
+// named-port sets, as (pod IP, protocol, port, the rule's tag). A few sets per
+// family instead of one per group keep the kernel from walking thousands of
+// sets by name when it loads the program (taggedsets.go). Per-packet work
+// does not grow with the number of policies or pods in the cluster.
 //
 // The base chain accepts established connections first. RevokeDenied deletes
 // the conntrack entries of those a change denies; the program drops the TCP
@@ -33,15 +36,19 @@
 // # The compiler's parts
 //
 // The compiler (compile.go) orchestrates parts that each own a kind of
-// object and its reference counts: peer groups with their peer sets and
-// chains (peergroups.go), the shared ipBlock and port-list sets
-// (sharedsets.go), named-port sets (namedports.go), the dispatch maps and pod
+// object and its reference counts: peer groups with their share of the peer
+// sets and their chains (peergroups.go), the tags and sets those and the
+// named-port sets share (taggedsets.go), the shared ipBlock and port-list
+// sets (sharedsets.go), named-port sets (namedports.go), the dispatch maps and pod
 // chains of local pods (dispatch.go), the policy chains, which name what
 // the others own (policychains.go), and the ClusterNetworkPolicy tiers'
 // subject groups (tiers.go), class chains and class maps (tierclasses.go)
 // and shared selector peers (tierpeers.go); see TIERS.md. Addresses claimed by several pods are
 // handled across all of them in conflicts.go. Every part writes through one
-// writer (writer.go). A new kind of object is a new part with the same shape.
+// writer (writer.go), which shares the sets' elements with the last
+// reconcile's snapshot and journals the changes of the big shared sets
+// instead of copying them (journal.go). A new kind of object is a new part
+// with the same shape.
 //
 // # Logging, audit and counters
 //

@@ -2,6 +2,8 @@ package enforcer
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,4 +145,56 @@ func AsNamedIn(st, want *nft.State) *nft.State {
 		}
 	}
 	return out
+}
+
+// PeerGroupTag is the tag of the live peer group that desc describes ("pods
+// of namespace prod matching {app=cli}"): its elements in the shared peer
+// sets carry it.
+func (e *Engine) PeerGroupTag(desc string) (nft.Value, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, g := range e.c.groups.byKey {
+		if g.spec.desc == desc {
+			return nft.TagValue(g.tag), true
+		}
+	}
+	return nil, false
+}
+
+// EveryPodNamedSets lists the live every-pod named-port sets whose key
+// starts with prefix (a key reads "named ports tcp/http of every pod (v4,
+// v6)"), one "<family> <key> <tag>" entry per family whose shared
+// named-port set each has a share in, sorted.
+func (e *Engine) EveryPodNamedSets(prefix string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, ns := range e.c.named.every {
+		for _, f := range families {
+			if ns.fams.has(f) && strings.HasPrefix(ns.key, prefix) {
+				out = append(out, fmt.Sprintf("%s %s %s", f, ns.key, nft.FormatValue(nft.TypeTag, nft.TagValue(ns.tag))))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// EveryPodNamedTag is the tag of the live every-pod named-port set of key.
+func (e *Engine) EveryPodNamedTag(key string) (nft.Value, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ns := e.c.named.every[key]; ns != nil {
+		return nft.TagValue(ns.tag), true
+	}
+	return nil, false
+}
+
+// CollideTags makes every key of e's shared tagged sets hash to one value,
+// so that every group and named-port set after the first gets its tag by
+// probing. Call it before the engine holds anything.
+func CollideTags(e *Engine) {
+	collide := func(string) uint32 { return 42 }
+	e.c.groups.sets.hash = collide
+	e.c.named.sets.hash = collide
 }

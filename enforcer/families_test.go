@@ -18,7 +18,7 @@ import (
 func v6Objects(s *nft.State) []string {
 	var out []string
 	for name := range s.Sets {
-		for _, prefix := range []string{"peer-v6-", "cidr-v6-", "named-v6-"} {
+		for _, prefix := range []string{"peers-v6", "cidr-v6-", "named-v6"} {
 			if strings.HasPrefix(name, prefix) {
 				out = append(out, "set "+name)
 			}
@@ -103,7 +103,7 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	for _, o := range got {
 		kinds[o[:strings.IndexAny(o, "-#")]]++
 	}
-	if want := map[string]int{"set peer": 1, "set cidr": 1, "set named": 1, "rule pol": 2, "rule from": 1}; !maps.Equal(kinds, want) {
+	if want := map[string]int{"set peers": 1, "set cidr": 1, "set named": 1, "rule pol": 2, "rule from": 1}; !maps.Equal(kinds, want) {
 		t.Fatalf("with a dual-stack local pod: IPv6 objects %v, want %v of each kind", got, want)
 	}
 	for _, o := range got {

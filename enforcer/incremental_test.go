@@ -3,6 +3,7 @@ package enforcer_test
 // IP plan: see helpers_test.go (generated pods: 198.18.128.0/24, 2001:db8:100::/64).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -286,14 +287,13 @@ func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
 	loadBase(t, c, mkPolicy("dev", "cli", selecting(sel("app", "cli")), types(networkingv1.PolicyTypeEgress),
 		egress(peers(ipBlock("198.18.0.0/15"), ipBlock("2001:db8::/32")), namedPort(TCP, "http"))))
 	e, f := c.engines["node-a"], c.fakes["node-a"]
-	var allSets []string
-	for name, s := range e.Desired().Sets {
-		if s.Comment == "named ports tcp/http of every pod (v4, v6)" {
-			allSets = append(allSets, name)
-		}
+	const key = "named ports tcp/http of every pod (v4, v6)"
+	if got := e.EveryPodNamedSets(key); len(got) != 2 {
+		t.Fatalf("want a v4 and a v6 share of every pod's named ports, got %v", got)
 	}
-	if len(allSets) != 2 {
-		t.Fatalf("want a v4 and a v6 set of every pod's named ports, got %v", allSets)
+	tag, _ := e.EveryPodNamedTag(key)
+	isNamedSet := func(name string) bool {
+		return strings.HasPrefix(name, "named-v4-") || strings.HasPrefix(name, "named-v6-")
 	}
 	n1 := func(tweaks ...podTweak) *corev1.Pod {
 		return mkPod("prod", "n1", append([]podTweak{podLabels("app", "n1"), onNode("node-b")}, tweaks...)...)
@@ -340,13 +340,17 @@ func TestEgressNamedPortIPBlockDeltas(t *testing.T) {
 		var add, rm []string
 		for _, tx := range f.Transactions()[n:] {
 			for _, o := range tx.Ops {
-				if (o.Kind != nft.OpAddElements && o.Kind != nft.OpDeleteElements) || !slices.Contains(allSets, o.Name) {
-					t.Errorf("%s: sent %s %s, want only elements of %v", st.name, o.Kind, o.Name, allSets)
+				if (o.Kind != nft.OpAddElements && o.Kind != nft.OpDeleteElements) || !isNamedSet(o.Name) {
+					t.Errorf("%s: sent %s %s, want only elements of the named-port sets", st.name, o.Kind, o.Name)
 					continue
 				}
 				set := e.Desired().Sets[o.Name]
 				for _, el := range o.Elements {
-					s := nft.ElementID(set, el)
+					n := len(el.Key) - 1
+					if !bytes.Equal(el.Key[n], tag) {
+						t.Errorf("%s: sent %s %s with tag %x, want only the tag %x of %s", st.name, o.Kind, nft.ElementID(set, el), el.Key[n], tag, key)
+					}
+					s := nft.ElementID(set, nft.Element{Key: el.Key[:n]})
 					if o.Kind == nft.OpAddElements {
 						add = append(add, s)
 					} else {
@@ -384,16 +388,7 @@ func TestEveryPodNamedSetShared(t *testing.T) {
 			egress(to, namedPort(TCP, "http")))
 	}
 	e := c.engines["node-a"]
-	everyPodSets := func() []string {
-		var names []string
-		for name, s := range e.Desired().Sets {
-			if strings.HasPrefix(s.Comment, "named ports tcp/http of every pod") {
-				names = append(names, name)
-			}
-		}
-		slices.Sort(names)
-		return names
-	}
+	everyPodSets := func() []string { return e.EveryPodNamedSets("named ports tcp/http of every pod") }
 	loadBase(t, c, toHTTP("any", nil), toHTTP("blocks", peers(ipBlock("198.18.0.0/15"), ipBlock("2001:db8::/32"))))
 	shared := everyPodSets()
 	if len(shared) != 2 {

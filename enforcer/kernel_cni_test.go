@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nftwarden/nftwarden/enforcer"
+	"github.com/nftwarden/nftwarden/nft"
 	"github.com/nftwarden/nftwarden/nft/nfttest"
 )
 
@@ -22,7 +23,7 @@ import (
 // First nothing else flushes (StartPod's own batch must carry the pod), then
 // a Flush loop runs beside, so StartPod's batch is often another caller's.
 func TestPrivilegedKernelStartPod(t *testing.T) {
-	ns, _, e := newKernelEngine(t)
+	ns, k, e := newKernelEngine(t)
 	loadBaseWorld(e)
 	for _, np := range basePolicies() {
 		if err := e.UpsertNetworkPolicy(np); err != nil {
@@ -40,8 +41,9 @@ func TestPrivilegedKernelStartPod(t *testing.T) {
 	if _, err := e.StartPod(ctx, cli2, []netip.Addr{cli2v4}); err != nil {
 		t.Fatal(err)
 	}
-	if got := listing(); !regexp.MustCompile(`comment "pods of namespace prod matching \{app=cli\}"\s+elements = \{[^}]*\b198\.18\.1\.50\b`).MatchString(got) {
-		t.Fatalf("after StartPod prod/cli2 the kernel's app=cli peer set lacks 198.18.1.50:\n%s", got)
+	tag, _ := e.PeerGroupTag("pods of namespace prod matching {app=cli}")
+	if got, err := k.Read(ctx); err != nil || !hasTaggedElement(got, "peers-v4-", nft.Element{Key: []nft.Value{nft.AddrValue(cli2v4), tag}}) {
+		t.Fatalf("after StartPod prod/cli2 the kernel's peer set lacks 198.18.1.50 with app=cli's tag %x (%v):\n%s", tag, err, listing())
 	}
 
 	// Targets: each address dispatches to its pod chain on return, first

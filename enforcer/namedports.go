@@ -7,14 +7,16 @@ import "github.com/nftwarden/nftwarden/nft"
 // selector peer pods of the rule (egress), or every active pod (egress rules
 // without peers, and ipBlock peers).
 type namedSet struct {
-	names [2]string // per Family; "" for a family no rule matches against
-	ports []portName
-	dir   *policyDir // ingress source
+	tag    uint32    // its elements in the shared named-port sets
+	tagKey nft.Value // tag as a key value, one for all its elements (never changed in place)
+	key    string    // the key of its tag
+	fams   familySet // the families whose named-port set holds its elements
+	ports  []portName
+	dir    *policyDir // ingress source
 	// groups are the egress source; each lists the set among its dependents.
 	groups []*group
-	all    bool   // every active pod
-	key    string // every-pod sets: key in namedPorts.every
-	refs   int    // every-pod sets: active rules using it
+	all    bool // every active pod (key is then its key in namedPorts.every)
+	refs   int  // every-pod sets: active rules using it
 	// contrib is what each source pod put in, count how many pods put each
 	// element (two pods can resolve a name to the same triple only while
 	// they claim one address, but the count keeps that case simple).
@@ -28,30 +30,38 @@ type namedSet struct {
 // for the rules that resolve them on every pod. The latter mirror every
 // pod's named ports, so one per rule would multiply the biggest sets of the
 // node by the number of such rules: rules with the same list share one.
+// Each is a tag in the shared set of each family (named-v4, named-v6;
+// taggedsets.go says why), which its elements carry and its lookups supply.
 type namedPorts struct {
 	w     *writer
 	m     *model
 	fams  *familySet
+	sets  *taggedSets
 	every map[string]*namedSet // every-pod sets by key
 }
 
 func newNamedPorts(w *writer, m *model, fams *familySet) *namedPorts {
-	return &namedPorts{w: w, m: m, fams: fams, every: map[string]*namedSet{}}
+	return &namedPorts{w: w, m: m, fams: fams, every: map[string]*namedSet{},
+		sets: newTaggedSets(w, "named", "(pod IP, protocol, port) of the named ports of every rule, with the rule's tag", namedSetKey)}
 }
 
-// newSet creates the sets of a named-port set for the families in fams that
-// the rules are compiled for.
-func (np *namedPorts) newSet(ports []portName, key, comment string, fams familySet) *namedSet {
-	ns := &namedSet{ports: ports, contrib: map[string][]nft.Element{}}
+// namedSetKey is the key of the shared named-port set of family f.
+func namedSetKey(f Family) []nft.KeyType {
+	return []nft.KeyType{f.addrType(), nft.TypeInetProto, nft.TypeInetService, nft.TypeTag}
+}
+
+// newSet creates a named-port set of key with a share of the named-port set
+// of each family in fams that the rules are compiled for.
+func (np *namedPorts) newSet(ports []portName, key string, fams familySet) *namedSet {
+	tag := np.sets.acquireTag(key)
+	ns := &namedSet{ports: ports, key: key, tag: tag, tagKey: nft.TagValue(tag), contrib: map[string][]nft.Element{}}
 	for _, f := range families {
 		if !fams.has(f) || !np.fams.has(f) {
 			continue
 		}
-		ns.names[f] = namedSetName(f, key)
+		ns.fams[f] = true
 		ns.count[f] = map[string]int{}
-		np.w.putSet(nft.Set{Name: ns.names[f],
-			Key:     []nft.KeyType{f.addrType(), nft.TypeInetProto, nft.TypeInetService},
-			Comment: comment}, 0)
+		np.sets.use(f, ns.tag)
 	}
 	return ns
 }
@@ -59,7 +69,7 @@ func (np *namedPorts) newSet(ports []portName, key, comment string, fams familyS
 // newRuleSet creates the named-port set of rule r of d over its targets
 // (ingress) or its selector peers (egress) and fills it.
 func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups) *namedSet {
-	ns := np.newSet(r.named, r.namedKey, "named ports of "+r.namedKey, familySet{true, true})
+	ns := np.newSet(r.named, r.namedKey, familySet{true, true})
 	if d.dir == Ingress {
 		ns.dir = d
 		for id, p := range d.targets {
@@ -101,8 +111,8 @@ func (np *namedPorts) acquireEveryKey(ports []portName, key string, fams familyS
 		ns.refs++
 		return ns
 	}
-	ns := np.newSet(ports, key, key, fams)
-	ns.all, ns.key, ns.refs = true, key, 1
+	ns := np.newSet(ports, key, fams)
+	ns.all, ns.refs = true, 1
 	np.every[key] = ns
 	for p := range np.m.pods.all() {
 		np.refresh(ns, p.ID, p)
@@ -127,11 +137,25 @@ func (np *namedPorts) drop(ns *namedSet) {
 		delete(np.every, ns.key)
 	}
 	ns.dead = true
-	for _, f := range families {
-		if ns.names[f] != "" {
-			np.w.deleteSet(ns.names[f])
+	for _, elems := range ns.contrib {
+		for _, e := range elems {
+			if f := familyOfValue(e.Key[0]); !np.sets.last(f, ns.tag) {
+				np.w.delElement(np.sets.name(f, ns.tag), e)
+			}
 		}
 	}
+	for _, f := range families {
+		if ns.fams.has(f) {
+			np.sets.unuse(f, ns.tag)
+		}
+	}
+	np.sets.releaseTag(ns.key)
+}
+
+// lookup is the match of a destination (address, protocol, port) of family
+// f against ns.
+func (np *namedPorts) lookup(ns *namedSet, f Family) nft.Lookup {
+	return np.sets.lookup(f, ns.key, f.daddr(), nft.FieldL4Proto, nft.FieldTHDport)
 }
 
 // addEvery adds the every-pod sets to refresh: any pod change may change
@@ -175,10 +199,10 @@ func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
 		for _, pn := range ns.ports {
 			for _, port := range p.resolve(pn.Name, pn.Proto) {
 				for _, a := range p.IPs {
-					if ns.names[familyOf(a)] == "" || np.m.ips.conflicted(a) {
+					if !ns.fams.has(familyOf(a)) || np.m.ips.conflicted(a) {
 						continue
 					}
-					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port)}})
+					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port), ns.tagKey}})
 				}
 			}
 		}
@@ -204,17 +228,18 @@ func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
 // for the first and deleting it after the last.
 func (np *namedPorts) count(ns *namedSet, e nft.Element, delta int) {
 	f := familyOfValue(e.Key[0])
-	eid := nft.ElementID(np.w.set(ns.names[f]), e)
+	set := np.sets.name(f, ns.tag)
+	eid := nft.ElementID(np.w.set(set), e)
 	n := ns.count[f][eid] + delta
 	switch {
 	case n <= 0:
 		delete(ns.count[f], eid)
 		if delta < 0 {
-			np.w.delElement(ns.names[f], e)
+			np.w.delElement(set, e)
 		}
 	case n == 1 && delta > 0:
 		ns.count[f][eid] = n
-		np.w.addElement(ns.names[f], e)
+		np.w.addElement(set, e)
 	default:
 		ns.count[f][eid] = n
 	}

@@ -102,10 +102,8 @@ func peerChainComment(dir Direction, desc string) string {
 	return "ingress from " + desc
 }
 
-func peerSetName(f Family, key string) string  { return "peer-" + f.String() + "-" + shortHash(key) }
-func cidrSetName(f Family, key string) string  { return "cidr-" + f.String() + "-" + shortHash(key) }
-func portsSetName(key string) string           { return "ports-" + shortHash(key) }
-func namedSetName(f Family, key string) string { return "named-" + f.String() + "-" + shortHash(key) }
+func cidrSetName(f Family, key string) string { return "cidr-" + f.String() + "-" + shortHash(key) }
+func portsSetName(key string) string          { return "ports-" + shortHash(key) }
 
 // maxComment is the longest comment the program carries, as nft allows
 // (NFTNL_UDATA_COMMENT_MAXLEN). A set's comment travels in its userdata,

@@ -12,21 +12,25 @@ import (
 
 // group is a peer selector pair (namespace-local podSelector, or
 // namespaceSelector and podSelector) with the pods matching it cluster-wide:
-// one peer set per compiled family holds their addresses, and a peer chain
-// per direction matches those sets.
+// their addresses, each with the group's tag, are in the shared peer set of
+// each compiled family (peers-v4, peers-v6), and a peer chain per direction
+// looks them up there.
 type group struct {
-	spec       *groupSpec
-	refs       int // active rules naming the group
-	members    map[string]*podRecord
-	nsMatch    map[string]bool // namespace-selector groups: matching namespaces
-	setNames   [2]string       // per Family; "" for a family not compiled
+	spec    *groupSpec
+	refs    int // active rules naming the group
+	members map[string]*podRecord
+	nsMatch map[string]bool // namespace-selector groups: matching namespaces
+	tag     uint32          // the group's elements in the shared peer sets
+	tagKey  nft.Value       // tag as a key value, one for all its elements (never changed in place)
+	fams    familySet       // the families whose peer set holds the group's addresses
+	// dependents are the named-port sets over the group's members.
 	dependents map[*namedSet]struct{}
 	// chainRefs counts, per direction, the active rules that jump to the
 	// group's peer chain; the chain exists while it is positive.
 	chainRefs [2]int
 }
 
-// peerGroups owns the groups, their peer sets and peer chains. Equal
+// peerGroups owns the groups, the shared peer sets and peer chains. Equal
 // selector pairs (groupSpec.key) share one group; it lives while an active
 // rule names it, and is deleted at the end of the operation that released
 // it last unless that operation took it again (a policy update releases and
@@ -40,12 +44,15 @@ type group struct {
 // each peer set once per group and direction, and keeping short port lists
 // out of sets, is what keeps loading a node with thousands of policies well
 // under a second whatever the variety of their peers and ports; chains are
-// found by a hash. Per packet, the cheap port comparisons come first, and the
-// peer lookup runs only for a port the rule allows.
+// found by a hash. For the same reason every group's addresses are in one
+// peer set per family, tagged with the group's tag (taggedsets.go), rather
+// than in a set per group. Per packet, the cheap port comparisons come
+// first, and the peer lookup runs only for a port the rule allows.
 type peerGroups struct {
 	w     *writer
 	m     *model
-	fams  *familySet // the compiler's compiled families
+	fams  *familySet  // the compiler's compiled families
+	sets  *taggedSets // peers-v4, peers-v6
 	byKey map[string]*group
 	local map[string]map[*group]struct{} // namespace -> its namespace-local groups
 	nsSel map[*group]struct{}            // every namespace-selector group
@@ -56,6 +63,7 @@ type peerGroups struct {
 func newPeerGroups(w *writer, m *model, fams *familySet) *peerGroups {
 	return &peerGroups{
 		w: w, m: m, fams: fams,
+		sets:  newTaggedSets(w, "peers", "addresses of the pods of every peer group, with the group's tag", peerSetKey),
 		byKey: map[string]*group{},
 		local: map[string]map[*group]struct{}{},
 		nsSel: map[*group]struct{}{},
@@ -88,7 +96,8 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 		delete(pg.gc, g)
 		return g
 	}
-	g := &group{spec: spec, refs: 1, dependents: map[*namedSet]struct{}{}}
+	tag := pg.sets.acquireTag(spec.key)
+	g := &group{spec: spec, refs: 1, tag: tag, tagKey: nft.TagValue(tag), dependents: map[*namedSet]struct{}{}}
 	pg.byKey[spec.key] = g
 	var nss []string
 	if spec.nsSel == nil {
@@ -105,24 +114,20 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 			}
 		}
 	}
-	// Find the members first and allocate the member map and the sets at their
-	// final size: growing them pod by pod was most of the cost of a large group.
+	// Find the members first and allocate the member map at its final size:
+	// growing it pod by pod was most of the cost of a large group.
 	var members []*podRecord
-	var addrs [2]int
 	for _, ns := range nss {
 		for _, p := range pg.m.podsInNamespace(ns) {
 			if p.active() && spec.podSel.Matches(p.selectable()) {
 				members = append(members, p)
-				for _, a := range p.IPs {
-					addrs[familyOf(a)]++
-				}
 			}
 		}
 	}
 	g.members = make(map[string]*podRecord, len(members))
 	for _, f := range families {
 		if pg.fams.has(f) {
-			pg.putSet(g, f, addrs[f])
+			pg.useFamily(g, f)
 		}
 	}
 	for _, p := range members {
@@ -156,23 +161,53 @@ func (pg *peerGroups) collect() {
 			}
 		}
 		for _, f := range families {
-			if g.setNames[f] != "" {
-				pg.w.deleteSet(g.setNames[f])
+			if g.fams.has(f) {
+				pg.dropFamily(g, f)
 			}
 		}
+		pg.sets.releaseTag(g.spec.key)
 	}
 	clear(pg.gc)
 }
 
-// putSet creates g's (empty) peer set of family f with room for n elements.
-func (pg *peerGroups) putSet(g *group, f Family, n int) {
-	g.setNames[f] = peerSetName(f, g.spec.key)
-	pg.w.putSet(nft.Set{Name: g.setNames[f], Key: []nft.KeyType{f.addrType()}, Comment: g.spec.desc}, n)
+// peerSetKey is the key of the shared peer set of family f: an address and
+// a group's tag.
+func peerSetKey(f Family) []nft.KeyType { return []nft.KeyType{f.addrType(), nft.TypeTag} }
+
+// element is the element of address a in g's share of the peer set.
+func (g *group) element(a netip.Addr) nft.Element {
+	return nft.Element{Key: []nft.Value{nft.AddrValue(a), g.tagKey}}
 }
 
-// syncFamilies gives every group a peer set for exactly the compiled
-// families, filling a new one from the current members, and its peer chains
-// the rules of those families.
+// useFamily makes g hold addresses of family f (none yet) in the family's
+// peer set.
+func (pg *peerGroups) useFamily(g *group, f Family) {
+	g.fams[f] = true
+	pg.sets.use(f, g.tag)
+}
+
+// dropFamily takes g's addresses of family f out of the family's peer set.
+// Every address of a member may be there (an address other pods claim too
+// may not, conflicts.go); deleting an absent element is no change.
+// The last group of the family takes the set with it, elements and all.
+func (pg *peerGroups) dropFamily(g *group, f Family) {
+	set := pg.sets.name(f, g.tag)
+	for _, p := range g.members {
+		if pg.sets.last(f, g.tag) {
+			break
+		}
+		for _, a := range p.IPs {
+			if familyOf(a) == f {
+				pg.w.delElement(set, g.element(a))
+			}
+		}
+	}
+	g.fams[f] = false
+	pg.sets.unuse(f, g.tag)
+}
+
+// syncFamilies puts every group's addresses in the peer sets of exactly the
+// compiled families, and gives its peer chains the rules of those families.
 func (pg *peerGroups) syncFamilies() {
 	for _, g := range pg.byKey {
 		pg.syncGroupFamilies(g)
@@ -183,9 +218,9 @@ func (pg *peerGroups) syncGroupFamilies(g *group) {
 	changed := false
 	for _, f := range families {
 		switch {
-		case pg.fams.has(f) && g.setNames[f] == "":
+		case pg.fams.has(f) && !g.fams.has(f):
 			changed = true
-			pg.putSet(g, f, 0)
+			pg.useFamily(g, f)
 			for _, p := range g.members {
 				for _, a := range p.IPs {
 					switch {
@@ -193,14 +228,13 @@ func (pg *peerGroups) syncGroupFamilies(g *group) {
 					case pg.m.ips.conflicted(a):
 						pg.syncAddr(g, a)
 					default:
-						pg.w.addElement(g.setNames[f], addrElement(a))
+						pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
 					}
 				}
 			}
-		case !pg.fams.has(f) && g.setNames[f] != "":
+		case !pg.fams.has(f) && g.fams.has(f):
 			changed = true
-			pg.w.deleteSet(g.setNames[f])
-			g.setNames[f] = ""
+			pg.dropFamily(g, f)
 		}
 	}
 	for _, dir := range directions {
@@ -226,9 +260,9 @@ func (pg *peerGroups) releaseChain(g *group, dir Direction) {
 func (pg *peerGroups) putChain(g *group, dir Direction) {
 	var rules []nft.Rule
 	for _, f := range families {
-		if g.setNames[f] != "" {
+		if g.fams.has(f) {
 			rules = append(rules, nft.Rule{Exprs: []nft.Expr{
-				nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: g.setNames[f]},
+				pg.sets.lookup(f, g.spec.key, dir.peerField(f)),
 				allowVerdict(dir),
 			}})
 		}
@@ -322,20 +356,20 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 	// An address another pod claims too is in the set only if every
 	// claimant is a member (conflicts.go).
 	for _, a := range oldIPs {
-		if set := g.setNames[familyOf(a)]; set != "" && !slices.Contains(newIPs, a) {
+		if f := familyOf(a); g.fams.has(f) && !slices.Contains(newIPs, a) {
 			if pg.m.ips.claimedByOther(a, id) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.delElement(set, addrElement(a))
+				pg.w.delElement(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}
 	for _, a := range newIPs {
-		if set := g.setNames[familyOf(a)]; set != "" && !slices.Contains(oldIPs, a) {
+		if f := familyOf(a); g.fams.has(f) && !slices.Contains(oldIPs, a) {
 			if pg.m.ips.conflicted(a) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.addElement(set, addrElement(a))
+				pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}

@@ -47,7 +47,7 @@ func (pc *policyChains) activate(d *policyDir) {
 			r.namedSet = pc.named.newRuleSet(d, r, pc.groups)
 		}
 	}
-	rules := d.buildRules(*pc.fams)
+	rules := d.buildRules(*pc.fams, pc.sets())
 	if pc.counters.on && !pc.log.audited(d.pol.rec.Audit) {
 		// The accepts are in the rules and the shared peer chains: what
 		// the policy allowed is what entered less what reached its end.
@@ -104,6 +104,12 @@ func (pc *policyChains) setActive(pols map[string]*policy, on bool) {
 	}
 }
 
+// ruleSets are the shared sets the rules of a policy look their selector
+// peers (peers) and named ports (named) up in, each with its tag.
+type ruleSets struct{ peers, named *taggedSets }
+
+func (pc *policyChains) sets() ruleSets { return ruleSets{pc.groups.sets, pc.named.sets} }
+
 // portMatch is how a rule matches one entry of its ports.
 type portMatch struct {
 	expr   []nft.Expr
@@ -126,8 +132,8 @@ type peerMatch struct {
 // first family's pass; so are those to a selector peer with numeric or no
 // ports, which match the port and jump to the group's peer chain (that chain
 // matches the addresses of every family and accepts).
-func (d *policyDir) buildRules(fams familySet) []nft.Rule {
-	return d.buildRulesEnding(fams, policyAllow(d.dir))
+func (d *policyDir) buildRules(fams familySet, sets ruleSets) []nft.Rule {
+	return d.buildRulesEnding(fams, policyAllow(d.dir), sets)
 }
 
 // policyAllow is the verdict of a policy chain's rules that allow: an
@@ -152,7 +158,7 @@ func policyAllow(dir Direction) nft.Verdict {
 // another verdict than accept (an audit chain's return, npAudits) selector
 // peers are looked up in their peer sets in the rule itself, per family:
 // the peer chain would accept.
-func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
+func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict, sets ruleSets) []nft.Rule {
 	var out []nft.Rule
 	first := fams.first()
 	inline := v != policyAllow(d.dir)
@@ -162,7 +168,7 @@ func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
 			if !fams.has(f) {
 				continue
 			}
-			for _, pm := range r.lowerPeers(d.dir, f) {
+			for _, pm := range r.lowerPeers(d.dir, f, sets.peers) {
 				if inline {
 					pm.chain = ""
 				}
@@ -170,7 +176,7 @@ func (d *policyDir) buildRulesEnding(fams familySet, v nft.Verdict) []nft.Rule {
 					if (pm.anyFam || pm.chain != "") && !po.named && f != first {
 						continue // family independent: emitted in the first pass
 					}
-					out = append(out, d.lowerRule(r, f, pm, po, v))
+					out = append(out, d.lowerRule(r, f, pm, po, v, sets.named))
 				}
 			}
 		}
@@ -199,8 +205,9 @@ func (r *policyRule) lowerPorts() []portMatch {
 	return ports
 }
 
-// lowerPeers is how the rule matches each of its peers in family f.
-func (r *policyRule) lowerPeers(dir Direction, f Family) []peerMatch {
+// lowerPeers is how the rule matches each of its peers in family f; a
+// selector peer is its group's tag in the peer set of f (peerSets).
+func (r *policyRule) lowerPeers(dir Direction, f Family, peerSets *taggedSets) []peerMatch {
 	var peers []peerMatch
 	if r.anyPeer {
 		peers = append(peers, peerMatch{anyFam: true})
@@ -208,7 +215,7 @@ func (r *policyRule) lowerPeers(dir Direction, f Family) []peerMatch {
 	for _, p := range r.peers {
 		switch {
 		case p.group != nil:
-			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: peerSetName(f, p.group.key)}},
+			peers = append(peers, peerMatch{expr: []nft.Expr{peerSets.lookup(f, p.group.key, dir.peerField(f))},
 				chain: peerChainName(dir, p.group.key), desc: p.group.desc})
 		case p.cidr != nil && p.fam == f:
 			peers = append(peers, peerMatch{expr: []nft.Expr{nft.Lookup{Fields: []nft.Field{dir.peerField(f)}, Set: p.cidr.name}}, cidr: true})
@@ -218,8 +225,8 @@ func (r *policyRule) lowerPeers(dir Direction, f Family) []peerMatch {
 }
 
 // lowerRule is the rule of r that matches peer pm and port po in family f,
-// ending in v.
-func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch, v nft.Verdict) nft.Rule {
+// ending in v; a named port is the tag of its named-port set in named.
+func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatch, v nft.Verdict, named *taggedSets) nft.Rule {
 	if pm.chain != "" && !po.named {
 		// The peer chain's name is a hash of its selectors: the comment
 		// says which peers it matches.
@@ -235,10 +242,7 @@ func (d *policyDir) lowerRule(r *policyRule, f Family, pm peerMatch, po portMatc
 		if d.dir == Egress && (pm.anyFam || pm.cidr) {
 			key = r.allKey
 		}
-		portExpr = []nft.Expr{nft.Lookup{
-			Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport},
-			Set:    namedSetName(f, key),
-		}}
+		portExpr = []nft.Expr{named.lookup(f, key, f.daddr(), nft.FieldL4Proto, nft.FieldTHDport)}
 	}
 	exprs := make([]nft.Expr, 0, len(pm.expr)+len(portExpr)+1)
 	if po.inline {

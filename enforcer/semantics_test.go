@@ -78,15 +78,19 @@ func deny(src, dst string, proto corev1.Protocol, port uint16) flow {
 	return flow{src, dst, proto, port, false}
 }
 
+// semanticsCase is a set of policies (and pods added after them) over the
+// base world, with the verdicts of flows.
+type semanticsCase struct {
+	name     string
+	policies []*networkingv1.NetworkPolicy
+	extra    []*corev1.Pod
+	wantErr  string // substring of the upsert error, for invalid policies
+	flows    []flow
+}
+
 func TestSemantics(t *testing.T) {
 	webSel := sel("app", "web")
-	cases := []struct {
-		name     string
-		policies []*networkingv1.NetworkPolicy
-		extra    []*corev1.Pod
-		wantErr  string // substring of the upsert error, for invalid policies
-		flows    []flow
-	}{
+	cases := []semanticsCase{
 		{
 			name: "no policy allows everything",
 			flows: []flow{
@@ -367,42 +371,60 @@ func TestSemantics(t *testing.T) {
 			flows:    []flow{allow("dev/new", "prod/web", TCP, 80), allow("dev/new@6", "prod/web@6", TCP, 80), deny("dev/web", "prod/web", TCP, 80)},
 		},
 	}
+	// Each case runs again with every tag of the shared sets colliding
+	// (CollideTags): groups and named-port sets told apart by probed tags
+	// give the same verdicts.
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, testNodes...)
-			nss, pods := baseWorld()
-			for _, ns := range nss {
-				if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNamespace(ns) }); err != nil {
-					t.Fatal(err)
-				}
+		for _, collide := range []bool{false, true} {
+			name := tc.name
+			if collide {
+				name += ", colliding tags"
 			}
-			for _, p := range pods {
-				if err := c.each(func(e *enforcer.Engine) error { return e.UpsertPod(p) }); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var polErr error
-			for _, np := range tc.policies {
-				if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(np) }); err != nil && polErr == nil {
-					polErr = err
-				}
-			}
-			switch {
-			case tc.wantErr == "" && polErr != nil:
-				t.Fatalf("policy error: %v", polErr)
-			case tc.wantErr != "" && (polErr == nil || !strings.Contains(polErr.Error(), tc.wantErr)):
-				t.Fatalf("policy error %v, want one about %q", polErr, tc.wantErr)
-			}
-			// Pods that arrive after the policies exercise the incremental paths.
-			for _, p := range tc.extra {
-				if err := c.each(func(e *enforcer.Engine) error { return e.UpsertPod(p) }); err != nil {
-					t.Fatal(err)
-				}
-			}
-			c.flush()
-			for _, f := range tc.flows {
-				c.checkFlow(f.src, f.dst, f.proto, f.port, f.want)
-			}
-		})
+			t.Run(name, func(t *testing.T) { runSemanticsCase(t, tc, collide) })
+		}
+	}
+}
+
+// runSemanticsCase loads the base world and tc's policies and pods into a
+// cluster (with colliding tags if collide) and checks tc's flows.
+func runSemanticsCase(t *testing.T, tc semanticsCase, collide bool) {
+	c := newCluster(t, testNodes...)
+	if collide {
+		for _, e := range c.engines {
+			enforcer.CollideTags(e)
+		}
+	}
+	nss, pods := baseWorld()
+	for _, ns := range nss {
+		if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNamespace(ns) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range pods {
+		if err := c.each(func(e *enforcer.Engine) error { return e.UpsertPod(p) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var polErr error
+	for _, np := range tc.policies {
+		if err := c.each(func(e *enforcer.Engine) error { return e.UpsertNetworkPolicy(np) }); err != nil && polErr == nil {
+			polErr = err
+		}
+	}
+	switch {
+	case tc.wantErr == "" && polErr != nil:
+		t.Fatalf("policy error: %v", polErr)
+	case tc.wantErr != "" && (polErr == nil || !strings.Contains(polErr.Error(), tc.wantErr)):
+		t.Fatalf("policy error %v, want one about %q", polErr, tc.wantErr)
+	}
+	// Pods that arrive after the policies exercise the incremental paths.
+	for _, p := range tc.extra {
+		if err := c.each(func(e *enforcer.Engine) error { return e.UpsertPod(p) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.flush()
+	for _, f := range tc.flows {
+		c.checkFlow(f.src, f.dst, f.proto, f.port, f.want)
 	}
 }

@@ -446,19 +446,19 @@ func (t *tiers) auditMatches(named string, m []nft.Expr, except []string) [][]nf
 	var out [][]nft.Expr
 	for _, f := range families {
 		exprs := slices.Clone(m)
-		fields := []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}
 		if named != "" {
-			set := t.named.setName(named, f)
-			if set == "" {
+			l, ok := t.named.lookup(named, f)
+			if !ok {
 				continue
 			}
-			exprs = append(exprs, nft.Lookup{Fields: fields, Set: set})
+			exprs = append(exprs, l)
 		} else {
 			exprs = append(exprs, nft.Cmp{Field: nft.FieldNfproto, Value: nft.Value{f.nfproto()}})
 		}
 		for _, n := range except {
-			if set := t.named.setName(n, f); set != "" {
-				exprs = append(exprs, nft.Lookup{Fields: fields, Set: set, Neq: true})
+			if l, ok := t.named.lookup(n, f); ok {
+				l.Neq = true
+				exprs = append(exprs, l)
 			}
 		}
 		out = append(out, exprs)

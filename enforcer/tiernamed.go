@@ -102,21 +102,20 @@ func (tn *tierNamedPorts) use(c *tierClass, rules []*tierRule) {
 func (tn *tierNamedPorts) rules(name string, tail []nft.Expr, ref string) []nft.Rule {
 	var out []nft.Rule
 	for _, f := range families {
-		if set := tn.setName(name, f); set != "" {
-			exprs := []nft.Expr{nft.Lookup{Fields: []nft.Field{f.daddr(), nft.FieldL4Proto, nft.FieldTHDport}, Set: set}}
-			out = append(out, nft.Rule{Exprs: append(exprs, tail...), Comment: ref})
+		if l, ok := tn.lookup(name, f); ok {
+			out = append(out, nft.Rule{Exprs: append([]nft.Expr{l}, tail...), Comment: ref})
 		}
 	}
 	return out
 }
 
-// setName is the set of family f of a port name a class chain names (""
-// when the family has none).
-func (tn *tierNamedPorts) setName(name string, f Family) string {
-	if ns := tn.sets[name]; ns != nil {
-		return ns.names[f]
+// lookup is the match of a destination of family f against the set of a
+// port name a class chain names (false when the family has none).
+func (tn *tierNamedPorts) lookup(name string, f Family) (nft.Lookup, bool) {
+	if ns := tn.sets[name]; ns != nil && ns.fams.has(f) {
+		return tn.np.lookup(ns, f), true
 	}
-	return ""
+	return nft.Lookup{}, false
 }
 
 // familiesChanged re-creates the sets after the compiler's families changed

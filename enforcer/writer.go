@@ -18,19 +18,32 @@ type writer struct {
 	// owned names the sets whose element map the writer alone holds: those
 	// it created or copied since the last snapshot. The others share their
 	// map with the snapshot (the state a reconcile sends and then keeps as
-	// what the dataplane holds), and are copied before their first change.
+	// what the dataplane holds), and are copied before their first change
+	// unless they are journaled.
 	owned map[string]struct{}
+	// journaled names the sets too big to copy at a change (the shared
+	// tagged sets, taggedsets.go, which hold every peer group's addresses):
+	// while such a set shares its map with the snapshot, its changes go to
+	// an overlay instead (journal.go).
+	journaled map[string]bool
+	overlay   map[string]overlay // by set name
+	// inflight are the overlays of the changes a Flush is sending, landed in
+	// the shared maps once the dataplane and the record hold them (land).
+	inflight []pendingOverlay
 }
 
 func newWriter() *writer {
-	return &writer{desired: nft.NewState(), scope: &nft.Scope{}, owned: map[string]struct{}{}}
+	return &writer{desired: nft.NewState(), scope: &nft.Scope{}, owned: map[string]struct{}{},
+		journaled: map[string]bool{}, overlay: map[string]overlay{}}
 }
 
 // snapshot returns a copy of the desired state that shares the sets'
 // element maps with it (nft.State.CloneSharingElements): a reconcile no
 // longer copies every element of the table, only the sets that change after
-// it, each once.
+// it, each once (journaled ones, only if changes wait in their overlays:
+// ownPending). The caller holds mu and applyMu.
 func (w *writer) snapshot() *nft.State {
+	w.ownPending()
 	clear(w.owned)
 	return w.desired.CloneSharingElements()
 }
@@ -78,6 +91,7 @@ func (w *writer) set(name string) *nft.Set { return w.desired.Sets[name] }
 func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
+	w.detach(s.Name)
 	w.desired.Sets[s.Name] = &s
 	w.owned[s.Name] = struct{}{}
 	if !w.untracked {
@@ -87,6 +101,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 }
 
 func (w *writer) deleteSet(name string) {
+	w.detach(name)
 	delete(w.desired.Sets, name)
 	delete(w.owned, name)
 	if !w.untracked {
@@ -95,6 +110,10 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
+	if w.journals(set) {
+		w.note(set, e, true)
+		return
+	}
 	s := w.ownedSet(set)
 	id := nft.ElementID(s, e)
 	s.Elements[id] = e
@@ -104,6 +123,10 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
+	if w.journals(set) {
+		w.note(set, e, false)
+		return
+	}
 	s := w.ownedSet(set)
 	id := nft.ElementID(s, e)
 	delete(s.Elements, id)
@@ -118,7 +141,11 @@ func (w *writer) hasElement(set string, e nft.Element) bool {
 	if s == nil {
 		return false
 	}
-	_, ok := s.Elements[nft.ElementID(s, e)]
+	id := nft.ElementID(s, e)
+	if c, ok := w.pending(set, id); ok {
+		return c.present
+	}
+	_, ok := s.Elements[id]
 	return ok
 }
 

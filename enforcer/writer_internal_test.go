@@ -3,6 +3,7 @@ package enforcer
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/nftwarden/nftwarden/nft"
@@ -11,7 +12,7 @@ import (
 // TestWriterSnapshotUnchangedByLaterChanges: the snapshot a reconcile takes
 // shares the sets' elements with the desired state (writer.snapshot); every
 // change made after it, of any kind, leaves the snapshot as it was, and a
-// set is copied once, at its first change.
+// set is copied once, at its first change; a journaled one never.
 func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 	a1, a2, a3 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
 	for _, tc := range []struct {
@@ -47,6 +48,42 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 					t.Error("a second change after the snapshot copied the set again")
 				}
 				checkSetAddrs(t, "snapshot after a second change", snap, []netip.Addr{a1, a2})
+			}
+		})
+		// A journaled set (journal.go) is never copied: the snapshot's map
+		// stays as it was until a Flush lands the changes it sent, and then
+		// holds them, being the record of what the dataplane holds.
+		t.Run(tc.name+", journaled", func(t *testing.T) {
+			w := newWriter()
+			w.journal("s")
+			w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 2)
+			w.addElement("s", addrElement(a1))
+			w.addElement("s", addrElement(a2))
+			snap := w.snapshot()
+			shared := reflect.ValueOf(snap.Sets["s"].Elements).UnsafePointer()
+			tc.change(w)
+			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
+			checkSetAddrs(t, "desired", w.withPending(w.desired.Clone()), tc.want)
+			s := w.desired.Sets["s"]
+			if s == nil || reflect.ValueOf(s.Elements).UnsafePointer() != shared {
+				return // put again or deleted: the new set is the writer's own
+			}
+			if w.hasElement("s", addrElement(a3)) != slices.Contains(tc.want, a3) {
+				t.Errorf("hasElement(%v) disagrees with the desired state", a3)
+			}
+			// A Flush: the overlay in flight, then landed.
+			w.freeze()
+			w.addElement("s", addrElement(a1)) // a change while the batch is in flight
+			checkSetAddrs(t, "snapshot while in flight", snap, []netip.Addr{a1, a2})
+			w.land()
+			checkSetAddrs(t, "snapshot after the flush", snap, tc.want)
+			after := tc.want
+			if !slices.Contains(after, a1) {
+				after = append(slices.Clone(after), a1)
+			}
+			checkSetAddrs(t, "desired after the flush", w.withPending(w.desired.Clone()), after)
+			if got := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); got != shared {
+				t.Error("the journaled set was copied")
 			}
 		})
 	}

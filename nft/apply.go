@@ -387,7 +387,7 @@ func validateRule(s *State, r Rule) error {
 			if set == nil {
 				return fmt.Errorf("rule uses missing set %q: %w", e.Set, ErrNotFound)
 			}
-			if !fieldsMatchKey(e.Fields, set.Key) {
+			if !lookupMatchesKey(e, set.Key) {
 				return fmt.Errorf("rule lookup fields do not match set %q: %w", e.Set, ErrInvalid)
 			}
 		case MatchTCPFlags:
@@ -428,6 +428,16 @@ func validateRule(s *State, r Rule) error {
 		}
 	}
 	return nil
+}
+
+// lookupMatchesKey reports whether l's key (its fields, then its tag if it
+// has one) has the types of key.
+func lookupMatchesKey(l Lookup, key []KeyType) bool {
+	if l.Tag == nil {
+		return fieldsMatchKey(l.Fields, key)
+	}
+	n := len(key) - 1
+	return n >= 0 && key[n] == TypeTag && len(l.Tag) == TypeTag.Len() && fieldsMatchKey(l.Fields, key[:n])
 }
 
 func fieldsMatchKey(fields []Field, key []KeyType) bool {

@@ -495,7 +495,8 @@ func sameExpr(x, y Expr) bool {
 			return true
 		}
 	case Lookup:
-		if b, ok := y.(Lookup); ok && a.Set == b.Set && a.Neq == b.Neq && slices.Equal(a.Fields, b.Fields) {
+		if b, ok := y.(Lookup); ok && a.Set == b.Set && a.Neq == b.Neq && slices.Equal(a.Fields, b.Fields) &&
+			(a.Tag == nil) == (b.Tag == nil) && bytes.Equal(a.Tag, b.Tag) {
 			return true
 		}
 	case VerdictMapLookup:

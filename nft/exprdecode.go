@@ -197,7 +197,7 @@ func decodeExpr(name string, data []byte) (expr.Any, error) {
 		}
 		e = o
 	case "immediate":
-		v, err := decodeVerdictImmediate(data)
+		v, err := decodeImmediate(data)
 		if err != nil {
 			return nil, err
 		}
@@ -267,10 +267,11 @@ func (a *attrs) u16() uint16 {
 	return uint16(a.val[0])<<8 | uint16(a.val[1])
 }
 
-// decodeVerdictImmediate decodes an immediate expression, which in the
-// vocabulary is only ever a verdict: an immediate into the verdict register
-// with verdict data (and no value).
-func decodeVerdictImmediate(data []byte) (*expr.Verdict, error) {
+// decodeImmediate decodes an immediate expression as the library does: a
+// verdict (an immediate into the verdict register without a value), or else
+// the value it loads into a register (*expr.Immediate, which liftRule takes
+// only as a lookup key's tag).
+func decodeImmediate(data []byte) (expr.Any, error) {
 	var (
 		reg      uint32
 		value    []byte
@@ -301,7 +302,7 @@ func decodeVerdictImmediate(data []byte) (*expr.Verdict, error) {
 		return nil, fmt.Errorf("immediate: %w", a.err)
 	}
 	if reg != unix.NFT_REG_VERDICT || len(value) != 0 {
-		return nil, fmt.Errorf("unsupported immediate into register %d", reg)
+		return &expr.Immediate{Register: reg, Data: value}, nil
 	}
 	v := &expr.Verdict{}
 	if !haveData || verdict == nil {

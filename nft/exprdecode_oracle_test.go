@@ -72,10 +72,9 @@ func libraryDecodeExprs(fam byte, b []byte) (out []expr.Any, err error) {
 		if err := expr.Unmarshal(fam, data, e); err != nil {
 			return nil, fmt.Errorf("expression %q: %w", name, err)
 		}
-		if imm, ok := e.(*expr.Immediate); ok {
-			if imm.Register != unix.NFT_REG_VERDICT || len(imm.Data) != 0 {
-				return nil, fmt.Errorf("unsupported immediate into register %d", imm.Register)
-			}
+		// As the library's own list decoder: an immediate into the verdict
+		// register without a value is a verdict.
+		if imm, ok := e.(*expr.Immediate); ok && imm.Register == unix.NFT_REG_VERDICT && len(imm.Data) == 0 {
 			e = &expr.Verdict{}
 			if err := expr.Unmarshal(fam, data, e); err != nil {
 				return nil, fmt.Errorf("verdict: %w", err)

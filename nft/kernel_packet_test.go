@@ -66,6 +66,12 @@ func packetState(a, b, c *nfttest.Pod, allowA bool) *nft.State {
 // converges both to a state, so that the Fake's tracer can be held against
 // real packets.
 func kernelAndFake(t *testing.T, node *nfttest.NetNS) (*nft.Fake, func(*nft.State)) {
+	_, fake, reconcile := kernelAndFakeOf(t, node)
+	return fake, reconcile
+}
+
+// kernelAndFakeOf is kernelAndFake that also returns the Kernel.
+func kernelAndFakeOf(t *testing.T, node *nfttest.NetNS) (*nft.Kernel, *nft.Fake, func(*nft.State)) {
 	t.Helper()
 	k, err := nft.NewKernel(nft.WithTable(testTable), nft.WithNetNS(node.FD))
 	if err != nil {
@@ -73,7 +79,7 @@ func kernelAndFake(t *testing.T, node *nfttest.NetNS) (*nft.Fake, func(*nft.Stat
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	fake := nft.NewFake(testTable)
-	return fake, func(st *nft.State) {
+	return k, fake, func(st *nft.State) {
 		t.Helper()
 		ctx := context.Background()
 		if _, err := k.Reconcile(ctx, st); err != nil {
@@ -108,46 +114,7 @@ func testPackets(t *testing.T, bridged bool) {
 	fake, reconcile := kernelAndFake(t, node)
 
 	// Without a program everything flows (this also proves the wiring).
-	type pr struct {
-		from    *nfttest.Pod
-		network string
-		to      netip.Addr
-		port    uint16
-		allowed bool
-	}
-	check := func(t *testing.T, probes []pr) {
-		t.Helper()
-		var wg sync.WaitGroup
-		got := make([]bool, len(probes))
-		errs := make([]error, len(probes))
-		for i, p := range probes {
-			wg.Go(func() { got[i], errs[i] = nfttest.Probe(p.from, p.network, netip.AddrPortFrom(p.to, p.port)) })
-		}
-		wg.Wait()
-		for i, p := range probes {
-			if errs[i] != nil {
-				t.Errorf("%s %s -> %s:%d: %v", p.network, p.from.Name, p.to, p.port, errs[i])
-				continue
-			}
-			if got[i] != p.allowed {
-				t.Errorf("%s %s -> %s:%d: allowed=%v, want %v", p.network, p.from.Name, p.to, p.port, got[i], p.allowed)
-			}
-			src := p.from.V4
-			if p.to.Is6() {
-				src = p.from.V6
-			}
-			proto := uint8(nft.ProtoTCP)
-			if p.network == "udp" {
-				proto = nft.ProtoUDP
-			}
-			tr := fake.Trace(nft.Packet{Hook: nft.HookForward, Src: src, Dst: p.to, Proto: proto, Dport: p.port})
-			if tr.Accepted() != got[i] {
-				t.Errorf("%s %s -> %s:%d: Fake.Trace says accepted=%v, the kernel %v; trace:\n%s",
-					p.network, p.from.Name, p.to, p.port, tr.Accepted(), got[i], tr)
-			}
-		}
-	}
-	check(t, []pr{
+	checkProbes(t, fake, []probe{
 		{c, "tcp", b.V4, 9090, true},
 		{c, "tcp", b.V6, 9090, true},
 		{a, "udp", b.V6, 5353, true},
@@ -155,7 +122,7 @@ func testPackets(t *testing.T, bridged bool) {
 
 	state := packetState(a, b, c, true)
 	reconcile(state)
-	policy := []pr{
+	policy := []probe{
 		{a, "tcp", b.V4, 8080, true},
 		{a, "tcp", b.V6, 8080, true},
 		{a, "udp", b.V4, 5353, true},
@@ -168,7 +135,7 @@ func testPackets(t *testing.T, bridged bool) {
 		{b, "tcp", a.V6, 8080, true},
 		{c, "tcp", a.V4, 8080, false}, // c is egress isolated
 	}
-	check(t, policy)
+	checkProbes(t, fake, policy)
 
 	// An established connection survives a reconcile that removes its
 	// permission; new connections are then refused.
@@ -188,10 +155,55 @@ func testPackets(t *testing.T, bridged bool) {
 	if tr := fake.Trace(est); !tr.Accepted() {
 		t.Errorf("Fake.Trace drops the established connection:\n%s", tr)
 	}
-	check(t, []pr{{a, "tcp", b.V4, 8080, false}, {a, "udp", b.V6, 5353, false}})
+	checkProbes(t, fake, []probe{{a, "tcp", b.V4, 8080, false}, {a, "udp", b.V6, 5353, false}})
 	reconcile(state)
-	check(t, []pr{{a, "tcp", b.V4, 8080, true}, {a, "tcp", b.V6, 8080, true}})
+	checkProbes(t, fake, []probe{{a, "tcp", b.V4, 8080, true}, {a, "tcp", b.V6, 8080, true}})
 	if err := nfttest.Echo(conn, "still"); err != nil {
 		t.Errorf("established connection broke: %v", err)
+	}
+}
+
+// probe is a connection a test tries, and whether policy allows it.
+type probe struct {
+	from    *nfttest.Pod
+	network string
+	to      netip.Addr
+	port    uint16
+	allowed bool
+}
+
+// checkProbes tries the probes at once and checks that each is allowed or
+// refused as it should be, and that fake's tracer says the same as the
+// kernel of each.
+func checkProbes(t *testing.T, fake *nft.Fake, probes []probe) {
+	t.Helper()
+	var wg sync.WaitGroup
+	got := make([]bool, len(probes))
+	errs := make([]error, len(probes))
+	for i, p := range probes {
+		wg.Go(func() { got[i], errs[i] = nfttest.Probe(p.from, p.network, netip.AddrPortFrom(p.to, p.port)) })
+	}
+	wg.Wait()
+	for i, p := range probes {
+		if errs[i] != nil {
+			t.Errorf("%s %s -> %s:%d: %v", p.network, p.from.Name, p.to, p.port, errs[i])
+			continue
+		}
+		if got[i] != p.allowed {
+			t.Errorf("%s %s -> %s:%d: allowed=%v, want %v", p.network, p.from.Name, p.to, p.port, got[i], p.allowed)
+		}
+		src := p.from.V4
+		if p.to.Is6() {
+			src = p.from.V6
+		}
+		proto := uint8(nft.ProtoTCP)
+		if p.network == "udp" {
+			proto = nft.ProtoUDP
+		}
+		tr := fake.Trace(nft.Packet{Hook: nft.HookForward, Src: src, Dst: p.to, Proto: proto, Dport: p.port})
+		if tr.Accepted() != got[i] {
+			t.Errorf("%s %s -> %s:%d: Fake.Trace says accepted=%v, the kernel %v; trace:\n%s",
+				p.network, p.from.Name, p.to, p.port, tr.Accepted(), got[i], tr)
+		}
 	}
 }

@@ -7,6 +7,8 @@ package nft_test
 //	ipBlock v6        2001:db8:100::/48
 //	ports             tcp 80, tcp 8000-8080, udp 0-65535
 //	named ports       198.18.0.10 . tcp . 8443, 2001:db8::10 . tcp . 8443
+//	tagged peers      group 1: 198.18.0.10, 2001:db8::10; group 2: 198.18.0.11,
+//	                  198.18.0.12, 2001:db8::11; tagged named ports in group 2
 
 import (
 	"context"
@@ -239,6 +241,36 @@ func edgeRanges() *nft.State {
 	return s
 }
 
+// tagged is a peer set shared by two groups (tags 1 and 2) per family, and a
+// named-port set shared the same way, each group's rule looking up its own
+// tag.
+func tagged() *nft.State {
+	s := nft.NewState()
+	tag := nft.TagValue
+	peer := func(ip string, t uint32) nft.Element { return nft.Element{Key: []nft.Value{addr(ip), tag(t)}} }
+	addSet(s, nft.Set{Name: "peers-v4", Key: []nft.KeyType{nft.TypeIPv4Addr, nft.TypeTag}, Comment: "peer groups"},
+		peer("198.18.0.10", 1), peer("198.18.0.11", 2), peer("198.18.0.12", 2))
+	addSet(s, nft.Set{Name: "peers-v6", Key: []nft.KeyType{nft.TypeIPv6Addr, nft.TypeTag}},
+		peer("2001:db8::10", 1), peer("2001:db8::11", 2))
+	addSet(s, nft.Set{Name: "named-v4", Key: []nft.KeyType{nft.TypeIPv4Addr, nft.TypeInetProto, nft.TypeInetService, nft.TypeTag}},
+		nft.Element{Key: []nft.Value{addr("198.18.0.11"), nft.ProtoValue(nft.ProtoTCP), nft.PortValue(8443), tag(2)}})
+	addSet(s, nft.Set{Name: "named-v6", Key: []nft.KeyType{nft.TypeIPv6Addr, nft.TypeInetProto, nft.TypeInetService, nft.TypeTag}},
+		nft.Element{Key: []nft.Value{addr("2001:db8::11"), nft.ProtoValue(nft.ProtoTCP), nft.PortValue(8443), tag(2)}})
+	lookup := func(set string, t uint32, fields ...nft.Field) nft.Lookup {
+		return nft.Lookup{Fields: fields, Set: set, Tag: tag(t)}
+	}
+	addChain(s, nft.Chain{Name: "groups", Rules: []nft.Rule{
+		{Comment: "group 1", Exprs: []nft.Expr{lookup("peers-v4", 1, nft.FieldIPSaddr), accept()}},
+		{Comment: "group 1", Exprs: []nft.Expr{lookup("peers-v6", 1, nft.FieldIP6Saddr), accept()}},
+		{Comment: "group 2", Exprs: []nft.Expr{lookup("peers-v4", 2, nft.FieldIPSaddr), nft.Counter{}, accept()}},
+		{Comment: "not group 2", Exprs: []nft.Expr{func() nft.Lookup { l := lookup("peers-v6", 2, nft.FieldIP6Saddr); l.Neq = true; return l }(),
+			nft.Verdict{Kind: nft.VerdictDrop}}},
+		{Comment: "named, group 2", Exprs: []nft.Expr{lookup("named-v4", 2, nft.FieldIPDaddr, nft.FieldL4Proto, nft.FieldTHDport), accept()}},
+		{Comment: "named, group 2", Exprs: []nft.Expr{lookup("named-v6", 2, nft.FieldIP6Daddr, nft.FieldL4Proto, nft.FieldTHDport), accept()}},
+	}})
+	return s
+}
+
 func applyState(t testing.TB, k *nft.Kernel, s *nft.State) {
 	t.Helper()
 	if err := k.Apply(context.Background(), nft.Diff(nil, s, nil)); err != nil {
@@ -256,6 +288,7 @@ var goldenPrograms = []struct {
 	{"edge-ranges", edgeRanges},
 	{"tcp-flags", tcpFlags},
 	{"objects", objectsProgram},
+	{"tagged", tagged},
 }
 
 func TestKernelGolden(t *testing.T) {
@@ -285,6 +318,7 @@ func TestKernelReadRoundTrip(t *testing.T) {
 		{"edge ranges", edgeRanges},
 		{"tcp flags", tcpFlags},
 		{"objects", objectsProgram},
+		{"tagged", tagged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, k := newKernel(t)

@@ -85,6 +85,17 @@ func concatRegister(word uint32) uint32 {
 	return unix.NFT_REG32_00 + word
 }
 
+// register32 is the kernel's own number of a data register: the index of its
+// (first) 32-bit word, whichever name it was given. The kernel keeps only
+// this, and dumps a register that starts a 128-bit one under the 128-bit
+// name (NFT_REG32_04 comes back as NFT_REG_2).
+func register32(reg uint32) uint32 {
+	if reg >= unix.NFT_REG_1 && reg <= unix.NFT_REG_4 {
+		return (reg - unix.NFT_REG_1) * 4
+	}
+	return reg - unix.NFT_REG32_00
+}
+
 // words is the number of 32-bit registers a value of n bytes occupies.
 func words(n uint32) uint32 { return (n + 3) / 4 }
 
@@ -150,8 +161,19 @@ const allTCPFlags = TCPFlags(0xff)
 // loadFields emits the implicit family checks and the loads of fields into
 // consecutive registers, and returns the register holding the (first) value.
 func (b *ruleBuilder) loadFields(fields []Field) (uint32, error) {
+	return b.loadKey(fields, nil)
+}
+
+// loadKey is loadFields for a lookup key: the fields, then, when tag is not
+// nil, the tag in the 32-bit register after them, loaded by an immediate (as
+// nft loads a constant of a concatenation), so that one lookup from the
+// first register reads both.
+func (b *ruleBuilder) loadKey(fields []Field, tag Value) (uint32, error) {
 	if len(fields) == 0 {
 		return 0, fmt.Errorf("expression without fields: %w", ErrInvalid)
+	}
+	if tag != nil && len(tag) != TypeTag.Len() {
+		return 0, fmt.Errorf("tag %x is %d bytes, want %d: %w", []byte(tag), len(tag), TypeTag.Len(), ErrInvalid)
 	}
 	defs := make([]fieldDef, len(fields))
 	for i, f := range fields {
@@ -172,20 +194,25 @@ func (b *ruleBuilder) loadFields(fields []Field) (uint32, error) {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{d.family}})
 		}
 	}
-	if len(defs) == 1 {
-		b.out = append(b.out, defs[0].load(unix.NFT_REG_1))
-		return unix.NFT_REG_1, nil
-	}
+	// One field alone is loaded into register 1 too: concatRegister(0).
 	var word uint32
 	for _, d := range defs {
 		b.out = append(b.out, d.load(concatRegister(word)))
 		word += words(d.len)
 	}
-	if word > 16 {
+	if tag != nil {
+		b.out = append(b.out, &expr.Immediate{Register: concatRegister(word), Data: bytes.Clone(tag)})
+		word += words(uint32(len(tag)))
+	}
+	if word > concatWords {
 		return 0, fmt.Errorf("concatenation of %d bytes does not fit the registers: %w", 4*word, ErrInvalid)
 	}
 	return unix.NFT_REG_1, nil
 }
+
+// concatWords is how many 32-bit registers a concatenation may fill
+// (NFT_REG32_00 to NFT_REG32_15).
+const concatWords = 16
 
 func checkValue(f Field, v Value) error {
 	if want := f.Type().Len(); len(v) != want {
@@ -269,7 +296,7 @@ func (b *ruleBuilder) add(e Expr) error {
 		if e.Set == "" {
 			return fmt.Errorf("lookup without a set: %w", ErrInvalid)
 		}
-		reg, err := b.loadFields(e.Fields)
+		reg, err := b.loadKey(e.Fields, e.Tag)
 		if err != nil {
 			return err
 		}
@@ -381,6 +408,9 @@ func lowerRule(r Rule) ([]expr.Any, []byte, error) {
 type ruleLifter struct {
 	out   []Expr
 	loads []Field
+	// tag is a value an immediate loaded after the fields, which only the
+	// lookup that comes next may read (Lookup.Tag).
+	tag Value
 	// ct state match in progress: a ct load, then a bitwise mask.
 	ct     bool
 	ctMask []byte
@@ -452,6 +482,9 @@ func usesFamily(e Expr, family byte) bool {
 func liftRule(exprs []expr.Any) ([]Expr, error) {
 	l := ruleLifter{cand: -1}
 	for _, e := range exprs {
+		if _, ok := e.(*expr.Lookup); l.tag != nil && !ok {
+			return nil, fmt.Errorf("value %x loaded by an immediate is not read by a lookup", []byte(l.tag))
+		}
 		if f, ok := fieldOfLoad(e); ok {
 			l.loads = append(l.loads, f)
 			continue
@@ -485,6 +518,10 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 				return nil, fmt.Errorf("unsupported range expression")
 			}
 			l.emit(Range{Field: l.loads[0], From: Value(bytes.Clone(e.FromData)), To: Value(bytes.Clone(e.ToData))})
+		case *expr.Immediate:
+			if err := l.immediate(e); err != nil {
+				return nil, err
+			}
 		case *expr.Lookup:
 			if err := l.lookup(e); err != nil {
 				return nil, err
@@ -516,7 +553,7 @@ func liftRule(exprs []expr.Any) ([]Expr, error) {
 			return nil, fmt.Errorf("unsupported expression %T", e)
 		}
 	}
-	if len(l.loads) > 0 || l.ct || l.tcpFlags || l.rangeFrom != nil {
+	if len(l.loads) > 0 || l.tag != nil || l.ct || l.tcpFlags || l.rangeFrom != nil {
 		return nil, fmt.Errorf("rule ends with an incomplete expression")
 	}
 	return l.out, nil
@@ -554,16 +591,38 @@ func (l *ruleLifter) cmp(e *expr.Cmp) error {
 	return nil
 }
 
-// lookup lifts a set lookup or a verdict-map lookup of the loaded fields.
+// immediate lifts the load of a constant: the tag of a lookup key, in the
+// 32-bit register right after the loaded fields (loadKey). Any other
+// immediate value is not in the vocabulary.
+func (l *ruleLifter) immediate(e *expr.Immediate) error {
+	var word uint32
+	for _, f := range l.loads {
+		d, _ := lookupField(f) // loads holds only fields fieldOfLoad found
+		word += words(d.len)
+	}
+	if len(l.loads) == 0 || l.ct || l.tcpFlags || l.rangeFrom != nil ||
+		register32(e.Register) != word || len(e.Data) != TypeTag.Len() {
+		return fmt.Errorf("unsupported immediate of %d bytes into register %d", len(e.Data), e.Register)
+	}
+	l.tag = Value(bytes.Clone(e.Data))
+	return nil
+}
+
+// lookup lifts a set lookup or a verdict-map lookup of the loaded fields
+// (and tag).
 func (l *ruleLifter) lookup(e *expr.Lookup) error {
 	if len(l.loads) == 0 {
 		return fmt.Errorf("lookup in %q without loaded fields", e.SetName)
 	}
+	tag := l.tag
+	l.tag = nil
 	switch {
+	case tag != nil && (e.IsDestRegSet || register32(e.SourceRegister) != 0):
+		return fmt.Errorf("unsupported tagged lookup in %q from register %d", e.SetName, e.SourceRegister)
 	case e.IsDestRegSet && e.DestRegister == unix.NFT_REG_VERDICT && !e.Invert:
 		l.emit(VerdictMapLookup{Fields: l.loads, Map: e.SetName})
 	case !e.IsDestRegSet:
-		l.emit(Lookup{Fields: l.loads, Set: e.SetName, Neq: e.Invert})
+		l.emit(Lookup{Fields: l.loads, Set: e.SetName, Neq: e.Invert, Tag: tag})
 	default:
 		return fmt.Errorf("unsupported map lookup in %q", e.SetName)
 	}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -67,6 +68,12 @@ const (
 	TypeInetProto                      // inet_proto, 1 byte
 	TypeInetService                    // inet_service, 2 bytes (a port)
 	TypeIfname                         // ifname, 16 bytes
+	// TypeTag is a 4-byte constant that names a group inside a set shared by
+	// many groups: the set's key ends in it, and a Lookup with Tag supplies it
+	// (`ip saddr . 0x0000002a @peers-v4`). nft has no type of its own for it;
+	// its name is that of a 32-bit host-order integer nft prints in hex
+	// ("mark"), in which order TagValue writes it.
+	TypeTag
 )
 
 // Len is the length in bytes of a value of the type.
@@ -82,6 +89,8 @@ func (t KeyType) Len() int {
 		return 2
 	case TypeIfname:
 		return 16
+	case TypeTag:
+		return 4
 	}
 	return 0
 }
@@ -99,6 +108,8 @@ func (t KeyType) String() string {
 		return "inet_service"
 	case TypeIfname:
 		return "ifname"
+	case TypeTag:
+		return "mark"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(t))
 }
@@ -118,8 +129,8 @@ type Set struct {
 	Elements map[string]Element
 }
 
-// Value is one component of an element key in network byte order, exactly as long
-// as its KeyType.
+// Value is one component of an element key in network byte order (a tag in
+// host byte order: TagValue), exactly as long as its KeyType.
 type Value []byte
 
 // Element is one member of a set or one entry of a verdict map.
@@ -268,10 +279,21 @@ type Range struct {
 // `ip daddr . meta l4proto . th dport @ports`); with Neq when it is not. Set
 // may be a verdict map: the lookup then asks only whether the key is in it
 // (`ip saddr @ingress-v4`), and the element's verdict is not applied.
+//
+// Tag, when not nil, is a constant of TypeTag (TagValue) appended to the key
+// after Fields: the set's key is then Fields' types followed by TypeTag, and
+// the rule asks whether (the packet's fields, this tag) is an element
+// (`ip saddr . 0x0000002a @peers-v4`). Many groups share one such set, each
+// with its own tag, instead of a set each: the kernel finds a set by a walk
+// over the table's set list, so thousands of small sets cost it a quadratic
+// walk that one shared set does not. The kernel gets the tag as an immediate
+// into the 32-bit register after the fields; nft 1.0.6 lists that constant
+// without a type and cannot parse the rule back (Render, Transaction.Format).
 type Lookup struct {
 	Fields []Field
 	Set    string
 	Neq    bool
+	Tag    Value
 }
 
 // VerdictMapLookup looks the concatenation of Fields up in the verdict map Map and
@@ -337,6 +359,12 @@ func AddrValue(a netip.Addr) Value {
 
 // ProtoValue is the key value of an IP protocol number.
 func ProtoValue(p uint8) Value { return Value{p} }
+
+// TagValue is the key value of a tag (TypeTag), in host byte order as nft
+// keeps a mark: so `nft list` prints an element's tag as the number it is
+// (`198.18.0.5 . 0x0000002a` for tag 42), and an element nft adds from text
+// has the bytes the rule compares with.
+func TagValue(t uint32) Value { return binary.NativeEndian.AppendUint32(make(Value, 0, 4), t) }
 
 // PortValue is the key value of a port.
 func PortValue(p uint16) Value { return Value{byte(p >> 8), byte(p)} }
@@ -419,6 +447,10 @@ func FormatValue(t KeyType, v Value) string {
 		}
 	case TypeIfname:
 		return fmt.Sprintf("%q", strings.TrimRight(string(v), "\x00"))
+	case TypeTag:
+		if len(v) == 4 {
+			return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(v))
+		}
 	}
 	return fmt.Sprintf("0x%x", []byte(v))
 }

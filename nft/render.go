@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -35,7 +36,14 @@ import (
 //     (`198.18.0.0/16`), other ranges as `a-b`, single-value ranges as the value;
 //   - IP protocol numbers print with their /etc/protocols names (Debian netbase);
 //   - chain priorities within 10 of raw, mangle, filter or security print as that
-//     name plus an offset (`filter + 1`), others as a number.
+//     name plus an offset (`filter + 1`), others as a number;
+//   - a lookup's tag prints as nft 1.0.6 prints a constant it cannot give a
+//     type (it does not take the type from the set): its bytes as one
+//     big-endian number, then `[invalid type]`. On a little-endian host tag
+//     42 prints `ip saddr . 0x2a000000 [invalid type] @peers-v4` while the
+//     set's element prints `198.18.0.5 . 0x0000002a` (a mark, host order).
+//     nft cannot read either form of the rule back (it cannot type a
+//     constant in a concatenation); Transaction.Format writes it all the same.
 //
 // Comments and log prefixes are printed between double quotes as they are; nft
 // cannot express a double quote inside them, so callers must not use one.
@@ -481,7 +489,11 @@ func RenderRule(r Rule) string {
 			if e.Neq {
 				op = "!= "
 			}
-			parts = append(parts, fmt.Sprintf("%s %s@%s", fieldList(e.Fields), op, e.Set))
+			key := fieldList(e.Fields)
+			if e.Tag != nil {
+				key += " . " + renderUntyped(e.Tag)
+			}
+			parts = append(parts, fmt.Sprintf("%s %s@%s", key, op, e.Set))
 		case VerdictMapLookup:
 			parts = append(parts, fmt.Sprintf("%s vmap @%s", fieldList(e.Fields), e.Map))
 		case Counter:
@@ -502,6 +514,12 @@ func RenderRule(r Rule) string {
 		parts = append(parts, "comment "+quote(r.Comment))
 	}
 	return strings.Join(parts, " ")
+}
+
+// renderUntyped prints a constant as nft prints one without a type: the
+// bytes as a big-endian number in hex, without leading zeros.
+func renderUntyped(v Value) string {
+	return fmt.Sprintf("%#x [invalid type]", new(big.Int).SetBytes(v))
 }
 
 // renderLog prints a log statement: `log`, then the prefix, then the NFLOG

@@ -41,7 +41,10 @@ func (t *Transaction) String() string { return t.Format(DefaultTable) }
 // that is one of its keywords (such as fwd or flags), nor a comment with a
 // double quote, nor an object name with a colon; and an explicit `meta l4proto tcp` before a tcp flags match is
 // read as the match's own dependency, one protocol match where the batch has
-// two (same verdicts). nft deletes a rule only by its handle, which a
+// two (same verdicts); nor (nft 1.0.6) a lookup with a tag, which it lists as
+// `ip saddr . 0x2a000000 [invalid type] @peers-v4` (see Render) and cannot
+// parse in any spelling: Kernel programs tagged rules through netlink, and a
+// script with one is for reading only. nft deletes a rule only by its handle, which a
 // transaction does not know (Kernel finds it): a DeleteRule is written as a
 // comment, so a script with one does not have Apply's effect.
 // TestKernelScriptMatchesApply checks the rest against the nft binary.

@@ -27,6 +27,7 @@ var keyTypes = []struct {
 	{TypeInetProto, nftables.TypeInetProto},
 	{TypeInetService, nftables.TypeInetService},
 	{TypeIfname, nftables.TypeIFName},
+	{TypeTag, nftables.TypeMark},
 }
 
 // kernelKeyType is the (possibly concatenated) kernel type of a set key.
@@ -95,10 +96,11 @@ func kernelSet(t *nftables.Table, s *Set) (*nftables.Set, error) {
 	}
 	// nft prints a set's elements in the key byte order recorded in the set's
 	// userdata, as nft itself records it: interface names are host-order
-	// strings (without the record nft lists them as ""), the rest big endian.
+	// strings (without the record nft lists them as ""), a tag a host-order
+	// integer (nft's mark), the rest big endian.
 	if len(s.Key) == 1 {
 		ks.KeyByteOrder = binaryutil.BigEndian
-		if s.Key[0] == TypeIfname {
+		if s.Key[0] == TypeIfname || s.Key[0] == TypeTag {
 			ks.KeyByteOrder = binaryutil.NativeEndian
 		}
 	}

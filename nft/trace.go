@@ -290,6 +290,10 @@ func (t *tracer) evalRule(r Rule) (bool, *Verdict, string) {
 			if !ok {
 				return false, nil, ""
 			}
+			if e.Tag != nil {
+				// The kernel's key: the fields, then the tag (loadKey).
+				key = append(key, e.Tag)
+			}
 			_, found := lookup(t.s.Sets[e.Set], key)
 			if found == e.Neq {
 				return false, nil, ""
