@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/btree"
@@ -411,14 +412,21 @@ func writeKey(b *strings.Builder, types []KeyType, vals []Value) {
 		if i < len(types) {
 			t = types[i]
 		}
-		if t == TypeIPv4Addr || t == TypeIPv6Addr {
-			if a, ok := netip.AddrFromSlice(v); ok { // as FormatValue, without a string per address
-				var buf [64]byte
-				b.Write(a.AppendTo(buf[:0]))
-				continue
-			}
+		// The types of the big sets (addresses, ports, tags) are written as
+		// FormatValue writes them, without a string per value: element IDs
+		// are built for every element the engine adds.
+		var buf [64]byte
+		switch {
+		case (t == TypeIPv4Addr || t == TypeIPv6Addr) && (len(v) == 4 || len(v) == 16):
+			a, _ := netip.AddrFromSlice(v)
+			b.Write(a.AppendTo(buf[:0]))
+		case t == TypeInetService && len(v) == 2:
+			b.Write(strconv.AppendUint(buf[:0], uint64(v[0])<<8|uint64(v[1]), 10))
+		case t == TypeTag && len(v) == 4:
+			b.Write(appendTag(buf[:0], binary.NativeEndian.Uint32(v)))
+		default:
+			b.WriteString(FormatValue(t, v))
 		}
-		b.WriteString(FormatValue(t, v))
 	}
 }
 
@@ -449,7 +457,7 @@ func FormatValue(t KeyType, v Value) string {
 		return fmt.Sprintf("%q", strings.TrimRight(string(v), "\x00"))
 	case TypeTag:
 		if len(v) == 4 {
-			return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(v))
+			return string(appendTag(nil, binary.NativeEndian.Uint32(v)))
 		}
 	}
 	return fmt.Sprintf("0x%x", []byte(v))
@@ -519,3 +527,13 @@ func (s *State) ChainNames() []string { return slices.Sorted(maps.Keys(s.Chains)
 
 // SetNames returns the set names sorted.
 func (s *State) SetNames() []string { return slices.Sorted(maps.Keys(s.Sets)) }
+
+// appendTag appends a tag as nft prints a mark: 0x and eight hex digits.
+func appendTag(b []byte, t uint32) []byte {
+	const digits = "0123456789abcdef"
+	b = append(b, '0', 'x')
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, digits[t>>uint(shift)&0xf])
+	}
+	return b
+}
