@@ -163,6 +163,12 @@ func (t *tiers) finishClasses() {
 // interval of the same map, sendRuns sending the two changes in a row):
 // those elements then stay as they are, and only the chain is rewritten.
 func (t *tiers) moveChains() {
+	if len(t.sent) < 2 {
+		// No deletion followed by an addition: nothing moved. Most
+		// operations (every pod upsert of a cluster without tiers) end
+		// here, without the map and the sort below.
+		return
+	}
 	moved := map[*tierClass]map[*tierClass]int{}
 	for i := 0; i+1 < len(t.sent); i++ {
 		d, a := t.sent[i], t.sent[i+1]

@@ -8,6 +8,7 @@ package nft
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -382,4 +383,48 @@ func randomState(rng *rand.Rand) *State {
 		}
 	}
 	return s
+}
+
+// TestDiffNewSetElementOrder: a scoped Diff (a change) sends a new set's
+// elements sorted by ID, the same on every call (people read those batches:
+// the enforcer's delta goldens); a whole-table Diff sends them all, in the
+// map's order.
+func TestDiffNewSetElementOrder(t *testing.T) {
+	var elems []Element
+	for i := range 40 {
+		elems = append(elems, Element{Key: []Value{fxAddr(fmt.Sprintf("198.18.0.%d", i))}})
+	}
+	to := NewState()
+	to.Sets["s"] = fxSet("s", []KeyType{TypeIPv4Addr}, elems)
+	for _, tc := range []struct {
+		name   string
+		scope  *Scope
+		sorted bool
+	}{
+		{"scoped", &Scope{Sets: map[string]bool{"s": true}}, true},
+		{"whole table", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 5 { // a map's order differs from call to call
+				tx, got := applyDiff(t, nil, to, tc.scope)
+				if !sameState(got, to) {
+					t.Fatalf("the diff does not reach the target:\n%s", tx)
+				}
+				var ids []string
+				for _, op := range tx.Ops {
+					if op.Kind == OpAddElements {
+						for _, e := range op.Elements {
+							ids = append(ids, ElementID(to.Sets["s"], e))
+						}
+					}
+				}
+				if len(ids) != len(elems) {
+					t.Fatalf("%d elements sent, want %d:\n%s", len(ids), len(elems), tx)
+				}
+				if tc.sorted && !slices.IsSorted(ids) {
+					t.Fatalf("elements not sorted by ID: %v", ids)
+				}
+			}
+		})
+	}
 }
