@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -20,7 +21,17 @@ import (
 // the figure is read against (elementsFloor) into the same namespace just
 // before, and the benchmark reports the medians of the per-iteration ratios
 // (x-floor-cpu, x-floor-wall): the machine's speed drifts between runs much
-// more than between two batches a moment apart. Needs CAP_NET_ADMIN.
+// more than between two batches a moment apart. user-ms/op and
+// floor-user-ms/op are the user-mode part of the CPU. With
+// NFTW_PERF_LOAD=node (or floor) and NFTW_PERF_CTL, a profiler records
+// only the loads of the node (or of the floor):
+//
+//	mkfifo /tmp/ctl /tmp/ack
+//	NFTW_PERF_LOAD=node NFTW_PERF_CTL=/tmp/ctl,/tmp/ack perf record -a -g -e cpu-clock \
+//	    --control fifo:/tmp/ctl,/tmp/ack -D -1 -- ./enforcer.test -test.run '^$' \
+//	    -test.bench 'KernelEngineProgram/pods=100000' -test.benchtime 5x
+//
+// Needs CAP_NET_ADMIN.
 func BenchmarkKernelEngineProgram(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) {
@@ -84,39 +95,53 @@ func benchKernelProgram(b *testing.B, tx *nft.Transaction, withFloor bool) {
 	}
 	b.Cleanup(func() { _ = k.Close() })
 	ctx := context.Background()
-	// apply programs tx and removes it again, and returns the CPU and wall
-	// time of the Apply.
-	apply := func(tx *nft.Transaction) (cpu, wall float64) {
-		c0, t0 := cpuTime(), time.Now()
+	// apply programs tx and removes it again, and returns the CPU time, the
+	// part of it in user mode (nftwarden, the Go runtime) and the wall time
+	// of the Apply. NFTW_PERF_CTL (nfttest.PerfWindow) with
+	// NFTW_PERF_LOAD=floor or node opens a profiler's window around each
+	// load of that one.
+	apply := func(tx *nft.Transaction, name string) (cpu, user, wall float64) {
+		perfCtl := ""
+		if name == os.Getenv("NFTW_PERF_LOAD") {
+			perfCtl = os.Getenv("NFTW_PERF_CTL")
+		}
+		window := nfttest.PerfWindow(b, perfCtl)
+		u0, s0 := cpuTimes()
+		t0 := time.Now()
 		if err := k.Apply(ctx, tx); err != nil {
 			b.Fatalf("Apply: %v", err)
 		}
-		cpu, wall = float64(cpuTime()-c0), float64(time.Since(t0))
+		wall = float64(time.Since(t0))
+		u1, s1 := cpuTimes()
+		window.Close()
+		cpu, user = float64(u1+s1-u0-s0), float64(u1-u0)
 		if err := k.Cleanup(ctx); err != nil {
 			b.Fatalf("Cleanup: %v", err)
 		}
-		return cpu, wall
+		return cpu, user, wall
 	}
 	var floor *nft.Transaction
 	if withFloor {
 		floor = elementsFloor()
 	}
-	var cpu, wall, floorCPU, floorWall []float64
+	var cpu, user, wall, floorCPU, floorUser, floorWall []float64
 	b.ResetTimer()
 	for range b.N {
 		if withFloor {
 			b.StopTimer()
-			c, w := apply(floor)
-			floorCPU, floorWall = append(floorCPU, c), append(floorWall, w)
+			c, u, w := apply(floor, "floor")
+			floorCPU, floorUser, floorWall = append(floorCPU, c), append(floorUser, u), append(floorWall, w)
 			b.StartTimer()
 		}
-		c, w := apply(tx)
-		cpu, wall = append(cpu, c), append(wall, w)
+		c, u, w := apply(tx, "node")
+		cpu, user, wall = append(cpu, c), append(user, u), append(wall, w)
 	}
 	b.StopTimer()
 	b.ReportMetric(sum(cpu)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(sum(user)/1e6/float64(b.N), "user-ms/op")
 	if withFloor {
 		b.ReportMetric(sum(floorCPU)/1e6/float64(b.N), "floor-cpu-ms/op")
+		b.ReportMetric(sum(floorUser)/1e6/float64(b.N), "floor-user-ms/op")
 		b.ReportMetric(nfttest.MedianRatio(floorCPU, cpu), "x-floor-cpu")
 		b.ReportMetric(nfttest.MedianRatio(floorWall, wall), "x-floor-wall")
 	}

@@ -202,7 +202,7 @@ func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
 					if !ns.fams.has(familyOf(a)) || np.m.ips.conflicted(a) {
 						continue
 					}
-					want = append(want, nft.Element{Key: []nft.Value{nft.AddrValue(a), nft.ProtoValue(pn.Proto), nft.PortValue(port), ns.tagKey}})
+					want = append(want, nft.Element{Key: nft.AddrKey(a, nft.ProtoValue(pn.Proto), nft.PortValue(port), ns.tagKey)})
 				}
 			}
 		}

@@ -176,7 +176,7 @@ func peerSetKey(f Family) []nft.KeyType { return []nft.KeyType{f.addrType(), nft
 
 // element is the element of address a in g's share of the peer set.
 func (g *group) element(a netip.Addr) nft.Element {
-	return nft.Element{Key: []nft.Value{nft.AddrValue(a), g.tagKey}}
+	return nft.Element{Key: nft.AddrKey(a, g.tagKey)}
 }
 
 // useFamily makes g hold addresses of family f (none yet) in the family's

@@ -20,7 +20,8 @@
 //     (ruleedits.go), not all of them rewritten; Kernel turns positions into
 //     the kernel's rule handles, which it keeps (kernel_rules.go).
 //   - Dataplane, implemented by Kernel (netlink through github.com/google/nftables,
-//     no nft binary at run time) and by Fake (memory, same transaction rules),
+//     except set elements, which it marshals itself (elementmsgs.go); no nft
+//     binary at run time) and by Fake (memory, same transaction rules),
 //     with Apply for deltas and Reconcile to converge the table to a full desired
 //     State without ever deleting it.
 //   - A change monitor (Kernel.WatchChanges, monitor.go): the kernel's nf_tables

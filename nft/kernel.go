@@ -116,10 +116,9 @@ func WithSocketBuffer(bytes int) KernelOption { return func(k *Kernel) { k.bufSi
 
 const (
 	defaultSocketBuffer = 64 << 20
-	// Elements per netlink message. One message per SetAddElements call;
-	// its element list is one netlink attribute, whose length field is 16
-	// bits, so big calls overflow silently. Calls flushed together stay one
-	// atomic batch.
+	// Elements per netlink message (elementmsgs.go). A message's element
+	// list is one netlink attribute, whose length field is 16 bits. The
+	// messages of a batch stay one atomic batch.
 	maxElemsPerMsg = 2000
 	maxBytesPerMsg = 60000
 )
@@ -403,13 +402,11 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			sends, err := k.elements(op, d)
+			msgs, err := k.elementMessages(op, d)
 			if err != nil {
 				return nil, opErr(err)
 			}
-			for _, send := range sends {
-				q.steps = append(q.steps, step{op: i, fn: send})
-			}
+			q.steps = append(q.steps, step{op: i, raw: msgs})
 		case OpAddObject, OpDeleteObject:
 			m, err := k.objectOp(op, q.objects)
 			if err != nil {
@@ -444,25 +441,6 @@ func (k *Kernel) replaceRules(op Op) (func(*nftables.Conn) error, error) {
 		}
 		return nil
 	}, nil
-}
-
-// elements lowers an AddElements or DeleteElements operation on a set of
-// definition d into messages of bounded size.
-func (k *Kernel) elements(op Op, d setDef) ([]func(*nftables.Conn) error, error) {
-	elems, err := d.encodeElements(op.Elements)
-	if err != nil {
-		return nil, fmt.Errorf("set %q: %w", op.Name, err)
-	}
-	s := &nftables.Set{Name: op.Name, Table: k.table, Interval: d.Interval, IsMap: d.VerdictMap}
-	var sends []func(*nftables.Conn) error
-	for _, chunk := range chunkElements(elems, maxElemsPerMsg, maxBytesPerMsg) {
-		if op.Kind == OpAddElements {
-			sends = append(sends, func(cc *nftables.Conn) error { return cc.SetAddElements(s, chunk) })
-		} else {
-			sends = append(sends, func(cc *nftables.Conn) error { return cc.SetDeleteElements(s, chunk) })
-		}
-	}
-	return sends, nil
 }
 
 // busySetsFirst returns the order in which to send ops: their own, except

