@@ -108,9 +108,10 @@ type peerRemoval struct {
 	msgs [][]byte
 }
 
-// peerSetPrefix begins the names of the peer sets (enforcer: peer-v4-...,
-// peer-v6-...); element notifications carry their set's name.
-var peerSetPrefix = []byte("peer-")
+// peerSetPrefix begins the names of the peer sets (enforcer: peers-v4-<n>,
+// peers-v6-<n>, shared by every group, each element tagged with its group);
+// element notifications carry their set's name.
+var peerSetPrefix = []byte("peers-")
 
 // watchPeerRemovals follows the peer-set deletions of n's daemon table until
 // ctx ends.

@@ -96,7 +96,7 @@ func programNamesOf(dump string) (programNames, error) {
 			continue
 		}
 		switch {
-		case f[0] == "set" && strings.HasPrefix(f[1], "peer-v4-") && n.peerSet == "":
+		case f[0] == "set" && strings.HasPrefix(f[1], "peers-v4-") && n.peerSet == "":
 			n.peerSet = f[1]
 		case f[0] == "chain" && strings.HasPrefix(f[1], "pod-in-"):
 			n.podChain = f[1]
