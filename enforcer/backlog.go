@@ -46,14 +46,23 @@ func (b *backlog) push(e nft.Element, present bool) {
 	}
 }
 
-// defers reports whether a change to set name waits in a backlog: the writer
-// is untracked and owns the journaled set.
-func (w *writer) defers(name string) bool {
-	if !w.untracked || !w.journaled[name] {
+// deferOrNote puts a change of journaled set name in its overlay (it shares
+// its map with the record: journal.go) or its backlog (the writer owns it
+// and is untracked), and reports whether it did: one test of ownership for
+// both, since it runs for every element a group adds.
+func (w *writer) deferOrNote(name string, e nft.Element, present bool) bool {
+	if _, own := w.owned[name]; own {
+		if !w.untracked {
+			return false
+		}
+		w.deferChange(name, e, present)
+		return true
+	}
+	if w.desired.Sets[name] == nil {
 		return false
 	}
-	_, own := w.owned[name]
-	return own
+	w.note(name, e, present)
+	return true
 }
 
 // deferChange adds a change of set name to its backlog.

@@ -116,12 +116,7 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
-	if w.journals(set) {
-		w.note(set, e, true)
-		return
-	}
-	if w.defers(set) {
-		w.deferChange(set, e, true)
+	if w.journaled[set] && w.deferOrNote(set, e, true) {
 		return
 	}
 	s := w.ownedSet(set)
@@ -133,12 +128,7 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
-	if w.journals(set) {
-		w.note(set, e, false)
-		return
-	}
-	if w.defers(set) {
-		w.deferChange(set, e, false)
+	if w.journaled[set] && w.deferOrNote(set, e, false) {
 		return
 	}
 	s := w.ownedSet(set)
