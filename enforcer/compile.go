@@ -106,11 +106,13 @@ func (c *compiler) setPodCIDRs(cidrs []netip.Prefix) {
 func (c *compiler) collectGroups() { c.groups.collect() }
 
 // settle finishes what the compiler leaves for the moment the desired state
-// is read: the class maps of the tiers (tiers.settle) and the chains of the
-// classes they use.
+// is read: the class maps of the tiers (tiers.settle), the chains of the
+// classes they use, and the shared sets' changes made while untracked
+// (backlog.go).
 func (c *compiler) settle() {
 	c.tiers.settle()
 	c.tiers.finishClasses()
+	c.w.fillAll()
 }
 
 // --- policies ---

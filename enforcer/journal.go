@@ -52,16 +52,6 @@ type pendingOverlay struct {
 // ranges) as journaled.
 func (w *writer) journal(name string) { w.journaled[name] = true }
 
-// journals reports whether changes to set name go to its overlay: it is
-// journaled and shares its map with the record.
-func (w *writer) journals(name string) bool {
-	if !w.journaled[name] || w.desired.Sets[name] == nil {
-		return false
-	}
-	_, own := w.owned[name]
-	return !own
-}
-
 // note records a change of a journaled set in its overlay.
 func (w *writer) note(name string, e nft.Element, present bool) {
 	s := w.desired.Sets[name]

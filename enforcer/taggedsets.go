@@ -49,6 +49,9 @@ type taggedSets struct {
 	keys    map[uint32]string // live tag -> its key
 	refs    map[string]int    // live key -> its users
 	users   map[string]int    // set name -> groups with a share in it
+	// names are the sets' names by family and shard: name is asked for
+	// each element a group adds or deletes.
+	names [2][tagShards]string
 }
 
 // tagShards is the number of sets of a family a kind of tagged set is cut
@@ -60,6 +63,7 @@ func newTaggedSets(w *writer, prefix, comment string, key func(Family) []nft.Key
 		tags: map[string]uint32{}, keys: map[uint32]string{}, refs: map[string]int{}, users: map[string]int{}}
 	for _, f := range families {
 		for shard := range uint32(tagShards) {
+			ts.names[f][shard] = prefix + "-" + f.String() + "-" + strconv.Itoa(int(shard))
 			// Too big to copy at the first change after a snapshot.
 			w.journal(ts.name(f, shard))
 		}
@@ -76,7 +80,7 @@ func fnvTag(key string) uint32 {
 
 // name is the shared set of family f that holds the elements of tag t.
 func (ts *taggedSets) name(f Family, t uint32) string {
-	return ts.prefix + "-" + f.String() + "-" + strconv.Itoa(int(t%tagShards))
+	return ts.names[f][t%tagShards]
 }
 
 // acquireTag counts one more user of key's tag, allocating it for the first:

@@ -30,11 +30,14 @@ type writer struct {
 	// inflight are the overlays of the changes a Flush is sending, landed in
 	// the shared maps once the dataplane and the record hold them (land).
 	inflight []pendingOverlay
+	// backlogs are the changes to journaled sets made while untracked, not
+	// in their maps yet (backlog.go).
+	backlogs map[string]*backlog
 }
 
 func newWriter() *writer {
 	return &writer{desired: nft.NewState(), scope: &nft.Scope{}, owned: map[string]struct{}{},
-		journaled: map[string]bool{}, overlay: map[string]overlay{}}
+		journaled: map[string]bool{}, overlay: map[string]overlay{}, backlogs: map[string]*backlog{}}
 }
 
 // snapshot returns a copy of the desired state that shares the sets'
@@ -43,6 +46,7 @@ func newWriter() *writer {
 // it, each once (journaled ones, only if changes wait in their overlays:
 // ownPending). The caller holds mu and applyMu.
 func (w *writer) snapshot() *nft.State {
+	w.fillAll()
 	w.ownPending()
 	clear(w.owned)
 	return w.desired.CloneSharingElements()
@@ -92,6 +96,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
 	w.detach(s.Name)
+	delete(w.backlogs, s.Name)
 	w.desired.Sets[s.Name] = &s
 	w.owned[s.Name] = struct{}{}
 	if !w.untracked {
@@ -102,6 +107,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 
 func (w *writer) deleteSet(name string) {
 	w.detach(name)
+	delete(w.backlogs, name)
 	delete(w.desired.Sets, name)
 	delete(w.owned, name)
 	if !w.untracked {
@@ -110,8 +116,7 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
-	if w.journals(set) {
-		w.note(set, e, true)
+	if w.journaled[set] && w.deferOrNote(set, e, true) {
 		return
 	}
 	s := w.ownedSet(set)
@@ -123,8 +128,7 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
-	if w.journals(set) {
-		w.note(set, e, false)
+	if w.journaled[set] && w.deferOrNote(set, e, false) {
 		return
 	}
 	s := w.ownedSet(set)
@@ -141,6 +145,7 @@ func (w *writer) hasElement(set string, e nft.Element) bool {
 	if s == nil {
 		return false
 	}
+	w.fill(set)
 	id := nft.ElementID(s, e)
 	if c, ok := w.pending(set, id); ok {
 		return c.present

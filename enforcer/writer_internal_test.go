@@ -110,3 +110,59 @@ func checkSetAddrs(t *testing.T, what string, st *nft.State, want []netip.Addr) 
 		}
 	}
 }
+
+// TestWriterBacklog: while untracked, the changes to a journaled set the
+// writer owns wait in a backlog (backlog.go); whatever reads the set sees
+// exactly what the same changes made one by one give.
+func TestWriterBacklog(t *testing.T) {
+	a1, a2, a3 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	put := func(w *writer) { w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 0) }
+	add := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addElement("s", addrElement(a)) } }
+	del := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delElement("s", addrElement(a)) } }
+	for _, tc := range []struct {
+		name  string
+		steps []func(w *writer)
+		want  []netip.Addr // nil: no set
+	}{
+		{"adds", []func(*writer){put, add(a1), add(a2), add(a1)}, []netip.Addr{a1, a2}},
+		{"add, delete, add again", []func(*writer){put, add(a1), add(a2), del(a1), add(a3), add(a1), del(a3)}, []netip.Addr{a1, a2}},
+		{"delete what is absent", []func(*writer){put, del(a1), add(a2)}, []netip.Addr{a2}},
+		{"put again drops the backlog", []func(*writer){put, add(a1), put, add(a2)}, []netip.Addr{a2}},
+		{"delete the set drops the backlog", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }}, nil},
+		{"delete and put again", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }, put, add(a3)}, []netip.Addr{a3}},
+		{"a read between the changes", []func(*writer){put, add(a1), add(a2), func(w *writer) {
+			if !w.hasElement("s", addrElement(a2)) || w.hasElement("s", addrElement(a3)) {
+				t.Error("hasElement disagrees with the changes made")
+			}
+		}, del(a2), add(a3)}, []netip.Addr{a1, a3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, ref := newWriter(), newWriter()
+			w.journal("s")
+			w.untracked = true
+			for _, step := range tc.steps {
+				step(w)
+				step(ref)
+			}
+			if tc.want != nil && len(w.backlogs) == 0 {
+				t.Error("no backlog: the changes went to the map one by one")
+			}
+			w.fillAll()
+			if len(w.backlogs) != 0 {
+				t.Error("backlogs left after fillAll")
+			}
+			checkSetAddrs(t, "reference", ref.desired, tc.want)
+			checkSetAddrs(t, "filled", w.desired, tc.want)
+			// Once a snapshot is taken the set is shared: no more backlog.
+			w.untracked = false
+			snap := w.snapshot()
+			if tc.want != nil {
+				w.addElement("s", addrElement(a3))
+				if len(w.backlogs) != 0 {
+					t.Error("a change after the snapshot went to a backlog")
+				}
+				checkSetAddrs(t, "snapshot", snap, tc.want)
+			}
+		})
+	}
+}
