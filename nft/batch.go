@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Batches are built with google/nftables and sent by Kernel itself.
+// Batches are sent by Kernel itself. The messages of rules, chains,
+// elements (rulemsgs.go, elementmsgs.go) and objects are marshalled by Kernel
+// too; google/nftables marshals the rest (the table, sets), which is rare.
 //
 // google/nftables (v0.3.0) asks the kernel to acknowledge every message of a
 // batch, and to echo every rule back, and then reads those answers one
@@ -22,9 +24,10 @@ import (
 // is atomic, the kernel answers only the messages that fail when no
 // acknowledgement is requested, and it answers them before sendmsg returns.
 //
-// So the library marshals the messages into a capturing test connection (its
+// So the library marshals its messages into a capturing test connection (its
 // nltest hook, which never touches a socket), Kernel clears the
-// acknowledge/echo flags, wraps all of them in one BATCH_BEGIN/BATCH_END pair
+// acknowledge/echo flags (its own messages never set them but for the rules
+// whose handles it asks for), wraps all of them in one BATCH_BEGIN/BATCH_END pair
 // and sends them in one sendmsg on its own socket, then sends a GETGEN
 // request outside the batch. Netlink answers requests of one socket in order,
 // so every error of the batch arrives before the GETGEN answer; reading up to
@@ -76,11 +79,6 @@ func (k *Kernel) queue(b *pendingBatch, s step) error {
 	msgs := k.captured[1 : len(k.captured)-1]
 	for i := range msgs {
 		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
-	}
-	if s.post != nil {
-		if err := s.post(msgs); err != nil {
-			return err
-		}
 	}
 	b.queueRaw(s.op, msgs)
 	return nil
