@@ -62,6 +62,9 @@ type Kernel struct {
 	rd      *dumper
 	batches *netlink.Conn // sends batches, reads only their errors
 	recvBuf []byte
+	// sendBuf is the buffer the last batch was marshalled into (batch.go),
+	// reused by the next.
+	sendBuf []byte
 	seq     uint32 // last sequence number used on batches
 	// builder marshals batches into captured; it never touches a socket.
 	builder  *nftables.Conn
@@ -299,7 +302,14 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 // error: what failed to marshal, what the socket refused (wrapped as what),
 // or the kernel's answer naming the operation of tx that it refused.
 func (k *Kernel) commit(tx *Transaction, steps []step, what string) ([]ruleEcho, error) {
-	b := &pendingBatch{}
+	n := 0
+	for _, s := range steps {
+		n += len(s.raw)
+		if s.fn != nil {
+			n += 2 // the library's messages (an AddSet queues one, two for a constant set)
+		}
+	}
+	b := &pendingBatch{msgs: make([]netlink.Message, 0, n), op: make([]int, 0, n)}
 	for _, s := range steps {
 		if s.fn == nil {
 			b.queueRaw(s.op, s.raw)
