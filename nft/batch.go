@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Batches are built with google/nftables and sent by Kernel itself.
+// Batches are sent by Kernel itself. The messages of rules, chains,
+// elements (rulemsgs.go, elementmsgs.go) and objects are marshalled by Kernel
+// too; google/nftables marshals the rest (the table, sets), which is rare.
 //
 // google/nftables (v0.3.0) asks the kernel to acknowledge every message of a
 // batch, and to echo every rule back, and then reads those answers one
@@ -22,9 +24,10 @@ import (
 // is atomic, the kernel answers only the messages that fail when no
 // acknowledgement is requested, and it answers them before sendmsg returns.
 //
-// So the library marshals the messages into a capturing test connection (its
+// So the library marshals its messages into a capturing test connection (its
 // nltest hook, which never touches a socket), Kernel clears the
-// acknowledge/echo flags, wraps all of them in one BATCH_BEGIN/BATCH_END pair
+// acknowledge/echo flags (its own messages never set them but for the rules
+// whose handles it asks for), wraps all of them in one BATCH_BEGIN/BATCH_END pair
 // and sends them in one sendmsg on its own socket, then sends a GETGEN
 // request outside the batch. Netlink answers requests of one socket in order,
 // so every error of the batch arrives before the GETGEN answer; reading up to
@@ -77,11 +80,6 @@ func (k *Kernel) queue(b *pendingBatch, s step) error {
 	for i := range msgs {
 		msgs[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
 	}
-	if s.post != nil {
-		if err := s.post(msgs); err != nil {
-			return err
-		}
-	}
 	b.queueRaw(s.op, msgs)
 	return nil
 }
@@ -124,6 +122,11 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	return errs, err
 }
 
+// keptSendBuffer is the largest send buffer Kernel keeps for the next batch:
+// a whole node's (about 9 MB for 100,000 pods), which would otherwise be
+// garbage after every program of it, but not an outsized one.
+const keptSendBuffer = 64 << 20
+
 // sendOnce sends b as one atomic batch and returns the kernel's errors for it.
 func (k *Kernel) sendOnce(b *pendingBatch) ([]batchError, error) {
 	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
@@ -145,7 +148,13 @@ func (k *Kernel) sendOnce(b *pendingBatch) ([]batchError, error) {
 		// table; the answer loop ignores it.
 		b.msgs[0].Header.Flags |= netlink.Echo
 	}
-	buf := make([]byte, 0, size)
+	buf := k.sendBuf[:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	if size <= keptSendBuffer {
+		k.sendBuf = buf
+	}
 	buf = appendMessage(buf, begin, first-1)
 	for i, m := range b.msgs {
 		buf = appendMessage(buf, m, first+uint32(i))

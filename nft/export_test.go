@@ -124,3 +124,8 @@ func (k *Kernel) ListRaw() (int, error) {
 	}
 	return msgs, nil
 }
+
+// RuleMessagesMismatch describes the first rule or chain message Kernel
+// marshals for tx differently from google/nftables (nil: none), for tests
+// with the programs of package nft_test (rulemsgs_oracle_test.go).
+func RuleMessagesMismatch(tx *Transaction) error { return ruleMessagesMismatch(tx, nil) }

@@ -62,6 +62,9 @@ type Kernel struct {
 	rd      *dumper
 	batches *netlink.Conn // sends batches, reads only their errors
 	recvBuf []byte
+	// sendBuf is the buffer the last batch was marshalled into (batch.go),
+	// reused by the next.
+	sendBuf []byte
 	seq     uint32 // last sequence number used on batches
 	// builder marshals batches into captured; it never touches a socket.
 	builder  *nftables.Conn
@@ -242,17 +245,16 @@ type queued struct {
 	objects map[string]*kernelObject
 	// rules: what the batch does to the rules of chains, for the handles.
 	rules *ruleBatch
+	// arena holds the bodies of the rule and chain messages.
+	arena msgArena
 }
 
-// step is the library calls of one transaction operation, or the messages
-// it is (raw) when the library cannot build them.
+// step is the messages of one transaction operation (raw), marshalled by
+// Kernel, or the library calls that marshal them (fn: the table and sets).
 type step struct {
 	op  int
 	fn  func(*nftables.Conn) error
 	raw []netlink.Message
-	// post, if set, completes the messages fn marshalled (attributes the
-	// library does not know).
-	post func([]netlink.Message) error
 }
 
 // apply is applyOnce that records a failure for Untouched: the caller's
@@ -300,7 +302,14 @@ func (k *Kernel) applyOnce(ctx context.Context, tx *Transaction) error {
 // error: what failed to marshal, what the socket refused (wrapped as what),
 // or the kernel's answer naming the operation of tx that it refused.
 func (k *Kernel) commit(tx *Transaction, steps []step, what string) ([]ruleEcho, error) {
-	b := &pendingBatch{}
+	n := 0
+	for _, s := range steps {
+		n += len(s.raw)
+		if s.fn != nil {
+			n += 2 // the library's messages (an AddSet queues one, two for a constant set)
+		}
+	}
+	b := &pendingBatch{msgs: make([]netlink.Message, 0, n), op: make([]int, 0, n)}
 	for _, s := range steps {
 		if s.fn == nil {
 			b.queueRaw(s.op, s.raw)
@@ -362,24 +371,23 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.AddChain(c); return nil }})
+			q.steps = append(q.steps, step{op: i, raw: []netlink.Message{k.newChainMessage(&q.arena, c)}})
 		case OpReplaceRules:
-			send, err := k.replaceRules(op)
+			msgs, err := k.replaceRules(&q.arena, q.rules, op)
 			if err != nil {
 				return nil, opErr(err)
 			}
-			q.steps = append(q.steps, step{op: i, fn: send, post: q.rules.replacedEntries(op.Name, len(op.Chain.Rules))})
+			q.steps = append(q.steps, step{op: i, raw: msgs})
 		case OpInsertRule, OpDeleteRule:
-			s, err := k.ruleOp(q.rules, op)
+			s, err := k.ruleOp(&q.arena, q.rules, op)
 			if err != nil {
 				return nil, opErr(err)
 			}
 			s.op = i
 			q.steps = append(q.steps, s)
 		case OpDeleteChain:
-			c := &nftables.Chain{Name: op.Name, Table: k.table}
 			q.rules.deletedChain(op.Name)
-			q.steps = append(q.steps, step{op: i, fn: func(cc *nftables.Conn) error { cc.DelChain(c); return nil }})
+			q.steps = append(q.steps, step{op: i, raw: []netlink.Message{k.delChainMessage(&q.arena, op.Name)}})
 		case OpAddSet:
 			if op.Set == nil {
 				return nil, opErr(fmt.Errorf("no set definition: %w", ErrInvalid))
@@ -421,26 +429,30 @@ func (k *Kernel) build(tx *Transaction) (*queued, error) {
 }
 
 // replaceRules lowers a ReplaceRules operation: flush the chain, add its rules.
-func (k *Kernel) replaceRules(op Op) (func(*nftables.Conn) error, error) {
+func (k *Kernel) replaceRules(a *msgArena, rb *ruleBatch, op Op) ([]netlink.Message, error) {
 	if op.Chain == nil {
 		return nil, fmt.Errorf("no rules: %w", ErrInvalid)
 	}
-	c := &nftables.Chain{Name: op.Name, Table: k.table}
-	rules := make([]*nftables.Rule, 0, len(op.Chain.Rules))
-	for j, r := range op.Chain.Rules {
+	rules := op.Chain.Rules
+	ids := rb.replacedEntries(op.Name, len(rules))
+	msgs := make([]netlink.Message, 0, 1+len(rules))
+	msgs = append(msgs, k.flushChainMessage(a, op.Name))
+	for j, r := range rules {
 		exprs, ud, err := lowerRule(r)
 		if err != nil {
 			return nil, fmt.Errorf("rule %d: %w", j, err)
 		}
-		rules = append(rules, &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud})
-	}
-	return func(cc *nftables.Conn) error {
-		cc.FlushChain(c)
-		for _, r := range rules {
-			cc.AddRule(r)
+		rm := ruleMsg{chain: op.Name, exprs: exprs, ud: ud}
+		if ids != nil {
+			rm.id, rm.echo = ids[j], rb.echoAll
 		}
-		return nil
-	}, nil
+		m, err := k.newRuleMessage(a, rm)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d: %w", j, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
 }
 
 // busySetsFirst returns the order in which to send ops: their own, except

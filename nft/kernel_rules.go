@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -148,12 +147,11 @@ func ruleHandleOf(m netlink.Message) (string, uint64, error) {
 }
 
 // ruleOp lowers an InsertRule or DeleteRule operation.
-func (k *Kernel) ruleOp(rb *ruleBatch, op Op) (step, error) {
+func (k *Kernel) ruleOp(a *msgArena, rb *ruleBatch, op Op) (step, error) {
 	entries, err := k.chainEntries(rb, op.Name)
 	if err != nil {
 		return step{}, err
 	}
-	c := &nftables.Chain{Name: op.Name, Table: k.table}
 	p := op.Position
 	if op.Kind == OpDeleteRule {
 		if p < 0 || p >= len(entries) {
@@ -162,8 +160,7 @@ func (k *Kernel) ruleOp(rb *ruleBatch, op Op) (step, error) {
 		e := entries[p]
 		rb.entries[op.Name] = append(entries[:p:p], entries[p+1:]...)
 		if e.handle != 0 {
-			r := &nftables.Rule{Table: k.table, Chain: c, Handle: e.handle}
-			return step{fn: func(cc *nftables.Conn) error { return cc.DelRule(r) }}, nil
+			return step{raw: []netlink.Message{k.delRuleMessage(a, op.Name, e.handle)}}, nil
 		}
 		return step{raw: []netlink.Message{k.deleteRuleByID(op.Name, e.id)}}, nil
 	}
@@ -175,27 +172,29 @@ func (k *Kernel) ruleOp(rb *ruleBatch, op Op) (step, error) {
 		return step{}, err
 	}
 	id := ruleIDs.Add(1)
-	r := &nftables.Rule{Table: k.table, Chain: c, Exprs: exprs, UserData: ud}
-	extra := []netlink.Attribute{{Type: unix.NFTA_RULE_ID, Data: binary.BigEndian.AppendUint32(nil, id)}}
-	fn := func(cc *nftables.Conn) error { cc.AddRule(r); return nil }
+	rm := ruleMsg{chain: op.Name, exprs: exprs, ud: ud, id: id, echo: true}
 	switch {
 	case p == 0:
-		fn = func(cc *nftables.Conn) error { cc.InsertRule(r); return nil } // before the first
+		rm.insert = true // before the first
 	case entries[p-1].handle != 0:
-		r.Position = entries[p-1].handle
+		rm.position = entries[p-1].handle
 	default:
-		extra = append(extra, netlink.Attribute{Type: nftaRulePositionID, Data: binary.BigEndian.AppendUint32(nil, entries[p-1].id)})
+		rm.positionID = entries[p-1].id
+	}
+	m, err := k.newRuleMessage(a, rm)
+	if err != nil {
+		return step{}, err
 	}
 	rb.entries[op.Name] = append(entries[:p:p], append([]ruleEntry{{id: id}}, entries[p:]...)...)
 	rb.inserted = append(rb.inserted, insertedRule{chain: op.Name, id: id})
-	return step{fn: fn, post: func(msgs []netlink.Message) error { return appendAttrs(msgs, extra, true) }}, nil
+	return step{raw: []netlink.Message{m}}, nil
 }
 
-// replacedEntries records that a ReplaceRules adds n rules to chain. They
-// get IDs when the batch echoes them or edits the chain later, which the
-// returned post step puts on the messages (with the echo flag if echoed);
-// else the chain's handles are forgotten.
-func (rb *ruleBatch) replacedEntries(chain string, n int) func([]netlink.Message) error {
+// replacedEntries records that a ReplaceRules adds n rules to chain, and
+// returns the IDs their messages carry (nil: none). They get IDs when the
+// batch echoes them (echoAll) or edits the chain later; else the chain's
+// handles are forgotten.
+func (rb *ruleBatch) replacedEntries(chain string, n int) []uint32 {
 	if !rb.echoAll {
 		rb.forget[chain] = true
 		if !rb.edited[chain] {
@@ -203,30 +202,16 @@ func (rb *ruleBatch) replacedEntries(chain string, n int) func([]netlink.Message
 		}
 	}
 	entries := make([]ruleEntry, n)
+	ids := make([]uint32, n)
 	for i := range entries {
 		entries[i].id = ruleIDs.Add(1)
+		ids[i] = entries[i].id
 		if rb.echoAll {
 			rb.inserted = append(rb.inserted, insertedRule{chain: chain, id: entries[i].id})
 		}
 	}
 	rb.entries[chain] = entries
-	return func(msgs []netlink.Message) error {
-		i := 0
-		for j := range msgs {
-			if uint16(msgs[j].Header.Type)&0xff != unix.NFT_MSG_NEWRULE {
-				continue
-			}
-			if i == len(entries) {
-				return fmt.Errorf("chain %q: more rule messages than rules", chain)
-			}
-			attr := []netlink.Attribute{{Type: unix.NFTA_RULE_ID, Data: binary.BigEndian.AppendUint32(nil, entries[i].id)}}
-			if err := appendAttrs(msgs[j:j+1], attr, rb.echoAll); err != nil {
-				return err
-			}
-			i++
-		}
-		return nil
-	}
+	return ids
 }
 
 // deletedChain records a DeleteChain: the chain has no rules after it.
@@ -246,21 +231,6 @@ func (k *Kernel) deleteRuleByID(chain string, id uint32) netlink.Message {
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELRULE), Flags: netlink.Request},
 		Data:   append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
 	}
-}
-
-// appendAttrs appends attrs to each message, and asks for an echo if echo.
-func appendAttrs(msgs []netlink.Message, attrs []netlink.Attribute, echo bool) error {
-	b, err := netlink.MarshalAttributes(attrs)
-	if err != nil {
-		return err
-	}
-	for i := range msgs {
-		msgs[i].Data = append(msgs[i].Data, b...)
-		if echo {
-			msgs[i].Header.Flags |= netlink.Echo
-		}
-	}
-	return nil
 }
 
 // commitRules updates what Kernel knows of its rule handles after the batch
