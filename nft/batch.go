@@ -122,11 +122,6 @@ func (k *Kernel) send(b *pendingBatch) ([]batchError, error) {
 	return errs, err
 }
 
-// keptSendBuffer is the largest send buffer Kernel keeps for the next batch:
-// a whole node's (about 9 MB for 100,000 pods), which would otherwise be
-// garbage after every program of it, but not an outsized one.
-const keptSendBuffer = 64 << 20
-
 // sendOnce sends b as one atomic batch and returns the kernel's errors for it.
 func (k *Kernel) sendOnce(b *pendingBatch) ([]batchError, error) {
 	begin, end := batchControl(unix.NFNL_MSG_BATCH_BEGIN), batchControl(unix.NFNL_MSG_BATCH_END)
@@ -148,13 +143,10 @@ func (k *Kernel) sendOnce(b *pendingBatch) ([]batchError, error) {
 		// table; the answer loop ignores it.
 		b.msgs[0].Header.Flags |= netlink.Echo
 	}
-	buf := k.sendBuf[:0]
-	if cap(buf) < size {
-		buf = make([]byte, 0, size)
-	}
-	if size <= keptSendBuffer {
-		k.sendBuf = buf
-	}
+	// Not kept for the next batch: a whole node's buffer (about 9 MB at
+	// 100,000 pods) would stay in the daemon's memory for its life, and
+	// reusing it saved no measurable CPU (BenchmarkKernelEngineProgram).
+	buf := make([]byte, 0, size)
 	buf = appendMessage(buf, begin, first-1)
 	for i, m := range b.msgs {
 		buf = appendMessage(buf, m, first+uint32(i))

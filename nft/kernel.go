@@ -62,9 +62,6 @@ type Kernel struct {
 	rd      *dumper
 	batches *netlink.Conn // sends batches, reads only their errors
 	recvBuf []byte
-	// sendBuf is the buffer the last batch was marshalled into (batch.go),
-	// reused by the next.
-	sendBuf []byte
 	seq     uint32 // last sequence number used on batches
 	// builder marshals batches into captured; it never touches a socket.
 	builder  *nftables.Conn
