@@ -26,8 +26,14 @@ import "github.com/nftwarden/nftwarden/nft"
 // it; putting or deleting the set drops its backlog (the new set starts
 // empty), and every reader of elements fills first.
 
-// backlogChunk is how many changes one chunk of a backlog holds.
-const backlogChunk = 1024
+// backlogChunk is how many changes one chunk of a backlog holds at most. The
+// first chunk holds backlogFirst, each next one twice the last up to
+// backlogChunk: most sets are small, and a full chunk (64 KiB) for each was
+// a third of the backlogs' memory at start-up.
+const (
+	backlogChunk = 1024
+	backlogFirst = 16
+)
 
 // backlog is the changes to one set not in its map yet, in order.
 type backlog struct {
@@ -36,8 +42,12 @@ type backlog struct {
 }
 
 func (b *backlog) push(e nft.Element, present bool) {
-	if n := len(b.chunks); n == 0 || len(b.chunks[n-1]) == backlogChunk {
-		b.chunks = append(b.chunks, make([]pendingElement, 0, backlogChunk))
+	if n := len(b.chunks); n == 0 || len(b.chunks[n-1]) == cap(b.chunks[n-1]) {
+		size := backlogFirst
+		if n > 0 {
+			size = min(2*cap(b.chunks[n-1]), backlogChunk)
+		}
+		b.chunks = append(b.chunks, make([]pendingElement, 0, size))
 	}
 	last := &b.chunks[len(b.chunks)-1]
 	*last = append(*last, pendingElement{e, present})

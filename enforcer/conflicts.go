@@ -60,7 +60,7 @@ func (c *compiler) markClaims(id string, old, cur *podRecord) {
 // markAllConflicts records every conflicted address: a policy change can
 // change which policies select a claimant, local or not.
 func (c *compiler) markAllConflicts() {
-	for a := range c.m.ips.more {
+	for a := range c.m.ips.conflicts() {
 		c.markConflict(a, "")
 	}
 }

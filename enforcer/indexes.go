@@ -77,9 +77,29 @@ func (x *podIndex) all() iter.Seq[*podRecord] {
 // address has one pod: it is the value of one map, the rare others are kept
 // aside in more, whose keys are thus the conflicted addresses (conflicts.go).
 type ipIndex struct {
-	first map[netip.Addr]*podRecord
-	more  map[netip.Addr][]*podRecord
+	first map[ipKey]*podRecord
+	more  map[ipKey][]*podRecord
 }
+
+// ipKey is an address as the index keys it: its 16 bytes. A netip.Addr is 24
+// bytes with a pointer (its zone and family); the index holds every pod
+// address of the cluster, and a smaller key without a pointer makes its
+// map smaller, quicker to hash and to grow, and nothing for the collector
+// to look at.
+type ipKey [16]byte
+
+// ipKeyOf returns the key of a, false for an address no record holds:
+// records hold addresses valid, unmapped and without zone (fillPod), and an
+// IPv4-mapped IPv6 address would share the key of its IPv4 form.
+func ipKeyOf(a netip.Addr) (ipKey, bool) {
+	if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+		return ipKey{}, false
+	}
+	return a.As16(), true
+}
+
+// addr is the address of key k.
+func (k ipKey) addr() netip.Addr { return netip.AddrFrom16(k).Unmap() }
 
 // update replaces the entries of old (nil: none) by those of cur (nil: none).
 func (x *ipIndex) update(old, cur *podRecord) {
@@ -90,7 +110,7 @@ func (x *ipIndex) update(old, cur *podRecord) {
 	}
 	if cur.active() {
 		if x.first == nil {
-			x.first = map[netip.Addr]*podRecord{}
+			x.first = map[ipKey]*podRecord{}
 		}
 		for _, a := range cur.IPs {
 			x.add(a, cur)
@@ -99,57 +119,89 @@ func (x *ipIndex) update(old, cur *podRecord) {
 }
 
 func (x *ipIndex) add(a netip.Addr, p *podRecord) {
-	f, ok := x.first[a]
+	k, ok := ipKeyOf(a)
+	if !ok {
+		return
+	}
+	f, ok := x.first[k]
 	if !ok || f.ID == p.ID {
-		x.first[a] = p
+		x.first[k] = p
 		return
 	}
 	if x.more == nil {
-		x.more = map[netip.Addr][]*podRecord{}
+		x.more = map[ipKey][]*podRecord{}
 	}
-	x.more[a] = append(x.more[a], p)
+	x.more[k] = append(x.more[k], p)
 }
 
 func (x *ipIndex) remove(a netip.Addr, id string) {
-	if f, ok := x.first[a]; ok && f.ID == id {
-		if rest := x.more[a]; len(rest) > 0 {
-			x.first[a] = rest[0]
-			x.setMore(a, rest[1:])
+	k, ok := ipKeyOf(a)
+	if !ok {
+		return
+	}
+	if f, ok := x.first[k]; ok && f.ID == id {
+		if rest := x.more[k]; len(rest) > 0 {
+			x.first[k] = rest[0]
+			x.setMore(k, rest[1:])
 		} else {
-			delete(x.first, a)
+			delete(x.first, k)
 		}
 		return
 	}
-	x.setMore(a, slices.DeleteFunc(x.more[a], func(p *podRecord) bool { return p.ID == id }))
+	x.setMore(k, slices.DeleteFunc(x.more[k], func(p *podRecord) bool { return p.ID == id }))
 }
 
-func (x *ipIndex) setMore(a netip.Addr, rest []*podRecord) {
+func (x *ipIndex) setMore(k ipKey, rest []*podRecord) {
 	if len(rest) == 0 {
-		delete(x.more, a)
+		delete(x.more, k)
 	} else {
-		x.more[a] = rest
+		x.more[k] = rest
 	}
 }
 
 // conflicted reports whether several pods claim address a.
 func (x *ipIndex) conflicted(a netip.Addr) bool {
-	_, ok := x.more[a]
+	k, ok := ipKeyOf(a)
+	if !ok {
+		return false
+	}
+	_, ok = x.more[k]
 	return ok
+}
+
+// conflicts yields the addresses several pods claim, in no order.
+func (x *ipIndex) conflicts() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		for k := range x.more {
+			if !yield(k.addr()) {
+				return
+			}
+		}
+	}
 }
 
 // claimedByOther reports whether a pod other than id claims address a.
 func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
-	f, ok := x.first[a]
-	return ok && (f.ID != id || x.conflicted(a))
+	k, ok := ipKeyOf(a)
+	if !ok {
+		return false
+	}
+	f, ok := x.first[k]
+	_, more := x.more[k]
+	return ok && (f.ID != id || more)
 }
 
 // get returns the pods with address a, sorted by ID.
 func (x *ipIndex) get(a netip.Addr) []*podRecord {
-	f, ok := x.first[a]
+	k, ok := ipKeyOf(a)
 	if !ok {
 		return nil
 	}
-	out := append([]*podRecord{f}, x.more[a]...)
+	f, ok := x.first[k]
+	if !ok {
+		return nil
+	}
+	out := append([]*podRecord{f}, x.more[k]...)
 	if len(out) > 1 {
 		slices.SortFunc(out, func(p, q *podRecord) int { return strings.Compare(p.ID, q.ID) })
 	}

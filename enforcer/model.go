@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -96,14 +95,16 @@ func (p *Pod) Equal(q *Pod) bool {
 }
 
 func fillPod(r *podRecord, p *corev1.Pod) error {
+	in := getInterner()
+	defer in.put()
 	*r = podRecord{
 		ID:          p.Namespace + "/" + p.Name,
 		nsLen:       uint32(len(p.Namespace)),
-		Node:        unique.Make(p.Spec.NodeName),
+		Node:        in.make(p.Spec.NodeName),
 		HostNetwork: p.Spec.HostNetwork,
 		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}
-	r.Labels = makeLabelList(p.Labels)
+	r.Labels = makeLabelList(in, p.Labels)
 	var errs []error
 	raw := make([]string, 0, 2)
 	for _, ip := range p.Status.PodIPs {
@@ -128,7 +129,7 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 	}
 	slices.SortFunc(r.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
 	var ports [8]namedPort // most pods name a few ports: no allocation unless a new list
-	r.Ports = sharedPortList(namedPortsOf(p, ports[:0]))
+	r.Ports = sharedPortList(namedPortsOf(in, p, ports[:0]))
 	if len(r.IPs) == 0 {
 		r.IPs = nil // as if never allocated: every IP was malformed
 	}
@@ -138,7 +139,7 @@ func fillPod(r *podRecord, p *corev1.Pod) error {
 // namedPortsOf appends the named ports of p's containers and restartable
 // init containers to ports, deduplicated and sorted (nil if none).
 // Containers are walked by index: they are large structs.
-func namedPortsOf(p *corev1.Pod, ports []namedPort) []namedPort {
+func namedPortsOf(in *interner, p *corev1.Pod, ports []namedPort) []namedPort {
 	add := func(c *corev1.Container) {
 		for _, cp := range c.Ports {
 			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
@@ -148,7 +149,7 @@ func namedPortsOf(p *corev1.Pod, ports []namedPort) []namedPort {
 			if !ok {
 				continue
 			}
-			np := namedPort{Name: unique.Make(cp.Name), Proto: proto, Port: uint16(cp.ContainerPort)}
+			np := namedPort{Name: in.make(cp.Name), Proto: proto, Port: uint16(cp.ContainerPort)}
 			if !slices.Contains(ports, np) {
 				ports = append(ports, np)
 			}

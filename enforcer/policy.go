@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -119,7 +118,7 @@ const maxInlinePorts = 4
 func parsePolicy(r *policyRecord) (*policy, error) {
 	var errs []error
 	p := &policy{id: r.ID, ns: r.Namespace, rec: r}
-	sel, err := metav1.LabelSelectorAsSelector(&r.Spec.PodSelector)
+	sel, err := asSelector(&r.Spec.PodSelector)
 	invalid := false
 	if err != nil {
 		errs = append(errs, fmt.Errorf("podSelector: %w (the policy isolates every pod of namespace %s and allows nothing)", err, r.Namespace))
@@ -308,7 +307,7 @@ func parsePeer(ns string, p *networkingv1.NetworkPolicyPeer) (peerSpec, error) {
 	}
 	podSel := labels.Everything()
 	if p.PodSelector != nil {
-		s, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+		s, err := asSelector(p.PodSelector)
 		if err != nil {
 			return peerSpec{}, fmt.Errorf("podSelector: %w", err)
 		}
@@ -320,7 +319,7 @@ func parsePeer(ns string, p *networkingv1.NetworkPolicyPeer) (peerSpec, error) {
 		g.key = "ns=" + ns + ";pods=" + podSel.String()
 		g.desc = fmt.Sprintf("pods of namespace %s matching {%s}", ns, podSel)
 	} else {
-		s, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
+		s, err := asSelector(p.NamespaceSelector)
 		if err != nil {
 			return peerSpec{}, fmt.Errorf("namespaceSelector: %w", err)
 		}

@@ -73,13 +73,13 @@ type labelList []labelPair
 
 type labelPair struct{ Key, Value unique.Handle[string] }
 
-func makeLabelList(m map[string]string) labelList {
+func makeLabelList(in *interner, m map[string]string) labelList {
 	if len(m) == 0 {
 		return nil
 	}
 	l := make(labelList, 0, len(m))
 	for k, v := range m {
-		l = append(l, labelPair{unique.Make(k), unique.Make(v)})
+		l = append(l, labelPair{in.make(k), in.make(v)})
 	}
 	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
 	return l

@@ -119,11 +119,24 @@ func TestWriterBacklog(t *testing.T) {
 	put := func(w *writer) { w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 0) }
 	add := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addElement("s", addrElement(a)) } }
 	del := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delElement("s", addrElement(a)) } }
+	// Enough changes for chunks of every size (backlogFirst doubling up to
+	// backlogChunk, then more full ones), deletes landing after their adds.
+	many, manyWant := []func(*writer){put}, []netip.Addr(nil)
+	for i := range 3 * backlogChunk {
+		a := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		many = append(many, add(a))
+		if i%3 == 0 {
+			many = append(many, del(a))
+		} else {
+			manyWant = append(manyWant, a)
+		}
+	}
 	for _, tc := range []struct {
 		name  string
 		steps []func(w *writer)
 		want  []netip.Addr // nil: no set
 	}{
+		{"many chunks", many, manyWant},
 		{"adds", []func(*writer){put, add(a1), add(a2), add(a1)}, []netip.Addr{a1, a2}},
 		{"add, delete, add again", []func(*writer){put, add(a1), add(a2), del(a1), add(a3), add(a1), del(a3)}, []netip.Addr{a1, a2}},
 		{"delete what is absent", []func(*writer){put, del(a1), add(a2)}, []netip.Addr{a2}},

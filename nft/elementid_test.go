@@ -42,3 +42,27 @@ func TestElementIDAsFormatValue(t *testing.T) {
 		})
 	}
 }
+
+// TestElementIDLongAndRange: an ID longer than ElementID's stack buffer (a
+// concatenated IPv6 range) comes out whole, the range end after a '-'.
+func TestElementIDLongAndRange(t *testing.T) {
+	a := AddrValue(netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:5678"))
+	z := AddrValue(netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:ffff"))
+	s := &Set{Key: []KeyType{TypeIPv6Addr, TypeIPv6Addr, TypeTag}}
+	e := Element{Key: []Value{a, a, TagValue(1)}, KeyEnd: []Value{z, z, TagValue(2)}}
+	want := "2001:db8:1234:5678:9abc:def0:1234:5678 . 2001:db8:1234:5678:9abc:def0:1234:5678 . 0x00000001-" +
+		"2001:db8:1234:5678:9abc:def0:1234:ffff . 2001:db8:1234:5678:9abc:def0:1234:ffff . 0x00000002"
+	if got := ElementID(s, e); got != want {
+		t.Fatalf("ElementID = %q, want %q", got, want)
+	}
+}
+
+// TestElementIDAllocs: an ID that fits the stack buffer costs one
+// allocation, the string itself (IDs are built for every element added).
+func TestElementIDAllocs(t *testing.T) {
+	s := &Set{Key: []KeyType{TypeIPv4Addr, TypeInetProto, TypeInetService, TypeTag}}
+	e := Element{Key: []Value{AddrValue(netip.MustParseAddr("198.18.0.5")), ProtoValue(ProtoTCP), PortValue(8443), TagValue(7)}}
+	if n := testing.AllocsPerRun(100, func() { _ = ElementID(s, e) }); n != 1 {
+		t.Fatalf("ElementID allocates %v times, want 1", n)
+	}
+}
