@@ -10,9 +10,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NamePrefix starts the name of every namespace this package creates.
@@ -83,9 +85,43 @@ func NewNetNS(t testing.TB) *NetNS {
 	return ns
 }
 
+// netnsRunDir is where named network namespaces are mounted (iproute2's).
+const netnsRunDir = "/run/netns"
+
+var (
+	runDirOnce sync.Once
+	runDirErr  error
+)
+
+// prepareRunDir makes /run/netns a shared mount point, as `ip netns add` does
+// before its first namespace. Otherwise the first `ip netns add` of any test
+// running beside this package (nft's render tests, the integration suite)
+// bind-mounts /run/netns onto itself, hiding the namespaces this package
+// mounted there before: they can no longer be unmounted by their path, and
+// their tests fail to delete them (EBUSY) and leave them behind.
+func prepareRunDir() error {
+	if err := os.MkdirAll(netnsRunDir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", netnsRunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == unix.EINVAL { // not a mount point yet: make it one, then share it
+		if err = unix.Mount(netnsRunDir, netnsRunDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			err = unix.Mount("", netnsRunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("make %s a shared mount point: %w", netnsRunDir, err)
+	}
+	return nil
+}
+
 // newNamed creates the namespace on a locked thread and switches that thread
 // back before unlocking it, so no other goroutine ever runs inside it.
 func newNamed(name string) (netns.NsHandle, error) {
+	runDirOnce.Do(func() { runDirErr = prepareRunDir() })
+	if runDirErr != nil {
+		return 0, runDirErr
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
