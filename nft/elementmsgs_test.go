@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/google/nftables"
@@ -202,6 +203,33 @@ func TestElementMessagesLimits(t *testing.T) {
 			}
 			if len(msgs) < 2 || n != len(kes) {
 				t.Errorf("%d messages hold %d elements, want several holding %d", len(msgs), n, len(kes))
+			}
+		})
+	}
+}
+
+// TestElementMessagesMalformedKeys: elements with no key, an empty value or
+// a missing key end are reported as invalid; reading them ahead
+// (touchKeys) does not panic.
+func TestElementMessagesMalformedKeys(t *testing.T) {
+	k := &Kernel{table: &nftables.Table{Name: "nftw", Family: nftables.TableFamilyINet}}
+	d := setDef{Key: []KeyType{TypeIPv4Addr}}
+	for _, tc := range []struct {
+		name string
+		bad  Element
+	}{
+		{"no key", Element{}},
+		{"empty value", Element{Key: []Value{{}}}},
+		{"empty key end", Element{Key: []Value{a4("198.18.0.1")}, KeyEnd: []Value{{}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			elems := make([]Element, 3*touchAhead)
+			for i := range elems {
+				elems[i] = Element{Key: []Value{{198, 18, 0, byte(i)}}}
+			}
+			elems[len(elems)-1] = tc.bad
+			if _, err := k.elementMessages(Op{Kind: OpAddElements, Name: "s", Elements: elems}, d); !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v, want ErrInvalid", err)
 			}
 		})
 	}
