@@ -304,14 +304,14 @@ func appendBytesAttr(b []byte, typ uint16, v []byte) []byte {
 
 // appendUint16Attr appends a big-endian 16-bit attribute.
 func appendUint16Attr(b []byte, typ uint16, v uint16) []byte {
-	b, start := attrStart(b)
-	b = binary.BigEndian.AppendUint16(b, v)
-	return attrEnd(b, start, typ)
+	var a [2]byte
+	binary.BigEndian.PutUint16(a[:], v)
+	return appendBytesAttr(b, typ, a[:])
 }
 
 // appendUint64Attr appends a big-endian 64-bit attribute.
 func appendUint64Attr(b []byte, typ uint16, v uint64) []byte {
-	b, start := attrStart(b)
-	b = binary.BigEndian.AppendUint64(b, v)
-	return attrEnd(b, start, typ)
+	var a [8]byte
+	binary.BigEndian.PutUint64(a[:], v)
+	return appendBytesAttr(b, typ, a[:])
 }
