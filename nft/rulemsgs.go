@@ -40,10 +40,12 @@ const (
 	arenaRoom = 8 << 10
 )
 
-// begin returns the buffer to append one message's body to.
+// begin returns the buffer to append one message's body to. Chunks start
+// small and double up to arenaChunk, so that a delta of a few rules (an
+// API write's batch) does not allocate and clear a whole chunk.
 func (a *msgArena) begin() []byte {
 	if cap(a.buf)-len(a.buf) < arenaRoom {
-		a.buf = make([]byte, 0, arenaChunk)
+		a.buf = make([]byte, 0, min(arenaChunk, max(2*arenaRoom, 2*cap(a.buf))))
 	}
 	return a.buf
 }
