@@ -160,9 +160,9 @@ func (k *Kernel) ruleOp(a *msgArena, rb *ruleBatch, op Op) (step, error) {
 		e := entries[p]
 		rb.entries[op.Name] = append(entries[:p:p], entries[p+1:]...)
 		if e.handle != 0 {
-			return step{raw: []netlink.Message{k.delRuleMessage(a, op.Name, e.handle)}}, nil
+			return step{raw: []netlink.Message{k.delRuleMessage(a, op.Name, e.handle, 0)}}, nil
 		}
-		return step{raw: []netlink.Message{k.deleteRuleByID(op.Name, e.id)}}, nil
+		return step{raw: []netlink.Message{k.delRuleMessage(a, op.Name, 0, e.id)}}, nil
 	}
 	if op.Rule == nil || p < 0 || p > len(entries) {
 		return step{}, fmt.Errorf("chain %q: no rule, or position %d beyond its %d rules: %w", op.Name, p, len(entries), ErrInvalid)
@@ -217,20 +217,6 @@ func (rb *ruleBatch) replacedEntries(chain string, n int) []uint32 {
 // deletedChain records a DeleteChain: the chain has no rules after it.
 func (rb *ruleBatch) deletedChain(chain string) {
 	rb.entries[chain] = nil
-}
-
-// deleteRuleByID is the message deleting the rule that message ID id of the
-// batch adds to chain.
-func (k *Kernel) deleteRuleByID(chain string, id uint32) netlink.Message {
-	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.NFTA_RULE_TABLE, k.table.Name)
-	ae.String(unix.NFTA_RULE_CHAIN, chain)
-	ae.Bytes(unix.NFTA_RULE_ID, binary.BigEndian.AppendUint32(nil, id))
-	data, _ := ae.Encode() // fixed attributes: cannot fail
-	return netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELRULE), Flags: netlink.Request},
-		Data:   append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
-	}
 }
 
 // commitRules updates what Kernel knows of its rule handles after the batch

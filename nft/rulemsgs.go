@@ -118,17 +118,21 @@ func (k *Kernel) newRuleMessage(a *msgArena, r ruleMsg) (netlink.Message, error)
 // flushChainMessage is google/nftables' FlushChain: a DELRULE of the chain
 // without a handle.
 func (k *Kernel) flushChainMessage(a *msgArena, chain string) netlink.Message {
-	return k.delRuleMessage(a, chain, 0)
+	return k.delRuleMessage(a, chain, 0, 0)
 }
 
 // delRuleMessage is google/nftables' DelRule of the rule of handle in
-// chain (handle 0: every rule of it, as FlushChain).
-func (k *Kernel) delRuleMessage(a *msgArena, chain string, handle uint64) netlink.Message {
+// chain, or, handle 0, of the rule that message ID id of the batch adds (the
+// library has no such call), or, both 0, of every rule of it (FlushChain).
+func (k *Kernel) delRuleMessage(a *msgArena, chain string, handle uint64, id uint32) netlink.Message {
 	b := k.nfgenHeader(a.begin())
 	b = appendStringAttr(b, unix.NFTA_RULE_TABLE, k.table.Name)
 	b = appendStringAttr(b, unix.NFTA_RULE_CHAIN, chain)
-	if handle != 0 {
+	switch {
+	case handle != 0:
 		b = appendUint64Attr(b, unix.NFTA_RULE_HANDLE, handle)
+	case id != 0:
+		b = appendUint32Attr(b, unix.NFTA_RULE_ID, id)
 	}
 	return netlink.Message{Header: netlink.Header{Type: delRuleType, Flags: netlink.Request}, Data: a.end(b)}
 }

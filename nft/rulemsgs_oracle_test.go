@@ -98,7 +98,7 @@ func (k *Kernel) libraryRuleMessages(tx *Transaction) ([]netlink.Message, error)
 			e := entries[op.Position]
 			rb.entries[op.Name] = append(entries[:op.Position:op.Position], entries[op.Position+1:]...)
 			if e.handle == 0 {
-				out = append(out, k.deleteRuleByID(op.Name, e.id))
+				out = append(out, oracleDeleteRuleByID(k, op.Name, e.id))
 				continue
 			}
 			if err := cc.DelRule(&nftables.Rule{Table: k.table, Chain: c, Handle: e.handle}); err != nil {
@@ -196,4 +196,18 @@ func ruleMessagesMismatch(tx *Transaction, handles map[string][]uint64) error {
 		}
 	}
 	return nil
+}
+
+// oracleDeleteRuleByID is the old path's message deleting the rule that message ID id of the
+// batch adds to chain.
+func oracleDeleteRuleByID(k *Kernel, chain string, id uint32) netlink.Message {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.NFTA_RULE_TABLE, k.table.Name)
+	ae.String(unix.NFTA_RULE_CHAIN, chain)
+	ae.Bytes(unix.NFTA_RULE_ID, binary.BigEndian.AppendUint32(nil, id))
+	data, _ := ae.Encode() // fixed attributes: cannot fail
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELRULE), Flags: netlink.Request},
+		Data:   append([]byte{byte(k.table.Family), unix.NFNETLINK_V0, 0, 0}, data...),
+	}
 }
