@@ -169,6 +169,22 @@ func (k *Kernel) delChainMessage(a *msgArena, chain string) netlink.Message {
 	return netlink.Message{Header: netlink.Header{Type: delChainType, Flags: netlink.Request}, Data: a.end(b)}
 }
 
+// keyedRegister names the attributes of an expression that reads or writes
+// one keyed field of the packet or its connection (meta, ct): the key, and
+// the register as SREG when the expression writes the field from it, as
+// DREG when it loads the field into it.
+type keyedRegister struct{ key, sreg, dreg uint16 }
+
+// appendKeyedRegister appends the key and register attributes of a, in
+// expr.Marshal's order.
+func appendKeyedRegister(b []byte, a keyedRegister, key uint32, source bool, reg uint32) []byte {
+	b = appendUint32Attr(b, a.key, key)
+	if source {
+		return appendUint32Attr(b, a.sreg, reg)
+	}
+	return appendUint32Attr(b, a.dreg, reg)
+}
+
 // appendExpr appends e as one element of a rule's expression list, as
 // expr.Marshal writes it (attribute by attribute, in its order).
 func appendExpr(b []byte, e expr.Any) ([]byte, error) {
@@ -177,12 +193,8 @@ func appendExpr(b []byte, e expr.Any) ([]byte, error) {
 	switch e := e.(type) {
 	case *expr.Meta:
 		b, data = exprStart(b, "meta")
-		b = appendUint32Attr(b, unix.NFTA_META_KEY, uint32(e.Key))
-		if e.SourceRegister {
-			b = appendUint32Attr(b, unix.NFTA_META_SREG, e.Register)
-		} else {
-			b = appendUint32Attr(b, unix.NFTA_META_DREG, e.Register)
-		}
+		b = appendKeyedRegister(b, keyedRegister{unix.NFTA_META_KEY, unix.NFTA_META_SREG, unix.NFTA_META_DREG},
+			uint32(e.Key), e.SourceRegister, e.Register)
 	case *expr.Payload:
 		b, data = exprStart(b, "payload")
 		if e.OperationType == expr.PayloadWrite {
@@ -243,12 +255,8 @@ func appendExpr(b []byte, e expr.Any) ([]byte, error) {
 		b = attrEnd(b, imm, unix.NLA_F_NESTED|unix.NFTA_IMMEDIATE_DATA)
 	case *expr.Ct:
 		b, data = exprStart(b, "ct")
-		b = appendUint32Attr(b, unix.NFTA_CT_KEY, uint32(e.Key))
-		if e.SourceRegister {
-			b = appendUint32Attr(b, unix.NFTA_CT_SREG, e.Register)
-		} else {
-			b = appendUint32Attr(b, unix.NFTA_CT_DREG, e.Register)
-		}
+		b = appendKeyedRegister(b, keyedRegister{unix.NFTA_CT_KEY, unix.NFTA_CT_SREG, unix.NFTA_CT_DREG},
+			uint32(e.Key), e.SourceRegister, e.Register)
 		switch e.Key {
 		case expr.CtKeySRC, expr.CtKeyDST, expr.CtKeyPROTOSRC, expr.CtKeyPROTODST:
 			b = appendUint32Attr(b, unix.NFTA_CT_DIRECTION, e.Direction)
