@@ -76,9 +76,21 @@ func (x *podIndex) all() iter.Seq[*podRecord] {
 // ipIndex maps the addresses of active pods to their records. Almost every
 // address has one pod: it is the value of one map, the rare others are kept
 // aside in more, whose keys are thus the conflicted addresses (conflicts.go).
+//
+// The map of the usual pod holds no pointer: its value is the number of a
+// slot of recs, which holds the record. Every garbage collection marks the
+// index, which holds every address of the cluster: a pointer in each map
+// slot sent the collector to the records in the map's hash order, all over
+// the heap (about a third of the cost of marking the pods of a large
+// cluster), while recs is walked in the order the records were mostly
+// allocated in, and the map itself is not scanned at all.
 type ipIndex struct {
-	first map[ipKey]*podRecord
+	first map[ipKey]uint32
 	more  map[ipKey][]*podRecord
+	// recs holds the records of first by slot; free are the slots of
+	// recs that no address uses (nil there, so as to keep no record).
+	recs []*podRecord
+	free []uint32
 }
 
 // ipKey is an address as the index keys it: its 16 bytes. A netip.Addr is 24
@@ -110,7 +122,7 @@ func (x *ipIndex) update(old, cur *podRecord) {
 	}
 	if cur.active() {
 		if x.first == nil {
-			x.first = map[ipKey]*podRecord{}
+			x.first = map[ipKey]uint32{}
 		}
 		for _, a := range cur.IPs {
 			x.add(a, cur)
@@ -118,20 +130,60 @@ func (x *ipIndex) update(old, cur *podRecord) {
 	}
 }
 
+// firstOf returns the first pod of key k, if any.
+func (x *ipIndex) firstOf(k ipKey) (*podRecord, bool) {
+	s, ok := x.first[k]
+	if !ok {
+		return nil, false
+	}
+	return x.recs[s], true
+}
+
 func (x *ipIndex) add(a netip.Addr, p *podRecord) {
 	k, ok := ipKeyOf(a)
 	if !ok {
 		return
 	}
-	f, ok := x.first[k]
-	if !ok || f.ID == p.ID {
-		x.first[k] = p
-		return
+	s, ok := x.first[k]
+	switch {
+	case !ok:
+		x.first[k] = x.slot(p)
+	case x.recs[s].ID == p.ID:
+		x.recs[s] = p
+	default:
+		if x.more == nil {
+			x.more = map[ipKey][]*podRecord{}
+		}
+		x.more[k] = append(x.more[k], p)
 	}
-	if x.more == nil {
-		x.more = map[ipKey][]*podRecord{}
+}
+
+// slot stores p in a free slot of recs and returns its number.
+func (x *ipIndex) slot(p *podRecord) uint32 {
+	if n := len(x.free); n > 0 {
+		s := x.free[n-1]
+		x.free = x.free[:n-1]
+		x.recs[s] = p
+		return s
 	}
-	x.more[k] = append(x.more[k], p)
+	x.recs = append(x.recs, p)
+	return uint32(len(x.recs) - 1)
+}
+
+// release frees slot s. Once most slots are free (the cluster shrank),
+// the slots in use are renumbered into a new, smaller recs: a cluster that
+// shrinks keeps no slot table of its largest size.
+func (x *ipIndex) release(s uint32) {
+	x.recs[s] = nil
+	x.free = append(x.free, s)
+	if len(x.recs) >= 1024 && 4*len(x.first) < len(x.recs) {
+		recs := make([]*podRecord, 0, 2*len(x.first))
+		for k, s := range x.first {
+			x.first[k] = uint32(len(recs))
+			recs = append(recs, x.recs[s])
+		}
+		x.recs, x.free = recs, nil
+	}
 }
 
 func (x *ipIndex) remove(a netip.Addr, id string) {
@@ -139,12 +191,13 @@ func (x *ipIndex) remove(a netip.Addr, id string) {
 	if !ok {
 		return
 	}
-	if f, ok := x.first[k]; ok && f.ID == id {
+	if s, ok := x.first[k]; ok && x.recs[s].ID == id {
 		if rest := x.more[k]; len(rest) > 0 {
-			x.first[k] = rest[0]
+			x.recs[s] = rest[0]
 			x.setMore(k, rest[1:])
 		} else {
 			delete(x.first, k)
+			x.release(s)
 		}
 		return
 	}
@@ -186,9 +239,12 @@ func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
 	if !ok {
 		return false
 	}
-	f, ok := x.first[k]
+	f, ok := x.firstOf(k)
+	if !ok {
+		return false
+	}
 	_, more := x.more[k]
-	return ok && (f.ID != id || more)
+	return f.ID != id || more
 }
 
 // get returns the pods with address a, sorted by ID.
@@ -197,7 +253,7 @@ func (x *ipIndex) get(a netip.Addr) []*podRecord {
 	if !ok {
 		return nil
 	}
-	f, ok := x.first[k]
+	f, ok := x.firstOf(k)
 	if !ok {
 		return nil
 	}

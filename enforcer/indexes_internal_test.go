@@ -3,7 +3,9 @@ package enforcer
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
+	"unique"
 )
 
 // IP plan: pods a and b both claim 198.18.0.1 and 2001:db8::1; pod c has
@@ -55,4 +57,64 @@ func TestIPIndexKeys(t *testing.T) {
 	if x.conflicted(v4) || x.conflicted(v6) || !slices.Equal(ids(x.get(v4)), []string{"ns/a"}) {
 		t.Error("b's removal left a conflict")
 	}
+}
+
+// TestIPIndexSlots: the records of the usual addresses live in numbered
+// slots; slots freed are reused, and once most are free the index renumbers
+// the rest into a smaller table, every address still finding its pod. Pods
+// use 198.18.0.0/16, pod i (and its replacement) 198.18.i/16.
+func TestIPIndexSlots(t *testing.T) {
+	const n = 4096
+	pod := func(i int, gen string) *podRecord {
+		id := "ns/p" + strconv.Itoa(i)
+		return &podRecord{ID: id, nsLen: 2, Node: unique.Make(gen), IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}}
+	}
+	var x ipIndex
+	live := map[int]*podRecord{}
+	check := func(step string) {
+		t.Helper()
+		if len(x.first) != len(live) {
+			t.Fatalf("%s: %d addresses, want %d", step, len(x.first), len(live))
+		}
+		if len(x.recs)-len(x.free) != len(live) {
+			t.Fatalf("%s: %d slots in use, want %d", step, len(x.recs)-len(x.free), len(live))
+		}
+		for i, p := range live {
+			if got := x.get(p.IPs[0]); len(got) != 1 || got[0] != p {
+				t.Fatalf("%s: pod %d: get = %v", step, i, got)
+			}
+		}
+	}
+	for i := range n {
+		live[i] = pod(i, "a")
+		x.update(nil, live[i])
+	}
+	check("added")
+	for i := range n / 2 { // replaced in place: same slots
+		p := pod(i, "b")
+		x.update(live[i], p)
+		live[i] = p
+	}
+	if len(x.recs) != n || len(x.free) != 0 {
+		t.Fatalf("replaced: %d slots, %d free, want %d, 0", len(x.recs), len(x.free), n)
+	}
+	check("replaced")
+	for i := range n - 100 {
+		x.update(live[i], nil)
+		delete(live, i)
+	}
+	if len(x.recs) >= n/2 {
+		t.Errorf("after removing most pods the table still has %d slots", len(x.recs))
+	}
+	for _, s := range x.free {
+		if x.recs[s] != nil {
+			t.Error("a free slot keeps a record")
+		}
+	}
+	check("removed")
+	for i := range 50 {
+		live[i] = pod(i, "c")
+		x.update(nil, live[i])
+	}
+	check("re-added")
 }
