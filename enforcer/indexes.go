@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"encoding/binary"
 	"iter"
 	"maps"
 	"net/netip"
@@ -84,9 +85,15 @@ func (x *podIndex) all() iter.Seq[*podRecord] {
 // the heap (about a third of the cost of marking the pods of a large
 // cluster), while recs is walked in the order the records were mostly
 // allocated in, and the map itself is not scanned at all.
+//
+// IPv4 addresses are keyed by their 4 bytes in a map of their own: its
+// slots are 8 bytes instead of 20, so that the map most clusters fill
+// takes less than half the memory, misses the cache less on a lookup, and
+// grows with less garbage.
 type ipIndex struct {
-	first map[ipKey]uint32
-	more  map[ipKey][]*podRecord
+	first4 map[uint32]uint32
+	first6 map[ipKey]uint32
+	more   map[ipKey][]*podRecord
 	// recs holds the records of first by slot; free are the slots of
 	// recs that no address uses (nil there, so as to keep no record).
 	recs []*podRecord
@@ -121,18 +128,59 @@ func (x *ipIndex) update(old, cur *podRecord) {
 		}
 	}
 	if cur.active() {
-		if x.first == nil {
-			x.first = map[ipKey]uint32{}
-		}
 		for _, a := range cur.IPs {
 			x.add(a, cur)
 		}
 	}
 }
 
+// v4 returns the IPv4 address of key k as a number, false if k is IPv6.
+func (k ipKey) v4() (uint32, bool) {
+	if [12]byte(k[:12]) != [12]byte{10: 0xff, 11: 0xff} {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(k[12:]), true
+}
+
+// slotOf returns the slot of the first pod of key k, if any.
+func (x *ipIndex) slotOf(k ipKey) (uint32, bool) {
+	if a, ok := k.v4(); ok {
+		s, ok := x.first4[a]
+		return s, ok
+	}
+	s, ok := x.first6[k]
+	return s, ok
+}
+
+// setSlot makes s the slot of the first pod of key k.
+func (x *ipIndex) setSlot(k ipKey, s uint32) {
+	if a, ok := k.v4(); ok {
+		if x.first4 == nil {
+			x.first4 = map[uint32]uint32{}
+		}
+		x.first4[a] = s
+		return
+	}
+	if x.first6 == nil {
+		x.first6 = map[ipKey]uint32{}
+	}
+	x.first6[k] = s
+}
+
+func (x *ipIndex) deleteSlot(k ipKey) {
+	if a, ok := k.v4(); ok {
+		delete(x.first4, a)
+	} else {
+		delete(x.first6, k)
+	}
+}
+
+// addresses is the number of addresses in the index.
+func (x *ipIndex) addresses() int { return len(x.first4) + len(x.first6) }
+
 // firstOf returns the first pod of key k, if any.
 func (x *ipIndex) firstOf(k ipKey) (*podRecord, bool) {
-	s, ok := x.first[k]
+	s, ok := x.slotOf(k)
 	if !ok {
 		return nil, false
 	}
@@ -144,10 +192,10 @@ func (x *ipIndex) add(a netip.Addr, p *podRecord) {
 	if !ok {
 		return
 	}
-	s, ok := x.first[k]
+	s, ok := x.slotOf(k)
 	switch {
 	case !ok:
-		x.first[k] = x.slot(p)
+		x.setSlot(k, x.slot(p))
 	case x.recs[s].ID == p.ID:
 		x.recs[s] = p
 	default:
@@ -176,10 +224,14 @@ func (x *ipIndex) slot(p *podRecord) uint32 {
 func (x *ipIndex) release(s uint32) {
 	x.recs[s] = nil
 	x.free = append(x.free, s)
-	if len(x.recs) >= 1024 && 4*len(x.first) < len(x.recs) {
-		recs := make([]*podRecord, 0, 2*len(x.first))
-		for k, s := range x.first {
-			x.first[k] = uint32(len(recs))
+	if n := x.addresses(); len(x.recs) >= 1024 && 4*n < len(x.recs) {
+		recs := make([]*podRecord, 0, 2*n)
+		for a, s := range x.first4 {
+			x.first4[a] = uint32(len(recs))
+			recs = append(recs, x.recs[s])
+		}
+		for k, s := range x.first6 {
+			x.first6[k] = uint32(len(recs))
 			recs = append(recs, x.recs[s])
 		}
 		x.recs, x.free = recs, nil
@@ -191,12 +243,12 @@ func (x *ipIndex) remove(a netip.Addr, id string) {
 	if !ok {
 		return
 	}
-	if s, ok := x.first[k]; ok && x.recs[s].ID == id {
+	if s, ok := x.slotOf(k); ok && x.recs[s].ID == id {
 		if rest := x.more[k]; len(rest) > 0 {
 			x.recs[s] = rest[0]
 			x.setMore(k, rest[1:])
 		} else {
-			delete(x.first, k)
+			x.deleteSlot(k)
 			x.release(s)
 		}
 		return

@@ -62,27 +62,36 @@ func TestIPIndexKeys(t *testing.T) {
 // TestIPIndexSlots: the records of the usual addresses live in numbered
 // slots; slots freed are reused, and once most are free the index renumbers
 // the rest into a smaller table, every address still finding its pod. Pods
-// use 198.18.0.0/16, pod i (and its replacement) 198.18.i/16.
+// use 198.18.0.0/16, pod i (and its replacement) 198.18.i/16, and the even
+// ones 2001:db8::i too.
 func TestIPIndexSlots(t *testing.T) {
 	const n = 4096
 	pod := func(i int, gen string) *podRecord {
 		id := "ns/p" + strconv.Itoa(i)
-		return &podRecord{ID: id, nsLen: 2, Node: unique.Make(gen), IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}}
+		ips := []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}
+		if i%2 == 0 {
+			ips = append(ips, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}))
+		}
+		return &podRecord{ID: id, nsLen: 2, Node: unique.Make(gen), IPs: ips}
 	}
 	var x ipIndex
 	live := map[int]*podRecord{}
 	check := func(step string) {
 		t.Helper()
-		if len(x.first) != len(live) {
-			t.Fatalf("%s: %d addresses, want %d", step, len(x.first), len(live))
-		}
-		if len(x.recs)-len(x.free) != len(live) {
-			t.Fatalf("%s: %d slots in use, want %d", step, len(x.recs)-len(x.free), len(live))
-		}
+		addrs := 0
 		for i, p := range live {
-			if got := x.get(p.IPs[0]); len(got) != 1 || got[0] != p {
-				t.Fatalf("%s: pod %d: get = %v", step, i, got)
+			for _, a := range p.IPs {
+				if got := x.get(a); len(got) != 1 || got[0] != p {
+					t.Fatalf("%s: pod %d: get(%v) = %v", step, i, a, got)
+				}
+				addrs++
 			}
+		}
+		if x.addresses() != addrs {
+			t.Fatalf("%s: %d addresses, want %d", step, x.addresses(), addrs)
+		}
+		if len(x.recs)-len(x.free) != addrs {
+			t.Fatalf("%s: %d slots in use, want %d", step, len(x.recs)-len(x.free), addrs)
 		}
 	}
 	for i := range n {
@@ -95,8 +104,8 @@ func TestIPIndexSlots(t *testing.T) {
 		x.update(live[i], p)
 		live[i] = p
 	}
-	if len(x.recs) != n || len(x.free) != 0 {
-		t.Fatalf("replaced: %d slots, %d free, want %d, 0", len(x.recs), len(x.free), n)
+	if len(x.recs) != n+n/2 || len(x.free) != 0 {
+		t.Fatalf("replaced: %d slots, %d free, want %d, 0", len(x.recs), len(x.free), n+n/2)
 	}
 	check("replaced")
 	for i := range n - 100 {
