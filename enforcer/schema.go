@@ -77,12 +77,26 @@ func makeLabelList(in *interner, m map[string]string) labelList {
 	if len(m) == 0 {
 		return nil
 	}
-	l := make(labelList, 0, len(m))
+	if len(m) > sharedLabelsMax {
+		l := make(labelList, 0, len(m))
+		for k, v := range m {
+			l = append(l, labelPair{in.make(k), in.make(v)})
+		}
+		sortLabels(l)
+		return l
+	}
+	var set labelSet
+	l := set.pairs[:0]
 	for k, v := range m {
 		l = append(l, labelPair{in.make(k), in.make(v)})
 	}
+	sortLabels(l)
+	set.n = uint8(len(l))
+	return in.labels(&set)
+}
+
+func sortLabels(l labelList) {
 	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
-	return l
 }
 
 // Lookup returns the value of label k and whether the label exists.
