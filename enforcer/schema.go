@@ -68,7 +68,8 @@ func (p *podRecord) Name() string { return p.ID[p.nsLen+1:] }
 // labels, so a scan is as quick as a map lookup. Keys and values are interned
 // (unique.Handle: 8 bytes instead of a 16-byte string header, and one copy of
 // each string however many pods carry it); reading a handle's value is one
-// pointer load.
+// pointer load. A list is immutable: pods parsed with the same labels share
+// one (interner.labels).
 type labelList []labelPair
 
 type labelPair struct{ Key, Value unique.Handle[string] }
