@@ -3,7 +3,9 @@ package enforcer
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
+	"unique"
 )
 
 // IP plan: pods a and b both claim 198.18.0.1 and 2001:db8::1; pod c has
@@ -55,4 +57,73 @@ func TestIPIndexKeys(t *testing.T) {
 	if x.conflicted(v4) || x.conflicted(v6) || !slices.Equal(ids(x.get(v4)), []string{"ns/a"}) {
 		t.Error("b's removal left a conflict")
 	}
+}
+
+// TestIPIndexSlots: the records of the usual addresses live in numbered
+// slots; slots freed are reused, and once most are free the index renumbers
+// the rest into a smaller table, every address still finding its pod. Pods
+// use 198.18.0.0/16, pod i (and its replacement) 198.18.i/16, and the even
+// ones 2001:db8::i too.
+func TestIPIndexSlots(t *testing.T) {
+	const n = 4096
+	pod := func(i int, gen string) *podRecord {
+		id := "ns/p" + strconv.Itoa(i)
+		ips := []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}
+		if i%2 == 0 {
+			ips = append(ips, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}))
+		}
+		return &podRecord{ID: id, nsLen: 2, Node: unique.Make(gen), IPs: ips}
+	}
+	var x ipIndex
+	live := map[int]*podRecord{}
+	check := func(step string) {
+		t.Helper()
+		addrs := 0
+		for i, p := range live {
+			for _, a := range p.IPs {
+				if got := x.get(a); len(got) != 1 || got[0] != p {
+					t.Fatalf("%s: pod %d: get(%v) = %v", step, i, a, got)
+				}
+				addrs++
+			}
+		}
+		if x.addresses() != addrs {
+			t.Fatalf("%s: %d addresses, want %d", step, x.addresses(), addrs)
+		}
+		if len(x.recs)-len(x.free) != addrs {
+			t.Fatalf("%s: %d slots in use, want %d", step, len(x.recs)-len(x.free), addrs)
+		}
+	}
+	for i := range n {
+		live[i] = pod(i, "a")
+		x.update(nil, live[i])
+	}
+	check("added")
+	for i := range n / 2 { // replaced in place: same slots
+		p := pod(i, "b")
+		x.update(live[i], p)
+		live[i] = p
+	}
+	if len(x.recs) != n+n/2 || len(x.free) != 0 {
+		t.Fatalf("replaced: %d slots, %d free, want %d, 0", len(x.recs), len(x.free), n+n/2)
+	}
+	check("replaced")
+	for i := range n - 100 {
+		x.update(live[i], nil)
+		delete(live, i)
+	}
+	if len(x.recs) >= n/2 {
+		t.Errorf("after removing most pods the table still has %d slots", len(x.recs))
+	}
+	for _, s := range x.free {
+		if x.recs[s] != nil {
+			t.Error("a free slot keeps a record")
+		}
+	}
+	check("removed")
+	for i := range 50 {
+		live[i] = pod(i, "c")
+		x.update(nil, live[i])
+	}
+	check("re-added")
 }

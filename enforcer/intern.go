@@ -1,6 +1,7 @@
 package enforcer
 
 import (
+	"slices"
 	"sync"
 	"unique"
 )
@@ -18,9 +19,43 @@ import (
 // unique to each pod) must not grow it forever.
 const internerMax = 4096
 
-// interner is a cache of unique.Make. Not safe for concurrent use.
+// interner is a cache of unique.Make, and of label lists. Not safe for
+// concurrent use.
 type interner struct {
 	m map[string]unique.Handle[string]
+	// sets holds the label lists made lately, so that pods with the same
+	// labels (the pods of a workload) share one list (immutable, as the
+	// records that hold it): one object fewer per pod for the allocator
+	// and for every garbage collection to mark, in a heap that holds every
+	// pod of the cluster. A list is shared by the pods parsed while the
+	// interner lives (the pool drops it within two collections), which
+	// keeps nothing alive for long.
+	sets map[labelSet]labelList
+}
+
+// sharedLabelsMax is the most labels of a shared list; longer ones are
+// rare, and the key of a shared list holds that many.
+const sharedLabelsMax = 8
+
+// labelSet is the key of a shared label list: its n first pairs, sorted by
+// key (interned strings compare as pointers).
+type labelSet struct {
+	n     uint8
+	pairs [sharedLabelsMax]labelPair
+}
+
+// labels returns a list holding the pairs of set, shared with the other
+// pods of the same labels parsed lately.
+func (in *interner) labels(set *labelSet) labelList {
+	if l, ok := in.sets[*set]; ok {
+		return l
+	}
+	l := slices.Clone(labelList(set.pairs[:set.n]))
+	if in.sets == nil || len(in.sets) >= internerMax {
+		in.sets = make(map[labelSet]labelList, 16)
+	}
+	in.sets[*set] = l
+	return l
 }
 
 var interners = sync.Pool{New: func() any {

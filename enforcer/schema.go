@@ -68,7 +68,8 @@ func (p *podRecord) Name() string { return p.ID[p.nsLen+1:] }
 // labels, so a scan is as quick as a map lookup. Keys and values are interned
 // (unique.Handle: 8 bytes instead of a 16-byte string header, and one copy of
 // each string however many pods carry it); reading a handle's value is one
-// pointer load.
+// pointer load. A list is immutable: pods parsed with the same labels share
+// one (interner.labels).
 type labelList []labelPair
 
 type labelPair struct{ Key, Value unique.Handle[string] }
@@ -77,12 +78,26 @@ func makeLabelList(in *interner, m map[string]string) labelList {
 	if len(m) == 0 {
 		return nil
 	}
-	l := make(labelList, 0, len(m))
+	if len(m) > sharedLabelsMax {
+		l := make(labelList, 0, len(m))
+		for k, v := range m {
+			l = append(l, labelPair{in.make(k), in.make(v)})
+		}
+		sortLabels(l)
+		return l
+	}
+	var set labelSet
+	l := set.pairs[:0]
 	for k, v := range m {
 		l = append(l, labelPair{in.make(k), in.make(v)})
 	}
+	sortLabels(l)
+	set.n = uint8(len(l))
+	return in.labels(&set)
+}
+
+func sortLabels(l labelList) {
 	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
-	return l
 }
 
 // Lookup returns the value of label k and whether the label exists.

@@ -23,10 +23,6 @@ type tierPeers struct {
 	byNS map[string][]*tierPeer
 	// of is, per pod ID, the peers the pod is a member of.
 	of map[string]map[*tierPeer]struct{}
-	// nsPods counts the pods of each namespace: a new peer looks for members
-	// there, including namespaces the model has no object for (Decide reads
-	// their labels as the API server would set them).
-	nsPods map[string]int
 }
 
 // tierPeer is one selector pair with its members.
@@ -40,7 +36,7 @@ type tierPeer struct {
 
 func newTierPeers(m *model) *tierPeers {
 	return &tierPeers{m: m, byKey: map[string]*tierPeer{}, byNS: map[string][]*tierPeer{},
-		of: map[string]map[*tierPeer]struct{}{}, nsPods: map[string]int{}}
+		of: map[string]map[*tierPeer]struct{}{}}
 }
 
 // selectorKey names a selector pair canonically (pod nil: namespaces only).
@@ -86,11 +82,13 @@ func (tp *tierPeers) acquire(ns, pod labels.Selector) *tierPeer {
 	}
 	p := &tierPeer{key: key, ns: ns, pod: pod, refs: 1, members: map[string]*podRecord{}, nsMatch: map[string]bool{}}
 	tp.byKey[key] = p
-	for name := range tp.nsPods {
+	// Every namespace with pods, including those the model has no object
+	// for (Decide reads their labels as the API server would set them).
+	for name, pods := range tp.m.pods.byNS {
 		if !tp.matchesNS(p, name) {
 			continue
 		}
-		for _, rec := range tp.m.podsInNamespace(name) {
+		for _, rec := range pods {
 			tp.setMember(p, rec.ID, rec, p.admits(rec))
 		}
 	}
@@ -145,14 +143,6 @@ func (tp *tierPeers) setMember(p *tierPeer, id string, rec *podRecord, in bool) 
 // podChanged makes pod id's memberships follow its record (cur nil:
 // deleted) and reports whether one changed.
 func (tp *tierPeers) podChanged(id, ns string, old, cur *podRecord) bool {
-	if old == nil && cur != nil {
-		tp.nsPods[ns]++
-	}
-	if cur == nil && old != nil {
-		if tp.nsPods[ns]--; tp.nsPods[ns] <= 0 {
-			delete(tp.nsPods, ns)
-		}
-	}
 	changed := false
 	if cur == nil {
 		for p := range tp.of[id] {
