@@ -33,6 +33,10 @@ type writer struct {
 	// backlogs are the changes to journaled sets made while untracked, not
 	// in their maps yet (backlog.go).
 	backlogs map[string]*backlog
+	// hot is the backlog a change went to last, of set hotName (nil: none),
+	// taken without looking the set up (backlog.go, dropBacklog).
+	hot     *backlog
+	hotName string
 }
 
 func newWriter() *writer {
@@ -96,7 +100,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
 	s.Elements = make(map[string]nft.Element, n)
 	w.detach(s.Name)
-	delete(w.backlogs, s.Name)
+	w.dropBacklog(s.Name)
 	w.desired.Sets[s.Name] = &s
 	w.owned[s.Name] = struct{}{}
 	if !w.untracked {
@@ -107,7 +111,7 @@ func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 
 func (w *writer) deleteSet(name string) {
 	w.detach(name)
-	delete(w.backlogs, name)
+	w.dropBacklog(name)
 	delete(w.desired.Sets, name)
 	delete(w.owned, name)
 	if !w.untracked {
@@ -116,6 +120,10 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
+	if w.hot != nil && set == w.hotName {
+		w.hot.push(e, true)
+		return
+	}
 	if w.journaled[set] && w.deferOrNote(set, e, true) {
 		return
 	}
@@ -128,6 +136,10 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
+	if w.hot != nil && set == w.hotName {
+		w.hot.push(e, false)
+		return
+	}
 	if w.journaled[set] && w.deferOrNote(set, e, false) {
 		return
 	}

@@ -358,16 +358,32 @@ func (Verdict) isExpr()          {}
 // (BenchmarkKernelEngineProgram) took a median 98 ms of user-mode CPU
 // instead of 125 (eight runs alternated). Keys of more than four values or
 // 24 bytes are copied plainly.
+//
+// The room for bytes comes in two sizes so that the most common key, an
+// IPv4 address and a tag (8 bytes), takes an object of 64 bytes rather than
+// 80: 20% less memory for the largest part of a big node's elements.
 func PackedKey(vals ...Value) []Value {
 	n := 0
 	for _, v := range vals {
 		n += len(v)
 	}
 	switch {
+	case len(vals) <= 2 && n <= 16:
+		p := new(struct {
+			vals  [2]Value
+			bytes [16]byte
+		})
+		return packValues(p.vals[:len(vals)], p.bytes[:], vals)
 	case len(vals) <= 2 && n <= 24:
 		p := new(struct {
 			vals  [2]Value
 			bytes [24]byte
+		})
+		return packValues(p.vals[:len(vals)], p.bytes[:], vals)
+	case len(vals) <= 4 && n <= 16:
+		p := new(struct {
+			vals  [4]Value
+			bytes [16]byte
 		})
 		return packValues(p.vals[:len(vals)], p.bytes[:], vals)
 	case len(vals) <= 4 && n <= 24:

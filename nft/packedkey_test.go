@@ -2,26 +2,31 @@ package nft
 
 import (
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 )
 
 // TestPackedKey: a packed key holds copies of the values, each capped so that
-// an append cannot write into the next, in one allocation when it is small.
+// an append cannot write into the next, in one allocation when it is small,
+// of the smallest of its sizes that holds the values (bytes: the size class
+// it takes, 0 for no check).
 func TestPackedKey(t *testing.T) {
 	v6 := AddrValue(netip.MustParseAddr("2001:db8::1"))
 	for _, tc := range []struct {
 		name   string
 		vals   []Value
 		allocs float64
+		bytes  uint64
 	}{
-		{"address and tag", []Value{a4("198.18.0.1"), TagValue(42)}, 1},
-		{"v6 address and tag", []Value{v6, TagValue(42)}, 1},
-		{"named port", []Value{v6, ProtoValue(ProtoTCP), PortValue(443), TagValue(7)}, 1},
-		{"one value", []Value{a4("198.18.0.1")}, 1},
-		{"too many values", []Value{{1}, {2}, {3}, {4}, {5}}, 2},
-		{"too many bytes", []Value{v6, v6}, 2},
-		{"empty", nil, 2},
+		{"address and tag", []Value{a4("198.18.0.1"), TagValue(42)}, 1, 64},
+		{"v6 address and tag", []Value{v6, TagValue(42)}, 1, 80},
+		{"named port", []Value{v6, ProtoValue(ProtoTCP), PortValue(443), TagValue(7)}, 1, 128},
+		{"v4 named port", []Value{a4("198.18.0.1"), ProtoValue(ProtoTCP), PortValue(443), TagValue(7)}, 1, 112},
+		{"one value", []Value{a4("198.18.0.1")}, 1, 64},
+		{"too many values", []Value{{1}, {2}, {3}, {4}, {5}}, 2, 0},
+		{"too many bytes", []Value{v6, v6}, 2, 0},
+		{"empty", nil, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := make([]Value, len(tc.vals))
@@ -46,8 +51,28 @@ func TestPackedKey(t *testing.T) {
 			if n := testing.AllocsPerRun(10, func() { PackedKey(tc.vals...) }); n > tc.allocs {
 				t.Errorf("%v allocations, want at most %v", n, tc.allocs)
 			}
+			if n := bytesPerRun(func() { packedSink = PackedKey(tc.vals...) }); tc.bytes > 0 && n != tc.bytes {
+				t.Errorf("%v bytes allocated, want %v", n, tc.bytes)
+			}
 		})
 	}
+}
+
+// packedSink keeps bytesPerRun's keys on the heap.
+var packedSink []Value
+
+// bytesPerRun is the heap bytes f allocates per call (its objects' size
+// classes), averaged over 100 calls.
+func bytesPerRun(f func()) uint64 {
+	const runs = 100
+	f() // warm up
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / runs
 }
 
 // TestAddrKey: AddrKey is PackedKey of the address's value and the rest, in
