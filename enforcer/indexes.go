@@ -178,6 +178,16 @@ func (x *ipIndex) deleteSlot(k ipKey) {
 // addresses is the number of addresses in the index.
 func (x *ipIndex) addresses() int { return len(x.first4) + len(x.first6) }
 
+// firstOfAddr returns the key of address a and its first pod, if any.
+func (x *ipIndex) firstOfAddr(a netip.Addr) (ipKey, *podRecord, bool) {
+	k, ok := ipKeyOf(a)
+	if !ok {
+		return k, nil, false
+	}
+	f, ok := x.firstOf(k)
+	return k, f, ok
+}
+
 // firstOf returns the first pod of key k, if any.
 func (x *ipIndex) firstOf(k ipKey) (*podRecord, bool) {
 	s, ok := x.slotOf(k)
@@ -287,11 +297,7 @@ func (x *ipIndex) conflicts() iter.Seq[netip.Addr] {
 
 // claimedByOther reports whether a pod other than id claims address a.
 func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
-	k, ok := ipKeyOf(a)
-	if !ok {
-		return false
-	}
-	f, ok := x.firstOf(k)
+	k, f, ok := x.firstOfAddr(a)
 	if !ok {
 		return false
 	}
@@ -301,11 +307,7 @@ func (x *ipIndex) claimedByOther(a netip.Addr, id string) bool {
 
 // get returns the pods with address a, sorted by ID.
 func (x *ipIndex) get(a netip.Addr) []*podRecord {
-	k, ok := ipKeyOf(a)
-	if !ok {
-		return nil
-	}
-	f, ok := x.firstOf(k)
+	k, f, ok := x.firstOfAddr(a)
 	if !ok {
 		return nil
 	}

@@ -153,8 +153,15 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 // at start-up, without setMember's lookup of a former record.
 func (pg *peerGroups) addMember(g *group, p *podRecord) {
 	g.members[p.ID] = p
-	for _, a := range p.IPs {
-		if f := familyOf(a); g.fams.has(f) {
+	pg.addAddrs(g, p.IPs, nil)
+}
+
+// addAddrs puts the addresses of ips that were not in had into g's sets. An
+// address another pod claims too is in the set only if every claimant is a
+// member (conflicts.go).
+func (pg *peerGroups) addAddrs(g *group, ips, had []netip.Addr) {
+	for _, a := range ips {
+		if f := familyOf(a); g.fams.has(f) && !slices.Contains(had, a) {
 			if pg.m.ips.conflicted(a) {
 				pg.syncAddr(g, a)
 			} else {
@@ -392,14 +399,6 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			}
 		}
 	}
-	for _, a := range newIPs {
-		if f := familyOf(a); g.fams.has(f) && !slices.Contains(oldIPs, a) {
-			if pg.m.ips.conflicted(a) {
-				pg.syncAddr(g, a)
-			} else {
-				pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
-			}
-		}
-	}
+	pg.addAddrs(g, newIPs, oldIPs)
 	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports.list(), p.Ports.list())
 }

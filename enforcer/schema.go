@@ -79,25 +79,20 @@ func makeLabelList(in *interner, m map[string]string) labelList {
 		return nil
 	}
 	if len(m) > sharedLabelsMax {
-		l := make(labelList, 0, len(m))
-		for k, v := range m {
-			l = append(l, labelPair{in.make(k), in.make(v)})
-		}
-		sortLabels(l)
-		return l
+		return appendLabels(in, make(labelList, 0, len(m)), m)
 	}
 	var set labelSet
-	l := set.pairs[:0]
-	for k, v := range m {
-		l = append(l, labelPair{in.make(k), in.make(v)})
-	}
-	sortLabels(l)
-	set.n = uint8(len(l))
+	set.n = uint8(len(appendLabels(in, set.pairs[:0], m)))
 	return in.labels(&set)
 }
 
-func sortLabels(l labelList) {
+// appendLabels appends the labels of m, interned, to l and sorts l by key.
+func appendLabels(in *interner, l labelList, m map[string]string) labelList {
+	for k, v := range m {
+		l = append(l, labelPair{in.make(k), in.make(v)})
+	}
 	slices.SortFunc(l, func(a, b labelPair) int { return strings.Compare(a.Key.Value(), b.Key.Value()) })
+	return l
 }
 
 // Lookup returns the value of label k and whether the label exists.
