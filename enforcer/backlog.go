@@ -122,17 +122,16 @@ func (w *writer) fill(name string) {
 	}
 	w.dropBacklog(name)
 	s := w.desired.Sets[name]
-	if len(s.Elements) == 0 {
-		s.Elements = make(map[string]nft.Element, b.adds)
+	if s.Elements.Len() == 0 {
+		s.Elements = nft.NewElements(s, b.adds)
 	}
 	for _, chunk := range b.chunks {
 		for _, c := range chunk {
 			e := nft.Element{Key: c.key}
-			id := nft.ElementID(s, e)
 			if c.present {
-				s.Elements[id] = e
+				s.Elements.Put(e)
 			} else {
-				delete(s.Elements, id)
+				s.Elements.Delete(e)
 			}
 		}
 	}

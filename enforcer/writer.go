@@ -98,7 +98,7 @@ func (w *writer) set(name string) *nft.Set { return w.desired.Sets[name] }
 // putSet puts an empty set with room for n elements.
 func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
-	s.Elements = make(map[string]nft.Element, n)
+	s.Elements = nft.NewElements(&s, n)
 	w.detach(s.Name)
 	w.dropBacklog(s.Name)
 	w.desired.Sets[s.Name] = &s
@@ -128,10 +128,9 @@ func (w *writer) addElement(set string, e nft.Element) {
 		return
 	}
 	s := w.ownedSet(set)
-	id := nft.ElementID(s, e)
-	s.Elements[id] = e
+	s.Elements.Put(e)
 	if !w.untracked {
-		w.scope.MarkElement(set, id)
+		w.scope.MarkElement(set, nft.ElementID(s, e))
 	}
 }
 
@@ -144,10 +143,9 @@ func (w *writer) delElement(set string, e nft.Element) {
 		return
 	}
 	s := w.ownedSet(set)
-	id := nft.ElementID(s, e)
-	delete(s.Elements, id)
+	s.Elements.Delete(e)
 	if !w.untracked {
-		w.scope.MarkElement(set, id)
+		w.scope.MarkElement(set, nft.ElementID(s, e))
 	}
 }
 
@@ -158,12 +156,12 @@ func (w *writer) hasElement(set string, e nft.Element) bool {
 		return false
 	}
 	w.fill(set)
-	id := nft.ElementID(s, e)
-	if c, ok := w.pending(set, id); ok {
-		return c.present
+	if w.mayPend(set) {
+		if c, ok := w.pending(set, nft.ElementID(s, e)); ok {
+			return c.present
+		}
 	}
-	_, ok := s.Elements[id]
-	return ok
+	return s.Elements.Contains(e)
 }
 
 func (w *writer) object(name string) *nft.Object { return w.desired.Objects[name] }

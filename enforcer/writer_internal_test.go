@@ -2,7 +2,6 @@ package enforcer
 
 import (
 	"net/netip"
-	"reflect"
 	"slices"
 	"testing"
 
@@ -42,9 +41,9 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
 			checkSetAddrs(t, "desired", w.desired, tc.want)
 			if s := w.desired.Sets["s"]; s != nil {
-				before := reflect.ValueOf(s.Elements).UnsafePointer()
+				before := s.Elements
 				w.addElement("s", addrElement(a2))
-				if after := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); after != before {
+				if !w.desired.Sets["s"].Elements.Shares(before) {
 					t.Error("a second change after the snapshot copied the set again")
 				}
 				checkSetAddrs(t, "snapshot after a second change", snap, []netip.Addr{a1, a2})
@@ -60,12 +59,12 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 			w.addElement("s", addrElement(a1))
 			w.addElement("s", addrElement(a2))
 			snap := w.snapshot()
-			shared := reflect.ValueOf(snap.Sets["s"].Elements).UnsafePointer()
+			shared := snap.Sets["s"].Elements
 			tc.change(w)
 			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
 			checkSetAddrs(t, "desired", w.withPending(w.desired.Clone()), tc.want)
 			s := w.desired.Sets["s"]
-			if s == nil || reflect.ValueOf(s.Elements).UnsafePointer() != shared {
+			if s == nil || !s.Elements.Shares(shared) {
 				return // put again or deleted: the new set is the writer's own
 			}
 			if w.hasElement("s", addrElement(a3)) != slices.Contains(tc.want, a3) {
@@ -82,7 +81,7 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 				after = append(slices.Clone(after), a1)
 			}
 			checkSetAddrs(t, "desired after the flush", w.withPending(w.desired.Clone()), after)
-			if got := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); got != shared {
+			if !w.desired.Sets["s"].Elements.Shares(shared) {
 				t.Error("the journaled set was copied")
 			}
 		})
@@ -94,18 +93,18 @@ func checkSetAddrs(t *testing.T, what string, st *nft.State, want []netip.Addr) 
 	s := st.Sets["s"]
 	if want == nil {
 		if s != nil {
-			t.Errorf("%s: set s still there with %d elements", what, len(s.Elements))
+			t.Errorf("%s: set s still there with %d elements", what, s.Elements.Len())
 		}
 		return
 	}
 	if s == nil {
 		t.Fatalf("%s: no set s", what)
 	}
-	if len(s.Elements) != len(want) {
-		t.Errorf("%s: %d elements, want %d", what, len(s.Elements), len(want))
+	if s.Elements.Len() != len(want) {
+		t.Errorf("%s: %d elements, want %d", what, s.Elements.Len(), len(want))
 	}
 	for _, a := range want {
-		if _, ok := s.Elements[nft.ElementID(s, addrElement(a))]; !ok {
+		if !s.Elements.Contains(addrElement(a)) {
 			t.Errorf("%s: %v missing", what, a)
 		}
 	}
