@@ -120,8 +120,7 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
-	if w.hot != nil && set == w.hotName {
-		w.hot.push(e, true)
+	if w.pushHot(set, e, true) {
 		return
 	}
 	if w.journaled[set] && w.deferOrNote(set, e, true) {
@@ -135,8 +134,7 @@ func (w *writer) addElement(set string, e nft.Element) {
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
-	if w.hot != nil && set == w.hotName {
-		w.hot.push(e, false)
+	if w.pushHot(set, e, false) {
 		return
 	}
 	if w.journaled[set] && w.deferOrNote(set, e, false) {
@@ -180,6 +178,28 @@ func (w *writer) putObject(o *nft.Object) {
 func (w *writer) deleteObject(name string) {
 	delete(w.desired.Objects, name)
 	w.markObject(name)
+}
+
+// addKey and delKey are addElement and delElement of the element of packed
+// key k (nft.AddrTagKey): a peer group's address, at start-up without an
+// Element (backlog.go).
+func (w *writer) addKey(set string, k nft.ElementKey) { w.changeKey(set, k, true) }
+
+func (w *writer) delKey(set string, k nft.ElementKey) { w.changeKey(set, k, false) }
+
+// hasKey is hasElement of the element of packed key k.
+func (w *writer) hasKey(set string, k nft.ElementKey) bool {
+	s := w.desired.Sets[set]
+	if s == nil {
+		return false
+	}
+	w.fill(set)
+	if w.mayPend(set) {
+		if c, ok := w.pending(set, nft.ElementID(s, nft.KeyElement(s, k))); ok {
+			return c.present
+		}
+	}
+	return s.Elements.HasKey(k)
 }
 
 func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }

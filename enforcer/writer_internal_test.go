@@ -118,6 +118,13 @@ func TestWriterBacklog(t *testing.T) {
 	put := func(w *writer) { w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 0) }
 	add := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addElement("s", addrElement(a)) } }
 	del := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delElement("s", addrElement(a)) } }
+	addK := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addKey("s", nft.AddrTagKey(a, nil)) } }
+	delK := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delKey("s", nft.AddrTagKey(a, nil)) } }
+	// odd is an element that does not pack (an address of 16 bytes in a
+	// set of IPv4 addresses: never from the engine).
+	odd := nft.Element{Key: []nft.Value{nft.Value(netip.MustParseAddr("::ffff:198.18.0.9").AsSlice())}}
+	addOdd := func(w *writer) { w.addElement("s", odd) }
+	delOdd := func(w *writer) { w.delElement("s", odd) }
 	// Enough changes for chunks of every size (backlogFirst doubling up to
 	// backlogChunk, then more full ones), deletes landing after their adds.
 	many, manyWant := []func(*writer){put}, []netip.Addr(nil)
@@ -142,6 +149,8 @@ func TestWriterBacklog(t *testing.T) {
 		{"put again drops the backlog", []func(*writer){put, add(a1), put, add(a2)}, []netip.Addr{a2}},
 		{"delete the set drops the backlog", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }}, nil},
 		{"delete and put again", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }, put, add(a3)}, []netip.Addr{a3}},
+		{"by packed key", []func(*writer){put, addK(a1), add(a2), delK(a2), addK(a3), del(a1), addK(a1)}, []netip.Addr{a1, a3}},
+		{"an element that does not pack lands the backlog first", []func(*writer){put, add(a1), addOdd, del(a1), addK(a3), delOdd, add(a2)}, []netip.Addr{a2, a3}},
 		{"a read between the changes", []func(*writer){put, add(a1), add(a2), func(w *writer) {
 			if !w.hasElement("s", addrElement(a2)) || w.hasElement("s", addrElement(a3)) {
 				t.Error("hasElement disagrees with the changes made")
@@ -158,6 +167,9 @@ func TestWriterBacklog(t *testing.T) {
 			}
 			if tc.want != nil && len(w.backlogs) == 0 {
 				t.Error("no backlog: the changes went to the map one by one")
+			}
+			if w.hasElement("s", odd) != ref.hasElement("s", odd) || w.hasKey("s", nft.AddrTagKey(a1, nil)) != ref.hasElement("s", addrElement(a1)) {
+				t.Error("hasElement or hasKey disagrees with the reference")
 			}
 			w.fillAll()
 			if len(w.backlogs) != 0 {

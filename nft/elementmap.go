@@ -154,8 +154,8 @@ func (m ElementMap) Put(e Element) {
 	st.byID[st.id(e)] = e
 }
 
-// PutKey adds the element of packed key k (of the map's key types: see
-// PackKey).
+// PutKey adds the element of packed key k (of the map's key types:
+// PackElement, AddrTagKey).
 func (m ElementMap) PutKey(k ElementKey) {
 	st := m.store()
 	if st.keyLen == 0 {
@@ -427,22 +427,27 @@ func (m ElementMap) String() string {
 	return "{" + strings.Join(slices.Sorted(m.IDs()), ", ") + "}"
 }
 
-// PackKey returns the packed key of the values vals and whether they fit
-// (at most maxPackedKey bytes in all). Only a packed map of vals' types
-// makes sense of it.
-func PackKey(vals ...Value) (ElementKey, bool) {
-	var k ElementKey
-	off := 0
-	for _, v := range vals {
-		if off+len(v) > len(k) {
-			return ElementKey{}, false
-		}
-		off += copy(k[off:], v)
+// PackElement returns the packed key of e, a plain element of set s, and
+// whether it has one: its values have the lengths of s's key types, at
+// most maxPackedKey bytes in all.
+func PackElement(s *Set, e Element) (ElementKey, bool) {
+	if len(s.Key) > maxPackedKey {
+		return ElementKey{}, false
 	}
-	return k, true
+	n := 0
+	for _, t := range s.Key {
+		n += t.Len()
+	}
+	if n > maxPackedKey {
+		return ElementKey{}, false
+	}
+	st := elementStore{key: s.Key}
+	return st.pack(e)
 }
 
-// AddrTagKey is PackKey(AddrValue(a), tag) without a slice for the address.
+// AddrTagKey is the packed key of an element of an address (IPv4-mapped
+// addresses unmapped first) and a tag (TagValue): what PackElement gives
+// for it, without the element.
 func AddrTagKey(a netip.Addr, tag Value) ElementKey {
 	var k ElementKey
 	a = a.Unmap()
