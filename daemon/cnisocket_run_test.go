@@ -92,7 +92,7 @@ func (cd *cniDaemon) holds(t *testing.T, name, addr string) bool {
 	if set == nil {
 		return false
 	}
-	for id := range set.Elements {
+	for id := range set.Elements.IDs() {
 		if id == addr || strings.HasPrefix(id, addr+" ") || strings.HasPrefix(id, addr+"-") {
 			return true
 		}

@@ -72,7 +72,7 @@ func programName(t *testing.T, k *nft.Kernel, kind, prefix string) string {
 		}
 	}
 	for name, s := range st.Sets {
-		if kind == "set" && strings.HasPrefix(name, prefix) && len(s.Elements) > 0 {
+		if kind == "set" && strings.HasPrefix(name, prefix) && s.Elements.Len() > 0 {
 			return name
 		}
 	}

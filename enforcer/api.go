@@ -446,7 +446,7 @@ func (e *Engine) Stats() Stats {
 		Chains:     len(e.c.w.desired.Chains),
 	}
 	for _, set := range e.c.w.desired.Sets {
-		s.Elements += len(set.Elements)
+		s.Elements += set.Elements.Len()
 	}
 	s.Elements += e.c.w.pendingCount()
 	return s

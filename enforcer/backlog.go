@@ -21,7 +21,11 @@ import "github.com/nftwarden/nftwarden/nft"
 // map) wait in a backlog, in order, and fill lands them at once in a map
 // sized for them. Chunks of fixed size hold the backlog, so that it is never
 // copied as it grows. A journaled set's elements are plain (journal.go): a
-// backlog keeps their keys only.
+// backlog keeps their keys only, packed (nft.ElementKey: no pointers, so
+// the collector does not scan the chunks), and lands them in the set's
+// packed element map (nft.ElementMap) without an ID or an Element each.
+// A change whose element does not pack (never from the engine) lands the
+// backlog first and goes to the map directly, in order.
 //
 // Invariant: a set has a backlog only while the writer is untracked and owns
 // it; putting or deleting the set drops its backlog (the new set starts
@@ -38,21 +42,21 @@ const (
 
 // backlog is the changes to one set not in its map yet, in order.
 type backlog struct {
+	set    *nft.Set // the set, owned by the writer: its key types
 	chunks [][]backlogChange
 	adds   int // changes that add: the most elements they can leave
 }
 
 // backlogChange is a change in a backlog: a journaled set's elements are
-// plain (journal.go), their key is all there is to keep: half the size of
-// a whole element (~7 MB less garbage per start-up of a 100,000-pod
-// cluster, for the collector to sweep and to mark while the policies
-// come in).
+// plain (journal.go), their key is all there is to keep, packed: 25 bytes
+// rather than a key's slice and its 64-byte object, which the collector
+// marked while the policies came in.
 type backlogChange struct {
-	key     []nft.Value
+	key     nft.ElementKey
 	present bool
 }
 
-func (b *backlog) push(e nft.Element, present bool) {
+func (b *backlog) push(k nft.ElementKey, present bool) {
 	if n := len(b.chunks); n == 0 || len(b.chunks[n-1]) == cap(b.chunks[n-1]) {
 		size := backlogFirst
 		if n > 0 {
@@ -61,7 +65,7 @@ func (b *backlog) push(e nft.Element, present bool) {
 		b.chunks = append(b.chunks, make([]backlogChange, 0, size))
 	}
 	last := &b.chunks[len(b.chunks)-1]
-	*last = append(*last, backlogChange{e.Key, present})
+	*last = append(*last, backlogChange{k, present})
 	if present {
 		b.adds++
 	}
@@ -76,7 +80,12 @@ func (w *writer) deferOrNote(name string, e nft.Element, present bool) bool {
 		if !w.untracked {
 			return false
 		}
-		w.deferChange(name, e, present)
+		k, ok := nft.PackElement(w.desired.Sets[name], e)
+		if !ok {
+			w.fill(name)
+			return false
+		}
+		w.deferChange(name, k, present)
 		return true
 	}
 	if w.desired.Sets[name] == nil {
@@ -92,14 +101,52 @@ func (w *writer) deferOrNote(name string, e nft.Element, present bool) bool {
 // adding all its members' addresses to the one set of its tag. In CPU
 // profiles of the start-up of a 100,000-pod cluster, deferring its 210,000
 // changes took ~33 ms with the lookups and ~13 ms without.
-func (w *writer) deferChange(name string, e nft.Element, present bool) {
+func (w *writer) deferChange(name string, k nft.ElementKey, present bool) {
 	b := w.backlogs[name]
 	if b == nil {
-		b = &backlog{}
+		b = &backlog{set: w.desired.Sets[name]}
 		w.backlogs[name] = b
 	}
 	w.hot, w.hotName = b, name
-	b.push(e, present)
+	b.push(k, present)
+}
+
+// pushHot puts a change of element e of set name into the hot backlog if
+// that is the set's, and reports whether it did.
+func (w *writer) pushHot(name string, e nft.Element, present bool) bool {
+	if w.hot == nil || name != w.hotName {
+		return false
+	}
+	k, ok := nft.PackElement(w.hot.set, e)
+	if !ok {
+		w.fill(name)
+		return false
+	}
+	w.hot.push(k, present)
+	return true
+}
+
+// changeKey adds (present) or deletes the element of packed key k (of the
+// key types of set name): to the hot backlog, or another backlog, without
+// an Element; else as addElement and delElement do.
+func (w *writer) changeKey(name string, k nft.ElementKey, present bool) {
+	if w.hot != nil && name == w.hotName {
+		w.hot.push(k, present)
+		return
+	}
+	if _, own := w.owned[name]; own && w.untracked && w.journaled[name] {
+		w.deferChange(name, k, present)
+		return
+	}
+	s := w.desired.Sets[name]
+	if s == nil {
+		return
+	}
+	if e := nft.KeyElement(s, k); present {
+		w.addElement(name, e)
+	} else {
+		w.delElement(name, e)
+	}
 }
 
 // dropBacklog forgets the backlog of set name (landed, or the set put or
@@ -122,17 +169,15 @@ func (w *writer) fill(name string) {
 	}
 	w.dropBacklog(name)
 	s := w.desired.Sets[name]
-	if len(s.Elements) == 0 {
-		s.Elements = make(map[string]nft.Element, b.adds)
+	if s.Elements.Len() == 0 {
+		s.Elements = nft.NewElements(s, b.adds)
 	}
 	for _, chunk := range b.chunks {
 		for _, c := range chunk {
-			e := nft.Element{Key: c.key}
-			id := nft.ElementID(s, e)
 			if c.present {
-				s.Elements[id] = e
+				s.Elements.PutKey(c.key)
 			} else {
-				delete(s.Elements, id)
+				s.Elements.DeleteKey(c.key)
 			}
 		}
 	}

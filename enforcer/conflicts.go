@@ -121,13 +121,13 @@ func (pg *peerGroups) syncAddrOf(g *group, a netip.Addr, claimants []*podRecord)
 	if !g.fams.has(f) {
 		return
 	}
-	set, e := pg.sets.name(f, g.tag), g.element(a)
-	has := pg.w.hasElement(set, e)
+	set, k := pg.sets.name(f, g.tag), g.element(a)
+	has := pg.w.hasKey(set, k)
 	switch want := groupWants(g, a, claimants); {
 	case want && !has:
-		pg.w.addElement(set, e)
+		pg.w.addKey(set, k)
 	case !want && has:
-		pg.w.delElement(set, e)
+		pg.w.delKey(set, k)
 	}
 }
 

@@ -142,7 +142,7 @@ func TestFailingDataplane(t *testing.T) {
 					t.Fatalf("flush %d failed but the engine's record changed (%d operations)", i, tx.Size())
 				}
 				if tc.drift && i == 0 {
-					dp.Mutate(func(s *nft.State) { delete(s.Sets["ingress-v4"].Elements, "198.18.1.10") })
+					dp.Mutate(func(s *nft.State) { s.Sets["ingress-v4"].Elements.DeleteID("198.18.1.10") })
 					good, _ = dp.Read(ctx)
 				}
 			}

@@ -32,7 +32,7 @@ func chainDepth(t *testing.T, s *nft.State, name string, memo map[string]int) in
 					depth = max(depth, 1+chainDepth(t, s, x.Chain, memo))
 				}
 			case nft.VerdictMapLookup:
-				for _, e := range s.Sets[x.Map].Elements {
+				for e := range s.Sets[x.Map].Elements.Values() {
 					if e.Verdict != nil && e.Verdict.Chain != "" {
 						depth = max(depth, 1+chainDepth(t, s, e.Verdict.Chain, memo))
 					}

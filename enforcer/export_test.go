@@ -96,8 +96,8 @@ func AsNamedIn(st, want *nft.State) *nft.State {
 		if other == nil {
 			continue
 		}
-		for id, e := range set.Elements {
-			o, ok := other.Elements[id]
+		for id, e := range set.Elements.All() {
+			o, ok := other.Elements.Get(id)
 			if !ok || e.Verdict == nil || o.Verdict == nil || !isClass(st, e.Verdict.Chain) || !isClass(want, o.Verdict.Chain) {
 				continue
 			}
@@ -135,12 +135,12 @@ func AsNamedIn(st, want *nft.State) *nft.State {
 	}
 	out.Chains = chains
 	for _, set := range out.Sets {
-		for id, e := range set.Elements {
+		for e := range set.Elements.Values() {
 			if e.Verdict != nil && rename[e.Verdict.Chain] != "" {
 				v := *e.Verdict
 				v.Chain = rename[v.Chain]
 				e.Verdict = &v
-				set.Elements[id] = e
+				set.Elements.Put(e)
 			}
 		}
 	}

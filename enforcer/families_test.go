@@ -108,8 +108,8 @@ func TestRulesFollowLocalPodFamilies(t *testing.T) {
 	}
 	for _, o := range got {
 		name := strings.TrimPrefix(o, "set ")
-		if s := a.Desired().Sets[name]; s != nil && !strings.HasPrefix(name, "cidr-") && len(s.Elements) != 1 {
-			t.Errorf("set %s holds %d elements, want 1 (cli's address; web6's named port)", name, len(s.Elements))
+		if s := a.Desired().Sets[name]; s != nil && !strings.HasPrefix(name, "cidr-") && s.Elements.Len() != 1 {
+			t.Errorf("set %s holds %d elements, want 1 (cli's address; web6's named port)", name, s.Elements.Len())
 		}
 	}
 	c.checkFlow("prod/cli@6", "prod/web6@6", TCP, 8080, true)

@@ -43,7 +43,7 @@ type pendingElement struct {
 // deleted since, so it no longer says what is desired.
 type pendingOverlay struct {
 	name     string
-	elems    map[string]nft.Element
+	elems    nft.ElementMap
 	changes  overlay
 	detached bool
 }
@@ -66,6 +66,10 @@ func (w *writer) note(name string, e nft.Element, present bool) {
 		w.scope.MarkElement(name, id)
 	}
 }
+
+// mayPend reports whether set name may have changes not landed (pending
+// may find one): without an element's ID.
+func (w *writer) mayPend(name string) bool { return len(w.overlay[name]) > 0 || len(w.inflight) > 0 }
 
 // pending returns the latest change of element id of set name not landed
 // yet, if any.
@@ -103,10 +107,10 @@ func (w *writer) withOverlays(diff func()) {
 	for name, ov := range w.overlay {
 		s := w.desired.Sets[name]
 		v := *s
-		v.Elements = make(map[string]nft.Element, len(ov))
-		for id, c := range ov {
+		v.Elements = nft.NewElements(&v, len(ov))
+		for _, c := range ov {
 			if c.present {
-				v.Elements[id] = c.e
+				v.Elements.Put(c.e)
 			}
 		}
 		saved[name] = s
@@ -188,12 +192,12 @@ func (w *writer) ownCopy(name string) {
 	}
 }
 
-func apply(elems map[string]nft.Element, changes overlay) {
-	for id, c := range changes {
+func apply(elems nft.ElementMap, changes overlay) {
+	for _, c := range changes {
 		if c.present {
-			elems[id] = c.e
+			elems.Put(c.e)
 		} else {
-			delete(elems, id)
+			elems.Delete(c.e)
 		}
 	}
 }
@@ -225,7 +229,7 @@ func (w *writer) pendingCount() int {
 			}
 			seen[[2]string{name, id}] = true
 			c, _ := w.pending(name, id)
-			_, had := base[id]
+			had := base.Has(id)
 			switch {
 			case c.present && !had:
 				n++

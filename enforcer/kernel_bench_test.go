@@ -51,11 +51,11 @@ const floorElements = 100_000
 // kernel costs at the least.
 func elementsFloor() *nft.Transaction {
 	s := nft.NewState()
-	set := &nft.Set{Name: "floor", Key: []nft.KeyType{nft.TypeIPv4Addr}, Elements: map[string]nft.Element{}}
+	set := &nft.Set{Name: "floor", Key: []nft.KeyType{nft.TypeIPv4Addr}}
 	base := binary.BigEndian.Uint32(netip.MustParseAddr("198.18.0.0").AsSlice())
 	for i := range floorElements {
 		e := nft.Element{Key: []nft.Value{binary.BigEndian.AppendUint32(nil, base+uint32(i))}}
-		set.Elements[nft.ElementID(set, e)] = e
+		set.PutElements(e)
 	}
 	s.Sets[set.Name] = set
 	return nft.Diff(nil, s, nil)
@@ -80,7 +80,7 @@ func benchKernelStateApply(b *testing.B, s *nft.State) {
 	benchKernelProgram(b, nft.Diff(nil, s, nil), true)
 	n := 0
 	for _, set := range s.Sets {
-		n += len(set.Elements)
+		n += set.Elements.Len()
 	}
 	b.ReportMetric(float64(n), "elements")
 	b.ReportMetric(float64(len(s.Sets)), "sets")

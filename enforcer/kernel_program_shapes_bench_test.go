@@ -79,17 +79,16 @@ func mergedSets(node *nft.State) *nft.State {
 		m := merged[sig]
 		if m == nil {
 			m = &nft.Set{
-				Name:     "merged-" + strings.NewReplacer(" ", "-", "[", "", "]", "").Replace(sig),
-				Key:      append([]nft.KeyType{nft.TypeIPv4Addr}, s.Key...),
-				Elements: map[string]nft.Element{},
+				Name: "merged-" + strings.NewReplacer(" ", "-", "[", "", "]", "").Replace(sig),
+				Key:  append([]nft.KeyType{nft.TypeIPv4Addr}, s.Key...),
 			}
 			merged[sig] = m
 			out.Sets[m.Name] = m
 		}
 		idx := nft.Value(binary.BigEndian.AppendUint32(nil, uint32(i)))
-		for _, el := range s.Elements {
+		for el := range s.Elements.Values() {
 			me := nft.Element{Key: append([]nft.Value{idx}, el.Key...)}
-			m.Elements[nft.ElementID(m, me)] = me
+			m.PutElements(me)
 		}
 	}
 	return out

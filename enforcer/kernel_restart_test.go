@@ -181,7 +181,7 @@ func perGroupSets(t testing.TB, s *nft.State) *nft.State {
 		name := l.Set + "-" + hex.EncodeToString(l.Tag)
 		if old.Sets[name] == nil {
 			n := len(shared.Key) - 1
-			old.Sets[name] = &nft.Set{Name: name, Key: slices.Clone(shared.Key[:n]), Comment: shared.Comment, Elements: map[string]nft.Element{}}
+			old.Sets[name] = &nft.Set{Name: name, Key: slices.Clone(shared.Key[:n]), Comment: shared.Comment}
 		}
 		return old.Sets[name]
 	}
@@ -191,10 +191,10 @@ func perGroupSets(t testing.TB, s *nft.State) *nft.State {
 			continue
 		}
 		delete(old.Sets, name)
-		for _, e := range set.Elements {
+		for e := range set.Elements.Values() {
 			g := own(nft.Lookup{Set: name, Tag: e.Key[n]})
 			ge := nft.Element{Key: slices.Clone(e.Key[:n])}
-			g.Elements[nft.ElementID(g, ge)] = ge
+			g.PutElements(ge)
 		}
 	}
 	tagged := 0

@@ -165,7 +165,7 @@ func (pg *peerGroups) addAddrs(g *group, ips, had []netip.Addr) {
 			if pg.m.ips.conflicted(a) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
+				pg.w.addKey(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}
@@ -209,10 +209,9 @@ func (pg *peerGroups) collect() {
 // a group's tag.
 func peerSetKey(f Family) []nft.KeyType { return []nft.KeyType{f.addrType(), nft.TypeTag} }
 
-// element is the element of address a in g's share of the peer set.
-func (g *group) element(a netip.Addr) nft.Element {
-	return nft.Element{Key: nft.AddrKey(a, g.tagKey)}
-}
+// element is the packed key of the element of address a in g's share of
+// the peer set (writer.addKey: no Element at start-up).
+func (g *group) element(a netip.Addr) nft.ElementKey { return nft.AddrTagKey(a, g.tagKey) }
 
 // useFamily makes g hold addresses of family f (none yet) in the family's
 // peer set.
@@ -233,7 +232,7 @@ func (pg *peerGroups) dropFamily(g *group, f Family) {
 		}
 		for _, a := range p.IPs {
 			if familyOf(a) == f {
-				pg.w.delElement(set, g.element(a))
+				pg.w.delKey(set, g.element(a))
 			}
 		}
 	}
@@ -263,7 +262,7 @@ func (pg *peerGroups) syncGroupFamilies(g *group) {
 					case pg.m.ips.conflicted(a):
 						pg.syncAddr(g, a)
 					default:
-						pg.w.addElement(pg.sets.name(f, g.tag), g.element(a))
+						pg.w.addKey(pg.sets.name(f, g.tag), g.element(a))
 					}
 				}
 			}
@@ -395,7 +394,7 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 			if pg.m.ips.claimedByOther(a, id) {
 				pg.syncAddr(g, a)
 			} else {
-				pg.w.delElement(pg.sets.name(f, g.tag), g.element(a))
+				pg.w.delKey(pg.sets.name(f, g.tag), g.element(a))
 			}
 		}
 	}

@@ -39,7 +39,7 @@ func TestReconcileTrustsAnUntouchedDataplane(t *testing.T) {
 	}
 	f.Mutate(func(s *nft.State) {
 		for _, set := range s.Sets {
-			clear(set.Elements)
+			set.Elements.Clear()
 		}
 	})
 	res := reconcile("drifted")

@@ -141,7 +141,7 @@ func (e *Engine) isolatedAddrs() (egress, ingress map[netip.Addr]struct{}) {
 			if set == nil {
 				continue
 			}
-			for _, el := range set.Elements {
+			for el := range set.Elements.Values() {
 				if len(el.Key) == 0 {
 					continue
 				}

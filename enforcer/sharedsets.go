@@ -1,7 +1,5 @@
 package enforcer
 
-import "github.com/nftwarden/nftwarden/nft"
-
 // sharedSets owns the sets whose content depends only on policy text: the
 // interval sets of ipBlocks and of long port lists. Equal contents have one
 // name (sharedSpec), so every rule that names the same block or list shares
@@ -19,7 +17,7 @@ func (ss *sharedSets) acquire(s *sharedSpec) {
 	if ss.refs[s.name] == 1 {
 		set := ss.w.putSet(s.set, len(s.elems))
 		for _, e := range s.elems {
-			set.Elements[nft.ElementID(set, e)] = e
+			set.Elements.Put(e)
 		}
 	}
 }

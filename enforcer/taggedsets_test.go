@@ -10,7 +10,7 @@ import (
 // prefix (a kind and family of the shared tagged sets, "peers-v4-") holds e.
 func hasTaggedElement(s *nft.State, prefix string, e nft.Element) bool {
 	for name, st := range s.Sets {
-		if _, ok := st.Elements[nft.ElementID(st, e)]; ok && strings.HasPrefix(name, prefix) {
+		if st.Elements.Contains(e) && strings.HasPrefix(name, prefix) {
 			return true
 		}
 	}

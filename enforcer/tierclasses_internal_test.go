@@ -75,7 +75,7 @@ func TestClassMapSetAt(t *testing.T) {
 			if len(refs) != len(tc.refs) {
 				t.Errorf("classes in use %v, want %v", refs, tc.refs)
 			}
-			if n := len(tr.w.set("m").Elements); n != elems {
+			if n := tr.w.set("m").Elements.Len(); n != elems {
 				t.Errorf("%d elements for %d runs with a class", n, elems)
 			}
 		})

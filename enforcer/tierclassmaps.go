@@ -256,7 +256,7 @@ func (t *tiers) sendRuns(cm *classMap, old []classRun, oldLast netip.Addr, cur [
 // desired state ("" for none).
 func (t *tiers) jumpsTo(cm *classMap, lo, hi netip.Addr) string {
 	s := t.w.set(cm.name)
-	if e, ok := s.Elements[nft.ElementID(s, classElement(lo, hi, nil))]; ok && e.Verdict != nil {
+	if e, ok := s.Elements.Lookup(classElement(lo, hi, nil)); ok && e.Verdict != nil {
 		return e.Verdict.Chain
 	}
 	return ""

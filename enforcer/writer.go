@@ -98,7 +98,7 @@ func (w *writer) set(name string) *nft.Set { return w.desired.Sets[name] }
 // putSet puts an empty set with room for n elements.
 func (w *writer) putSet(s nft.Set, n int) *nft.Set {
 	s.Comment = comment(s.Comment)
-	s.Elements = make(map[string]nft.Element, n)
+	s.Elements = nft.NewElements(&s, n)
 	w.detach(s.Name)
 	w.dropBacklog(s.Name)
 	w.desired.Sets[s.Name] = &s
@@ -120,34 +120,30 @@ func (w *writer) deleteSet(name string) {
 }
 
 func (w *writer) addElement(set string, e nft.Element) {
-	if w.hot != nil && set == w.hotName {
-		w.hot.push(e, true)
+	if w.pushHot(set, e, true) {
 		return
 	}
 	if w.journaled[set] && w.deferOrNote(set, e, true) {
 		return
 	}
 	s := w.ownedSet(set)
-	id := nft.ElementID(s, e)
-	s.Elements[id] = e
+	s.Elements.Put(e)
 	if !w.untracked {
-		w.scope.MarkElement(set, id)
+		w.scope.MarkElement(set, nft.ElementID(s, e))
 	}
 }
 
 func (w *writer) delElement(set string, e nft.Element) {
-	if w.hot != nil && set == w.hotName {
-		w.hot.push(e, false)
+	if w.pushHot(set, e, false) {
 		return
 	}
 	if w.journaled[set] && w.deferOrNote(set, e, false) {
 		return
 	}
 	s := w.ownedSet(set)
-	id := nft.ElementID(s, e)
-	delete(s.Elements, id)
+	s.Elements.Delete(e)
 	if !w.untracked {
-		w.scope.MarkElement(set, id)
+		w.scope.MarkElement(set, nft.ElementID(s, e))
 	}
 }
 
@@ -158,12 +154,12 @@ func (w *writer) hasElement(set string, e nft.Element) bool {
 		return false
 	}
 	w.fill(set)
-	id := nft.ElementID(s, e)
-	if c, ok := w.pending(set, id); ok {
-		return c.present
+	if w.mayPend(set) {
+		if c, ok := w.pending(set, nft.ElementID(s, e)); ok {
+			return c.present
+		}
 	}
-	_, ok := s.Elements[id]
-	return ok
+	return s.Elements.Contains(e)
 }
 
 func (w *writer) object(name string) *nft.Object { return w.desired.Objects[name] }
@@ -182,6 +178,28 @@ func (w *writer) putObject(o *nft.Object) {
 func (w *writer) deleteObject(name string) {
 	delete(w.desired.Objects, name)
 	w.markObject(name)
+}
+
+// addKey and delKey are addElement and delElement of the element of packed
+// key k (nft.AddrTagKey): a peer group's address, at start-up without an
+// Element (backlog.go).
+func (w *writer) addKey(set string, k nft.ElementKey) { w.changeKey(set, k, true) }
+
+func (w *writer) delKey(set string, k nft.ElementKey) { w.changeKey(set, k, false) }
+
+// hasKey is hasElement of the element of packed key k.
+func (w *writer) hasKey(set string, k nft.ElementKey) bool {
+	s := w.desired.Sets[set]
+	if s == nil {
+		return false
+	}
+	w.fill(set)
+	if w.mayPend(set) {
+		if c, ok := w.pending(set, nft.ElementID(s, nft.KeyElement(s, k))); ok {
+			return c.present
+		}
+	}
+	return s.Elements.HasKey(k)
 }
 
 func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }

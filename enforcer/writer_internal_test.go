@@ -2,7 +2,6 @@ package enforcer
 
 import (
 	"net/netip"
-	"reflect"
 	"slices"
 	"testing"
 
@@ -42,9 +41,9 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
 			checkSetAddrs(t, "desired", w.desired, tc.want)
 			if s := w.desired.Sets["s"]; s != nil {
-				before := reflect.ValueOf(s.Elements).UnsafePointer()
+				before := s.Elements
 				w.addElement("s", addrElement(a2))
-				if after := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); after != before {
+				if !w.desired.Sets["s"].Elements.Shares(before) {
 					t.Error("a second change after the snapshot copied the set again")
 				}
 				checkSetAddrs(t, "snapshot after a second change", snap, []netip.Addr{a1, a2})
@@ -60,12 +59,12 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 			w.addElement("s", addrElement(a1))
 			w.addElement("s", addrElement(a2))
 			snap := w.snapshot()
-			shared := reflect.ValueOf(snap.Sets["s"].Elements).UnsafePointer()
+			shared := snap.Sets["s"].Elements
 			tc.change(w)
 			checkSetAddrs(t, "snapshot", snap, []netip.Addr{a1, a2})
 			checkSetAddrs(t, "desired", w.withPending(w.desired.Clone()), tc.want)
 			s := w.desired.Sets["s"]
-			if s == nil || reflect.ValueOf(s.Elements).UnsafePointer() != shared {
+			if s == nil || !s.Elements.Shares(shared) {
 				return // put again or deleted: the new set is the writer's own
 			}
 			if w.hasElement("s", addrElement(a3)) != slices.Contains(tc.want, a3) {
@@ -82,7 +81,7 @@ func TestWriterSnapshotUnchangedByLaterChanges(t *testing.T) {
 				after = append(slices.Clone(after), a1)
 			}
 			checkSetAddrs(t, "desired after the flush", w.withPending(w.desired.Clone()), after)
-			if got := reflect.ValueOf(w.desired.Sets["s"].Elements).UnsafePointer(); got != shared {
+			if !w.desired.Sets["s"].Elements.Shares(shared) {
 				t.Error("the journaled set was copied")
 			}
 		})
@@ -94,18 +93,18 @@ func checkSetAddrs(t *testing.T, what string, st *nft.State, want []netip.Addr) 
 	s := st.Sets["s"]
 	if want == nil {
 		if s != nil {
-			t.Errorf("%s: set s still there with %d elements", what, len(s.Elements))
+			t.Errorf("%s: set s still there with %d elements", what, s.Elements.Len())
 		}
 		return
 	}
 	if s == nil {
 		t.Fatalf("%s: no set s", what)
 	}
-	if len(s.Elements) != len(want) {
-		t.Errorf("%s: %d elements, want %d", what, len(s.Elements), len(want))
+	if s.Elements.Len() != len(want) {
+		t.Errorf("%s: %d elements, want %d", what, s.Elements.Len(), len(want))
 	}
 	for _, a := range want {
-		if _, ok := s.Elements[nft.ElementID(s, addrElement(a))]; !ok {
+		if !s.Elements.Contains(addrElement(a)) {
 			t.Errorf("%s: %v missing", what, a)
 		}
 	}
@@ -119,6 +118,13 @@ func TestWriterBacklog(t *testing.T) {
 	put := func(w *writer) { w.putSet(nft.Set{Name: "s", Key: []nft.KeyType{nft.TypeIPv4Addr}}, 0) }
 	add := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addElement("s", addrElement(a)) } }
 	del := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delElement("s", addrElement(a)) } }
+	addK := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.addKey("s", nft.AddrTagKey(a, nil)) } }
+	delK := func(a netip.Addr) func(w *writer) { return func(w *writer) { w.delKey("s", nft.AddrTagKey(a, nil)) } }
+	// odd is an element that does not pack (an address of 16 bytes in a
+	// set of IPv4 addresses: never from the engine).
+	odd := nft.Element{Key: []nft.Value{nft.Value(netip.MustParseAddr("::ffff:198.18.0.9").AsSlice())}}
+	addOdd := func(w *writer) { w.addElement("s", odd) }
+	delOdd := func(w *writer) { w.delElement("s", odd) }
 	// Enough changes for chunks of every size (backlogFirst doubling up to
 	// backlogChunk, then more full ones), deletes landing after their adds.
 	many, manyWant := []func(*writer){put}, []netip.Addr(nil)
@@ -143,6 +149,8 @@ func TestWriterBacklog(t *testing.T) {
 		{"put again drops the backlog", []func(*writer){put, add(a1), put, add(a2)}, []netip.Addr{a2}},
 		{"delete the set drops the backlog", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }}, nil},
 		{"delete and put again", []func(*writer){put, add(a1), func(w *writer) { w.deleteSet("s") }, put, add(a3)}, []netip.Addr{a3}},
+		{"by packed key", []func(*writer){put, addK(a1), add(a2), delK(a2), addK(a3), del(a1), addK(a1)}, []netip.Addr{a1, a3}},
+		{"an element that does not pack lands the backlog first", []func(*writer){put, add(a1), addOdd, del(a1), addK(a3), delOdd, add(a2)}, []netip.Addr{a2, a3}},
 		{"a read between the changes", []func(*writer){put, add(a1), add(a2), func(w *writer) {
 			if !w.hasElement("s", addrElement(a2)) || w.hasElement("s", addrElement(a3)) {
 				t.Error("hasElement disagrees with the changes made")
@@ -159,6 +167,9 @@ func TestWriterBacklog(t *testing.T) {
 			}
 			if tc.want != nil && len(w.backlogs) == 0 {
 				t.Error("no backlog: the changes went to the map one by one")
+			}
+			if w.hasElement("s", odd) != ref.hasElement("s", odd) || w.hasKey("s", nft.AddrTagKey(a1, nil)) != ref.hasElement("s", addrElement(a1)) {
+				t.Error("hasElement or hasKey disagrees with the reference")
 			}
 			w.fillAll()
 			if len(w.backlogs) != 0 {

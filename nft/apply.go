@@ -54,7 +54,10 @@ func (s *State) jumpedTo(name string) bool {
 			s.countJumps(c.Rules, +1)
 		}
 		for _, set := range s.Sets {
-			for _, e := range set.Elements {
+			if !set.VerdictMap {
+				continue // no element jumps (and a packed set makes each)
+			}
+			for e := range set.Elements.Values() {
 				s.countElementJump(set, e, +1)
 			}
 		}
@@ -96,7 +99,7 @@ type journal []undoStep
 // undoStep undoes one change, of the kind of operation that made it: the
 // creation of the chain or set name, a chain's previous rules (rules of
 // chain), a deleted chain or set, or the elements added to or deleted from set
-// (by ids; deleted holds their values), or one rule inserted into or deleted
+// (elems), or one rule inserted into or deleted
 // from chain at position (rules holds a deleted rule).
 type undoStep struct {
 	kind     OpKind
@@ -106,8 +109,7 @@ type undoStep struct {
 	rules    []Rule
 	set      *Set
 	object   *Object
-	ids      []string
-	deleted  []Element
+	elems    []Element
 }
 
 // revert undoes every recorded change, the last first.
@@ -135,12 +137,12 @@ func (j journal) revert(s *State) {
 		case OpDeleteObject:
 			s.Objects[u.name] = u.object
 		case OpAddElements:
-			for _, id := range u.ids {
-				delete(u.set.Elements, id)
+			for _, e := range u.elems {
+				u.set.Elements.Delete(e)
 			}
 		case OpDeleteElements:
-			for k, id := range u.ids {
-				u.set.Elements[id] = u.deleted[k]
+			for _, e := range u.elems {
+				u.set.Elements.Put(e)
 			}
 		}
 	}
@@ -259,7 +261,7 @@ func (s *State) applySetOp(op Op, undo *journal) error {
 			return nil
 		}
 		set := *op.Set
-		set.Elements = map[string]Element{}
+		set.Elements = NewElements(&set, 0)
 		s.Sets[op.Name] = &set
 		*undo = append(*undo, undoStep{kind: OpAddSet, name: op.Name})
 	case OpDeleteSet:
@@ -270,8 +272,10 @@ func (s *State) applySetOp(op Op, undo *journal) error {
 		if setReferenced(s, op.Name) {
 			return fmt.Errorf("set %q: %w", op.Name, ErrBusy)
 		}
-		for _, e := range set.Elements {
-			s.countElementJump(set, e, -1)
+		if set.VerdictMap && s.jumps != nil {
+			for e := range set.Elements.Values() {
+				s.countElementJump(set, e, -1)
+			}
 		}
 		delete(s.ranges, set.Name)
 		delete(s.Sets, op.Name)
@@ -286,30 +290,29 @@ func (s *State) addElements(op Op, undo *journal) error {
 	if set == nil {
 		return fmt.Errorf("set %q: %w", op.Name, ErrNotFound)
 	}
-	ids := make([]string, len(op.Elements)) // once for the check and the insertion
-	for i, e := range op.Elements {
-		ids[i] = ElementID(set, e)
-	}
 	if set.Interval {
+		ids := make([]string, len(op.Elements))
+		for i, e := range op.Elements {
+			ids[i] = ElementID(set, e)
+		}
 		if err := s.checkIntervals(set, op.Elements, ids); err != nil {
 			return err
 		}
 	}
 	u := undoStep{kind: OpAddElements, set: set}
 	defer func() { *undo = append(*undo, u) }()
-	for i, e := range op.Elements {
+	for _, e := range op.Elements {
 		if err := validateElement(s, set, e); err != nil {
 			return err
 		}
-		id := ids[i]
-		if cur, ok := set.Elements[id]; ok {
+		if cur, ok := set.Elements.Lookup(e); ok {
 			if !sameVerdict(cur.Verdict, e.Verdict) {
-				return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrExists)
+				return fmt.Errorf("set %q element %s: %w", op.Name, ElementID(set, e), ErrExists)
 			}
 			continue
 		}
-		set.Elements[id] = e
-		u.ids = append(u.ids, id)
+		set.Elements.Put(e)
+		u.elems = append(u.elems, e)
 		s.countElementJump(set, e, +1)
 		if r := s.ranges[set.Name]; r != nil {
 			r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
@@ -327,14 +330,12 @@ func (s *State) deleteElements(op Op, undo *journal) error {
 	u := undoStep{kind: OpDeleteElements, set: set}
 	defer func() { *undo = append(*undo, u) }()
 	for _, e := range op.Elements {
-		id := ElementID(set, e)
-		cur, ok := set.Elements[id]
+		cur, ok := set.Elements.Lookup(e)
 		if !ok {
-			return fmt.Errorf("set %q element %s: %w", op.Name, id, ErrNotFound)
+			return fmt.Errorf("set %q element %s: %w", op.Name, ElementID(set, e), ErrNotFound)
 		}
-		delete(set.Elements, id)
-		u.ids = append(u.ids, id)
-		u.deleted = append(u.deleted, cur)
+		set.Elements.Delete(cur)
+		u.elems = append(u.elems, cur)
 		s.countElementJump(set, cur, -1)
 		if r := s.ranges[set.Name]; r != nil {
 			r.Delete(rangeItem{cur.Key, cur.KeyEnd})
@@ -493,7 +494,7 @@ func (s *State) checkIntervals(set *Set, add []Element, ids []string) error {
 				return fmt.Errorf("set %q: range %s ends before it starts: %w", set.Name, sp.id, ErrInvalid)
 			}
 		}
-		if _, ok := set.Elements[sp.id]; ok || seen[sp.id] {
+		if set.Elements.Has(sp.id) || seen[sp.id] {
 			continue // identical element: a no-op, not an overlap
 		}
 		seen[sp.id] = true
@@ -545,7 +546,7 @@ func (s *State) checkIntervals(set *Set, add []Element, ids []string) error {
 				return overlap(a, b)
 			}
 		}
-		for _, e := range set.Elements {
+		for e := range set.Elements.Values() {
 			if b := (span{from: e.Key, to: endOf(e)}); intersects(a, b) {
 				return overlap(a, spanOf(set, e))
 			}
@@ -579,7 +580,7 @@ func (s *State) ordered(set *Set) *btree.BTreeG[rangeItem] {
 		s.ranges = map[string]*btree.BTreeG[rangeItem]{}
 	}
 	r := btree.NewG(16, rangeLess)
-	for _, e := range set.Elements {
+	for e := range set.Elements.Values() {
 		r.ReplaceOrInsert(rangeItem{e.Key, e.KeyEnd})
 	}
 	s.ranges[set.Name] = r

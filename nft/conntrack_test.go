@@ -60,7 +60,7 @@ func ingressAllowing(server *nfttest.Pod, peers ...*nfttest.Pod) *nft.State {
 	}})
 	for m, ip := range map[string]netip.Addr{"ingress-v4": server.V4, "ingress-v6": server.V6} {
 		e := gotoChain(ip.String(), "pod-in-b")
-		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+		s.Sets[m].PutElements(e)
 	}
 	return s
 }

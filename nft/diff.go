@@ -159,8 +159,8 @@ func (d *differ) clearRecreated() {
 		}
 		// Verdict-map elements pointing at a recreated chain must go first.
 		var drop []Element
-		for _, id := range slices.Sorted(maps.Keys(s.Elements)) {
-			e := s.Elements[id]
+		for _, id := range slices.Sorted(s.Elements.IDs()) {
+			e, _ := s.Elements.Get(id)
 			if e.Verdict != nil && d.recreateChains[e.Verdict.Chain] {
 				drop = append(drop, e)
 			}
@@ -277,7 +277,7 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 			// its first Diff. A scoped Diff (a change) sorts them: its batch
 			// is small, and people read it (the enforcer's delta goldens).
 			if d.scope == nil {
-				return nil, slices.AppendSeq(make([]Element, 0, len(t.Elements)), maps.Values(t.Elements))
+				return nil, t.Elements.AppendValues(nil)
 			}
 			return nil, elementsByID(t)
 		}
@@ -295,9 +295,9 @@ func (d *differ) setDelta(n string, t *Set) (del, add []Element) {
 		var fe, te Element
 		var inF, inT bool
 		if f != nil && !removed[id] {
-			fe, inF = f.Elements[id]
+			fe, inF = f.Elements.Get(id)
 		}
-		te, inT = t.Elements[id]
+		te, inT = t.Elements.Get(id)
 		switch {
 		case inF && inT:
 			if !sameVerdict(fe.Verdict, te.Verdict) {
@@ -408,23 +408,31 @@ func union[V any](a, b map[string]V) []string {
 }
 
 func unionElems(f, t *Set) []string {
-	var a, b map[string]Element
-	if f != nil {
-		a = f.Elements
+	seen := map[string]struct{}{}
+	for _, s := range []*Set{f, t} {
+		if s != nil {
+			for id := range s.Elements.IDs() {
+				seen[id] = struct{}{}
+			}
+		}
 	}
-	if t != nil {
-		b = t.Elements
-	}
-	return union(a, b)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // elementsByID returns the elements of t in the order of their IDs.
 func elementsByID(t *Set) []Element {
-	ids := slices.AppendSeq(make([]string, 0, len(t.Elements)), maps.Keys(t.Elements))
-	slices.Sort(ids)
-	out := make([]Element, len(ids))
-	for i, id := range ids {
-		out[i] = t.Elements[id]
+	type byID struct {
+		id string
+		e  Element
+	}
+	all := make([]byID, 0, t.Elements.Len())
+	for id, e := range t.Elements.All() {
+		all = append(all, byID{id, e})
+	}
+	slices.SortFunc(all, func(a, b byID) int { return strings.Compare(a.id, b.id) })
+	out := make([]Element, len(all))
+	for i, x := range all {
+		out[i] = x.e
 	}
 	return out
 }
@@ -432,15 +440,7 @@ func elementsByID(t *Set) []Element {
 // sameElements reports whether sets f and t hold elements of the same IDs
 // with the same verdicts (f nil: no).
 func sameElements(f, t *Set) bool {
-	if f == nil || len(f.Elements) != len(t.Elements) {
-		return false
-	}
-	for id, te := range t.Elements {
-		if fe, ok := f.Elements[id]; !ok || !sameVerdict(fe.Verdict, te.Verdict) {
-			return false
-		}
-	}
-	return true
+	return f != nil && t.Elements.Equal(f.Elements)
 }
 
 func sameSetDef(a, b *Set) bool {
@@ -582,9 +582,9 @@ func (s *State) CloneSharingElements() *State { return s.clone(false) }
 // each element again.
 func (s *Set) WithOwnElements() *Set {
 	cs := *s
-	cs.Elements = maps.Clone(s.Elements)
-	if cs.Elements == nil {
-		cs.Elements = map[string]Element{}
+	cs.Elements = s.Elements.Clone()
+	if cs.Elements.st == nil {
+		cs.Elements = NewElements(&cs, 0)
 	}
 	return &cs
 }
@@ -598,7 +598,7 @@ func (s *State) clone(elements bool) *State {
 		out.Chains[n] = &cc
 	}
 	for n, set := range s.Sets {
-		if elements || set.Elements == nil {
+		if elements || set.Elements.st == nil {
 			out.Sets[n] = set.WithOwnElements()
 			continue
 		}

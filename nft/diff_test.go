@@ -59,26 +59,26 @@ func TestDiff(t *testing.T) {
 	}{
 		{"no change", func(*State) {}, nil, ""},
 		{"add one element", func(s *State) {
-			s.Sets["peer-v4-web"].Elements["198.18.0.11"] = fxElem(fxAddr("198.18.0.11"))
+			s.Sets["peer-v4-web"].PutElements(fxElem(fxAddr("198.18.0.11")))
 		}, nil, "add elements peer-v4-web/1"},
 		{"delete one element", func(s *State) {
-			delete(s.Sets["peer-v4-frontend"].Elements, "198.18.0.21")
+			s.Sets["peer-v4-frontend"].Elements.DeleteID("198.18.0.21")
 		}, nil, "delete elements peer-v4-frontend/1"},
 		{"deletes before adds across sets", func(s *State) {
-			delete(s.Sets["peer-v4-frontend"].Elements, "198.18.0.21")
-			s.Sets["peer-v4-web"].Elements["198.18.0.11"] = fxElem(fxAddr("198.18.0.11"))
-			delete(s.Sets["peer-v6-web"].Elements, "2001:db8::a")
+			s.Sets["peer-v4-frontend"].Elements.DeleteID("198.18.0.21")
+			s.Sets["peer-v4-web"].PutElements(fxElem(fxAddr("198.18.0.11")))
+			s.Sets["peer-v6-web"].Elements.DeleteID("2001:db8::a")
 		}, nil, "delete elements peer-v4-frontend/1; delete elements peer-v6-web/1; add elements peer-v4-web/1"},
 		{"interval element replaced", func(s *State) {
 			set := s.Sets["ports-web"]
-			delete(set.Elements, ElementID(set, fxPorts(ProtoTCP, 8000, 8080)))
+			set.Elements.DeleteID(ElementID(set, fxPorts(ProtoTCP, 8000, 8080)))
 			e := fxPorts(ProtoTCP, 8000, 8090)
-			set.Elements[ElementID(set, e)] = e
+			set.PutElements(e)
 		}, nil, "delete elements ports-web/1; add elements ports-web/1"},
 		{"verdict change on a vmap element", func(s *State) {
 			set := s.Sets["ingress-v4"]
 			e := fxVmapElem(fxAddr("198.18.0.30"), fxGoto("pod-in-web"))
-			set.Elements[ElementID(set, e)] = e
+			set.PutElements(e)
 		}, nil, "delete elements ingress-v4/1; add elements ingress-v4/1"},
 		{"rules of one chain", func(s *State) {
 			c := s.Chains["pod-in-db"]
@@ -89,7 +89,7 @@ func TestDiff(t *testing.T) {
 		}, nil, "replace rules pod-in-db/1"},
 		{"new pod: chain, rules, vmap element in order", func(s *State) {
 			fxAddChains(s, &Chain{Name: "pod-in-new", Rules: []Rule{fxRule(fxJump("pol-in-allow-web")), fxRule(Counter{}, fxDrop())}})
-			s.Sets["ingress-v4"].Elements["198.18.0.40"] = fxVmapElem(fxAddr("198.18.0.40"), fxGoto("pod-in-new"))
+			s.Sets["ingress-v4"].PutElements(fxVmapElem(fxAddr("198.18.0.40"), fxGoto("pod-in-new")))
 		}, nil, "add chain pod-in-new; add elements ingress-v4/1; replace rules pod-in-new/2"},
 		{"new policy: set before the rule using it", func(s *State) {
 			fxAdd(s, fxSet("peer-v4-db", []KeyType{TypeIPv4Addr}, []Element{fxElem(fxAddr("198.18.0.30"))}))
@@ -97,8 +97,8 @@ func TestDiff(t *testing.T) {
 			s.Chains["pod-in-db"].Rules = []Rule{fxRule(fxJump("pol-in-db")), fxRule(Counter{}, fxDrop())}
 		}, nil, "add chain pol-in-db; add set peer-v4-db; add elements peer-v4-db/1; insert rule pod-in-db@0; replace rules pol-in-db/1"},
 		{"pod gone: element, then flush and delete chain", func(s *State) {
-			delete(s.Sets["ingress-v4"].Elements, "198.18.0.30")
-			delete(s.Sets["ingress-v6"].Elements, "2001:db8::30")
+			s.Sets["ingress-v4"].Elements.DeleteID("198.18.0.30")
+			s.Sets["ingress-v6"].Elements.DeleteID("2001:db8::30")
 			delete(s.Chains, "pod-in-db")
 		}, nil, "delete elements ingress-v4/1; delete elements ingress-v6/1; replace rules pod-in-db/0; delete chain pod-in-db"},
 		{"policy gone: rules first, then chains, then sets", func(s *State) {
@@ -126,17 +126,17 @@ func TestDiff(t *testing.T) {
 		}, nil, "replace rules pod-in-web/0; replace rules pol-in-allow-web/0; delete chain pol-in-allow-web; add chain pol-in-allow-web; " +
 			"replace rules pod-in-web/2; replace rules pol-in-allow-web/6"},
 		{"scoped: one element only", func(s *State) {
-			s.Sets["peer-v4-web"].Elements["198.18.0.11"] = fxElem(fxAddr("198.18.0.11"))
-			delete(s.Sets["peer-v4-frontend"].Elements, "198.18.0.21") // outside the scope: ignored
+			s.Sets["peer-v4-web"].PutElements(fxElem(fxAddr("198.18.0.11")))
+			s.Sets["peer-v4-frontend"].Elements.DeleteID("198.18.0.21") // outside the scope: ignored
 		}, &Scope{Elements: map[string]map[string]bool{"peer-v4-web": {"198.18.0.11": true}}}, "add elements peer-v4-web/1"},
 		{"scoped: unchanged element in scope sends nothing", func(s *State) {}, &Scope{Elements: map[string]map[string]bool{"peer-v4-web": {"198.18.0.10": true}}}, ""},
 		{"scoped: whole set", func(s *State) {
-			s.Sets["peer-v4-frontend"].Elements = map[string]Element{}
+			s.Sets["peer-v4-frontend"].Elements.Clear()
 			s.Chains["pod-in-db"].Rules = nil // outside the scope: ignored
 		}, &Scope{Sets: map[string]bool{"peer-v4-frontend": true}}, "delete elements peer-v4-frontend/2"},
 		{"scoped: one chain", func(s *State) {
 			s.Chains["pod-in-db"].Rules = nil
-			delete(s.Sets["peer-v4-frontend"].Elements, "198.18.0.21") // outside the scope: ignored
+			s.Sets["peer-v4-frontend"].Elements.DeleteID("198.18.0.21") // outside the scope: ignored
 		}, &Scope{Chains: map[string]bool{"pod-in-db": true}}, "replace rules pod-in-db/0"},
 		{"scoped: recreated set restores the rules of chains outside the scope", func(s *State) {
 			s.Sets["peer-v4-web"].Interval = true
@@ -226,8 +226,8 @@ func TestDiffRecreatedVmapAndChain(t *testing.T) {
 	to := fxProgram()
 	to.Sets["egress-v4"].Interval = true
 	to.Chains["pod-eg-frontend"].Base = &BaseChain{Hook: HookInput, Priority: 0, Policy: VerdictAccept}
-	delete(to.Sets["egress-v4"].Elements, "198.18.0.20")
-	delete(to.Sets["egress-v6"].Elements, "2001:db8::20")
+	to.Sets["egress-v4"].Elements.DeleteID("198.18.0.20")
+	to.Sets["egress-v6"].Elements.DeleteID("2001:db8::20")
 	_, got := applyDiff(t, from, to, nil)
 	if !sameState(got, to) {
 		t.Fatalf("differs:\n%s", lineDiff(Render("t", to), Render("t", got)))
@@ -320,7 +320,7 @@ func randomState(rng *rand.Rand) *State {
 		}
 		d := defs[rng.IntN(len(defs))]
 		name := fmt.Sprintf("s%d", i)
-		set := &Set{Name: name, Key: d.key, Interval: d.interval, VerdictMap: d.vmap, Comment: name, Elements: map[string]Element{}}
+		set := &Set{Name: name, Key: d.key, Interval: d.interval, VerdictMap: d.vmap, Comment: name}
 		for j := range 6 {
 			if rng.IntN(2) == 0 {
 				continue
@@ -341,7 +341,7 @@ func randomState(rng *rand.Rand) *State {
 				}
 				e.Verdict = &v
 			}
-			set.Elements[ElementID(set, e)] = e
+			set.PutElements(e)
 		}
 		s.Sets[name] = set
 		setFields[name] = d.fields

@@ -62,12 +62,12 @@ func fxPorts(proto uint8, from, to uint16) Element {
 
 // fxSet builds a set with its elements; tweaks set flags and comments.
 func fxSet(name string, key []KeyType, elems []Element, tweaks ...func(*Set)) *Set {
-	s := &Set{Name: name, Key: key, Elements: map[string]Element{}}
+	s := &Set{Name: name, Key: key}
 	for _, t := range tweaks {
 		t(s)
 	}
 	for _, e := range elems {
-		s.Elements[ElementID(s, e)] = e
+		s.PutElements(e)
 	}
 	return s
 }
@@ -265,7 +265,7 @@ func TestFakeLifecycle(t *testing.T) {
 	}
 
 	// Read returns a copy: changing it does not change the table.
-	got.Sets["peer-v4-web"].Elements = map[string]Element{}
+	got.Sets["peer-v4-web"].Elements.Clear()
 	delete(got.Chains, "pod-in-db")
 	again, _ := f.Read(ctx)
 	if !Diff(again, want, nil).Empty() {
@@ -347,7 +347,7 @@ func TestFakeReconcileRepairsDrift(t *testing.T) {
 	}
 	// Someone deletes an element and flushes a policy chain behind our back.
 	f.Mutate(func(s *State) {
-		delete(s.Sets["peer-v4-frontend"].Elements, ElementID(s.Sets["peer-v4-frontend"], fxElem(fxAddr("198.18.0.21"))))
+		s.Sets["peer-v4-frontend"].Elements.DeleteID(ElementID(s.Sets["peer-v4-frontend"], fxElem(fxAddr("198.18.0.21"))))
 		s.Chains["pol-eg-frontend-egress"].Rules = nil
 	})
 	tx, err := f.Reconcile(ctx, want)
@@ -504,7 +504,7 @@ func TestFakeCanonicalRanges(t *testing.T) {
 	}
 	got, _ := f.Read(ctx)
 	want := fxPorts(ProtoTCP, 80, 80)
-	if _, ok := got.Sets["p"].Elements[ElementID(got.Sets["p"], want)]; !ok || len(got.Sets["p"].Elements) != 1 {
+	if !got.Sets["p"].Elements.Contains(want) || got.Sets["p"].Elements.Len() != 1 {
 		t.Fatalf("stored %v, want the single value tcp . 80", got.Sets["p"].Elements)
 	}
 	// Both forms delete it.

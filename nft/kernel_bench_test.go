@@ -78,7 +78,7 @@ func nodeState(policies int, dualStack, distinctPorts bool) *nft.State {
 		rules = append(rules, nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}})
 		addChain(s, nft.Chain{Name: name, Rules: rules})
 		e := nft.Element{Key: []nft.Value{ip()}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: name}}
-		vmap.Elements[nft.ElementID(vmap, e)] = e
+		vmap.PutElements(e)
 	}
 	return s
 }
@@ -86,7 +86,7 @@ func nodeState(policies int, dualStack, distinctPorts bool) *nft.State {
 func countElements(s *nft.State) int {
 	n := 0
 	for _, set := range s.Sets {
-		n += len(set.Elements)
+		n += set.Elements.Len()
 	}
 	return n
 }

@@ -46,7 +46,7 @@ func connRateLoaded(dualStack bool) *nft.State {
 	s := nodeState(10_000, dualStack, false)
 	ea := nft.Element{Key: []nft.Value{nft.AddrValue(connRateA)}}
 	peers := s.Sets["peer-v4-00000"]
-	peers.Elements[nft.ElementID(peers, ea)] = ea
+	peers.PutElements(ea)
 
 	drop := nft.Rule{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}
 	var in []nft.Rule
@@ -70,7 +70,7 @@ func connRateLoaded(dualStack bool) *nft.State {
 
 	put := func(m string, ip netip.Addr, chain string) {
 		e := nft.Element{Key: []nft.Value{nft.AddrValue(ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}}
-		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+		s.Sets[m].PutElements(e)
 	}
 	put("ingress-v4", connRateB, "pod-in-bench")
 	put("egress-v4", connRateA, "pod-eg-bench")

@@ -31,7 +31,7 @@ func decisionMapState(n int) *nft.State {
 			KeyEnd:  []nft.Value{nft.AddrValue(a), nft.ProtoValue(nft.ProtoTCP), nft.PortValue(8100)},
 			Verdict: &nft.Verdict{Kind: nft.VerdictDrop},
 		}
-		dm.Elements[nft.ElementID(dm, e)] = e
+		dm.PutElements(e)
 	}
 	c := s.Chains["pod-in-bench"]
 	c.Rules = append([]nft.Rule{{Exprs: []nft.Expr{nft.VerdictMapLookup{
@@ -65,7 +65,7 @@ func classMapState(n int) *nft.State {
 	cm := addSet(s, nft.Set{Name: "class-bench", VerdictMap: true, Key: []nft.KeyType{nft.TypeIPv4Addr}})
 	put := func(a netip.Addr, c int) {
 		e := nft.Element{Key: []nft.Value{nft.AddrValue(a)}, Verdict: &nft.Verdict{Kind: nft.VerdictJump, Chain: fmt.Sprintf("class-%d", c)}}
-		cm.Elements[nft.ElementID(cm, e)] = e
+		cm.PutElements(e)
 	}
 	for i := range n - 1 {
 		put(netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}), i%classes)

@@ -7,7 +7,6 @@ package nft_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -209,7 +208,7 @@ func TestKernelWatchMutedBatch(t *testing.T) {
 	var noop nft.Transaction
 	for g := range 10 {
 		name := fmt.Sprintf("peer-v4-%05d", g)
-		noop.AddElements(name, slices.Collect(maps.Values(big.Sets[name].Elements))...)
+		noop.AddElements(name, slices.Collect(big.Sets[name].Elements.Values())...)
 	}
 	refused := nft.Diff(nil, big, nil)
 	refused.DeleteChain("nope")

@@ -68,7 +68,7 @@ func objectsProgram() *nft.State {
 		ip  netip.Addr
 	}{{"ingress-v4", objPodB}, {"ingress-v6", netip.MustParseAddr("2001:db8::11")}} {
 		e := nft.Element{Key: []nft.Value{nft.AddrValue(m.ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: "pod-in-b"}}
-		s.Sets[m.set].Elements[nft.ElementID(s.Sets[m.set], e)] = e
+		s.Sets[m.set].PutElements(e)
 	}
 	return s
 }

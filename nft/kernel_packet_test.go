@@ -53,7 +53,7 @@ func packetState(a, b, c *nfttest.Pod, allowA bool) *nft.State {
 	addChain(s, nft.Chain{Name: "pod-eg-c", Rules: []nft.Rule{drop}})
 	put := func(m string, ip netip.Addr, chain string) {
 		e := nft.Element{Key: []nft.Value{nft.AddrValue(ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: chain}}
-		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+		s.Sets[m].PutElements(e)
 	}
 	put("ingress-v4", b.V4, "pod-in-b")
 	put("ingress-v6", b.V6, "pod-in-b")

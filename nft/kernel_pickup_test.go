@@ -51,7 +51,7 @@ func pickupState(b, c, a *nfttest.Pod, cToA, pickupRules bool, peersOfB ...*nftt
 	}})
 	for m, ip := range map[string]netip.Addr{"egress-v4": c.V4, "egress-v6": c.V6} {
 		e := gotoChain(ip.String(), "pod-eg-c")
-		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+		s.Sets[m].PutElements(e)
 	}
 	if !pickupRules {
 		for _, ch := range []string{"egress", "ingress"} {

@@ -125,7 +125,7 @@ func (k *Kernel) readOnce(ctx context.Context) (*State, error) {
 			Comment: rs.comment}
 		st.Sets[s.Name] = s
 		if rs.def.Key == nil {
-			s.Elements = map[string]Element{}
+			s.Elements = NewElements(s, 0)
 			// A set of a kind nftwarden never creates: leave it empty so
 			// that Diff recreates it if the name is wanted.
 			continue

@@ -102,12 +102,12 @@ func (k *Kernel) readElements(ctx context.Context, er *elementReader, s *Set, de
 				return err
 			}
 		}
-		s.Elements = make(map[string]Element, len(er.elems))
+		s.Elements = NewElements(s, len(er.elems))
 		for _, e := range er.elems {
-			s.Elements[ElementID(s, e)] = e
+			s.Elements.Put(e)
 		}
 		clear(er.elems) // drop the references to the keys
-		if len(s.Elements) == len(er.elems) || def.Interval || attempt == elementDumpAttempts {
+		if s.Elements.Len() == len(er.elems) || def.Interval || attempt == elementDumpAttempts {
 			return nil
 		}
 		select {

@@ -329,7 +329,7 @@ func waitForCount(t *testing.T, k *nft.Kernel, set string, want int) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		got := len(readState(t, k).Sets[set].Elements)
+		got := readState(t, k).Sets[set].Elements.Len()
 		t.Logf("read %d elements of %s in %v", got, set, time.Since(start))
 		if got == want {
 			return

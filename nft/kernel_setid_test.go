@@ -77,7 +77,7 @@ func TestKernelElementsOfNewSetsBySetID(t *testing.T) {
 				t.Fatalf("Read: %v", err)
 			}
 			var got []string
-			for _, e := range st.Sets["peers"].Elements {
+			for e := range st.Sets["peers"].Elements.Values() {
 				got = append(got, nft.FormatValue(nft.TypeIPv4Addr, e.Key[0]))
 			}
 			if diff := cmp.Diff(tt.want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {

@@ -30,7 +30,7 @@ func taggedPacketState(b *nfttest.Pod, groups map[uint32][]*nfttest.Pod) *nft.St
 		for _, p := range pods {
 			for set, ip := range map[*nft.Set]netip.Addr{peers4: p.V4, peers6: p.V6} {
 				e := nft.Element{Key: []nft.Value{nft.AddrValue(ip), nft.TagValue(tag)}}
-				set.Elements[nft.ElementID(set, e)] = e
+				set.PutElements(e)
 			}
 		}
 	}
@@ -57,7 +57,7 @@ func taggedPacketState(b *nfttest.Pod, groups map[uint32][]*nfttest.Pod) *nft.St
 		{Exprs: []nft.Expr{nft.Counter{}, nft.Verdict{Kind: nft.VerdictDrop}}}}})
 	for m, ip := range map[string]netip.Addr{"ingress-v4": b.V4, "ingress-v6": b.V6} {
 		e := nft.Element{Key: []nft.Value{nft.AddrValue(ip)}, Verdict: &nft.Verdict{Kind: nft.VerdictGoto, Chain: "pod-in-b"}}
-		s.Sets[m].Elements[nft.ElementID(s.Sets[m], e)] = e
+		s.Sets[m].PutElements(e)
 	}
 	return s
 }

@@ -67,9 +67,9 @@ func accept() nft.Verdict { return nft.Verdict{Kind: nft.VerdictAccept} }
 
 // addSet adds a set with elements to a state.
 func addSet(s *nft.State, set nft.Set, elems ...nft.Element) *nft.Set {
-	set.Elements = map[string]nft.Element{}
+	set.Elements.Clear()
 	for _, e := range elems {
-		set.Elements[nft.ElementID(&set, e)] = e
+		set.PutElements(e)
 	}
 	s.Sets[set.Name] = &set
 	return &set
@@ -154,15 +154,15 @@ func tcpFlags() *nft.State {
 // b (egress isolated), peer sets, ipBlock sets, port sets and named ports.
 func program() *nft.State {
 	s := skeleton()
-	s.Sets["ingress-v4"].Elements = map[string]nft.Element{}
+	s.Sets["ingress-v4"].Elements.Clear()
 	for _, e := range []nft.Element{gotoChain("198.18.0.10", "pod-in-a")} {
-		s.Sets["ingress-v4"].Elements[nft.ElementID(s.Sets["ingress-v4"], e)] = e
+		s.Sets["ingress-v4"].PutElements(e)
 	}
 	for _, e := range []nft.Element{gotoChain("2001:db8::10", "pod-in-a")} {
-		s.Sets["ingress-v6"].Elements[nft.ElementID(s.Sets["ingress-v6"], e)] = e
+		s.Sets["ingress-v6"].PutElements(e)
 	}
 	for _, e := range []nft.Element{gotoChain("198.18.0.11", "pod-eg-b")} {
-		s.Sets["egress-v4"].Elements[nft.ElementID(s.Sets["egress-v4"], e)] = e
+		s.Sets["egress-v4"].PutElements(e)
 	}
 
 	addSet(s, nft.Set{Name: "peer-v4-web", Key: []nft.KeyType{nft.TypeIPv4Addr}, Comment: "ns1: app=web"},

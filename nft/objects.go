@@ -126,8 +126,8 @@ type Set struct {
 	// VerdictMap makes the set a map whose elements carry a Verdict.
 	VerdictMap bool
 	Comment    string
-	// Elements by ElementID.
-	Elements map[string]Element
+	// Elements by ElementID (NewElements, PutElements).
+	Elements ElementMap
 }
 
 // Value is one component of an element key in network byte order (a tag in
@@ -474,15 +474,17 @@ const (
 // ElementID is the identity of an element within its set: its key (and range end)
 // in nft text. Two elements with the same ID are the same member; a verdict-map
 // element's verdict is not part of its identity.
-func ElementID(s *Set, e Element) string {
+func ElementID(s *Set, e Element) string { return elementID(s.Key, e) }
+
+func elementID(types []KeyType, e Element) string {
 	// Built in a buffer on the stack and copied once into a string of its
 	// exact size: a growing strings.Builder allocated twice per ID, and IDs
 	// are built for every element the engine adds (~200,000 at start-up).
 	var buf [96]byte
-	b := appendKey(buf[:0], s.Key, e.Key)
+	b := appendKey(buf[:0], types, e.Key)
 	if e.KeyEnd != nil {
 		b = append(b, '-')
-		b = appendKey(b, s.Key, e.KeyEnd)
+		b = appendKey(b, types, e.KeyEnd)
 	}
 	return string(b)
 }
@@ -496,21 +498,25 @@ func appendKey(b []byte, types []KeyType, vals []Value) []byte {
 		if i < len(types) {
 			t = types[i]
 		}
-		// The types of the big sets (addresses, ports, tags) are written as
-		// FormatValue writes them, without a string per value.
-		switch {
-		case (t == TypeIPv4Addr || t == TypeIPv6Addr) && (len(v) == 4 || len(v) == 16):
-			a, _ := netip.AddrFromSlice(v)
-			b = a.AppendTo(b)
-		case t == TypeInetService && len(v) == 2:
-			b = strconv.AppendUint(b, uint64(v[0])<<8|uint64(v[1]), 10)
-		case t == TypeTag && len(v) == 4:
-			b = appendTag(b, binary.NativeEndian.Uint32(v))
-		default:
-			b = append(b, FormatValue(t, v)...)
-		}
+		b = appendValue(b, t, v)
 	}
 	return b
+}
+
+// appendValue appends value v of type t as FormatValue writes it.
+func appendValue(b []byte, t KeyType, v Value) []byte {
+	// The types of the big sets (addresses, ports, tags) are written as
+	// FormatValue writes them, without a string per value.
+	switch {
+	case (t == TypeIPv4Addr || t == TypeIPv6Addr) && (len(v) == 4 || len(v) == 16):
+		a, _ := netip.AddrFromSlice(v)
+		return a.AppendTo(b)
+	case t == TypeInetService && len(v) == 2:
+		return strconv.AppendUint(b, uint64(v[0])<<8|uint64(v[1]), 10)
+	case t == TypeTag && len(v) == 4:
+		return appendTag(b, binary.NativeEndian.Uint32(v))
+	}
+	return append(b, FormatValue(t, v)...)
 }
 
 // FormatValue renders a value of type t as nft prints it.

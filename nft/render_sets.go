@@ -16,7 +16,7 @@ func renderSet(b *strings.Builder, s *Set) {
 	for _, line := range setDefinition(s) {
 		b.WriteString("\t\t" + line + "\n")
 	}
-	if len(s.Elements) > 0 {
+	if s.Elements.Len() > 0 {
 		elems := sortedElements(s)
 		perLine := elementsPerLine(s.Key)
 		b.WriteString("\t\telements = { ")
@@ -82,10 +82,7 @@ func elementsPerLine(key []KeyType) int {
 // sortedElements orders elements by key, then by range end, comparing the raw
 // bytes of each component (network byte order sorts numerically).
 func sortedElements(s *Set) []Element {
-	out := make([]Element, 0, len(s.Elements))
-	for _, e := range s.Elements {
-		out = append(out, e)
-	}
+	out := s.Elements.AppendValues(nil)
 	sort.Slice(out, func(i, j int) bool {
 		if c := compareValues(out[i].Key, out[j].Key); c != 0 {
 			return c < 0

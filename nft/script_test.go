@@ -76,7 +76,7 @@ func TestDiffScriptNamesKeyTypes(t *testing.T) {
 	fxAdd(from, fxSet("ifaces", []KeyType{TypeIfname}, nil))
 	to := from.Clone()
 	e := fxElem(IfnameValue("veth0"))
-	to.Sets["ifaces"].Elements[ElementID(to.Sets["ifaces"], e)] = e
+	to.Sets["ifaces"].PutElements(e)
 	want := "add table inet nftwarden\nadd element inet nftwarden ifaces { \"veth0\" }\n"
 	if got := Diff(from, to, nil).String(); got != want {
 		t.Errorf("String:\n%s\nwant:\n%s", got, want)

@@ -391,10 +391,9 @@ func lookup(set *Set, key []Value) (Element, bool) {
 		return Element{}, false
 	}
 	if !set.Interval {
-		e, ok := set.Elements[ElementID(set, Element{Key: key})]
-		return e, ok
+		return set.Elements.Lookup(Element{Key: key})
 	}
-	for _, e := range set.Elements {
+	for e := range set.Elements.Values() {
 		if elementContains(e, key) {
 			return e, true
 		}

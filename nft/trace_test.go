@@ -412,8 +412,8 @@ func ExampleFake_Trace() {
 		{Exprs: []Expr{Lookup{Fields: []Field{FieldL4Proto, FieldTHDport}, Set: "web"}, Verdict{Kind: VerdictAccept}}, Comment: "web ports"},
 		{Exprs: []Expr{Verdict{Kind: VerdictDrop}}},
 	}}
-	s.Sets["pods"] = &Set{Name: "pods", Key: []KeyType{TypeIPv4Addr}, VerdictMap: true, Elements: map[string]Element{}}
-	s.Sets["web"] = &Set{Name: "web", Key: []KeyType{TypeInetProto, TypeInetService}, Interval: true, Elements: map[string]Element{}}
+	s.Sets["pods"] = &Set{Name: "pods", Key: []KeyType{TypeIPv4Addr}, VerdictMap: true}
+	s.Sets["web"] = &Set{Name: "web", Key: []KeyType{TypeInetProto, TypeInetService}, Interval: true}
 
 	f := NewFake("example")
 	if _, err := f.Reconcile(context.Background(), s); err != nil {

@@ -143,7 +143,7 @@ func (t *Transaction) DeleteChain(name string) {
 
 // AddSet adds a set definition (its Elements are ignored: use AddElements).
 func (t *Transaction) AddSet(s Set) {
-	s.Elements = nil
+	s.Elements = ElementMap{}
 	t.Ops = append(t.Ops, Op{Kind: OpAddSet, Name: s.Name, Set: &s})
 }
 
@@ -164,7 +164,7 @@ func (t *Transaction) AddElements(name string, elems ...Element) {
 // the set's definition, without its elements.
 func elementsOp(kind OpKind, name string, set *Set, elems []Element) Op {
 	def := *set
-	def.Elements = nil
+	def.Elements = ElementMap{}
 	return Op{Kind: kind, Name: name, Set: &def, Elements: elems}
 }
 

@@ -33,7 +33,7 @@ func holders(s *nft.State, addr string) []string {
 	var out []string
 	for _, name := range s.SetNames() {
 		set := s.Sets[name]
-		for id := range set.Elements {
+		for id := range set.Elements.IDs() {
 			if id == addr || strings.HasPrefix(id, addr+" ") || strings.HasPrefix(id, addr+"-") {
 				if set.VerdictMap {
 					out = append(out, "vmap:"+name)
