@@ -16,64 +16,6 @@ import (
 // inside the open write transaction, and none of them needs memdb's
 // snapshots (the engine's mutex serializes every read and write).
 
-// podIndex holds every pod of the cluster by namespace and name: the pods
-// of a namespace are one map (a new selector group reads them), and a pod
-// is found by its ID's two parts. The keys are the parts of the record's ID,
-// so an entry costs the map slot alone.
-type podIndex struct {
-	byNS map[string]map[string]*podRecord
-}
-
-// get returns the pod with ID id ("namespace/name"), or nil.
-func (x *podIndex) get(id string) *podRecord {
-	// The engine does not reject a namespace with a slash (no valid name
-	// has one), so every split is tried: an ID usually has one slash.
-	for i := strings.IndexByte(id, '/'); i >= 0; {
-		if p := x.byNS[id[:i]][id[i+1:]]; p != nil {
-			return p
-		}
-		j := strings.IndexByte(id[i+1:], '/')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	return nil
-}
-
-// put inserts or replaces pod p.
-func (x *podIndex) put(p *podRecord) {
-	if x.byNS == nil {
-		x.byNS = map[string]map[string]*podRecord{}
-	}
-	ns := p.Namespace()
-	m := x.byNS[ns]
-	if m == nil {
-		m = map[string]*podRecord{}
-		x.byNS[ns] = m
-	}
-	m[p.Name()] = p
-}
-
-// remove removes pod p.
-func (x *podIndex) remove(p *podRecord) { removeKey(x.byNS, p.Namespace(), p.Name()) }
-
-// inNamespace returns the pods of namespace ns by name (not to be modified).
-func (x *podIndex) inNamespace(ns string) map[string]*podRecord { return x.byNS[ns] }
-
-// all yields every pod, in no order.
-func (x *podIndex) all() iter.Seq[*podRecord] {
-	return func(yield func(*podRecord) bool) {
-		for _, pods := range x.byNS {
-			for _, p := range pods {
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
-}
-
 // ipIndex maps the addresses of active pods to their records. Almost every
 // address has one pod: it is the value of one map, the rare others are kept
 // aside in more, whose keys are thus the conflicted addresses (conflicts.go).

@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -366,21 +367,26 @@ func (m *model) policy(id string) *policyRecord {
 // while an address is reused).
 func (m *model) podsByIP(a netip.Addr) []*podRecord { return m.ips.get(a) }
 
-// putPod inserts or replaces pod rec (old is the record it replaces, or nil).
-func (m *model) putPod(old, rec *podRecord) {
-	m.pods.put(rec)
+// putPod inserts or replaces pod rec (old is the record it replaces, or nil)
+// and returns its number (podindex.go).
+func (m *model) putPod(old, rec *podRecord) podNum {
+	n := m.pods.put(rec)
 	m.ips.update(old, rec)
+	return n
 }
 
-// removePod removes pod old.
-func (m *model) removePod(old *podRecord) {
-	m.pods.remove(old)
+// removePod removes pod old and returns the number it had.
+func (m *model) removePod(old *podRecord) podNum {
+	n := m.pods.remove(old)
 	m.ips.update(old, nil)
+	return n
 }
 
-// podsInNamespace returns the pods of namespace ns by name, in no order
-// (not to be modified).
-func (m *model) podsInNamespace(ns string) map[string]*podRecord { return m.pods.inNamespace(ns) }
+// podsInNamespace yields the pods of namespace ns with their numbers, in no
+// order.
+func (m *model) podsInNamespace(ns string) iter.Seq2[podNum, *podRecord] {
+	return m.pods.inNamespace(ns)
+}
 
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)
