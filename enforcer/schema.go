@@ -243,10 +243,11 @@ type model struct {
 	// cold start: then a lookup of every new record costs nothing).
 	committed      *memdb.Txn
 	committedEmpty map[string]bool
-	// pods holds every pod (indexes.go, see newSchema).
+	// pods holds and numbers every pod (podindex.go, see newSchema).
 	pods podIndex
-	// The secondary indexes (indexes.go): the active pods by address, the
-	// parsed policies by namespace, the local pods by namespace.
+	// The secondary indexes (indexes.go): the active pods by address (their
+	// numbers in pods), the parsed policies by namespace, the local pods by
+	// namespace.
 	ips      ipIndex
 	policies policyIndex
 	local    localIndex
@@ -257,7 +258,9 @@ func newModel() (*model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster model: %w", err)
 	}
-	return &model{db: db}, nil
+	m := &model{db: db}
+	m.ips.pods = &m.pods
+	return m, nil
 }
 
 func (m *model) read() *memdb.Txn {
@@ -371,14 +374,14 @@ func (m *model) podsByIP(a netip.Addr) []*podRecord { return m.ips.get(a) }
 // and returns its number (podindex.go).
 func (m *model) putPod(old, rec *podRecord) podNum {
 	n := m.pods.put(rec)
-	m.ips.update(old, rec)
+	m.ips.update(n, old, rec)
 	return n
 }
 
 // removePod removes pod old and returns the number it had.
 func (m *model) removePod(old *podRecord) podNum {
 	n := m.pods.remove(old)
-	m.ips.update(old, nil)
+	m.ips.update(n, old, nil)
 	return n
 }
 
