@@ -15,7 +15,9 @@ type podNum uint32
 // podIndex holds every pod of the cluster by namespace and name: the pods
 // of a namespace are one map (a new selector group reads them), and a pod
 // is found by its ID's two parts. The keys are the parts of the record's ID,
-// so an entry costs the map slot and the number.
+// so an entry costs the map slot alone. An entry holds the record beside the
+// number: reading a namespace's pods (a new selector group) or a pod by ID
+// then costs no look-up in the table, a cache miss per pod.
 //
 // The index numbers the pods: recs holds each pod's current record at its
 // number. A deleted pod's number is free (nil there) and goes to a later
@@ -24,18 +26,30 @@ type podNum uint32
 // cluster shrinks (the sets keyed by numbers would have to be): it keeps 8
 // bytes per pod of the largest size the cluster had.
 type podIndex struct {
-	byNS map[string]map[string]podNum
+	byNS map[string]map[string]podEntry
 	recs []*podRecord
 	free []podNum
+}
+
+// podEntry is a pod's entry in its namespace's map: its record and number.
+type podEntry struct {
+	rec *podRecord
+	num podNum
 }
 
 // num returns the number of the pod with ID id ("namespace/name"), if any.
 func (x *podIndex) num(id string) (podNum, bool) {
 	// The engine does not reject a namespace with a slash (no valid name
 	// has one), so every split is tried: an ID usually has one slash.
+	e := x.entry(id)
+	return e.num, e.rec != nil
+}
+
+// entry returns the entry of the pod with ID id (zero if none).
+func (x *podIndex) entry(id string) podEntry {
 	for i := strings.IndexByte(id, '/'); i >= 0; {
-		if n, ok := x.byNS[id[:i]][id[i+1:]]; ok {
-			return n, true
+		if e, ok := x.byNS[id[:i]][id[i+1:]]; ok {
+			return e
 		}
 		j := strings.IndexByte(id[i+1:], '/')
 		if j < 0 {
@@ -43,16 +57,11 @@ func (x *podIndex) num(id string) (podNum, bool) {
 		}
 		i += 1 + j
 	}
-	return 0, false
+	return podEntry{}
 }
 
 // get returns the pod with ID id, or nil.
-func (x *podIndex) get(id string) *podRecord {
-	if n, ok := x.num(id); ok {
-		return x.recs[n]
-	}
-	return nil
-}
+func (x *podIndex) get(id string) *podRecord { return x.entry(id).rec }
 
 // rec returns the current record of pod number n (nil: no pod has it).
 func (x *podIndex) rec(n podNum) *podRecord { return x.recs[n] }
@@ -61,21 +70,22 @@ func (x *podIndex) rec(n podNum) *podRecord { return x.recs[n] }
 // or a free one.
 func (x *podIndex) put(p *podRecord) podNum {
 	if x.byNS == nil {
-		x.byNS = map[string]map[string]podNum{}
+		x.byNS = map[string]map[string]podEntry{}
 	}
 	ns := p.Namespace()
 	m := x.byNS[ns]
 	if m == nil {
-		m = map[string]podNum{}
+		m = map[string]podEntry{}
 		x.byNS[ns] = m
 	}
-	n, ok := m[p.Name()]
+	e, ok := m[p.Name()]
 	if !ok {
-		n = x.take()
-		m[p.Name()] = n
+		e.num = x.take()
 	}
-	x.recs[n] = p
-	return n
+	e.rec = p
+	m[p.Name()] = e
+	x.recs[e.num] = p
+	return e.num
 }
 
 // take returns a free number, the last freed first.
@@ -92,7 +102,7 @@ func (x *podIndex) take() podNum {
 // remove removes pod p (it must be in the index) and returns the number it
 // had, now free.
 func (x *podIndex) remove(p *podRecord) podNum {
-	n := x.byNS[p.Namespace()][p.Name()]
+	n := x.byNS[p.Namespace()][p.Name()].num
 	removeKey(x.byNS, p.Namespace(), p.Name())
 	x.recs[n] = nil
 	x.free = append(x.free, n)
@@ -103,8 +113,8 @@ func (x *podIndex) remove(p *podRecord) podNum {
 // order.
 func (x *podIndex) inNamespace(ns string) iter.Seq2[podNum, *podRecord] {
 	return func(yield func(podNum, *podRecord) bool) {
-		for _, n := range x.byNS[ns] {
-			if !yield(n, x.recs[n]) {
+		for _, e := range x.byNS[ns] {
+			if !yield(e.num, e.rec) {
 				return
 			}
 		}
