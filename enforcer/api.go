@@ -345,11 +345,11 @@ func (e *Engine) upsertPod(raw *podRecord, perr error) {
 // storePod puts rec in the place of old (nil: none) in the model and the
 // compiler, and numbers the change. The caller holds mu.
 func (e *Engine) storePod(old, rec *podRecord) {
-	e.m.putPod(old, rec)
+	n := e.m.putPod(old, rec)
 	if old == nil {
 		e.nPods++
 	}
-	e.c.podChanged(old, rec)
+	e.c.podChanged(n, old, rec)
 	e.c.collectGroups()
 	e.podStored(old, rec)
 }
@@ -364,9 +364,9 @@ func (e *Engine) DeletePod(namespace, name string) {
 	if old == nil {
 		return
 	}
-	e.m.removePod(old)
+	n := e.m.removePod(old)
 	e.nPods--
-	e.c.podChanged(old, nil)
+	e.c.podChanged(n, old, nil)
 	e.c.collectGroups()
 	e.podStored(old, nil)
 }

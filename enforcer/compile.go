@@ -190,7 +190,7 @@ func (c *compiler) removePolicy(id string) {
 // podChanged updates everything that depends on one pod (old or cur may be
 // nil): its membership in the peer groups of its namespace, the named-port
 // sets over it, and, for a pod of this node, its targets and dispatch.
-func (c *compiler) podChanged(old, cur *podRecord) {
+func (c *compiler) podChanged(n podNum, old, cur *podRecord) {
 	p := cur
 	if p == nil {
 		p = old
@@ -199,10 +199,10 @@ func (c *compiler) podChanged(old, cur *podRecord) {
 	c.markClaims(id, old, cur)
 	c.tiers.podChanged(old, cur)
 	refresh := map[*namedSet]struct{}{}
-	c.groups.podChanged(id, ns, cur, refresh)
+	c.groups.podChanged(n, ns, old, cur, refresh)
 	c.named.addEvery(refresh)
 	c.targetChanged(id, ns, cur, refresh)
-	c.named.refreshAll(refresh, id, cur)
+	c.named.refreshAll(refresh, id, n, cur)
 	c.syncFamilies()
 	c.tiers.finishClasses()
 	c.resyncConflicts()
@@ -342,8 +342,10 @@ func (c *compiler) syncFamilies() {
 // (exists false: deleted).
 func (c *compiler) namespaceChanged(name string, l labels.Set, exists bool) {
 	pods, refresh := c.groups.namespaceChanged(name, l, exists)
-	for _, p := range pods {
-		c.named.refreshAll(refresh, p.ID, p)
+	if pods != nil { // nil: no group changed
+		for n, p := range pods {
+			c.named.refreshAll(refresh, p.ID, n, p)
+		}
 	}
 	c.tiersMoved(c.tiers.namespaceChanged(name))
 	c.resyncConflicts()

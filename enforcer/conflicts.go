@@ -100,10 +100,11 @@ func (c *compiler) resyncConflicts() {
 // --- peer sets ---
 
 // groupWants reports whether address a belongs in g's peer set: some pod
-// claims it and every claimant is a member with that address.
-func groupWants(g *group, a netip.Addr, claimants []*podRecord) bool {
+// claims it and every claimant (the current records of the pods with
+// address a) is a member.
+func groupWants(g *group, pods *podIndex, claimants []*podRecord) bool {
 	for _, p := range claimants {
-		if m := g.members[p.ID]; m == nil || !slices.Contains(m.IPs, a) {
+		if n, ok := pods.num(p.ID); !ok || !g.has(n) {
 			return false
 		}
 	}
@@ -123,7 +124,7 @@ func (pg *peerGroups) syncAddrOf(g *group, a netip.Addr, claimants []*podRecord)
 	}
 	set, k := pg.sets.name(f, g.tag), g.element(a)
 	has := pg.w.hasKey(set, k)
-	switch want := groupWants(g, a, claimants); {
+	switch want := groupWants(g, &pg.m.pods, claimants); {
 	case want && !has:
 		pg.w.addKey(set, k)
 	case !want && has:
@@ -158,8 +159,9 @@ func (pg *peerGroups) resyncAddr(a netip.Addr, claimants []*podRecord, gone []st
 func (c *compiler) refreshNamedOf(p *podRecord) {
 	sets := map[*namedSet]struct{}{}
 	c.named.addEvery(sets)
+	n, _ := c.m.pods.num(p.ID)
 	for g := range c.groups.concerning(p.Namespace()) {
-		if g.members[p.ID] != nil {
+		if g.has(n) {
 			for ns := range g.dependents {
 				sets[ns] = struct{}{}
 			}
@@ -176,7 +178,7 @@ func (c *compiler) refreshNamedOf(p *podRecord) {
 			}
 		}
 	}
-	c.named.refreshAll(sets, p.ID, p)
+	c.named.refreshAll(sets, p.ID, n, p)
 }
 
 // --- dispatch ---

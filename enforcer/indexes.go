@@ -16,88 +16,27 @@ import (
 // inside the open write transaction, and none of them needs memdb's
 // snapshots (the engine's mutex serializes every read and write).
 
-// podIndex holds every pod of the cluster by namespace and name: the pods
-// of a namespace are one map (a new selector group reads them), and a pod
-// is found by its ID's two parts. The keys are the parts of the record's ID,
-// so an entry costs the map slot alone.
-type podIndex struct {
-	byNS map[string]map[string]*podRecord
-}
-
-// get returns the pod with ID id ("namespace/name"), or nil.
-func (x *podIndex) get(id string) *podRecord {
-	// The engine does not reject a namespace with a slash (no valid name
-	// has one), so every split is tried: an ID usually has one slash.
-	for i := strings.IndexByte(id, '/'); i >= 0; {
-		if p := x.byNS[id[:i]][id[i+1:]]; p != nil {
-			return p
-		}
-		j := strings.IndexByte(id[i+1:], '/')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	return nil
-}
-
-// put inserts or replaces pod p.
-func (x *podIndex) put(p *podRecord) {
-	if x.byNS == nil {
-		x.byNS = map[string]map[string]*podRecord{}
-	}
-	ns := p.Namespace()
-	m := x.byNS[ns]
-	if m == nil {
-		m = map[string]*podRecord{}
-		x.byNS[ns] = m
-	}
-	m[p.Name()] = p
-}
-
-// remove removes pod p.
-func (x *podIndex) remove(p *podRecord) { removeKey(x.byNS, p.Namespace(), p.Name()) }
-
-// inNamespace returns the pods of namespace ns by name (not to be modified).
-func (x *podIndex) inNamespace(ns string) map[string]*podRecord { return x.byNS[ns] }
-
-// all yields every pod, in no order.
-func (x *podIndex) all() iter.Seq[*podRecord] {
-	return func(yield func(*podRecord) bool) {
-		for _, pods := range x.byNS {
-			for _, p := range pods {
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
-}
-
-// ipIndex maps the addresses of active pods to their records. Almost every
-// address has one pod: it is the value of one map, the rare others are kept
-// aside in more, whose keys are thus the conflicted addresses (conflicts.go).
+// ipIndex maps the addresses of active pods to their numbers in the pod
+// index (podindex.go), which holds the records. Almost every address has
+// one pod: it is the value of one map, the rare others are kept aside in
+// more, whose keys are thus the conflicted addresses (conflicts.go).
 //
-// The map of the usual pod holds no pointer: its value is the number of a
-// slot of recs, which holds the record. Every garbage collection marks the
-// index, which holds every address of the cluster: a pointer in each map
-// slot sent the collector to the records in the map's hash order, all over
-// the heap (about a third of the cost of marking the pods of a large
-// cluster), while recs is walked in the order the records were mostly
-// allocated in, and the map itself is not scanned at all.
+// Nothing in the index is a pointer: every garbage collection marks it, and
+// it holds every address of the cluster. A record pointer in each map slot
+// sent the collector to the records in the map's hash order, all over the
+// heap (about a third of the cost of marking the pods of a large cluster);
+// the pod index's table of records is walked in number order, and the maps
+// here are not scanned at all.
 //
 // IPv4 addresses are keyed by their 4 bytes in a map of their own: its
 // slots are 8 bytes instead of 20, so that the map most clusters fill
 // takes less than half the memory, misses the cache less on a lookup, and
 // grows with less garbage.
 type ipIndex struct {
-	first4 map[uint32]uint32
-	first6 map[ipKey]uint32
-	more   map[ipKey][]*podRecord
-	// recs holds the records of first by slot; free are the slots of
-	// recs that no address uses (nil there, so as to keep no record).
-	recs []*podRecord
-	free []uint32
+	pods   *podIndex
+	first4 map[uint32]podNum
+	first6 map[ipKey]podNum
+	more   map[ipKey][]podNum
 }
 
 // ipKey is an address as the index keys it: its 16 bytes. A netip.Addr is 24
@@ -120,16 +59,17 @@ func ipKeyOf(a netip.Addr) (ipKey, bool) {
 // addr is the address of key k.
 func (k ipKey) addr() netip.Addr { return netip.AddrFrom16(k).Unmap() }
 
-// update replaces the entries of old (nil: none) by those of cur (nil: none).
-func (x *ipIndex) update(old, cur *podRecord) {
+// update replaces the entries of pod n's record old (nil: none) by those of
+// its record cur (nil: none).
+func (x *ipIndex) update(n podNum, old, cur *podRecord) {
 	if old.active() {
 		for _, a := range old.IPs {
-			x.remove(a, old.ID)
+			x.remove(a, n)
 		}
 	}
 	if cur.active() {
 		for _, a := range cur.IPs {
-			x.add(a, cur)
+			x.add(a, n)
 		}
 	}
 }
@@ -142,32 +82,32 @@ func (k ipKey) v4() (uint32, bool) {
 	return binary.BigEndian.Uint32(k[12:]), true
 }
 
-// slotOf returns the slot of the first pod of key k, if any.
-func (x *ipIndex) slotOf(k ipKey) (uint32, bool) {
+// firstNum returns the number of the first pod of key k, if any.
+func (x *ipIndex) firstNum(k ipKey) (podNum, bool) {
 	if a, ok := k.v4(); ok {
-		s, ok := x.first4[a]
-		return s, ok
+		n, ok := x.first4[a]
+		return n, ok
 	}
-	s, ok := x.first6[k]
-	return s, ok
+	n, ok := x.first6[k]
+	return n, ok
 }
 
-// setSlot makes s the slot of the first pod of key k.
-func (x *ipIndex) setSlot(k ipKey, s uint32) {
+// setFirst makes pod n the first pod of key k.
+func (x *ipIndex) setFirst(k ipKey, n podNum) {
 	if a, ok := k.v4(); ok {
 		if x.first4 == nil {
-			x.first4 = map[uint32]uint32{}
+			x.first4 = map[uint32]podNum{}
 		}
-		x.first4[a] = s
+		x.first4[a] = n
 		return
 	}
 	if x.first6 == nil {
-		x.first6 = map[ipKey]uint32{}
+		x.first6 = map[ipKey]podNum{}
 	}
-	x.first6[k] = s
+	x.first6[k] = n
 }
 
-func (x *ipIndex) deleteSlot(k ipKey) {
+func (x *ipIndex) deleteFirst(k ipKey) {
 	if a, ok := k.v4(); ok {
 		delete(x.first4, a)
 	} else {
@@ -184,89 +124,48 @@ func (x *ipIndex) firstOfAddr(a netip.Addr) (ipKey, *podRecord, bool) {
 	if !ok {
 		return k, nil, false
 	}
-	f, ok := x.firstOf(k)
-	return k, f, ok
-}
-
-// firstOf returns the first pod of key k, if any.
-func (x *ipIndex) firstOf(k ipKey) (*podRecord, bool) {
-	s, ok := x.slotOf(k)
+	n, ok := x.firstNum(k)
 	if !ok {
-		return nil, false
+		return k, nil, false
 	}
-	return x.recs[s], true
+	return k, x.pods.rec(n), true
 }
 
-func (x *ipIndex) add(a netip.Addr, p *podRecord) {
+func (x *ipIndex) add(a netip.Addr, n podNum) {
 	k, ok := ipKeyOf(a)
 	if !ok {
 		return
 	}
-	s, ok := x.slotOf(k)
-	switch {
+	switch f, ok := x.firstNum(k); {
 	case !ok:
-		x.setSlot(k, x.slot(p))
-	case x.recs[s].ID == p.ID:
-		x.recs[s] = p
+		x.setFirst(k, n)
+	case f == n:
 	default:
 		if x.more == nil {
-			x.more = map[ipKey][]*podRecord{}
+			x.more = map[ipKey][]podNum{}
 		}
-		x.more[k] = append(x.more[k], p)
+		x.more[k] = append(x.more[k], n)
 	}
 }
 
-// slot stores p in a free slot of recs and returns its number.
-func (x *ipIndex) slot(p *podRecord) uint32 {
-	if n := len(x.free); n > 0 {
-		s := x.free[n-1]
-		x.free = x.free[:n-1]
-		x.recs[s] = p
-		return s
-	}
-	x.recs = append(x.recs, p)
-	return uint32(len(x.recs) - 1)
-}
-
-// release frees slot s. Once most slots are free (the cluster shrank),
-// the slots in use are renumbered into a new, smaller recs: a cluster that
-// shrinks keeps no slot table of its largest size.
-func (x *ipIndex) release(s uint32) {
-	x.recs[s] = nil
-	x.free = append(x.free, s)
-	if n := x.addresses(); len(x.recs) >= 1024 && 4*n < len(x.recs) {
-		recs := make([]*podRecord, 0, 2*n)
-		for a, s := range x.first4 {
-			x.first4[a] = uint32(len(recs))
-			recs = append(recs, x.recs[s])
-		}
-		for k, s := range x.first6 {
-			x.first6[k] = uint32(len(recs))
-			recs = append(recs, x.recs[s])
-		}
-		x.recs, x.free = recs, nil
-	}
-}
-
-func (x *ipIndex) remove(a netip.Addr, id string) {
+func (x *ipIndex) remove(a netip.Addr, n podNum) {
 	k, ok := ipKeyOf(a)
 	if !ok {
 		return
 	}
-	if s, ok := x.slotOf(k); ok && x.recs[s].ID == id {
+	if f, ok := x.firstNum(k); ok && f == n {
 		if rest := x.more[k]; len(rest) > 0 {
-			x.recs[s] = rest[0]
+			x.setFirst(k, rest[0])
 			x.setMore(k, rest[1:])
 		} else {
-			x.deleteSlot(k)
-			x.release(s)
+			x.deleteFirst(k)
 		}
 		return
 	}
-	x.setMore(k, slices.DeleteFunc(x.more[k], func(p *podRecord) bool { return p.ID == id }))
+	x.setMore(k, slices.DeleteFunc(x.more[k], func(m podNum) bool { return m == n }))
 }
 
-func (x *ipIndex) setMore(k ipKey, rest []*podRecord) {
+func (x *ipIndex) setMore(k ipKey, rest []podNum) {
 	if len(rest) == 0 {
 		delete(x.more, k)
 	} else {
@@ -311,7 +210,12 @@ func (x *ipIndex) get(a netip.Addr) []*podRecord {
 	if !ok {
 		return nil
 	}
-	out := append([]*podRecord{f}, x.more[k]...)
+	rest := x.more[k]
+	out := make([]*podRecord, 1, 1+len(rest))
+	out[0] = f
+	for _, n := range rest {
+		out = append(out, x.pods.rec(n))
+	}
 	if len(out) > 1 {
 		slices.SortFunc(out, func(p, q *podRecord) int { return strings.Compare(p.ID, q.ID) })
 	}

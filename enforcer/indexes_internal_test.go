@@ -20,10 +20,11 @@ func TestIPIndexKeys(t *testing.T) {
 	a := &podRecord{ID: "ns/a", nsLen: 2, IPs: []netip.Addr{v4, v6}}
 	b := &podRecord{ID: "ns/b", nsLen: 2, IPs: []netip.Addr{v4, v6}}
 	c := &podRecord{ID: "ns/c", nsLen: 2, IPs: []netip.Addr{c4}}
-	var x ipIndex
+	pair := newIndexPair()
 	for _, p := range []*podRecord{a, b, c} {
-		x.update(nil, p)
+		pair.put(nil, p)
 	}
+	x := &pair.ips
 	ids := func(ps []*podRecord) (out []string) {
 		for _, p := range ps {
 			out = append(out, p.ID)
@@ -53,77 +54,88 @@ func TestIPIndexKeys(t *testing.T) {
 	if !slices.Equal(conflicts, []netip.Addr{v4, v6}) {
 		t.Errorf("conflicts = %v, want [%v %v]", conflicts, v4, v6)
 	}
-	x.update(b, nil)
+	pair.remove(b)
 	if x.conflicted(v4) || x.conflicted(v6) || !slices.Equal(ids(x.get(v4)), []string{"ns/a"}) {
 		t.Error("b's removal left a conflict")
 	}
 }
 
-// TestIPIndexSlots: the records of the usual addresses live in numbered
-// slots; slots freed are reused, and once most are free the index renumbers
-// the rest into a smaller table, every address still finding its pod. Pods
-// use 198.18.0.0/16, pod i (and its replacement) 198.18.i/16, and the even
-// ones 2001:db8::i too.
-func TestIPIndexSlots(t *testing.T) {
+// TestIPIndexNumbers: the index holds pod numbers, the pod index the
+// records: replaced pods are found with their new records, deleted pods'
+// addresses are gone, and a new pod that takes a deleted pod's number is
+// found at its own addresses only. Pods use 198.18.0.0/16, pod i (and its
+// replacement) 198.18.i/16, and the even ones 2001:db8::i too; the pods
+// added last take 198.19.i/16.
+func TestIPIndexNumbers(t *testing.T) {
 	const n = 4096
-	pod := func(i int, gen string) *podRecord {
+	pod := func(i int, gen string, net byte) *podRecord {
 		id := "ns/p" + strconv.Itoa(i)
-		ips := []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}
-		if i%2 == 0 {
+		ips := []netip.Addr{netip.AddrFrom4([4]byte{198, net, byte(i >> 8), byte(i)})}
+		if i%2 == 0 && net == 18 {
 			ips = append(ips, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}))
 		}
 		return &podRecord{ID: id, nsLen: 2, Node: unique.Make(gen), IPs: ips}
 	}
-	var x ipIndex
+	x := newIndexPair()
 	live := map[int]*podRecord{}
+	var gone []netip.Addr
 	check := func(step string) {
 		t.Helper()
 		addrs := 0
 		for i, p := range live {
 			for _, a := range p.IPs {
-				if got := x.get(a); len(got) != 1 || got[0] != p {
+				if got := x.ips.get(a); len(got) != 1 || got[0] != p {
 					t.Fatalf("%s: pod %d: get(%v) = %v", step, i, a, got)
 				}
 				addrs++
 			}
 		}
-		if x.addresses() != addrs {
-			t.Fatalf("%s: %d addresses, want %d", step, x.addresses(), addrs)
+		if x.ips.addresses() != addrs {
+			t.Fatalf("%s: %d addresses, want %d", step, x.ips.addresses(), addrs)
 		}
-		if len(x.recs)-len(x.free) != addrs {
-			t.Fatalf("%s: %d slots in use, want %d", step, len(x.recs)-len(x.free), addrs)
+		for _, a := range gone {
+			if got := x.ips.get(a); got != nil {
+				t.Fatalf("%s: deleted address %v finds %s", step, a, got[0].ID)
+			}
 		}
 	}
 	for i := range n {
-		live[i] = pod(i, "a")
-		x.update(nil, live[i])
+		live[i] = pod(i, "a", 18)
+		x.put(nil, live[i])
 	}
 	check("added")
-	for i := range n / 2 { // replaced in place: same slots
-		p := pod(i, "b")
-		x.update(live[i], p)
+	for i := range n / 2 {
+		p := pod(i, "b", 18)
+		x.put(live[i], p)
 		live[i] = p
-	}
-	if len(x.recs) != n+n/2 || len(x.free) != 0 {
-		t.Fatalf("replaced: %d slots, %d free, want %d, 0", len(x.recs), len(x.free), n+n/2)
 	}
 	check("replaced")
 	for i := range n - 100 {
-		x.update(live[i], nil)
+		x.remove(live[i])
+		gone = append(gone, live[i].IPs...)
 		delete(live, i)
 	}
-	if len(x.recs) >= n/2 {
-		t.Errorf("after removing most pods the table still has %d slots", len(x.recs))
-	}
-	for _, s := range x.free {
-		if x.recs[s] != nil {
-			t.Error("a free slot keeps a record")
-		}
-	}
 	check("removed")
-	for i := range 50 {
-		live[i] = pod(i, "c")
-		x.update(nil, live[i])
+	for i := range 50 { // the numbers of deleted pods, at new addresses
+		live[i] = pod(i, "c", 19)
+		x.put(nil, live[i])
 	}
 	check("re-added")
 }
+
+// indexPair is a pod index and the IP index over it, put and removed as
+// the model does.
+type indexPair struct {
+	pods podIndex
+	ips  ipIndex
+}
+
+func newIndexPair() *indexPair {
+	x := &indexPair{}
+	x.ips.pods = &x.pods
+	return x
+}
+
+func (x *indexPair) put(old, p *podRecord) { x.ips.update(x.pods.put(p), old, p) }
+
+func (x *indexPair) remove(p *podRecord) { x.ips.update(x.pods.remove(p), p, nil) }

@@ -73,7 +73,7 @@ func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups
 	if d.dir == Ingress {
 		ns.dir = d
 		for id, p := range d.targets {
-			np.refresh(ns, id, p)
+			np.refresh(ns, id, 0, p) // an ingress set's sources are its targets: no number needed
 		}
 		return ns
 	}
@@ -86,9 +86,10 @@ func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups
 		g.dependents[ns] = struct{}{}
 	}
 	for _, g := range ns.groups {
-		for id, p := range g.members {
-			if _, done := ns.contrib[id]; !done {
-				np.refresh(ns, id, p)
+		for n := range g.members {
+			p := np.m.pods.rec(n)
+			if _, done := ns.contrib[p.ID]; !done {
+				np.refresh(ns, p.ID, n, p)
 			}
 		}
 	}
@@ -114,8 +115,8 @@ func (np *namedPorts) acquireEveryKey(ports []portName, key string, fams familyS
 	ns := np.newSet(ports, key, fams)
 	ns.all, ns.refs = true, 1
 	np.every[key] = ns
-	for p := range np.m.pods.all() {
-		np.refresh(ns, p.ID, p)
+	for n, p := range np.m.pods.all() {
+		np.refresh(ns, p.ID, n, p)
 	}
 	return ns
 }
@@ -166,17 +167,18 @@ func (np *namedPorts) addEvery(refresh map[*namedSet]struct{}) {
 	}
 }
 
-// refreshAll recomputes what pod p contributes to the sets in refresh.
-func (np *namedPorts) refreshAll(refresh map[*namedSet]struct{}, id string, p *podRecord) {
+// refreshAll recomputes what pod id, number n, contributes to the sets in
+// refresh (p nil: deleted).
+func (np *namedPorts) refreshAll(refresh map[*namedSet]struct{}, id string, n podNum, p *podRecord) {
 	for ns := range refresh {
 		if !ns.dead {
-			np.refresh(ns, id, p)
+			np.refresh(ns, id, n, p)
 		}
 	}
 }
 
-// has reports whether p is a source of the named set.
-func (ns *namedSet) has(p *podRecord) bool {
+// has reports whether pod n, record p, is a source of the named set.
+func (ns *namedSet) has(n podNum, p *podRecord) bool {
 	switch {
 	case ns.dir != nil:
 		return ns.dir.targets[p.ID] != nil
@@ -184,18 +186,19 @@ func (ns *namedSet) has(p *podRecord) bool {
 		return p.active()
 	}
 	for _, g := range ns.groups {
-		if g.members[p.ID] != nil {
+		if g.has(n) {
 			return true
 		}
 	}
 	return false
 }
 
-// refresh recomputes the elements pod id contributes (p nil: deleted pod).
-// An address several pods claim matches no named port (conflicts.go).
-func (np *namedPorts) refresh(ns *namedSet, id string, p *podRecord) {
+// refresh recomputes the elements pod id, number n, contributes (p nil:
+// deleted pod). An address several pods claim matches no named port
+// (conflicts.go).
+func (np *namedPorts) refresh(ns *namedSet, id string, n podNum, p *podRecord) {
 	var want []nft.Element
-	if p != nil && ns.has(p) {
+	if p != nil && ns.has(n, p) {
 		for _, pn := range ns.ports {
 			for _, port := range p.resolve(pn.Name, pn.Proto) {
 				for _, a := range p.IPs {

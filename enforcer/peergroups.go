@@ -16,9 +16,12 @@ import (
 // each compiled family (peers-v4, peers-v6), and a peer chain per direction
 // looks them up there.
 type group struct {
-	spec    *groupSpec
-	refs    int // active rules naming the group
-	members map[string]*podRecord
+	spec *groupSpec
+	refs int // active rules naming the group
+	// members are the numbers of the member pods (podindex.go): a set
+	// the collector does not look into, where a map by ID to the record
+	// was a string and a pointer to follow per member.
+	members map[podNum]struct{}
 	nsMatch map[string]bool // namespace-selector groups: matching namespaces
 	tag     uint32          // the group's elements in the shared peer sets
 	tagKey  nft.Value       // tag as a key value, one for all its elements (never changed in place)
@@ -58,9 +61,10 @@ type peerGroups struct {
 	nsSel map[*group]struct{}            // every namespace-selector group
 	byNS  map[string]map[*group]struct{} // namespace -> namespace-selector groups matching it
 	gc    map[*group]struct{}            // released during the operation
-	// scratch is acquire's list of a new group's members, kept empty (and
-	// dropped past maxScratch: one huge group does not keep its list).
-	scratch []*podRecord
+	// scratch is acquire's list of a new group's members, kept for the
+	// next group (and dropped past maxScratch: one huge group does not keep
+	// its list).
+	scratch []podNum
 }
 
 const maxScratch = 4096
@@ -121,38 +125,37 @@ func (pg *peerGroups) acquire(spec *groupSpec) *group {
 	}
 	// Find the members first and allocate the member map at its final size:
 	// growing it pod by pod was most of the cost of a large group. The list
-	// is a scratch slice kept for the next group (cleared, so that it holds
-	// no pod): grown anew by doubling for each group, it was ~3 MB of
-	// garbage per start-up of the 100,000-pod cluster.
+	// is a scratch slice kept for the next group: grown anew by doubling for
+	// each group, it was ~3 MB of garbage per start-up of the 100,000-pod
+	// cluster.
 	members := pg.scratch[:0]
 	for _, ns := range nss {
-		for _, p := range pg.m.podsInNamespace(ns) {
+		for n, p := range pg.m.podsInNamespace(ns) {
 			if p.active() && spec.podSel.Matches(p.selectable()) {
-				members = append(members, p)
+				members = append(members, n)
 			}
 		}
 	}
-	g.members = make(map[string]*podRecord, len(members))
+	g.members = make(map[podNum]struct{}, len(members))
 	for _, f := range families {
 		if pg.fams.has(f) {
 			pg.useFamily(g, f)
 		}
 	}
-	for _, p := range members {
-		pg.addMember(g, p)
+	for _, n := range members {
+		pg.addMember(g, n, pg.m.pods.rec(n))
 	}
 	if cap(members) <= maxScratch {
-		clear(members)
 		pg.scratch = members[:0]
 	}
 	return g
 }
 
-// addMember is setMember(g, p.ID, p, true) for a pod not yet a member: all
-// its addresses are new. A new group adds every member this way, 100,000s
-// at start-up, without setMember's lookup of a former record.
-func (pg *peerGroups) addMember(g *group, p *podRecord) {
-	g.members[p.ID] = p
+// addMember is setMember(g, n, nil, p, true) for pod n, not yet a member,
+// whose record is p: all its addresses are new. A new group adds every
+// member this way, 100,000s at start-up, without setMember's lookup.
+func (pg *peerGroups) addMember(g *group, n podNum, p *podRecord) {
+	g.members[n] = struct{}{}
 	pg.addAddrs(g, p.IPs, nil)
 }
 
@@ -226,7 +229,7 @@ func (pg *peerGroups) useFamily(g *group, f Family) {
 // The last group of the family takes the set with it, elements and all.
 func (pg *peerGroups) dropFamily(g *group, f Family) {
 	set := pg.sets.name(f, g.tag)
-	for _, p := range g.members {
+	for p := range pg.memberRecords(g) {
 		if pg.sets.last(f, g.tag) {
 			break
 		}
@@ -255,7 +258,7 @@ func (pg *peerGroups) syncGroupFamilies(g *group) {
 		case pg.fams.has(f) && !g.fams.has(f):
 			changed = true
 			pg.useFamily(g, f)
-			for _, p := range g.members {
+			for p := range pg.memberRecords(g) {
 				for _, a := range p.IPs {
 					switch {
 					case familyOf(a) != f:
@@ -304,16 +307,17 @@ func (pg *peerGroups) putChain(g *group, dir Direction) {
 	pg.w.putChain(&nft.Chain{Name: peerChainName(dir, g.spec.key), Comment: peerChainComment(dir, g.spec.desc), Rules: rules})
 }
 
-// podChanged makes pod id's membership follow its record (cur nil: deleted)
-// in the groups of its namespace, and adds the named-port sets that depend
-// on a group whose membership changed to refresh.
-func (pg *peerGroups) podChanged(id, ns string, cur *podRecord, refresh map[*namedSet]struct{}) {
+// podChanged makes the membership of pod n follow its record cur (nil:
+// deleted; old is the record it replaces, nil if none) in the groups of its
+// namespace, and adds the named-port sets that depend on a group whose
+// membership changed to refresh.
+func (pg *peerGroups) podChanged(n podNum, ns string, old, cur *podRecord, refresh map[*namedSet]struct{}) {
 	for g := range pg.concerning(ns) {
 		var changed bool
 		if cur == nil {
-			changed = pg.setMember(g, id, nil, false)
+			changed = pg.setMember(g, n, old, nil, false)
 		} else {
-			changed = pg.updateMember(g, cur)
+			changed = pg.updateMember(g, n, old, cur)
 		}
 		if changed {
 			for ns := range g.dependents {
@@ -325,8 +329,8 @@ func (pg *peerGroups) podChanged(id, ns string, cur *podRecord, refresh map[*nam
 
 // namespaceChanged re-evaluates the namespace-selector groups for namespace
 // name (exists false: deleted). It returns the namespace's pods if a group
-// changed, with the named-port sets to refresh for them.
-func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (map[string]*podRecord, map[*namedSet]struct{}) {
+// changed (nil if none did), with the named-port sets to refresh for them.
+func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (iter.Seq2[podNum, *podRecord], map[*namedSet]struct{}) {
 	pods := pg.m.podsInNamespace(name)
 	changed := false
 	refresh := map[*namedSet]struct{}{}
@@ -343,8 +347,8 @@ func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (
 			delete(g.nsMatch, name)
 			removeFrom(pg.byNS, name, g)
 		}
-		for _, p := range pods {
-			if pg.updateMember(g, p) {
+		for n, p := range pods {
+			if pg.updateMember(g, n, p, p) {
 				for ns := range g.dependents {
 					refresh[ns] = struct{}{}
 				}
@@ -357,10 +361,11 @@ func (pg *peerGroups) namespaceChanged(name string, l labels.Set, exists bool) (
 	return pods, refresh
 }
 
-// updateMember makes p's membership in g match its current record (inactive:
-// not a member) and reports whether anything changed.
-func (pg *peerGroups) updateMember(g *group, p *podRecord) bool {
-	return pg.setMember(g, p.ID, p, p.active() && g.spec.podSel.Matches(p.selectable()) && g.hasNamespace(p.Namespace()))
+// updateMember makes the membership of pod n in g match its current record
+// p (inactive: not a member; old is the record g last saw, nil if none) and
+// reports whether anything changed.
+func (pg *peerGroups) updateMember(g *group, n podNum, old, p *podRecord) bool {
+	return pg.setMember(g, n, old, p, p.active() && g.spec.podSel.Matches(p.selectable()) && g.hasNamespace(p.Namespace()))
 }
 
 func (g *group) hasNamespace(ns string) bool {
@@ -370,22 +375,25 @@ func (g *group) hasNamespace(ns string) bool {
 	return g.nsMatch[ns]
 }
 
-// setMember makes pod id a member of g with record p (in) or not, and
-// reports whether its membership, addresses or named ports changed.
-func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool {
-	old := g.members[id]
+// setMember makes pod n a member of g with record p (in) or not, and
+// reports whether its membership, addresses or named ports changed. old is
+// the pod's record when g last saw it (the model's before this change; nil
+// if none): what a member has in g's sets.
+func (pg *peerGroups) setMember(g *group, n podNum, old, p *podRecord, in bool) bool {
+	_, was := g.members[n]
+	var id string
 	var oldIPs, newIPs []netip.Addr
-	if old != nil {
-		oldIPs = old.IPs
+	if was {
+		id, oldIPs = old.ID, old.IPs
 	}
 	if in {
 		newIPs = p.IPs
-		g.members[id] = p
+		g.members[n] = struct{}{}
 	} else {
-		if old == nil {
+		if !was {
 			return false
 		}
-		delete(g.members, id)
+		delete(g.members, n)
 	}
 	// An address another pod claims too is in the set only if every
 	// claimant is a member (conflicts.go).
@@ -399,5 +407,24 @@ func (pg *peerGroups) setMember(g *group, id string, p *podRecord, in bool) bool
 		}
 	}
 	pg.addAddrs(g, newIPs, oldIPs)
-	return old == nil || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports.list(), p.Ports.list())
+	return !was || !in || !slices.Equal(oldIPs, newIPs) || !slices.Equal(old.Ports.list(), p.Ports.list())
+}
+
+// has reports whether pod n is a member of g.
+func (g *group) has(n podNum) bool {
+	_, ok := g.members[n]
+	return ok
+}
+
+// memberRecords yields the current records of g's members. Between a pod's
+// change in the model and the groups' (peerGroups.podChanged) a member's
+// record is not what g last saw: nothing reads it then.
+func (pg *peerGroups) memberRecords(g *group) iter.Seq[*podRecord] {
+	return func(yield func(*podRecord) bool) {
+		for n := range g.members {
+			if !yield(pg.m.pods.rec(n)) {
+				return
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package enforcer
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -242,10 +243,11 @@ type model struct {
 	// cold start: then a lookup of every new record costs nothing).
 	committed      *memdb.Txn
 	committedEmpty map[string]bool
-	// pods holds every pod (indexes.go, see newSchema).
+	// pods holds and numbers every pod (podindex.go, see newSchema).
 	pods podIndex
-	// The secondary indexes (indexes.go): the active pods by address, the
-	// parsed policies by namespace, the local pods by namespace.
+	// The secondary indexes (indexes.go): the active pods by address (their
+	// numbers in pods), the parsed policies by namespace, the local pods by
+	// namespace.
 	ips      ipIndex
 	policies policyIndex
 	local    localIndex
@@ -256,7 +258,9 @@ func newModel() (*model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster model: %w", err)
 	}
-	return &model{db: db}, nil
+	m := &model{db: db}
+	m.ips.pods = &m.pods
+	return m, nil
 }
 
 func (m *model) read() *memdb.Txn {
@@ -366,21 +370,26 @@ func (m *model) policy(id string) *policyRecord {
 // while an address is reused).
 func (m *model) podsByIP(a netip.Addr) []*podRecord { return m.ips.get(a) }
 
-// putPod inserts or replaces pod rec (old is the record it replaces, or nil).
-func (m *model) putPod(old, rec *podRecord) {
-	m.pods.put(rec)
-	m.ips.update(old, rec)
+// putPod inserts or replaces pod rec (old is the record it replaces, or nil)
+// and returns its number (podindex.go).
+func (m *model) putPod(old, rec *podRecord) podNum {
+	n := m.pods.put(rec)
+	m.ips.update(n, old, rec)
+	return n
 }
 
-// removePod removes pod old.
-func (m *model) removePod(old *podRecord) {
-	m.pods.remove(old)
-	m.ips.update(old, nil)
+// removePod removes pod old and returns the number it had.
+func (m *model) removePod(old *podRecord) podNum {
+	n := m.pods.remove(old)
+	m.ips.update(n, old, nil)
+	return n
 }
 
-// podsInNamespace returns the pods of namespace ns by name, in no order
-// (not to be modified).
-func (m *model) podsInNamespace(ns string) map[string]*podRecord { return m.pods.inNamespace(ns) }
+// podsInNamespace yields the pods of namespace ns with their numbers, in no
+// order.
+func (m *model) podsInNamespace(ns string) iter.Seq2[podNum, *podRecord] {
+	return m.pods.inNamespace(ns)
+}
 
 func (m *model) namespaces() []*namespaceRecord {
 	return all[*namespaceRecord](m, tableNamespaces, indexID)

@@ -84,11 +84,11 @@ func (tp *tierPeers) acquire(ns, pod labels.Selector) *tierPeer {
 	tp.byKey[key] = p
 	// Every namespace with pods, including those the model has no object
 	// for (Decide reads their labels as the API server would set them).
-	for name, pods := range tp.m.pods.byNS {
+	for name := range tp.m.pods.namespaces() {
 		if !tp.matchesNS(p, name) {
 			continue
 		}
-		for _, rec := range pods {
+		for _, rec := range tp.m.podsInNamespace(name) {
 			tp.setMember(p, rec.ID, rec, p.admits(rec))
 		}
 	}
