@@ -187,19 +187,11 @@ func (w *writer) addKey(set string, k nft.ElementKey) { w.changeKey(set, k, true
 
 func (w *writer) delKey(set string, k nft.ElementKey) { w.changeKey(set, k, false) }
 
-// hasKey is hasElement of the element of packed key k.
+// hasKey is hasElement of the element of packed key k. It builds the
+// Element: only an address that two pods claim asks (conflicts.go).
 func (w *writer) hasKey(set string, k nft.ElementKey) bool {
 	s := w.desired.Sets[set]
-	if s == nil {
-		return false
-	}
-	w.fill(set)
-	if w.mayPend(set) {
-		if c, ok := w.pending(set, nft.ElementID(s, nft.KeyElement(s, k))); ok {
-			return c.present
-		}
-	}
-	return s.Elements.HasKey(k)
+	return s != nil && w.hasElement(set, nft.KeyElement(s, k))
 }
 
 func addrElement(a netip.Addr) nft.Element { return nft.Element{Key: []nft.Value{nft.AddrValue(a)}} }
