@@ -73,7 +73,8 @@ func (np *namedPorts) newRuleSet(d *policyDir, r *policyRule, groups *peerGroups
 	if d.dir == Ingress {
 		ns.dir = d
 		for id, p := range d.targets {
-			np.refresh(ns, id, 0, p) // an ingress set's sources are its targets: no number needed
+			n, _ := np.m.pods.num(id)
+			np.refresh(ns, id, n, p)
 		}
 		return ns
 	}
